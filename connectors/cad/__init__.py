@@ -1,0 +1,1 @@
+"""Police CAD feeds: CSV drops (per-city profiles), open-data HTTP polling, NENA EIDO."""

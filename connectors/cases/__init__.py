@@ -1,0 +1,1 @@
+"""Case-management systems: REST polling and signed webhooks."""

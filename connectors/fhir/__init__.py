@@ -1,0 +1,1 @@
+"""FHIR R4 referrals: transaction Bundles out, Task status back."""

@@ -1,0 +1,1 @@
+"""Command groups of the ``hub`` CLI, one module per group."""
