@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         return self.state_dir / "keys"
 
     @property
+    def core_schema(self) -> str:
+        """PostgreSQL schema for the log's own state (event index, dead letters, seals,
+        cursors, person keys, access log); one per topic prefix."""
+        return f"{self.kafka.topic_prefix}_core"
+
+    @property
     def is_development(self) -> bool:
         return self.environment == "development"
 
