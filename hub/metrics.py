@@ -54,3 +54,11 @@ PROJECTION_TX_LATENCY = Histogram(
 VERIFY_OK = Gauge("hub_verify_ok", "1 when the last tamper-evidence check passed, 0 when it failed")
 VERIFY_LAST_RUN = Gauge("hub_verify_last_run_timestamp_seconds", "When the last check ran")
 VERIFY_BREAKS = Gauge("hub_verify_breaks", "Breaks found by the last check")
+
+# --- stored state mirrored by the read API on each scrape ---
+DEADLETTERS_STORED = Gauge(
+    "hub_deadletter_records", "Dead letters recorded in PostgreSQL per source family", ["source_family"]
+)
+ACCESS_LOG_APPENDS = Counter(
+    "hub_api_access_log_appends_total", "Person-level reads written to the access log", ["action", "outcome"]
+)

@@ -1,0 +1,51 @@
+# The two commands that matter: `make demo` and `make test`. Both set themselves up on a
+# fresh machine (virtualenv, Python packages, Kafka jars, dev keys, services).
+#
+#   make setup   .venv (python3.11) + pip install -e '.[dev]' (skipped while pyproject.toml is
+#                unchanged) + Kafka jars via Maven + development keys under var/keys
+#   make infra   hub infra up: local Kafka (KRaft) + PostgreSQL + topic catalogue
+#   make test    setup + infra + pytest over tests/ + ruff check (any failure fails the target;
+#                pytest's exit code 5 "no tests collected" counts as a failure too)
+#   make demo    setup + infra + `hub demo` (falls back to `hub infra status` if absent)
+#   make bench   setup + infra + `python -m bench` (when bench/__main__.py exists)
+#   make down    hub infra down (data stays under var/)
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+HUB := $(VENV)/bin/hub
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup infra test demo bench down lint
+
+setup: $(INSTALLED)
+	$(PY) -m hub.commands.infra setup
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+infra: setup
+	$(HUB) infra up
+
+test: infra
+	@$(PY) -m pytest tests/ $(PYTEST_ARGS); rc=$$?; \
+	$(VENV)/bin/ruff check . || rc=1; \
+	exit $$rc
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
+demo: infra
+	@if $(HUB) demo --help >/dev/null 2>&1; then $(HUB) demo; else \
+	  echo "hub demo is not available yet; infrastructure status:"; $(HUB) infra status; fi
+
+bench: infra
+	@if [ -f bench/__main__.py ]; then $(PY) -m bench; else echo "no benchmark yet (bench/__main__.py)"; fi
+
+down:
+	@if [ -x $(HUB) ]; then $(HUB) infra down; else echo "nothing to stop (no $(VENV))"; fi

@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench``), kept apart from the tests."""

@@ -1,0 +1,145 @@
+"""Pure mapping of one case-management record into case facts.
+
+Record (JSON object, as the case system's REST API and webhooks send it)::
+
+    {"record_id": "...", "record_type": "case_opened" | "contact_logged" |
+     "service_enrolled" | "case_closed", "case_id": "...",
+     "person": {"system": "mpi:county", "id": "MPI-1234567"},
+     "occurred_at": "<ISO 8601 with offset>", "version": 1,
+     "cad_incident_id": "AGENCY:123" | "cad_incident_number": "123" (+ "cad_agency"),
+     ... type-specific fields (program, contact_kind, note, service_type, provider,
+     substance_use, reason)}
+
+Invariants: the person identifier never enters the log: it becomes a pseudonym keyed
+HMAC over (system, id); a contact note is sealed with the person's key (dropped when no
+keyring is available, never stored clear); event ids come from (source, record id,
+version), so the same record polled and pushed by webhook is one fact.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from hub.crypto import Keyring, seal
+from hub.identity import pseudonymize
+from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
+from schemas.envelope import new_event
+
+RECORD_TYPES = ("case_opened", "contact_logged", "service_enrolled", "case_closed")
+CONTACT_KINDS = ("in_person", "phone", "outreach", "video", "other")
+
+
+class CaseRecordError(ValueError):
+    """The record lacks a field or has one in the wrong form (message names the field)."""
+
+
+def _req(rec: dict[str, Any], name: str) -> str:
+    value = rec.get(name)
+    if value is None or not str(value).strip():
+        raise CaseRecordError(f"{name}: missing")
+    return str(value).strip()
+
+
+def _time(rec: dict[str, Any], name: str) -> datetime:
+    raw = _req(rec, name)
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise CaseRecordError(f"{name}: not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise CaseRecordError(f"{name}: time has no UTC offset")
+    return parsed.astimezone(UTC)
+
+
+class CaseMapper:
+    """The :class:`connectors.core.records.Mapper` of case-system records."""
+
+    def __init__(
+        self,
+        source: str,
+        pseudonym_key: bytes,
+        keyring: Keyring | None = None,
+        *,
+        default_namespace: str = "mpi:county",
+        default_agency: str | None = None,
+    ) -> None:
+        self.source = source
+        self.pseudonym_key = pseudonym_key
+        self.keyring = keyring
+        self.default_namespace = default_namespace
+        self.default_agency = default_agency
+
+    def revision_key(self, record: RawRecord) -> RevisionKey | None:
+        return None
+
+    def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
+        if not isinstance(record.fields, dict):
+            return Rejection("parse", "case record is not a JSON object")
+        try:
+            return self._map(record.fields)
+        except CaseRecordError as exc:
+            return Rejection("validate", str(exc))
+
+    def incident_of(self, rec: dict[str, Any]) -> str | None:
+        if rec.get("cad_incident_id"):
+            value = str(rec["cad_incident_id"]).strip()
+            if ":" not in value:
+                raise CaseRecordError("cad_incident_id: expected <agency>:<cad number>")
+            return value
+        number = rec.get("cad_incident_number")
+        if number is None or not str(number).strip():
+            return None
+        agency = rec.get("cad_agency") or self.default_agency
+        if not agency:
+            raise CaseRecordError("cad_incident_number: no cad_agency and no default agency configured")
+        return f"{agency}:{str(number).strip()}"
+
+    def _map(self, rec: dict[str, Any]) -> MapResult:
+        kind = _req(rec, "record_type")
+        if kind not in RECORD_TYPES:
+            raise CaseRecordError(f"record_type: expected one of {', '.join(RECORD_TYPES)}")
+        record_id = _req(rec, "record_id")
+        case_id = _req(rec, "case_id")
+        person_obj = rec.get("person")
+        if isinstance(person_obj, dict):
+            system = str(person_obj.get("system") or self.default_namespace)
+            pid = person_obj.get("id")
+        else:
+            system, pid = str(rec.get("person_system") or self.default_namespace), rec.get("person_id")
+        if pid is None or not str(pid).strip():
+            raise CaseRecordError("person.id: missing")
+        person = pseudonymize(self.pseudonym_key, system, str(pid))
+        at = _time(rec, "occurred_at")
+        version = str(rec.get("version", 1))
+        base = {"case_id": case_id, "person": person, "at": at}
+        data: Any
+        if kind == "case_opened":
+            data = CaseOpened(**base, program=_req(rec, "program"), incident_id=self.incident_of(rec))
+        elif kind == "contact_logged":
+            contact = str(rec.get("contact_kind") or "in_person")
+            if contact not in CONTACT_KINDS:
+                contact = "other"
+            note = rec.get("note")
+            sealed = seal(self.keyring, person, {"note": str(note)}) if note and self.keyring else None
+            data = ContactLogged(**base, contact_kind=contact, incident_id=self.incident_of(rec), note=sealed)  # type: ignore[arg-type]
+        elif kind == "service_enrolled":
+            data = ServiceEnrolled(
+                **base,
+                service_type=_req(rec, "service_type"),
+                provider=_req(rec, "provider"),
+                substance_use=bool(rec.get("substance_use", False)),
+            )
+        else:
+            data = CaseClosed(**base, reason=_req(rec, "reason"))
+        return Mapped((new_event(data, source=self.source, record_id=record_id, revision=version),))
+
+
+def case_record(obj: Any, ref: str, raw: bytes) -> RawRecord:
+    return RawRecord(
+        ref=ref,
+        raw=raw,
+        fields=obj if isinstance(obj, dict) else None,
+        problem=None if isinstance(obj, dict) else "case record is not a JSON object",
+    )

@@ -1,0 +1,92 @@
+"""In-memory implementations of the ports (unit tests, dry runs, the demo's fakes).
+
+:class:`MemoryLog` refuses an event id it already holds, like the real log's index."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors.core.records import RevisionKey
+from schemas.deadletter import DeadLetter
+from schemas.envelope import Envelope
+
+
+@dataclass
+class MemoryAppendResult:
+    """Like ``hub.log.AppendResult``: the new envelopes and the refused ones."""
+
+    appended: list[Envelope]
+    duplicates: list[Envelope]
+
+
+@dataclass
+class MemoryLog:
+    events: list[Envelope] = field(default_factory=list)
+    dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
+    fail_appends: int = 0  # make the next N appends raise (outage simulation)
+
+    def __post_init__(self) -> None:
+        self._ids: set[str] = {e.id for e in self.events}
+
+    async def append(self, envelopes: Sequence[Envelope]) -> MemoryAppendResult:
+        if self.fail_appends > 0:
+            self.fail_appends -= 1
+            raise ConnectionError("log unavailable")
+        new: list[Envelope] = []
+        dup: list[Envelope] = []
+        for env in envelopes:
+            if env.id in self._ids:
+                dup.append(env)
+            else:
+                self._ids.add(env.id)
+                self.events.append(env)
+                new.append(env)
+        return MemoryAppendResult(new, dup)
+
+    async def dead_letter(self, letter: DeadLetter) -> bool:
+        if letter.id in self.dead_letters:
+            return False
+        self.dead_letters[letter.id] = letter
+        return True
+
+    def of_type(self, prefix: str) -> list[Envelope]:
+        return [e for e in self.events if e.type.startswith(prefix)]
+
+
+@dataclass
+class MemoryCursorStore:
+    cursors: dict[str, Any] = field(default_factory=dict)
+
+    async def load(self, source: str) -> Any | None:
+        return copy.deepcopy(self.cursors.get(source))
+
+    async def save(self, source: str, cursor: Any) -> None:
+        self.cursors[source] = copy.deepcopy(cursor)
+
+
+@dataclass
+class MemoryRevisionStore:
+    firsts: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for k in keys:
+            out[k.key] = self.firsts.setdefault((source, k.key), k.revision)
+        return out
+
+
+@dataclass
+class MemoryDeliveryStore:
+    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    async def seen(self, receiver: str, delivery_id: str) -> bool:
+        return (receiver, delivery_id) in self.deliveries
+
+    async def record(self, receiver: str, delivery_id: str, events: int) -> bool:
+        if (receiver, delivery_id) in self.deliveries:
+            return False
+        self.deliveries[(receiver, delivery_id)] = events
+        return True

@@ -1,0 +1,49 @@
+"""What the runner needs from the outside world (ports; adapters live elsewhere).
+
+- :class:`LogPort` — the event log: ``append`` returns how many events were new and how
+  many were refused as already present (deterministic ids); ``dead_letter`` records a
+  dead letter and says whether it was new. ``hub.log.EventLog`` satisfies it.
+- :class:`CursorStore` — durable cursor per source, committed only after the append of
+  everything read before it was acknowledged.
+- :class:`RevisionStore` — remembers the first revision seen of each source record key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from connectors.core.records import RevisionKey
+from schemas.deadletter import DeadLetter
+from schemas.envelope import Envelope
+
+
+class AppendOutcome(Protocol):
+    appended: Any
+    duplicates: Any
+
+
+class LogPort(Protocol):
+    async def append(self, envelopes: Sequence[Envelope]) -> AppendOutcome: ...
+
+    async def dead_letter(self, letter: DeadLetter) -> bool: ...
+
+
+class CursorStore(Protocol):
+    async def load(self, source: str) -> Any | None: ...
+
+    async def save(self, source: str, cursor: Any) -> None: ...
+
+
+class RevisionStore(Protocol):
+    async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
+        """Record ``revision`` as the first revision of each ``key`` not seen before and
+        return, for every key, the first revision on record."""
+        ...
+
+
+def count_of(value: Any) -> int:
+    """``AppendResult`` fields may be counts or collections of ids; both count."""
+    if isinstance(value, int):
+        return value
+    return len(value)

@@ -1,0 +1,88 @@
+"""Raw records and mapping results.
+
+A *source* yields :class:`RawRecord` values; a *mapper* (pure: no I/O, no clock) turns one
+raw record into exactly one of
+
+- :class:`Mapped` — one or more event envelopes (deterministic ids),
+- :class:`Rejection` — the record cannot become events (bad input: goes to a dead letter),
+- :class:`Exclusion` — the source itself marks the record as not a real fact
+  (duplicate / void / test rows): counted, never appended, never dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.deadletter import Stage
+from schemas.envelope import Envelope
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as the source delivered it.
+
+    ``ref`` locates it for humans (``file.csv:17``, ``page@offset``); ``raw`` is the exact
+    bytes kept for the dead letter; ``fields`` is the parsed form a mapper reads (a CSV row
+    as a column→value dict, a JSON object ...), or ``None`` when the source already knows
+    it cannot be parsed — then ``problem`` says why.
+    """
+
+    ref: str
+    raw: bytes
+    fields: Any = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """The events of one record. ``unknown_disposition`` notes that the source's
+    disposition was not in the profile (mapped to ``unknown``; the runner counts it)."""
+
+    events: tuple[Envelope, ...]
+    unknown_disposition: bool = False
+
+
+@dataclass(frozen=True)
+class Rejection:
+    stage: Stage
+    reason: str
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    reason: str
+
+
+MapResult = Mapped | Rejection | Exclusion
+
+
+@dataclass(frozen=True)
+class RevisionKey:
+    """Identifies one revision of one source record (e.g. a CAD number and its
+    updated-at). The runner claims the *first* revision it sees of each key, so a later
+    revision becomes a "revised" fact instead of a second "received" fact."""
+
+    key: str
+    revision: str
+
+
+class Mapper(Protocol):
+    """Pure mapping of one raw record. ``first_revision`` is the revision of ``key`` the
+    hub saw first (``None`` when the mapper does not track revisions)."""
+
+    source: str
+
+    def revision_key(self, record: RawRecord) -> RevisionKey | None: ...
+
+    def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult: ...
+
+
+@dataclass
+class Batch:
+    """Records read in one poll, with the cursor to commit once they are all in the log."""
+
+    records: Sequence[RawRecord]
+    cursor: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)

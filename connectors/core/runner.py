@@ -1,0 +1,295 @@
+"""The runner: map records, append their events, dead-letter the rest, commit the cursor.
+
+Guarantees:
+- *at-least-once pull*: the cursor is saved only after every record read before it is in
+  the log (events acknowledged, dead letters recorded); a crash re-reads from the last
+  committed cursor;
+- *exactly-once facts*: event ids are deterministic over (source, record, revision, kind),
+  so a re-read record's events are refused by the log as duplicates;
+- every record read is counted in exactly one bucket (see :mod:`connectors.core.counts`);
+- a failing source backs off with jitter and reports ``hub_connector_source_up=0`` while
+  the other components keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from connectors.core.backoff import Backoff
+from connectors.core.counts import IngestCounts
+from connectors.core.deadletters import Sealer, make_dead_letter
+from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
+from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult, RawRecord, Rejection
+from hub import metrics
+
+log = logging.getLogger(__name__)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A reason for a dead letter that names fields and rules, never input values."""
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in exc.errors(include_input=False, include_url=False)
+        ]
+        return "invalid event: " + "; ".join(parts)
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def safe_map(mapper: Mapper, record: RawRecord, first_revision: str | None) -> MapResult:
+    """Run the mapper; an exception becomes a rejection (bad input never crashes a run)."""
+    if record.problem is not None:
+        return Rejection("parse", record.problem)
+    try:
+        result = mapper.map(record, first_revision)
+    except Exception as exc:  # the mapper is pure: any exception is about this record
+        return Rejection("map", describe_error(exc))
+    if isinstance(result, Mapped) and not result.events:
+        return Exclusion("record carries no facts")
+    return result
+
+
+class DeadLetterSink:
+    """Turns a rejection into a sealed dead letter of one source."""
+
+    def __init__(self, source: str, source_family: str, sealer: Sealer, profile: str | None = None):
+        self.source = source
+        self.source_family = source_family
+        self.sealer = sealer
+        self.profile = profile
+
+    async def send(self, log_port: LogPort, record: RawRecord, rejection: Rejection) -> bool:
+        letter = make_dead_letter(
+            source=self.source,
+            source_family=self.source_family,
+            record_ref=record.ref,
+            stage=rejection.stage,
+            reason=rejection.reason,
+            raw=record.raw,
+            sealer=self.sealer,
+            profile=self.profile,
+        )
+        return bool(await log_port.dead_letter(letter))
+
+
+async def ingest_batch(
+    records: Sequence[RawRecord],
+    mapper: Mapper,
+    log_port: LogPort,
+    sink: DeadLetterSink,
+    revisions: RevisionStore | None = None,
+    event_ids: list[str] | None = None,
+) -> IngestCounts:
+    """Map and append one batch; returns its counts (always balanced). When ``event_ids``
+    is given, the ids of every event the records produced (new or duplicate) are added.
+
+    Append failures propagate (the caller must not commit its cursor); everything about
+    the *input* becomes a count instead."""
+    source = mapper.source
+    counts = IngestCounts(read=len(records))
+    metrics.RECORDS_READ.labels(source).inc(len(records))
+
+    keys: list[Any] = []
+    for rec in records:
+        try:
+            keys.append(mapper.revision_key(rec) if rec.problem is None else None)
+        except Exception:  # a record whose key cannot be read is rejected by map() below
+            keys.append(None)
+    firsts: dict[str, str] = {}
+    wanted = [k for k in keys if k is not None]
+    if wanted and revisions is not None:
+        firsts = await revisions.claim(source, wanted)
+
+    mapped: list[tuple[int, Mapped]] = []
+    for idx, (rec, key) in enumerate(zip(records, keys, strict=True)):
+        result = safe_map(mapper, rec, firsts.get(key.key) if key is not None else None)
+        if isinstance(result, Exclusion):
+            counts.excluded += 1
+            counts.note_reason("excluded: " + result.reason)
+            metrics.RECORDS_EXCLUDED.labels(source).inc()
+        elif isinstance(result, Rejection):
+            new = await sink.send(log_port, rec, result)
+            counts.dead_lettered += 1
+            counts.dead_letters_new += int(new)
+            counts.note_reason(f"{result.stage}: {result.reason}")
+            metrics.RECORDS_DEADLETTERED.labels(source, result.stage).inc()
+        else:
+            mapped.append((idx, result))
+            if event_ids is not None:
+                event_ids.extend(ev.id for ev in result.events)
+
+    for start in range(0, len(mapped), APPEND_CHUNK_RECORDS):
+        chunk = mapped[start : start + APPEND_CHUNK_RECORDS]
+        envelopes = [ev for _, m in chunk for ev in m.events]
+        outcome = await log_port.append(envelopes)
+        new_ids = _appended_ids(outcome)
+        if new_ids is None:  # a port that reports counts only: one append per record
+            await _classify_per_record(chunk, log_port, counts, source, first=outcome)
+            continue
+        for _, m in chunk:
+            fresh = [ev for ev in m.events if ev.id in new_ids]
+            new_ids.difference_update(ev.id for ev in fresh)  # credit an id to its first record
+            _tally(counts, source, m, len(fresh), len(m.events) - len(fresh))
+    return counts
+
+
+APPEND_CHUNK_RECORDS = 500
+
+
+def _appended_ids(outcome: Any) -> set[str] | None:
+    """Ids of newly appended envelopes when the port reports them (``hub.log.AppendResult``
+    lists ``LoggedEvent`` values; the memory log lists envelopes)."""
+    appended = outcome.appended
+    if isinstance(appended, int):
+        return None
+    ids: set[str] = set()
+    for item in appended:
+        env = getattr(item, "envelope", item)
+        ids.add(env.id)
+    return ids
+
+
+async def _classify_per_record(
+    chunk: list[tuple[int, Mapped]], log_port: LogPort, counts: IngestCounts, source: str, first: Any
+) -> None:
+    if len(chunk) == 1:
+        m = chunk[0][1]
+        _tally(counts, source, m, count_of(first.appended), count_of(first.duplicates))
+        return
+    # the combined append already ran: a per-record re-append sees its own new events as
+    # duplicates, so credit the combined result to records in order instead
+    remaining_new = count_of(first.appended)
+    for _, m in chunk:
+        n = len(m.events)
+        new = min(n, remaining_new)
+        remaining_new -= new
+        _tally(counts, source, m, new, n - new)
+
+
+def _tally(counts: IngestCounts, source: str, m: Mapped, new_events: int, dup_events: int) -> None:
+    counts.events_appended += new_events
+    counts.events_duplicate += dup_events
+    if new_events:
+        counts.appended += 1
+    else:
+        counts.duplicates += 1
+    for ev in m.events:
+        counts.by_event_type[ev.type] = counts.by_event_type.get(ev.type, 0) + 1
+    if m.unknown_disposition:
+        counts.unknown_dispositions += 1
+        metrics.UNKNOWN_DISPOSITIONS.labels(source).inc()
+    metrics.EVENTS_APPENDED.labels(source).inc(new_events)
+    metrics.EVENTS_DUPLICATE.labels(source).inc(dup_events)
+
+
+class Source(Protocol):
+    """A pull source. ``read(cursor)`` returns the next records after ``cursor`` and the
+    cursor that follows them; ``meta['more']`` true = read again without waiting."""
+
+    name: str
+
+    async def read(self, cursor: Any | None) -> Batch: ...
+
+    async def close(self) -> None: ...
+
+
+class SourceRunner:
+    """Runs one source forever: read → ingest → commit cursor; errors back off.
+
+    A component for the registry (``start()`` / ``stop()``)."""
+
+    def __init__(
+        self,
+        source: Source,
+        mapper: Mapper,
+        log_port: LogPort,
+        cursors: CursorStore,
+        sink: DeadLetterSink,
+        revisions: RevisionStore | None = None,
+        *,
+        interval: float = 5.0,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.source = source
+        self.mapper = mapper
+        self.log_port = log_port
+        self.cursors = cursors
+        self.sink = sink
+        self.revisions = revisions
+        self.interval = interval
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self.totals = IngestCounts()
+        self.failures = 0
+        self.polls = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    async def poll_once(self) -> tuple[IngestCounts, bool]:
+        """One read-ingest-commit step. Returns the counts and whether more is waiting."""
+        cursor = await self.cursors.load(self.name)
+        batch = await self.source.read(cursor)
+        counts = await ingest_batch(batch.records, self.mapper, self.log_port, self.sink, self.revisions)
+        if batch.cursor is not None and batch.cursor != cursor:
+            await self.cursors.save(self.name, batch.cursor)
+        self.totals.add(counts)
+        self.polls += 1
+        return counts, bool(batch.meta.get("more"))
+
+    async def run(self) -> None:
+        up = metrics.SOURCE_UP.labels(self.name)
+        while not self._stop.is_set():
+            try:
+                _, more = await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.failures += 1
+                up.set(0)
+                metrics.SOURCE_ERRORS.labels(self.name).inc()
+                delay = self.backoff.delay(self.failures, self.rng)
+                log.warning(
+                    "source %s failed (%d in a row), retrying in %.2fs: %s",
+                    self.name,
+                    self.failures,
+                    delay,
+                    describe_error(exc),
+                )
+                await self._sleep(delay)
+                continue
+            self.failures = 0
+            up.set(1)
+            if not more:
+                await self._sleep(self.interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    async def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run(), name=f"source:{self.name}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        await self.source.close()

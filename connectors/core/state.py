@@ -1,0 +1,103 @@
+"""PostgreSQL adapters of the connector state ports (tables in ``settings.core_schema``,
+created by the ``connectors`` migrations in ``connectors/migrations``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from connectors.core.records import RevisionKey
+from hub.db import check_schema_name, migrate
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+COMPONENT = "connectors"
+
+
+async def migrate_state(pool: asyncpg.Pool, schema: str) -> list[int]:
+    """Create or upgrade the connector tables in ``schema`` (idempotent)."""
+    return await migrate(pool, component=COMPONENT, package_dir=MIGRATIONS_DIR, schema=schema)
+
+
+class PostgresCursorStore:
+    """One JSON cursor per source name; ``save`` is one committed upsert."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = check_schema_name(schema)
+
+    async def load(self, source: str) -> Any | None:
+        row = await self.pool.fetchrow(
+            f"SELECT cursor FROM {self.schema}.connector_cursors WHERE source = $1", source
+        )
+        return None if row is None else json.loads(row["cursor"])
+
+    async def save(self, source: str, cursor: Any) -> None:
+        await self.pool.execute(
+            f"""INSERT INTO {self.schema}.connector_cursors (source, cursor, updated_at)
+                VALUES ($1, $2::jsonb, now())
+                ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()""",
+            source,
+            json.dumps(cursor),
+        )
+
+
+class PostgresRevisionStore:
+    """First revision per (source, record key), claimed before the events are appended
+    (write-ahead): a crash between claim and append re-maps the record as its first
+    revision on restart, so no "received" fact is ever lost or doubled."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = check_schema_name(schema)
+
+    async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
+        first: dict[str, str] = {}
+        for k in keys:  # within one batch the first occurrence claims
+            first.setdefault(k.key, k.revision)
+        names = list(first)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"""INSERT INTO {self.schema}.connector_revisions (source, record_key, first_revision)
+                    SELECT $1, k, r FROM unnest($2::text[], $3::text[]) AS u(k, r)
+                    ON CONFLICT (source, record_key) DO NOTHING""",
+                source,
+                names,
+                [first[n] for n in names],
+            )
+            rows = await conn.fetch(
+                f"""SELECT record_key, first_revision FROM {self.schema}.connector_revisions
+                    WHERE source = $1 AND record_key = ANY($2::text[])""",
+                source,
+                names,
+            )
+        return {r["record_key"]: r["first_revision"] for r in rows}
+
+
+class PostgresDeliveryStore:
+    """Webhook deliveries already accepted, per receiver (replay protection)."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = check_schema_name(schema)
+
+    async def seen(self, receiver: str, delivery_id: str) -> bool:
+        row = await self.pool.fetchrow(
+            f"SELECT 1 FROM {self.schema}.webhook_deliveries WHERE receiver = $1 AND delivery_id = $2",
+            receiver,
+            delivery_id,
+        )
+        return row is not None
+
+    async def record(self, receiver: str, delivery_id: str, events: int) -> bool:
+        row = await self.pool.fetchrow(
+            f"""INSERT INTO {self.schema}.webhook_deliveries (receiver, delivery_id, events)
+                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1""",
+            receiver,
+            delivery_id,
+            events,
+        )
+        return row is not None

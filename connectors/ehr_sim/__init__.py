@@ -1,0 +1,1 @@
+"""EHR simulator for demos and tests (FHIR + MLLP endpoints with configurable faults)."""

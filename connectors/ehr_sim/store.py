@@ -1,0 +1,241 @@
+"""The simulated EHR's memory (pure: time and randomness are passed in).
+
+:class:`FhirStore` processes transaction Bundles the way a conforming server does —
+validate, honour ``If-None-Exist`` conditional creates, resolve ``urn:uuid`` references —
+and advances each Task through requested → accepted → in-progress → completed (a share
+declined instead). :class:`Hl7Store` remembers REF^I12 messages by MSH-10 (a resend is
+acknowledged again, not stored again) and plans the RRI^I12 answers.
+
+Both count ``duplicates``: a referral (business identifier / RF1-6) stored a second time.
+A correct hub keeps it at 0 however many resends the faults provoke
+(``resends_deduplicated`` counts those).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from connectors.fhir.bundle import BundleInvalid, validate_bundle
+from connectors.referrals.content import REFERRAL_SYSTEM, TASK_SYSTEM
+
+
+@dataclass
+class Lifecycle:
+    """When answers come (seconds after receipt) and how many referrals are declined."""
+
+    accept_after_s: float = 0.5
+    progress_after_s: float = 1.0
+    complete_after_s: float = 1.5
+    decline_rate: float = 0.1
+
+
+def _operation_outcome(code: str, text: str) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+
+
+def _parse_if_none_exist(query: str) -> tuple[str, str] | None:
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "identifier" and "|" in value:
+            system, _, raw = value.partition("|")
+            raw = unquote(raw)
+            out, i = [], 0
+            while i < len(raw):
+                if raw[i] == "\\" and i + 1 < len(raw):
+                    out.append(raw[i + 1])
+                    i += 2
+                else:
+                    out.append(raw[i])
+                    i += 1
+            return system, "".join(out)
+    return None
+
+
+@dataclass
+class FhirStore:
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+    resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # type -> id -> resource
+    by_identifier: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (type, sys, val) -> id
+    plans: dict[str, tuple[datetime, bool]] = field(default_factory=dict)  # task id -> (received, declines)
+    transactions: int = 0
+    invalid: int = 0
+    duplicates: int = 0
+    resends_deduplicated: int = 0
+    referral_creates: dict[str, int] = field(default_factory=dict)
+
+    def transaction(self, bundle: dict[str, Any], now: datetime) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) for one POSTed transaction Bundle."""
+        try:
+            validate_bundle(bundle)
+        except BundleInvalid as exc:
+            self.invalid += 1
+            return 400, _operation_outcome("invalid", str(exc))
+        if bundle.get("type") != "transaction":
+            self.invalid += 1
+            return 400, _operation_outcome("invalid", "only transaction Bundles are accepted")
+        self.transactions += 1
+        resolved: dict[str, str] = {}
+        plan: list[tuple[dict[str, Any], str, bool]] = []
+        for entry in bundle.get("entry") or []:
+            res = copy.deepcopy(entry["resource"])
+            rtype = res["resourceType"]
+            req = entry.get("request") or {}
+            existing = None
+            cond = _parse_if_none_exist(req.get("ifNoneExist", "")) if req.get("ifNoneExist") else None
+            if cond is not None:
+                existing = self.by_identifier.get((rtype, *cond))
+            rid = existing or str(uuid.UUID(int=self.rng.getrandbits(128)))
+            resolved[entry.get("fullUrl", "")] = f"{rtype}/{rid}"
+            plan.append((res, rid, existing is not None))
+        out_entries = []
+        for res, rid, existed in plan:
+            rtype = res["resourceType"]
+            if existed:
+                if rtype == "ServiceRequest":
+                    self.resends_deduplicated += 1
+                out_entries.append({"response": {"status": "200 OK", "location": f"{rtype}/{rid}/_history/1"}})
+                continue
+            _resolve_refs(res, resolved)
+            res["id"] = rid
+            res["meta"] = {**res.get("meta", {}), "versionId": "1", "lastUpdated": now.isoformat()}
+            self.resources.setdefault(rtype, {})[rid] = res
+            for ident in res.get("identifier") or []:
+                key = (rtype, ident.get("system", ""), ident.get("value", ""))
+                if rtype == "ServiceRequest" and ident.get("system") == REFERRAL_SYSTEM:
+                    n = self.referral_creates.get(key[2], 0) + 1
+                    self.referral_creates[key[2]] = n
+                    if n > 1:
+                        self.duplicates += 1
+                self.by_identifier[key] = rid
+            if rtype == "Task":
+                self.plans[rid] = (now, self.rng.random() < self.lifecycle.decline_rate)
+            out_entries.append({"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1"}})
+        return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
+
+    def advance(self, now: datetime) -> int:
+        """Move Tasks along their lifecycle; returns how many changed."""
+        lc = self.lifecycle
+        changed = 0
+        for tid, (received, declines) in list(self.plans.items()):
+            task = self.resources["Task"][tid]
+            age = (now - received).total_seconds()
+            target = task["status"]
+            if declines and age >= lc.accept_after_s:
+                target = "rejected"
+            elif age >= lc.complete_after_s:
+                target = "completed"
+            elif age >= lc.progress_after_s:
+                target = "in-progress"
+            elif age >= lc.accept_after_s:
+                target = "accepted"
+            if target != task["status"]:
+                task["status"] = target
+                task["lastModified"] = now.isoformat()
+                if target == "rejected":
+                    task["statusReason"] = {"text": "No capacity for new clients"}
+                meta = task["meta"]
+                meta["versionId"] = str(int(meta["versionId"]) + 1)
+                meta["lastUpdated"] = now.isoformat()
+                changed += 1
+            if target in ("completed", "rejected"):
+                del self.plans[tid]
+        return changed
+
+    def search_tasks(self, updated_since: datetime | None, count: int, offset: int) -> tuple[list[dict], int]:
+        tasks = sorted(self.resources.get("Task", {}).values(), key=lambda t: (t["meta"]["lastUpdated"], t["id"]))
+        if updated_since is not None:
+            tasks = [t for t in tasks if datetime.fromisoformat(t["meta"]["lastUpdated"]) >= updated_since]
+        return tasks[offset: offset + count], len(tasks)
+
+    def referral_ids(self) -> set[str]:
+        return set(self.referral_creates)
+
+    def task_for_referral(self, referral_id: str) -> dict[str, Any] | None:
+        tid = self.by_identifier.get(("Task", TASK_SYSTEM, referral_id))
+        return self.resources["Task"][tid] if tid else None
+
+
+def _resolve_refs(node: Any, resolved: dict[str, str]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "reference" and isinstance(v, str) and v in resolved:
+                node[k] = resolved[v]
+            else:
+                _resolve_refs(v, resolved)
+    elif isinstance(node, list):
+        for item in node:
+            _resolve_refs(item, resolved)
+
+
+@dataclass
+class StoredRef:
+    control_id: str
+    referral_id: str
+    person: str
+    received_at: datetime
+    declines: bool
+    answered: list[str] = field(default_factory=list)  # RF1-1 codes sent back so far
+
+
+@dataclass
+class Hl7Store:
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    rng: random.Random = field(default_factory=lambda: random.Random(11))
+    by_control_id: dict[str, tuple[StoredRef | None, str]] = field(default_factory=dict)  # -> (ref, ack code)
+    referral_stores: dict[str, int] = field(default_factory=dict)
+    received: int = 0
+    duplicates: int = 0
+    resends_deduplicated: int = 0
+
+    def seen(self, control_id: str) -> str | None:
+        """The ACK code already given to this control id, if any (a resend)."""
+        hit = self.by_control_id.get(control_id)
+        if hit is not None:
+            self.resends_deduplicated += 1
+            return hit[1]
+        return None
+
+    def store(self, control_id: str, referral_id: str, person: str, now: datetime, ack_code: str) -> None:
+        ref = None
+        if ack_code == "AA":
+            n = self.referral_stores.get(referral_id, 0) + 1
+            self.referral_stores[referral_id] = n
+            if n > 1:
+                self.duplicates += 1
+            ref = StoredRef(control_id, referral_id, person, now, self.rng.random() < self.lifecycle.decline_rate)
+        self.by_control_id[control_id] = (ref, ack_code)
+
+    def due_answers(self, now: datetime) -> list[tuple[StoredRef, str]]:
+        """(referral, RF1-1 code) answers that are due and not yet sent."""
+        lc = self.lifecycle
+        due = []
+        for ref, _ in self.by_control_id.values():
+            if ref is None:
+                continue
+            age = (now - ref.received_at).total_seconds()
+            if ref.declines:
+                if age >= lc.accept_after_s and "R" not in ref.answered:
+                    due.append((ref, "R"))
+                continue
+            if age >= lc.accept_after_s and "A" not in ref.answered:
+                due.append((ref, "A"))
+            if age >= lc.complete_after_s and "C" not in ref.answered and "A" in ref.answered:
+                due.append((ref, "C"))
+        return due
+
+    def referral_ids(self) -> set[str]:
+        return set(self.referral_stores)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+

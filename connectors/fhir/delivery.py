@@ -1,0 +1,94 @@
+"""The FHIR channel of the delivery worker: a transaction Bundle of conditional creates,
+POSTed to the destination's base URL.
+
+:func:`classify_response` (pure): a ``transaction-response`` whose entries all succeeded is
+delivered (the ServiceRequest's location is the remote id); 4xx other than 408/429 is a
+rejection, described by the OperationOutcome's issues; 408, 429, 5xx, transport errors and
+unreadable answers are retried. Resends are safe: every entry is an ``If-None-Exist``
+conditional create, so a server that already stored the referral returns it instead of
+creating a second one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from connectors.fhir.bundle import build_referral_bundle, bundle_bytes
+from connectors.fhir.client import FhirClient, FhirEndpoint, TokenError
+from connectors.referrals.content import Disclosure
+from connectors.referrals.worker import DestinationBase, Rendered, SendResult
+
+
+class FhirDestination(DestinationBase, FhirEndpoint):
+    pass
+
+
+def outcome_summary(body: Any) -> str:
+    """``severity/code: text`` of each OperationOutcome issue (at most five, 500 characters)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return "no OperationOutcome"
+    parts = []
+    for issue in (body.get("issue") or [])[:5]:
+        text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
+        where = ",".join(issue.get("expression") or issue.get("location") or [])
+        parts.append(f"{issue.get('severity', '?')}/{issue.get('code', '?')}{' @' + where if where else ''}: {text}")
+    return "; ".join(parts)[:500] or "OperationOutcome without issues"
+
+
+def classify_response(status: int, body: Any) -> SendResult:
+    code = str(status)
+    if 200 <= status < 300:
+        if not isinstance(body, dict) or body.get("type") != "transaction-response":
+            return SendResult("retry", "protocol", "answer is not a transaction-response Bundle")
+        remote_id = None
+        for entry in body.get("entry") or []:
+            resp = entry.get("response") or {}
+            if not str(resp.get("status", "")).startswith("2"):
+                return SendResult("retry", "protocol", f"entry answered {resp.get('status')!r}")
+            location = resp.get("location") or ""
+            if location.startswith("ServiceRequest/"):
+                remote_id = "/".join(location.split("/")[:2])
+        return SendResult("accepted", code, "", remote_id=remote_id)
+    if status in (408, 429) or status >= 500:
+        return SendResult("retry", code, outcome_summary(body))
+    if 400 <= status < 500:
+        return SendResult("rejected", code, outcome_summary(body))
+    return SendResult("retry", code, "unexpected status")
+
+
+class FhirTransport:
+    channel = "fhir"
+
+    def __init__(self, destinations: dict[str, FhirDestination]) -> None:
+        self.destinations = destinations
+        self._clients: dict[str, FhirClient] = {}
+
+    def render(self, disclosure: Disclosure) -> Rendered:
+        bundle = build_referral_bundle(disclosure)
+        return Rendered(message_id=bundle["id"], payload=bundle_bytes(bundle))
+
+    def client(self, destination: str) -> FhirClient:
+        if destination not in self._clients:
+            self._clients[destination] = FhirClient(self.destinations[destination])
+        return self._clients[destination]
+
+    async def send(self, destination: str, rendered: Rendered) -> SendResult:
+        try:
+            resp = await self.client(destination).transaction(rendered.payload)
+        except httpx.TimeoutException as exc:
+            return SendResult("retry", "timeout", type(exc).__name__)
+        except (httpx.TransportError, TokenError) as exc:
+            return SendResult("retry", "connection", f"{type(exc).__name__}: {str(exc)[:150]}")
+        try:
+            body = resp.json()
+        except (json.JSONDecodeError, ValueError):
+            body = None
+        return classify_response(resp.status_code, body)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()

@@ -1,0 +1,159 @@
+"""FHIR Task poller: the EHR's Task status changes become referral answer events.
+
+Per destination, ``GET [base]/Task?_lastUpdated=ge<cursor>&_sort=_lastUpdated&_count=N``
+(following ``next`` links); the cursor (highest ``meta.lastUpdated`` seen) is stored in
+PostgreSQL after each page's events are in the log. ``ge`` rather than ``gt`` re-reads the
+boundary Tasks, which is harmless: answer events have deterministic ids. Only Tasks carrying
+the hub's Task identifier are considered; such a Task naming a referral the hub never sent is
+dead-lettered.
+
+:func:`read_task` is the pure mapping of one Task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.fhir.client import FhirClient, FhirEndpoint
+from connectors.referrals.answers import TASK_STATUS_ANSWERS, AnswerKind, answer_event
+from connectors.referrals.content import TASK_SYSTEM
+from connectors.referrals.ledger import Ledger, migrate_ledger
+from hub import metrics
+from hub.crypto import KeyDestroyedError, seal
+from hub.deadletters import build_dead_letter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    referral_id: str
+    task_id: str
+    status: str
+    kind: AnswerKind | None
+    note: str | None
+    last_updated: datetime | None
+
+
+def read_task(task: dict[str, Any]) -> TaskAnswer | None:
+    """The answer a Task carries, or None when the Task is not one of the hub's."""
+    rid = next((i.get("value") for i in task.get("identifier") or [] if i.get("system") == TASK_SYSTEM), None)
+    if not rid:
+        return None
+    status = str(task.get("status", ""))
+    updated = (task.get("meta") or {}).get("lastUpdated")
+    try:
+        last = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
+    except ValueError:
+        last = None
+    note = (task.get("statusReason") or {}).get("text") or None
+    return TaskAnswer(rid, str(task.get("id", "")), status, TASK_STATUS_ANSWERS.get(status), note, last)
+
+
+class PollerDestination(FhirEndpoint):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PollerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(5.0, gt=0)
+    page_size: int = Field(100, ge=1, le=1000)
+    destinations: dict[str, PollerDestination]
+
+
+class FhirTaskPoller:
+    def __init__(self, deps: Any, config: PollerConfig) -> None:
+        self.deps = deps
+        self.config = config
+        self.ledger = Ledger(deps.pool, deps.settings.core_schema)
+        self.clients = {d: FhirClient(cfg) for d, cfg in config.destinations.items()}
+        self._task: asyncio.Task[None] | None = None
+        self.events_appended = 0
+
+    async def start(self) -> None:
+        await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
+        self._task = asyncio.create_task(self._run(), name="fhir-task-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for c in self.clients.values():
+            await c.close()
+
+    async def _run(self) -> None:
+        while True:
+            for dest in self.clients:
+                try:
+                    await self.poll_once(dest)
+                    metrics.SOURCE_UP.labels(f"ehr/fhir/{dest}").set(1)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    metrics.SOURCE_UP.labels(f"ehr/fhir/{dest}").set(0)
+                    metrics.SOURCE_ERRORS.labels(f"ehr/fhir/{dest}").inc()
+                    log.warning("task poll of %s failed: %s", dest, type(exc).__name__)
+            await asyncio.sleep(self.config.interval_s)
+
+    async def poll_once(self, destination: str) -> int:
+        """One poll of one destination; returns the number of new events."""
+        client = self.clients[destination]
+        cursor = await self.ledger.load_cursor(destination)
+        params = {"_sort": "_lastUpdated", "_count": str(self.config.page_size)}
+        if cursor:
+            params["_lastUpdated"] = f"ge{cursor}"
+        resp = await client.search("Task", params)
+        new = 0
+        while True:
+            resp.raise_for_status()
+            page = resp.json()
+            high: datetime | None = None
+            envs = []
+            for entry in page.get("entry") or []:
+                task = entry.get("resource") or {}
+                ans = read_task(task)
+                if ans is None:
+                    continue
+                if ans.last_updated and (high is None or ans.last_updated > high):
+                    high = ans.last_updated
+                if ans.kind is None:
+                    continue
+                row = await self.ledger.find_referral(ans.referral_id, "fhir")
+                if row is None:
+                    dl = build_dead_letter(
+                        source=f"ehr/fhir/{destination}", source_family="ehr", record_ref=f"Task/{ans.task_id}",
+                        stage="inbound", reason="Task names a referral this hub never sent over FHIR",
+                        raw=json.dumps(task).encode(), sealer=self.deps.deadletter_sealer,
+                    )
+                    await self.deps.log.dead_letter(dl)
+                    continue
+                note = None
+                if ans.note:
+                    with contextlib.suppress(KeyDestroyedError):
+                        note = await asyncio.to_thread(seal, self.deps.keyring, row.person, {"text": ans.note})
+                envs.append(answer_event(
+                    ans.kind, referral_id=row.referral_id, person=row.person, destination=row.destination,
+                    at=ans.last_updated or datetime.now(UTC), remote_id=f"Task/{ans.task_id}",
+                    source_status=ans.status, note=note, causation_id=row.request_event_id,
+                ))
+            if envs:
+                result = await self.deps.log.append(envs)
+                new += len(result.appended)
+            if high is not None:
+                await self.ledger.save_cursor(destination, high.isoformat())
+            nxt = next((link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None)
+            if not nxt:
+                break
+            resp = await client.get_url(nxt)
+        self.events_appended += new
+        return new

@@ -1,0 +1,149 @@
+"""Inbound MLLP listener: the EHR's ``RRI^I12`` answers become referral events.
+
+Every frame gets exactly one ACK: ``AA`` once the answer's event is in the log (or when it
+carries no news, e.g. a pending status); ``AE``/``AR`` with an ERR segment for bad input,
+which is also dead-lettered (raw bytes sealed, reason readable). A failure to append
+answers ``AE`` without a dead letter so the EHR resends. Bytes outside any frame are
+dead-lettered too. One bad message never stops the listener or the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.hl7v2.ack import UNKNOWN_KEY_IDENTIFIER, AckCode, AckError, build_ack
+from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
+from connectors.hl7v2.rri import InboundRefused, read_rri, triage
+from connectors.referrals.answers import answer_event
+from connectors.referrals.ledger import Ledger, migrate_ledger
+from hub import metrics
+from hub.crypto import KeyDestroyedError, seal
+from hub.deadletters import build_dead_letter
+
+log = logging.getLogger(__name__)
+SOURCE = "ehr/mllp"
+
+
+class MllpListener:
+    def __init__(self, deps: Any, *, host: str = "127.0.0.1", port: int = 2575, max_frame: int = 1 << 20) -> None:
+        self.deps = deps
+        self.host, self.port = host, port
+        self.max_frame = max_frame
+        self.ledger = Ledger(deps.pool, deps.settings.core_schema)
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
+        self.counts: dict[str, int] = {"frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0}
+
+    async def start(self) -> None:
+        await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
+        self._server = await asyncio.start_server(self._conn, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        for task in list(self._conns):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        peer = writer.get_extra_info("peername")
+        peer_ref = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "peer"
+        decoder = FrameDecoder(self.max_frame)
+        n = 0
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                try:
+                    frames = decoder.feed(chunk)
+                except FrameTooLarge as exc:
+                    await self._dead_letter(f"{peer_ref}#oversize", str(exc), chunk[:4096])
+                    break
+                junk = decoder.take_junk()
+                if junk:
+                    await self._dead_letter(f"{peer_ref}#junk", "bytes outside MLLP framing", junk)
+                for payload in frames:
+                    n += 1
+                    answer = await self.handle(payload, f"{peer_ref}#{n}")
+                    writer.write(frame(answer))
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._conns.discard(task)
+            writer.close()
+
+    async def _dead_letter(self, ref: str, reason: str, raw: bytes) -> None:
+        dl = build_dead_letter(source=SOURCE, source_family="ehr", record_ref=ref, stage="inbound", reason=reason,
+                               raw=raw, sealer=self.deps.deadletter_sealer)
+        await self.deps.log.dead_letter(dl)
+        self.counts["dead_letters"] += 1
+        metrics.RECORDS_DEADLETTERED.labels(SOURCE, "inbound").inc()
+
+    def _ack(self, code: AckCode, control_id: str, sender: tuple[str, str], error: AckError | None) -> bytes:
+        self.counts[code] += 1
+        return build_ack(code, acked_control_id=control_id, now=datetime.now(UTC), receiving_application=sender[0],
+                         receiving_facility=sender[1], trigger="I12", error=error).encode("utf-8")
+
+    async def handle(self, payload: bytes, ref: str) -> bytes:
+        """The ACK for one inbound frame (side effects: event appended or dead letter)."""
+        self.counts["frames"] += 1
+        metrics.RECORDS_READ.labels(SOURCE).inc()
+        text = payload.decode("utf-8", errors="replace")
+        try:
+            t = triage(text)
+        except InboundRefused as exc:
+            await self._dead_letter(ref, exc.error.reason, payload)
+            return self._ack(exc.code, "", ("", ""), exc.error)
+        sender = (t.sending_application, t.sending_facility)
+        record_ref = f"{t.control_id or ref}"
+        try:
+            answer = read_rri(text)
+        except InboundRefused as exc:
+            await self._dead_letter(record_ref, exc.error.reason, payload)
+            return self._ack(exc.code, t.control_id, sender, exc.error)
+        if answer.kind is None:
+            return self._ack("AA", t.control_id, sender, None)
+        row = await self.ledger.find_referral(answer.referral_id, "hl7v2")
+        problem = None
+        if row is None:
+            problem = "RF1-6 names no referral this hub sent over HL7 v2"
+        elif answer.person is not None and answer.person != row.person:
+            problem = "PID-3 does not match the referral's person"
+        if problem or row is None:
+            err = AckError(UNKNOWN_KEY_IDENTIFIER, problem or "unknown referral", "RF1^1^6")
+            await self._dead_letter(record_ref, err.reason, payload)
+            return self._ack("AE", t.control_id, sender, err)
+        note = None
+        if answer.note:
+            with contextlib.suppress(KeyDestroyedError):
+                note = await asyncio.to_thread(seal, self.deps.keyring, row.person, {"text": answer.note})
+        env = answer_event(answer.kind, referral_id=row.referral_id, person=row.person, destination=row.destination,
+                           at=answer.sent_at or datetime.now(UTC), remote_id=answer.control_id,
+                           source_status=answer.status_code, note=note, causation_id=row.request_event_id)
+        try:
+            result = await self.deps.log.append([env])
+        except Exception:
+            log.exception("listener: append failed for an RRI^I12; answering AE so the EHR resends")
+            return self._ack("AE", t.control_id, sender, AckError("207", "temporary failure; resend later"))
+        if result.appended:
+            self.counts["events"] += 1
+            metrics.EVENTS_APPENDED.labels(SOURCE).inc()
+        else:
+            metrics.EVENTS_DUPLICATE.labels(SOURCE).inc()
+        return self._ack("AA", t.control_id, sender, None)

@@ -1,0 +1,144 @@
+"""Referral → HL7 v2.5.1 ``REF^I12^REF_I12`` (pure: no I/O, no clock).
+
+Segments: MSH (stable MSH-10 from the event id, MSH-7 from the referral time, so a resend is
+byte-identical), RF1 (status pending, priority, type, category, originating referral id,
+effective date, reason), PRD for the referring (RP) and the referred-to (RT) provider, PID
+with only the pseudonymous identifier (PID-5 is the coded pseudo-name, name type ``S``) and
+the demographics the destination may receive, DG1 per coded reason, NTE for the reason text
+and the note.
+
+Built with hl7apy; :func:`build_ref_i12` parses its own output back with hl7apy and checks
+the required fields before returning it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hl7apy.core import Message
+from hl7apy.parser import parse_message
+
+from connectors.hl7v2.codec import SENDING_APPLICATION, VERSION, control_id, escape, hl7_ts, text_lines
+from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY, Disclosure
+
+PRIORITY = {"routine": "R^Routine^HL70280", "urgent": "A^ASAP^HL70280", "asap": "A^ASAP^HL70280",
+            "stat": "S^STAT^HL70280"}
+SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
+_BH_WORDS = ("behav", "mental", "psych", "crisis", "substance", "sud", "counsel")
+
+
+class MessageInvalid(ValueError):
+    """The rendered message did not parse back (a bug or an unrenderable referral)."""
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    control_id: str
+    er7: str  # segments separated by \r
+
+    def encode(self) -> bytes:
+        return self.er7.encode("utf-8")
+
+
+def referral_type(service_type: str) -> str:
+    """RF1-3 (HL7 table 0281): psychiatric for behavioral-health services, medical otherwise."""
+    kind = "Psy^Psychiatric^HL70281" if any(w in service_type.lower() for w in _BH_WORDS) else "Med^Medical^HL70281"
+    return kind
+
+
+def coding_system(system: str) -> str:
+    """HL7 table 0396 name of a FHIR code system URI."""
+    if "icd-10" in system:
+        return "I10"
+    if "snomed" in system:
+        return "SCT"
+    return "99HUB"
+
+
+def build_ref_i12(d: Disclosure) -> RenderedMessage:
+    r = d.request
+    cid = control_id(d.event_id)
+    m = Message("REF_I12", version=VERSION)
+    msh = m.msh
+    msh.msh_3 = SENDING_APPLICATION
+    msh.msh_4 = escape(d.sending_facility)
+    msh.msh_5 = escape(d.performer.id)
+    msh.msh_6 = escape(d.performer.id)
+    msh.msh_7 = hl7_ts(r.at)
+    msh.msh_9 = "REF^I12^REF_I12"
+    msh.msh_10 = cid
+    msh.msh_11 = "P"
+    msh.msh_12 = VERSION
+    msh.msh_18 = "UNICODE UTF-8"
+
+    rf1 = m.rf1
+    rf1.rf1_1 = "P^Pending^HL70283"
+    rf1.rf1_2 = PRIORITY[r.priority]
+    rf1.rf1_3 = referral_type(r.service_type) + "^" + escape(r.service_type) + "^99HUB"
+    rf1.rf1_5 = "O^Outpatient^HL70284"
+    rf1.rf1_6 = f"{escape(r.referral_id)}^{HL7_ASSIGNING_AUTHORITY}"
+    rf1.rf1_7 = hl7_ts(r.at)
+    rf1.rf1_10 = "O^Provider Ordered^HL70336"
+
+    for role, party in (("RP^Referring Provider^HL70286", d.requester), ("RT^Referred to Provider^HL70286",
+                                                                          d.performer)):
+        group = m.add_group("REF_I12_PROVIDER_CONTACT")
+        group.prd.prd_1 = role
+        group.prd.prd_2 = escape(party.display)
+        group.prd.prd_7 = f"{escape(party.id)}^L1"
+
+    pid = m.pid
+    pid.pid_1 = "1"
+    pid.pid_3 = f"{r.person}^^^{HL7_ASSIGNING_AUTHORITY}^PN"
+    pid.pid_5 = "PSEUDONYMIZED^^^^^^S"
+    birth = d.demographic("birth_date")
+    year = d.demographic("birth_year")
+    if birth is not None:
+        pid.pid_7 = birth.strftime("%Y%m%d")  # type: ignore[attr-defined]
+    elif year is not None:
+        pid.pid_7 = f"{year:04d}"
+    gender = d.demographic("gender")
+    if gender:
+        pid.pid_8 = SEX[str(gender)]
+    postal = d.demographic("postal_code")
+    if postal:
+        pid.pid_11 = f"^^^^{escape(str(postal))}"
+
+    reason = d.reason
+    if reason is not None:
+        for i, code in enumerate(reason.codes, start=1):
+            dg1 = m.add_segment("DG1")
+            dg1.dg1_1 = str(i)
+            text = escape(code.display) if code.display else ""
+            dg1.dg1_3 = f"{escape(code.code)}^{text}^{coding_system(code.system)}"
+            dg1.dg1_6 = "W"
+        notes = text_lines(reason.text) + (text_lines(reason.note) if reason.note else [])
+        for i, text in enumerate(notes, start=1):
+            nte = m.add_segment("NTE")
+            nte.nte_1 = str(i)
+            nte.nte_2 = "P"
+            nte.nte_3 = escape(text)
+    er7 = m.to_er7()
+    check_ref_i12(er7, cid)
+    return RenderedMessage(control_id=cid, er7=er7)
+
+
+def check_ref_i12(er7: str, expected_control_id: str) -> None:
+    """Parse a REF^I12 back with hl7apy and check the fields the receiver relies on."""
+    try:
+        parsed = parse_message(er7, find_groups=True)
+    except Exception as exc:
+        raise MessageInvalid(f"REF^I12 does not parse back: {type(exc).__name__}") from exc
+    problems = []
+    if parsed.msh.msh_10.value != expected_control_id:
+        problems.append("MSH-10")
+    if parsed.msh.msh_9.to_er7() != "REF^I12^REF_I12":
+        problems.append("MSH-9")
+    if not parsed.rf1.rf1_6.to_er7():
+        problems.append("RF1-6")
+    if not parsed.pid.pid_3.to_er7():
+        problems.append("PID-3")
+    if len(parsed.children.get("REF_I12_PROVIDER_CONTACT") or []) != 2:
+        problems.append("PRD x2")
+    if problems:
+        raise MessageInvalid("REF^I12 is missing required fields: " + ", ".join(problems))

@@ -1,0 +1,1 @@
+"""Referral delivery core: consent gate, delivery ledger, delivery worker, answer events."""

@@ -1,0 +1,108 @@
+"""A live :class:`~connectors.referrals.consent.ConsentBook` fed from the consent topic.
+
+The view reads every partition of ``<prefix>.facts.consent`` from the beginning (explicit
+assignment, no consumer group) and keeps following it. :meth:`ConsentView.catch_up` reads
+up to the end offsets *as of the call*, so a gate decision always sees every consent fact
+appended before it was asked — a consent appended just before the referral it covers is
+never missed because the two topics are consumed at different speeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors.referrals.consent import ConsentBook
+from hub.log import CorruptRecordError, decode_record, partitions_of
+from hub.settings import Settings
+from schemas.topics import fact_topic
+
+log = logging.getLogger(__name__)
+
+
+class ConsentView:
+    def __init__(self, settings: Settings, *, on_change: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.topic = fact_topic(settings.kafka.topic_prefix, "consent")
+        self.book = ConsentBook()
+        self.on_change = on_change
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.corrupt_records = 0
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            client_id=f"{self.settings.kafka.client_id}-consent-view",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self._tps = await partitions_of(consumer, [self.topic])
+        if self._tps:
+            consumer.assign(self._tps)
+            await consumer.seek_to_beginning(*self._tps)
+        await self.catch_up()
+        self._task = asyncio.create_task(self._follow(), name="consent-view")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def catch_up(self) -> None:
+        """Apply every consent fact appended before this call."""
+        consumer = self._consumer
+        if consumer is None or not self._tps:
+            return
+        async with self._lock:
+            ends = await consumer.end_offsets(self._tps)
+            while True:
+                behind = [tp for tp in self._tps if await consumer.position(tp) < ends[tp]]
+                if not behind:
+                    return
+                self._apply(await consumer.getmany(*behind, timeout_ms=200))
+
+    async def _follow(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            try:
+                async with self._lock:
+                    batch = await consumer.getmany(timeout_ms=200) if self._tps else {}
+                self._apply(batch)
+                if not batch:
+                    await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep following: a broker hiccup must not stop consent tracking
+                log.exception("consent view: read failed; retrying")
+                await asyncio.sleep(1.0)
+
+    def _apply(self, batch: dict) -> None:
+        changed = False
+        for records in batch.values():
+            for rec in records:
+                try:
+                    event = decode_record(rec).envelope.payload()
+                except (CorruptRecordError, ValueError, KeyError):
+                    self.corrupt_records += 1
+                    log.error("consent view: unreadable record %s[%s]@%s", rec.topic, rec.partition, rec.offset)
+                    continue
+                changed = self.book.apply(event) or changed
+        if changed and self.on_change is not None:
+            self.on_change()

@@ -1,0 +1,100 @@
+"""What a referral says, in clear, once its sealed ``reason`` is opened — and what the
+sender may disclose about the person.
+
+``ReferralRequested.reason`` is :class:`schemas.base.Sealed` under the person's data key;
+its clear JSON is :class:`ReferralReason`. Producers of ``referral.requested`` seal
+``ReferralReason(...).model_dump(mode="json")`` with :func:`hub.crypto.seal`. Unknown keys
+are ignored so that a producer that adds a field does not break delivery.
+
+:class:`Disclosure` is everything one outbound message may carry: the request itself, its
+opened reason, the demographics the destination is allowed to receive and, for a Part 2
+record, the consent that permits the disclosure. The builders in
+:mod:`connectors.fhir.bundle` and :mod:`connectors.hl7v2.ref_i12` are pure functions of it.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.consent import ConsentGranted
+from schemas.referral import ReferralRequested
+
+# Business identifier systems shared by the FHIR and HL7 builders (and by the simulator).
+HUB_SYSTEM = "urn:coresponder-hub"
+PERSON_SYSTEM = f"{HUB_SYSTEM}:person"
+REFERRAL_SYSTEM = f"{HUB_SYSTEM}:referral"
+TASK_SYSTEM = f"{HUB_SYSTEM}:referral-task"
+CONSENT_SYSTEM = f"{HUB_SYSTEM}:consent"
+INCIDENT_SYSTEM = f"{HUB_SYSTEM}:incident"
+PROVIDER_SYSTEM = f"{HUB_SYSTEM}:provider"
+SERVICE_TYPE_SYSTEM = f"{HUB_SYSTEM}:service-type"
+HL7_ASSIGNING_AUTHORITY = "COHUB"
+
+Gender = Literal["male", "female", "other", "unknown"]
+DemographicField = Literal["gender", "birth_date", "birth_year", "postal_code"]
+
+
+class ReasonCode(BaseModel):
+    """A coded reason (ICD-10-CM by default)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.\-]+$")
+    display: str | None = Field(None, max_length=200)
+    system: str = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+class ReferralReason(BaseModel):
+    """The clear content of ``ReferralRequested.reason`` (PHI: only ever in memory or sealed)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    text: str = Field(min_length=1, max_length=4000)
+    codes: tuple[ReasonCode, ...] = ()
+    note: str | None = Field(None, max_length=4000)
+    gender: Gender | None = None
+    birth_date: date | None = None
+    postal_code: str | None = Field(None, max_length=12)
+    occurrence_start: datetime | None = None
+    occurrence_end: datetime | None = None
+
+
+class Endpoint(BaseModel):
+    """The two parties of a referral as the receiving system knows them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    display: str = Field(min_length=1, max_length=200)
+
+
+class Disclosure(BaseModel):
+    """One referral ready to be rendered for a destination.
+
+    Invariants: ``consent`` is set only for a ``substance_use`` referral (whose consent
+    gate allowed it); ``shared_demographics`` names the only demographic fields that may
+    leave the hub for this destination — everything else in ``reason`` about the person
+    is withheld.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    event_id: str
+    request: ReferralRequested
+    reason: ReferralReason | None
+    requester: Endpoint
+    performer: Endpoint
+    shared_demographics: frozenset[DemographicField] = frozenset()
+    consent: ConsentGranted | None = None
+    sending_facility: str = "COHUB"
+
+    def demographic(self, name: DemographicField) -> object | None:
+        """The value of one demographic if (and only if) it may be shared."""
+        if self.reason is None or name not in self.shared_demographics:
+            return None
+        if name == "birth_year":
+            return self.reason.birth_date.year if self.reason.birth_date else None
+        return getattr(self.reason, name)

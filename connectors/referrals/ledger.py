@@ -1,0 +1,200 @@
+"""The delivery ledger (PostgreSQL): durable work queue and attempt memory of the delivery
+workers. Tables live in ``settings.core_schema`` (migrations in ``migrations/``).
+
+Invariants:
+
+- one row per (destination, referral); inserting a referral twice is a no-op, so re-reading
+  the log after a rebalance or a restart never queues a second delivery;
+- an attempt is recorded (row ``sending``, ``attempts`` incremented, attempt row inserted)
+  and committed *before* the message is sent;
+- a row reaches a final state (``delivered`` / ``rejected`` / ``failed``) only after the
+  outcome event was appended to the log, so a crash in between is repaired by a resend whose
+  duplicate the receiver discards and whose outcome event the log refuses as a duplicate;
+- per-destination order is ``seq`` order (the order the intake read the requests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from hub.db import check_schema_name, migrate
+from schemas.envelope import Envelope
+from schemas.referral import ReferralRequested
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+COMPONENT = "referrals"
+FINAL_STATES = ("delivered", "rejected", "failed")
+OPEN_STATES = ("pending", "sending")
+
+
+async def migrate_ledger(pool: asyncpg.Pool, schema: str) -> list[int]:
+    return await migrate(pool, component=COMPONENT, package_dir=MIGRATIONS_DIR, schema=schema)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    seq: int
+    destination: str
+    referral_id: str
+    channel: str
+    person: str
+    request_event_id: str
+    request: Envelope
+    state: str
+    attempts: int
+    hold_seq: int
+    message_id: str | None
+    remote_id: str | None
+    last_error: str | None
+
+    @property
+    def referral(self) -> ReferralRequested:
+        payload = self.request.payload()
+        assert isinstance(payload, ReferralRequested)
+        return payload
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> LedgerRow:
+        raw = r["request"]
+        return cls(
+            seq=r["seq"], destination=r["destination"], referral_id=r["referral_id"], channel=r["channel"],
+            person=r["person"], request_event_id=r["request_event_id"],
+            request=Envelope.model_validate_json(raw) if isinstance(raw, str | bytes) else Envelope.model_validate(raw),
+            state=r["state"], attempts=r["attempts"], hold_seq=r["hold_seq"], message_id=r["message_id"],
+            remote_id=r["remote_id"], last_error=r["last_error"],
+        )
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = check_schema_name(schema)
+        self.t = f"{self.schema}.referral_deliveries"
+        self.a = f"{self.schema}.referral_delivery_attempts"
+
+    async def enqueue(self, envelope: Envelope, req: ReferralRequested) -> bool:
+        """Queue one request (idempotent). True when the row is new."""
+        row = await self.pool.fetchrow(
+            f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+                ON CONFLICT (destination, referral_id) DO NOTHING RETURNING seq""",
+            req.destination, req.referral_id, req.channel, req.person, envelope.id, envelope.model_dump_json(),
+        )
+        return row is not None
+
+    async def get(self, destination: str, referral_id: str) -> LedgerRow | None:
+        r = await self.pool.fetchrow(
+            f"SELECT * FROM {self.t} WHERE destination = $1 AND referral_id = $2", destination, referral_id
+        )
+        return LedgerRow.from_record(r) if r else None
+
+    async def find_referral(self, referral_id: str, channel: str | None = None) -> LedgerRow | None:
+        """The row of a referral (by its id) — how inbound answers find person and destination."""
+        r = await self.pool.fetchrow(
+            f"""SELECT * FROM {self.t} WHERE referral_id = $1 AND ($2::text IS NULL OR channel = $2)
+                ORDER BY seq LIMIT 1""",
+            referral_id, channel,
+        )
+        return LedgerRow.from_record(r) if r else None
+
+    async def next_open(self, destination: str, limit: int = 100) -> list[LedgerRow]:
+        rows = await self.pool.fetch(
+            f"""SELECT * FROM {self.t} WHERE destination = $1 AND state IN ('pending', 'sending')
+                ORDER BY seq LIMIT $2""",
+            destination, limit,
+        )
+        return [LedgerRow.from_record(r) for r in rows]
+
+    async def held(self, destination: str) -> list[LedgerRow]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.t} WHERE destination = $1 AND state = 'held' ORDER BY seq", destination
+        )
+        return [LedgerRow.from_record(r) for r in rows]
+
+    async def begin_attempt(self, destination: str, referral_id: str, attempt: int, message_id: str) -> None:
+        """Record that attempt ``attempt`` is about to send ``message_id`` (commits first)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now()
+                    WHERE destination = $1 AND referral_id = $2""",
+                destination, referral_id, attempt, message_id,
+            )
+            await conn.execute(
+                f"""INSERT INTO {self.a} (destination, referral_id, attempt, message_id) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (destination, referral_id, attempt) DO UPDATE SET started_at = now(),
+                    finished_at = NULL, result = NULL, detail = NULL""",
+                destination, referral_id, attempt, message_id,
+            )
+
+    async def finish_attempt(
+        self, destination: str, referral_id: str, attempt: int, result: str, detail: str | None
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"""UPDATE {self.a} SET finished_at = now(), result = $4, detail = $5
+                    WHERE destination = $1 AND referral_id = $2 AND attempt = $3""",
+                destination, referral_id, attempt, result, detail,
+            )
+            await conn.execute(
+                f"""UPDATE {self.t} SET last_error = CASE WHEN $3 THEN last_error ELSE $4 END, updated_at = now()
+                    WHERE destination = $1 AND referral_id = $2""",
+                destination, referral_id, result in ("AA",) or result.startswith("2"), detail,
+            )
+
+    async def finish(
+        self, destination: str, referral_id: str, state: str, outcome_event_id: str, *,
+        remote_id: str | None = None, last_error: str | None = None,
+    ) -> None:
+        if state not in FINAL_STATES:
+            raise ValueError(f"not a final state: {state}")
+        await self.pool.execute(
+            f"""UPDATE {self.t} SET state = $3, outcome_event_id = $4, remote_id = COALESCE($5, remote_id),
+                last_error = COALESCE($6, last_error), updated_at = now()
+                WHERE destination = $1 AND referral_id = $2""",
+            destination, referral_id, state, outcome_event_id, remote_id, last_error,
+        )
+
+    async def hold(self, destination: str, referral_id: str, hold_seq: int, reason: str) -> None:
+        await self.pool.execute(
+            f"""UPDATE {self.t} SET state = 'held', hold_seq = $3, last_error = $4, updated_at = now()
+                WHERE destination = $1 AND referral_id = $2""",
+            destination, referral_id, hold_seq, reason,
+        )
+
+    async def release(self, destination: str, referral_id: str) -> None:
+        await self.pool.execute(
+            f"""UPDATE {self.t} SET state = 'pending', updated_at = now()
+                WHERE destination = $1 AND referral_id = $2 AND state = 'held'""",
+            destination, referral_id,
+        )
+
+    async def counts(self, destination: str | None = None) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            f"""SELECT state, count(*) AS n FROM {self.t} WHERE $1::text IS NULL OR destination = $1
+                GROUP BY state""",
+            destination,
+        )
+        return {r["state"]: r["n"] for r in rows}
+
+    async def attempts_of(self, destination: str, referral_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            f"SELECT * FROM {self.a} WHERE destination = $1 AND referral_id = $2 ORDER BY attempt",
+            destination, referral_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def load_cursor(self, destination: str) -> str | None:
+        return await self.pool.fetchval(
+            f"SELECT cursor FROM {self.schema}.referral_poll_cursors WHERE destination = $1", destination
+        )
+
+    async def save_cursor(self, destination: str, cursor: str) -> None:
+        await self.pool.execute(
+            f"""INSERT INTO {self.schema}.referral_poll_cursors (destination, cursor) VALUES ($1, $2)
+                ON CONFLICT (destination) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()""",
+            destination, cursor,
+        )

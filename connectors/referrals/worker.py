@@ -1,0 +1,421 @@
+"""The delivery worker core, shared by the FHIR and the HL7 v2 channel.
+
+Flow (everything important is either in the log or in the ledger, never only in memory)::
+
+    log: referral.requested ──intake (consumer group)──▶ ledger row (pending)
+    ledger ──one sender per destination (advisory lock: one worker fleet-wide)──▶
+        consent gate ─hold─▶ log: referral.held_for_consent (row held; released when a
+                              covering consent arrives)
+        render (pure) ─▶ attempt recorded ─▶ send ─▶ AA/2xx  ─▶ log: referral.delivered
+                                                  ─▶ AR/4xx  ─▶ log: referral.rejected
+                                                  ─▶ AE/5xx/timeout: back off, retry …
+                                                     ─▶ log: referral.delivery_failed
+
+Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
+delivery in flight per referral (the destination's advisory lock is held by one sender in
+the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
+before sending, resends are byte-identical — same MSH-10, same conditional creates — and
+outcome events have deterministic ids). A Part 2 referral is re-gated before every attempt,
+so a revocation stops any later disclosure.
+
+The channel-specific part is a :class:`Transport`: a pure ``render`` and an async ``send``
+that classifies the receiver's answer into a :class:`SendResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.core.backoff import Backoff
+from connectors.referrals import answers
+from connectors.referrals.consent import Allow, decide
+from connectors.referrals.consent_view import ConsentView
+from connectors.referrals.content import DemographicField, Disclosure, Endpoint, ReferralReason
+from connectors.referrals.ledger import Ledger, LedgerRow, migrate_ledger
+from hub import metrics
+from hub.crypto import KeyDestroyedError, unseal
+from hub.deadletters import build_dead_letter
+from hub.identity import mask
+from hub.log import CorruptRecordError, decode_record
+from schemas.envelope import Envelope
+from schemas.referral import Channel, ReferralRequested
+from schemas.topics import fact_topic
+
+log = logging.getLogger(__name__)
+
+Verdict = Literal["accepted", "rejected", "retry"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One referral rendered for the wire. ``message_id`` is stable for the referral (MSH-10
+    or the Bundle id); ``payload`` is what is sent, byte-identical on every resend."""
+
+    message_id: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class SendResult:
+    verdict: Verdict
+    code: str  # AA/AE/AR, an HTTP status, "timeout", "connection", "protocol"
+    detail: str = ""
+    remote_id: str | None = None
+
+
+class Transport(Protocol):
+    channel: Channel
+
+    def render(self, disclosure: Disclosure) -> Rendered: ...
+
+    async def send(self, destination: str, rendered: Rendered) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(8, ge=1)
+    base_delay_s: float = Field(0.5, ge=0)
+    max_delay_s: float = Field(60.0, ge=0)
+
+    def backoff(self) -> Backoff:
+        return Backoff(base=self.base_delay_s, cap=self.max_delay_s, floor=min(0.05, self.base_delay_s))
+
+
+class DestinationBase(BaseModel):
+    """What every destination declares, whatever its channel."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    display: str
+    share_demographics: frozenset[DemographicField] = frozenset()
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    group_id: str | None = None
+    sending_facility: str = "COHUB"
+    requesters: dict[str, str] = Field(default_factory=dict)  # requester id -> display name
+    retry: RetryPolicy = RetryPolicy()
+    poll_interval_s: float = Field(1.0, gt=0)
+    lock_retry_s: float = Field(2.0, gt=0)
+
+
+@dataclass
+class WorkerDeps:
+    """What the worker takes from the :class:`hub.runtime.Runtime` (or a test)."""
+
+    settings: Any
+    log: Any  # hub.log.EventLog
+    pool: Any  # asyncpg.Pool
+    keyring: Any  # hub.keystore.PostgresKeyring
+    deadletter_sealer: Any
+
+    @classmethod
+    def from_runtime(cls, rt: Any) -> WorkerDeps:
+        return cls(rt.settings, rt.log, rt.pool, rt.keyring, rt.deadletter_sealer)
+
+
+def destination_lock_key(schema: str, destination: str) -> int:
+    """A 63-bit advisory lock key for one destination of one deployment."""
+    digest = hashlib.sha256(f"referral-delivery\x1f{schema}\x1f{destination}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class DeliveryWorker:
+    """Intake + one sender per configured destination for one channel."""
+
+    def __init__(
+        self,
+        deps: WorkerDeps,
+        transport: Transport,
+        destinations: dict[str, DestinationBase],
+        config: WorkerConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.deps = deps
+        self.transport = transport
+        self.channel: Channel = transport.channel
+        self.destinations = destinations
+        self.config = config or WorkerConfig()
+        self.schema = deps.settings.core_schema
+        self.ledger = Ledger(deps.pool, self.schema)
+        self.backoff = self.config.retry.backoff()
+        self.rng = rng or random.Random()
+        self.consents = ConsentView(deps.settings, on_change=self._wake_all)
+        self._wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in destinations}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self.intake_count = 0
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        await migrate_ledger(self.deps.pool, self.schema)
+        await self.consents.start()
+        prefix = self.deps.settings.kafka.topic_prefix
+        self._consumer = AIOKafkaConsumer(
+            fact_topic(prefix, "referral"),
+            bootstrap_servers=self.deps.settings.kafka.bootstrap,
+            client_id=f"{self.deps.settings.kafka.client_id}-{self.channel}-delivery",
+            group_id=self.config.group_id or f"{prefix}-delivery-{self.channel}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+        )
+        await self._consumer.start()
+        self._tasks.append(asyncio.create_task(self._intake(), name=f"{self.channel}-intake"))
+        for dest in self.destinations:
+            self._tasks.append(asyncio.create_task(self._sender(dest), name=f"{self.channel}-send-{dest}"))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        await self.consents.stop()
+        await self.transport.close()
+
+    def _wake_all(self) -> None:
+        for ev in self._wake.values():
+            ev.set()
+
+    # -- intake: log → ledger
+
+    async def _intake(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping.is_set():
+            try:
+                batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                for records in batch.values():
+                    for rec in records:
+                        await self._take(rec)
+                if batch:
+                    await consumer.commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s delivery intake failed; retrying", self.channel)
+                await asyncio.sleep(1.0)
+
+    async def _take(self, rec: Any) -> None:
+        try:
+            envelope = decode_record(rec).envelope
+            payload = envelope.payload()
+        except (CorruptRecordError, ValueError, KeyError) as exc:
+            dl = build_dead_letter(
+                source=f"hub/{self.channel}-delivery", source_family="hub",
+                record_ref=f"{rec.topic}[{rec.partition}]@{rec.offset}", stage="deliver",
+                reason=f"unreadable referral record: {type(exc).__name__}", raw=rec.value or b"",
+                sealer=self.deps.deadletter_sealer,
+            )
+            await self.deps.log.dead_letter(dl)
+            return
+        if not isinstance(payload, ReferralRequested) or payload.channel != self.channel:
+            return
+        self.intake_count += 1
+        if payload.destination not in self.destinations:
+            now = datetime.now(UTC)
+            env = answers.failed_event(
+                payload, request_event_id=envelope.id, at=now, attempts=0,
+                last_error=f"no route: destination {payload.destination!r} is not configured for {self.channel}",
+            )
+            await self.deps.log.append([env])
+            return
+        if await self.ledger.enqueue(envelope, payload):
+            self._wake[payload.destination].set()
+
+    # -- one sender per destination
+
+    async def _sender(self, destination: str) -> None:
+        key = destination_lock_key(self.schema, destination)
+        while not self._stopping.is_set():
+            try:
+                async with self.deps.pool.acquire() as conn:
+                    got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", key)
+                    if not got:
+                        await self._sleep(self.config.lock_retry_s, destination)
+                        continue
+                    try:
+                        await self._drain(destination)
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sender for %s failed; restarting", destination)
+                await asyncio.sleep(1.0)
+
+    async def _drain(self, destination: str) -> None:
+        seen_consents = -1
+        wake = self._wake[destination]
+        while not self._stopping.is_set():
+            wake.clear()
+            if self.consents.book.version != seen_consents:
+                seen_consents = self.consents.book.version
+                await self._recheck_held(destination)
+            rows = await self.ledger.next_open(destination)
+            for row in rows:
+                if self._stopping.is_set():
+                    return
+                await self.deliver(row)
+            if not rows:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.config.poll_interval_s)
+
+    async def _recheck_held(self, destination: str) -> None:
+        held = await self.ledger.held(destination)
+        if not held:
+            return
+        await self.consents.catch_up()
+        now = datetime.now(UTC)
+        for row in held:
+            req = row.referral
+            if isinstance(decide(req, self.consents.book.of(req.person), now), Allow):
+                await self.ledger.release(destination, row.referral_id)
+                log.info("referral %s to %s released: consent now covers it", mask(row.referral_id), destination)
+
+    async def _sleep(self, seconds: float, destination: str | None = None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- one referral
+
+    async def _gate(self, row: LedgerRow, req: ReferralRequested) -> Allow | None:
+        """Allow, or hold (event appended, row held) and return None."""
+        if req.substance_use:
+            await self.consents.catch_up()
+        decision = decide(req, self.consents.book.of(req.person), datetime.now(UTC))
+        if isinstance(decision, Allow):
+            return decision
+        seq = row.hold_seq + 1
+        env = answers.held_event(
+            req, request_event_id=row.request_event_id, at=datetime.now(UTC), reason=decision.reason, hold_seq=seq
+        )
+        await self.deps.log.append([env])
+        await self.ledger.hold(row.destination, row.referral_id, seq, decision.reason)
+        metrics.DELIVERY_HELD.labels(row.destination).inc()
+        return None
+
+    async def _disclosure(self, row: LedgerRow, req: ReferralRequested, allow: Allow) -> Disclosure:
+        reason = None
+        if req.reason is not None:
+            await self.deps.keyring.prefetch([req.person])
+            clear = await asyncio.to_thread(unseal, self.deps.keyring, req.reason)
+            reason = ReferralReason.model_validate(clear)
+        dest = self.destinations[row.destination]
+        return Disclosure(
+            event_id=row.request_event_id,
+            request=req,
+            reason=reason,
+            requester=Endpoint(id=req.requester, display=self.config.requesters.get(req.requester, req.requester)),
+            performer=Endpoint(id=row.destination, display=dest.display),
+            shared_demographics=dest.share_demographics,
+            consent=allow.consent,
+            sending_facility=self.config.sending_facility,
+        )
+
+    async def _final(self, row: LedgerRow, state: str, env: Envelope, **kw: Any) -> None:
+        await self.deps.log.append([env])  # first the fact, then the ledger (see module doc)
+        await self.ledger.finish(row.destination, row.referral_id, state, env.id, **kw)
+
+    async def deliver(self, row: LedgerRow) -> str:
+        """Deliver one ledger row to its final state (or hold it); returns the new state."""
+        req = row.referral
+        dest = row.destination
+        allow = await self._gate(row, req)
+        if allow is None:
+            return "held"
+        now = datetime.now(UTC)
+        try:
+            disclosure = await self._disclosure(row, req, allow)
+            rendered = self.transport.render(disclosure)
+        except KeyDestroyedError:
+            env = answers.failed_event(req, request_event_id=row.request_event_id, at=now, attempts=row.attempts,
+                                       last_error="the person's data was erased; nothing was disclosed")
+            await self._final(row, "failed", env, last_error="erased")
+            return "failed"
+        except ValueError as exc:  # unreadable reason or a message that does not validate
+            reason = f"referral cannot be rendered for {self.channel}: {str(exc)[:300]}"
+            dl = build_dead_letter(
+                source=f"hub/{self.channel}-delivery", source_family="hub", record_ref=row.request_event_id,
+                stage="deliver", reason=reason, raw=row.request.to_bytes(), sealer=self.deps.deadletter_sealer,
+            )
+            await self.deps.log.dead_letter(dl)
+            env = answers.failed_event(req, request_event_id=row.request_event_id, at=now, attempts=row.attempts,
+                                       last_error=reason)
+            await self._final(row, "failed", env, last_error=reason)
+            return "failed"
+
+        attempt = row.attempts
+        last: SendResult | None = None
+        limit = max(self.config.retry.max_attempts, row.attempts + 1)
+        while attempt < limit:
+            attempt += 1
+            if attempt > row.attempts + 1 and req.substance_use:
+                allow = await self._gate(row, req)  # a revocation stops later disclosures
+                if allow is None:
+                    return "held"
+            await self.ledger.begin_attempt(dest, row.referral_id, attempt, rendered.message_id)
+            metrics.DELIVERY_SENT.labels(dest, self.channel).inc()
+            started = time.monotonic()
+            last = await self._send(dest, rendered)
+            metrics.DELIVERY_ACKS.labels(dest, self.channel, last.code).inc()
+            await self.ledger.finish_attempt(dest, row.referral_id, attempt, last.code, last.detail or None)
+            if last.verdict == "accepted":
+                metrics.DELIVERY_LATENCY.labels(dest, self.channel).observe(time.monotonic() - started)
+                env = answers.delivered_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
+                                              remote_id=last.remote_id, ack_code=last.code, attempts=attempt)
+                await self._final(row, "delivered", env, remote_id=last.remote_id)
+                return "delivered"
+            if last.verdict == "rejected":
+                env = answers.rejected_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
+                                             code=last.code, detail=last.detail)
+                await self._final(row, "rejected", env, last_error=last.detail)
+                return "rejected"
+            if attempt < limit:
+                metrics.DELIVERY_RETRIES.labels(dest, self.channel).inc()
+                await self._sleep(self.backoff.delay(attempt, self.rng))
+                if self._stopping.is_set():
+                    return "sending"
+        assert last is not None
+        env = answers.failed_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
+                                   attempts=attempt, last_error=f"{last.code}: {last.detail}")
+        await self._final(row, "failed", env, last_error=f"{last.code}: {last.detail}")
+        return "failed"
+
+    async def _send(self, destination: str, rendered: Rendered) -> SendResult:
+        try:
+            return await self.transport.send(destination, rendered)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a transport bug must not kill the sender: retry, counted
+            log.exception("transport error sending to %s", destination)
+            return SendResult("retry", "error", type(exc).__name__)

@@ -1,0 +1,94 @@
+"""The component registry behind ``hub connectors run --config FILE.yaml``.
+
+``COMPONENT_KINDS`` maps a kind name to a factory ``(runtime, config) -> component``; a
+component has ``async start()`` and ``async stop()``. Inbound kinds are registered here;
+other packages register theirs (delivery workers, listeners) from a module
+``connectors/<package>/components.py``, which :func:`load_plugins` imports.
+
+Config file::
+
+    components:
+      - kind: cad_soql_poller
+        name: county-cad
+        url: http://127.0.0.1:8701/resource/calls.json
+        profile: san_francisco
+        overrides: {agency: COUNTY}
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+import connectors
+
+
+class Component(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+Factory = Callable[[Any, dict[str, Any]], Component]
+COMPONENT_KINDS: dict[str, Factory] = {}
+
+
+def register_kind(name: str) -> Callable[[Factory], Factory]:
+    def decorate(factory: Factory) -> Factory:
+        if name in COMPONENT_KINDS and COMPONENT_KINDS[name] is not factory:
+            raise ValueError(f"component kind registered twice: {name}")
+        COMPONENT_KINDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def load_plugins() -> list[str]:
+    """Import every ``connectors.<pkg>.components`` module (registers their kinds)."""
+    loaded = []
+    for info in pkgutil.iter_modules(connectors.__path__):
+        if not info.ispkg:
+            continue
+        if (Path(connectors.__path__[0]) / info.name / "components.py").exists():
+            importlib.import_module(f"connectors.{info.name}.components")
+            loaded.append(info.name)
+    return loaded
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: Path) -> list[dict[str, Any]]:
+    """The component configs of a YAML file (validated: known kinds, unique names)."""
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    items = data.get("components") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{path}: expected a non-empty 'components' list")
+    names: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or "kind" not in item:
+            raise ConfigError(f"{path}: component #{i + 1} has no 'kind'")
+        if item["kind"] not in COMPONENT_KINDS:
+            known = ", ".join(sorted(COMPONENT_KINDS))
+            raise ConfigError(f"{path}: unknown component kind {item['kind']!r}; known: {known}")
+        name = str(item.get("name") or f"{item['kind']}-{i + 1}")
+        if name in names:
+            raise ConfigError(f"{path}: component name {name!r} used twice")
+        names.add(name)
+        item["name"] = name
+    return items
+
+
+def build(runtime: Any, configs: list[dict[str, Any]]) -> list[Component]:
+    return [COMPONENT_KINDS[c["kind"]](runtime, c) for c in configs]
+
+
+# the inbound kinds of this package
+importlib.import_module("connectors.components")

@@ -1,0 +1,120 @@
+"""The :class:`~hub.api.ports.ReadModels` port over PostgreSQL and Kafka.
+
+- timelines, outcome counts, referral funnel and repeat encounters come from the
+  projections' query functions (:mod:`projections.queries`), so the API reports exactly
+  what ``hub report --json`` prints;
+- dead letters and verification results come from the event log's core schema
+  (``deadletters``, ``verify_runs``);
+- projection lag compares the projections' recorded offsets with the log end offsets.
+
+Timeline entries are normalized here for the role policy: ``family`` (from the event type),
+``substance_use`` (the projections' ``part2`` flag) and ``data`` (the payload JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from hub.settings import Settings
+from projections import queries
+from schemas.base import event_class
+
+
+def normalize_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """A projections timeline row → the API's timeline entry (pure)."""
+    entry = dict(row)
+    detail = entry.pop("detail", None)
+    if isinstance(detail, str):
+        detail = json.loads(detail)
+    entry["data"] = detail or {}
+    try:
+        entry["family"] = event_class(entry["event_type"]).family
+    except KeyError:
+        entry["family"] = "unknown"
+    entry["substance_use"] = bool(entry.pop("part2", False))
+    entry.pop("visible_to", None)
+    for key, value in list(entry.items()):
+        if isinstance(value, datetime | date):
+            entry[key] = value.isoformat()
+    return entry
+
+
+class PostgresReadModels:
+    """Reads for the API; one instance per process, sharing the process's pool."""
+
+    LAG_CACHE_SECONDS = 5.0
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.core = settings.core_schema
+        self._lag: tuple[float, dict[str, Any]] | None = None
+
+    # --- timelines ---------------------------------------------------------------------------
+    async def incident_timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        rows = await queries.incident_timeline(self.pool, self.settings, incident_id)
+        return [normalize_entry(r) for r in rows]
+
+    async def person_timeline(self, person: str) -> list[dict[str, Any]]:
+        rows = await queries.person_timeline(self.pool, self.settings, person)
+        return [normalize_entry(r) for r in rows]
+
+    # --- aggregates ----------------------------------------------------------------------------
+    async def outcome_report(
+        self, *, date_from: date | None, date_to: date | None, by: str | None
+    ) -> dict[str, Any]:
+        return await queries.report(self.pool, self.settings, date_from=date_from, date_to=date_to, by=by)
+
+    async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        return await queries.referral_funnel(self.pool, self.settings, date_from=date_from, date_to=date_to)
+
+    async def repeat_encounters(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        return await queries.repeat_encounters(self.pool, self.settings, date_from=date_from, date_to=date_to)
+
+    # --- operations ----------------------------------------------------------------------------
+    async def projection_lag(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if self._lag is not None and now - self._lag[0] < self.LAG_CACHE_SECONDS:
+            return self._lag[1]
+        lag = await queries.projection_lag(self.pool, self.settings)
+        self._lag = (now, lag)
+        return lag
+
+    async def dead_letters(self, *, limit: int, source_family: str | None) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            f'SELECT id, source, source_family, profile, record_ref, stage, reason, at, status, attempts,'
+            f' redriven_at FROM "{self.core}".deadletters'
+            " WHERE ($1::text IS NULL OR source_family = $1) ORDER BY at DESC, id LIMIT $2",
+            source_family, limit,
+        )
+        return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()} for r in rows]
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            f'SELECT source_family, count(*) AS n FROM "{self.core}".deadletters'
+            " WHERE status = 'open' GROUP BY source_family ORDER BY source_family"
+        )
+        return {r["source_family"]: r["n"] for r in rows}
+
+    async def verification(self) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            f'SELECT ok, breaks, records, started_at, finished_at, result FROM "{self.core}".verify_runs'
+            " ORDER BY id DESC LIMIT 1"
+        )
+        if row is None:
+            return None
+        result = json.loads(row["result"]) if isinstance(row["result"], str) else row["result"]
+        return {
+            "ok": row["ok"],
+            "breaks": row["breaks"],
+            "records": row["records"],
+            "started_at": row["started_at"].isoformat(),
+            "checked_at": row["finished_at"].isoformat(),
+            "break_details": result.get("breaks", []),
+            "partitions": result.get("partitions", []),
+        }

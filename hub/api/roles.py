@@ -1,0 +1,240 @@
+"""Who may read what: the role policy of the read API as pure functions (no I/O).
+
+Roles and what they see:
+
+- ``dispatcher``: CAD (dispatch) facts of an incident only; no person timelines, no
+  aggregates, no clinical facts.
+- ``clinician`` / ``case_manager``: timelines of their own program's people and incidents,
+  including clinical facts; 42 CFR Part 2 (substance-use) facts only under a recorded,
+  unexpired, unrevoked consent whose recipients include their program.
+- ``analyst``: de-identified aggregates only, small cells suppressed; never a timeline.
+- ``auditor``: verification results, dead-letter metadata and the access log.
+- ``admin``: everything an operator needs, but never Part 2 facts: those go only to a
+  program role under consent (no role may bypass Part 2).
+
+Invariants (unit- and property-tested):
+
+- :func:`authorize` is total over (role, family): every pair is either allowed or raises
+  :class:`Forbidden`; the matrix :data:`POLICY` is the single source of truth;
+- :func:`filter_timeline` never returns an entry the role may not see, never returns a Part 2
+  entry without a covering consent, and never invents entries (the result is a sub-sequence);
+- :func:`suppress_cells` never publishes a value from 1 to ``small_cell_max`` nor a value
+  from which one can be derived by subtraction from a published total.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    DISPATCHER = "dispatcher"
+    CLINICIAN = "clinician"
+    CASE_MANAGER = "case_manager"
+    ANALYST = "analyst"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class Family(StrEnum):
+    """Endpoint families of the read API."""
+
+    INCIDENT_TIMELINE = "incident_timeline"
+    PERSON_TIMELINE = "person_timeline"
+    AGGREGATES = "aggregates"  # outcome counts, referral funnel, repeat encounters
+    PIPELINE = "pipeline"  # lag, dead-letter counts, verification summary (no PHI)
+    DEADLETTERS = "deadletters"
+    VERIFICATION = "verification"
+    ACCESS_LOG = "access_log"
+
+
+PROGRAM_ROLES = frozenset({Role.CLINICIAN, Role.CASE_MANAGER})
+
+POLICY: dict[Family, frozenset[Role]] = {
+    Family.INCIDENT_TIMELINE: frozenset({Role.DISPATCHER, Role.CLINICIAN, Role.CASE_MANAGER, Role.ADMIN}),
+    Family.PERSON_TIMELINE: frozenset({Role.CLINICIAN, Role.CASE_MANAGER, Role.ADMIN}),
+    Family.AGGREGATES: frozenset({Role.ANALYST, Role.ADMIN}),
+    Family.PIPELINE: frozenset({Role.ANALYST, Role.AUDITOR, Role.ADMIN}),
+    Family.DEADLETTERS: frozenset({Role.AUDITOR, Role.ADMIN}),
+    Family.VERIFICATION: frozenset({Role.AUDITOR, Role.ADMIN}),
+    Family.ACCESS_LOG: frozenset({Role.AUDITOR, Role.ADMIN}),
+}
+
+#: Families whose reads disclose person-level data: each read needs a purpose and is logged.
+PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
+
+#: Purposes of use accepted for person-level reads (HL7 PurposeOfUse, lower-cased words).
+PURPOSES = frozenset(
+    {"treatment", "emergency", "care-coordination", "operations", "audit", "legal", "quality"}
+)
+
+
+class Forbidden(Exception):
+    """The principal's role or program does not cover the request (HTTP 403)."""
+
+
+class BadPurpose(ValueError):
+    """A person-level read without an accepted purpose of use (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, taken from a verified token."""
+
+    sub: str
+    role: Role
+    program: str | None = None
+    issuer: str = ""
+    token_id: str | None = None
+
+
+def authorize(principal: Principal, family: Family) -> None:
+    """Raise :class:`Forbidden` unless ``principal``'s role may use ``family``.
+    Program roles without a program claim may not read person-level data."""
+    if principal.role not in POLICY[family]:
+        raise Forbidden(f"role {principal.role} may not read {family}")
+    if family in PERSON_LEVEL and principal.role in PROGRAM_ROLES and not principal.program:
+        raise Forbidden(f"role {principal.role} needs a program claim to read {family}")
+
+
+def allowed_families(role: Role) -> frozenset[Family]:
+    return frozenset(f for f, roles in POLICY.items() if role in roles)
+
+
+def normalize_purpose(value: str | None) -> str:
+    """The canonical purpose of use, or :class:`BadPurpose`."""
+    if value is None or not value.strip():
+        raise BadPurpose("a purpose of use is required (X-Purpose-Of-Use header or ?purpose=)")
+    word = value.strip().lower().replace("_", "-").replace(" ", "-")
+    if word not in PURPOSES:
+        raise BadPurpose(f"unknown purpose of use; accepted: {', '.join(sorted(PURPOSES))}")
+    return word
+
+
+# --- timelines -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Consent:
+    """A recorded Part 2 (or general) disclosure consent, as the read models hold it."""
+
+    consent_id: str
+    person: str
+    recipients: tuple[str, ...]
+    scope: tuple[str, ...]
+    granted_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    def covers(self, program: str | None, at: datetime) -> bool:
+        """Part 2 disclosure to ``program`` at ``at`` is permitted by this consent."""
+        if program is None or "part2" not in self.scope:
+            return False
+        if program not in self.recipients and "*" not in self.recipients:
+            return False
+        if at < self.granted_at:
+            return False
+        if self.revoked_at is not None and at >= self.revoked_at:
+            return False
+        return not (self.expires_at is not None and at >= self.expires_at)
+
+
+@dataclass(frozen=True)
+class TimelineScope:
+    """Facts about the timeline's subject that decide what the principal sees.
+
+    ``programs``: the programs that have this person (or, for an incident, the people and
+    co-responders of this incident) in their care: case opened, clinician engaged.
+    ``consents``: consents of the people on the timeline.
+    """
+
+    programs: frozenset[str]
+    consents: tuple[Consent, ...] = ()
+
+
+def is_part2(entry: Mapping[str, Any]) -> bool:
+    """Substance-use facts: a referral or a service enrolment flagged ``substance_use``."""
+    if entry.get("substance_use"):
+        return True
+    data = entry.get("data")
+    return isinstance(data, Mapping) and bool(data.get("substance_use"))
+
+
+def part2_permitted(
+    principal: Principal, person: str | None, consents: Iterable[Consent], at: datetime
+) -> bool:
+    """Part 2 facts go only to program roles (the treating program) under a covering consent."""
+    if principal.role not in PROGRAM_ROLES:
+        return False
+    return any(c.covers(principal.program, at) for c in consents if person is None or c.person == person)
+
+
+def check_timeline_scope(principal: Principal, scope: TimelineScope, family: Family) -> None:
+    """Program roles only see their own program's people and incidents (else 403)."""
+    authorize(principal, family)
+    if principal.role in PROGRAM_ROLES and principal.program not in scope.programs:
+        raise Forbidden(f"the subject is not in program {principal.program}'s care")
+
+
+def filter_timeline(
+    entries: Sequence[Mapping[str, Any]],
+    principal: Principal,
+    scope: TimelineScope,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The entries ``principal`` may see, in their original order.
+
+    Each entry is a mapping with at least ``family`` (the event family: dispatch,
+    encounter, referral, case, consent, identity, erasure); Part 2 entries carry
+    ``substance_use`` (top level or in ``data``) and ``person``.
+    """
+    visible: list[dict[str, Any]] = []
+    for entry in entries:
+        if principal.role == Role.DISPATCHER and entry.get("family") != "dispatch":
+            continue
+        if principal.role not in POLICY[Family.INCIDENT_TIMELINE] | POLICY[Family.PERSON_TIMELINE]:
+            continue
+        if is_part2(entry) and not part2_permitted(principal, entry.get("person"), scope.consents, now):
+            continue
+        visible.append(dict(entry))
+    return visible
+
+
+# --- aggregates --------------------------------------------------------------------------------
+
+
+SUPPRESSED = None  # a suppressed cell is published as JSON null
+
+
+def suppress_cells(
+    cells: Mapping[str, int], small_cell_max: int, total: int | None = None
+) -> dict[str, int | None]:
+    """CMS cell-size rule over one row of counts.
+
+    Primary suppression: any value 1..``small_cell_max`` becomes ``None``. Complementary
+    suppression: when a published total (``total`` given) or the row sum could reveal a
+    single suppressed cell by subtraction, the next smallest non-zero cell is suppressed
+    too. Zero is always published.
+    """
+    out: dict[str, int | None] = {k: (None if 1 <= v <= small_cell_max else v) for k, v in cells.items()}
+    hidden = [k for k, v in out.items() if v is None]
+    if len(hidden) == 1 and total is not None:
+        candidates = sorted((v, k) for k, v in cells.items() if out[k] is not None and v > 0)
+        if candidates:
+            out[candidates[0][1]] = None
+    return out
+
+
+def suppress_total(total: int, small_cell_max: int) -> int | None:
+    return None if 1 <= total <= small_cell_max else total
+
+
+def share(numerator: int | None, denominator: int | None) -> float | None:
+    """A share rounded to 4 places; ``None`` when either side is suppressed or zero."""
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 4)

@@ -1,0 +1,84 @@
+/* The outcomes dashboard: fetches /v1/dashboard (de-identified aggregates, analyst role) and
+   draws it with charts.js. The token comes from the URL fragment (#token=...) or, in
+   development, from /dashboard/dev-token. Sets <body data-ready="1"> when every chart is
+   drawn (or "error" with a message), so automated tests know when to look. */
+"use strict";
+(async () => {
+  const $ = id => document.getElementById(id);
+  function fail(msg) {
+    $("error").hidden = false;
+    $("error").textContent = msg;
+    document.body.dataset.ready = "error";
+  }
+  async function token() {
+    const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+    if (m) return decodeURIComponent(m[1]);
+    const r = await fetch("/dashboard/dev-token");
+    if (!r.ok) throw new Error("no token: open the dashboard with #token=<analyst token>");
+    return (await r.json()).token;
+  }
+  function pct(v) { return v === null || v === undefined ? "suppressed" : (v * 100).toFixed(1) + "%"; }
+
+  function headline(cards) {
+    const box = $("headline");
+    box.textContent = "";
+    for (const c of cards) {
+      const div = document.createElement("div");
+      div.className = "card";
+      div.dataset.metric = c.key;
+      div.dataset.value = c.share === null ? "suppressed" : c.share;
+      const value = document.createElement("div"); value.className = "value"; value.textContent = pct(c.share);
+      const label = document.createElement("div"); label.className = "label"; label.textContent = c.label;
+      const detail = document.createElement("div"); detail.className = "bench";
+      detail.textContent = `${Charts.fmt(c.numerator)} of ${Charts.fmt(c.denominator)}` +
+        (c.benchmark ? ` · benchmark ${c.benchmark}` : "");
+      div.append(value, label, detail);
+      box.appendChild(div);
+    }
+  }
+  function pipeline(p) {
+    const box = $("pipeline");
+    box.textContent = "";
+    const stats = document.createElement("div");
+    stats.className = "stats";
+    const v = p.verification;
+    const items = [
+      ["Projection lag (records)", p.projection_lag, p.projection_lag === 0 ? "ok" : "bad"],
+      ["Open dead letters", p.dead_letters_total, p.dead_letters_total === 0 ? "ok" : "bad"],
+      ["Verification", v === null ? "never ran" : (v.ok ? "passed" : `FAILED (${v.breaks} breaks)`),
+       v !== null && v.ok ? "ok" : "bad"],
+      ["Last verified", v === null ? "—" : new Date(v.checked_at).toLocaleString(), ""],
+    ];
+    for (const [label, value, cls] of items) {
+      const d = document.createElement("div"); d.className = "stat";
+      const b = document.createElement("b"); b.textContent = value; if (cls) b.className = cls;
+      d.append(b, label);
+      stats.appendChild(d);
+    }
+    box.appendChild(stats);
+    const rows = Object.entries(p.dead_letters).map(([k, n]) => ({ label: "dead letters: " + k, value: n }));
+    if (rows.length) {
+      const sub = document.createElement("div");
+      box.appendChild(sub);
+      Charts.bars(sub, rows, { title: "dead letters by source", series: "dead_letters", color: "#c53030" });
+    }
+  }
+
+  try {
+    const tok = await token();
+    const resp = await fetch("/v1/dashboard", { headers: { Authorization: "Bearer " + tok } });
+    if (!resp.ok) throw new Error(`/v1/dashboard: HTTP ${resp.status} ${await resp.text()}`);
+    const d = await resp.json();
+    $("cellmax").textContent = d.small_cell_max;
+    $("period").textContent = d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "";
+    headline(d.headline);
+    Charts.stacked($("chart-month"), d.by_month.categories, d.by_month.series, { title: "outcomes by month" });
+    Charts.stacked($("chart-area"), d.by_area.categories, d.by_area.series, { title: "outcomes by area" });
+    Charts.bars($("chart-funnel"), d.funnel, { title: "referral funnel", series: "funnel" });
+    Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 120 });
+    pipeline(d.pipeline);
+    document.body.dataset.ready = "1";
+  } catch (e) {
+    fail(String(e && e.message || e));
+  }
+})();

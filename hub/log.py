@@ -1,0 +1,463 @@
+"""The event log: the hub's system of record on Kafka, with an exactly-once fact index in
+PostgreSQL.
+
+Writing (:meth:`EventLog.append`):
+
+- each envelope goes to its family's fact topic (``<prefix>.facts.<family>``), keyed by
+  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers and the
+  Kafka record timestamp set to the envelope's ``recordedat`` (clamped to "now");
+- the producer is idempotent with ``acks=all``;
+- exactly-once facts: inside one PostgreSQL transaction the batch's event ids are claimed
+  in ``<core>.event_index`` (``INSERT … ON CONFLICT DO NOTHING RETURNING``), only the
+  newly claimed envelopes are produced, every acknowledgement is awaited, the
+  topic/partition/offset of each is recorded, and the transaction commits. An id already
+  claimed (by an earlier append, or by a concurrent appender that committed first) is a
+  duplicate and is not produced; a duplicate inside one batch is detected as well. Two
+  concurrent appenders of one id serialize on the index row: exactly one produces it.
+  If producing fails the transaction rolls back, so the ids stay free for a retry.
+  Residual window (documented, not hidden): a crash after the broker acknowledged but
+  before PostgreSQL committed leaves records whose ids are unclaimed, and a retry then
+  writes a second copy; ``hub verify`` reports such records as ``unindexed`` and every
+  reader can recognise them by their repeated event id.
+
+Reading (:meth:`EventLog.read`, :meth:`EventLog.replay`): plain consumers without a group
+(explicit assignment), large ``getmany`` batches, envelopes upcast to the current version
+of their type on read (the log itself is never rewritten).
+
+``replay(as_of=T)`` semantics: an event belongs to the history as of ``T`` when its
+envelope's ``recordedat`` (the time the hub recorded the fact, which is also the Kafka
+record timestamp written by :meth:`append`) is at or before ``T``. The time the fact
+happened in the world (``time``) plays no part: a late-arriving report of an old call is
+excluded from an as-of replay before it arrived, which is what "what did we know at T"
+means for an auditor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from hub.settings import Settings
+from schemas.base import EVENT_TYPES, FAMILIES
+from schemas.deadletter import DeadLetter
+from schemas.envelope import Envelope
+from schemas.topics import deadletter_topic, fact_topic
+from schemas.upcasters import upcast
+
+log = logging.getLogger(__name__)
+
+FETCH_MAX_BYTES = 64 * 1024 * 1024
+PARTITION_FETCH_MAX_BYTES = 16 * 1024 * 1024
+PRODUCER_BATCH_BYTES = 512 * 1024
+
+
+class UnknownEventTypeError(ValueError):
+    """The envelope's type (after upcasting) is not a registered event type."""
+
+
+class CorruptRecordError(ValueError):
+    """A record in a fact topic is not a valid envelope (never written by :meth:`append`)."""
+
+    def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
+        super().__init__(f"{topic}[{partition}]@{offset}: not a valid envelope: {reason}")
+        self.topic, self.partition, self.offset = topic, partition, offset
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One envelope as stored in the log, upcast to the current version of its type."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    envelope: Envelope
+
+    @property
+    def key(self) -> str:
+        return self.envelope.partitionkey
+
+
+@dataclass
+class AppendResult:
+    """What one :meth:`EventLog.append` did: the new facts with their offsets, and the
+    envelopes refused because their id was already in the log (or earlier in the batch)."""
+
+    appended: list[LoggedEvent] = field(default_factory=list)
+    duplicates: list[Envelope] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def family_of(envelope: Envelope) -> str:
+    """The fact family an envelope belongs to (after upcasting its type)."""
+    current_type, _ = upcast(envelope.type, envelope.data)
+    cls = EVENT_TYPES.get(current_type)
+    if cls is None:
+        raise UnknownEventTypeError(f"event {envelope.id}: unknown event type {envelope.type!r}")
+    return cls.family
+
+
+def topic_for(prefix: str, envelope: Envelope) -> str:
+    return fact_topic(prefix, family_of(envelope))
+
+
+def split_batch_duplicates(envelopes: Iterable[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
+    """(first occurrence of each id in order, later occurrences in order)."""
+    seen: set[str] = set()
+    unique: list[Envelope] = []
+    repeats: list[Envelope] = []
+    for env in envelopes:
+        if env.id in seen:
+            repeats.append(env)
+        else:
+            seen.add(env.id)
+            unique.append(env)
+    return unique, repeats
+
+
+def record_headers(envelope: Envelope) -> list[tuple[str, bytes]]:
+    return [("ce_id", envelope.id.encode()), ("ce_type", envelope.type.encode())]
+
+
+def timestamp_ms(envelope: Envelope, now: datetime) -> int:
+    """Kafka record timestamp: ``recordedat``, never later than ``now`` (brokers refuse
+    timestamps too far in the future)."""
+    return int(min(envelope.recordedat, now).timestamp() * 1000)
+
+
+def ms_to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def decode_record(record: ConsumerRecord) -> LoggedEvent:
+    """A fact record as a :class:`LoggedEvent` with its envelope upcast to the current type."""
+    try:
+        envelope = Envelope.model_validate_json(record.value).current()
+    except Exception as exc:  # pydantic ValidationError, ValueError from upcasters, None value
+        raise CorruptRecordError(record.topic, record.partition, record.offset, str(exc)[:300]) from exc
+    return LoggedEvent(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=ms_to_datetime(record.timestamp),
+        envelope=envelope,
+    )
+
+
+def family_topics(prefix: str, families: Iterable[str] | None = None) -> list[str]:
+    fams = list(FAMILIES if families is None else families)
+    unknown = [f for f in fams if f not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown event families: {', '.join(unknown)}")
+    return [fact_topic(prefix, f) for f in fams]
+
+
+# --------------------------------------------------------------------------- the log
+
+
+class EventLog:
+    """Append to and read from the fact topics. Explicit lifecycle: ``await start()`` before
+    use, ``await stop()`` after. One instance per process is enough (it is safe for
+    concurrent tasks)."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.prefix = settings.kafka.topic_prefix
+        self.schema = settings.core_schema
+        self._producer: AIOKafkaProducer | None = None
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            client_id=f"{self.settings.kafka.client_id}-log",
+            acks="all",
+            enable_idempotence=True,
+            max_batch_size=PRODUCER_BATCH_BYTES,
+            linger_ms=5,
+            compression_type=None,
+            request_timeout_ms=30000,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("EventLog is not started (await log.start())")
+        return self._producer
+
+    # -- writing
+
+    async def append(self, envelopes: Sequence[Envelope]) -> AppendResult:
+        """Append a batch of facts exactly once (see the module docstring). The returned
+        ``appended`` list keeps the input order; ``duplicates`` holds every refused envelope."""
+        if not envelopes:
+            return AppendResult()
+        unique, repeats = split_batch_duplicates(envelopes)
+        topics = {env.id: topic_for(self.prefix, env) for env in unique}  # raises before any I/O
+        ids = sorted(topics)  # claim in a fixed order: concurrent appenders never deadlock
+        by_id = {env.id: env for env in unique}
+        producer = self.producer
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""INSERT INTO {self.schema}.event_index (event_id, event_type, topic, recorded_at)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
+                    ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
+                ids,
+                [by_id[i].type for i in ids],
+                [topics[i] for i in ids],
+                [by_id[i].recordedat for i in ids],
+            )
+            claimed = {r["event_id"] for r in rows}
+            fresh = [env for env in unique if env.id in claimed]
+            duplicates = [env for env in unique if env.id not in claimed] + repeats
+            if not fresh:
+                return AppendResult([], duplicates)
+            now = datetime.now(UTC)
+            futures = []
+            for env in fresh:
+                futures.append(
+                    await producer.send(
+                        topics[env.id],
+                        value=env.to_bytes(),
+                        key=env.partitionkey.encode(),
+                        headers=record_headers(env),
+                        timestamp_ms=timestamp_ms(env, now),
+                    )
+                )
+            metas = await asyncio.gather(*futures)
+            appended = [
+                LoggedEvent(m.topic, m.partition, m.offset, ms_to_datetime(m.timestamp), env)
+                for env, m in zip(fresh, metas, strict=True)
+            ]
+            await conn.execute(
+                f"""UPDATE {self.schema}.event_index AS i
+                    SET "partition" = u.p, "offset" = u.o
+                    FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(id, p, o)
+                    WHERE i.event_id = u.id""",
+                [a.envelope.id for a in appended],
+                [a.partition for a in appended],
+                [a.offset for a in appended],
+            )
+        return AppendResult(appended, duplicates)
+
+    async def dead_letter(self, dl: DeadLetter) -> bool:
+        """Record a dead letter once (deduplicated by ``dl.id``): written to the source
+        family's dead-letter topic and indexed with status ``open``. True when new."""
+        topic = deadletter_topic(self.prefix, dl.source_family)
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""INSERT INTO {self.schema}.deadletters
+                      (id, source, source_family, profile, record_ref, stage, reason, at, record)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+                    ON CONFLICT (id) DO NOTHING RETURNING id""",
+                dl.id, dl.source, dl.source_family, dl.profile, dl.record_ref, dl.stage,
+                dl.reason, dl.at, dl.model_dump_json(),
+            )
+            if row is None:
+                return False
+            meta = await (
+                await self.producer.send(
+                    topic,
+                    value=dl.model_dump_json().encode(),
+                    key=dl.id.encode(),
+                    headers=[("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
+                )
+            )
+            await conn.execute(
+                f"""UPDATE {self.schema}.deadletters SET topic = $2, "partition" = $3, "offset" = $4
+                    WHERE id = $1""",
+                dl.id, meta.topic, meta.partition, meta.offset,
+            )
+        return True
+
+    # -- reading
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            client_id=f"{self.settings.kafka.client_id}-reader",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES,
+            fetch_max_wait_ms=100,
+            isolation_level="read_uncommitted",
+        )
+
+    async def read(
+        self,
+        topics: Sequence[str] | None = None,
+        *,
+        from_offsets: Mapping[TopicPartition | tuple[str, int], int] | None = None,
+        from_time: datetime | None = None,
+        to_end: bool = True,
+    ) -> AsyncIterator[LoggedEvent]:
+        """Events of ``topics`` (default: every fact topic), per partition in offset order.
+
+        Start: ``from_offsets`` (partitions not named start at their beginning), else the
+        first record whose timestamp is at or after ``from_time``, else the beginning.
+        ``to_end=True`` stops at the end offsets seen when reading started; False follows
+        the log forever."""
+        async for record in scan_records(
+            self._consumer(),
+            list(topics) if topics is not None else family_topics(self.prefix),
+            from_offsets=from_offsets,
+            from_time=from_time,
+            to_end=to_end,
+            merge=False,
+        ):
+            yield decode_record(record)
+
+    async def replay(
+        self, *, as_of: datetime | None = None, families: Iterable[str] | None = None
+    ) -> AsyncIterator[LoggedEvent]:
+        """The whole history of ``families`` (default: all) up to the current end, in order
+        per key (per partition, by offset) and merged across partitions by record time.
+        With ``as_of``, events whose ``recordedat`` is later than ``as_of`` are left out."""
+        if as_of is not None and as_of.tzinfo is None:
+            raise ValueError("as_of must be timezone-aware")
+        async for record in scan_records(
+            self._consumer(), family_topics(self.prefix, families), to_end=True, merge=True
+        ):
+            event = decode_record(record)
+            if as_of is not None and event.envelope.recordedat > as_of:
+                continue
+            yield event
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def _tp(key: TopicPartition | tuple[str, int]) -> TopicPartition:
+    return key if isinstance(key, TopicPartition) else TopicPartition(key[0], key[1])
+
+
+async def scan_records(
+    consumer: AIOKafkaConsumer,
+    topics: Sequence[str],
+    *,
+    from_offsets: Mapping[Any, int] | None = None,
+    from_time: datetime | None = None,
+    to_end: bool = True,
+    merge: bool = False,
+) -> AsyncIterator[ConsumerRecord]:
+    """Raw records of ``topics`` through an explicitly assigned consumer (started and
+    stopped here). Per-partition offset order always holds; ``merge=True`` additionally
+    interleaves partitions by (timestamp, topic, partition, offset). Topics that do not
+    exist yield nothing."""
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topics)
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        if from_offsets:
+            for key, off in from_offsets.items():
+                tp = _tp(key)
+                if tp in tps:
+                    consumer.seek(tp, off)
+        elif from_time is not None:
+            found = await consumer.offsets_for_times({tp: int(from_time.timestamp() * 1000) for tp in tps})
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+        ends = await consumer.end_offsets(tps) if to_end else {}
+        if merge:
+            async for rec in _merged(consumer, tps, ends, to_end):
+                yield rec
+        else:
+            async for rec in _unmerged(consumer, tps, ends, to_end):
+                yield rec
+    finally:
+        await consumer.stop()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of ``topics`` (fresh cluster metadata; unknown topics have none)."""
+    cluster = await consumer._client.fetch_all_metadata()  # consumer.topics() keeps no partitions
+    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+
+
+async def _live(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], ends: dict) -> set[TopicPartition]:
+    live = set()
+    for tp in tps:
+        if await consumer.position(tp) < ends[tp]:
+            live.add(tp)
+    return live
+
+
+async def _unmerged(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict, to_end: bool
+) -> AsyncIterator[ConsumerRecord]:
+    active = await _live(consumer, tps, ends) if to_end else set(tps)
+    while active:
+        batch = await consumer.getmany(*active, timeout_ms=500)
+        for tp, records in batch.items():
+            for rec in records:
+                if to_end and rec.offset >= ends[tp]:
+                    break
+                yield rec
+        if to_end:
+            active = await _live(consumer, active, ends)
+
+
+async def _merged(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict, to_end: bool
+) -> AsyncIterator[ConsumerRecord]:
+    order = {tp: i for i, tp in enumerate(tps)}
+    buffers: dict[TopicPartition, deque[ConsumerRecord]] = {tp: deque() for tp in tps}
+    pending = await _live(consumer, tps, ends) if to_end else set(tps)
+    finished: set[TopicPartition] = set(tps) - pending
+    heap: list[tuple[int, int, int, TopicPartition]] = []
+
+    def push(tp: TopicPartition) -> None:
+        head = buffers[tp][0]
+        heapq.heappush(heap, (head.timestamp, order[tp], head.offset, tp))
+
+    while True:
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, records in batch.items():
+                keep = [r for r in records if not to_end or r.offset < ends[tp]]
+                buffers[tp].extend(keep)
+            for tp in list(pending):
+                if buffers[tp]:
+                    pending.discard(tp)
+                    push(tp)
+                elif to_end and await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+                    finished.add(tp)
+        if not heap:
+            return
+        *_, tp = heapq.heappop(heap)
+        yield buffers[tp].popleft()
+        if buffers[tp]:
+            push(tp)
+        elif not (to_end and await consumer.position(tp) >= ends[tp]):
+            pending.add(tp)

@@ -1,0 +1,188 @@
+"""Incident summary (pure): call attributes, outcome, response times and persons of one
+incident, derived from the *set* of its facts.
+
+Order independence: attributes are last-writer-wins by a total order that does not depend
+on arrival — the ``CallReceived`` values first, then dispositions and revisions by (time,
+kind, event id) — and stage times are minima/maxima. A disposition that arrives before
+its dispatch, or a revision before the call it revises, gives the same row.
+
+Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
+mapped to one *primary* outcome; the incident's outcome is the more severe of the two
+(:data:`SEVERITY`). Primary outcomes are mutually exclusive, so per incident exactly one
+(or none) is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from projections.config import FoldConfig
+from projections.facts import Fact, subject_person
+from schemas.case import ServiceEnrolled
+from schemas.dispatch import (
+    CallDisposition,
+    CallReceived,
+    CallRevised,
+    UnitCleared,
+    UnitDispatched,
+    UnitEnRoute,
+    UnitOnScene,
+)
+from schemas.encounter import ClinicianEngaged, OnSceneOutcome
+from schemas.referral import ReferralCompleted, ReferralRequested
+
+# Primary outcomes, most severe first. "other": unable to locate, cancelled, unknown.
+PRIMARY_OUTCOMES = (
+    "arrest_or_citation",
+    "involuntary_hold",
+    "emergency_department",
+    "voluntary_transport",
+    "no_enforcement",
+    "other",
+)
+SEVERITY = {name: i for i, name in enumerate(PRIMARY_OUTCOMES)}
+PRIMARY_OF = {
+    "arrest": "arrest_or_citation",
+    "citation": "arrest_or_citation",
+    "involuntary_hold": "involuntary_hold",
+    "emergency_department": "emergency_department",
+    "voluntary_transport": "voluntary_transport",
+    "no_enforcement": "no_enforcement",
+    "referral": "no_enforcement",
+    "unable_to_locate": "other",
+    "cancelled": "other",
+    "unknown": "other",
+}
+CO_RESPONDER_UNITS = ("co_responder", "clinician")
+
+
+def primary_outcome(*outcomes: str | None) -> str | None:
+    """The most severe primary outcome among the given hub outcomes (None if none)."""
+    mapped = [PRIMARY_OF[o] for o in outcomes if o is not None]
+    return min(mapped, key=SEVERITY.__getitem__) if mapped else None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return max(0.0, (end - start).total_seconds())
+
+
+def _min(values: Iterable[datetime | None]) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _max(values: Iterable[datetime | None]) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def service_times(facts: Iterable[Fact]) -> list[datetime]:
+    """When a person was connected to services: referrals completed, services enrolled."""
+    return sorted(f.at for f in facts if isinstance(f.payload, ReferralCompleted | ServiceEnrolled))
+
+
+def incident_row(
+    incident_id: str,
+    facts: Iterable[Fact],
+    canon: Mapping[str, str],
+    services_by_person: Mapping[str, list[datetime]],
+    cfg: FoldConfig,
+) -> dict[str, Any]:
+    """The ``incident_summary`` row. ``canon`` maps pseudonyms to canonical ones;
+    ``services_by_person`` gives each canonical person's service times."""
+    facts = sorted(facts, key=lambda f: f.order)
+    attrs: dict[str, Any] = {
+        "agency": None, "received_at": None, "call_category": None, "behavioral_health": None,
+        "area": None,
+    }
+    # attribute writers: CallReceived first, then revisions by (time, event id)
+    writers = sorted(
+        (f for f in facts if isinstance(f.payload, CallReceived | CallRevised)),
+        key=lambda f: (isinstance(f.payload, CallRevised), f.at, f.event_id),
+    )
+    for f in writers:
+        p = f.payload
+        if isinstance(p, CallReceived):
+            attrs.update(agency=p.agency, received_at=f.at, call_category=p.category,
+                         behavioral_health=p.behavioral_health, area=p.area)
+        else:
+            assert isinstance(p, CallRevised)
+            for name, value in (("call_category", p.category), ("behavioral_health", p.behavioral_health),
+                                ("area", p.area)):
+                if value is not None:
+                    attrs[name] = value
+    # CAD outcome: latest disposition or revision carrying an outcome
+    cad = [f for f in facts if isinstance(f.payload, CallDisposition)
+           or (isinstance(f.payload, CallRevised) and f.payload.outcome is not None)]
+    cad.sort(key=lambda f: (f.at, isinstance(f.payload, CallRevised), f.event_id))
+    cad_outcome = cad[-1].payload.outcome if cad else None  # type: ignore[attr-defined]
+    scene = [f for f in facts if isinstance(f.payload, OnSceneOutcome)]
+    onscene_outcome = scene[-1].payload.outcome if scene else None  # type: ignore[attr-defined]
+    outcome = primary_outcome(cad_outcome, onscene_outcome)
+
+    def unit_times(kind: type, units: tuple[str, ...] | None = None) -> list[datetime]:
+        return [f.at for f in facts if isinstance(f.payload, kind)
+                and (units is None or f.payload.unit_kind in units)]  # type: ignore[attr-defined]
+
+    dispatched = _min(unit_times(UnitDispatched))
+    enroute = _min(unit_times(UnitEnRoute))
+    arrived = _min(unit_times(UnitOnScene))
+    cleared = _max(unit_times(UnitCleared))
+    engaged = _min(f.at for f in facts if isinstance(f.payload, ClinicianEngaged))
+    unit_events = UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared
+    co_units = [f for f in facts
+                if isinstance(f.payload, unit_events) and f.payload.unit_kind in CO_RESPONDER_UNITS]
+    co_responder = bool(co_units) or engaged is not None
+    released = _max(f.payload.officer_released_at for f in scene)  # type: ignore[attr-defined]
+    police_cleared = _max(unit_times(UnitCleared, ("police",)))
+    co_cleared = _max(unit_times(UnitCleared, CO_RESPONDER_UNITS))
+    # officer time returned: police released (explicitly, or by clearing) while the
+    # co-responder stayed on scene until it cleared
+    handover = released or (police_cleared if co_cleared else None)
+    returned = _seconds(handover, co_cleared or cleared) if co_responder and handover else None
+
+    received = attrs["received_at"]
+    opened = received or (facts[0].at if facts else None)
+    persons = sorted({canon.get(p, p) for f in facts if (p := subject_person(f))})
+    referral_made = (
+        any(isinstance(f.payload, ReferralRequested) for f in facts)
+        or "referral" in (cad_outcome, onscene_outcome)
+    )
+    connected = False
+    if opened is not None:
+        end = opened + cfg.connected_window
+        connected = any(opened <= t <= end for p in persons for t in services_by_person.get(p, ()))
+    area = attrs["area"]
+    return {
+        "incident_id": incident_id,
+        "agency": attrs["agency"],
+        "received_at": received,
+        "opened_at": opened,
+        "call_category": attrs["call_category"],
+        "behavioral_health": attrs["behavioral_health"],
+        "precinct": area.precinct if area else None,
+        "district": area.district if area else None,
+        "sector": area.sector if area else None,
+        "beat": area.beat if area else None,
+        "cad_outcome": cad_outcome,
+        "onscene_outcome": onscene_outcome,
+        "outcome": outcome,
+        "referral_made": referral_made,
+        "connected_to_services": connected,
+        "first_dispatched_at": dispatched,
+        "first_enroute_at": enroute,
+        "first_arrived_at": arrived,
+        "last_cleared_at": cleared,
+        "response_seconds": _seconds(received, arrived),
+        "time_on_scene_seconds": _seconds(arrived, cleared),
+        "co_responder": co_responder,
+        "clinician_engaged_at": engaged,
+        "officer_released_at": released,
+        "officer_time_returned_seconds": returned,
+        "persons": persons,
+        "fact_count": len(facts),
+    }

@@ -1,0 +1,117 @@
+"""The outcome topic's record and how it is built from the counts (pure).
+
+Analysts subscribe to ``<prefix>.outcomes.counts`` (compacted). Each record is one
+published cell: (metric, month, area) of behavioral-health calls, de-identified (counts
+only, no ids) and small-cell suppressed across the whole month's table — every area of
+every area kind, every metric, and the hidden complements (e.g. calls *without* a
+referral) — so no value from 1 to 10 shows or can be derived from totals or shares.
+The record key is ``metric|period|area`` (:meth:`OutcomeRecord.key`); publishing the same
+state twice produces the same records, so compaction keeps exactly the latest state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from projections.counts import FLAG_METRICS, OUTCOME_METRICS
+from projections.suppression import Equation, suppress
+
+PUBLISHED_METRICS = ("calls", "with_outcome", "no_outcome", *OUTCOME_METRICS, *FLAG_METRICS)
+HIDDEN_PREFIX = "not."
+PUBLISHED_AREA_KINDS = ("all", "precinct", "district")
+AreaKey = tuple[str, str]  # (area kind, area)
+
+
+class OutcomeRecord(BaseModel):
+    """One de-identified outcome cell for analysts (the value of the outcome topic).
+
+    ``value`` is null when suppressed (CMS small-cell rule: 1 to 10, plus complementary
+    cells); ``share`` is ``value / calls`` of the same period and area, null when either
+    is suppressed or there were no calls."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str = Field(description="calls, with_outcome, no_outcome, outcome.<primary>, referral_made, "
+                                     "connected_to_services or co_responder")
+    segment: Literal["behavioral_health"] = "behavioral_health"
+    period_kind: Literal["month"] = "month"
+    period: str = Field(description="YYYY-MM in the agency's time zone")
+    period_start: date
+    area_kind: Literal["all", "precinct", "district"]
+    area: str = Field(description="area name; 'all' for the whole jurisdiction; 'unknown' when not reported")
+    value: int | None = Field(description="count of behavioral-health calls; null when suppressed")
+    suppressed: bool
+    share: float | None = Field(description="value / calls in the same period and area, rounded to 4 places")
+    small_cell_max: int = 10
+
+    def key(self) -> str:
+        return f"{self.metric}|{self.period}|{self.area_kind}:{self.area}"
+
+
+def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[str] = PUBLISHED_AREA_KINDS[1:]
+                    ) -> tuple[list[Equation], list[tuple[AreaKey, str]]]:
+    """The equations an analyst knows for one table, and its hidden cells. Cells are
+    (area key, metric); the groups of each kind in ``partition_kinds`` add up to the
+    ``("all", "all")`` group."""
+    areas = sorted(set(areas) | {("all", "all")})
+    eqs: list[Equation] = []
+    hidden: list[tuple[AreaKey, str]] = []
+    metrics = [*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)]
+    for a in areas:
+        eqs.append(Equation((a, "calls"), ((a, "with_outcome"), (a, "no_outcome"))))
+        eqs.append(Equation((a, "with_outcome"), tuple((a, m) for m in OUTCOME_METRICS)))
+        for flag in FLAG_METRICS:
+            eqs.append(Equation((a, "calls"), ((a, flag), (a, HIDDEN_PREFIX + flag))))
+            hidden.append((a, HIDDEN_PREFIX + flag))
+    for kind in partition_kinds:
+        members = [a for a in areas if a[0] == kind]
+        if members:
+            for m in metrics:
+                eqs.append(Equation((("all", "all"), m), tuple((a, m) for a in members)))
+    return eqs, hidden
+
+
+def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[str],
+                     max_small: int = 10) -> dict[tuple[AreaKey, str], int | None]:
+    """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
+    group, metric) → value, the ``("all", "all")`` group being the total of every kind in
+    ``partition_kinds``. Returns every published cell → value, None when suppressed."""
+    kinds = tuple(partition_kinds)
+    areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
+    areas.add(("all", "all"))
+    values: dict[tuple[AreaKey, str], int] = defaultdict(int)
+    for (k, a, m), v in counts.items():
+        if (k, a) in areas and m in PUBLISHED_METRICS:
+            values[((k, a), m)] += v
+    for a in areas:
+        for flag in FLAG_METRICS:
+            values[(a, HIDDEN_PREFIX + flag)] = values[(a, "calls")] - values[(a, flag)]
+        for m in PUBLISHED_METRICS:
+            values.setdefault((a, m), 0)
+    eqs, hidden = table_equations(areas, kinds)
+    hide = suppress(values, eqs, hidden, max_small)
+    return {
+        (a, m): (None if (a, m) in hide else values[(a, m)]) for a in sorted(areas) for m in PUBLISHED_METRICS
+    }
+
+
+def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int], max_small: int = 10
+                  ) -> list[OutcomeRecord]:
+    """Every published cell of one month. ``counts`` maps (area kind, area, metric) → value
+    for behavioral-health calls (missing cells are 0)."""
+    table = suppressed_table(counts, PUBLISHED_AREA_KINDS[1:], max_small)
+    out = []
+    for (a, m), v in table.items():
+        calls = table[(a, "calls")]
+        share = round(v / calls, 4) if v is not None and calls else None
+        out.append(OutcomeRecord(
+            metric=m, period=period_start.strftime("%Y-%m"), period_start=period_start,
+            area_kind=a[0], area=a[1], value=v, suppressed=v is None, share=share,
+            small_cell_max=max_small,
+        ))
+    return out

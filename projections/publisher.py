@@ -1,0 +1,111 @@
+"""Publishes the de-identified, small-cell-suppressed outcome counts to the compacted
+outcome topic (``<prefix>.outcomes.counts``), keyed by ``metric|period|area``.
+
+For each month whose counts may have changed, the whole month's table is rebuilt from
+``outcome_counts`` (behavioral-health calls, summed over call categories) and suppressed
+as one table (:func:`projections.outcomes.month_records`). Only records that differ from
+what was last published are sent; a key that no longer exists (an area that lost its last
+call) gets a tombstone. What was sent is recorded in ``outcome_publications`` after the
+broker acknowledged it, so a crash in between re-sends (harmless on a compacted topic)
+rather than loses an update. On start the projector republishes every month's diff.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from hub.settings import Settings
+from projections.outcomes import PUBLISHED_AREA_KINDS, month_records
+from schemas.topics import outcome_topic
+
+
+async def month_counts(conn: asyncpg.Connection | asyncpg.Pool, schema: str, months: Iterable[date] | None
+                       ) -> dict[date, dict[tuple[str, str, str], int]]:
+    """(area kind, area, metric) → behavioral-health call count, per month."""
+    months = None if months is None else sorted(set(months))
+    rows = await conn.fetch(
+        f"""SELECT period_start, area_kind, area, metric, sum(value)::int AS value
+            FROM "{schema}".outcome_counts
+            WHERE period_kind = 'month' AND behavioral_health AND area_kind = any($1::text[])
+              AND ($2::date[] IS NULL OR period_start = any($2::date[]))
+            GROUP BY period_start, area_kind, area, metric""",
+        list(PUBLISHED_AREA_KINDS), months,
+    )
+    out: dict[date, dict[tuple[str, str, str], int]] = defaultdict(dict)
+    for r in rows:
+        out[r["period_start"]][(r["area_kind"], r["area"], r["metric"])] = r["value"]
+    return out
+
+
+class OutcomePublisher:
+    """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.schema = schema
+        self.topic = outcome_topic(settings.kafka.topic_prefix)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka.bootstrap,
+            client_id=f"{self.settings.kafka.client_id}-outcomes",
+            enable_idempotence=True,
+            acks="all",
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, months: Iterable[date] | None = None) -> int:
+        """Publish the changed records of ``months`` (None = every month); returns how many
+        records (including tombstones) were sent."""
+        assert self._producer is not None, "start() first"
+        months = None if months is None else set(months)
+        if months is not None and not months:
+            return 0
+        # one publisher at a time per schema, reading and sending under the same lock, so
+        # that a slower worker never overwrites a newer state with an older one
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hub.outcomes'), hashtext($1))",
+                               self.schema)
+            return await self._publish(conn, months)
+
+    async def _publish(self, conn: asyncpg.Connection, months: set[date] | None) -> int:
+        assert self._producer is not None
+        counts = await month_counts(conn, self.schema, months)
+        scope = sorted(months) if months is not None else None
+        prev_rows = await conn.fetch(
+            f"""SELECT key, record::text AS record FROM "{self.schema}".outcome_publications
+                WHERE $1::date[] IS NULL OR period_start = any($1::date[])""", scope)
+        previous = {r["key"]: r["record"] for r in prev_rows}
+        current: dict[str, tuple[date, str]] = {}
+        for month, cells in counts.items():
+            for rec in month_records(month, cells, self.settings.projections.small_cell_max):
+                current[rec.key()] = (month, rec.model_dump_json())
+        sends = [(k, v) for k, (_, v) in current.items()
+                 if k not in previous or json.loads(previous[k]) != json.loads(v)]
+        gone = [k for k in previous if k not in current]
+        futures = [await self._producer.send(self.topic, key=k.encode(), value=v.encode()) for k, v in sends]
+        futures += [await self._producer.send(self.topic, key=k.encode(), value=None) for k in gone]
+        for fut in futures:
+            await fut
+        table = f'"{self.schema}".outcome_publications'
+        if gone:
+            await conn.execute(f"DELETE FROM {table} WHERE key = any($1::text[])", gone)
+        if sends:
+            await conn.executemany(
+                f"""INSERT INTO {table} (key, period_start, record) VALUES ($1, $2, $3::jsonb)
+                    ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record""",
+                [(k, current[k][0], v) for k, v in sends])
+        return len(futures)

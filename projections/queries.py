@@ -1,0 +1,393 @@
+"""Read-model queries: async functions over a connection (or pool) and a schema that
+return plain, JSON-ready dicts. The CLI (``hub report`` / ``hub timeline``) and the read
+API build on these; signatures are stable.
+
+Conventions: ``date_from`` / ``date_to`` are inclusive calendar dates in the agency's time
+zone (``tz``); None = unbounded. Every count published to analysts goes through the
+small-cell rule (:mod:`projections.suppression`): a suppressed cell is
+``{"value": null, "suppressed": true}``; shares are null when their numerator or
+denominator is suppressed. Timelines are *not* de-identified: callers must check the
+reader's role and audit the read (the API does); ``role`` filters entries by visibility
+and ``include_part2=False`` drops 42 CFR Part 2 entries (for readers without consent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from collections import Counter, defaultdict
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from hub.db import check_schema_name
+from projections.counts import UNKNOWN_AREA, incident_metrics
+from projections.outcomes import PUBLISHED_METRICS, suppressed_table
+from projections.suppression import Equation, suppress
+
+Conn = asyncpg.Connection | asyncpg.Pool
+REPORT_VERSION = 1
+HEADLINES = {
+    "no_enforcement": "outcome.no_enforcement",
+    "voluntary_transport": "outcome.voluntary_transport",
+    "enforcement": "outcome.arrest_or_citation",
+    "involuntary_hold": "outcome.involuntary_hold",
+    "emergency_department": "outcome.emergency_department",
+    "referral_made": "referral_made",
+    "connected_to_services": "connected_to_services",
+}
+
+
+def jsonable(value: Any) -> Any:
+    """Datetimes and dates as ISO 8601 strings, recursively."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _bounds(date_from: date | None, date_to: date | None, tz: str) -> tuple[datetime | None, datetime | None]:
+    zone = ZoneInfo(tz)
+    lo = datetime.combine(date_from, time.min, zone) if date_from else None
+    hi = datetime.combine(date_to + timedelta(days=1), time.min, zone) if date_to else None
+    return lo, hi
+
+
+def _cell(value: int | None, denominator: int | None = None) -> dict[str, Any]:
+    share = round(value / denominator, 4) if value is not None and denominator else None
+    return {"value": value, "share": share, "suppressed": value is None}
+
+
+def _s(schema: str) -> str:
+    return f'"{check_schema_name(schema)}"'
+
+
+async def bh_incidents(
+    conn: Conn, schema: str, *, date_from: date | None = None, date_to: date | None = None, tz: str = "UTC"
+) -> list[dict[str, Any]]:
+    """Incident rows of behavioral-health calls received in the range."""
+    lo, hi = _bounds(date_from, date_to, tz)
+    rows = await conn.fetch(
+        f"""SELECT * FROM {_s(schema)}.incident_summary
+            WHERE behavioral_health AND received_at IS NOT NULL
+              AND ($1::timestamptz IS NULL OR received_at >= $1)
+              AND ($2::timestamptz IS NULL OR received_at < $2)""",
+        lo,
+        hi,
+    )
+    return [dict(r) for r in rows]
+
+
+def _group_of(row: dict[str, Any], by: str | None, tz: str) -> tuple[str, str]:
+    if by == "month":
+        return ("month", row["received_at"].astimezone(ZoneInfo(tz)).strftime("%Y-%m"))
+    if by == "area":
+        return ("precinct", row["precinct"] or UNKNOWN_AREA)
+    return ("all", "all")
+
+
+async def outcome_table(
+    conn: Conn,
+    schema: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    by: Literal["month", "area"] | None = None,
+    tz: str = "UTC",
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """Outcome counts of behavioral-health calls, in total and per month or per precinct,
+    suppressed as one table. ``{"total": {metric: cell}, "rows": [{"group_kind",
+    "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in the same group."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for row in await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz):
+        groups = {("all", "all"), _group_of(row, by, tz)}
+        for g in groups:
+            for m in incident_metrics(row):
+                counts[(*g, m)] += 1
+    kinds = ("month",) if by == "month" else ("precinct",) if by == "area" else ()
+    table = suppressed_table(counts, kinds, small_cell_max)
+    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    for (g, m), v in table.items():
+        groups[g][m] = _cell(v, table[(g, "calls")] if m != "calls" else None)
+    total = groups.pop(("all", "all"))
+    return {
+        "total": total,
+        "rows": [{"group_kind": k, "group": name, "metrics": ms} for (k, name), ms in sorted(groups.items())],
+    }
+
+
+async def repeat_encounters(
+    conn: Conn,
+    schema: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tz: str = "UTC",
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """People (linked identities counted once) with 1+, 2+ and 3+ contacts in the range,
+    and how many of those with 3+ were enrolled in services by the end of the range (the
+    Colorado evaluation's metric). Suppressed with hidden complements (exactly one,
+    exactly two contacts; 3+ not enrolled)."""
+    lo, hi = _bounds(date_from, date_to, tz)
+    rows = await conn.fetch(
+        f"""SELECT c.person, count(*) AS contacts,
+                   bool_or(s.enrolled_in_services AND ($2::timestamptz IS NULL OR s.first_enrolled_at < $2))
+                     AS enrolled
+            FROM {_s(schema)}.person_contacts c JOIN {_s(schema)}.person_summary s USING (person)
+            WHERE ($1::timestamptz IS NULL OR c.contact_at >= $1)
+              AND ($2::timestamptz IS NULL OR c.contact_at < $2)
+            GROUP BY c.person""",
+        lo,
+        hi,
+    )
+    people = len(rows)
+    two = sum(1 for r in rows if r["contacts"] >= 2)
+    three = sum(1 for r in rows if r["contacts"] >= 3)
+    enrolled = sum(1 for r in rows if r["contacts"] >= 3 and r["enrolled"])
+    values = {
+        "people": people,
+        "two_plus": two,
+        "three_plus": three,
+        "three_plus_enrolled": enrolled,
+        "once": people - two,
+        "exactly_two": two - three,
+        "three_plus_not_enrolled": three - enrolled,
+    }
+    eqs = [
+        Equation("people", ("two_plus", "once")),
+        Equation("two_plus", ("three_plus", "exactly_two")),
+        Equation("three_plus", ("three_plus_enrolled", "three_plus_not_enrolled")),
+    ]
+    hide = suppress(values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max)
+
+    def cell(name: str, denominator: str | None = None) -> dict[str, Any]:
+        v = None if name in hide else values[name]
+        d = None if denominator is None or denominator in hide else values[denominator]
+        return _cell(v, d)
+
+    return {
+        "people": cell("people"),
+        "two_plus": cell("two_plus", "people"),
+        "three_plus": cell("three_plus", "people"),
+        "three_plus_enrolled": cell("three_plus_enrolled", "three_plus"),
+    }
+
+
+def _stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
+    """Median and 90th percentile, only over more than ``small_cell_max`` values."""
+    if len(values) <= small_cell_max:
+        return {"n": None if values else 0, "median": None, "p90": None, "suppressed": bool(values)}
+    q = statistics.quantiles(values, n=10, method="inclusive")
+    return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
+
+
+async def response_times(
+    conn: Conn,
+    schema: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tz: str = "UTC",
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """Queued → arrived, time on scene, and officer time returned when a co-responder took
+    over (seconds), for behavioral-health calls; statistics over 10 or fewer calls are
+    suppressed."""
+    rows = await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz)
+
+    def col(name: str) -> list[float]:
+        return [r[name] for r in rows if r[name] is not None]
+
+    returned = col("officer_time_returned_seconds")
+    total_returned = sum(returned) if len(returned) > small_cell_max else None
+    return {
+        "response_seconds": _stat(col("response_seconds"), small_cell_max),
+        "time_on_scene_seconds": _stat(col("time_on_scene_seconds"), small_cell_max),
+        "officer_time_returned_seconds": {**_stat(returned, small_cell_max), "total": total_returned},
+    }
+
+
+async def referral_funnel(
+    conn: Conn,
+    schema: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tz: str = "UTC",
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """How many referrals requested in the range reached each stage, and the time spent
+    between stages (median seconds; suppressed over 10 or fewer referrals)."""
+    lo, hi = _bounds(date_from, date_to, tz)
+    rows = [
+        dict(r)
+        for r in await conn.fetch(
+            f"""SELECT * FROM {_s(schema)}.referral_funnel WHERE requested_at IS NOT NULL
+              AND ($1::timestamptz IS NULL OR requested_at >= $1)
+              AND ($2::timestamptz IS NULL OR requested_at < $2)""",
+            lo,
+            hi,
+        )
+    ]
+    stages = ("requested", "delivered", "accepted", "completed")
+    values = {s: sum(1 for r in rows if r[f"{s}_at"] is not None) for s in stages}
+    eqs = []
+    hidden = set()
+    for a, b in itertools.pairwise(stages):
+        values[f"{a}_not_{b}"] = max(0, values[a] - values[b])
+        hidden.add(f"{a}_not_{b}")
+        eqs.append(Equation(a, (b, f"{a}_not_{b}")))
+    hide = suppress(values, eqs, hidden, small_cell_max)
+    out: dict[str, Any] = {
+        s: _cell(None if s in hide else values[s], None if "requested" in hide else values["requested"])
+        for s in stages
+    }
+    for name in (
+        "seconds_requested_to_delivered",
+        "seconds_delivered_to_accepted",
+        "seconds_accepted_to_completed",
+    ):
+        out[name] = _stat([r[name] for r in rows if r[name] is not None], small_cell_max)
+    return out
+
+
+async def report(
+    conn: Conn,
+    schema: str,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    by: Literal["month", "area"] | None = None,
+    tz: str = "UTC",
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """The outcome report (``hub report --json``), schema version 1::
+
+        {"report": "outcomes", "version": 1, "from", "to", "by", "segment": "behavioral_health",
+         "small_cell_max": 10,
+         "headline": {"calls", "no_enforcement", "voluntary_transport", "enforcement",
+                      "involuntary_hold", "emergency_department", "referral_made",
+                      "connected_to_services", "repeat_three_plus_enrolled"},
+         "outcomes": {"total": {...}, "rows": [...]},   # see outcome_table
+         "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...}}
+
+    Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
+    behavioral-health calls (``enforcement`` = arrest or citation), except
+    ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
+    table = await outcome_table(
+        conn, schema, date_from=date_from, date_to=date_to, by=by, tz=tz, small_cell_max=small_cell_max
+    )
+    repeat = await repeat_encounters(
+        conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
+    )
+    total = table["total"]
+    headline = {"calls": total["calls"]}
+    headline.update({name: total[metric] for name, metric in HEADLINES.items()})
+    headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
+    return {
+        "report": "outcomes",
+        "version": REPORT_VERSION,
+        "from": date_from.isoformat() if date_from else None,
+        "to": date_to.isoformat() if date_to else None,
+        "by": by,
+        "segment": "behavioral_health",
+        "small_cell_max": small_cell_max,
+        "metrics": list(PUBLISHED_METRICS),
+        "headline": headline,
+        "outcomes": table,
+        "repeat_encounters": repeat,
+        "response_times": await response_times(
+            conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
+        ),
+        "referral_funnel": await referral_funnel(
+            conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
+        ),
+    }
+
+
+def _visible(entry: dict[str, Any], role: str | None, include_part2: bool) -> bool:
+    if role is not None and role not in entry["visible_to"]:
+        return False
+    return include_part2 or not entry["part2"]
+
+
+async def incident_timeline(
+    conn: Conn, schema: str, incident_id: str, *, role: str | None = None, include_part2: bool = True
+) -> dict[str, Any] | None:
+    """``{"incident_id", "summary": {...} | None, "entries": [...]}`` in time order, or None
+    when the incident is unknown. Entries: event_id, at, system, source, event_type,
+    incident_id, person, referral_id, summary, detail, visible_to, part2."""
+    summary = await conn.fetchrow(
+        f"SELECT * FROM {_s(schema)}.incident_summary WHERE incident_id = $1", incident_id
+    )
+    rows = await conn.fetch(
+        f"SELECT * FROM {_s(schema)}.timeline_entries WHERE incident_id = $1 ORDER BY at, event_id",
+        incident_id,
+    )
+    if summary is None and not rows:
+        return None
+    entries = [dict(r) for r in rows if _visible(dict(r), role, include_part2)]
+    return {"incident_id": incident_id, "summary": dict(summary) if summary else None, "entries": entries}
+
+
+async def person_timeline(
+    conn: Conn, schema: str, pseudonym: str, *, role: str | None = None, include_part2: bool = True
+) -> dict[str, Any] | None:
+    """A person's timeline across CAD, case system and EHR — every linked pseudonym's facts
+    and every fact of the incidents they were the subject of — in time order, or None when
+    the pseudonym is unknown. ``{"person", "canonical", "members", "summary", "entries"}``."""
+    canonical = await conn.fetchval(
+        f"SELECT canonical FROM {_s(schema)}.person_clusters WHERE pseudonym = $1", pseudonym
+    )
+    if canonical is None:
+        return None
+    summary = await conn.fetchrow(f"SELECT * FROM {_s(schema)}.person_summary WHERE person = $1", canonical)
+    rows = await conn.fetch(
+        f"""SELECT e.* FROM {_s(schema)}.person_timeline p
+            JOIN {_s(schema)}.timeline_entries e USING (event_id)
+            WHERE p.person = $1 ORDER BY e.at, e.event_id""",
+        canonical,
+    )
+    entries = [dict(r) for r in rows if _visible(dict(r), role, include_part2)]
+    return {
+        "person": pseudonym,
+        "canonical": canonical,
+        "members": list(summary["members"]) if summary else [pseudonym],
+        "summary": dict(summary) if summary else None,
+        "entries": entries,
+    }
+
+
+async def consents(conn: Conn, schema: str, pseudonym: str) -> list[dict[str, Any]]:
+    """Recorded consents of every pseudonym linked to ``pseudonym`` (for Part 2 decisions)."""
+    rows = await conn.fetch(
+        f"""SELECT c.* FROM {_s(schema)}.consents c
+            WHERE c.person IN (SELECT pseudonym FROM {_s(schema)}.person_clusters WHERE canonical =
+                               (SELECT canonical FROM {_s(schema)}.person_clusters WHERE pseudonym = $1))
+               OR c.person = $1
+            ORDER BY c.granted_at NULLS LAST, c.consent_id""",
+        pseudonym,
+    )
+    return [dict(r) for r in rows]
+
+
+async def published_outcomes(
+    conn: Conn, schema: str, *, date_from: date | None = None, date_to: date | None = None
+) -> list[dict[str, Any]]:
+    """The outcome records as last published to the outcome topic (suppressed), by month."""
+    rows = await conn.fetch(
+        f"""SELECT record::text AS record FROM {_s(schema)}.outcome_publications
+            WHERE ($1::date IS NULL OR period_start >= date_trunc('month', $1::date))
+              AND ($2::date IS NULL OR period_start <= $2) ORDER BY key""",
+        date_from,
+        date_to,
+    )
+    return [json.loads(r["record"]) for r in rows]

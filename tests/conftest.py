@@ -1,0 +1,157 @@
+"""Shared test fixtures.
+
+Every test session gets its own namespace on the shared services so that engineers and CI
+runs never see each other's data:
+
+- ``settings``: :class:`~hub.settings.Settings` from the environment (``HUB_*``, ``HUB_CONFIG``)
+  with a unique ``kafka.topic_prefix`` (``t`` + 8 hex digits) and a PostgreSQL schema of the
+  same name; ``state_dir`` (hence the key files and the database password) is the shared one.
+- ``services``: proves Kafka and PostgreSQL answer. Under ``CI=true`` a missing service FAILS
+  the requesting tests; locally ``hub infra up`` is tried once first.
+- ``topics``: the topic catalogue created for the session prefix (a ``TopicReport``).
+- ``pg_pool``: an asyncpg pool on the hub database.
+
+At the end of the session the prefix's topics and the schemas named ``<prefix>`` or
+``<prefix>_*`` are deleted (set ``HUB_TEST_KEEP=1`` to keep them for inspection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from uuid import uuid4
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from aiokafka.admin import AIOKafkaAdminClient
+
+from hub.db import create_pool, dsn
+from hub.infra import kafka, postgres
+from hub.infra.topics import TopicReport, ensure_topics
+from hub.settings import PROJECT_ROOT, Settings
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def session_settings(prefix: str | None = None) -> Settings:
+    """Settings for a test session: the environment's, with a unique topic prefix and schema."""
+    prefix = prefix or f"t{uuid4().hex[:8]}"
+    base = Settings()
+    return base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
+            "postgres": base.postgres.model_copy(update={"schema_": prefix}),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The session's settings (unique topic prefix and PostgreSQL schema; shared keys)."""
+    return session_settings()
+
+
+@dataclass(frozen=True)
+class Services:
+    """Both services answered a probe at session start."""
+
+    kafka_bootstrap: str
+    kafka_cluster_id: str | None
+    postgres_version: str | None
+
+
+async def _probe(settings: Settings) -> tuple[kafka.KafkaStatus, postgres.PostgresStatus]:
+    return await asyncio.gather(kafka.probe(settings), postgres.probe(settings))
+
+
+_services_failure: list[str] = []
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    """Kafka and PostgreSQL are reachable, or the requesting tests fail with the reason.
+
+    On teardown, everything the session created under its prefix is removed (topics
+    ``<prefix>.*``, schemas ``<prefix>`` and ``<prefix>_*``) unless ``HUB_TEST_KEEP=1``."""
+    if _services_failure:
+        pytest.fail(_services_failure[0], pytrace=False)
+    k, p = await _probe(settings)
+    if not (k.healthy and p.healthy) and not in_ci():
+        # Locally, bring the shared services up once (idempotent; a no-op when healthy).
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "hub.commands.infra", "up"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        k, p = await _probe(settings)
+        if not (k.healthy and p.healthy):
+            _services_failure.append(
+                "`hub infra up` could not bring the services up:\n" + (result.stdout + result.stderr)[-3000:]
+            )
+    if not (k.healthy and p.healthy):
+        reasons = []
+        if not k.healthy:
+            reasons.append(f"Kafka at {settings.kafka.bootstrap}: {k.error}")
+        if not p.healthy:
+            reasons.append(f"PostgreSQL at {p.target}: {p.error}")
+        hint = "CI=true: services must be started before the tests (make test does it)" if in_ci() else ""
+        _services_failure.append("integration services unavailable — " + "; ".join(reasons) + f". {hint}")
+        pytest.fail(_services_failure[-1], pytrace=False)
+    yield Services(settings.kafka.bootstrap, k.cluster_id, p.server_version)
+    if os.environ.get("HUB_TEST_KEEP") != "1":
+        await _delete_prefix_topics(settings)
+        await _drop_prefix_schemas(settings)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def topics(settings: Settings, services: Services) -> TopicReport:
+    """The topic catalogue for the session prefix, created on the shared broker."""
+    report = await ensure_topics(settings)
+    assert report.ok, f"topic catalogue for {settings.kafka.topic_prefix}: {report.to_dict()}"
+    return report
+
+
+async def _delete_prefix_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix + ".")]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def pg_pool(settings: Settings, services: Services) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool on the hub database (the session's schemas are dropped by ``services``)."""
+    pool = await create_pool(settings, max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def _drop_prefix_schemas(settings: Settings) -> None:
+    prefix = settings.kafka.topic_prefix
+    conn = await asyncpg.connect(dsn(settings))
+    try:
+        names = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2",
+            prefix,
+            prefix + r"\_%",
+        )
+        for row in names:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{row["nspname"]}" CASCADE')
+    finally:
+        await conn.close()

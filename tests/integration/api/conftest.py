@@ -1,0 +1,60 @@
+"""Fixtures for the read-API tests: the scenario's facts appended to the session's real
+log, folded by the real projections into PostgreSQL, and the real API (ASGI, in-process)
+over them with the real access log."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+
+from hub.api.access_log import AccessLog
+from hub.api.app import create_app
+from hub.api.auth import DevIssuer, TokenVerifier
+from hub.api.readmodels import PostgresReadModels
+from hub.keys import secret_bytes
+from hub.runtime import Runtime
+from hub.settings import Settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scenario import people, scenario  # noqa: E402
+
+from projections.runner import run_until_caught_up  # noqa: E402
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def api_facts(settings: Settings, topics: object, pg_pool: asyncpg.Pool) -> dict[str, str]:
+    """Append the scenario and project it; returns the scenario's pseudonyms by name."""
+    async with Runtime.open(settings) as rt:
+        await rt.log.append(scenario(rt.pseudonym_key))
+    await run_until_caught_up(settings)
+    return people(secret_bytes(settings, "pseudonym.key"))
+
+
+@pytest.fixture(scope="session")
+def issuer(settings: Settings) -> DevIssuer:
+    return DevIssuer.open(settings)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
+    log = AccessLog(pg_pool, settings.core_schema)
+    await log.ensure()
+    return log
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(
+    settings: Settings, pg_pool: asyncpg.Pool, api_facts: dict[str, str], issuer: DevIssuer, access_log: AccessLog
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(
+        settings, PostgresReadModels(settings, pg_pool), access_log,
+        TokenVerifier(settings, jwks=issuer.jwks()), dev_issuer=issuer,
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
+        yield c

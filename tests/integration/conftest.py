@@ -1,0 +1,21 @@
+"""Integration tests run against the REAL shared Kafka broker and PostgreSQL.
+
+Every test under ``tests/integration`` depends on the ``services`` fixture (see
+``tests/conftest.py``): under ``CI=true`` an unreachable service fails the tests; locally
+``hub infra up`` is tried once. Tests still declare ``pytestmark = pytest.mark.integration``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _require_services(services: object) -> None:
+    """Make every integration test wait for (or fail on) the shared services."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)

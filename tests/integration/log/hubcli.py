@@ -1,0 +1,20 @@
+"""Running the ``hub`` command in a subprocess against a test prefix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from hub.settings import PROJECT_ROOT, Settings
+
+
+def run_hub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``hub`` command as a user does, against ``settings``' prefix."""
+    env = dict(os.environ)
+    env["HUB_KAFKA__TOPIC_PREFIX"] = settings.kafka.topic_prefix
+    env["HUB_STATE_DIR"] = str(settings.state_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args], cwd=PROJECT_ROOT, env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )

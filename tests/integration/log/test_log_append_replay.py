@@ -1,0 +1,188 @@
+"""The event log on the real broker and PostgreSQL: exactly-once appends, per-key replay
+order, as-of replay, reading from offsets and times, dead letters, person keys."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.crypto import KeyDestroyedError, seal, unseal
+from hub.deadletters import build_dead_letter
+from hub.keystore import PostgresKeyring
+from hub.runtime import Runtime
+from schemas.deadletter import DeadLetter
+from schemas.dispatch import CallReceived, UnitDispatched
+from schemas.envelope import Envelope, new_event
+from schemas.topics import deadletter_topic, fact_topic
+
+T0 = datetime(2024, 6, 1, 8, 0, tzinfo=UTC)
+
+
+def call(tag: str, n: int, *, recorded: datetime | None = None, revision: int = 0) -> Envelope:
+    incident = f"sea:{tag}-{n % 7}"
+    return new_event(
+        UnitDispatched(incident_id=incident, unit_id=f"u{n}", at=T0 + timedelta(seconds=n)),
+        source="cad/test", record_id=f"{tag}-{n}", revision=revision, recorded_at=recorded or T0,
+    )
+
+
+async def ids_in_log(rt: Runtime, family: str = "dispatch") -> list[str]:
+    return [e.envelope.id async for e in rt.log.read([fact_topic(rt.settings.kafka.topic_prefix, family)])]
+
+
+async def test_appending_the_same_batch_twice_stores_one_copy(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:6]
+    batch = [call(tag, n) for n in range(40)]
+    first = await log_rt.log.append(batch + batch[:5])  # in-batch duplicates too
+    assert [a.envelope.id for a in first.appended] == [e.id for e in batch]
+    assert [d.id for d in first.duplicates] == [e.id for e in batch[:5]]
+    assert all(a.offset >= 0 and a.topic.endswith(".facts.dispatch") for a in first.appended)
+    second = await log_rt.log.append(batch)
+    assert second.appended == [] and [d.id for d in second.duplicates] == [e.id for e in batch]
+    mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
+    assert sorted(mine) == sorted(e.id for e in batch)  # one copy each
+    rows = await log_rt.pool.fetch(
+        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.event_index '
+        "WHERE event_id = ANY($1::text[])", [e.id for e in batch],
+    )
+    where = {(a.envelope.id, a.partition, a.offset) for a in first.appended}
+    assert {(r["event_id"], r["partition"], r["offset"]) for r in rows} == where
+
+
+async def test_concurrent_appenders_of_one_id_produce_it_once(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:6]
+    batch = [call(tag, n) for n in range(30)]
+    results = await asyncio.gather(*(log_rt.log.append(list(reversed(batch)) if i % 2 else batch)
+                                     for i in range(4)))
+    assert sum(len(r.appended) for r in results) == len(batch)
+    assert sum(len(r.duplicates) for r in results) == 3 * len(batch)
+    mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
+    assert sorted(mine) == sorted(e.id for e in batch)
+
+
+async def test_replay_returns_events_in_per_key_order(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:6]
+    order: dict[str, list[str]] = defaultdict(list)
+    for round_ in range(5):  # five appends, each touching every key
+        batch = [call(tag, n, revision=round_) for n in range(14)]
+        await log_rt.log.append(batch)
+        for e in batch:
+            order[e.partitionkey].append(e.id)
+    seen: dict[str, list[str]] = defaultdict(list)
+    async for ev in log_rt.log.replay(families=["dispatch"]):
+        if ev.key in order:
+            seen[ev.key].append(ev.envelope.id)
+    assert seen == order
+
+
+async def test_as_of_replay_excludes_later_events(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:6]
+    early = [call(tag, n, recorded=T0 + timedelta(hours=1)) for n in range(5)]
+    late = [call(tag, n, recorded=T0 + timedelta(hours=3)) for n in range(5, 10)]
+    await log_rt.log.append(early)
+    await log_rt.log.append(late)
+    mine = {e.id for e in early + late}
+
+    async def replayed(as_of: datetime | None) -> set[str]:
+        return {ev.envelope.id async for ev in log_rt.log.replay(as_of=as_of) if ev.envelope.id in mine}
+
+    assert await replayed(T0 + timedelta(hours=2)) == {e.id for e in early}
+    assert await replayed(T0 + timedelta(hours=1)) == {e.id for e in early}  # at T is included
+    assert await replayed(T0) == set()
+    assert await replayed(None) == mine
+    with pytest.raises(ValueError, match="timezone"):
+        async for _ in log_rt.log.replay(as_of=datetime(2024, 1, 1)):
+            pass
+
+
+async def test_read_from_offsets_and_from_time(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:6]
+    base = datetime.now(UTC) - timedelta(minutes=30)
+    first = await log_rt.log.append([call(tag, n, recorded=base) for n in range(6)])
+    later = base + timedelta(minutes=10)
+    second = await log_rt.log.append([call(tag, n, recorded=later) for n in range(6, 12)])
+    topic = first.appended[0].topic
+    starts: dict[tuple[str, int], int] = {}
+    for a in second.appended:
+        starts[(a.topic, a.partition)] = min(a.offset, starts.get((a.topic, a.partition), a.offset))
+    got = {ev.envelope.id async for ev in log_rt.log.read([topic], from_offsets=starts)}
+    assert {a.envelope.id for a in second.appended} <= got
+    for a in first.appended:  # named partitions start at the given offset, others at the beginning
+        assert (a.envelope.id in got) == ((a.topic, a.partition) not in starts)
+    since = {ev.envelope.id async for ev in log_rt.log.read([topic], from_time=base + timedelta(minutes=5))}
+    assert {a.envelope.id for a in second.appended} <= since
+    assert not ({a.envelope.id for a in first.appended} & since)
+
+
+async def test_dead_letters_are_written_once_and_indexed(log_rt: Runtime) -> None:
+    dl = build_dead_letter(source="cad/test", source_family="cad", record_ref=f"f.csv:{uuid.uuid4().hex}",
+                           stage="parse", reason="unparseable time", raw=b"Jane,1/2/2024 25:00",
+                           sealer=log_rt.deadletter_sealer, profile="test")
+    assert await log_rt.log.dead_letter(dl) is True
+    assert await log_rt.log.dead_letter(dl) is False
+    row = await log_rt.pool.fetchrow(
+        f'SELECT status, topic, "offset" FROM {log_rt.settings.core_schema}.deadletters WHERE id = $1', dl.id
+    )
+    assert row["status"] == "open"
+    assert row["topic"] == deadletter_topic(log_rt.settings.kafka.topic_prefix, "cad")
+    from hub.log import scan_records
+
+    found = [DeadLetter.model_validate_json(r.value) async for r in scan_records(
+        log_rt.log._consumer(), [row["topic"]]) if r.key == dl.id.encode()]
+    assert found == [dl] and b"Jane" not in found[0].model_dump_json().encode()
+
+
+async def test_person_keys_persist_and_erasure_shreds(log_rt: Runtime) -> None:
+    person = "psn_" + uuid.uuid4().hex
+    sealed = await asyncio.to_thread(seal, log_rt.keyring, person, {"name": "Jane"})
+    other = PostgresKeyring(log_rt.settings, log_rt.pool)
+    await other.start()
+    try:
+        assert await asyncio.to_thread(unseal, other, sealed) == {"name": "Jane"}  # same key elsewhere
+        assert await log_rt.keyring.destroy(person) is True
+        other.invalidate()
+        with pytest.raises(KeyDestroyedError):
+            await asyncio.to_thread(unseal, other, sealed)
+        with pytest.raises(KeyDestroyedError):
+            await asyncio.to_thread(seal, other, person, {"again": True})  # never re-created
+        assert await other.is_destroyed(person)
+    finally:
+        await other.stop()
+
+
+RAW_ROW = st.one_of(
+    st.tuples(st.just("ok"), st.integers(0, 15)),  # a valid record (ids repeat: duplicates)
+    st.tuples(st.just("bad"), st.integers(0, 5)),  # a record that fails validation
+)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(RAW_ROW, min_size=1, max_size=25))
+async def test_read_equals_appended_plus_duplicates_plus_dead_lettered(log_rt: Runtime, rows) -> None:
+    """For any mix of valid, duplicate and invalid inputs, every input is accounted for once."""
+    tag = uuid.uuid4().hex[:8]
+    envelopes, dead = [], 0
+    for i, (kind, n) in enumerate(rows):
+        raw = f"{tag},{n},{'' if kind == 'bad' else 'sea'}".encode()
+        try:
+            agency = raw.decode().split(",")[2]
+            data = CallReceived(incident_id=f"sea:{tag}-{n}", agency=agency or None, cad_number=str(n), at=T0,
+                                source_timezone="UTC", category="welfare", behavioral_health=False)
+            envelopes.append(new_event(data, source="cad/prop", record_id=f"{tag}-{n}"))
+        except ValueError as exc:
+            dl = build_dead_letter(source="cad/prop", source_family="cad", record_ref=f"{tag}:{i}",
+                                   stage="validate", reason=str(exc)[:200], raw=raw,
+                                   sealer=log_rt.deadletter_sealer)
+            dead += await log_rt.log.dead_letter(dl)
+    result = await log_rt.log.append(envelopes)
+    assert len(rows) == len(result.appended) + len(result.duplicates) + dead
+    in_log = [i for i in await ids_in_log(log_rt) if i in {e.id for e in envelopes}]
+    assert sorted(in_log) == sorted({e.id for e in envelopes})
+    assert len(in_log) == len(result.appended)
+    assert dead == sum(1 for k, _ in rows if k == "bad")

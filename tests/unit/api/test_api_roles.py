@@ -1,0 +1,215 @@
+"""The role policy as pure functions: the matrix, timeline filtering, Part 2 consent and
+small-cell suppression."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.api.roles import (
+    PERSON_LEVEL,
+    POLICY,
+    BadPurpose,
+    Consent,
+    Family,
+    Forbidden,
+    Principal,
+    Role,
+    TimelineScope,
+    authorize,
+    check_timeline_scope,
+    filter_timeline,
+    normalize_purpose,
+    share,
+    suppress_cells,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PERSON = "psn_" + "a" * 32
+
+EXPECTED_ALLOWED = {
+    Role.DISPATCHER: {Family.INCIDENT_TIMELINE},
+    Role.CLINICIAN: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE},
+    Role.CASE_MANAGER: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE},
+    Role.ANALYST: {Family.AGGREGATES, Family.PIPELINE},
+    Role.AUDITOR: {Family.PIPELINE, Family.DEADLETTERS, Family.VERIFICATION, Family.ACCESS_LOG},
+    Role.ADMIN: set(Family),
+}
+
+
+def principal(role: Role, program: str | None = "coresp-1") -> Principal:
+    return Principal(sub="u1", role=role, program=program)
+
+
+@pytest.mark.parametrize("role", list(Role))
+@pytest.mark.parametrize("family", list(Family))
+def test_matrix_allows_exactly_the_documented_pairs(role: Role, family: Family) -> None:
+    if family in EXPECTED_ALLOWED[role]:
+        authorize(principal(role), family)
+    else:
+        with pytest.raises(Forbidden):
+            authorize(principal(role), family)
+
+
+def test_policy_covers_every_family() -> None:
+    assert set(POLICY) == set(Family)
+
+
+@pytest.mark.parametrize("role", [Role.CLINICIAN, Role.CASE_MANAGER])
+@pytest.mark.parametrize("family", sorted(PERSON_LEVEL))
+def test_program_roles_without_program_cannot_read_people(role: Role, family: Family) -> None:
+    with pytest.raises(Forbidden):
+        authorize(principal(role, program=None), family)
+
+
+def test_program_roles_only_see_their_programs_subjects() -> None:
+    scope = TimelineScope(programs=frozenset({"coresp-2"}))
+    with pytest.raises(Forbidden):
+        check_timeline_scope(principal(Role.CLINICIAN), scope, Family.PERSON_TIMELINE)
+    check_timeline_scope(principal(Role.CLINICIAN, "coresp-2"), scope, Family.PERSON_TIMELINE)
+    check_timeline_scope(principal(Role.ADMIN, None), scope, Family.PERSON_TIMELINE)
+    check_timeline_scope(principal(Role.DISPATCHER, None), scope, Family.INCIDENT_TIMELINE)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("treatment", "treatment"), (" Care_Coordination ", "care-coordination"), ("AUDIT", "audit")],
+)
+def test_purpose_normalized(raw: str, expected: str) -> None:
+    assert normalize_purpose(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [None, "", "  ", "curiosity"])
+def test_purpose_required_and_known(raw: str | None) -> None:
+    with pytest.raises(BadPurpose):
+        normalize_purpose(raw)
+
+
+ENTRIES = [
+    {
+        "event_id": "1",
+        "family": "dispatch",
+        "event_type": "cad.call.received.v2",
+        "at": "2026-01-01T00:00:00Z",
+    },
+    {"event_id": "2", "family": "encounter", "event_type": "encounter.clinician.engaged.v1", "data": {}},
+    {
+        "event_id": "3",
+        "family": "referral",
+        "event_type": "referral.requested.v1",
+        "person": PERSON,
+        "data": {"substance_use": True},
+    },
+    {
+        "event_id": "4",
+        "family": "case",
+        "event_type": "case.service.enrolled.v1",
+        "person": PERSON,
+        "substance_use": False,
+    },
+]
+
+
+def ids(entries: list[dict]) -> list[str]:
+    return [e["event_id"] for e in entries]
+
+
+def test_dispatcher_sees_cad_facts_only() -> None:
+    out = filter_timeline(ENTRIES, principal(Role.DISPATCHER, None), TimelineScope(frozenset()), T0)
+    assert ids(out) == ["1"]
+
+
+def test_part2_withheld_without_consent_for_everyone() -> None:
+    scope = TimelineScope(frozenset({"coresp-1"}))
+    for role in (Role.CLINICIAN, Role.CASE_MANAGER, Role.ADMIN):
+        assert ids(filter_timeline(ENTRIES, principal(role), scope, T0)) == ["1", "2", "4"]
+
+
+def test_part2_disclosed_under_covering_consent_only() -> None:
+    consent = Consent("c1", PERSON, ("coresp-1",), ("part2",), granted_at=T0)
+    scope = TimelineScope(frozenset({"coresp-1"}), (consent,))
+    later = T0 + timedelta(days=1)
+    assert ids(filter_timeline(ENTRIES, principal(Role.CLINICIAN), scope, later)) == ["1", "2", "3", "4"]
+    # another program is not a recipient
+    assert "3" not in ids(filter_timeline(ENTRIES, principal(Role.CLINICIAN, "other"), scope, later))
+    # before the grant, after revocation or expiry: withheld
+    assert "3" not in ids(filter_timeline(ENTRIES, principal(Role.CLINICIAN), scope, T0 - timedelta(1)))
+    revoked = Consent("c1", PERSON, ("coresp-1",), ("part2",), granted_at=T0, revoked_at=later)
+    assert "3" not in ids(
+        filter_timeline(
+            ENTRIES, principal(Role.CLINICIAN), TimelineScope(frozenset({"coresp-1"}), (revoked,)), later
+        )
+    )
+    expired = Consent("c1", PERSON, ("coresp-1",), ("part2",), granted_at=T0, expires_at=later)
+    assert "3" not in ids(
+        filter_timeline(
+            ENTRIES, principal(Role.CLINICIAN), TimelineScope(frozenset({"coresp-1"}), (expired,)), later
+        )
+    )
+    general = Consent("c1", PERSON, ("coresp-1",), ("general",), granted_at=T0)
+    assert "3" not in ids(
+        filter_timeline(
+            ENTRIES, principal(Role.CLINICIAN), TimelineScope(frozenset({"coresp-1"}), (general,)), later
+        )
+    )
+
+
+def test_non_timeline_roles_see_nothing() -> None:
+    for role in (Role.ANALYST, Role.AUDITOR):
+        assert filter_timeline(ENTRIES, principal(role), TimelineScope(frozenset({"coresp-1"})), T0) == []
+
+
+entry_st = st.fixed_dictionaries(
+    {
+        "event_id": st.uuids().map(str),
+        "family": st.sampled_from(["dispatch", "encounter", "referral", "case", "consent", "identity"]),
+        "person": st.just(PERSON),
+        "substance_use": st.booleans(),
+    }
+)
+
+
+@given(st.lists(entry_st, max_size=30), st.sampled_from(list(Role)), st.booleans())
+def test_filter_is_a_subsequence_and_never_leaks_part2(
+    entries: list[dict], role: Role, consented: bool
+) -> None:
+    consents = (Consent("c", PERSON, ("coresp-1",), ("part2",), granted_at=T0),) if consented else ()
+    out = filter_timeline(entries, principal(role), TimelineScope(frozenset({"coresp-1"}), consents), T0)
+    it = iter(entries)
+    assert all(any(o == e for e in it) for o in out)  # order-preserving subsequence
+    if not consented or role not in (Role.CLINICIAN, Role.CASE_MANAGER):
+        assert not any(e["substance_use"] for e in out)
+    if role == Role.DISPATCHER:
+        assert all(e["family"] == "dispatch" for e in out)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 200), max_size=8), st.booleans())
+def test_no_small_cell_published_or_derivable(cells: dict[str, int], with_total: bool) -> None:
+    total = sum(cells.values()) if with_total else None
+    out = suppress_cells(cells, 10, total=total)
+    assert set(out) == set(cells)
+    for k, v in out.items():
+        assert v is None or v == cells[k]
+        assert v is None or not 1 <= v <= 10
+    if total is not None:
+        hidden = [k for k, v in out.items() if v is None]
+        # a single hidden cell could be recovered as total - sum(published)
+        assert (
+            len(hidden) != 1
+            or cells[hidden[0]] == 0
+            or all(out[k] is None or cells[k] == 0 for k in cells if k != hidden[0])
+        )
+
+
+def test_complementary_suppression_hides_next_smallest() -> None:
+    out = suppress_cells({"a": 3, "b": 40, "c": 25, "d": 0}, 10, total=68)
+    assert out == {"a": None, "b": 40, "c": None, "d": 0}
+
+
+def test_share_withheld_when_suppressed() -> None:
+    assert share(None, 100) is None
+    assert share(5, 0) is None
+    assert share(33, 100) == 0.33

@@ -1,0 +1,183 @@
+"""The connector framework's accounting: every record lands in exactly one bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connectors.core.backoff import Backoff
+from connectors.core.deadletters import raw_sealer
+from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
+from connectors.core.records import Batch, Exclusion, Mapped, RawRecord, Rejection, RevisionKey
+from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch
+from hub.keystore import DeadLetterSealer
+from schemas.dispatch import CallReceived
+from schemas.envelope import new_event
+
+KEY = bytes(range(32))
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class ToyMapper:
+    """kind:N rows: ok → 1-2 events, dup-of-earlier ids, bad → rejection, skip → exclusion."""
+
+    source = "test/toy"
+
+    def revision_key(self, record: RawRecord) -> RevisionKey | None:
+        return None
+
+    def map(self, record: RawRecord, first_revision: str | None = None):  # type: ignore[no-untyped-def]
+        kind, n = record.fields
+        if kind == "bad":
+            return Rejection("validate", "bad row")
+        if kind == "skip":
+            return Exclusion("test row")
+        if kind == "boom":
+            raise RuntimeError("mapper exploded")
+        events = [
+            new_event(
+                CallReceived(
+                    incident_id=f"T:{n}",
+                    agency="T",
+                    cad_number=str(n),
+                    at=T0 + timedelta(seconds=n),
+                    source_timezone="UTC",
+                    category="other",
+                    behavioral_health=False,
+                ),
+                source=self.source,
+                record_id=str(n),
+            )
+        ]
+        return Mapped(tuple(events))
+
+
+def sink() -> DeadLetterSink:
+    return DeadLetterSink("test/toy", "cad", raw_sealer(KEY))
+
+
+rows = st.lists(
+    st.tuples(st.sampled_from(["ok", "bad", "skip", "boom", "problem"]), st.integers(0, 15)), max_size=40
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=rows, second=rows)
+def test_counts_add_up_for_any_mix(first, second) -> None:  # type: ignore[no-untyped-def]
+    log = MemoryLog()
+
+    def records(items):  # type: ignore[no-untyped-def]
+        return [
+            RawRecord(f"r{i}", f"{k}:{n}".encode(), (k, n), "unreadable" if k == "problem" else None)
+            for i, (k, n) in enumerate(items)
+        ]
+
+    async def run():  # type: ignore[no-untyped-def]
+        a = await ingest_batch(records(first), ToyMapper(), log, sink())
+        b = await ingest_batch(records(second), ToyMapper(), log, sink())
+        return a, b
+
+    a, b = asyncio.run(run())
+    for counts, items in ((a, first), (b, second)):
+        assert counts.balanced()
+        assert counts.read == len(items)
+        assert counts.excluded == sum(1 for k, _ in items if k == "skip")
+        assert counts.dead_lettered == sum(1 for k, _ in items if k in ("bad", "boom", "problem"))
+        assert counts.events_appended + counts.events_duplicate == sum(1 for k, _ in items if k == "ok")
+    # exactly one fact per distinct ok number, whatever the repetition
+    distinct = {n for k, n in first + second if k == "ok"}
+    assert len(log.events) == len(distinct) == a.events_appended + b.events_appended
+    assert a.appended + b.appended == len(distinct)
+
+
+def test_dead_letter_is_sealed_and_deduplicated() -> None:
+    log = MemoryLog()
+    rec = RawRecord("f.csv:2", b"secret,row", ("bad", 1))
+    c1 = asyncio.run(ingest_batch([rec], ToyMapper(), log, sink()))
+    c2 = asyncio.run(ingest_batch([rec], ToyMapper(), log, sink()))
+    assert (c1.dead_lettered, c1.dead_letters_new, c2.dead_lettered, c2.dead_letters_new) == (1, 1, 1, 0)
+    (letter,) = log.dead_letters.values()
+    assert letter.reason == "bad row" and letter.stage == "validate" and letter.raw_clear is None
+    assert b"secret" not in letter.model_dump_json().encode()
+    assert DeadLetterSealer(KEY).open(letter.raw) == b"secret,row"
+
+
+def test_mapper_exception_becomes_dead_letter_with_reason() -> None:
+    log = MemoryLog()
+    counts = asyncio.run(ingest_batch([RawRecord("x", b"x", ("boom", 1))], ToyMapper(), log, sink()))
+    assert counts.dead_lettered == 1
+    assert "RuntimeError: mapper exploded" in next(iter(log.dead_letters.values())).reason
+
+
+def test_revision_store_keeps_the_first_revision() -> None:
+    store = MemoryRevisionStore()
+    got = asyncio.run(store.claim("s", [RevisionKey("a", "2"), RevisionKey("a", "3"), RevisionKey("b", "1")]))
+    assert got == {"a": "2", "b": "1"}
+    assert asyncio.run(store.claim("s", [RevisionKey("a", "9")])) == {"a": "2"}
+
+
+def test_backoff_is_jittered_capped_and_grows() -> None:
+    b = Backoff(base=1, cap=8)
+    assert [b.ceiling(n) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+    rng = random.Random(1)
+    delays = [b.delay(5, rng) for _ in range(200)]
+    assert all(0 < d <= 8 for d in delays) and len(set(delays)) > 100
+
+
+class FlakySource:
+    name = "test/flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def read(self, cursor):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("down")
+        start = cursor or 0
+        if start >= 3:
+            return Batch([], cursor=start)
+        return Batch([RawRecord(f"r{start}", b"", ("ok", start))], cursor=start + 1, meta={"more": True})
+
+    async def close(self) -> None:
+        pass
+
+
+def test_runner_backs_off_then_commits_cursor_after_append() -> None:
+    async def run():  # type: ignore[no-untyped-def]
+        log, cursors = MemoryLog(), MemoryCursorStore()
+        source = FlakySource(failures=2)
+        runner = SourceRunner(
+            source, ToyMapper(), log, cursors, sink(), interval=0.01, backoff=Backoff(base=0.01, cap=0.02)
+        )
+        await runner.start()
+        for _ in range(500):
+            if cursors.cursors.get("test/flaky") == 3:
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+        return log, cursors, runner
+
+    log, cursors, runner = asyncio.run(run())
+    assert cursors.cursors["test/flaky"] == 3
+    assert len(log.events) == 3 and runner.totals.balanced()
+
+
+def test_cursor_not_committed_when_append_fails() -> None:
+    async def run():  # type: ignore[no-untyped-def]
+        log, cursors = MemoryLog(fail_appends=1), MemoryCursorStore()
+        runner = SourceRunner(FlakySource(0), ToyMapper(), log, cursors, sink(), interval=0.01)
+        with contextlib.suppress(ConnectionError):
+            await runner.poll_once()
+        assert cursors.cursors == {}
+        await runner.poll_once()
+        return cursors
+
+    assert asyncio.run(run()).cursors["test/flaky"] == 1

@@ -1,0 +1,190 @@
+"""Builders and Hypothesis strategies for valid event sequences (test helpers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import strategies as st
+
+from projections.facts import Fact, fact_from_envelope
+from schemas.base import Area
+from schemas.case import CaseOpened, ServiceEnrolled
+from schemas.consent import ConsentGranted
+from schemas.dispatch import (
+    CallDisposition,
+    CallReceived,
+    CallRevised,
+    UnitCleared,
+    UnitDispatched,
+    UnitEnRoute,
+    UnitOnScene,
+)
+from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
+from schemas.envelope import new_event
+from schemas.identity import PersonLinked, PersonUnlinked
+from schemas.referral import (
+    ReferralAccepted,
+    ReferralCompleted,
+    ReferralDeclined,
+    ReferralDelivered,
+    ReferralRequested,
+)
+
+T0 = datetime(2024, 3, 30, 18, 0, tzinfo=UTC)
+PERSONS = tuple(f"psn_{i:032x}" for i in (1, 2, 3, 4))
+INCIDENTS = ("sea:1001", "sea:1002", "sea:1003")
+REFERRALS = ("ref-a", "ref-b")
+OUTCOMES = ("no_enforcement", "voluntary_transport", "arrest", "involuntary_hold", "referral", "unknown")
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+_counter = iter(range(10**9))
+
+
+def fact(data, source: str = "test", record: str | None = None) -> Fact:
+    """A fact with a deterministic id over (source, record, payload)."""
+    rid = record or data.model_dump_json()
+    return fact_from_envelope(new_event(data, source=source, record_id=rid, recorded_at=T0))
+
+
+minutes = st.integers(min_value=0, max_value=60 * 24 * 50)
+incident = st.sampled_from(INCIDENTS)
+person = st.sampled_from(PERSONS)
+referral = st.sampled_from(REFERRALS)
+area = st.builds(Area, precinct=st.sampled_from(["N", "S", None]), beat=st.sampled_from(["B1", "B2", None]))
+
+call_received = st.builds(
+    lambda i, m, cat, bh, a: CallReceived(
+        incident_id=i,
+        agency="sea",
+        cad_number=i.split(":")[1],
+        at=at(m),
+        source_timezone="UTC",
+        category=cat,
+        behavioral_health=bh,
+        area=a,
+    ),
+    incident,
+    st.integers(0, 60 * 24 * 40),
+    st.sampled_from(["behavioral_health", "welfare", "traffic"]),
+    st.booleans(),
+    area,
+)
+unit_event = st.builds(
+    lambda cls, i, m, kind: cls(incident_id=i, at=at(m), unit_id=f"u-{kind}", unit_kind=kind),
+    st.sampled_from([UnitDispatched, UnitEnRoute, UnitOnScene, UnitCleared]),
+    incident,
+    minutes,
+    st.sampled_from(["police", "co_responder"]),
+)
+disposition = st.builds(
+    lambda i, m, o: CallDisposition(incident_id=i, at=at(m), outcome=o),
+    incident,
+    minutes,
+    st.sampled_from(OUTCOMES),
+)
+revision = st.builds(
+    lambda i, m, n, o, bh: CallRevised(
+        incident_id=i, at=at(m), revision=str(n), outcome=o, behavioral_health=bh
+    ),
+    incident,
+    minutes,
+    st.integers(1, 3),
+    st.sampled_from((None, *OUTCOMES)),
+    st.sampled_from([None, True]),
+)
+engaged = st.builds(
+    lambda i, m: ClinicianEngaged(incident_id=i, at=at(m), clinician_id="c1", program="p"), incident, minutes
+)
+identified = st.builds(
+    lambda i, m, p, r: PersonIdentified(incident_id=i, at=at(m), person=p, role=r),
+    incident,
+    minutes,
+    person,
+    st.sampled_from(["subject", "subject", "caller"]),
+)
+onscene = st.builds(
+    lambda i, m, o, p, rel: OnSceneOutcome(
+        incident_id=i, at=at(m), outcome=o, person=p, officer_released_at=at(m - 5) if rel else None
+    ),
+    incident,
+    minutes,
+    st.sampled_from(OUTCOMES),
+    st.sampled_from((None, *PERSONS)),
+    st.booleans(),
+)
+requested = st.builds(
+    lambda r, p, m, i, su: ReferralRequested(
+        referral_id=r,
+        person=p,
+        at=at(m),
+        incident_id=i,
+        destination="clinic",
+        channel="fhir",
+        service_type="bh",
+        substance_use=su,
+        requester="t",
+    ),
+    referral,
+    person,
+    minutes,
+    st.sampled_from((None, *INCIDENTS)),
+    st.booleans(),
+)
+referral_step = st.builds(
+    lambda cls, r, p, m: cls(
+        referral_id=r,
+        person=p,
+        at=at(m),
+        **({"destination": "clinic", "channel": "fhir"} if cls is ReferralDelivered else {}),
+    ),
+    st.sampled_from([ReferralDelivered, ReferralAccepted, ReferralCompleted, ReferralDeclined]),
+    referral,
+    person,
+    minutes,
+)
+enrolled = st.builds(
+    lambda p, m: ServiceEnrolled(case_id="k1", person=p, at=at(m), service_type="bh", provider="clinic"),
+    person,
+    minutes,
+)
+opened = st.builds(
+    lambda p, m, i: CaseOpened(case_id="k1", person=p, at=at(m), program="p", incident_id=i),
+    person,
+    minutes,
+    st.sampled_from((None, *INCIDENTS)),
+)
+link = st.builds(
+    lambda cls, a, b, m: cls(person=a, other=b, at=at(m), actor="t"),
+    st.sampled_from([PersonLinked, PersonLinked, PersonUnlinked]),
+    person,
+    person,
+    minutes,
+)
+consent = st.builds(
+    lambda p, m: ConsentGranted(
+        consent_id="c1", person=p, at=at(m), recipients=("clinic",), scope=("part2",)
+    ),
+    person,
+    minutes,
+)
+
+any_event = st.one_of(
+    call_received,
+    unit_event,
+    disposition,
+    revision,
+    engaged,
+    identified,
+    onscene,
+    requested,
+    referral_step,
+    enrolled,
+    opened,
+    link,
+    consent,
+)
+event_lists = st.lists(any_event.map(fact), min_size=1, max_size=25, unique_by=lambda f: f.event_id)
