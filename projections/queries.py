@@ -24,11 +24,13 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from hub.db import check_schema_name
+from hub.settings import Settings
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, suppressed_table
 from projections.suppression import Equation, suppress
 
 Conn = asyncpg.Connection | asyncpg.Pool
+Schema = str | Settings  # a schema name, or settings (their postgres.schema, time zone, cell size)
 REPORT_VERSION = 1
 HEADLINES = {
     "no_enforcement": "outcome.no_enforcement",
@@ -64,15 +66,34 @@ def _cell(value: int | None, denominator: int | None = None) -> dict[str, Any]:
     return {"value": value, "share": share, "suppressed": value is None}
 
 
-def _s(schema: str) -> str:
-    return f'"{check_schema_name(schema)}"'
+def _s(schema: str | Settings) -> str:
+    """The quoted schema name; a :class:`Settings` stands for its ``postgres.schema``."""
+    name = schema.postgres.schema_ if isinstance(schema, Settings) else schema
+    return f'"{check_schema_name(name)}"'
+
+
+def _tz(schema: str | Settings, tz: str | None) -> str:
+    if tz is not None:
+        return tz
+    return schema.agency_timezone if isinstance(schema, Settings) else "UTC"
+
+
+def _max(schema: str | Settings, small_cell_max: int | None) -> int:
+    if small_cell_max is not None:
+        return small_cell_max
+    return schema.projections.small_cell_max if isinstance(schema, Settings) else 10
 
 
 async def bh_incidents(
-    conn: Conn, schema: str, *, date_from: date | None = None, date_to: date | None = None, tz: str = "UTC"
+    conn: Conn,
+    schema: Schema,
+    *,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    tz: str | None = None,
 ) -> list[dict[str, Any]]:
     """Incident rows of behavioral-health calls received in the range."""
-    lo, hi = _bounds(date_from, date_to, tz)
+    lo, hi = _bounds(date_from, date_to, _tz(schema, tz))
     rows = await conn.fetch(
         f"""SELECT * FROM {_s(schema)}.incident_summary
             WHERE behavioral_health AND received_at IS NOT NULL
@@ -94,17 +115,19 @@ def _group_of(row: dict[str, Any], by: str | None, tz: str) -> tuple[str, str]:
 
 async def outcome_table(
     conn: Conn,
-    schema: str,
+    schema: Schema,
     *,
     date_from: date | None = None,
     date_to: date | None = None,
     by: Literal["month", "area"] | None = None,
-    tz: str = "UTC",
-    small_cell_max: int = 10,
+    tz: str | None = None,
+    small_cell_max: int | None = None,
 ) -> dict[str, Any]:
     """Outcome counts of behavioral-health calls, in total and per month or per precinct,
     suppressed as one table. ``{"total": {metric: cell}, "rows": [{"group_kind",
     "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in the same group."""
+    tz = _tz(schema, tz)
+    small_cell_max = _max(schema, small_cell_max)
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz):
         groups = {("all", "all"), _group_of(row, by, tz)}
@@ -125,17 +148,19 @@ async def outcome_table(
 
 async def repeat_encounters(
     conn: Conn,
-    schema: str,
+    schema: Schema,
     *,
     date_from: date | None = None,
     date_to: date | None = None,
-    tz: str = "UTC",
-    small_cell_max: int = 10,
+    tz: str | None = None,
+    small_cell_max: int | None = None,
 ) -> dict[str, Any]:
     """People (linked identities counted once) with 1+, 2+ and 3+ contacts in the range,
     and how many of those with 3+ were enrolled in services by the end of the range (the
     Colorado evaluation's metric). Suppressed with hidden complements (exactly one,
     exactly two contacts; 3+ not enrolled)."""
+    tz = _tz(schema, tz)
+    small_cell_max = _max(schema, small_cell_max)
     lo, hi = _bounds(date_from, date_to, tz)
     rows = await conn.fetch(
         f"""SELECT c.person, count(*) AS contacts,
@@ -191,16 +216,18 @@ def _stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
 
 async def response_times(
     conn: Conn,
-    schema: str,
+    schema: Schema,
     *,
     date_from: date | None = None,
     date_to: date | None = None,
-    tz: str = "UTC",
-    small_cell_max: int = 10,
+    tz: str | None = None,
+    small_cell_max: int | None = None,
 ) -> dict[str, Any]:
     """Queued → arrived, time on scene, and officer time returned when a co-responder took
     over (seconds), for behavioral-health calls; statistics over 10 or fewer calls are
     suppressed."""
+    tz = _tz(schema, tz)
+    small_cell_max = _max(schema, small_cell_max)
     rows = await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz)
 
     def col(name: str) -> list[float]:
@@ -217,15 +244,17 @@ async def response_times(
 
 async def referral_funnel(
     conn: Conn,
-    schema: str,
+    schema: Schema,
     *,
     date_from: date | None = None,
     date_to: date | None = None,
-    tz: str = "UTC",
-    small_cell_max: int = 10,
+    tz: str | None = None,
+    small_cell_max: int | None = None,
 ) -> dict[str, Any]:
     """How many referrals requested in the range reached each stage, and the time spent
     between stages (median seconds; suppressed over 10 or fewer referrals)."""
+    tz = _tz(schema, tz)
+    small_cell_max = _max(schema, small_cell_max)
     lo, hi = _bounds(date_from, date_to, tz)
     rows = [
         dict(r)
@@ -261,13 +290,13 @@ async def referral_funnel(
 
 async def report(
     conn: Conn,
-    schema: str,
+    schema: Schema,
     *,
     date_from: date | None = None,
     date_to: date | None = None,
     by: Literal["month", "area"] | None = None,
-    tz: str = "UTC",
-    small_cell_max: int = 10,
+    tz: str | None = None,
+    small_cell_max: int | None = None,
 ) -> dict[str, Any]:
     """The outcome report (``hub report --json``), schema version 1::
 
@@ -282,6 +311,8 @@ async def report(
     Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
     behavioral-health calls (``enforcement`` = arrest or citation), except
     ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
+    tz = _tz(schema, tz)
+    small_cell_max = _max(schema, small_cell_max)
     table = await outcome_table(
         conn, schema, date_from=date_from, date_to=date_to, by=by, tz=tz, small_cell_max=small_cell_max
     )
@@ -319,54 +350,71 @@ def _visible(entry: dict[str, Any], role: str | None, include_part2: bool) -> bo
     return include_part2 or not entry["part2"]
 
 
+def _entry(row: asyncpg.Record) -> dict[str, Any]:
+    entry = dict(row)
+    if isinstance(entry.get("detail"), str):
+        entry["detail"] = json.loads(entry["detail"])
+    entry["visible_to"] = list(entry["visible_to"])
+    return entry
+
+
 async def incident_timeline(
-    conn: Conn, schema: str, incident_id: str, *, role: str | None = None, include_part2: bool = True
-) -> dict[str, Any] | None:
-    """``{"incident_id", "summary": {...} | None, "entries": [...]}`` in time order, or None
-    when the incident is unknown. Entries: event_id, at, system, source, event_type,
-    incident_id, person, referral_id, summary, detail, visible_to, part2."""
-    summary = await conn.fetchrow(
-        f"SELECT * FROM {_s(schema)}.incident_summary WHERE incident_id = $1", incident_id
-    )
+    conn: Conn, schema: Schema, incident_id: str, *, role: str | None = None, include_part2: bool = True
+) -> list[dict[str, Any]]:
+    """Every fact of one incident (CAD, case system, EHR; referral facts of referrals made
+    for it) in time order; empty when unknown. Entry keys: event_id, at, system, source,
+    event_type, incident_id, person, referral_id, summary, detail (payload JSON, sealed
+    fields sealed), visible_to (roles), part2."""
     rows = await conn.fetch(
         f"SELECT * FROM {_s(schema)}.timeline_entries WHERE incident_id = $1 ORDER BY at, event_id",
         incident_id,
     )
-    if summary is None and not rows:
-        return None
-    entries = [dict(r) for r in rows if _visible(dict(r), role, include_part2)]
-    return {"incident_id": incident_id, "summary": dict(summary) if summary else None, "entries": entries}
+    return [e for e in map(_entry, rows) if _visible(e, role, include_part2)]
+
+
+async def incident_summary(conn: Conn, schema: Schema, incident_id: str) -> dict[str, Any] | None:
+    """The ``incident_summary`` row (call, outcome, response times, persons) or None."""
+    row = await conn.fetchrow(
+        f"SELECT * FROM {_s(schema)}.incident_summary WHERE incident_id = $1", incident_id
+    )
+    return dict(row) if row else None
+
+
+async def canonical_person(conn: Conn, schema: Schema, pseudonym: str) -> str | None:
+    """The canonical pseudonym of ``pseudonym``'s linked cluster (None when unknown)."""
+    return await conn.fetchval(
+        f"SELECT canonical FROM {_s(schema)}.person_clusters WHERE pseudonym = $1", pseudonym
+    )
 
 
 async def person_timeline(
-    conn: Conn, schema: str, pseudonym: str, *, role: str | None = None, include_part2: bool = True
-) -> dict[str, Any] | None:
-    """A person's timeline across CAD, case system and EHR — every linked pseudonym's facts
-    and every fact of the incidents they were the subject of — in time order, or None when
-    the pseudonym is unknown. ``{"person", "canonical", "members", "summary", "entries"}``."""
-    canonical = await conn.fetchval(
-        f"SELECT canonical FROM {_s(schema)}.person_clusters WHERE pseudonym = $1", pseudonym
-    )
+    conn: Conn, schema: Schema, pseudonym: str, *, role: str | None = None, include_part2: bool = True
+) -> list[dict[str, Any]]:
+    """A person's timeline across CAD, case system and EHR — the facts of every pseudonym
+    linked to ``pseudonym`` and every fact of the incidents they were the subject of — in
+    time order; empty when unknown. Entries as in :func:`incident_timeline`."""
+    canonical = await canonical_person(conn, schema, pseudonym)
     if canonical is None:
-        return None
-    summary = await conn.fetchrow(f"SELECT * FROM {_s(schema)}.person_summary WHERE person = $1", canonical)
+        return []
     rows = await conn.fetch(
         f"""SELECT e.* FROM {_s(schema)}.person_timeline p
             JOIN {_s(schema)}.timeline_entries e USING (event_id)
             WHERE p.person = $1 ORDER BY e.at, e.event_id""",
         canonical,
     )
-    entries = [dict(r) for r in rows if _visible(dict(r), role, include_part2)]
-    return {
-        "person": pseudonym,
-        "canonical": canonical,
-        "members": list(summary["members"]) if summary else [pseudonym],
-        "summary": dict(summary) if summary else None,
-        "entries": entries,
-    }
+    return [e for e in map(_entry, rows) if _visible(e, role, include_part2)]
 
 
-async def consents(conn: Conn, schema: str, pseudonym: str) -> list[dict[str, Any]]:
+async def person_summary(conn: Conn, schema: Schema, pseudonym: str) -> dict[str, Any] | None:
+    """The repeat-encounter row of ``pseudonym``'s cluster (members, contacts, enrolment)."""
+    canonical = await canonical_person(conn, schema, pseudonym)
+    if canonical is None:
+        return None
+    row = await conn.fetchrow(f"SELECT * FROM {_s(schema)}.person_summary WHERE person = $1", canonical)
+    return dict(row) if row else None
+
+
+async def consents(conn: Conn, schema: Schema, pseudonym: str) -> list[dict[str, Any]]:
     """Recorded consents of every pseudonym linked to ``pseudonym`` (for Part 2 decisions)."""
     rows = await conn.fetch(
         f"""SELECT c.* FROM {_s(schema)}.consents c
@@ -380,7 +428,7 @@ async def consents(conn: Conn, schema: str, pseudonym: str) -> list[dict[str, An
 
 
 async def published_outcomes(
-    conn: Conn, schema: str, *, date_from: date | None = None, date_to: date | None = None
+    conn: Conn, schema: Schema, *, date_from: date | None = None, date_to: date | None = None
 ) -> list[dict[str, Any]]:
     """The outcome records as last published to the outcome topic (suppressed), by month."""
     rows = await conn.fetch(
@@ -391,3 +439,43 @@ async def published_outcomes(
         date_to,
     )
     return [json.loads(r["record"]) for r in rows]
+
+
+async def projection_lag(
+    conn: Conn, schema: Schema, *, bootstrap: str | None = None, topic_prefix: str | None = None
+) -> dict[str, Any]:
+    """``{"total": int, "partitions": [{"topic", "partition", "lag"}]}``: records in the
+    fact topics that the read models have not applied yet (log end offset minus stored
+    position). With :class:`Settings`, the broker and topic prefix come from them."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from hub.log import family_topics
+
+    if isinstance(schema, Settings):
+        bootstrap = bootstrap or schema.kafka.bootstrap
+        topic_prefix = topic_prefix or schema.kafka.topic_prefix
+    if bootstrap is None or topic_prefix is None:
+        raise ValueError("projection_lag needs settings, or bootstrap and topic_prefix")
+    rows = await conn.fetch(f'SELECT topic, "partition", next_offset FROM {_s(schema)}.projection_positions')
+    stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [
+            TopicPartition(t, p)
+            for t in family_topics(topic_prefix)
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    parts = [
+        {
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "lag": max(0, ends[tp] - stored.get((tp.topic, tp.partition), 0)),
+        }
+        for tp in tps
+    ]
+    return {"total": sum(p["lag"] for p in parts), "partitions": parts}

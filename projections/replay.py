@@ -17,7 +17,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 
 from hub.db import check_schema_name
-from hub.log import FETCH_MAX_BYTES, PARTITION_FETCH_MAX_BYTES, decode_record, family_topics, scan_records
+from hub.log import (
+    FETCH_MAX_BYTES,
+    PARTITION_FETCH_MAX_BYTES,
+    decode_record,
+    family_topics,
+    ms_to_datetime,
+    scan_records,
+)
 from hub.settings import Settings
 from projections import tables as T
 from projections.config import FoldConfig
@@ -76,7 +83,8 @@ async def replay_into(settings: Settings, pool: asyncpg.Pool, schema: str, *, as
             fact = fact_from_envelope(envelope)
         except Exception:
             envelope, fact = None, None
-        if envelope is not None and as_of is not None and envelope.recordedat > as_of:
+        recorded = envelope.recordedat if envelope is not None else ms_to_datetime(rec.timestamp)
+        if as_of is not None and recorded > as_of:
             stats.skipped_as_of += 1
             continue
         positions[(rec.topic, rec.partition)] = rec.offset + 1

@@ -1,7 +1,8 @@
 """``hub timeline --incident ID | --person PSEUDONYM [--json]``: one incident's or person's
 timeline across CAD, case system and EHR, in time order. Sealed (clinical) content stays
 sealed; entries carry their source system, visibility per role and Part 2 flag.
-``--json`` prints ``{"incident_id"|"person", ..., "entries": [...]}`` as returned by
+``--json`` prints ``{"incident_id", "summary", "entries"}`` or ``{"person", "canonical",
+"members", "summary", "entries"}``; entries as returned by
 :func:`projections.queries.incident_timeline` / :func:`~projections.queries.person_timeline`."""
 
 from __future__ import annotations
@@ -40,16 +41,27 @@ def timeline(
         pool = await create_pool(settings, max_size=2)
         try:
             if incident is not None:
-                return await queries.incident_timeline(
+                entries = await queries.incident_timeline(
                     pool, target_schema, incident, role=role, include_part2=not no_part2
                 )
-            return await queries.person_timeline(
-                pool,
-                target_schema,
-                person,
-                role=role,  # type: ignore[arg-type]
-                include_part2=not no_part2,
+                summary = await queries.incident_summary(pool, target_schema, incident)
+                if summary is None and not entries:
+                    return None
+                return {"incident_id": incident, "summary": summary, "entries": entries}
+            assert person is not None
+            summary = await queries.person_summary(pool, target_schema, person)
+            if summary is None:
+                return None
+            entries = await queries.person_timeline(
+                pool, target_schema, person, role=role, include_part2=not no_part2
             )
+            return {
+                "person": person,
+                "canonical": summary["person"],
+                "members": list(summary["members"]),
+                "summary": summary,
+                "entries": entries,
+            }
         finally:
             await pool.close()
 

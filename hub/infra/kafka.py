@@ -420,7 +420,9 @@ async def partitions_online(settings: Settings, timeout: float = 10.0) -> bool:
                 await admin.close()
 
 
-async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int) -> KafkaStatus:
+async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int, *, started: bool) -> KafkaStatus:
+    """Wait until the broker answers metadata and — when we just ``started`` it — until every
+    partition is online again (log recovery after a crash)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: KafkaStatus | None = None
     while time.monotonic() < deadline:
@@ -431,7 +433,7 @@ async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int) -> Kaf
                 f"{tail(layout.jvm_out, 10)}"
             )
         last = await probe(settings, timeout=3.0)
-        if last.healthy and await partitions_online(settings):
+        if last.healthy and (not started or await partitions_online(settings)):
             return last
         await asyncio.sleep(0.5)
     raise InfraError(
@@ -488,7 +490,7 @@ async def up(settings: Settings) -> KafkaStatus:
     async with async_file_lock(layout.lock_file):
         pid = owned_pid(layout.pid_file, str(layout.properties))
         if pid is not None:
-            return await _await_ready(settings, layout, pid)
+            return await _await_ready(settings, layout, pid, started=False)
         layout.pid_file.unlink(missing_ok=True)  # stale (crash, SIGKILL, reboot)
         listeners = Listeners.of(settings)
         java = require_java()
@@ -500,7 +502,7 @@ async def up(settings: Settings) -> KafkaStatus:
         if not is_formatted(layout):
             await asyncio.to_thread(format_storage, java, layout)
         pid = _spawn(settings, layout, java)
-        return await _await_ready(settings, layout, pid)
+        return await _await_ready(settings, layout, pid, started=True)
 
 
 def down(settings: Settings, timeout: float = STOP_TIMEOUT_S) -> bool:

@@ -1,0 +1,31 @@
+"""Fixtures for the projection integration tests: a runtime on a topic prefix of its own
+(so that no other test's facts enter these read models), removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+
+from hub.runtime import Runtime
+from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def proj_rt(services: object) -> AsyncIterator[Runtime]:
+    settings = session_settings()
+    settings = settings.model_copy(
+        update={"projections": settings.projections.model_copy(update={"batch_size": 40})}
+    )
+    try:
+        async with Runtime.open(settings) as rt:
+            yield rt
+    finally:
+        if os.environ.get("HUB_TEST_KEEP") != "1":
+            await _delete_prefix_topics(settings)
+            await _drop_prefix_schemas(settings)
