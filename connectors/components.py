@@ -121,7 +121,9 @@ def cad_soql_poller(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
 def cad_file_drop(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
     profile = profile_with_overrides(cfg["profile"], cfg.get("overrides"))
     pattern = cfg.get("pattern", "*.json" if profile.format == "eido" else "*.csv")
-    source = FileDropSource(cfg["name"], Path(cfg["directory"]), profile, pattern)
+    source = FileDropSource(
+        cfg["name"], Path(cfg["directory"]), profile, pattern, settle_seconds=float(cfg.get("settle", 2.0))
+    )
     mapper = mapper_for(profile, cfg.get("source"))
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", profile.name, True))
 

@@ -105,8 +105,8 @@ class Projector:
             raw=self.rt.deadletter_sealer.seal(raw),
             at=datetime.now(UTC),
         )
-        await self.rt.log.dead_letter(dl)
-        self.stats.dead_lettered += 1
+        if await self.rt.log.dead_letter(dl):
+            self.stats.dead_lettered += 1
 
     async def _to_consumed(self, rec: ConsumerRecord) -> Consumed:
         try:
@@ -173,17 +173,24 @@ class Projector:
 
     async def _apply(self, records: list[ConsumerRecord]) -> None:
         assert self.consumer is not None
-        consumed = [await self._to_consumed(r) for r in records]
+        # records a previous owner already applied (re-delivered around a rebalance) are
+        # not even decoded; the store re-checks under its lock
+        stored = await self.store.positions()
+        fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
+        self.stats.skipped += len(records) - len(fresh)
+        consumed = [await self._to_consumed(r) for r in fresh]
         result = await self.store.apply_batch(consumed)
         s = self.stats
         s.batches += 1
-        s.records += result.records
+        s.records += len(records)
         s.new_facts += result.new_facts
         s.duplicates += result.duplicate_facts
         s.skipped += result.skipped_positions
         s.months |= result.months
         if result.months:
             s.published += await self.publisher.publish(result.months)
+        if not fresh:
+            return
         # Kafka group offsets follow the stored positions (monitoring only; PostgreSQL is the truth)
         ends: dict[TopicPartition, int] = {}
         for r in records:

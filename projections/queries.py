@@ -447,9 +447,8 @@ async def projection_lag(
     """``{"total": int, "partitions": [{"topic", "partition", "lag"}]}``: records in the
     fact topics that the read models have not applied yet (log end offset minus stored
     position). With :class:`Settings`, the broker and topic prefix come from them."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from hub.log import family_topics
+    from projections.kafka_io import end_offsets, topic_partitions
 
     if isinstance(schema, Settings):
         bootstrap = bootstrap or schema.kafka.bootstrap
@@ -458,18 +457,8 @@ async def projection_lag(
         raise ValueError("projection_lag needs settings, or bootstrap and topic_prefix")
     rows = await conn.fetch(f'SELECT topic, "partition", next_offset FROM {_s(schema)}.projection_positions')
     stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [
-            TopicPartition(t, p)
-            for t in family_topics(topic_prefix)
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        ends = await consumer.end_offsets(tps) if tps else {}
-    finally:
-        await consumer.stop()
+    tps = await topic_partitions(bootstrap, family_topics(topic_prefix))
+    ends = await end_offsets(bootstrap, tps)
     parts = [
         {
             "topic": tp.topic,

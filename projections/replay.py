@@ -1,5 +1,5 @@
 """Rebuild every read model from the log into a fresh schema, through a batch path:
-large ``getmany`` fetches (:func:`hub.log.scan_records`), one :func:`derive` over all
+large ``getmany`` fetches (:func:`projections.kafka_io.read_to_end`), one :func:`derive` over all
 facts, and ``COPY`` (``copy_records_to_table``) into PostgreSQL — no per-event round trip.
 
 ``as_of``: only events whose ``recordedat`` is at or before it (what the hub knew at that
@@ -14,22 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from hub.db import check_schema_name
-from hub.log import (
-    FETCH_MAX_BYTES,
-    PARTITION_FETCH_MAX_BYTES,
-    decode_record,
-    family_topics,
-    ms_to_datetime,
-    scan_records,
-)
+from hub.log import decode_record, family_topics, ms_to_datetime
 from hub.settings import Settings
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import Fact, fact_from_envelope
 from projections.fold import derive
+from projections.kafka_io import read_to_end
 from projections.store import copy_rows, fact_record, migrate_read_models
 
 
@@ -47,8 +40,9 @@ class ReplayStats:
     rows: int = 0
 
 
-async def replay_into(settings: Settings, pool: asyncpg.Pool, schema: str, *, as_of: datetime | None = None
-                      ) -> ReplayStats:
+async def replay_into(
+    settings: Settings, pool: asyncpg.Pool, schema: str, *, as_of: datetime | None = None
+) -> ReplayStats:
     """Build the read models of the whole log (or of the log as of ``as_of``) in ``schema``,
     which must not hold read models yet."""
     check_schema_name(schema)
@@ -66,17 +60,10 @@ async def replay_into(settings: Settings, pool: asyncpg.Pool, schema: str, *, as
     stats = ReplayStats()
     facts: dict[str, Fact] = {}
     positions: dict[tuple[str, int], int] = {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        client_id=f"{settings.kafka.client_id}-replay",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=FETCH_MAX_BYTES,
-        max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES,
-        fetch_max_wait_ms=100,
-    )
-    async for rec in scan_records(consumer, family_topics(settings.kafka.topic_prefix), to_end=True):
+    topics = family_topics(settings.kafka.topic_prefix)
+    async for rec in read_to_end(
+        settings.kafka.bootstrap, topics, client_id=f"{settings.kafka.client_id}-replay"
+    ):
         stats.records += 1
         try:
             envelope = decode_record(rec).envelope
@@ -101,7 +88,11 @@ async def replay_into(settings: Settings, pool: asyncpg.Pool, schema: str, *, as
     }
     stats.rows = sum(len(r) for r in rows.values())
     async with pool.acquire() as conn, conn.transaction():
-        await conn.copy_records_to_table("facts", schema_name=schema, columns=list(T.FACTS.columns),
-                                         records=[fact_record(f) for f in facts.values()])
+        await conn.copy_records_to_table(
+            "facts",
+            schema_name=schema,
+            columns=list(T.FACTS.columns),
+            records=[fact_record(f) for f in facts.values()],
+        )
         await copy_rows(conn, schema, rows)
     return stats

@@ -4,7 +4,8 @@ Invariants: the header must contain every column the profile reads (else the *fi
 refused with a clear error: no row of a wrongly-profiled file becomes a dead letter);
 each data row becomes one :class:`RawRecord` whose ``ref`` is ``<file>:<line>``; a row
 with the wrong number of columns is a record with a ``problem`` (dead-lettered with the
-reason); blank lines are not records.
+reason); blank lines are not records. Records of a file carry the file's modification
+time as ``observed_at`` (it dates revisions of rows that have no updated-at column).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.cad.profile import Profile
@@ -36,7 +38,9 @@ def _raw(row: list[str]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def parse_csv(content: str, profile: Profile, name: str) -> Iterator[RawRecord]:
+def parse_csv(
+    content: str, profile: Profile, name: str, observed_at: datetime | None = None
+) -> Iterator[RawRecord]:
     """Records of one CSV document (pure)."""
     reader = csv.reader(io.StringIO(content, newline=""))
     try:
@@ -57,10 +61,19 @@ def parse_csv(content: str, profile: Profile, name: str) -> Iterator[RawRecord]:
                 ref=ref,
                 raw=_raw(row),
                 problem=f"wrong column count: expected {len(header)}, found {len(row)}",
+                observed_at=observed_at,
             )
             continue
-        yield RawRecord(ref=ref, raw=_raw(row), fields=dict(zip(header, row, strict=True)))
+        yield RawRecord(
+            ref=ref, raw=_raw(row), fields=dict(zip(header, row, strict=True)), observed_at=observed_at
+        )
+
+
+def file_time(path: Path) -> datetime:
+    """A file's modification time (UTC)."""
+    return datetime.fromtimestamp(Path(path).stat().st_mtime, UTC)
 
 
 def read_csv_file(path: Path, profile: Profile) -> list[RawRecord]:
-    return list(parse_csv(decode(Path(path).read_bytes()), profile, Path(path).name))
+    path = Path(path)
+    return list(parse_csv(decode(path.read_bytes()), profile, path.name, file_time(path)))

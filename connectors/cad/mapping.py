@@ -7,9 +7,11 @@ a missing CAD number or received time, a wrong column count → :class:`Rejectio
 A disposition the profile does not know → outcome ``unknown`` (flagged for the metric).
 
 Revisions: open-data feeds republish a row under the same CAD number with a newer
-updated-at. The facts of a row's first revision use revision ``"0"`` in their ids (so
-they exist once per call whatever revision was seen first); a later revision adds one
-``CallRevised`` whose id carries that revision.
+updated-at; CSV re-exports republish it with changed content and no updated-at (then
+the revision is a hash of the row's mapped content). The facts of a row's first revision
+use revision ``"0"`` in their ids (so they exist once per call whatever revision was
+seen first); a later, different revision adds one ``CallRevised`` whose id carries that
+revision.
 
 Times: naive source times are agency-local (``profile.timezone``), stored as UTC; the
 zone is recorded in ``CallReceived.source_timezone``.
@@ -17,6 +19,9 @@ zone is recorded in ``CallReceived.source_timezone``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,76 +137,170 @@ def exclusion_reason(fields: dict[str, Any], profile: Profile) -> str | None:
     return None
 
 
-def revision_of(fields: dict[str, Any], profile: Profile) -> str:
-    """The row's revision: its updated-at as UTC ISO 8601, or ``"0"`` without one."""
-    updated = optional_time(fields, profile, "updated_at")
-    return INITIAL_REVISION if updated is None else updated.isoformat()
+CONTENT_REVISION_PREFIX = "sha256:"
+
+
+@dataclass(frozen=True)
+class CadRow:
+    """The normalized content of one CAD row (everything the mapper reads from it).
+
+    Built by :func:`read_row`; ``content_hash`` digests it so that a re-export which
+    changed a row is told apart from one that repeats it."""
+
+    cad_number: str
+    received: datetime
+    dispatched: datetime | None
+    enroute: datetime | None
+    onscene: datetime | None
+    closed: datetime | None
+    updated: datetime | None
+    call_type_initial: str | None
+    call_type_final: str | None
+    priority: str | None
+    disposition_code: str | None
+    disposition_text: str | None
+    area: Area
+    longitude: float | None
+    latitude: float | None
+    self_initiated: bool
+
+    def content_hash(self) -> str:
+        """``sha256:`` + 16 hex digits over the mapped fields (times as UTC, texts
+        normalized as codes so case or spacing changes in a re-export are not revisions;
+        the CAD number and the updated-at are not content)."""
+        def t(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        def c(value: str | None) -> str | None:
+            return normalize_code(value) if value else None
+
+        content = {
+            "received": t(self.received),
+            "dispatched": t(self.dispatched),
+            "enroute": t(self.enroute),
+            "onscene": t(self.onscene),
+            "closed": t(self.closed),
+            "call_type_initial": c(self.call_type_initial),
+            "call_type_final": c(self.call_type_final),
+            "priority": c(self.priority),
+            "disposition_code": c(self.disposition_code),
+            "disposition_text": c(self.disposition_text),
+            "area": {k: c(v) for k, v in self.area.model_dump().items()},
+            "longitude": self.longitude,
+            "latitude": self.latitude,
+            "self_initiated": self.self_initiated,
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+        return CONTENT_REVISION_PREFIX + digest[:16]
+
+    @property
+    def revision(self) -> str:
+        """The row's revision: its updated-at (UTC ISO 8601) when the source gives one,
+        else the content hash (CSV exports that republish revised rows without an
+        updated-at column)."""
+        return self.updated.isoformat() if self.updated else self.content_hash()
+
+    @property
+    def latest_time(self) -> datetime:
+        """The latest time the row carries (orders a content revision that has no
+        observation time)."""
+        times = [self.received, self.dispatched, self.enroute, self.onscene, self.closed]
+        return max(x for x in times if x is not None)
+
+
+def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
+    """Parse one row with ``profile`` (pure). Raises :class:`FieldError` for an
+    unreadable value; returns a :class:`Rejection` for a missing CAD number or received
+    time."""
+    p = profile
+    col = p.fields.get
+    cad = text(fields, col("cad_number"))
+    if cad is None:
+        return Rejection("validate", f"{col('cad_number')}: CAD number is blank")
+    received = optional_time(fields, p, "received_at")
+    if received is None:
+        return Rejection("validate", f"{col('received_at')}: received time is blank")
+    self_initiated = False
+    if p.self_initiated is not None:
+        flag = text(fields, p.self_initiated.field)
+        self_initiated = flag is not None and normalize_code(flag) in {
+            normalize_code(v) for v in p.self_initiated.values
+        }
+    return CadRow(
+        cad_number=cad,
+        received=received,
+        dispatched=optional_time(fields, p, "dispatched_at"),
+        enroute=optional_time(fields, p, "enroute_at"),
+        onscene=optional_time(fields, p, "onscene_at"),
+        closed=optional_time(fields, p, "closed_at"),
+        updated=optional_time(fields, p, "updated_at"),
+        call_type_initial=text(fields, col("call_type_initial")),
+        call_type_final=text(fields, col("call_type_final")),
+        priority=text(fields, col("priority")),
+        disposition_code=text(fields, col("disposition_code")),
+        disposition_text=text(fields, col("disposition_text")),
+        area=Area(
+            precinct=text(fields, col("precinct")),
+            district=text(fields, col("district")),
+            sector=text(fields, col("sector")),
+            beat=text(fields, col("beat")),
+        ),
+        longitude=optional_float(fields, p, "longitude"),
+        latitude=optional_float(fields, p, "latitude"),
+        self_initiated=self_initiated,
+    )
 
 
 class CadMapper:
     """The :class:`connectors.core.records.Mapper` for CSV / JSON rows of one profile.
-    ``record.fields`` is a column → value mapping."""
+    ``record.fields`` is a column → value mapping.
+
+    Every readable row has a revision key ``<agency>:<cad number>``: its updated-at when
+    the source gives one, else the content hash of its mapped fields. The runner claims
+    the first revision it sees per key; a later, different revision adds a
+    ``CallRevised`` (revision = updated-at or content hash), an identical one adds
+    nothing (all its events are duplicates). A content revision is dated by the record's
+    ``observed_at`` (the dropped file's modification time) when known, else by the
+    latest time the row carries. Known limit: a row that reverts to exactly its first
+    content is not a new fact (the first revision is what the hub compares against).
+    """
 
     def __init__(self, profile: Profile, source: str | None = None) -> None:
         self.profile = profile
         self.source = source or profile.source
 
     def revision_key(self, record: RawRecord) -> RevisionKey | None:
-        if "updated_at" not in self.profile.fields or not isinstance(record.fields, dict):
-            return None
-        cad = text(record.fields, self.profile.fields.get("cad_number"))
-        if cad is None:
+        if not isinstance(record.fields, dict) or exclusion_reason(record.fields, self.profile):
             return None
         try:
-            return RevisionKey(f"{self.profile.agency}:{cad}", revision_of(record.fields, self.profile))
+            row = read_row(record.fields, self.profile)
         except FieldError:
             return None
+        if isinstance(row, Rejection):
+            return None
+        return RevisionKey(f"{self.profile.agency}:{row.cad_number}", row.revision)
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
         if not isinstance(record.fields, dict):
             return Rejection("parse", "row is not a column mapping")
         try:
-            return self._map(record.fields, first_revision)
+            return self._map(record.fields, first_revision, record.observed_at)
         except FieldError as exc:
             return Rejection("parse", str(exc))
 
-    def _map(self, f: dict[str, Any], first_revision: str | None) -> MapResult:
+    def _map(self, f: dict[str, Any], first_revision: str | None, observed_at: datetime | None) -> MapResult:
         p = self.profile
-        col = p.fields.get
         excluded = exclusion_reason(f, p)
         if excluded:
             return Exclusion(excluded)
-        cad = text(f, col("cad_number"))
-        if cad is None:
-            return Rejection("validate", f"{col('cad_number')}: CAD number is blank")
-        received = optional_time(f, p, "received_at")
-        if received is None:
-            return Rejection("validate", f"{col('received_at')}: received time is blank")
-        dispatched = optional_time(f, p, "dispatched_at")
-        enroute = optional_time(f, p, "enroute_at")
-        onscene = optional_time(f, p, "onscene_at")
-        closed = optional_time(f, p, "closed_at")
-        longitude = optional_float(f, p, "longitude")
-        latitude = optional_float(f, p, "latitude")
-        revision = revision_of(f, p)
-
-        initial, final = text(f, col("call_type_initial")), text(f, col("call_type_final"))
+        row = read_row(f, p)
+        if isinstance(row, Rejection):
+            return row
+        initial, final = row.call_type_initial, row.call_type_final
         bh = is_behavioral_health(initial, final, p)
         category = categorize(initial, final, bh, p)
-        area = Area(
-            precinct=text(f, col("precinct")),
-            district=text(f, col("district")),
-            sector=text(f, col("sector")),
-            beat=text(f, col("beat")),
-        )
-        self_initiated = False
-        if p.self_initiated is not None:
-            flag = text(f, p.self_initiated.field)
-            self_initiated = flag is not None and normalize_code(flag) in {
-                normalize_code(v) for v in p.self_initiated.values
-            }
-        incident_id = f"{p.agency}:{cad}"
-        code, label = text(f, col("disposition_code")), text(f, col("disposition_text"))
+        incident_id = f"{p.agency}:{row.cad_number}"
+        code, label = row.disposition_code, row.disposition_text
         disposition = map_disposition(code, label, p)
 
         def event(data: Any, revision_: str = INITIAL_REVISION) -> Envelope:
@@ -212,22 +311,26 @@ class CadMapper:
                 CallReceived(
                     incident_id=incident_id,
                     agency=p.agency,
-                    cad_number=cad,
-                    at=received,
+                    cad_number=row.cad_number,
+                    at=row.received,
                     source_timezone=p.timezone,
                     call_type_initial=initial,
                     call_type_final=final,
-                    priority=text(f, col("priority")),
+                    priority=row.priority,
                     category=category,  # type: ignore[arg-type]
                     behavioral_health=bh,
-                    self_initiated=self_initiated,
-                    area=area,
-                    longitude=longitude,
-                    latitude=latitude,
+                    self_initiated=row.self_initiated,
+                    area=row.area,
+                    longitude=row.longitude,
+                    latitude=row.latitude,
                 )
             )
         ]
-        for cls, at in ((UnitDispatched, dispatched), (UnitEnRoute, enroute), (UnitOnScene, onscene)):
+        for cls, at in (
+            (UnitDispatched, row.dispatched),
+            (UnitEnRoute, row.enroute),
+            (UnitOnScene, row.onscene),
+        ):
             if at is not None:
                 events.append(event(cls(incident_id=incident_id, at=at)))
         if disposition is not None:
@@ -235,15 +338,20 @@ class CadMapper:
                 event(
                     CallDisposition(
                         incident_id=incident_id,
-                        at=closed or onscene or received,
+                        at=row.closed or row.onscene or row.received,
                         disposition_code=code,
                         disposition_text=label,
                         outcome=disposition[0],  # type: ignore[arg-type]
                     )
                 )
             )
+        revision = row.revision
         if first_revision is not None and revision != first_revision:
-            at = datetime.fromisoformat(revision) if revision != INITIAL_REVISION else received
+            if row.updated is not None:
+                at = row.updated
+            else:
+                observed = observed_at.astimezone(UTC) if observed_at else None
+                at = max(observed, row.latest_time) if observed else row.latest_time
             events.append(
                 event(
                     CallRevised(
@@ -251,10 +359,10 @@ class CadMapper:
                         at=at,
                         revision=revision,
                         call_type_final=final,
-                        priority=text(f, col("priority")),
+                        priority=row.priority,
                         category=category,  # type: ignore[arg-type]
                         behavioral_health=bh,
-                        area=area,
+                        area=row.area,
                         disposition_code=code,
                         disposition_text=label,
                         outcome=disposition[0] if disposition else None,  # type: ignore[arg-type]

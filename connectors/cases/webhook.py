@@ -7,10 +7,21 @@ A request carries three headers:
 - ``X-Hub-Signature``: ``sha256=`` + hex HMAC-SHA256 over
   ``"<timestamp>.<delivery id>." + body`` with the shared key (``webhook.key``).
 
-Answers: 401 unsigned, badly signed or stale (timestamp outside ``tolerance`` seconds:
-a replay) — nothing appended; 409 a delivery id already accepted (a replay, or a retry of
-a delivery that already landed) — nothing appended; 400 body not JSON; 202 accepted with
-the counts and event ids (records that cannot be mapped are dead-lettered, not refused).
+Answers:
+
+- 401 unsigned, badly signed or stale (timestamp outside ``tolerance`` seconds: a
+  replay) — nothing appended;
+- 200 ``{"duplicate": true, ...}`` a delivery id already accepted with the same body (a
+  sender retrying after a lost 202, or a replay inside the tolerance window) — nothing
+  appended, and the sender can stop retrying;
+- 409 a delivery id already accepted with a *different* body — nothing appended;
+- 400 body not JSON / not a record or ``{"records": [...]}``;
+- 202 accepted with the counts and event ids (records that cannot be mapped are
+  dead-lettered, not refused).
+
+Invariant: a delivery id is appended at most once per receiver (checked before the
+append and recorded after it; two concurrent copies both reach the log, whose
+deterministic ids keep one).
 """
 
 from __future__ import annotations
@@ -20,24 +31,18 @@ import hmac
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
 from connectors.cases.mapping import CaseMapper, case_record
-from connectors.core.ports import LogPort
+from connectors.core.ports import DeliveryStore, LogPort
 from connectors.core.runner import DeadLetterSink, ingest_batch
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
 DELIVERY_HEADER = "X-Hub-Delivery"
 MAX_BODY = 5 * 1024 * 1024
-
-
-class DeliveryStore(Protocol):
-    async def seen(self, receiver: str, delivery_id: str) -> bool: ...
-
-    async def record(self, receiver: str, delivery_id: str, events: int) -> bool: ...
 
 
 def sign(key: bytes, timestamp: str, delivery_id: str, body: bytes) -> str:
@@ -94,8 +99,18 @@ def webhook_app(
         if refused:
             return web.json_response({"error": refused}, status=401)
         delivery = request.headers[DELIVERY_HEADER]
-        if await deliveries.seen(receiver, delivery):
-            return web.json_response({"error": "delivery already received", "delivery": delivery}, status=409)
+        digest = hashlib.sha256(body).hexdigest()
+        prior = await deliveries.lookup(receiver, delivery)
+        if prior is not None:
+            if prior.body_sha256 is not None and prior.body_sha256 != digest:
+                return web.json_response(
+                    {"error": "delivery id already used for a different body", "delivery": delivery},
+                    status=409,
+                )
+            return web.json_response(
+                {"delivery": delivery, "duplicate": True, "appended": 0, "events": prior.events},
+                status=200,
+            )
         try:
             payload = json.loads(body)
         except ValueError:
@@ -109,10 +124,11 @@ def webhook_app(
         ]
         ids: list[str] = []
         counts = await ingest_batch(records, mapper, log_port, sink, None, ids)
-        await deliveries.record(receiver, delivery, counts.events_appended)
+        await deliveries.record(receiver, delivery, counts.events_appended, digest)
         return web.json_response(
             {
                 "delivery": delivery,
+                "duplicate": False,
                 "read": counts.read,
                 "appended": counts.appended,
                 "duplicates": counts.duplicates,

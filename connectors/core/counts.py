@@ -14,11 +14,14 @@ Every *record* read lands in exactly one bucket:
 Events are counted apart: ``events_appended + events_duplicate`` is the number of events
 the records produced. ``dead_letters_new`` counts dead letters not already recorded (a
 re-import of a bad row dead-letters the record again but stores one dead letter).
+``newest_record_at`` is the latest event time among the records that produced events
+(new or duplicate): the runner derives the source's lag from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 
 @dataclass
@@ -34,6 +37,7 @@ class IngestCounts:
     unknown_dispositions: int = 0
     by_event_type: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    newest_record_at: datetime | None = None
 
     def balanced(self) -> bool:
         return self.read == self.appended + self.duplicates + self.excluded + self.dead_lettered
@@ -54,6 +58,12 @@ class IngestCounts:
         for src, dst in ((other.by_event_type, self.by_event_type), (other.reasons, self.reasons)):
             for k, v in src.items():
                 dst[k] = dst.get(k, 0) + v
+        self.note_time(other.newest_record_at)
+
+    def note_time(self, at: datetime | None) -> None:
+        """Keep the latest record time seen (``None`` is ignored)."""
+        if at is not None and (self.newest_record_at is None or at > self.newest_record_at):
+            self.newest_record_at = at
 
     def note_reason(self, reason: str) -> None:
         """Tally a rejection or exclusion reason (reasons never carry PHI: they name
@@ -63,5 +73,6 @@ class IngestCounts:
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
+        d["newest_record_at"] = self.newest_record_at.isoformat() if self.newest_record_at else None
         d["balanced"] = self.balanced()
         return d

@@ -7,8 +7,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
@@ -59,12 +61,18 @@ class MemoryLog:
 @dataclass
 class MemoryCursorStore:
     cursors: dict[str, Any] = field(default_factory=dict)
+    newests: dict[str, datetime] = field(default_factory=dict)
 
     async def load(self, source: str) -> Any | None:
         return copy.deepcopy(self.cursors.get(source))
 
-    async def save(self, source: str, cursor: Any) -> None:
+    async def save(self, source: str, cursor: Any, newest: datetime | None = None) -> None:
         self.cursors[source] = copy.deepcopy(cursor)
+        if newest is not None and (source not in self.newests or newest > self.newests[source]):
+            self.newests[source] = newest
+
+    async def newest(self, source: str) -> datetime | None:
+        return self.newests.get(source)
 
 
 @dataclass
@@ -80,13 +88,13 @@ class MemoryRevisionStore:
 
 @dataclass
 class MemoryDeliveryStore:
-    deliveries: dict[tuple[str, str], int] = field(default_factory=dict)
+    deliveries: dict[tuple[str, str], AcceptedDelivery] = field(default_factory=dict)
 
-    async def seen(self, receiver: str, delivery_id: str) -> bool:
-        return (receiver, delivery_id) in self.deliveries
+    async def lookup(self, receiver: str, delivery_id: str) -> AcceptedDelivery | None:
+        return self.deliveries.get((receiver, delivery_id))
 
-    async def record(self, receiver: str, delivery_id: str, events: int) -> bool:
+    async def record(self, receiver: str, delivery_id: str, events: int, body_sha256: str) -> bool:
         if (receiver, delivery_id) in self.deliveries:
             return False
-        self.deliveries[(receiver, delivery_id)] = events
+        self.deliveries[(receiver, delivery_id)] = AcceptedDelivery(body_sha256, events)
         return True

@@ -6,11 +6,14 @@
 - :class:`CursorStore` — durable cursor per source, committed only after the append of
   everything read before it was acknowledged.
 - :class:`RevisionStore` — remembers the first revision seen of each source record key.
+- :class:`DeliveryStore` — webhook deliveries already accepted (with their body digest).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from connectors.core.records import RevisionKey
@@ -30,15 +33,38 @@ class LogPort(Protocol):
 
 
 class CursorStore(Protocol):
+    """``save`` also records the newest record time seen (kept monotonic: an older value
+    never replaces a newer one); ``newest`` reads it back after a restart."""
+
     async def load(self, source: str) -> Any | None: ...
 
-    async def save(self, source: str, cursor: Any) -> None: ...
+    async def save(self, source: str, cursor: Any, newest: datetime | None = None) -> None: ...
+
+    async def newest(self, source: str) -> datetime | None: ...
 
 
 class RevisionStore(Protocol):
     async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
         """Record ``revision`` as the first revision of each ``key`` not seen before and
         return, for every key, the first revision on record."""
+        ...
+
+
+@dataclass(frozen=True)
+class AcceptedDelivery:
+    """A webhook delivery already accepted: the SHA-256 of its body (``None`` for rows
+    recorded before digests were kept), how many events it appended, when."""
+
+    body_sha256: str | None
+    events: int
+    received_at: datetime | None = None
+
+
+class DeliveryStore(Protocol):
+    async def lookup(self, receiver: str, delivery_id: str) -> AcceptedDelivery | None: ...
+
+    async def record(self, receiver: str, delivery_id: str, events: int, body_sha256: str) -> bool:
+        """Record an accepted delivery; False when the id was already recorded."""
         ...
 
 

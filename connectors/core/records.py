@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from schemas.deadletter import Stage
@@ -26,13 +27,17 @@ class RawRecord:
     ``ref`` locates it for humans (``file.csv:17``, ``page@offset``); ``raw`` is the exact
     bytes kept for the dead letter; ``fields`` is the parsed form a mapper reads (a CSV row
     as a column→value dict, a JSON object ...), or ``None`` when the source already knows
-    it cannot be parsed — then ``problem`` says why.
+    it cannot be parsed — then ``problem`` says why. ``observed_at`` is when the source
+    published this version of the record as far as the shell can tell (a dropped file's
+    modification time); mappers use it to order revisions that carry no updated-at of
+    their own. It is input, not a clock reading, so mapping stays pure.
     """
 
     ref: str
     raw: bytes
     fields: Any = None
     problem: str | None = None
+    observed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

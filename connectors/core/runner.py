@@ -8,7 +8,10 @@ Guarantees:
   so a re-read record's events are refused by the log as duplicates;
 - every record read is counted in exactly one bucket (see :mod:`connectors.core.counts`);
 - a failing source backs off with jitter and reports ``hub_connector_source_up=0`` while
-  the other components keep running.
+  the other components keep running;
+- ``hub_connector_source_lag_seconds`` is the age of the newest record time the source has
+  delivered (kept with the cursor, so it survives a restart); it keeps growing while the
+  source is down or silent.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -173,7 +177,14 @@ async def _classify_per_record(
         _tally(counts, source, m, new, n - new)
 
 
+def lag_seconds(newest: datetime, now: datetime) -> float:
+    """Age of the newest record at ``now`` (pure; never negative: a source clock ahead of
+    ours reads as no lag rather than a negative one)."""
+    return max(0.0, (now - newest).total_seconds())
+
+
 def _tally(counts: IngestCounts, source: str, m: Mapped, new_events: int, dup_events: int) -> None:
+    counts.note_time(max(ev.time for ev in m.events))
     counts.events_appended += new_events
     counts.events_duplicate += dup_events
     if new_events:
@@ -217,6 +228,7 @@ class SourceRunner:
         interval: float = 5.0,
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
+        clock: Any = None,
     ) -> None:
         self.source = source
         self.mapper = mapper
@@ -227,7 +239,10 @@ class SourceRunner:
         self.interval = interval
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.totals = IngestCounts()
+        self.newest: datetime | None = None
+        self._newest_loaded = False
         self.failures = 0
         self.polls = 0
         self._stop = asyncio.Event()
@@ -239,14 +254,32 @@ class SourceRunner:
 
     async def poll_once(self) -> tuple[IngestCounts, bool]:
         """One read-ingest-commit step. Returns the counts and whether more is waiting."""
+        if not self._newest_loaded:
+            self._note_newest(await self.cursors.newest(self.name))
+            self._newest_loaded = True
         cursor = await self.cursors.load(self.name)
         batch = await self.source.read(cursor)
         counts = await ingest_batch(batch.records, self.mapper, self.log_port, self.sink, self.revisions)
         if batch.cursor is not None and batch.cursor != cursor:
-            await self.cursors.save(self.name, batch.cursor)
+            await self.cursors.save(self.name, batch.cursor, counts.newest_record_at)
+        self._note_newest(counts.newest_record_at)
         self.totals.add(counts)
         self.polls += 1
+        self.report_lag()
         return counts, bool(batch.meta.get("more"))
+
+    def _note_newest(self, at: datetime | None) -> None:
+        if at is not None and (self.newest is None or at > self.newest):
+            self.newest = at
+
+    def report_lag(self) -> float | None:
+        """Set the lag gauge from the newest record time seen; returns the lag (``None``
+        before any record was seen)."""
+        if self.newest is None:
+            return None
+        lag = lag_seconds(self.newest, self.clock())
+        metrics.SOURCE_LAG.labels(self.name).set(lag)
+        return lag
 
     async def run(self) -> None:
         up = metrics.SOURCE_UP.labels(self.name)
@@ -259,6 +292,7 @@ class SourceRunner:
                 self.failures += 1
                 up.set(0)
                 metrics.SOURCE_ERRORS.labels(self.name).inc()
+                self.report_lag()  # an outage shows as growing lag too
                 delay = self.backoff.delay(self.failures, self.rng)
                 log.warning(
                     "source %s failed (%d in a row), retrying in %.2fs: %s",

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
 from hub.db import check_schema_name, migrate
 
@@ -23,7 +25,8 @@ async def migrate_state(pool: asyncpg.Pool, schema: str) -> list[int]:
 
 
 class PostgresCursorStore:
-    """One JSON cursor per source name; ``save`` is one committed upsert."""
+    """One JSON cursor per source name; ``save`` is one committed upsert. The newest record
+    time seen is kept next to the cursor (never moved backwards)."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
@@ -35,13 +38,21 @@ class PostgresCursorStore:
         )
         return None if row is None else json.loads(row["cursor"])
 
-    async def save(self, source: str, cursor: Any) -> None:
+    async def save(self, source: str, cursor: Any, newest: datetime | None = None) -> None:
         await self.pool.execute(
-            f"""INSERT INTO {self.schema}.connector_cursors (source, cursor, updated_at)
-                VALUES ($1, $2::jsonb, now())
-                ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()""",
+            f"""INSERT INTO {self.schema}.connector_cursors (source, cursor, updated_at, newest_record_at)
+                VALUES ($1, $2::jsonb, now(), $3)
+                ON CONFLICT (source) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now(),
+                    newest_record_at = GREATEST(connector_cursors.newest_record_at,
+                                                EXCLUDED.newest_record_at)""",
             source,
             json.dumps(cursor),
+            newest,
+        )
+
+    async def newest(self, source: str) -> datetime | None:
+        return await self.pool.fetchval(
+            f"SELECT newest_record_at FROM {self.schema}.connector_cursors WHERE source = $1", source
         )
 
 
@@ -78,26 +89,31 @@ class PostgresRevisionStore:
 
 
 class PostgresDeliveryStore:
-    """Webhook deliveries already accepted, per receiver (replay protection)."""
+    """Webhook deliveries already accepted, per receiver, with the digest of their body
+    (idempotent retries and replay protection)."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.schema = check_schema_name(schema)
 
-    async def seen(self, receiver: str, delivery_id: str) -> bool:
+    async def lookup(self, receiver: str, delivery_id: str) -> AcceptedDelivery | None:
         row = await self.pool.fetchrow(
-            f"SELECT 1 FROM {self.schema}.webhook_deliveries WHERE receiver = $1 AND delivery_id = $2",
+            f"""SELECT body_sha256, events, received_at FROM {self.schema}.webhook_deliveries
+                WHERE receiver = $1 AND delivery_id = $2""",
             receiver,
             delivery_id,
         )
-        return row is not None
+        if row is None:
+            return None
+        return AcceptedDelivery(row["body_sha256"], row["events"], row["received_at"])
 
-    async def record(self, receiver: str, delivery_id: str, events: int) -> bool:
+    async def record(self, receiver: str, delivery_id: str, events: int, body_sha256: str) -> bool:
         row = await self.pool.fetchrow(
-            f"""INSERT INTO {self.schema}.webhook_deliveries (receiver, delivery_id, events)
-                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1""",
+            f"""INSERT INTO {self.schema}.webhook_deliveries (receiver, delivery_id, events, body_sha256)
+                VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING 1""",
             receiver,
             delivery_id,
             events,
+            body_sha256,
         )
         return row is not None

@@ -168,7 +168,10 @@ class EhrSimulator:
             },
             "duplicates": self.fhir.duplicates + self.hl7.duplicates,
             "faults_injected": dict(self.faults_injected),
-            "config": {"fhir_faults": asdict(self.config.fhir_faults), "mllp_faults": asdict(self.config.mllp_faults)},
+            "config": {
+                "fhir_faults": asdict(self.config.fhir_faults),
+                "mllp_faults": asdict(self.config.mllp_faults),
+            },
         }
 
     def received_referral_ids(self) -> set[str]:
@@ -202,9 +205,15 @@ class EhrSimulator:
     async def _send_rri(self, ref: Any, code: str, now: datetime) -> bool:
         assert self._rri_client is not None
         cid = f"S{secrets.token_hex(9).upper()}"
-        msg = build_rri_i12(control_id=cid, ref_control_id=ref.control_id, referral_id=ref.referral_id,
-                            person=ref.person, status_code=code, now=now,
-                            note="Declined: no capacity" if code == "R" else None)
+        msg = build_rri_i12(
+            control_id=cid,
+            ref_control_id=ref.control_id,
+            referral_id=ref.referral_id,
+            person=ref.person,
+            status_code=code,
+            now=now,
+            note="Declined: no capacity" if code == "R" else None,
+        )
         try:
             answer = await self._rri_client.exchange(msg.encode())
             ack = parse_ack(answer.decode("utf-8", errors="replace"), cid)
@@ -240,8 +249,14 @@ class EhrSimulator:
             return web.json_response({"error": "invalid_client"}, status=401)
         token = secrets.token_urlsafe(24)
         self.tokens[token] = asyncio.get_running_loop().time() + cfg.token_ttl_s
-        return web.json_response({"access_token": token, "token_type": "bearer", "expires_in": cfg.token_ttl_s,
-                                  "scope": form.get("scope", "")})
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": cfg.token_ttl_s,
+                "scope": form.get("scope", ""),
+            }
+        )
 
     async def _drop(self, request: web.Request) -> web.Response:
         transport = request.transport
@@ -252,8 +267,13 @@ class EhrSimulator:
     async def _transaction(self, request: web.Request) -> web.StreamResponse:
         self.fhir_requests += 1
         if not self._authorized(request):
-            return _fhir_json(401, {"resourceType": "OperationOutcome",
-                                    "issue": [{"severity": "error", "code": "login", "diagnostics": "unauthorized"}]})
+            return _fhir_json(
+                401,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "login", "diagnostics": "unauthorized"}],
+                },
+            )
         fault = self._fault("fhir", self.config.fhir_faults)
         if fault == "drop_before":
             return await self._drop(request)
@@ -261,16 +281,37 @@ class EhrSimulator:
             await asyncio.sleep(self.config.fhir_faults.timeout_s)
             return await self._drop(request)
         if fault == "error":
-            return _fhir_json(503, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "transient", "diagnostics": "simulated outage"}]})
+            return _fhir_json(
+                503,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "transient", "diagnostics": "simulated outage"}],
+                },
+            )
         try:
             bundle = json.loads(await request.read())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return _fhir_json(400, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "structure", "diagnostics": "body is not JSON"}]})
+            return _fhir_json(
+                400,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "structure", "diagnostics": "body is not JSON"}],
+                },
+            )
         if fault == "reject":
-            return _fhir_json(422, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "business-rule", "diagnostics": "simulated: referral not accepted"}]})
+            return _fhir_json(
+                422,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {
+                            "severity": "error",
+                            "code": "business-rule",
+                            "diagnostics": "simulated: referral not accepted",
+                        }
+                    ],
+                },
+            )
         status, body = self.fhir.transaction(bundle, datetime.now(UTC))
         if fault == "drop_after":
             return await self._drop(request)
@@ -278,8 +319,9 @@ class EhrSimulator:
 
     async def _search_tasks(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _fhir_json(401, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "login"}]})
+            return _fhir_json(
+                401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+            )
         q = request.query
         since = None
         raw = q.get("_lastUpdated", "")
@@ -289,9 +331,17 @@ class EhrSimulator:
         offset = int(q.get("_offset", "0"))
         tasks, total = self.fhir.search_tasks(since, count, offset)
         bundle: dict[str, Any] = {
-            "resourceType": "Bundle", "type": "searchset", "total": total,
-            "entry": [{"fullUrl": f"{self.fhir_base_url}/Task/{t['id']}", "resource": t,
-                       "search": {"mode": "match"}} for t in tasks],
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "entry": [
+                {
+                    "fullUrl": f"{self.fhir_base_url}/Task/{t['id']}",
+                    "resource": t,
+                    "search": {"mode": "match"},
+                }
+                for t in tasks
+            ],
         }
         if offset + count < total:
             nxt = request.url.update_query({"_offset": str(offset + count)})
@@ -301,8 +351,10 @@ class EhrSimulator:
     async def _read_task(self, request: web.Request) -> web.Response:
         task = self.fhir.resources.get("Task", {}).get(request.match_info["id"])
         if task is None:
-            return _fhir_json(404, {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "not-found"}]})
+            return _fhir_json(
+                404,
+                {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]},
+            )
         return _fhir_json(200, task)
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -345,8 +397,7 @@ class EhrSimulator:
         try:
             m = Er7(text)
         except Er7Error as exc:
-            return build_ack("AR", acked_control_id="", now=now,
-                             error=AckError("100", str(exc))).encode()
+            return build_ack("AR", acked_control_id="", now=now, error=AckError("100", str(exc))).encode()
         cid = m.component("MSH", 10)
         previous = self.hl7.seen(cid)
         if previous is not None:  # a resend: same answer, nothing stored again

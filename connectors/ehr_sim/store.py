@@ -36,8 +36,10 @@ class Lifecycle:
 
 
 def _operation_outcome(code: str, text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
 
 
 def _parse_if_none_exist(query: str) -> tuple[str, str] | None:
@@ -100,7 +102,9 @@ class FhirStore:
             if existed:
                 if rtype == "ServiceRequest":
                     self.resends_deduplicated += 1
-                out_entries.append({"response": {"status": "200 OK", "location": f"{rtype}/{rid}/_history/1"}})
+                out_entries.append(
+                    {"response": {"status": "200 OK", "location": f"{rtype}/{rid}/_history/1"}}
+                )
                 continue
             _resolve_refs(res, resolved)
             res["id"] = rid
@@ -116,7 +120,9 @@ class FhirStore:
                 self.by_identifier[key] = rid
             if rtype == "Task":
                 self.plans[rid] = (now, self.rng.random() < self.lifecycle.decline_rate)
-            out_entries.append({"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1"}})
+            out_entries.append(
+                {"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1"}}
+            )
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
 
     def advance(self, now: datetime) -> int:
@@ -149,10 +155,12 @@ class FhirStore:
         return changed
 
     def search_tasks(self, updated_since: datetime | None, count: int, offset: int) -> tuple[list[dict], int]:
-        tasks = sorted(self.resources.get("Task", {}).values(), key=lambda t: (t["meta"]["lastUpdated"], t["id"]))
+        tasks = sorted(
+            self.resources.get("Task", {}).values(), key=lambda t: (t["meta"]["lastUpdated"], t["id"])
+        )
         if updated_since is not None:
             tasks = [t for t in tasks if datetime.fromisoformat(t["meta"]["lastUpdated"]) >= updated_since]
-        return tasks[offset: offset + count], len(tasks)
+        return tasks[offset : offset + count], len(tasks)
 
     def referral_ids(self) -> set[str]:
         return set(self.referral_creates)
@@ -209,7 +217,9 @@ class Hl7Store:
             self.referral_stores[referral_id] = n
             if n > 1:
                 self.duplicates += 1
-            ref = StoredRef(control_id, referral_id, person, now, self.rng.random() < self.lifecycle.decline_rate)
+            ref = StoredRef(
+                control_id, referral_id, person, now, self.rng.random() < self.lifecycle.decline_rate
+            )
         self.by_control_id[control_id] = (ref, ack_code)
 
     def due_answers(self, now: datetime) -> list[tuple[StoredRef, str]]:
@@ -236,6 +246,3 @@ class Hl7Store:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-

@@ -66,12 +66,18 @@ def _logical(endpoint: Endpoint) -> dict[str, Any]:
     return {"identifier": {"system": PROVIDER_SYSTEM, "value": endpoint.id}, "display": endpoint.display}
 
 
-def _entry(resource: dict[str, Any], referral_id: str, identifier_system: str, identifier: str) -> dict[str, Any]:
+def _entry(
+    resource: dict[str, Any], referral_id: str, identifier_system: str, identifier: str
+) -> dict[str, Any]:
     rtype = resource["resourceType"]
     return {
         "fullUrl": full_url(referral_id, rtype),
         "resource": resource,
-        "request": {"method": "POST", "url": rtype, "ifNoneExist": search_token(identifier_system, identifier)},
+        "request": {
+            "method": "POST",
+            "url": rtype,
+            "ifNoneExist": search_token(identifier_system, identifier),
+        },
     }
 
 
@@ -114,7 +120,9 @@ def _consent(d: Disclosure) -> dict[str, Any] | None:
         "type": "permit",
         "actor": [
             {
-                "role": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
+                "role": {
+                    "coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]
+                },
                 "reference": _logical(d.performer),
             }
         ],
@@ -204,7 +212,9 @@ def _task(d: Disclosure) -> dict[str, Any]:
         "status": "requested",
         "intent": "order",
         "priority": r.priority,
-        "code": {"coding": [{"system": TASK_CODE, "code": "fulfill", "display": "Fulfill the focal request"}]},
+        "code": {
+            "coding": [{"system": TASK_CODE, "code": "fulfill", "display": "Fulfill the focal request"}]
+        },
         "focus": {"reference": full_url(rid, "ServiceRequest")},
         "for": {"reference": full_url(rid, "Patient")},
         "authoredOn": r.at.isoformat(),
@@ -254,27 +264,68 @@ def validate_bundle(bundle: dict[str, Any]) -> Bundle:
 # Required bindings that the models do not enforce (they type codes as strings).
 _REQUIRED_CODES: dict[tuple[str, str], frozenset[str]] = {
     ("Bundle", "type"): frozenset(
-        {"document", "message", "transaction", "transaction-response", "batch", "batch-response",
-         "history", "searchset", "collection"}
+        {
+            "document",
+            "message",
+            "transaction",
+            "transaction-response",
+            "batch",
+            "batch-response",
+            "history",
+            "searchset",
+            "collection",
+        }
     ),
     ("ServiceRequest", "status"): frozenset(
         {"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"}
     ),
     ("ServiceRequest", "intent"): frozenset(
-        {"proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order",
-         "instance-order", "option"}
+        {
+            "proposal",
+            "plan",
+            "directive",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        }
     ),
     ("ServiceRequest", "priority"): frozenset({"routine", "urgent", "asap", "stat"}),
     ("Task", "status"): frozenset(
-        {"draft", "requested", "received", "accepted", "rejected", "ready", "cancelled", "in-progress",
-         "on-hold", "failed", "completed", "entered-in-error"}
+        {
+            "draft",
+            "requested",
+            "received",
+            "accepted",
+            "rejected",
+            "ready",
+            "cancelled",
+            "in-progress",
+            "on-hold",
+            "failed",
+            "completed",
+            "entered-in-error",
+        }
     ),
     ("Task", "intent"): frozenset(
-        {"unknown", "proposal", "plan", "order", "original-order", "reflex-order", "filler-order",
-         "instance-order", "option"}
+        {
+            "unknown",
+            "proposal",
+            "plan",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        }
     ),
     ("Task", "priority"): frozenset({"routine", "urgent", "asap", "stat"}),
-    ("Consent", "status"): frozenset({"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}),
+    ("Consent", "status"): frozenset(
+        {"draft", "proposed", "active", "rejected", "inactive", "entered-in-error"}
+    ),
     ("Patient", "gender"): frozenset({"male", "female", "other", "unknown"}),
 }
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})

@@ -84,8 +84,14 @@ class TokenSource:
         if cfg.private_key_file:
             now = int(time.time())
             assertion = jwt.encode(
-                {"iss": cfg.client_id, "sub": cfg.client_id, "aud": cfg.token_url, "jti": str(uuid.uuid4()),
-                 "iat": now, "exp": now + 300},
+                {
+                    "iss": cfg.client_id,
+                    "sub": cfg.client_id,
+                    "aud": cfg.token_url,
+                    "jti": str(uuid.uuid4()),
+                    "iat": now,
+                    "exp": now + 300,
+                },
                 Path(cfg.private_key_file).read_text(),
                 algorithm=cfg.algorithm,
                 headers={"kid": cfg.key_id} if cfg.key_id else None,
@@ -96,7 +102,9 @@ class TokenSource:
             auth = httpx.BasicAuth(cfg.client_id, cfg.client_secret)
         else:
             form["client_id"] = cfg.client_id
-        resp = await self.http.post(cfg.token_url, data=form, auth=auth, headers={"Accept": "application/json"})
+        resp = await self.http.post(
+            cfg.token_url, data=form, auth=auth, headers={"Accept": "application/json"}
+        )
         if resp.status_code != 200:
             raise TokenError(f"token endpoint answered {resp.status_code}")
         body = resp.json()

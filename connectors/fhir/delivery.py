@@ -34,7 +34,9 @@ def outcome_summary(body: Any) -> str:
     for issue in (body.get("issue") or [])[:5]:
         text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
         where = ",".join(issue.get("expression") or issue.get("location") or [])
-        parts.append(f"{issue.get('severity', '?')}/{issue.get('code', '?')}{' @' + where if where else ''}: {text}")
+        parts.append(
+            f"{issue.get('severity', '?')}/{issue.get('code', '?')}{' @' + where if where else ''}: {text}"
+        )
     return "; ".join(parts)[:500] or "OperationOutcome without issues"
 
 

@@ -131,27 +131,43 @@ class FhirTaskPoller:
                 row = await self.ledger.find_referral(ans.referral_id, "fhir")
                 if row is None:
                     dl = build_dead_letter(
-                        source=f"ehr/fhir/{destination}", source_family="ehr", record_ref=f"Task/{ans.task_id}",
-                        stage="inbound", reason="Task names a referral this hub never sent over FHIR",
-                        raw=json.dumps(task).encode(), sealer=self.deps.deadletter_sealer,
+                        source=f"ehr/fhir/{destination}",
+                        source_family="ehr",
+                        record_ref=f"Task/{ans.task_id}",
+                        stage="inbound",
+                        reason="Task names a referral this hub never sent over FHIR",
+                        raw=json.dumps(task).encode(),
+                        sealer=self.deps.deadletter_sealer,
                     )
                     await self.deps.log.dead_letter(dl)
                     continue
                 note = None
                 if ans.note:
                     with contextlib.suppress(KeyDestroyedError):
-                        note = await asyncio.to_thread(seal, self.deps.keyring, row.person, {"text": ans.note})
-                envs.append(answer_event(
-                    ans.kind, referral_id=row.referral_id, person=row.person, destination=row.destination,
-                    at=ans.last_updated or datetime.now(UTC), remote_id=f"Task/{ans.task_id}",
-                    source_status=ans.status, note=note, causation_id=row.request_event_id,
-                ))
+                        note = await asyncio.to_thread(
+                            seal, self.deps.keyring, row.person, {"text": ans.note}
+                        )
+                envs.append(
+                    answer_event(
+                        ans.kind,
+                        referral_id=row.referral_id,
+                        person=row.person,
+                        destination=row.destination,
+                        at=ans.last_updated or datetime.now(UTC),
+                        remote_id=f"Task/{ans.task_id}",
+                        source_status=ans.status,
+                        note=note,
+                        causation_id=row.request_event_id,
+                    )
+                )
             if envs:
                 result = await self.deps.log.append(envs)
                 new += len(result.appended)
             if high is not None:
                 await self.ledger.save_cursor(destination, high.isoformat())
-            nxt = next((link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None)
+            nxt = next(
+                (link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None
+            )
             if not nxt:
                 break
             resp = await client.get_url(nxt)

@@ -59,7 +59,11 @@ class Hl7Transport:
             d = self.destinations[destination]
             ctx = ssl.create_default_context(cafile=d.ca_file) if d.tls else None
             self._clients[destination] = MllpClient(
-                d.host, d.port, connect_timeout=d.connect_timeout_s, read_timeout=d.read_timeout_s, ssl_context=ctx
+                d.host,
+                d.port,
+                connect_timeout=d.connect_timeout_s,
+                read_timeout=d.read_timeout_s,
+                ssl_context=ctx,
             )
         return self._clients[destination]
 

@@ -29,7 +29,9 @@ SOURCE = "ehr/mllp"
 
 
 class MllpListener:
-    def __init__(self, deps: Any, *, host: str = "127.0.0.1", port: int = 2575, max_frame: int = 1 << 20) -> None:
+    def __init__(
+        self, deps: Any, *, host: str = "127.0.0.1", port: int = 2575, max_frame: int = 1 << 20
+    ) -> None:
         self.deps = deps
         self.host, self.port = host, port
         self.max_frame = max_frame
@@ -89,16 +91,30 @@ class MllpListener:
             writer.close()
 
     async def _dead_letter(self, ref: str, reason: str, raw: bytes) -> None:
-        dl = build_dead_letter(source=SOURCE, source_family="ehr", record_ref=ref, stage="inbound", reason=reason,
-                               raw=raw, sealer=self.deps.deadletter_sealer)
+        dl = build_dead_letter(
+            source=SOURCE,
+            source_family="ehr",
+            record_ref=ref,
+            stage="inbound",
+            reason=reason,
+            raw=raw,
+            sealer=self.deps.deadletter_sealer,
+        )
         await self.deps.log.dead_letter(dl)
         self.counts["dead_letters"] += 1
         metrics.RECORDS_DEADLETTERED.labels(SOURCE, "inbound").inc()
 
     def _ack(self, code: AckCode, control_id: str, sender: tuple[str, str], error: AckError | None) -> bytes:
         self.counts[code] += 1
-        return build_ack(code, acked_control_id=control_id, now=datetime.now(UTC), receiving_application=sender[0],
-                         receiving_facility=sender[1], trigger="I12", error=error).encode("utf-8")
+        return build_ack(
+            code,
+            acked_control_id=control_id,
+            now=datetime.now(UTC),
+            receiving_application=sender[0],
+            receiving_facility=sender[1],
+            trigger="I12",
+            error=error,
+        ).encode("utf-8")
 
     async def handle(self, payload: bytes, ref: str) -> bytes:
         """The ACK for one inbound frame (side effects: event appended or dead letter)."""
@@ -133,9 +149,17 @@ class MllpListener:
         if answer.note:
             with contextlib.suppress(KeyDestroyedError):
                 note = await asyncio.to_thread(seal, self.deps.keyring, row.person, {"text": answer.note})
-        env = answer_event(answer.kind, referral_id=row.referral_id, person=row.person, destination=row.destination,
-                           at=answer.sent_at or datetime.now(UTC), remote_id=answer.control_id,
-                           source_status=answer.status_code, note=note, causation_id=row.request_event_id)
+        env = answer_event(
+            answer.kind,
+            referral_id=row.referral_id,
+            person=row.person,
+            destination=row.destination,
+            at=answer.sent_at or datetime.now(UTC),
+            remote_id=answer.control_id,
+            source_status=answer.status_code,
+            note=note,
+            causation_id=row.request_event_id,
+        )
         try:
             result = await self.deps.log.append([env])
         except Exception:

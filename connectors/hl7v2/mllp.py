@@ -13,6 +13,7 @@ reused connection could otherwise be read as the answer to the next message); th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from dataclasses import dataclass, field
 
@@ -133,7 +134,9 @@ class MllpClient:
                 raise MllpTimeout(f"no answer from {self.host}:{self.port} in {self.read_timeout}s") from exc
             except (OSError, asyncio.IncompleteReadError, FrameTooLarge) as exc:
                 await self._close()
-                raise MllpError(f"exchange with {self.host}:{self.port} failed: {type(exc).__name__}") from exc
+                raise MllpError(
+                    f"exchange with {self.host}:{self.port} failed: {type(exc).__name__}"
+                ) from exc
             except BaseException:
                 await self._close()
                 raise
@@ -152,10 +155,8 @@ class MllpClient:
         writer, self._reader, self._writer = self._writer, None, None
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-            except (OSError, TimeoutError):
-                pass
 
     async def close(self) -> None:
         async with self._lock:

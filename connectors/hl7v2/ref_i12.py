@@ -21,8 +21,12 @@ from hl7apy.parser import parse_message
 from connectors.hl7v2.codec import SENDING_APPLICATION, VERSION, control_id, escape, hl7_ts, text_lines
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY, Disclosure
 
-PRIORITY = {"routine": "R^Routine^HL70280", "urgent": "A^ASAP^HL70280", "asap": "A^ASAP^HL70280",
-            "stat": "S^STAT^HL70280"}
+PRIORITY = {
+    "routine": "R^Routine^HL70280",
+    "urgent": "A^ASAP^HL70280",
+    "asap": "A^ASAP^HL70280",
+    "stat": "S^STAT^HL70280",
+}
 SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 _BH_WORDS = ("behav", "mental", "psych", "crisis", "substance", "sud", "counsel")
 
@@ -42,7 +46,11 @@ class RenderedMessage:
 
 def referral_type(service_type: str) -> str:
     """RF1-3 (HL7 table 0281): psychiatric for behavioral-health services, medical otherwise."""
-    kind = "Psy^Psychiatric^HL70281" if any(w in service_type.lower() for w in _BH_WORDS) else "Med^Medical^HL70281"
+    kind = (
+        "Psy^Psychiatric^HL70281"
+        if any(w in service_type.lower() for w in _BH_WORDS)
+        else "Med^Medical^HL70281"
+    )
     return kind
 
 
@@ -80,8 +88,10 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
     rf1.rf1_7 = hl7_ts(r.at)
     rf1.rf1_10 = "O^Provider Ordered^HL70336"
 
-    for role, party in (("RP^Referring Provider^HL70286", d.requester), ("RT^Referred to Provider^HL70286",
-                                                                          d.performer)):
+    for role, party in (
+        ("RP^Referring Provider^HL70286", d.requester),
+        ("RT^Referred to Provider^HL70286", d.performer),
+    ):
         group = m.add_group("REF_I12_PROVIDER_CONTACT")
         group.prd.prd_1 = role
         group.prd.prd_2 = escape(party.display)

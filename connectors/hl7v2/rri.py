@@ -72,20 +72,26 @@ def read_rri(text: str) -> ReferralAnswer:
     t = triage(text)
     m = Er7(text)
     if m.component("MSH", 9, 1).upper() != "RRI":
-        raise InboundRefused("AR", A.AckError(A.UNSUPPORTED_MESSAGE_TYPE, "only RRI messages are accepted here",
-                                              "MSH^1^9^1"))
+        raise InboundRefused(
+            "AR", A.AckError(A.UNSUPPORTED_MESSAGE_TYPE, "only RRI messages are accepted here", "MSH^1^9^1")
+        )
     if t.trigger.upper() != "I12":
-        raise InboundRefused("AR", A.AckError(A.UNSUPPORTED_EVENT_CODE, "only the I12 event is accepted here",
-                                              "MSH^1^9^2"))
+        raise InboundRefused(
+            "AR", A.AckError(A.UNSUPPORTED_EVENT_CODE, "only the I12 event is accepted here", "MSH^1^9^2")
+        )
     version = m.component("MSH", 12)
     if not re.fullmatch(r"2\.\d+(\.\d+)?", version):
-        raise InboundRefused("AR", A.AckError(A.UNSUPPORTED_VERSION_ID, "unsupported HL7 version", "MSH^1^12"))
+        raise InboundRefused(
+            "AR", A.AckError(A.UNSUPPORTED_VERSION_ID, "unsupported HL7 version", "MSH^1^12")
+        )
     if m.component("MSH", 11)[:1].upper() not in _PROCESSING_IDS:
-        raise InboundRefused("AR", A.AckError(A.UNSUPPORTED_PROCESSING_ID, "processing id must be P, T or D",
-                                              "MSH^1^11"))
+        raise InboundRefused(
+            "AR", A.AckError(A.UNSUPPORTED_PROCESSING_ID, "processing id must be P, T or D", "MSH^1^11")
+        )
     if not t.control_id:
-        raise InboundRefused("AE", A.AckError(A.REQUIRED_FIELD_MISSING, "MSH-10 control id is missing",
-                                              "MSH^1^10"))
+        raise InboundRefused(
+            "AE", A.AckError(A.REQUIRED_FIELD_MISSING, "MSH-10 control id is missing", "MSH^1^10")
+        )
     try:
         parse_message(text.replace("\n", "\r"), find_groups=True)
     except Exception as exc:
@@ -96,16 +102,19 @@ def read_rri(text: str) -> ReferralAnswer:
         raise InboundRefused("AE", A.AckError(A.REQUIRED_FIELD_MISSING, "RF1 segment is missing", "RF1"))
     referral_id = m.component("RF1", 6).strip()
     if not referral_id:
-        raise InboundRefused("AE", A.AckError(A.REQUIRED_FIELD_MISSING, "RF1-6 originating referral id is missing",
-                                              "RF1^1^6"))
+        raise InboundRefused(
+            "AE", A.AckError(A.REQUIRED_FIELD_MISSING, "RF1-6 originating referral id is missing", "RF1^1^6")
+        )
     status_code = m.component("RF1", 1).strip()
     if not status_code and not m.component("RF1", 1, 2):
-        raise InboundRefused("AE", A.AckError(A.REQUIRED_FIELD_MISSING, "RF1-1 referral status is missing",
-                                              "RF1^1^1"))
+        raise InboundRefused(
+            "AE", A.AckError(A.REQUIRED_FIELD_MISSING, "RF1-1 referral status is missing", "RF1^1^1")
+        )
     known, kind = rf1_status_answer(status_code, m.component("RF1", 1, 2))
     if not known:
-        raise InboundRefused("AE", A.AckError(A.TABLE_VALUE_NOT_FOUND, "RF1-1 referral status is not in table 0283",
-                                              "RF1^1^1"))
+        raise InboundRefused(
+            "AE", A.AckError(A.TABLE_VALUE_NOT_FOUND, "RF1-1 referral status is not in table 0283", "RF1^1^1")
+        )
     person = m.component("PID", 3).strip() or None
     if person is not None and not _PSEUDONYM.match(person):
         person = None
@@ -142,8 +151,14 @@ def build_rri_i12(
     from connectors.hl7v2.codec import VERSION, escape, hl7_ts, text_lines
     from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
 
-    text = {"A": "Accepted", "R": "Rejected", "E": "Expired", "C": "Completed", "X": "Cancelled",
-            "P": "Pending"}.get(status_code, status_code)
+    text = {
+        "A": "Accepted",
+        "R": "Rejected",
+        "E": "Expired",
+        "C": "Completed",
+        "X": "Cancelled",
+        "P": "Pending",
+    }.get(status_code, status_code)
     m = Message("RRI_I12", version=VERSION)
     m.msh.msh_3 = "EHRSIM"
     m.msh.msh_4 = escape(sending_facility)

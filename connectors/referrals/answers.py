@@ -63,8 +63,16 @@ RF1_STATUS_ANSWERS: dict[str, AnswerKind | None] = {
     "C": "completed",  # local extension: completed
     "X": "cancelled",  # local extension: cancelled
 }
-_RF1_TEXT = {"PENDING": "P", "ACCEPTED": "A", "REJECTED": "R", "DECLINED": "R", "EXPIRED": "E",
-             "COMPLETED": "C", "CANCELLED": "X", "CANCELED": "X"}
+_RF1_TEXT = {
+    "PENDING": "P",
+    "ACCEPTED": "A",
+    "REJECTED": "R",
+    "DECLINED": "R",
+    "EXPIRED": "E",
+    "COMPLETED": "C",
+    "CANCELLED": "X",
+    "CANCELED": "X",
+}
 
 
 def rf1_status_answer(code: str, text: str = "") -> tuple[bool, AnswerKind | None]:
@@ -92,18 +100,34 @@ def answer_event(
 ) -> Envelope:
     cls = _ANSWER_CLASSES[kind]
     data = cls(
-        referral_id=referral_id, person=person, at=at, remote_id=remote_id, source_status=source_status, note=note
+        referral_id=referral_id,
+        person=person,
+        at=at,
+        remote_id=remote_id,
+        source_status=source_status,
+        note=note,
     )
     return new_event(data, source=destination, record_id=referral_id, revision=0, causation_id=causation_id)
 
 
 def delivered_event(
-    req: ReferralRequested, *, request_event_id: str, at: datetime, remote_id: str | None, ack_code: str | None,
+    req: ReferralRequested,
+    *,
+    request_event_id: str,
+    at: datetime,
+    remote_id: str | None,
+    ack_code: str | None,
     attempts: int,
 ) -> Envelope:
     data = ReferralDelivered(
-        referral_id=req.referral_id, person=req.person, at=at, destination=req.destination,
-        channel=req.channel, remote_id=remote_id, ack_code=ack_code, attempts=attempts,
+        referral_id=req.referral_id,
+        person=req.person,
+        at=at,
+        destination=req.destination,
+        channel=req.channel,
+        remote_id=remote_id,
+        ack_code=ack_code,
+        attempts=attempts,
     )
     return _outcome(data, req, request_event_id)
 
@@ -112,19 +136,34 @@ def rejected_event(
     req: ReferralRequested, *, request_event_id: str, at: datetime, code: str, detail: str
 ) -> Envelope:
     data = ReferralRejected(
-        referral_id=req.referral_id, person=req.person, at=at, destination=req.destination,
-        channel=req.channel, code=code, detail=detail[:500],
+        referral_id=req.referral_id,
+        person=req.person,
+        at=at,
+        destination=req.destination,
+        channel=req.channel,
+        code=code,
+        detail=detail[:500],
     )
     return _outcome(data, req, request_event_id)
 
 
 def failed_event(
-    req: ReferralRequested, *, request_event_id: str, at: datetime, attempts: int, last_error: str,
+    req: ReferralRequested,
+    *,
+    request_event_id: str,
+    at: datetime,
+    attempts: int,
+    last_error: str,
     channel: Channel | None = None,
 ) -> Envelope:
     data = ReferralDeliveryFailed(
-        referral_id=req.referral_id, person=req.person, at=at, destination=req.destination,
-        channel=channel or req.channel, attempts=attempts, last_error=last_error[:500],
+        referral_id=req.referral_id,
+        person=req.person,
+        at=at,
+        destination=req.destination,
+        channel=channel or req.channel,
+        attempts=attempts,
+        last_error=last_error[:500],
     )
     return _outcome(data, req, request_event_id)
 
@@ -136,14 +175,25 @@ def held_event(
         referral_id=req.referral_id, person=req.person, at=at, destination=req.destination, reason=reason
     )
     return new_event(
-        data, source=req.destination, record_id=req.referral_id, revision=hold_seq,
-        correlation_id=request_event_id, causation_id=request_event_id,
+        data,
+        source=req.destination,
+        record_id=req.referral_id,
+        revision=hold_seq,
+        correlation_id=request_event_id,
+        causation_id=request_event_id,
     )
 
 
-def _outcome(data: ReferralDelivered | ReferralRejected | ReferralDeliveryFailed, req: ReferralRequested,
-             request_event_id: str) -> Envelope:
+def _outcome(
+    data: ReferralDelivered | ReferralRejected | ReferralDeliveryFailed,
+    req: ReferralRequested,
+    request_event_id: str,
+) -> Envelope:
     return new_event(
-        data, source=req.destination, record_id=req.referral_id, revision=0,
-        correlation_id=request_event_id, causation_id=request_event_id,
+        data,
+        source=req.destination,
+        record_id=req.referral_id,
+        revision=0,
+        correlation_id=request_event_id,
+        causation_id=request_event_id,
     )

@@ -53,23 +53,35 @@ def _split(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 def fhir_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
     own, raw = _split(config)
     dests = {k: FhirDestination.model_validate(v) for k, v in raw.items()}
-    return DeliveryWorker(WorkerDeps.from_runtime(runtime), FhirTransport(dests), dests,  # type: ignore[arg-type]
-                          WorkerConfig.model_validate(own))
+    return DeliveryWorker(
+        WorkerDeps.from_runtime(runtime),
+        FhirTransport(dests),
+        dests,  # type: ignore[arg-type]
+        WorkerConfig.model_validate(own),
+    )
 
 
 @register_kind("hl7-delivery")
 def hl7_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
     own, raw = _split(config)
     dests = {k: Hl7Destination.model_validate(v) for k, v in raw.items()}
-    return DeliveryWorker(WorkerDeps.from_runtime(runtime), Hl7Transport(dests), dests,  # type: ignore[arg-type]
-                          WorkerConfig.model_validate(own))
+    return DeliveryWorker(
+        WorkerDeps.from_runtime(runtime),
+        Hl7Transport(dests),
+        dests,  # type: ignore[arg-type]
+        WorkerConfig.model_validate(own),
+    )
 
 
 @register_kind("mllp-listener")
 def mllp_listener(runtime: Any, config: dict[str, Any]) -> MllpListener:
     own = _own(config)
-    return MllpListener(WorkerDeps.from_runtime(runtime), host=str(own.get("host", "127.0.0.1")),
-                        port=int(own.get("port", 2575)), max_frame=int(own.get("max_frame", 1 << 20)))
+    return MllpListener(
+        WorkerDeps.from_runtime(runtime),
+        host=str(own.get("host", "127.0.0.1")),
+        port=int(own.get("port", 2575)),
+        max_frame=int(own.get("max_frame", 1 << 20)),
+    )
 
 
 @register_kind("fhir-task-poller")

@@ -101,7 +101,9 @@ class ConsentView:
                     event = decode_record(rec).envelope.payload()
                 except (CorruptRecordError, ValueError, KeyError):
                     self.corrupt_records += 1
-                    log.error("consent view: unreadable record %s[%s]@%s", rec.topic, rec.partition, rec.offset)
+                    log.error(
+                        "consent view: unreadable record %s[%s]@%s", rec.topic, rec.partition, rec.offset
+                    )
                     continue
                 changed = self.book.apply(event) or changed
         if changed and self.on_change is not None:

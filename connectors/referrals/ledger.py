@@ -61,11 +61,21 @@ class LedgerRow:
     def from_record(cls, r: asyncpg.Record) -> LedgerRow:
         raw = r["request"]
         return cls(
-            seq=r["seq"], destination=r["destination"], referral_id=r["referral_id"], channel=r["channel"],
-            person=r["person"], request_event_id=r["request_event_id"],
-            request=Envelope.model_validate_json(raw) if isinstance(raw, str | bytes) else Envelope.model_validate(raw),
-            state=r["state"], attempts=r["attempts"], hold_seq=r["hold_seq"], message_id=r["message_id"],
-            remote_id=r["remote_id"], last_error=r["last_error"],
+            seq=r["seq"],
+            destination=r["destination"],
+            referral_id=r["referral_id"],
+            channel=r["channel"],
+            person=r["person"],
+            request_event_id=r["request_event_id"],
+            request=Envelope.model_validate_json(raw)
+            if isinstance(raw, str | bytes)
+            else Envelope.model_validate(raw),
+            state=r["state"],
+            attempts=r["attempts"],
+            hold_seq=r["hold_seq"],
+            message_id=r["message_id"],
+            remote_id=r["remote_id"],
+            last_error=r["last_error"],
         )
 
 
@@ -82,7 +92,12 @@ class Ledger:
             f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request)
                 VALUES ($1, $2, $3, $4, $5, $6::jsonb)
                 ON CONFLICT (destination, referral_id) DO NOTHING RETURNING seq""",
-            req.destination, req.referral_id, req.channel, req.person, envelope.id, envelope.model_dump_json(),
+            req.destination,
+            req.referral_id,
+            req.channel,
+            req.person,
+            envelope.id,
+            envelope.model_dump_json(),
         )
         return row is not None
 
@@ -97,7 +112,8 @@ class Ledger:
         r = await self.pool.fetchrow(
             f"""SELECT * FROM {self.t} WHERE referral_id = $1 AND ($2::text IS NULL OR channel = $2)
                 ORDER BY seq LIMIT 1""",
-            referral_id, channel,
+            referral_id,
+            channel,
         )
         return LedgerRow.from_record(r) if r else None
 
@@ -105,7 +121,8 @@ class Ledger:
         rows = await self.pool.fetch(
             f"""SELECT * FROM {self.t} WHERE destination = $1 AND state IN ('pending', 'sending')
                 ORDER BY seq LIMIT $2""",
-            destination, limit,
+            destination,
+            limit,
         )
         return [LedgerRow.from_record(r) for r in rows]
 
@@ -121,13 +138,20 @@ class Ledger:
             await conn.execute(
                 f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now()
                     WHERE destination = $1 AND referral_id = $2""",
-                destination, referral_id, attempt, message_id,
+                destination,
+                referral_id,
+                attempt,
+                message_id,
             )
             await conn.execute(
-                f"""INSERT INTO {self.a} (destination, referral_id, attempt, message_id) VALUES ($1, $2, $3, $4)
+                f"""INSERT INTO {self.a} (destination, referral_id, attempt, message_id)
+                    VALUES ($1, $2, $3, $4)
                     ON CONFLICT (destination, referral_id, attempt) DO UPDATE SET started_at = now(),
                     finished_at = NULL, result = NULL, detail = NULL""",
-                destination, referral_id, attempt, message_id,
+                destination,
+                referral_id,
+                attempt,
+                message_id,
             )
 
     async def finish_attempt(
@@ -137,17 +161,31 @@ class Ledger:
             await conn.execute(
                 f"""UPDATE {self.a} SET finished_at = now(), result = $4, detail = $5
                     WHERE destination = $1 AND referral_id = $2 AND attempt = $3""",
-                destination, referral_id, attempt, result, detail,
+                destination,
+                referral_id,
+                attempt,
+                result,
+                detail,
             )
             await conn.execute(
-                f"""UPDATE {self.t} SET last_error = CASE WHEN $3 THEN last_error ELSE $4 END, updated_at = now()
+                f"""UPDATE {self.t} SET updated_at = now(),
+                    last_error = CASE WHEN $3 THEN last_error ELSE $4 END
                     WHERE destination = $1 AND referral_id = $2""",
-                destination, referral_id, result in ("AA",) or result.startswith("2"), detail,
+                destination,
+                referral_id,
+                result in ("AA",) or result.startswith("2"),
+                detail,
             )
 
     async def finish(
-        self, destination: str, referral_id: str, state: str, outcome_event_id: str, *,
-        remote_id: str | None = None, last_error: str | None = None,
+        self,
+        destination: str,
+        referral_id: str,
+        state: str,
+        outcome_event_id: str,
+        *,
+        remote_id: str | None = None,
+        last_error: str | None = None,
     ) -> None:
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
@@ -155,21 +193,30 @@ class Ledger:
             f"""UPDATE {self.t} SET state = $3, outcome_event_id = $4, remote_id = COALESCE($5, remote_id),
                 last_error = COALESCE($6, last_error), updated_at = now()
                 WHERE destination = $1 AND referral_id = $2""",
-            destination, referral_id, state, outcome_event_id, remote_id, last_error,
+            destination,
+            referral_id,
+            state,
+            outcome_event_id,
+            remote_id,
+            last_error,
         )
 
     async def hold(self, destination: str, referral_id: str, hold_seq: int, reason: str) -> None:
         await self.pool.execute(
             f"""UPDATE {self.t} SET state = 'held', hold_seq = $3, last_error = $4, updated_at = now()
                 WHERE destination = $1 AND referral_id = $2""",
-            destination, referral_id, hold_seq, reason,
+            destination,
+            referral_id,
+            hold_seq,
+            reason,
         )
 
     async def release(self, destination: str, referral_id: str) -> None:
         await self.pool.execute(
             f"""UPDATE {self.t} SET state = 'pending', updated_at = now()
                 WHERE destination = $1 AND referral_id = $2 AND state = 'held'""",
-            destination, referral_id,
+            destination,
+            referral_id,
         )
 
     async def counts(self, destination: str | None = None) -> dict[str, int]:
@@ -183,7 +230,8 @@ class Ledger:
     async def attempts_of(self, destination: str, referral_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             f"SELECT * FROM {self.a} WHERE destination = $1 AND referral_id = $2 ORDER BY attempt",
-            destination, referral_id,
+            destination,
+            referral_id,
         )
         return [dict(r) for r in rows]
 
@@ -196,5 +244,6 @@ class Ledger:
         await self.pool.execute(
             f"""INSERT INTO {self.schema}.referral_poll_cursors (destination, cursor) VALUES ($1, $2)
                 ON CONFLICT (destination) DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = now()""",
-            destination, cursor,
+            destination,
+            cursor,
         )

@@ -230,9 +230,12 @@ class DeliveryWorker:
             payload = envelope.payload()
         except (CorruptRecordError, ValueError, KeyError) as exc:
             dl = build_dead_letter(
-                source=f"hub/{self.channel}-delivery", source_family="hub",
-                record_ref=f"{rec.topic}[{rec.partition}]@{rec.offset}", stage="deliver",
-                reason=f"unreadable referral record: {type(exc).__name__}", raw=rec.value or b"",
+                source=f"hub/{self.channel}-delivery",
+                source_family="hub",
+                record_ref=f"{rec.topic}[{rec.partition}]@{rec.offset}",
+                stage="deliver",
+                reason=f"unreadable referral record: {type(exc).__name__}",
+                raw=rec.value or b"",
                 sealer=self.deps.deadletter_sealer,
             )
             await self.deps.log.dead_letter(dl)
@@ -243,8 +246,12 @@ class DeliveryWorker:
         if payload.destination not in self.destinations:
             now = datetime.now(UTC)
             env = answers.failed_event(
-                payload, request_event_id=envelope.id, at=now, attempts=0,
-                last_error=f"no route: destination {payload.destination!r} is not configured for {self.channel}",
+                payload,
+                request_event_id=envelope.id,
+                at=now,
+                attempts=0,
+                last_error=f"no route: destination {payload.destination!r} is not configured for "
+                f"{self.channel}",
             )
             await self.deps.log.append([env])
             return
@@ -300,7 +307,9 @@ class DeliveryWorker:
             req = row.referral
             if isinstance(decide(req, self.consents.book.of(req.person), now), Allow):
                 await self.ledger.release(destination, row.referral_id)
-                log.info("referral %s to %s released: consent now covers it", mask(row.referral_id), destination)
+                log.info(
+                    "referral %s to %s released: consent now covers it", mask(row.referral_id), destination
+                )
 
     async def _sleep(self, seconds: float, destination: str | None = None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -317,7 +326,11 @@ class DeliveryWorker:
             return decision
         seq = row.hold_seq + 1
         env = answers.held_event(
-            req, request_event_id=row.request_event_id, at=datetime.now(UTC), reason=decision.reason, hold_seq=seq
+            req,
+            request_event_id=row.request_event_id,
+            at=datetime.now(UTC),
+            reason=decision.reason,
+            hold_seq=seq,
         )
         await self.deps.log.append([env])
         await self.ledger.hold(row.destination, row.referral_id, seq, decision.reason)
@@ -335,7 +348,9 @@ class DeliveryWorker:
             event_id=row.request_event_id,
             request=req,
             reason=reason,
-            requester=Endpoint(id=req.requester, display=self.config.requesters.get(req.requester, req.requester)),
+            requester=Endpoint(
+                id=req.requester, display=self.config.requesters.get(req.requester, req.requester)
+            ),
             performer=Endpoint(id=row.destination, display=dest.display),
             shared_demographics=dest.share_demographics,
             consent=allow.consent,
@@ -358,19 +373,30 @@ class DeliveryWorker:
             disclosure = await self._disclosure(row, req, allow)
             rendered = self.transport.render(disclosure)
         except KeyDestroyedError:
-            env = answers.failed_event(req, request_event_id=row.request_event_id, at=now, attempts=row.attempts,
-                                       last_error="the person's data was erased; nothing was disclosed")
+            env = answers.failed_event(
+                req,
+                request_event_id=row.request_event_id,
+                at=now,
+                attempts=row.attempts,
+                last_error="the person's data was erased; nothing was disclosed",
+            )
             await self._final(row, "failed", env, last_error="erased")
             return "failed"
         except ValueError as exc:  # unreadable reason or a message that does not validate
             reason = f"referral cannot be rendered for {self.channel}: {str(exc)[:300]}"
             dl = build_dead_letter(
-                source=f"hub/{self.channel}-delivery", source_family="hub", record_ref=row.request_event_id,
-                stage="deliver", reason=reason, raw=row.request.to_bytes(), sealer=self.deps.deadletter_sealer,
+                source=f"hub/{self.channel}-delivery",
+                source_family="hub",
+                record_ref=row.request_event_id,
+                stage="deliver",
+                reason=reason,
+                raw=row.request.to_bytes(),
+                sealer=self.deps.deadletter_sealer,
             )
             await self.deps.log.dead_letter(dl)
-            env = answers.failed_event(req, request_event_id=row.request_event_id, at=now, attempts=row.attempts,
-                                       last_error=reason)
+            env = answers.failed_event(
+                req, request_event_id=row.request_event_id, at=now, attempts=row.attempts, last_error=reason
+            )
             await self._final(row, "failed", env, last_error=reason)
             return "failed"
 
@@ -391,13 +417,24 @@ class DeliveryWorker:
             await self.ledger.finish_attempt(dest, row.referral_id, attempt, last.code, last.detail or None)
             if last.verdict == "accepted":
                 metrics.DELIVERY_LATENCY.labels(dest, self.channel).observe(time.monotonic() - started)
-                env = answers.delivered_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
-                                              remote_id=last.remote_id, ack_code=last.code, attempts=attempt)
+                env = answers.delivered_event(
+                    req,
+                    request_event_id=row.request_event_id,
+                    at=datetime.now(UTC),
+                    remote_id=last.remote_id,
+                    ack_code=last.code,
+                    attempts=attempt,
+                )
                 await self._final(row, "delivered", env, remote_id=last.remote_id)
                 return "delivered"
             if last.verdict == "rejected":
-                env = answers.rejected_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
-                                             code=last.code, detail=last.detail)
+                env = answers.rejected_event(
+                    req,
+                    request_event_id=row.request_event_id,
+                    at=datetime.now(UTC),
+                    code=last.code,
+                    detail=last.detail,
+                )
                 await self._final(row, "rejected", env, last_error=last.detail)
                 return "rejected"
             if attempt < limit:
@@ -406,8 +443,13 @@ class DeliveryWorker:
                 if self._stopping.is_set():
                     return "sending"
         assert last is not None
-        env = answers.failed_event(req, request_event_id=row.request_event_id, at=datetime.now(UTC),
-                                   attempts=attempt, last_error=f"{last.code}: {last.detail}")
+        env = answers.failed_event(
+            req,
+            request_event_id=row.request_event_id,
+            at=datetime.now(UTC),
+            attempts=attempt,
+            last_error=f"{last.code}: {last.detail}",
+        )
         await self._final(row, "failed", env, last_error=f"{last.code}: {last.detail}")
         return "failed"
 

@@ -10,7 +10,8 @@ person-level read — allowed or denied — appends one row to the access log *b
 response is sent (a read that cannot be logged is refused with 503).
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI resolves the route signatures defined
+# inside create_app() at definition time (local Annotated aliases).
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,8 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import metrics
 from hub.api.access_log import AccessLog, AccessRecord
-from hub.api.aggregates import deidentify_funnel, deidentify_repeat, deidentify_report
 from hub.api.auth import AuthError, DevIssuer, TokenVerifier
+from hub.api.dashboard import dashboard_view, pipeline_view
 from hub.api.ports import ReadModels
 from hub.api.roles import (
     BadPurpose,
@@ -218,42 +219,48 @@ def create_app(
         )
         return {"person": person, "entries": visible}
 
-    # --- aggregates (de-identified) -------------------------------------------------------
+    # --- aggregates (de-identified by the read-model queries) ----------------------------------
     AggregatesReader = Annotated[Principal, Depends(requires(Family.AGGREGATES))]
-    cell_max = settings.projections.small_cell_max
+    By = Annotated[str | None, Query(pattern="^(month|area)$", description="group rows by month or area")]
 
     @app.get("/v1/reports/outcomes", tags=["aggregates"])
     async def outcomes(
-        _: AggregatesReader,
-        date_from: From = None,
-        date_to: To = None,
-        by: Annotated[str | None, Query(pattern="^(month|area)$")] = None,
+        _: AggregatesReader, date_from: From = None, date_to: To = None, by: By = None
     ) -> dict[str, Any]:
-        report = await read_models.outcome_report(date_from=date_from, date_to=date_to, by=by)
-        return deidentify_report(report, cell_max)
+        """The outcome report, exactly as ``hub report --json`` prints it."""
+        return await read_models.outcome_report(date_from=date_from, date_to=date_to, by=by)
 
     @app.get("/v1/reports/funnel", tags=["aggregates"])
     async def funnel(_: AggregatesReader, date_from: From = None, date_to: To = None) -> dict[str, Any]:
-        return deidentify_funnel(
-            await read_models.referral_funnel(date_from=date_from, date_to=date_to), cell_max
-        )
+        return await read_models.referral_funnel(date_from=date_from, date_to=date_to)
 
     @app.get("/v1/reports/repeat-encounters", tags=["aggregates"])
     async def repeat(_: AggregatesReader, date_from: From = None, date_to: To = None) -> dict[str, Any]:
-        doc = await read_models.repeat_encounters(date_from=date_from, date_to=date_to)
-        return deidentify_repeat(doc, cell_max)
+        return await read_models.repeat_encounters(date_from=date_from, date_to=date_to)
+
+    @app.get("/v1/dashboard", tags=["aggregates"])
+    async def dashboard_data(
+        _: AggregatesReader, date_from: From = None, date_to: To = None
+    ) -> dict[str, Any]:
+        """What the dashboard draws: report cells by month and by area, and pipeline health."""
+        by_month = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="month")
+        by_area = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="area")
+        return dashboard_view(by_month, by_area, await pipeline_status())
 
     # --- operations ------------------------------------------------------------------------
+    async def pipeline_status() -> dict[str, Any]:
+        return pipeline_view(
+            await read_models.projection_lag(),
+            await read_models.dead_letter_counts(),
+            await read_models.verification(),
+        )
+
     @app.get("/v1/pipeline", tags=["operations"])
     async def pipeline(_: Annotated[Principal, Depends(requires(Family.PIPELINE))]) -> dict[str, Any]:
-        verification = await read_models.verification()
-        return {
-            "projection_lag": await read_models.projection_lag(),
-            "dead_letters": await read_models.dead_letter_counts(),
-            "verification": None
-            if verification is None
-            else {k: verification.get(k) for k in ("ok", "checked_at", "breaks", "records")},
-        }
+        """Projection lag, open dead letters per source family, the last verification."""
+        status = await pipeline_status()
+        status["projection_partitions"] = (await read_models.projection_lag()).get("partitions", [])
+        return status
 
     @app.get("/v1/deadletters", tags=["operations"])
     async def dead_letters(

@@ -38,10 +38,7 @@ def normalize_entry(row: dict[str, Any]) -> dict[str, Any]:
         entry["family"] = "unknown"
     entry["substance_use"] = bool(entry.pop("part2", False))
     entry.pop("visible_to", None)
-    for key, value in list(entry.items()):
-        if isinstance(value, datetime | date):
-            entry[key] = value.isoformat()
-    return entry
+    return queries.jsonable(entry)
 
 
 class PostgresReadModels:
@@ -68,13 +65,16 @@ class PostgresReadModels:
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
-        return await queries.report(self.pool, self.settings, date_from=date_from, date_to=date_to, by=by)
+        doc = await queries.report(self.pool, self.settings, date_from=date_from, date_to=date_to, by=by)  # type: ignore[arg-type]
+        return queries.jsonable(doc)
 
     async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
-        return await queries.referral_funnel(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        doc = await queries.referral_funnel(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        return queries.jsonable(doc)
 
     async def repeat_encounters(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
-        return await queries.repeat_encounters(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        doc = await queries.repeat_encounters(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        return queries.jsonable(doc)
 
     # --- operations ----------------------------------------------------------------------------
     async def projection_lag(self) -> dict[str, Any]:
@@ -87,12 +87,15 @@ class PostgresReadModels:
 
     async def dead_letters(self, *, limit: int, source_family: str | None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
-            f'SELECT id, source, source_family, profile, record_ref, stage, reason, at, status, attempts,'
+            f"SELECT id, source, source_family, profile, record_ref, stage, reason, at, status, attempts,"
             f' redriven_at FROM "{self.core}".deadletters'
             " WHERE ($1::text IS NULL OR source_family = $1) ORDER BY at DESC, id LIMIT $2",
-            source_family, limit,
+            source_family,
+            limit,
         )
-        return [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()} for r in rows]
+        return [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in dict(r).items()} for r in rows
+        ]
 
     async def dead_letter_counts(self) -> dict[str, int]:
         rows = await self.pool.fetch(

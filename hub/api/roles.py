@@ -7,7 +7,8 @@ Roles and what they see:
 - ``clinician`` / ``case_manager``: timelines of their own program's people and incidents,
   including clinical facts; 42 CFR Part 2 (substance-use) facts only under a recorded,
   unexpired, unrevoked consent whose recipients include their program.
-- ``analyst``: de-identified aggregates only, small cells suppressed; never a timeline.
+- ``analyst``: de-identified aggregates only (small cells suppressed by the read models'
+  queries, :mod:`projections.queries`); never a timeline.
 - ``auditor``: verification results, dead-letter metadata and the access log.
 - ``admin``: everything an operator needs, but never Part 2 facts: those go only to a
   program role under consent (no role may bypass Part 2).
@@ -18,8 +19,6 @@ Invariants (unit- and property-tested):
   :class:`Forbidden`; the matrix :data:`POLICY` is the single source of truth;
 - :func:`filter_timeline` never returns an entry the role may not see, never returns a Part 2
   entry without a covering consent, and never invents entries (the result is a sub-sequence);
-- :func:`suppress_cells` never publishes a value from 1 to ``small_cell_max`` nor a value
-  from which one can be derived by subtraction from a published total.
 """
 
 from __future__ import annotations
@@ -202,39 +201,3 @@ def filter_timeline(
             continue
         visible.append(dict(entry))
     return visible
-
-
-# --- aggregates --------------------------------------------------------------------------------
-
-
-SUPPRESSED = None  # a suppressed cell is published as JSON null
-
-
-def suppress_cells(
-    cells: Mapping[str, int], small_cell_max: int, total: int | None = None
-) -> dict[str, int | None]:
-    """CMS cell-size rule over one row of counts.
-
-    Primary suppression: any value 1..``small_cell_max`` becomes ``None``. Complementary
-    suppression: when a published total (``total`` given) or the row sum could reveal a
-    single suppressed cell by subtraction, the next smallest non-zero cell is suppressed
-    too. Zero is always published.
-    """
-    out: dict[str, int | None] = {k: (None if 1 <= v <= small_cell_max else v) for k, v in cells.items()}
-    hidden = [k for k, v in out.items() if v is None]
-    if len(hidden) == 1 and total is not None:
-        candidates = sorted((v, k) for k, v in cells.items() if out[k] is not None and v > 0)
-        if candidates:
-            out[candidates[0][1]] = None
-    return out
-
-
-def suppress_total(total: int, small_cell_max: int) -> int | None:
-    return None if 1 <= total <= small_cell_max else total
-
-
-def share(numerator: int | None, denominator: int | None) -> float | None:
-    """A share rounded to 4 places; ``None`` when either side is suppressed or zero."""
-    if numerator is None or not denominator:
-        return None
-    return round(numerator / denominator, 4)

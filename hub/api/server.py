@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from hub.api.readmodels import PostgresReadModels
 
 from hub.api.access_log import AccessLog
 from hub.api.app import create_app
 from hub.api.auth import DevIssuer, TokenVerifier
+from hub.api.readmodels import PostgresReadModels
 from hub.db import create_pool
 from hub.settings import Settings
 
@@ -82,8 +82,9 @@ class ThreadedServer:
     def _run(self) -> None:
         async def main() -> None:
             async with open_app(self.settings) as app:
-                config = uvicorn.Config(app, host=self.host, port=self.port, log_level="warning",
-                                        access_log=False, lifespan="on")
+                config = uvicorn.Config(
+                    app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="on"
+                )
                 self._server = uvicorn.Server(config)
                 await self._server.serve()
 

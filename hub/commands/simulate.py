@@ -102,3 +102,6 @@ def csv_drops(
         path.write_text(csv_table(calls, prof), encoding="utf-8")
         written.append(str(path))
     print(json.dumps({"files": written, "calls": len(county.calls)}, indent=2))
+
+# EHR simulator (connectors/ehr_sim): `hub simulate ehr`
+app.command("ehr")(__import__("connectors.ehr_sim.cli", fromlist=["ehr"]).ehr)

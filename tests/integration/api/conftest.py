@@ -22,9 +22,9 @@ from hub.runtime import Runtime
 from hub.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scenario import people, scenario  # noqa: E402
+from scenario import people, scenario
 
-from projections.runner import run_until_caught_up  # noqa: E402
+from projections.runner import run_until_caught_up
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -50,11 +50,18 @@ async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(
-    settings: Settings, pg_pool: asyncpg.Pool, api_facts: dict[str, str], issuer: DevIssuer, access_log: AccessLog
+    settings: Settings,
+    pg_pool: asyncpg.Pool,
+    api_facts: dict[str, str],
+    issuer: DevIssuer,
+    access_log: AccessLog,
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
-        settings, PostgresReadModels(settings, pg_pool), access_log,
-        TokenVerifier(settings, jwks=issuer.jwks()), dev_issuer=issuer,
+        settings,
+        PostgresReadModels(settings, pg_pool),
+        access_log,
+        TokenVerifier(settings, jwks=issuer.jwks()),
+        dev_issuer=issuer,
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
         yield c

@@ -33,32 +33,90 @@ def scenario(key: bytes) -> list[Envelope]:
     def add(data: object, rid: str) -> None:
         out.append(new_event(data, source="test/api", record_id=rid))  # type: ignore[arg-type]
 
-    plan = [(1, "ann", "coresp-1", "no_enforcement"), (2, "ben", "coresp-1", "voluntary_transport"),
-            (3, "cy", "coresp-2", "arrest")]
+    plan = [
+        (1, "ann", "coresp-1", "no_enforcement"),
+        (2, "ben", "coresp-1", "voluntary_transport"),
+        (3, "cy", "coresp-2", "arrest"),
+    ]
     for n, who, program, outcome in plan:
         at = T0 + timedelta(hours=n)
         iid = incident(n)
-        add(CallReceived(incident_id=iid, agency="sea", cad_number=f"T{n:05d}", at=at,
-                         source_timezone="America/Los_Angeles", category="behavioral_health",
-                         behavioral_health=True, priority="2", area=Area(precinct="north", beat="N1")), f"c{n}")
-        add(UnitDispatched(incident_id=iid, unit_id="U1", unit_kind="co_responder", at=at + timedelta(minutes=2)),
-            f"d{n}")
-        add(ClinicianEngaged(incident_id=iid, at=at + timedelta(minutes=10), clinician_id="staff-7",
-                             program=program), f"e{n}")
+        add(
+            CallReceived(
+                incident_id=iid,
+                agency="sea",
+                cad_number=f"T{n:05d}",
+                at=at,
+                source_timezone="America/Los_Angeles",
+                category="behavioral_health",
+                behavioral_health=True,
+                priority="2",
+                area=Area(precinct="north", beat="N1"),
+            ),
+            f"c{n}",
+        )
+        add(
+            UnitDispatched(
+                incident_id=iid, unit_id="U1", unit_kind="co_responder", at=at + timedelta(minutes=2)
+            ),
+            f"d{n}",
+        )
+        add(
+            ClinicianEngaged(
+                incident_id=iid, at=at + timedelta(minutes=10), clinician_id="staff-7", program=program
+            ),
+            f"e{n}",
+        )
         add(PersonIdentified(incident_id=iid, at=at + timedelta(minutes=11), person=p[who]), f"p{n}")
-        add(OnSceneOutcome(incident_id=iid, at=at + timedelta(minutes=40), outcome=outcome, person=p[who]),
-            f"o{n}")
+        add(
+            OnSceneOutcome(incident_id=iid, at=at + timedelta(minutes=40), outcome=outcome, person=p[who]),
+            f"o{n}",
+        )
         add(CallDisposition(incident_id=iid, at=at + timedelta(minutes=50), outcome=outcome), f"x{n}")
-        add(CaseOpened(case_id=f"case-{who}", person=p[who], at=at + timedelta(hours=2), program=program,
-                       incident_id=iid), f"k{n}")
+        add(
+            CaseOpened(
+                case_id=f"case-{who}",
+                person=p[who],
+                at=at + timedelta(hours=2),
+                program=program,
+                incident_id=iid,
+            ),
+            f"k{n}",
+        )
     # ann: a Part 2 referral under a consent naming coresp-1; ben: Part 2 referral, no consent
-    add(ConsentGranted(consent_id="cons-ann", person=p["ann"], at=T0 + timedelta(days=1),
-                       recipients=("coresp-1",), scope=("part2",)), "g1")
+    add(
+        ConsentGranted(
+            consent_id="cons-ann",
+            person=p["ann"],
+            at=T0 + timedelta(days=1),
+            recipients=("coresp-1",),
+            scope=("part2",),
+        ),
+        "g1",
+    )
     for who in ("ann", "ben"):
-        add(ReferralRequested(referral_id=f"ref-{who}", person=p[who], at=T0 + timedelta(days=2),
-                              incident_id=incident(1 if who == "ann" else 2), destination="clinic-a",
-                              channel="fhir", service_type="substance_use_treatment", substance_use=True,
-                              requester="staff-7"), f"r-{who}")
-        add(ServiceEnrolled(case_id=f"case-{who}", person=p[who], at=T0 + timedelta(days=3),
-                            service_type="outpatient_mh", provider="clinic-b"), f"s-{who}")
+        add(
+            ReferralRequested(
+                referral_id=f"ref-{who}",
+                person=p[who],
+                at=T0 + timedelta(days=2),
+                incident_id=incident(1 if who == "ann" else 2),
+                destination="clinic-a",
+                channel="fhir",
+                service_type="substance_use_treatment",
+                substance_use=True,
+                requester="staff-7",
+            ),
+            f"r-{who}",
+        )
+        add(
+            ServiceEnrolled(
+                case_id=f"case-{who}",
+                person=p[who],
+                at=T0 + timedelta(days=3),
+                service_type="outpatient_mh",
+                provider="clinic-b",
+            ),
+            f"s-{who}",
+        )
     return out

@@ -30,7 +30,10 @@ async def test_append_and_read_back(access_log: AccessLog) -> None:
     rows = await access_log.recent(subject="psn_" + "c" * 32)
     assert rows[0]["id"] == row_id
     assert (rows[0]["sub"], rows[0]["role"], rows[0]["purpose"], rows[0]["entries"]) == (
-        "alice", "clinician", "treatment", 3,
+        "alice",
+        "clinician",
+        "treatment",
+        3,
     )
     assert rows[0]["at"] is not None
 
@@ -43,7 +46,9 @@ async def test_append_and_read_back(access_log: AccessLog) -> None:
         "TRUNCATE {t}",
     ],
 )
-async def test_changes_refused_by_the_database(access_log: AccessLog, pg_pool: asyncpg.Pool, statement: str) -> None:
+async def test_changes_refused_by_the_database(
+    access_log: AccessLog, pg_pool: asyncpg.Pool, statement: str
+) -> None:
     who = Principal(sub="bob", role=Role.ADMIN)
     await access_log.append(AccessRecord(who, "incident_timeline", "sea:1", "operations", "denied"))
     count = await access_log.count()

@@ -4,15 +4,16 @@ dead-lettered, and the outcome topic never shows a small cell."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from projection_scenario import scenario
 
 from hub.runtime import Runtime
 from projections import queries
 from projections import tables as T
+from projections.kafka_io import read_to_end
 from projections.projector import project
 from projections.replay import ReplayError, replay_into
 from projections.store import snapshot
@@ -24,34 +25,10 @@ TABLES = (*T.READ_MODELS, T.POSITIONS)
 
 async def outcome_records(rt: Runtime) -> dict[str, bytes | None]:
     """The outcome topic as a compacted view: latest value per key."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=rt.settings.kafka.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    await consumer.start()
-    try:
-        topic = outcome_topic(rt.settings.kafka.topic_prefix)
-        tps = (
-            [TopicPartition(topic, p) for p in sorted(await consumer.partitions_for_topic(topic) or ())]
-            if False
-            else [
-                TopicPartition(topic, p)
-                for p in sorted((await consumer.topics()) and consumer.partitions_for_topic(topic) or ())
-            ]
-        )
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        latest: dict[str, bytes | None] = {}
-        while any(await consumer.position(tp) < ends[tp] for tp in tps):
-            for recs in (await consumer.getmany(timeout_ms=500)).values():
-                for r in recs:
-                    latest[r.key.decode()] = r.value
-        return latest
-    finally:
-        await consumer.stop()
+    latest: dict[str, bytes | None] = {}
+    async for r in read_to_end(rt.settings.kafka.bootstrap, [outcome_topic(rt.settings.kafka.topic_prefix)]):
+        latest[r.key.decode()] = r.value
+    return latest
 
 
 async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None:
@@ -59,12 +36,12 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     prefix = rt.settings.kafka.topic_prefix
     live, full, past = f"{prefix}_live", f"{prefix}_replay", f"{prefix}_asof"
     first = scenario(24, tag="a")
-    second = scenario(12, tag="b")
     assert len((await rt.log.append(first)).appended) == len(first)
     stats = await project(rt, schema=live, until_caught_up=True)
     assert stats.new_facts == len(first) and stats.dead_lettered == 0
     at_t = await snapshot(rt.pool, live, TABLES)
     t = datetime.now(UTC)
+    second = scenario(12, tag="b")  # recorded after t
 
     # later facts, a re-appended duplicate (refused by the log) and a corrupt record
     await rt.log.append(second + first[:3])
@@ -87,7 +64,9 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     await replay_into(rt.settings, rt.pool, past, as_of=t)
     as_of = await snapshot(rt.pool, past, TABLES)
     for name in at_t:
-        assert [r for r in as_of[name] if r not in at_t[name]][:3] == [r for r in at_t[name] if r not in as_of[name]][:3], name
+        assert [r for r in as_of[name] if r not in at_t[name]][:3] == [
+            r for r in at_t[name] if r not in as_of[name]
+        ][:3], name
     assert as_of == at_t
     with pytest.raises(ReplayError):
         await replay_into(rt.settings, rt.pool, full)
@@ -103,7 +82,6 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     assert all(c["value"] is None or c["value"] == 0 or c["value"] > 10 for c in cells)
     published = await outcome_records(rt)
     assert published, "the outcome topic is empty"
-    import json
 
     values = [json.loads(v) for v in published.values() if v is not None]
     assert any(v["metric"] == "calls" and v["area_kind"] == "all" and not v["suppressed"] for v in values)

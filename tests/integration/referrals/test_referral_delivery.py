@@ -67,13 +67,30 @@ class Hub:
     def person(self, name: str) -> str:
         return pseudonymize(self.rt.pseudonym_key, "test:referrals", name)
 
-    def referral(self, rid: str, person: str, *, channel: str, destination: str, substance_use: bool = False,
-                 text: str = "Crisis follow-up requested") -> Envelope:
-        reason = seal(self.rt.keyring, person, ReferralReason(text=text, gender="female").model_dump(mode="json"))
+    def referral(
+        self,
+        rid: str,
+        person: str,
+        *,
+        channel: str,
+        destination: str,
+        substance_use: bool = False,
+        text: str = "Crisis follow-up requested",
+    ) -> Envelope:
+        reason = seal(
+            self.rt.keyring, person, ReferralReason(text=text, gender="female").model_dump(mode="json")
+        )
         data = ReferralRequested(
-            referral_id=rid, person=person, at=datetime.now(UTC), incident_id="test:INC-1",
-            destination=destination, channel=channel, service_type="behavioral_health",  # type: ignore[arg-type]
-            substance_use=substance_use, requester="team-1", reason=reason,
+            referral_id=rid,
+            person=person,
+            at=datetime.now(UTC),
+            incident_id="test:INC-1",
+            destination=destination,
+            channel=channel,
+            service_type="behavioral_health",  # type: ignore[arg-type]
+            substance_use=substance_use,
+            requester="team-1",
+            reason=reason,
         )
         return new_event(data, source="test/referrals", record_id=rid)
 
@@ -88,25 +105,54 @@ async def hub(settings: Settings, topics: Any) -> AsyncIterator[Hub]:
         deps = WorkerDeps.from_runtime(rt)
         listener = MllpListener(deps, host="127.0.0.1", port=0)
         await listener.start()
-        sim = EhrSimulator(SimConfig(
-            answer_to=("127.0.0.1", listener.port),
-            fhir_faults=Faults(drop_before=0.03, drop_after=0.04, error=0.05, timeout=0.01, timeout_s=0.6),
-            mllp_faults=Faults(drop_before=0.03, drop_after=0.04, error=0.06, timeout=0.01, timeout_s=0.6),
-            lifecycle=Lifecycle(accept_after_s=0.3, progress_after_s=0.6, complete_after_s=0.9, decline_rate=0.1),
-            require_auth=True, seed=5,
-        ))
+        sim = EhrSimulator(
+            SimConfig(
+                answer_to=("127.0.0.1", listener.port),
+                fhir_faults=Faults(
+                    drop_before=0.03, drop_after=0.04, error=0.05, timeout=0.01, timeout_s=0.6
+                ),
+                mllp_faults=Faults(
+                    drop_before=0.03, drop_after=0.04, error=0.06, timeout=0.01, timeout_s=0.6
+                ),
+                lifecycle=Lifecycle(
+                    accept_after_s=0.3, progress_after_s=0.6, complete_after_s=0.9, decline_rate=0.1
+                ),
+                require_auth=True,
+                seed=5,
+            )
+        )
         await sim.start()
-        auth = AuthConfig(type="client_credentials", token_url=sim.token_url, client_id="cohub",
-                          client_secret="sim-secret")
-        fdest = {FHIR_DEST: FhirDestination(display="FHIR Clinic", base_url=sim.fhir_base_url, auth=auth,
-                                            timeout_s=0.3, share_demographics=frozenset({"gender"}))}
-        hdest = {HL7_DEST: Hl7Destination(display="HL7 Clinic", host="127.0.0.1", port=sim.mllp_port,
-                                          read_timeout_s=0.3, connect_timeout_s=1.0)}
+        auth = AuthConfig(
+            type="client_credentials", token_url=sim.token_url, client_id="cohub", client_secret="sim-secret"
+        )
+        fdest = {
+            FHIR_DEST: FhirDestination(
+                display="FHIR Clinic",
+                base_url=sim.fhir_base_url,
+                auth=auth,
+                timeout_s=0.3,
+                share_demographics=frozenset({"gender"}),
+            )
+        }
+        hdest = {
+            HL7_DEST: Hl7Destination(
+                display="HL7 Clinic",
+                host="127.0.0.1",
+                port=sim.mllp_port,
+                read_timeout_s=0.3,
+                connect_timeout_s=1.0,
+            )
+        }
         cfg = WorkerConfig(retry=FAST_RETRY, poll_interval_s=0.2, requesters={"team-1": "Co-responder team"})
         fhir = DeliveryWorker(deps, FhirTransport(fdest), fdest, cfg)  # type: ignore[arg-type]
         hl7 = DeliveryWorker(deps, Hl7Transport(hdest), hdest, cfg)  # type: ignore[arg-type]
-        poller = FhirTaskPoller(deps, PollerConfig(interval_s=0.3, destinations={
-            FHIR_DEST: PollerDestination(base_url=sim.fhir_base_url, auth=auth)}))
+        poller = FhirTaskPoller(
+            deps,
+            PollerConfig(
+                interval_s=0.3,
+                destinations={FHIR_DEST: PollerDestination(base_url=sim.fhir_base_url, auth=auth)},
+            ),
+        )
         for c in (fhir, hl7, poller):
             await c.start()
         try:
@@ -122,8 +168,9 @@ async def test_500_referrals_delivered_exactly_once_despite_faults(hub: Hub) -> 
     envs = []
     for i in range(500):
         channel, dest = ("fhir", FHIR_DEST) if i % 2 == 0 else ("hl7v2", HL7_DEST)
-        envs.append(hub.referral(f"R-bulk-{i:04d}", hub.person(f"bulk-{i % 120}"), channel=channel,
-                                 destination=dest))
+        envs.append(
+            hub.referral(f"R-bulk-{i:04d}", hub.person(f"bulk-{i % 120}"), channel=channel, destination=dest)
+        )
     result = await hub.rt.log.append(envs)
     assert len(result.appended) == 500
     ids = {f"R-bulk-{i:04d}" for i in range(500)}
@@ -131,7 +178,8 @@ async def test_500_referrals_delivered_exactly_once_despite_faults(hub: Hub) -> 
     async def all_final() -> bool:
         n = await hub.rt.pool.fetchval(
             f"SELECT count(*) FROM {hub.ledger.schema}.referral_deliveries WHERE referral_id LIKE 'R-bulk-%' "
-            "AND state IN ('delivered', 'rejected', 'failed')")
+            "AND state IN ('delivered', 'rejected', 'failed')"
+        )
         return n == 500
 
     await wait_for(all_final, 150, "500 referrals to reach a final state")
@@ -154,8 +202,9 @@ async def test_500_referrals_delivered_exactly_once_despite_faults(hub: Hub) -> 
     # The closed loop: EHR answers come back through the FHIR Task poller and the MLLP listener.
     async def answers() -> bool:
         evs = [e for e in await hub.referral_events() if e.data["referral_id"] in ids]
-        done = {e.data["referral_id"] for e in evs
-                if e.type in ("referral.completed.v1", "referral.declined.v1")}
+        done = {
+            e.data["referral_id"] for e in evs if e.type in ("referral.completed.v1", "referral.declined.v1")
+        }
         return len(done) >= 450
 
     await wait_for(answers, 60, "completed/declined answers for most referrals", interval=0.5)
@@ -168,25 +217,36 @@ async def test_500_referrals_delivered_exactly_once_despite_faults(hub: Hub) -> 
 
 async def test_part2_referral_without_consent_is_held_and_never_sent(hub: Hub) -> None:
     person = hub.person("part2-person")
-    held = [hub.referral("R-p2-fhir", person, channel="fhir", destination=FHIR_DEST, substance_use=True),
-            hub.referral("R-p2-hl7", person, channel="hl7v2", destination=HL7_DEST, substance_use=True)]
+    held = [
+        hub.referral("R-p2-fhir", person, channel="fhir", destination=FHIR_DEST, substance_use=True),
+        hub.referral("R-p2-hl7", person, channel="hl7v2", destination=HL7_DEST, substance_use=True),
+    ]
     await hub.rt.log.append(held)
 
     async def both_held() -> bool:
         evs = [e for e in await hub.referral_events() if e.subject == person]
         return {e.data["referral_id"] for e in evs if e.type == "referral.held_for_consent.v1"} == {
-            "R-p2-fhir", "R-p2-hl7"}
+            "R-p2-fhir",
+            "R-p2-hl7",
+        }
 
     await wait_for(both_held, 30, "held_for_consent events in the person's stream")
     await asyncio.sleep(0.5)
-    assert not ({"R-p2-fhir", "R-p2-hl7"} & hub.sim.received_referral_ids()), "a Part 2 referral was disclosed"
+    assert not ({"R-p2-fhir", "R-p2-hl7"} & hub.sim.received_referral_ids()), (
+        "a Part 2 referral was disclosed"
+    )
     row = await hub.ledger.get(FHIR_DEST, "R-p2-fhir")
     assert row is not None and row.state == "held" and row.attempts == 0
 
     # A consent naming only the FHIR clinic releases that referral and nothing else.
-    consent = ConsentGranted(consent_id="C-p2-1", person=person, at=datetime.now(UTC) - timedelta(seconds=1),
-                             recipients=(FHIR_DEST,), scope=("part2",),
-                             expires_at=datetime.now(UTC) + timedelta(days=30))
+    consent = ConsentGranted(
+        consent_id="C-p2-1",
+        person=person,
+        at=datetime.now(UTC) - timedelta(seconds=1),
+        recipients=(FHIR_DEST,),
+        scope=("part2",),
+        expires_at=datetime.now(UTC) + timedelta(days=30),
+    )
     await hub.rt.log.append([new_event(consent, source="test/consents", record_id="C-p2-1")])
 
     async def released() -> bool:
@@ -202,8 +262,9 @@ async def test_part2_referral_without_consent_is_held_and_never_sent(hub: Hub) -
     # After revocation, a new Part 2 referral to the same clinic is held again.
     revoke = ConsentRevoked(consent_id="C-p2-1", person=person, at=datetime.now(UTC))
     await hub.rt.log.append([new_event(revoke, source="test/consents", record_id="C-p2-1")])
-    await hub.rt.log.append([hub.referral("R-p2-after", person, channel="fhir", destination=FHIR_DEST,
-                                          substance_use=True)])
+    await hub.rt.log.append(
+        [hub.referral("R-p2-after", person, channel="fhir", destination=FHIR_DEST, substance_use=True)]
+    )
 
     async def held_again() -> bool:
         r = await hub.ledger.get(FHIR_DEST, "R-p2-after")
@@ -220,12 +281,30 @@ async def test_malformed_inbound_hl7_gets_error_ack_and_dead_letter(hub: Hub) ->
         bad_inputs = {
             b"this is not HL7 at all": ("AR", None),
             b"MSH|^~\\&|EHR|X|COHUB|COHUB|20240101||ADT^A01|BAD-TYPE-1|P|2.5.1": ("AR", "BAD-TYPE-1"),
-            build_rri_i12(control_id="BAD-RF1-6", ref_control_id="H1", referral_id="", person=hub.person("x"),
-                          status_code="A", now=now).encode(): ("AE", "BAD-RF1-6"),
-            build_rri_i12(control_id="BAD-UNKNOWN", ref_control_id="H1", referral_id="R-never-sent",
-                          person=hub.person("x"), status_code="A", now=now).encode(): ("AE", "BAD-UNKNOWN"),
-            build_rri_i12(control_id="BAD-STATUS", ref_control_id="H1", referral_id="R-bulk-0001",
-                          person=hub.person("x"), status_code="Q", now=now).encode(): ("AE", "BAD-STATUS"),
+            build_rri_i12(
+                control_id="BAD-RF1-6",
+                ref_control_id="H1",
+                referral_id="",
+                person=hub.person("x"),
+                status_code="A",
+                now=now,
+            ).encode(): ("AE", "BAD-RF1-6"),
+            build_rri_i12(
+                control_id="BAD-UNKNOWN",
+                ref_control_id="H1",
+                referral_id="R-never-sent",
+                person=hub.person("x"),
+                status_code="A",
+                now=now,
+            ).encode(): ("AE", "BAD-UNKNOWN"),
+            build_rri_i12(
+                control_id="BAD-STATUS",
+                ref_control_id="H1",
+                referral_id="R-bulk-0001",
+                person=hub.person("x"),
+                status_code="Q",
+                now=now,
+            ).encode(): ("AE", "BAD-STATUS"),
         }
         for raw, (code, cid) in bad_inputs.items():
             answer = (await client.exchange(raw)).decode()
@@ -234,23 +313,106 @@ async def test_malformed_inbound_hl7_gets_error_ack_and_dead_letter(hub: Hub) ->
             assert "ERR|" in answer and ack.error_code, answer
             assert ack.text, "the ACK says why"
         # The listener keeps serving on the same connection: a good answer is accepted.
-        await hub.rt.log.append([hub.referral("R-inbound-ok", hub.person("inbound"), channel="hl7v2",
-                                              destination=HL7_DEST)])
+        await hub.rt.log.append(
+            [hub.referral("R-inbound-ok", hub.person("inbound"), channel="hl7v2", destination=HL7_DEST)]
+        )
 
         async def delivered() -> bool:
             r = await hub.ledger.get(HL7_DEST, "R-inbound-ok")
             return r is not None and r.state == "delivered"
 
         await wait_for(delivered, 30, "R-inbound-ok delivered")
-        good = build_rri_i12(control_id="GOOD-1", ref_control_id="H1", referral_id="R-inbound-ok",
-                             person=hub.person("inbound"), status_code="X", now=now).encode()
+        good = build_rri_i12(
+            control_id="GOOD-1",
+            ref_control_id="H1",
+            referral_id="R-inbound-ok",
+            person=hub.person("inbound"),
+            status_code="X",
+            now=now,
+        ).encode()
         assert parse_ack((await client.exchange(good)).decode(), "GOOD-1").code == "AA"
     finally:
         await client.close()
     rows = await hub.rt.pool.fetch(
-        f"SELECT record_ref, reason, stage FROM {hub.rt.settings.core_schema}.deadletters WHERE source = 'ehr/mllp'")
+        f"SELECT record_ref, reason, stage FROM {hub.rt.settings.core_schema}.deadletters "
+        "WHERE source = 'ehr/mllp'"
+    )
     refs = {r["record_ref"] for r in rows}
     assert {"BAD-TYPE-1", "BAD-RF1-6", "BAD-UNKNOWN", "BAD-STATUS"} <= refs, rows
     assert all(r["stage"] == "inbound" and r["reason"] for r in rows)
     evs = [e for e in await hub.referral_events() if e.data["referral_id"] == "R-inbound-ok"]
     assert any(e.type == "referral.cancelled.v1" and e.data["source_status"] == "X" for e in evs)
+
+
+async def test_crash_between_send_and_ack_never_duplicates(hub: Hub) -> None:
+    """A worker sent the referral and died before recording the answer: the ledger says
+    ``sending`` with one attempt. The next sender resends the identical message; the EHR
+    keeps one referral and the log gets one ``delivered``."""
+    from connectors.referrals.consent import Allow
+    from connectors.referrals.ledger import LedgerRow
+
+    before = hub.sim.stats()
+    for worker, channel, dest, rid in (
+        (hub.fhir, "fhir", FHIR_DEST, "R-crash-fhir"),
+        (hub.hl7, "hl7v2", HL7_DEST, "R-crash-hl7"),
+    ):
+        env = hub.referral(rid, hub.person("crash"), channel=channel, destination=dest)
+        req = env.payload()
+        row = LedgerRow(
+            seq=0,
+            destination=dest,
+            referral_id=rid,
+            channel=channel,
+            person=req.person,
+            request_event_id=env.id,
+            request=env,
+            state="sending",
+            attempts=1,
+            hold_seq=0,
+            message_id=None,
+            remote_id=None,
+            last_error=None,
+        )
+        rendered = worker.transport.render(await worker._disclosure(row, req, Allow()))  # type: ignore[arg-type]
+        for _ in range(20):  # the "crashed" worker's send (the simulator may inject faults)
+            if (await worker.transport.send(dest, rendered)).verdict == "accepted":
+                break
+        assert rid in hub.sim.received_referral_ids()
+        await hub.rt.pool.execute(
+            f"""INSERT INTO {hub.ledger.schema}.referral_deliveries
+                (destination, referral_id, channel, person, request_event_id, request, state, attempts,
+                 message_id)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'sending', 1, $7)""",
+            dest,
+            rid,
+            channel,
+            req.person,
+            env.id,
+            env.model_dump_json(),
+            rendered.message_id,
+        )
+        await hub.rt.log.append([env])  # the intake finds the row already queued
+
+    async def both_delivered() -> bool:
+        rows = [
+            await hub.ledger.get(d, r) for d, r in ((FHIR_DEST, "R-crash-fhir"), (HL7_DEST, "R-crash-hl7"))
+        ]
+        return all(r is not None and r.state == "delivered" for r in rows)
+
+    await wait_for(both_delivered, 30, "the interrupted deliveries to complete")
+    after = hub.sim.stats()
+    assert after["duplicates"] == 0
+    resent = (
+        after["fhir"]["resends_deduplicated"]
+        + after["hl7"]["resends_deduplicated"]
+        - before["fhir"]["resends_deduplicated"]
+        - before["hl7"]["resends_deduplicated"]
+    )
+    assert resent >= 2
+    evs = [
+        e
+        for e in await hub.referral_events()
+        if e.data["referral_id"] in ("R-crash-fhir", "R-crash-hl7") and e.type == "referral.delivered.v1"
+    ]
+    assert sorted(e.data["referral_id"] for e in evs) == ["R-crash-fhir", "R-crash-hl7"]
+    assert all(e.data["attempts"] >= 2 for e in evs)

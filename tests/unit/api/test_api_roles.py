@@ -23,8 +23,6 @@ from hub.api.roles import (
     check_timeline_scope,
     filter_timeline,
     normalize_purpose,
-    share,
-    suppress_cells,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -184,32 +182,3 @@ def test_filter_is_a_subsequence_and_never_leaks_part2(
         assert not any(e["substance_use"] for e in out)
     if role == Role.DISPATCHER:
         assert all(e["family"] == "dispatch" for e in out)
-
-
-@given(st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 200), max_size=8), st.booleans())
-def test_no_small_cell_published_or_derivable(cells: dict[str, int], with_total: bool) -> None:
-    total = sum(cells.values()) if with_total else None
-    out = suppress_cells(cells, 10, total=total)
-    assert set(out) == set(cells)
-    for k, v in out.items():
-        assert v is None or v == cells[k]
-        assert v is None or not 1 <= v <= 10
-    if total is not None:
-        hidden = [k for k, v in out.items() if v is None]
-        # a single hidden cell could be recovered as total - sum(published)
-        assert (
-            len(hidden) != 1
-            or cells[hidden[0]] == 0
-            or all(out[k] is None or cells[k] == 0 for k in cells if k != hidden[0])
-        )
-
-
-def test_complementary_suppression_hides_next_smallest() -> None:
-    out = suppress_cells({"a": 3, "b": 40, "c": 25, "d": 0}, 10, total=68)
-    assert out == {"a": None, "b": 40, "c": None, "d": 0}
-
-
-def test_share_withheld_when_suppressed() -> None:
-    assert share(None, 100) is None
-    assert share(5, 0) is None
-    assert share(33, 100) == 0.33

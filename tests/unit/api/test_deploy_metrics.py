@@ -60,7 +60,12 @@ def test_dashboard_references_defined_metrics() -> None:
 def test_required_alerts_present() -> None:
     doc = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     names = {rule["alert"] for group in doc["groups"] for rule in group["rules"]}
-    assert {"HubProjectionLagHigh", "HubDeadLetterGrowth", "HubDeliveryFailures", "HubVerificationFailed"} <= names
+    assert {
+        "HubProjectionLagHigh",
+        "HubDeadLetterGrowth",
+        "HubDeliveryFailures",
+        "HubVerificationFailed",
+    } <= names
     for group in doc["groups"]:
         for rule in group["rules"]:
             assert rule["labels"]["severity"] in {"warning", "critical"}

@@ -13,7 +13,7 @@ import pytest
 
 from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
-from connectors.cad.mapping import CadMapper, is_behavioral_health
+from connectors.cad.mapping import CadMapper, is_behavioral_health, map_disposition
 from connectors.cad.profile import load_profile, profile_names
 from connectors.core.deadletters import raw_sealer
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
@@ -335,3 +335,68 @@ def test_redriver_maps_a_fixed_row_again() -> None:
     assert [e.type for e in events] == ["cad.call.received.v2", "cad.call.disposition.v1"]
     with pytest.raises(ValueError, match="unparseable time"):
         redrive_cad(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"))
+
+
+# Column names exactly as the cities publish them (the lists in the design brief).
+PUBLISHED_COLUMNS = {
+    "seattle": (
+        "CAD Event Number, Event Clearance Description, Call Type, Priority, Initial Call Type, "
+        "Final Call Type, Original Time Queued, Arrived Time, Precinct, Sector, Beat, "
+        "Blurred_Longitude, Blurred_Latitude"
+    ),
+    "new_orleans": (
+        "NOPD_Item, Type_, TypeText, Priority, InitialType, InitialTypeText, InitialPriority, MapX, MapY, "
+        "TimeCreate, TimeDispatch, TimeArrive, TimeClosed, Disposition, DispositionText, SelfInitiated, "
+        "Beat, BLOCK_ADDRESS, Zip, PoliceDistrict, Location"
+    ),
+    "san_francisco": (
+        "cad_number, received_datetime, entry_datetime, dispatch_datetime, enroute_datetime, "
+        "onscene_datetime, close_datetime, call_type_original, call_type_original_desc, call_type_final, "
+        "call_type_final_desc, priority_original, priority_final, agency, disposition, onview_flag, "
+        "sensitive_call, intersection_name, analysis_neighborhood, police_district"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_COLUMNS))
+def test_city_profiles_use_the_published_column_names(name: str) -> None:
+    p = load_profile(name)
+    assert p.columns == [c.strip() for c in PUBLISHED_COLUMNS[name].split(",")]
+    # every column the mapping reads is a published one (SF's data_updated_at is an API
+    # column, optional in files)
+    assert set(p.required_columns) <= set(p.columns)
+    assert {c for f, c in p.fields.items() if f != "updated_at"} <= set(p.columns)
+
+
+def test_city_disposition_maps_are_plausible() -> None:
+    sf = load_profile("san_francisco")
+    expected_sf = {
+        "ADV": "no_enforcement",  # advised
+        "HAN": "no_enforcement",  # handled
+        "NOM": "no_enforcement",  # no merit
+        "REP": "no_enforcement",  # report made
+        "ARR": "arrest",
+        "CIT": "citation",
+        "GOA": "unable_to_locate",  # gone on arrival
+        "UTL": "unable_to_locate",
+        "CAN": "cancelled",
+        "22": "cancelled",  # radio code 22: cancel
+    }
+    assert {code: sf.dispositions[code] for code in expected_sf} == expected_sf
+    nola = load_profile("new_orleans")
+    expected_nola = {
+        "Necessary Action Taken": "no_enforcement",
+        "REPORT TO FOLLOW": "no_enforcement",
+        "UNFOUNDED": "no_enforcement",
+        "GONE ON ARRIVAL": "unable_to_locate",
+        "ARREST": "arrest",
+    }
+    assert {
+        text: map_disposition(None, text, nola)[0]  # type: ignore[index]
+        for text in expected_nola
+    } == expected_nola
+    # NOPD spells its test rows "Test Incident" and "Test incident": both are excluded
+    for spelling in ("Test Incident", "Test incident", "VOID", "DUPLICATE"):
+        row = {**NOLA_ROW, "DispositionText": spelling, "Disposition": "X"}
+        (res,) = map_rows("new_orleans", csv_text("new_orleans", [row]))
+        assert isinstance(res, Exclusion), spelling

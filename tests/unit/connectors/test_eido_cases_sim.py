@@ -173,11 +173,18 @@ async def test_webhook_refuses_bad_signature_and_appends_a_delivery_once() -> No
         assert log.events == []
         ok = await client.post("/webhooks/cases", data=body, headers=signed_headers(WKEY, "d1", body))
         assert ok.status == 202 and (await ok.json())["appended"] == 2
+        # a sender retrying after a lost 202 re-signs the same delivery: success-like, idempotent
         again = await client.post("/webhooks/cases", data=body, headers=signed_headers(WKEY, "d1", body))
-        assert again.status == 409
+        assert again.status == 200
+        assert await again.json() == {"delivery": "d1", "duplicate": True, "appended": 0, "events": 2}
+        # the same delivery id with another body is refused
+        forged = body.replace(b"done", b"gone")
+        clash = await client.post("/webhooks/cases", data=forged, headers=signed_headers(WKEY, "d1", forged))
+        assert clash.status == 409
         other = await client.post("/webhooks/cases", data=body, headers=signed_headers(WKEY, "d2", body))
         assert other.status == 202 and (await other.json())["duplicates"] == 2
     assert len(log.events) == 2
+    assert set(deliveries.deliveries) == {("w", "d1"), ("w", "d2")}
 
 
 def test_soql_paging_cursor_never_skips_rows_sharing_a_timestamp() -> None:

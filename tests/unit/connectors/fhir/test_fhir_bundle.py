@@ -65,24 +65,38 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
 
 
 def test_invalid_content_is_refused_with_a_location_and_no_values() -> None:
-    with pytest.raises(BundleInvalid, match="Bundle.type"):
+    with pytest.raises(BundleInvalid, match=r"Bundle\.type"):
         validate_bundle({"resourceType": "Bundle", "type": "nonsense"})
-    bad = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "birthDate": "1990-13-45"}, "request": {"method": "POST",
-                                                                                      "url": "Patient"}}]}
+    bad = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": {"resourceType": "Patient", "birthDate": "1990-13-45"},
+                "request": {"method": "POST", "url": "Patient"},
+            }
+        ],
+    }
     with pytest.raises(BundleInvalid) as err:
         validate_bundle(bad)
     assert "birthDate" in str(err.value) and "1990-13-45" not in str(err.value)
 
 
 def test_classify_fhir_answers() -> None:
-    ok = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
-        {"response": {"status": "200 OK", "location": "Patient/1/_history/1"}},
-        {"response": {"status": "201 Created", "location": "ServiceRequest/abc/_history/1"}}]}
+    ok = {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {"response": {"status": "200 OK", "location": "Patient/1/_history/1"}},
+            {"response": {"status": "201 Created", "location": "ServiceRequest/abc/_history/1"}},
+        ],
+    }
     r = classify_response(200, ok)
     assert (r.verdict, r.remote_id) == ("accepted", "ServiceRequest/abc")
-    oo = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "business-rule",
-                                                         "diagnostics": "no capacity"}]}
+    oo = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "business-rule", "diagnostics": "no capacity"}],
+    }
     r = classify_response(422, oo)
     assert r.verdict == "rejected" and "business-rule" in r.detail and "no capacity" in r.detail
     for status in (408, 429, 500, 503):
@@ -92,9 +106,13 @@ def test_classify_fhir_answers() -> None:
 
 
 def test_read_task_maps_status_and_ignores_foreign_tasks() -> None:
-    task = {"resourceType": "Task", "id": "t1", "status": "in-progress",
-            "identifier": [{"system": TASK_SYSTEM, "value": "R-1"}],
-            "meta": {"lastUpdated": "2024-05-01T10:00:00+00:00"}}
+    task = {
+        "resourceType": "Task",
+        "id": "t1",
+        "status": "in-progress",
+        "identifier": [{"system": TASK_SYSTEM, "value": "R-1"}],
+        "meta": {"lastUpdated": "2024-05-01T10:00:00+00:00"},
+    }
     ans = read_task(task)
     assert ans is not None and ans.referral_id == "R-1" and ans.kind == "accepted"
     assert ans.last_updated == datetime(2024, 5, 1, 10, tzinfo=UTC)

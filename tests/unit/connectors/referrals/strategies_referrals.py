@@ -13,8 +13,9 @@ from schemas.referral import ReferralRequested
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 persons = st.text("0123456789abcdef", min_size=32, max_size=32).map(lambda h: "psn_" + h)
 times = st.integers(0, 3 * 365 * 24 * 3600).map(lambda s: T0 + timedelta(seconds=s))
-free_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x0b\x1c"), min_size=1,
-                    max_size=200).filter(lambda s: s.strip() != "")
+free_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x0b\x1c"), min_size=1, max_size=200
+).filter(lambda s: s.strip() != "")
 ids = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=30)
 destinations = st.sampled_from(["clinic-a", "clinic-b", "clinic-c"])
 
@@ -22,29 +23,41 @@ destinations = st.sampled_from(["clinic-a", "clinic-b", "clinic-c"])
 @st.composite
 def requests(draw, substance_use=st.booleans()) -> ReferralRequested:  # type: ignore[no-untyped-def]
     return ReferralRequested(
-        referral_id=draw(ids), person=draw(persons), at=draw(times),
+        referral_id=draw(ids),
+        person=draw(persons),
+        at=draw(times),
         incident_id=draw(st.none() | st.from_regex(r"[a-z]{2,5}:[A-Z0-9-]{1,12}", fullmatch=True)),
-        destination=draw(destinations), channel=draw(st.sampled_from(["fhir", "hl7v2"])),
-        service_type=draw(st.sampled_from(["behavioral_health", "substance_use_treatment", "housing", "primary care"])),
+        destination=draw(destinations),
+        channel=draw(st.sampled_from(["fhir", "hl7v2"])),
+        service_type=draw(
+            st.sampled_from(["behavioral_health", "substance_use_treatment", "housing", "primary care"])
+        ),
         priority=draw(st.sampled_from(["routine", "urgent", "asap", "stat"])),
-        substance_use=draw(substance_use), requester=draw(st.from_regex(r"[a-z0-9-]{1,16}", fullmatch=True)),
+        substance_use=draw(substance_use),
+        requester=draw(st.from_regex(r"[a-z0-9-]{1,16}", fullmatch=True)),
     )
 
 
-codes = st.builds(ReasonCode, code=st.from_regex(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?", fullmatch=True),
-                  display=st.none() | free_text,
-                  system=st.sampled_from(["http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct"]))
+codes = st.builds(
+    ReasonCode,
+    code=st.from_regex(r"[A-Z][0-9]{2}(\.[0-9A-Z]{1,4})?", fullmatch=True),
+    display=st.none() | free_text,
+    system=st.sampled_from(["http://hl7.org/fhir/sid/icd-10-cm", "http://snomed.info/sct"]),
+)
 
 
 @st.composite
 def reasons(draw) -> ReferralReason:  # type: ignore[no-untyped-def]
     start = draw(st.none() | times)
     return ReferralReason(
-        text=draw(free_text), codes=tuple(draw(st.lists(codes, max_size=3))), note=draw(st.none() | free_text),
+        text=draw(free_text),
+        codes=tuple(draw(st.lists(codes, max_size=3))),
+        note=draw(st.none() | free_text),
         gender=draw(st.none() | st.sampled_from(["male", "female", "other", "unknown"])),
         birth_date=draw(st.none() | st.dates(date(1920, 1, 1), date(2020, 1, 1))),
         postal_code=draw(st.none() | st.from_regex(r"[0-9]{5}", fullmatch=True)),
-        occurrence_start=start, occurrence_end=draw(st.none() | times),
+        occurrence_start=start,
+        occurrence_end=draw(st.none() | times),
     )
 
 
@@ -53,14 +66,22 @@ def disclosures(draw) -> Disclosure:  # type: ignore[no-untyped-def]
     req = draw(requests())
     consent = None
     if req.substance_use:
-        consent = ConsentGranted(consent_id=draw(ids), person=req.person, at=req.at - timedelta(days=1),
-                                 recipients=(req.destination,), scope=("part2",),
-                                 expires_at=draw(st.none() | st.just(req.at + timedelta(days=90))))
+        consent = ConsentGranted(
+            consent_id=draw(ids),
+            person=req.person,
+            at=req.at - timedelta(days=1),
+            recipients=(req.destination,),
+            scope=("part2",),
+            expires_at=draw(st.none() | st.just(req.at + timedelta(days=90))),
+        )
     return Disclosure(
-        event_id=draw(st.uuids()).hex, request=req, reason=draw(st.none() | reasons()),
+        event_id=draw(st.uuids()).hex,
+        request=req,
+        reason=draw(st.none() | reasons()),
         requester=Endpoint(id=req.requester, display=draw(free_text)),
         performer=Endpoint(id=req.destination, display=draw(free_text)),
-        shared_demographics=frozenset(draw(st.sets(st.sampled_from(
-            ["gender", "birth_date", "birth_year", "postal_code"])))),
+        shared_demographics=frozenset(
+            draw(st.sets(st.sampled_from(["gender", "birth_date", "birth_year", "postal_code"])))
+        ),
         consent=consent,
     )

@@ -1,0 +1,544 @@
+"""``hub demo``: the whole hub on a simulated county, from an empty machine to the outcome
+report and the dashboard.
+
+Steps (each one the real component, in-process, on the real Kafka and PostgreSQL):
+
+1. ``hub infra up`` (keys, Kafka, PostgreSQL, the topic catalogue for the demo prefix);
+2. a seeded county (:class:`connectors.simulate.CountyModel`: a month of a mid-size county's
+   CAD traffic) served as an SF-style SoQL feed and a case-management REST API, and the EHR
+   simulator (FHIR R4 + HL7 v2 over MLLP, answering referrals);
+3. the CAD and case pollers (``cad_soql_poller``, ``case_rest_poller``) driven until the
+   feeds are drained; the co-responder team's encounters and referral requests appended;
+4. the FHIR and HL7 v2 delivery workers, the MLLP listener and the FHIR Task poller, until
+   every referral reached a final state and the EHR's answers stopped arriving;
+5. the projections until caught up; a sealing round and ``hub verify``;
+6. the outcome report (the same document as ``hub report --json``) and the dashboard URL;
+   the API keeps running in the background (``var/demo/api.pid``).
+
+Everything lives under the topic prefix and PostgreSQL schema ``demo`` (option
+``--prefix``), so a demo never touches other data. Event ids are deterministic, so a second
+run appends nothing new and ends with the same report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hub.settings import Settings
+
+DEMO_PROGRAM = "county-coresponder"
+FINAL_DELIVERY_STATES = ("delivered", "rejected", "failed", "held")
+FHIR_DEST, HL7_DEST = "county-mh-clinic", "riverside-bh"  # connectors.simulate.model.DESTINATIONS
+REQUESTER = "county-coresponder"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What the demo simulates. Same options, same county, same report."""
+
+    seed: int = 7
+    days: int = 30
+    start: date = date(2024, 3, 1)
+    calls_per_day: int = 400
+    prefix: str = "demo"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    serve_api: bool = True
+    settle_seconds: float = 3.0
+    timeout_seconds: float = 600.0
+
+
+def demo_settings(base: Settings, prefix: str) -> Settings:
+    """``base`` with the demo's own topic prefix and read-model schema (pure)."""
+    return base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
+            "postgres": base.postgres.model_copy(update={"schema_": prefix}),
+        }
+    )
+
+
+def demo_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that point a ``hub`` command at the demo's data (pure)."""
+    return {
+        "HUB_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "HUB_POSTGRES__SCHEMA": settings.postgres.schema_,
+    }
+
+
+def shell_env_prefix(settings: Settings) -> str:
+    return " ".join(f"{k}={v}" for k, v in demo_env(settings).items())
+
+
+def component_configs(
+    cad_url: str, cases_url: str, *, fhir_base: str, token_url: str, mllp_port: int
+) -> list[dict[str, Any]]:
+    """The demo county's connector configuration, as an operator would write it in the
+    ``components`` list of ``hub connectors run --config`` (pure)."""
+    auth = {
+        "type": "client_credentials",
+        "token_url": token_url,
+        "client_id": "cohub",
+        "client_secret": "sim-secret",
+    }
+    return [
+        {
+            "kind": "cad_soql_poller",
+            "name": "county-cad",
+            "url": cad_url,
+            "profile": "san_francisco",
+            "page_size": 1000,
+            "interval": 0.5,
+            # this county publishes SF-style rows; its police districts are its precincts
+            "overrides": {"agency": "COUNTY"},
+        },
+        {
+            "kind": "case_rest_poller",
+            "name": "county-cases",
+            "url": cases_url,
+            "page_size": 1000,
+            "interval": 0.5,
+            "namespace": "mpi:county",
+            "agency": "COUNTY",
+        },
+        {
+            "kind": "fhir-delivery",
+            "name": "fhir-delivery",
+            "poll_interval_s": 0.2,
+            "requesters": {REQUESTER: "County co-responder team"},
+            "retry": {"max_attempts": 8, "base_delay_s": 0.05, "max_delay_s": 1.0},
+            "destinations": {
+                FHIR_DEST: {
+                    "display": "County Mental Health Clinic",
+                    "base_url": fhir_base,
+                    "auth": auth,
+                    "timeout_s": 2.0,
+                }
+            },
+        },
+        {
+            "kind": "hl7-delivery",
+            "name": "hl7-delivery",
+            "poll_interval_s": 0.2,
+            "requesters": {REQUESTER: "County co-responder team"},
+            "retry": {"max_attempts": 8, "base_delay_s": 0.05, "max_delay_s": 1.0},
+            "destinations": {
+                HL7_DEST: {
+                    "display": "Riverside Behavioral Health",
+                    "host": "127.0.0.1",
+                    "port": mllp_port,
+                    "read_timeout_s": 2.0,
+                }
+            },
+        },
+        {
+            "kind": "fhir-task-poller",
+            "name": "fhir-task-poller",
+            "interval_s": 0.5,
+            "destinations": {FHIR_DEST: {"base_url": fhir_base, "auth": auth}},
+        },
+    ]
+
+
+@dataclass
+class DemoResult:
+    settings: Settings
+    report: dict[str, Any]
+    ingest: dict[str, dict[str, int]] = field(default_factory=dict)
+    referrals: dict[str, int] = field(default_factory=dict)
+    verify_ok: bool | None = None
+    api_url: str | None = None
+    seconds: float = 0.0
+
+
+async def _wait_stable(
+    sample: Callable[[], Awaitable[int]],
+    done: Callable[[int], bool],
+    on_value: Callable[[int], None],
+    *,
+    settle: float,
+    timeout: float,
+    what: str,
+) -> int:
+    """Poll ``sample`` until ``done(value)`` and the value stayed the same for ``settle`` s."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while True:
+        value = await sample()
+        on_value(value)
+        if value != last:
+            last, since = value, time.monotonic()
+        elif done(value) and time.monotonic() - since >= settle:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"demo: timed out waiting for {what} (at {value})")
+        await asyncio.sleep(0.25)
+
+
+@contextlib.asynccontextmanager
+async def _started(components: list[Any]) -> AsyncIterator[None]:
+    started = []
+    try:
+        for c in components:
+            await c.start()
+            started.append(c)
+        yield
+    finally:
+        for c in reversed(started):
+            with contextlib.suppress(Exception):
+                await c.stop()
+
+
+async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
+    """Steps 1–5 of the module docstring; returns the report and the counts."""
+    from connectors.components import cad_soql_poller, case_rest_poller
+    from connectors.core.state import migrate_state
+    from connectors.ehr_sim.simulator import EhrSimulator, SimConfig
+    from connectors.ehr_sim.store import Lifecycle
+    from connectors.registry import COMPONENT_KINDS, load_plugins
+    from connectors.simulate.feeds import encounter_events, soql_row
+    from connectors.simulate.model import CountyModel
+    from connectors.simulate.servers import FeedState, cad_feed_app, cases_app, serve
+    from hub.commands.infra import bring_up
+    from hub.runtime import Runtime
+    from hub.seal import Sealer
+    from hub.verify import run_verify
+    from projections import queries
+    from projections.projector import project
+
+    started = time.monotonic()
+    result = DemoResult(settings, {})
+    with console.status("bringing up Kafka and PostgreSQL (hub infra up)…"):
+        _k, _p, topics = await bring_up(settings)
+        if not topics.ok:
+            raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+    console.print(
+        f"[green]✓[/] Kafka {settings.kafka.bootstrap} and PostgreSQL up; topics under "
+        f"prefix [bold]{settings.kafka.topic_prefix}[/], read models in schema "
+        f"[bold]{settings.postgres.schema_}[/]"
+    )
+
+    county = CountyModel(opts.seed, opts.days, opts.start, calls_per_day=opts.calls_per_day).generate()
+    console.print(
+        f"[green]✓[/] simulated county (seed {opts.seed}): {len(county.calls):,} CAD calls over "
+        f"{opts.days} days from {opts.start}, {sum(c.behavioral_health for c in county.calls):,} "
+        f"behavioral-health, {len(county.referrals):,} referrals, "
+        f"{len(county.case_records):,} case records"
+    )
+    cad_state, case_state = FeedState(), FeedState()
+    for call in county.calls:
+        cad_state.publish(call.cad_number, soql_row(call.latest(), county.timezone))
+    for rec in county.case_records:
+        case_state.publish(str(rec["record_id"]), rec)
+
+    load_plugins()
+    progress = Progress(
+        TextColumn("{task.description:<34}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    async with Runtime.open(settings) as rt:
+        cad_runner, cad_port = await serve(cad_feed_app(cad_state), 0)
+        case_runner, case_port = await serve(cases_app(case_state), 0)
+        listener = COMPONENT_KINDS["mllp-listener"](rt, {"kind": "mllp-listener", "name": "mllp", "port": 0})
+        await listener.start()
+        sim = EhrSimulator(
+            SimConfig(
+                answer_to=("127.0.0.1", listener.port),
+                require_auth=True,
+                seed=opts.seed,
+                lifecycle=Lifecycle(
+                    accept_after_s=0.3, progress_after_s=0.6, complete_after_s=1.0, decline_rate=0.1
+                ),
+            )
+        )
+        await sim.start()
+        try:
+            configs = component_configs(
+                f"http://127.0.0.1:{cad_port}/resource/calls.json",
+                f"http://127.0.0.1:{case_port}/api/v1/case-records",
+                fhir_base=sim.fhir_base_url,
+                token_url=sim.token_url,
+                mllp_port=sim.mllp_port,
+            )
+            by_name = {c["name"]: c for c in configs}
+            with progress:
+                # --- inbound: CAD feed and case system, drained poll by poll
+                for name, factory, total in (
+                    ("county-cad", cad_soql_poller, len(cad_state.rows)),
+                    ("county-cases", case_rest_poller, len(case_state.rows)),
+                ):
+                    comp = factory(rt, by_name[name])
+                    task = progress.add_task(f"ingest {name}", total=total, note="")
+                    await migrate_state(rt.pool, settings.core_schema)
+                    counts: dict[str, int] = {}
+                    while True:
+                        c, more = await comp.runner.poll_once()
+                        for k, v in c.as_dict().items():
+                            if isinstance(v, int):
+                                counts[k] = counts.get(k, 0) + v
+                        progress.update(
+                            task,
+                            completed=min(total, counts.get("read", 0)) if more else total,
+                            note=f"+{counts.get('events_appended', 0):,} events, "
+                            f"{counts.get('dead_lettered', 0)} dead-lettered",
+                        )
+                        if not more:
+                            break
+                    await comp.runner.source.close()
+                    result.ingest[name] = counts
+                # --- the co-responder team's encounters and referral requests
+                envs = encounter_events(county, rt.pseudonym_key, rt.keyring)
+                task = progress.add_task("append encounters + referrals", total=len(envs), note="")
+                appended = dup = 0
+                for i in range(0, len(envs), 500):
+                    r = await rt.log.append(envs[i : i + 500])
+                    appended += len(r.appended)
+                    dup += len(r.duplicates)
+                    progress.update(
+                        task, advance=len(envs[i : i + 500]), note=f"{appended:,} new, {dup:,} dup"
+                    )
+                result.ingest["coresponder-app"] = {
+                    "read": len(envs),
+                    "events_appended": appended,
+                    "events_duplicate": dup,
+                }
+                # --- outbound: delivery workers until every referral is final, then EHR answers
+                workers = [
+                    COMPONENT_KINDS[by_name[n]["kind"]](rt, by_name[n])
+                    for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")
+                ]
+                n_ref = sum(1 for e in envs if e.type.startswith("referral.requested."))
+                task = progress.add_task("deliver referrals", total=n_ref, note="")
+                async with _started(workers):
+
+                    async def final() -> int:
+                        return await rt.pool.fetchval(
+                            f'SELECT count(*) FROM "{settings.core_schema}".referral_deliveries'
+                            " WHERE state = ANY($1::text[])",
+                            list(FINAL_DELIVERY_STATES),
+                        )
+
+                    await _wait_stable(
+                        final,
+                        lambda v: v >= n_ref,
+                        lambda v: progress.update(task, completed=v),
+                        settle=0.5,
+                        timeout=opts.timeout_seconds,
+                        what="referral deliveries",
+                    )
+                    task2 = progress.add_task("EHR answers (accept/complete)", total=None, note="")
+
+                    async def answers() -> int:
+                        return await rt.pool.fetchval(
+                            f'SELECT count(*) FROM "{settings.core_schema}".event_index WHERE event_type = ANY($1)',
+                            [f"referral.{k}.v1" for k in ("accepted", "declined", "completed", "cancelled")],
+                        )
+
+                    await _wait_stable(
+                        answers,
+                        lambda v: True,
+                        lambda v: progress.update(task2, completed=v),
+                        settle=opts.settle_seconds,
+                        timeout=opts.timeout_seconds,
+                        what="EHR answers",
+                    )
+                    progress.update(task2, total=progress.tasks[-1].completed)
+                rows = await rt.pool.fetch(
+                    f'SELECT state, count(*) AS n FROM "{settings.core_schema}".referral_deliveries GROUP BY state'
+                )
+                result.referrals = {r["state"]: r["n"] for r in rows}
+                # --- projections until caught up, with the lag as progress
+                lag0 = (await queries.projection_lag(rt.pool, settings))["total"]
+                task = progress.add_task("project read models", total=max(lag0, 1), note=f"lag {lag0:,}")
+                proj = asyncio.create_task(project(rt, until_caught_up=True))
+                while not proj.done():
+                    lag = (await queries.projection_lag(rt.pool, settings))["total"]
+                    progress.update(task, completed=max(lag0, 1) - min(lag, lag0), note=f"lag {lag:,}")
+                    await asyncio.wait({proj}, timeout=0.5)
+                await proj
+                progress.update(task, completed=max(lag0, 1), note="lag 0")
+            # --- seal and verify (tamper evidence), so the dashboard shows a verification
+            with console.status("sealing the log and verifying it (hub seal, hub verify)…"):
+                await Sealer(settings, rt.pool).run_once()
+                report = await run_verify(settings, rt.pool)
+                result.verify_ok = report.ok
+            console.print(
+                f"[green]✓[/] verify: {'OK' if report.ok else 'BROKEN'}; {report.records:,} records"
+            )
+            doc = await queries.report(rt.pool, settings)
+            result.report = queries.jsonable(doc)
+        finally:
+            await sim.stop()
+            await listener.stop()
+            await case_runner.cleanup()
+            await cad_runner.cleanup()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+# --- the terminal report -------------------------------------------------------------------
+
+LABELS = {
+    "calls": "behavioral-health calls",
+    "no_enforcement": "no enforcement action",
+    "voluntary_transport": "voluntary mental-health transport",
+    "enforcement": "enforcement action (arrest or citation)",
+    "involuntary_hold": "involuntary hold",
+    "emergency_department": "emergency department",
+    "referral_made": "referral made",
+    "connected_to_services": "connected to services",
+    "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in services",
+}
+BENCHMARKS = {
+    "no_enforcement": "ABQ COAST 40%",
+    "voluntary_transport": "ABQ COAST 33%",
+    "enforcement": "ABQ COAST 3%",
+    "repeat_three_plus_enrolled": "Colorado 68.8%",
+}
+
+
+def _cell_text(cell: dict[str, Any]) -> tuple[str, str]:
+    if cell.get("suppressed"):
+        return "suppressed (1–10)", ""
+    share = cell.get("share")
+    return f"{cell['value']:,}", ("" if share is None else f"{share:.1%}")
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The headline of the report document as a rich table (pure)."""
+    span = f"{report.get('from') or 'first call'} .. {report.get('to') or 'latest call'}"
+    table = Table(title=f"Outcome report — behavioral-health calls, {span} (cells of 1–10 suppressed)")
+    table.add_column("metric")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("published benchmark", style="dim")
+    for name, cell in report["headline"].items():
+        value, share = _cell_text(cell)
+        table.add_row(LABELS.get(name, name), value, share, BENCHMARKS.get(name, ""))
+    funnel = report["referral_funnel"]
+    for stage in ("requested", "delivered", "accepted", "completed"):
+        value, share = _cell_text(funnel[stage])
+        table.add_row(f"referrals {stage}", value, share, "")
+    return table
+
+
+# --- the API in the background -------------------------------------------------------------
+
+
+def api_pid_file(settings: Settings) -> Path:
+    return settings.state_dir / settings.kafka.topic_prefix / "api.pid"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def ensure_api(settings: Settings, host: str, port: int, timeout: float = 30.0) -> str:
+    """Start ``hub api serve`` for the demo's data in the background (detached, logs under
+    ``var/<prefix>/api.log``) unless the demo's API already runs; returns its base URL."""
+    from hub.infra.proc import owned_pid, port_is_free, wait_until_dead
+
+    pid_file = api_pid_file(settings)
+    marker = "hub.cli"
+    url = f"http://{host}:{port}"
+    pid = owned_pid(pid_file, marker)
+    if pid is not None:
+        if _healthy(url):
+            return url
+        os.kill(pid, signal.SIGTERM)  # ours, but not answering: restart it
+        wait_until_dead(pid, 10)
+    if not port_is_free(host, port):
+        raise RuntimeError(f"port {port} is taken by another program; run `hub demo --api-port N`")
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    log = open(pid_file.with_name("api.log"), "ab")  # noqa: SIM115 - handed to the child
+    env = {**os.environ, **demo_env(settings)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "api",
+            "serve",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    log.close()
+    pid_file.write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while not _healthy(url):
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited with {proc.returncode}; see {pid_file.with_name('api.log')}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the API did not answer on {url}")
+        time.sleep(0.2)
+    return url
+
+
+def run(base: Settings, opts: DemoOptions, console: Console | None = None) -> DemoResult:
+    """The whole demo (the body of ``hub demo``)."""
+    console = console or Console()
+    settings = demo_settings(base, opts.prefix)
+    result = asyncio.run(run_pipeline(settings, opts, console))
+    console.print()
+    console.print(report_table(result.report))
+    ing = result.ingest
+    console.print(
+        "ingested: "
+        + "; ".join(
+            f"{k}: {v.get('read', 0):,} read, {v.get('events_appended', 0):,} new events, "
+            f"{v.get('events_duplicate', 0):,} duplicate, {v.get('dead_lettered', 0):,} "
+            "dead-lettered"
+            for k, v in ing.items()
+        )
+    )
+    console.print(
+        "referral deliveries: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result.referrals.items()))
+    )
+    env = shell_env_prefix(settings)
+    console.print(f"same numbers: [bold]{env} hub report --json[/]")
+    if opts.serve_api:
+        result.api_url = ensure_api(settings, opts.api_host, opts.api_port)
+        console.print(
+            f"dashboard: [bold]{result.api_url}/dashboard/[/] (API running in the background, "
+            f"pid file {api_pid_file(settings)}; stop it with `kill $(cat {api_pid_file(settings)})`)"
+        )
+    else:
+        console.print(
+            f"dashboard: start the API with [bold]{env} hub api serve[/] and open "
+            f"http://{opts.api_host}:{opts.api_port}/dashboard/"
+        )
+    console.print(f"demo finished in {result.seconds:.0f}s")
+    return result

@@ -1,0 +1,134 @@
+"""The projector as real processes (`hub project`): SIGKILL mid-stream and a restart end
+with rows equal to a clean run; two workers in one consumer group, with the group forced
+to rebalance twice (a worker joins, a worker leaves), end with the same rows as well."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+
+import pytest
+from projection_scenario import scenario
+
+from hub.runtime import Runtime
+from hub.settings import PROJECT_ROOT
+from projections import tables as T
+from projections.projector import project
+from projections.queries import projection_lag
+from projections.store import migrate_read_models, snapshot
+
+pytestmark = pytest.mark.integration
+TABLES = (*T.READ_MODELS, T.POSITIONS)
+TIMEOUT = 90.0
+
+
+def start_worker(rt: Runtime, schema: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        {
+            "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
+            "HUB_POSTGRES__SCHEMA": schema,
+            "HUB_PROJECTIONS__BATCH_SIZE": "4",
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "project", *extra],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def until(cond: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
+    """Await a condition, polling the database (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def applied(rt: Runtime, schema: str) -> int:
+    exists = await rt.pool.fetchval("SELECT to_regclass($1)", f"{schema}.projection_positions")
+    if exists is None:
+        return 0
+    return await rt.pool.fetchval(
+        f'SELECT coalesce(sum(next_offset), 0) FROM "{schema}".projection_positions'
+    )
+
+
+async def clean_run(rt: Runtime, schema: str) -> dict[str, list[tuple]]:
+    await project(rt, schema=schema, until_caught_up=True)
+    return await snapshot(rt.pool, schema, TABLES)
+
+
+async def log_end(rt: Runtime, schema: str) -> int:
+    """Records in the fact topics (the lag of a schema that applied nothing)."""
+    await migrate_read_models(rt.pool, schema)
+    lag = await projection_lag(
+        rt.pool, schema, bootstrap=rt.settings.kafka.bootstrap, topic_prefix=rt.settings.kafka.topic_prefix
+    )
+    return lag["total"] + await applied(rt, schema)
+
+
+async def _between(rt: Runtime, schema: str, lo: int, hi: int) -> bool:
+    return lo <= await applied(rt, schema) <= hi
+
+
+async def test_sigkill_mid_stream_then_restart_equals_a_clean_run(proj_rt: Runtime) -> None:
+    rt = proj_rt
+    prefix = rt.settings.kafka.topic_prefix
+    events = scenario(40, tag="c")
+    await rt.log.append(events)
+    schema = f"{prefix}_killed"
+    end = await log_end(rt, schema)
+    assert end >= len(events)
+    worker = start_worker(rt, schema)
+    try:
+        await until(lambda: _between(rt, schema, 1, end - 1), "the worker to be mid-stream")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        mid = await applied(rt, schema)
+        assert 0 < mid < end, "the kill did not land mid-stream"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    restarted = start_worker(rt, schema, "--until-caught-up")
+    _, err = restarted.communicate(timeout=TIMEOUT)
+    assert restarted.returncode == 0, err.decode()[-2000:]
+    assert await applied(rt, schema) == end
+    assert await snapshot(rt.pool, schema, TABLES) == await clean_run(rt, f"{prefix}_clean1")
+
+
+async def test_two_workers_with_forced_rebalances_equal_a_clean_run(proj_rt: Runtime) -> None:
+    rt = proj_rt
+    prefix = rt.settings.kafka.topic_prefix
+    schema = f"{prefix}_pair"
+    await rt.log.append(scenario(10, tag="d"))
+    first = start_worker(rt, schema)
+    second = None
+    try:
+        end = await log_end(rt, schema)
+        await until(lambda: _between(rt, schema, end, end), "the first worker to apply phase 1")
+        second = start_worker(rt, schema)  # joins the group: rebalance
+        await rt.log.append(scenario(10, tag="e"))
+        end = await log_end(rt, schema)
+        await until(lambda: _between(rt, schema, end, end), "the pair to apply phase 2")
+        first.send_signal(signal.SIGTERM)  # leaves the group: another rebalance
+        assert first.wait(timeout=60) == 0, first.stderr.read().decode()[-2000:] if first.stderr else ""
+        await rt.log.append(scenario(10, tag="f"))
+        end = await log_end(rt, schema)
+        await until(lambda: _between(rt, schema, end, end), "the second worker to apply phase 3")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0, second.stderr.read().decode()[-2000:] if second.stderr else ""
+    finally:
+        for w in (first, second):
+            if w is not None and w.poll() is None:
+                w.kill()
+    assert await snapshot(rt.pool, schema, TABLES) == await clean_run(rt, f"{prefix}_clean2")
