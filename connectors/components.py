@@ -119,6 +119,10 @@ def cad_soql_poller(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
 
 @register_kind("cad_file_drop")
 def cad_file_drop(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
+    """Watch ``directory`` for exports of ``profile`` (``pattern``, default ``*.csv``);
+    a file is read once it has been unmodified for ``settle`` seconds (default 2; use 0
+    when the exporter renames finished files into the folder). Revised rows in a later
+    export become ``CallRevised`` facts (content-hash revisions, claimed in PostgreSQL)."""
     profile = profile_with_overrides(cfg["profile"], cfg.get("overrides"))
     pattern = cfg.get("pattern", "*.json" if profile.format == "eido" else "*.csv")
     source = FileDropSource(

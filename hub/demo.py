@@ -221,6 +221,7 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
     from hub.verify import run_verify
     from projections import queries
     from projections.projector import project
+    from projections.store import migrate_read_models
 
     started = time.monotonic()
     result = DemoResult(settings, {})
@@ -368,6 +369,7 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
                 )
                 result.referrals = {r["state"]: r["n"] for r in rows}
                 # --- projections until caught up, with the lag as progress
+                await migrate_read_models(rt.pool, settings.postgres.schema_)
                 lag0 = (await queries.projection_lag(rt.pool, settings))["total"]
                 task = progress.add_task("project read models", total=max(lag0, 1), note=f"lag {lag0:,}")
                 proj = asyncio.create_task(project(rt, until_caught_up=True))
@@ -389,6 +391,7 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
             result.report = queries.jsonable(doc)
         finally:
             await sim.stop()
+            await asyncio.sleep(0.2)  # let the simulator's MLLP connection close before the listener stops
             await listener.stop()
             await case_runner.cleanup()
             await cad_runner.cleanup()
@@ -419,7 +422,7 @@ BENCHMARKS = {
 
 def _cell_text(cell: dict[str, Any]) -> tuple[str, str]:
     if cell.get("suppressed"):
-        return "suppressed (1–10)", ""
+        return "suppressed (1-10)", ""
     share = cell.get("share")
     return f"{cell['value']:,}", ("" if share is None else f"{share:.1%}")
 
@@ -427,7 +430,7 @@ def _cell_text(cell: dict[str, Any]) -> tuple[str, str]:
 def report_table(report: dict[str, Any]) -> Table:
     """The headline of the report document as a rich table (pure)."""
     span = f"{report.get('from') or 'first call'} .. {report.get('to') or 'latest call'}"
-    table = Table(title=f"Outcome report — behavioral-health calls, {span} (cells of 1–10 suppressed)")
+    table = Table(title=f"Outcome report — behavioral-health calls, {span} (cells of 1-10 suppressed)")
     table.add_column("metric")
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")

@@ -115,3 +115,20 @@ def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int]
             small_cell_max=max_small,
         ))
     return out
+
+
+def _register_for_export() -> None:
+    """Document the outcome record in the exported contract (JSON Schema + AsyncAPI)."""
+    from schemas.export import register_message
+
+    register_message(
+        "outcome.record",
+        OutcomeRecord,
+        "outcome",
+        "One de-identified outcome cell (metric, month, area) of behavioral-health calls; key "
+        "`metric|YYYY-MM|area_kind:area`; value null when suppressed (CMS small-cell rule, with "
+        "complementary suppression); a null record value (tombstone) retracts a key.",
+    )
+
+
+_register_for_export()

@@ -2,8 +2,10 @@
 
 ``hub ingest cad --profile NAME PATH...`` prints JSON counts that add up
 (``read == appended + duplicates + excluded + dead_lettered``, per record; events are
-counted apart). Exit codes: 0 done; 1 the input or the services are unusable (nothing
-of a refused file is appended); 3 ``--strict`` and some record was dead-lettered.
+counted apart; ``newest_record_at`` is the latest event time read). A re-export that
+revises a row (same CAD number, changed content) adds one ``CallRevised`` fact.
+Exit codes: 0 done; 1 the input or the services are unusable (nothing of a refused file
+is appended); 3 ``--strict`` and some record was dead-lettered.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from hub.infra.proc import (
     async_file_lock,
     describe_pid,
     file_lock,
+    is_alive,
     is_loopback,
     listener_pids,
     owned_pid,
@@ -426,7 +427,9 @@ async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int, *, sta
     deadline = time.monotonic() + READY_TIMEOUT_S
     last: KafkaStatus | None = None
     while time.monotonic() < deadline:
-        if owned_pid(layout.pid_file, str(layout.properties)) != pid:
+        # liveness by pid, not by command line: right after exec /proc/<pid>/cmdline can still
+        # be empty for a moment, and the pid was verified as ours before we got here
+        if not is_alive(pid):
             raise InfraError(
                 f"the Kafka broker (pid {pid}) exited during start-up. Last lines of "
                 f"{layout.server_log}:\n{tail(layout.server_log)}\n--- {layout.jvm_out}:\n"
@@ -446,8 +449,13 @@ async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int, *, sta
 # --------------------------------------------------------------------------- lifecycle
 
 
-def _check_ports(listeners: Listeners) -> None:
+def _check_ports(listeners: Listeners, grace: float = 5.0) -> None:
+    """Both ports must be bindable; a port held a moment longer by a just-killed process gets
+    ``grace`` seconds to be released."""
     for name, port in (("client", listeners.port), ("controller", listeners.controller_port)):
+        deadline = time.monotonic() + grace
+        while not port_is_free(listeners.host, port) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if not port_is_free(listeners.host, port):
             holders = ", ".join(describe_pid(p) for p in listener_pids(port)) or "unknown process"
             raise InfraError(

@@ -54,7 +54,8 @@ def process_cmdline(pid: int) -> list[str]:
 
 
 def is_alive(pid: int) -> bool:
-    """True when ``pid`` runs (zombies count as dead; our own dead children are reaped)."""
+    """True when ``pid`` runs (a zombie whose threads all exited counts as dead; our own dead
+    children are reaped)."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
     try:
@@ -68,7 +69,14 @@ def is_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in {"Z", "X"}
+    if state not in {"Z", "X"}:
+        return True
+    # A killed multi-threaded process (a JVM) shows its leader as a zombie while the other
+    # threads still exit and still hold its sockets and locks: dead only when they are gone.
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def owned_pid(pid_file: Path, marker: str) -> int | None:

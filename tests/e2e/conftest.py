@@ -1,0 +1,61 @@
+"""End-to-end fixtures: the hub's demo pipeline (simulated county → connectors → log →
+delivery → projections → seal/verify) run on the REAL Kafka and PostgreSQL under the test
+session's own topic prefix and schema, and the API served on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import date
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from rich.console import Console
+
+from hub.api.server import ThreadedServer
+from hub.demo import DemoOptions, DemoResult, run_pipeline
+from hub.settings import Settings
+
+# a small county: every chart has data, the suite stays fast
+E2E_OPTIONS = DemoOptions(seed=11, days=10, start=date(2024, 3, 1), calls_per_day=150, prefix="unused",
+                          serve_api=False, settle_seconds=2.0, timeout_seconds=240)
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(autouse=True)
+def _e2e_marker(request: pytest.FixtureRequest) -> None:
+    request.node.add_marker(pytest.mark.e2e)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def demo_run(settings: Settings, topics: object, pg_pool: asyncpg.Pool) -> DemoResult:
+    """The demo pipeline, once per session, quietly."""
+    return await run_pipeline(settings, E2E_OPTIONS, Console(quiet=True))
+
+
+@pytest.fixture(scope="session")
+def api_server(settings: Settings, demo_run: DemoResult) -> Iterator[ThreadedServer]:
+    server = ThreadedServer(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium; missing fails under CI (``apt-get install -y chromium``)."""
+    from tests.e2e.browser import chromium_binary
+
+    found = chromium_binary()
+    if found is None:
+        if in_ci():
+            pytest.fail("chromium is not installed (apt-get install -y chromium)", pytrace=False)
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    assert shutil.which(found)
+    return found

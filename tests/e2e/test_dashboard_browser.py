@@ -1,0 +1,95 @@
+"""The dashboard in headless Chromium: the page fetches its analyst token and the
+de-identified aggregates, draws every chart with data, and its numbers are the report's.
+The screenshot is kept as ``test-artifacts/dashboard.png``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hub.api.server import ThreadedServer
+from hub.demo import DemoResult, demo_env
+from hub.settings import PROJECT_ROOT, Settings
+from tests.e2e.browser import Browser
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHARTS = ("chart-month", "chart-area", "chart-funnel", "chart-repeat")
+
+
+def hub_report_json(settings: Settings) -> dict:
+    """``hub report --json`` as a user runs it, pointed at the session's data."""
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "report", "--json"], cwd=PROJECT_ROOT, check=True,
+        capture_output=True, text=True, env={**os.environ, **demo_env(settings)}, timeout=120,
+    )
+    return json.loads(out.stdout)
+
+
+async def test_dashboard_renders_report_numbers(
+    chromium: str, api_server: ThreadedServer, demo_run: DemoResult, settings: Settings
+) -> None:
+    async with Browser(chromium) as browser:
+        await browser.goto(api_server.url + "/dashboard/")
+        state = await browser.wait_for(
+            "document.body && document.body.dataset.ready !== '0' && document.body.dataset.ready", timeout=60
+        )
+        error = await browser.evaluate("document.getElementById('error').textContent")
+        assert state == "1", f"dashboard failed: {error}; console: {browser.console}"
+        # every chart drew marks with non-zero values and a visible size
+        drawn = await browser.evaluate(
+            """Object.fromEntries(%s.map(id => [id, [...document.querySelectorAll('#' + id + ' rect[data-value]')]
+                 .filter(r => Number(r.dataset.value) > 0 && r.getBoundingClientRect().width > 0
+                              && r.getBoundingClientRect().height > 0).length]))""" % json.dumps(list(CHARTS))
+        )
+        assert all(drawn[c] > 0 for c in CHARTS), drawn
+        cards = await browser.evaluate(
+            "[...document.querySelectorAll('#headline .card')].map(c => [c.dataset.metric, c.dataset.value])"
+        )
+        shot = await browser.screenshot(ARTIFACTS / "dashboard.png")
+    assert shot.stat().st_size > 20_000  # a page of charts, not a blank page
+
+    report = hub_report_json(settings)
+    assert report == demo_run.report  # the demo's report is the CLI's
+    head = report["headline"]
+    assert [m for m, _ in cards] == ["no_enforcement", "voluntary_transport", "enforcement",
+                                     "repeat_three_plus_enrolled"]
+    for metric, value in cards:
+        expected = head[metric]["share"]
+        assert (None if value == "suppressed" else float(value)) == expected, metric
+    assert sum(v is not None for v in (head[m]["share"] for m, _ in cards)) >= 2  # populated, not all suppressed
+
+
+async def test_dashboard_series_match_report_by_month_and_area(
+    chromium: str, api_server: ThreadedServer, settings: Settings
+) -> None:
+    """The stacked bars carry the report's cells (by month and by area) one to one."""
+    async with Browser(chromium) as browser:
+        await browser.goto(api_server.url + "/dashboard/")
+        await browser.wait_for("document.body && document.body.dataset.ready === '1'", timeout=60)
+        marks = await browser.evaluate(
+            """[...document.querySelectorAll('#chart-area rect[data-series]')]
+                 .map(r => [r.dataset.label, r.dataset.series, r.dataset.value])"""
+        )
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "report", "--json", "--by", "area"], cwd=PROJECT_ROOT, check=True,
+        capture_output=True, text=True, env={**os.environ, **demo_env(settings)}, timeout=120,
+    )
+    rows = json.loads(out.stdout)["outcomes"]["rows"]
+    expected = {
+        (row["group"], metric.removeprefix("outcome."),
+         "suppressed" if cell["value"] is None else str(cell["value"]))
+        for row in rows for metric, cell in row["metrics"].items() if metric.startswith("outcome.")
+    }
+    assert marks and {tuple(m) for m in marks} <= expected
+
+
+@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/static/charts.js", "/dashboard/static/dashboard.js"])
+def test_dashboard_assets_have_no_external_references(api_server: ThreadedServer, path: str) -> None:
+    import httpx
+
+    body = httpx.get(api_server.url + path, timeout=10).text
+    assert "http://" not in body.replace("http://www.w3.org/2000/svg", "") and "https://" not in body

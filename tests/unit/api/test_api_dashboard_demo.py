@@ -1,0 +1,94 @@
+"""Pure parts of the dashboard view and the demo: series built cell for cell from the
+report, demo settings isolation, the connector configuration."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from rich.console import Console
+
+from hub.api.dashboard import OUTCOME_SERIES, dashboard_view, pipeline_view
+from hub.demo import component_configs, demo_env, demo_settings, report_table
+from hub.settings import Settings
+
+
+def cell(v: int | None, share: float | None = None) -> dict:
+    return {"value": v, "share": share, "suppressed": v is None}
+
+
+def report(by: str | None, rows: list[tuple[str, dict[str, int | None]]]) -> dict:
+    return {
+        "from": None, "to": None, "by": by, "small_cell_max": 10,
+        "headline": {
+            "calls": cell(200), "no_enforcement": cell(80, 0.4), "voluntary_transport": cell(66, 0.33),
+            "enforcement": cell(None), "repeat_three_plus_enrolled": cell(22, 0.6875),
+        },
+        "repeat_encounters": {"people": cell(150), "two_plus": cell(60, 0.4), "three_plus": cell(32, 0.2133),
+                              "three_plus_enrolled": cell(22, 0.6875)},
+        "referral_funnel": {"requested": cell(50, 1.0), "delivered": cell(44, 0.88), "accepted": cell(None),
+                            "completed": cell(30, 0.6)},
+        "outcomes": {"total": {}, "rows": [
+            {"group_kind": by, "group": g, "metrics": {m: cell(v) for m, v in ms.items()}} for g, ms in rows
+        ]},
+    }
+
+
+def test_view_takes_every_number_from_the_report() -> None:
+    by_month = report("month", [("2024-03", {"calls": 120, "outcome.no_enforcement": 50, "outcome.other": None}),
+                                ("2024-04", {"calls": 80, "outcome.no_enforcement": 30})])
+    by_area = report("area", [("NORTH", {"calls": 90, "outcome.voluntary_transport": 33})])
+    pipe = pipeline_view({"total": 0}, {"cad": 3}, {"ok": True, "breaks": 0, "checked_at": "2026-01-01T00:00:00Z"})
+    view = dashboard_view(by_month, by_area, pipe)
+    assert [c["key"] for c in view["headline"]] == [
+        "no_enforcement", "voluntary_transport", "enforcement", "repeat_three_plus_enrolled"]
+    assert view["headline"][0] | {} == view["headline"][0]
+    assert (view["headline"][0]["share"], view["headline"][0]["numerator"], view["headline"][0]["denominator"]) == (
+        0.4, 80, 200)
+    assert view["headline"][2]["share"] is None  # suppressed stays suppressed
+    assert view["headline"][3]["denominator"] == 32  # people with 3+ contacts
+    assert view["by_month"]["categories"] == ["2024-03", "2024-04"]
+    assert view["by_month"]["series"]["no_enforcement"] == [50, 30]
+    assert view["by_month"]["series"]["other"] == [None, None]
+    assert set(view["by_month"]["series"]) == {m.removeprefix("outcome.") for m in OUTCOME_SERIES}
+    assert view["by_area"]["series"]["voluntary_transport"] == [33]
+    assert [r["value"] for r in view["funnel"]] == [50, 44, None, 30]
+    assert view["repeat"][2] == {"label": "3+ contacts", "value": 32, "share": 0.2133}
+    assert view["pipeline"]["dead_letters_total"] == 3 and view["pipeline"]["verification"]["ok"] is True
+
+
+def test_pipeline_view_before_any_verification() -> None:
+    assert pipeline_view({"total": 7}, {}, None) == {
+        "projection_lag": 7, "dead_letters": {}, "dead_letters_total": 0, "verification": None}
+
+
+def test_demo_settings_isolated() -> None:
+    base = Settings()
+    s = demo_settings(base, "demo")
+    assert (s.kafka.topic_prefix, s.postgres.schema_, s.core_schema) == ("demo", "demo", "demo_core")
+    assert base.kafka.topic_prefix == "hub"
+    assert demo_env(s) == {"HUB_KAFKA__TOPIC_PREFIX": "demo", "HUB_POSTGRES__SCHEMA": "demo"}
+
+
+def test_env_points_settings_at_demo(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for k, v in demo_env(demo_settings(Settings(), "demo7")).items():
+        monkeypatch.setenv(k, v)
+    s = Settings()
+    assert (s.kafka.topic_prefix, s.postgres.schema_) == ("demo7", "demo7")
+
+
+def test_component_configs_use_registered_kinds() -> None:
+    from connectors.registry import COMPONENT_KINDS, load_plugins
+
+    load_plugins()
+    cfgs = component_configs("http://x/cad", "http://x/cases", fhir_base="http://ehr/fhir",
+                             token_url="http://ehr/auth/token", mllp_port=2575)
+    assert {c["kind"] for c in cfgs} <= set(COMPONENT_KINDS)
+    assert len({c["name"] for c in cfgs}) == len(cfgs)
+
+
+def test_report_table_shows_suppression() -> None:
+    buf = StringIO()
+    Console(file=buf, width=160).print(report_table(report(None, [])))
+    text = buf.getvalue()
+    assert "no enforcement action" in text and "40.0%" in text and "ABQ COAST 40%" in text
+    assert "suppressed (1-10)" in text
