@@ -60,7 +60,7 @@ class DemoOptions:
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     serve_api: bool = True
-    settle_seconds: float = 3.0
+    settle_seconds: float = 1.0
     timeout_seconds: float = 600.0
 
 
@@ -86,8 +86,20 @@ def shell_env_prefix(settings: Settings) -> str:
     return " ".join(f"{k}={v}" for k, v in demo_env(settings).items())
 
 
+def cad_overrides(profile_fields: dict[str, str]) -> dict[str, Any]:
+    """The demo county's overrides of the bundled ``san_francisco`` profile: its own agency
+    id, and its police districts reported as precincts too (the report's area grain)."""
+    return {"agency": "COUNTY", "fields": {**profile_fields, "precinct": profile_fields["district"]}}
+
+
 def component_configs(
-    cad_url: str, cases_url: str, *, fhir_base: str, token_url: str, mllp_port: int
+    cad_url: str,
+    cases_url: str,
+    *,
+    fhir_base: str,
+    token_url: str,
+    mllp_port: int,
+    overrides: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The demo county's connector configuration, as an operator would write it in the
     ``components`` list of ``hub connectors run --config`` (pure)."""
@@ -106,7 +118,7 @@ def component_configs(
             "page_size": 1000,
             "interval": 0.5,
             # this county publishes SF-style rows; its police districts are its precincts
-            "overrides": {"agency": "COUNTY"},
+            "overrides": overrides or {"agency": "COUNTY"},
         },
         {
             "kind": "case_rest_poller",
@@ -175,16 +187,19 @@ async def _wait_stable(
     settle: float,
     timeout: float,
     what: str,
+    stall: float | None = None,
 ) -> int:
-    """Poll ``sample`` until ``done(value)`` and the value stayed the same for ``settle`` s."""
+    """Poll ``sample`` until ``done(value)`` and the value stayed the same for ``settle`` s
+    (or, with ``stall``, until it stopped changing for that long even if not done)."""
     deadline = time.monotonic() + timeout
     last, since = -1, time.monotonic()
     while True:
         value = await sample()
         on_value(value)
+        quiet = time.monotonic() - since
         if value != last:
             last, since = value, time.monotonic()
-        elif done(value) and time.monotonic() - since >= settle:
+        elif (done(value) and quiet >= settle) or (stall is not None and quiet >= stall):
             return value
         if time.monotonic() > deadline:
             raise TimeoutError(f"demo: timed out waiting for {what} (at {value})")
@@ -205,10 +220,142 @@ async def _started(components: list[Any]) -> AsyncIterator[None]:
                 await c.stop()
 
 
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<30}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _sum_counts(total: dict[str, int], counts: Any) -> None:
+    for key, value in counts.as_dict().items():
+        if isinstance(value, int):
+            total[key] = total.get(key, 0) + value
+
+
+@dataclass
+class _Steps:
+    """The demo's steps over one started runtime; each updates ``result`` and the bars."""
+
+    rt: Any  # hub.runtime.Runtime
+    opts: DemoOptions
+    progress: Progress
+    result: DemoResult
+
+    @property
+    def core(self) -> str:
+        return self.rt.settings.core_schema
+
+    async def drain(self, component: Any, name: str, total: int) -> None:
+        """Poll one pull connector until its source has nothing more."""
+        from connectors.core.state import migrate_state
+
+        await migrate_state(self.rt.pool, self.core)
+        task = self.progress.add_task(f"ingest {name}", total=total, note="")
+        counts: dict[str, int] = {}
+        more = True
+        while more:
+            batch, more = await component.runner.poll_once()
+            _sum_counts(counts, batch)
+            self.progress.update(
+                task,
+                completed=min(total, counts.get("read", 0)) if more else total,
+                note=f"+{counts.get('events_appended', 0):,} events, "
+                f"{counts.get('dead_lettered', 0):,} dead-lettered",
+            )
+        await component.runner.source.close()
+        self.result.ingest[name] = counts
+
+    async def append(self, envelopes: list[Any], name: str, batch: int = 500) -> None:
+        """Append facts that another system pushes (the co-responder team's app)."""
+        task = self.progress.add_task(f"append {name}", total=len(envelopes), note="")
+        appended = duplicates = 0
+        for i in range(0, len(envelopes), batch):
+            chunk = envelopes[i : i + batch]
+            r = await self.rt.log.append(chunk)
+            appended += len(r.appended)
+            duplicates += len(r.duplicates)
+            self.progress.update(task, advance=len(chunk), note=f"{appended:,} new, {duplicates:,} duplicate")
+        self.result.ingest[name] = {
+            "read": len(envelopes),
+            "events_appended": appended,
+            "events_duplicate": duplicates,
+        }
+
+    async def count_deliveries(self) -> int:
+        return await self.rt.pool.fetchval(
+            f'SELECT count(*) FROM "{self.core}".referral_deliveries WHERE state = ANY($1::text[])',
+            list(FINAL_DELIVERY_STATES),
+        )
+
+    async def count_closed(self) -> int:
+        """Delivered referrals the EHR has closed (completed or declined): the last answer
+        each delivered referral gets from the simulated EHR."""
+        return await self.rt.pool.fetchval(
+            f'SELECT count(*) FROM "{self.core}".event_index WHERE event_type = ANY($1::text[])',
+            ["referral.completed.v1", "referral.declined.v1", "referral.cancelled.v1"],
+        )
+
+    async def delivered(self) -> int:
+        return await self.rt.pool.fetchval(
+            f"SELECT count(*) FROM \"{self.core}\".referral_deliveries WHERE state = 'delivered'"
+        )
+
+    async def deliver(self, workers: list[Any], referrals: int) -> None:
+        """Run the delivery workers until every referral is final (delivered, rejected,
+        failed, or held for consent) and the EHR closed every delivered one."""
+        sent = self.progress.add_task("deliver referrals", total=referrals, note="")
+        async with _started(workers):
+            await _wait_stable(
+                self.count_deliveries,
+                lambda v: v >= referrals,
+                lambda v: self.progress.update(sent, completed=v),
+                settle=0.5,
+                timeout=self.opts.timeout_seconds,
+                what="referral deliveries",
+            )
+            delivered = await self.delivered()
+            closed = self.progress.add_task("EHR answers", total=delivered, note="completed or declined")
+            await _wait_stable(
+                self.count_closed,
+                lambda v: v >= delivered,
+                lambda v: self.progress.update(closed, completed=v),
+                settle=self.opts.settle_seconds,
+                timeout=self.opts.timeout_seconds,
+                what="the EHR's answers",
+                stall=15.0,  # an answer the EHR never sends must not hang the demo
+            )
+        rows = await self.rt.pool.fetch(
+            f'SELECT state, count(*) AS n FROM "{self.core}".referral_deliveries GROUP BY state'
+        )
+        self.result.referrals = {r["state"]: r["n"] for r in rows}
+
+    async def project(self) -> None:
+        """The projections until caught up; the bar is the lag going to zero."""
+        from projections import queries
+        from projections.projector import project
+        from projections.store import migrate_read_models
+
+        settings = self.rt.settings
+        await migrate_read_models(self.rt.pool, settings.postgres.schema_)
+        lag0 = max(1, (await queries.projection_lag(self.rt.pool, settings))["total"])
+        task = self.progress.add_task("project read models", total=lag0, note="")
+        running = asyncio.create_task(project(self.rt, until_caught_up=True))
+        while not running.done():
+            lag = (await queries.projection_lag(self.rt.pool, settings))["total"]
+            self.progress.update(task, completed=lag0 - min(lag, lag0), note=f"lag {lag:,} records")
+            await asyncio.wait({running}, timeout=0.5)
+        await running
+        self.progress.update(task, completed=lag0, note="lag 0")
+
+
 async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
-    """Steps 1–5 of the module docstring; returns the report and the counts."""
-    from connectors.components import cad_soql_poller, case_rest_poller
-    from connectors.core.state import migrate_state
+    """Steps 1 to 5 of the module docstring; returns the report and the counts."""
+    from connectors.cad.profile import load_profile
     from connectors.ehr_sim.simulator import EhrSimulator, SimConfig
     from connectors.ehr_sim.store import Lifecycle
     from connectors.registry import COMPONENT_KINDS, load_plugins
@@ -220,181 +367,86 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
     from hub.seal import Sealer
     from hub.verify import run_verify
     from projections import queries
-    from projections.projector import project
-    from projections.store import migrate_read_models
 
     started = time.monotonic()
     result = DemoResult(settings, {})
     with console.status("bringing up Kafka and PostgreSQL (hub infra up)…"):
-        _k, _p, topics = await bring_up(settings)
-        if not topics.ok:
-            raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+        _kafka, _postgres, topics = await bring_up(settings)
+    if not topics.ok:
+        raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
     console.print(
-        f"[green]✓[/] Kafka {settings.kafka.bootstrap} and PostgreSQL up; topics under "
-        f"prefix [bold]{settings.kafka.topic_prefix}[/], read models in schema "
-        f"[bold]{settings.postgres.schema_}[/]"
+        f"[green]✓[/] Kafka {settings.kafka.bootstrap} and PostgreSQL up; topics under prefix "
+        f"[bold]{settings.kafka.topic_prefix}[/], read models in schema [bold]{settings.postgres.schema_}[/]"
     )
-
     county = CountyModel(opts.seed, opts.days, opts.start, calls_per_day=opts.calls_per_day).generate()
     console.print(
         f"[green]✓[/] simulated county (seed {opts.seed}): {len(county.calls):,} CAD calls over "
         f"{opts.days} days from {opts.start}, {sum(c.behavioral_health for c in county.calls):,} "
-        f"behavioral-health, {len(county.referrals):,} referrals, "
-        f"{len(county.case_records):,} case records"
+        f"behavioral-health, {len(county.referrals):,} referrals, {len(county.case_records):,} case records"
     )
     cad_state, case_state = FeedState(), FeedState()
     for call in county.calls:
         cad_state.publish(call.cad_number, soql_row(call.latest(), county.timezone))
     for rec in county.case_records:
         case_state.publish(str(rec["record_id"]), rec)
-
     load_plugins()
-    progress = Progress(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeElapsedColumn(),
-        console=console,
-    )
-    async with Runtime.open(settings) as rt:
-        cad_runner, cad_port = await serve(cad_feed_app(cad_state), 0)
-        case_runner, case_port = await serve(cases_app(case_state), 0)
+
+    async with Runtime.open(settings) as rt, contextlib.AsyncExitStack() as stack:
+        cad_server, cad_port = await serve(cad_feed_app(cad_state), 0)
+        stack.push_async_callback(cad_server.cleanup)
+        case_server, case_port = await serve(cases_app(case_state), 0)
+        stack.push_async_callback(case_server.cleanup)
         listener = COMPONENT_KINDS["mllp-listener"](rt, {"kind": "mllp-listener", "name": "mllp", "port": 0})
         await listener.start()
+        stack.push_async_callback(listener.stop)
         sim = EhrSimulator(
             SimConfig(
                 answer_to=("127.0.0.1", listener.port),
                 require_auth=True,
                 seed=opts.seed,
                 lifecycle=Lifecycle(
-                    accept_after_s=0.3, progress_after_s=0.6, complete_after_s=1.0, decline_rate=0.1
+                    accept_after_s=0.5, progress_after_s=1.0, complete_after_s=1.5, decline_rate=0.1
                 ),
             )
         )
         await sim.start()
-        try:
-            configs = component_configs(
+        stack.push_async_callback(asyncio.sleep, 0.2)  # the simulator's MLLP client closes first
+        stack.push_async_callback(sim.stop)
+        configs = {
+            c["name"]: c
+            for c in component_configs(
                 f"http://127.0.0.1:{cad_port}/resource/calls.json",
                 f"http://127.0.0.1:{case_port}/api/v1/case-records",
                 fhir_base=sim.fhir_base_url,
                 token_url=sim.token_url,
                 mllp_port=sim.mllp_port,
+                overrides=cad_overrides(dict(load_profile("san_francisco").fields)),
             )
-            by_name = {c["name"]: c for c in configs}
-            with progress:
-                # --- inbound: CAD feed and case system, drained poll by poll
-                for name, factory, total in (
-                    ("county-cad", cad_soql_poller, len(cad_state.rows)),
-                    ("county-cases", case_rest_poller, len(case_state.rows)),
-                ):
-                    comp = factory(rt, by_name[name])
-                    task = progress.add_task(f"ingest {name}", total=total, note="")
-                    await migrate_state(rt.pool, settings.core_schema)
-                    counts: dict[str, int] = {}
-                    while True:
-                        c, more = await comp.runner.poll_once()
-                        for k, v in c.as_dict().items():
-                            if isinstance(v, int):
-                                counts[k] = counts.get(k, 0) + v
-                        progress.update(
-                            task,
-                            completed=min(total, counts.get("read", 0)) if more else total,
-                            note=f"+{counts.get('events_appended', 0):,} events, "
-                            f"{counts.get('dead_lettered', 0)} dead-lettered",
-                        )
-                        if not more:
-                            break
-                    await comp.runner.source.close()
-                    result.ingest[name] = counts
-                # --- the co-responder team's encounters and referral requests
-                envs = encounter_events(county, rt.pseudonym_key, rt.keyring)
-                task = progress.add_task("append encounters + referrals", total=len(envs), note="")
-                appended = dup = 0
-                for i in range(0, len(envs), 500):
-                    r = await rt.log.append(envs[i : i + 500])
-                    appended += len(r.appended)
-                    dup += len(r.duplicates)
-                    progress.update(
-                        task, advance=len(envs[i : i + 500]), note=f"{appended:,} new, {dup:,} dup"
-                    )
-                result.ingest["coresponder-app"] = {
-                    "read": len(envs),
-                    "events_appended": appended,
-                    "events_duplicate": dup,
-                }
-                # --- outbound: delivery workers until every referral is final, then EHR answers
-                workers = [
-                    COMPONENT_KINDS[by_name[n]["kind"]](rt, by_name[n])
-                    for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")
-                ]
-                n_ref = sum(1 for e in envs if e.type.startswith("referral.requested."))
-                task = progress.add_task("deliver referrals", total=n_ref, note="")
-                async with _started(workers):
+        }
 
-                    async def final() -> int:
-                        return await rt.pool.fetchval(
-                            f'SELECT count(*) FROM "{settings.core_schema}".referral_deliveries'
-                            " WHERE state = ANY($1::text[])",
-                            list(FINAL_DELIVERY_STATES),
-                        )
+        def build(name: str) -> Any:
+            return COMPONENT_KINDS[configs[name]["kind"]](rt, configs[name])
 
-                    await _wait_stable(
-                        final,
-                        lambda v: v >= n_ref,
-                        lambda v: progress.update(task, completed=v),
-                        settle=0.5,
-                        timeout=opts.timeout_seconds,
-                        what="referral deliveries",
-                    )
-                    task2 = progress.add_task("EHR answers (accept/complete)", total=None, note="")
-
-                    async def answers() -> int:
-                        return await rt.pool.fetchval(
-                            f'SELECT count(*) FROM "{settings.core_schema}".event_index WHERE event_type = ANY($1)',
-                            [f"referral.{k}.v1" for k in ("accepted", "declined", "completed", "cancelled")],
-                        )
-
-                    await _wait_stable(
-                        answers,
-                        lambda v: True,
-                        lambda v: progress.update(task2, completed=v),
-                        settle=opts.settle_seconds,
-                        timeout=opts.timeout_seconds,
-                        what="EHR answers",
-                    )
-                    progress.update(task2, total=progress.tasks[-1].completed)
-                rows = await rt.pool.fetch(
-                    f'SELECT state, count(*) AS n FROM "{settings.core_schema}".referral_deliveries GROUP BY state'
-                )
-                result.referrals = {r["state"]: r["n"] for r in rows}
-                # --- projections until caught up, with the lag as progress
-                await migrate_read_models(rt.pool, settings.postgres.schema_)
-                lag0 = (await queries.projection_lag(rt.pool, settings))["total"]
-                task = progress.add_task("project read models", total=max(lag0, 1), note=f"lag {lag0:,}")
-                proj = asyncio.create_task(project(rt, until_caught_up=True))
-                while not proj.done():
-                    lag = (await queries.projection_lag(rt.pool, settings))["total"]
-                    progress.update(task, completed=max(lag0, 1) - min(lag, lag0), note=f"lag {lag:,}")
-                    await asyncio.wait({proj}, timeout=0.5)
-                await proj
-                progress.update(task, completed=max(lag0, 1), note="lag 0")
-            # --- seal and verify (tamper evidence), so the dashboard shows a verification
-            with console.status("sealing the log and verifying it (hub seal, hub verify)…"):
-                await Sealer(settings, rt.pool).run_once()
-                report = await run_verify(settings, rt.pool)
-                result.verify_ok = report.ok
-            console.print(
-                f"[green]✓[/] verify: {'OK' if report.ok else 'BROKEN'}; {report.records:,} records"
+        progress = _progress(console)
+        steps = _Steps(rt, opts, progress, result)
+        with progress:
+            await steps.drain(build("county-cad"), "county-cad", len(cad_state.rows))
+            await steps.drain(build("county-cases"), "county-cases", len(case_state.rows))
+            envelopes = encounter_events(county, rt.pseudonym_key, rt.keyring)
+            await steps.append(envelopes, "coresponder-app")
+            referrals = sum(1 for e in envelopes if e.type.startswith("referral.requested."))
+            await steps.deliver(
+                [build(n) for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")], referrals
             )
-            doc = await queries.report(rt.pool, settings)
-            result.report = queries.jsonable(doc)
-        finally:
-            await sim.stop()
-            await asyncio.sleep(0.2)  # let the simulator's MLLP connection close before the listener stops
-            await listener.stop()
-            await case_runner.cleanup()
-            await cad_runner.cleanup()
+            await steps.project()
+        with console.status("sealing the log and verifying it (hub seal, hub verify)…"):
+            await Sealer(settings, rt.pool).run_once()
+            verified = await run_verify(settings, rt.pool)
+        result.verify_ok = verified.ok
+        console.print(
+            f"[green]✓[/] verify: {'OK' if verified.ok else 'BROKEN'}; {verified.records:,} records"
+        )
+        result.report = queries.jsonable(await queries.report(rt.pool, settings))
     result.seconds = time.monotonic() - started
     return result
 

@@ -131,7 +131,10 @@ def incident_row(
     dispatched = _min(unit_times(UnitDispatched))
     enroute = _min(unit_times(UnitEnRoute))
     arrived = _min(unit_times(UnitOnScene))
-    cleared = _max(unit_times(UnitCleared))
+    # the scene ends when the last unit cleared; feeds without unit times close the call
+    # with its disposition, whose time is then the end of the scene
+    closed = _max(f.at for f in facts if isinstance(f.payload, CallDisposition))
+    cleared = _max(unit_times(UnitCleared)) or closed
     engaged = _min(f.at for f in facts if isinstance(f.payload, ClinicianEngaged))
     unit_events = UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared
     co_units = [f for f in facts

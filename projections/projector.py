@@ -8,7 +8,9 @@ stored positions before its fetcher starts, and its per-event agents are reporte
 hundreds of events per second. Here the group's rebalance listener seeks every assigned
 partition to its stored position before fetching, each ``getmany`` (up to
 ``projections.batch_size`` records) is one PostgreSQL transaction, and the Kafka group
-offsets are committed afterwards only for lag monitoring.
+offsets are committed afterwards only for lag monitoring. The outcome topic is
+republished for the months a batch changed, at most every ``PUBLISH_INTERVAL`` seconds
+while busy and whenever the log is drained (suppression works on whole month tables).
 
 Bad records (not a valid envelope, unknown type, payload that fails validation) are
 dead-lettered (``<prefix>.deadletter.hub``, stage ``project``) and their offset is still
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +40,7 @@ from projections.store import Consumed, ReadModelStore, migrate_read_models
 from schemas.deadletter import DeadLetter, deadletter_id
 
 log = logging.getLogger(__name__)
+PUBLISH_INTERVAL = 2.0  # seconds between outcome-topic publications while busy
 
 
 def group_id(settings: Settings, schema: str) -> str:
@@ -80,17 +84,26 @@ class Projector:
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
         self.consumer: AIOKafkaConsumer | None = None
         self.stats = ProjectorStats()
+        self._pending: set = set()
+        self._published_at = 0.0
 
     async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
+        """Start every assigned partition at the position stored with the read models.
+        The group's Kafka offsets normally agree (they are committed after each batch);
+        where they do not (a crash between the two commits, a rebuilt schema), PostgreSQL wins."""
         assert self.consumer is not None
         stored = await self.store.positions()
+        moved = 0
         for tp in assigned:
             pos = stored.get((tp.topic, tp.partition))
-            if pos is None:
+            committed = await self.consumer.committed(tp)
+            if pos is None and committed:
                 await self.consumer.seek_to_beginning(tp)
-            else:
+                moved += 1
+            elif pos is not None and committed != pos:
                 self.consumer.seek(tp, pos)
-        log.info("projector assigned %d partition(s)", len(assigned))
+                moved += 1
+        log.info("projector assigned %d partition(s), %d moved to stored positions", len(assigned), moved)
 
     async def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
         raw = rec.value or b""
@@ -164,12 +177,21 @@ class Projector:
                 records = [r for recs in batch.values() for r in recs]
                 if records:
                     await self._apply(records)
-                elif until_caught_up and await self.lag() == 0:
+                    continue
+                await self._publish_pending()  # idle: bring the outcome topic up to date
+                if until_caught_up and await self.lag() == 0:
                     break
+            await self._publish_pending()
         finally:
             await self.consumer.stop()
             await self.publisher.stop()
         return self.stats
+
+    async def _publish_pending(self) -> None:
+        if self._pending:
+            months, self._pending = self._pending, set()
+            self.stats.published += await self.publisher.publish(months)
+        self._published_at = time.monotonic()
 
     async def _apply(self, records: list[ConsumerRecord]) -> None:
         assert self.consumer is not None
@@ -187,8 +209,9 @@ class Projector:
         s.duplicates += result.duplicate_facts
         s.skipped += result.skipped_positions
         s.months |= result.months
-        if result.months:
-            s.published += await self.publisher.publish(result.months)
+        self._pending |= result.months
+        if self._pending and time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
+            await self._publish_pending()
         if not fresh:
             return
         # Kafka group offsets follow the stored positions (monitoring only; PostgreSQL is the truth)

@@ -39,6 +39,7 @@ from projections.fold import Plan, Rows, plan
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 COMPONENT = "projections"
 _JSON_COLUMNS = {"data", "detail"}
+FACT_CACHE_SIZE = 200_000
 
 
 async def migrate_read_models(pool: asyncpg.Pool, schema: str) -> list[int]:
@@ -47,25 +48,42 @@ async def migrate_read_models(pool: asyncpg.Pool, schema: str) -> list[int]:
 
 
 def fact_record(f: Fact) -> tuple:
-    return T.FACTS.record({
-        "event_id": f.event_id, "event_type": f.event_type, "family": f.family, "source": f.source,
-        "system": f.system, "at": f.at, "recorded_at": f.recorded_at, "incident_id": f.incident_id,
-        "person": f.person, "other": f.other, "referral_id": f.referral_id, "keys": list(f.keys),
-        "data": json.dumps(f.data, sort_keys=True),
-    })
+    return T.FACTS.record(
+        {
+            "event_id": f.event_id,
+            "event_type": f.event_type,
+            "family": f.family,
+            "source": f.source,
+            "system": f.system,
+            "at": f.at,
+            "recorded_at": f.recorded_at,
+            "incident_id": f.incident_id,
+            "person": f.person,
+            "other": f.other,
+            "referral_id": f.referral_id,
+            "keys": list(f.keys),
+            "data": json.dumps(f.data, sort_keys=True),
+        }
+    )
 
 
 def fact_from_row(row: asyncpg.Record) -> Fact:
     data = row["data"]
-    return make_fact(event_id=row["event_id"], event_type=row["event_type"], source=row["source"],
-                     recorded_at=row["recorded_at"], data=json.loads(data) if isinstance(data, str) else data)
+    return make_fact(
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        source=row["source"],
+        recorded_at=row["recorded_at"],
+        data=json.loads(data) if isinstance(data, str) else data,
+    )
 
 
 def table_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
     out = []
     for row in rows:
-        out.append(tuple(json.dumps(row[c], sort_keys=True) if c in _JSON_COLUMNS else row[c]
-                         for c in table.columns))
+        out.append(
+            tuple(json.dumps(row[c], sort_keys=True) if c in _JSON_COLUMNS else row[c] for c in table.columns)
+        )
     return out
 
 
@@ -95,6 +113,13 @@ class ReadModelStore:
         self.pool = pool
         self.schema = check_schema_name(schema)
         self.cfg = cfg
+        self._cache: dict[str, Fact] = {}  # facts are immutable: parse each once per process
+
+    def _remember(self, fact: Fact) -> None:
+        if len(self._cache) >= FACT_CACHE_SIZE:
+            for key in list(self._cache)[: FACT_CACHE_SIZE // 4]:  # drop the oldest quarter
+                del self._cache[key]
+        self._cache[fact.event_id] = fact
 
     def q(self, table: str) -> str:
         return f'"{self.schema}".{table}'
@@ -112,8 +137,9 @@ class ReadModelStore:
             return result
         started = time.perf_counter()
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('hub.projections'), hashtext($1))",
-                               self.schema)
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('hub.projections'), hashtext($1))", self.schema
+            )
             stored = await self.positions(conn)
             fresh = [c for c in batch if c.offset >= stored.get((c.topic, c.partition), 0)]
             result.skipped_positions = len(batch) - len(fresh)
@@ -122,8 +148,13 @@ class ReadModelStore:
                 if c.fact is not None:
                     facts.setdefault(c.fact.event_id, c.fact)
             if facts:
-                known = {r["event_id"] for r in await conn.fetch(
-                    f"SELECT event_id FROM {self.q('facts')} WHERE event_id = any($1::text[])", list(facts))}
+                known = {
+                    r["event_id"]
+                    for r in await conn.fetch(
+                        f"SELECT event_id FROM {self.q('facts')} WHERE event_id = any($1::text[])",
+                        list(facts),
+                    )
+                }
                 new = [f for eid, f in facts.items() if eid not in known]
                 result.duplicate_facts = sum(1 for c in fresh if c.fact) - len(new)
                 if new:
@@ -134,10 +165,10 @@ class ReadModelStore:
                 ends[(c.topic, c.partition)] = max(ends.get((c.topic, c.partition), 0), c.offset + 1)
             if ends:
                 await conn.executemany(
-                    f"""INSERT INTO {self.q('projection_positions')} (topic, "partition", next_offset)
+                    f"""INSERT INTO {self.q("projection_positions")} (topic, "partition", next_offset)
                         VALUES ($1, $2, $3) ON CONFLICT (topic, "partition")
                         DO UPDATE SET next_offset = greatest(EXCLUDED.next_offset,
-                                                             {self.q('projection_positions')}.next_offset)""",
+                                                             {self.q("projection_positions")}.next_offset)""",
                     [(t, p, o) for (t, p), o in ends.items()],
                 )
         PROJECTION_TX_LATENCY.labels("read_models").observe(time.perf_counter() - started)
@@ -145,30 +176,55 @@ class ReadModelStore:
         return result
 
     async def _apply_facts(self, conn: asyncpg.Connection, new: list[Fact]) -> set[date]:
-        await conn.copy_records_to_table("facts", schema_name=self.schema, columns=list(T.FACTS.columns),
-                                         records=[fact_record(f) for f in new])
+        await conn.copy_records_to_table(
+            "facts",
+            schema_name=self.schema,
+            columns=list(T.FACTS.columns),
+            records=[fact_record(f) for f in new],
+        )
+        for f in new:
+            self._remember(f)
         keys: set[str] = set()
         frontier = {k for f in new for k in f.keys}
-        loaded: dict[str, asyncpg.Record] = {}
-        while frontier:
+        ids: set[str] = set()
+        while frontier:  # the components of the new facts: ids and keys only
             keys |= frontier
             rows = await conn.fetch(
-                f"""SELECT * FROM {self.q('facts')}
+                f"""SELECT event_id, keys FROM {self.q("facts")}
                     WHERE keys && $1::text[] AND NOT (event_id = any($2::text[]))""",
-                list(frontier), list(loaded))
+                list(frontier),
+                list(ids),
+            )
             frontier = set()
             for r in rows:
-                loaded[r["event_id"]] = r
+                ids.add(r["event_id"])
                 frontier |= set(r["keys"]) - keys
-        facts = [fact_from_row(r) for r in loaded.values()]
+        found = {i: f for i in ids if (f := self._cache.get(i)) is not None}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            rows = await conn.fetch(
+                f"SELECT * FROM {self.q('facts')} WHERE event_id = any($1::text[])", missing
+            )
+            for r in rows:
+                fact = fact_from_row(r)
+                found[fact.event_id] = fact
+                self._remember(fact)
+        facts = list(found.values())
         incidents = sorted(k[2:] for k in keys if k.startswith("i:"))
-        old = [dict(r) for r in await conn.fetch(
-            f"DELETE FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[]) RETURNING *",
-            incidents)]
+        old = [
+            dict(r)
+            for r in await conn.fetch(
+                f"DELETE FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[]) RETURNING *",
+                incidents,
+            )
+        ]
         p = plan(facts, keys, old, self.cfg)
         await self._replace(conn, p)
-        months = {period_start("month", r["received_at"], self.cfg) for r in
-                  [*old, *p.rows[T.INCIDENT_SUMMARY.name].values()] if r["received_at"] is not None}
+        months = {
+            period_start("month", r["received_at"], self.cfg)
+            for r in [*old, *p.rows[T.INCIDENT_SUMMARY.name].values()]
+            if r["received_at"] is not None
+        }
         return months
 
     async def _replace(self, conn: asyncpg.Connection, p: Plan) -> None:
@@ -206,12 +262,17 @@ async def copy_rows(conn: asyncpg.Connection, schema: str, rows: Rows) -> None:
     for table in T.ALL_TABLES:
         batch = rows.get(table.name)
         if batch:
-            await conn.copy_records_to_table(table.name, schema_name=schema, columns=list(table.columns),
-                                             records=table_records(table, batch.values()))
+            await conn.copy_records_to_table(
+                table.name,
+                schema_name=schema,
+                columns=list(table.columns),
+                records=table_records(table, batch.values()),
+            )
 
 
-async def snapshot(conn: asyncpg.Connection | asyncpg.Pool, schema: str,
-                   tables: Sequence[T.Table] = T.ALL_TABLES) -> dict[str, list[tuple]]:
+async def snapshot(
+    conn: asyncpg.Connection | asyncpg.Pool, schema: str, tables: Sequence[T.Table] = T.ALL_TABLES
+) -> dict[str, list[tuple]]:
     """Every row of every table, ordered by primary key (for comparing schemas)."""
     out = {}
     for t in tables:

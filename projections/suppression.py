@@ -10,7 +10,7 @@ no suppressed or hidden cell with such a value can be derived from what is publi
 (complementary suppression):
 
 1. exact derivation — the cell is determined by the equations given the published
-   values (checked exactly, by row reduction over the rationals);
+   values (checked exactly, by row reduction);
 2. narrow bounds — an equation whose total is published and whose unknown parts are all
    suppressed reveals their sum; a sum from 1 to ``max_small`` bounds every one of them
    to a small value, so it counts as a derivation too.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 
 Cell = Hashable
 
@@ -40,48 +39,64 @@ class Equation:
         return (self.total, *self.parts)
 
 
+# Row reduction runs modulo a large prime: exact integer arithmetic, far faster than
+# fractions. A rank can only differ from the rational one when the prime divides a minor
+# of a 0/±1 matrix, which for tables of this size is practically impossible.
+_PRIME = (1 << 61) - 1
+
+
 def derivable(values: Mapping[Cell, int], equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
     """The unknown cells whose value the equations determine exactly, given every other
     cell's value. (Row reduction of the equations restricted to the unknowns: a cell is
     determined iff its unit vector lies in their row space.)"""
     order = sorted(unknown, key=repr)
     col = {c: i for i, c in enumerate(order)}
-    matrix: list[list[Fraction]] = []
+    matrix: list[dict[int, int]] = []  # sparse rows: column -> coefficient mod p
     for eq in equations:
-        row = [Fraction(0)] * len(order)
-        touched = False
+        row: dict[int, int] = {}
         for c, coef in ((eq.total, 1), *((p, -1) for p in eq.parts)):
             if c in col:
-                row[col[c]] += coef
-                touched = True
-        if touched and any(row):
+                j = col[c]
+                row[j] = (row.get(j, 0) + coef) % _PRIME
+        row = {j: v for j, v in row.items() if v}
+        if row:
             matrix.append(row)
-    pivots: list[int] = []
-    r = 0
-    for c in range(len(order)):
-        pivot = next((i for i in range(r, len(matrix)) if matrix[i][c] != 0), None)
-        if pivot is None:
+    pivot_rows: dict[int, dict[int, int]] = {}  # pivot column -> reduced row (pivot = 1)
+    for row in matrix:
+        for c, prow in pivot_rows.items():  # eliminate known pivots
+            f = row.get(c)
+            if f:
+                for j, v in prow.items():
+                    nv = (row.get(j, 0) - f * v) % _PRIME
+                    if nv:
+                        row[j] = nv
+                    else:
+                        row.pop(j, None)
+        if not row:
             continue
-        matrix[r], matrix[pivot] = matrix[pivot], matrix[r]
-        lead = matrix[r][c]
-        matrix[r] = [v / lead for v in matrix[r]]
-        for i in range(len(matrix)):
-            if i != r and matrix[i][c] != 0:
-                f = matrix[i][c]
-                matrix[i] = [a - f * b for a, b in zip(matrix[i], matrix[r], strict=True)]
-        pivots.append(c)
-        r += 1
-    found = set()
-    for i, c in enumerate(pivots):
-        if all(v == 0 for j, v in enumerate(matrix[i]) if j != c):
-            found.add(order[c])
-    return found
+        c = min(row)
+        inv = pow(row[c], _PRIME - 2, _PRIME)
+        row = {j: v * inv % _PRIME for j, v in row.items()}
+        for other in pivot_rows.values():  # keep earlier rows reduced
+            f = other.get(c)
+            if f:
+                for j, v in row.items():
+                    nv = (other.get(j, 0) - f * v) % _PRIME
+                    if nv:
+                        other[j] = nv
+                    else:
+                        other.pop(j, None)
+        pivot_rows[c] = row
+    return {order[c] for c, row in pivot_rows.items() if len(row) == 1}
 
 
-def exposed(values: Mapping[Cell, int], equations: list[Equation], unknown: set[Cell], max_small: int
-            ) -> tuple[set[Cell], list[Equation]]:
+def exposed(
+    values: Mapping[Cell, int], equations: list[Equation], unknown: set[Cell], max_small: int
+) -> tuple[set[Cell], list[Equation]]:
     """(small unknown cells derivable exactly, equations whose revealed sum is small)."""
-    small = {c for c in derivable(values, equations, unknown) if 1 <= values.get(c, 0) <= max_small}
+    small: set[Cell] = set()
+    if any(1 <= values.get(c, 0) <= max_small for c in unknown):  # else nothing small to find
+        small = {c for c in derivable(values, equations, unknown) if 1 <= values.get(c, 0) <= max_small}
     narrow = []
     for eq in equations:
         if eq.total in unknown:
@@ -94,8 +109,10 @@ def exposed(values: Mapping[Cell, int], equations: list[Equation], unknown: set[
 
 def _complement(values: Mapping[Cell, int], eq: Equation, unknown: set[Cell]) -> Cell | None:
     """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero part."""
-    parts = sorted((p for p in eq.parts if p not in unknown), key=lambda p: (values.get(p, 0) == 0,
-                                                                          values.get(p, 0), repr(p)))
+    parts = sorted(
+        (p for p in eq.parts if p not in unknown),
+        key=lambda p: (values.get(p, 0) == 0, values.get(p, 0), repr(p)),
+    )
     positive = [p for p in parts if values.get(p, 0) > 0]
     if positive:
         return positive[0]
@@ -104,17 +121,21 @@ def _complement(values: Mapping[Cell, int], eq: Equation, unknown: set[Cell]) ->
     return parts[0] if parts else None
 
 
-def suppress(values: Mapping[Cell, int], equations: Iterable[Equation], hidden: Iterable[Cell] = (),
-             max_small: int = 10) -> set[Cell]:
+def suppress(
+    values: Mapping[Cell, int],
+    equations: Iterable[Equation],
+    hidden: Iterable[Cell] = (),
+    max_small: int = 10,
+) -> set[Cell]:
     """The cells not to publish (primary + complementary), hidden cells included."""
     equations = list(equations)
     unknown = set(hidden) | {c for c, v in values.items() if 1 <= v <= max_small}
     while True:
         changed = False
-        # cheap pass: an equation with a single positive unknown gives it away
+        # cheap pass: an equation with a single small unknown gives it away
         for eq in equations:
             hid = [c for c in eq.cells if c in unknown]
-            if sum(values.get(c, 0) for c in hid) > 0 and len(hid) == 1:
+            if len(hid) == 1 and 1 <= values.get(hid[0], 0) <= max_small:
                 extra = _complement(values, eq, unknown)
                 if extra is not None:
                     unknown.add(extra)
@@ -124,15 +145,42 @@ def suppress(values: Mapping[Cell, int], equations: Iterable[Equation], hidden: 
         small, narrow = exposed(values, equations, unknown, max_small)
         if not small and not narrow:
             return unknown
-        targets = list(narrow)
-        for cell in sorted(small, key=repr):
-            targets += [eq for eq in equations if cell in eq.cells]
-        progressed = False
-        for eq in targets:
-            extra = _complement(values, eq, unknown)
-            if extra is not None:
-                unknown.add(extra)
-                progressed = True
-                break
-        if not progressed:  # everything related is already suppressed
+        extra = _next_complement(values, equations, unknown, narrow, small)
+        if extra is None:  # everything connected is suppressed already
             return unknown
+        unknown.add(extra)
+
+
+def _next_complement(
+    values: Mapping[Cell, int],
+    equations: list[Equation],
+    unknown: set[Cell],
+    narrow: list[Equation],
+    small: set[Cell],
+) -> Cell | None:
+    """A cell whose suppression helps: in a narrow equation, else in an equation of an
+    exposed cell, else (breadth-first) in an equation of an unknown cell those share an
+    equation with — a derivation chain can be broken anywhere along it."""
+    for eq in narrow:
+        extra = _complement(values, eq, unknown)
+        if extra is not None:
+            return extra
+    seen_cells = set(small)
+    seen_eqs: set[int] = set()
+    frontier = sorted(small, key=repr)
+    while frontier:
+        next_cells: list[Cell] = []
+        for cell in frontier:
+            for i, eq in enumerate(equations):
+                if i in seen_eqs or cell not in eq.cells:
+                    continue
+                seen_eqs.add(i)
+                extra = _complement(values, eq, unknown)
+                if extra is not None:
+                    return extra
+                for c in eq.cells:
+                    if c in unknown and c not in seen_cells:
+                        seen_cells.add(c)
+                        next_cells.append(c)
+        frontier = next_cells
+    return None

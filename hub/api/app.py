@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -36,6 +37,7 @@ from hub.api.roles import (
     Forbidden,
     Principal,
     Role,
+    allowed_families,
     authorize,
     check_timeline_scope,
     filter_timeline,
@@ -55,18 +57,14 @@ def create_app(
     verifier: TokenVerifier,
     *,
     dev_issuer: DevIssuer | None = None,
-    lifespan: Callable[[FastAPI], AsyncIterator[None]] | None = None,
 ) -> FastAPI:
-    """Build the API around its dependencies (no global state)."""
+    """Build the API around its dependencies (no global state). The access log's table is
+    migrated when the app starts (lifespan)."""
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await access_log.ensure()
-        if lifespan is None:
-            yield
-        else:
-            async with asynccontextmanager(lifespan)(app):
-                yield
+        yield
 
     app = FastAPI(
         title="Co-responder hub read API",
@@ -126,6 +124,17 @@ def create_app(
         scope_entries: Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]],
     ) -> list[dict[str, Any]]:
         request_id = str(uuid.uuid4())
+
+        async def log(outcome: str, entries: int) -> None:
+            try:
+                await access_log.append(
+                    AccessRecord(p, family.value, subject, purpose, outcome, entries, request_id)
+                )
+            except (asyncpg.PostgresError, OSError) as exc:
+                raise HTTPException(
+                    503, "the access log is unavailable; person-level reads are refused"
+                ) from exc
+
         try:
             authorize(p, family)
             entries = await fetch()
@@ -133,11 +142,9 @@ def create_app(
             check_timeline_scope(p, scope, family)
             visible = filter_timeline(entries, p, scope, datetime.now(UTC))
         except Forbidden:
-            await access_log.append(AccessRecord(p, family.value, subject, purpose, "denied", 0, request_id))
+            await log("denied", 0)
             raise
-        await access_log.append(
-            AccessRecord(p, family.value, subject, purpose, "allowed", len(visible), request_id)
-        )
+        await log("allowed", len(visible))
         if not entries:
             raise HTTPException(404, "no such subject in the read models")
         return visible
@@ -182,7 +189,7 @@ def create_app(
             "sub": p.sub,
             "role": p.role.value,
             "program": p.program,
-            "families": sorted(f.value for f, roles in _policy().items() if p.role in roles),
+            "families": sorted(f.value for f in allowed_families(p.role)),
         }
 
     # --- timelines (person-level) ---------------------------------------------------------
@@ -245,7 +252,8 @@ def create_app(
         """What the dashboard draws: report cells by month and by area, and pipeline health."""
         by_month = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="month")
         by_area = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="area")
-        return dashboard_view(by_month, by_area, await pipeline_status())
+        by_week = await read_models.outcomes_by_week(date_from=date_from, date_to=date_to)
+        return dashboard_view(by_month, by_area, by_week, await pipeline_status())
 
     # --- operations ------------------------------------------------------------------------
     async def pipeline_status() -> dict[str, Any]:
@@ -302,12 +310,6 @@ def create_app(
 
     app.mount("/dashboard/static", StaticFiles(directory=str(static_dir)), name="dashboard-static")
     return app
-
-
-def _policy() -> dict[Family, frozenset[Role]]:
-    from hub.api.roles import POLICY
-
-    return POLICY
 
 
 async def refresh_gauges(read_models: ReadModels) -> None:

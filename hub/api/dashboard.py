@@ -29,7 +29,7 @@ OUTCOME_SERIES = (
 )
 FUNNEL_STAGES = ("requested", "delivered", "accepted", "completed")
 REPEAT_ROWS = (
-    ("people", "people with 1+ contacts"),
+    ("people", "1+ contacts"),
     ("two_plus", "2+ contacts"),
     ("three_plus", "3+ contacts"),
     ("three_plus_enrolled", "3+ and enrolled"),
@@ -60,10 +60,10 @@ def headline_cards(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return cards
 
 
-def grouped_series(report: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"categories": [group...], "series": {outcome: [value...]}}`` of a by-month or
-    by-area report (rows in the report's order)."""
-    rows = report["outcomes"]["rows"]
+def grouped_series(outcomes: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"categories": [group...], "series": {outcome: [value...]}}`` of a report's
+    ``outcomes`` section grouped by week, month or area (rows in the section's order)."""
+    rows = outcomes["rows"]
     categories = [row["group"] for row in rows]
     series = {
         metric.removeprefix("outcome."): [_value(row["metrics"].get(metric)) for row in rows]
@@ -106,16 +106,21 @@ def pipeline_view(
 
 
 def dashboard_view(
-    by_month: Mapping[str, Any], by_area: Mapping[str, Any], pipeline: Mapping[str, Any]
+    by_month: Mapping[str, Any],
+    by_area: Mapping[str, Any],
+    by_week: Mapping[str, Any],
+    pipeline: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Everything the page draws. ``by_month`` / ``by_area``: report documents for the same
-    period; their headline, funnel and repeat sections are identical (period totals)."""
+    period (their headline, funnel and repeat sections are identical period totals);
+    ``by_week``: the weekly ``outcomes`` section of the same period."""
     return {
         "small_cell_max": by_month["small_cell_max"],
         "period": {"from": by_month.get("from") or "first call", "to": by_month.get("to") or "latest call"},
         "headline": headline_cards(by_month),
-        "by_month": grouped_series(by_month),
-        "by_area": grouped_series(by_area),
+        "by_month": grouped_series(by_month["outcomes"]),
+        "by_week": grouped_series(by_week),
+        "by_area": grouped_series(by_area["outcomes"]),
         "funnel": funnel_rows(by_month["referral_funnel"]),
         "repeat": repeat_rows(by_month["repeat_encounters"]),
         "pipeline": dict(pipeline),

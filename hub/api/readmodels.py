@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date, datetime
+from collections import Counter
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from hub.settings import Settings
 from projections import queries
+from projections.counts import incident_metrics
+from projections.outcomes import suppressed_table
 from schemas.base import event_class
 
 
@@ -39,6 +43,29 @@ def normalize_entry(row: dict[str, Any]) -> dict[str, Any]:
     entry["substance_use"] = bool(entry.pop("part2", False))
     entry.pop("visible_to", None)
     return queries.jsonable(entry)
+
+
+def weekly_table(rows: list[dict[str, Any]], tz: str, small_cell_max: int) -> dict[str, Any]:
+    """Incident rows → the suppressed by-week outcome table (pure)."""
+    zone = ZoneInfo(tz)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for row in rows:
+        local = row["received_at"].astimezone(zone).date()
+        week = (local - timedelta(days=local.weekday())).isoformat()
+        for metric in incident_metrics(row):
+            counts[("all", "all", metric)] += 1
+            counts[("week", week, metric)] += 1
+    table = suppressed_table(counts, ("week",), small_cell_max)
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for (group, metric), value in table.items():
+        calls = table[(group, "calls")]
+        share = round(value / calls, 4) if metric != "calls" and value is not None and calls else None
+        groups.setdefault(group, {})[metric] = {"value": value, "share": share, "suppressed": value is None}
+    total = groups.pop(("all", "all"))
+    return {
+        "total": total,
+        "rows": [{"group_kind": k, "group": g, "metrics": m} for (k, g), m in sorted(groups.items())],
+    }
 
 
 class PostgresReadModels:
@@ -67,6 +94,14 @@ class PostgresReadModels:
     ) -> dict[str, Any]:
         doc = await queries.report(self.pool, self.settings, date_from=date_from, date_to=date_to, by=by)  # type: ignore[arg-type]
         return queries.jsonable(doc)
+
+    async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        """Outcome counts of behavioral-health calls per ISO week (Monday, agency time),
+        suppressed as one table with the projections' own rule
+        (:func:`projections.outcomes.suppressed_table`), in the shape of the report's
+        ``outcomes`` section (``group_kind`` = ``week``, ``group`` = the Monday)."""
+        rows = await queries.bh_incidents(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        return weekly_table(rows, self.settings.agency_timezone, self.settings.projections.small_cell_max)
 
     async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
         doc = await queries.referral_funnel(self.pool, self.settings, date_from=date_from, date_to=date_to)

@@ -378,7 +378,8 @@ async def _probe(settings: Settings, timeout: float) -> KafkaStatus:
         status.brokers = len(cluster.get("brokers", []))
         status.controller_id = cluster.get("controller_id")
     except Exception as exc:  # any failure means "not healthy"; the message says why
-        status.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text, name = str(exc), type(exc).__name__
+        status.error = text if text.startswith(name) else f"{name}: {text}" if text else name
     finally:
         with contextlib.suppress(Exception):  # closing a never-started client may fail
             await asyncio.wait_for(admin.close(), timeout)

@@ -49,7 +49,7 @@ class Browser:
     def __init__(self, binary: str, *, width: int = 1280, height: int = 1600) -> None:
         self.binary = binary
         self.width, self.height = width, height
-        self._profile = tempfile.TemporaryDirectory(prefix="hub-chromium-")
+        self._profile = tempfile.TemporaryDirectory(prefix="hub-chromium-", ignore_cleanup_errors=True)
         self._proc: subprocess.Popen[bytes] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None

@@ -19,8 +19,16 @@ from hub.demo import DemoOptions, DemoResult, run_pipeline
 from hub.settings import Settings
 
 # a small county: every chart has data, the suite stays fast
-E2E_OPTIONS = DemoOptions(seed=11, days=10, start=date(2024, 3, 1), calls_per_day=150, prefix="unused",
-                          serve_api=False, settle_seconds=2.0, timeout_seconds=240)
+E2E_OPTIONS = DemoOptions(
+    seed=11,
+    days=14,
+    start=date(2024, 3, 4),
+    calls_per_day=300,
+    prefix="unused",
+    serve_api=False,
+    settle_seconds=2.0,
+    timeout_seconds=240,
+)
 
 
 def in_ci() -> bool:

@@ -17,14 +17,19 @@ from hub.settings import PROJECT_ROOT, Settings
 from tests.e2e.browser import Browser
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-CHARTS = ("chart-month", "chart-area", "chart-funnel", "chart-repeat")
+CHARTS = ("chart-time", "chart-area", "chart-funnel", "chart-repeat")
 
 
 def hub_report_json(settings: Settings) -> dict:
     """``hub report --json`` as a user runs it, pointed at the session's data."""
     out = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "report", "--json"], cwd=PROJECT_ROOT, check=True,
-        capture_output=True, text=True, env={**os.environ, **demo_env(settings)}, timeout=120,
+        [sys.executable, "-m", "hub.cli", "report", "--json"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **demo_env(settings)},
+        timeout=120,
     )
     return json.loads(out.stdout)
 
@@ -41,9 +46,10 @@ async def test_dashboard_renders_report_numbers(
         assert state == "1", f"dashboard failed: {error}; console: {browser.console}"
         # every chart drew marks with non-zero values and a visible size
         drawn = await browser.evaluate(
-            """Object.fromEntries(%s.map(id => [id, [...document.querySelectorAll('#' + id + ' rect[data-value]')]
-                 .filter(r => Number(r.dataset.value) > 0 && r.getBoundingClientRect().width > 0
-                              && r.getBoundingClientRect().height > 0).length]))""" % json.dumps(list(CHARTS))
+            f"Object.fromEntries({json.dumps(list(CHARTS))}.map(id => [id, "
+            "[...document.querySelectorAll('#' + id + ' rect[data-value]')]"
+            ".filter(r => Number(r.dataset.value) > 0 && r.getBoundingClientRect().width > 0"
+            " && r.getBoundingClientRect().height > 0).length]))"
         )
         assert all(drawn[c] > 0 for c in CHARTS), drawn
         cards = await browser.evaluate(
@@ -55,12 +61,18 @@ async def test_dashboard_renders_report_numbers(
     report = hub_report_json(settings)
     assert report == demo_run.report  # the demo's report is the CLI's
     head = report["headline"]
-    assert [m for m, _ in cards] == ["no_enforcement", "voluntary_transport", "enforcement",
-                                     "repeat_three_plus_enrolled"]
+    assert [m for m, _ in cards] == [
+        "no_enforcement",
+        "voluntary_transport",
+        "enforcement",
+        "repeat_three_plus_enrolled",
+    ]
     for metric, value in cards:
         expected = head[metric]["share"]
         assert (None if value == "suppressed" else float(value)) == expected, metric
-    assert sum(v is not None for v in (head[m]["share"] for m, _ in cards)) >= 2  # populated, not all suppressed
+    assert (
+        sum(v is not None for v in (head[m]["share"] for m, _ in cards)) >= 2
+    )  # populated, not all suppressed
 
 
 async def test_dashboard_series_match_report_by_month_and_area(
@@ -75,19 +87,31 @@ async def test_dashboard_series_match_report_by_month_and_area(
                  .map(r => [r.dataset.label, r.dataset.series, r.dataset.value])"""
         )
     out = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "report", "--json", "--by", "area"], cwd=PROJECT_ROOT, check=True,
-        capture_output=True, text=True, env={**os.environ, **demo_env(settings)}, timeout=120,
+        [sys.executable, "-m", "hub.cli", "report", "--json", "--by", "area"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **demo_env(settings)},
+        timeout=120,
     )
     rows = json.loads(out.stdout)["outcomes"]["rows"]
     expected = {
-        (row["group"], metric.removeprefix("outcome."),
-         "suppressed" if cell["value"] is None else str(cell["value"]))
-        for row in rows for metric, cell in row["metrics"].items() if metric.startswith("outcome.")
+        (
+            row["group"],
+            metric.removeprefix("outcome."),
+            "suppressed" if cell["value"] is None else str(cell["value"]),
+        )
+        for row in rows
+        for metric, cell in row["metrics"].items()
+        if metric.startswith("outcome.")
     }
     assert marks and {tuple(m) for m in marks} <= expected
 
 
-@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard/static/charts.js", "/dashboard/static/dashboard.js"])
+@pytest.mark.parametrize(
+    "path", ["/dashboard/", "/dashboard/static/charts.js", "/dashboard/static/dashboard.js"]
+)
 def test_dashboard_assets_have_no_external_references(api_server: ThreadedServer, path: str) -> None:
     import httpx
 

@@ -42,7 +42,7 @@ const Charts = (() => {
   /* Horizontal bars: rows = [{label, value}] (value null = suppressed). */
   function bars(container, rows, opts) {
     opts = opts || {};
-    const rowH = 26, left = opts.left || 170, width = 640, right = 70;
+    const rowH = 26, left = opts.left || 170, width = 640, right = 120;
     const height = rows.length * rowH + 10;
     const root = svg(container, width, height, opts.title || "bar chart");
     const max = Math.max(1, ...rows.map(r => r.value || 0));

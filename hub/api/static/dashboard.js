@@ -59,6 +59,7 @@
     const rows = Object.entries(p.dead_letters).map(([k, n]) => ({ label: "dead letters: " + k, value: n }));
     if (rows.length) {
       const sub = document.createElement("div");
+      sub.className = "narrow";
       box.appendChild(sub);
       Charts.bars(sub, rows, { title: "dead letters by source", series: "dead_letters", color: "#c53030" });
     }
@@ -72,10 +73,14 @@
     $("cellmax").textContent = d.small_cell_max;
     $("period").textContent = d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "";
     headline(d.headline);
-    Charts.stacked($("chart-month"), d.by_month.categories, d.by_month.series, { title: "outcomes by month" });
+    // over time: weeks for a short period (up to three months), months beyond
+    const monthly = d.by_month.categories.length > 3;
+    const time = monthly ? d.by_month : d.by_week;
+    $("time-caption").textContent = "Behavioral-health call outcomes by " + (monthly ? "month" : "week (starting Monday)");
+    Charts.stacked($("chart-time"), time.categories, time.series, { title: "outcomes over time" });
     Charts.stacked($("chart-area"), d.by_area.categories, d.by_area.series, { title: "outcomes by area" });
     Charts.bars($("chart-funnel"), d.funnel, { title: "referral funnel", series: "funnel" });
-    Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 120 });
+    Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 130 });
     pipeline(d.pipeline);
     document.body.dataset.ready = "1";
   } catch (e) {

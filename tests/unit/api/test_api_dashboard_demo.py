@@ -18,32 +18,70 @@ def cell(v: int | None, share: float | None = None) -> dict:
 
 def report(by: str | None, rows: list[tuple[str, dict[str, int | None]]]) -> dict:
     return {
-        "from": None, "to": None, "by": by, "small_cell_max": 10,
+        "from": None,
+        "to": None,
+        "by": by,
+        "small_cell_max": 10,
         "headline": {
-            "calls": cell(200), "no_enforcement": cell(80, 0.4), "voluntary_transport": cell(66, 0.33),
-            "enforcement": cell(None), "repeat_three_plus_enrolled": cell(22, 0.6875),
+            "calls": cell(200),
+            "no_enforcement": cell(80, 0.4),
+            "voluntary_transport": cell(66, 0.33),
+            "enforcement": cell(None),
+            "repeat_three_plus_enrolled": cell(22, 0.6875),
         },
-        "repeat_encounters": {"people": cell(150), "two_plus": cell(60, 0.4), "three_plus": cell(32, 0.2133),
-                              "three_plus_enrolled": cell(22, 0.6875)},
-        "referral_funnel": {"requested": cell(50, 1.0), "delivered": cell(44, 0.88), "accepted": cell(None),
-                            "completed": cell(30, 0.6)},
-        "outcomes": {"total": {}, "rows": [
-            {"group_kind": by, "group": g, "metrics": {m: cell(v) for m, v in ms.items()}} for g, ms in rows
-        ]},
+        "repeat_encounters": {
+            "people": cell(150),
+            "two_plus": cell(60, 0.4),
+            "three_plus": cell(32, 0.2133),
+            "three_plus_enrolled": cell(22, 0.6875),
+        },
+        "referral_funnel": {
+            "requested": cell(50, 1.0),
+            "delivered": cell(44, 0.88),
+            "accepted": cell(None),
+            "completed": cell(30, 0.6),
+        },
+        "outcomes": {
+            "total": {},
+            "rows": [
+                {"group_kind": by, "group": g, "metrics": {m: cell(v) for m, v in ms.items()}}
+                for g, ms in rows
+            ],
+        },
     }
 
 
 def test_view_takes_every_number_from_the_report() -> None:
-    by_month = report("month", [("2024-03", {"calls": 120, "outcome.no_enforcement": 50, "outcome.other": None}),
-                                ("2024-04", {"calls": 80, "outcome.no_enforcement": 30})])
+    by_month = report(
+        "month",
+        [
+            ("2024-03", {"calls": 120, "outcome.no_enforcement": 50, "outcome.other": None}),
+            ("2024-04", {"calls": 80, "outcome.no_enforcement": 30}),
+        ],
+    )
     by_area = report("area", [("NORTH", {"calls": 90, "outcome.voluntary_transport": 33})])
-    pipe = pipeline_view({"total": 0}, {"cad": 3}, {"ok": True, "breaks": 0, "checked_at": "2026-01-01T00:00:00Z"})
-    view = dashboard_view(by_month, by_area, pipe)
+    pipe = pipeline_view(
+        {"total": 0}, {"cad": 3}, {"ok": True, "breaks": 0, "checked_at": "2026-01-01T00:00:00Z"}
+    )
+    by_week = {
+        "total": {},
+        "rows": [
+            {"group_kind": "week", "group": "2024-03-04", "metrics": {"outcome.no_enforcement": cell(12)}}
+        ],
+    }
+    view = dashboard_view(by_month, by_area, by_week, pipe)
     assert [c["key"] for c in view["headline"]] == [
-        "no_enforcement", "voluntary_transport", "enforcement", "repeat_three_plus_enrolled"]
+        "no_enforcement",
+        "voluntary_transport",
+        "enforcement",
+        "repeat_three_plus_enrolled",
+    ]
     assert view["headline"][0] | {} == view["headline"][0]
-    assert (view["headline"][0]["share"], view["headline"][0]["numerator"], view["headline"][0]["denominator"]) == (
-        0.4, 80, 200)
+    assert (
+        view["headline"][0]["share"],
+        view["headline"][0]["numerator"],
+        view["headline"][0]["denominator"],
+    ) == (0.4, 80, 200)
     assert view["headline"][2]["share"] is None  # suppressed stays suppressed
     assert view["headline"][3]["denominator"] == 32  # people with 3+ contacts
     assert view["by_month"]["categories"] == ["2024-03", "2024-04"]
@@ -51,6 +89,8 @@ def test_view_takes_every_number_from_the_report() -> None:
     assert view["by_month"]["series"]["other"] == [None, None]
     assert set(view["by_month"]["series"]) == {m.removeprefix("outcome.") for m in OUTCOME_SERIES}
     assert view["by_area"]["series"]["voluntary_transport"] == [33]
+    assert view["by_week"]["categories"] == ["2024-03-04"]
+    assert view["by_week"]["series"]["no_enforcement"] == [12]
     assert [r["value"] for r in view["funnel"]] == [50, 44, None, 30]
     assert view["repeat"][2] == {"label": "3+ contacts", "value": 32, "share": 0.2133}
     assert view["pipeline"]["dead_letters_total"] == 3 and view["pipeline"]["verification"]["ok"] is True
@@ -58,7 +98,11 @@ def test_view_takes_every_number_from_the_report() -> None:
 
 def test_pipeline_view_before_any_verification() -> None:
     assert pipeline_view({"total": 7}, {}, None) == {
-        "projection_lag": 7, "dead_letters": {}, "dead_letters_total": 0, "verification": None}
+        "projection_lag": 7,
+        "dead_letters": {},
+        "dead_letters_total": 0,
+        "verification": None,
+    }
 
 
 def test_demo_settings_isolated() -> None:
@@ -80,8 +124,13 @@ def test_component_configs_use_registered_kinds() -> None:
     from connectors.registry import COMPONENT_KINDS, load_plugins
 
     load_plugins()
-    cfgs = component_configs("http://x/cad", "http://x/cases", fhir_base="http://ehr/fhir",
-                             token_url="http://ehr/auth/token", mllp_port=2575)
+    cfgs = component_configs(
+        "http://x/cad",
+        "http://x/cases",
+        fhir_base="http://ehr/fhir",
+        token_url="http://ehr/auth/token",
+        mllp_port=2575,
+    )
     assert {c["kind"] for c in cfgs} <= set(COMPONENT_KINDS)
     assert len({c["name"] for c in cfgs}) == len(cfgs)
 
@@ -92,3 +141,33 @@ def test_report_table_shows_suppression() -> None:
     text = buf.getvalue()
     assert "no enforcement action" in text and "40.0%" in text and "ABQ COAST 40%" in text
     assert "suppressed (1-10)" in text
+
+
+def test_weekly_table_is_suppressed_and_conserves_counts() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from hub.api.readmodels import weekly_table
+
+    t0 = datetime(2024, 3, 4, 18, tzinfo=UTC)  # a Monday, 10:00 in Los Angeles
+    rows = [
+        {
+            "received_at": t0 + timedelta(days=i % 14),
+            "call_category": "behavioral_health",
+            "outcome": outcome,
+            "behavioral_health": True,
+            "referral_made": False,
+            "connected_to_services": False,
+            "co_responder": True,
+        }
+        for i, outcome in enumerate(
+            ["no_enforcement"] * 40 + ["voluntary_transport"] * 30 + ["arrest_or_citation"] * 3
+        )
+    ]
+    table = weekly_table(rows, "America/Los_Angeles", 10)
+    assert [r["group"] for r in table["rows"]] == ["2024-03-04", "2024-03-11"]
+    assert table["total"]["calls"]["value"] == 73
+    published = [c["value"] for r in table["rows"] for c in r["metrics"].values()]
+    published += [c["value"] for c in table["total"].values()]
+    assert not [v for v in published if v is not None and 1 <= v <= 10]
+    weeks = table["rows"]
+    assert sum(w["metrics"]["calls"]["value"] for w in weeks) == 73

@@ -63,7 +63,7 @@ def table_counts(incidents):
     return counts
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(incident, st.integers(1, 15)), max_size=12))
 def test_no_published_cell_is_small_or_derivable(groups):
     incidents = [i for i, n in groups for _ in range(n)]
