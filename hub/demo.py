@@ -42,7 +42,7 @@ from rich.table import Table
 
 from hub.settings import Settings
 
-DEMO_PROGRAM = "county-coresponder"
+DEMO_PROGRAM = "county-coresponder"  # connectors.simulate.model.PROGRAM: the clinicians' program
 FINAL_DELIVERY_STATES = ("delivered", "rejected", "failed", "held")
 FHIR_DEST, HL7_DEST = "county-mh-clinic", "riverside-bh"  # connectors.simulate.model.DESTINATIONS
 REQUESTER = "county-coresponder"
@@ -595,5 +595,9 @@ def run(base: Settings, opts: DemoOptions, console: Console | None = None) -> De
             f"dashboard: start the API with [bold]{env} hub api serve[/] and open "
             f"http://{opts.api_host}:{opts.api_port}/dashboard/"
         )
+    console.print(
+        f"person-level reads: [bold]hub api token --role clinician --sub alice --program {DEMO_PROGRAM}[/] "
+        "and send it as `Authorization: Bearer …` with `X-Purpose-Of-Use: treatment` (see docs/api.md)"
+    )
     console.print(f"demo finished in {result.seconds:.0f}s")
     return result

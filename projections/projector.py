@@ -1,20 +1,32 @@
-"""The projector: consumes the fact topics in a consumer group and applies batches to the
-read models effectively once, then publishes the outcome topic.
+"""The projector worker (``hub project``): runs the faust app of :mod:`projections.app`,
+whose agents hand batches of fact records to :meth:`Projector.apply_events`; that shell
+decodes them, dead-letters bad ones and applies the rest to the read models effectively
+once; it also republishes the outcome topic.
 
-Why our own aiokafka loop and not faust agents: the read models' consumed positions live
-in PostgreSQL and commit in the same transaction as the rows; a faust worker commits
-offsets to Kafka on its own schedule, gives no supported hook to seek to externally
-stored positions before its fetcher starts, and its per-event agents are reported at only
-hundreds of events per second. Here the group's rebalance listener seeks every assigned
-partition to its stored position before fetching, each ``getmany`` (up to
-``projections.batch_size`` records) is one PostgreSQL transaction, and the Kafka group
-offsets are committed afterwards only for lag monitoring. The outcome topic is
-republished for the months a batch changed, at most every ``PUBLISH_INTERVAL`` seconds
-while busy and whenever the log is drained (suppression works on whole month tables).
+Effectively once comes from PostgreSQL, not from faust:
+
+- every batch is ONE transaction holding the rows and the next offset of each partition
+  (:meth:`projections.store.ReadModelStore.apply_batch`); records below the stored
+  position are skipped (also before decoding, here);
+- ``stream.take_events`` acks a batch only after :meth:`apply_events` returned, so the
+  Kafka offsets faust commits on its own (every ``COMMIT_INTERVAL``) never run ahead of
+  the stored positions — they are an optimisation and a lag monitor, not the truth;
+- on every partition assignment :meth:`on_partitions_assigned` commits the stored
+  positions to the group for the assigned partitions. faust seeks every partition to its
+  committed offset right after that signal (``consumer.perform_seek`` when the rebalance
+  completes), so the fetch starts at PostgreSQL's position. (A plain ``consumer.seek`` in
+  the signal would be overridden by that ``perform_seek``; committing is the supported
+  way to move it. If the commit fails — the group rebalanced again — the skip above
+  still keeps the result exact, and the next assignment retries.)
+- a batch that fails to apply stops the worker with the error (its events would
+  otherwise be acked past the stored positions while the worker kept consuming); the
+  restart resumes from the stored positions.
 
 Bad records (not a valid envelope, unknown type, payload that fails validation) are
 dead-lettered (``<prefix>.deadletter.hub``, stage ``project``) and their offset is still
-consumed, so nothing blocks and nothing is silently dropped.
+consumed, so nothing blocks and nothing is silently dropped. The outcome topic is
+republished for the months a batch changed, at most every ``PUBLISH_INTERVAL`` seconds
+while busy and whenever the worker is idle (suppression works on whole month tables).
 """
 
 from __future__ import annotations
@@ -22,30 +34,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+import faust
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub.log import CorruptRecordError, decode_record, family_topics
 from hub.metrics import PROJECTION_LAG
 from hub.runtime import Runtime
-from hub.settings import Settings
+from projections.app import create_app
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
+from projections.kafka_io import end_offsets, topic_partitions
 from projections.publisher import OutcomePublisher
 from projections.store import Consumed, ReadModelStore, migrate_read_models
 from schemas.deadletter import DeadLetter, deadletter_id
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  # seconds between outcome-topic publications while busy
-
-
-def group_id(settings: Settings, schema: str) -> str:
-    """One consumer group per (topic prefix, schema): two schemas never share offsets."""
-    return f"{settings.projections.consumer_group}.{settings.kafka.topic_prefix}.{schema}"
+TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-up)
+START_TIMEOUT = 60.0
 
 
 @dataclass
@@ -60,20 +72,28 @@ class ProjectorStats:
     months: set = field(default_factory=set)
 
 
-class _SeekToStored(ConsumerRebalanceListener):
-    def __init__(self, projector: Projector) -> None:
-        self.projector = projector
-
-    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        return None
-
-    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self.projector.seek_to_stored(list(assigned))
+def consumer_record(message: Any) -> ConsumerRecord:
+    """A faust message as the aiokafka record :func:`hub.log.decode_record` reads
+    (faust keeps the timestamp in seconds, Kafka in milliseconds)."""
+    return ConsumerRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=int(round(message.timestamp * 1000)),
+        timestamp_type=message.timestamp_type,
+        key=message.key,
+        value=message.value,
+        checksum=message.checksum,
+        serialized_key_size=message.serialized_key_size,
+        serialized_value_size=message.serialized_value_size,
+        headers=tuple(message.headers or ()),
+    )
 
 
 class Projector:
     """One projector worker. Several workers with the same settings and schema share the
-    partitions of the fact topics; the result is the same as one worker's."""
+    partitions of the fact topics (one faust consumer group); the result is the same as
+    one worker's."""
 
     def __init__(self, rt: Runtime, schema: str | None = None) -> None:
         self.rt = rt
@@ -82,28 +102,53 @@ class Projector:
         self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings))
         self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema)
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
-        self.consumer: AIOKafkaConsumer | None = None
         self.stats = ProjectorStats()
+        self.app: faust.App | None = None
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
         self._pending: set = set()
         self._published_at = 0.0
+        self._publish_lock = asyncio.Lock()
+        self._busy_at = 0.0
+        self._tps: list[TopicPartition] = []
+        self._tps_at = float("-inf")
 
-    async def seek_to_stored(self, assigned: list[TopicPartition]) -> None:
-        """Start every assigned partition at the position stored with the read models.
-        The group's Kafka offsets normally agree (they are committed after each batch);
-        where they do not (a crash between the two commits, a rebuilt schema), PostgreSQL wins."""
-        assert self.consumer is not None
+    # ------------------------------------------------------------------ faust hooks
+
+    async def on_partitions_assigned(self, app: faust.App, assigned: Iterable[Any], **_: Any) -> None:
+        """Move the group's committed offsets of the assigned fact partitions to the stored
+        positions; faust's post-rebalance ``perform_seek`` then starts fetching there.
+        A partition without a stored position is committed at 0 (the earliest record,
+        via ``auto_offset_reset`` if the log start moved)."""
+        tps = [tp for tp in assigned if tp.topic in self.topics]
+        if not tps:
+            return
         stored = await self.store.positions()
-        moved = 0
-        for tp in assigned:
-            pos = stored.get((tp.topic, tp.partition))
-            committed = await self.consumer.committed(tp)
-            if pos is None and committed:
-                await self.consumer.seek_to_beginning(tp)
-                moved += 1
-            elif pos is not None and committed != pos:
-                self.consumer.seek(tp, pos)
-                moved += 1
-        log.info("projector assigned %d partition(s), %d moved to stored positions", len(assigned), moved)
+        offsets = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
+        try:
+            ok = await app.consumer._commit(offsets)  # noqa: SLF001 — faust's only offset-commit entry
+        except Exception as exc:  # a newer rebalance: the position skip keeps the result exact
+            ok = False
+            log.info("could not move group offsets to stored positions: %s", exc)
+        log.info("projector assigned %d fact partition(s); group offsets %s stored positions",
+                 len(tps), "moved to" if ok else "NOT moved to (skipping instead)")
+
+    async def apply_events(self, events: Sequence[Any]) -> None:
+        """Apply one ``take_events`` batch (the agents' body). Raises after a failure so
+        that no later batch is acked past the stored positions."""
+        if self.failure is not None:
+            raise RuntimeError("projector stopped after a failed batch") from self.failure
+        try:
+            await self._apply([consumer_record(e.message) for e in events])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = exc
+            self._failed.set()
+            log.error("projector batch failed, stopping: %s: %s", type(exc).__name__, str(exc)[:300])
+            raise
+
+    # ------------------------------------------------------------------ batches
 
     async def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
         raw = rec.value or b""
@@ -132,69 +177,8 @@ class Projector:
             return Consumed(rec.topic, rec.partition, rec.offset, None)
         return Consumed(rec.topic, rec.partition, rec.offset, fact)
 
-    async def lag(self) -> int:
-        """Records between the stored positions and the log end, over every fact partition."""
-        assert self.consumer is not None
-        tps = [TopicPartition(t, p) for t in self.topics
-               for p in sorted(self.consumer.partitions_for_topic(t) or ())]
-        if not tps:
-            return 0
-        ends = await self.consumer.end_offsets(tps)
-        stored = await self.store.positions()
-        total = 0
-        for tp in tps:
-            behind = max(0, ends[tp] - stored.get((tp.topic, tp.partition), 0))
-            PROJECTION_LAG.labels(tp.topic, str(tp.partition)).set(behind)
-            total += behind
-        return total
-
-    async def run(
-        self, *, until_caught_up: bool = False, stop: asyncio.Event | None = None
-    ) -> ProjectorStats:
-        """Consume until ``stop`` is set (or, with ``until_caught_up``, until no partition
-        has a record the read models have not applied)."""
-        await migrate_read_models(self.rt.pool, self.schema)
-        stop = stop or asyncio.Event()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            client_id=f"{self.settings.kafka.client_id}-projector",
-            group_id=group_id(self.settings, self.schema),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=self.settings.projections.batch_size,
-            fetch_max_wait_ms=200,
-            metadata_max_age_ms=5000,
-        )
-        await self.publisher.start()
-        await self.consumer.start()
-        try:
-            self.consumer.subscribe(self.topics, listener=_SeekToStored(self))
-            self.stats.published += await self.publisher.publish(None)
-            while not stop.is_set():
-                batch = await self.consumer.getmany(
-                    timeout_ms=300, max_records=self.settings.projections.batch_size
-                )
-                records = [r for recs in batch.values() for r in recs]
-                if records:
-                    await self._apply(records)
-                    continue
-                await self._publish_pending()  # idle: bring the outcome topic up to date
-                if until_caught_up and await self.lag() == 0:
-                    break
-            await self._publish_pending()
-        finally:
-            await self.consumer.stop()
-            await self.publisher.stop()
-        return self.stats
-
-    async def _publish_pending(self) -> None:
-        if self._pending:
-            months, self._pending = self._pending, set()
-            self.stats.published += await self.publisher.publish(months)
-        self._published_at = time.monotonic()
-
     async def _apply(self, records: list[ConsumerRecord]) -> None:
-        assert self.consumer is not None
+        self._busy_at = time.monotonic()
         # records a previous owner already applied (re-delivered around a rebalance) are
         # not even decoded; the store re-checks under its lock
         stored = await self.store.positions()
@@ -210,19 +194,82 @@ class Projector:
         s.skipped += result.skipped_positions
         s.months |= result.months
         self._pending |= result.months
+        self._busy_at = time.monotonic()
         if self._pending and time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
             await self._publish_pending()
-        if not fresh:
-            return
-        # Kafka group offsets follow the stored positions (monitoring only; PostgreSQL is the truth)
-        ends: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            ends[tp] = max(ends.get(tp, 0), r.offset + 1)
+
+    async def _publish_pending(self) -> None:
+        async with self._publish_lock:
+            if self._pending:
+                months, self._pending = self._pending, set()
+                self.stats.published += await self.publisher.publish(months)
+            self._published_at = time.monotonic()
+
+    # ------------------------------------------------------------------ lag
+
+    async def lag(self) -> int:
+        """Records between the stored positions and the log end, over every fact
+        partition (of every worker in the group, not only this one's)."""
+        bootstrap = self.settings.kafka.bootstrap
+        if time.monotonic() - self._tps_at > 5.0:  # partitions seldom change
+            self._tps = await topic_partitions(bootstrap, self.topics)
+            self._tps_at = time.monotonic()
+        if not self._tps:
+            return 0
+        ends = await end_offsets(bootstrap, self._tps)
+        stored = await self.store.positions()
+        total = 0
+        for tp in self._tps:
+            behind = max(0, ends[tp] - stored.get((tp.topic, tp.partition), 0))
+            PROJECTION_LAG.labels(tp.topic, str(tp.partition)).set(behind)
+            total += behind
+        return total
+
+    # ------------------------------------------------------------------ run
+
+    async def run(
+        self, *, until_caught_up: bool = False, stop: asyncio.Event | None = None
+    ) -> ProjectorStats:
+        """Run the faust app until ``stop`` is set (or, with ``until_caught_up``, until no
+        fact partition has a record the read models have not applied). Raises the error
+        of a failed batch."""
+        await migrate_read_models(self.rt.pool, self.schema)
+        stop = stop or asyncio.Event()
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.publisher.start()
         try:
-            await self.consumer.commit(ends)
-        except Exception as exc:  # a rebalance in progress: the stored positions are what count
-            log.info("group offset commit skipped: %s", exc)
+            self.stats.published += await self.publisher.publish(None)
+            if until_caught_up and await self.lag() == 0:
+                return self.stats
+            self.app = create_app(self.settings, self.schema, self)
+            await asyncio.wait_for(self.app.start(), START_TIMEOUT)
+            try:
+                await self._supervise(stop, until_caught_up)
+            finally:
+                await self.app.stop()
+            if self.failure is not None:
+                raise self.failure
+            await self._publish_pending()
+        finally:
+            await self.publisher.stop()
+        return self.stats
+
+    async def _supervise(self, stop: asyncio.Event, until_caught_up: bool) -> None:
+        assert self.app is not None
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._failed.wait())}
+        try:
+            while True:
+                done, _ = await asyncio.wait(waits, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
+                if done or self.app.should_stop:
+                    return
+                if time.monotonic() - self._busy_at < TICK:
+                    continue
+                await self._publish_pending()  # idle: bring the outcome topic up to date
+                if until_caught_up and await self.lag() == 0:
+                    return
+        finally:
+            for w in waits:
+                w.cancel()
 
 
 async def project(rt: Runtime, *, schema: str | None = None, until_caught_up: bool = False,

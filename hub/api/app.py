@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import metrics
@@ -46,6 +45,11 @@ from hub.api.roles import (
 from hub.api.scope import scope_from_entries
 from hub.settings import Settings
 
+DASHBOARD_ASSETS = {
+    "dashboard.css": "text/css; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",
+}
 PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
 INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
 
@@ -308,7 +312,16 @@ def create_app(
     async def dashboard() -> HTMLResponse:
         return HTMLResponse((static_dir / "index.html").read_text(encoding="utf-8"))
 
-    app.mount("/dashboard/static", StaticFiles(directory=str(static_dir)), name="dashboard-static")
+    @app.get("/dashboard/static/{name}", include_in_schema=False)
+    async def dashboard_asset(name: str) -> Response:
+        """Only the page's own assets are served (an allow-list, no directory listing)."""
+        media = DASHBOARD_ASSETS.get(name)
+        if media is None:
+            raise HTTPException(404, "no such asset")
+        return Response(
+            (static_dir / name).read_bytes(), media_type=media, headers={"Cache-Control": "no-cache"}
+        )
+
     return app
 
 

@@ -504,7 +504,7 @@ async def up(settings: Settings) -> KafkaStatus:
         listeners = Listeners.of(settings)
         java = require_java()
         await asyncio.to_thread(ensure_jars, settings)
-        _check_ports(listeners)
+        await asyncio.to_thread(_check_ports, listeners)
         layout.data.mkdir(parents=True, exist_ok=True)
         layout.properties.write_text(render_server_properties(settings, layout))
         layout.log4j2.write_text(render_log4j2(layout))

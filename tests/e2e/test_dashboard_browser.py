@@ -117,3 +117,12 @@ def test_dashboard_assets_have_no_external_references(api_server: ThreadedServer
 
     body = httpx.get(api_server.url + path, timeout=10).text
     assert "http://" not in body.replace("http://www.w3.org/2000/svg", "") and "https://" not in body
+
+
+@pytest.mark.parametrize(
+    "path", ["/dashboard/static/__init__.py", "/dashboard/static/../app.py", "/dashboard/static/x"]
+)
+def test_only_dashboard_assets_are_served(api_server: ThreadedServer, path: str) -> None:
+    import httpx
+
+    assert httpx.get(api_server.url + path, timeout=10).status_code == 404

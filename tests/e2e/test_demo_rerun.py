@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -102,3 +103,4 @@ async def test_hub_demo_rerun_adds_nothing_and_serves_the_same_numbers(
         if pid is not None:  # the background API this test's `hub demo` started
             os.kill(pid, signal.SIGTERM)
             wait_until_dead(pid, 10)
+        shutil.rmtree(pid_file.parent, ignore_errors=True)  # var/<session prefix>/ (pid file, API log)

@@ -72,7 +72,7 @@ def test_status_unhealthy_exits_non_zero(settings: Settings) -> None:
     data = json.loads(result.stdout)
     assert data["healthy"] is False and data["kafka"]["healthy"] is False and data["kafka"]["error"]
     assert data["postgres"]["healthy"] is True
-    text = hub(settings, "status", HUB_POSTGRES__PORT="1")
+    text = hub(settings, "status", HUB_POSTGRES__DSN="postgresql://hub:wrong@127.0.0.1:1/hub")
     assert text.returncode == 1 and "postgres: DOWN" in text.stdout
 
 

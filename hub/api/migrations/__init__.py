@@ -1,0 +1,1 @@
+"""SQL migrations of the read API (component ``api``): the access log."""
