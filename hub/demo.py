@@ -86,10 +86,11 @@ def shell_env_prefix(settings: Settings) -> str:
     return " ".join(f"{k}={v}" for k, v in demo_env(settings).items())
 
 
-def cad_overrides(profile_fields: dict[str, str]) -> dict[str, Any]:
-    """The demo county's overrides of the bundled ``san_francisco`` profile: its own agency
-    id, and its police districts reported as precincts too (the report's area grain)."""
-    return {"agency": "COUNTY", "fields": {**profile_fields, "precinct": profile_fields["district"]}}
+# The demo county's overrides of the bundled ``san_francisco`` profile, as an operator
+# would write them: its own agency id, and its local disposition code for a voluntary
+# mental-health transport (not an SF code). Areas stay as the feed publishes them —
+# police districts — and the report groups by district accordingly.
+CAD_OVERRIDES: dict[str, Any] = {"agency": "COUNTY", "dispositions": {"VTX": "voluntary_transport"}}
 
 
 def component_configs(
@@ -117,8 +118,8 @@ def component_configs(
             "profile": "san_francisco",
             "page_size": 1000,
             "interval": 0.5,
-            # this county publishes SF-style rows; its police districts are its precincts
-            "overrides": overrides or {"agency": "COUNTY"},
+            # this county publishes SF-style rows (police districts, no precincts)
+            "overrides": CAD_OVERRIDES if overrides is None else overrides,
         },
         {
             "kind": "case_rest_poller",
@@ -353,9 +354,44 @@ class _Steps:
         self.progress.update(task, completed=lag0, note="lag 0")
 
 
+async def reset_demo(settings: Settings) -> dict[str, list[str]]:
+    """Delete the demo prefix's topics and drop its PostgreSQL schemas (read models and
+    the log's core state), so the next ``hub demo`` starts from an empty log. Needed after
+    the county model changed: event ids are deterministic (source, record, revision),
+    so a changed call with the same CAD number would be taken for a duplicate. Refuses
+    the default ``hub`` prefix. Returns what was removed."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from hub.db import check_schema_name, create_pool
+
+    prefix = settings.kafka.topic_prefix
+    if prefix == "hub" or settings.postgres.schema_ == "hub":
+        raise ValueError("reset_demo refuses the default prefix 'hub'")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    await admin.start()
+    try:
+        topics = sorted(t for t in await admin.list_topics() if t.startswith(prefix + "."))
+        if topics:
+            await admin.delete_topics(topics)
+        deadline = time.monotonic() + 60
+        while set(topics) & set(await admin.list_topics()):  # deletion completes asynchronously
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics of prefix {prefix!r} still listed after deletion")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    schemas = [check_schema_name(settings.postgres.schema_), check_schema_name(settings.core_schema)]
+    pool = await create_pool(settings, max_size=1)
+    try:
+        for name in schemas:
+            await pool.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await pool.close()
+    return {"topics": topics, "schemas": schemas}
+
+
 async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
     """Steps 1 to 5 of the module docstring; returns the report and the counts."""
-    from connectors.cad.profile import load_profile
     from connectors.ehr_sim.simulator import EhrSimulator, SimConfig
     from connectors.ehr_sim.store import Lifecycle
     from connectors.registry import COMPONENT_KINDS, load_plugins
@@ -410,7 +446,6 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
             )
         )
         await sim.start()
-        stack.push_async_callback(asyncio.sleep, 0.2)  # the simulator's MLLP client closes first
         stack.push_async_callback(sim.stop)
         configs = {
             c["name"]: c
@@ -420,7 +455,6 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
                 fhir_base=sim.fhir_base_url,
                 token_url=sim.token_url,
                 mllp_port=sim.mllp_port,
-                overrides=cad_overrides(dict(load_profile("san_francisco").fields)),
             )
         }
 

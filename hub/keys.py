@@ -12,6 +12,7 @@ generated on first use in development and supplied by the operator in production
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -39,10 +40,8 @@ def secret_bytes(settings: Settings, name: str, size: int = 32) -> bytes:
     if not path.exists():
         if not settings.is_development:
             raise MissingKeyError(f"key file {path} is missing (production keys are never generated)")
-        try:
+        with contextlib.suppress(FileExistsError):  # another process generated it first
             _write_secret(path, secrets.token_bytes(size).hex().encode())
-        except FileExistsError:
-            pass
     return bytes.fromhex(path.read_text().strip())
 
 
@@ -52,10 +51,8 @@ def secret_text(settings: Settings, name: str) -> str:
     if not path.exists():
         if not settings.is_development:
             raise MissingKeyError(f"secret file {path} is missing")
-        try:
+        with contextlib.suppress(FileExistsError):
             _write_secret(path, secrets.token_urlsafe(24).encode())
-        except FileExistsError:
-            pass
     return path.read_text().strip()
 
 

@@ -94,5 +94,5 @@ def create_app(settings: Settings, schema: str, projector: Projector) -> faust.A
     expected = set(family_topics(settings.kafka.topic_prefix))
     if covered != expected:  # every fact family has exactly one agent
         raise RuntimeError(f"projection agents cover {sorted(covered)}, expected {sorted(expected)}")
-    app.on_partitions_assigned.connect(projector.on_partitions_assigned)
+    app.on_rebalance_complete.connect(projector.on_rebalance_complete)
     return app

@@ -53,11 +53,20 @@ class OutcomeRecord(BaseModel):
         return f"{self.metric}|{self.period}|{self.area_kind}:{self.area}"
 
 
-def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[str] = PUBLISHED_AREA_KINDS[1:]
+Partition = str | tuple[str, ...]  # group kinds whose groups together add up to the total
+
+
+def _kinds(partition: Partition) -> tuple[str, ...]:
+    return (partition,) if isinstance(partition, str) else tuple(partition)
+
+
+def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[Partition] = PUBLISHED_AREA_KINDS[1:]
                     ) -> tuple[list[Equation], list[tuple[AreaKey, str]]]:
     """The equations an analyst knows for one table, and its hidden cells. Cells are
-    (area key, metric); the groups of each kind in ``partition_kinds`` add up to the
-    ``("all", "all")`` group."""
+    (area key, metric); for each partition in ``partition_kinds`` — a group kind, or a
+    tuple of kinds whose groups are disjoint and together cover every call (e.g. areas
+    at the grain each call was published at: precinct, else district) — its groups add
+    up to the ``("all", "all")`` group."""
     areas = sorted(set(areas) | {("all", "all")})
     eqs: list[Equation] = []
     hidden: list[tuple[AreaKey, str]] = []
@@ -68,20 +77,23 @@ def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[str] = P
         for flag in FLAG_METRICS:
             eqs.append(Equation((a, "calls"), ((a, flag), (a, HIDDEN_PREFIX + flag))))
             hidden.append((a, HIDDEN_PREFIX + flag))
-    for kind in partition_kinds:
-        members = [a for a in areas if a[0] == kind]
+    for partition in partition_kinds:
+        kinds = _kinds(partition)
+        members = [a for a in areas if a[0] in kinds]
         if members:
             for m in metrics:
                 eqs.append(Equation((("all", "all"), m), tuple((a, m) for a in members)))
     return eqs, hidden
 
 
-def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[str],
+def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[Partition],
                      max_small: int = 10) -> dict[tuple[AreaKey, str], int | None]:
     """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
-    group, metric) → value, the ``("all", "all")`` group being the total of every kind in
-    ``partition_kinds``. Returns every published cell → value, None when suppressed."""
-    kinds = tuple(partition_kinds)
+    group, metric) → value, the ``("all", "all")`` group being the total of every
+    partition in ``partition_kinds`` (see :func:`table_equations`). Returns every
+    published cell → value, None when suppressed."""
+    partitions = tuple(partition_kinds)
+    kinds = {k for p in partitions for k in _kinds(p)}
     areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
     areas.add(("all", "all"))
     values: dict[tuple[AreaKey, str], int] = defaultdict(int)
@@ -93,7 +105,7 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
             values[(a, HIDDEN_PREFIX + flag)] = values[(a, "calls")] - values[(a, flag)]
         for m in PUBLISHED_METRICS:
             values.setdefault((a, m), 0)
-    eqs, hidden = table_equations(areas, kinds)
+    eqs, hidden = table_equations(areas, partitions)
     hide = suppress(values, eqs, hidden, max_small)
     return {
         (a, m): (None if (a, m) in hide else values[(a, m)]) for a in sorted(areas) for m in PUBLISHED_METRICS

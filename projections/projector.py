@@ -11,13 +11,14 @@ Effectively once comes from PostgreSQL, not from faust:
 - ``stream.take_events`` acks a batch only after :meth:`apply_events` returned, so the
   Kafka offsets faust commits on its own (every ``COMMIT_INTERVAL``) never run ahead of
   the stored positions — they are an optimisation and a lag monitor, not the truth;
-- on every partition assignment :meth:`on_partitions_assigned` commits the stored
-  positions to the group for the assigned partitions. faust seeks every partition to its
-  committed offset right after that signal (``consumer.perform_seek`` when the rebalance
-  completes), so the fetch starts at PostgreSQL's position. (A plain ``consumer.seek`` in
-  the signal would be overridden by that ``perform_seek``; committing is the supported
-  way to move it. If the commit fails — the group rebalanced again — the skip above
-  still keeps the result exact, and the next assignment retries.)
+- after every partition assignment :meth:`Projector.on_rebalance_complete` commits the
+  stored positions to the group for the assigned partitions; faust then seeks every
+  partition to its committed offset (``consumer.perform_seek``) before the flow resumes,
+  so the fetch starts at PostgreSQL's position. (A plain ``consumer.seek`` in faust's
+  ``on_partitions_assigned`` signal races with that ``perform_seek`` — faust's recovery
+  service runs it concurrently and it can win — and faust seeks back to the committed
+  offsets whenever its flow is stopped, so committing is the one lever that holds
+  way to move it, see :meth:`Projector.on_rebalance_complete`.)
 - a batch that fails to apply stops the worker with the error (its events would
   otherwise be acked past the stored positions while the worker kept consuming); the
   restart resumes from the stored positions.
@@ -34,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -79,7 +80,7 @@ def consumer_record(message: Any) -> ConsumerRecord:
         topic=message.topic,
         partition=message.partition,
         offset=message.offset,
-        timestamp=int(round(message.timestamp * 1000)),
+        timestamp=round(message.timestamp * 1000),
         timestamp_type=message.timestamp_type,
         key=message.key,
         value=message.value,
@@ -112,26 +113,37 @@ class Projector:
         self._busy_at = 0.0
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
+        self.seeks = 0  # assignments moved to the stored positions
 
     # ------------------------------------------------------------------ faust hooks
 
-    async def on_partitions_assigned(self, app: faust.App, assigned: Iterable[Any], **_: Any) -> None:
+    async def on_rebalance_complete(self, app: faust.App, **_: Any) -> None:
         """Move the group's committed offsets of the assigned fact partitions to the stored
-        positions; faust's post-rebalance ``perform_seek`` then starts fetching there.
-        A partition without a stored position is committed at 0 (the earliest record,
-        via ``auto_offset_reset`` if the log start moved)."""
-        tps = [tp for tp in assigned if tp.topic in self.topics]
+        positions. faust sends this signal after every assignment, while the flow is
+        still stopped and right before it seeks every partition to its committed offset
+        (``consumer.perform_seek`` in the table-recovery service), so the fetch starts at
+        PostgreSQL's position. A partition without a stored position is committed at 0
+        and sought to 0 (the earliest record, via ``auto_offset_reset`` if the log start
+        moved)."""
+        tps = [tp for tp in app.consumer.assignment() if tp.topic in self.topics]
         if not tps:
             return
         stored = await self.store.positions()
         offsets = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
         try:
-            ok = await app.consumer._commit(offsets)  # noqa: SLF001 — faust's only offset-commit entry
-        except Exception as exc:  # a newer rebalance: the position skip keeps the result exact
+            # faust's only entry that commits given offsets (its public commit() commits acks)
+            ok = await app.consumer._commit(offsets)
+            # aiokafka's seek_to_committed leaves a partition alone when its committed
+            # offset is 0, so the start of the log is sought explicitly
+            for tp, offset in offsets.items():
+                if offset == 0:
+                    await app.consumer.seek(tp, 0)
+        except Exception as exc:  # a newer rebalance: the next completion retries
             ok = False
             log.info("could not move group offsets to stored positions: %s", exc)
+        self.seeks += 1
         log.info("projector assigned %d fact partition(s); group offsets %s stored positions",
-                 len(tps), "moved to" if ok else "NOT moved to (skipping instead)")
+                 len(tps), "moved to" if ok else "NOT moved to")
 
     async def apply_events(self, events: Sequence[Any]) -> None:
         """Apply one ``take_events`` batch (the agents' body). Raises after a failure so
@@ -235,7 +247,7 @@ class Projector:
         of a failed batch."""
         await migrate_read_models(self.rt.pool, self.schema)
         stop = stop or asyncio.Event()
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         await self.publisher.start()
         try:
             self.stats.published += await self.publisher.publish(None)
@@ -247,6 +259,8 @@ class Projector:
                 await self._supervise(stop, until_caught_up)
             finally:
                 await self.app.stop()
+            if self.failure is None and self.app.crash_reason is not None:
+                self.failure = self.app.crash_reason
             if self.failure is not None:
                 raise self.failure
             await self._publish_pending()

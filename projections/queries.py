@@ -6,17 +6,15 @@ Conventions: ``date_from`` / ``date_to`` are inclusive calendar dates in the age
 zone (``tz``); None = unbounded. Every count published to analysts goes through the
 small-cell rule (:mod:`projections.suppression`): a suppressed cell is
 ``{"value": null, "suppressed": true}``; shares are null when their numerator or
-denominator is suppressed. Timelines are *not* de-identified: callers must check the
+denominator is suppressed. The tables are computed by the pure functions of
+:mod:`projections.reporting` from the fetched rows. Timelines are *not* de-identified: callers must check the
 reader's role and audit the read (the API does); ``role`` filters entries by visibility
 and ``include_part2=False`` drops 42 CFR Part 2 entries (for readers without consent).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import statistics
-from collections import Counter, defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -25,22 +23,11 @@ import asyncpg
 
 from hub.db import check_schema_name
 from hub.settings import Settings
-from projections.counts import UNKNOWN_AREA, incident_metrics
-from projections.outcomes import PUBLISHED_METRICS, suppressed_table
-from projections.suppression import Equation, suppress
+from projections import reporting
+from projections.reporting import HEADLINES, REPORT_VERSION  # noqa: F401 - re-exported
 
 Conn = asyncpg.Connection | asyncpg.Pool
 Schema = str | Settings  # a schema name, or settings (their postgres.schema, time zone, cell size)
-REPORT_VERSION = 1
-HEADLINES = {
-    "no_enforcement": "outcome.no_enforcement",
-    "voluntary_transport": "outcome.voluntary_transport",
-    "enforcement": "outcome.arrest_or_citation",
-    "involuntary_hold": "outcome.involuntary_hold",
-    "emergency_department": "outcome.emergency_department",
-    "referral_made": "referral_made",
-    "connected_to_services": "connected_to_services",
-}
 
 
 def jsonable(value: Any) -> Any:
@@ -59,11 +46,6 @@ def _bounds(date_from: date | None, date_to: date | None, tz: str) -> tuple[date
     lo = datetime.combine(date_from, time.min, zone) if date_from else None
     hi = datetime.combine(date_to + timedelta(days=1), time.min, zone) if date_to else None
     return lo, hi
-
-
-def _cell(value: int | None, denominator: int | None = None) -> dict[str, Any]:
-    share = round(value / denominator, 4) if value is not None and denominator else None
-    return {"value": value, "share": share, "suppressed": value is None}
 
 
 def _s(schema: str | Settings) -> str:
@@ -105,14 +87,6 @@ async def bh_incidents(
     return [dict(r) for r in rows]
 
 
-def _group_of(row: dict[str, Any], by: str | None, tz: str) -> tuple[str, str]:
-    if by == "month":
-        return ("month", row["received_at"].astimezone(ZoneInfo(tz)).strftime("%Y-%m"))
-    if by == "area":
-        return ("precinct", row["precinct"] or UNKNOWN_AREA)
-    return ("all", "all")
-
-
 async def outcome_table(
     conn: Conn,
     schema: Schema,
@@ -123,27 +97,14 @@ async def outcome_table(
     tz: str | None = None,
     small_cell_max: int | None = None,
 ) -> dict[str, Any]:
-    """Outcome counts of behavioral-health calls, in total and per month or per precinct,
-    suppressed as one table. ``{"total": {metric: cell}, "rows": [{"group_kind",
-    "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in the same group."""
+    """Outcome counts of behavioral-health calls, in total and per month or per area,
+    suppressed as one table (:func:`projections.reporting.outcome_table`: areas at the
+    grain the feed publishes — precinct, else district — with ``group_kind`` naming it).
+    ``{"total": {metric: cell}, "rows": [{"group_kind", "group", "metrics": {metric:
+    cell}}]}``; shares are of ``calls`` in the same group."""
     tz = _tz(schema, tz)
-    small_cell_max = _max(schema, small_cell_max)
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for row in await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz):
-        groups = {("all", "all"), _group_of(row, by, tz)}
-        for g in groups:
-            for m in incident_metrics(row):
-                counts[(*g, m)] += 1
-    kinds = ("month",) if by == "month" else ("precinct",) if by == "area" else ()
-    table = suppressed_table(counts, kinds, small_cell_max)
-    groups: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for (g, m), v in table.items():
-        groups[g][m] = _cell(v, table[(g, "calls")] if m != "calls" else None)
-    total = groups.pop(("all", "all"))
-    return {
-        "total": total,
-        "rows": [{"group_kind": k, "group": name, "metrics": ms} for (k, name), ms in sorted(groups.items())],
-    }
+    rows = await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz)
+    return reporting.outcome_table(rows, by=by, tz=tz, small_cell_max=_max(schema, small_cell_max))
 
 
 async def repeat_encounters(
@@ -173,45 +134,7 @@ async def repeat_encounters(
         lo,
         hi,
     )
-    people = len(rows)
-    two = sum(1 for r in rows if r["contacts"] >= 2)
-    three = sum(1 for r in rows if r["contacts"] >= 3)
-    enrolled = sum(1 for r in rows if r["contacts"] >= 3 and r["enrolled"])
-    values = {
-        "people": people,
-        "two_plus": two,
-        "three_plus": three,
-        "three_plus_enrolled": enrolled,
-        "once": people - two,
-        "exactly_two": two - three,
-        "three_plus_not_enrolled": three - enrolled,
-    }
-    eqs = [
-        Equation("people", ("two_plus", "once")),
-        Equation("two_plus", ("three_plus", "exactly_two")),
-        Equation("three_plus", ("three_plus_enrolled", "three_plus_not_enrolled")),
-    ]
-    hide = suppress(values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max)
-
-    def cell(name: str, denominator: str | None = None) -> dict[str, Any]:
-        v = None if name in hide else values[name]
-        d = None if denominator is None or denominator in hide else values[denominator]
-        return _cell(v, d)
-
-    return {
-        "people": cell("people"),
-        "two_plus": cell("two_plus", "people"),
-        "three_plus": cell("three_plus", "people"),
-        "three_plus_enrolled": cell("three_plus_enrolled", "three_plus"),
-    }
-
-
-def _stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
-    """Median and 90th percentile, only over more than ``small_cell_max`` values."""
-    if len(values) <= small_cell_max:
-        return {"n": None if values else 0, "median": None, "p90": None, "suppressed": bool(values)}
-    q = statistics.quantiles(values, n=10, method="inclusive")
-    return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
+    return reporting.repeat_table(((r["contacts"], bool(r["enrolled"])) for r in rows), small_cell_max)
 
 
 async def response_times(
@@ -229,17 +152,7 @@ async def response_times(
     tz = _tz(schema, tz)
     small_cell_max = _max(schema, small_cell_max)
     rows = await bh_incidents(conn, schema, date_from=date_from, date_to=date_to, tz=tz)
-
-    def col(name: str) -> list[float]:
-        return [r[name] for r in rows if r[name] is not None]
-
-    returned = col("officer_time_returned_seconds")
-    total_returned = sum(returned) if len(returned) > small_cell_max else None
-    return {
-        "response_seconds": _stat(col("response_seconds"), small_cell_max),
-        "time_on_scene_seconds": _stat(col("time_on_scene_seconds"), small_cell_max),
-        "officer_time_returned_seconds": {**_stat(returned, small_cell_max), "total": total_returned},
-    }
+    return reporting.response_times(rows, small_cell_max)
 
 
 async def referral_funnel(
@@ -266,26 +179,7 @@ async def referral_funnel(
             hi,
         )
     ]
-    stages = ("requested", "delivered", "accepted", "completed")
-    values = {s: sum(1 for r in rows if r[f"{s}_at"] is not None) for s in stages}
-    eqs = []
-    hidden = set()
-    for a, b in itertools.pairwise(stages):
-        values[f"{a}_not_{b}"] = max(0, values[a] - values[b])
-        hidden.add(f"{a}_not_{b}")
-        eqs.append(Equation(a, (b, f"{a}_not_{b}")))
-    hide = suppress(values, eqs, hidden, small_cell_max)
-    out: dict[str, Any] = {
-        s: _cell(None if s in hide else values[s], None if "requested" in hide else values["requested"])
-        for s in stages
-    }
-    for name in (
-        "seconds_requested_to_delivered",
-        "seconds_delivered_to_accepted",
-        "seconds_accepted_to_completed",
-    ):
-        out[name] = _stat([r[name] for r in rows if r[name] is not None], small_cell_max)
-    return out
+    return reporting.referral_funnel(rows, small_cell_max)
 
 
 async def report(
@@ -319,29 +213,20 @@ async def report(
     repeat = await repeat_encounters(
         conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
     )
-    total = table["total"]
-    headline = {"calls": total["calls"]}
-    headline.update({name: total[metric] for name, metric in HEADLINES.items()})
-    headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
-    return {
-        "report": "outcomes",
-        "version": REPORT_VERSION,
-        "from": date_from.isoformat() if date_from else None,
-        "to": date_to.isoformat() if date_to else None,
-        "by": by,
-        "segment": "behavioral_health",
-        "small_cell_max": small_cell_max,
-        "metrics": list(PUBLISHED_METRICS),
-        "headline": headline,
-        "outcomes": table,
-        "repeat_encounters": repeat,
-        "response_times": await response_times(
+    return reporting.report_document(
+        table=table,
+        repeat=repeat,
+        times=await response_times(
             conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
         ),
-        "referral_funnel": await referral_funnel(
+        funnel=await referral_funnel(
             conn, schema, date_from=date_from, date_to=date_to, tz=tz, small_cell_max=small_cell_max
         ),
-    }
+        date_from=date_from,
+        date_to=date_to,
+        by=by,
+        small_cell_max=small_cell_max,
+    )
 
 
 def _visible(entry: dict[str, Any], role: str | None, include_part2: bool) -> bool:

@@ -2,7 +2,17 @@
 one referral's facts. Stage times are the earliest fact of each stage, so arrival order
 and duplicates do not matter; the status is the furthest stage reached, a terminal
 answer (declined / cancelled / rejected / delivery failed) counting when nothing later
-happened."""
+happened.
+
+The funnel is monotone: a referral that reached a stage passed through every earlier
+one. An EHR that answers "completed" (or "in progress") without a separate "accepted" —
+or a poll that missed it — still accepted the referral, and any EHR answer (accepted,
+declined, completed, cancelled) means the referral was delivered. Such a stage is
+*implied*: counted as reached (``furthest_stage``, listed in ``implied_stages``) but its
+time stays unknown (``<stage>_at`` is null: only observed facts carry times), and the
+time spent entering or leaving it is unknown too (the ``seconds_…`` columns are null)
+rather than invented. The request itself is never implied: while only answers are
+known, ``furthest_stage`` is null (the referral enters the funnel with its request)."""
 
 from __future__ import annotations
 
@@ -23,6 +33,7 @@ from schemas.referral import (
     ReferralRequested,
 )
 
+FUNNEL_STAGES = ("requested", "delivered", "accepted", "completed")
 STATUSES = ("requested", "held_for_consent", "delivery_failed", "rejected", "delivered", "declined",
             "cancelled", "accepted", "completed")
 
@@ -34,6 +45,22 @@ def _first(facts: list[Fact], *kinds: type) -> datetime | None:
 
 def _secs(a: datetime | None, b: datetime | None) -> float | None:
     return None if a is None or b is None else max(0.0, (b - a).total_seconds())
+
+
+def reached_stages(observed: dict[str, datetime | None], answered: bool) -> tuple[str | None, list[str]]:
+    """(furthest funnel stage reached, implied stages) from the observed stage times.
+    ``answered``: the EHR sent any answer (which implies delivery). Pure; monotone by
+    construction — every stage before the furthest one counts as reached."""
+    if observed.get("requested") is None:
+        return None, []
+    furthest = 0
+    for i, stage in enumerate(FUNNEL_STAGES):
+        if observed.get(stage) is not None:
+            furthest = i
+    if answered:
+        furthest = max(furthest, FUNNEL_STAGES.index("delivered"))
+    implied = [s for s in FUNNEL_STAGES[: furthest + 1] if observed.get(s) is None]
+    return FUNNEL_STAGES[furthest], implied
 
 
 def referral_row(referral_id: str, facts: Iterable[Fact]) -> dict[str, Any]:
@@ -63,6 +90,8 @@ def referral_row(referral_id: str, facts: Iterable[Fact]) -> dict[str, Any]:
     delivered = times["delivered"]
     accepted = times["accepted"]
     completed = times["completed"]
+    answered = any(times[k] is not None for k in ("accepted", "declined", "completed", "cancelled"))
+    furthest, implied = reached_stages(times, answered)
     return {
         "referral_id": referral_id,
         "person": facts[0].person if facts else None,
@@ -77,6 +106,8 @@ def referral_row(referral_id: str, facts: Iterable[Fact]) -> dict[str, Any]:
         "completed_at": completed,
         "closed_at": min(closed) if closed else None,
         "status": status,
+        "furthest_stage": furthest,
+        "implied_stages": implied,
         "seconds_requested_to_delivered": _secs(times["requested"], delivered),
         "seconds_delivered_to_accepted": _secs(delivered, accepted),
         "seconds_accepted_to_completed": _secs(accepted, completed),

@@ -78,9 +78,11 @@ REFERRAL_FUNNEL = Table(
     "referral_funnel",
     ("referral_id", "person", "incident_id", "destination", "channel", "service_type", "substance_use",
      "requested_at", "delivered_at", "accepted_at", "completed_at", "closed_at", "status",
-     "seconds_requested_to_delivered", "seconds_delivered_to_accepted", "seconds_accepted_to_completed"),
+     "seconds_requested_to_delivered", "seconds_delivered_to_accepted", "seconds_accepted_to_completed",
+     "furthest_stage", "implied_stages"),
     ("referral_id",),
-    "referral funnel: requested → delivered → accepted → completed, with time in each stage",
+    "referral funnel: requested → delivered → accepted → completed (monotone: implied stages "
+    "count as reached), with time in each stage",
 )
 CONSENTS = Table(
     "consents",

@@ -52,6 +52,15 @@ def session_settings(prefix: str | None = None) -> Settings:
     )
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_unit_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see no ``HUB_*`` variables: an operator's or CI's environment (another broker
+    address, a DSN, ``HUB_CONFIG``) must not change what pure code is tested against."""
+    if "/tests/unit/" in str(request.node.path).replace("\\", "/"):
+        for name in [n for n in os.environ if n.upper().startswith("HUB_")]:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The session's settings (unique topic prefix and PostgreSQL schema; shared keys)."""

@@ -5,6 +5,13 @@ carries no news, e.g. a pending status); ``AE``/``AR`` with an ERR segment for b
 which is also dead-lettered (raw bytes sealed, reason readable). A failure to append
 answers ``AE`` without a dead letter so the EHR resends. Bytes outside any frame are
 dead-lettered too. One bad message never stops the listener or the connection.
+
+Stopping is graceful: :meth:`MllpListener.stop` stops accepting, closes idle client
+connections (their handler sees end of stream and returns), lets a handler that is
+answering a frame finish and send its ACK before closing, and only after ``grace``
+seconds interrupts what is left — quietly: the handler returns normally instead of
+ending *cancelled*, because Python 3.11's ``asyncio.start_server`` logs a cancelled
+client handler as an "Exception in callback" with a ``CancelledError`` traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +36,14 @@ log = logging.getLogger(__name__)
 SOURCE = "ehr/mllp"
 
 
+@dataclass
+class _Connection:
+    """One client connection: its writer, and whether its handler is answering frames."""
+
+    writer: asyncio.StreamWriter
+    busy: bool = False
+
+
 class MllpListener:
     def __init__(
         self, deps: Any, *, host: str = "127.0.0.1", port: int = 2575, max_frame: int = 1 << 20
@@ -37,22 +53,36 @@ class MllpListener:
         self.max_frame = max_frame
         self.ledger = Ledger(deps.pool, deps.settings.core_schema)
         self._server: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.Task[Any]] = set()
+        self._conns: dict[asyncio.Task[Any], _Connection] = {}
+        self._closing = False
         self.counts: dict[str, int] = {"frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0}
 
     async def start(self) -> None:
         await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
+        await self.serve()
+
+    async def serve(self) -> None:
+        """Start accepting connections (the ledger's tables must exist: :meth:`start`)."""
+        self._closing = False
         self._server = await asyncio.start_server(self._conn, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, close client connections cleanly (see the module docstring)
+        and wait for their handlers; idempotent."""
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._conns):
-            task.cancel()
-        for task in list(self._conns):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        for conn in self._conns.values():
+            if not conn.busy:
+                conn.writer.close()  # the handler's read sees end of stream
+        tasks = list(self._conns)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()  # the handler returns quietly (see _conn)
+            if pending:
+                await asyncio.wait(pending)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
@@ -61,16 +91,20 @@ class MllpListener:
     async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._conns.add(task)
+        if self._closing:  # accepted just as the listener stopped
+            writer.close()
+            return
+        conn = self._conns[task] = _Connection(writer)
         peer = writer.get_extra_info("peername")
         peer_ref = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "peer"
         decoder = FrameDecoder(self.max_frame)
         n = 0
         try:
-            while True:
+            while not self._closing:
                 chunk = await reader.read(65536)
                 if not chunk:
                     break
+                conn.busy = True
                 try:
                     frames = decoder.feed(chunk)
                 except FrameTooLarge as exc:
@@ -84,10 +118,17 @@ class MllpListener:
                     answer = await self.handle(payload, f"{peer_ref}#{n}")
                     writer.write(frame(answer))
                     await writer.drain()
+                conn.busy = False
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # stop() after its grace period, or the loop shutting down: end this
+            # connection quietly rather than as a cancelled task (see the module
+            # docstring); nothing awaits this task's result. A frame interrupted here got
+            # no ACK, so the EHR resends it.
+            pass
         finally:
-            self._conns.discard(task)
+            self._conns.pop(task, None)
             writer.close()
 
     async def _dead_letter(self, ref: str, reason: str, raw: bytes) -> None:

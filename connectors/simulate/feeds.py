@@ -32,7 +32,7 @@ SF_CODES = {
     "referral": "CSA",
     "emergency_department": "SFD",
     "involuntary_hold": "5150",
-    "voluntary_transport": "VTX",  # not in the SF profile: arrives as outcome "unknown"
+    "voluntary_transport": "VTX",  # a local code, not in the SF profile: "unknown" unless configured
 }
 ENCOUNTER_SOURCE = "sim/coresponder"
 

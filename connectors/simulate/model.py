@@ -4,9 +4,18 @@
   the late afternoon); ``bh_share`` (default 7 %) behavioral-health calls;
 - dispositions in realistic proportions; for behavioral-health calls close to Albuquerque
   COAST's published split (about 40 % no action, 33 % voluntary mental-health transport,
-  3 % enforcement, the rest emergency department, involuntary hold, referral);
-- repeat persons: behavioral-health calls are often about someone seen before, some
-  people three or more times;
+  3 % enforcement, the rest emergency department, involuntary hold, referral, unable to
+  locate);
+- repeat persons: a pool of *frequent utilizers* (about ``frequent_pool`` people per
+  daily behavioral-health call, each with their own rate) is the subject of
+  ``frequent_share`` of behavioral-health calls — in a month most of them have three or
+  more contacts; the other calls are about someone new or, less often, someone seen
+  before;
+- engagement: each person either accepts services or not (``engage_frequent`` /
+  ``engage_other``, Colorado's evaluation found 68.8 % of people with 3+ contacts
+  enrolled). Only people who engage are referred, and a case opened for them enrolls
+  them in a service, so "enrolled in services" of the people with 3+ contacts follows the
+  model whatever the EHR later answers;
 - revisions: ``revision_share`` of calls are republished later with a changed final call
   type or disposition;
 - malformed rows: ``malformed_share`` (about 1 %) are damaged when written out;
@@ -72,12 +81,15 @@ HOURLY = [
     4.5,
     3.8,
 ]
+# drawn per call; the incident's outcome is the more severe of the CAD's (possibly revised)
+# and the team's, which lifts voluntary transport a little above its weight
 BH_OUTCOMES = [
-    ("no_enforcement", 40),
-    ("voluntary_transport", 33),
-    ("emergency_department", 11),
+    ("no_enforcement", 38),
+    ("referral", 4),
+    ("voluntary_transport", 30),
+    ("emergency_department", 10),
     ("involuntary_hold", 8),
-    ("referral", 5),
+    ("unable_to_locate", 5),
     ("arrest", 2),
     ("citation", 1),
 ]
@@ -188,6 +200,8 @@ class County:
     encounters: list[SimEncounter]
     referrals: list[SimReferral]
     case_records: list[dict[str, object]]
+    engaged: frozenset[str] = frozenset()  # person ids of the people who accept services
+    frequent: frozenset[str] = frozenset()  # person ids of the frequent utilizers
 
     def incident_id(self, cad_number: str) -> str:
         return f"{self.agency}:{cad_number}"
@@ -217,18 +231,27 @@ class CountyModel:
         agency: str = "COUNTY",
         timezone: str = "America/Los_Angeles",
         coresponder_share: float = 0.75,
+        frequent_pool: float = 2.1,
+        frequent_share: float = 0.4,
+        seen_before_share: float = 0.1,
+        engage_frequent: float = 0.69,
+        engage_other: float = 0.5,
+        referral_share: float = 0.8,
     ) -> None:
         self.seed, self.days, self.start = seed, days, start or date(2024, 3, 1)
         self.calls_per_day, self.bh_share = calls_per_day, bh_share
         self.revision_share, self.malformed_share = revision_share, malformed_share
         self.agency, self.timezone, self.coresponder_share = agency, timezone, coresponder_share
+        self.frequent_pool, self.frequent_share = frequent_pool, frequent_share
+        self.seen_before_share = seen_before_share
+        self.engage_frequent, self.engage_other = engage_frequent, engage_other
+        self.referral_share = referral_share
 
     def generate(self) -> County:
         rng = random.Random(self.seed)
         zone = ZoneInfo(self.timezone)
         calls: list[SimCall] = []
-        persons: list[SimPerson] = []
-        person_weights: list[float] = []
+        people = _People(self, rng)
         for day in range(self.days):
             d = self.start + timedelta(days=day)
             n = max(1, int(rng.gauss(self.calls_per_day, self.calls_per_day * 0.08)))
@@ -241,31 +264,29 @@ class CountyModel:
             )
             for seq, received in enumerate(stamps, start=1):
                 cad = f"{d:%y}{d.timetuple().tm_yday:03d}{seq:04d}"
-                calls.append(self._call(rng, cad, received, persons, person_weights))
-        encounters, referrals, cases = self._followups(rng, calls)
+                calls.append(self._call(rng, cad, received, people))
+        encounters, referrals, cases = self._followups(rng, calls, people.engaged)
         return County(
-            self.start, self.days, self.timezone, self.agency, calls, persons, encounters, referrals, cases
+            self.start,
+            self.days,
+            self.timezone,
+            self.agency,
+            calls,
+            people.persons,
+            encounters,
+            referrals,
+            cases,
+            frozenset(people.engaged),
+            frozenset(p.person_id for p in people.pool),
         )
 
-    def _person(self, rng: random.Random, persons: list[SimPerson], weights: list[float]) -> SimPerson:
-        if persons and rng.random() < 0.4:
-            i = rng.choices(range(len(persons)), weights=weights)[0]
-            weights[i] = min(weights[i] + 0.6, 6.0)  # people seen before are likelier to be seen again
-            return persons[i]
-        p = SimPerson(f"MPI-{rng.randrange(10**6, 10**7)}")
-        persons.append(p)
-        weights.append(1.0)
-        return p
-
-    def _call(
-        self, rng: random.Random, cad: str, received: datetime, persons: list[SimPerson], weights: list[float]
-    ) -> SimCall:
+    def _call(self, rng: random.Random, cad: str, received: datetime, people: _People) -> SimCall:
         bh = rng.random() < self.bh_share
         if bh:
             initial, priority = rng.choice(BH_TYPES)
             final = initial if rng.random() < 0.8 else rng.choice(BH_TYPES)[0]
             outcome = _pick(rng, BH_OUTCOMES)
-            person = self._person(rng, persons, weights)
+            person = people.subject()
         else:
             initial, priority, _ = rng.choices(OTHER_TYPES, weights=[t[2] for t in OTHER_TYPES])[0]
             final, outcome, person = initial, _pick(rng, OTHER_OUTCOMES), None
@@ -310,18 +331,16 @@ class CountyModel:
         return call
 
     def _followups(
-        self, rng: random.Random, calls: list[SimCall]
+        self, rng: random.Random, calls: list[SimCall], engaged: set[str]
     ) -> tuple[list[SimEncounter], list[SimReferral], list[dict[str, object]]]:
         encounters: list[SimEncounter] = []
         referrals: list[SimReferral] = []
         cases: list[dict[str, object]] = []
         open_cases: dict[str, str] = {}
-        seen: dict[str, int] = {}
         for call in calls:
             if not call.behavioral_health or call.person is None or call.malformed:
                 continue
             person = call.person
-            seen[person.person_id] = seen.get(person.person_id, 0) + 1
             if rng.random() >= self.coresponder_share:
                 continue
             at = call.onscene_at or call.dispatched_at or call.received_at
@@ -337,7 +356,9 @@ class CountyModel:
                     "co_response" if rng.random() < 0.85 else "clinician_only",
                 )
             )
-            if call.outcome in ("voluntary_transport", "referral", "no_enforcement") and rng.random() < 0.55:
+            willing = person.person_id in engaged  # only people who accept services are referred
+            referable = call.outcome in ("voluntary_transport", "referral", "no_enforcement")
+            if willing and referable and rng.random() < self.referral_share:
                 dest, channel = rng.choice(DESTINATIONS)
                 service = rng.choice(SERVICES)
                 referrals.append(
@@ -353,7 +374,7 @@ class CountyModel:
                         "urgent" if rng.random() < 0.3 else "routine",
                     )
                 )
-            cases.extend(self._case_records(rng, call, person, at, open_cases, seen[person.person_id]))
+            cases.extend(self._case_records(rng, call, person, at, open_cases, willing))
         cases.sort(key=lambda r: str(r["updated_at"]))
         return encounters, referrals, cases
 
@@ -364,8 +385,12 @@ class CountyModel:
         person: SimPerson,
         at: datetime,
         open_cases: dict[str, str],
-        times_seen: int,
+        willing: bool,
     ) -> list[dict[str, object]]:
+        """Case-system records after one co-responder contact: a case is opened for
+        everyone who accepts services (and for some who do not, as outreach); opening a
+        case for a willing person enrolls them in a service; contacts are logged; some
+        cases close."""
         out: list[dict[str, object]] = []
 
         def record(kind: str, when: datetime, **extra: object) -> None:
@@ -384,11 +409,13 @@ class CountyModel:
                 }
             )
 
+        opened = False
         if person.person_id not in open_cases:
-            if rng.random() > 0.6:
+            if not willing and rng.random() > 0.4:
                 return out
             open_cases[person.person_id] = f"case-{call.cad_number}"
             record("case_opened", at + timedelta(hours=2), program=PROGRAM)
+            opened = True
         for i in range(rng.randint(1, 3)):
             record(
                 "contact_logged",
@@ -396,12 +423,11 @@ class CountyModel:
                 contact_kind=rng.choice(["in_person", "phone", "outreach"]),
                 note="follow-up contact",
             )
-        enroll_p = 0.69 if times_seen >= 3 else 0.35  # Colorado: 68.8 % of 3+ enrolled
-        if rng.random() < enroll_p:
+        if willing and opened:
             service = rng.choice(SERVICES)
             record(
                 "service_enrolled",
-                at + timedelta(days=5),
+                at + timedelta(days=rng.randint(1, 7)),
                 service_type=service,
                 provider=rng.choice(DESTINATIONS)[0],
                 substance_use=service == "substance_use_treatment",
@@ -414,3 +440,42 @@ class CountyModel:
             )
             del open_cases[person.person_id]
         return out
+
+
+class _People:
+    """Who a behavioral-health call is about (see the module docstring): the frequent
+    utilizers' pool (fixed at the start, each with a rate), people seen before, new
+    people; and who of them accepts services."""
+
+    def __init__(self, model: CountyModel, rng: random.Random) -> None:
+        self.model, self.rng = model, rng
+        self.persons: list[SimPerson] = []
+        self.engaged: set[str] = set()
+        size = max(1, round(model.frequent_pool * model.calls_per_day * model.bh_share))
+        self.pool = [self._new(0.0) for _ in range(size)]
+        self.rates = [rng.uniform(0.5, 2.0) for _ in self.pool]
+        # this share of the pool engages, spread evenly over the rates (a draw per person
+        # would swing the month's 3+ enrolled share by several points from seed to seed)
+        f = model.engage_frequent
+        by_rate = sorted(range(size), key=self.rates.__getitem__)
+        for rank, i in enumerate(by_rate):
+            if int((rank + 1) * f) > int(rank * f):
+                self.engaged.add(self.pool[i].person_id)
+        self.others: list[SimPerson] = []
+
+    def _new(self, engage: float) -> SimPerson:
+        p = SimPerson(f"MPI-{self.rng.randrange(10**6, 10**7)}")
+        self.persons.append(p)
+        if self.rng.random() < engage:
+            self.engaged.add(p.person_id)
+        return p
+
+    def subject(self) -> SimPerson:
+        r = self.rng.random()
+        if r < self.model.frequent_share:
+            return self.rng.choices(self.pool, weights=self.rates)[0]
+        if self.others and r < self.model.frequent_share + self.model.seen_before_share:
+            return self.rng.choice(self.others)
+        p = self._new(self.model.engage_other)
+        self.others.append(p)
+        return p

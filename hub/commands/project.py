@@ -1,7 +1,7 @@
-"""``hub project [--until-caught-up]``: run the stream processors (read models in
-PostgreSQL + the outcome topic). Several processes with the same settings share the work
-through one consumer group; stop with SIGINT / SIGTERM (the current batch commits or
-rolls back as a whole)."""
+"""``hub project [--until-caught-up]``: run the stream processors — the faust worker of
+:mod:`projections.app` (read models in PostgreSQL + the outcome topic). Several processes
+with the same settings share the work through one consumer group; stop with SIGINT /
+SIGTERM (the current batch commits or rolls back as a whole)."""
 
 from __future__ import annotations
 

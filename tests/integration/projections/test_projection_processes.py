@@ -1,6 +1,9 @@
-"""The projector as real processes (`hub project`): SIGKILL mid-stream and a restart end
-with rows equal to a clean run; two workers in one consumer group, with the group forced
-to rebalance twice (a worker joins, a worker leaves), end with the same rows as well."""
+"""The projector (the faust worker of ``projections.app``) as real processes
+(`hub project`): SIGKILL mid-stream and a restart end with rows equal to a clean run; two
+workers in one consumer group, with the group forced to rebalance twice (a worker joins, a
+worker leaves), end with the same rows as well. On assignment a worker starts at the
+positions stored in PostgreSQL, whether the group's Kafka offsets lag or lead them; a
+batch that fails stops the worker, and the restart loses nothing."""
 
 from __future__ import annotations
 
@@ -11,13 +14,16 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 from projection_scenario import scenario
 
 from hub.log import family_topics
 from hub.runtime import Runtime
 from hub.settings import PROJECT_ROOT
 from projections import tables as T
+from projections.app import group_id
 from projections.kafka_io import end_offsets, topic_partitions
 from projections.projector import project
 from projections.store import migrate_read_models, snapshot
@@ -131,3 +137,61 @@ async def test_two_workers_with_forced_rebalances_equal_a_clean_run(proj_rt: Run
             if w is not None and w.poll() is None:
                 w.kill()
     assert await snapshot(rt.pool, schema, TABLES) == await clean_run(rt, f"{prefix}_clean2")
+
+
+async def _rewind_group(rt: Runtime, schema: str) -> None:
+    """Commit offset 0 for every fact partition in the schema's (idle) consumer group."""
+    tps = await topic_partitions(rt.settings.kafka.bootstrap, family_topics(rt.settings.kafka.topic_prefix))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=rt.settings.kafka.bootstrap,
+        group_id=group_id(rt.settings, schema),
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.commit({tp: 0 for tp in tps})
+    finally:
+        await consumer.stop()
+
+
+async def test_assignment_starts_at_the_stored_positions_not_the_group_offsets(proj_rt: Runtime) -> None:
+    rt = proj_rt
+    prefix = rt.settings.kafka.topic_prefix
+    schema = f"{prefix}_seek"
+    await rt.log.append(scenario(6, tag="71"))
+    before = await log_end(rt, schema)
+    first = await project(rt, schema=schema, until_caught_up=True)
+    assert first.records == before and await applied(rt, schema) == before
+
+    # the group's offsets behind the stored positions (as after a crash between the
+    # PostgreSQL commit and the Kafka commit): nothing already applied is fetched again
+    await _rewind_group(rt, schema)
+    more = scenario(4, tag="72")
+    await rt.log.append(more)
+    end = await log_end(rt, schema)
+    second = await project(rt, schema=schema, until_caught_up=True)
+    assert (second.records, second.skipped, second.new_facts) == (end - before, 0, len(more))
+
+    # a rebuilt schema: the group's offsets are ahead of the (empty) stored positions;
+    # the worker starts from the beginning instead of waiting at the group's offsets
+    await rt.pool.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    third = await asyncio.wait_for(project(rt, schema=schema, until_caught_up=True), TIMEOUT)
+    assert third.records == end and await applied(rt, schema) == end
+    assert await snapshot(rt.pool, schema, TABLES) == await clean_run(rt, f"{prefix}_clean3")
+
+
+async def test_a_failed_batch_stops_the_worker_and_the_restart_loses_nothing(proj_rt: Runtime) -> None:
+    rt = proj_rt
+    prefix = rt.settings.kafka.topic_prefix
+    schema = f"{prefix}_fail"
+    await rt.log.append(scenario(4, tag="81"))
+    await project(rt, schema=schema, until_caught_up=True)
+    await rt.pool.execute(f'ALTER TABLE "{schema}".timeline_entries RENAME TO timeline_gone')
+    await rt.log.append(scenario(4, tag="82"))
+    with pytest.raises(asyncpg.UndefinedTableError):  # faust acked that batch; PostgreSQL did not take it
+        await asyncio.wait_for(project(rt, schema=schema, until_caught_up=True), TIMEOUT)
+    await rt.pool.execute(f'ALTER TABLE "{schema}".timeline_gone RENAME TO timeline_entries')
+    await asyncio.wait_for(project(rt, schema=schema, until_caught_up=True), TIMEOUT)
+    assert await applied(rt, schema) == await log_end(rt, schema)
+    assert await snapshot(rt.pool, schema, TABLES) == await clean_run(rt, f"{prefix}_clean4")

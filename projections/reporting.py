@@ -1,0 +1,264 @@
+"""The outcome report's tables from read-model rows (pure): grouping, the small-cell rule,
+statistics and the report document. :mod:`projections.queries` fetches the rows and calls
+these; tests and the demo's pure check call them on rows from :func:`projections.fold.derive`,
+so both paths publish exactly the same cells.
+
+Every count published to analysts goes through the small-cell rule
+(:mod:`projections.suppression`): a suppressed cell is ``{"value": null, "suppressed":
+true}``; shares are null when their numerator or denominator is suppressed.
+
+Areas follow the grain the feed publishes: a call is counted in its precinct when the
+feed gives one, else in its district, else in area ``unknown`` (group kind ``area``); the
+row's ``group_kind`` says which. These groups are disjoint and cover every call, so they
+are suppressed as one partition of the total (an analyst can add them up).
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from projections.counts import UNKNOWN_AREA, incident_metrics
+from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
+from projections.referrals import FUNNEL_STAGES
+from projections.suppression import Equation, suppress
+
+REPORT_VERSION = 1
+# the grains an area can be published at, finest first; "area" = none published
+AREA_GRAINS = ("precinct", "district")
+NO_AREA_KIND = "area"
+HEADLINES = {
+    "no_enforcement": "outcome.no_enforcement",
+    "voluntary_transport": "outcome.voluntary_transport",
+    "enforcement": "outcome.arrest_or_citation",
+    "involuntary_hold": "outcome.involuntary_hold",
+    "emergency_department": "outcome.emergency_department",
+    "referral_made": "referral_made",
+    "connected_to_services": "connected_to_services",
+}
+STAGE_SECONDS = (
+    "seconds_requested_to_delivered",
+    "seconds_delivered_to_accepted",
+    "seconds_accepted_to_completed",
+)
+
+
+def cell(value: int | None, denominator: int | None = None) -> dict[str, Any]:
+    """A published cell; ``value`` None = suppressed."""
+    share = round(value / denominator, 4) if value is not None and denominator else None
+    return {"value": value, "share": share, "suppressed": value is None}
+
+
+def area_group(row: Mapping[str, Any]) -> tuple[str, str]:
+    """(grain, area) of an incident row: its precinct, else its district, else
+    (``area``, ``unknown``)."""
+    for grain in AREA_GRAINS:
+        if row.get(grain):
+            return (grain, str(row[grain]))
+    return (NO_AREA_KIND, UNKNOWN_AREA)
+
+
+def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]:
+    if by == "month":
+        return ("month", row["received_at"].astimezone(ZoneInfo(tz)).strftime("%Y-%m"))
+    if by == "area":
+        return area_group(row)
+    return ("all", "all")
+
+
+def partitions_of(by: str | None) -> tuple[Partition, ...]:
+    """The partitions of the total a grouping produces (see :func:`suppressed_table`)."""
+    if by == "month":
+        return ("month",)
+    if by == "area":
+        return ((*AREA_GRAINS, NO_AREA_KIND),)
+    return ()
+
+
+def outcome_table(
+    rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int
+) -> dict[str, Any]:
+    """Outcome counts of the given (behavioral-health) incident rows, in total and per
+    month or per area, suppressed as one table. ``{"total": {metric: cell}, "rows":
+    [{"group_kind", "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in
+    the same group. ``group_kind`` is ``month``, or for areas the grain of the row
+    (``precinct`` / ``district`` / ``area`` for unknown)."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for row in rows:
+        groups = {("all", "all"), group_of(row, by, tz)}
+        for g in groups:
+            for m in incident_metrics(dict(row)):
+                counts[(*g, m)] += 1
+    table = suppressed_table(counts, partitions_of(by), small_cell_max)
+    groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+    for (g, m), v in table.items():
+        groups_out[g][m] = cell(v, table[(g, "calls")] if m != "calls" else None)
+    total = groups_out.pop(("all", "all"))
+    return {
+        "total": total,
+        "rows": [
+            {"group_kind": k, "group": name, "metrics": ms} for (k, name), ms in sorted(groups_out.items())
+        ],
+    }
+
+
+def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dict[str, Any]:
+    """People with 1+, 2+ and 3+ contacts and how many of those with 3+ were enrolled in
+    services, from (contacts, enrolled) per person (people with 0 contacts ignored).
+    Suppressed with hidden complements (exactly one, exactly two contacts; 3+ not
+    enrolled); the enrolled share is of people with 3+ contacts."""
+    rows = [(n, e) for n, e in people if n >= 1]
+    people_n = len(rows)
+    two = sum(1 for n, _ in rows if n >= 2)
+    three = sum(1 for n, _ in rows if n >= 3)
+    enrolled = sum(1 for n, e in rows if n >= 3 and e)
+    values = {
+        "people": people_n,
+        "two_plus": two,
+        "three_plus": three,
+        "three_plus_enrolled": enrolled,
+        "once": people_n - two,
+        "exactly_two": two - three,
+        "three_plus_not_enrolled": three - enrolled,
+    }
+    eqs = [
+        Equation("people", ("two_plus", "once")),
+        Equation("two_plus", ("three_plus", "exactly_two")),
+        Equation("three_plus", ("three_plus_enrolled", "three_plus_not_enrolled")),
+    ]
+    hide = suppress(values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max)
+
+    def out(name: str, denominator: str | None = None) -> dict[str, Any]:
+        v = None if name in hide else values[name]
+        d = None if denominator is None or denominator in hide else values[denominator]
+        return cell(v, d)
+
+    return {
+        "people": out("people"),
+        "two_plus": out("two_plus", "people"),
+        "three_plus": out("three_plus", "people"),
+        "three_plus_enrolled": out("three_plus_enrolled", "three_plus"),
+    }
+
+
+def stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
+    """Median and 90th percentile, only over more than ``small_cell_max`` values."""
+    if len(values) <= small_cell_max:
+        return {"n": None if values else 0, "median": None, "p90": None, "suppressed": bool(values)}
+    q = statistics.quantiles(values, n=10, method="inclusive")
+    return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
+
+
+def response_times(rows: list[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
+    """Queued → arrived, time on scene, and officer time returned (seconds) over incident
+    rows; statistics over ``small_cell_max`` or fewer calls are suppressed."""
+
+    def col(name: str) -> list[float]:
+        return [r[name] for r in rows if r[name] is not None]
+
+    returned = col("officer_time_returned_seconds")
+    total_returned = sum(returned) if len(returned) > small_cell_max else None
+    return {
+        "response_seconds": stat(col("response_seconds"), small_cell_max),
+        "time_on_scene_seconds": stat(col("time_on_scene_seconds"), small_cell_max),
+        "officer_time_returned_seconds": {**stat(returned, small_cell_max), "total": total_returned},
+    }
+
+
+def stage_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many referrals reached each funnel stage (by ``furthest_stage``; monotone:
+    requested ≥ delivered ≥ accepted ≥ completed). Rows with no stage (the request is
+    not known) are not in the funnel."""
+    rank = {s: i for i, s in enumerate(FUNNEL_STAGES)}
+    counts = dict.fromkeys(FUNNEL_STAGES, 0)
+    for r in rows:
+        furthest = r.get("furthest_stage")
+        if furthest is None:
+            continue
+        for s in FUNNEL_STAGES[: rank[furthest] + 1]:
+            counts[s] += 1
+    return counts
+
+
+def funnel_values(counts: Mapping[str, int]) -> tuple[dict[str, int], list[Equation], set[str]]:
+    """The funnel's cells, equations and hidden cells: each stage = the next stage + those
+    that stopped before it (``<a>_not_<b>``, hidden). Requires monotone counts, so every
+    equation holds exactly."""
+    values = dict(counts)
+    eqs: list[Equation] = []
+    hidden: set[str] = set()
+    for a, b in itertools.pairwise(FUNNEL_STAGES):
+        if values[a] < values[b]:
+            raise ValueError(f"funnel not monotone: {a} {values[a]} < {b} {values[b]}")
+        values[f"{a}_not_{b}"] = values[a] - values[b]
+        hidden.add(f"{a}_not_{b}")
+        eqs.append(Equation(a, (b, f"{a}_not_{b}")))
+    return values, eqs, hidden
+
+
+def referral_funnel(rows: list[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
+    """How many referrals reached each stage (suppressed as one table, shares of
+    requested), and the time spent between observed stages (median seconds; suppressed
+    over ``small_cell_max`` or fewer referrals; implied stages have no time)."""
+    values, eqs, hidden = funnel_values(stage_counts(rows))
+    hide = suppress(values, eqs, hidden, small_cell_max)
+    out: dict[str, Any] = {
+        s: cell(None if s in hide else values[s], None if "requested" in hide else values["requested"])
+        for s in FUNNEL_STAGES
+    }
+    for name in STAGE_SECONDS:
+        out[name] = stat([r[name] for r in rows if r.get(name) is not None], small_cell_max)
+    return out
+
+
+def report_document(
+    *,
+    table: dict[str, Any],
+    repeat: dict[str, Any],
+    times: dict[str, Any],
+    funnel: dict[str, Any],
+    date_from: Any = None,
+    date_to: Any = None,
+    by: str | None = None,
+    small_cell_max: int = 10,
+) -> dict[str, Any]:
+    """The report document (``hub report --json``, version 1) from its sections."""
+    total = table["total"]
+    headline = {"calls": total["calls"]}
+    headline.update({name: total[metric] for name, metric in HEADLINES.items()})
+    headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
+    return {
+        "report": "outcomes",
+        "version": REPORT_VERSION,
+        "from": date_from.isoformat() if date_from else None,
+        "to": date_to.isoformat() if date_to else None,
+        "by": by,
+        "segment": "behavioral_health",
+        "small_cell_max": small_cell_max,
+        "metrics": list(PUBLISHED_METRICS),
+        "headline": headline,
+        "outcomes": table,
+        "repeat_encounters": repeat,
+        "response_times": times,
+        "referral_funnel": funnel,
+    }
+
+
+def published_cells(doc: Any, path: str = "") -> Iterable[tuple[str, int]]:
+    """Every published count in a report document, with its path: cells' ``value`` and
+    statistics' ``n`` (for checking the small-cell rule on a whole report)."""
+    if isinstance(doc, dict):
+        if "suppressed" in doc:
+            for key in ("value", "n"):
+                if isinstance(doc.get(key), int) and not isinstance(doc.get(key), bool):
+                    yield f"{path}.{key}", doc[key]
+        for k, v in doc.items():
+            if isinstance(v, dict | list):
+                yield from published_cells(v, f"{path}.{k}")
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield from published_cells(v, f"{path}[{i}]")
