@@ -17,11 +17,12 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from hub.db import create_pool
-from hub.log import record_headers, scan_records
+from hub.kafka_io import scan_records
+from hub.log import record_headers
 from hub.runtime import Runtime
 from hub.settings import Settings, get_settings
 from schemas.dispatch import CallReceived
@@ -85,14 +86,9 @@ async def bench(settings: Settings, n: int, batch: int) -> dict:
         results["replay_log_s"] = time.perf_counter() - t
         results["replay_log_records"] = count
 
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_bytes=64 * 1024 * 1024,
-                                    max_partition_fetch_bytes=16 * 1024 * 1024,
-                                    fetch_max_wait_ms=100)
         t = time.perf_counter()
         raw_count = 0
-        async for _ in scan_records(consumer, [topic]):
+        async for _ in scan_records(settings.kafka.bootstrap, [topic], client_id="bench-raw"):
             raw_count += 1
         results["replay_raw_s"] = time.perf_counter() - t
         results["replay_raw_records"] = raw_count

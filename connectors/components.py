@@ -96,7 +96,7 @@ def _runner(
         mapper,
         rt.log,
         PostgresCursorStore(rt.pool, schema),
-        DeadLetterSink(mapper.source, family, rt.deadletter_sealer.seal, profile),
+        DeadLetterSink(mapper.source, family, rt.deadletter_sealer, profile),
         PostgresRevisionStore(rt.pool, schema) if revisions else None,
         interval=float(cfg.get("interval", 5.0)),
     )
@@ -139,7 +139,7 @@ def eido_receiver(rt: Any, cfg: dict[str, Any]) -> HttpComponent:
     app = eido_app(
         mapper=mapper,
         log_port=rt.log,
-        sink=DeadLetterSink(mapper.source, "cad", rt.deadletter_sealer.seal, profile.name),
+        sink=DeadLetterSink(mapper.source, "cad", rt.deadletter_sealer, profile.name),
         revisions=PostgresRevisionStore(rt.pool, rt.settings.core_schema),
         path=cfg.get("path", "/eido"),
     )
@@ -172,7 +172,7 @@ def case_webhook(rt: Any, cfg: dict[str, Any]) -> HttpComponent:
         key=secret_bytes(rt.settings, cfg.get("key_name", "webhook.key")),
         mapper=mapper,
         log_port=rt.log,
-        sink=DeadLetterSink(mapper.source, "cases", rt.deadletter_sealer.seal),
+        sink=DeadLetterSink(mapper.source, "cases", rt.deadletter_sealer),
         deliveries=PostgresDeliveryStore(rt.pool, rt.settings.core_schema),
         path=cfg.get("path", "/webhooks/cases"),
         tolerance=float(cfg.get("tolerance_seconds", 300)),

@@ -17,22 +17,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# command groups (one line each; keep sorted)
-app.add_typer(importlib.import_module("hub.commands.project").app, name="project")
-app.add_typer(importlib.import_module("hub.commands.replay").app, name="replay")
-app.add_typer(importlib.import_module("hub.commands.report").app, name="report")
-app.add_typer(importlib.import_module("hub.commands.timeline").app, name="timeline")
-app.add_typer(importlib.import_module("hub.commands.api").app, name="api")
-app.add_typer(importlib.import_module("hub.commands.demo").app, name="demo")
-app.add_typer(importlib.import_module("hub.commands.deadletters").app, name="deadletters")
-app.add_typer(importlib.import_module("hub.commands.verify").seal_app, name="seal")
-app.add_typer(importlib.import_module("hub.commands.schemas").app, name="schemas")
-app.add_typer(importlib.import_module("hub.commands.verify").app, name="verify")
-app.add_typer(importlib.import_module("hub.commands.infra").app, name="infra")
-app.add_typer(importlib.import_module("hub.commands.ingest").app, name="ingest")
-app.add_typer(importlib.import_module("hub.commands.connectors").app, name="connectors")
-app.add_typer(importlib.import_module("hub.commands.simulate").app, name="simulate")
-
+# command groups, in the order of the design card's `hub` command table
+_GROUPS = [
+    ("infra", "hub.commands.infra", "app"),
+    ("ingest", "hub.commands.ingest", "app"),
+    ("connectors", "hub.commands.connectors", "app"),
+    ("project", "hub.commands.project", "app"),
+    ("report", "hub.commands.report", "app"),
+    ("timeline", "hub.commands.timeline", "app"),
+    ("replay", "hub.commands.replay", "app"),
+    ("seal", "hub.commands.verify", "seal_app"),
+    ("verify", "hub.commands.verify", "app"),
+    ("deadletters", "hub.commands.deadletters", "app"),
+    ("schemas", "hub.commands.schemas", "app"),
+    ("simulate", "hub.commands.simulate", "app"),
+    ("api", "hub.commands.api", "app"),
+    ("demo", "hub.commands.demo", "app"),
+]
+for _name, _module, _attr in _GROUPS:
+    app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
 
 def main() -> None:
     app()

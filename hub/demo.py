@@ -17,7 +17,15 @@ Steps (each one the real component, in-process, on the real Kafka and PostgreSQL
 
 Everything lives under the topic prefix and PostgreSQL schema ``demo`` (option
 ``--prefix``), so a demo never touches other data. Event ids are deterministic, so a second
-run appends nothing new and ends with the same report.
+run appends nothing new and ends with the same report. ``--reset`` (:func:`reset_demo`)
+first stops the demo's background API and wipes the prefix's topics and schemas, so the
+run starts from an empty log — needed when the county model or the code that stamps the
+facts changed, since a fact with an existing id is taken for a duplicate.
+
+Times: the county is a simulated past month, so the delivery workers run with
+``clock: relative`` (outcomes at the referral's time plus the real delivery time) and the
+EHR simulator reports its answers at the clinic's own simulated times (hours to days after
+the referral); the funnel's stage times are those of a clinic, not of the demo's run.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ class DemoOptions:
     serve_api: bool = True
     settle_seconds: float = 1.0
     timeout_seconds: float = 600.0
+    reset: bool = False  # wipe the prefix's topics and schemas first (see reset_demo)
 
 
 def demo_settings(base: Settings, prefix: str) -> Settings:
@@ -134,6 +143,8 @@ def component_configs(
             "kind": "fhir-delivery",
             "name": "fhir-delivery",
             "poll_interval_s": 0.2,
+            # the county's referrals are a simulated past month: stamp outcomes in it
+            "clock": "relative",
             "requesters": {REQUESTER: "County co-responder team"},
             "retry": {"max_attempts": 8, "base_delay_s": 0.05, "max_delay_s": 1.0},
             "destinations": {
@@ -149,6 +160,7 @@ def component_configs(
             "kind": "hl7-delivery",
             "name": "hl7-delivery",
             "poll_interval_s": 0.2,
+            "clock": "relative",
             "requesters": {REQUESTER: "County co-responder team"},
             "retry": {"max_attempts": 8, "base_delay_s": 0.05, "max_delay_s": 1.0},
             "destinations": {
@@ -354,6 +366,12 @@ class _Steps:
         self.progress.update(task, completed=lag0, note="lag 0")
 
 
+def check_resettable(settings: Settings) -> None:
+    """Raise ValueError unless the settings name a demo prefix (never the default ``hub``)."""
+    if settings.kafka.topic_prefix == "hub" or settings.postgres.schema_ == "hub":
+        raise ValueError("reset_demo refuses the default prefix 'hub'")
+
+
 async def reset_demo(settings: Settings) -> dict[str, list[str]]:
     """Delete the demo prefix's topics and drop its PostgreSQL schemas (read models and
     the log's core state), so the next ``hub demo`` starts from an empty log. Needed after
@@ -364,9 +382,8 @@ async def reset_demo(settings: Settings) -> dict[str, list[str]]:
 
     from hub.db import check_schema_name, create_pool
 
+    check_resettable(settings)
     prefix = settings.kafka.topic_prefix
-    if prefix == "hub" or settings.postgres.schema_ == "hub":
-        raise ValueError("reset_demo refuses the default prefix 'hub'")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
     await admin.start()
     try:
@@ -399,6 +416,7 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
     from connectors.simulate.model import CountyModel
     from connectors.simulate.servers import FeedState, cad_feed_app, cases_app, serve
     from hub.commands.infra import bring_up
+    from hub.infra.topics import ensure_topics
     from hub.runtime import Runtime
     from hub.seal import Sealer
     from hub.verify import run_verify
@@ -410,6 +428,16 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         _kafka, _postgres, topics = await bring_up(settings)
     if not topics.ok:
         raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+    if opts.reset:
+        with console.status(f"resetting the demo prefix {settings.kafka.topic_prefix!r}…"):
+            removed = await reset_demo(settings)
+            topics = await ensure_topics(settings)
+        if not topics.ok:
+            raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+        console.print(
+            f"[green]✓[/] reset: {len(removed['topics'])} topics deleted and recreated, schemas "
+            f"{', '.join(removed['schemas'])} dropped"
+        )
     console.print(
         f"[green]✓[/] Kafka {settings.kafka.bootstrap} and PostgreSQL up; topics under prefix "
         f"[bold]{settings.kafka.topic_prefix}[/], read models in schema [bold]{settings.postgres.schema_}[/]"
@@ -487,17 +515,6 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
 
 # --- the terminal report -------------------------------------------------------------------
 
-LABELS = {
-    "calls": "behavioral-health calls",
-    "no_enforcement": "no enforcement action",
-    "voluntary_transport": "voluntary mental-health transport",
-    "enforcement": "enforcement action (arrest or citation)",
-    "involuntary_hold": "involuntary hold",
-    "emergency_department": "emergency department",
-    "referral_made": "referral made",
-    "connected_to_services": "connected to services",
-    "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in services",
-}
 BENCHMARKS = {
     "no_enforcement": "ABQ COAST 40%",
     "voluntary_transport": "ABQ COAST 33%",
@@ -506,15 +523,11 @@ BENCHMARKS = {
 }
 
 
-def _cell_text(cell: dict[str, Any]) -> tuple[str, str]:
-    if cell.get("suppressed"):
-        return "suppressed (1-10)", ""
-    share = cell.get("share")
-    return f"{cell['value']:,}", ("" if share is None else f"{share:.1%}")
-
-
 def report_table(report: dict[str, Any]) -> Table:
     """The headline of the report document as a rich table (pure)."""
+    from projections.reporting import HEADLINE_LABELS as LABELS
+    from projections.reporting import cell_text as _cell_text
+
     span = f"{report.get('from') or 'first call'} .. {report.get('to') or 'latest call'}"
     table = Table(title=f"Outcome report — behavioral-health calls, {span} (cells of 1-10 suppressed)")
     table.add_column("metric")
@@ -596,10 +609,29 @@ def ensure_api(settings: Settings, host: str, port: int, timeout: float = 30.0) 
     return url
 
 
+def stop_api(settings: Settings, timeout: float = 10.0) -> int | None:
+    """Stop the demo's background API (only the process its pid file names, and only if its
+    command line is ours); returns the pid stopped, or None when none was running."""
+    from hub.infra.proc import owned_pid, wait_until_dead
+
+    pid = owned_pid(api_pid_file(settings), "hub.cli")
+    if pid is None:
+        return None
+    os.kill(pid, signal.SIGTERM)
+    if not wait_until_dead(pid, timeout):
+        raise TimeoutError(f"the demo API (pid {pid}) did not stop within {timeout:.0f}s")
+    return pid
+
+
 def run(base: Settings, opts: DemoOptions, console: Console | None = None) -> DemoResult:
     """The whole demo (the body of ``hub demo``)."""
     console = console or Console()
     settings = demo_settings(base, opts.prefix)
+    if opts.reset:  # the API reads the schemas about to be dropped: restart it afterwards
+        check_resettable(settings)
+        stopped = stop_api(settings)
+        if stopped is not None:
+            console.print(f"[green]✓[/] stopped the demo API (pid {stopped}) before the reset")
     result = asyncio.run(run_pipeline(settings, opts, console))
     console.print()
     console.print(report_table(result.report))

@@ -20,9 +20,10 @@ Writing (:meth:`EventLog.append`):
   writes a second copy; ``hub verify`` reports such records as ``unindexed`` and every
   reader can recognise them by their repeated event id.
 
-Reading (:meth:`EventLog.read`, :meth:`EventLog.replay`): plain consumers without a group
-(explicit assignment), large ``getmany`` batches, envelopes upcast to the current version
-of their type on read (the log itself is never rewritten).
+Reading (:meth:`EventLog.read`, :meth:`EventLog.replay`) goes through :mod:`hub.kafka_io`:
+plain consumers without a group (explicit assignment), large ``getmany`` batches, up to the
+end offsets seen when reading started; envelopes are upcast to the current version of
+their type on read (the log itself is never rewritten).
 
 ``replay(as_of=T)`` semantics: an event belongs to the history as of ``T`` when its
 envelope's ``recordedat`` (the time the hub recorded the fact, which is also the Kafka
@@ -35,18 +36,16 @@ means for an auditor.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from hub.kafka_io import scan_records
 from hub.settings import Settings
 from schemas.base import EVENT_TYPES, FAMILIES
 from schemas.deadletter import DeadLetter
@@ -56,8 +55,6 @@ from schemas.upcasters import upcast
 
 log = logging.getLogger(__name__)
 
-FETCH_MAX_BYTES = 64 * 1024 * 1024
-PARTITION_FETCH_MAX_BYTES = 16 * 1024 * 1024
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 
@@ -295,40 +292,24 @@ class EventLog:
 
     # -- reading
 
-    def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            client_id=f"{self.settings.kafka.client_id}-reader",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_bytes=FETCH_MAX_BYTES,
-            max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES,
-            fetch_max_wait_ms=100,
-            isolation_level="read_uncommitted",
-        )
-
     async def read(
         self,
         topics: Sequence[str] | None = None,
         *,
         from_offsets: Mapping[TopicPartition | tuple[str, int], int] | None = None,
         from_time: datetime | None = None,
-        to_end: bool = True,
     ) -> AsyncIterator[LoggedEvent]:
-        """Events of ``topics`` (default: every fact topic), per partition in offset order.
+        """Events of ``topics`` (default: every fact topic), per partition in offset order,
+        up to the end offsets seen when reading started.
 
         Start: ``from_offsets`` (partitions not named start at their beginning), else the
-        first record whose timestamp is at or after ``from_time``, else the beginning.
-        ``to_end=True`` stops at the end offsets seen when reading started; False follows
-        the log forever."""
+        first record whose timestamp is at or after ``from_time``, else the beginning."""
         async for record in scan_records(
-            self._consumer(),
+            self.settings.kafka.bootstrap,
             list(topics) if topics is not None else family_topics(self.prefix),
+            client_id=self._reader_id,
             from_offsets=from_offsets,
             from_time=from_time,
-            to_end=to_end,
-            merge=False,
         ):
             yield decode_record(record)
 
@@ -341,123 +322,16 @@ class EventLog:
         if as_of is not None and as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
         async for record in scan_records(
-            self._consumer(), family_topics(self.prefix, families), to_end=True, merge=True
+            self.settings.kafka.bootstrap,
+            family_topics(self.prefix, families),
+            client_id=self._reader_id,
+            merge=True,
         ):
             event = decode_record(record)
             if as_of is not None and event.envelope.recordedat > as_of:
                 continue
             yield event
 
-
-# --------------------------------------------------------------------------- scanning
-
-
-def _tp(key: TopicPartition | tuple[str, int]) -> TopicPartition:
-    return key if isinstance(key, TopicPartition) else TopicPartition(key[0], key[1])
-
-
-async def scan_records(
-    consumer: AIOKafkaConsumer,
-    topics: Sequence[str],
-    *,
-    from_offsets: Mapping[Any, int] | None = None,
-    from_time: datetime | None = None,
-    to_end: bool = True,
-    merge: bool = False,
-) -> AsyncIterator[ConsumerRecord]:
-    """Raw records of ``topics`` through an explicitly assigned consumer (started and
-    stopped here). Per-partition offset order always holds; ``merge=True`` additionally
-    interleaves partitions by (timestamp, topic, partition, offset). Topics that do not
-    exist yield nothing."""
-    await consumer.start()
-    try:
-        tps = await partitions_of(consumer, topics)
-        if not tps:
-            return
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        if from_offsets:
-            for key, off in from_offsets.items():
-                tp = _tp(key)
-                if tp in tps:
-                    consumer.seek(tp, off)
-        elif from_time is not None:
-            found = await consumer.offsets_for_times({tp: int(from_time.timestamp() * 1000) for tp in tps})
-            ends = await consumer.end_offsets(tps)
-            for tp in tps:
-                hit = found.get(tp)
-                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-        ends = await consumer.end_offsets(tps) if to_end else {}
-        if merge:
-            async for rec in _merged(consumer, tps, ends, to_end):
-                yield rec
-        else:
-            async for rec in _unmerged(consumer, tps, ends, to_end):
-                yield rec
-    finally:
-        await consumer.stop()
-
-
-async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    """Every partition of ``topics`` (fresh cluster metadata; unknown topics have none)."""
-    cluster = await consumer._client.fetch_all_metadata()  # consumer.topics() keeps no partitions
-    return [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
-
-
-async def _live(consumer: AIOKafkaConsumer, tps: Iterable[TopicPartition], ends: dict) -> set[TopicPartition]:
-    live = set()
-    for tp in tps:
-        if await consumer.position(tp) < ends[tp]:
-            live.add(tp)
-    return live
-
-
-async def _unmerged(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict, to_end: bool
-) -> AsyncIterator[ConsumerRecord]:
-    active = await _live(consumer, tps, ends) if to_end else set(tps)
-    while active:
-        batch = await consumer.getmany(*active, timeout_ms=500)
-        for tp, records in batch.items():
-            for rec in records:
-                if to_end and rec.offset >= ends[tp]:
-                    break
-                yield rec
-        if to_end:
-            active = await _live(consumer, active, ends)
-
-
-async def _merged(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict, to_end: bool
-) -> AsyncIterator[ConsumerRecord]:
-    order = {tp: i for i, tp in enumerate(tps)}
-    buffers: dict[TopicPartition, deque[ConsumerRecord]] = {tp: deque() for tp in tps}
-    pending = await _live(consumer, tps, ends) if to_end else set(tps)
-    finished: set[TopicPartition] = set(tps) - pending
-    heap: list[tuple[int, int, int, TopicPartition]] = []
-
-    def push(tp: TopicPartition) -> None:
-        head = buffers[tp][0]
-        heapq.heappush(heap, (head.timestamp, order[tp], head.offset, tp))
-
-    while True:
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for tp, records in batch.items():
-                keep = [r for r in records if not to_end or r.offset < ends[tp]]
-                buffers[tp].extend(keep)
-            for tp in list(pending):
-                if buffers[tp]:
-                    pending.discard(tp)
-                    push(tp)
-                elif to_end and await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-                    finished.add(tp)
-        if not heap:
-            return
-        *_, tp = heapq.heappop(heap)
-        yield buffers[tp].popleft()
-        if buffers[tp]:
-            push(tp)
-        elif not (to_end and await consumer.position(tp) >= ends[tp]):
-            pending.add(tp)
+    @property
+    def _reader_id(self) -> str:
+        return f"{self.settings.kafka.client_id}-reader"

@@ -24,15 +24,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import AwareDatetime
 
-from hub.log import partitions_of
+from hub.kafka_io import offset_bounds, scan_partitions, topic_partitions
 from hub.settings import Settings
 from schemas.base import Frozen
 from schemas.topics import fact_topics, seal_topic
@@ -186,33 +186,21 @@ async def load_seals(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, int], l
     return out
 
 
-def _consumer(settings: Settings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        client_id=f"{settings.kafka.client_id}-seal",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=100,
-    )
-
-
-async def read_partition(
-    consumer: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
-) -> list[ChainRecord]:
-    """Records of ``tp`` with ``start <= offset < end`` (the consumer has ``tp`` assigned)."""
-    out: list[ChainRecord] = []
-    if start >= end:
-        return out
-    consumer.seek(tp, start)
-    while await consumer.position(tp) < end:
-        batch = await consumer.getmany(tp, timeout_ms=500)
-        for rec in batch.get(tp, ()):
-            if rec.offset >= end:
-                break
-            out.append(chain_record(rec))
+async def read_chain_records(
+    settings: Settings,
+    tps: Sequence[TopicPartition],
+    ends: Mapping[TopicPartition, int],
+    *,
+    starts: Mapping[TopicPartition, int] | None = None,
+) -> dict[TopicPartition, list[ChainRecord]]:
+    """Per partition, its records from ``starts`` (default: the log start) up to ``ends``
+    (exclusive) as :class:`ChainRecord`, in offset order: one batch scan over every partition."""
+    out: dict[TopicPartition, list[ChainRecord]] = {tp: [] for tp in tps}
+    async for rec in scan_partitions(
+        settings.kafka.bootstrap, tps, client_id=f"{settings.kafka.client_id}-seal",
+        from_offsets=starts, ends=ends,
+    ):
+        out[TopicPartition(rec.topic, rec.partition)].append(chain_record(rec))
     return out
 
 
@@ -251,35 +239,34 @@ class Sealer:
 
     async def _seal_all(self) -> list[SealRecord]:
         latest = {k: v[-1] for k, v in (await load_seals(self.pool, self.schema)).items()}
-        consumer = _consumer(self.settings)
+        bootstrap = self.settings.kafka.bootstrap
+        tps = await topic_partitions(bootstrap, fact_topics(self.settings.kafka.topic_prefix))
+        if not tps:
+            return []
+        starts, ends = await offset_bounds(bootstrap, tps)
+        begins = {}
+        for tp in tps:
+            previous = latest.get((tp.topic, tp.partition))
+            begins[tp] = max(starts[tp], previous.last_offset + 1 if previous else 0)
+        records = await read_chain_records(self.settings, tps, ends, starts=begins)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
+            bootstrap_servers=bootstrap,
             client_id=f"{self.settings.kafka.client_id}-seal",
             acks="all",
             enable_idempotence=True,
         )
-        await consumer.start()
         await producer.start()
         made: list[SealRecord] = []
         try:
-            tps = await partitions_of(consumer, fact_topics(self.settings.kafka.topic_prefix))
-            if not tps:
-                return made
-            consumer.assign(tps)
-            starts = await consumer.beginning_offsets(tps)
-            ends = await consumer.end_offsets(tps)
             for tp in tps:
-                previous = latest.get((tp.topic, tp.partition))
-                begin = max(starts[tp], previous.last_offset + 1 if previous else 0)
-                records = await read_partition(consumer, tp, begin, ends[tp])
-                if not records:
+                if not records[tp]:
                     continue
-                seal = next_seal(tp.topic, tp.partition, previous, records, starts[tp], datetime.now(UTC))
-                await self._commit(producer, seal, records)
+                previous = latest.get((tp.topic, tp.partition))
+                seal = next_seal(tp.topic, tp.partition, previous, records[tp], starts[tp], datetime.now(UTC))
+                await self._commit(producer, seal, records[tp])
                 made.append(seal)
         finally:
             await producer.stop()
-            await consumer.stop()
         return made
 
     async def _commit(self, producer: AIOKafkaProducer, seal: SealRecord, records: list[ChainRecord]) -> None:

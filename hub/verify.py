@@ -30,19 +30,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from hub import metrics
-from hub.log import partitions_of
+from hub.kafka_io import offset_bounds, scan_records, topic_partitions
 from hub.seal import (
     GENESIS_SEAL,
     ChainRecord,
     SealRecord,
-    _consumer,
-    chain_record,
     extend_chain,
     genesis,
     load_seals,
+    read_chain_records,
 )
 from hub.settings import Settings
 from schemas.topics import fact_topics, seal_topic
@@ -246,41 +244,18 @@ def verify_partition(
 # --------------------------------------------------------------------------- I/O
 
 
-async def _read_all(consumer: AIOKafkaConsumer, tps, starts, ends) -> dict:
-    """Every record of ``tps`` from the log start to ``ends`` as ChainRecords."""
-    out = {tp: [] for tp in tps}
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    active = {tp for tp in tps if starts[tp] < ends[tp]}
-    while active:
-        batch = await consumer.getmany(*active, timeout_ms=500)
-        for tp, recs in batch.items():
-            out[tp].extend(chain_record(r) for r in recs if r.offset < ends[tp])
-        active = {tp for tp in active if await consumer.position(tp) < ends[tp]}
-    return out
-
-
-async def _published_seals(consumer: AIOKafkaConsumer, topic: str) -> dict[tuple[str, int], list[SealRecord]]:
-    tps = await partitions_of(consumer, [topic])
+async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[SealRecord]]:
+    """The seals in the seal topic, per sealed partition in ``seq`` order."""
     out: dict[tuple[str, int], list[SealRecord]] = {}
-    if not tps:
-        return out
-    consumer.assign(tps)
-    await consumer.seek_to_beginning(*tps)
-    ends = await consumer.end_offsets(tps)
-    active = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
-    while active:
-        batch = await consumer.getmany(*active, timeout_ms=500)
-        for tp, recs in batch.items():
-            for r in recs:
-                if r.offset >= ends[tp]:
-                    continue
-                try:
-                    s = SealRecord.model_validate_json(r.value)
-                except Exception:
-                    continue  # not a seal: verify_seal_chain reports missing counterparts
-                out.setdefault((s.topic, s.partition), []).append(s)
-        active = {tp for tp in active if await consumer.position(tp) < ends[tp]}
+    async for r in scan_records(
+        settings.kafka.bootstrap, [seal_topic(settings.kafka.topic_prefix)],
+        client_id=f"{settings.kafka.client_id}-verify",
+    ):
+        try:
+            s = SealRecord.model_validate_json(r.value)
+        except Exception:
+            continue  # not a seal: verify_seal_chain reports missing counterparts
+        out.setdefault((s.topic, s.partition), []).append(s)
     for seals in out.values():
         seals.sort(key=lambda s: s.seq)
     return out
@@ -291,16 +266,10 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
     schema = settings.core_schema
     started = datetime.now(UTC)
     seals = await load_seals(pool, schema)
-    consumer = _consumer(settings)
-    await consumer.start()
-    try:
-        published = await _published_seals(consumer, seal_topic(settings.kafka.topic_prefix))
-        tps = await partitions_of(consumer, fact_topics(settings.kafka.topic_prefix))
-        starts = await consumer.beginning_offsets(tps) if tps else {}
-        ends = await consumer.end_offsets(tps) if tps else {}
-        records = await _read_all(consumer, tps, starts, ends) if tps else {}
-    finally:
-        await consumer.stop()
+    published = await _published_seals(settings)
+    tps = await topic_partitions(settings.kafka.bootstrap, fact_topics(settings.kafka.topic_prefix))
+    starts, ends = await offset_bounds(settings.kafka.bootstrap, tps)
+    records = await read_chain_records(settings, tps, ends)
     digests: dict[tuple[str, int], dict[int, bytes]] = {}
     for r in await pool.fetch(f'SELECT topic, "partition", "offset", digest FROM {schema}.sealed_records'):
         digests.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = bytes(r["digest"])

@@ -44,13 +44,13 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from hub.kafka_io import end_offsets, topic_partitions
 from hub.log import CorruptRecordError, decode_record, family_topics
 from hub.metrics import PROJECTION_LAG
 from hub.runtime import Runtime
 from projections.app import create_app
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
-from projections.kafka_io import end_offsets, topic_partitions
 from projections.publisher import OutcomePublisher
 from projections.store import Consumed, ReadModelStore, migrate_read_models
 from schemas.deadletter import DeadLetter, deadletter_id

@@ -332,8 +332,8 @@ async def projection_lag(
     """``{"total": int, "partitions": [{"topic", "partition", "lag"}]}``: records in the
     fact topics that the read models have not applied yet (log end offset minus stored
     position). With :class:`Settings`, the broker and topic prefix come from them."""
+    from hub.kafka_io import end_offsets, topic_partitions
     from hub.log import family_topics
-    from projections.kafka_io import end_offsets, topic_partitions
 
     if isinstance(schema, Settings):
         bootstrap = bootstrap or schema.kafka.bootstrap

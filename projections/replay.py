@@ -1,5 +1,5 @@
 """Rebuild every read model from the log into a fresh schema, through a batch path:
-large ``getmany`` fetches (:func:`projections.kafka_io.read_to_end`), one :func:`derive` over all
+large ``getmany`` fetches (:func:`hub.kafka_io.scan_records`), one :func:`derive` over all
 facts, and ``COPY`` (``copy_records_to_table``) into PostgreSQL — no per-event round trip.
 
 ``as_of``: only events whose ``recordedat`` is at or before it (what the hub knew at that
@@ -16,13 +16,13 @@ from datetime import datetime
 import asyncpg
 
 from hub.db import check_schema_name
+from hub.kafka_io import scan_records
 from hub.log import decode_record, family_topics, ms_to_datetime
 from hub.settings import Settings
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import Fact, fact_from_envelope
 from projections.fold import derive
-from projections.kafka_io import read_to_end
 from projections.store import copy_rows, fact_record, migrate_read_models
 
 
@@ -61,7 +61,7 @@ async def replay_into(
     facts: dict[str, Fact] = {}
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
-    async for rec in read_to_end(
+    async for rec in scan_records(
         settings.kafka.bootstrap, topics, client_id=f"{settings.kafka.client_id}-replay"
     ):
         stats.records += 1

@@ -40,6 +40,18 @@ HEADLINES = {
     "referral_made": "referral_made",
     "connected_to_services": "connected_to_services",
 }
+#: The headline metrics as a reader names them (``hub report``, the demo's table).
+HEADLINE_LABELS = {
+    "calls": "behavioral-health calls",
+    "no_enforcement": "no enforcement action",
+    "voluntary_transport": "voluntary mental-health transport",
+    "enforcement": "enforcement action (arrest or citation)",
+    "involuntary_hold": "involuntary hold",
+    "emergency_department": "emergency department",
+    "referral_made": "referral made",
+    "connected_to_services": "connected to services",
+    "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in services",
+}
 STAGE_SECONDS = (
     "seconds_requested_to_delivered",
     "seconds_delivered_to_accepted",
@@ -262,3 +274,12 @@ def published_cells(doc: Any, path: str = "") -> Iterable[tuple[str, int]]:
     elif isinstance(doc, list):
         for i, v in enumerate(doc):
             yield from published_cells(v, f"{path}[{i}]")
+
+
+def cell_text(cell: Mapping[str, Any]) -> tuple[str, str]:
+    """A published cell as text for a reader: (count with thousands separators, share as a
+    percentage or ``""``); a suppressed cell reads ``suppressed (1-10)`` with no share."""
+    if cell.get("suppressed"):
+        return "suppressed (1-10)", ""
+    share = cell.get("share")
+    return f"{cell['value']:,}", ("" if share is None else f"{share:.1%}")

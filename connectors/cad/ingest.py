@@ -15,10 +15,10 @@ from connectors.cad.eido import EidoMapper, eido_record
 from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import Profile
 from connectors.core.counts import IngestCounts
-from connectors.core.deadletters import Sealer
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batch
+from hub.keystore import DeadLetterSealer
 
 CHUNK = 1000
 
@@ -58,7 +58,7 @@ async def ingest_files(
     paths: Sequence[Path],
     profile: Profile,
     log_port: LogPort,
-    sealer: Sealer,
+    sealer: DeadLetterSealer,
     revisions: RevisionStore | None = None,
     source: str | None = None,
 ) -> IngestCounts:

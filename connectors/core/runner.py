@@ -28,10 +28,11 @@ from pydantic import ValidationError
 
 from connectors.core.backoff import Backoff
 from connectors.core.counts import IngestCounts
-from connectors.core.deadletters import Sealer, make_dead_letter
 from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
 from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult, RawRecord, Rejection
 from hub import metrics
+from hub.deadletters import build_dead_letter
+from hub.keystore import DeadLetterSealer
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +62,19 @@ def safe_map(mapper: Mapper, record: RawRecord, first_revision: str | None) -> M
 
 
 class DeadLetterSink:
-    """Turns a rejection into a sealed dead letter of one source."""
+    """Turns a rejection into a dead letter of one source, its raw bytes sealed with the
+    hub's dead-letter key (every CAD / case payload may carry PHI)."""
 
-    def __init__(self, source: str, source_family: str, sealer: Sealer, profile: str | None = None):
+    def __init__(
+        self, source: str, source_family: str, sealer: DeadLetterSealer, profile: str | None = None
+    ) -> None:
         self.source = source
         self.source_family = source_family
         self.sealer = sealer
         self.profile = profile
 
     async def send(self, log_port: LogPort, record: RawRecord, rejection: Rejection) -> bool:
-        letter = make_dead_letter(
+        letter = build_dead_letter(
             source=self.source,
             source_family=self.source_family,
             record_ref=record.ref,

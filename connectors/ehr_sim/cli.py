@@ -2,6 +2,10 @@
 
 Prints one JSON line with the FHIR base URL, token URL, MLLP port and stats URL; on exit
 prints the final counters (including ``duplicates``, which a correct hub keeps at 0).
+
+``--accept-after`` / ``--complete-after`` pace the answers in real seconds; the times the
+simulated clinic *reports* (Task.lastModified, RRI^I12 MSH-7) are the referral's time plus
+seeded clinical delays, capped at the wall clock (see :class:`connectors.ehr_sim.store.Timeline`).
 """
 
 from __future__ import annotations

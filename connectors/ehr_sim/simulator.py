@@ -5,11 +5,18 @@ FHIR (aiohttp): ``POST /fhir/`` takes transaction Bundles (validated, conditiona
 honoured), ``GET /fhir/Task?_lastUpdated=ge…&_count=…`` serves Task searches (paged with a
 ``next`` link), ``POST /auth/token`` issues client-credential tokens (required when
 ``require_auth``), ``GET /_stats`` returns the counters. Tasks move through their lifecycle
-in the background.
+in the background; each change is stamped in ``Task.lastModified`` with the clinic's
+reported time (``meta.lastUpdated`` stays the server's record time, which searches page by).
 
 MLLP: takes REF^I12, ACKs it (AA, or an injected AE/AR), remembers MSH-10 so a resend is
 acknowledged without a second referral, and later sends RRI^I12 answers (accepted,
-completed, or rejected) to the hub's listener when ``answer_to`` is set.
+completed, or rejected) to the hub's listener when ``answer_to`` is set, with the clinic's
+reported time in MSH-7.
+
+Reported times follow :class:`connectors.ehr_sim.store.Timeline`: the referral's own time
+(``Task.authoredOn`` / RF1-7) plus seeded clinical delays (hours to ~3 days to accept, 3 to 20
+days to complete), never later than the wall clock — so answers to a simulated month of
+referrals fall in that month, and answers to live referrals carry the real time.
 
 Faults (per channel, each a probability per request, drawn from a seeded RNG):
 ``drop_before`` (close without reading further), ``drop_after`` (store, then close without
@@ -34,7 +41,7 @@ from aiohttp import web
 
 from connectors.ehr_sim.store import FhirStore, Hl7Store, Lifecycle
 from connectors.hl7v2.ack import AckError, build_ack, parse_ack
-from connectors.hl7v2.codec import Er7, Er7Error
+from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
 from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
 from connectors.hl7v2.rri import build_rri_i12
 
@@ -84,8 +91,8 @@ class EhrSimulator:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = cfg = config or SimConfig()
         self.rng = random.Random(cfg.seed)
-        self.fhir = FhirStore(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 1))
-        self.hl7 = Hl7Store(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 2))
+        self.fhir = FhirStore(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 1), seed=cfg.seed)
+        self.hl7 = Hl7Store(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 2), seed=cfg.seed)
         self.faults_injected: dict[str, int] = {}
         self.fhir_requests = 0
         self.tokens: dict[str, float] = {}
@@ -197,12 +204,13 @@ class EhrSimulator:
             now = datetime.now(UTC)
             self.fhir.advance(now)
             if self._rri_client is not None:
-                for ref, code in self.hl7.due_answers(now):
-                    if await self._send_rri(ref, code, now):
-                        ref.answered.append(code)
+                for ref, code, at in self.hl7.due_answers(now):
+                    if await self._send_rri(ref, code, at):
+                        self.hl7.answered(ref, code, at)
             await asyncio.sleep(self.config.tick_s)
 
-    async def _send_rri(self, ref: Any, code: str, now: datetime) -> bool:
+    async def _send_rri(self, ref: Any, code: str, at: datetime) -> bool:
+        """Send one RRI^I12 stamped (MSH-7) with the clinic's reported time ``at``."""
         assert self._rri_client is not None
         cid = f"S{secrets.token_hex(9).upper()}"
         msg = build_rri_i12(
@@ -211,7 +219,7 @@ class EhrSimulator:
             referral_id=ref.referral_id,
             person=ref.person,
             status_code=code,
-            now=now,
+            now=at,
             note="Declined: no capacity" if code == "R" else None,
         )
         try:
@@ -407,7 +415,8 @@ class EhrSimulator:
         if m.component("MSH", 9, 1) != "REF" or not m.component("RF1", 6) or not m.component("PID", 3):
             return _ack("AR", cid, now, "not a REF^I12 with RF1-6 and PID-3")
         code = "AR" if fault == "reject" else "AA"
-        self.hl7.store(cid, m.component("RF1", 6), m.component("PID", 3), now, code)
+        referred_at = parse_hl7_ts(m.component("RF1", 7)) if m.component("RF1", 7) else None
+        self.hl7.store(cid, m.component("RF1", 6), m.component("PID", 3), now, code, referred_at)
         if fault == "drop_after":
             return None
         return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")

@@ -9,6 +9,17 @@ acknowledged again, not stored again) and plans the RRI^I12 answers.
 Both count ``duplicates``: a referral (business identifier / RF1-6) stored a second time.
 A correct hub keeps it at 0 however many resends the faults provoke
 (``resends_deduplicated`` counts those).
+
+Two clocks: :class:`Lifecycle` says *when* (real seconds after receipt) the simulated clinic
+makes each status change visible, so a demo does not wait for days; :class:`Timeline` says
+*what time the clinic reports* for it, the way a real EHR stamps its own changes
+(``Task.lastModified``, the RRI^I12's MSH-7): the referral's own time (``Task.authoredOn`` /
+RF1-7, else the time of receipt) plus seeded clinical delays — accepted or declined hours to
+about three days later, completed three to twenty days later. A reported time is never later
+than the wall clock at the change, so a live referral (authored just now) gets answers
+stamped with the real time of the change, and a historical one (a demo's simulated month)
+gets answers in its own month. Per referral, the decline decision and the delays are drawn
+from ``(seed, referral id)``, so they do not depend on arrival order.
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import copy
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -25,14 +36,73 @@ from connectors.fhir.bundle import BundleInvalid, validate_bundle
 from connectors.referrals.content import REFERRAL_SYSTEM, TASK_SYSTEM
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """The clinic's reported delays after the referral's time (ranges drawn uniformly)."""
+
+    accept_hours: tuple[float, float] = (2.0, 72.0)  # accepted (or declined) after
+    complete_days: tuple[float, float] = (3.0, 20.0)  # completed after
+    progress_share: tuple[float, float] = (0.05, 0.3)  # in-progress: this share of accepted→completed
+
+    def plan(self, seed: int, referral_id: str, referred_at: datetime, decline_rate: float) -> ReferralPlan:
+        """The referral's simulated course (pure: the same inputs give the same plan)."""
+        rng = random.Random(f"{seed}\x1f{referral_id}")
+        declines = rng.random() < decline_rate
+        answered = referred_at + timedelta(hours=rng.uniform(*self.accept_hours))
+        completed = referred_at + timedelta(days=rng.uniform(*self.complete_days))
+        completed = max(completed, answered + timedelta(hours=1))
+        progress = answered + (completed - answered) * rng.uniform(*self.progress_share)
+        return ReferralPlan(
+            declines=declines,
+            reported={
+                "accepted": answered,
+                "rejected": answered,
+                "in-progress": progress,
+                "completed": completed,
+            },
+        )
+
+
+@dataclass(frozen=True)
+class ReferralPlan:
+    """Whether the clinic declines a referral, and the time it reports for each status
+    (FHIR Task statuses; :data:`RF1_STATUS` maps RRI codes onto them)."""
+
+    declines: bool
+    reported: dict[str, datetime]
+
+    def reported_at(self, status: str, now: datetime, after: datetime | None = None) -> datetime:
+        """The time the clinic stamps on ``status``: its planned time, but never later than
+        ``now`` (no answers from the future) nor earlier than ``after`` (its previous stamp)."""
+        at = min(self.reported.get(status, now), now)
+        return max(at, after) if after is not None else at
+
+
 @dataclass
 class Lifecycle:
-    """When answers come (seconds after receipt) and how many referrals are declined."""
+    """When answers become visible (real seconds after receipt), how many referrals are
+    declined, and which times the clinic reports for them (:class:`Timeline`)."""
 
     accept_after_s: float = 0.5
     progress_after_s: float = 1.0
     complete_after_s: float = 1.5
     decline_rate: float = 0.1
+    timeline: Timeline = field(default_factory=Timeline)
+
+
+RF1_STATUS = {"A": "accepted", "R": "rejected", "C": "completed"}
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO ``dateTime`` from a resource (a date or a zone-less value read as UTC), or
+    None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def _operation_outcome(code: str, text: str) -> dict[str, Any]:
@@ -63,9 +133,11 @@ def _parse_if_none_exist(query: str) -> tuple[str, str] | None:
 class FhirStore:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    seed: int = 7
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # type -> id -> resource
     by_identifier: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (type, sys, val) -> id
-    plans: dict[str, tuple[datetime, bool]] = field(default_factory=dict)  # task id -> (received, declines)
+    # task id -> (received at, the referral's planned course)
+    plans: dict[str, tuple[datetime, ReferralPlan]] = field(default_factory=dict)
     transactions: int = 0
     invalid: int = 0
     duplicates: int = 0
@@ -83,6 +155,7 @@ class FhirStore:
             self.invalid += 1
             return 400, _operation_outcome("invalid", "only transaction Bundles are accepted")
         self.transactions += 1
+        lc = self.lifecycle
         resolved: dict[str, str] = {}
         plan: list[tuple[dict[str, Any], str, bool]] = []
         for entry in bundle.get("entry") or []:
@@ -119,21 +192,36 @@ class FhirStore:
                         self.duplicates += 1
                 self.by_identifier[key] = rid
             if rtype == "Task":
-                self.plans[rid] = (now, self.rng.random() < self.lifecycle.decline_rate)
+                referral_id = next(
+                    (
+                        i.get("value", "")
+                        for i in res.get("identifier") or []
+                        if i.get("system") == TASK_SYSTEM
+                    ),
+                    rid,
+                )
+                referred_at = _time(res.get("authoredOn")) or now
+                self.plans[rid] = (
+                    now,
+                    lc.timeline.plan(self.seed, referral_id, referred_at, lc.decline_rate),
+                )
             out_entries.append(
                 {"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1"}}
             )
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
 
     def advance(self, now: datetime) -> int:
-        """Move Tasks along their lifecycle; returns how many changed."""
+        """Move Tasks along their lifecycle (``now``: the wall clock); returns how many
+        changed. ``meta.lastUpdated`` is the server's record time (``now``, what
+        ``_lastUpdated`` searches page by); ``lastModified`` is the clinic's reported time of
+        the change (see :class:`Timeline`)."""
         lc = self.lifecycle
         changed = 0
-        for tid, (received, declines) in list(self.plans.items()):
+        for tid, (received, plan) in list(self.plans.items()):
             task = self.resources["Task"][tid]
             age = (now - received).total_seconds()
             target = task["status"]
-            if declines and age >= lc.accept_after_s:
+            if plan.declines and age >= lc.accept_after_s:
                 target = "rejected"
             elif age >= lc.complete_after_s:
                 target = "completed"
@@ -143,7 +231,13 @@ class FhirStore:
                 target = "accepted"
             if target != task["status"]:
                 task["status"] = target
-                task["lastModified"] = now.isoformat()
+                at = plan.reported_at(target, now, after=_time(task.get("lastModified")))
+                task["lastModified"] = at.isoformat()
+                if target == "in-progress":
+                    task["executionPeriod"] = {"start": at.isoformat()}
+                elif target == "completed":
+                    start = (task.get("executionPeriod") or {}).get("start") or at.isoformat()
+                    task["executionPeriod"] = {"start": start, "end": at.isoformat()}
                 if target == "rejected":
                     task["statusReason"] = {"text": "No capacity for new clients"}
                 meta = task["meta"]
@@ -188,14 +282,20 @@ class StoredRef:
     referral_id: str
     person: str
     received_at: datetime
-    declines: bool
+    plan: ReferralPlan
     answered: list[str] = field(default_factory=list)  # RF1-1 codes sent back so far
+    last_reported: datetime | None = None  # the time stamped on the last answer sent
+
+    @property
+    def declines(self) -> bool:
+        return self.plan.declines
 
 
 @dataclass
 class Hl7Store:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     rng: random.Random = field(default_factory=lambda: random.Random(11))
+    seed: int = 11
     by_control_id: dict[str, tuple[StoredRef | None, str]] = field(default_factory=dict)  # -> (ref, ack code)
     referral_stores: dict[str, int] = field(default_factory=dict)
     received: int = 0
@@ -210,35 +310,56 @@ class Hl7Store:
             return hit[1]
         return None
 
-    def store(self, control_id: str, referral_id: str, person: str, now: datetime, ack_code: str) -> None:
+    def store(
+        self,
+        control_id: str,
+        referral_id: str,
+        person: str,
+        now: datetime,
+        ack_code: str,
+        referred_at: datetime | None = None,
+    ) -> None:
+        """Remember one REF^I12 (``referred_at``: its RF1-7 effective date, the referral's
+        time; the receipt time ``now`` when absent)."""
         ref = None
         if ack_code == "AA":
             n = self.referral_stores.get(referral_id, 0) + 1
             self.referral_stores[referral_id] = n
             if n > 1:
                 self.duplicates += 1
-            ref = StoredRef(
-                control_id, referral_id, person, now, self.rng.random() < self.lifecycle.decline_rate
-            )
+            lc = self.lifecycle
+            plan = lc.timeline.plan(self.seed, referral_id, referred_at or now, lc.decline_rate)
+            ref = StoredRef(control_id, referral_id, person, now, plan)
         self.by_control_id[control_id] = (ref, ack_code)
 
-    def due_answers(self, now: datetime) -> list[tuple[StoredRef, str]]:
-        """(referral, RF1-1 code) answers that are due and not yet sent."""
+    def due_answers(self, now: datetime) -> list[tuple[StoredRef, str, datetime]]:
+        """(referral, RF1-1 code, reported time) answers that are due and not yet sent
+        (``now``: the wall clock; the reported time follows :class:`Timeline`). The caller
+        records a sent answer with :meth:`answered`."""
         lc = self.lifecycle
         due = []
         for ref, _ in self.by_control_id.values():
             if ref is None:
                 continue
             age = (now - ref.received_at).total_seconds()
+            codes = []
             if ref.declines:
                 if age >= lc.accept_after_s and "R" not in ref.answered:
-                    due.append((ref, "R"))
-                continue
-            if age >= lc.accept_after_s and "A" not in ref.answered:
-                due.append((ref, "A"))
-            if age >= lc.complete_after_s and "C" not in ref.answered and "A" in ref.answered:
-                due.append((ref, "C"))
+                    codes.append("R")
+            else:
+                if age >= lc.accept_after_s and "A" not in ref.answered:
+                    codes.append("A")
+                if age >= lc.complete_after_s and "C" not in ref.answered and "A" in ref.answered:
+                    codes.append("C")
+            for code in codes:
+                due.append((ref, code, ref.plan.reported_at(RF1_STATUS[code], now, after=ref.last_reported)))
         return due
+
+    @staticmethod
+    def answered(ref: StoredRef, code: str, at: datetime) -> None:
+        """Record that the answer ``code`` stamped ``at`` reached the hub."""
+        ref.answered.append(code)
+        ref.last_reported = at if ref.last_reported is None else max(ref.last_reported, at)
 
     def referral_ids(self) -> set[str]:
         return set(self.referral_stores)

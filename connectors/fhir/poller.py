@@ -5,7 +5,8 @@ Per destination, ``GET [base]/Task?_lastUpdated=ge<cursor>&_sort=_lastUpdated&_c
 PostgreSQL after each page's events are in the log. ``ge`` rather than ``gt`` re-reads the
 boundary Tasks, which is harmless: answer events have deterministic ids. Only Tasks carrying
 the hub's Task identifier are considered; such a Task naming a referral the hub never sent is
-dead-lettered.
+dead-lettered. An answer's time is the EHR's ``Task.lastModified`` (when the status
+changed), not the time of the poll.
 
 :func:`read_task` is the pure mapping of one Task.
 """
@@ -40,22 +41,39 @@ class TaskAnswer:
     status: str
     kind: AnswerKind | None
     note: str | None
-    last_updated: datetime | None
+    last_updated: datetime | None  # meta.lastUpdated: the server's record time (the poll cursor)
+    changed_at: datetime | None  # Task.lastModified, else meta.lastUpdated: the answer's time
+
+
+def _instant(value: Any) -> datetime | None:
+    """A FHIR ``instant``/``dateTime`` as an aware datetime (a date or a zone-less value is
+    read as UTC), or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def read_task(task: dict[str, Any]) -> TaskAnswer | None:
-    """The answer a Task carries, or None when the Task is not one of the hub's."""
+    """The answer a Task carries, or None when the Task is not one of the hub's.
+
+    Two times: ``meta.lastUpdated`` is when the server stored this version (what the poll
+    cursor pages by); ``Task.lastModified`` is when the EHR says the status changed — the
+    time of the answer event. An EHR that leaves ``lastModified`` out is taken at its
+    ``meta.lastUpdated``."""
     rid = next((i.get("value") for i in task.get("identifier") or [] if i.get("system") == TASK_SYSTEM), None)
     if not rid:
         return None
     status = str(task.get("status", ""))
-    updated = (task.get("meta") or {}).get("lastUpdated")
-    try:
-        last = datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None
-    except ValueError:
-        last = None
+    last = _instant((task.get("meta") or {}).get("lastUpdated"))
+    changed = _instant(task.get("lastModified")) or last
     note = (task.get("statusReason") or {}).get("text") or None
-    return TaskAnswer(rid, str(task.get("id", "")), status, TASK_STATUS_ANSWERS.get(status), note, last)
+    return TaskAnswer(
+        rid, str(task.get("id", "")), status, TASK_STATUS_ANSWERS.get(status), note, last, changed
+    )
 
 
 class PollerDestination(FhirEndpoint):
@@ -153,7 +171,7 @@ class FhirTaskPoller:
                         referral_id=row.referral_id,
                         person=row.person,
                         destination=row.destination,
-                        at=ans.last_updated or datetime.now(UTC),
+                        at=ans.changed_at or datetime.now(UTC),
                         remote_id=f"Task/{ans.task_id}",
                         source_status=ans.status,
                         note=note,

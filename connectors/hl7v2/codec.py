@@ -4,6 +4,9 @@
   ``\\F\\`` ``\\S\\`` ``\\T\\`` ``\\R\\`` ``\\E\\``; a line break becomes a space: multi-line
   text goes into one NTE per line, see :func:`text_lines`), :func:`unescape` reverses it
   (and also reads ``\\.br\\`` from other senders as a line break);
+- :func:`clean_line` / :func:`text_lines` normalize free text before it is escaped: HL7 v2
+  does not preserve leading/trailing whitespace reliably (parsers trim segment ends), so each
+  line is stripped of it and of control characters — the sent text is the normalized text;
 - :func:`control_id` derives a stable MSH-10 from an event id (a resend of the same event
   carries the same control id, which is what lets the receiver discard the duplicate);
 - :func:`hl7_ts` renders an aware datetime as an HL7 TS with its UTC offset.
@@ -33,9 +36,24 @@ def escape(text: str) -> str:
     return _CONTROL.sub("", out)
 
 
+def clean_line(text: str) -> str:
+    """One line of free text in the form HL7 v2 carries reliably: line breaks become
+    spaces, control characters are dropped, and leading/trailing whitespace is stripped.
+
+    Receivers (hl7apy, the ``hl7`` package, most interface engines) trim whitespace at the
+    end of a segment or message, so a trailing space would survive in one field position and
+    vanish in another; the builders normalize every free-text value up front so that what we
+    send is exactly what any receiver reads back. Escaping (:func:`escape`) comes after.
+    """
+    one = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return _CONTROL.sub("", one).strip()
+
+
 def text_lines(text: str) -> list[str]:
-    """Free text as lines (one NTE segment each); empty lines are kept as one blank."""
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    """Free text as normalized lines (one NTE segment each, see :func:`clean_line`): each
+    line stripped of control characters and leading/trailing whitespace; empty or
+    whitespace-only lines are kept as one blank so the line structure survives."""
+    return [clean_line(line) for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
 
 
 def unescape(value: str) -> str:

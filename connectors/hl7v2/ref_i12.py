@@ -7,6 +7,11 @@ with only the pseudonymous identifier (PID-5 is the coded pseudo-name, name type
 the demographics the destination may receive, DG1 per coded reason, NTE for the reason text
 and the note.
 
+Free text (reason text and note, display names) is normalized before escaping
+(:func:`connectors.hl7v2.codec.clean_line`): one NTE per line, each line without control
+characters and without leading/trailing whitespace, because HL7 v2 receivers do not preserve
+that whitespace reliably. The receiver therefore reads exactly the normalized text.
+
 Built with hl7apy; :func:`build_ref_i12` parses its own output back with hl7apy and checks
 the required fields before returning it.
 """
@@ -18,7 +23,15 @@ from dataclasses import dataclass
 from hl7apy.core import Message
 from hl7apy.parser import parse_message
 
-from connectors.hl7v2.codec import SENDING_APPLICATION, VERSION, control_id, escape, hl7_ts, text_lines
+from connectors.hl7v2.codec import (
+    SENDING_APPLICATION,
+    VERSION,
+    clean_line,
+    control_id,
+    escape,
+    hl7_ts,
+    text_lines,
+)
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY, Disclosure
 
 PRIORITY = {
@@ -82,7 +95,7 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
     rf1 = m.rf1
     rf1.rf1_1 = "P^Pending^HL70283"
     rf1.rf1_2 = PRIORITY[r.priority]
-    rf1.rf1_3 = referral_type(r.service_type) + "^" + escape(r.service_type) + "^99HUB"
+    rf1.rf1_3 = referral_type(r.service_type) + "^" + escape(clean_line(r.service_type)) + "^99HUB"
     rf1.rf1_5 = "O^Outpatient^HL70284"
     rf1.rf1_6 = f"{escape(r.referral_id)}^{HL7_ASSIGNING_AUTHORITY}"
     rf1.rf1_7 = hl7_ts(r.at)
@@ -94,7 +107,7 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
     ):
         group = m.add_group("REF_I12_PROVIDER_CONTACT")
         group.prd.prd_1 = role
-        group.prd.prd_2 = escape(party.display)
+        group.prd.prd_2 = escape(clean_line(party.display))
         group.prd.prd_7 = f"{escape(party.id)}^L1"
 
     pid = m.pid
@@ -119,7 +132,7 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
         for i, code in enumerate(reason.codes, start=1):
             dg1 = m.add_segment("DG1")
             dg1.dg1_1 = str(i)
-            text = escape(code.display) if code.display else ""
+            text = escape(clean_line(code.display)) if code.display else ""
             dg1.dg1_3 = f"{escape(code.code)}^{text}^{coding_system(code.system)}"
             dg1.dg1_6 = "W"
         notes = text_lines(reason.text) + (text_lines(reason.note) if reason.note else [])

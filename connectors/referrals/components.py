@@ -6,6 +6,7 @@ Kinds and their configuration (``kind``/``name`` are the registry's own keys)::
       group_id: hub-delivery-fhir          # optional
       requesters: {team-1: "County co-responder team"}
       retry: {max_attempts: 8, base_delay_s: 0.5, max_delay_s: 60}
+      clock: wall                          # or relative: outcomes at requested.at + elapsed
       destinations:
         clinic-a:
           display: Clinic A

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.referrals.consent import ConsentBook
-from hub.log import CorruptRecordError, decode_record, partitions_of
+from hub.kafka_io import reader_consumer, topic_partitions
+from hub.log import CorruptRecordError, decode_record
 from hub.settings import Settings
 from schemas.topics import fact_topic
 
@@ -37,17 +38,11 @@ class ConsentView:
         self.corrupt_records = 0
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            client_id=f"{self.settings.kafka.client_id}-consent-view",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-        )
+        bootstrap = self.settings.kafka.bootstrap
+        self._tps = await topic_partitions(bootstrap, [self.topic])
+        consumer = reader_consumer(bootstrap, f"{self.settings.kafka.client_id}-consent-view")
         await consumer.start()
         self._consumer = consumer
-        self._tps = await partitions_of(consumer, [self.topic])
         if self._tps:
             consumer.assign(self._tps)
             await consumer.seek_to_beginning(*self._tps)

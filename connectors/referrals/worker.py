@@ -20,6 +20,14 @@ so a revocation stops any later disclosure.
 
 The channel-specific part is a :class:`Transport`: a pure ``render`` and an async ``send``
 that classifies the receiver's answer into a :class:`SendResult`.
+
+Outcome times (the ``at`` of delivered / rejected / delivery failed / held for consent) come
+from an :class:`OutcomeClock` (config ``clock``): ``wall`` (the default) stamps the wall
+clock; ``relative`` — for replaying historical referrals, as ``hub demo`` does — stamps
+``requested.at`` plus the real time elapsed since the worker picked the referral up, so a
+simulated month's referrals are delivered seconds after they were made, in that month. The
+clock only stamps: the consent gate always decides at the wall clock (a disclosure happens
+now, so a consent must be valid now).
 """
 
 from __future__ import annotations
@@ -30,8 +38,9 @@ import hashlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from aiokafka import AIOKafkaConsumer
@@ -84,6 +93,46 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+class OutcomeClock(Protocol):
+    """Stamps delivery outcomes. :meth:`pick_up` is read once when the worker takes up a
+    referral; :meth:`stamp` gives the time of an outcome of that referral."""
+
+    def pick_up(self) -> float: ...
+
+    def stamp(self, requested_at: datetime, picked_up: float) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class WallClock:
+    """Outcomes at the wall clock (live operation: referrals are made just before)."""
+
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def pick_up(self) -> float:
+        return 0.0
+
+    def stamp(self, requested_at: datetime, picked_up: float) -> datetime:
+        return self.now()
+
+
+@dataclass(frozen=True)
+class RelativeClock:
+    """Outcomes at ``requested.at`` + the real time elapsed since pick-up (historical or
+    simulated referrals: the delivery keeps its real duration, in the referral's time)."""
+
+    monotonic: Callable[[], float] = time.monotonic
+
+    def pick_up(self) -> float:
+        return self.monotonic()
+
+    def stamp(self, requested_at: datetime, picked_up: float) -> datetime:
+        return requested_at + timedelta(seconds=max(0.0, self.monotonic() - picked_up))
+
+
+def outcome_clock(kind: Literal["wall", "relative"]) -> OutcomeClock:
+    return RelativeClock() if kind == "relative" else WallClock()
+
+
 class RetryPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -113,6 +162,7 @@ class WorkerConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     poll_interval_s: float = Field(1.0, gt=0)
     lock_retry_s: float = Field(2.0, gt=0)
+    clock: Literal["wall", "relative"] = "wall"  # how outcomes are stamped (see module doc)
 
 
 @dataclass
@@ -147,6 +197,7 @@ class DeliveryWorker:
         config: WorkerConfig | None = None,
         *,
         rng: random.Random | None = None,
+        clock: OutcomeClock | None = None,
     ) -> None:
         self.deps = deps
         self.transport = transport
@@ -157,6 +208,7 @@ class DeliveryWorker:
         self.ledger = Ledger(deps.pool, self.schema)
         self.backoff = self.config.retry.backoff()
         self.rng = rng or random.Random()
+        self.clock = clock or outcome_clock(self.config.clock)
         self.consents = ConsentView(deps.settings, on_change=self._wake_all)
         self._wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in destinations}
         self._tasks: list[asyncio.Task[None]] = []
@@ -244,11 +296,10 @@ class DeliveryWorker:
             return
         self.intake_count += 1
         if payload.destination not in self.destinations:
-            now = datetime.now(UTC)
             env = answers.failed_event(
                 payload,
                 request_event_id=envelope.id,
-                at=now,
+                at=self.clock.stamp(payload.at, self.clock.pick_up()),
                 attempts=0,
                 last_error=f"no route: destination {payload.destination!r} is not configured for "
                 f"{self.channel}",
@@ -317,8 +368,9 @@ class DeliveryWorker:
 
     # -- one referral
 
-    async def _gate(self, row: LedgerRow, req: ReferralRequested) -> Allow | None:
-        """Allow, or hold (event appended, row held) and return None."""
+    async def _gate(self, row: LedgerRow, req: ReferralRequested, picked_up: float) -> Allow | None:
+        """Allow, or hold (event appended, row held) and return None. The decision is taken
+        at the wall clock; the hold is stamped by the outcome clock."""
         if req.substance_use:
             await self.consents.catch_up()
         decision = decide(req, self.consents.book.of(req.person), datetime.now(UTC))
@@ -328,7 +380,7 @@ class DeliveryWorker:
         env = answers.held_event(
             req,
             request_event_id=row.request_event_id,
-            at=datetime.now(UTC),
+            at=self.clock.stamp(req.at, picked_up),
             reason=decision.reason,
             hold_seq=seq,
         )
@@ -365,10 +417,10 @@ class DeliveryWorker:
         """Deliver one ledger row to its final state (or hold it); returns the new state."""
         req = row.referral
         dest = row.destination
-        allow = await self._gate(row, req)
+        picked_up = self.clock.pick_up()
+        allow = await self._gate(row, req, picked_up)
         if allow is None:
             return "held"
-        now = datetime.now(UTC)
         try:
             disclosure = await self._disclosure(row, req, allow)
             rendered = self.transport.render(disclosure)
@@ -376,7 +428,7 @@ class DeliveryWorker:
             env = answers.failed_event(
                 req,
                 request_event_id=row.request_event_id,
-                at=now,
+                at=self.clock.stamp(req.at, picked_up),
                 attempts=row.attempts,
                 last_error="the person's data was erased; nothing was disclosed",
             )
@@ -395,7 +447,11 @@ class DeliveryWorker:
             )
             await self.deps.log.dead_letter(dl)
             env = answers.failed_event(
-                req, request_event_id=row.request_event_id, at=now, attempts=row.attempts, last_error=reason
+                req,
+                request_event_id=row.request_event_id,
+                at=self.clock.stamp(req.at, picked_up),
+                attempts=row.attempts,
+                last_error=reason,
             )
             await self._final(row, "failed", env, last_error=reason)
             return "failed"
@@ -406,7 +462,7 @@ class DeliveryWorker:
         while attempt < limit:
             attempt += 1
             if attempt > row.attempts + 1 and req.substance_use:
-                allow = await self._gate(row, req)  # a revocation stops later disclosures
+                allow = await self._gate(row, req, picked_up)  # a revocation stops later disclosures
                 if allow is None:
                     return "held"
             await self.ledger.begin_attempt(dest, row.referral_id, attempt, rendered.message_id)
@@ -420,7 +476,7 @@ class DeliveryWorker:
                 env = answers.delivered_event(
                     req,
                     request_event_id=row.request_event_id,
-                    at=datetime.now(UTC),
+                    at=self.clock.stamp(req.at, picked_up),
                     remote_id=last.remote_id,
                     ack_code=last.code,
                     attempts=attempt,
@@ -431,7 +487,7 @@ class DeliveryWorker:
                 env = answers.rejected_event(
                     req,
                     request_event_id=row.request_event_id,
-                    at=datetime.now(UTC),
+                    at=self.clock.stamp(req.at, picked_up),
                     code=last.code,
                     detail=last.detail,
                 )
@@ -446,7 +502,7 @@ class DeliveryWorker:
         env = answers.failed_event(
             req,
             request_event_id=row.request_event_id,
-            at=datetime.now(UTC),
+            at=self.clock.stamp(req.at, picked_up),
             attempts=attempt,
             last_error=f"{last.code}: {last.detail}",
         )

@@ -22,9 +22,19 @@ def demo(
     serve_api: Annotated[
         bool, typer.Option("--serve-api/--no-serve-api", help="keep the API running in the background")
     ] = True,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="first delete the prefix's topics and drop its schemas (and stop its API), "
+            "so the demo starts from an empty log",
+        ),
+    ] = False,
 ) -> None:
     """Bring up Kafka + PostgreSQL, simulate a county, run connectors, delivery and
-    projections, and print the outcome report and the dashboard URL."""
+    projections, and print the outcome report and the dashboard URL. With --reset, start
+    from an empty log (the prefix's data is deleted first; the default prefix 'hub' is
+    refused)."""
     from hub.demo import DemoOptions, run
     from hub.settings import get_settings
 
@@ -41,6 +51,7 @@ def demo(
         prefix=prefix,
         api_port=api_port,
         serve_api=serve_api,
+        reset=reset,
     )
     try:
         run(get_settings(), opts)

@@ -38,7 +38,7 @@ async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) 
             paths,
             profile,
             rt.log,
-            rt.deadletter_sealer.seal,
+            rt.deadletter_sealer,
             PostgresRevisionStore(rt.pool, settings.core_schema),
             source,
         )

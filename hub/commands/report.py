@@ -21,19 +21,6 @@ from hub.settings import get_settings
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
 
-LABELS = {
-    "calls": "behavioral-health calls",
-    "no_enforcement": "no enforcement action",
-    "voluntary_transport": "voluntary mental-health transport",
-    "enforcement": "enforcement action (arrest or citation)",
-    "involuntary_hold": "involuntary hold",
-    "emergency_department": "emergency department",
-    "referral_made": "referral made",
-    "connected_to_services": "connected to services",
-    "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in services",
-}
-
-
 def _day(value: str | None, name: str) -> date | None:
     if value is None:
         return None
@@ -44,10 +31,10 @@ def _day(value: str | None, name: str) -> date | None:
 
 
 def _fmt(cell: dict[str, Any]) -> str:
-    if cell["suppressed"]:
-        return "suppressed (1-10)"
-    share = f"  ({cell['share']:.1%})" if cell.get("share") is not None else ""
-    return f"{cell['value']}{share}"
+    from projections.reporting import cell_text
+
+    value, share = cell_text(cell)
+    return f"{value}  ({share})" if share else value
 
 
 @app.callback(invoke_without_command=True)
@@ -60,6 +47,7 @@ def report(
 ) -> None:
     """Print the outcome report."""
     from projections import queries
+    from projections.reporting import HEADLINE_LABELS
 
     if by not in (None, "month", "area"):
         typer.echo("error: --by must be month or area", err=True)
@@ -100,7 +88,7 @@ def report(
     span = f"{doc['from'] or 'start'} .. {doc['to'] or 'now'}"
     typer.echo(f"Outcome report, behavioral-health calls, {span} (cells of 1-10 suppressed)")
     for name, cell in doc["headline"].items():
-        typer.echo(f"  {LABELS[name]:<48} {_fmt(cell)}")
+        typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
     for row in doc["outcomes"]["rows"]:
         cells = row["metrics"]
         enforcement = _fmt(cells["outcome.arrest_or_citation"])

@@ -56,8 +56,8 @@ async def dispatch_events(rt, agency: str) -> list:  # type: ignore[no-untyped-d
 
 async def test_seattle_sample_imports_once_with_zero_dead_letters(rt) -> None:  # type: ignore[no-untyped-def]
     p = load_profile("seattle")
-    first = await ingest_files([SEATTLE], p, rt.log, rt.deadletter_sealer.seal)
-    again = await ingest_files([SEATTLE], p, rt.log, rt.deadletter_sealer.seal)
+    first = await ingest_files([SEATTLE], p, rt.log, rt.deadletter_sealer)
+    again = await ingest_files([SEATTLE], p, rt.log, rt.deadletter_sealer)
     assert (first.read, first.appended, first.dead_lettered) == (222, 222, 0) and first.balanced()
     assert (again.appended, again.events_appended, again.duplicates) == (0, 0, 222) and again.balanced()
     events = await dispatch_events(rt, "SPD")
@@ -69,7 +69,7 @@ async def test_bad_rows_are_dead_lettered_in_postgres(rt, tmp_path) -> None:  # 
     header = SEATTLE.read_text().splitlines()[0]
     bad = tmp_path / "bad.csv"
     bad.write_text(header + "\n9,ASSISTANCE RENDERED,911,2,X,Y,not a time,,E,C,C3,-1,1\n9,short\n")
-    counts = await ingest_files([bad], p, rt.log, rt.deadletter_sealer.seal)
+    counts = await ingest_files([bad], p, rt.log, rt.deadletter_sealer)
     assert (counts.read, counts.dead_lettered, counts.dead_letters_new) == (2, 2, 2)
     rows = await rt.pool.fetch(
         f"SELECT reason, record_ref FROM {rt.settings.core_schema}.deadletters WHERE source = 'cad/seattle'"

@@ -356,7 +356,7 @@ async def test_reimport_of_a_revised_export_appends_one_revision_per_changed_row
     changed[7][header.index("Event Clearance Description")] = "  " + rows[7][1].lower() + " "  # cosmetic
     second.write_bytes(csv_bytes(header, changed))
     revisions = PostgresRevisionStore(rt.pool, rt.settings.core_schema)
-    seal = rt.deadletter_sealer.seal
+    seal = rt.deadletter_sealer
     source = "cad/it-reexport"
 
     a = await ingest_files([first], profile, rt.log, seal, revisions, source)

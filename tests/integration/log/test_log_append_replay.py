@@ -131,10 +131,10 @@ async def test_dead_letters_are_written_once_and_indexed(log_rt: Runtime) -> Non
     )
     assert row["status"] == "open"
     assert row["topic"] == deadletter_topic(log_rt.settings.kafka.topic_prefix, "cad")
-    from hub.log import scan_records
+    from hub.kafka_io import scan_records
 
     found = [DeadLetter.model_validate_json(r.value) async for r in scan_records(
-        log_rt.log._consumer(), [row["topic"]]) if r.key == dl.id.encode()]
+        log_rt.settings.kafka.bootstrap, [row["topic"]], client_id="test-dl") if r.key == dl.id.encode()]
     assert found == [dl] and b"Jane" not in found[0].model_dump_json().encode()
 
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import pytest
 from projection_scenario import scenario
 
+from hub.kafka_io import scan_records
 from hub.runtime import Runtime
 from projections import queries
 from projections import tables as T
-from projections.kafka_io import read_to_end
 from projections.projector import project
 from projections.replay import ReplayError, replay_into
 from projections.store import snapshot
@@ -26,7 +26,8 @@ TABLES = (*T.READ_MODELS, T.POSITIONS)
 async def outcome_records(rt: Runtime) -> dict[str, bytes | None]:
     """The outcome topic as a compacted view: latest value per key."""
     latest: dict[str, bytes | None] = {}
-    async for r in read_to_end(rt.settings.kafka.bootstrap, [outcome_topic(rt.settings.kafka.topic_prefix)]):
+    topic = outcome_topic(rt.settings.kafka.topic_prefix)
+    async for r in scan_records(rt.settings.kafka.bootstrap, [topic], client_id="test-outcomes"):
         latest[r.key.decode()] = r.value
     return latest
 

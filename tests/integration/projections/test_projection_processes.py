@@ -19,12 +19,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from projection_scenario import scenario
 
+from hub.kafka_io import end_offsets, topic_partitions
 from hub.log import family_topics
 from hub.runtime import Runtime
 from hub.settings import PROJECT_ROOT
 from projections import tables as T
 from projections.app import group_id
-from projections.kafka_io import end_offsets, topic_partitions
 from projections.projector import project
 from projections.store import migrate_read_models, snapshot
 

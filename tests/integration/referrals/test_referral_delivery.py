@@ -416,3 +416,68 @@ async def test_crash_between_send_and_ack_never_duplicates(hub: Hub) -> None:
     ]
     assert sorted(e.data["referral_id"] for e in evs) == ["R-crash-fhir", "R-crash-hl7"]
     assert all(e.data["attempts"] >= 2 for e in evs)
+
+
+async def test_historical_referrals_keep_their_own_time_end_to_end(hub: Hub) -> None:
+    """Referrals of a simulated past month (as in ``hub demo``): a worker with
+    ``clock: relative`` stamps the outcome seconds after the referral, and the EHR's answers
+    (RRI^I12 MSH-7, Task.lastModified) carry the clinic's own times — hours to days after the
+    referral — which the listener and the Task poller keep as the events' times."""
+    t0 = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+    auth = AuthConfig(
+        type="client_credentials", token_url=hub.sim.token_url, client_id="cohub", client_secret="sim-secret"
+    )
+    cfg = WorkerConfig(retry=FAST_RETRY, clock="relative", requesters={"team-1": "Co-responder team"})
+    # Destinations of their own, delivered by calling the workers directly (they are not
+    # started, so they do not join the running workers' consumer groups).
+    hdest = {
+        "clinic-hl7-hist": Hl7Destination(
+            display="H", host="127.0.0.1", port=hub.sim.mllp_port, read_timeout_s=0.3, connect_timeout_s=1.0
+        )
+    }
+    fdest = {
+        "clinic-fhir-hist": FhirDestination(
+            display="F", base_url=hub.sim.fhir_base_url, auth=auth, timeout_s=0.3
+        )
+    }
+    deps = WorkerDeps.from_runtime(hub.rt)
+    workers = [
+        ("hl7v2", "R-hist-hl7", DeliveryWorker(deps, Hl7Transport(hdest), hdest, cfg)),  # type: ignore[arg-type]
+        ("fhir", "R-hist-fhir", DeliveryWorker(deps, FhirTransport(fdest), fdest, cfg)),  # type: ignore[arg-type]
+    ]
+    person = hub.person("historical")
+    try:
+        for channel, rid, worker in workers:
+            dest = next(iter(worker.destinations))
+            live = hub.referral(rid, person, channel=channel, destination=dest).payload()
+            req = live.model_copy(update={"at": t0})
+            env = new_event(req, source="test/referrals", record_id=rid)
+            assert await hub.ledger.enqueue(env, req)
+            row = await hub.ledger.get(dest, rid)
+            assert row is not None
+            assert await worker.deliver(row) == "delivered"
+    finally:
+        for _, _, worker in workers:
+            await worker.transport.close()
+
+    async def answered() -> list[Envelope]:
+        evs = [
+            e for e in await hub.referral_events() if e.data["referral_id"] in ("R-hist-hl7", "R-hist-fhir")
+        ]
+        done = {
+            e.data["referral_id"] for e in evs if e.type in ("referral.completed.v1", "referral.declined.v1")
+        }
+        return evs if len(done) == 2 else []
+
+    evs = await wait_for(answered, 60, "the EHR's final answers to both historical referrals", interval=0.3)
+    at = {(e.data["referral_id"], e.type): datetime.fromisoformat(e.data["at"]) for e in evs}
+    for rid in ("R-hist-hl7", "R-hist-fhir"):
+        delivered = at[(rid, "referral.delivered.v1")]
+        assert t0 <= delivered <= t0 + timedelta(seconds=60), (rid, delivered)
+        if (rid, "referral.declined.v1") in at:
+            assert timedelta(hours=2) <= at[(rid, "referral.declined.v1")] - t0 <= timedelta(hours=72)
+            continue
+        assert timedelta(hours=2) <= at[(rid, "referral.accepted.v1")] - t0 <= timedelta(days=20)
+        completed = at[(rid, "referral.completed.v1")]
+        assert timedelta(days=3) <= completed - t0 <= timedelta(days=20), (rid, completed)
+        assert at[(rid, "referral.accepted.v1")] <= completed

@@ -15,14 +15,14 @@ from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
 from connectors.cad.mapping import CadMapper, is_behavioral_health, map_disposition
 from connectors.cad.profile import load_profile, profile_names
-from connectors.core.deadletters import raw_sealer
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import Exclusion, Mapped, Rejection
 from hub import metrics
+from hub.keystore import DeadLetterSealer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cad"
 SEATTLE = DATA / "seattle" / "call-data-sample.csv"
-SEAL = raw_sealer(bytes(32))
+SEAL = DeadLetterSealer(bytes(32))
 BH_WORDS = ("suicid", "crisis", "mental", "behavioral", "emotional", "welfare check", "overdose")
 
 

@@ -18,13 +18,13 @@ from connectors.cad.filedrop import FileDropSource, settled
 from connectors.cad.mapping import CONTENT_REVISION_PREFIX, CadMapper, read_row
 from connectors.cad.profile import load_profile
 from connectors.core.counts import IngestCounts
-from connectors.core.deadletters import raw_sealer
 from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Batch, Mapped, RawRecord
 from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch, lag_seconds
 from hub import metrics
+from hub.keystore import DeadLetterSealer
 
-SEAL = raw_sealer(bytes(32))
+SEAL = DeadLetterSealer(bytes(32))
 SEATTLE = load_profile("seattle")
 
 BASE = {

@@ -14,7 +14,6 @@ from connectors.cad.receiver import eido_app
 from connectors.cad.soql import next_cursor, soql_params
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.webhook import signed_headers, verify, webhook_app
-from connectors.core.deadletters import raw_sealer
 from connectors.core.memory import MemoryDeliveryStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink
@@ -23,6 +22,7 @@ from connectors.simulate.model import CountyModel
 from connectors.simulate.servers import soql_query
 from hub.crypto import MemoryKeyring, unseal
 from hub.identity import pseudonymize
+from hub.keystore import DeadLetterSealer
 
 EIDO = Path(__file__).resolve().parents[2] / "data" / "cad" / "eido"
 PKEY = b"p" * 32
@@ -93,7 +93,7 @@ async def test_eido_http_endpoint_202_and_400() -> None:
     app = eido_app(
         mapper=m,
         log_port=log,
-        sink=DeadLetterSink(m.source, "cad", raw_sealer(bytes(32))),
+        sink=DeadLetterSink(m.source, "cad", DeadLetterSealer(bytes(32))),
         revisions=MemoryRevisionStore(),
     )
     async with TestClient(TestServer(app)) as client:
@@ -157,7 +157,7 @@ async def test_webhook_refuses_bad_signature_and_appends_a_delivery_once() -> No
         key=WKEY,
         mapper=mapper,
         log_port=log,
-        sink=DeadLetterSink("cases/test", "cases", raw_sealer(bytes(32))),
+        sink=DeadLetterSink("cases/test", "cases", DeadLetterSealer(bytes(32))),
         deliveries=deliveries,
     )
     body = json.dumps(

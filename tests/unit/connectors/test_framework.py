@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.core.backoff import Backoff
-from connectors.core.deadletters import raw_sealer
 from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Batch, Exclusion, Mapped, RawRecord, Rejection, RevisionKey
 from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch
@@ -58,7 +57,7 @@ class ToyMapper:
 
 
 def sink() -> DeadLetterSink:
-    return DeadLetterSink("test/toy", "cad", raw_sealer(KEY))
+    return DeadLetterSink("test/toy", "cad", DeadLetterSealer(KEY))
 
 
 rows = st.lists(

@@ -116,6 +116,13 @@ def test_read_task_maps_status_and_ignores_foreign_tasks() -> None:
     ans = read_task(task)
     assert ans is not None and ans.referral_id == "R-1" and ans.kind == "accepted"
     assert ans.last_updated == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert ans.changed_at == ans.last_updated  # no lastModified: the record time stands in
+    # The EHR's own time of the change (Task.lastModified) is the answer's time; the server's
+    # record time (meta.lastUpdated) stays the poll cursor.
+    reported = read_task({**task, "lastModified": "2024-03-04T08:30:00-05:00"})
+    assert reported is not None and reported.last_updated == datetime(2024, 5, 1, 10, tzinfo=UTC)
+    assert reported.changed_at == datetime(2024, 3, 4, 13, 30, tzinfo=UTC)
+    assert read_task({**task, "lastModified": "garbage"}).changed_at == ans.last_updated  # type: ignore[union-attr]
     assert read_task({**task, "status": "rejected"}).kind == "declined"  # type: ignore[union-attr]
     assert read_task({**task, "status": "received"}).kind is None  # type: ignore[union-attr]
     assert read_task({**task, "identifier": [{"system": "urn:other", "value": "R-1"}]}) is None
