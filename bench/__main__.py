@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from hub.db import create_pool
+from hub.db import open_pool
 from hub.kafka_io import scan_records
 from hub.log import record_headers
 from hub.runtime import Runtime
@@ -105,11 +105,8 @@ async def cleanup(settings: Settings) -> None:
             await admin.delete_topics(mine)
     finally:
         await admin.close()
-    pool = await create_pool(settings, max_size=1)
-    try:
+    async with open_pool(settings, max_size=1) as pool:
         await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.core_schema}" CASCADE')
-    finally:
-        await pool.close()
 
 
 def table(r: dict) -> str:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -64,6 +66,16 @@ async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int | 
     )
     assert pool is not None
     return pool
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """A :func:`create_pool` pool, closed when the block ends."""
+    pool = await create_pool(settings, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def check_schema_name(schema: str) -> str:

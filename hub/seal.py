@@ -21,7 +21,6 @@ at a time per core schema (PostgreSQL advisory lock).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -293,16 +292,6 @@ class Sealer:
                 seal.topic, seal.partition, seal.seq, meta.offset,
             )
         log.info("sealed %s[%d] %d..%d", seal.topic, seal.partition, seal.first_offset, seal.last_offset)
-
-
-async def run_sealer(settings: Settings, pool: asyncpg.Pool, *, interval: float | None) -> SealRunResult:
-    """One round (``interval=None``) or rounds every ``interval`` seconds until cancelled."""
-    sealer = Sealer(settings, pool)
-    while True:
-        result = await sealer.run_once()
-        if interval is None:
-            return result
-        await asyncio.sleep(interval)
 
 
 def _register_export() -> None:

@@ -310,9 +310,3 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
             json.dumps(report.to_json()),
         )
     return report
-
-
-async def last_verify(pool: asyncpg.Pool, schema: str) -> dict | None:
-    """The latest stored verification result (for the API), or None."""
-    row = await pool.fetchrow(f"SELECT result FROM {schema}.verify_runs ORDER BY id DESC LIMIT 1")
-    return None if row is None else json.loads(row["result"])

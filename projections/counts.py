@@ -29,7 +29,6 @@ UNKNOWN_AREA = "unknown"
 ALL_AREA = "all"
 FLAG_METRICS = ("referral_made", "connected_to_services", "co_responder")
 OUTCOME_METRICS = tuple(f"outcome.{o}" for o in PRIMARY_OUTCOMES)
-METRICS = ("calls", "with_outcome", "no_outcome", *OUTCOME_METRICS, *FLAG_METRICS)
 
 Cell = tuple[str, date, str, str, str, bool, str]
 

@@ -312,20 +312,6 @@ async def consents(conn: Conn, schema: Schema, pseudonym: str) -> list[dict[str,
     return [dict(r) for r in rows]
 
 
-async def published_outcomes(
-    conn: Conn, schema: Schema, *, date_from: date | None = None, date_to: date | None = None
-) -> list[dict[str, Any]]:
-    """The outcome records as last published to the outcome topic (suppressed), by month."""
-    rows = await conn.fetch(
-        f"""SELECT record::text AS record FROM {_s(schema)}.outcome_publications
-            WHERE ($1::date IS NULL OR period_start >= date_trunc('month', $1::date))
-              AND ($2::date IS NULL OR period_start <= $2) ORDER BY key""",
-        date_from,
-        date_to,
-    )
-    return [json.loads(r["record"]) for r in rows]
-
-
 async def projection_lag(
     conn: Conn, schema: Schema, *, bootstrap: str | None = None, topic_prefix: str | None = None
 ) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from schemas.dispatch import CallDisposition, CallReceived, CallRevised
 from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
 from schemas.referral import ReferralRejected, ReferralRequested
 
-ROLES = ("dispatcher", "clinician", "case_manager", "analyst")
 CAD_ROLES = ("dispatcher", "clinician", "case_manager")
 CLINICAL_ROLES = ("clinician", "case_manager")
 

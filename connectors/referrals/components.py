@@ -42,36 +42,28 @@ def _own(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in ("kind", "name")}
 
 
-def _split(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _delivery(runtime: Any, config: dict[str, Any], destination: Any, transport: Any) -> DeliveryWorker:
+    """A delivery worker whose ``destinations`` are validated as ``destination`` models and
+    sent through a ``transport`` built over them; the rest of the config is its
+    :class:`WorkerConfig`."""
     own = _own(config)
-    destinations = own.pop("destinations", None)
-    if not isinstance(destinations, dict) or not destinations:
+    raw = own.pop("destinations", None)
+    if not isinstance(raw, dict) or not raw:
         raise ValueError("a delivery component needs a non-empty 'destinations' mapping")
-    return own, destinations
+    dests = {k: destination.model_validate(v) for k, v in raw.items()}
+    return DeliveryWorker(
+        WorkerDeps.from_runtime(runtime), transport(dests), dests, WorkerConfig.model_validate(own)
+    )
 
 
 @register_kind("fhir-delivery")
 def fhir_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
-    own, raw = _split(config)
-    dests = {k: FhirDestination.model_validate(v) for k, v in raw.items()}
-    return DeliveryWorker(
-        WorkerDeps.from_runtime(runtime),
-        FhirTransport(dests),
-        dests,  # type: ignore[arg-type]
-        WorkerConfig.model_validate(own),
-    )
+    return _delivery(runtime, config, FhirDestination, FhirTransport)
 
 
 @register_kind("hl7-delivery")
 def hl7_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
-    own, raw = _split(config)
-    dests = {k: Hl7Destination.model_validate(v) for k, v in raw.items()}
-    return DeliveryWorker(
-        WorkerDeps.from_runtime(runtime),
-        Hl7Transport(dests),
-        dests,  # type: ignore[arg-type]
-        WorkerConfig.model_validate(own),
-    )
+    return _delivery(runtime, config, Hl7Destination, Hl7Transport)
 
 
 @register_kind("mllp-listener")

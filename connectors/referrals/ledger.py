@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -28,7 +27,6 @@ from schemas.referral import ReferralRequested
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 COMPONENT = "referrals"
 FINAL_STATES = ("delivered", "rejected", "failed")
-OPEN_STATES = ("pending", "sending")
 
 
 async def migrate_ledger(pool: asyncpg.Pool, schema: str) -> list[int]:
@@ -226,14 +224,6 @@ class Ledger:
             destination,
         )
         return {r["state"]: r["n"] for r in rows}
-
-    async def attempts_of(self, destination: str, referral_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            f"SELECT * FROM {self.a} WHERE destination = $1 AND referral_id = $2 ORDER BY attempt",
-            destination,
-            referral_id,
-        )
-        return [dict(r) for r in rows]
 
     async def load_cursor(self, destination: str) -> str | None:
         return await self.pool.fetchval(

@@ -16,7 +16,7 @@ the demo's connectors would append, for checks of what the demo will report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -133,11 +133,3 @@ def county_envelopes(
         *team,
         *referral_outcome_envelopes(team, answers),
     ]
-
-
-def envelopes_by_type(envelopes: Iterable[Envelope]) -> Mapping[str, int]:
-    """How many envelopes of each event type (for summaries)."""
-    counts: dict[str, int] = {}
-    for e in envelopes:
-        counts[e.type] = counts.get(e.type, 0) + 1
-    return counts

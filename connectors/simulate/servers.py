@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,13 @@ class FeedState:
         self.rows[key] = row
 
 
-def cad_feed_app(state: FeedState, path: str = "/resource/calls.json") -> web.Application:
+Answer = Callable[[dict[str, str]], web.Response]
+
+
+def _feed_app(state: FeedState, path: str, answer: Answer) -> web.Application:
+    """``GET path``: the request's query is recorded in ``state.requests``, delayed by
+    ``state.delay``, refused with 503 during ``state.outage``, else ``answer(query)``."""
+
     async def handle(request: web.Request) -> web.Response:
         params = dict(request.query)
         state.requests.append(params)
@@ -54,28 +61,32 @@ def cad_feed_app(state: FeedState, path: str = "/resource/calls.json") -> web.Ap
             await asyncio.sleep(state.delay)
         if state.outage:
             return web.json_response({"error": "service unavailable"}, status=503)
-        try:
-            rows = soql_query(list(state.rows.values()), params)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response(rows)
+        return answer(params)
 
     app = web.Application()
     app.router.add_get(path, handle)
     return app
 
 
+def cad_feed_app(state: FeedState, path: str = "/resource/calls.json") -> web.Application:
+    """``GET path?$where=…&$order=…&$limit=…&$offset=…`` → the matching rows (see
+    :func:`soql_query`); an unsupported query answers 400."""
+
+    def answer(params: dict[str, str]) -> web.Response:
+        try:
+            rows = soql_query(list(state.rows.values()), params)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(rows)
+
+    return _feed_app(state, path, answer)
+
+
 def cases_app(state: FeedState, path: str = "/api/v1/case-records") -> web.Application:
     """``GET path?updated_since=T&offset=K&limit=N`` → ``{"records": [...]}`` ordered by
     (updated_at, record_id), records with ``updated_at >= T``."""
 
-    async def handle(request: web.Request) -> web.Response:
-        params = dict(request.query)
-        state.requests.append(params)
-        if state.delay:
-            await asyncio.sleep(state.delay)
-        if state.outage:
-            return web.json_response({"error": "service unavailable"}, status=503)
+    def answer(params: dict[str, str]) -> web.Response:
         since = params.get("updated_since", "")
         rows = sorted(
             (r for r in state.rows.values() if str(r.get("updated_at", "")) >= since),
@@ -84,9 +95,7 @@ def cases_app(state: FeedState, path: str = "/api/v1/case-records") -> web.Appli
         offset, limit = int(params.get("offset", 0)), int(params.get("limit", 500))
         return web.json_response({"records": rows[offset : offset + limit]})
 
-    app = web.Application()
-    app.router.add_get(path, handle)
-    return app
+    return _feed_app(state, path, answer)
 
 
 async def serve(app: web.Application, port: int = 0, host: str = "127.0.0.1") -> tuple[web.AppRunner, int]:

@@ -165,12 +165,6 @@ class TokenVerifier:
         else:
             raise AuthError("no JWKS configured (set api.jwks_url or run in development)")
 
-    @classmethod
-    def for_settings(cls, settings: Settings) -> TokenVerifier:
-        if settings.api.jwks_url:
-            return cls(settings)
-        return cls(settings, jwks=DevIssuer.open(settings).jwks())
-
     def _key_for(self, token: str) -> Any:
         try:
             header = jwt.get_unverified_header(token)

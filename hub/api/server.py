@@ -19,15 +19,14 @@ from hub.api.access_log import AccessLog
 from hub.api.app import create_app
 from hub.api.auth import DevIssuer, TokenVerifier
 from hub.api.readmodels import PostgresReadModels
-from hub.db import create_pool
+from hub.db import open_pool
 from hub.settings import Settings
 
 
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The API wired to PostgreSQL; the pool closes on exit."""
-    pool = await create_pool(settings, min_size=1, max_size=min(settings.postgres.pool_max, 5))
-    try:
+    async with open_pool(settings, max_size=min(settings.postgres.pool_max, 5)) as pool:
         dev_issuer = (
             DevIssuer.open(settings) if settings.is_development and not settings.api.jwks_url else None
         )
@@ -40,8 +39,6 @@ async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
             dev_issuer=dev_issuer,
         )
         yield app
-    finally:
-        await pool.close()
 
 
 async def serve(

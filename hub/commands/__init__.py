@@ -1,1 +1,21 @@
-"""Command groups of the ``hub`` CLI, one module per group."""
+"""Command groups of the ``hub`` CLI, one module per group, and their shared runner."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import typer
+
+T = TypeVar("T")
+
+
+def run_or_exit(main: Coroutine[Any, Any, T], failure: str) -> T:
+    """``asyncio.run(main)``; an exception becomes ``error: <failure>: <Type>: <message>`` on
+    stderr and exit code 1 (a clear message for operators, not a traceback)."""
+    try:
+        return asyncio.run(main)
+    except Exception as exc:
+        typer.echo(f"error: {failure}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from exc

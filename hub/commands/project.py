@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from hub.commands import run_or_exit
 from hub.runtime import Runtime
 from hub.settings import get_settings
 
@@ -37,11 +38,7 @@ def project(
         async with Runtime.open(get_settings()) as rt:
             return await run_projector(rt, schema=schema, until_caught_up=until_caught_up, stop=stop)
 
-    try:
-        stats = asyncio.run(go())
-    except Exception as exc:
-        typer.echo(f"error: projector failed: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    stats = run_or_exit(go(), "projector failed")
     out = {
         "batches": stats.batches,
         "records": stats.records,

@@ -4,14 +4,14 @@ only the events the hub had recorded at that time are used."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from hub.db import create_pool
+from hub.commands import run_or_exit
+from hub.db import open_pool
 from hub.settings import get_settings
 
 app = typer.Typer(help="Rebuild the read models from the log into a fresh schema.")
@@ -41,17 +41,10 @@ def replay(
     settings = get_settings()
 
     async def go():
-        pool = await create_pool(settings)
-        try:
+        async with open_pool(settings) as pool:
             return await replay_into(settings, pool, into, as_of=when)
-        finally:
-            await pool.close()
 
-    try:
-        stats = asyncio.run(go())
-    except Exception as exc:
-        typer.echo(f"error: replay failed: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    stats = run_or_exit(go(), "replay failed")
     out = {
         "schema": into,
         "as_of": when.isoformat() if when else None,

@@ -9,14 +9,14 @@ share of people with 3+ contacts enrolled in services; every cell is
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import date
 from typing import Annotated, Any
 
 import typer
 
-from hub.db import create_pool
+from hub.commands import run_or_exit
+from hub.db import open_pool
 from hub.settings import get_settings
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
@@ -60,8 +60,7 @@ def report(
     target_schema = schema or settings.postgres.schema_
 
     async def go():
-        pool = await create_pool(settings, max_size=2)
-        try:
+        async with open_pool(settings, max_size=2) as pool:
             return await queries.report(
                 pool,
                 target_schema,
@@ -71,17 +70,10 @@ def report(
                 tz=settings.agency_timezone,
                 small_cell_max=settings.projections.small_cell_max,
             )
-        finally:
-            await pool.close()
 
-    try:
-        doc = asyncio.run(go())
-    except Exception as exc:
-        typer.echo(
-            f"error: cannot read the read models in schema {target_schema} (has `hub project` run?): {exc}",
-            err=True,
-        )
-        raise typer.Exit(1) from exc
+    doc = run_or_exit(
+        go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"
+    )
     if as_json:
         typer.echo(json.dumps(queries.jsonable(doc), indent=2))
         return

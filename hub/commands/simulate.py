@@ -29,15 +29,23 @@ def _county(seed: int, days: int, start: str, per_day: int):  # type: ignore[no-
     return CountyModel(seed, days, date.fromisoformat(start), calls_per_day=per_day).generate()
 
 
-async def _serve_forever(app_obj, port: int) -> None:  # type: ignore[no-untyped-def]
-    from connectors.simulate.servers import serve
+def _serve_feed(make_app, rows, port: int) -> None:  # type: ignore[no-untyped-def]
+    """Serve ``rows`` (key, row) through ``make_app(FeedState)`` until interrupted."""
+    from connectors.simulate.servers import FeedState, serve
 
-    runner, bound = await serve(app_obj, port)
-    print(json.dumps({"listening": f"http://127.0.0.1:{bound}"}), flush=True)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    state = FeedState()
+    for key, row in rows:
+        state.publish(key, row)
+
+    async def forever() -> None:
+        runner, bound = await serve(make_app(state), port)
+        print(json.dumps({"listening": f"http://127.0.0.1:{bound}"}), flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(forever())
 
 
 @app.command("cad-feed")
@@ -50,13 +58,11 @@ def cad_feed(
 ) -> None:
     """Serve the county's calls (latest revision of each) as an SF-style SoQL feed."""
     from connectors.simulate.feeds import soql_row
-    from connectors.simulate.servers import FeedState, cad_feed_app
+    from connectors.simulate.servers import cad_feed_app
 
     county = _county(seed, days, start, calls_per_day)
-    state = FeedState()
-    for call in county.calls:
-        state.publish(call.cad_number, soql_row(call.latest(), county.timezone))
-    asyncio.run(_serve_forever(cad_feed_app(state), port))
+    rows = ((call.cad_number, soql_row(call.latest(), county.timezone)) for call in county.calls)
+    _serve_feed(cad_feed_app, rows, port)
 
 
 @app.command("cases")
@@ -68,13 +74,10 @@ def cases(
     calls_per_day: int = PER_DAY,
 ) -> None:
     """Serve the county's case-management records as a REST API (``updated_since``)."""
-    from connectors.simulate.servers import FeedState, cases_app
+    from connectors.simulate.servers import cases_app
 
     county = _county(seed, days, start, calls_per_day)
-    state = FeedState()
-    for rec in county.case_records:
-        state.publish(str(rec["record_id"]), rec)
-    asyncio.run(_serve_forever(cases_app(state), port))
+    _serve_feed(cases_app, ((str(rec["record_id"]), rec) for rec in county.case_records), port)
 
 
 @app.command("csv")

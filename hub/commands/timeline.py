@@ -7,13 +7,13 @@ sealed; entries carry their source system, visibility per role and Part 2 flag.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated
 
 import typer
 
-from hub.db import create_pool
+from hub.commands import run_or_exit
+from hub.db import open_pool
 from hub.settings import get_settings
 
 app = typer.Typer(help="Show an incident's or a person's timeline.")
@@ -38,8 +38,7 @@ def timeline(
     target_schema = schema or settings.postgres.schema_
 
     async def go():
-        pool = await create_pool(settings, max_size=2)
-        try:
+        async with open_pool(settings, max_size=2) as pool:
             if incident is not None:
                 entries = await queries.incident_timeline(
                     pool, target_schema, incident, role=role, include_part2=not no_part2
@@ -62,14 +61,8 @@ def timeline(
                 "summary": summary,
                 "entries": entries,
             }
-        finally:
-            await pool.close()
 
-    try:
-        result = asyncio.run(go())
-    except Exception as exc:
-        typer.echo(f"error: cannot read timeline from schema {target_schema}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    result = run_or_exit(go(), f"cannot read timeline from schema {target_schema}")
     if result is None:
         typer.echo(f"error: no such {'incident' if incident else 'person'}", err=True)
         raise typer.Exit(1)

@@ -24,7 +24,7 @@ from hub.settings import Settings
 sys.path.insert(0, str(Path(__file__).parent))
 from scenario import people, scenario
 
-from projections.runner import run_until_caught_up
+from projections.projector import project
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -32,7 +32,7 @@ async def api_facts(settings: Settings, topics: object, pg_pool: asyncpg.Pool) -
     """Append the scenario and project it; returns the scenario's pseudonyms by name."""
     async with Runtime.open(settings) as rt:
         await rt.log.append(scenario(rt.pseudonym_key))
-    await run_until_caught_up(settings)
+        await project(rt, until_caught_up=True)
     return people(secret_bytes(settings, "pseudonym.key"))
 
 

@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest_asyncio
 
 from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
 from connectors.components import cad_soql_poller
-from connectors.core.state import PostgresCursorStore, migrate_state
+from connectors.core.state import PostgresCursorStore
 from connectors.simulate.feeds import soql_row
 from connectors.simulate.model import CountyModel
 from connectors.simulate.servers import FeedState, cad_feed_app, serve
 from hub import metrics
-from hub.runtime import Runtime
-from hub.settings import PROJECT_ROOT, Settings
+from hub.settings import PROJECT_ROOT
+from tests.integration.waiting import wait_for
 
 SEATTLE = Path(__file__).resolve().parents[2] / "data" / "cad" / "seattle" / "call-data-sample.csv"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def rt(settings: Settings, topics):  # type: ignore[no-untyped-def]
-    async with Runtime.open(settings) as runtime:
-        await migrate_state(runtime.pool, settings.core_schema)
-        yield runtime
-
-
-async def wait_for(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await cond()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def dispatch_events(rt, agency: str) -> list:  # type: ignore[no-untyped-def]

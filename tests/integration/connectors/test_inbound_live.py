@@ -3,7 +3,6 @@ poller, the signed case webhook, the CSV file drop, and CSV re-exports that revi
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import csv
 import io
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest_asyncio
 
 from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
@@ -22,33 +20,16 @@ from connectors.cases.mapping import CaseMapper
 from connectors.cases.webhook import signed_headers
 from connectors.components import cad_file_drop, case_rest_poller, case_webhook
 from connectors.core.records import Mapped, RawRecord
-from connectors.core.state import PostgresCursorStore, PostgresRevisionStore, migrate_state
+from connectors.core.state import PostgresCursorStore, PostgresRevisionStore
 from connectors.simulate.model import CountyModel
 from connectors.simulate.servers import FeedState, cases_app, serve
 from hub import metrics
 from hub.keys import secret_bytes
 from hub.runtime import Runtime
-from hub.settings import Settings
 from schemas.topics import fact_topic
+from tests.integration.waiting import wait_for
 
 SEATTLE = Path(__file__).resolve().parents[2] / "data" / "cad" / "seattle" / "call-data-sample.csv"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def rt(settings: Settings, topics):  # type: ignore[no-untyped-def]
-    async with Runtime.open(settings) as runtime:
-        await migrate_state(runtime.pool, settings.core_schema)
-        yield runtime
-
-
-async def wait_for(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await cond()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def facts(rt: Runtime, family: str, source: str) -> list[Any]:  # type: ignore[type-arg]

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -27,6 +26,7 @@ from projections import tables as T
 from projections.app import group_id
 from projections.projector import project
 from projections.store import migrate_read_models, snapshot
+from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 TABLES = (*T.READ_MODELS, T.POSITIONS)
@@ -49,16 +49,6 @@ def start_worker(rt: Runtime, schema: str, *extra: str) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-
-
-async def until(cond: Callable[[], Awaitable[bool]], what: str, timeout: float = TIMEOUT) -> None:
-    """Await a condition, polling the database (no fixed sleeps)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def applied(rt: Runtime, schema: str) -> int:
@@ -96,7 +86,7 @@ async def test_sigkill_mid_stream_then_restart_equals_a_clean_run(proj_rt: Runti
     assert end >= len(events)
     worker = start_worker(rt, schema)
     try:
-        await until(lambda: _between(rt, schema, 1, end - 1), "the worker to be mid-stream")
+        await wait_for(lambda: _between(rt, schema, 1, end - 1), TIMEOUT, "the worker to be mid-stream", 0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         mid = await applied(rt, schema)
@@ -120,16 +110,20 @@ async def test_two_workers_with_forced_rebalances_equal_a_clean_run(proj_rt: Run
     second = None
     try:
         end = await log_end(rt, schema)
-        await until(lambda: _between(rt, schema, end, end), "the first worker to apply phase 1")
+        await wait_for(
+            lambda: _between(rt, schema, end, end), TIMEOUT, "the first worker to apply phase 1", 0.02
+        )
         second = start_worker(rt, schema)  # joins the group: rebalance
         await rt.log.append(scenario(10, tag="e"))
         end = await log_end(rt, schema)
-        await until(lambda: _between(rt, schema, end, end), "the pair to apply phase 2")
+        await wait_for(lambda: _between(rt, schema, end, end), TIMEOUT, "the pair to apply phase 2", 0.02)
         first.send_signal(signal.SIGTERM)  # leaves the group: another rebalance
         assert first.wait(timeout=60) == 0, first.stderr.read().decode()[-2000:] if first.stderr else ""
         await rt.log.append(scenario(10, tag="f"))
         end = await log_end(rt, schema)
-        await until(lambda: _between(rt, schema, end, end), "the second worker to apply phase 3")
+        await wait_for(
+            lambda: _between(rt, schema, end, end), TIMEOUT, "the second worker to apply phase 3", 0.02
+        )
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0, second.stderr.read().decode()[-2000:] if second.stderr else ""
     finally:
