@@ -1,10 +1,24 @@
-"""``python -m bench``: event-log throughput against raw aiokafka on the local broker.
+"""``python -m bench`` (``make bench``): the hub's throughput and memory, each operation
+next to a baseline measured in the same process on the same records.
 
-Append: :meth:`hub.log.EventLog.append` (exactly-once index in PostgreSQL + idempotent
-producer, acks=all) vs a raw idempotent aiokafka producer sending the same records.
-Replay: :meth:`hub.log.EventLog.replay` (decode + upcast + merge) vs a raw ``getmany`` loop
-over the same topic. Same process, same record count; runs on its own topic prefix and
-PostgreSQL schema, removed afterwards. Prints a table and writes ``var/bench/latest.json``.
+- ``EventLog.append`` — vs a raw idempotent aiokafka producer (same bytes, same batches);
+- ``EventLog.replay`` — vs a raw ``getmany`` scan of the same topic;
+- CAD CSV ingest through the connector runner (read, map, revision claims, append, dead
+  letters), on new data and again on the same drop (every event a duplicate) — vs a raw
+  aiokafka produce of the same rows as pre-serialized JSON;
+- read-model rebuild (``projections.replay`` into a fresh schema) — vs raw ``getmany`` of
+  the fact topics + one COPY of one trivial row per record;
+- live projection (the faust path of ``hub project --until-caught-up``) on a smaller log —
+  vs the batch rebuild of that same log.
+
+Columns: ``ratio`` = rate / baseline rate; ``peak MiB`` = this process's peak resident set
+during the phase; ``+MiB`` = that peak minus the resident set at the phase's start.
+
+Every phase runs on its own topic prefix and schemas on the shared local broker and
+database; all of them are removed at the end, also after a failure. Prints the table
+and writes ``var/bench/latest.json`` (``state_dir/bench``). Rates depend on the machine
+and on what else runs on it (on 2 cores the broker competes with the benchmark), so
+compare ratios, and compare runs on the same machine only.
 """
 
 from __future__ import annotations
@@ -12,141 +26,127 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import sys
+import tempfile
 import time
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-
-from hub.db import open_pool
-from hub.kafka_io import scan_records
-from hub.log import record_headers
-from hub.runtime import Runtime
-from hub.settings import Settings, get_settings
-from schemas.dispatch import CallReceived
-from schemas.envelope import Envelope, new_event
-from schemas.topics import fact_topic
-
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
+from bench.phases import append_and_replay, cad_ingest_and_rebuild, live_projection
+from bench.report import BenchError, Row, table
+from bench.workspace import Workspace
+from hub.settings import get_settings
 
 
-def envelopes(n: int, tag: str) -> list[Envelope]:
-    return [
-        new_event(
-            CallReceived(incident_id=f"sea:{tag}-{i % 5000}", agency="sea", cad_number=str(i),
-                         at=T0 + timedelta(seconds=i), source_timezone="UTC", category="welfare",
-                         behavioral_health=i % 3 == 0),
-            source=f"bench/{tag}", record_id=str(i), recorded_at=T0 + timedelta(seconds=i),
-        )
-        for i in range(n)
-    ]
-
-
-async def bench(settings: Settings, n: int, batch: int) -> dict:
-    prefix = settings.kafka.topic_prefix
-    topic = fact_topic(prefix, "dispatch")
-    raw_topic = f"{prefix}.bench.raw"
-    results: dict = {"records": n, "batch": batch}
-    async with Runtime.open(settings) as rt:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-        await admin.start()
-        from aiokafka.admin import NewTopic
-
-        await admin.create_topics([NewTopic(raw_topic, settings.kafka.partitions, 1)])
-        await admin.close()
-        evs = envelopes(n, "a")
-        await rt.log.append(envelopes(10, "warm"))  # connections, metadata
-
-        t = time.perf_counter()
-        for i in range(0, n, batch):
-            await rt.log.append(evs[i : i + batch])
-        results["append_log_s"] = time.perf_counter() - t
-
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                    enable_idempotence=True, max_batch_size=512 * 1024, linger_ms=5)
-        await producer.start()
-        try:
-            await producer.send_and_wait(raw_topic, b"warm")
-            raw = [(e.to_bytes(), e.partitionkey.encode(), record_headers(e)) for e in envelopes(n, "b")]
-            t = time.perf_counter()
-            for i in range(0, n, batch):
-                futs = [await producer.send(raw_topic, value=v, key=k, headers=h)
-                        for v, k, h in raw[i : i + batch]]
-                await asyncio.gather(*futs)
-            results["append_raw_s"] = time.perf_counter() - t
-        finally:
-            await producer.stop()
-
-        t = time.perf_counter()
-        count = 0
-        async for _ in rt.log.replay(families=["dispatch"]):
-            count += 1
-        results["replay_log_s"] = time.perf_counter() - t
-        results["replay_log_records"] = count
-
-        t = time.perf_counter()
-        raw_count = 0
-        async for _ in scan_records(settings.kafka.bootstrap, [topic], client_id="bench-raw"):
-            raw_count += 1
-        results["replay_raw_s"] = time.perf_counter() - t
-        results["replay_raw_records"] = raw_count
-    return results
-
-
-async def cleanup(settings: Settings) -> None:
-    prefix = settings.kafka.topic_prefix
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefix + ".")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
-    async with open_pool(settings, max_size=1) as pool:
-        await pool.execute(f'DROP SCHEMA IF EXISTS "{settings.core_schema}" CASCADE')
-
-
-def table(r: dict) -> str:
-    n = r["records"]
-    rows = [
-        ("append", n / r["append_log_s"], n / r["append_raw_s"]),
-        ("replay", r["replay_log_records"] / r["replay_log_s"], r["replay_raw_records"] / r["replay_raw_s"]),
-    ]
-    out = [f"{'operation':<10}{'EventLog rec/s':>16}{'raw aiokafka rec/s':>20}{'ratio':>8}"]
-    for name, ours, raw in rows:
-        out.append(f"{name:<10}{ours:>16,.0f}{raw:>20,.0f}{ours / raw:>8.2f}")
-        r[f"{name}_ratio"] = ours / raw
-        r[f"{name}_log_rps"], r[f"{name}_raw_rps"] = ours, raw
-    return "\n".join(out)
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=100000)
-    parser.add_argument("--batch", type=int, default=2000)
-    args = parser.parse_args()
-    base = get_settings()
-    prefix = f"bench{uuid.uuid4().hex[:6]}"
-    settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"topic_prefix": prefix})})
+    parser.add_argument("--records", type=int, default=100_000, help="envelopes for append/replay")
+    parser.add_argument("--batch", type=int, default=2000, help="envelopes per append")
+    parser.add_argument("--cad-days", type=int, default=60, help="simulated days in the CSV drop")
+    parser.add_argument("--cad-calls-per-day", type=int, default=500, help="CSV rows per day (about)")
+    parser.add_argument("--live-days", type=int, default=5, help="simulated days for the live projection")
+    parser.add_argument("--live-calls-per-day", type=int, default=400)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON output (default: state_dir/bench/latest.json)"
+    )
+    return parser.parse_args(argv)
 
-    async def run() -> dict:
-        try:
-            return await bench(settings, args.records, args.batch)
-        finally:
-            await cleanup(settings)
 
-    results = asyncio.run(run())
-    print(f"{args.records} records, batches of {args.batch}, broker {settings.kafka.bootstrap}")
-    print(table(results))
-    results |= {"at": datetime.now(UTC).isoformat(), "python": platform.python_version()}
-    out = settings.state_dir / "bench" / "latest.json"
+async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    tmp = Path(tempfile.mkdtemp(prefix=f"{ws.run}-"))
+    ws.dirs.append(tmp)
+    try:
+        rows += await append_and_replay(ws, args.records, args.batch)
+        rows += await cad_ingest_and_rebuild(ws, tmp, args.cad_days, args.cad_calls_per_day)
+        rows += await live_projection(ws, args.live_days, args.live_calls_per_day)
+    finally:
+        problems = await ws.cleanup()
+        for p in problems:
+            print(f"bench cleanup: {p}", file=sys.stderr)
+    return rows
+
+
+def summary(rows: list[Row]) -> list[str]:
+    by = {r.operation: r for r in rows}
+    lines = []
+    replay = by.get("replay (EventLog)")
+    if replay is not None:
+        lines.append(
+            f"EventLog.replay memory: {replay.sample.growth_mib:.0f} MiB over {replay.records:,} records = "
+            f"{replay.extra['mib_per_10k_events']:.2f} MiB per 10k events (peak RSS growth)"
+        )
+    for name in ("cad ingest (connector)", "cad re-ingest (all dup)"):
+        row = by.get(name)
+        if row is not None:
+            parts = ", ".join(f"{k} {v['seconds']:.1f} s" for k, v in row.extra["breakdown"].items())
+            lines.append(f"{name}: {parts}")
+    rebuild = by.get("read-model rebuild")
+    if rebuild is not None:
+        lines.append(
+            f"rebuild memory: {rebuild.sample.growth_mib:.0f} MiB over {rebuild.records:,} records = "
+            f"{rebuild.extra['mib_per_10k_events']:.2f} MiB per 10k events (peak RSS growth)"
+        )
+        live = by.get("live projection (faust)")
+        if live is not None:
+            lines.append(
+                f"live projection: {live.rps:,.0f} rec/s end to end "
+                f"({live.extra['start_and_join_seconds']:.1f} s of it faust start + group join) = "
+                f"{live.rps / rebuild.rps:.3f} of the large rebuild's {rebuild.rps:,.0f} rec/s"
+            )
+    noisy = [r.operation.strip() for r in rows if r.sample.warnings or r.baseline_sample.warnings]
+    if noisy:
+        lines.append("aiokafka warnings (retries) inside measured blocks of: " + ", ".join(noisy))
+    per_phase = all(r.sample.per_phase for r in rows)
+    lines.append(
+        "peak MiB: this process's resident set, "
+        + (
+            "peak reset at the start of each phase (/proc/self/clear_refs)"
+            if per_phase
+            else "process-lifetime peak (ru_maxrss): upper bounds only"
+        )
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = get_settings()
+    ws = Workspace(settings)
+    load = os.getloadavg()
+    started = time.perf_counter()
+    try:
+        rows = asyncio.run(run(ws, args))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+    print(
+        f"run {ws.run}: broker {settings.kafka.bootstrap}, {os.cpu_count()} CPUs, "
+        f"load average {load[0]:.2f} at the start, {elapsed:.0f} s in all"
+    )
+    print(table(rows))
+    print()
+    print("\n".join(summary(rows)))
+    result = {
+        "at": datetime.now(UTC).isoformat(),
+        "run": ws.run,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "elapsed_seconds": round(elapsed, 1),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "rows": [r.as_dict() for r in rows],
+    }
+    out = args.out or settings.state_dir / "bench" / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

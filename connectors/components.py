@@ -8,6 +8,7 @@ config mapping; connector state tables are migrated on ``start()``.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from connectors.core.state import (
     PostgresRevisionStore,
     migrate_state,
 )
-from connectors.registry import register_kind
+from connectors.registry import ConfigError, register_kind
 from connectors.simulate.servers import serve
 from hub.keys import secret_bytes
 
@@ -132,18 +133,48 @@ def cad_file_drop(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", profile.name, True))
 
 
+def is_loopback(host: str) -> bool:
+    """``host`` is a loopback address or ``localhost`` (nothing else can connect)."""
+    if host.casefold() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def eido_auth_key(rt: Any, cfg: dict[str, Any], host: str) -> bytes | None:
+    """The HMAC key the EIDO receiver checks (``key_name``, a key file under keys_dir), or
+    None for ``auth: none``. An open endpoint on a non-loopback address is refused: anyone
+    who reaches it could write CAD facts into the log."""
+    auth = str(cfg.get("auth", "hmac" if cfg.get("key_name") else "none")).casefold()
+    if auth not in ("hmac", "none"):
+        raise ConfigError(f"eido_receiver {cfg.get('name')}: auth must be hmac or none")
+    if auth == "hmac":
+        return secret_bytes(rt.settings, cfg.get("key_name", "eido.key"))
+    if not is_loopback(host) and "auth" not in cfg:
+        raise ConfigError(
+            f"eido_receiver {cfg.get('name')}: listening on {host} needs key_name (HMAC-signed "
+            "requests), or an explicit 'auth: none' when a proxy authenticates the CAD"
+        )
+    return None
+
+
 @register_kind("eido_receiver")
 def eido_receiver(rt: Any, cfg: dict[str, Any]) -> HttpComponent:
     profile = profile_with_overrides(cfg.get("profile", "eido"), cfg.get("overrides"))
     mapper = EidoMapper(profile, cfg.get("source"))
+    host = str(cfg.get("host", "127.0.0.1"))
     app = eido_app(
         mapper=mapper,
         log_port=rt.log,
         sink=DeadLetterSink(mapper.source, "cad", rt.deadletter_sealer, profile.name),
         revisions=PostgresRevisionStore(rt.pool, rt.settings.core_schema),
         path=cfg.get("path", "/eido"),
+        key=eido_auth_key(rt, cfg, host),
+        tolerance=float(cfg.get("tolerance_seconds", 300)),
     )
-    return HttpComponent(rt, app, cfg.get("host", "127.0.0.1"), int(cfg.get("port", 8710)))
+    return HttpComponent(rt, app, host, int(cfg.get("port", 8710)))
 
 
 def _case_mapper(rt: Any, cfg: dict[str, Any]) -> CaseMapper:

@@ -13,12 +13,19 @@ Config file::
         url: http://127.0.0.1:8701/resource/calls.json
         profile: san_francisco
         overrides: {agency: COUNTY}
+        app_token: ${SOCRATA_APP_TOKEN}   # ${NAME}: taken from the environment
+
+Secrets stay out of the file: every ``${NAME}`` in a string value is replaced by the
+environment variable ``NAME`` when the file is loaded (a missing variable is an error,
+never an empty secret); ``$${`` stands for a literal ``${``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,10 +71,37 @@ class ConfigError(ValueError):
     pass
 
 
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: Any, environ: Any = None, where: str = "config") -> Any:
+    """``value`` with ``${NAME}`` in every nested string replaced by ``environ[NAME]``
+    (pure given ``environ``; default ``os.environ``). Raises :class:`ConfigError` naming the
+    missing variable (never its would-be value)."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1):  # $${NAME}: a literal ${NAME}
+                return "${" + m.group(2) + "}"
+            if m.group(2) not in env:
+                raise ConfigError(f"{where}: environment variable {m.group(2)} is not set")
+            return str(env[m.group(2)])
+
+        return _ENV_REF.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env, where) for v in value]
+    return value
+
+
 def load_config(path: Path) -> list[dict[str, Any]]:
-    """The component configs of a YAML file (validated: known kinds, unique names)."""
+    """The component configs of a YAML file (validated: known kinds, unique names;
+    ``${NAME}`` references expanded from the environment)."""
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
+    data = expand_env(data, where=str(path))
     items = data.get("components") if isinstance(data, dict) else None
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{path}: expected a non-empty 'components' list")

@@ -26,6 +26,7 @@ _GROUPS = [
     ("report", "hub.commands.report", "app"),
     ("timeline", "hub.commands.timeline", "app"),
     ("replay", "hub.commands.replay", "app"),
+    ("erase", "hub.commands.erase", "app"),
     ("seal", "hub.commands.verify", "seal_app"),
     ("verify", "hub.commands.verify", "app"),
     ("deadletters", "hub.commands.deadletters", "app"),

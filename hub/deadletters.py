@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import inspect
 import re
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from hub.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter, Stage, deadletter_id
@@ -60,6 +63,62 @@ def redriver_keys(dl: DeadLetter) -> list[str]:
 def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -> Redriver | None:
     reg = REDRIVERS if registry is None else registry
     return next((reg[k] for k in redriver_keys(dl) if k in reg), None)
+
+
+class ValueFreeError(ValueError):
+    """An error whose message the hub composed from field names and rules only, never from
+    input values: :func:`describe_error` may show its message in a dead-letter reason."""
+
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# pydantic error types whose message a custom validator wrote (it may quote the input)
+_CUSTOM_ERROR_TYPES = frozenset({"value_error", "assertion_error"})
+_CUSTOM_RULE = "rejected by a validator (message withheld: it may quote the input)"
+
+
+def _where(exc: BaseException) -> str:
+    """``path:line`` of the innermost project frame that raised ``exc`` (no values)."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    for fs in reversed(frames):
+        path = Path(fs.filename)
+        if path.is_relative_to(_PROJECT_ROOT) and ".venv" not in path.parts:
+            return f" at {path.relative_to(_PROJECT_ROOT).as_posix()}:{fs.lineno}"
+    return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+
+
+def describe_error(exc: BaseException, limit: int = 500) -> str:
+    """A human-readable reason for ``exc`` that names fields, rules and code locations but
+    never input values (it ends up in dead letters, HTTP error bodies, events and CLI output).
+
+    - a pydantic :class:`ValidationError` lists ``field: rule`` without the offending input
+      (messages written by custom validators are withheld: they may quote it);
+    - a :class:`ValueFreeError` keeps its message (composed by the hub without values);
+    - any other exception shows only its type and where it was raised: messages of library
+      and built-in errors quote their input (``KeyError('Jane Doe')``, ``invalid literal …:
+      '1984-07-19'``), so they are never copied.
+    """
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: "
+            + (_CUSTOM_RULE if e["type"] in _CUSTOM_ERROR_TYPES else e["msg"])
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        text = "invalid event: " + "; ".join(parts)
+    elif isinstance(exc, ValueFreeError):
+        text = f"{exc}"
+    else:
+        text = f"{type(exc).__name__}{_where(exc)} (message withheld: it may quote input values)"
+    return text[:limit]
+
+
+def describe_failure(exc: BaseException, limit: int = 300) -> str:
+    """For operational failures (a feed unreachable, a broker down, a bad configuration):
+    ``Type: message``, except that a pydantic :class:`ValidationError` (whose text embeds
+    the input it rejected) is described by :func:`describe_error`. Not for errors about one
+    input record: those use :func:`describe_error`."""
+    if isinstance(exc, ValidationError):
+        return describe_error(exc, limit)
+    return f"{type(exc).__name__}: {exc}"[:limit]
 
 
 def build_dead_letter(
@@ -239,8 +298,8 @@ async def redrive(rt: Any, row: DeadLetterRow, registry: dict[str, Redriver] | N
         raw = raw_bytes(dl, rt.deadletter_sealer)
         produced = fn(dl, raw)
         envelopes = list(await produced if inspect.isawaitable(produced) else produced)
-    except Exception as exc:  # the redriver's reason, kept for the operator
-        error = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # the redriver's reason, kept for the operator (no input values)
+        error = describe_error(exc)
         await store.mark_failed(dl.id, error)
         return RedriveOutcome(dl.id, False, error=error)
     result = await rt.log.append(envelopes)

@@ -25,6 +25,7 @@ from aiokafka.structs import ConsumerRecord
 
 FETCH_MAX_BYTES = 64 * 1024 * 1024
 PARTITION_FETCH_MAX_BYTES = 16 * 1024 * 1024
+FETCH_AT_IDLE_POLLS = 120  # fetch_at gives up after this many empty 0.5 s polls of one position
 
 Offsets = dict[TopicPartition, int]
 
@@ -149,6 +150,44 @@ async def scan_partitions(
             yield rec
     finally:
         await consumer.stop()
+
+
+async def fetch_at(
+    bootstrap: str, positions: Iterable[tuple[TopicPartition, int]], *, client_id: str
+) -> dict[tuple[TopicPartition, int], ConsumerRecord]:
+    """The records at the given (partition, offset) positions, through one consumer (seek per
+    position; records of one fetch that are also wanted are kept, so nearby positions cost one
+    fetch). Positions outside the partition's current log (deleted, not yet written) are
+    absent from the answer. Meant for a few positions, not for scanning."""
+    wanted: dict[TopicPartition, set[int]] = {}
+    for tp, off in positions:
+        wanted.setdefault(tp, set()).add(off)
+    if not wanted:
+        return {}
+    out: dict[tuple[TopicPartition, int], ConsumerRecord] = {}
+    tps = sorted(wanted)
+    consumer = reader_consumer(bootstrap, client_id)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        for tp in tps:
+            for off in sorted(wanted[tp]):
+                if (tp, off) in out or not starts[tp] <= off < ends[tp]:
+                    continue
+                consumer.seek(tp, off)
+                idle = 0
+                while (tp, off) not in out and await consumer.position(tp) <= off:
+                    batch = await consumer.getmany(tp, timeout_ms=500)
+                    idle = 0 if batch.get(tp) else idle + 1
+                    if idle >= FETCH_AT_IDLE_POLLS:
+                        raise TimeoutError(f"{tp.topic}[{tp.partition}]@{off}: no record fetched")
+                    for rec in batch.get(tp, []):
+                        if rec.offset in wanted[tp]:
+                            out[(tp, rec.offset)] = rec
+    finally:
+        await consumer.stop()
+    return out
 
 
 async def _behind(

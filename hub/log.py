@@ -14,11 +14,24 @@ Writing (:meth:`EventLog.append`):
   claimed (by an earlier append, or by a concurrent appender that committed first) is a
   duplicate and is not produced; a duplicate inside one batch is detected as well. Two
   concurrent appenders of one id serialize on the index row: exactly one produces it.
-  If producing fails the transaction rolls back, so the ids stay free for a retry.
-  Residual window (documented, not hidden): a crash after the broker acknowledged but
-  before PostgreSQL committed leaves records whose ids are unclaimed, and a retry then
-  writes a second copy; ``hub verify`` reports such records as ``unindexed`` and every
-  reader can recognise them by their repeated event id.
+  If producing some envelopes fails (refused by ``send``, or no acknowledgement), the
+  others are still recorded and committed, the failed ids are released for a retry, and
+  :class:`AppendError` says which; a batch is never rolled back wholesale after the broker
+  acknowledged part of it (that would orphan the acknowledged records). A cancelled append
+  (a timeout, a stopping worker) finishes its transaction before the cancellation
+  propagates, for the same reason.
+
+Residual window (narrowed, not closed): from the broker's first acknowledgement of a batch
+to PostgreSQL's commit — the remaining acknowledgements of the batch, one ``UPDATE`` of the
+offsets and the ``COMMIT`` (plus a ``DELETE`` when some envelopes failed); nothing else is
+awaited in between. A hard crash of the process or host, a lost PostgreSQL connection in
+that window, the event loop being torn down (``asyncio.run`` cancels the producer's own
+tasks too), or a send that timed out although the broker did write it, leaves records in
+Kafka whose ids the index does not hold. The retry (connectors re-pull; ids are
+deterministic) claims the id again and writes a second copy, which the index records.
+``hub verify`` reports the first copy as an ``orphan_copy`` — not a break — when it is
+identical in every identifying field and precedes the indexed copy
+(:mod:`hub.verify`); every consumer keys by event id, so it sees one fact.
 
 Reading (:meth:`EventLog.read`, :meth:`EventLog.replay`) goes through :mod:`hub.kafka_io`:
 plain consumers without a group (explicit assignment), large ``getmany`` batches, up to the
@@ -36,6 +49,7 @@ means for an auditor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +57,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
 from hub.kafka_io import scan_records
@@ -56,10 +71,26 @@ from schemas.upcasters import upcast
 log = logging.getLogger(__name__)
 
 PRODUCER_BATCH_BYTES = 512 * 1024
+# send() errors that concern one record only: the rest of the batch is still produced
+RECORD_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError, TypeError, ValueError)
 
 
 class UnknownEventTypeError(ValueError):
     """The envelope's type (after upcasting) is not a registered event type."""
+
+
+class AppendError(RuntimeError):
+    """Some envelopes of a batch could not be produced. The rest was appended and committed
+    (``result``); the failed ones (``failed``: envelope, error) are not in the index, so
+    appending the batch again appends exactly them."""
+
+    def __init__(self, result: AppendResult, failed: list[tuple[Envelope, BaseException]]) -> None:
+        kinds = sorted({type(e).__name__ for _, e in failed})
+        super().__init__(
+            f"{len(failed)} envelope(s) not appended ({', '.join(kinds)}); "
+            f"{len(result.appended)} appended, {len(result.duplicates)} duplicate(s)"
+        )
+        self.result, self.failed = result, failed
 
 
 class CorruptRecordError(ValueError):
@@ -161,6 +192,17 @@ def family_topics(prefix: str, families: Iterable[str] | None = None) -> list[st
     return [fact_topic(prefix, f) for f in fams]
 
 
+async def _outlast_cancellation(task: asyncio.Future) -> None:
+    """Wait for ``task`` to finish although the waiting task is being cancelled (again and
+    again): an append's transaction must commit the offsets of what the broker acknowledged
+    rather than be abandoned between the acknowledgement and the commit."""
+    while not task.done():
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("append: cancelled, and its transaction failed: %s", type(task.exception()).__name__)
+
+
 # --------------------------------------------------------------------------- the log
 
 
@@ -209,11 +251,33 @@ class EventLog:
 
     async def append(self, envelopes: Sequence[Envelope]) -> AppendResult:
         """Append a batch of facts exactly once (see the module docstring). The returned
-        ``appended`` list keeps the input order; ``duplicates`` holds every refused envelope."""
+        ``appended`` list keeps the input order; ``duplicates`` holds every refused envelope.
+
+        Raises :class:`AppendError` (after committing the part that the broker acknowledged)
+        when some envelopes could not be produced. Cancelling an append waits until its
+        transaction has committed or rolled back, then raises ``CancelledError``."""
         if not envelopes:
             return AppendResult()
         unique, repeats = split_batch_duplicates(envelopes)
         topics = {env.id: topic_for(self.prefix, env) for env in unique}  # raises before any I/O
+        body = asyncio.ensure_future(self._append_unique(unique, topics))
+        try:
+            appended, refused, failed = await asyncio.shield(body)
+        except asyncio.CancelledError:
+            await _outlast_cancellation(body)
+            raise
+        result = AppendResult(appended, refused + repeats)
+        if failed:
+            raise AppendError(result, failed)
+        return result
+
+    async def _append_unique(
+        self, unique: list[Envelope], topics: dict[str, str]
+    ) -> tuple[list[LoggedEvent], list[Envelope], list[tuple[Envelope, BaseException]]]:
+        """One transaction: claim the ids, produce the claimed envelopes, await every
+        acknowledgement, record the offsets of the delivered ones, release the claims of the
+        failed ones, commit. Between the first acknowledgement and the commit there is no
+        other await than the acknowledgements themselves and these two statements."""
         ids = sorted(topics)  # claim in a fixed order: concurrent appenders never deadlock
         by_id = {env.id: env for env in unique}
         producer = self.producer
@@ -229,36 +293,53 @@ class EventLog:
             )
             claimed = {r["event_id"] for r in rows}
             fresh = [env for env in unique if env.id in claimed]
-            duplicates = [env for env in unique if env.id not in claimed] + repeats
+            refused = [env for env in unique if env.id not in claimed]
             if not fresh:
-                return AppendResult([], duplicates)
+                return [], refused, []
             now = datetime.now(UTC)
-            futures = []
+            sent: list[tuple[Envelope, asyncio.Future]] = []
+            failed: list[tuple[Envelope, BaseException]] = []
             for env in fresh:
-                futures.append(
-                    await producer.send(
+                if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
+                    failed.append((env, failed[-1][1]))  # the producer is failing: do not send more
+                    continue
+                try:
+                    sent.append((env, await producer.send(
                         topics[env.id],
                         value=env.to_bytes(),
                         key=env.partitionkey.encode(),
                         headers=record_headers(env),
                         timestamp_ms=timestamp_ms(env, now),
-                    )
+                    )))
+                except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
+                    failed.append((env, exc))
+            outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            appended: list[LoggedEvent] = []
+            for (env, _), outcome in zip(sent, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failed.append((env, outcome))
+                else:
+                    at = ms_to_datetime(outcome.timestamp)
+                    appended.append(LoggedEvent(outcome.topic, outcome.partition, outcome.offset, at, env))
+            if appended:
+                await conn.execute(
+                    f"""UPDATE {self.schema}.event_index AS i
+                        SET "partition" = u.p, "offset" = u.o
+                        FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(id, p, o)
+                        WHERE i.event_id = u.id""",
+                    [a.envelope.id for a in appended],
+                    [a.partition for a in appended],
+                    [a.offset for a in appended],
                 )
-            metas = await asyncio.gather(*futures)
-            appended = [
-                LoggedEvent(m.topic, m.partition, m.offset, ms_to_datetime(m.timestamp), env)
-                for env, m in zip(fresh, metas, strict=True)
-            ]
-            await conn.execute(
-                f"""UPDATE {self.schema}.event_index AS i
-                    SET "partition" = u.p, "offset" = u.o
-                    FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(id, p, o)
-                    WHERE i.event_id = u.id""",
-                [a.envelope.id for a in appended],
-                [a.partition for a in appended],
-                [a.offset for a in appended],
-            )
-        return AppendResult(appended, duplicates)
+            if failed:  # free the ids for a retry (the rest of the batch stays appended)
+                await conn.execute(
+                    f"DELETE FROM {self.schema}.event_index WHERE event_id = any($1::text[])",
+                    [env.id for env, _ in failed],
+                )
+        if failed:
+            log.warning("append: %d of %d envelope(s) not produced (%s); their ids stay free for a retry",
+                        len(failed), len(fresh), type(failed[0][1]).__name__)
+        return appended, refused, failed
 
     async def dead_letter(self, dl: DeadLetter) -> bool:
         """Record a dead letter once (deduplicated by ``dl.id``): written to the source

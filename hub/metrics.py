@@ -54,6 +54,10 @@ PROJECTION_TX_LATENCY = Histogram(
 VERIFY_OK = Gauge("hub_verify_ok", "1 when the last tamper-evidence check passed, 0 when it failed")
 VERIFY_LAST_RUN = Gauge("hub_verify_last_run_timestamp_seconds", "When the last check ran")
 VERIFY_BREAKS = Gauge("hub_verify_breaks", "Breaks found by the last check")
+VERIFY_ORPHAN_COPIES = Gauge(
+    "hub_verify_orphan_copies",
+    "Earlier copies of indexed events left by a crash before the index commit (not breaks)",
+)
 
 # --- stored state mirrored by the read API on each scrape ---
 DEADLETTERS_STORED = Gauge(

@@ -18,21 +18,48 @@ Breaks, each named by topic / partition / offset (a range for consecutive offset
   side has a seal the other lacks (a forged or suppressed seal claim).
 
 Records beyond the last seal are reported as ``unsealed`` (a count, not a break).
-The pure part is :func:`verify_partition`; :func:`run_verify` is the I/O shell.
+
+Orphan copies (crash before the index commit). :meth:`hub.log.EventLog.append` claims ids
+and records offsets in one PostgreSQL transaction that commits after Kafka acknowledged
+the records; a crash in between leaves acknowledged records whose ids the index does not
+hold, and the retry (connectors re-pull, ids are deterministic) writes the fact again at a
+later offset, which the index records. Such a first copy is not a break but an
+``orphan_copy`` (reported with both positions, counted in ``hub_verify_orphan_copies``),
+when all of these hold:
+
+- the record's offset has no index entry, its ``ce_id`` header names an event id that the
+  index places elsewhere, and in the same partition that indexed copy comes later (a crash
+  copy always precedes its retry);
+- both records are valid envelopes whose identifying fields, after upcasting, are equal:
+  ``id``, ``type``, ``source``, ``subject``, ``time`` (as an instant) and ``data``
+  (:func:`envelope_identity`); ``recordedat`` may differ because the retry re-mapped the
+  record, and so may ``correlationid`` / ``causationid`` and the Kafka timestamp.
+
+Any other unindexed record stays ``forged``: a fresh id, an indexed id with other content,
+a copy written after the indexed one, a copy of an event whose indexed record cannot be
+read. An exact earlier copy of a genuine fact cannot be told from a crash copy; it carries
+no new fact, and every consumer keys by event id (the projections' fact store keeps the
+first copy of an id and ignores the rest; the delivery ledger keys by referral), so
+consumers see one fact either way.
+
+The pure part is :func:`verify_partition` (with :func:`classify_unindexed` and
+:func:`envelope_identity`); :func:`run_verify` is the I/O shell.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
+from aiokafka import TopicPartition
 
 from hub import metrics
-from hub.kafka_io import offset_bounds, scan_records, topic_partitions
+from hub.kafka_io import fetch_at, offset_bounds, scan_records, topic_partitions
 from hub.seal import (
     GENESIS_SEAL,
     ChainRecord,
@@ -43,9 +70,13 @@ from hub.seal import (
     read_chain_records,
 )
 from hub.settings import Settings
+from schemas.envelope import Envelope
 from schemas.topics import fact_topics, seal_topic
 
 BREAK_KINDS = ("missing", "altered", "reordered", "forged", "chain", "seal_mismatch")
+
+Location = tuple[str, int, int]
+"""(topic, partition, offset) of one record."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +95,26 @@ class Break:
         return f"{self.kind:<13} {where}: {self.detail}"
 
 
+@dataclass(frozen=True)
+class OrphanCopy:
+    """An earlier copy of an indexed event left by an appender that crashed after Kafka
+    acknowledged it and before the index commit (not a break; see the module docstring)."""
+
+    topic: str
+    partition: int
+    offset: int
+    event_id: str
+    indexed_topic: str
+    indexed_partition: int
+    indexed_offset: int
+
+    def describe(self) -> str:
+        where = f"{self.topic}[{self.partition}]@{self.offset}"
+        home = f"{self.indexed_topic}[{self.indexed_partition}]@{self.indexed_offset}"
+        return (f"{'orphan_copy':<13} {where}: copy of event {self.event_id} indexed at {home}"
+                " (appender crashed before the index commit; not a break)")
+
+
 @dataclass
 class PartitionReport:
     topic: str
@@ -74,6 +125,7 @@ class PartitionReport:
     sealed_through: int | None
     unsealed: int
     breaks: list[Break] = field(default_factory=list)
+    orphan_copies: list[OrphanCopy] = field(default_factory=list)
 
 
 @dataclass
@@ -87,7 +139,12 @@ class VerifyReport:
         return [b for p in self.partitions for b in p.breaks]
 
     @property
+    def orphan_copies(self) -> list[OrphanCopy]:
+        return [o for p in self.partitions for o in p.orphan_copies]
+
+    @property
     def ok(self) -> bool:
+        """No break. Orphan copies do not count: they are crash leftovers, not tampering."""
         return not self.breaks
 
     @property
@@ -101,11 +158,84 @@ class VerifyReport:
             "finished_at": self.finished_at.isoformat(),
             "records": self.records,
             "breaks": [asdict(b) for b in self.breaks],
+            "orphan_copies": [asdict(o) for o in self.orphan_copies],
             "partitions": [
-                {k: v for k, v in asdict(p).items() if k != "breaks"} | {"breaks": len(p.breaks)}
+                {k: v for k, v in asdict(p).items() if k not in ("breaks", "orphan_copies")}
+                | {"breaks": len(p.breaks), "orphan_copies": len(p.orphan_copies)}
                 for p in self.partitions
             ],
         }
+
+
+def envelope_identity(value: bytes | None) -> str | None:
+    """Fingerprint of the fact a record carries: SHA-256 over the canonical JSON of its
+    envelope's identifying fields (``id``, ``type``, ``source``, ``subject``, ``time`` as a
+    UTC instant, ``data``), after upcasting to the current version of its type. Two copies
+    of one fact written by two attempts of one append have equal fingerprints although their
+    ``recordedat`` differs. None when ``value`` is not a valid envelope."""
+    if value is None:
+        return None
+    try:
+        env = Envelope.model_validate_json(value).current()
+    except Exception:  # pydantic ValidationError, ValueError from an upcaster
+        return None
+    canon = json.dumps(
+        {
+            "id": env.id,
+            "type": env.type,
+            "source": env.source,
+            "subject": env.subject,
+            "time": env.time.astimezone(UTC).isoformat(),
+            "data": env.data,
+        },
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    )
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
+def classify_unindexed(
+    topic: str,
+    partition: int,
+    record: ChainRecord,
+    located: Mapping[str, Location],
+    identities: Mapping[Location, str | None],
+) -> Break | OrphanCopy:
+    """A record whose offset has no index entry: an :class:`OrphanCopy` when it is an
+    earlier, identical copy of the event the index places elsewhere (see the module
+    docstring), else a ``forged`` break. ``located``: event id → indexed position;
+    ``identities``: position → :func:`envelope_identity` of the record there (a position
+    that could not be read is absent)."""
+    here: Location = (topic, partition, record.offset)
+    home = located.get(record.event_id) if record.event_id is not None else None
+    if home is None or home == here:
+        return Break("forged", topic, partition, record.offset, record.offset,
+                     "record was not written by the event log (no index entry at this offset)")
+    where = f"{home[0]}[{home[1]}]@{home[2]}"
+    mine, theirs = identities.get(here), identities.get(home)
+    if theirs is None:
+        detail = f"its event id is indexed at {where}, whose record cannot be read to compare"
+    elif mine is None:
+        detail = f"not a valid envelope; its ce_id header names the event indexed at {where}"
+    elif mine != theirs:
+        detail = f"reuses the event id indexed at {where} with different content"
+    elif home[:2] == here[:2] and home[2] < record.offset:
+        detail = f"a copy of the event indexed at {where}, written after it (a crash copy precedes its retry)"
+    else:
+        assert record.event_id is not None
+        return OrphanCopy(topic, partition, record.offset, record.event_id, *home)
+    return Break("forged", topic, partition, record.offset, record.offset, detail)
+
+
+def copy_lookups(
+    topic: str, partition: int, records: Iterable[ChainRecord], index: Mapping[int, str]
+) -> dict[str, list[Location]]:
+    """Event id → positions of the records of one partition that have no index entry but
+    carry an event id: the candidates for :func:`classify_unindexed`'s orphan test."""
+    out: dict[str, list[Location]] = {}
+    for r in records:
+        if r.offset not in index and r.event_id is not None:
+            out.setdefault(r.event_id, []).append((topic, partition, r.offset))
+    return out
 
 
 def _ranges(offsets: Iterable[int]) -> list[tuple[int, int]]:
@@ -166,10 +296,14 @@ def verify_partition(
     published: Sequence[SealRecord],
     sealed_digests: dict[int, bytes],
     index: dict[int, str],
+    located: Mapping[str, Location] | None = None,
+    identities: Mapping[Location, str | None] | None = None,
 ) -> PartitionReport:
-    """Every break of one partition. ``records`` are what the log holds now (offset order);
-    ``sealed_digests`` offset → digest from the seals' table; ``index`` offset → event id of
-    every event the log appended to this partition."""
+    """Every break and orphan copy of one partition. ``records`` are what the log holds now
+    (offset order); ``sealed_digests`` offset → digest from the seals' table; ``index``
+    offset → event id of every event the log appended to this partition; ``located`` and
+    ``identities`` as in :func:`classify_unindexed` (without them every unindexed record is
+    ``forged``)."""
     breaks = verify_seal_chain(topic, partition, seals, published)
     present = {r.offset: r for r in records}
 
@@ -224,12 +358,16 @@ def verify_partition(
             breaks.append(Break("chain", topic, partition, s.first_offset, s.last_offset,
                                 f"seal {s.seq}: chain head does not recompute (sealed digests altered)"))
 
-    # forged: records no appender wrote at this offset
+    # forged: records no appender wrote at this offset (orphan copies set apart)
+    orphans: list[OrphanCopy] = []
     for r in records:
         owner = index.get(r.offset)
         if owner is None:
-            breaks.append(Break("forged", topic, partition, r.offset, r.offset,
-                                "record was not written by the event log (no index entry at this offset)"))
+            found = classify_unindexed(topic, partition, r, located or {}, identities or {})
+            if isinstance(found, OrphanCopy):
+                orphans.append(found)
+            else:
+                breaks.append(found)
         elif r.event_id != owner:
             breaks.append(Break("forged", topic, partition, r.offset, r.offset,
                                 f"event id does not match the index ({owner})"))
@@ -238,7 +376,7 @@ def verify_partition(
     unsealed = sum(1 for r in records if sealed_through is None or r.offset > sealed_through)
     breaks.sort(key=lambda b: (b.offset, BREAK_KINDS.index(b.kind)))
     return PartitionReport(topic, partition, log_start_offset, end_offset, len(records), sealed_through,
-                           unsealed, breaks)
+                           unsealed, breaks, orphans)
 
 
 # --------------------------------------------------------------------------- I/O
@@ -261,6 +399,40 @@ async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[Sea
     return out
 
 
+async def _copy_evidence(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    records: Mapping[TopicPartition, Sequence[ChainRecord]],
+    index: Mapping[tuple[str, int], Mapping[int, str]],
+) -> tuple[dict[str, Location], dict[Location, str | None]]:
+    """For the unindexed records that carry an event id: where the index places each id, and
+    the identity of the records at both positions (read back from Kafka, a few at most)."""
+    lookups: dict[str, list[Location]] = {}
+    for tp, recs in records.items():
+        found = copy_lookups(tp.topic, tp.partition, recs, index.get((tp.topic, tp.partition), {}))
+        for event_id, here in found.items():
+            lookups.setdefault(event_id, []).extend(here)
+    if not lookups:
+        return {}, {}
+    located: dict[str, Location] = {
+        r["event_id"]: (r["topic"], r["partition"], r["offset"])
+        for r in await pool.fetch(
+            f'SELECT event_id, topic, "partition", "offset" FROM {settings.core_schema}.event_index'
+            ' WHERE event_id = any($1::text[]) AND "offset" IS NOT NULL',
+            sorted(lookups),
+        )
+    }
+    wanted = {loc for eid, home in located.items() for loc in (home, *lookups[eid])}
+    fetched = await fetch_at(
+        settings.kafka.bootstrap, [(TopicPartition(t, p), o) for t, p, o in wanted],
+        client_id=f"{settings.kafka.client_id}-verify",
+    )
+    identities = {
+        (tp.topic, tp.partition, off): envelope_identity(rec.value) for (tp, off), rec in fetched.items()
+    }
+    return located, identities
+
+
 async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = True) -> VerifyReport:
     """Verify the whole log; set the VERIFY_* gauges and store the result in PostgreSQL."""
     schema = settings.core_schema
@@ -278,6 +450,7 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
         f'SELECT topic, "partition", "offset", event_id FROM {schema}.event_index WHERE "offset" IS NOT NULL'
     ):
         index.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = r["event_id"]
+    located, identities = await _copy_evidence(settings, pool, records, index)
     reports = []
     known = {(tp.topic, tp.partition) for tp in tps}
     for tp in tps:
@@ -288,6 +461,7 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
                 log_start_offset=starts[tp], end_offset=ends[tp], records=records[tp],
                 seals=seals.get(k, []), published=published.get(k, []),
                 sealed_digests=digests.get(k, {}), index=index.get(k, {}),
+                located=located, identities=identities,
             )
         )
     for k in sorted((set(seals) | set(index)) - known):  # a whole partition or topic vanished
@@ -301,6 +475,7 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
     report = VerifyReport(started, datetime.now(UTC), reports)
     metrics.VERIFY_OK.set(1 if report.ok else 0)
     metrics.VERIFY_BREAKS.set(len(report.breaks))
+    metrics.VERIFY_ORPHAN_COPIES.set(len(report.orphan_copies))
     metrics.VERIFY_LAST_RUN.set(report.finished_at.timestamp())
     if store:
         await pool.execute(

@@ -44,6 +44,7 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from hub.deadletters import describe_error, describe_failure
 from hub.kafka_io import end_offsets, topic_partitions
 from hub.log import CorruptRecordError, decode_record, family_topics
 from hub.metrics import PROJECTION_LAG
@@ -157,7 +158,7 @@ class Projector:
         except Exception as exc:
             self.failure = exc
             self._failed.set()
-            log.error("projector batch failed, stopping: %s: %s", type(exc).__name__, str(exc)[:300])
+            log.error("projector batch failed, stopping: %s", describe_failure(exc))
             raise
 
     # ------------------------------------------------------------------ batches
@@ -182,10 +183,13 @@ class Projector:
         try:
             fact = fact_from_envelope(decode_record(rec).envelope)
         except CorruptRecordError as exc:
-            await self._dead_letter(rec, str(exc))
+            # the cause's text quotes the record's content; keep only fields and rules
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            await self._dead_letter(rec, f"{rec.topic}[{rec.partition}]@{rec.offset}: not a valid envelope: "
+                                    f"{describe_error(cause, 300)}")
             return Consumed(rec.topic, rec.partition, rec.offset, None)
         except Exception as exc:  # unknown type / payload fails validation
-            await self._dead_letter(rec, f"cannot project event: {type(exc).__name__}: {str(exc)[:300]}")
+            await self._dead_letter(rec, f"cannot project event: {describe_error(exc, 300)}")
             return Consumed(rec.topic, rec.partition, rec.offset, None)
         return Consumed(rec.topic, rec.partition, rec.offset, fact)
 

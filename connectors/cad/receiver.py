@@ -4,15 +4,26 @@
 "duplicates": d}``; a document that cannot be mapped: 400 ``{"reason": ...,
 "dead_letter": true}`` and the document is kept as a dead letter. A later revision of
 the same incident (newer last-update time) becomes a ``CallRevised`` fact.
+
+Authentication: with a ``key``, every request must be signed exactly like a case webhook
+(``X-Hub-Delivery``, ``X-Hub-Timestamp``, ``X-Hub-Signature`` = ``sha256=`` HMAC-SHA256 over
+``"<timestamp>.<delivery id>." + body``, see :mod:`connectors.cases.webhook`); unsigned,
+badly signed or stale requests get 401 and nothing is read. Without a key the endpoint is
+open, which the ``eido_receiver`` component allows only on a loopback address or with an
+explicit ``auth: none`` (behind a proxy that authenticates the CAD, e.g. with mutual TLS).
+Bodies are limited to :data:`MAX_BODY` bytes (413 beyond).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from connectors.cad.eido import EidoMapper, eido_record
+from connectors.cases.webhook import verify
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.runner import DeadLetterSink, ingest_batch
 
@@ -26,9 +37,16 @@ def eido_app(
     sink: DeadLetterSink,
     revisions: RevisionStore | None,
     path: str = "/eido",
+    key: bytes | None = None,
+    tolerance: float = 300,
+    clock: Callable[[], float] = time.time,
 ) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
+        if key is not None:
+            refused = verify(key, request.headers, body, clock(), tolerance)
+            if refused:
+                return web.json_response({"error": refused}, status=401)
         ref = "http:" + hashlib.sha256(body).hexdigest()[:16]
         ids: list[str] = []
         counts = await ingest_batch([eido_record(body, ref)], mapper, log_port, sink, revisions, ids)

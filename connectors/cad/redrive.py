@@ -16,7 +16,7 @@ from connectors.cad.eido import eido_record
 from connectors.cad.ingest import mapper_for
 from connectors.cad.profile import load_profile
 from connectors.core.records import Exclusion, Mapped, RawRecord
-from hub.deadletters import register_redriver
+from hub.deadletters import ValueFreeError, register_redriver
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
@@ -41,14 +41,14 @@ def raw_to_record(dl: DeadLetter, raw: bytes) -> RawRecord:
 @register_redriver("cad")
 def redrive_cad(dl: DeadLetter, raw: bytes) -> list[Envelope]:
     if not dl.profile:
-        raise ValueError("dead letter names no CAD profile")
+        raise ValueFreeError("dead letter names no CAD profile")
     profile = load_profile(dl.profile)
     record = raw_to_record(dl, raw)
     if record.problem:
-        raise ValueError(record.problem)
+        raise ValueFreeError(record.problem)
     result = mapper_for(profile, dl.source).map(record, None)
     if isinstance(result, Mapped):
         return list(result.events)
     if isinstance(result, Exclusion):
         return []
-    raise ValueError(f"{result.stage}: {result.reason}")
+    raise ValueFreeError(f"{result.stage}: {result.reason}")

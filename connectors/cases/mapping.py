@@ -12,8 +12,11 @@ Record (JSON object, as the case system's REST API and webhooks send it)::
 
 Invariants: the person identifier never enters the log: it becomes a pseudonym keyed
 HMAC over (system, id); a contact note is sealed with the person's key (dropped when no
-keyring is available, never stored clear); event ids come from (source, record id,
-version), so the same record polled and pushed by webhook is one fact.
+keyring is available or the person was erased, never stored clear); a case-closure
+reason enters the log only as a code from :data:`CLOSURE_REASONS` (free text such as
+"moved to inpatient detox" is clinical narrative: it becomes ``other``); event ids come
+from (source, record id, version), so the same record polled and pushed by webhook is one
+fact.
 """
 
 from __future__ import annotations
@@ -22,13 +25,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
-from hub.crypto import Keyring, seal
+from hub.crypto import KeyDestroyedError, Keyring, seal
 from hub.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
 
 RECORD_TYPES = ("case_opened", "contact_logged", "service_enrolled", "case_closed")
 CONTACT_KINDS = ("in_person", "phone", "outreach", "video", "other")
+#: Case-closure reasons kept as codes; any other text (possibly narrative PHI) → ``other``.
+CLOSURE_REASONS = (
+    "goals_met", "lost_contact", "moved", "declined", "transferred", "referred_out",
+    "hospitalized", "incarcerated", "deceased", "administrative", "other",
+)
+
+
+def closure_reason(value: str) -> str:
+    """The closure code of a case system's reason (case, spaces and hyphens ignored)."""
+    code = "_".join(value.casefold().replace("-", " ").split())
+    return code if code in CLOSURE_REASONS else "other"
 
 
 class CaseRecordError(ValueError):
@@ -122,7 +136,12 @@ class CaseMapper:
             if contact not in CONTACT_KINDS:
                 contact = "other"
             note = rec.get("note")
-            sealed = seal(self.keyring, person, {"note": str(note)}) if note and self.keyring else None
+            sealed = None
+            if note and self.keyring:
+                try:
+                    sealed = seal(self.keyring, person, {"note": str(note)})
+                except KeyDestroyedError:  # the person was erased: keep the fact, never the note
+                    sealed = None
             data = ContactLogged(**base, contact_kind=contact, incident_id=self.incident_of(rec), note=sealed)  # type: ignore[arg-type]
         elif kind == "service_enrolled":
             data = ServiceEnrolled(
@@ -132,7 +151,7 @@ class CaseMapper:
                 substance_use=bool(rec.get("substance_use", False)),
             )
         else:
-            data = CaseClosed(**base, reason=_req(rec, "reason"))
+            data = CaseClosed(**base, reason=closure_reason(_req(rec, "reason")))
         return Mapped((new_event(data, source=self.source, record_id=record_id, revision=version),))
 
 

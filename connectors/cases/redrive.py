@@ -8,7 +8,7 @@ import json
 
 from connectors.cases.mapping import CaseMapper, case_record
 from connectors.core.records import Mapped
-from hub.deadletters import register_redriver
+from hub.deadletters import ValueFreeError, register_redriver
 from hub.keys import secret_bytes
 from hub.settings import get_settings
 from schemas.deadletter import DeadLetter
@@ -21,4 +21,4 @@ def redrive_case(dl: DeadLetter, raw: bytes) -> list[Envelope]:
     result = mapper.map(case_record(json.loads(raw), dl.record_ref, raw))
     if isinstance(result, Mapped):
         return list(result.events)
-    raise ValueError(getattr(result, "reason", "not mappable"))
+    raise ValueFreeError(getattr(result, "reason", "not mappable"))

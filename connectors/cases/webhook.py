@@ -74,7 +74,9 @@ def verify(
         stamp = int(ts)
     except ValueError:
         return "bad timestamp header"
-    if not hmac.compare_digest(sign(key, ts, delivery, body), signature.strip()):
+    # constant-time, over bytes: a non-ASCII header must be refused (401), not crash (500)
+    expected = sign(key, ts, delivery, body).encode()
+    if not hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace")):
         return "bad signature"
     if abs(now - stamp) > tolerance:
         return "stale timestamp (possible replay)"

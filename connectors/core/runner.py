@@ -24,28 +24,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from connectors.core.backoff import Backoff
 from connectors.core.counts import IngestCounts
 from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
 from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult, RawRecord, Rejection
 from hub import metrics
-from hub.deadletters import build_dead_letter
+from hub.deadletters import build_dead_letter, describe_error, describe_failure
 from hub.keystore import DeadLetterSealer
 
 log = logging.getLogger(__name__)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A reason for a dead letter that names fields and rules, never input values."""
-    if isinstance(exc, ValidationError):
-        parts = [
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-            for e in exc.errors(include_input=False, include_url=False)
-        ]
-        return "invalid event: " + "; ".join(parts)
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def safe_map(mapper: Mapper, record: RawRecord, first_revision: str | None) -> MapResult:
@@ -303,7 +290,7 @@ class SourceRunner:
                     self.name,
                     self.failures,
                     delay,
-                    describe_error(exc),
+                    describe_failure(exc),
                 )
                 await self._sleep(delay)
                 continue

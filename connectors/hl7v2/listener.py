@@ -6,6 +6,12 @@ which is also dead-lettered (raw bytes sealed, reason readable). A failure to ap
 answers ``AE`` without a dead letter so the EHR resends. Bytes outside any frame are
 dead-lettered too. One bad message never stops the listener or the connection.
 
+Who may connect: MLLP has no authentication of its own, so ``allow_from`` (networks in
+CIDR form) limits the peers; a connection from anywhere else is closed before anything is
+read, and counted as ``refused``. The ``mllp-listener`` component requires ``allow_from``
+when it listens on a non-loopback address (the EHR's interface engine, or a TLS-terminating
+proxy in front of the listener).
+
 Stopping is graceful: :meth:`MllpListener.stop` stops accepting, closes idle client
 connections (their handler sees end of stream and returns), lets a handler that is
 answering a frame finish and send its ACK before closing, and only after ``grace``
@@ -18,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,16 +54,39 @@ class _Connection:
 
 class MllpListener:
     def __init__(
-        self, deps: Any, *, host: str = "127.0.0.1", port: int = 2575, max_frame: int = 1 << 20
+        self,
+        deps: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 2575,
+        max_frame: int = 1 << 20,
+        allow_from: Sequence[str] | None = None,
     ) -> None:
         self.deps = deps
         self.host, self.port = host, port
         self.max_frame = max_frame
+        self.allow_from = (
+            None if allow_from is None else [ipaddress.ip_network(n, strict=False) for n in allow_from]
+        )
         self.ledger = Ledger(deps.pool, deps.settings.core_schema)
         self._server: asyncio.base_events.Server | None = None
         self._conns: dict[asyncio.Task[Any], _Connection] = {}
         self._closing = False
-        self.counts: dict[str, int] = {"frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0}
+        self.counts: dict[str, int] = {
+            "frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0, "refused": 0
+        }
+
+    def admits(self, peer_host: str | None) -> bool:
+        """Whether a peer may connect (every peer when ``allow_from`` is not set)."""
+        if self.allow_from is None:
+            return True
+        try:
+            addr = ipaddress.ip_address(peer_host or "")
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.allow_from)
 
     async def start(self) -> None:
         await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
@@ -94,8 +125,13 @@ class MllpListener:
         if self._closing:  # accepted just as the listener stopped
             writer.close()
             return
-        conn = self._conns[task] = _Connection(writer)
         peer = writer.get_extra_info("peername")
+        if not self.admits(peer[0] if isinstance(peer, tuple) else None):
+            self.counts["refused"] += 1
+            log.warning("mllp listener: refused a connection from a peer outside allow_from")
+            writer.close()
+            return
+        conn = self._conns[task] = _Connection(writer)
         peer_ref = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "peer"
         decoder = FrameDecoder(self.max_frame)
         n = 0

@@ -20,6 +20,7 @@ Kinds and their configuration (``kind``/``name`` are the registry's own keys)::
     - kind: mllp-listener
       host: 0.0.0.0
       port: 2576
+      allow_from: [10.0.0.0/24]            # required off loopback: MLLP has no authentication
     - kind: fhir-task-poller
       interval_s: 5
       destinations:
@@ -30,12 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from connectors.components import is_loopback
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
 from connectors.hl7v2.listener import MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
-from connectors.registry import register_kind
+from connectors.registry import ConfigError, register_kind
 
 
 def _own(config: dict[str, Any]) -> dict[str, Any]:
@@ -69,11 +71,21 @@ def hl7_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
 @register_kind("mllp-listener")
 def mllp_listener(runtime: Any, config: dict[str, Any]) -> MllpListener:
     own = _own(config)
+    host = str(own.get("host", "127.0.0.1"))
+    allow_from = own.get("allow_from")
+    if allow_from is not None and (not isinstance(allow_from, list) or not allow_from):
+        raise ConfigError("mllp-listener: allow_from must be a non-empty list of networks")
+    if allow_from is None and not is_loopback(host):
+        raise ConfigError(
+            f"mllp-listener {config.get('name')}: listening on {host} needs allow_from (the EHR "
+            "interface engine's networks): MLLP has no authentication of its own"
+        )
     return MllpListener(
         WorkerDeps.from_runtime(runtime),
-        host=str(own.get("host", "127.0.0.1")),
+        host=host,
         port=int(own.get("port", 2575)),
         max_frame=int(own.get("max_frame", 1 << 20)),
+        allow_from=[str(n) for n in allow_from] if allow_from is not None else None,
     )
 
 

@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from connectors.referrals.content import DemographicField, Disclosure, Endpoint,
 from connectors.referrals.ledger import Ledger, LedgerRow, migrate_ledger
 from hub import metrics
 from hub.crypto import KeyDestroyedError, unseal
-from hub.deadletters import build_dead_letter
+from hub.deadletters import build_dead_letter, describe_error
 from hub.identity import mask
 from hub.log import CorruptRecordError, decode_record
 from schemas.envelope import Envelope
@@ -64,6 +65,21 @@ from schemas.topics import fact_topic
 log = logging.getLogger(__name__)
 
 Verdict = Literal["accepted", "rejected", "retry"]
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
+# dates, times, phone numbers, identifiers: digit groups joined by - / . : or 4+ digits
+# (short codes such as an HL7 error code 207 or an HTTP status stay readable)
+_NUMBERS = re.compile(r"\d+(?:[-/.:]\d+)+|\d{4,}")
+
+
+def event_detail(text: str, limit: int = 500) -> str:
+    """A receiver's free text (OperationOutcome diagnostics, MSA-3 / ERR-8) as it may enter
+    the log, which keeps it in clear forever: quoted values become ``'…'`` and dates, phone
+    numbers and long numbers have their digits masked as ``9`` (EHRs echo the offending
+    value: a birth date, an MRN, a phone number). Codes, element paths and wording stay;
+    the unredacted text is kept only in the delivery ledger."""
+    masked = _NUMBERS.sub(lambda m: re.sub(r"\d", "9", m.group()), _QUOTED.sub("'…'", text))
+    return masked[:limit]
 
 
 @dataclass(frozen=True)
@@ -435,7 +451,9 @@ class DeliveryWorker:
             await self._final(row, "failed", env, last_error="erased")
             return "failed"
         except ValueError as exc:  # unreadable reason or a message that does not validate
-            reason = f"referral cannot be rendered for {self.channel}: {str(exc)[:300]}"
+            # never the exception's text: a validation error quotes the clinical reason or
+            # demographics it rejected, and this reason goes into the log in clear
+            reason = f"referral cannot be rendered for {self.channel}: {describe_error(exc, 300)}"
             dl = build_dead_letter(
                 source=f"hub/{self.channel}-delivery",
                 source_family="hub",
@@ -489,7 +507,7 @@ class DeliveryWorker:
                     request_event_id=row.request_event_id,
                     at=self.clock.stamp(req.at, picked_up),
                     code=last.code,
-                    detail=last.detail,
+                    detail=event_detail(last.detail),
                 )
                 await self._final(row, "rejected", env, last_error=last.detail)
                 return "rejected"
@@ -504,7 +522,7 @@ class DeliveryWorker:
             request_event_id=row.request_event_id,
             at=self.clock.stamp(req.at, picked_up),
             attempts=attempt,
-            last_error=f"{last.code}: {last.detail}",
+            last_error=f"{last.code}: {event_detail(last.detail)}",
         )
         await self._final(row, "failed", env, last_error=f"{last.code}: {last.detail}")
         return "failed"

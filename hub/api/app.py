@@ -331,6 +331,7 @@ async def refresh_gauges(read_models: ReadModels) -> None:
     if result is not None:
         metrics.VERIFY_OK.set(1 if result.get("ok") else 0)
         metrics.VERIFY_BREAKS.set(int(result.get("breaks") or 0))
+        metrics.VERIFY_ORPHAN_COPIES.set(len(result.get("orphan_copies") or ()))
         checked = result.get("checked_at")
         if isinstance(checked, datetime):
             metrics.VERIFY_LAST_RUN.set(checked.timestamp())

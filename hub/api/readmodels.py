@@ -8,7 +8,10 @@
 - projection lag compares the projections' recorded offsets with the log end offsets.
 
 Timeline entries are normalized here for the role policy: ``family`` (from the event type),
-``substance_use`` (the projections' ``part2`` flag) and ``data`` (the payload JSON).
+``substance_use`` (the projections' ``part2`` flag) and ``data`` (the payload JSON). Sealed
+(clinical) fields never leave the API as ciphertext: each becomes ``{"sealed": true,
+"erased": <the person's key was destroyed>}`` and an entry with an erased field carries
+``"erased": true`` (crypto-shredded content shows as erased, it does not break the read).
 """
 
 from __future__ import annotations
@@ -43,6 +46,45 @@ def normalize_entry(row: dict[str, Any]) -> dict[str, Any]:
     entry["substance_use"] = bool(entry.pop("part2", False))
     entry.pop("visible_to", None)
     return queries.jsonable(entry)
+
+
+def is_sealed_value(value: Any) -> bool:
+    """A JSON form of :class:`schemas.base.Sealed` (``kid``, ``nonce``, ``ciphertext``)."""
+    return isinstance(value, dict) and {"kid", "nonce", "ciphertext"} <= value.keys()
+
+
+def sealed_kids(value: Any) -> set[str]:
+    """Key ids of every sealed value nested in ``value``."""
+    if is_sealed_value(value):
+        return {str(value["kid"])}
+    if isinstance(value, dict):
+        return set().union(*(sealed_kids(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(sealed_kids(v) for v in value))
+    return set()
+
+
+def mark_sealed(value: Any, destroyed: set[str] | frozenset[str]) -> Any:
+    """``value`` with each sealed value replaced by ``{"sealed": True, "erased": bool}``
+    (pure; the ciphertext and key id are not passed on)."""
+    if is_sealed_value(value):
+        return {"sealed": True, "erased": str(value["kid"]) in destroyed}
+    if isinstance(value, dict):
+        return {k: mark_sealed(v, destroyed) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mark_sealed(v, destroyed) for v in value]
+    return value
+
+
+def mark_entries(entries: list[dict[str, Any]], destroyed: set[str] | frozenset[str]) -> list[dict[str, Any]]:
+    """Normalized timeline entries with sealed fields marked (and ``erased`` per entry)."""
+    out = []
+    for entry in entries:
+        kids = sealed_kids(entry.get("data"))
+        marked = {**entry, "data": mark_sealed(entry.get("data") or {}, destroyed)}
+        marked["erased"] = bool(kids & destroyed)
+        out.append(marked)
+    return out
 
 
 def weekly_table(rows: list[dict[str, Any]], tz: str, small_cell_max: int) -> dict[str, Any]:
@@ -82,11 +124,23 @@ class PostgresReadModels:
     # --- timelines ---------------------------------------------------------------------------
     async def incident_timeline(self, incident_id: str) -> list[dict[str, Any]]:
         rows = await queries.incident_timeline(self.pool, self.settings, incident_id)
-        return [normalize_entry(r) for r in rows]
+        return await self._marked([normalize_entry(r) for r in rows])
 
     async def person_timeline(self, person: str) -> list[dict[str, Any]]:
         rows = await queries.person_timeline(self.pool, self.settings, person)
-        return [normalize_entry(r) for r in rows]
+        return await self._marked([normalize_entry(r) for r in rows])
+
+    async def _marked(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        kids = set().union(*(sealed_kids(e.get("data")) for e in entries)) if entries else set()
+        destroyed: set[str] = set()
+        if kids:
+            rows = await self.pool.fetch(
+                f'SELECT kid FROM "{self.core}".person_keys'
+                " WHERE kid = ANY($1::text[]) AND destroyed_at IS NOT NULL",
+                sorted(kids),
+            )
+            destroyed = {r["kid"] for r in rows}
+        return mark_entries(entries, destroyed)
 
     # --- aggregates ----------------------------------------------------------------------------
     async def outcome_report(
@@ -154,5 +208,6 @@ class PostgresReadModels:
             "started_at": row["started_at"].isoformat(),
             "checked_at": row["finished_at"].isoformat(),
             "break_details": result.get("breaks", []),
+            "orphan_copies": result.get("orphan_copies", []),  # crash leftovers, not breaks
             "partitions": result.get("partitions", []),
         }

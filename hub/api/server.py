@@ -23,13 +23,18 @@ from hub.db import open_pool
 from hub.settings import Settings
 
 
+def dev_issuer_for(settings: Settings) -> DevIssuer | None:
+    """The development token issuer (its JWKS, discovery and ``/dashboard/dev-token``
+    routes) only with ``environment=development`` and no external ``api.jwks_url``;
+    anywhere else the API trusts the configured identity provider alone."""
+    return DevIssuer.open(settings) if settings.is_development and not settings.api.jwks_url else None
+
+
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """The API wired to PostgreSQL; the pool closes on exit."""
     async with open_pool(settings, max_size=min(settings.postgres.pool_max, 5)) as pool:
-        dev_issuer = (
-            DevIssuer.open(settings) if settings.is_development and not settings.api.jwks_url else None
-        )
+        dev_issuer = dev_issuer_for(settings)
         verifier = TokenVerifier(settings, jwks=dev_issuer.jwks()) if dev_issuer else TokenVerifier(settings)
         app = create_app(
             settings,

@@ -63,7 +63,9 @@ def cad(
     try:
         result = asyncio.run(_ingest_cad(profile, paths, source))
     except (OSError, ValueError, RuntimeError) as exc:
-        typer.echo(f"hub ingest cad: {exc}", err=True)
+        from hub.deadletters import describe_failure
+
+        typer.echo(f"hub ingest cad: {describe_failure(exc, 1000)}", err=True)
         raise typer.Exit(1) from None
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     if strict and result["dead_lettered"]:

@@ -3,7 +3,10 @@
 
 ``hub verify`` exits 0 when the log is intact and 2 on any break; ``--json`` prints
 ``{"ok", "started_at", "finished_at", "records", "breaks": [{"kind", "topic", "partition",
-"offset", "last_offset", "detail"}], "partitions": [...]}``.
+"offset", "last_offset", "detail"}], "orphan_copies": [{"topic", "partition", "offset",
+"event_id", "indexed_topic", "indexed_partition", "indexed_offset"}], "partitions": [...]}``.
+Orphan copies (an appender crashed after Kafka acknowledged and before the index commit;
+see :mod:`hub.verify`) are reported, on stdout in text mode, but are not breaks.
 """
 
 from __future__ import annotations
@@ -40,10 +43,14 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="stable JSON out
     else:
         for b in report.breaks:
             typer.echo(b.describe(), err=True)
+        for o in report.orphan_copies:
+            typer.echo(o.describe())
         sealed = sum(p.records - p.unsealed for p in report.partitions)
         unsealed = sum(p.unsealed for p in report.partitions)
         verdict = "OK" if report.ok else f"BROKEN ({len(report.breaks)} break(s))"
-        typer.echo(f"verify: {verdict}; {report.records} records, {sealed} sealed, {unsealed} not yet sealed")
+        orphans = f", {len(report.orphan_copies)} orphan copies (not breaks)" if report.orphan_copies else ""
+        typer.echo(f"verify: {verdict}; {report.records} records, {sealed} sealed, {unsealed} not yet sealed"
+                   + orphans)
     if not report.ok:
         raise typer.Exit(EXIT_BROKEN)
 

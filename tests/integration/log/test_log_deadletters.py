@@ -8,7 +8,7 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from hub.deadletters import DeadLetterStore, build_dead_letter, redrive
+from hub.deadletters import DeadLetterStore, ValueFreeError, build_dead_letter, redrive
 from hub.runtime import Runtime
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import new_event
@@ -22,7 +22,11 @@ def mapper(dl, raw: bytes):
 
 
 def broken(dl, raw: bytes):
-    raise ValueError("still cannot map column 2")
+    raise ValueFreeError("still cannot map column 2")  # a reason composed without input values
+
+
+def leaky(dl, raw: bytes):
+    raise ValueError(f"cannot map {raw.decode()}")  # quotes the input: must never be shown
 
 
 async def test_redrive_appends_once_and_marks_redriven(log_rt: Runtime) -> None:
@@ -37,6 +41,10 @@ async def test_redrive_appends_once_and_marks_redriven(log_rt: Runtime) -> None:
     assert not failed.ok and "still cannot map" in failed.error
     row = await store.get(dl.id)
     assert row.status == "open" and row.attempts == 1 and "still cannot map" in row.last_error
+    withheld = await redrive(log_rt, row, {"cad/redrive": leaky})
+    assert not withheld.ok and withheld.error.startswith("ValueError at ") and tag not in withheld.error
+    row = await store.get(dl.id)
+    assert row.attempts == 2 and tag not in row.last_error
 
     # the mapping is fixed: the record now maps to one event
     ok = await redrive(log_rt, row, {"cad": mapper})

@@ -110,7 +110,10 @@ def test_mapper_exception_becomes_dead_letter_with_reason() -> None:
     log = MemoryLog()
     counts = asyncio.run(ingest_batch([RawRecord("x", b"x", ("boom", 1))], ToyMapper(), log, sink()))
     assert counts.dead_lettered == 1
-    assert "RuntimeError: mapper exploded" in next(iter(log.dead_letters.values())).reason
+    reason = next(iter(log.dead_letters.values())).reason
+    # the type and where it was raised; never the message (it may quote input values)
+    assert reason.startswith("RuntimeError at tests/unit/connectors/test_framework.py:")
+    assert "exploded" not in reason
 
 
 def test_revision_store_keeps_the_first_revision() -> None:
