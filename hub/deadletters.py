@@ -8,8 +8,11 @@ with the dead-letter key) and hands it to :meth:`hub.log.EventLog.dead_letter`.
 Re-driving: connector packages register a function in :data:`REDRIVERS` under their
 source family, profile or full source name (see :func:`find_redriver`). A redriver takes
 the dead letter and its raw bytes and returns the envelopes the record maps to now, or
-raises with a human-readable reason. Because event ids are deterministic, appending the
-re-driven envelopes goes through the exactly-once index: a record re-driven twice (or
+raises with a human-readable reason. A redriver that needs the runtime's secrets declares
+them as keyword-only parameters: ``keyring`` (the per-person keyring, to seal clinical
+fields such as contact notes with the person's key) and ``pseudonym_key``; :func:`redrive`
+passes exactly those it declares (see :data:`REDRIVE_RESOURCES`). Because event ids are
+deterministic, appending the re-driven envelopes goes through the exactly-once index: a record re-driven twice (or
 re-read from its feed in the meantime) is appended once. A success marks the dead letter
 ``redriven``; a failure keeps it ``open`` with the new reason and an attempt count.
 """
@@ -32,7 +35,12 @@ from hub.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter, Stage, deadletter_id
 from schemas.envelope import Envelope
 
-Redriver = Callable[[DeadLetter, bytes], Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
+Redriver = Callable[..., Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
+"""``fn(dl, raw, *, keyring=..., pseudonym_key=...)``: the keyword-only parameters are optional."""
+
+#: Runtime resources a redriver may ask for by naming a keyword-only parameter, and the
+#: :class:`hub.runtime.Runtime` attribute each comes from.
+REDRIVE_RESOURCES = {"keyring": "keyring", "pseudonym_key": "pseudonym_key"}
 
 #: Registry of re-drivers, keyed by ``source`` (e.g. ``cad/seattle``), ``<family>/<profile>``,
 #: ``profile`` or ``source_family`` (looked up in that order).
@@ -58,6 +66,20 @@ def redriver_keys(dl: DeadLetter) -> list[str]:
         keys += [f"{dl.source_family}/{dl.profile}", dl.profile]
     keys.append(dl.source_family)
     return keys
+
+
+def redriver_kwargs(fn: Redriver, rt: Any) -> dict[str, Any]:
+    """The runtime resources ``fn`` declares as keyword-only parameters (see
+    :data:`REDRIVE_RESOURCES`), taken from ``rt``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a callable without an inspectable signature
+        return {}
+    return {
+        name: getattr(rt, attr)
+        for name, attr in REDRIVE_RESOURCES.items()
+        if name in params and params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -> Redriver | None:
@@ -296,7 +318,7 @@ async def redrive(rt: Any, row: DeadLetterRow, registry: dict[str, Redriver] | N
         return RedriveOutcome(dl.id, False, error=error)
     try:
         raw = raw_bytes(dl, rt.deadletter_sealer)
-        produced = fn(dl, raw)
+        produced = fn(dl, raw, **redriver_kwargs(fn, rt))
         envelopes = list(await produced if inspect.isawaitable(produced) else produced)
     except Exception as exc:  # the redriver's reason, kept for the operator (no input values)
         error = describe_error(exc)

@@ -1,6 +1,7 @@
 """Re-driving case-record dead letters (``hub deadletters retry``): the sealed raw JSON
-record is mapped again; pseudonyms use the hub's key. Contact notes are not re-sealed on
-re-drive (no keyring here): they are dropped, never stored clear."""
+record is mapped again with the runtime's pseudonym key and keyring, so a contact note is
+sealed with the person's key exactly as on first ingest (and dropped, never stored clear,
+only when the person's key was destroyed)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ import json
 
 from connectors.cases.mapping import CaseMapper, case_record
 from connectors.core.records import Mapped
+from hub.crypto import Keyring
 from hub.deadletters import ValueFreeError, register_redriver
-from hub.keys import secret_bytes
-from hub.settings import get_settings
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
 
 @register_redriver("cases")
-def redrive_case(dl: DeadLetter, raw: bytes) -> list[Envelope]:
-    mapper = CaseMapper(dl.source, secret_bytes(get_settings(), "pseudonym.key"))
+def redrive_case(dl: DeadLetter, raw: bytes, *, keyring: Keyring, pseudonym_key: bytes) -> list[Envelope]:
+    mapper = CaseMapper(dl.source, pseudonym_key, keyring)
     result = mapper.map(case_record(json.loads(raw), dl.record_ref, raw))
     if isinstance(result, Mapped):
         return list(result.events)

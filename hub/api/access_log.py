@@ -1,6 +1,7 @@
 """The append-only access log of person-level reads, in PostgreSQL.
 
-Each row says who (subject claim, role, program), what (endpoint family and the outcome:
+Each row says who (subject claim and role of an API token, or the operator at the host's
+``hub`` CLI with role ``operator``; program), what (endpoint family and the outcome:
 ``allowed`` or ``denied``), which subject (incident id or person pseudonym — never a clear
 identifier), when (server clock) and why (the purpose of use the caller declared).
 
@@ -36,11 +37,25 @@ def quote_schema(schema: str) -> str:
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+OPERATOR_ROLE = "operator"
+
+
+@dataclass(frozen=True)
+class Operator:
+    """Someone reading person-level data through the ``hub`` CLI on the hub's host (no
+    token: the OS user or the ``--actor`` they name). Logged with role ``operator``; it is
+    not an API role and grants nothing in :mod:`hub.api.roles`."""
+
+    sub: str
+    program: str | None = None
+    role: str = OPERATOR_ROLE
+
+
 @dataclass(frozen=True)
 class AccessRecord:
     """One row to append."""
 
-    principal: Principal
+    principal: Principal | Operator
     action: str
     subject: str
     purpose: str
@@ -67,7 +82,7 @@ class AccessLog:
             f"INSERT INTO {self._table} (sub, role, program, action, subject, purpose, outcome, entries,"
             " request_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING id",
             p.sub,
-            p.role.value,
+            str(p.role),  # a Role (StrEnum) is its value
             p.program,
             rec.action,
             rec.subject,

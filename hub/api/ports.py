@@ -28,7 +28,8 @@ class ReadModels(Protocol):
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
-        """The same document ``hub report --json`` prints (unsuppressed counts)."""
+        """The same document ``hub report --json`` prints: small cells already suppressed by
+        the read-model queries (:mod:`projections.suppression`), never raw small counts."""
         ...
 
     async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:

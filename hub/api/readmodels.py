@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from hub.db import check_schema_name
 from hub.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
@@ -76,15 +77,41 @@ def mark_sealed(value: Any, destroyed: set[str] | frozenset[str]) -> Any:
     return value
 
 
-def mark_entries(entries: list[dict[str, Any]], destroyed: set[str] | frozenset[str]) -> list[dict[str, Any]]:
-    """Normalized timeline entries with sealed fields marked (and ``erased`` per entry)."""
+def mark_entries(
+    entries: list[dict[str, Any]], destroyed: set[str] | frozenset[str], field: str = "data"
+) -> list[dict[str, Any]]:
+    """Timeline entries with the sealed values of their payload (``field``: ``data`` in the
+    API's normalized entries, ``detail`` in the projections' rows) marked, and ``erased``
+    per entry (pure)."""
     out = []
     for entry in entries:
-        kids = sealed_kids(entry.get("data"))
-        marked = {**entry, "data": mark_sealed(entry.get("data") or {}, destroyed)}
+        kids = sealed_kids(entry.get(field))
+        marked = {**entry, field: mark_sealed(entry.get(field) or {}, destroyed)}
         marked["erased"] = bool(kids & destroyed)
         out.append(marked)
     return out
+
+
+async def render_sealed(
+    conn: asyncpg.Pool | asyncpg.Connection,
+    core_schema: str,
+    entries: list[dict[str, Any]],
+    field: str = "data",
+) -> list[dict[str, Any]]:
+    """The one rendering of sealed timeline content for every reader (the API and ``hub
+    timeline``): each sealed value becomes ``{"sealed": true, "erased": <the person's key
+    was destroyed>}``; ciphertext, nonce and key id never leave. No reader gets sealed
+    content opened — not even a clinician: clinical narrative stays in the source system."""
+    kids = set().union(*(sealed_kids(e.get(field)) for e in entries)) if entries else set()
+    destroyed: set[str] = set()
+    if kids:
+        rows = await conn.fetch(
+            f'SELECT kid FROM "{check_schema_name(core_schema)}".person_keys'
+            " WHERE kid = ANY($1::text[]) AND destroyed_at IS NOT NULL",
+            sorted(kids),
+        )
+        destroyed = {r["kid"] for r in rows}
+    return mark_entries(entries, destroyed, field)
 
 
 def weekly_table(rows: list[dict[str, Any]], tz: str, small_cell_max: int) -> dict[str, Any]:
@@ -131,16 +158,7 @@ class PostgresReadModels:
         return await self._marked([normalize_entry(r) for r in rows])
 
     async def _marked(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        kids = set().union(*(sealed_kids(e.get("data")) for e in entries)) if entries else set()
-        destroyed: set[str] = set()
-        if kids:
-            rows = await self.pool.fetch(
-                f'SELECT kid FROM "{self.core}".person_keys'
-                " WHERE kid = ANY($1::text[]) AND destroyed_at IS NOT NULL",
-                sorted(kids),
-            )
-            destroyed = {r["kid"] for r in rows}
-        return mark_entries(entries, destroyed)
+        return await render_sealed(self.pool, self.core, entries)
 
     # --- aggregates ----------------------------------------------------------------------------
     async def outcome_report(

@@ -7,6 +7,8 @@ end-to-end tests (which run it in a thread on a free port).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +24,8 @@ from hub.api.readmodels import PostgresReadModels
 from hub.db import open_pool
 from hub.settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def dev_issuer_for(settings: Settings) -> DevIssuer | None:
     """The development token issuer (its JWKS, discovery and ``/dashboard/dev-token``
@@ -30,9 +34,40 @@ def dev_issuer_for(settings: Settings) -> DevIssuer | None:
     return DevIssuer.open(settings) if settings.is_development and not settings.api.jwks_url else None
 
 
+def is_loopback(host: str) -> bool:
+    """``host`` binds to the loopback interface only (``localhost``, ``127.0.0.0/8``,
+    ``::1``). Wildcards (``0.0.0.0``, ``::``), other addresses and other host names are
+    not: they may be reachable from the network."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def routed_dev_issuer(issuer: DevIssuer | None, host: str) -> DevIssuer | None:
+    """The development issuer whose routes (``/dashboard/dev-token``, its JWKS and
+    discovery) the API may serve when bound to ``host``: only on a loopback address.
+    ``/dashboard/dev-token`` hands an analyst token to anyone who can reach it, so on any
+    other address the routes are left out (tokens minted with ``hub api token`` still
+    verify: minting them needs the key file, not the network)."""
+    if issuer is None or is_loopback(host):
+        return issuer
+    log.warning(
+        "development issuer routes disabled: the API binds to non-loopback host %s, where"
+        " /dashboard/dev-token would hand an analyst token to anyone on the network"
+        " (bind to 127.0.0.1, or mint tokens with `hub api token`)",
+        host,
+    )
+    return None
+
+
 @asynccontextmanager
-async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
-    """The API wired to PostgreSQL; the pool closes on exit."""
+async def open_app(settings: Settings, host: str | None = None) -> AsyncIterator[FastAPI]:
+    """The API wired to PostgreSQL, to be bound to ``host`` (default ``settings.api.host``;
+    it decides whether the development issuer's routes are served); the pool closes on exit."""
     async with open_pool(settings, max_size=min(settings.postgres.pool_max, 5)) as pool:
         dev_issuer = dev_issuer_for(settings)
         verifier = TokenVerifier(settings, jwks=dev_issuer.jwks()) if dev_issuer else TokenVerifier(settings)
@@ -41,7 +76,7 @@ async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
             PostgresReadModels(settings, pool),
             AccessLog(pool, settings.core_schema),
             verifier,
-            dev_issuer=dev_issuer,
+            dev_issuer=routed_dev_issuer(dev_issuer, host or settings.api.host),
         )
         yield app
 
@@ -49,10 +84,11 @@ async def open_app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, log_level: str = "info"
 ) -> None:
-    async with open_app(settings) as app:
+    bind = host or settings.api.host
+    async with open_app(settings, bind) as app:
         config = uvicorn.Config(
             app,
-            host=host or settings.api.host,
+            host=bind,
             port=port or settings.api.port,
             log_level=log_level,
             access_log=False,
@@ -83,7 +119,7 @@ class ThreadedServer:
 
     def _run(self) -> None:
         async def main() -> None:
-            async with open_app(self.settings) as app:
+            async with open_app(self.settings, self.host) as app:
                 config = uvicorn.Config(
                     app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="on"
                 )

@@ -106,3 +106,28 @@ def test_export_covers_every_event_type_and_topic() -> None:
     outcome = doc["channels"]["outcomes.counts"]
     assert outcome["x-deidentification"]["small_cell_range"] == [1, 10]
     assert doc["channels"]["facts.dispatch"]["bindings"]["kafka"]["topicConfiguration"]["retention.ms"] == -1
+
+
+def test_redriver_kwargs_passes_only_declared_keyword_only_resources() -> None:
+    from types import SimpleNamespace
+
+    from hub.deadletters import redriver_kwargs
+
+    rt = SimpleNamespace(keyring="KR", pseudonym_key=b"PK", deadletter_sealer="no")
+
+    def plain(dl, raw):  # type: ignore[no-untyped-def]
+        return []
+
+    def with_keyring(dl, raw, *, keyring):  # type: ignore[no-untyped-def]
+        return []
+
+    def both(dl, raw, *, keyring, pseudonym_key):  # type: ignore[no-untyped-def]
+        return []
+
+    def positional(dl, raw, keyring=None):  # type: ignore[no-untyped-def]
+        return []
+
+    assert redriver_kwargs(plain, rt) == {}
+    assert redriver_kwargs(with_keyring, rt) == {"keyring": "KR"}
+    assert redriver_kwargs(both, rt) == {"keyring": "KR", "pseudonym_key": b"PK"}
+    assert redriver_kwargs(positional, rt) == {}  # only keyword-only parameters are resources
