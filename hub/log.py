@@ -60,6 +60,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
+from hub.deadletters import describe_error
 from hub.kafka_io import scan_records
 from hub.settings import Settings
 from schemas.base import EVENT_TYPES, FAMILIES
@@ -174,7 +175,8 @@ def decode_record(record: ConsumerRecord) -> LoggedEvent:
     try:
         envelope = Envelope.model_validate_json(record.value).current()
     except Exception as exc:  # pydantic ValidationError, ValueError from upcasters, None value
-        raise CorruptRecordError(record.topic, record.partition, record.offset, str(exc)[:300]) from exc
+        reason = describe_error(exc, 300)  # names fields and rules, never the record's values
+        raise CorruptRecordError(record.topic, record.partition, record.offset, reason) from exc
     return LoggedEvent(
         topic=record.topic,
         partition=record.partition,

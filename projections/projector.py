@@ -182,11 +182,8 @@ class Projector:
     async def _to_consumed(self, rec: ConsumerRecord) -> Consumed:
         try:
             fact = fact_from_envelope(decode_record(rec).envelope)
-        except CorruptRecordError as exc:
-            # the cause's text quotes the record's content; keep only fields and rules
-            cause = exc.__cause__ if exc.__cause__ is not None else exc
-            await self._dead_letter(rec, f"{rec.topic}[{rec.partition}]@{rec.offset}: not a valid envelope: "
-                                    f"{describe_error(cause, 300)}")
+        except CorruptRecordError as exc:  # its message names fields and rules, never values
+            await self._dead_letter(rec, str(exc))
             return Consumed(rec.topic, rec.partition, rec.offset, None)
         except Exception as exc:  # unknown type / payload fails validation
             await self._dead_letter(rec, f"cannot project event: {describe_error(exc, 300)}")
