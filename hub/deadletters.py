@@ -12,9 +12,10 @@ raises with a human-readable reason. A redriver that needs the runtime's secrets
 them as keyword-only parameters: ``keyring`` (the per-person keyring, to seal clinical
 fields such as contact notes with the person's key) and ``pseudonym_key``; :func:`redrive`
 passes exactly those it declares (see :data:`REDRIVE_RESOURCES`). Because event ids are
-deterministic, appending the re-driven envelopes goes through the exactly-once index: a record re-driven twice (or
-re-read from its feed in the meantime) is appended once. A success marks the dead letter
-``redriven``; a failure keeps it ``open`` with the new reason and an attempt count.
+deterministic, appending the re-driven envelopes goes through the exactly-once index: a
+record re-driven twice (or re-read from its feed in the meantime) is appended once. A
+success marks the dead letter ``redriven``; a failure keeps it ``open`` with the new
+reason and an attempt count.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from connectors.cad.profile import Profile, normalize_code
@@ -193,11 +194,11 @@ class CadRow:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         return CONTENT_REVISION_PREFIX + digest[:16]
 
-    @property
+    @cached_property
     def revision(self) -> str:
         """The row's revision: its updated-at (UTC ISO 8601) when the source gives one,
         else the content hash (CSV exports that republish revised rows without an
-        updated-at column)."""
+        updated-at column). Computed once per row."""
         return self.updated.isoformat() if self.updated else self.content_hash()
 
     @property
@@ -265,37 +266,57 @@ class CadMapper:
     content is not a new fact (the first revision is what the hub compares against).
     """
 
+    #: Rows parsed by :meth:`revision_key` kept for the :meth:`map` of the same record
+    #: (the runner asks for every key of a batch, then maps it); bounded, oldest dropped.
+    PARSED_MAX = 4096
+
     def __init__(self, profile: Profile, source: str | None = None) -> None:
         self.profile = profile
         self.source = source or profile.source
+        # id(record) -> (record, its parse); the record is held, so its id is not reused
+        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = {}
+
+    def _parse(self, record: RawRecord) -> CadRow | Rejection | FieldError:
+        """``read_row`` of the record's fields (a :class:`FieldError` returned, not raised),
+        taken from :meth:`revision_key`'s parse of the same record object when there was
+        one (each record is parsed and content-hashed once per ingest)."""
+        hit = self._parsed.pop(id(record), None)
+        if hit is not None and hit[0] is record:
+            return hit[1]
+        try:
+            return read_row(record.fields, self.profile)
+        except FieldError as exc:
+            return exc
 
     def revision_key(self, record: RawRecord) -> RevisionKey | None:
         if not isinstance(record.fields, dict) or exclusion_reason(record.fields, self.profile):
             return None
-        try:
-            row = read_row(record.fields, self.profile)
-        except FieldError:
-            return None
-        if isinstance(row, Rejection):
+        row = self._parse(record)
+        if len(self._parsed) >= self.PARSED_MAX:
+            del self._parsed[next(iter(self._parsed))]
+        self._parsed[id(record)] = (record, row)
+        if isinstance(row, FieldError | Rejection):
             return None
         return RevisionKey(f"{self.profile.agency}:{row.cad_number}", row.revision)
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
         if not isinstance(record.fields, dict):
             return Rejection("parse", "row is not a column mapping")
+        excluded = exclusion_reason(record.fields, self.profile)
+        if excluded:
+            return Exclusion(excluded)
+        row = self._parse(record)
+        if isinstance(row, FieldError):
+            return Rejection("parse", str(row))
+        if isinstance(row, Rejection):
+            return row
         try:
-            return self._map(record.fields, first_revision, record.observed_at)
+            return self._map(row, first_revision, record.observed_at)
         except FieldError as exc:
             return Rejection("parse", str(exc))
 
-    def _map(self, f: dict[str, Any], first_revision: str | None, observed_at: datetime | None) -> MapResult:
+    def _map(self, row: CadRow, first_revision: str | None, observed_at: datetime | None) -> MapResult:
         p = self.profile
-        excluded = exclusion_reason(f, p)
-        if excluded:
-            return Exclusion(excluded)
-        row = read_row(f, p)
-        if isinstance(row, Rejection):
-            return row
         initial, final = row.call_type_initial, row.call_type_final
         bh = is_behavioral_health(initial, final, p)
         category = categorize(initial, final, bh, p)

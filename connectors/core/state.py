@@ -79,9 +79,13 @@ class PostgresRevisionStore:
                 names,
                 [first[n] for n in names],
             )
+            # a join on the key array (not ``record_key = ANY($2)``): with stale statistics
+            # the planner filtered every row of the source against the whole array, which
+            # made a claim cost O(rows of the source x keys) - 70-140 ms per 500 keys at 30k
             rows = await conn.fetch(
-                f"""SELECT record_key, first_revision FROM {self.schema}.connector_revisions
-                    WHERE source = $1 AND record_key = ANY($2::text[])""",
+                f"""SELECT r.record_key, r.first_revision
+                    FROM unnest($2::text[]) AS u(k)
+                    JOIN {self.schema}.connector_revisions r ON r.source = $1 AND r.record_key = u.k""",
                 source,
                 names,
             )

@@ -68,8 +68,8 @@ def timeline(
     try:
         why = normalize_purpose(purpose)
     except BadPurpose:
-        typer.echo(f"error: --purpose is required for person-level reads; one of: {', '.join(sorted(PURPOSES))}",
-                   err=True)
+        accepted = ", ".join(sorted(PURPOSES))
+        typer.echo(f"error: --purpose is required for person-level reads; one of: {accepted}", err=True)
         raise typer.Exit(2) from None
     who = (actor or default_actor()).strip()
     if not who:

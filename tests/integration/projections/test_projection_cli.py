@@ -68,11 +68,14 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None
     assert text.returncode == 0 and "no enforcement action" in text.stdout
 
     incident = next(e.subject for e in events if e.type.startswith("cad.call.received"))
-    timeline = hub(rt, schema, "timeline", "--incident", incident, "--json")
+    timeline = hub(rt, schema, "timeline", "--incident", incident, "--purpose", "operations", "--json")
     assert timeline.returncode == 0, timeline.stderr[-2000:]
     entries = json.loads(timeline.stdout)["entries"]
     assert {e["event_id"] for e in entries} >= {e.id for e in events if e.subject == incident}
-    who = hub(rt, schema, "timeline", "--person", person(1, "9"), "--json", "--role", "dispatcher")
+    who = hub(
+        rt, schema, "timeline", "--person", person(1, "9"), "--purpose", "audit", "--json",
+        "--role", "dispatcher",
+    )
     assert who.returncode == 0, who.stderr[-2000:]
     doc = json.loads(who.stdout)
     assert doc["canonical"] == person(0, "9")  # linked to person 0
@@ -91,5 +94,5 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None
     ):
         result = hub(rt, schema, *bad)
         assert result.returncode != 0 and result.stderr, bad
-    missing = hub(rt, schema, "timeline", "--incident", "sea:nope")
+    missing = hub(rt, schema, "timeline", "--incident", "sea:nope", "--purpose", "audit")
     assert missing.returncode == 1 and "no such incident" in missing.stderr
