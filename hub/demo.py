@@ -20,7 +20,11 @@ Everything lives under the topic prefix and PostgreSQL schema ``demo`` (option
 run appends nothing new and ends with the same report. ``--reset`` (:func:`reset_demo`)
 first stops the demo's background API and wipes the prefix's topics and schemas, so the
 run starts from an empty log — needed when the county model or the code that stamps the
-facts changed, since a fact with an existing id is taken for a duplicate.
+facts changed, since a fact with an existing id is taken for a duplicate. When the
+prefix's PostgreSQL state belongs to another Kafka cluster (:mod:`hub.binding`; e.g. another
+checkout's demo on a shared PostgreSQL) the demo resets it by itself and says so
+(:func:`reset_if_foreign`); the prefix ``hub`` is never reset automatically. A failed
+verification prints a red ✗ and makes ``hub demo`` exit 1.
 
 Times: the county is a simulated past month, so the delivery workers run with
 ``clock: relative`` (outcomes at the referral's time plus the real delivery time) and the
@@ -407,6 +411,37 @@ async def reset_demo(settings: Settings) -> dict[str, list[str]]:
     return {"topics": topics, "schemas": schemas}
 
 
+async def reset_if_foreign(settings: Settings) -> str | None:
+    """Reset the demo prefix when its PostgreSQL state belongs to another Kafka cluster
+    (:mod:`hub.binding`: e.g. another checkout's demo on a shared PostgreSQL); returns the
+    one line saying so, or None when nothing was reset. The demo's data is disposable and
+    reproducible; the default prefix ``hub`` is never reset (Runtime.open refuses it with
+    the explanation instead)."""
+    from hub.binding import Action, inspect
+    from hub.db import open_pool
+    from hub.infra.topics import ensure_topics
+
+    try:
+        check_resettable(settings)
+    except ValueError:
+        return None
+    async with open_pool(settings, max_size=1) as pool:
+        decision = await inspect(pool, settings)
+    if decision.action is not Action.REFUSE:
+        return None
+    await asyncio.to_thread(stop_api, settings)  # it reads the schemas about to be dropped
+    removed = await reset_demo(settings)
+    topics = await ensure_topics(settings)
+    if not topics.ok:
+        raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+    return (
+        f"the demo's state in schema {settings.core_schema} belonged to another Kafka cluster "
+        f"({decision.recorded or 'unbound'}, this one is {decision.actual}): reset the prefix "
+        f"{settings.kafka.topic_prefix!r} ({len(removed['topics'])} topics, schemas "
+        f"{', '.join(removed['schemas'])}) and starting from an empty log"
+    )
+
+
 async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
     """Steps 1 to 5 of the module docstring; returns the report and the counts."""
     from connectors.ehr_sim.simulator import EhrSimulator, SimConfig
@@ -428,6 +463,10 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         _kafka, _postgres, topics = await bring_up(settings)
     if not topics.ok:
         raise RuntimeError(f"topic catalogue for prefix {settings.kafka.topic_prefix}: {topics.errors}")
+    if not opts.reset:
+        note = await reset_if_foreign(settings)
+        if note:
+            console.print(f"[yellow]![/] {note}")
     if opts.reset:
         with console.status(f"resetting the demo prefix {settings.kafka.topic_prefix!r}…"):
             removed = await reset_demo(settings)
@@ -505,9 +544,8 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
             await Sealer(settings, rt.pool).run_once()
             verified = await run_verify(settings, rt.pool)
         result.verify_ok = verified.ok
-        console.print(
-            f"[green]✓[/] verify: {'OK' if verified.ok else 'BROKEN'}; {verified.records:,} records"
-        )
+        mark = "[green]✓[/] verify: OK" if verified.ok else "[red]✗ verify: BROKEN[/]"
+        console.print(f"{mark}; {verified.records:,} records")
         result.report = queries.jsonable(await queries.report(rt.pool, settings))
     result.seconds = time.monotonic() - started
     return result

@@ -6,9 +6,11 @@ Usage (every command, worker, API and test that needs the log)::
         await rt.log.append(envelopes)
 
 Opening creates the PostgreSQL pool, applies the core migrations (the log's index, dead
-letters, seals, keys) to ``settings.core_schema``, makes sure the topic catalogue exists,
-and starts the event log and the keyring; closing stops them in reverse order. Nothing else
-constructs an :class:`~hub.log.EventLog` or a keyring.
+letters, seals, keys) to ``settings.core_schema``, checks that the schema's state belongs
+to the connected Kafka cluster (binding it at first use; :mod:`hub.binding` — another
+cluster raises :class:`~hub.binding.ClusterMismatchError`), makes sure the topic catalogue
+exists, and starts the event log and the keyring; closing stops them in reverse order.
+Nothing else constructs an :class:`~hub.log.EventLog` or a keyring.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
+from hub.binding import ensure_bound
 from hub.db import create_pool, migrate
 from hub.keys import secret_bytes
 from hub.keystore import DeadLetterSealer, PostgresKeyring
@@ -57,6 +60,7 @@ class Runtime:
             pool = await create_pool(settings)
             stack.push_async_callback(pool.close)
             await migrate_core(pool, settings)
+            await ensure_bound(pool, settings)  # before any topic is created or record appended
             if ensure_topics:
                 from hub.infra.topics import ensure_topics as _ensure
 

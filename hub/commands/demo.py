@@ -54,7 +54,10 @@ def demo(
         reset=reset,
     )
     try:
-        run(get_settings(), opts)
+        result = run(get_settings(), opts)
     except Exception as exc:
         typer.echo(f"error: hub demo failed: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
+    if result.verify_ok is False:
+        typer.echo("error: hub demo: the log failed verification (details: `hub verify`)", err=True)
+        raise typer.Exit(1)

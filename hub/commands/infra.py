@@ -1,4 +1,4 @@
-"""``hub infra setup | up | down | status | topics``: the local Kafka broker and PostgreSQL, and the
+"""``hub infra setup | up | down | status | topics | rebind``: the local Kafka broker and PostgreSQL, and the
 topic catalogue on whichever cluster is configured.
 
 Exit codes: 0 healthy / done; 1 a service failed or is unhealthy; 3 topic drift found.
@@ -144,6 +144,34 @@ def topics(
         _print_topics(report)
     if not report.ok:
         raise typer.Exit(EXIT_DRIFT)
+
+
+async def _rebind(settings: Settings) -> tuple[str | None, str]:
+    from hub.binding import rebind
+    from hub.db import open_pool
+
+    async with open_pool(settings, max_size=1) as pool:
+        return await rebind(pool, settings)
+
+
+@app.command("rebind")
+def rebind_cmd(
+    yes: Annotated[
+        bool, typer.Option("--yes", help="confirm: this state now belongs to the connected cluster")
+    ] = False,
+) -> None:
+    """Bind the core schema's state (event index, cursors, seals) to the connected Kafka
+    cluster, for a deliberate move of the log to a new cluster. Without it the hub refuses
+    to pair PostgreSQL state with another cluster's log (see docs/operators.md)."""
+    settings = get_settings()
+    if not yes:
+        raise _fail(
+            f"rebinding {settings.core_schema} to the cluster at {settings.kafka.bootstrap} is deliberate: "
+            "only after the log's topics moved there with their offsets; confirm with --yes",
+            2,
+        )
+    previous, current = asyncio.run(_rebind(settings))
+    typer.echo(f"{settings.core_schema}: bound to Kafka cluster {current} (was {previous or 'unbound'})")
 
 
 if __name__ == "__main__":  # `python -m hub.commands.infra up` works even if another group fails to import
