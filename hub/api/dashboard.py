@@ -3,7 +3,7 @@ of :func:`projections.queries.report` — already de-identified — and the pipe
 
 Nothing is recounted here: every number on the dashboard is a cell of the same report
 ``hub report --json`` prints (by month, by area), so the page, the API and the terminal
-always agree. A suppressed cell stays ``None`` (drawn hatched, labelled "<11").
+always agree. A suppressed cell stays ``None`` (drawn hatched, labelled "suppressed").
 """
 
 from __future__ import annotations

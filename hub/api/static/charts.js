@@ -1,6 +1,7 @@
 /* Small hand-written SVG charts (no dependencies, no network). Every drawn mark carries
    data-series / data-label / data-value so tests and screen readers can read the numbers.
-   A suppressed cell (null) is drawn as a hatched stub labelled "<11". */
+   A suppressed cell (null) is drawn as a hatched stub labelled "suppressed" (it may hide a small value, or a larger one
+   from which a small value could be derived: complementary suppression). */
 "use strict";
 const Charts = (() => {
   const NS = "http://www.w3.org/2000/svg";
@@ -25,7 +26,7 @@ const Charts = (() => {
       '<rect width="2" height="4" fill="#a0aec0"/></pattern>';
     return root;
   }
-  function fmt(v) { return v === null || v === undefined ? "<11" : v.toLocaleString("en-US"); }
+  function fmt(v) { return v === null || v === undefined ? "suppressed" : v.toLocaleString("en-US"); }
   function legend(container, names) {
     const div = document.createElement("div");
     div.className = "legend";

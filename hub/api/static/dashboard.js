@@ -30,7 +30,10 @@
       const value = document.createElement("div"); value.className = "value"; value.textContent = pct(c.share);
       const label = document.createElement("div"); label.className = "label"; label.textContent = c.label;
       const detail = document.createElement("div"); detail.className = "bench";
-      detail.textContent = `${Charts.fmt(c.numerator)} of ${Charts.fmt(c.denominator)}` +
+      const count = c.numerator === null || c.numerator === undefined
+        ? `count suppressed (of ${Charts.fmt(c.denominator)})`
+        : `${Charts.fmt(c.numerator)} of ${Charts.fmt(c.denominator)}`;
+      detail.textContent = count +
         (c.benchmark ? ` · benchmark ${c.benchmark}` : "");
       div.append(value, label, detail);
       box.appendChild(div);
