@@ -115,8 +115,8 @@ async def warm_log(rt: Runtime, tag: str, dead_letters: int = 0) -> int:
     (and ``dead_letters`` dead letters), so that connections, metadata and the new topics'
     leader elections (``NotLeaderForPartition`` retries) are paid before any measured
     block; returns the events appended."""
-    for i in range(dead_letters):
-        letter = build_dead_letter(
+    letters = [
+        build_dead_letter(
             source="bench/warm",
             source_family="cad",
             record_ref=f"warm-{i}",
@@ -125,7 +125,9 @@ async def warm_log(rt: Runtime, tag: str, dead_letters: int = 0) -> int:
             raw=b"warm",
             sealer=rt.deadletter_sealer,
         )
-        await rt.log.dead_letter(letter)
+        for i in range(dead_letters)
+    ]
+    await rt.log.dead_letters(letters)
     return len((await rt.log.append(synthetic_calls(WARM_EVENTS, tag))).appended)
 
 
@@ -137,13 +139,13 @@ async def warm_producer(producer: AIOKafkaProducer, topic: str, partitions: int)
 
 class TimedLogPort:
     """The event log as the connector runner's log port, adding up the wall time spent
-    awaiting ``append`` and ``dead_letter`` (a breakdown of the ingest; it changes nothing
+    awaiting ``append`` and ``dead_letters`` (a breakdown of the ingest; it changes nothing
     else)."""
 
     def __init__(self, log: EventLog) -> None:
         self.log = log
-        self.seconds = {"append": 0.0, "dead_letter": 0.0}
-        self.calls = {"append": 0, "dead_letter": 0}
+        self.seconds = {"append": 0.0, "dead_letters": 0.0}
+        self.calls = {"append": 0, "dead_letters": 0}
 
     async def append(self, envelopes: Sequence[Envelope]) -> AppendResult:
         started = time.perf_counter()
@@ -153,13 +155,13 @@ class TimedLogPort:
             self.seconds["append"] += time.perf_counter() - started
             self.calls["append"] += 1
 
-    async def dead_letter(self, letter: DeadLetter) -> bool:
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> list[bool]:
         started = time.perf_counter()
         try:
-            return await self.log.dead_letter(letter)
+            return await self.log.dead_letters(letters)
         finally:
-            self.seconds["dead_letter"] += time.perf_counter() - started
-            self.calls["dead_letter"] += 1
+            self.seconds["dead_letters"] += time.perf_counter() - started
+            self.calls["dead_letters"] += 1
 
 
 class TimedRevisions:
@@ -182,10 +184,12 @@ class TimedRevisions:
 def breakdown(total: float, port: TimedLogPort, revisions: TimedRevisions) -> dict[str, dict[str, float]]:
     """Where an ingest's wall time went: awaiting the log's append, its dead letters, the
     revision claims, and the rest (reading the CSV files, mapping, counting)."""
-    waits = port.seconds["append"] + port.seconds["dead_letter"] + revisions.seconds
+    waits = port.seconds["append"] + port.seconds["dead_letters"] + revisions.seconds
     return {
         "append": {"seconds": round(port.seconds["append"], 3), "calls": port.calls["append"]},
-        "dead_letter": {"seconds": round(port.seconds["dead_letter"], 3), "calls": port.calls["dead_letter"]},
+        "dead_letters": {
+            "seconds": round(port.seconds["dead_letters"], 3), "calls": port.calls["dead_letters"]
+        },
         "revision_claims": {"seconds": round(revisions.seconds, 3), "calls": revisions.calls},
         "read_map_rest": {"seconds": round(total - waits, 3)},
     }

@@ -3,7 +3,8 @@ re-driving them after a mapping fix.
 
 A connector that cannot parse, validate or map a record builds a
 :class:`schemas.deadletter.DeadLetter` with :func:`build_dead_letter` (raw payload sealed
-with the dead-letter key) and hands it to :meth:`hub.log.EventLog.dead_letter`.
+with the dead-letter key) and hands it (with the rest of its batch) to
+:meth:`hub.log.EventLog.dead_letters`.
 
 Re-driving: connector packages register a function in :data:`REDRIVERS` under their
 source family, profile or full source name (see :func:`find_redriver`). A redriver takes

@@ -21,6 +21,11 @@ Writing (:meth:`EventLog.append`):
   (a timeout, a stopping worker) finishes its transaction before the cancellation
   propagates, for the same reason.
 
+Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch at a time:
+one transaction claims their ids in ``<core>.deadletters``, produces the new ones to their
+family's dead-letter topic, awaits every acknowledgement together and records where each
+went; the same partial-failure and cancellation rules apply (:class:`DeadLetterError`).
+
 Residual window (narrowed, not closed): from the broker's first acknowledgement of a batch
 to PostgreSQL's commit — the remaining acknowledgements of the batch, one ``UPDATE`` of the
 offsets and the ``COMMIT`` (plus a ``DELETE`` when some envelopes failed); nothing else is
@@ -51,14 +56,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hub.deadletters import describe_error
 from hub.kafka_io import scan_records
@@ -92,6 +98,18 @@ class AppendError(RuntimeError):
             f"{len(result.appended)} appended, {len(result.duplicates)} duplicate(s)"
         )
         self.result, self.failed = result, failed
+
+
+class DeadLetterError(RuntimeError):
+    """Some dead letters of a batch could not be produced. The rest was written and
+    committed (``new``: one flag per input letter, as :meth:`EventLog.dead_letters`
+    returns, with False for the failed ones); the failed ones (``failed``: letter, error)
+    are not in the index, so writing the batch again writes exactly them."""
+
+    def __init__(self, new: list[bool], failed: list[tuple[DeadLetter, BaseException]]) -> None:
+        kinds = sorted({type(e).__name__ for _, e in failed})
+        super().__init__(f"{len(failed)} dead letter(s) not written ({', '.join(kinds)}); {sum(new)} written")
+        self.new, self.failed = new, failed
 
 
 class CorruptRecordError(ValueError):
@@ -196,13 +214,45 @@ def family_topics(prefix: str, families: Iterable[str] | None = None) -> list[st
 
 async def _outlast_cancellation(task: asyncio.Future) -> None:
     """Wait for ``task`` to finish although the waiting task is being cancelled (again and
-    again): an append's transaction must commit the offsets of what the broker acknowledged
-    rather than be abandoned between the acknowledgement and the commit."""
+    again): an append's (or a dead-letter batch's) transaction must commit the offsets of
+    what the broker acknowledged rather than be abandoned between the acknowledgement and
+    the commit."""
     while not task.done():
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.shield(task)
     if not task.cancelled() and task.exception() is not None:
-        log.warning("append: cancelled, and its transaction failed: %s", type(task.exception()).__name__)
+        log.warning("log write: cancelled, and its transaction failed: %s", type(task.exception()).__name__)
+
+
+T = TypeVar("T")
+
+
+async def _produce_all(
+    producer: AIOKafkaProducer, items: Sequence[T], record: Callable[[T], dict[str, Any]]
+) -> tuple[list[tuple[T, RecordMetadata]], list[tuple[T, BaseException]]]:
+    """Send one record per item (``record(item)`` = the ``send`` keyword arguments) and
+    await every acknowledgement together. Returns (acknowledged items with their record
+    metadata, in input order; failed items with their error). A ``send`` refusal that
+    concerns one record (:data:`RECORD_ERRORS`) fails that item only; any other error
+    means the producer is failing, so nothing more is sent and the rest fail with it."""
+    sent: list[tuple[T, asyncio.Future]] = []
+    failed: list[tuple[T, BaseException]] = []
+    for item in items:
+        if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
+            failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
+            continue
+        try:
+            sent.append((item, await producer.send(**record(item))))
+        except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
+            failed.append((item, exc))
+    outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+    acked: list[tuple[T, RecordMetadata]] = []
+    for (item, _), outcome in zip(sent, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failed.append((item, outcome))
+        else:
+            acked.append((item, outcome))
+    return acked, failed
 
 
 # --------------------------------------------------------------------------- the log
@@ -282,7 +332,7 @@ class EventLog:
         other await than the acknowledgements themselves and these two statements."""
         ids = sorted(topics)  # claim in a fixed order: concurrent appenders never deadlock
         by_id = {env.id: env for env in unique}
-        producer = self.producer
+        producer = self.producer  # raises before any I/O when not started
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""INSERT INTO {self.schema}.event_index (event_id, event_type, topic, recorded_at)
@@ -299,30 +349,17 @@ class EventLog:
             if not fresh:
                 return [], refused, []
             now = datetime.now(UTC)
-            sent: list[tuple[Envelope, asyncio.Future]] = []
-            failed: list[tuple[Envelope, BaseException]] = []
-            for env in fresh:
-                if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
-                    failed.append((env, failed[-1][1]))  # the producer is failing: do not send more
-                    continue
-                try:
-                    sent.append((env, await producer.send(
-                        topics[env.id],
-                        value=env.to_bytes(),
-                        key=env.partitionkey.encode(),
-                        headers=record_headers(env),
-                        timestamp_ms=timestamp_ms(env, now),
-                    )))
-                except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
-                    failed.append((env, exc))
-            outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
-            appended: list[LoggedEvent] = []
-            for (env, _), outcome in zip(sent, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failed.append((env, outcome))
-                else:
-                    at = ms_to_datetime(outcome.timestamp)
-                    appended.append(LoggedEvent(outcome.topic, outcome.partition, outcome.offset, at, env))
+            acked, failed = await _produce_all(producer, fresh, lambda env: {
+                "topic": topics[env.id],
+                "value": env.to_bytes(),
+                "key": env.partitionkey.encode(),
+                "headers": record_headers(env),
+                "timestamp_ms": timestamp_ms(env, now),
+            })
+            appended = [
+                LoggedEvent(meta.topic, meta.partition, meta.offset, ms_to_datetime(meta.timestamp), env)
+                for env, meta in acked
+            ]
             if appended:
                 await conn.execute(
                     f"""UPDATE {self.schema}.event_index AS i
@@ -343,35 +380,95 @@ class EventLog:
                         len(failed), len(fresh), type(failed[0][1]).__name__)
         return appended, refused, failed
 
-    async def dead_letter(self, dl: DeadLetter) -> bool:
-        """Record a dead letter once (deduplicated by ``dl.id``): written to the source
-        family's dead-letter topic and indexed with status ``open``. True when new."""
-        topic = deadletter_topic(self.prefix, dl.source_family)
+    async def dead_letters(self, dls: Sequence[DeadLetter]) -> list[bool]:
+        """Record dead letters once each (deduplicated by ``id``): indexed in
+        ``<core>.deadletters`` with status ``open`` and written to their source family's
+        dead-letter topic. Returns one flag per input letter, True when it was new (a
+        letter already stored, or a repeat of an earlier letter of the batch, is False).
+
+        Like :meth:`append`: one transaction claims the ids, produces the new letters,
+        awaits every acknowledgement, records their topic/partition/offset and commits.
+        Raises :class:`DeadLetterError` (after committing what the broker acknowledged,
+        with the failed ids released for a retry) when some letters could not be
+        produced. Cancelling waits until the transaction has finished."""
+        if not dls:
+            return []
+        unique: list[DeadLetter] = []  # the first occurrence of each id, in order
+        seen: set[str] = set()
+        for dl in dls:
+            if dl.id not in seen:
+                seen.add(dl.id)
+                unique.append(dl)
+        topics = {dl.id: deadletter_topic(self.prefix, dl.source_family) for dl in unique}
+        body = asyncio.ensure_future(self._dead_letters_unique(unique, topics))
+        try:
+            written, failed = await asyncio.shield(body)
+        except asyncio.CancelledError:
+            await _outlast_cancellation(body)
+            raise
+        flags: list[bool] = []
+        for dl in dls:
+            flags.append(dl.id in written)
+            written.discard(dl.id)  # a repeat inside the batch is not new
+        if failed:
+            raise DeadLetterError(flags, failed)
+        return flags
+
+    async def _dead_letters_unique(
+        self, unique: list[DeadLetter], topics: dict[str, str]
+    ) -> tuple[set[str], list[tuple[DeadLetter, BaseException]]]:
+        """One transaction: claim the ids, produce the claimed letters, await every
+        acknowledgement, record where the delivered ones went, release the claims of the
+        failed ones, commit. Returns (ids written, failed letters)."""
+        rows_of = sorted(unique, key=lambda dl: dl.id)  # claim in a fixed order: no deadlocks
+        producer = self.producer  # raises before any I/O when not started
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
+            rows = await conn.fetch(
                 f"""INSERT INTO {self.schema}.deadletters
                       (id, source, source_family, profile, record_ref, stage, reason, at, record)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                         $6::text[], $7::text[], $8::timestamptz[], $9::jsonb[])
                     ON CONFLICT (id) DO NOTHING RETURNING id""",
-                dl.id, dl.source, dl.source_family, dl.profile, dl.record_ref, dl.stage,
-                dl.reason, dl.at, dl.model_dump_json(),
+                [dl.id for dl in rows_of],
+                [dl.source for dl in rows_of],
+                [dl.source_family for dl in rows_of],
+                [dl.profile for dl in rows_of],
+                [dl.record_ref for dl in rows_of],
+                [dl.stage for dl in rows_of],
+                [dl.reason for dl in rows_of],
+                [dl.at for dl in rows_of],
+                [dl.model_dump_json() for dl in rows_of],
             )
-            if row is None:
-                return False
-            meta = await (
-                await self.producer.send(
-                    topic,
-                    value=dl.model_dump_json().encode(),
-                    key=dl.id.encode(),
-                    headers=[("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
+            claimed = {r["id"] for r in rows}
+            fresh = [dl for dl in unique if dl.id in claimed]
+            if not fresh:
+                return set(), []
+            acked, failed = await _produce_all(producer, fresh, lambda dl: {
+                "topic": topics[dl.id],
+                "value": dl.model_dump_json().encode(),
+                "key": dl.id.encode(),
+                "headers": [("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
+            })
+            if acked:
+                await conn.execute(
+                    f"""UPDATE {self.schema}.deadletters AS d
+                        SET topic = u.t, "partition" = u.p, "offset" = u.o
+                        FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, t, p, o)
+                        WHERE d.id = u.id""",
+                    [dl.id for dl, _ in acked],
+                    [meta.topic for _, meta in acked],
+                    [meta.partition for _, meta in acked],
+                    [meta.offset for _, meta in acked],
                 )
-            )
-            await conn.execute(
-                f"""UPDATE {self.schema}.deadletters SET topic = $2, "partition" = $3, "offset" = $4
-                    WHERE id = $1""",
-                dl.id, meta.topic, meta.partition, meta.offset,
-            )
-        return True
+            if failed:  # free the ids for a retry (the rest of the batch stays written)
+                await conn.execute(
+                    f"DELETE FROM {self.schema}.deadletters WHERE id = any($1::text[])",
+                    [dl.id for dl, _ in failed],
+                )
+        if failed:
+            log.warning("dead letters: %d of %d not produced (%s); their ids stay free for a retry",
+                        len(failed), len(fresh), type(failed[0][1]).__name__)
+        return {dl.id for dl, _ in acked}, failed
 
     # -- reading
 

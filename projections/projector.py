@@ -176,8 +176,8 @@ class Projector:
             raw=self.rt.deadletter_sealer.seal(raw),
             at=datetime.now(UTC),
         )
-        if await self.rt.log.dead_letter(dl):
-            self.stats.dead_lettered += 1
+        (new,) = await self.rt.log.dead_letters([dl])
+        self.stats.dead_lettered += int(new)
 
     async def _to_consumed(self, rec: ConsumerRecord) -> Consumed:
         try:

@@ -27,7 +27,7 @@ class MemoryAppendResult:
 @dataclass
 class MemoryLog:
     events: list[Envelope] = field(default_factory=list)
-    dead_letters: dict[str, DeadLetter] = field(default_factory=dict)
+    letters: dict[str, DeadLetter] = field(default_factory=dict)  # dead letters by id
     fail_appends: int = 0  # make the next N appends raise (outage simulation)
 
     def __post_init__(self) -> None:
@@ -48,11 +48,14 @@ class MemoryLog:
                 new.append(env)
         return MemoryAppendResult(new, dup)
 
-    async def dead_letter(self, letter: DeadLetter) -> bool:
-        if letter.id in self.dead_letters:
-            return False
-        self.dead_letters[letter.id] = letter
-        return True
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> list[bool]:
+        """Like ``EventLog.dead_letters``: True per letter whose id was not stored yet
+        (a repeat inside the batch is False)."""
+        new: list[bool] = []
+        for letter in letters:
+            new.append(letter.id not in self.letters)
+            self.letters.setdefault(letter.id, letter)
+        return new
 
     def of_type(self, prefix: str) -> list[Envelope]:
         return [e for e in self.events if e.type.startswith(prefix)]

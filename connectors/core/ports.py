@@ -1,8 +1,9 @@
 """What the runner needs from the outside world (ports; adapters live elsewhere).
 
 - :class:`LogPort` — the event log: ``append`` returns how many events were new and how
-  many were refused as already present (deterministic ids); ``dead_letter`` records a
-  dead letter and says whether it was new. ``hub.log.EventLog`` satisfies it.
+  many were refused as already present (deterministic ids); ``dead_letters`` records a
+  batch of dead letters and says, per letter, whether it was new (a repeat inside the
+  batch is not). ``hub.log.EventLog`` satisfies it.
 - :class:`CursorStore` — durable cursor per source, committed only after the append of
   everything read before it was acknowledged.
 - :class:`RevisionStore` — remembers the first revision seen of each source record key.
@@ -29,7 +30,7 @@ class AppendOutcome(Protocol):
 class LogPort(Protocol):
     async def append(self, envelopes: Sequence[Envelope]) -> AppendOutcome: ...
 
-    async def dead_letter(self, letter: DeadLetter) -> bool: ...
+    async def dead_letters(self, letters: Sequence[DeadLetter]) -> list[bool]: ...
 
 
 class CursorStore(Protocol):

@@ -1,4 +1,5 @@
-"""The runner: map records, append their events, dead-letter the rest, commit the cursor.
+"""The runner: map records, dead-letter the rejected ones (one write per batch), append
+the events of the rest, commit the cursor.
 
 Guarantees:
 - *at-least-once pull*: the cursor is saved only after every record read before it is in
@@ -31,6 +32,7 @@ from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult,
 from hub import metrics
 from hub.deadletters import build_dead_letter, describe_error, describe_failure
 from hub.keystore import DeadLetterSealer
+from schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,9 @@ class DeadLetterSink:
         self.sealer = sealer
         self.profile = profile
 
-    async def send(self, log_port: LogPort, record: RawRecord, rejection: Rejection) -> bool:
-        letter = build_dead_letter(
+    def letter(self, record: RawRecord, rejection: Rejection) -> DeadLetter:
+        """The dead letter of one rejected record (pure: sealing only, no I/O)."""
+        return build_dead_letter(
             source=self.source,
             source_family=self.source_family,
             record_ref=record.ref,
@@ -71,7 +74,6 @@ class DeadLetterSink:
             sealer=self.sealer,
             profile=self.profile,
         )
-        return bool(await log_port.dead_letter(letter))
 
 
 async def ingest_batch(
@@ -85,8 +87,9 @@ async def ingest_batch(
     """Map and append one batch; returns its counts (always balanced). When ``event_ids``
     is given, the ids of every event the records produced (new or duplicate) are added.
 
-    Append failures propagate (the caller must not commit its cursor); everything about
-    the *input* becomes a count instead."""
+    The batch's rejections are written as dead letters in one call, before its events are
+    appended. Append and dead-letter failures propagate (the caller must not commit its
+    cursor); everything about the *input* becomes a count instead."""
     source = mapper.source
     counts = IngestCounts(read=len(records))
     metrics.RECORDS_READ.labels(source).inc(len(records))
@@ -103,6 +106,7 @@ async def ingest_batch(
         firsts = await revisions.claim(source, wanted)
 
     mapped: list[tuple[int, Mapped]] = []
+    rejected: list[tuple[RawRecord, Rejection]] = []
     for idx, (rec, key) in enumerate(zip(records, keys, strict=True)):
         result = safe_map(mapper, rec, firsts.get(key.key) if key is not None else None)
         if isinstance(result, Exclusion):
@@ -110,15 +114,19 @@ async def ingest_batch(
             counts.note_reason("excluded: " + result.reason)
             metrics.RECORDS_EXCLUDED.labels(source).inc()
         elif isinstance(result, Rejection):
-            new = await sink.send(log_port, rec, result)
-            counts.dead_lettered += 1
-            counts.dead_letters_new += int(new)
-            counts.note_reason(f"{result.stage}: {result.reason}")
-            metrics.RECORDS_DEADLETTERED.labels(source, result.stage).inc()
+            rejected.append((rec, result))
         else:
             mapped.append((idx, result))
             if event_ids is not None:
                 event_ids.extend(ev.id for ev in result.events)
+
+    if rejected:
+        flags = await log_port.dead_letters([sink.letter(rec, rej) for rec, rej in rejected])
+        for (_, rej), new in zip(rejected, flags, strict=True):
+            counts.dead_lettered += 1
+            counts.dead_letters_new += int(new)
+            counts.note_reason(f"{rej.stage}: {rej.reason}")
+            metrics.RECORDS_DEADLETTERED.labels(source, rej.stage).inc()
 
     for start in range(0, len(mapped), APPEND_CHUNK_RECORDS):
         chunk = mapped[start : start + APPEND_CHUNK_RECORDS]

@@ -157,7 +157,7 @@ class FhirTaskPoller:
                         raw=json.dumps(task).encode(),
                         sealer=self.deps.deadletter_sealer,
                     )
-                    await self.deps.log.dead_letter(dl)
+                    await self.deps.log.dead_letters([dl])
                     continue
                 note = None
                 if ans.note:

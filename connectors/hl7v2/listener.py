@@ -177,7 +177,7 @@ class MllpListener:
             raw=raw,
             sealer=self.deps.deadletter_sealer,
         )
-        await self.deps.log.dead_letter(dl)
+        await self.deps.log.dead_letters([dl])
         self.counts["dead_letters"] += 1
         metrics.RECORDS_DEADLETTERED.labels(SOURCE, "inbound").inc()
 

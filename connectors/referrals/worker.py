@@ -306,7 +306,7 @@ class DeliveryWorker:
                 raw=rec.value or b"",
                 sealer=self.deps.deadletter_sealer,
             )
-            await self.deps.log.dead_letter(dl)
+            await self.deps.log.dead_letters([dl])
             return
         if not isinstance(payload, ReferralRequested) or payload.channel != self.channel:
             return
@@ -463,7 +463,7 @@ class DeliveryWorker:
                 raw=row.request.to_bytes(),
                 sealer=self.deps.deadletter_sealer,
             )
-            await self.deps.log.dead_letter(dl)
+            await self.deps.log.dead_letters([dl])
             env = answers.failed_event(
                 req,
                 request_event_id=row.request_event_id,

@@ -29,7 +29,7 @@ async def test_redriven_case_contact_keeps_its_note_sealed_with_the_persons_key(
     dl = build_dead_letter(source="cases/redrive-test", source_family="cases", record_ref=f"page1@{tag}",
                            stage="map", reason="unknown contact kind", raw=raw,
                            sealer=log_rt.deadletter_sealer)
-    assert await log_rt.log.dead_letter(dl)
+    assert await log_rt.log.dead_letters([dl]) == [True]
     store = DeadLetterStore(log_rt.pool, log_rt.settings.core_schema)
 
     produced: list[Envelope] = []

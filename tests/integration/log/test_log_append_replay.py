@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hub.crypto import KeyDestroyedError, seal, unseal
 from hub.deadletters import build_dead_letter
 from hub.keystore import PostgresKeyring
+from hub.log import DeadLetterError
 from hub.runtime import Runtime
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import CallReceived, UnitDispatched
@@ -124,8 +125,8 @@ async def test_dead_letters_are_written_once_and_indexed(log_rt: Runtime) -> Non
     dl = build_dead_letter(source="cad/test", source_family="cad", record_ref=f"f.csv:{uuid.uuid4().hex}",
                            stage="parse", reason="unparseable time", raw=b"Jane,1/2/2024 25:00",
                            sealer=log_rt.deadletter_sealer, profile="test")
-    assert await log_rt.log.dead_letter(dl) is True
-    assert await log_rt.log.dead_letter(dl) is False
+    assert await log_rt.log.dead_letters([dl]) == [True]
+    assert await log_rt.log.dead_letters([dl]) == [False]
     row = await log_rt.pool.fetchrow(
         f'SELECT status, topic, "offset" FROM {log_rt.settings.core_schema}.deadletters WHERE id = $1', dl.id
     )
@@ -136,6 +137,65 @@ async def test_dead_letters_are_written_once_and_indexed(log_rt: Runtime) -> Non
     found = [DeadLetter.model_validate_json(r.value) async for r in scan_records(
         log_rt.settings.kafka.bootstrap, [row["topic"]], client_id="test-dl") if r.key == dl.id.encode()]
     assert found == [dl] and b"Jane" not in found[0].model_dump_json().encode()
+
+
+def bad_row(rt: Runtime, tag: str, ref: str, raw: bytes) -> DeadLetter:
+    return build_dead_letter(source="cad/batch", source_family="cad", record_ref=f"{tag}.csv:{ref}",
+                             stage="parse", reason="bad row", raw=raw, sealer=rt.deadletter_sealer)
+
+
+def letters_of(rt: Runtime, tag: str, n: int) -> list[DeadLetter]:
+    return [bad_row(rt, tag, str(i), f"{tag},{i}".encode()) for i in range(n)]
+
+
+async def dead_letter_copies(rt: Runtime, ids: set[str]) -> dict[str, int]:
+    from hub.kafka_io import scan_records
+
+    copies = dict.fromkeys(ids, 0)
+    topic = deadletter_topic(rt.settings.kafka.topic_prefix, "cad")
+    async for r in scan_records(rt.settings.kafka.bootstrap, [topic], client_id="test-dl-batch"):
+        if r.key.decode() in copies:
+            copies[r.key.decode()] += 1
+    return copies
+
+
+async def test_a_dead_letter_batch_flags_repeats_and_stored_letters_stores_each_once(log_rt: Runtime) -> None:
+    a, b, c = letters_of(log_rt, uuid.uuid4().hex[:8], 3)
+    assert await log_rt.log.dead_letters([b]) == [True]  # already stored before the batch
+    assert await log_rt.log.dead_letters([a, b, a, c, c]) == [True, False, False, True, False]
+    assert await log_rt.log.dead_letters([]) == []
+    rows = await log_rt.pool.fetch(
+        f'SELECT id, status, topic, "partition", "offset" FROM {log_rt.settings.core_schema}.deadletters'
+        " WHERE id = any($1::text[])", [a.id, b.id, c.id],
+    )
+    topic = deadletter_topic(log_rt.settings.kafka.topic_prefix, "cad")
+    assert sorted(r["id"] for r in rows) == sorted([a.id, b.id, c.id])
+    assert all(r["status"] == "open" and r["topic"] == topic and r["offset"] is not None for r in rows)
+    assert len({(r["partition"], r["offset"]) for r in rows}) == 3
+    assert await dead_letter_copies(log_rt, {a.id, b.id, c.id}) == {a.id: 1, b.id: 1, c.id: 1}
+
+
+async def test_a_partly_failed_dead_letter_batch_commits_the_acknowledged_part(log_rt: Runtime) -> None:
+    tag = uuid.uuid4().hex[:8]
+    small = letters_of(log_rt, tag, 3)
+    huge = bad_row(log_rt, tag, "huge", b"x" * 1_200_000)  # larger than the producer's request limit
+    batch = [small[0], huge, small[1], small[2]]
+    with pytest.raises(DeadLetterError) as caught:
+        await log_rt.log.dead_letters(batch)
+    assert caught.value.new == [True, False, True, True]
+    assert [dl.id for dl, _ in caught.value.failed] == [huge.id]
+    stored = await log_rt.pool.fetch(
+        f'SELECT id, "offset" FROM {log_rt.settings.core_schema}.deadletters WHERE id = any($1::text[])',
+        [dl.id for dl in batch],
+    )
+    assert sorted(r["id"] for r in stored) == sorted(dl.id for dl in small)  # the failed id stays free
+    assert all(r["offset"] is not None for r in stored)
+    # the retry: the stored ones are refused, the huge one fails again
+    with pytest.raises(DeadLetterError) as again:
+        await log_rt.log.dead_letters(batch)
+    assert again.value.new == [False] * 4 and [dl.id for dl, _ in again.value.failed] == [huge.id]
+    copies = await dead_letter_copies(log_rt, {dl.id for dl in batch})
+    assert copies == {dl.id: 1 for dl in small} | {huge.id: 0}
 
 
 async def test_person_keys_persist_and_erasure_shreds(log_rt: Runtime) -> None:
@@ -167,7 +227,7 @@ RAW_ROW = st.one_of(
 async def test_read_equals_appended_plus_duplicates_plus_dead_lettered(log_rt: Runtime, rows) -> None:
     """For any mix of valid, duplicate and invalid inputs, every input is accounted for once."""
     tag = uuid.uuid4().hex[:8]
-    envelopes, dead = [], 0
+    envelopes, bad = [], []
     for i, (kind, n) in enumerate(rows):
         raw = f"{tag},{n},{'' if kind == 'bad' else 'sea'}".encode()
         try:
@@ -179,7 +239,8 @@ async def test_read_equals_appended_plus_duplicates_plus_dead_lettered(log_rt: R
             dl = build_dead_letter(source="cad/prop", source_family="cad", record_ref=f"{tag}:{i}",
                                    stage="validate", reason=str(exc)[:200], raw=raw,
                                    sealer=log_rt.deadletter_sealer)
-            dead += await log_rt.log.dead_letter(dl)
+            bad.append(dl)
+    dead = sum(await log_rt.log.dead_letters(bad))
     result = await log_rt.log.append(envelopes)
     assert len(rows) == len(result.appended) + len(result.duplicates) + dead
     in_log = [i for i in await ids_in_log(log_rt) if i in {e.id for e in envelopes}]

@@ -34,7 +34,7 @@ async def test_redrive_appends_once_and_marks_redriven(log_rt: Runtime) -> None:
     raw = f"sea:{tag},2024-02-01T10:00:00+00:00".encode()
     dl = build_dead_letter(source="cad/redrive", source_family="cad", record_ref=f"{tag}.csv:2",
                            stage="map", reason="unknown unit", raw=raw, sealer=log_rt.deadletter_sealer)
-    assert await log_rt.log.dead_letter(dl)
+    assert await log_rt.log.dead_letters([dl]) == [True]
     store = DeadLetterStore(log_rt.pool, log_rt.settings.core_schema)
 
     failed = await redrive(log_rt, await store.get(dl.id), {"cad/redrive": broken})
@@ -62,7 +62,7 @@ async def test_cli_shows_masked_and_audits_reveals(log_rt: Runtime) -> None:
     dl = build_dead_letter(source="cad/cli", source_family="cad", record_ref=uuid.uuid4().hex, stage="parse",
                            reason="bad row", raw=raw, sealer=log_rt.deadletter_sealer,
                            at=datetime.now(UTC))
-    await log_rt.log.dead_letter(dl)
+    assert await log_rt.log.dead_letters([dl]) == [True]
     listed = await asyncio.to_thread(
         run_hub, log_rt.settings, "deadletters", "list", "--json", "--source", "cad/cli"
     )

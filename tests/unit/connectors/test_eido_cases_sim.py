@@ -105,7 +105,7 @@ async def test_eido_http_endpoint_202_and_400() -> None:
         assert (await again.json())["appended"] == 0
         bad = await client.post("/eido", data=b'{"hello": 1}')
         assert bad.status == 400 and (await bad.json())["dead_letter"] is True
-    assert len(log.dead_letters) == 1
+    assert len(log.letters) == 1
 
 
 CASE = {

@@ -100,17 +100,36 @@ def test_dead_letter_is_sealed_and_deduplicated() -> None:
     c1 = asyncio.run(ingest_batch([rec], ToyMapper(), log, sink()))
     c2 = asyncio.run(ingest_batch([rec], ToyMapper(), log, sink()))
     assert (c1.dead_lettered, c1.dead_letters_new, c2.dead_lettered, c2.dead_letters_new) == (1, 1, 1, 0)
-    (letter,) = log.dead_letters.values()
+    (letter,) = log.letters.values()
     assert letter.reason == "bad row" and letter.stage == "validate" and letter.raw_clear is None
     assert b"secret" not in letter.model_dump_json().encode()
     assert DeadLetterSealer(KEY).open(letter.raw) == b"secret,row"
+
+
+def test_a_batchs_rejections_are_written_in_one_call_and_repeats_count_once() -> None:
+    calls: list[int] = []
+
+    class CountingLog(MemoryLog):
+        async def dead_letters(self, letters):  # type: ignore[no-untyped-def]
+            calls.append(len(letters))
+            return await super().dead_letters(letters)
+
+    log = CountingLog()
+    bad = RawRecord("f.csv:2", b"secret,row", ("bad", 1))
+    batch = [bad, RawRecord("f.csv:3", b"ok", ("ok", 1)), bad, RawRecord("f.csv:4", b"x", ("boom", 2))]
+    counts = asyncio.run(ingest_batch(batch, ToyMapper(), log, sink()))
+    assert calls == [3]
+    assert (counts.dead_lettered, counts.dead_letters_new, counts.appended) == (3, 2, 1) and counts.balanced()
+    assert len(log.letters) == 2
+    asyncio.run(ingest_batch([RawRecord("f.csv:3", b"ok", ("ok", 1))], ToyMapper(), log, sink()))
+    assert calls == [3]  # no rejections: no dead-letter call at all
 
 
 def test_mapper_exception_becomes_dead_letter_with_reason() -> None:
     log = MemoryLog()
     counts = asyncio.run(ingest_batch([RawRecord("x", b"x", ("boom", 1))], ToyMapper(), log, sink()))
     assert counts.dead_lettered == 1
-    reason = next(iter(log.dead_letters.values())).reason
+    reason = next(iter(log.letters.values())).reason
     # the type and where it was raised; never the message (it may quote input values)
     assert reason.startswith("RuntimeError at tests/unit/connectors/test_framework.py:")
     assert "exploded" not in reason

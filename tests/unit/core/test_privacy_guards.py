@@ -122,7 +122,7 @@ def test_malformed_case_record_dead_letter_reason_has_no_phi() -> None:
                                                                                     DeadLetterSealer(DLKEY)))
     )
     assert counts.dead_lettered == 1
-    (letter,) = log.dead_letters.values()
+    (letter,) = log.letters.values()
     assert "incident_id" in letter.reason and no_phi(letter.reason)
     assert no_phi(letter.model_dump_json())  # raw payload sealed, reason value-free
     assert DeadLetterSealer(DLKEY).open(letter.raw) == raw
@@ -145,7 +145,7 @@ async def test_webhook_answer_and_dead_letter_carry_no_phi() -> None:
         big = b"{" + b" " * (5 * 1024 * 1024) + b"}"
         too_big = await client.post("/webhooks/cases", data=big, headers=signed_headers(WKEY, "d3", big))
         assert too_big.status == 413
-    assert all(no_phi(d.reason) for d in log.dead_letters.values())
+    assert all(no_phi(d.reason) for d in log.letters.values())
 
 
 def test_closure_reason_narrative_never_enters_the_log() -> None:
@@ -193,13 +193,13 @@ async def test_eido_receiver_400_body_has_no_phi_and_signatures_are_enforced() -
         assert (await client.post("/eido", data=good)).status == 401  # unsigned
         forged = dict(signed_headers(b"x" * 32, "e0", good))
         assert (await client.post("/eido", data=good, headers=forged)).status == 401
-        assert log.events == [] and log.dead_letters == {}
+        assert log.events == [] and log.letters == {}
         resp = await client.post("/eido", data=bad, headers=signed_headers(WKEY, "e1", bad))
         text = await resp.text()
         assert resp.status == 400 and json.loads(text)["dead_letter"] is True and no_phi(text)
         ok = await client.post("/eido", data=good, headers=signed_headers(WKEY, "e2", good))
         assert ok.status == 202 and (await ok.json())["appended"] == 1
-    (letter,) = log.dead_letters.values()
+    (letter,) = log.letters.values()
     assert no_phi(letter.model_dump_json())
 
 
