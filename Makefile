@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 .PHONY: setup infra test demo bench down lint
 
 setup: $(INSTALLED)
-	$(PY) -m hub.commands.infra setup
+	$(PY) -m hub.devtools.commands.infra setup
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }

@@ -37,7 +37,7 @@ from pathlib import Path
 from bench.phases import append_and_replay, cad_ingest_and_rebuild, live_projection
 from bench.report import BenchError, Row, table
 from bench.workspace import Workspace
-from hub.settings import get_settings
+from hub.kernel.settings import get_settings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

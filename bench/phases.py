@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from bench.measure import Sample, measured
 from bench.report import Row, expect, per_10k
@@ -23,15 +23,17 @@ from bench.workspace import Workspace
 from connectors.cad.ingest import ingest_files, read_records
 from connectors.cad.profile import Profile, load_profile
 from connectors.core.records import RevisionKey
-from connectors.core.state import PostgresRevisionStore, migrate_state
-from connectors.simulate.feeds import csv_table, encounter_events
-from connectors.simulate.model import County, CountyModel
-from connectors.simulate.pipeline import case_envelopes, county_envelopes
-from hub.deadletters import build_dead_letter
-from hub.kafka_io import scan_records
-from hub.log import PRODUCER_BATCH_BYTES, AppendResult, EventLog, family_topics, record_headers
-from hub.runtime import Runtime
-from hub.settings import Settings
+from connectors.core.state import PostgresRevisionStore
+from hub.bootstrap import open_runtime
+from hub.devtools.simulate.feeds import csv_table, encounter_events
+from hub.devtools.simulate.model import County, CountyModel
+from hub.devtools.simulate.pipeline import case_envelopes, county_envelopes
+from hub.kernel.deadletters import build_dead_letter
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import scan_records
+from hub.kernel.log import PRODUCER_BATCH_BYTES, AppendResult, EventLog, family_topics, record_headers
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import Settings
 from projections.app import group_id
 from projections.projector import Projector
 from projections.replay import replay_into
@@ -90,17 +92,12 @@ def write_csv_drop(c: County, profile: Profile, directory: Path) -> list[Path]:
 def raw_producer(settings: Settings) -> AIOKafkaProducer:
     """The baseline producer: configured like the event log's (idempotent, acks=all,
     same batch size and linger), without the index or the envelope."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        max_batch_size=PRODUCER_BATCH_BYTES,
-        linger_ms=5,
-    )
+    clients = KafkaClients(settings.kafka)
+    return clients.producer("bench-raw", max_batch_size=PRODUCER_BATCH_BYTES, linger_ms=5)
 
 
 async def create_topic(settings: Settings, name: str) -> str:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    admin = KafkaClients(settings.kafka).admin("bench")
     await admin.start()
     try:
         kafka = settings.kafka
@@ -218,9 +215,8 @@ async def append_all(log: EventLog, envelopes: Sequence[Envelope]) -> int:
 
 async def count_records(settings: Settings) -> int:
     n = 0
-    async for _ in scan_records(
-        settings.kafka.bootstrap, family_topics(settings.kafka.topic_prefix), client_id="bench-count"
-    ):
+    topics = family_topics(settings.kafka.topic_prefix)
+    async for _ in scan_records(KafkaClients(settings.kafka), topics, role="bench-count"):
         n += 1
     return n
 
@@ -230,9 +226,8 @@ async def copy_floor(settings: Settings, rt: Runtime, schema: str) -> int:
     trivial row per record (topic, partition, offset) loaded with one COPY into a fresh
     scratch table; returns the rows loaded."""
     rows: list[tuple[str, int, int]] = []
-    async for rec in scan_records(
-        settings.kafka.bootstrap, family_topics(settings.kafka.topic_prefix), client_id="bench-floor"
-    ):
+    topics = family_topics(settings.kafka.topic_prefix)
+    async for rec in scan_records(KafkaClients(settings.kafka), topics, role="bench-floor"):
         rows.append((rec.topic, rec.partition, rec.offset))
     async with rt.pool.acquire() as conn, conn.transaction():
         await conn.execute(f'CREATE SCHEMA "{schema}"')
@@ -253,7 +248,7 @@ async def append_and_replay(ws: Workspace, n: int, batch: int) -> list[Row]:
     settings = ws.settings("a")
     topic = fact_topic(settings.kafka.topic_prefix, "dispatch")
     raw_topic = await create_topic(settings, f"{settings.kafka.topic_prefix}.bench.raw")
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         evs = synthetic_calls(n, "a")
         warm = await warm_log(rt, "warm")
         with measured() as ours:
@@ -290,7 +285,7 @@ async def append_and_replay(ws: Workspace, n: int, batch: int) -> list[Row]:
                 replayed += 1
         with measured() as base:
             scanned = 0
-            async for _ in scan_records(settings.kafka.bootstrap, [topic], client_id="bench-raw"):
+            async for _ in scan_records(KafkaClients(settings.kafka), [topic], role="bench-raw"):
                 scanned += 1
         expect(
             replayed == scanned == n + warm,
@@ -334,8 +329,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
     ]
     raw_topic = await create_topic(settings, f"{settings.kafka.topic_prefix}.bench.rawcad")
     rows: list[Row] = []
-    async with Runtime.open(settings) as rt:
-        await migrate_state(rt.pool, settings.core_schema)
+    async with open_runtime(settings) as rt:
         store = PostgresRevisionStore(rt.pool, settings.core_schema)
         await warm_log(rt, "warm", dead_letters=30)
 
@@ -451,7 +445,7 @@ async def live_projection(ws: Workspace, days: int, per_day: int) -> list[Row]:
     settings = ws.settings("l")
     c = county(13, days, per_day)
     rows: list[Row] = []
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         envelopes = county_envelopes(c, load_profile("san_francisco"), rt.pseudonym_key)
         await append_all(rt.log, envelopes)
         total = await count_records(settings)

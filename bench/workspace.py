@@ -16,11 +16,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.protocol.admin import DeleteGroupsRequest
-
-from hub.db import check_schema_name, open_pool
-from hub.settings import Settings
+from hub.kernel.db import check_schema_name, open_pool
+from hub.kernel.namespace import Namespace
+from hub.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +28,9 @@ def run_id() -> str:
 
 
 def scoped(base: Settings, prefix: str) -> Settings:
-    """``base`` with its own topic prefix (hence core schema ``<prefix>_core``) and a
-    read-model schema of the same name as the prefix."""
-    return base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
-            "postgres": base.postgres.model_copy(update={"schema_": prefix}),
-        }
-    )
+    """``base`` in the namespace ``prefix`` (core schema ``<prefix>_core``, read-model schema
+    ``prefix``)."""
+    return Namespace(prefix, prefix).apply(base)
 
 
 @dataclass
@@ -70,18 +63,12 @@ class Workspace:
         """Remove everything registered; returns the problems (cleanup never raises, so
         that one failure does not leave the rest behind)."""
         problems: list[str] = []
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.base.kafka.bootstrap)
-        try:
-            await admin.start()
-            mine = [t for t in await admin.list_topics() if any(t.startswith(p + ".") for p in self.prefixes)]
-            if mine:
-                await admin.delete_topics(mine)
-            for group in self.groups:
-                problems += await _delete_group(admin, group)
-        except Exception as exc:
-            problems.append(f"kafka cleanup: {type(exc).__name__}: {exc}")
-        finally:
-            await admin.close()
+        for i, prefix in enumerate(self.prefixes):
+            try:  # the groups go with the first namespace's teardown
+                groups = tuple(self.groups) if i == 0 else ()
+                await Namespace(prefix, prefix).teardown(self.base, groups=groups)
+            except Exception as exc:
+                problems.append(f"namespace {prefix}: {type(exc).__name__}: {exc}")
         try:
             async with open_pool(self.base, max_size=1) as pool:
                 for schema in self.schemas:
@@ -91,12 +78,3 @@ class Workspace:
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
         return problems
-
-
-async def _delete_group(admin: AIOKafkaAdminClient, group: str) -> list[str]:
-    """Delete an (empty) consumer group. aiokafka's admin client has no public call for
-    it, so the DeleteGroups request goes to the group's coordinator through the client's
-    connection (the same path its public methods use)."""
-    node = await admin.find_coordinator(group)
-    response = await admin._client.send(node, DeleteGroupsRequest([group]))
-    return [f"consumer group {group}: error code {code}" for _, code in response.results if code]

@@ -8,7 +8,6 @@ config mapping; connector state tables are migrated on ``start()``.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +22,16 @@ from connectors.cad.soql import SoqlSource
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.rest import CaseRestSource
 from connectors.cases.webhook import webhook_app
+from connectors.core.http import serve
 from connectors.core.runner import DeadLetterSink, Source, SourceRunner
 from connectors.core.state import (
     PostgresCursorStore,
     PostgresDeliveryStore,
     PostgresRevisionStore,
-    migrate_state,
 )
 from connectors.registry import ConfigError, register_kind
-from connectors.simulate.servers import serve
-from hub.keys import secret_bytes
+from hub.kernel.keys import secret_bytes
+from hub.kernel.net import is_loopback
 
 
 def profile_with_overrides(name: str, overrides: dict[str, Any] | None) -> Profile:
@@ -58,7 +57,6 @@ class PollingComponent:
         self.runner = runner
 
     async def start(self) -> None:
-        await migrate_state(self.rt.pool, self.rt.settings.core_schema)
         await self.runner.start()
 
     async def stop(self) -> None:
@@ -73,7 +71,6 @@ class HttpComponent:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        await migrate_state(self.rt.pool, self.rt.settings.core_schema)
         self._runner, self.port = await serve(self.app, self.port, self.host)
 
     async def stop(self) -> None:
@@ -131,16 +128,6 @@ def cad_file_drop(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
     )
     mapper = mapper_for(profile, cfg.get("source"))
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", profile.name, True))
-
-
-def is_loopback(host: str) -> bool:
-    """``host`` is a loopback address or ``localhost`` (nothing else can connect)."""
-    if host.casefold() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def eido_auth_key(rt: Any, cfg: dict[str, Any], host: str) -> bytes | None:

@@ -1,5 +1,5 @@
 """The faust app of the projections (``hub project``): one :class:`faust.App` per
-(topic prefix, read-model schema), configured from :class:`hub.settings.Settings`.
+(topic prefix, read-model schema), configured from :class:`hub.kernel.settings.Settings`.
 
 Layout as faust's documentation recommends for larger projects: this app module, and one
 agent module per domain under :mod:`projections.agents` (incidents: dispatch + encounter
@@ -15,7 +15,7 @@ Configuration and why:
 - ``store="memory://"``, no tables: every piece of state lives in PostgreSQL (the folds
   recompute components from the stored facts), so there is nothing to recover from a
   changelog and no RocksDB.
-- ``web_enabled=False``: metrics are served by :mod:`hub.metrics`, not faust's web view.
+- ``web_enabled=False``: metrics are served by :mod:`hub.kernel.metrics`, not faust's web view.
 - ``topic_allow_declare=False``, ``topic_disable_leader=True``: the fact topics belong to
   the topic catalogue (``hub infra up``); the app creates no topics of its own.
 - ``datadir`` under ``settings.state_dir/faust``: faust wants a data directory per app.
@@ -30,22 +30,27 @@ PostgreSQL transaction, records below the stored position skipped); see
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import faust
 
-from hub.log import family_topics
-from hub.settings import Settings
-from schemas.topics import fact_topic
-
-if TYPE_CHECKING:
-    from projections.projector import Projector
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.log import family_topics
+from hub.kernel.settings import Settings
+from projections.agents import register_all
+from projections.agents.base import BatchSink
 
 SESSION_TIMEOUT = 10.0  # seconds; the broker's group.min.session.timeout.ms is 6 s
 HEARTBEAT_INTERVAL = 2.0
 REBALANCE_TIMEOUT = 20.0
 COMMIT_INTERVAL = 1.0  # faust's own (monitoring-only) Kafka offset commits
-TAKE_WITHIN = 0.2  # seconds an agent waits to fill a batch before applying what it has
+
+
+class ProjectorPort(BatchSink, Protocol):
+    """What the app needs of the projector: batches, and the hook that moves the group's
+    offsets to the stored positions after every assignment."""
+
+    async def on_rebalance_complete(self, app: faust.App, **_: Any) -> None: ...
 
 
 def group_id(settings: Settings, schema: str) -> str:
@@ -53,29 +58,13 @@ def group_id(settings: Settings, schema: str) -> str:
     return f"{settings.projections.consumer_group}.{settings.kafka.topic_prefix}.{schema}"
 
 
-def fact_source(app: faust.App, settings: Settings, family: str) -> faust.TopicT:
-    """The fact topic of ``family`` as raw bytes (envelopes are decoded and validated by
-    :func:`hub.log.decode_record`, so a bad record is dead-lettered, not a crashed agent)."""
-    return app.topic(
-        fact_topic(settings.kafka.topic_prefix, family),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        internal=False,
-    )
-
-
-def create_app(settings: Settings, schema: str, projector: Projector) -> faust.App:
+def create_app(settings: Settings, schema: str, projector: ProjectorPort, clients: KafkaClients) -> faust.App:
     """A faust app whose agents feed ``projector`` (one agent per fact topic, grouped by
     domain module). Start it with ``await app.start()`` and stop with ``await app.stop()``."""
-    from projections import agents
-
     gid = group_id(settings, schema)
     app = faust.App(
         gid,
-        broker=f"kafka://{settings.kafka.bootstrap}",
-        broker_client_id=f"{settings.kafka.client_id}-projector",
+        **clients.faust_options("projector"),
         store="memory://",
         datadir=str(settings.state_dir / "faust" / gid),
         web_enabled=False,
@@ -90,7 +79,7 @@ def create_app(settings: Settings, schema: str, projector: Projector) -> faust.A
         producer_max_request_size=1_000_000,
         autodiscover=False,
     )
-    covered = agents.register_all(app, settings, projector)
+    covered = register_all(app, settings, projector)
     expected = set(family_topics(settings.kafka.topic_prefix))
     if covered != expected:  # every fact family has exactly one agent
         raise RuntimeError(f"projection agents cover {sorted(covered)}, expected {sorted(expected)}")

@@ -1,4 +1,4 @@
-"""The parameters of the folds (taken from :class:`hub.settings.ProjectionSettings`)."""
+"""The parameters of the folds (taken from :class:`hub.kernel.settings.ProjectionSettings`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from hub.settings import Settings
+from hub.kernel.settings import Settings
 
 
 @dataclass(frozen=True)

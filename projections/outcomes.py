@@ -14,43 +14,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
 from projections.suppression import Equation, suppress
+from schemas.outcome import OutcomeRecord
 
 PUBLISHED_METRICS = ("calls", "with_outcome", "no_outcome", *OUTCOME_METRICS, *FLAG_METRICS)
 HIDDEN_PREFIX = "not."
 PUBLISHED_AREA_KINDS = ("all", "precinct", "district")
 AreaKey = tuple[str, str]  # (area kind, area)
-
-
-class OutcomeRecord(BaseModel):
-    """One de-identified outcome cell for analysts (the value of the outcome topic).
-
-    ``value`` is null when suppressed (CMS small-cell rule: 1 to 10, plus complementary
-    cells); ``share`` is ``value / calls`` of the same period and area, null when either
-    is suppressed or there were no calls."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: str = Field(description="calls, with_outcome, no_outcome, outcome.<primary>, referral_made, "
-                                     "connected_to_services or co_responder")
-    segment: Literal["behavioral_health"] = "behavioral_health"
-    period_kind: Literal["month"] = "month"
-    period: str = Field(description="YYYY-MM in the agency's time zone")
-    period_start: date
-    area_kind: Literal["all", "precinct", "district"]
-    area: str = Field(description="area name; 'all' for the whole jurisdiction; 'unknown' when not reported")
-    value: int | None = Field(description="count of behavioral-health calls; null when suppressed")
-    suppressed: bool
-    share: float | None = Field(description="value / calls in the same period and area, rounded to 4 places")
-    small_cell_max: int = 10
-
-    def key(self) -> str:
-        return f"{self.metric}|{self.period}|{self.area_kind}:{self.area}"
 
 
 Partition = str | tuple[str, ...]  # group kinds whose groups together add up to the total
@@ -128,19 +100,3 @@ def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int]
         ))
     return out
 
-
-def _register_for_export() -> None:
-    """Document the outcome record in the exported contract (JSON Schema + AsyncAPI)."""
-    from schemas.export import register_message
-
-    register_message(
-        "outcome.record",
-        OutcomeRecord,
-        "outcome",
-        "One de-identified outcome cell (metric, month, area) of behavioral-health calls; key "
-        "`metric|YYYY-MM|area_kind:area`; value null when suppressed (CMS small-cell rule, with "
-        "complementary suppression); a null record value (tombstone) retracts a key.",
-    )
-
-
-_register_for_export()

@@ -44,16 +44,16 @@ import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from hub.deadletters import describe_error, describe_failure
-from hub.kafka_io import end_offsets, topic_partitions
-from hub.log import CorruptRecordError, decode_record, family_topics
-from hub.metrics import PROJECTION_LAG
-from hub.runtime import Runtime
+from hub.kernel.deadletters import describe_error, describe_failure
+from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
+from hub.kernel.log import CorruptRecordError, decode_record, family_topics
+from hub.kernel.metrics import PROJECTION_LAG
+from hub.kernel.runtime import Runtime
 from projections.app import create_app
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
 from projections.publisher import OutcomePublisher
-from projections.store import Consumed, ReadModelStore, migrate_read_models
+from projections.store import Consumed, ReadModelStore
 from schemas.deadletter import DeadLetter, deadletter_id
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class ProjectorStats:
 
 
 def consumer_record(message: Any) -> ConsumerRecord:
-    """A faust message as the aiokafka record :func:`hub.log.decode_record` reads
+    """A faust message as the aiokafka record :func:`hub.kernel.log.decode_record` reads
     (faust keeps the timestamp in seconds, Kafka in milliseconds)."""
     return ConsumerRecord(
         topic=message.topic,
@@ -102,7 +102,7 @@ class Projector:
         self.settings = rt.settings
         self.schema = schema or rt.settings.postgres.schema_
         self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings))
-        self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema)
+        self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema, rt.kafka)
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
         self.stats = ProjectorStats()
         self.app: faust.App | None = None
@@ -223,20 +223,15 @@ class Projector:
     async def lag(self) -> int:
         """Records between the stored positions and the log end, over every fact
         partition (of every worker in the group, not only this one's)."""
-        bootstrap = self.settings.kafka.bootstrap
         if time.monotonic() - self._tps_at > 5.0:  # partitions seldom change
-            self._tps = await topic_partitions(bootstrap, self.topics)
+            self._tps = await topic_partitions(self.rt.kafka, self.topics)
             self._tps_at = time.monotonic()
         if not self._tps:
             return 0
-        ends = await end_offsets(bootstrap, self._tps)
-        stored = await self.store.positions()
-        total = 0
-        for tp in self._tps:
-            behind = max(0, ends[tp] - stored.get((tp.topic, tp.partition), 0))
-            PROJECTION_LAG.labels(tp.topic, str(tp.partition)).set(behind)
-            total += behind
-        return total
+        behind = lag(await end_offsets(self.rt.kafka, self._tps), await self.store.positions())
+        for tp, n in behind.items():
+            PROJECTION_LAG.labels(tp.topic, str(tp.partition)).set(n)
+        return sum(behind.values())
 
     # ------------------------------------------------------------------ run
 
@@ -246,7 +241,7 @@ class Projector:
         """Run the faust app until ``stop`` is set (or, with ``until_caught_up``, until no
         fact partition has a record the read models have not applied). Raises the error
         of a failed batch."""
-        await migrate_read_models(self.rt.pool, self.schema)
+        await self.rt.migrate_schema("read_models", self.schema)
         stop = stop or asyncio.Event()
         (self.settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         await self.publisher.start()
@@ -254,7 +249,7 @@ class Projector:
             self.stats.published += await self.publisher.publish(None)
             if until_caught_up and await self.lag() == 0:
                 return self.stats
-            self.app = create_app(self.settings, self.schema, self)
+            self.app = create_app(self.settings, self.schema, self, self.rt.kafka)
             await asyncio.wait_for(self.app.start(), START_TIMEOUT)
             try:
                 await self._supervise(stop, until_caught_up)

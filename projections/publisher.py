@@ -20,7 +20,8 @@ from datetime import date
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from hub.settings import Settings
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.settings import Settings
 from projections.outcomes import PUBLISHED_AREA_KINDS, month_records
 from schemas.topics import outcome_topic
 
@@ -46,20 +47,16 @@ async def month_counts(conn: asyncpg.Connection | asyncpg.Pool, schema: str, mon
 class OutcomePublisher:
     """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str, clients: KafkaClients) -> None:
         self.settings = settings
+        self.clients = clients
         self.pool = pool
         self.schema = schema
         self.topic = outcome_topic(settings.kafka.topic_prefix)
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap,
-            client_id=f"{self.settings.kafka.client_id}-outcomes",
-            enable_idempotence=True,
-            acks="all",
-        )
+        self._producer = self.clients.producer("outcomes")
         await self._producer.start()
 
     async def stop(self) -> None:

@@ -21,8 +21,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.db import check_schema_name
-from hub.settings import Settings
+from hub.kernel.db import check_schema_name
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
+from hub.kernel.log import family_topics
+from hub.kernel.settings import Settings
 from projections import reporting
 from projections.reporting import HEADLINES, REPORT_VERSION  # noqa: F401 - re-exported
 
@@ -312,30 +315,16 @@ async def consents(conn: Conn, schema: Schema, pseudonym: str) -> list[dict[str,
     return [dict(r) for r in rows]
 
 
-async def projection_lag(
-    conn: Conn, schema: Schema, *, bootstrap: str | None = None, topic_prefix: str | None = None
-) -> dict[str, Any]:
+async def projection_lag(conn: Conn, settings: Settings, schema: str | None = None) -> dict[str, Any]:
     """``{"total": int, "partitions": [{"topic", "partition", "lag"}]}``: records in the
-    fact topics that the read models have not applied yet (log end offset minus stored
-    position). With :class:`Settings`, the broker and topic prefix come from them."""
-    from hub.kafka_io import end_offsets, topic_partitions
-    from hub.log import family_topics
-
-    if isinstance(schema, Settings):
-        bootstrap = bootstrap or schema.kafka.bootstrap
-        topic_prefix = topic_prefix or schema.kafka.topic_prefix
-    if bootstrap is None or topic_prefix is None:
-        raise ValueError("projection_lag needs settings, or bootstrap and topic_prefix")
-    rows = await conn.fetch(f'SELECT topic, "partition", next_offset FROM {_s(schema)}.projection_positions')
+    fact topics that the read models (``schema``, default ``settings``' read-model schema)
+    have not applied yet (log end offset minus stored position)."""
+    rows = await conn.fetch(
+        f'SELECT topic, "partition", next_offset FROM {_s(schema or settings)}.projection_positions'
+    )
     stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
-    tps = await topic_partitions(bootstrap, family_topics(topic_prefix))
-    ends = await end_offsets(bootstrap, tps)
-    parts = [
-        {
-            "topic": tp.topic,
-            "partition": tp.partition,
-            "lag": max(0, ends[tp] - stored.get((tp.topic, tp.partition), 0)),
-        }
-        for tp in tps
-    ]
-    return {"total": sum(p["lag"] for p in parts), "partitions": parts}
+    clients = KafkaClients(settings.kafka)
+    behind = lag(await end_offsets(clients, await topic_partitions(clients, family_topics(
+        settings.kafka.topic_prefix))), stored)
+    parts = [{"topic": tp.topic, "partition": tp.partition, "lag": n} for tp, n in behind.items()]
+    return {"total": sum(behind.values()), "partitions": parts}

@@ -1,9 +1,9 @@
 """Rebuild every read model from the log into a fresh schema, through a batch path:
-large ``getmany`` fetches (:func:`hub.kafka_io.scan_records`), one :func:`derive` over all
+large ``getmany`` fetches (:func:`hub.kernel.kafka_io.scan_records`), one :func:`derive` over all
 facts, and ``COPY`` (``copy_records_to_table``) into PostgreSQL — no per-event round trip.
 
 ``as_of``: only events whose ``recordedat`` is at or before it (what the hub knew at that
-time; the same rule as :meth:`hub.log.EventLog.replay`). Records the live projector
+time; the same rule as :meth:`hub.kernel.log.EventLog.replay`). Records the live projector
 dead-letters (not a valid envelope, unknown type, invalid payload) are skipped here too,
 so a full replay equals the live read models table by table, positions included.
 """
@@ -15,15 +15,16 @@ from datetime import datetime
 
 import asyncpg
 
-from hub.db import check_schema_name
-from hub.kafka_io import scan_records
-from hub.log import decode_record, family_topics, ms_to_datetime
-from hub.settings import Settings
+from hub.kernel.db import apply_sets, check_schema_name
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import scan_records
+from hub.kernel.log import decode_record, family_topics, ms_to_datetime
+from hub.kernel.settings import Settings
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import Fact, fact_from_envelope
 from projections.fold import derive
-from projections.store import copy_rows, fact_record, migrate_read_models
+from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record
 
 
 class ReplayError(RuntimeError):
@@ -56,14 +57,12 @@ async def replay_into(
         has_rows = await pool.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{schema}".facts)')
         if has_rows:
             raise ReplayError(f"schema {schema} already holds read models; replay needs a fresh schema")
-    await migrate_read_models(pool, schema)
+    await apply_sets(pool, (READ_MODEL_MIGRATIONS,), "read_models", schema)
     stats = ReplayStats()
     facts: dict[str, Fact] = {}
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
-    async for rec in scan_records(
-        settings.kafka.bootstrap, topics, client_id=f"{settings.kafka.client_id}-replay"
-    ):
+    async for rec in scan_records(KafkaClients(settings.kafka), topics, role="replay"):
         stats.records += 1
         try:
             envelope = decode_record(rec).envelope

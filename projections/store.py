@@ -28,23 +28,20 @@ from typing import Any
 
 import asyncpg
 
-from hub.db import check_schema_name, migrate
-from hub.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
+from hub.kernel.db import MigrationSet, check_schema_name
+from hub.kernel.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.counts import period_start
 from projections.facts import Fact, make_fact
 from projections.fold import Plan, Rows, plan
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-COMPONENT = "projections"
+#: the read-model tables, in the namespace's read-model schema (or a replay's fresh schema)
+READ_MODEL_MIGRATIONS = MigrationSet(
+    "projections", Path(__file__).resolve().parent / "migrations", "read_models"
+)
 _JSON_COLUMNS = {"data", "detail"}
 FACT_CACHE_SIZE = 200_000
-
-
-async def migrate_read_models(pool: asyncpg.Pool, schema: str) -> list[int]:
-    """Create / upgrade the read-model tables in ``schema``."""
-    return await migrate(pool, component=COMPONENT, package_dir=MIGRATIONS, schema=schema)
 
 
 def fact_record(f: Fact) -> tuple:

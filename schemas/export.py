@@ -4,16 +4,14 @@ document of the topic catalogue. ``hub schemas export DIR`` writes them; the com
 lives in ``schemas/jsonschema/`` and ``schemas/asyncapi.yaml`` and a unit test fails when
 it is stale.
 
-Extra messages (e.g. the seal record, the outcome-topic record) are registered with
-:func:`register_message` by the module that defines their model; :data:`MESSAGE_MODULES`
-lists the modules imported before exporting, so their registrations are always present.
+Extra messages (the seal record, the outcome-topic record) are contract types of their own
+(:mod:`schemas.seal`, :mod:`schemas.outcome`) listed in :data:`EXTRA_MESSAGES`.
 
 Output is deterministic: sorted keys, no timestamps.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,8 @@ from pydantic import BaseModel
 from schemas.base import EVENT_TYPES
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
+from schemas.outcome import OutcomeRecord
+from schemas.seal import SealRecord
 from schemas.topics import DEADLETTER_SOURCES, FAMILY_KEYS, TopicSpec, catalogue
 from schemas.upcasters import UPCASTERS
 
@@ -33,8 +33,6 @@ CONTRACT_VERSION = "1.0.0"
 SCHEMA_ID_BASE = "urn:coresponder-hub:schema:"
 JSONSCHEMA_DIR = "jsonschema"
 
-#: modules that register extra messages when imported (missing modules are skipped)
-MESSAGE_MODULES = ("hub.seal", "projections.outcomes", "projections.outcome_topic")
 
 DEIDENTIFICATION_RULES = [
     "no person identifier, pseudonym, incident id, name, address or date finer than a month",
@@ -52,21 +50,21 @@ class ExtraMessage:
     description: str
 
 
-EXTRA_MESSAGES: dict[str, ExtraMessage] = {}
-
-
-def register_message(name: str, model: type[BaseModel], topic_kind: str, description: str = "") -> None:
-    """Add a message model carried by a topic of ``topic_kind`` to the export."""
-    EXTRA_MESSAGES[name] = ExtraMessage(name, model, topic_kind, description or (model.__doc__ or "").strip())
-
-
-def load_message_modules() -> None:
-    for mod in MESSAGE_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not mod.startswith(exc.name):
-                raise
+#: message models carried by the non-fact topics, by name
+EXTRA_MESSAGES: dict[str, ExtraMessage] = {
+    m.name: m
+    for m in (
+        ExtraMessage("seal", SealRecord, "seal", "A hash-chain seal over one fact partition's records."),
+        ExtraMessage(
+            "outcome.record",
+            OutcomeRecord,
+            "outcome",
+            "One de-identified outcome cell (metric, month, area) of behavioral-health calls; key "
+            "`metric|YYYY-MM|area_kind:area`; value null when suppressed (CMS small-cell rule, with "
+            "complementary suppression); a null record value (tombstone) retracts a key.",
+        ),
+    )
+}
 
 
 def _schema(model: type[BaseModel], name: str, title: str | None = None) -> dict[str, Any]:
@@ -81,7 +79,6 @@ def _schema(model: type[BaseModel], name: str, title: str | None = None) -> dict
 def json_schemas() -> dict[str, dict[str, Any]]:
     """File name → JSON Schema for every event payload, the envelope, the dead letter and
     each registered extra message."""
-    load_message_modules()
     out: dict[str, dict[str, Any]] = {}
     for event_type in sorted(EVENT_TYPES):
         cls = EVENT_TYPES[event_type]
@@ -134,7 +131,6 @@ def _kafka_binding(spec: TopicSpec) -> dict[str, Any]:
 
 def asyncapi(prefix: str = "hub") -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the topic catalogue for ``prefix``."""
-    load_message_modules()
     specs = catalogue(prefix)
     messages: dict[str, Any] = {}
     channels: dict[str, Any] = {}

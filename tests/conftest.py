@@ -3,7 +3,7 @@
 Every test session gets its own namespace on the shared services so that engineers and CI
 runs never see each other's data:
 
-- ``settings``: :class:`~hub.settings.Settings` from the environment (``HUB_*``, ``HUB_CONFIG``)
+- ``settings``: :class:`~hub.kernel.settings.Settings` from the environment (``HUB_*``, ``HUB_CONFIG``)
   with a unique ``kafka.topic_prefix`` (``t`` + 8 hex digits) and a PostgreSQL schema of the
   same name; ``state_dir`` (hence the key files and the database password) is the shared one.
 - ``services``: proves Kafka and PostgreSQL answer. Under ``CI=true`` a missing service FAILS
@@ -23,17 +23,16 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from uuid import uuid4
 
 import asyncpg
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient
 
-from hub.db import create_pool, dsn
-from hub.infra import kafka, postgres
-from hub.infra.topics import TopicReport, ensure_topics
-from hub.settings import PROJECT_ROOT, Settings
+from hub.devtools.infra import kafka, postgres
+from hub.kernel.db import create_pool
+from hub.kernel.namespace import Namespace
+from hub.kernel.settings import PROJECT_ROOT, Settings
+from hub.kernel.topics import TopicReport, ensure_topics
 
 
 def in_ci() -> bool:
@@ -41,15 +40,10 @@ def in_ci() -> bool:
 
 
 def session_settings(prefix: str | None = None) -> Settings:
-    """Settings for a test session: the environment's, with a unique topic prefix and schema."""
-    prefix = prefix or f"t{uuid4().hex[:8]}"
-    base = Settings()
-    return base.model_copy(
-        update={
-            "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
-            "postgres": base.postgres.model_copy(update={"schema_": prefix}),
-        }
-    )
+    """Settings for a test session: the environment's, in a unique namespace (topic prefix
+    and read-model schema ``t<8 hex>``)."""
+    namespace = Namespace(prefix, prefix) if prefix else Namespace.unique("t")
+    return namespace.apply(Settings())
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +90,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         # Locally, bring the shared services up once (idempotent; a no-op when healthy).
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "hub.commands.infra", "up"],
+            [sys.executable, "-m", "hub.devtools.commands.infra", "up"],
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
@@ -118,8 +112,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         pytest.fail(_services_failure[-1], pytrace=False)
     yield Services(settings.kafka.bootstrap, k.cluster_id, p.server_version)
     if os.environ.get("HUB_TEST_KEEP") != "1":
-        await _delete_prefix_topics(settings)
-        await _drop_prefix_schemas(settings)
+        await Namespace.of(settings).teardown(settings)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -128,17 +121,6 @@ async def topics(settings: Settings, services: Services) -> TopicReport:
     report = await ensure_topics(settings)
     assert report.ok, f"topic catalogue for {settings.kafka.topic_prefix}: {report.to_dict()}"
     return report
-
-
-async def _delete_prefix_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(settings.kafka.topic_prefix + ".")]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -150,17 +132,3 @@ async def pg_pool(settings: Settings, services: Services) -> AsyncIterator[async
     finally:
         await pool.close()
 
-
-async def _drop_prefix_schemas(settings: Settings) -> None:
-    prefix = settings.kafka.topic_prefix
-    conn = await asyncpg.connect(dsn(settings))
-    try:
-        names = await conn.fetch(
-            "SELECT nspname FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2",
-            prefix,
-            prefix + r"\_%",
-        )
-        for row in names:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{row["nspname"]}" CASCADE')
-    finally:
-        await conn.close()

@@ -18,7 +18,7 @@ from connectors.core.counts import IngestCounts
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batch
-from hub.keystore import DeadLetterSealer
+from hub.kernel.keystore import DeadLetterSealer
 
 CHUNK = 1000
 

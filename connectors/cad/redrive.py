@@ -16,7 +16,7 @@ from connectors.cad.eido import eido_record
 from connectors.cad.ingest import mapper_for
 from connectors.cad.profile import load_profile
 from connectors.core.records import Exclusion, Mapped, RawRecord
-from hub.deadletters import ValueFreeError, register_redriver
+from hub.kernel.deadletters import ValueFreeError, register_redriver
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
-from hub.crypto import KeyDestroyedError, Keyring, seal
-from hub.identity import pseudonymize
+from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
+from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
 

@@ -9,8 +9,8 @@ import json
 
 from connectors.cases.mapping import CaseMapper, case_record
 from connectors.core.records import Mapped
-from hub.crypto import Keyring
-from hub.deadletters import ValueFreeError, register_redriver
+from hub.kernel.crypto import Keyring
+from hub.kernel.deadletters import ValueFreeError, register_redriver
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 

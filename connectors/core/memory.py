@@ -18,7 +18,7 @@ from schemas.envelope import Envelope
 
 @dataclass
 class MemoryAppendResult:
-    """Like ``hub.log.AppendResult``: the new envelopes and the refused ones."""
+    """Like ``hub.kernel.log.AppendResult``: the new envelopes and the refused ones."""
 
     appended: list[Envelope]
     duplicates: list[Envelope]

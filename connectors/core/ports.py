@@ -3,7 +3,7 @@
 - :class:`LogPort` — the event log: ``append`` returns how many events were new and how
   many were refused as already present (deterministic ids); ``dead_letters`` records a
   batch of dead letters and says, per letter, whether it was new (a repeat inside the
-  batch is not). ``hub.log.EventLog`` satisfies it.
+  batch is not). ``hub.kernel.log.EventLog`` satisfies it.
 - :class:`CursorStore` — durable cursor per source, committed only after the append of
   everything read before it was acknowledged.
 - :class:`RevisionStore` — remembers the first revision seen of each source record key.

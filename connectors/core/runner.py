@@ -29,9 +29,9 @@ from connectors.core.backoff import Backoff
 from connectors.core.counts import IngestCounts
 from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
 from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult, RawRecord, Rejection
-from hub import metrics
-from hub.deadletters import build_dead_letter, describe_error, describe_failure
-from hub.keystore import DeadLetterSealer
+from hub.kernel import metrics
+from hub.kernel.deadletters import build_dead_letter, describe_error, describe_failure
+from hub.kernel.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ APPEND_CHUNK_RECORDS = 500
 
 
 def _appended_ids(outcome: Any) -> set[str] | None:
-    """Ids of newly appended envelopes when the port reports them (``hub.log.AppendResult``
+    """Ids of newly appended envelopes when the port reports them (``hub.kernel.log.AppendResult``
     lists ``LoggedEvent`` values; the memory log lists envelopes)."""
     appended = outcome.appended
     if isinstance(appended, int):

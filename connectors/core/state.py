@@ -13,15 +13,10 @@ import asyncpg
 
 from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
-from hub.db import check_schema_name, migrate
+from hub.kernel.db import MigrationSet, check_schema_name
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-COMPONENT = "connectors"
-
-
-async def migrate_state(pool: asyncpg.Pool, schema: str) -> list[int]:
-    """Create or upgrade the connector tables in ``schema`` (idempotent)."""
-    return await migrate(pool, component=COMPONENT, package_dir=MIGRATIONS_DIR, schema=schema)
+#: cursors, revision claims and webhook deliveries, in the namespace's core schema
+STATE_MIGRATIONS = MigrationSet("connectors", Path(__file__).resolve().parent.parent / "migrations", "core")
 
 
 class PostgresCursorStore:

@@ -26,10 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from connectors.fhir.client import FhirClient, FhirEndpoint
 from connectors.referrals.answers import TASK_STATUS_ANSWERS, AnswerKind, answer_event
 from connectors.referrals.content import TASK_SYSTEM
-from connectors.referrals.ledger import Ledger, migrate_ledger
-from hub import metrics
-from hub.crypto import KeyDestroyedError, seal
-from hub.deadletters import build_dead_letter
+from connectors.referrals.ledger import Ledger
+from hub.kernel import metrics
+from hub.kernel.crypto import KeyDestroyedError, seal
+from hub.kernel.deadletters import build_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,6 @@ class FhirTaskPoller:
         self.events_appended = 0
 
     async def start(self) -> None:
-        await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
         self._task = asyncio.create_task(self._run(), name="fhir-task-poller")
 
     async def stop(self) -> None:

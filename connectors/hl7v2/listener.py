@@ -35,10 +35,10 @@ from connectors.hl7v2.ack import UNKNOWN_KEY_IDENTIFIER, AckCode, AckError, buil
 from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
 from connectors.hl7v2.rri import InboundRefused, read_rri, triage
 from connectors.referrals.answers import answer_event
-from connectors.referrals.ledger import Ledger, migrate_ledger
-from hub import metrics
-from hub.crypto import KeyDestroyedError, seal
-from hub.deadletters import build_dead_letter
+from connectors.referrals.ledger import Ledger
+from hub.kernel import metrics
+from hub.kernel.crypto import KeyDestroyedError, seal
+from hub.kernel.deadletters import build_dead_letter
 
 log = logging.getLogger(__name__)
 SOURCE = "ehr/mllp"
@@ -89,7 +89,6 @@ class MllpListener:
         return any(addr in net for net in self.allow_from)
 
     async def start(self) -> None:
-        await migrate_ledger(self.deps.pool, self.deps.settings.core_schema)
         await self.serve()
 
     async def serve(self) -> None:

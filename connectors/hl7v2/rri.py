@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from hl7apy.core import Message
 from hl7apy.parser import parse_message
 
 from connectors.hl7v2 import ack as A
-from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts, unescape
+from connectors.hl7v2.codec import VERSION, Er7, Er7Error, escape, hl7_ts, parse_hl7_ts, text_lines, unescape
 from connectors.referrals.answers import AnswerKind, rf1_status_answer
+from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
 
 _PROCESSING_IDS = {"P", "T", "D"}
 _PSEUDONYM = re.compile(r"^psn_[0-9a-f]{32}$")
@@ -146,10 +148,7 @@ def build_rri_i12(
 ) -> str:
     """An ``RRI^I12`` answering our REF^I12 ``ref_control_id`` (used by the EHR simulator
     and tests; a real EHR's interface engine produces these)."""
-    from hl7apy.core import Message
 
-    from connectors.hl7v2.codec import VERSION, escape, hl7_ts, text_lines
-    from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
 
     text = {
         "A": "Accepted",

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.components import is_loopback
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
 from connectors.hl7v2.listener import MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
 from connectors.registry import ConfigError, register_kind
+from hub.kernel.net import is_loopback
 
 
 def _own(config: dict[str, Any]) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.referrals.consent import ConsentBook
-from hub.kafka_io import reader_consumer, topic_partitions
-from hub.log import CorruptRecordError, decode_record
-from hub.settings import Settings
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import reader_consumer, topic_partitions
+from hub.kernel.log import CorruptRecordError, decode_record
+from hub.kernel.settings import Settings
 from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,9 @@ class ConsentView:
         self.corrupt_records = 0
 
     async def start(self) -> None:
-        bootstrap = self.settings.kafka.bootstrap
-        self._tps = await topic_partitions(bootstrap, [self.topic])
-        consumer = reader_consumer(bootstrap, f"{self.settings.kafka.client_id}-consent-view")
+        clients = KafkaClients(self.settings.kafka)
+        self._tps = await topic_partitions(clients, [self.topic])
+        consumer = reader_consumer(clients, "consent-view")
         await consumer.start()
         self._consumer = consumer
         if self._tps:

@@ -3,7 +3,7 @@ sender may disclose about the person.
 
 ``ReferralRequested.reason`` is :class:`schemas.base.Sealed` under the person's data key;
 its clear JSON is :class:`ReferralReason`. Producers of ``referral.requested`` seal
-``ReferralReason(...).model_dump(mode="json")`` with :func:`hub.crypto.seal`. Unknown keys
+``ReferralReason(...).model_dump(mode="json")`` with :func:`hub.kernel.crypto.seal`. Unknown keys
 are ignored so that a producer that adds a field does not break delivery.
 
 :class:`Disclosure` is everything one outbound message may carry: the request itself, its

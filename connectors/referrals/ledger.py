@@ -20,17 +20,13 @@ from pathlib import Path
 
 import asyncpg
 
-from hub.db import check_schema_name, migrate
+from hub.kernel.db import MigrationSet, check_schema_name
 from schemas.envelope import Envelope
 from schemas.referral import ReferralRequested
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-COMPONENT = "referrals"
+#: the delivery ledger, in the namespace's core schema
+LEDGER_MIGRATIONS = MigrationSet("referrals", Path(__file__).resolve().parent / "migrations", "core")
 FINAL_STATES = ("delivered", "rejected", "failed")
-
-
-async def migrate_ledger(pool: asyncpg.Pool, schema: str) -> list[int]:
-    return await migrate(pool, component=COMPONENT, package_dir=MIGRATIONS_DIR, schema=schema)
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,13 @@ from connectors.referrals import answers
 from connectors.referrals.consent import Allow, decide
 from connectors.referrals.consent_view import ConsentView
 from connectors.referrals.content import DemographicField, Disclosure, Endpoint, ReferralReason
-from connectors.referrals.ledger import Ledger, LedgerRow, migrate_ledger
-from hub import metrics
-from hub.crypto import KeyDestroyedError, unseal
-from hub.deadletters import build_dead_letter, describe_error
-from hub.identity import mask
-from hub.log import CorruptRecordError, decode_record
+from connectors.referrals.ledger import Ledger, LedgerRow
+from hub.kernel import metrics
+from hub.kernel.crypto import KeyDestroyedError, unseal
+from hub.kernel.deadletters import build_dead_letter, describe_error
+from hub.kernel.identity import mask
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.log import CorruptRecordError, decode_record
 from schemas.envelope import Envelope
 from schemas.referral import Channel, ReferralRequested
 from schemas.topics import fact_topic
@@ -183,12 +184,12 @@ class WorkerConfig(BaseModel):
 
 @dataclass
 class WorkerDeps:
-    """What the worker takes from the :class:`hub.runtime.Runtime` (or a test)."""
+    """What the worker takes from the :class:`hub.kernel.runtime.Runtime` (or a test)."""
 
     settings: Any
-    log: Any  # hub.log.EventLog
+    log: Any  # hub.kernel.log.EventLog
     pool: Any  # asyncpg.Pool
-    keyring: Any  # hub.keystore.PostgresKeyring
+    keyring: Any  # hub.kernel.keystore.PostgresKeyring
     deadletter_sealer: Any
 
     @classmethod
@@ -235,16 +236,12 @@ class DeliveryWorker:
     # -- lifecycle
 
     async def start(self) -> None:
-        await migrate_ledger(self.deps.pool, self.schema)
         await self.consents.start()
         prefix = self.deps.settings.kafka.topic_prefix
-        self._consumer = AIOKafkaConsumer(
+        self._consumer = KafkaClients(self.deps.settings.kafka).consumer(
+            f"{self.channel}-delivery",
             fact_topic(prefix, "referral"),
-            bootstrap_servers=self.deps.settings.kafka.bootstrap,
-            client_id=f"{self.deps.settings.kafka.client_id}-{self.channel}-delivery",
             group_id=self.config.group_id or f"{prefix}-delivery-{self.channel}",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
             session_timeout_ms=10000,
             heartbeat_interval_ms=1000,

@@ -3,18 +3,13 @@ the referral funnel (time in each stage) and "referral made" / "connected to ser
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import faust
 
-from hub.settings import Settings
-from projections.agents import family_agent
-
-if TYPE_CHECKING:
-    from projections.projector import Projector
+from hub.kernel.settings import Settings
+from projections.agents.base import BatchSink, family_agent
 
 FAMILIES = ("referral",)
 
 
-def register(app: faust.App, settings: Settings, projector: Projector) -> set[str]:
-    return {family_agent(app, settings, projector, f) for f in FAMILIES}
+def register(app: faust.App, settings: Settings, sink: BatchSink) -> set[str]:
+    return {family_agent(app, settings, sink, f) for f in FAMILIES}

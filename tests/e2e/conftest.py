@@ -14,9 +14,9 @@ import pytest
 import pytest_asyncio
 from rich.console import Console
 
-from hub.api.server import ThreadedServer
-from hub.demo import DemoOptions, DemoResult, run_pipeline
-from hub.settings import Settings
+from hub.devtools.demo import DemoOptions, DemoResult, run_pipeline
+from hub.entry.api.server import ThreadedServer
+from hub.kernel.settings import Settings
 
 # a small county: every chart has data, the suite stays fast
 E2E_OPTIONS = DemoOptions(

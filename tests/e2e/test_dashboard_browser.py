@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from hub.api.server import ThreadedServer
-from hub.demo import DemoResult, demo_env
-from hub.settings import PROJECT_ROOT, Settings
+from hub.devtools.demo import DemoResult, demo_env
+from hub.entry.api.server import ThreadedServer
+from hub.kernel.settings import PROJECT_ROOT, Settings
 from tests.e2e.browser import Browser
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -23,7 +23,7 @@ CHARTS = ("chart-time", "chart-area", "chart-funnel", "chart-repeat")
 def hub_report_json(settings: Settings) -> dict:
     """``hub report --json`` as a user runs it, pointed at the session's data."""
     out = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "report", "--json"],
+        [sys.executable, "-m", "hub.entry.cli", "report", "--json"],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
@@ -87,7 +87,7 @@ async def test_dashboard_series_match_report_by_month_and_area(
                  .map(r => [r.dataset.label, r.dataset.series, r.dataset.value])"""
         )
     out = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "report", "--json", "--by", "area"],
+        [sys.executable, "-m", "hub.entry.cli", "report", "--json", "--by", "area"],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,

@@ -16,10 +16,10 @@ import sys
 import asyncpg
 import httpx
 
-from hub.api.auth import DevIssuer
-from hub.demo import DemoResult, api_pid_file, demo_env
-from hub.infra.proc import owned_pid, wait_until_dead
-from hub.settings import PROJECT_ROOT, Settings
+from hub.devtools.demo import DemoResult, api_pid_file, demo_env
+from hub.devtools.infra.proc import owned_pid, wait_until_dead
+from hub.entry.api.auth import DevIssuer
+from hub.kernel.settings import PROJECT_ROOT, Settings
 from tests.e2e.conftest import E2E_OPTIONS
 
 
@@ -42,7 +42,7 @@ async def test_hub_demo_rerun_adds_nothing_and_serves_the_same_numbers(
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub.entry.cli",
             "demo",
             "--seed",
             str(o.seed),
@@ -77,7 +77,7 @@ async def test_hub_demo_rerun_adds_nothing_and_serves_the_same_numbers(
         assert url, out.stdout
         report = json.loads(
             subprocess.run(
-                [sys.executable, "-m", "hub.cli", "report", "--json"],
+                [sys.executable, "-m", "hub.entry.cli", "report", "--json"],
                 cwd=PROJECT_ROOT,
                 check=True,
                 capture_output=True,
@@ -99,7 +99,7 @@ async def test_hub_demo_rerun_adds_nothing_and_serves_the_same_numbers(
             if value is not None:
                 assert f"{value:,}" in out.stdout  # the terminal shows the same counts
     finally:
-        pid = owned_pid(pid_file, "hub.cli")
+        pid = owned_pid(pid_file, "hub.entry.cli")
         if pid is not None:  # the background API this test's `hub demo` started
             os.kill(pid, signal.SIGTERM)
             wait_until_dead(pid, 10)

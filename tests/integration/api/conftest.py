@@ -13,13 +13,13 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from hub.api.access_log import AccessLog
-from hub.api.app import create_app
-from hub.api.auth import DevIssuer, TokenVerifier
-from hub.api.readmodels import PostgresReadModels
-from hub.keys import secret_bytes
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import migrate_all, open_runtime
+from hub.entry.api.app import create_app
+from hub.entry.api.auth import DevIssuer, TokenVerifier
+from hub.entry.api.readmodels import PostgresReadModels
+from hub.kernel.audit import AccessLog
+from hub.kernel.keys import secret_bytes
+from hub.kernel.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scenario import people, scenario
@@ -30,7 +30,7 @@ from projections.projector import project
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def api_facts(settings: Settings, topics: object, pg_pool: asyncpg.Pool) -> dict[str, str]:
     """Append the scenario and project it; returns the scenario's pseudonyms by name."""
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         await rt.log.append(scenario(rt.pseudonym_key))
         await project(rt, until_caught_up=True)
     return people(secret_bytes(settings, "pseudonym.key"))
@@ -44,7 +44,7 @@ def issuer(settings: Settings) -> DevIssuer:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
     log = AccessLog(pg_pool, settings.core_schema)
-    await log.ensure()
+    await migrate_all(pg_pool, settings)
     return log
 
 

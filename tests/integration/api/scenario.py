@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from hub.identity import pseudonymize
+from hub.kernel.identity import pseudonymize
 from schemas.base import Area
 from schemas.case import CaseOpened, ServiceEnrolled
 from schemas.consent import ConsentGranted

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from hub.api.access_log import AccessLog, AccessRecord
-from hub.api.roles import Principal, Role
-from hub.settings import Settings
+from hub.bootstrap import migrate_all
+from hub.entry.api.roles import Principal, Role
+from hub.kernel.audit import AccessLog, AccessRecord
+from hub.kernel.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -15,8 +16,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
     log = AccessLog(pg_pool, settings.core_schema)
-    await log.ensure()
-    await log.ensure()  # idempotent
+    await migrate_all(pg_pool, settings)
+    await migrate_all(pg_pool, settings)  # idempotent
     return log
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hub.api.access_log import AccessLog
-from hub.api.auth import DevIssuer
-from hub.api.roles import POLICY, Family, Role
+from hub.entry.api.auth import DevIssuer
+from hub.entry.api.roles import POLICY, Family, Role
+from hub.kernel.audit import AccessLog
 
 pytestmark = pytest.mark.integration
 

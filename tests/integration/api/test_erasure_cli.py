@@ -13,14 +13,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from hub.api.access_log import AccessLog
-from hub.api.app import create_app
-from hub.api.auth import DevIssuer, TokenVerifier
-from hub.api.readmodels import PostgresReadModels
-from hub.crypto import KeyDestroyedError, seal, unseal
-from hub.identity import pseudonymize
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import open_runtime
+from hub.entry.api.app import create_app
+from hub.entry.api.auth import DevIssuer, TokenVerifier
+from hub.entry.api.readmodels import PostgresReadModels
+from hub.kernel.audit import AccessLog
+from hub.kernel.crypto import KeyDestroyedError, seal, unseal
+from hub.kernel.identity import pseudonymize
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import Settings
 from projections.projector import project
 from schemas.base import Sealed
 from schemas.case import CaseOpened, ContactLogged
@@ -56,7 +57,7 @@ async def _person_timeline(settings: Settings, rt: Runtime, person: str) -> dict
 async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: object) -> None:
     settings = session_settings()
     try:
-        async with Runtime.open(settings) as rt:
+        async with open_runtime(settings) as rt:
             person = pseudonymize(rt.pseudonym_key, "mpi:erase-test", uuid.uuid4().hex)
             note = seal(rt.keyring, person, {"note": "Jane Quimby, DOB 1984-07-19, talked about housing"})
             await rt.log.append([
@@ -84,7 +85,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
                                       "--basis", "x", "--requested-by", "y")
         assert bad.returncode == 2 and "pseudonym" in bad.stderr
 
-        async with Runtime.open(settings) as rt:  # a fresh process: a replay of the whole log
+        async with open_runtime(settings) as rt:  # a fresh process: a replay of the whole log
             replayed = [e.envelope async for e in rt.log.replay(families=["case", "erasure"])
                         if e.envelope.partitionkey == person]
             kinds = [e.type for e in replayed]

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from hub.api.access_log import AccessLog
-from hub.crypto import seal
-from hub.identity import pseudonymize
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import open_runtime
+from hub.kernel.audit import AccessLog
+from hub.kernel.crypto import seal
+from hub.kernel.identity import pseudonymize
+from hub.kernel.settings import Settings
 from projections.projector import project
 from schemas.case import CaseOpened, ContactLogged
 from schemas.envelope import new_event
@@ -30,7 +30,7 @@ T0 = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
 
 
 async def _person_with_sealed_note(settings: Settings) -> str:
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         person = pseudonymize(rt.pseudonym_key, "mpi:cli-test", uuid.uuid4().hex)
         tag = person[-8:]
         await rt.log.append([

@@ -1,17 +1,15 @@
 """Fixtures of the connector integration tests: a runtime on the session's topic prefix and
-schema, with the connector state tables migrated."""
+schema (every migration set applied by :func:`hub.bootstrap.open_runtime`)."""
 
 from __future__ import annotations
 
 import pytest_asyncio
 
-from connectors.core.state import migrate_state
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import open_runtime
+from hub.kernel.settings import Settings
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def rt(settings: Settings, topics):  # type: ignore[no-untyped-def]
-    async with Runtime.open(settings) as runtime:
-        await migrate_state(runtime.pool, settings.core_schema)
+    async with open_runtime(settings) as runtime:
         yield runtime

@@ -13,11 +13,11 @@ from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
 from connectors.components import cad_soql_poller
 from connectors.core.state import PostgresCursorStore
-from connectors.simulate.feeds import soql_row
-from connectors.simulate.model import CountyModel
-from connectors.simulate.servers import FeedState, cad_feed_app, serve
-from hub import metrics
-from hub.settings import PROJECT_ROOT
+from hub.devtools.simulate.feeds import soql_row
+from hub.devtools.simulate.model import CountyModel
+from hub.devtools.simulate.servers import FeedState, cad_feed_app, serve
+from hub.kernel import metrics
+from hub.kernel.settings import PROJECT_ROOT
 from tests.integration.waiting import wait_for
 
 SEATTLE = Path(__file__).resolve().parents[2] / "data" / "cad" / "seattle" / "call-data-sample.csv"
@@ -136,7 +136,7 @@ async def test_poller_killed_mid_page_ends_with_one_fact_per_revision(rt, settin
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "connectors", "run", "--config", str(config)],
+            [sys.executable, "-m", "hub.entry.cli", "connectors", "run", "--config", str(config)],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,

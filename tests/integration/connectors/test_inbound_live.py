@@ -21,11 +21,11 @@ from connectors.cases.webhook import signed_headers
 from connectors.components import cad_file_drop, case_rest_poller, case_webhook
 from connectors.core.records import Mapped, RawRecord
 from connectors.core.state import PostgresCursorStore, PostgresRevisionStore
-from connectors.simulate.model import CountyModel
-from connectors.simulate.servers import FeedState, cases_app, serve
-from hub import metrics
-from hub.keys import secret_bytes
-from hub.runtime import Runtime
+from hub.devtools.simulate.model import CountyModel
+from hub.devtools.simulate.servers import FeedState, cases_app, serve
+from hub.kernel import metrics
+from hub.kernel.keys import secret_bytes
+from hub.kernel.runtime import Runtime
 from schemas.topics import fact_topic
 from tests.integration.waiting import wait_for
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from hub.infra import kafka
-from hub.infra.topics import TopicReport, catalogue_for, ensure_topics
-from hub.settings import PROJECT_ROOT, Settings
+from hub.devtools.infra import kafka
+from hub.kernel.settings import PROJECT_ROOT, Settings
+from hub.kernel.topics import TopicReport, catalogue_for, ensure_topics
 from schemas.topics import deadletter_topic, fact_topic
 
 pytestmark = pytest.mark.integration
@@ -27,7 +27,7 @@ def hub(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProce
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", "infra", *args],
+        [sys.executable, "-m", "hub.entry.cli", "infra", *args],
         cwd=PROJECT_ROOT,
         env=environ,
         capture_output=True,

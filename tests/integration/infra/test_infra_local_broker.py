@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from hub.infra import InfraError, kafka
-from hub.infra.proc import is_alive, read_pid
-from hub.infra.topics import ensure_topics
-from hub.settings import Settings
+from hub.devtools.infra import InfraError, kafka
+from hub.devtools.infra.proc import is_alive, read_pid
+from hub.kernel.settings import Settings
+from hub.kernel.topics import ensure_topics
 from schemas.topics import fact_topic
 
 pytestmark = pytest.mark.integration
@@ -124,7 +124,7 @@ async def test_sigkill_keeps_acknowledged_records_and_down_up_keeps_data(broker2
 
 
 def kafka_topics(s: Settings) -> list[str]:
-    from hub.infra.topics import catalogue_for
+    from hub.kernel.topics import catalogue_for
 
     return [t.name for t in catalogue_for(s)]
 

@@ -12,9 +12,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from hub import db
-from hub.infra.topics import TopicReport, catalogue_for
-from hub.settings import Settings
+from hub.kernel import db
+from hub.kernel.settings import Settings
+from hub.kernel.topics import TopicReport, catalogue_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest_asyncio
 
-from hub.runtime import Runtime
+from hub.bootstrap import open_runtime
+from hub.kernel.runtime import Runtime
 from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
 
 
@@ -21,7 +22,7 @@ from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_
 async def _fresh() -> AsyncIterator[Runtime]:
     settings = session_settings()
     try:
-        async with Runtime.open(settings) as rt:
+        async with open_runtime(settings) as rt:
             yield rt
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
-from hub.log import record_headers, timestamp_ms, topic_for
-from hub.settings import Settings
+from hub.kernel.log import record_headers, timestamp_ms, topic_for
+from hub.kernel.settings import Settings
 from schemas.envelope import Envelope
 
 
 async def produce_as_crashed_appender(settings: Settings, envelopes: list[Envelope]) -> list[RecordMetadata]:
-    """Write envelopes to their fact topics exactly as :meth:`hub.log.EventLog.append` does
+    """Write envelopes to their fact topics exactly as :meth:`hub.kernel.log.EventLog.append` does
     (topic, key, value, ``ce_id``/``ce_type`` headers, timestamp) but leave the event index
     untouched: what a process that died before its PostgreSQL commit leaves behind."""
     producer = AIOKafkaProducer(

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from hub.settings import PROJECT_ROOT, Settings
+from hub.kernel.settings import PROJECT_ROOT, Settings
 
 
 def run_hub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -15,6 +15,6 @@ def run_hub(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env["HUB_KAFKA__TOPIC_PREFIX"] = settings.kafka.topic_prefix
     env["HUB_STATE_DIR"] = str(settings.state_dir)
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args], cwd=PROJECT_ROOT, env=env,
+        [sys.executable, "-m", "hub.entry.cli", *args], cwd=PROJECT_ROOT, env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )

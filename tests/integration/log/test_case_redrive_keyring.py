@@ -1,4 +1,4 @@
-"""A case dead letter re-driven with ``hub.deadletters.redrive`` keeps its contact note:
+"""A case dead letter re-driven with ``hub.kernel.deadletters.redrive`` keeps its contact note:
 the registered cases redriver gets the runtime's keyring and pseudonym key, so the note is
 sealed with the person's key (as on first ingest), never dropped and never clear."""
 
@@ -8,10 +8,10 @@ import json
 import uuid
 
 from connectors.cases.redrive import redrive_case
-from hub.crypto import unseal
-from hub.deadletters import REDRIVERS, DeadLetterStore, build_dead_letter, redrive
-from hub.identity import pseudonymize
-from hub.runtime import Runtime
+from hub.kernel.crypto import unseal
+from hub.kernel.deadletters import REDRIVERS, DeadLetterStore, build_dead_letter, redrive
+from hub.kernel.identity import pseudonymize
+from hub.kernel.runtime import Runtime
 from schemas.envelope import Envelope
 
 NOTE = "talked about housing and the shelter waitlist"

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hub.crypto import KeyDestroyedError, seal, unseal
-from hub.deadletters import build_dead_letter
-from hub.keystore import PostgresKeyring
-from hub.log import DeadLetterError
-from hub.runtime import Runtime
+from hub.kernel.crypto import KeyDestroyedError, seal, unseal
+from hub.kernel.deadletters import build_dead_letter
+from hub.kernel.keystore import PostgresKeyring
+from hub.kernel.log import DeadLetterError
+from hub.kernel.runtime import Runtime
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import CallReceived, UnitDispatched
 from schemas.envelope import Envelope, new_event
@@ -132,10 +132,10 @@ async def test_dead_letters_are_written_once_and_indexed(log_rt: Runtime) -> Non
     )
     assert row["status"] == "open"
     assert row["topic"] == deadletter_topic(log_rt.settings.kafka.topic_prefix, "cad")
-    from hub.kafka_io import scan_records
+    from hub.kernel.kafka_io import scan_records
 
     found = [DeadLetter.model_validate_json(r.value) async for r in scan_records(
-        log_rt.settings.kafka.bootstrap, [row["topic"]], client_id="test-dl") if r.key == dl.id.encode()]
+        log_rt.kafka, [row["topic"]], role="test-dl") if r.key == dl.id.encode()]
     assert found == [dl] and b"Jane" not in found[0].model_dump_json().encode()
 
 
@@ -149,11 +149,11 @@ def letters_of(rt: Runtime, tag: str, n: int) -> list[DeadLetter]:
 
 
 async def dead_letter_copies(rt: Runtime, ids: set[str]) -> dict[str, int]:
-    from hub.kafka_io import scan_records
+    from hub.kernel.kafka_io import scan_records
 
     copies = dict.fromkeys(ids, 0)
     topic = deadletter_topic(rt.settings.kafka.topic_prefix, "cad")
-    async for r in scan_records(rt.settings.kafka.bootstrap, [topic], client_id="test-dl-batch"):
+    async for r in scan_records(rt.kafka, [topic], role="test-dl-batch"):
         if r.key.decode() in copies:
             copies[r.key.decode()] += 1
     return copies

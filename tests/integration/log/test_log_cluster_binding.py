@@ -1,4 +1,4 @@
-"""A core schema's state is bound to one Kafka cluster (hub.binding) on the real broker and
+"""A core schema's state is bound to one Kafka cluster (hub.kernel.binding) on the real broker and
 PostgreSQL: bound at first use, refused against another cluster with a clear message,
 moved deliberately by ``rebind``, and reset automatically by the demo (not for ``hub``)."""
 
@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hub.binding import ClusterMismatchError, rebind, recorded_cluster
-from hub.db import open_pool
-from hub.demo import reset_if_foreign
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import open_runtime
+from hub.devtools.demo import reset_if_foreign
+from hub.kernel.binding import ClusterMismatchError, rebind, recorded_cluster
+from hub.kernel.db import open_pool
+from hub.kernel.settings import Settings
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import new_event
 from tests.conftest import Services, _delete_prefix_topics, _drop_prefix_schemas, session_settings
@@ -36,7 +36,7 @@ async def prefix() -> AsyncIterator[Settings]:
 
 
 async def seed_one_fact(settings: Settings) -> None:
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         event = new_event(
             UnitDispatched(incident_id="sea:bind-1", unit_id="u1", at=datetime(2024, 6, 1, tzinfo=UTC)),
             source="cad/test",
@@ -61,7 +61,7 @@ async def test_first_open_binds_and_another_cluster_id_is_refused_clearly(servic
             assert await recorded_cluster(pool, settings.core_schema) == services.kafka_cluster_id
         await set_recorded(settings, OTHER)  # as if restored from another cluster's backup
         with pytest.raises(ClusterMismatchError) as caught:
-            async with Runtime.open(settings):
+            async with open_runtime(settings):
                 pytest.fail("Runtime.open must refuse state bound to another cluster")
         text = str(caught.value)
         assert OTHER in text and str(services.kafka_cluster_id) in text
@@ -75,7 +75,7 @@ async def test_first_open_binds_and_another_cluster_id_is_refused_clearly(servic
                 f"SELECT cluster_id, previous_cluster_id FROM {settings.core_schema}.kafka_binding"
             )
         assert (row["cluster_id"], row["previous_cluster_id"]) == (services.kafka_cluster_id, OTHER)
-        async with Runtime.open(settings) as rt:
+        async with open_runtime(settings) as rt:
             assert await rt.pool.fetchval(f"SELECT count(*) FROM {settings.core_schema}.event_index") == 1
 
 
@@ -83,13 +83,13 @@ async def test_unbound_state_is_adopted_only_when_it_fits_the_log(services: Serv
     async with prefix() as settings:
         await seed_one_fact(settings)
         await set_recorded(settings, None)  # state written before bindings existed, fits the log
-        async with Runtime.open(settings) as rt:
+        async with open_runtime(settings) as rt:
             assert await recorded_cluster(rt.pool, settings.core_schema) == services.kafka_cluster_id
         await set_recorded(settings, None)
         async with open_pool(settings, max_size=1) as pool:  # an index from a longer, other log
             await pool.execute(f'UPDATE {settings.core_schema}.event_index SET "offset" = "offset" + 1000')
         with pytest.raises(ClusterMismatchError, match="state written before bindings existed") as caught:
-            async with Runtime.open(settings):
+            async with open_runtime(settings):
                 pytest.fail("Runtime.open must refuse an index of offsets the log never had")
         assert "indexed up to offset" in str(caught.value)
         async with open_pool(settings, max_size=1) as pool:
@@ -104,7 +104,7 @@ async def test_demo_resets_a_prefix_bound_to_another_cluster(services: Services)
         note = await reset_if_foreign(settings)
         assert note is not None and "\n" not in note
         assert OTHER in note and str(services.kafka_cluster_id) in note and settings.core_schema in note
-        async with Runtime.open(settings) as rt:  # an empty log, bound to this cluster
+        async with open_runtime(settings) as rt:  # an empty log, bound to this cluster
             assert await rt.pool.fetchval(f"SELECT count(*) FROM {settings.core_schema}.event_index") == 0
             assert await recorded_cluster(rt.pool, settings.core_schema) == services.kafka_cluster_id
             assert [e async for e in rt.log.replay()] == []

@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hub import metrics
-from hub.log import AppendError, topic_for
-from hub.runtime import Runtime
-from hub.seal import Sealer
-from hub.verify import run_verify
+from hub.kernel import metrics
+from hub.kernel.log import AppendError, topic_for
+from hub.kernel.runtime import Runtime
+from hub.kernel.seal import Sealer
+from hub.kernel.verify import run_verify
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import Envelope, new_event
 from tests.integration.log.crash import produce_as_crashed_appender

@@ -8,8 +8,8 @@ import json
 import uuid
 from datetime import UTC, datetime
 
-from hub.deadletters import DeadLetterStore, ValueFreeError, build_dead_letter, redrive
-from hub.runtime import Runtime
+from hub.kernel.deadletters import DeadLetterStore, ValueFreeError, build_dead_letter, redrive
+from hub.kernel.runtime import Runtime
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import new_event
 from tests.integration.log.hubcli import run_hub

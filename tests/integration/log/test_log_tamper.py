@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
-from hub import metrics
-from hub.api.readmodels import PostgresReadModels
-from hub.runtime import Runtime
-from hub.seal import Sealer
-from hub.verify import run_verify
+from hub.entry.api.readmodels import PostgresReadModels
+from hub.kernel import metrics
+from hub.kernel.runtime import Runtime
+from hub.kernel.seal import Sealer
+from hub.kernel.verify import run_verify
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import new_event
 from tests.integration.log.hubcli import run_hub

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from hub.runtime import Runtime
+from hub.bootstrap import open_runtime
+from hub.kernel.runtime import Runtime
 from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -23,7 +24,7 @@ async def proj_rt(services: object) -> AsyncIterator[Runtime]:
         update={"projections": settings.projections.model_copy(update={"batch_size": 40})}
     )
     try:
-        async with Runtime.open(settings) as rt:
+        async with open_runtime(settings) as rt:
             yield rt
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":

@@ -12,8 +12,8 @@ import sys
 import pytest
 from projection_scenario import person, scenario
 
-from hub.runtime import Runtime
-from hub.settings import PROJECT_ROOT
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import PROJECT_ROOT
 from projections import tables as T
 from projections.store import snapshot
 
@@ -30,7 +30,7 @@ def hub(rt: Runtime, schema: str, *args: str) -> subprocess.CompletedProcess:
         }
     )
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args],
+        [sys.executable, "-m", "hub.entry.cli", *args],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,

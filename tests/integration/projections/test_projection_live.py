@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from projection_scenario import scenario
 
-from hub.kafka_io import scan_records
-from hub.runtime import Runtime
+from hub.kernel.kafka_io import scan_records
+from hub.kernel.runtime import Runtime
 from projections import queries
 from projections import tables as T
 from projections.projector import project
@@ -27,7 +27,7 @@ async def outcome_records(rt: Runtime) -> dict[str, bytes | None]:
     """The outcome topic as a compacted view: latest value per key."""
     latest: dict[str, bytes | None] = {}
     topic = outcome_topic(rt.settings.kafka.topic_prefix)
-    async for r in scan_records(rt.settings.kafka.bootstrap, [topic], client_id="test-outcomes"):
+    async for r in scan_records(rt.kafka, [topic], role="test-outcomes"):
         latest[r.key.decode()] = r.value
     return latest
 

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 from projection_scenario import scenario
 
-from hub.runtime import Runtime
+from hub.bootstrap import open_runtime
+from hub.kernel.runtime import Runtime
 from projections import queries
 from projections import tables as T
 from projections.projector import project
@@ -56,7 +57,7 @@ async def test_orphan_copies_do_not_double_count(proj_rt: Runtime) -> None:
     # the same facts in a clean log (no crash): identical read models, but for recorded_at
     clean_settings = session_settings()
     try:
-        async with Runtime.open(clean_settings) as clean:
+        async with open_runtime(clean_settings) as clean:
             assert len((await clean.log.append(envs)).appended) == len(envs)
             clean_schema = f"{clean_settings.kafka.topic_prefix}_clean"
             clean_stats = await project(clean, schema=clean_schema, until_caught_up=True)

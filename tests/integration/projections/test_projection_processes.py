@@ -18,14 +18,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from projection_scenario import scenario
 
-from hub.kafka_io import end_offsets, topic_partitions
-from hub.log import family_topics
-from hub.runtime import Runtime
-from hub.settings import PROJECT_ROOT
+from hub.kernel.kafka_io import end_offsets, topic_partitions
+from hub.kernel.log import family_topics
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import PROJECT_ROOT
 from projections import tables as T
 from projections.app import group_id
 from projections.projector import project
-from projections.store import migrate_read_models, snapshot
+from projections.store import snapshot
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ def start_worker(rt: Runtime, schema: str, *extra: str) -> subprocess.Popen:
         }
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "project", *extra],
+        [sys.executable, "-m", "hub.entry.cli", "project", *extra],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -67,9 +67,9 @@ async def clean_run(rt: Runtime, schema: str) -> dict[str, list[tuple]]:
 
 async def log_end(rt: Runtime, schema: str) -> int:
     """Records in the fact topics: the sum of their end offsets."""
-    await migrate_read_models(rt.pool, schema)
-    tps = await topic_partitions(rt.settings.kafka.bootstrap, family_topics(rt.settings.kafka.topic_prefix))
-    return sum((await end_offsets(rt.settings.kafka.bootstrap, tps)).values())
+    await rt.migrate_schema("read_models", schema)
+    tps = await topic_partitions(rt.kafka, family_topics(rt.settings.kafka.topic_prefix))
+    return sum((await end_offsets(rt.kafka, tps)).values())
 
 
 async def _between(rt: Runtime, schema: str, lo: int, hi: int) -> bool:
@@ -135,7 +135,7 @@ async def test_two_workers_with_forced_rebalances_equal_a_clean_run(proj_rt: Run
 
 async def _rewind_group(rt: Runtime, schema: str) -> None:
     """Commit offset 0 for every fact partition in the schema's (idle) consumer group."""
-    tps = await topic_partitions(rt.settings.kafka.bootstrap, family_topics(rt.settings.kafka.topic_prefix))
+    tps = await topic_partitions(rt.kafka, family_topics(rt.settings.kafka.topic_prefix))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=rt.settings.kafka.bootstrap,
         group_id=group_id(rt.settings, schema),

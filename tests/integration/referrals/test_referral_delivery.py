@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from connectors.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
-from connectors.ehr_sim.store import Lifecycle
 from connectors.fhir.client import AuthConfig
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig, PollerDestination
@@ -27,10 +25,13 @@ from connectors.hl7v2.rri import build_rri_i12
 from connectors.referrals.content import ReferralReason
 from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import DeliveryWorker, RetryPolicy, WorkerConfig, WorkerDeps
-from hub.crypto import seal
-from hub.identity import pseudonymize
-from hub.runtime import Runtime
-from hub.settings import Settings
+from hub.bootstrap import open_runtime
+from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
+from hub.devtools.ehr_sim.store import Lifecycle
+from hub.kernel.crypto import seal
+from hub.kernel.identity import pseudonymize
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import Settings
 from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.envelope import Envelope, new_event
 from schemas.referral import ReferralRequested
@@ -101,7 +102,7 @@ class Hub:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def hub(settings: Settings, topics: Any) -> AsyncIterator[Hub]:
-    async with Runtime.open(settings) as rt:
+    async with open_runtime(settings) as rt:
         deps = WorkerDeps.from_runtime(rt)
         listener = MllpListener(deps, host="127.0.0.1", port=0)
         await listener.start()

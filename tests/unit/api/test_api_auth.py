@@ -9,9 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hub.api.auth import AuthError, DevIssuer, TokenVerifier, principal_from_claims, public_jwk
-from hub.api.roles import Role
-from hub.settings import Settings
+from hub.entry.api.auth import AuthError, DevIssuer, TokenVerifier, principal_from_claims, public_jwk
+from hub.entry.api.roles import Role
+from hub.kernel.settings import Settings
 
 
 @pytest.fixture(scope="module")

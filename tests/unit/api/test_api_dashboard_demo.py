@@ -7,9 +7,9 @@ from io import StringIO
 
 from rich.console import Console
 
-from hub.api.dashboard import OUTCOME_SERIES, dashboard_view, pipeline_view
-from hub.demo import component_configs, demo_env, demo_settings, report_table
-from hub.settings import Settings
+from hub.devtools.demo import component_configs, demo_env, demo_settings, report_table
+from hub.entry.api.dashboard import OUTCOME_SERIES, dashboard_view, pipeline_view
+from hub.kernel.settings import Settings
 
 
 def cell(v: int | None, share: float | None = None) -> dict:
@@ -146,7 +146,7 @@ def test_report_table_shows_suppression() -> None:
 def test_weekly_table_is_suppressed_and_conserves_counts() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from hub.api.readmodels import weekly_table
+    from hub.entry.api.readmodels import weekly_table
 
     t0 = datetime(2024, 3, 4, 18, tzinfo=UTC)  # a Monday, 10:00 in Los Angeles
     rows = [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.api.roles import (
+from hub.entry.api.roles import (
     PERSON_LEVEL,
     POLICY,
     BadPurpose,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.demo import DemoOptions, check_resettable, component_configs, demo_settings
-from hub.settings import Settings
+from hub.devtools.demo import DemoOptions, check_resettable, component_configs, demo_settings
+from hub.kernel.settings import Settings
 
 
 def test_reset_refuses_the_default_prefix_and_is_off_by_default() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from hub import metrics
-from hub.settings import PROJECT_ROOT
+from hub.kernel import metrics
+from hub.kernel.settings import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 METRIC_RE = re.compile(r"\bhub_[a-z0-9_]+\b")

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from hub.api.app import create_app
-from hub.api.auth import TokenVerifier
-from hub.api.roles import Role
-from hub.api.server import dev_issuer_for, is_loopback, routed_dev_issuer
-from hub.settings import Settings
+from hub.entry.api.app import create_app
+from hub.entry.api.auth import TokenVerifier
+from hub.entry.api.roles import Role
+from hub.entry.api.server import dev_issuer_for, is_loopback, routed_dev_issuer
+from hub.kernel.settings import Settings
 
 DEV_ROUTES = ("/dashboard/dev-token", "/dev-issuer/jwks.json", "/.well-known/openid-configuration")
 
@@ -45,7 +45,7 @@ def _client(tmp_path: Path, host: str) -> tuple[TestClient, str]:
 def test_wildcard_bind_in_development_disables_dev_token_with_a_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="hub.api.server"):
+    with caplog.at_level(logging.WARNING, logger="hub.entry.api.server"):
         client, token = _client(tmp_path, "0.0.0.0")
     assert any(
         "development issuer routes disabled" in r.getMessage() and "0.0.0.0" in r.getMessage()
@@ -61,9 +61,9 @@ def test_wildcard_bind_in_development_disables_dev_token_with_a_log_line(
 def test_loopback_bind_in_development_serves_dev_token(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="hub.api.server"):
+    with caplog.at_level(logging.WARNING, logger="hub.entry.api.server"):
         client, _ = _client(tmp_path, "127.0.0.1")
-    assert not [r for r in caplog.records if r.name == "hub.api.server"]
+    assert not [r for r in caplog.records if r.name == "hub.entry.api.server"]
     for path in DEV_ROUTES:
         assert client.get(path).status_code == 200, path
     minted = client.get("/dashboard/dev-token").json()["token"]

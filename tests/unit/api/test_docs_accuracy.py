@@ -8,8 +8,8 @@ import re
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from hub import metrics
-from hub.settings import PROJECT_ROOT
+from hub.kernel import metrics
+from hub.kernel.settings import PROJECT_ROOT
 
 DOCS = PROJECT_ROOT / "docs"
 
@@ -31,9 +31,9 @@ def test_analyst_guide_defines_every_metric() -> None:
 
 
 def test_api_doc_lists_every_route(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from hub.api.app import create_app
-    from hub.api.auth import DevIssuer, TokenVerifier
-    from hub.settings import Settings
+    from hub.entry.api.app import create_app
+    from hub.entry.api.auth import DevIssuer, TokenVerifier
+    from hub.kernel.settings import Settings
 
     settings = Settings(state_dir=tmp_path)
     issuer = DevIssuer.open(settings)
@@ -59,7 +59,7 @@ def test_operator_guide_component_kinds_exist() -> None:
 def test_hub_commands_in_docs_exist(doc: str) -> None:
     from typer.main import get_command
 
-    from hub.cli import app
+    from hub.entry.cli import app
 
     root = get_command(app)
     text = (DOCS / doc).read_text()

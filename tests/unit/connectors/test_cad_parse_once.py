@@ -15,7 +15,7 @@ from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import RawRecord
-from hub.keystore import DeadLetterSealer
+from hub.kernel.keystore import DeadLetterSealer
 
 SEATTLE = Path(__file__).resolve().parents[2] / "data" / "cad" / "seattle" / "call-data-sample.csv"
 SEAL = DeadLetterSealer(bytes(32))

@@ -17,8 +17,8 @@ from connectors.cad.mapping import CadMapper, is_behavioral_health, map_disposit
 from connectors.cad.profile import load_profile, profile_names
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import Exclusion, Mapped, Rejection
-from hub import metrics
-from hub.keystore import DeadLetterSealer
+from hub.kernel import metrics
+from hub.kernel.keystore import DeadLetterSealer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cad"
 SEATTLE = DATA / "seattle" / "call-data-sample.csv"

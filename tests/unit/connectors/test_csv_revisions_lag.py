@@ -21,8 +21,8 @@ from connectors.core.counts import IngestCounts
 from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Batch, Mapped, RawRecord
 from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch, lag_seconds
-from hub import metrics
-from hub.keystore import DeadLetterSealer
+from hub.kernel import metrics
+from hub.kernel.keystore import DeadLetterSealer
 
 SEAL = DeadLetterSealer(bytes(32))
 SEATTLE = load_profile("seattle")

@@ -17,12 +17,12 @@ from connectors.cases.webhook import signed_headers, verify, webhook_app
 from connectors.core.memory import MemoryDeliveryStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink
-from connectors.simulate.feeds import encounter_events, soql_row
-from connectors.simulate.model import CountyModel
-from connectors.simulate.servers import soql_query
-from hub.crypto import MemoryKeyring, unseal
-from hub.identity import pseudonymize
-from hub.keystore import DeadLetterSealer
+from hub.devtools.simulate.feeds import encounter_events, soql_row
+from hub.devtools.simulate.model import CountyModel
+from hub.devtools.simulate.servers import soql_query
+from hub.kernel.crypto import MemoryKeyring, unseal
+from hub.kernel.identity import pseudonymize
+from hub.kernel.keystore import DeadLetterSealer
 
 EIDO = Path(__file__).resolve().parents[2] / "data" / "cad" / "eido"
 PKEY = b"p" * 32

@@ -14,7 +14,7 @@ from connectors.core.backoff import Backoff
 from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Batch, Exclusion, Mapped, RawRecord, Rejection, RevisionKey
 from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch
-from hub.keystore import DeadLetterSealer
+from hub.kernel.keystore import DeadLetterSealer
 from schemas.dispatch import CallReceived
 from schemas.envelope import new_event
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import collections
 from datetime import date
 
-from connectors.simulate.model import CountyModel
+from hub.devtools.simulate.model import CountyModel
 
 
 def test_frequent_utilizers_and_engagement_drive_the_colorado_metric() -> None:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.crypto import KeyDestroyedError, MemoryKeyring, seal, unseal
-from hub.identity import mask, pseudonymize
+from hub.kernel.crypto import KeyDestroyedError, MemoryKeyring, seal, unseal
+from hub.kernel.identity import mask, pseudonymize
 
 KEY = b"k" * 32
 PERSON = "psn_" + "0" * 32

@@ -19,18 +19,19 @@ from connectors.cad.profile import load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cases.mapping import CLOSURE_REASONS, CaseMapper, closure_reason
 from connectors.cases.webhook import signed_headers, webhook_app
-from connectors.components import eido_auth_key, is_loopback
+from connectors.components import eido_auth_key
 from connectors.core.memory import MemoryDeliveryStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink, ingest_batch, safe_map
 from connectors.registry import ConfigError, expand_env
-from hub.api.readmodels import mark_entries, mark_sealed, sealed_kids
-from hub.commands import run_or_exit
-from hub.crypto import MemoryKeyring, seal
-from hub.deadletters import ValueFreeError, describe_error, describe_failure
-from hub.erasure import ErasureError, erasure_event
-from hub.keystore import DeadLetterSealer
-from hub.settings import Settings
+from hub.entry.api.readmodels import mark_entries, mark_sealed, sealed_kids
+from hub.entry.commands import run_or_exit
+from hub.kernel.crypto import MemoryKeyring, seal
+from hub.kernel.deadletters import ValueFreeError, describe_error, describe_failure
+from hub.kernel.erasure import ErasureError, erasure_event
+from hub.kernel.keystore import DeadLetterSealer
+from hub.kernel.net import is_loopback
+from hub.kernel.settings import Settings
 from schemas.case import CaseClosed
 from schemas.dispatch import CallReceived
 
@@ -296,10 +297,10 @@ def test_dev_issuer_and_dev_token_exist_only_in_development(
 ) -> None:
     from fastapi.testclient import TestClient as ApiClient
 
-    from hub.api.app import create_app
-    from hub.api.auth import DevIssuer, TokenVerifier
-    from hub.api.server import dev_issuer_for
-    from hub.settings import ApiSettings
+    from hub.entry.api.app import create_app
+    from hub.entry.api.auth import DevIssuer, TokenVerifier
+    from hub.entry.api.server import dev_issuer_for
+    from hub.kernel.settings import ApiSettings
 
     settings = Settings(state_dir=tmp_path, environment=environment, api=ApiSettings(jwks_url=jwks_url))
     issuer = dev_issuer_for(settings)

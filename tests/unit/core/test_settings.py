@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.settings import Settings
+from hub.kernel.settings import Settings
 
 
 def test_defaults_are_a_local_development_setup(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hub.infra.deploy import (
+from hub.devtools.infra.deploy import (
     PRODUCTION_MIN_ISR,
     PRODUCTION_PARTITIONS,
     PRODUCTION_RF,
@@ -20,7 +20,7 @@ from hub.infra.deploy import (
     topics_configmap,
     topics_document,
 )
-from hub.settings import PROJECT_ROOT, Settings
+from hub.kernel.settings import PROJECT_ROOT, Settings
 from schemas.topics import catalogue
 
 DEPLOY = PROJECT_ROOT / "deploy"
@@ -80,7 +80,7 @@ def test_topics_configmap_is_the_generated_catalogue() -> None:
         expected["data"]["topics.yaml"]
     ), (
         "deploy/k8s/topics-configmap.yaml is stale; regenerate it with "
-        "python -m hub.infra.deploy > deploy/k8s/topics-configmap.yaml"
+        "python -m hub.devtools.infra.deploy > deploy/k8s/topics-configmap.yaml"
     )
 
 
@@ -198,7 +198,7 @@ def test_every_hub_variable_is_a_settings_field() -> None:
     hub_vars = all_hub_vars()
     assert len(hub_vars) >= 10
     unknown = {k: where for k, where in hub_vars.items() if k not in known}
-    assert not unknown, f"HUB_* variables that hub.settings.Settings does not read: {unknown}"
+    assert not unknown, f"HUB_* variables that hub.kernel.settings.Settings does not read: {unknown}"
 
 
 def test_settings_env_vars_really_are_read(monkeypatch: pytest.MonkeyPatch) -> None:

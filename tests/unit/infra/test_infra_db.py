@@ -1,4 +1,4 @@
-"""Pure parts of hub.db: DSN building and redaction, migration discovery and planning."""
+"""Pure parts of hub.kernel.db: DSN building and redaction, migration discovery and planning."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub import db
-from hub.settings import PostgresSettings, Settings
+from hub.kernel import db
+from hub.kernel.settings import PostgresSettings, Settings
 
 
 def test_configured_dsn_wins(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.infra import InfraError, kafka
-from hub.settings import KafkaSettings, Settings
+from hub.devtools.infra import InfraError, kafka
+from hub.kernel.settings import KafkaSettings, Settings
 
 
 def make(tmp_path: Path, **kafka_overrides: object) -> Settings:

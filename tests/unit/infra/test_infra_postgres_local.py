@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.infra import InfraError
-from hub.infra.postgres import Cluster, choose_cluster, parse_lsclusters, provisioning_sql
+from hub.devtools.infra import InfraError
+from hub.devtools.infra.postgres import Cluster, choose_cluster, parse_lsclusters, provisioning_sql
 
 LS = """15  main    5432 down   postgres /var/lib/postgresql/15/main /var/log/postgresql/pg-15-main.log
 16  main    5433 online postgres /var/lib/postgresql/16/main /var/log/postgresql/postgresql-16-main.log

@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.infra import proc
+from hub.devtools.infra import proc
 
 
 @given(

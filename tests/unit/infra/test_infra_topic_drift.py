@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.infra.topics import TopicDrift, TopicReport, catalogue_for, diff_topic
-from hub.settings import KafkaSettings, Settings
+from hub.kernel.settings import KafkaSettings, Settings
+from hub.kernel.topics import TopicDrift, TopicReport, catalogue_for, diff_topic
 from schemas.topics import TopicSpec, catalogue
 
 SPECS = catalogue("p", partitions=6, replication_factor=3, min_insync_replicas=2)

@@ -1,5 +1,5 @@
 """The binding of a core schema's state to one Kafka cluster: the pure decision and the
-refusal's message (hub.binding)."""
+refusal's message (hub.kernel.binding)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.binding import Action, ClusterMismatchError, Decision, decide
+from hub.kernel.binding import Action, ClusterMismatchError, Decision, decide
 
 A, B = "sVzEYwCCSnyrLXlOo8QGhQ", "Qm9vdHN0cmFwQ2x1c3RlcjI"
 P0, P1 = ("demo.facts.dispatch", 0), ("demo.facts.dispatch", 1)

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.deadletters import build_dead_letter, find_redriver, mask_raw, raw_bytes, redriver_keys
-from hub.keystore import DeadLetterSealer, unwrap_key, wrap_key
+from hub.kernel.deadletters import build_dead_letter, find_redriver, mask_raw, raw_bytes, redriver_keys
+from hub.kernel.keystore import DeadLetterSealer, unwrap_key, wrap_key
 from schemas import export
 
 RAW = b"2023-000311445,PERSON IN CRISIS,Jane Q Public,555-0100"
@@ -111,7 +111,7 @@ def test_export_covers_every_event_type_and_topic() -> None:
 def test_redriver_kwargs_passes_only_declared_keyword_only_resources() -> None:
     from types import SimpleNamespace
 
-    from hub.deadletters import redriver_kwargs
+    from hub.kernel.deadletters import redriver_kwargs
 
     rt = SimpleNamespace(keyring="KR", pseudonym_key=b"PK", deadletter_sealer="no")
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.seal import ChainRecord, next_seal, record_digest
-from hub.verify import (
+from hub.kernel.seal import ChainRecord, next_seal, record_digest
+from hub.kernel.verify import (
     Break,
     OrphanCopy,
     VerifyReport,

@@ -9,7 +9,7 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.log import (
+from hub.kernel.log import (
     CorruptRecordError,
     UnknownEventTypeError,
     decode_record,

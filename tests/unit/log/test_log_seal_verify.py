@@ -8,8 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.seal import GENESIS_SEAL, ChainRecord, SealRecord, extend_chain, genesis, next_seal, record_digest
-from hub.verify import verify_partition, verify_seal_chain
+from hub.kernel.seal import (
+    GENESIS_SEAL,
+    ChainRecord,
+    SealRecord,
+    extend_chain,
+    genesis,
+    next_seal,
+    record_digest,
+)
+from hub.kernel.verify import verify_partition, verify_seal_chain
 
 T = "p.facts.dispatch"
 NOW = datetime(2024, 5, 1, tzinfo=UTC)

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from connectors.components import profile_with_overrides
-from connectors.simulate.model import CountyModel
-from connectors.simulate.pipeline import county_envelopes
-from hub.demo import CAD_OVERRIDES, DemoOptions
+from hub.devtools.demo import CAD_OVERRIDES, DemoOptions
+from hub.devtools.simulate.model import CountyModel
+from hub.devtools.simulate.pipeline import county_envelopes
 from projections import reporting
 from projections import tables as T
 from projections.config import FoldConfig

@@ -5,9 +5,9 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime, timedelta
 
-from connectors.ehr_sim.store import FhirStore, Hl7Store, Lifecycle, Timeline
 from connectors.fhir.bundle import build_referral_bundle
 from connectors.referrals.content import Disclosure, Endpoint, ReferralReason
+from hub.devtools.ehr_sim.store import FhirStore, Hl7Store, Lifecycle, Timeline
 from schemas.referral import ReferralRequested
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

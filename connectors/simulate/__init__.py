@@ -1,7 +1,0 @@
-"""A seeded model of a mid-size county's co-responder traffic, and the servers and
-writers that present it the way real systems do (SoQL CAD feed, case-system REST API,
-CSV drops). The demo and the tests build on :class:`connectors.simulate.model.CountyModel`."""
-
-from connectors.simulate.model import County, CountyModel, SimCall, SimEncounter, SimPerson, SimReferral
-
-__all__ = ["County", "CountyModel", "SimCall", "SimEncounter", "SimPerson", "SimReferral"]

@@ -1,1 +1,0 @@
-"""SQL migrations of the read API (component ``api``): the access log."""

@@ -1,0 +1,55 @@
+"""The composition root: the registries that name every part of a hub process, and the one
+way to open a process with them.
+
+A process (every ``hub`` command, the API, the workers, the demo, the benchmark and the
+tests) opens with :func:`open_runtime`, which hands :class:`hub.kernel.runtime.Runtime`
+the whole migration registry below. The registries are explicit lists — adding a part means
+adding a line here, never a module that is found by scanning:
+
+- :data:`MIGRATIONS` — every migration set, in the order they are applied;
+- component kinds for ``hub connectors run`` live in :mod:`connectors.registry`;
+- dead-letter re-drivers likewise in :mod:`connectors.registry` (:data:`REDRIVERS`).
+
+This module sits above the kernel, the connectors and the projections and below the entry
+points (``hub.entry``) and the development tooling (``hub.devtools``), which both use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from connectors.core.state import STATE_MIGRATIONS
+from connectors.referrals.ledger import LEDGER_MIGRATIONS
+from hub.kernel.audit import ACCESS_LOG_MIGRATIONS
+from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import Settings
+from projections.store import READ_MODEL_MIGRATIONS
+
+#: every migration set of the hub, applied in this order when a process opens
+MIGRATIONS: tuple[MigrationSet, ...] = (
+    CORE_MIGRATIONS,
+    STATE_MIGRATIONS,
+    LEDGER_MIGRATIONS,
+    ACCESS_LOG_MIGRATIONS,
+    READ_MODEL_MIGRATIONS,
+)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings | None = None, *, ensure_topics: bool = True
+) -> AsyncIterator[Runtime]:
+    """A started :class:`Runtime` with every migration set applied (see the kernel's
+    :meth:`Runtime.open` for what opening does)."""
+    async with Runtime.open(settings, migrations=MIGRATIONS, ensure_topics=ensure_topics) as rt:
+        yield rt
+
+
+async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Apply every migration set to ``settings``' namespace through a bare pool (processes
+    that read PostgreSQL only, such as the read API)."""
+    await migrate_namespace(pool, settings, MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Command groups of the development tooling (``hub infra``, ``hub simulate``, ``hub demo``)."""

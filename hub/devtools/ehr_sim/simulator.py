@@ -1,0 +1,431 @@
+"""The EHR simulator (``hub simulate ehr``): a FHIR endpoint and an MLLP endpoint on
+127.0.0.1, with configurable faults, for demos and tests.
+
+FHIR (aiohttp): ``POST /fhir/`` takes transaction Bundles (validated, conditional creates
+honoured), ``GET /fhir/Task?_lastUpdated=ge…&_count=…`` serves Task searches (paged with a
+``next`` link), ``POST /auth/token`` issues client-credential tokens (required when
+``require_auth``), ``GET /_stats`` returns the counters. Tasks move through their lifecycle
+in the background; each change is stamped in ``Task.lastModified`` with the clinic's
+reported time (``meta.lastUpdated`` stays the server's record time, which searches page by).
+
+MLLP: takes REF^I12, ACKs it (AA, or an injected AE/AR), remembers MSH-10 so a resend is
+acknowledged without a second referral, and later sends RRI^I12 answers (accepted,
+completed, or rejected) to the hub's listener when ``answer_to`` is set, with the clinic's
+reported time in MSH-7.
+
+Reported times follow :class:`hub.devtools.ehr_sim.store.Timeline`: the referral's own time
+(``Task.authoredOn`` / RF1-7) plus seeded clinical delays (hours to ~3 days to accept, 3 to 20
+days to complete), never later than the wall clock — so answers to a simulated month of
+referrals fall in that month, and answers to live referrals carry the real time.
+
+Faults (per channel, each a probability per request, drawn from a seeded RNG):
+``drop_before`` (close without reading further), ``drop_after`` (store, then close without
+answering — the case that tempts a sender into duplicates), ``error`` (AE / HTTP 503,
+nothing stored), ``reject`` (AR / HTTP 422 with an OperationOutcome), ``timeout`` (answer
+nothing for ``timeout_s``, then close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import random
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from connectors.hl7v2.ack import AckError, build_ack, parse_ack
+from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
+from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
+from connectors.hl7v2.rri import build_rri_i12
+from hub.devtools.ehr_sim.store import FhirStore, Hl7Store, Lifecycle
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Faults:
+    drop_before: float = 0.0
+    drop_after: float = 0.0
+    error: float = 0.0
+    reject: float = 0.0
+    timeout: float = 0.0
+    timeout_s: float = 2.0
+
+    def draw(self, rng: random.Random) -> str | None:
+        r = rng.random()
+        for name in ("drop_before", "drop_after", "error", "reject", "timeout"):
+            p = getattr(self, name)
+            if r < p:
+                return name
+            r -= p
+        return None
+
+
+@dataclass
+class SimConfig:
+    host: str = "127.0.0.1"
+    fhir_port: int = 0  # 0: any free port
+    mllp_port: int = 0
+    answer_to: tuple[str, int] | None = None  # the hub's MLLP listener for RRI^I12
+    fhir_faults: Faults = field(default_factory=Faults)
+    mllp_faults: Faults = field(default_factory=Faults)
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    require_auth: bool = False
+    client_id: str = "cohub"
+    client_secret: str = "sim-secret"
+    token_ttl_s: int = 300
+    seed: int = 1
+    tick_s: float = 0.1
+
+
+class EhrSimulator:
+    """Start with :meth:`start`, stop with :meth:`stop`; :meth:`stats` is the Python API of
+    the counters also served at ``GET /_stats``."""
+
+    def __init__(self, config: SimConfig | None = None) -> None:
+        self.config = cfg = config or SimConfig()
+        self.rng = random.Random(cfg.seed)
+        self.fhir = FhirStore(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 1), seed=cfg.seed)
+        self.hl7 = Hl7Store(lifecycle=cfg.lifecycle, rng=random.Random(cfg.seed + 2), seed=cfg.seed)
+        self.faults_injected: dict[str, int] = {}
+        self.fhir_requests = 0
+        self.tokens: dict[str, float] = {}
+        self.token_requests = 0
+        self.rri_sent = 0
+        self.rri_acks: dict[str, int] = {}
+        self._runner: web.AppRunner | None = None
+        self._mllp: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._conns: set[asyncio.Task[None]] = set()
+        self._rri_client: MllpClient | None = None
+        self.fhir_port = 0
+        self.mllp_port = 0
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        app = web.Application(client_max_size=8 << 20)
+        app.router.add_post("/fhir", self._transaction)
+        app.router.add_post("/fhir/", self._transaction)
+        app.router.add_get("/fhir/Task", self._search_tasks)
+        app.router.add_get("/fhir/Task/{id}", self._read_task)
+        app.router.add_post("/auth/token", self._token)
+        app.router.add_get("/_stats", self._stats)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.fhir_port)
+        await site.start()
+        self.fhir_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._mllp = await asyncio.start_server(self._mllp_conn, cfg.host, cfg.mllp_port)
+        self.mllp_port = self._mllp.sockets[0].getsockname()[1]
+        if cfg.answer_to:
+            self._rri_client = MllpClient(cfg.answer_to[0], cfg.answer_to[1], read_timeout=5.0)
+        self._tasks.append(asyncio.create_task(self._ticker(), name="ehr-sim-ticker"))
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._conns]:
+            task.cancel()
+        for task in [*self._tasks, *self._conns]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        if self._mllp is not None:
+            self._mllp.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._mllp.wait_closed(), 2)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._rri_client is not None:
+            await self._rri_client.close()
+
+    @property
+    def fhir_base_url(self) -> str:
+        return f"http://{self.config.host}:{self.fhir_port}/fhir"
+
+    @property
+    def token_url(self) -> str:
+        return f"http://{self.config.host}:{self.fhir_port}/auth/token"
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "fhir": {
+                "requests": self.fhir_requests,
+                "transactions": self.fhir.transactions,
+                "invalid": self.fhir.invalid,
+                "referrals": len(self.fhir.referral_ids()),
+                "duplicates": self.fhir.duplicates,
+                "resends_deduplicated": self.fhir.resends_deduplicated,
+                "token_requests": self.token_requests,
+                "task_status": self._task_status_counts(),
+            },
+            "hl7": {
+                "received": self.hl7.received,
+                "referrals": len(self.hl7.referral_ids()),
+                "duplicates": self.hl7.duplicates,
+                "resends_deduplicated": self.hl7.resends_deduplicated,
+                "rri_sent": self.rri_sent,
+                "rri_acks": dict(self.rri_acks),
+            },
+            "duplicates": self.fhir.duplicates + self.hl7.duplicates,
+            "faults_injected": dict(self.faults_injected),
+            "config": {
+                "fhir_faults": asdict(self.config.fhir_faults),
+                "mllp_faults": asdict(self.config.mllp_faults),
+            },
+        }
+
+    def received_referral_ids(self) -> set[str]:
+        return self.fhir.referral_ids() | self.hl7.referral_ids()
+
+    def _task_status_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.fhir.resources.get("Task", {}).values():
+            out[t["status"]] = out.get(t["status"], 0) + 1
+        return out
+
+    def _fault(self, channel: str, faults: Faults) -> str | None:
+        f = faults.draw(self.rng)
+        if f:
+            key = f"{channel}.{f}"
+            self.faults_injected[key] = self.faults_injected.get(key, 0) + 1
+        return f
+
+    # -- background: Task lifecycle and RRI answers
+
+    async def _ticker(self) -> None:
+        while True:
+            now = datetime.now(UTC)
+            self.fhir.advance(now)
+            if self._rri_client is not None:
+                for ref, code, at in self.hl7.due_answers(now):
+                    if await self._send_rri(ref, code, at):
+                        self.hl7.answered(ref, code, at)
+            await asyncio.sleep(self.config.tick_s)
+
+    async def _send_rri(self, ref: Any, code: str, at: datetime) -> bool:
+        """Send one RRI^I12 stamped (MSH-7) with the clinic's reported time ``at``."""
+        assert self._rri_client is not None
+        cid = f"S{secrets.token_hex(9).upper()}"
+        msg = build_rri_i12(
+            control_id=cid,
+            ref_control_id=ref.control_id,
+            referral_id=ref.referral_id,
+            person=ref.person,
+            status_code=code,
+            now=at,
+            note="Declined: no capacity" if code == "R" else None,
+        )
+        try:
+            answer = await self._rri_client.exchange(msg.encode())
+            ack = parse_ack(answer.decode("utf-8", errors="replace"), cid)
+        except (MllpError, ValueError) as exc:
+            log.info("simulator: RRI to hub failed (%s); will retry", type(exc).__name__)
+            return False
+        self.rri_sent += 1
+        self.rri_acks[ack.code] = self.rri_acks.get(ack.code, 0) + 1
+        return ack.code in ("AA", "AR")
+
+    # -- FHIR
+
+    def _authorized(self, request: web.Request) -> bool:
+        if not self.config.require_auth:
+            return True
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        expires = self.tokens.get(token)
+        return expires is not None and expires > asyncio.get_running_loop().time()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.token_requests += 1
+        form = await request.post()
+        cfg = self.config
+        basic = request.headers.get("Authorization", "")
+
+        ok = False
+        if basic.startswith("Basic "):
+            user, _, pw = base64.b64decode(basic[6:]).decode().partition(":")
+            ok = user == cfg.client_id and pw == cfg.client_secret
+        if form.get("grant_type") != "client_credentials" or not ok:
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = asyncio.get_running_loop().time() + cfg.token_ttl_s
+        return web.json_response(
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                "expires_in": cfg.token_ttl_s,
+                "scope": form.get("scope", ""),
+            }
+        )
+
+    async def _drop(self, request: web.Request) -> web.Response:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        raise asyncio.CancelledError  # aiohttp: the handler ends without an answer
+
+    async def _transaction(self, request: web.Request) -> web.StreamResponse:
+        self.fhir_requests += 1
+        if not self._authorized(request):
+            return _fhir_json(
+                401,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "login", "diagnostics": "unauthorized"}],
+                },
+            )
+        fault = self._fault("fhir", self.config.fhir_faults)
+        if fault == "drop_before":
+            return await self._drop(request)
+        if fault == "timeout":
+            await asyncio.sleep(self.config.fhir_faults.timeout_s)
+            return await self._drop(request)
+        if fault == "error":
+            return _fhir_json(
+                503,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "transient", "diagnostics": "simulated outage"}],
+                },
+            )
+        try:
+            bundle = json.loads(await request.read())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _fhir_json(
+                400,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "structure", "diagnostics": "body is not JSON"}],
+                },
+            )
+        if fault == "reject":
+            return _fhir_json(
+                422,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {
+                            "severity": "error",
+                            "code": "business-rule",
+                            "diagnostics": "simulated: referral not accepted",
+                        }
+                    ],
+                },
+            )
+        status, body = self.fhir.transaction(bundle, datetime.now(UTC))
+        if fault == "drop_after":
+            return await self._drop(request)
+        return _fhir_json(status, body)
+
+    async def _search_tasks(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _fhir_json(
+                401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+            )
+        q = request.query
+        since = None
+        raw = q.get("_lastUpdated", "")
+        if raw:
+            since = datetime.fromisoformat(raw[2:] if raw[:2] in ("ge", "gt") else raw)
+        count = min(int(q.get("_count", "100")), 500)
+        offset = int(q.get("_offset", "0"))
+        tasks, total = self.fhir.search_tasks(since, count, offset)
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "entry": [
+                {
+                    "fullUrl": f"{self.fhir_base_url}/Task/{t['id']}",
+                    "resource": t,
+                    "search": {"mode": "match"},
+                }
+                for t in tasks
+            ],
+        }
+        if offset + count < total:
+            nxt = request.url.update_query({"_offset": str(offset + count)})
+            bundle["link"] = [{"relation": "next", "url": str(nxt)}]
+        return _fhir_json(200, bundle)
+
+    async def _read_task(self, request: web.Request) -> web.Response:
+        task = self.fhir.resources.get("Task", {}).get(request.match_info["id"])
+        if task is None:
+            return _fhir_json(
+                404,
+                {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "not-found"}]},
+            )
+        return _fhir_json(200, task)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    # -- MLLP
+
+    async def _mllp_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        decoder = FrameDecoder()
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    return
+                for payload in decoder.feed(chunk):
+                    answer = await self._on_ref(payload)
+                    if answer is None:
+                        return  # fault: close without answering
+                    writer.write(frame(answer))
+                    await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._conns.discard(task)
+            writer.close()
+
+    async def _on_ref(self, payload: bytes) -> bytes | None:
+        now = datetime.now(UTC)
+        text = payload.decode("utf-8", errors="replace")
+        self.hl7.received += 1
+        fault = self._fault("mllp", self.config.mllp_faults)
+        if fault == "drop_before":
+            return None
+        if fault == "timeout":
+            await asyncio.sleep(self.config.mllp_faults.timeout_s)
+            return None
+        try:
+            m = Er7(text)
+        except Er7Error as exc:
+            return build_ack("AR", acked_control_id="", now=now, error=AckError("100", str(exc))).encode()
+        cid = m.component("MSH", 10)
+        previous = self.hl7.seen(cid)
+        if previous is not None:  # a resend: same answer, nothing stored again
+            return None if fault == "drop_after" else _ack(previous, cid, now, "resend")
+        if fault == "error":
+            return _ack("AE", cid, now, "simulated application error")
+        if m.component("MSH", 9, 1) != "REF" or not m.component("RF1", 6) or not m.component("PID", 3):
+            return _ack("AR", cid, now, "not a REF^I12 with RF1-6 and PID-3")
+        code = "AR" if fault == "reject" else "AA"
+        referred_at = parse_hl7_ts(m.component("RF1", 7)) if m.component("RF1", 7) else None
+        self.hl7.store(cid, m.component("RF1", 6), m.component("PID", 3), now, code, referred_at)
+        if fault == "drop_after":
+            return None
+        return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
+
+
+def _ack(code: str, control_id: str, now: datetime, reason: str) -> bytes:
+    error = AckError("207", reason) if code != "AA" else None
+    return build_ack(code, acked_control_id=control_id, now=now, trigger="I12", error=error).encode()  # type: ignore[arg-type]
+
+
+def _fhir_json(status: int, body: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/fhir+json")

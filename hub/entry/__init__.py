@@ -1,0 +1,1 @@
+"""Entry points: the ``hub`` CLI and the read API (with the dashboard)."""

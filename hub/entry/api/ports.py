@@ -1,0 +1,57 @@
+"""What the read API needs from the rest of the hub, as a port.
+
+The API depends on this protocol only; :mod:`hub.entry.api.readmodels` adapts the projections'
+query functions and the event log's PostgreSQL state to it. Keeping the port narrow lets
+the role tests run the real API, the real access log and real PostgreSQL with read models
+filled from the real projections.
+
+Timeline entries are mappings with at least ``event_id``, ``event_type``, ``family``,
+``at`` (ISO-8601) and ``data`` (the payload's JSON form; sealed fields stay sealed), and
+optionally ``incident_id`` and ``person`` (pseudonym).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any, Protocol
+
+
+class ReadModels(Protocol):
+    async def incident_timeline(self, incident_id: str) -> list[dict[str, Any]]:
+        """Entries of one incident in time order; empty when unknown."""
+        ...
+
+    async def person_timeline(self, person: str) -> list[dict[str, Any]]:
+        """Entries of one person (pseudonym) in time order; empty when unknown."""
+        ...
+
+    async def outcome_report(
+        self, *, date_from: date | None, date_to: date | None, by: str | None
+    ) -> dict[str, Any]:
+        """The same document ``hub report --json`` prints: small cells already suppressed by
+        the read-model queries (:mod:`projections.suppression`), never raw small counts."""
+        ...
+
+    async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
+        """The report's ``outcomes`` section grouped by ISO week, suppressed as one table."""
+        ...
+
+    async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]: ...
+
+    async def repeat_encounters(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]: ...
+
+    async def projection_lag(self) -> dict[str, Any]:
+        """``{"total": int, "partitions": [{"topic", "partition", "lag"}...]}``."""
+        ...
+
+    async def dead_letters(self, *, limit: int, source_family: str | None) -> list[dict[str, Any]]:
+        """Dead-letter metadata (never the raw payload), newest first."""
+        ...
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """Dead letters per source family."""
+        ...
+
+    async def verification(self) -> dict[str, Any] | None:
+        """The latest ``hub verify`` result, or ``None`` when it never ran."""
+        ...

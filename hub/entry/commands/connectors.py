@@ -1,0 +1,71 @@
+"""``hub connectors``: run the long-lived connectors and workers from a config file.
+
+``hub connectors run --config FILE.yaml`` starts every configured component (see
+:mod:`connectors.registry`), runs until SIGINT/SIGTERM, then stops them in reverse order.
+One component failing to poll never stops the others (they back off on their own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import typer
+
+from connectors.registry import COMPONENT_KINDS, build, load_config, load_plugins
+from hub.bootstrap import open_runtime
+from hub.kernel.settings import get_settings
+
+app = typer.Typer(help="Long-lived pull connectors, receivers and delivery workers.", no_args_is_help=True)
+
+
+async def _run(config: Path) -> None:
+
+    load_plugins()
+    configs = load_config(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with open_runtime(get_settings()) as rt:
+        components = build(rt, configs)
+        started = []
+        try:
+            for cfg, component in zip(configs, components, strict=True):
+                await component.start()
+                started.append(component)
+                print(json.dumps({"started": cfg["name"], "kind": cfg["kind"]}), flush=True)
+            await stop.wait()
+        finally:
+            for component in reversed(started):
+                try:
+                    await component.stop()
+                except Exception as exc:  # keep stopping the others
+                    print(f"hub connectors: stopping failed: {exc}", file=sys.stderr)
+    print(json.dumps({"stopped": len(started)}), flush=True)
+
+
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML file with a 'components' list"),
+) -> None:
+    """Run the configured connectors until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(_run(config))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"hub connectors run: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command("kinds")
+def kinds() -> None:
+    """List the component kinds a config may use."""
+
+    load_plugins()
+    for name in sorted(COMPONENT_KINDS):
+        typer.echo(name)

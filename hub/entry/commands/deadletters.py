@@ -1,0 +1,162 @@
+"""``hub deadletters list | show | retry``: inspect and re-drive dead letters.
+
+``list [--json] [--source S] [--status open|redriven]`` prints PHI-free summaries.
+``show ID [--json] [--reveal --actor NAME --reason TEXT]`` prints one dead letter; its raw
+payload is masked (shape only) unless ``--reveal`` is given, and every reveal is written to
+the audit table ``<core>.deadletter_access`` before anything is printed.
+``retry ID | --all`` re-drives through the registered redrivers (``hub.kernel.deadletters.REDRIVERS``);
+exit code 1 when any retry failed.
+
+``--json`` output: ``list`` → ``{"items": [summary...]}``; ``show`` → summary plus
+``"raw"`` (masked or revealed) and ``"revealed"``; ``retry`` → ``{"results": [{"id", "ok",
+"appended", "duplicates", "error"}]}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import importlib
+import json
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from hub.bootstrap import open_runtime
+from hub.kernel.deadletters import DeadLetterStore, mask_raw, raw_bytes, redrive
+from hub.kernel.settings import get_settings
+
+app = typer.Typer(help="Inspect and re-drive dead-lettered input records.", no_args_is_help=True)
+
+# connector packages whose import registers their redrivers (absent ones are skipped)
+REDRIVER_MODULES = ("connectors.cad.redrive", "connectors.cases.redrive", "connectors.hl7v2.redrive",
+                    "connectors.fhir.redrive")
+
+
+def load_redrivers() -> None:
+    for name in REDRIVER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):
+                raise
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="stable JSON output")] = False,
+    source: Annotated[str | None, typer.Option(help="source, source family or profile")] = None,
+    status: Annotated[str | None, typer.Option(help="open or redriven")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+) -> None:
+    """List dead letters (no payloads)."""
+
+    async def go() -> list[dict]:
+        async with open_runtime(get_settings(), ensure_topics=False) as rt:
+            rows = await DeadLetterStore(rt.pool, rt.settings.core_schema).list(
+                source=source, status=status, limit=limit
+            )
+            return [r.summary() for r in rows]
+
+    try:
+        items = asyncio.run(go())
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"items": items}, indent=2))
+        return
+    if not items:
+        typer.echo("no dead letters")
+        return
+    for it in items:
+        typer.echo(
+            f"{it['id']}  {it['status']:<8} {it['source']:<18} {it['stage']:<8} "
+            f"{it['record_ref']}  {it['reason'][:80]}"
+        )
+    typer.echo(f"{len(items)} dead letter(s)")
+
+
+@app.command()
+def show(
+    dl_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    reveal: Annotated[bool, typer.Option("--reveal", help="show the raw payload in clear (audited)")] = False,
+    actor: Annotated[str | None, typer.Option(help="operator name recorded for a reveal")] = None,
+    reason: Annotated[str | None, typer.Option(help="why the payload is revealed")] = None,
+) -> None:
+    """Show one dead letter; the raw payload is masked unless --reveal."""
+    who = actor or getpass.getuser()
+    if reveal and not reason:
+        raise _fail("--reveal needs --reason (it is written to the audit log)")
+
+    async def go() -> dict | None:
+        async with open_runtime(get_settings(), ensure_topics=False) as rt:
+            store = DeadLetterStore(rt.pool, rt.settings.core_schema)
+            row = await store.get(dl_id)
+            if row is None:
+                return None
+            raw = raw_bytes(row.record, rt.deadletter_sealer)
+            if reveal:
+                await store.record_access(dl_id, who, "reveal", reason)  # audited before shown
+                shown = raw.decode("utf-8", errors="replace")
+            else:
+                await store.record_access(dl_id, who, "show-masked")
+                shown = mask_raw(raw)
+            return row.summary() | {"raw": shown, "revealed": reveal}
+
+    item = asyncio.run(go())
+    if item is None:
+        raise _fail(f"no dead letter {dl_id}")
+    if as_json:
+        typer.echo(json.dumps(item, indent=2))
+        return
+    for k, v in item.items():
+        if k != "raw":
+            typer.echo(f"{k:>16}: {v}")
+    typer.echo("             raw:" + (" (revealed, audited)" if reveal else " (masked; --reveal to show)"))
+    typer.echo(item["raw"])
+
+
+@app.command()
+def retry(
+    dl_id: Annotated[str | None, typer.Argument(metavar="ID")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every open dead letter")] = False,
+    source: Annotated[str | None, typer.Option(help="with --all: only this source/family/profile")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-drive dead letters through the registered redrivers (appended exactly once)."""
+    if (dl_id is None) == (not all_):
+        raise _fail("give either an ID or --all")
+    load_redrivers()
+
+    async def go() -> list[dict] | None:
+        async with open_runtime(get_settings(), ensure_topics=False) as rt:
+            store = DeadLetterStore(rt.pool, rt.settings.core_schema)
+            if dl_id is not None:
+                row = await store.get(dl_id)
+                if row is None:
+                    return None
+                rows = [row]
+            else:
+                rows = await store.list(source=source, status="open", limit=100000)
+            return [asdict(await redrive(rt, row)) for row in rows]
+
+    results = asyncio.run(go())
+    if results is None:
+        raise _fail(f"no dead letter {dl_id}")
+    if as_json:
+        typer.echo(json.dumps({"results": results}, indent=2))
+    else:
+        for r in results:
+            state = "ok" if r["ok"] else "FAILED"
+            detail = r["error"] or f"{r['appended']} appended, {r['duplicates']} duplicate"
+            typer.echo(f"{r['id']}  {state}  {detail}")
+        typer.echo(f"{sum(r['ok'] for r in results)}/{len(results)} re-driven")
+    if not all(r["ok"] for r in results):
+        raise typer.Exit(1)

@@ -1,0 +1,54 @@
+"""``hub project [--until-caught-up]``: run the stream processors — the faust worker of
+:mod:`projections.app` (read models in PostgreSQL + the outcome topic). Several processes
+with the same settings share the work through one consumer group; stop with SIGINT /
+SIGTERM (the current batch commits or rolls back as a whole)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from typing import Annotated
+
+import typer
+
+from hub.bootstrap import open_runtime
+from hub.entry.commands import run_or_exit
+from hub.kernel.settings import get_settings
+from projections.projector import project as run_projector
+
+app = typer.Typer(help="Run the stream processors that maintain the read models and outcome topic.")
+
+
+@app.callback(invoke_without_command=True)
+def project(
+    until_caught_up: Annotated[
+        bool, typer.Option("--until-caught-up", help="exit once every fact partition is applied")
+    ] = False,
+    schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the run's counters as JSON")] = False,
+) -> None:
+    """Consume the fact topics into the read models, effectively once."""
+
+    async def go():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with open_runtime(get_settings()) as rt:
+            return await run_projector(rt, schema=schema, until_caught_up=until_caught_up, stop=stop)
+
+    stats = run_or_exit(go(), "projector failed")
+    out = {
+        "batches": stats.batches,
+        "records": stats.records,
+        "new_facts": stats.new_facts,
+        "duplicates": stats.duplicates,
+        "skipped_already_applied": stats.skipped,
+        "dead_lettered": stats.dead_lettered,
+        "outcome_records_published": stats.published,
+    }
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+    else:
+        typer.echo("project: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in out.items()))

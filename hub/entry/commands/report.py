@@ -1,0 +1,89 @@
+"""``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
+behavioral-health calls from the read models, small cells (1 to 10) suppressed.
+
+``--json`` prints the stable document of :func:`projections.queries.report` (version 1):
+``headline`` holds the shares of behavioral-health calls with no enforcement action, a
+voluntary mental-health transport and an enforcement action (arrest or citation), and the
+share of people with 3+ contacts enrolled in services; every cell is
+``{"value", "share", "suppressed"}`` and a suppressed cell has ``value: null``."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+
+from hub.entry.commands import run_or_exit
+from hub.kernel.db import open_pool
+from hub.kernel.settings import get_settings
+from projections import queries
+from projections.reporting import HEADLINE_LABELS, cell_text
+
+app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{name} must be a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _fmt(cell: dict[str, Any]) -> str:
+
+    value, share = cell_text(cell)
+    return f"{value}  ({share})" if share else value
+
+
+@app.callback(invoke_without_command=True)
+def report(
+    as_json: Annotated[bool, typer.Option("--json", help="stable JSON output")] = False,
+    date_from: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD)")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last day, inclusive (YYYY-MM-DD)")] = None,
+    by: Annotated[str | None, typer.Option("--by", help="month | area")] = None,
+    schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
+) -> None:
+    """Print the outcome report."""
+
+    if by not in (None, "month", "area"):
+        typer.echo("error: --by must be month or area", err=True)
+        raise typer.Exit(2)
+    start, end = _day(date_from, "--from"), _day(date_to, "--to")
+    if start and end and start > end:
+        typer.echo("error: --from is after --to", err=True)
+        raise typer.Exit(2)
+    settings = get_settings()
+    target_schema = schema or settings.postgres.schema_
+
+    async def go():
+        async with open_pool(settings, max_size=2) as pool:
+            return await queries.report(
+                pool,
+                target_schema,
+                date_from=start,
+                date_to=end,
+                by=by,  # type: ignore[arg-type]
+                tz=settings.agency_timezone,
+                small_cell_max=settings.projections.small_cell_max,
+            )
+
+    doc = run_or_exit(
+        go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"
+    )
+    if as_json:
+        typer.echo(json.dumps(queries.jsonable(doc), indent=2))
+        return
+    span = f"{doc['from'] or 'start'} .. {doc['to'] or 'now'}"
+    typer.echo(f"Outcome report, behavioral-health calls, {span} (cells of 1-10 suppressed)")
+    for name, cell in doc["headline"].items():
+        typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
+    for row in doc["outcomes"]["rows"]:
+        cells = row["metrics"]
+        enforcement = _fmt(cells["outcome.arrest_or_citation"])
+        typer.echo(
+            f"  [{row['group_kind']} {row['group']}] calls {_fmt(cells['calls'])}; no enforcement "
+            f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}"
+        )

@@ -1,0 +1,211 @@
+"""PostgreSQL access for every hub component: the DSN, an asyncpg pool, and a small
+versioned migration runner.
+
+Migrations are files ``NNNN_name.sql`` in a component's package directory, applied in
+version order, each in its own transaction, with ``{schema}`` replaced by the target schema
+(so a replay or a test can build the same tables in a fresh schema). What was applied is
+recorded in ``<schema>.schema_migrations(component, version, name, checksum, applied_at)``.
+
+A :class:`MigrationSet` names one component's directory and the schema it belongs in (the
+namespace's core schema or its read-model schema); the composition root lists every set in
+one registry (:data:`hub.bootstrap.MIGRATIONS`) and :class:`hub.kernel.runtime.Runtime`
+applies them all when a process opens.
+
+Invariants: applying is idempotent; concurrent callers serialise on an advisory lock per
+schema; an applied migration whose file later changed is an error, never silently skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import asyncpg
+
+from hub.kernel.errors import PermanentError
+from hub.kernel.keys import secret_text
+from hub.kernel.settings import SCHEMA_NAME, Settings
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_LOCK_NAMESPACE = "hub.migrate"
+
+#: where a migration set's tables live: the namespace's core schema (``<prefix>_core``:
+#: the log's index, connector state, ledgers, audit) or its read-model schema
+Home = Literal["core", "read_models"]
+
+
+class MigrationError(PermanentError, RuntimeError):
+    """A migration set is malformed, or the database disagrees with it."""
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    """One component's migrations: its name in ``schema_migrations``, the directory of its
+    ``NNNN_name.sql`` files and the schema they belong in."""
+
+    component: str
+    directory: Path
+    home: Home
+
+
+CORE_MIGRATIONS = MigrationSet("core", Path(__file__).resolve().parent / "migrations" / "core", "core")
+
+
+def dsn(settings: Settings) -> str:
+    """The libpq URL for the hub: ``postgres.dsn`` when set, otherwise the local server with
+    the generated password from the key files."""
+    pg = settings.postgres
+    if pg.dsn:
+        return pg.dsn
+    password = secret_text(settings, "postgres.password")
+    return (
+        f"postgresql://{quote(pg.user, safe='')}:{quote(password, safe='')}@{pg.host}:{pg.port}/{pg.database}"
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print or log)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int | None = None) -> asyncpg.Pool:
+    """An asyncpg pool for the hub's database (``postgres.pool_max`` connections at most)."""
+    pool = await asyncpg.create_pool(
+        dsn(settings),
+        min_size=min_size,
+        max_size=max_size or settings.postgres.pool_max,
+        command_timeout=60,
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def open_pool(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """A :func:`create_pool` pool, closed when the block ends."""
+    pool = await create_pool(settings, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def check_schema_name(schema: str) -> str:
+    """Validate a schema name (lower-case identifier, ≤ 63 chars) before it is put into SQL."""
+    if not SCHEMA_NAME.match(schema):
+        raise MigrationError(f"invalid schema name {schema!r}: use lower-case letters, digits and _")
+    return schema
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def render(self, schema: str) -> str:
+        """The SQL with every ``{schema}`` placeholder replaced (no other brace is touched)."""
+        return self.sql.replace("{schema}", check_schema_name(schema))
+
+
+def discover(package_dir: Path) -> list[Migration]:
+    """The migrations in ``package_dir`` (``NNNN_name.sql``), ordered; duplicates or stray
+    ``.sql`` files are errors so that a typo never silently skips a migration."""
+    found: dict[int, Migration] = {}
+    for path in sorted(Path(package_dir).glob("*.sql")):
+        match = _MIGRATION_FILE.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"{path}: version {version} appears twice in {package_dir}")
+        found[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+def pending(migrations: list[Migration], applied: dict[int, str], component: str) -> list[Migration]:
+    """Migrations still to apply, given ``applied`` (version → checksum). Raises when an
+    applied migration's file changed or disappeared."""
+    known = {m.version: m for m in migrations}
+    for version, checksum in applied.items():
+        if version not in known:
+            raise MigrationError(f"{component}: migration {version:04d} was applied but its file is gone")
+        if known[version].checksum != checksum:
+            raise MigrationError(
+                f"{component}: migration {version:04d}_{known[version].name} changed after it was applied; "
+                "add a new migration instead of editing an applied one"
+            )
+    return [m for m in migrations if m.version not in applied]
+
+
+async def apply_sets(pool: asyncpg.Pool, sets: Sequence[MigrationSet], home: Home, schema: str) -> None:
+    """Apply every set of ``sets`` whose home is ``home`` to ``schema``, in registry order."""
+    for s in sets:
+        if s.home == home:
+            await migrate(pool, component=s.component, package_dir=s.directory, schema=schema)
+
+
+async def migrate_namespace(pool: asyncpg.Pool, settings: Settings, sets: Sequence[MigrationSet]) -> None:
+    """Apply ``sets`` to the schemas of ``settings``' namespace: core sets to the core schema,
+    read-model sets to the read-model schema."""
+    await apply_sets(pool, sets, "core", settings.core_schema)
+    await apply_sets(pool, sets, "read_models", settings.postgres.schema_)
+
+
+async def migrate(pool: asyncpg.Pool, *, component: str, package_dir: Path, schema: str) -> list[int]:
+    """Apply ``component``'s pending migrations to ``schema``; returns the versions applied."""
+    check_schema_name(schema)
+    migrations = discover(package_dir)
+    applied_now: list[int] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1), hashtext($2))", _LOCK_NAMESPACE, schema)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            await conn.execute(
+                f'CREATE TABLE IF NOT EXISTS "{schema}".schema_migrations ('
+                " component text NOT NULL, version integer NOT NULL, name text NOT NULL,"
+                " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),"
+                " PRIMARY KEY (component, version))"
+            )
+            rows = await conn.fetch(
+                f'SELECT version, checksum FROM "{schema}".schema_migrations WHERE component = $1', component
+            )
+            todo = pending(migrations, {r["version"]: r["checksum"] for r in rows}, component)
+            for migration in todo:
+                async with conn.transaction():
+                    try:
+                        await conn.execute(migration.render(schema))
+                    except asyncpg.PostgresError as exc:
+                        raise MigrationError(
+                            f"{component}: migration {migration.version:04d}_{migration.name} failed in "
+                            f"schema {schema}: {exc}"
+                        ) from exc
+                    await conn.execute(
+                        f'INSERT INTO "{schema}".schema_migrations (component, version, name, checksum)'
+                        " VALUES ($1, $2, $3, $4)",
+                        component,
+                        migration.version,
+                        migration.name,
+                        migration.checksum,
+                    )
+                applied_now.append(migration.version)
+        finally:
+            await conn.execute(
+                "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", _LOCK_NAMESPACE, schema
+            )
+    return applied_now

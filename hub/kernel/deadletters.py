@@ -1,0 +1,331 @@
+"""Dead letters: building them, masking their raw payloads, the operator's index, and
+re-driving them after a mapping fix.
+
+A connector that cannot parse, validate or map a record builds a
+:class:`schemas.deadletter.DeadLetter` with :func:`build_dead_letter` (raw payload sealed
+with the dead-letter key) and hands it (with the rest of its batch) to
+:meth:`hub.kernel.log.EventLog.dead_letters`.
+
+Re-driving: connector packages register a function in :data:`REDRIVERS` under their
+source family, profile or full source name (see :func:`find_redriver`). A redriver takes
+the dead letter and its raw bytes and returns the envelopes the record maps to now, or
+raises with a human-readable reason. A redriver that needs the runtime's secrets declares
+them as keyword-only parameters: ``keyring`` (the per-person keyring, to seal clinical
+fields such as contact notes with the person's key) and ``pseudonym_key``; :func:`redrive`
+passes exactly those it declares (see :data:`REDRIVE_RESOURCES`). Because event ids are
+deterministic, appending the re-driven envelopes goes through the exactly-once index: a
+record re-driven twice (or re-read from its feed in the meantime) is appended once. A
+success marks the dead letter ``redriven``; a failure keeps it ``open`` with the new
+reason and an attempt count.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from hub.kernel.keystore import DeadLetterSealer
+from schemas.deadletter import DeadLetter, Stage, deadletter_id
+from schemas.envelope import Envelope
+
+Redriver = Callable[..., Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
+"""``fn(dl, raw, *, keyring=..., pseudonym_key=...)``: the keyword-only parameters are optional."""
+
+#: Runtime resources a redriver may ask for by naming a keyword-only parameter, and the
+#: :class:`hub.kernel.runtime.Runtime` attribute each comes from.
+REDRIVE_RESOURCES = {"keyring": "keyring", "pseudonym_key": "pseudonym_key"}
+
+#: Registry of re-drivers, keyed by ``source`` (e.g. ``cad/seattle``), ``<family>/<profile>``,
+#: ``profile`` or ``source_family`` (looked up in that order).
+REDRIVERS: dict[str, Redriver] = {}
+
+STATUSES = ("open", "redriven")
+
+
+def register_redriver(*keys: str) -> Callable[[Redriver], Redriver]:
+    """Decorator: register ``fn`` under each key."""
+
+    def decorate(fn: Redriver) -> Redriver:
+        for key in keys:
+            REDRIVERS[key] = fn
+        return fn
+
+    return decorate
+
+
+def redriver_keys(dl: DeadLetter) -> list[str]:
+    keys = [dl.source]
+    if dl.profile:
+        keys += [f"{dl.source_family}/{dl.profile}", dl.profile]
+    keys.append(dl.source_family)
+    return keys
+
+
+def redriver_kwargs(fn: Redriver, rt: Any) -> dict[str, Any]:
+    """The runtime resources ``fn`` declares as keyword-only parameters (see
+    :data:`REDRIVE_RESOURCES`), taken from ``rt``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a callable without an inspectable signature
+        return {}
+    return {
+        name: getattr(rt, attr)
+        for name, attr in REDRIVE_RESOURCES.items()
+        if name in params and params[name].kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -> Redriver | None:
+    reg = REDRIVERS if registry is None else registry
+    return next((reg[k] for k in redriver_keys(dl) if k in reg), None)
+
+
+class ValueFreeError(ValueError):
+    """An error whose message the hub composed from field names and rules only, never from
+    input values: :func:`describe_error` may show its message in a dead-letter reason."""
+
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# pydantic error types whose message a custom validator wrote (it may quote the input)
+_CUSTOM_ERROR_TYPES = frozenset({"value_error", "assertion_error"})
+_CUSTOM_RULE = "rejected by a validator (message withheld: it may quote the input)"
+
+
+def _where(exc: BaseException) -> str:
+    """``path:line`` of the innermost project frame that raised ``exc`` (no values)."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    for fs in reversed(frames):
+        path = Path(fs.filename)
+        if path.is_relative_to(_PROJECT_ROOT) and ".venv" not in path.parts:
+            return f" at {path.relative_to(_PROJECT_ROOT).as_posix()}:{fs.lineno}"
+    return f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+
+
+def describe_error(exc: BaseException, limit: int = 500) -> str:
+    """A human-readable reason for ``exc`` that names fields, rules and code locations but
+    never input values (it ends up in dead letters, HTTP error bodies, events and CLI output).
+
+    - a pydantic :class:`ValidationError` lists ``field: rule`` without the offending input
+      (messages written by custom validators are withheld: they may quote it);
+    - a :class:`ValueFreeError` keeps its message (composed by the hub without values);
+    - any other exception shows only its type and where it was raised: messages of library
+      and built-in errors quote their input (``KeyError('Jane Doe')``, ``invalid literal …:
+      '1984-07-19'``), so they are never copied.
+    """
+    if isinstance(exc, ValidationError):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: "
+            + (_CUSTOM_RULE if e["type"] in _CUSTOM_ERROR_TYPES else e["msg"])
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)
+        ]
+        text = "invalid event: " + "; ".join(parts)
+    elif isinstance(exc, ValueFreeError):
+        text = f"{exc}"
+    else:
+        text = f"{type(exc).__name__}{_where(exc)} (message withheld: it may quote input values)"
+    return text[:limit]
+
+
+def describe_failure(exc: BaseException, limit: int = 300) -> str:
+    """For operational failures (a feed unreachable, a broker down, a bad configuration):
+    ``Type: message``, except that a pydantic :class:`ValidationError` (whose text embeds
+    the input it rejected) is described by :func:`describe_error`. Not for errors about one
+    input record: those use :func:`describe_error`."""
+    if isinstance(exc, ValidationError):
+        return describe_error(exc, limit)
+    return f"{type(exc).__name__}: {exc}"[:limit]
+
+
+def build_dead_letter(
+    *,
+    source: str,
+    source_family: str,
+    record_ref: str,
+    stage: Stage,
+    reason: str,
+    raw: bytes,
+    sealer: DeadLetterSealer | None,
+    profile: str | None = None,
+    at: datetime | None = None,
+) -> DeadLetter:
+    """A dead letter for ``raw``. With a ``sealer`` (the default for every CAD, case and EHR
+    input: they may carry PHI) the raw bytes are sealed; ``sealer=None`` stores them clear
+    and is only for inputs known to be PHI-free. The id is deterministic over (source,
+    record ref, raw bytes): the same bad record read twice is one dead letter."""
+    return DeadLetter(
+        id=deadletter_id(source, record_ref, raw),
+        source=source,
+        source_family=source_family,  # type: ignore[arg-type]
+        record_ref=record_ref,
+        stage=stage,
+        reason=reason,
+        profile=profile,
+        raw=sealer.seal(raw) if sealer is not None else None,
+        raw_clear=None if sealer is not None else raw.decode("utf-8", errors="replace"),
+        at=at or datetime.now(UTC),
+    )
+
+
+def raw_bytes(dl: DeadLetter, sealer: DeadLetterSealer) -> bytes:
+    if dl.raw is not None:
+        return sealer.open(dl.raw)
+    if dl.raw_clear is not None:
+        return dl.raw_clear.encode("utf-8")
+    return b""
+
+
+_LETTERS = re.compile(r"[^\W\d_]")
+_DIGITS = re.compile(r"\d")
+
+
+def mask_raw(raw: bytes, limit: int = 2000) -> str:
+    """The raw payload's shape without its content: letters become ``x``, digits ``9``;
+    punctuation, delimiters and white space stay (so an operator sees a broken quote, a
+    missing column or a bad date format without seeing any value)."""
+    text = raw.decode("utf-8", errors="replace")
+    shown = _DIGITS.sub("9", _LETTERS.sub("x", text[:limit]))
+    return shown + (f"… [{len(text) - limit} more characters]" if len(text) > limit else "")
+
+
+# --------------------------------------------------------------------------- the PG index
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """A dead letter as indexed (the record plus its operational status)."""
+
+    record: DeadLetter
+    status: str
+    attempts: int
+    last_error: str | None
+    redriven_at: datetime | None
+    redriven_events: int | None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    def summary(self) -> dict[str, Any]:
+        """PHI-free fields only (no raw payload)."""
+        d = self.record
+        return {
+            "id": d.id, "source": d.source, "source_family": d.source_family, "profile": d.profile,
+            "record_ref": d.record_ref, "stage": d.stage, "reason": d.reason, "at": d.at.isoformat(),
+            "status": self.status, "attempts": self.attempts, "last_error": self.last_error,
+            "redriven_at": self.redriven_at.isoformat() if self.redriven_at else None,
+            "redriven_events": self.redriven_events, "sealed": d.raw is not None,
+            "topic": self.topic, "partition": self.partition, "offset": self.offset,
+        }
+
+
+def _row(r: asyncpg.Record) -> DeadLetterRow:
+    return DeadLetterRow(
+        record=DeadLetter.model_validate_json(r["record"]),
+        status=r["status"], attempts=r["attempts"], last_error=r["last_error"],
+        redriven_at=r["redriven_at"], redriven_events=r["redriven_events"],
+        topic=r["topic"], partition=r["partition"], offset=r["offset"],
+    )
+
+
+class DeadLetterStore:
+    """Queries over ``<core>.deadletters`` and its access log."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    async def list(
+        self, *, source: str | None = None, status: str | None = None, limit: int = 1000
+    ) -> list[DeadLetterRow]:
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        rows = await self.pool.fetch(
+            f"""SELECT * FROM {self.schema}.deadletters
+                WHERE ($1::text IS NULL OR source = $1 OR source_family = $1 OR profile = $1)
+                  AND ($2::text IS NULL OR status = $2)
+                ORDER BY at, id LIMIT $3""",
+            source, status, limit,
+        )
+        return [_row(r) for r in rows]
+
+    async def get(self, dl_id: str) -> DeadLetterRow | None:
+        r = await self.pool.fetchrow(f"SELECT * FROM {self.schema}.deadletters WHERE id = $1", dl_id)
+        return None if r is None else _row(r)
+
+    async def record_access(self, dl_id: str, actor: str, action: str, reason: str | None = None) -> None:
+        await self.pool.execute(
+            f"INSERT INTO {self.schema}.deadletter_access (deadletter_id, actor, action, reason) "
+            "VALUES ($1, $2, $3, $4)",
+            dl_id, actor, action, reason,
+        )
+
+    async def accesses(self, dl_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            f"SELECT actor, action, reason, at FROM {self.schema}.deadletter_access "
+            "WHERE deadletter_id = $1 ORDER BY id",
+            dl_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def mark_redriven(self, dl_id: str, appended: int, duplicates: int) -> None:
+        await self.pool.execute(
+            f"""UPDATE {self.schema}.deadletters
+                SET status = 'redriven', redriven_at = now(), redriven_events = $2,
+                    redriven_duplicates = $3, attempts = attempts + 1, last_attempt_at = now(),
+                    last_error = NULL
+                WHERE id = $1""",
+            dl_id, appended, duplicates,
+        )
+
+    async def mark_failed(self, dl_id: str, error: str) -> None:
+        await self.pool.execute(
+            f"""UPDATE {self.schema}.deadletters
+                SET attempts = attempts + 1, last_attempt_at = now(), last_error = $2
+                WHERE id = $1""",
+            dl_id, error[:2000],
+        )
+
+
+# --------------------------------------------------------------------------- re-driving
+
+
+@dataclass(frozen=True)
+class RedriveOutcome:
+    id: str
+    ok: bool
+    appended: int = 0
+    duplicates: int = 0
+    error: str | None = None
+
+
+async def redrive(rt: Any, row: DeadLetterRow, registry: dict[str, Redriver] | None = None) -> RedriveOutcome:
+    """Re-drive one open dead letter through its registered redriver (``rt`` is a
+    :class:`hub.kernel.runtime.Runtime`). Already re-driven letters are left alone."""
+    dl = row.record
+    store = DeadLetterStore(rt.pool, rt.settings.core_schema)
+    if row.status == "redriven":
+        return RedriveOutcome(dl.id, True, error="already re-driven")
+    fn = find_redriver(dl, registry)
+    if fn is None:
+        error = f"no redriver registered for {' / '.join(redriver_keys(dl))}"
+        await store.mark_failed(dl.id, error)
+        return RedriveOutcome(dl.id, False, error=error)
+    try:
+        raw = raw_bytes(dl, rt.deadletter_sealer)
+        produced = fn(dl, raw, **redriver_kwargs(fn, rt))
+        envelopes = list(await produced if inspect.isawaitable(produced) else produced)
+    except Exception as exc:  # the redriver's reason, kept for the operator (no input values)
+        error = describe_error(exc)
+        await store.mark_failed(dl.id, error)
+        return RedriveOutcome(dl.id, False, error=error)
+    result = await rt.log.append(envelopes)
+    await store.mark_redriven(dl.id, len(result.appended), len(result.duplicates))
+    return RedriveOutcome(dl.id, True, appended=len(result.appended), duplicates=len(result.duplicates))

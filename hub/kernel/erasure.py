@@ -1,0 +1,72 @@
+"""Erasing a person (crypto-shredding), the operator's action behind ``hub erase``.
+
+An erasure is a fact first: ``erasure.person.erased.v1`` is appended to the log (who asked,
+on what basis, when), then the person's data key is destroyed in the keystore
+(:meth:`hub.kernel.keystore.PostgresKeyring.destroy`, a tombstone that can never be re-created).
+From then on every payload sealed for that person — contact notes, demographics, referral
+reasons, EHR answers — is unreadable in every copy and replay of the log, while the
+pseudonymous, non-clinical facts stay countable for aggregates.
+
+Invariants:
+- idempotent: the event id is deterministic over the pseudonym, so erasing twice appends
+  one fact; destroying an already destroyed key changes nothing;
+- the fact is in the log before the key is destroyed, so a crash in between leaves an
+  erasure on record that a re-run completes (never a silent key loss);
+- other processes stop serving the key within their keyring cache TTL (30 s by default).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.envelope import Envelope, new_event
+from schemas.erasure import PersonErased
+
+SOURCE = "hub/erasure"
+PSEUDONYM = re.compile(r"^psn_[0-9a-f]{32}$")
+
+
+class ErasureError(ValueError):
+    """The request is not a valid erasure (bad pseudonym, empty basis or requester)."""
+
+
+def erasure_event(person: str, *, basis: str, requested_by: str, at: datetime | None = None) -> Envelope:
+    """The ``PersonErased`` envelope of one request (pure). Raises :class:`ErasureError`."""
+    if not PSEUDONYM.match(person):
+        raise ErasureError("--person must be a pseudonym (psn_ + 32 hex digits), never a clear identifier")
+    if not basis.strip():
+        raise ErasureError("--basis must say why the person is erased (e.g. a request or court order id)")
+    if not requested_by.strip():
+        raise ErasureError("--requested-by must name who asked for the erasure")
+    data = PersonErased(
+        person=person, at=at or datetime.now(UTC), requested_by=requested_by.strip(), basis=basis.strip()
+    )
+    return new_event(data, source=SOURCE, record_id=person)
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    person: str
+    event_id: str
+    appended: bool  # False: the erasure was already on record
+    key_destroyed: bool  # False: the key was already destroyed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "person": self.person,
+            "event_id": self.event_id,
+            "appended": self.appended,
+            "key_destroyed": self.key_destroyed,
+        }
+
+
+async def erase_person(rt: Any, person: str, *, basis: str, requested_by: str) -> ErasureResult:
+    """Append the erasure fact, then destroy the person's key (``rt`` is a
+    :class:`hub.kernel.runtime.Runtime`)."""
+    env = erasure_event(person, basis=basis, requested_by=requested_by)
+    result = await rt.log.append([env])
+    destroyed = await rt.keyring.destroy(person)
+    return ErasureResult(person, env.id, bool(result.appended), destroyed)

@@ -1,0 +1,199 @@
+"""The hub's one typed settings object.
+
+Sources, highest precedence first: explicit keyword arguments, environment variables
+(``HUB_`` prefix, ``__`` for nesting, e.g. ``HUB_KAFKA__BOOTSTRAP``), an optional YAML
+file named by ``HUB_CONFIG``, then the defaults below (a single-machine development setup).
+
+Secrets are never defaults: keys live in files under ``state_dir/keys`` that
+:mod:`hub.kernel.keys` generates on first use in development, or are supplied by the operator.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+#: a PostgreSQL schema name the hub may create (lower-case identifier, at most 63 bytes)
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: the core schema is ``<prefix>_core``: the prefix leaves room for the suffix
+TOPIC_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,57}$")
+CORE_SCHEMA_SUFFIX = "_core"
+
+
+class KafkaSettings(BaseModel):
+    """Where the log lives and how clients connect to it. Production points ``bootstrap`` at
+    its own cluster; the connection options are applied to every client by
+    :class:`hub.kernel.kafka.KafkaClients`."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(
+        "hub",
+        description="names the topics (<prefix>.facts.<family>) and the core schema (<prefix>_core)",
+    )
+    partitions: int = Field(6, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    min_insync_replicas: int = Field(1, ge=1)
+    client_id: str = "coresponder-hub"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    # local broker only (hub infra up)
+    controller_port: int = 9093
+    heap: str = "512m"
+    version: str = "4.1.1"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_names_schemas(cls, value: str) -> str:
+        """The prefix becomes the core schema's name (``<prefix>_core``) and part of every
+        topic name, so it is checked here, at the boundary, not deep in a migration."""
+        if not TOPIC_PREFIX.match(value):
+            raise ValueError(
+                f"topic_prefix {value!r} is not usable: it names the PostgreSQL schema "
+                f"'{value}{CORE_SCHEMA_SUFFIX}', so use lower-case letters, digits and _ "
+                "(starting with a letter or _, at most 58 characters)"
+            )
+        return value
+
+    def sasl_password(self) -> str:
+        """The SASL password, read from ``sasl_password_file`` (never a setting in clear)."""
+        if self.sasl_password_file is None:
+            raise ValueError("kafka.sasl_password_file is required for SASL")
+        return self.sasl_password_file.read_text(encoding="utf-8").strip()
+
+
+class PostgresSettings(BaseModel):
+    """Read models, dedup index, seals, cursors, keys. ``dsn`` empty = the local server
+    that ``hub infra up`` installs and starts, with a generated password."""
+
+    dsn: str = ""
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "hub"
+    database: str = "hub"
+    schema_: str = Field("hub", alias="schema", description="the read models' schema")
+    pool_max: int = 10
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_name(cls, value: str) -> str:
+        if not SCHEMA_NAME.match(value):
+            raise ValueError(
+                f"postgres.schema {value!r} is not a usable schema name: use lower-case letters, "
+                "digits and _ (starting with a letter or _, at most 63 characters)"
+            )
+        return value
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_issuer: str = "http://127.0.0.1:8080/dev-issuer"
+    jwt_audience: str = "coresponder-hub"
+    jwks_url: str = ""  # empty: trust the development issuer's key under state_dir/keys
+
+
+class ProjectionSettings(BaseModel):
+    consumer_group: str = "hub-projections"
+    connected_window_days: int = Field(30, ge=1)
+    repeat_window_days: int = Field(365, ge=1)
+    batch_size: int = Field(500, ge=1)
+    small_cell_max: int = 10
+
+
+class Settings(BaseSettings):
+    """All configuration of one hub process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HUB_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    state_dir: Path = PROJECT_ROOT / "var"
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    environment: str = "development"
+    agency_timezone: str = "America/Los_Angeles"
+    metrics_port: int = 9464
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    api: ApiSettings = ApiSettings()
+    projections: ProjectionSettings = ProjectionSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls), file_secret_settings)
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def core_schema(self) -> str:
+        """PostgreSQL schema for the log's own state (event index, dead letters, seals,
+        cursors, person keys, access log); one per topic prefix."""
+        return f"{self.kafka.topic_prefix}{CORE_SCHEMA_SUFFIX}"
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``HUB_CONFIG`` (absent variable = no file)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data().get(field_name), field_name, False
+
+    def _data(self) -> dict[str, Any]:
+        path = os.environ.get("HUB_CONFIG")
+        if not path:
+            return {}
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the settings file must hold a mapping")
+        return data
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once). Tests build their own ``Settings``."""
+    return Settings()

@@ -1,0 +1,194 @@
+"""Apply the topic catalogue (:func:`schemas.topics.catalogue`) to the configured cluster.
+
+Missing topics are created with the catalogue's partitions, replication factor and config.
+Existing topics are never altered: their partition count, replication factor and every
+config the catalogue names (retention, cleanup policy, min ISR, ...) are compared with the
+catalogue and each difference is reported as drift, so an operator decides — the hub
+never silently runs on a topic that would, say, delete facts after seven days.
+
+The comparison is pure (:func:`diff_topic`); :func:`ensure_topics` is the I/O shell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from hub.kernel.errors import InfraError
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.settings import Settings
+from schemas.topics import TopicSpec, catalogue
+
+TOPIC_ALREADY_EXISTS = 36
+UNKNOWN_TOPIC_OR_PARTITION = 3
+READY_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class TopicDrift:
+    """One way an existing topic differs from the catalogue."""
+
+    topic: str
+    setting: str  # "partitions", "replication.factor" or a topic config name
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.topic}: {self.setting} is {self.actual!r}, the catalogue says {self.expected!r}"
+
+
+@dataclass
+class TopicReport:
+    """Outcome of applying the catalogue: what was created, what already matched, what drifted."""
+
+    bootstrap: str
+    prefix: str
+    created: list[str] = field(default_factory=list)
+    matching: list[str] = field(default_factory=list)
+    drift: list[TopicDrift] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.drift and not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "bootstrap": self.bootstrap,
+            "prefix": self.prefix,
+            "ok": self.ok,
+            "created": self.created,
+            "matching": self.matching,
+            "drift": [asdict(d) for d in self.drift],
+            "errors": self.errors,
+        }
+
+
+def catalogue_for(settings: Settings) -> list[TopicSpec]:
+    """The catalogue with this deployment's prefix, partitions, RF and min ISR."""
+    k = settings.kafka
+    return catalogue(k.topic_prefix, k.partitions, k.replication_factor, k.min_insync_replicas)
+
+
+def diff_topic(
+    spec: TopicSpec, partitions: int, replication_factor: int, configs: dict[str, str]
+) -> list[TopicDrift]:
+    """Differences between ``spec`` and an existing topic's effective state (pure).
+
+    Only the configs the catalogue names are compared; an absent config counts as drift.
+    """
+    drift = []
+    if partitions != spec.partitions:
+        drift.append(TopicDrift(spec.name, "partitions", str(spec.partitions), str(partitions)))
+    if replication_factor != spec.replication_factor:
+        drift.append(
+            TopicDrift(spec.name, "replication.factor", str(spec.replication_factor), str(replication_factor))
+        )
+    for name, expected in sorted(spec.config.items()):
+        actual = configs.get(name)
+        if actual != expected:
+            drift.append(TopicDrift(spec.name, name, expected, "<absent>" if actual is None else actual))
+    return drift
+
+
+def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    return KafkaClients(settings.kafka).admin("topics", request_timeout_ms=30000)
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, tuple[int, int, bool]]:
+    """topic → (partitions, replication factor, every partition has a leader), existing topics only."""
+    out = {}
+    for topic in await admin.describe_topics(names):
+        if topic["error_code"] == UNKNOWN_TOPIC_OR_PARTITION:
+            continue
+        parts = topic["partitions"]
+        rf = min((len(p["replicas"]) for p in parts), default=0)
+        led = bool(parts) and all(p["leader"] >= 0 and p["error_code"] == 0 for p in parts)
+        out[topic["topic"]] = (len(parts), rf, led)
+    return out
+
+
+async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    if not names:
+        return {}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    out: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for res in response.to_object()["resources"]:
+            if res["error_code"]:
+                raise InfraError(f"describe configs of {res['resource_name']} failed: {res['error_message']}")
+            out[res["resource_name"]] = {
+                e["config_names"]: e["config_value"]
+                for e in res["config_entries"]
+                if e["config_value"] is not None
+            }
+    return out
+
+
+async def ensure_topics(settings: Settings, *, create: bool = True) -> TopicReport:
+    """Create missing catalogue topics (unless ``create`` is False) and report drift of
+    existing ones. Raises :class:`InfraError` when the cluster is unreachable; creation
+    errors other than "already exists" are listed in ``report.errors``.
+
+    On return every created topic has a leader for each partition (producers can use it).
+    """
+    specs = catalogue_for(settings)
+    report = TopicReport(bootstrap=settings.kafka.bootstrap, prefix=settings.kafka.topic_prefix)
+    admin = _admin(settings)
+    try:
+        await admin.start()
+    except Exception as exc:
+        raise InfraError(f"cannot reach Kafka at {settings.kafka.bootstrap}: {exc}") from exc
+    try:
+        names = [s.name for s in specs]
+        existing = await _describe(admin, names)
+        missing = [s for s in specs if s.name not in existing]
+        if missing and create:
+            response = await admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=dict(s.config))
+                    for s in missing
+                ]
+            )
+            for err in response.to_object()["topic_errors"]:
+                if err["error_code"] == 0:
+                    report.created.append(err["topic"])
+                elif err["error_code"] != TOPIC_ALREADY_EXISTS:  # a concurrent caller won the race
+                    report.errors.append(
+                        f"{err['topic']}: create failed ({err['error_code']}): {err['error_message']}"
+                    )
+            existing = await _await_leaders(admin, names, report.created)
+        elif missing:
+            report.errors.extend(f"{s.name}: missing" for s in missing)
+        configs = await _configs(admin, [n for n in names if n in existing and n not in report.created])
+        for spec in specs:
+            if spec.name not in configs:
+                continue
+            partitions, rf, _ = existing[spec.name]
+            drift = diff_topic(spec, partitions, rf, configs[spec.name])
+            report.drift.extend(drift)
+            if not drift:
+                report.matching.append(spec.name)
+    finally:
+        await admin.close()
+    return report
+
+
+async def _await_leaders(
+    admin: AIOKafkaAdminClient, names: list[str], created: list[str]
+) -> dict[str, tuple[int, int, bool]]:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        existing = await _describe(admin, names)
+        if all(t in existing and existing[t][2] for t in created):
+            return existing
+        if time.monotonic() > deadline:
+            waiting = [t for t in created if not (t in existing and existing[t][2])]
+            raise InfraError(
+                f"created topics have no leader after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}"
+            )
+        await asyncio.sleep(0.2)
