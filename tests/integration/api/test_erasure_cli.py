@@ -20,13 +20,14 @@ from hub.entry.api.readmodels import PostgresReadModels
 from hub.kernel.audit import AccessLog
 from hub.kernel.crypto import KeyDestroyedError, seal, unseal
 from hub.kernel.identity import pseudonymize
+from hub.kernel.namespace import Namespace
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
 from projections.projector import project
 from schemas.base import Sealed
 from schemas.case import CaseOpened, ContactLogged
 from schemas.envelope import new_event
-from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
+from tests.conftest import session_settings
 from tests.integration.log.hubcli import run_hub
 
 PROGRAM = "coresp-erase"
@@ -109,5 +110,4 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
         assert "Jane" not in json.dumps(after)
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
-            await _delete_prefix_topics(settings)
-            await _drop_prefix_schemas(settings)
+            await Namespace.of(settings).teardown(settings)

@@ -12,6 +12,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from hub.devtools.infra import kafka
+from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from hub.kernel.topics import TopicReport, catalogue_for, ensure_topics
 from schemas.topics import deadletter_topic, fact_topic
@@ -77,10 +78,15 @@ def test_status_unhealthy_exits_non_zero(settings: Settings) -> None:
 
 
 async def test_drift_is_reported_not_accepted(settings: Settings) -> None:
-    prefix = f"{settings.kafka.topic_prefix}.drift"
-    drifting = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})}
-    )
+    prefix = f"{settings.kafka.topic_prefix}_drift"
+    drifting = Namespace(prefix, prefix).apply(settings)
+    try:
+        await _drift_is_reported(settings, drifting, prefix)
+    finally:
+        await Namespace.of(drifting).teardown(drifting)
+
+
+async def _drift_is_reported(settings: Settings, drifting: Settings, prefix: str) -> None:
     dispatch = fact_topic(prefix, "dispatch")
     dead = deadletter_topic(prefix, "cad")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
@@ -118,10 +124,8 @@ async def test_drift_is_reported_not_accepted(settings: Settings) -> None:
 
 
 async def test_check_mode_creates_nothing(settings: Settings) -> None:
-    prefix = f"{settings.kafka.topic_prefix}.check"
-    checking = settings.model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"topic_prefix": prefix})}
-    )
+    prefix = f"{settings.kafka.topic_prefix}_check"
+    checking = Namespace(prefix, prefix).apply(settings)
     report = await ensure_topics(checking, create=False)
     assert not report.ok and report.created == []
     assert len(report.errors) == len(catalogue_for(checking))

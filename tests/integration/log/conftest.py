@@ -14,8 +14,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest_asyncio
 
 from hub.bootstrap import open_runtime
+from hub.kernel.namespace import Namespace
 from hub.kernel.runtime import Runtime
-from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
+from tests.conftest import session_settings
 
 
 @asynccontextmanager
@@ -26,8 +27,7 @@ async def _fresh() -> AsyncIterator[Runtime]:
             yield rt
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
-            await _delete_prefix_topics(settings)
-            await _drop_prefix_schemas(settings)
+            await Namespace.of(settings).teardown(settings)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

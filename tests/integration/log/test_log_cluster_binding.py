@@ -15,10 +15,11 @@ from hub.bootstrap import open_runtime
 from hub.devtools.demo import reset_if_foreign
 from hub.kernel.binding import ClusterMismatchError, rebind, recorded_cluster
 from hub.kernel.db import open_pool
+from hub.kernel.namespace import Namespace
 from hub.kernel.settings import Settings
 from schemas.dispatch import UnitDispatched
 from schemas.envelope import new_event
-from tests.conftest import Services, _delete_prefix_topics, _drop_prefix_schemas, session_settings
+from tests.conftest import Services, session_settings
 
 OTHER = "OtherClusterId000000AA"
 
@@ -31,8 +32,7 @@ async def prefix() -> AsyncIterator[Settings]:
         yield settings
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
-            await _delete_prefix_topics(settings)
-            await _drop_prefix_schemas(settings)
+            await Namespace.of(settings).teardown(settings)
 
 
 async def seed_one_fact(settings: Settings) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest_asyncio
 
 from hub.bootstrap import open_runtime
+from hub.kernel.namespace import Namespace
 from hub.kernel.runtime import Runtime
-from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
+from tests.conftest import session_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -28,5 +29,4 @@ async def proj_rt(services: object) -> AsyncIterator[Runtime]:
             yield rt
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
-            await _delete_prefix_topics(settings)
-            await _drop_prefix_schemas(settings)
+            await Namespace.of(settings).teardown(settings)

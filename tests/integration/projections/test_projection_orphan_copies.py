@@ -11,13 +11,14 @@ import pytest
 from projection_scenario import scenario
 
 from hub.bootstrap import open_runtime
+from hub.kernel.namespace import Namespace
 from hub.kernel.runtime import Runtime
 from projections import queries
 from projections import tables as T
 from projections.projector import project
 from projections.replay import replay_into
 from projections.store import snapshot
-from tests.conftest import _delete_prefix_topics, _drop_prefix_schemas, session_settings
+from tests.conftest import session_settings
 from tests.integration.log.crash import produce_as_crashed_appender
 
 pytestmark = pytest.mark.integration
@@ -65,8 +66,7 @@ async def test_orphan_copies_do_not_double_count(proj_rt: Runtime) -> None:
             baseline = await snapshot(clean.pool, clean_schema, T.READ_MODELS)
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
-            await _delete_prefix_topics(clean_settings)
-            await _drop_prefix_schemas(clean_settings)
+            await Namespace.of(clean_settings).teardown(clean_settings)
     assert without_recorded_at(with_orphans["facts"]) == without_recorded_at(baseline["facts"])
     for table in T.READ_MODELS[1:]:
         assert with_orphans[table.name] == baseline[table.name], table.name
