@@ -26,6 +26,7 @@ from typing import Any
 
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
+from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
@@ -45,7 +46,7 @@ def closure_reason(value: str) -> str:
     return code if code in CLOSURE_REASONS else "other"
 
 
-class CaseRecordError(ValueError):
+class CaseRecordError(PermanentError, ValueError):
     """The record lacks a field or has one in the wrong form (message names the field)."""
 
 

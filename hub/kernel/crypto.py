@@ -20,10 +20,11 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hub.kernel.errors import PermanentError
 from schemas.base import Sealed
 
 
-class KeyDestroyedError(LookupError):
+class KeyDestroyedError(PermanentError, LookupError):
     """The person's key was destroyed: the payload is erased."""
 
 

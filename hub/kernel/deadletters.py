@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from hub.kernel.errors import PermanentError
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter, Stage, deadletter_id
 from schemas.envelope import Envelope
@@ -89,7 +90,7 @@ def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -
     return next((reg[k] for k in redriver_keys(dl) if k in reg), None)
 
 
-class ValueFreeError(ValueError):
+class ValueFreeError(PermanentError, ValueError):
     """An error whose message the hub composed from field names and rules only, never from
     input values: :func:`describe_error` may show its message in a dead-letter reason."""
 
