@@ -67,7 +67,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hub.kernel.deadletters import describe_error
-from hub.kernel.errors import PermanentError, TransientError
+from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.settings import Settings
@@ -260,10 +260,12 @@ async def _produce_all(
 # --------------------------------------------------------------------------- the log
 
 
+@outage_boundary("event log")
 class EventLog:
     """Append to and read from the fact topics. Explicit lifecycle: ``await start()`` before
     use, ``await stop()`` after. One instance per process is enough (it is safe for
-    concurrent tasks)."""
+    concurrent tasks). A Kafka or PostgreSQL outage while starting, appending or writing
+    dead letters raises :class:`hub.kernel.errors.ServiceUnavailable`."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
         self.settings = settings
