@@ -12,6 +12,7 @@ from typing import Any
 
 from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
+from hub.kernel.errors import ServiceUnavailable
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
@@ -28,7 +29,7 @@ class MemoryAppendResult:
 class MemoryLog:
     events: list[Envelope] = field(default_factory=list)
     letters: dict[str, DeadLetter] = field(default_factory=dict)  # dead letters by id
-    fail_appends: int = 0  # make the next N appends raise (outage simulation)
+    fail_appends: int = 0  # the next N appends raise ServiceUnavailable (an outage, as the real log)
 
     def __post_init__(self) -> None:
         self._ids: set[str] = {e.id for e in self.events}
@@ -36,7 +37,7 @@ class MemoryLog:
     async def append(self, envelopes: Sequence[Envelope]) -> MemoryAppendResult:
         if self.fail_appends > 0:
             self.fail_appends -= 1
-            raise ConnectionError("log unavailable")
+            raise ServiceUnavailable("event log unavailable (simulated)")
         new: list[Envelope] = []
         dup: list[Envelope] = []
         for env in envelopes:
