@@ -83,5 +83,7 @@ def create_app(settings: Settings, schema: str, projector: ProjectorPort, client
     expected = set(family_topics(settings.kafka.topic_prefix))
     if covered != expected:  # every fact family has exactly one agent
         raise RuntimeError(f"projection agents cover {sorted(covered)}, expected {sorted(expected)}")
-    app.on_rebalance_complete.connect(projector.on_rebalance_complete)
+    # faust calls the receiver with (app, **kwargs) and awaits a coroutine; its stub types
+    # the receiver as returning None | Awaitable, which a coroutine function is at runtime
+    app.on_rebalance_complete.connect(projector.on_rebalance_complete)  # type: ignore[arg-type]
     return app
