@@ -83,7 +83,6 @@ def create_app(settings: Settings, schema: str, projector: ProjectorPort, client
     expected = set(family_topics(settings.kafka.topic_prefix))
     if covered != expected:  # every fact family has exactly one agent
         raise RuntimeError(f"projection agents cover {sorted(covered)}, expected {sorted(expected)}")
-    # faust calls the receiver with (app, **kwargs) and awaits a coroutine; its stub types
-    # the receiver as returning None | Awaitable, which a coroutine function is at runtime
-    app.on_rebalance_complete.connect(projector.on_rebalance_complete)  # type: ignore[arg-type]
+    # faust awaits a coroutine receiver; its signal stub expects a keyword-only ``signal``
+    app.on_rebalance_complete.connect(projector.on_rebalance_complete)  # type: ignore[arg-type]  # see above
     return app

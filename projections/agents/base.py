@@ -44,8 +44,7 @@ def family_agent(app: faust.App, settings: Settings, sink: BatchSink, family: st
     source = fact_source(app, settings, family)
 
     async def project_family(stream: faust.StreamT) -> None:
-        # take_events is on faust.Stream; the StreamT protocol the agent is typed with omits it
-        batches = stream.take_events(  # type: ignore[attr-defined]
+        batches = stream.take_events(  # type: ignore[attr-defined]  # on faust.Stream, not StreamT
             settings.projections.batch_size, within=TAKE_WITHIN
         )
         async for events in batches:
