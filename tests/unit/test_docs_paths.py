@@ -1,6 +1,7 @@
 """The documentation points at things that exist: every repository path written in
-backticks in ``README.md`` and ``docs/*.md``, and every dotted module name (optionally with
-one attribute) in ``docs/architecture.md``, which the README links to."""
+backticks in ``README.md``, ``docs/*.md`` and the READMEs inside the source tree, and every
+dotted module name (optionally with one attribute) in ``docs/architecture.md``, which the
+README links to."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 
 from hub.kernel.settings import PROJECT_ROOT
 
-DOCS = sorted([PROJECT_ROOT / "README.md", *(PROJECT_ROOT / "docs").glob("*.md")])
 PACKAGES = ("schemas", "hub", "connectors", "projections", "bench")
+DOCS = sorted({
+    PROJECT_ROOT / "README.md",
+    *(PROJECT_ROOT / "docs").glob("*.md"),
+    *(p for d in (*PACKAGES, "deploy") for p in (PROJECT_ROOT / d).rglob("README.md")),
+})
 _TICKED = re.compile(r"`([^`\n]+)`")
 
 
