@@ -19,6 +19,7 @@ import typer
 from aiohttp import web
 
 from connectors.cad.profile import load_profile
+from hub.devtools.ehr_sim.cli import ehr
 from hub.devtools.simulate.feeds import csv_table, soql_row
 from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
@@ -108,5 +109,5 @@ def csv_drops(
         written.append(str(path))
     print(json.dumps({"files": written, "calls": len(county.calls)}, indent=2))
 
-# EHR simulator (connectors/ehr_sim): `hub simulate ehr`
-app.command("ehr")(__import__("hub.devtools.ehr_sim.cli", fromlist=["ehr"]).ehr)
+# EHR simulator (hub/devtools/ehr_sim): `hub simulate ehr`
+app.command("ehr")(ehr)
