@@ -4,7 +4,7 @@
 #   make setup   .venv (python3.11) + pip install -e '.[dev]' (skipped while pyproject.toml is
 #                unchanged) + Kafka jars via Maven + development keys under var/keys
 #   make infra   hub infra up: local Kafka (KRaft) + PostgreSQL + topic catalogue
-#   make test    setup + infra + pytest over tests/ + ruff check (any failure fails the target;
+#   make test    setup + infra + pytest over tests/ + ruff check + mypy (any failure fails the target;
 #                pytest's exit code 5 "no tests collected" counts as a failure too)
 #   make demo    setup + infra + `hub demo` (falls back to `hub infra status` if absent)
 #   make bench   setup + infra + `python -m bench` (when bench/__main__.py exists)
@@ -35,10 +35,12 @@ infra: setup
 test: infra
 	@$(PY) -m pytest tests/ $(PYTEST_ARGS); rc=$$?; \
 	$(VENV)/bin/ruff check . || rc=1; \
+	$(VENV)/bin/mypy || rc=1; \
 	exit $$rc
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 demo: infra
 	@if $(HUB) demo --help >/dev/null 2>&1; then $(HUB) demo; else \

@@ -83,5 +83,6 @@ def create_app(settings: Settings, schema: str, projector: ProjectorPort, client
     expected = set(family_topics(settings.kafka.topic_prefix))
     if covered != expected:  # every fact family has exactly one agent
         raise RuntimeError(f"projection agents cover {sorted(covered)}, expected {sorted(expected)}")
-    app.on_rebalance_complete.connect(projector.on_rebalance_complete)
+    # faust awaits a coroutine receiver; its signal stub expects a keyword-only ``signal``
+    app.on_rebalance_complete.connect(projector.on_rebalance_complete)  # type: ignore[arg-type]  # see above
     return app

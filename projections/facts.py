@@ -12,9 +12,10 @@ components its new facts touch (see :mod:`projections.fold`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.base import EventData, event_class
 from schemas.encounter import PersonIdentified
@@ -77,6 +78,15 @@ class Fact:
     @property
     def keys(self) -> tuple[str, ...]:
         return fact_keys(self)
+
+
+P = TypeVar("P", bound=EventData)
+
+
+def with_payload(facts: Iterable[Fact], kind: type[P]) -> list[tuple[Fact, P]]:
+    """The facts whose payload is a ``kind``, each with its payload typed as such (in the
+    facts' order)."""
+    return [(f, f.payload) for f in facts if isinstance(f.payload, kind)]
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -23,12 +23,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.counts import Cell, count_row, counts, delta
-from projections.facts import Fact, subject_person
+from projections.facts import Fact, subject_person, with_payload
 from projections.identity import clusters
 from projections.incidents import incident_row, service_times
 from projections.people import person_rows
@@ -83,13 +83,13 @@ def _consent_rows(facts: list[Fact]) -> list[dict[str, Any]]:
             by_id[(f.payload.person, f.payload.consent_id)].append(f)
     rows = []
     for (person, cid), fs in sorted(by_id.items()):
-        grants = sorted((f for f in fs if isinstance(f.payload, ConsentGranted)), key=lambda f: f.order)
+        grants = sorted(with_payload(fs, ConsentGranted), key=lambda fp: fp[0].order)
         revokes = [f.at for f in fs if isinstance(f.payload, ConsentRevoked)]
-        g = grants[-1].payload if grants else None
+        g = grants[-1][1] if grants else None
         rows.append({
             "person": person,
             "consent_id": cid,
-            "granted_at": grants[0].at if grants else None,
+            "granted_at": grants[0][0].at if grants else None,
             "recipients": list(g.recipients) if g else [],
             "scope": list(g.scope) if g else [],
             "purpose": g.purpose if g else None,
@@ -124,8 +124,9 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
             by_incident[f.incident_id].append(f)
         if f.referral_id:
             by_referral[f.referral_id].append(f)
-        for p in {subject_person(f), f.other} - {None}:
-            by_person[canon[p]].append(f)  # type: ignore[index]
+        for who in {subject_person(f), f.other}:
+            if who is not None:
+                by_person[canon[who]].append(f)
     services = {c: service_times(fs) for c, fs in by_person.items()}
 
     incidents = {i: incident_row(i, fs, canon, services, cfg) for i, fs in by_incident.items()}
@@ -267,7 +268,7 @@ def apply_changes(rows: Rows, changes: Iterable[Change]) -> None:
         else:  # add
             current = table.get(c.key, {}).get("value", 0) + c.amount
             if current:
-                table[c.key] = count_row(c.key, current)  # type: ignore[arg-type]
+                table[c.key] = count_row(cast(Cell, c.key), current)  # count changes are keyed by cells
             else:
                 table.pop(c.key, None)
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from projections.config import FoldConfig
-from projections.facts import Fact, subject_person
+from projections.facts import Fact, subject_person, with_payload
 from schemas.case import ServiceEnrolled
 from schemas.dispatch import (
     CallDisposition,
@@ -28,6 +28,7 @@ from schemas.dispatch import (
     UnitCleared,
     UnitDispatched,
     UnitEnRoute,
+    UnitEvent,
     UnitOnScene,
 )
 from schemas.encounter import ClinicianEngaged, OnSceneOutcome
@@ -116,17 +117,18 @@ def incident_row(
                 if value is not None:
                     attrs[name] = value
     # CAD outcome: latest disposition or revision carrying an outcome
-    cad = [f for f in facts if isinstance(f.payload, CallDisposition)
-           or (isinstance(f.payload, CallRevised) and f.payload.outcome is not None)]
-    cad.sort(key=lambda f: (f.at, isinstance(f.payload, CallRevised), f.event_id))
-    cad_outcome = cad[-1].payload.outcome if cad else None  # type: ignore[attr-defined]
-    scene = [f for f in facts if isinstance(f.payload, OnSceneOutcome)]
-    onscene_outcome = scene[-1].payload.outcome if scene else None  # type: ignore[attr-defined]
+    cad: list[tuple[Fact, CallDisposition | CallRevised]] = [
+        *with_payload(facts, CallDisposition),
+        *((f, p) for f, p in with_payload(facts, CallRevised) if p.outcome is not None),
+    ]
+    cad.sort(key=lambda fp: (fp[0].at, isinstance(fp[1], CallRevised), fp[0].event_id))
+    cad_outcome = cad[-1][1].outcome if cad else None
+    scene = with_payload(facts, OnSceneOutcome)
+    onscene_outcome = scene[-1][1].outcome if scene else None
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
-    def unit_times(kind: type, units: tuple[str, ...] | None = None) -> list[datetime]:
-        return [f.at for f in facts if isinstance(f.payload, kind)
-                and (units is None or f.payload.unit_kind in units)]  # type: ignore[attr-defined]
+    def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
+        return [f.at for f, p in with_payload(facts, kind) if units is None or p.unit_kind in units]
 
     dispatched = _min(unit_times(UnitDispatched))
     enroute = _min(unit_times(UnitEnRoute))
@@ -140,7 +142,7 @@ def incident_row(
     co_units = [f for f in facts
                 if isinstance(f.payload, unit_events) and f.payload.unit_kind in CO_RESPONDER_UNITS]
     co_responder = bool(co_units) or engaged is not None
-    released = _max(f.payload.officer_released_at for f in scene)  # type: ignore[attr-defined]
+    released = _max(p.officer_released_at for _, p in scene)
     police_cleared = _max(unit_times(UnitCleared, ("police",)))
     co_cleared = _max(unit_times(UnitCleared, CO_RESPONDER_UNITS))
     # officer time returned: police released (explicitly, or by clearing) while the
@@ -150,7 +152,7 @@ def incident_row(
 
     received = attrs["received_at"]
     opened = received or (facts[0].at if facts else None)
-    persons = sorted({canon.get(p, p) for f in facts if (p := subject_person(f))})
+    persons = sorted({canon.get(who, who) for f in facts if (who := subject_person(f))})
     referral_made = (
         any(isinstance(f.payload, ReferralRequested) for f in facts)
         or "referral" in (cad_outcome, onscene_outcome)

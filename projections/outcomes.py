@@ -69,9 +69,9 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
     areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
     areas.add(("all", "all"))
     values: dict[tuple[AreaKey, str], int] = defaultdict(int)
-    for (k, a, m), v in counts.items():
-        if (k, a) in areas and m in PUBLISHED_METRICS:
-            values[((k, a), m)] += v
+    for (kind, name, m), v in counts.items():
+        if (kind, name) in areas and m in PUBLISHED_METRICS:
+            values[((kind, name), m)] += v
     for a in areas:
         for flag in FLAG_METRICS:
             values[(a, HIDDEN_PREFIX + flag)] = values[(a, "calls")] - values[(a, flag)]
@@ -93,10 +93,10 @@ def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int]
     for (a, m), v in table.items():
         calls = table[(a, "calls")]
         share = round(v / calls, 4) if v is not None and calls else None
-        out.append(OutcomeRecord(
-            metric=m, period=period_start.strftime("%Y-%m"), period_start=period_start,
-            area_kind=a[0], area=a[1], value=v, suppressed=v is None, share=share,
-            small_cell_max=max_small,
-        ))
+        out.append(OutcomeRecord.model_validate({  # validates the area kind read from the counts
+            "metric": m, "period": period_start.strftime("%Y-%m"), "period_start": period_start,
+            "area_kind": a[0], "area": a[1], "value": v, "suppressed": v is None, "share": share,
+            "small_cell_max": max_small,
+        }))
     return out
 

@@ -133,7 +133,7 @@ class Projector:
         offsets = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
         try:
             # faust's only entry that commits given offsets (its public commit() commits acks)
-            ok = await app.consumer._commit(offsets)
+            ok = await app.consumer._commit(offsets)  # type: ignore[attr-defined]  # not on ConsumerT
             # aiokafka's seek_to_committed leaves a partition alone when its committed
             # offset is 0, so the start of the log is sought explicitly
             for tp, offset in offsets.items():

@@ -20,13 +20,14 @@ from datetime import date
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections.outcomes import PUBLISHED_AREA_KINDS, month_records
 from schemas.topics import outcome_topic
 
 
-async def month_counts(conn: asyncpg.Connection | asyncpg.Pool, schema: str, months: Iterable[date] | None
+async def month_counts(conn: Executor, schema: str, months: Iterable[date] | None
                        ) -> dict[date, dict[tuple[str, str, str], int]]:
     """(area kind, area, metric) → behavioral-health call count, per month."""
     months = None if months is None else sorted(set(months))
@@ -78,7 +79,7 @@ class OutcomePublisher:
                                self.schema)
             return await self._publish(conn, months)
 
-    async def _publish(self, conn: asyncpg.Connection, months: set[date] | None) -> int:
+    async def _publish(self, conn: Connection, months: set[date] | None) -> int:
         assert self._producer is not None
         counts = await month_counts(conn, self.schema, months)
         scope = sorted(months) if months is not None else None

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.kernel.db import check_schema_name
+from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import family_topics
@@ -29,7 +29,7 @@ from hub.kernel.settings import Settings
 from projections import reporting
 from projections.reporting import HEADLINES, REPORT_VERSION  # noqa: F401 - re-exported
 
-Conn = asyncpg.Connection | asyncpg.Pool
+Conn = Executor
 Schema = str | Settings  # a schema name, or settings (their postgres.schema, time zone, cell size)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from projections.facts import Fact
+from projections.facts import Fact, with_payload
 from schemas.referral import (
     ReferralAccepted,
     ReferralCancelled,
@@ -65,8 +65,8 @@ def reached_stages(observed: dict[str, datetime | None], answered: bool) -> tupl
 
 def referral_row(referral_id: str, facts: Iterable[Fact]) -> dict[str, Any]:
     facts = sorted(facts, key=lambda f: f.order)
-    requested = [f for f in facts if isinstance(f.payload, ReferralRequested)]
-    req = requested[0].payload if requested else None
+    requested = with_payload(facts, ReferralRequested)
+    req = requested[0][1] if requested else None
     sent = [f.payload for f in facts if isinstance(f.payload, ReferralDelivered | ReferralRejected |
                                                    ReferralDeliveryFailed | ReferralHeldForConsent)]
     times = {
@@ -86,7 +86,8 @@ def referral_row(referral_id: str, facts: Iterable[Fact]) -> dict[str, Any]:
             status = name
     if status == "requested" and times["requested"] is None:
         status = "unknown"  # answers arrived before the request itself
-    closed = [times[k] for k in ("declined", "cancelled", "rejected", "delivery_failed") if times[k]]
+    closed = [t for k in ("declined", "cancelled", "rejected", "delivery_failed")
+              if (t := times[k]) is not None]
     delivered = times["delivered"]
     accepted = times["accepted"]
     completed = times["completed"]

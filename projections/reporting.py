@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -165,7 +165,7 @@ def stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
     return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
 
 
-def response_times(rows: list[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
+def response_times(rows: Sequence[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
     """Queued → arrived, time on scene, and officer time returned (seconds) over incident
     rows; statistics over ``small_cell_max`` or fewer calls are suppressed."""
 
@@ -212,7 +212,7 @@ def funnel_values(counts: Mapping[str, int]) -> tuple[dict[str, int], list[Equat
     return values, eqs, hidden
 
 
-def referral_funnel(rows: list[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
+def referral_funnel(rows: Sequence[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
     """How many referrals reached each stage (suppressed as one table, shares of
     requested), and the time spent between observed stages (median seconds; suppressed
     over ``small_cell_max`` or fewer referrals; implied stages have no time)."""

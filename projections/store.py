@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from hub.kernel.db import MigrationSet, check_schema_name
+from hub.kernel.db import Connection, Executor, MigrationSet, check_schema_name
 from hub.kernel.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
 from projections import tables as T
 from projections.config import FoldConfig
@@ -121,7 +121,7 @@ class ReadModelStore:
     def q(self, table: str) -> str:
         return f'"{self.schema}".{table}'
 
-    async def positions(self, conn: asyncpg.Connection | None = None) -> dict[tuple[str, int], int]:
+    async def positions(self, conn: Connection | None = None) -> dict[tuple[str, int], int]:
         """Stored next offset per (topic, partition)."""
         sql = f'SELECT topic, "partition", next_offset FROM {self.q("projection_positions")}'
         rows = await (conn.fetch(sql) if conn else self.pool.fetch(sql))
@@ -172,7 +172,7 @@ class ReadModelStore:
         PROJECTION_EVENTS.labels("read_models").inc(result.new_facts)
         return result
 
-    async def _apply_facts(self, conn: asyncpg.Connection, new: list[Fact]) -> set[date]:
+    async def _apply_facts(self, conn: Connection, new: list[Fact]) -> set[date]:
         await conn.copy_records_to_table(
             "facts",
             schema_name=self.schema,
@@ -196,7 +196,7 @@ class ReadModelStore:
             for r in rows:
                 ids.add(r["event_id"])
                 frontier |= set(r["keys"]) - keys
-        found = {i: f for i in ids if (f := self._cache.get(i)) is not None}
+        found = {i: cached for i in ids if (cached := self._cache.get(i)) is not None}
         missing = [i for i in ids if i not in found]
         if missing:
             rows = await conn.fetch(
@@ -224,7 +224,7 @@ class ReadModelStore:
         }
         return months
 
-    async def _replace(self, conn: asyncpg.Connection, p: Plan) -> None:
+    async def _replace(self, conn: Connection, p: Plan) -> None:
         s = p.scope
         persons, referrals = sorted(s.persons), sorted(s.referrals)
         deletes = [
@@ -254,7 +254,7 @@ class ReadModelStore:
             await conn.execute(f"DELETE FROM {counts} WHERE value = 0")
 
 
-async def copy_rows(conn: asyncpg.Connection, schema: str, rows: Rows) -> None:
+async def copy_rows(conn: Connection, schema: str, rows: Rows) -> None:
     """COPY every table's rows (tables absent from ``rows`` are left alone)."""
     for table in T.ALL_TABLES:
         batch = rows.get(table.name)
@@ -268,7 +268,7 @@ async def copy_rows(conn: asyncpg.Connection, schema: str, rows: Rows) -> None:
 
 
 async def snapshot(
-    conn: asyncpg.Connection | asyncpg.Pool, schema: str, tables: Sequence[T.Table] = T.ALL_TABLES
+    conn: Executor, schema: str, tables: Sequence[T.Table] = T.ALL_TABLES
 ) -> dict[str, list[tuple]]:
     """Every row of every table, ordered by primary key (for comparing schemas)."""
     out = {}

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Cell = Hashable
+#: cell → count; ``Any`` keys because ``Mapping`` is invariant in its key type and callers
+#: key their tables by their own (hashable) cell types
+Values = Mapping[Any, int]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ class Equation:
 _PRIME = (1 << 61) - 1
 
 
-def derivable(values: Mapping[Cell, int], equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
+def derivable(values: Values, equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
     """The unknown cells whose value the equations determine exactly, given every other
     cell's value. (Row reduction of the equations restricted to the unknowns: a cell is
     determined iff its unit vector lies in their row space.)"""
@@ -91,7 +95,7 @@ def derivable(values: Mapping[Cell, int], equations: Iterable[Equation], unknown
 
 
 def exposed(
-    values: Mapping[Cell, int], equations: list[Equation], unknown: set[Cell], max_small: int
+    values: Values, equations: list[Equation], unknown: set[Cell], max_small: int
 ) -> tuple[set[Cell], list[Equation]]:
     """(small unknown cells derivable exactly, equations whose revealed sum is small)."""
     small: set[Cell] = set()
@@ -107,7 +111,7 @@ def exposed(
     return small, narrow
 
 
-def _complement(values: Mapping[Cell, int], eq: Equation, unknown: set[Cell]) -> Cell | None:
+def _complement(values: Values, eq: Equation, unknown: set[Cell]) -> Cell | None:
     """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero part."""
     parts = sorted(
         (p for p in eq.parts if p not in unknown),
@@ -122,7 +126,7 @@ def _complement(values: Mapping[Cell, int], eq: Equation, unknown: set[Cell]) ->
 
 
 def suppress(
-    values: Mapping[Cell, int],
+    values: Values,
     equations: Iterable[Equation],
     hidden: Iterable[Cell] = (),
     max_small: int = 10,
@@ -152,7 +156,7 @@ def suppress(
 
 
 def _next_complement(
-    values: Mapping[Cell, int],
+    values: Values,
     equations: list[Equation],
     unknown: set[Cell],
     narrow: list[Equation],

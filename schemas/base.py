@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
@@ -35,13 +35,13 @@ Outcome = Literal[
     "cancelled",
     "unknown",
 ]
-OUTCOMES: tuple[str, ...] = Outcome.__args__  # type: ignore[attr-defined]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 
 # Normalized call categories.
 CallCategory = Literal[
     "behavioral_health", "welfare", "violent", "property", "traffic", "medical", "disturbance", "other"
 ]
-CALL_CATEGORIES: tuple[str, ...] = CallCategory.__args__  # type: ignore[attr-defined]
+CALL_CATEGORIES: tuple[str, ...] = get_args(CallCategory)
 
 
 class Frozen(BaseModel):

@@ -36,29 +36,29 @@ class CallReceived(_IncidentEvent):
     latitude: float | None = None
 
 
-class _UnitEvent(_IncidentEvent):
+class UnitEvent(_IncidentEvent):
     unit_id: str | None = None
     unit_kind: UnitKind = "police"
     at: Timestamp
 
 
 @register
-class UnitDispatched(_UnitEvent):
+class UnitDispatched(UnitEvent):
     event_type = "cad.unit.dispatched.v1"
 
 
 @register
-class UnitEnRoute(_UnitEvent):
+class UnitEnRoute(UnitEvent):
     event_type = "cad.unit.enroute.v1"
 
 
 @register
-class UnitOnScene(_UnitEvent):
+class UnitOnScene(UnitEvent):
     event_type = "cad.unit.onscene.v1"
 
 
 @register
-class UnitCleared(_UnitEvent):
+class UnitCleared(UnitEvent):
     event_type = "cad.unit.cleared.v1"
 
 

@@ -7,6 +7,9 @@ from typing import Literal
 
 from schemas.base import EventData, IncidentId, Outcome, Pseudonym, Sealed, Timestamp, register
 
+#: how the co-responder team worked the call
+EncounterMode = Literal["co_response", "clinician_only", "phone", "follow_up"]
+
 
 class _EncounterEvent(EventData):
     family = "encounter"
@@ -20,7 +23,7 @@ class ClinicianEngaged(_EncounterEvent):
     event_type = "encounter.clinician.engaged.v1"
     clinician_id: str  # staff id, not PHI
     program: str
-    mode: Literal["co_response", "clinician_only", "phone", "follow_up"] = "co_response"
+    mode: EncounterMode = "co_response"
 
 
 @register

@@ -8,6 +8,7 @@ from typing import Literal
 from schemas.base import EventData, IncidentId, Pseudonym, Sealed, Timestamp, register
 
 Channel = Literal["fhir", "hl7v2"]
+Priority = Literal["routine", "urgent", "asap", "stat"]
 
 
 class _ReferralEvent(EventData):
@@ -28,7 +29,7 @@ class ReferralRequested(_ReferralEvent):
     destination: str
     channel: Channel
     service_type: str
-    priority: Literal["routine", "urgent", "asap", "stat"] = "routine"
+    priority: Priority = "routine"
     substance_use: bool = False
     requester: str
     reason: Sealed | None = None

@@ -34,6 +34,9 @@ from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from hub.kernel.topics import TopicReport, ensure_topics
 
+# the shared contract tests (tests/contracts) live outside test modules: rewrite their asserts too
+pytest.register_assert_rewrite("tests.contracts")
+
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -3,6 +3,7 @@ shared answer to an outage."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -36,7 +37,12 @@ async def serve(app: web.Application, port: int = 0, host: str = "127.0.0.1") ->
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
+    return runner, bound_port(site)
+
+
+def bound_port(site: web.TCPSite) -> int:
+    """The port a started site listens on (aiohttp keeps its asyncio server private)."""
     server = site._server
-    if server is None or not server.sockets:  # type: ignore[attr-defined]
-        raise RuntimeError(f"could not bind {host}:{port}")
-    return runner, int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    if not isinstance(server, asyncio.Server) or not server.sockets:
+        raise RuntimeError(f"{site.name}: not listening")
+    return int(server.sockets[0].getsockname()[1])

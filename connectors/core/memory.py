@@ -1,18 +1,21 @@
 """In-memory implementations of the ports (unit tests, dry runs, the demo's fakes).
 
-:class:`MemoryLog` refuses an event id it already holds, like the real log's index."""
+They keep the same contracts as the real adapters (``tests/contracts/ports.py``, run against
+both): :class:`MemoryLog` refuses an event id it already holds, like the real log's index,
+and an envelope of an unknown event type before storing anything."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
 from hub.kernel.errors import ServiceUnavailable
+from hub.kernel.log import family_of
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
@@ -38,6 +41,8 @@ class MemoryLog:
         if self.fail_appends > 0:
             self.fail_appends -= 1
             raise ServiceUnavailable("event log unavailable (simulated)")
+        for env in envelopes:  # like EventLog: an unknown type fails the batch before any write
+            family_of(env)
         new: list[Envelope] = []
         dup: list[Envelope] = []
         for env in envelopes:
@@ -100,5 +105,5 @@ class MemoryDeliveryStore:
     async def record(self, receiver: str, delivery_id: str, events: int, body_sha256: str) -> bool:
         if (receiver, delivery_id) in self.deliveries:
             return False
-        self.deliveries[(receiver, delivery_id)] = AcceptedDelivery(body_sha256, events)
+        self.deliveries[(receiver, delivery_id)] = AcceptedDelivery(body_sha256, events, datetime.now(UTC))
         return True

@@ -1,13 +1,18 @@
 """What the runner needs from the outside world (ports; adapters live elsewhere).
 
-- :class:`LogPort` — the event log: ``append`` returns how many events were new and how
-  many were refused as already present (deterministic ids); ``dead_letters`` records a
-  batch of dead letters and says, per letter, whether it was new (a repeat inside the
-  batch is not). ``hub.kernel.log.EventLog`` satisfies it.
+- :class:`LogPort` — the event log: ``append`` returns the new events (in input order) and
+  the ones refused as already present (deterministic ids; a repeat inside the batch is
+  refused too); an envelope of an unknown event type fails the whole batch with
+  ``UnknownEventTypeError`` before anything is written. ``dead_letters`` records a batch of
+  dead letters and says, per letter, whether it was new (a repeat inside the batch is
+  not). ``hub.kernel.log.EventLog`` satisfies it.
 - :class:`CursorStore` — durable cursor per source, committed only after the append of
   everything read before it was acknowledged.
 - :class:`RevisionStore` — remembers the first revision seen of each source record key.
 - :class:`DeliveryStore` — webhook deliveries already accepted (with their body digest).
+
+Each port's behaviour is one contract (``tests/contracts/ports.py``) that both the real
+adapters and the in-memory fakes of :mod:`connectors.core.memory` pass.
 """
 
 from __future__ import annotations

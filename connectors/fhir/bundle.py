@@ -90,9 +90,9 @@ def _patient(d: Disclosure) -> dict[str, Any]:
     gender = d.demographic("gender")
     if gender:
         patient["gender"] = gender
-    birth = d.demographic("birth_date")
+    birth = d.birth_date()
     if birth is not None:
-        patient["birthDate"] = birth.isoformat()  # type: ignore[attr-defined]
+        patient["birthDate"] = birth.isoformat()
     else:
         year = d.demographic("birth_year")
         if year is not None:
@@ -236,8 +236,8 @@ def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
     rid = d.request.referral_id
     entries = [_entry(_patient(d), rid, PERSON_SYSTEM, d.request.person)]
     consent = _consent(d)
-    if consent is not None:
-        entries.append(_entry(consent, rid, CONSENT_SYSTEM, d.consent.consent_id))  # type: ignore[union-attr]
+    if consent is not None and d.consent is not None:
+        entries.append(_entry(consent, rid, CONSENT_SYSTEM, d.consent.consent_id))
     entries.append(_entry(_service_request(d, consent is not None), rid, REFERRAL_SYSTEM, rid))
     entries.append(_entry(_task(d), rid, TASK_SYSTEM, rid))
     bundle = {

@@ -84,7 +84,7 @@ class TokenSource:
         cfg = self.cfg
         assert cfg.token_url and cfg.client_id
         form: dict[str, str] = {"grant_type": "client_credentials", "scope": cfg.scope}
-        auth = None
+        auth: httpx.Auth | None = None
         if cfg.private_key_file:
             now = int(time.time())
             assertion = jwt.encode(
@@ -107,7 +107,10 @@ class TokenSource:
         else:
             form["client_id"] = cfg.client_id
         resp = await self.http.post(
-            cfg.token_url, data=form, auth=auth, headers={"Accept": "application/json"}
+            cfg.token_url,
+            data=form,
+            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+            headers={"Accept": "application/json"},
         )
         if resp.status_code != 200:
             raise TokenError(f"token endpoint answered {resp.status_code}")

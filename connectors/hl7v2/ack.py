@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from hl7apy.core import Message
 
@@ -85,7 +85,7 @@ def parse_ack(er7: str, expected_control_id: str) -> Ack:
         raise AckMismatch(f"MSA-2 {acked!r} does not echo our MSH-10 {expected_control_id!r}")
     text = msg.component("MSA", 3) or msg.component("ERR", 8) or msg.component("ERR", 3, 2)
     return Ack(
-        code=code,  # type: ignore[arg-type]
+        code=cast(AckCode, code),  # checked against AA/AE/AR above
         acked_control_id=acked,
         text=text[:200],
         error_code=msg.component("ERR", 3),

@@ -111,7 +111,9 @@ class Er7:
         enc = segs[0][4:8]
         if self.field_sep.isalnum() or len(set(enc + self.field_sep)) != 5 or any(c.isalnum() for c in enc):
             raise Er7Error("MSH-1/MSH-2 encoding characters are invalid")
-        self.component_sep, self.repetition_sep, self.escape_char, self.subcomponent_sep = enc
+        self.component_sep, self.repetition_sep, self.escape_char, self.subcomponent_sep = (
+            enc[0], enc[1], enc[2], enc[3]
+        )
         self.segments: list[list[str]] = []
         for seg in segs:
             parts = seg.split(self.field_sep)

@@ -115,10 +115,10 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
     pid.pid_1 = "1"
     pid.pid_3 = f"{r.person}^^^{HL7_ASSIGNING_AUTHORITY}^PN"
     pid.pid_5 = "PSEUDONYMIZED^^^^^^S"
-    birth = d.demographic("birth_date")
+    birth = d.birth_date()
     year = d.demographic("birth_year")
     if birth is not None:
-        pid.pid_7 = birth.strftime("%Y%m%d")  # type: ignore[attr-defined]
+        pid.pid_7 = birth.strftime("%Y%m%d")
     elif year is not None:
         pid.pid_7 = f"{year:04d}"
     gender = d.demographic("gender")

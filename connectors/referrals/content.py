@@ -91,6 +91,11 @@ class Disclosure(BaseModel):
     consent: ConsentGranted | None = None
     sending_facility: str = "COHUB"
 
+    def birth_date(self) -> date | None:
+        """The birth date if (and only if) it may be shared."""
+        value = self.demographic("birth_date")
+        return value if isinstance(value, date) else None
+
     def demographic(self, name: DemographicField) -> object | None:
         """The value of one demographic if (and only if) it may be shared."""
         if self.reason is None or name not in self.shared_demographics:

@@ -27,7 +27,7 @@ from enum import Enum
 
 import asyncpg
 
-from hub.kernel.db import CORE_MIGRATIONS, apply_sets, check_schema_name
+from hub.kernel.db import CORE_MIGRATIONS, Executor, apply_sets, check_schema_name
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, topic_partitions
@@ -121,7 +121,7 @@ async def cluster_id(settings: Settings, timeout: float = 15.0) -> str:
     return str(cid)
 
 
-async def recorded_cluster(conn: asyncpg.Connection | asyncpg.Pool, schema: str) -> str | None:
+async def recorded_cluster(conn: Executor, schema: str) -> str | None:
     """The cluster id ``schema`` is bound to; None when unbound or the table does not exist."""
     schema = check_schema_name(schema)
     exists = await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".kafka_binding')
@@ -130,7 +130,7 @@ async def recorded_cluster(conn: asyncpg.Connection | asyncpg.Pool, schema: str)
     return await conn.fetchval(f'SELECT cluster_id FROM "{schema}".kafka_binding')
 
 
-async def indexed_positions(conn: asyncpg.Connection | asyncpg.Pool, schema: str) -> dict[Position, int]:
+async def indexed_positions(conn: Executor, schema: str) -> dict[Position, int]:
     """The highest offset per partition in ``schema``'s event index (empty without an index)."""
     schema = check_schema_name(schema)
     if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".event_index') is None:

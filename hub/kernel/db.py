@@ -27,10 +27,16 @@ from typing import Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from hub.kernel.errors import PermanentError, unavailable
 from hub.kernel.keys import secret_text
 from hub.kernel.settings import SCHEMA_NAME, Settings
+
+#: a connection as the hub gets one: straight from ``asyncpg.connect`` or from a pool
+Connection = asyncpg.Connection | PoolConnectionProxy
+#: anything that runs a statement: a connection or a pool
+Executor = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_NAMESPACE = "hub.migrate"

@@ -44,7 +44,10 @@ def family_agent(app: faust.App, settings: Settings, sink: BatchSink, family: st
     source = fact_source(app, settings, family)
 
     async def project_family(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.projections.batch_size, within=TAKE_WITHIN):
+        batches = stream.take_events(  # type: ignore[attr-defined]  # on faust.Stream, not StreamT
+            settings.projections.batch_size, within=TAKE_WITHIN
+        )
+        async for events in batches:
             await sink.apply_events(events)
 
     app.agent(source, name=f"projections.{family}")(project_family)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
+from aiohttp import web
 
 from connectors.cad.profile import load_profile
+from hub.devtools.ehr_sim.cli import ehr
 from hub.devtools.simulate.feeds import csv_table, soql_row
-from hub.devtools.simulate.model import CountyModel
+from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
 
 app = typer.Typer(help="Feed simulators for demos and tests.", no_args_is_help=True)
@@ -28,12 +32,13 @@ START = typer.Option("2024-03-01", "--start", help="first day (YYYY-MM-DD)")
 PER_DAY = typer.Option(400, "--calls-per-day")
 
 
-def _county(seed: int, days: int, start: str, per_day: int):  # type: ignore[no-untyped-def]
-
+def _county(seed: int, days: int, start: str, per_day: int) -> County:
     return CountyModel(seed, days, date.fromisoformat(start), calls_per_day=per_day).generate()
 
 
-def _serve_feed(make_app, rows, port: int) -> None:  # type: ignore[no-untyped-def]
+def _serve_feed(
+    make_app: Callable[[FeedState], web.Application], rows: Iterable[tuple[str, dict[str, Any]]], port: int
+) -> None:
     """Serve ``rows`` (key, row) through ``make_app(FeedState)`` until interrupted."""
 
     state = FeedState()
@@ -94,7 +99,7 @@ def csv_drops(
     county = _county(seed, days, start, calls_per_day)
     prof = load_profile(profile)
     out.mkdir(parents=True, exist_ok=True)
-    by_day: dict[str, list] = {}  # type: ignore[type-arg]
+    by_day: dict[str, list[SimCall]] = {}
     for call in county.calls:
         by_day.setdefault(call.cad_number[:5], []).append(call)
     written = []
@@ -104,5 +109,5 @@ def csv_drops(
         written.append(str(path))
     print(json.dumps({"files": written, "calls": len(county.calls)}, indent=2))
 
-# EHR simulator (connectors/ehr_sim): `hub simulate ehr`
-app.command("ehr")(__import__("hub.devtools.ehr_sim.cli", fromlist=["ehr"]).ehr)
+# EHR simulator (hub/devtools/ehr_sim): `hub simulate ehr`
+app.command("ehr")(ehr)

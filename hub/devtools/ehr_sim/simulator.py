@@ -40,7 +40,8 @@ from typing import Any
 
 from aiohttp import web
 
-from connectors.hl7v2.ack import AckError, build_ack, parse_ack
+from connectors.core.http import bound_port
+from connectors.hl7v2.ack import AckCode, AckError, build_ack, parse_ack
 from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
 from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
 from connectors.hl7v2.rri import build_rri_i12
@@ -123,7 +124,7 @@ class EhrSimulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.fhir_port)
         await site.start()
-        self.fhir_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.fhir_port = bound_port(site)
         self._mllp = await asyncio.start_server(self._mllp_conn, cfg.host, cfg.mllp_port)
         self.mllp_port = self._mllp.sockets[0].getsockname()[1]
         if cfg.answer_to:
@@ -414,7 +415,7 @@ class EhrSimulator:
             return _ack("AE", cid, now, "simulated application error")
         if m.component("MSH", 9, 1) != "REF" or not m.component("RF1", 6) or not m.component("PID", 3):
             return _ack("AR", cid, now, "not a REF^I12 with RF1-6 and PID-3")
-        code = "AR" if fault == "reject" else "AA"
+        code: AckCode = "AR" if fault == "reject" else "AA"
         referred_at = parse_hl7_ts(m.component("RF1", 7)) if m.component("RF1", 7) else None
         self.hl7.store(cid, m.component("RF1", 6), m.component("PID", 3), now, code, referred_at)
         if fault == "drop_after":
@@ -422,9 +423,9 @@ class EhrSimulator:
         return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
 
 
-def _ack(code: str, control_id: str, now: datetime, reason: str) -> bytes:
+def _ack(code: AckCode, control_id: str, now: datetime, reason: str) -> bytes:
     error = AckError("207", reason) if code != "AA" else None
-    return build_ack(code, acked_control_id=control_id, now=now, trigger="I12", error=error).encode()  # type: ignore[arg-type]
+    return build_ack(code, acked_control_id=control_id, now=now, trigger="I12", error=error).encode()
 
 
 def _fhir_json(status: int, body: dict[str, Any]) -> web.Response:

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from connectors.fhir.bundle import BundleInvalid, validate_bundle
+from connectors.hl7v2.ack import AckCode
 from connectors.referrals.content import REFERRAL_SYSTEM, TASK_SYSTEM
 
 
@@ -296,13 +297,14 @@ class Hl7Store:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     rng: random.Random = field(default_factory=lambda: random.Random(11))
     seed: int = 11
-    by_control_id: dict[str, tuple[StoredRef | None, str]] = field(default_factory=dict)  # -> (ref, ack code)
+    #: control id → (stored referral, the ACK code given)
+    by_control_id: dict[str, tuple[StoredRef | None, AckCode]] = field(default_factory=dict)
     referral_stores: dict[str, int] = field(default_factory=dict)
     received: int = 0
     duplicates: int = 0
     resends_deduplicated: int = 0
 
-    def seen(self, control_id: str) -> str | None:
+    def seen(self, control_id: str) -> AckCode | None:
         """The ACK code already given to this control id, if any (a resend)."""
         hit = self.by_control_id.get(control_id)
         if hit is not None:
@@ -316,7 +318,7 @@ class Hl7Store:
         referral_id: str,
         person: str,
         now: datetime,
-        ack_code: str,
+        ack_code: AckCode,
         referred_at: datetime | None = None,
     ) -> None:
         """Remember one REF^I12 (``referred_at``: its RF1-7 effective date, the referral's

@@ -150,7 +150,7 @@ def encounter_events(
                     clinician_id=enc.clinician_id,
                     program="county-coresponder",
                     mode=enc.mode,
-                ),  # type: ignore[arg-type]
+                ),
                 source=source,
                 record_id=enc.cad_number,
             )
@@ -167,7 +167,7 @@ def encounter_events(
                 OnSceneOutcome(
                     incident_id=incident,
                     at=enc.at,
-                    outcome=enc.outcome,  # type: ignore[arg-type]
+                    outcome=enc.outcome,
                     person=person,
                     officer_released_at=enc.officer_released_at,
                 ),
@@ -187,10 +187,10 @@ def encounter_events(
                     incident_id=county.incident_id(ref.cad_number),
                     destination=ref.destination,
                     channel=ref.channel,
-                    service_type=ref.service_type,  # type: ignore[arg-type]
+                    service_type=ref.service_type,
                     priority=ref.priority,
                     substance_use=ref.substance_use,
-                    requester="county-coresponder",  # type: ignore[arg-type]
+                    requester="county-coresponder",
                     reason=reason,
                 ),
                 source=source,

@@ -28,7 +28,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
+
+from schemas.base import Outcome
+from schemas.encounter import EncounterMode
+from schemas.referral import Channel, Priority
+
+T = TypeVar("T")
 
 # (call type text, category, priority) — text close to what CAD systems publish
 BH_TYPES = [
@@ -83,7 +90,7 @@ HOURLY = [
 ]
 # drawn per call; the incident's outcome is the more severe of the CAD's (possibly revised)
 # and the team's, which lifts voluntary transport a little above its weight
-BH_OUTCOMES = [
+BH_OUTCOMES: list[tuple[Outcome, int]] = [
     ("no_enforcement", 38),
     ("referral", 4),
     ("voluntary_transport", 30),
@@ -93,7 +100,7 @@ BH_OUTCOMES = [
     ("arrest", 2),
     ("citation", 1),
 ]
-OTHER_OUTCOMES = [
+OTHER_OUTCOMES: list[tuple[Outcome, int]] = [
     ("no_enforcement", 58),
     ("unable_to_locate", 12),
     ("cancelled", 8),
@@ -109,7 +116,7 @@ DISTRICTS = {
     "WEST": ["W1", "W2"],
 }
 PROGRAM = "county-coresponder"
-DESTINATIONS = [("county-mh-clinic", "fhir"), ("riverside-bh", "hl7v2")]
+DESTINATIONS: list[tuple[str, Channel]] = [("county-mh-clinic", "fhir"), ("riverside-bh", "hl7v2")]
 SERVICES = ["outpatient_mh", "crisis_stabilization", "case_management", "substance_use_treatment"]
 
 
@@ -130,7 +137,7 @@ class SimCall:
     call_type_initial: str
     call_type_final: str
     priority: str
-    outcome: str
+    outcome: Outcome
     behavioral_health: bool
     district: str
     beat: str
@@ -171,9 +178,9 @@ class SimEncounter:
     at: datetime
     clinician_id: str
     person: SimPerson
-    outcome: str
+    outcome: Outcome
     officer_released_at: datetime | None
-    mode: str = "co_response"
+    mode: EncounterMode = "co_response"
 
 
 @dataclass(frozen=True)
@@ -183,10 +190,10 @@ class SimReferral:
     person: SimPerson
     at: datetime
     destination: str
-    channel: str
+    channel: Channel
     service_type: str
     substance_use: bool
-    priority: str = "routine"
+    priority: Priority = "routine"
 
 
 @dataclass
@@ -211,7 +218,7 @@ class County:
         return [c for c in self.calls if c.behavioral_health]
 
 
-def _pick(rng: random.Random, weighted: list[tuple[str, int]]) -> str:
+def _pick(rng: random.Random, weighted: list[tuple[T, int]]) -> T:
     return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
 
 
@@ -321,6 +328,7 @@ class CountyModel:
         if rng.random() < self.revision_share:
             assert call.updated_at is not None
             when = call.updated_at + timedelta(hours=rng.randint(1, 30))
+            changes: dict[str, str]
             if rng.random() < 0.5:
                 changes = {"outcome": _pick(rng, BH_OUTCOMES if bh else OTHER_OUTCOMES)}
             else:

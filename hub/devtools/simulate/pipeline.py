@@ -24,7 +24,7 @@ from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import Profile
 from connectors.cases.mapping import CaseMapper
 from connectors.core.records import Mapped, RawRecord
-from connectors.referrals.answers import answer_event, delivered_event, held_event
+from connectors.referrals.answers import AnswerKind, answer_event, delivered_event, held_event
 from hub.devtools.simulate.feeds import encounter_events, soql_row
 from hub.devtools.simulate.model import County
 from hub.kernel.crypto import Keyring
@@ -99,11 +99,13 @@ def referral_outcome_envelopes(requests: Iterable[Envelope], answers: Answers) -
                 req, request_event_id=env.id, at=delivered, remote_id=None, ack_code="AA", attempts=1
             )
         )
-        kinds = ("accepted", "completed") if n % 2 else ("completed",)  # every other poll misses "accepted"
+        kinds: tuple[AnswerKind, ...] = (
+            ("accepted", "completed") if n % 2 else ("completed",)  # every other poll misses "accepted"
+        )
         for i, kind in enumerate(kinds, start=1):
             out.append(
                 answer_event(
-                    kind,  # type: ignore[arg-type]
+                    kind,
                     referral_id=req.referral_id,
                     person=req.person,
                     destination=req.destination,

@@ -136,8 +136,10 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if role_value is None and isinstance(claims.get("roles"), list):
         role_value = next((r for r in claims["roles"] if r in Role.__members__.values()), None)
     try:
-        role = Role(role_value)
+        role = Role(str(role_value)) if role_value is not None else None
     except ValueError:
+        role = None
+    if role is None:
         raise AuthError("the token carries no hub role") from None
     program = claims.get("program")
     if program is not None and not isinstance(program, str):

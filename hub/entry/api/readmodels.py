@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from hub.kernel.db import check_schema_name
+from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
@@ -93,7 +93,7 @@ def mark_entries(
 
 
 async def render_sealed(
-    conn: asyncpg.Pool | asyncpg.Connection,
+    conn: Executor,
     core_schema: str,
     entries: list[dict[str, Any]],
     field: str = "data",

@@ -92,7 +92,6 @@ class ThreadedServer:
     foreground mode). ``start()`` returns once the server accepts connections."""
 
     def __init__(self, settings: Settings, *, host: str = "127.0.0.1", port: int = 0) -> None:
-
         if port == 0:
             with socket.socket() as s:
                 s.bind((host, 0))

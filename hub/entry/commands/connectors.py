@@ -26,7 +26,6 @@ app = typer.Typer(help="Long-lived pull connectors, receivers and delivery worke
 
 
 async def _run(config: Path) -> None:
-
     load_plugins()
     configs = load_config(config)
     stop = asyncio.Event()

@@ -40,7 +40,6 @@ def erase(
         raise typer.Exit(2) from None
 
     async def go():
-
         async with open_runtime(get_settings()) as rt:
             return await erase_person(rt, person, basis=basis, requested_by=requested_by)
 

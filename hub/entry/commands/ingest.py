@@ -28,7 +28,6 @@ app = typer.Typer(help="One-shot imports of source files into the log.", no_args
 
 
 async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) -> dict[str, object]:
-
     profile = load_profile(profile_name)
     for path in paths:
         if not path.is_file():

@@ -33,7 +33,6 @@ def _day(value: str | None, name: str) -> date | None:
 
 
 def _fmt(cell: dict[str, Any]) -> str:
-
     value, share = cell_text(cell)
     return f"{value}  ({share})" if share else value
 

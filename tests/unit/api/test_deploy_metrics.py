@@ -1,5 +1,5 @@
 """Every metric the Prometheus rules and the Grafana dashboard reference is exposed by
-hub/metrics.py (so a rename cannot silently blind an alert)."""
+hub/kernel/metrics.py (so a rename cannot silently blind an alert)."""
 
 from __future__ import annotations
 
@@ -49,12 +49,12 @@ def referenced(exprs: list[str]) -> set[str]:
 
 def test_alert_rules_reference_defined_metrics() -> None:
     missing = referenced(alert_exprs()) - exposed_names()
-    assert not missing, f"alerts reference metrics not in hub/metrics.py: {sorted(missing)}"
+    assert not missing, f"alerts reference metrics not in hub/kernel/metrics.py: {sorted(missing)}"
 
 
 def test_dashboard_references_defined_metrics() -> None:
     missing = referenced(dashboard_exprs()) - exposed_names()
-    assert not missing, f"dashboard references metrics not in hub/metrics.py: {sorted(missing)}"
+    assert not missing, f"dashboard references metrics not in hub/kernel/metrics.py: {sorted(missing)}"
 
 
 def test_required_alerts_present() -> None:
