@@ -14,6 +14,7 @@ import pytest
 import typer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAuthorizationFailedError
 
+from connectors.registry import ConfigError as RegistryConfigError
 from hub.entry.commands import EXIT_FAILURE, EXIT_UNAVAILABLE, run_or_exit
 from hub.kernel import errors
 from hub.kernel.errors import (
@@ -90,8 +91,6 @@ def test_every_exception_class_is_a_hub_error_of_its_documented_kind() -> None:
 
 
 def test_connector_configuration_errors_are_the_kernels() -> None:
-    from connectors.registry import ConfigError as RegistryConfigError
-
     assert RegistryConfigError is ConfigError
 
 
