@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import yaml
 
 import connectors
+from hub.kernel.errors import ConfigError
 
 
 class Component(Protocol):
@@ -65,10 +66,6 @@ def load_plugins() -> list[str]:
             importlib.import_module(f"connectors.{info.name}.components")
             loaded.append(info.name)
     return loaded
-
-
-class ConfigError(ValueError):
-    pass
 
 
 _ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")

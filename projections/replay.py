@@ -16,6 +16,7 @@ from datetime import datetime
 import asyncpg
 
 from hub.kernel.db import apply_sets, check_schema_name
+from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.log import decode_record, family_topics, ms_to_datetime
@@ -27,7 +28,7 @@ from projections.fold import derive
 from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record
 
 
-class ReplayError(RuntimeError):
+class ReplayError(PermanentError, RuntimeError):
     """The target schema is not fresh, or the replay cannot run."""
 
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from connectors.cad.profile import Profile
 from connectors.core.records import RawRecord
+from hub.kernel.errors import PermanentError
 
 
-class CsvLayoutError(ValueError):
+class CsvLayoutError(PermanentError, ValueError):
     """The file does not have the profile's layout (missing columns, no header)."""
 
 

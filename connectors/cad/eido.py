@@ -24,6 +24,7 @@ from typing import Any
 from connectors.cad.mapping import INITIAL_REVISION, categorize, is_behavioral_health, map_disposition
 from connectors.cad.profile import Profile
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from hub.kernel.errors import PermanentError
 from schemas.base import Area
 from schemas.dispatch import (
     CallDisposition,
@@ -51,7 +52,7 @@ _UNIT_STATUS = {
 }
 
 
-class EidoError(ValueError):
+class EidoError(PermanentError, ValueError):
     """The document is not a usable EIDO; the message says which element is wrong."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Exclusion, Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from hub.kernel.errors import PermanentError
 from schemas.base import Area
 from schemas.dispatch import (
     CallDisposition,
@@ -42,7 +43,7 @@ from schemas.envelope import Envelope, new_event
 INITIAL_REVISION = "0"
 
 
-class FieldError(ValueError):
+class FieldError(PermanentError, ValueError):
     """A field's value cannot be read; the message names the column and the expected
     form, never the value itself."""
 

@@ -2,7 +2,8 @@
 
 ``POST /eido`` with one EIDO JSON document: 202 ``{"event_ids": [...], "appended": n,
 "duplicates": d}``; a document that cannot be mapped: 400 ``{"reason": ...,
-"dead_letter": true}`` and the document is kept as a dead letter. A later revision of
+"dead_letter": true}`` and the document is kept as a dead letter; the log or PostgreSQL
+unavailable: 503 with ``Retry-After`` and nothing kept (the CAD resends). A later revision of
 the same incident (newer last-update time) becomes a ``CallRevised`` fact.
 
 Authentication: with a ``key``, every request must be signed exactly like a case webhook
@@ -24,8 +25,10 @@ from aiohttp import web
 
 from connectors.cad.eido import EidoMapper, eido_record
 from connectors.cases.webhook import verify
+from connectors.core.http import unavailable_response
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.runner import DeadLetterSink, ingest_batch
+from hub.kernel.errors import TransientError
 
 MAX_BODY = 5 * 1024 * 1024
 
@@ -49,7 +52,10 @@ def eido_app(
                 return web.json_response({"error": refused}, status=401)
         ref = "http:" + hashlib.sha256(body).hexdigest()[:16]
         ids: list[str] = []
-        counts = await ingest_batch([eido_record(body, ref)], mapper, log_port, sink, revisions, ids)
+        try:
+            counts = await ingest_batch([eido_record(body, ref)], mapper, log_port, sink, revisions, ids)
+        except TransientError as exc:
+            return unavailable_response(f"EIDO receiver {path}", exc)
         if counts.dead_lettered:
             reason = next(iter(counts.reasons), "rejected")
             return web.json_response({"reason": reason, "dead_letter": True}, status=400)

@@ -12,7 +12,11 @@ Record (JSON object, as the case system's REST API and webhooks send it)::
 
 Invariants: the person identifier never enters the log: it becomes a pseudonym keyed
 HMAC over (system, id); a contact note is sealed with the person's key (dropped when no
-keyring is available or the person was erased, never stored clear); a case-closure
+keyring is available or the person was erased, never stored clear); mapping does no I/O:
+the mapper is a :class:`connectors.core.records.SealingMapper`, so the runner resolves the
+keys of a batch's noted contacts first (:meth:`CaseMapper.persons_to_seal`) and maps with
+that snapshot (:meth:`CaseMapper.with_keyring`) — a key-store outage backs the runner off
+instead of rejecting valid records; a case-closure
 reason enters the log only as a code from :data:`CLOSURE_REASONS` (free text such as
 "moved to inpatient detox" is clinical narrative: it becomes ``other``); event ids come
 from (source, record id, version), so the same record polled and pushed by webhook is one
@@ -26,6 +30,7 @@ from typing import Any
 
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
+from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
@@ -45,7 +50,7 @@ def closure_reason(value: str) -> str:
     return code if code in CLOSURE_REASONS else "other"
 
 
-class CaseRecordError(ValueError):
+class CaseRecordError(PermanentError, ValueError):
     """The record lacks a field or has one in the wrong form (message names the field)."""
 
 
@@ -88,6 +93,30 @@ class CaseMapper:
     def revision_key(self, record: RawRecord) -> RevisionKey | None:
         return None
 
+    def persons_to_seal(self, record: RawRecord) -> list[str]:
+        """The pseudonym whose key :meth:`map` seals this record's contact note with (none
+        for other records, or when the record is too broken to name a person: ``map``
+        rejects it). Pure."""
+        rec = record.fields
+        if self.keyring is None or not isinstance(rec, dict):
+            return []
+        if rec.get("record_type") != "contact_logged" or not rec.get("note"):
+            return []
+        try:
+            return [self._person(rec)]
+        except CaseRecordError:
+            return []
+
+    def with_keyring(self, keyring: Keyring) -> CaseMapper:
+        """The same mapper sealing with ``keyring`` (a batch's resolved keys)."""
+        return CaseMapper(
+            self.source,
+            self.pseudonym_key,
+            keyring,
+            default_namespace=self.default_namespace,
+            default_agency=self.default_agency,
+        )
+
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
         if not isinstance(record.fields, dict):
             return Rejection("parse", "case record is not a JSON object")
@@ -110,12 +139,9 @@ class CaseMapper:
             raise CaseRecordError("cad_incident_number: no cad_agency and no default agency configured")
         return f"{agency}:{str(number).strip()}"
 
-    def _map(self, rec: dict[str, Any]) -> MapResult:
-        kind = _req(rec, "record_type")
-        if kind not in RECORD_TYPES:
-            raise CaseRecordError(f"record_type: expected one of {', '.join(RECORD_TYPES)}")
-        record_id = _req(rec, "record_id")
-        case_id = _req(rec, "case_id")
+    def _person(self, rec: dict[str, Any]) -> str:
+        """The pseudonym of the record's person (``person: {system, id}`` or the flat
+        ``person_system`` / ``person_id``)."""
         person_obj = rec.get("person")
         if isinstance(person_obj, dict):
             system = str(person_obj.get("system") or self.default_namespace)
@@ -124,7 +150,15 @@ class CaseMapper:
             system, pid = str(rec.get("person_system") or self.default_namespace), rec.get("person_id")
         if pid is None or not str(pid).strip():
             raise CaseRecordError("person.id: missing")
-        person = pseudonymize(self.pseudonym_key, system, str(pid))
+        return pseudonymize(self.pseudonym_key, system, str(pid))
+
+    def _map(self, rec: dict[str, Any]) -> MapResult:
+        kind = _req(rec, "record_type")
+        if kind not in RECORD_TYPES:
+            raise CaseRecordError(f"record_type: expected one of {', '.join(RECORD_TYPES)}")
+        record_id = _req(rec, "record_id")
+        case_id = _req(rec, "case_id")
+        person = self._person(rec)
         at = _time(rec, "occurred_at")
         version = str(rec.get("version", 1))
         base = {"case_id": case_id, "person": person, "at": at}

@@ -17,7 +17,10 @@ Answers:
 - 409 a delivery id already accepted with a *different* body — nothing appended;
 - 400 body not JSON / not a record or ``{"records": [...]}``;
 - 202 accepted with the counts and event ids (records that cannot be mapped are
-  dead-lettered, not refused).
+  dead-lettered, not refused);
+- 503 with ``Retry-After`` when the log, the key store or PostgreSQL is unavailable:
+  nothing is dead-lettered and the delivery is not recorded, so the sender's retry is
+  processed in full.
 
 Invariant: a delivery id is appended at most once per receiver (checked before the
 append and recorded after it; two concurrent copies both reach the log, whose
@@ -36,8 +39,10 @@ from typing import Any
 from aiohttp import web
 
 from connectors.cases.mapping import CaseMapper, case_record
+from connectors.core.http import unavailable_response
 from connectors.core.ports import DeliveryStore, LogPort
 from connectors.core.runner import DeadLetterSink, ingest_batch
+from hub.kernel.errors import TransientError
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
@@ -100,6 +105,12 @@ def webhook_app(
         refused = verify(key, request.headers, body, clock(), tolerance)
         if refused:
             return web.json_response({"error": refused}, status=401)
+        try:
+            return await accept(request, body)
+        except TransientError as exc:
+            return unavailable_response(f"case webhook {receiver}", exc)
+
+    async def accept(request: web.Request, body: bytes) -> web.Response:
         delivery = request.headers[DELIVERY_HEADER]
         digest = hashlib.sha256(body).hexdigest()
         prior = await deliveries.lookup(receiver, delivery)

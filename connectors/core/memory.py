@@ -14,6 +14,7 @@ from typing import Any
 
 from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
+from hub.kernel.errors import ServiceUnavailable
 from hub.kernel.log import family_of
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
@@ -31,7 +32,7 @@ class MemoryAppendResult:
 class MemoryLog:
     events: list[Envelope] = field(default_factory=list)
     letters: dict[str, DeadLetter] = field(default_factory=dict)  # dead letters by id
-    fail_appends: int = 0  # make the next N appends raise (outage simulation)
+    fail_appends: int = 0  # the next N appends raise ServiceUnavailable (an outage, as the real log)
 
     def __post_init__(self) -> None:
         self._ids: set[str] = {e.id for e in self.events}
@@ -39,7 +40,7 @@ class MemoryLog:
     async def append(self, envelopes: Sequence[Envelope]) -> MemoryAppendResult:
         if self.fail_appends > 0:
             self.fail_appends -= 1
-            raise ConnectionError("log unavailable")
+            raise ServiceUnavailable("event log unavailable (simulated)")
         for env in envelopes:  # like EventLog: an unknown type fails the batch before any write
             family_of(env)
         new: list[Envelope] = []

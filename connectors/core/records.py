@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from hub.kernel.crypto import Keyring
 from schemas.deadletter import Stage
 from schemas.envelope import Envelope
 
@@ -82,6 +83,23 @@ class Mapper(Protocol):
     def revision_key(self, record: RawRecord) -> RevisionKey | None: ...
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult: ...
+
+
+@runtime_checkable
+class SealingMapper(Protocol):
+    """A mapper that seals clinical fields with per-person keys, and still maps without
+    I/O: ``persons_to_seal(record)`` names (purely) the pseudonyms ``map`` will seal for;
+    the runner resolves their keys from ``keyring`` when it is a
+    :class:`hub.kernel.crypto.KeyStore` (awaited, bounded) and maps the batch with
+    ``with_keyring(snapshot)``. ``persons_to_seal`` never raises for a bad record (``map``
+    rejects it)."""
+
+    source: str
+    keyring: Any
+
+    def persons_to_seal(self, record: RawRecord) -> Sequence[str]: ...
+
+    def with_keyring(self, keyring: Keyring) -> Mapper: ...
 
 
 @dataclass

@@ -8,8 +8,15 @@ Guarantees:
 - *exactly-once facts*: event ids are deterministic over (source, record, revision, kind),
   so a re-read record's events are refused by the log as duplicates;
 - every record read is counted in exactly one bucket (see :mod:`connectors.core.counts`);
-- a failing source backs off with jitter and reports ``hub_connector_source_up=0`` while
-  the other components keep running;
+- only bad input is dead-lettered: a *permanent* mapping failure (the record is wrong)
+  becomes a dead letter; a *transient* one (:func:`hub.kernel.errors.is_retriable`: the
+  key store, the log or another dependency is down) fails the whole batch before anything
+  of it is written, so the runner backs off and reads the same records again;
+- mapping does no I/O: the per-person keys a :class:`connectors.core.records.SealingMapper`
+  seals with are resolved for the whole batch before mapping (:func:`bind_keys`);
+- a failing source (reading, key look-up, appending, committing) backs off with jitter,
+  keeps its cursor and reports ``hub_connector_source_up=0`` while the other components
+  keep running;
 - ``hub_connector_source_lag_seconds`` is the age of the newest record time the source has
   delivered (kept with the cursor, so it survives a restart); it keeps growing while the
   source is down or silent.
@@ -28,9 +35,20 @@ from typing import Any, Protocol
 from connectors.core.backoff import Backoff
 from connectors.core.counts import IngestCounts
 from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
-from connectors.core.records import Batch, Exclusion, Mapped, Mapper, MapResult, RawRecord, Rejection
+from connectors.core.records import (
+    Batch,
+    Exclusion,
+    Mapped,
+    Mapper,
+    MapResult,
+    RawRecord,
+    Rejection,
+    SealingMapper,
+)
 from hub.kernel import metrics
+from hub.kernel.crypto import KeyStore
 from hub.kernel.deadletters import build_dead_letter, describe_error, describe_failure
+from hub.kernel.errors import is_retriable
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter
 
@@ -38,12 +56,16 @@ log = logging.getLogger(__name__)
 
 
 def safe_map(mapper: Mapper, record: RawRecord, first_revision: str | None) -> MapResult:
-    """Run the mapper; an exception becomes a rejection (bad input never crashes a run)."""
+    """Run the mapper; a permanent exception becomes a rejection (bad input never crashes a
+    run). A retriable one (:func:`hub.kernel.errors.is_retriable`) is not about the record:
+    it propagates, so the batch is retried instead of the record being dead-lettered."""
     if record.problem is not None:
         return Rejection("parse", record.problem)
     try:
         result = mapper.map(record, first_revision)
-    except Exception as exc:  # the mapper is pure: any exception is about this record
+    except Exception as exc:  # whatever the mapper raises: retriable or about this record
+        if is_retriable(exc):
+            raise
         return Rejection("map", describe_error(exc))
     if isinstance(result, Mapped) and not result.events:
         return Exclusion("record carries no facts")
@@ -76,6 +98,18 @@ class DeadLetterSink:
         )
 
 
+async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
+    """The mapper to map ``records`` with. A :class:`SealingMapper` whose keyring is a
+    :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for
+    resolved here, in one awaited, bounded look-up (created when new), and maps with that
+    snapshot, so mapping never waits on the key store. A key-store outage raises
+    :class:`hub.kernel.errors.ServiceUnavailable` before any record is mapped."""
+    if not isinstance(mapper, SealingMapper) or not isinstance(mapper.keyring, KeyStore):
+        return mapper
+    persons = sorted({p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)})
+    return mapper.with_keyring(await mapper.keyring.resolve(persons, create=True))
+
+
 async def ingest_batch(
     records: Sequence[RawRecord],
     mapper: Mapper,
@@ -88,8 +122,9 @@ async def ingest_batch(
     is given, the ids of every event the records produced (new or duplicate) are added.
 
     The batch's rejections are written as dead letters in one call, before its events are
-    appended. Append and dead-letter failures propagate (the caller must not commit its
-    cursor); everything about the *input* becomes a count instead."""
+    appended. Key look-up, transient mapping, append and dead-letter failures propagate
+    (the caller must not commit its cursor; a transient one is raised before anything of
+    the batch is written); everything about the *input* becomes a count instead."""
     source = mapper.source
     counts = IngestCounts(read=len(records))
     metrics.RECORDS_READ.labels(source).inc(len(records))
@@ -104,11 +139,12 @@ async def ingest_batch(
     wanted = [k for k in keys if k is not None]
     if wanted and revisions is not None:
         firsts = await revisions.claim(source, wanted)
+    keyed = await bind_keys(mapper, records)
 
     mapped: list[tuple[int, Mapped]] = []
     rejected: list[tuple[RawRecord, Rejection]] = []
     for idx, (rec, key) in enumerate(zip(records, keys, strict=True)):
-        result = safe_map(mapper, rec, firsts.get(key.key) if key is not None else None)
+        result = safe_map(keyed, rec, firsts.get(key.key) if key is not None else None)
         if isinstance(result, Exclusion):
             counts.excluded += 1
             counts.note_reason("excluded: " + result.reason)
@@ -287,15 +323,19 @@ class SourceRunner:
                 _, more = await self.poll_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a source never dies: every failure backs off
                 self.failures += 1
                 up.set(0)
                 metrics.SOURCE_ERRORS.labels(self.name).inc()
                 self.report_lag()  # an outage shows as growing lag too
                 delay = self.backoff.delay(self.failures, self.rng)
-                log.warning(
-                    "source %s failed (%d in a row), retrying in %.2fs: %s",
+                # an outage is expected to pass; anything else needs an operator (a bad
+                # feed answer, a configuration error, a bug), though retrying stays harmless
+                log.log(
+                    logging.WARNING if is_retriable(exc) else logging.ERROR,
+                    "source %s %s (%d in a row), retrying in %.2fs: %s",
                     self.name,
+                    "unavailable" if is_retriable(exc) else "failed",
                     self.failures,
                     delay,
                     describe_failure(exc),

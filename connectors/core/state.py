@@ -1,5 +1,6 @@
 """PostgreSQL adapters of the connector state ports (tables in ``settings.core_schema``,
-created by the ``connectors`` migrations in ``connectors/migrations``)."""
+created by the ``connectors`` migrations in ``connectors/migrations``). A PostgreSQL outage
+reaches their callers as :class:`hub.kernel.errors.ServiceUnavailable`."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import asyncpg
 from connectors.core.ports import AcceptedDelivery
 from connectors.core.records import RevisionKey
 from hub.kernel.db import MigrationSet, check_schema_name
+from hub.kernel.errors import outage_boundary
 
 #: cursors, revision claims and webhook deliveries, in the namespace's core schema
 STATE_MIGRATIONS = MigrationSet("connectors", Path(__file__).resolve().parent.parent / "migrations", "core")
 
 
+@outage_boundary("cursor store")
 class PostgresCursorStore:
     """One JSON cursor per source name; ``save`` is one committed upsert. The newest record
     time seen is kept next to the cursor (never moved backwards)."""
@@ -51,6 +54,7 @@ class PostgresCursorStore:
         )
 
 
+@outage_boundary("revision store")
 class PostgresRevisionStore:
     """First revision per (source, record key), claimed before the events are appended
     (write-ahead): a crash between claim and append re-maps the record as its first
@@ -87,6 +91,7 @@ class PostgresRevisionStore:
         return {r["record_key"]: r["first_revision"] for r in rows}
 
 
+@outage_boundary("webhook delivery store")
 class PostgresDeliveryStore:
     """Webhook deliveries already accepted, per receiver, with the digest of their body
     (idempotent retries and replay protection)."""

@@ -35,6 +35,7 @@ from connectors.referrals.content import (
     Disclosure,
     Endpoint,
 )
+from hub.kernel.errors import PermanentError
 
 _URN_NAMESPACE = uuid.UUID("0b7c2f4e-58a1-5f3e-a6b1-2f1f6c0d9e11")
 SNOMED = "http://snomed.info/sct"
@@ -47,7 +48,7 @@ PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 PURPOSE_OF_USE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
-class BundleInvalid(ValueError):
+class BundleInvalid(PermanentError, ValueError):
     """The rendered Bundle failed FHIR validation (a bug or an unrenderable referral)."""
 
 

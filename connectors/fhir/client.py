@@ -21,6 +21,8 @@ import httpx
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
+from hub.kernel.errors import TransientError
+
 FHIR_JSON = "application/fhir+json"
 
 
@@ -39,8 +41,10 @@ class AuthConfig(BaseModel):
     scope: str = "system/ServiceRequest.write system/Task.read system/Task.write system/Patient.write"
 
 
-class TokenError(RuntimeError):
-    pass
+class TokenError(TransientError, RuntimeError):
+    """The EHR's token endpoint failed or answered without a token: the delivery attempt
+    counts as failed and is retried with back-off (a lasting refusal ends in
+    ``referral.delivery_failed`` after the retry policy's attempts)."""
 
 
 class TokenSource:

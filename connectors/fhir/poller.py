@@ -8,6 +8,11 @@ the hub's Task identifier are considered; such a Task naming a referral the hub 
 dead-lettered. An answer's time is the EHR's ``Task.lastModified`` (when the status
 changed), not the time of the poll.
 
+Failures: a poll that fails (the EHR, the log, PostgreSQL or the key store unreachable)
+keeps the destination's cursor, so the same Tasks are read again; consecutive failed
+rounds wait longer (jittered back-off, at least ``interval_s``). An answer note is sealed
+with the person's key resolved beforehand (awaited, bounded), never on a worker thread.
+
 :func:`read_task` is the pure mapping of one Task.
 """
 
@@ -23,13 +28,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.core.backoff import Backoff
 from connectors.fhir.client import FhirClient, FhirEndpoint
 from connectors.referrals.answers import TASK_STATUS_ANSWERS, AnswerKind, answer_event
 from connectors.referrals.content import TASK_SYSTEM
 from connectors.referrals.ledger import Ledger
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal
-from hub.kernel.deadletters import build_dead_letter
+from hub.kernel.deadletters import build_dead_letter, describe_failure
+from hub.kernel.errors import is_retriable
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +103,8 @@ class FhirTaskPoller:
         self.clients = {d: FhirClient(cfg) for d, cfg in config.destinations.items()}
         self._task: asyncio.Task[None] | None = None
         self.events_appended = 0
+        self.backoff = Backoff(base=config.interval_s, cap=max(60.0, config.interval_s))
+        self.failed_rounds = 0  # consecutive rounds in which some destination failed
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="fhir-task-poller")
@@ -110,17 +119,30 @@ class FhirTaskPoller:
 
     async def _run(self) -> None:
         while True:
+            failed = False
             for dest in self.clients:
                 try:
                     await self.poll_once(dest)
                     metrics.SOURCE_UP.labels(f"ehr/fhir/{dest}").set(1)
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # the poller never dies: the cursor stays, it retries
+                    failed = True
                     metrics.SOURCE_UP.labels(f"ehr/fhir/{dest}").set(0)
                     metrics.SOURCE_ERRORS.labels(f"ehr/fhir/{dest}").inc()
-                    log.warning("task poll of %s failed: %s", dest, type(exc).__name__)
-            await asyncio.sleep(self.config.interval_s)
+                    if is_retriable(exc):
+                        log.warning("task poll of %s unavailable: %s", dest, describe_failure(exc))
+                    else:  # the type only: an EHR's answer may quote clinical text
+                        log.error("task poll of %s failed: %s", dest, type(exc).__name__)
+            self.failed_rounds = self.failed_rounds + 1 if failed else 0
+            await asyncio.sleep(self.round_delay())
+
+    def round_delay(self) -> float:
+        """Seconds until the next round: ``interval_s``, or a jittered back-off that grows
+        with consecutive failed rounds (never shorter than ``interval_s``)."""
+        if not self.failed_rounds:
+            return self.config.interval_s
+        return max(self.config.interval_s, self.backoff.delay(self.failed_rounds))
 
     async def poll_once(self, destination: str) -> int:
         """One poll of one destination; returns the number of new events."""
@@ -160,10 +182,9 @@ class FhirTaskPoller:
                     continue
                 note = None
                 if ans.note:
-                    with contextlib.suppress(KeyDestroyedError):
-                        note = await asyncio.to_thread(
-                            seal, self.deps.keyring, row.person, {"text": ans.note}
-                        )
+                    keys = await self.deps.keyring.resolve([row.person], create=True)
+                    with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
+                        note = seal(keys, row.person, {"text": ans.note})
                 envs.append(
                     answer_event(
                         ans.kind,

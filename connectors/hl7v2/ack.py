@@ -17,6 +17,7 @@ from typing import Literal, cast
 from hl7apy.core import Message
 
 from connectors.hl7v2.codec import SENDING_APPLICATION, VERSION, Er7, Er7Error, control_id, escape, hl7_ts
+from hub.kernel.errors import PermanentError
 
 AckCode = Literal["AA", "AE", "AR"]
 _ENHANCED = {"CA": "AA", "CE": "AE", "CR": "AR"}
@@ -46,7 +47,7 @@ ERROR_TEXT = {
 }
 
 
-class AckInvalid(ValueError):
+class AckInvalid(PermanentError, ValueError):
     """The answer is not a readable acknowledgement."""
 
 

@@ -18,6 +18,8 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
+from hub.kernel.errors import PermanentError
+
 VERSION = "2.5.1"
 SENDING_APPLICATION = "COHUB"
 _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\"))
@@ -89,7 +91,7 @@ def parse_hl7_ts(value: str) -> datetime | None:
     return naive.replace(tzinfo=UTC)
 
 
-class Er7Error(ValueError):
+class Er7Error(PermanentError, ValueError):
     """The bytes are not an ER7-encoded HL7 v2 message (no MSH, bad encoding characters)."""
 
 

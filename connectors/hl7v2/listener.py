@@ -2,8 +2,9 @@
 
 Every frame gets exactly one ACK: ``AA`` once the answer's event is in the log (or when it
 carries no news, e.g. a pending status); ``AE``/``AR`` with an ERR segment for bad input,
-which is also dead-lettered (raw bytes sealed, reason readable). A failure to append
-answers ``AE`` without a dead letter so the EHR resends. Bytes outside any frame are
+which is also dead-lettered (raw bytes sealed, reason readable). A failure to record the
+answer (the log, PostgreSQL or the key store unavailable) answers ``AE`` (207, "temporary
+failure; resend later") without a dead letter so the EHR resends. Bytes outside any frame are
 dead-lettered too. One bad message never stops the listener or the connection.
 
 Who may connect: MLLP has no authentication of its own, so ``allow_from`` (networks in
@@ -38,7 +39,8 @@ from connectors.referrals.answers import answer_event
 from connectors.referrals.ledger import Ledger
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal
-from hub.kernel.deadletters import build_dead_letter
+from hub.kernel.deadletters import build_dead_letter, describe_failure
+from hub.kernel.errors import HubError
 
 log = logging.getLogger(__name__)
 SOURCE = "ehr/mllp"
@@ -193,10 +195,30 @@ class MllpListener:
         ).encode("utf-8")
 
     async def handle(self, payload: bytes, ref: str) -> bytes:
-        """The ACK for one inbound frame (side effects: event appended or dead letter)."""
+        """The ACK for one inbound frame (side effects: event appended or dead letter).
+        When the answer cannot be recorded (a :class:`hub.kernel.errors.HubError` from the
+        ledger, the key store or the log): ``AE`` 207, nothing recorded, the EHR resends."""
         self.counts["frames"] += 1
         metrics.RECORDS_READ.labels(SOURCE).inc()
         text = payload.decode("utf-8", errors="replace")
+        try:
+            return await self._answer(text, payload, ref)
+        except HubError as exc:
+            if exc.retriable:
+                log.warning("listener: an inbound message could not be recorded (%s); answering AE "
+                            "so the EHR resends", describe_failure(exc))
+            else:
+                log.exception("listener: an inbound message could not be recorded; answering AE so "
+                              "the EHR resends")
+            try:
+                t = triage(text)
+                control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
+            except InboundRefused:
+                control_id, sender = "", ("", "")
+            return self._ack("AE", control_id, sender, AckError("207", "temporary failure; resend later"))
+
+    async def _answer(self, text: str, payload: bytes, ref: str) -> bytes:
+        """:meth:`handle` for one decoded frame; errors of the services propagate."""
         try:
             t = triage(text)
         except InboundRefused as exc:
@@ -223,8 +245,9 @@ class MllpListener:
             return self._ack("AE", t.control_id, sender, err)
         note = None
         if answer.note:
-            with contextlib.suppress(KeyDestroyedError):
-                note = await asyncio.to_thread(seal, self.deps.keyring, row.person, {"text": answer.note})
+            keys = await self.deps.keyring.resolve([row.person], create=True)
+            with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
+                note = seal(keys, row.person, {"text": answer.note})
         env = answer_event(
             answer.kind,
             referral_id=row.referral_id,
@@ -236,11 +259,7 @@ class MllpListener:
             note=note,
             causation_id=row.request_event_id,
         )
-        try:
-            result = await self.deps.log.append([env])
-        except Exception:
-            log.exception("listener: append failed for an RRI^I12; answering AE so the EHR resends")
-            return self._ack("AE", t.control_id, sender, AckError("207", "temporary failure; resend later"))
+        result = await self.deps.log.append([env])
         if result.appended:
             self.counts["events"] += 1
             metrics.EVENTS_APPENDED.labels(SOURCE).inc()

@@ -17,6 +17,8 @@ import contextlib
 import ssl
 from dataclasses import dataclass, field
 
+from hub.kernel.errors import PermanentError, TransientError
+
 START = b"\x0b"
 END = b"\x1c\x0d"
 DEFAULT_MAX_FRAME = 1 << 20
@@ -28,8 +30,8 @@ def frame(message: bytes) -> bytes:
     return START + message + END
 
 
-class FrameTooLarge(ValueError):
-    pass
+class FrameTooLarge(PermanentError, ValueError):
+    """A frame longer than the configured maximum (refused, never buffered further)."""
 
 
 @dataclass
@@ -78,12 +80,12 @@ class FrameDecoder:
         return out
 
 
-class MllpError(ConnectionError):
+class MllpError(TransientError, ConnectionError):
     """The exchange failed before an answer frame arrived (connection, timeout, framing)."""
 
 
 class MllpTimeout(MllpError):
-    pass
+    """No connection or no answer within the configured timeout."""
 
 
 class MllpClient:

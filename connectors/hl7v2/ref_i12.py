@@ -33,6 +33,7 @@ from connectors.hl7v2.codec import (
     text_lines,
 )
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY, Disclosure
+from hub.kernel.errors import PermanentError
 
 PRIORITY = {
     "routine": "R^Routine^HL70280",
@@ -44,7 +45,7 @@ SEX = {"male": "M", "female": "F", "other": "O", "unknown": "U"}
 _BH_WORDS = ("behav", "mental", "psych", "crisis", "substance", "sud", "counsel")
 
 
-class MessageInvalid(ValueError):
+class MessageInvalid(PermanentError, ValueError):
     """The rendered message did not parse back (a bug or an unrenderable referral)."""
 
 

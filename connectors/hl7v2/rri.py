@@ -20,6 +20,7 @@ from connectors.hl7v2 import ack as A
 from connectors.hl7v2.codec import VERSION, Er7, Er7Error, escape, hl7_ts, parse_hl7_ts, text_lines, unescape
 from connectors.referrals.answers import AnswerKind, rf1_status_answer
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
+from hub.kernel.errors import PermanentError
 
 _PROCESSING_IDS = {"P", "T", "D"}
 _PSEUDONYM = re.compile(r"^psn_[0-9a-f]{32}$")
@@ -49,7 +50,9 @@ class ReferralAnswer:
     sent_at: datetime | None
 
 
-class InboundRefused(ValueError):
+class InboundRefused(PermanentError, ValueError):
+    """An inbound message the listener refuses (``code`` AE/AR, ``error`` for the ACK)."""
+
     def __init__(self, code: A.AckCode, error: A.AckError) -> None:
         super().__init__(error.reason)
         self.code = code

@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from hub.kernel.db import MigrationSet, check_schema_name
+from hub.kernel.errors import outage_boundary
 from schemas.envelope import Envelope
 from schemas.referral import ReferralRequested
 
@@ -73,7 +74,11 @@ class LedgerRow:
         )
 
 
+@outage_boundary("delivery ledger")
 class Ledger:
+    """The referral delivery ledger (``referral_deliveries`` and their attempts); a
+    PostgreSQL outage reaches callers as :class:`hub.kernel.errors.ServiceUnavailable`."""
+
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.schema = check_schema_name(schema)

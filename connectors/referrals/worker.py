@@ -11,6 +11,12 @@ Flow (everything important is either in the log or in the ledger, never only in 
                                                   ─▶ AE/5xx/timeout: back off, retry …
                                                      ─▶ log: referral.delivery_failed
 
+Failures: an outage of the log, PostgreSQL or the key store (a transient error, see
+:mod:`hub.kernel.errors`) never fails or dead-letters a referral: the row stays where it
+was and the intake / sender backs off with jitter and tries again; only a referral that
+cannot be rendered (bad content: a permanent error) is dead-lettered and failed. The
+person's key is resolved (awaited, bounded) before the pure rendering.
+
 Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
 delivery in flight per referral (the destination's advisory lock is held by one sender in
 the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
@@ -55,7 +61,8 @@ from connectors.referrals.content import DemographicField, Disclosure, Endpoint,
 from connectors.referrals.ledger import Ledger, LedgerRow
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, unseal
-from hub.kernel.deadletters import build_dead_letter, describe_error
+from hub.kernel.deadletters import build_dead_letter, describe_error, describe_failure
+from hub.kernel.errors import is_retriable
 from hub.kernel.identity import mask
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.log import CorruptRecordError, decode_record
@@ -189,7 +196,7 @@ class WorkerDeps:
     settings: Any
     log: Any  # hub.kernel.log.EventLog
     pool: Any  # asyncpg.Pool
-    keyring: Any  # hub.kernel.keystore.PostgresKeyring
+    keyring: Any  # a hub.kernel.crypto.KeyStore (hub.kernel.keystore.PostgresKeyring)
     deadletter_sealer: Any
 
     @classmethod
@@ -228,6 +235,7 @@ class DeliveryWorker:
         self.clock = clock or outcome_clock(self.config.clock)
         self.consents = ConsentView(deps.settings, on_change=self._wake_all)
         self._wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in destinations}
+        self._failures: dict[str, int] = dict.fromkeys(destinations, 0)  # consecutive, per sender
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
@@ -270,11 +278,24 @@ class DeliveryWorker:
         for ev in self._wake.values():
             ev.set()
 
+    async def _back_off(self, what: str, failures: int, exc: Exception) -> None:
+        """Log a failed intake / sender round and wait before the next (jittered, growing
+        with ``failures``): an outage is a warning, anything else an error with its
+        traceback. The referral rows are untouched, so nothing is lost or failed."""
+        delay = self.backoff.delay(failures, self.rng)
+        if is_retriable(exc):
+            log.warning("%s unavailable (%d in a row), retrying in %.2fs: %s",
+                        what, failures, delay, describe_failure(exc))
+        else:
+            log.exception("%s failed (%d in a row), retrying in %.2fs", what, failures, delay)
+        await self._sleep(delay)
+
     # -- intake: log → ledger
 
     async def _intake(self) -> None:
         consumer = self._consumer
         assert consumer is not None
+        failures = 0
         while not self._stopping.is_set():
             try:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
@@ -283,11 +304,12 @@ class DeliveryWorker:
                         await self._take(rec)
                 if batch:
                     await consumer.commit()
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("%s delivery intake failed; retrying", self.channel)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # the intake never dies: every failure backs off
+                failures += 1
+                await self._back_off(f"{self.channel} delivery intake", failures, exc)
 
     async def _take(self, rec: Any) -> None:
         try:
@@ -340,9 +362,9 @@ class DeliveryWorker:
                             await conn.execute("SELECT pg_advisory_unlock($1)", key)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("sender for %s failed; restarting", destination)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # a sender never dies: every failure backs off
+                self._failures[destination] += 1
+                await self._back_off(f"sender for {destination}", self._failures[destination], exc)
 
     async def _drain(self, destination: str) -> None:
         seen_consents = -1
@@ -353,6 +375,7 @@ class DeliveryWorker:
                 seen_consents = self.consents.book.version
                 await self._recheck_held(destination)
             rows = await self.ledger.next_open(destination)
+            self._failures[destination] = 0  # the ledger answers again: the outage is over
             for row in rows:
                 if self._stopping.is_set():
                     return
@@ -405,9 +428,8 @@ class DeliveryWorker:
     async def _disclosure(self, row: LedgerRow, req: ReferralRequested, allow: Allow) -> Disclosure:
         reason = None
         if req.reason is not None:
-            await self.deps.keyring.prefetch([req.person])
-            clear = await asyncio.to_thread(unseal, self.deps.keyring, req.reason)
-            reason = ReferralReason.model_validate(clear)
+            keys = await self.deps.keyring.resolve_ids([req.reason.kid])  # outage: propagates
+            reason = ReferralReason.model_validate(unseal(keys, req.reason))
         dest = self.destinations[row.destination]
         return Disclosure(
             event_id=row.request_event_id,
@@ -530,5 +552,8 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a transport bug must not kill the sender: retry, counted
-            log.exception("transport error sending to %s", destination)
+            if is_retriable(exc):
+                log.warning("sending to %s failed: %s", destination, describe_failure(exc))
+            else:
+                log.exception("transport error sending to %s", destination)
             return SendResult("retry", "error", type(exc).__name__)

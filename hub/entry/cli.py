@@ -1,14 +1,22 @@
 """The ``hub`` command: the composition of every command group.
 
 Each group lives in ``hub/entry/commands/<group>.py`` and exposes a ``typer.Typer`` named
-``app``. Errors go to stderr with a non-zero exit code; ``--json`` output is stable.
+``app``. Errors go to stderr with a non-zero exit code; ``--json`` output is stable. A
+:class:`hub.kernel.errors.HubError` that reaches :func:`main` (invalid settings, a service
+unavailable) is one line on stderr with the exit code of
+:func:`hub.entry.commands.report_failure` (1, or 75 when a service is unavailable), never
+a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import typer
+
+from hub.entry.commands import report_failure
+from hub.kernel.errors import HubError
 
 app = typer.Typer(
     name="hub",
@@ -38,8 +46,12 @@ _GROUPS = [
 for _name, _module, _attr in _GROUPS:
     app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
 
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except HubError as exc:
+        sys.exit(report_failure(exc))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from enum import Enum
 import asyncpg
 
 from hub.kernel.db import CORE_MIGRATIONS, Executor, apply_sets, check_schema_name
+from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, topic_partitions
 from hub.kernel.settings import Settings
@@ -86,7 +87,7 @@ def decide(
     )
 
 
-class ClusterMismatchError(RuntimeError):
+class ClusterMismatchError(InfraError):
     """The core schema's state belongs to another Kafka cluster than the connected one."""
 
     def __init__(self, schema: str, bootstrap: str, decision: Decision) -> None:

@@ -5,8 +5,13 @@ AES-256-GCM under that key; the key id (not the pseudonym) and nonce travel with
 ciphertext. Destroying the key makes every sealed payload of that person unreadable in
 every copy and replay of the log, while pseudonymous non-PHI facts stay countable.
 
-:class:`Keyring` is the port; :class:`MemoryKeyring` serves pure tests;
-``hub.kernel.keystore.PostgresKeyring`` persists keys wrapped by the master key.
+:class:`Keyring` is the synchronous port pure code seals and opens with;
+:class:`KeyStore` is the asynchronous one that looks keys up first. Pure code (a
+connector's mapper) never waits on a database: its caller awaits
+:meth:`KeyStore.resolve` for the persons it will seal for, then hands it the
+:class:`ResolvedKeys` snapshot, a :class:`Keyring` without I/O. :class:`MemoryKeyring`
+serves pure tests (it is both); ``hub.kernel.keystore.PostgresKeyring`` persists keys
+wrapped by the master key.
 """
 
 from __future__ import annotations
@@ -15,22 +20,81 @@ import base64
 import hashlib
 import json
 import os
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from hub.kernel.errors import PermanentError, TransientError
 from schemas.base import Sealed
 
 
-class KeyDestroyedError(LookupError):
+class KeyDestroyedError(PermanentError, LookupError):
     """The person's key was destroyed: the payload is erased."""
 
 
+class KeyNotResolved(TransientError, LookupError):
+    """Pure code asked a :class:`ResolvedKeys` snapshot for a key its caller did not
+    resolve first (a programming error). Transient on purpose: the record is retried,
+    never dead-lettered for it."""
+
+
 class Keyring(Protocol):
+    """Synchronous key access for pure code. ``data_key`` is ``None`` when the person's key
+    was destroyed (or, with ``create=False``, never created)."""
+
     def key_id(self, person: str) -> str: ...
     def data_key(self, person: str, *, create: bool) -> bytes | None: ...
     def key_by_id(self, kid: str) -> bytes | None: ...
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Asynchronous key look-up before pure code runs: ``resolve`` answers the keys of
+    ``persons`` (created when ``create`` and absent), ``resolve_ids`` those of sealed
+    payloads' key ids, as a :class:`Keyring` that does no I/O. An unreachable or slow store
+    raises :class:`hub.kernel.errors.ServiceUnavailable`."""
+
+    async def resolve(self, persons: Iterable[str], *, create: bool = True) -> Keyring: ...
+
+    async def resolve_ids(self, kids: Iterable[str]) -> Keyring: ...
+
+
+class ResolvedKeys:
+    """The keys of a known set of persons / key ids, looked up in advance: a
+    :class:`Keyring` without I/O. ``keys`` maps key id → key, or ``None`` when the key was
+    destroyed (its id is in ``destroyed``) or does not exist (looked up without creating
+    it). Asking for a person or key id outside the snapshot, or with ``create`` for a key
+    that does not exist, raises :class:`KeyNotResolved`."""
+
+    def __init__(
+        self,
+        kids: Mapping[str, str],
+        keys: Mapping[str, bytes | None],
+        destroyed: Iterable[str] = (),
+    ) -> None:
+        self._kids = dict(kids)  # person -> key id
+        self._keys = dict(keys)  # key id -> key (None: destroyed or absent)
+        self._destroyed = frozenset(destroyed)
+
+    def key_id(self, person: str) -> str:
+        kid = self._kids.get(person)
+        if kid is None:
+            raise KeyNotResolved("a person's key was not resolved before sealing")
+        return kid
+
+    def data_key(self, person: str, *, create: bool) -> bytes | None:
+        kid = self.key_id(person)
+        key = self._keys.get(kid)
+        if key is None and create and kid not in self._destroyed:
+            raise KeyNotResolved("a person's key was resolved without creating it")
+        return key
+
+    def key_by_id(self, kid: str) -> bytes | None:
+        if kid not in self._keys:
+            raise KeyNotResolved("a key id was not resolved before opening")
+        return self._keys[kid]
 
 
 def key_id_for(person: str, salt: bytes) -> str:
@@ -63,6 +127,15 @@ class MemoryKeyring:
         kid = self.key_id(person)
         self._keys.pop(kid, None)
         self._destroyed.add(kid)
+
+    async def resolve(self, persons: Iterable[str], *, create: bool = True) -> MemoryKeyring:
+        """Already in memory: creates the absent keys when ``create`` and answers itself."""
+        for person in persons:
+            self.data_key(person, create=create)
+        return self
+
+    async def resolve_ids(self, kids: Iterable[str]) -> MemoryKeyring:
+        return self
 
 
 def seal_with_key(key: bytes, kid: str, payload: dict[str, Any]) -> Sealed:

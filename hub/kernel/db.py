@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from hub.kernel.errors import PermanentError
+from hub.kernel.errors import PermanentError, unavailable
 from hub.kernel.keys import secret_text
 from hub.kernel.settings import SCHEMA_NAME, Settings
 
@@ -86,13 +86,15 @@ def redact(url: str) -> str:
 
 
 async def create_pool(settings: Settings, *, min_size: int = 1, max_size: int | None = None) -> asyncpg.Pool:
-    """An asyncpg pool for the hub's database (``postgres.pool_max`` connections at most)."""
-    pool = await asyncpg.create_pool(
-        dsn(settings),
-        min_size=min_size,
-        max_size=max_size or settings.postgres.pool_max,
-        command_timeout=60,
-    )
+    """An asyncpg pool for the hub's database (``postgres.pool_max`` connections at most);
+    an unreachable server raises :class:`hub.kernel.errors.ServiceUnavailable`."""
+    with unavailable("PostgreSQL"):
+        pool = await asyncpg.create_pool(
+            dsn(settings),
+            min_size=min_size,
+            max_size=max_size or settings.postgres.pool_max,
+            command_timeout=60,
+        )
     assert pool is not None
     return pool
 

@@ -16,7 +16,8 @@ passes exactly those it declares (see :data:`REDRIVE_RESOURCES`). Because event 
 deterministic, appending the re-driven envelopes goes through the exactly-once index: a
 record re-driven twice (or re-read from its feed in the meantime) is appended once. A
 success marks the dead letter ``redriven``; a failure keeps it ``open`` with the new
-reason and an attempt count.
+reason and an attempt count. An outage while re-driving (:func:`hub.kernel.errors.is_retriable`)
+is not a failure of the letter: it propagates and the letter is left as it was.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
+from hub.kernel.errors import PermanentError, is_retriable
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter, Stage, deadletter_id
 from schemas.envelope import Envelope
@@ -89,7 +91,7 @@ def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -
     return next((reg[k] for k in redriver_keys(dl) if k in reg), None)
 
 
-class ValueFreeError(ValueError):
+class ValueFreeError(PermanentError, ValueError):
     """An error whose message the hub composed from field names and rules only, never from
     input values: :func:`describe_error` may show its message in a dead-letter reason."""
 
@@ -323,6 +325,8 @@ async def redrive(rt: Any, row: DeadLetterRow, registry: dict[str, Redriver] | N
         produced = fn(dl, raw, **redriver_kwargs(fn, rt))
         envelopes = list(await produced if inspect.isawaitable(produced) else produced)
     except Exception as exc:  # the redriver's reason, kept for the operator (no input values)
+        if is_retriable(exc):
+            raise  # a service is down, not the letter: no attempt is counted, it stays open
         error = describe_error(exc)
         await store.mark_failed(dl.id, error)
         return RedriveOutcome(dl.id, False, error=error)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hub.kernel.errors import PermanentError
 from schemas.envelope import Envelope, new_event
 from schemas.erasure import PersonErased
 
@@ -29,7 +30,7 @@ SOURCE = "hub/erasure"
 PSEUDONYM = re.compile(r"^psn_[0-9a-f]{32}$")
 
 
-class ErasureError(ValueError):
+class ErasureError(PermanentError, ValueError):
     """The request is not a valid erasure (bad pseudonym, empty basis or requester)."""
 
 

@@ -9,13 +9,68 @@ bare ``Exception`` to decide between backing off and dead-lettering.
   (a record that cannot be mapped, a bad setting, a cluster mismatch). Trying again gives
   the same answer; a connector dead-letters the record, a command exits non-zero.
 
-Subclasses keep their specific meaning and may also derive from the built-in type callers
-historically caught (``ValueError``, ``RuntimeError``), so existing handlers keep working.
+Subclasses keep their specific meaning and also derive from the built-in type callers
+historically caught (``ValueError``, ``RuntimeError``, ``LookupError``, ``ConnectionError``),
+so existing handlers keep working.
+
+Errors of the client libraries below the hub carry no flag of ours. The adapters (the key
+store, the connector state stores, the delivery ledger, the event log, the pool factory)
+turn their connection failures and timeouts into :class:`ServiceUnavailable` with
+:func:`unavailable` / :func:`outage_boundary`, so a caller sees one kind;
+:func:`is_retriable` classifies whatever still arrives raw.
+
+What callers do (transient = retriable):
+
+===================================  =========  ===========================================
+class (module)                       kind       what callers do
+===================================  =========  ===========================================
+ServiceUnavailable (here)            transient  source runner / pollers: back off (jitter),
+                                                keep the cursor; receivers: 503 +
+                                                Retry-After; CLI: "service unavailable",
+                                                exit 75
+AppendError (kernel.log)             transient  as ServiceUnavailable; a re-append appends
+                                                exactly the failed envelopes
+DeadLetterError (kernel.log)         transient  as ServiceUnavailable; a re-write writes
+                                                exactly the failed letters
+KeyNotResolved (kernel.crypto)       transient  a key was not looked up before pure code
+                                                asked for it (a bug): retried, never
+                                                dead-lettered
+TokenError (connectors.fhir.client)  transient  delivery: counted attempt, retried later
+MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, retried later
+ConfigError (here)                   permanent  command / component start: message, exit 1
+InfraError (here)                    permanent  message saying what to do, exit 1
+MigrationError (kernel.db)           permanent  as InfraError
+ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
+MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
+KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
+                                                field, or fail the referral as "erased"
+UnknownEventTypeError (kernel.log)   permanent  the envelope is refused before any I/O
+CorruptRecordError (kernel.log)      permanent  readers skip and count / dead-letter it
+ErasureError (kernel.erasure)        permanent  ``hub erase``: message, exit 1
+ValueFreeError (kernel.deadletters)  permanent  a rejection whose message may be shown
+CaseRecordError, FieldError,         permanent  mapper: rejection → dead letter
+EidoError, CsvLayoutError, Er7Error,
+BundleInvalid, MessageInvalid
+InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
+AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
+ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
+AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
+===================================  =========  ===========================================
+
+Errors of ``schemas/`` (which imports nothing of the hub) are plain ``ValueError`` /
+``KeyError`` about the input; :func:`is_retriable` reads them as permanent.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
+
+import asyncpg
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 
 class HubError(Exception):
@@ -49,9 +104,82 @@ class InfraError(PermanentError, RuntimeError):
     what happened and what to do."""
 
 
+#: PostgreSQL failures that say the server is down, restarting, overloaded or slow (not
+#: that the statement is wrong): connection errors, 57xxx operator intervention (admin
+#: shutdown, cannot connect now, statement timeout), 53xxx insufficient resources, lock
+#: timeouts, and transactions rolled back for a deadlock or serialization conflict.
+PG_OUTAGES: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.TransactionRollbackError,
+)
+
+#: ``OSError`` subclasses about files, not about reaching a service: never retriable.
+FILE_ERRORS: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+
 def is_retriable(exc: BaseException) -> bool:
-    """True for errors worth retrying: a :class:`TransientError`, or an OS-level/connection
-    error or timeout raised by a client library below the hub (they carry no flag)."""
+    """True for errors worth retrying: a :class:`TransientError`; an aiokafka error it flags
+    retriable (or a Kafka timeout); a PostgreSQL outage (:data:`PG_OUTAGES`); a timeout, a
+    connection error or another socket-level ``OSError`` (not a file error such as a
+    missing file). Everything else — bad input, bad configuration, bugs — is permanent."""
     if isinstance(exc, HubError):
         return exc.retriable
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
+    if isinstance(exc, PG_OUTAGES):
+        return True
+    if isinstance(exc, FILE_ERRORS):
+        return False
     return isinstance(exc, (TimeoutError, ConnectionError, OSError))
+
+
+@contextmanager
+def unavailable(what: str) -> Iterator[None]:
+    """Inside the block, a retriable library error (see :func:`is_retriable`) becomes
+    :class:`ServiceUnavailable` naming ``what`` ("key store", "cursor store" …) and the
+    original error's type and message (connection errors and timeouts quote no input);
+    a :class:`HubError` and every other error pass through unchanged."""
+    try:
+        yield
+    except HubError:
+        raise
+    except Exception as exc:
+        if not is_retriable(exc):
+            raise
+        detail = str(exc) or ("no answer in time" if isinstance(exc, TimeoutError) else "no detail")
+        raise ServiceUnavailable(f"{what} unavailable: {type(exc).__name__}: {detail}"[:500]) from exc
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+
+def outage_boundary(what: str) -> Callable[[C], C]:
+    """Class decorator for an adapter: every public coroutine method runs inside
+    :func:`unavailable` (``what``), so its callers see :class:`ServiceUnavailable` for an
+    outage of the service behind it."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            with unavailable(what):
+                return await fn(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    def decorate(cls: C) -> C:
+        for name, member in list(vars(cls).items()):
+            if not name.startswith("_") and inspect.iscoroutinefunction(member):
+                setattr(cls, name, wrap(member))
+        return cls
+
+    return decorate

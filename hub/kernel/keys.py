@@ -17,13 +17,14 @@ import os
 import secrets
 from pathlib import Path
 
+from hub.kernel.errors import InfraError
 from hub.kernel.settings import Settings
 
 KEY_NAMES = ("pseudonym.key", "master.key", "deadletter.key", "webhook.key")
 
 
-class MissingKeyError(RuntimeError):
-    pass
+class MissingKeyError(InfraError):
+    """A key or secret file is absent where it is never generated (production)."""
 
 
 def _write_secret(path: Path, data: bytes) -> None:

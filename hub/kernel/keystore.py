@@ -1,10 +1,16 @@
 """Key storage: per-person data keys in PostgreSQL (wrapped by the master key) and the
 dead-letter sealer.
 
-:class:`PostgresKeyring` implements the :class:`hub.kernel.crypto.Keyring` port. Its methods are
-synchronous (pure mapping code calls ``hub.kernel.crypto.seal`` without awaiting), so the keyring
-keeps a cache and answers misses through its own asyncpg connection driven by a private
-event-loop thread; a miss costs one round-trip and never touches the caller's loop.
+:class:`PostgresKeyring` is a :class:`hub.kernel.crypto.KeyStore`: callers of pure code
+(the source runner before mapping, the referral worker before rendering, the answer
+pollers before sealing a note) await :meth:`PostgresKeyring.resolve` /
+:meth:`PostgresKeyring.resolve_ids` for the keys they need — one round-trip for the whole
+batch, bounded by ``timeout`` — and hand the :class:`hub.kernel.crypto.ResolvedKeys`
+snapshot to the pure code, which then seals and opens without I/O. It also implements the
+synchronous :class:`hub.kernel.crypto.Keyring` port for tools that seal outside an event
+loop (``seal(rt.keyring, ...)`` from a thread): a cache miss is answered through the
+keyring's own connection driven by a private event-loop thread, also bounded by
+``timeout``; it never runs on the caller's loop.
 
 Invariants:
 - a person has at most one data key, ever: creation is ``INSERT … ON CONFLICT DO NOTHING``
@@ -12,7 +18,10 @@ Invariants:
 - keys are stored only wrapped (AES-256-GCM under ``master.key``, AAD = key id);
 - :meth:`PostgresKeyring.destroy` replaces the wrapped key by a tombstone: the key can
   never be read or re-created, which erases every payload sealed for that person
-  (crypto-shredding). Other processes stop serving the key within ``cache_ttl`` seconds.
+  (crypto-shredding). Other processes stop serving the key within ``cache_ttl`` seconds;
+- a key store that cannot be reached, or does not answer within ``timeout`` seconds
+  (server down, table locked), raises :class:`hub.kernel.errors.ServiceUnavailable`:
+  callers back off and retry; nothing is sealed without the person's key.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import base64
 import os
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -29,8 +39,9 @@ import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hub.kernel.crypto import key_id_for, open_with_key, seal_with_key
+from hub.kernel.crypto import ResolvedKeys, key_id_for, open_with_key, seal_with_key
 from hub.kernel.db import dsn
+from hub.kernel.errors import ServiceUnavailable, outage_boundary, unavailable
 from hub.kernel.keys import secret_bytes
 from hub.kernel.settings import Settings
 from schemas.base import Sealed
@@ -52,15 +63,21 @@ def unwrap_key(master: bytes, kid: str, wrapped: bytes) -> bytes:
         raise ValueError(f"person key {kid} does not open under the master key") from exc
 
 
+@outage_boundary("key store")
 class PostgresKeyring:
     """Per-person data keys in ``<core schema>.person_keys``. Lifecycle: ``await start()``,
-    ``await stop()``. ``destroy`` is async (it is an operator action)."""
+    ``await stop()``. ``destroy`` is async (it is an operator action). Every look-up that
+    reaches PostgreSQL gives up after ``timeout`` seconds with
+    :class:`hub.kernel.errors.ServiceUnavailable`."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, *, cache_ttl: float = 30.0) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, *, cache_ttl: float = 30.0, timeout: float = 5.0
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.schema = settings.core_schema
         self.cache_ttl = cache_ttl
+        self.timeout = timeout
         self._master = secret_bytes(settings, "master.key")
         # kid -> (key or None when destroyed, fetched at monotonic time)
         self._cache: dict[str, tuple[bytes | None, float]] = {}
@@ -79,9 +96,7 @@ class PostgresKeyring:
         thread = threading.Thread(target=loop.run_forever, name="keyring-db", daemon=True)
         thread.start()
         self._loop, self._thread = loop, thread
-        self._conn = await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(asyncpg.connect(dsn(self.settings)), loop)
-        )
+        self._conn = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._connect(), loop))
 
     async def stop(self) -> None:
         loop, thread, conn = self._loop, self._thread, self._conn
@@ -117,16 +132,18 @@ class PostgresKeyring:
             return cached[0]
         return self._call(self._fetch_or_create(kid, False))
 
-    # -- async API
+    # -- the KeyStore protocol (asynchronous, bounded)
 
-    async def prefetch(self, persons: list[str]) -> None:
-        """Warm the cache for ``persons`` with one query (keys that exist only)."""
-        kids = [self.key_id(p) for p in persons]
-        rows = await self.pool.fetch(
-            f"SELECT kid, wrapped FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
-        )
-        for r in rows:
-            self._remember(r["kid"], self._unwrap_row(r["kid"], r["wrapped"]))
+    async def resolve(self, persons: Iterable[str], *, create: bool = True) -> ResolvedKeys:
+        """The keys of ``persons`` as a snapshot pure code seals with (see the module
+        docstring): cached keys are served from the cache, the rest are read — and, with
+        ``create``, created — in one round-trip. A destroyed key stays ``None``."""
+        kids = {p: self.key_id(p) for p in persons}
+        return ResolvedKeys(kids, *await self._resolve(set(kids.values()), create))
+
+    async def resolve_ids(self, kids: Iterable[str]) -> ResolvedKeys:
+        """The keys of sealed payloads' key ids (never created), to open them without I/O."""
+        return ResolvedKeys({}, *await self._resolve(set(kids), False))
 
     async def destroy(self, person: str) -> bool:
         """Erase the person's key for good (tombstone). True when a key or no row existed
@@ -167,16 +184,69 @@ class PostgresKeyring:
     def _unwrap_row(self, kid: str, wrapped: bytes | None) -> bytes | None:
         return None if wrapped is None else unwrap_key(self._master, kid, bytes(wrapped))
 
+    async def _resolve(self, kids: set[str], create: bool) -> tuple[dict[str, bytes | None], set[str]]:
+        """(key id → key or None, destroyed key ids) for ``kids``; the cache answers what
+        it holds, one bounded round-trip on the pool the rest."""
+        keys: dict[str, bytes | None] = {}
+        destroyed: set[str] = set()
+        missing: list[str] = []
+        for kid in sorted(kids):
+            hit = self._cached(kid)
+            if hit is None:
+                missing.append(kid)
+            else:
+                keys[kid] = hit[0]
+                if hit[0] is None:
+                    destroyed.add(kid)
+        if missing:
+            try:
+                rows = await asyncio.wait_for(self._load(missing, create), self.timeout)
+            except TimeoutError:
+                raise ServiceUnavailable(f"key store did not answer within {self.timeout:g}s") from None
+            for r in rows:
+                key = self._unwrap_row(r["kid"], r["wrapped"])
+                self._remember(r["kid"], key)
+                keys[r["kid"]] = key
+                if key is None:
+                    destroyed.add(r["kid"])
+            for kid in missing:
+                keys.setdefault(kid, None)  # not created, not asked to create: absence is not cached
+        return keys, destroyed
+
+    async def _load(self, kids: list[str], create: bool) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            if create:
+                await conn.execute(
+                    f"INSERT INTO {self.schema}.person_keys (kid, wrapped) "
+                    "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (kid) DO NOTHING",
+                    kids,
+                    [wrap_key(self._master, kid, AESGCM.generate_key(bit_length=256)) for kid in kids],
+                )
+            return await conn.fetch(
+                f"SELECT kid, wrapped FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
+            )
+
     def _call(self, coro: Any) -> Any:
+        """Run ``coro`` on the private loop and wait at most ``timeout`` seconds (the
+        synchronous port's only I/O)."""
         if self._loop is None:
             coro.close()
             raise RuntimeError("PostgresKeyring is not started (await keyring.start())")
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return fut.result(timeout=30)
+        try:
+            with unavailable("key store"):
+                return fut.result(timeout=self.timeout)
+        except ServiceUnavailable:
+            fut.cancel()
+            raise
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(dsn(self.settings))
 
     async def _fetch_or_create(self, kid: str, create: bool) -> bytes | None:
         conn = self._conn
-        assert conn is not None
+        if conn is None or conn.is_closed():  # lost (a server restart): connect again
+            conn = self._conn = await self._connect()
         if create:
             fresh = AESGCM.generate_key(bit_length=256)
             await conn.execute(

@@ -67,6 +67,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from hub.kernel.deadletters import describe_error
+from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.settings import Settings
@@ -83,11 +84,11 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 RECORD_ERRORS: tuple[type[BaseException], ...] = (MessageSizeTooLargeError, TypeError, ValueError)
 
 
-class UnknownEventTypeError(ValueError):
+class UnknownEventTypeError(PermanentError, ValueError):
     """The envelope's type (after upcasting) is not a registered event type."""
 
 
-class AppendError(RuntimeError):
+class AppendError(TransientError, RuntimeError):
     """Some envelopes of a batch could not be produced. The rest was appended and committed
     (``result``); the failed ones (``failed``: envelope, error) are not in the index, so
     appending the batch again appends exactly them."""
@@ -101,7 +102,7 @@ class AppendError(RuntimeError):
         self.result, self.failed = result, failed
 
 
-class DeadLetterError(RuntimeError):
+class DeadLetterError(TransientError, RuntimeError):
     """Some dead letters of a batch could not be produced. The rest was written and
     committed (``new``: one flag per input letter, as :meth:`EventLog.dead_letters`
     returns, with False for the failed ones); the failed ones (``failed``: letter, error)
@@ -113,7 +114,7 @@ class DeadLetterError(RuntimeError):
         self.new, self.failed = new, failed
 
 
-class CorruptRecordError(ValueError):
+class CorruptRecordError(PermanentError, ValueError):
     """A record in a fact topic is not a valid envelope (never written by :meth:`append`)."""
 
     def __init__(self, topic: str, partition: int, offset: int, reason: str) -> None:
@@ -259,10 +260,12 @@ async def _produce_all(
 # --------------------------------------------------------------------------- the log
 
 
+@outage_boundary("event log")
 class EventLog:
     """Append to and read from the fact topics. Explicit lifecycle: ``await start()`` before
     use, ``await stop()`` after. One instance per process is enough (it is safe for
-    concurrent tasks)."""
+    concurrent tasks). A Kafka or PostgreSQL outage while starting, appending or writing
+    dead letters raises :class:`hub.kernel.errors.ServiceUnavailable`."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
         self.settings = settings

@@ -6,6 +6,12 @@ file named by ``HUB_CONFIG``, then the defaults below (a single-machine developm
 
 Secrets are never defaults: keys live in files under ``state_dir/keys`` that
 :mod:`hub.kernel.keys` generates on first use in development, or are supplied by the operator.
+
+Values are checked at this boundary (a topic prefix or schema name PostgreSQL cannot use
+fails here, not deep in a migration): ``Settings(...)`` raises pydantic's
+``ValidationError``; :func:`get_settings`, which every command and process uses, raises
+:class:`hub.kernel.errors.ConfigError` with one line naming each field, its environment
+variable and the rule (:func:`settings_problem`).
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+from hub.kernel.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -183,17 +191,39 @@ class _YamlSource(PydanticBaseSettingsSource):
         path = os.environ.get("HUB_CONFIG")
         if not path:
             return {}
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except OSError as exc:  # absent, unreadable
+            raise ConfigError(f"HUB_CONFIG={path}: cannot read the settings file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"HUB_CONFIG={path}: not valid YAML ({type(exc).__name__})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: the settings file must hold a mapping")
+            raise ConfigError(f"{path}: the settings file must hold a mapping")
         return data
 
     def __call__(self) -> dict[str, Any]:
         return self._data()
 
 
+def settings_problem(exc: ValidationError) -> str:
+    """One line naming every invalid setting: ``<field> (<environment variable>): <rule>``.
+    A setting is configuration, not personal data, so a rule may quote the bad value."""
+    parts = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "<root>"
+        env = "HUB_" + "__".join(p.removesuffix("_") for p in loc).upper()
+        rule = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{field} ({env}): {rule}")
+    return "invalid settings: " + "; ".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings (read once). Tests build their own ``Settings``."""
-    return Settings()
+    """The process-wide settings (read once). Tests build their own ``Settings``. Invalid
+    settings raise :class:`hub.kernel.errors.ConfigError` (see :func:`settings_problem`)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(settings_problem(exc)) from None

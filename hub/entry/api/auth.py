@@ -25,13 +25,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hub.entry.api.roles import Principal, Role
+from hub.kernel.errors import PermanentError
 from hub.kernel.settings import Settings
 
 DEV_KEY_FILE = "jwt-dev.pem"
 ALGORITHM = "RS256"
 
 
-class AuthError(Exception):
+class AuthError(PermanentError):
     """Missing, malformed, expired or untrusted token (HTTP 401)."""
 
 

@@ -29,6 +29,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from hub.kernel.errors import PermanentError
+
 
 class Role(StrEnum):
     DISPATCHER = "dispatcher"
@@ -72,11 +74,11 @@ PURPOSES = frozenset(
 )
 
 
-class Forbidden(Exception):
+class Forbidden(PermanentError):
     """The principal's role or program does not cover the request (HTTP 403)."""
 
 
-class BadPurpose(ValueError):
+class BadPurpose(PermanentError, ValueError):
     """A person-level read without an accepted purpose of use (HTTP 400)."""
 
 

@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import typer
 
 from hub.entry.api.auth import AuthError, DevIssuer
 from hub.entry.api.roles import PROGRAM_ROLES, Role
 from hub.entry.api.server import serve as _serve
+from hub.entry.commands import report_failure
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="The read API, its dashboard and development tokens.", no_args_is_help=True)
@@ -57,5 +57,4 @@ def serve(
     except KeyboardInterrupt:
         pass
     except Exception as exc:  # a clear error, not a traceback, for operators
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(report_failure(exc)) from None

@@ -18,6 +18,8 @@ import typer
 
 from connectors.registry import COMPONENT_KINDS, build, load_config, load_plugins
 from hub.bootstrap import open_runtime
+from hub.entry.commands import report_failure
+from hub.kernel.errors import HubError
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Long-lived pull connectors, receivers and delivery workers.", no_args_is_help=True)
@@ -56,9 +58,8 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(_run(config))
-    except (OSError, ValueError) as exc:
-        typer.echo(f"hub connectors run: {exc}", err=True)
-        raise typer.Exit(1) from None
+    except (OSError, ValueError, HubError) as exc:  # a bad config file or setting; a service down
+        raise typer.Exit(report_failure(exc, "hub connectors run")) from None
 
 
 @app.command("kinds")

@@ -14,6 +14,7 @@ from connectors.cad.receiver import eido_app
 from connectors.cad.soql import next_cursor, soql_params
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.webhook import signed_headers, verify, webhook_app
+from connectors.core.http import RETRY_AFTER_S
 from connectors.core.memory import MemoryDeliveryStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink
@@ -185,6 +186,41 @@ async def test_webhook_refuses_bad_signature_and_appends_a_delivery_once() -> No
         assert other.status == 202 and (await other.json())["duplicates"] == 2
     assert len(log.events) == 2
     assert set(deliveries.deliveries) == {("w", "d1"), ("w", "d2")}
+
+
+async def test_receivers_answer_503_with_retry_after_in_an_outage_and_accept_the_retry() -> None:
+    """The log down: the webhook and the EIDO receiver refuse with 503 + Retry-After,
+    dead-letter nothing and record no delivery, so the sender's retry is accepted in full."""
+    log, deliveries = MemoryLog(fail_appends=1), MemoryDeliveryStore()
+    mapper = CaseMapper("cases/test", PKEY, MemoryKeyring(), default_agency="COUNTY")
+    hook = webhook_app(
+        receiver="w", key=WKEY, mapper=mapper, log_port=log,
+        sink=DeadLetterSink("cases/test", "cases", DeadLetterSealer(bytes(32))), deliveries=deliveries,
+    )
+    body = json.dumps(CASE).encode()
+    async with TestClient(TestServer(hook)) as client:
+        down = await client.post("/webhooks/cases", data=body, headers=signed_headers(WKEY, "d1", body))
+        assert down.status == 503 and down.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert "retry" in (await down.json())["error"]
+        assert log.events == [] and log.letters == {} and deliveries.deliveries == {}
+        retry = await client.post("/webhooks/cases", data=body, headers=signed_headers(WKEY, "d1", body))
+        assert retry.status == 202 and (await retry.json())["appended"] == 1
+
+    eido_log = MemoryLog(fail_appends=1)
+    eido = EidoMapper(load_profile("eido"))
+    app = eido_app(
+        mapper=eido, log_port=eido_log, sink=DeadLetterSink(eido.source, "cad", DeadLetterSealer(bytes(32))),
+        revisions=MemoryRevisionStore(),
+    )
+    doc = (EIDO / "sample-call-transfer.json").read_bytes()
+    async with TestClient(TestServer(app)) as client:
+        down = await client.post("/eido", data=doc)
+        assert down.status == 503 and down.headers["Retry-After"] == str(RETRY_AFTER_S)
+        assert eido_log.events == [] and eido_log.letters == {}
+        ok = await client.post("/eido", data=doc)
+        assert ok.status == 202 and (await ok.json())["appended"] >= 1
+        bad = await client.post("/eido", data=b"{not json")  # bad input stays a 400 + dead letter
+        assert bad.status == 400 and len(eido_log.letters) == 1
 
 
 def test_soql_paging_cursor_never_skips_rows_sharing_a_timestamp() -> None:
