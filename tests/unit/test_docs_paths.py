@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,14 @@ DOCS = sorted({
     *(p for d in (*PACKAGES, "deploy") for p in (PROJECT_ROOT / d).rglob("README.md")),
 })
 _TICKED = re.compile(r"`([^`\n]+)`")
+#: top-level entries the repository holds (not ``var/``, ``.cache/``, ``.venv/``: they exist
+#: only on a machine that ran the hub, so paths under them are not checked)
+TRACKED_TOP_LEVEL = frozenset(
+    name.split("/")[0]
+    for name in subprocess.run(
+        ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+)
 
 
 def repo_paths(text: str) -> set[str]:
@@ -31,7 +40,7 @@ def repo_paths(text: str) -> set[str]:
         token = token.split("#")[0]
         if "/" not in token or re.search(r"[\s<>*{}$]", token) or token.startswith(("/", ".")):
             continue
-        if (PROJECT_ROOT / token.split("/")[0]).exists():
+        if token.split("/")[0] in TRACKED_TOP_LEVEL:
             out.add(token)
     return out
 
