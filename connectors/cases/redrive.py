@@ -10,13 +10,13 @@ import json
 from connectors.cases.mapping import CaseMapper, case_record
 from connectors.core.records import Mapped
 from hub.kernel.crypto import Keyring
-from hub.kernel.deadletters import ValueFreeError, register_redriver
+from hub.kernel.deadletters import ValueFreeError
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
 
-@register_redriver("cases")
 def redrive_case(dl: DeadLetter, raw: bytes, *, keyring: Keyring, pseudonym_key: bytes) -> list[Envelope]:
+    """The redriver of the ``cases`` family."""
     mapper = CaseMapper(dl.source, pseudonym_key, keyring)
     result = mapper.map(case_record(json.loads(raw), dl.record_ref, raw))
     if isinstance(result, Mapped):

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connectors.components import profile_with_overrides
+from connectors.cad.profile import profile_with_overrides
 from hub.devtools.demo import CAD_OVERRIDES, DemoOptions
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.pipeline import county_envelopes
