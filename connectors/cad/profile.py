@@ -262,7 +262,3 @@ def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Pr
             data[key] = value
     return Profile.model_validate(data)
 
-
-def profile_with_overrides(name_or_path: str, overrides: Mapping[str, Any] | None) -> Profile:
-    """A bundled profile (or a profile file) with a county's overrides."""
-    return apply_overrides(load_profile(name_or_path), overrides)
