@@ -28,7 +28,7 @@ from connectors.cad.used_profile import ProfileStore, UsedProfile
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.rest import CaseRestSource
 from connectors.cases.webhook import webhook_app
-from connectors.core.component import ComponentConfig
+from connectors.core.component import ComponentConfig, describe_validation
 from connectors.core.http import serve
 from connectors.core.runner import DeadLetterSink, Source, SourceRunner
 from connectors.core.state import (
@@ -40,14 +40,6 @@ from hub.kernel.keys import secret_bytes
 from hub.kernel.net import is_loopback
 
 # --------------------------------------------------------------------------- config models
-
-
-def _summary(exc: ValidationError) -> str:
-    """``field: rule`` of each error (the profile's own values, never record data)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_context=False, include_input=False)
-    )
 
 
 class CadProfileConfig(ComponentConfig):
@@ -65,13 +57,14 @@ class CadProfileConfig(ComponentConfig):
         try:
             base = load_profile(self.profile)
         except ValidationError as exc:
-            raise ValueError(f"profile: {self.profile} is not a valid profile: {_summary(exc)}") from None
+            reason = describe_validation(exc)
+            raise ValueError(f"profile: {self.profile} is not a valid profile: {reason}") from None
         except ValueError as exc:
             raise ValueError(f"profile: {exc}") from None
         try:
             apply_overrides(base, self.overrides)
         except ValidationError as exc:
-            raise ValueError(f"overrides: {_summary(exc)}") from None
+            raise ValueError(f"overrides: {describe_validation(exc)}") from None
         except ValueError as exc:
             raise ValueError(f"overrides: {exc}") from None
         return self

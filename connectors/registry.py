@@ -55,7 +55,7 @@ from connectors.components import (
     case_webhook,
     eido_receiver,
 )
-from connectors.core.component import Component, ComponentConfig
+from connectors.core.component import Component, ComponentConfig, describe_validation
 from connectors.referrals.components import (
     FhirDeliveryConfig,
     FhirTaskPollerConfig,
@@ -138,17 +138,6 @@ def kind_name(kind: str) -> str:
     return kind.replace("_", "-")
 
 
-def _describe(exc: ValidationError) -> str:
-    """``field: message`` per error, without the rejected values (a value may be a secret
-    taken from the environment). A check of several fields names its field in its message."""
-    parts = []
-    for err in exc.errors(include_url=False, include_context=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
 def parse_components(items: Any, where: str) -> list[ComponentConfig]:
     """The validated configs of a ``components`` list (pure but for the deprecation log):
     known kinds, unique names (default ``<kind>-<position>``), every field valid. ``where``
@@ -176,7 +165,7 @@ def parse_components(items: Any, where: str) -> list[ComponentConfig]:
         try:
             configs.append(KINDS[kind].config.model_validate({**item, "kind": kind, "name": name}))
         except ValidationError as exc:
-            raise ConfigError(f"{where}: component {name!r} ({kind}): {_describe(exc)}") from None
+            raise ConfigError(f"{where}: component {name!r} ({kind}): {describe_validation(exc)}") from None
     return configs
 
 

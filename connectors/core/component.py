@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class Component(Protocol):
@@ -26,3 +26,15 @@ class ComponentConfig(BaseModel):
 
     kind: str
     name: str = Field(min_length=1)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """``field: message`` per error, never the rejected value (a config value may be a
+    secret taken from the environment). A check over several fields names its field in its
+    message, which is shown as written (without pydantic's ``Value error,`` prefix)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_context=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
