@@ -188,9 +188,8 @@ def test_kind_modules_do_not_import_the_registry() -> None:
     """No import circle: the kinds and re-drivers are imported by the registry, never the reverse."""
     code = (
         "import sys, connectors.components, connectors.referrals.components, connectors.cad.redrive, "
-        "connectors.cases.redrive, hub.kernel.deadletters; "
-        "assert 'connectors.registry' not in sys.modules, 'a kind module imports the registry'; "
-        "assert not any(m.startswith('connectors') for m in sys.modules if m.startswith('hub.kernel')), 1"
+        "connectors.cases.redrive; "
+        "assert 'connectors.registry' not in sys.modules, 'a kind module imports the registry'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=True)
 
