@@ -23,6 +23,7 @@ failure keeps it ``open`` with the new reason and an attempt count.
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
 import traceback
@@ -262,7 +263,7 @@ class DeadLetterStore:
             dl_id, actor, action, reason,
         )
 
-    async def accesses(self, dl_id: str) -> list[dict[str, Any]]:
+    async def accesses(self, dl_id: str) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         rows = await self.pool.fetch(
             f"SELECT actor, action, reason, at FROM {self.schema}.deadletter_access "
             "WHERE deadletter_id = $1 ORDER BY id",
