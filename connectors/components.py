@@ -1,27 +1,34 @@
 """Inbound component kinds (CAD pollers, file drops, EIDO receiver, case pollers and
-webhooks), registered into :data:`connectors.registry.COMPONENT_KINDS`.
+webhooks): one typed config model and one factory per kind, listed in
+:data:`connectors.registry.KINDS`.
 
 Every factory takes the runtime (``rt.log``, ``rt.pool``, ``rt.keyring``,
-``rt.pseudonym_key``, ``rt.deadletter_sealer``, ``rt.settings``) and the component's
-config mapping; connector state tables are migrated on ``start()``.
+``rt.pseudonym_key``, ``rt.deadletter_sealer``, ``rt.settings``) and its kind's validated
+config model; it does no I/O. Each config's defaults are the kind's documented defaults
+(``docs/operators.md``). A CAD component records the profile it maps with (bundled or
+YAML-path base plus the county's overrides, :mod:`connectors.cad.used_profile`) when it
+starts, and its dead letters name that exact profile, so a re-drive maps with it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from connectors.cad.eido import EidoMapper
 from connectors.cad.filedrop import FileDropSource
 from connectors.cad.ingest import mapper_for
-from connectors.cad.profile import Profile, load_profile
+from connectors.cad.profile import apply_overrides, load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cad.soql import SoqlSource
+from connectors.cad.used_profile import ProfileStore, UsedProfile
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.rest import CaseRestSource
 from connectors.cases.webhook import webhook_app
+from connectors.core.component import ComponentConfig, describe_validation
 from connectors.core.http import serve
 from connectors.core.runner import DeadLetterSink, Source, SourceRunner
 from connectors.core.state import (
@@ -29,34 +36,157 @@ from connectors.core.state import (
     PostgresDeliveryStore,
     PostgresRevisionStore,
 )
-from connectors.registry import ConfigError, register_kind
 from hub.kernel.keys import secret_bytes
 from hub.kernel.net import is_loopback
 
+# --------------------------------------------------------------------------- config models
 
-def profile_with_overrides(name: str, overrides: dict[str, Any] | None) -> Profile:
-    """A bundled profile with a county's overrides (e.g. its agency id or extra
-    disposition codes, merged into the profile's map)."""
-    profile = load_profile(name)
-    if not overrides:
-        return profile
-    data = profile.model_dump()
-    for key, value in overrides.items():
-        if key == "dispositions":
-            data["dispositions"] = {**data["dispositions"], **value}
-        else:
-            data[key] = value
-    return Profile.model_validate(data)
+
+class CadProfileConfig(ComponentConfig):
+    """What every CAD kind has: its ``profile`` (a bundled name or a YAML path), the
+    county's ``overrides`` of it and the ``source`` name of its events (default: the
+    profile's). The profile is loaded and the overrides applied when the config is
+    validated, so an unknown profile or a bad override stops the file from loading."""
+
+    profile: str
+    overrides: dict[str, Any] | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _profile_builds(self) -> CadProfileConfig:
+        try:
+            base = load_profile(self.profile)
+        except ValidationError as exc:
+            reason = describe_validation(exc)
+            raise ValueError(f"profile: {self.profile} is not a valid profile: {reason}") from None
+        except ValueError as exc:
+            raise ValueError(f"profile: {exc}") from None
+        try:
+            apply_overrides(base, self.overrides)
+        except ValidationError as exc:
+            raise ValueError(f"overrides: {describe_validation(exc)}") from None
+        except ValueError as exc:
+            raise ValueError(f"overrides: {exc}") from None
+        return self
+
+    def used_profile(self) -> UsedProfile:
+        """The profile this component maps with (base + overrides, and where it came from)."""
+        return UsedProfile.of(self.profile, self.overrides)
+
+
+class PollingConfig(ComponentConfig):
+    """A polling component: ``interval`` seconds between polls once the source is drained."""
+
+    interval: float = Field(5.0, ge=0)
+
+
+class CadSoqlPollerConfig(CadProfileConfig, PollingConfig):
+    """A Socrata/SoQL "calls for service" API (``url``), paged by its updated-at field."""
+
+    kind: Literal["cad-soql-poller"] = "cad-soql-poller"
+    url: str
+    profile: str = "san_francisco"
+    updated_field: str | None = None  # default: the profile's updated_at column, else data_updated_at
+    key_field: str | None = None  # default: the profile's cad_number column, else cad_number
+    page_size: int = Field(500, gt=0)
+    app_token: str | None = None
+
+
+class CadFileDropConfig(CadProfileConfig, PollingConfig):
+    """A ``directory`` the CAD exports into. A file is read once it has been unmodified for
+    ``settle`` seconds (use 0 when the exporter renames finished files into the folder)."""
+
+    kind: Literal["cad-file-drop"] = "cad-file-drop"
+    directory: Path
+    pattern: str | None = None  # default: *.json for an EIDO profile, else *.csv
+    settle: float = Field(2.0, ge=0)
+
+
+class EidoReceiverConfig(CadProfileConfig):
+    """An HTTP endpoint a PSAP/CAD pushes NENA EIDO JSON to. ``auth``: ``hmac`` (signed
+    requests, key file ``key_name``, default ``eido.key``) or ``none``; unset, it is
+    ``hmac`` when ``key_name`` is given, else ``none`` — which is refused off a loopback
+    address (anyone who reaches the endpoint could write CAD facts into the log) unless
+    written explicitly, when a proxy in front of it authenticates the CAD."""
+
+    kind: Literal["eido-receiver"] = "eido-receiver"
+    profile: str = "eido"
+    host: str = "127.0.0.1"
+    port: int = Field(8710, ge=0, le=65535)
+    path: str = "/eido"
+    key_name: str | None = None
+    tolerance_seconds: float = Field(300, gt=0)
+    auth: Literal["hmac", "none"] | None = None
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _casefold(cls, value: Any) -> Any:
+        return value.casefold() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _open_only_on_loopback(self) -> EidoReceiverConfig:
+        if self.auth is None and self.key_name is None and not is_loopback(self.host):
+            raise ValueError(
+                f"auth: listening on {self.host} needs key_name (HMAC-signed requests), or an "
+                "explicit 'auth: none' when a proxy authenticates the CAD"
+            )
+        return self
+
+    @property
+    def auth_mode(self) -> Literal["hmac", "none"]:
+        if self.auth is not None:
+            return self.auth
+        return "hmac" if self.key_name else "none"
+
+
+class CaseMappingConfig(ComponentConfig):
+    """What both case kinds have: the ``source`` of their events (default
+    ``cases/<name>``), the identifier ``namespace`` of persons given without one, and the
+    ``agency`` of CAD incidents given without one."""
+
+    source: str | None = None
+    namespace: str = "mpi:county"
+    agency: str | None = None
+
+
+class CaseRestPollerConfig(CaseMappingConfig, PollingConfig):
+    """The program's case-management system, polled by updated-since (``url``)."""
+
+    kind: Literal["case-rest-poller"] = "case-rest-poller"
+    url: str
+    page_size: int = Field(500, gt=0)
+    token: str | None = None
+
+
+class CaseWebhookConfig(CaseMappingConfig):
+    """Signed webhooks pushed by the case system (HMAC key file ``key_name``)."""
+
+    kind: Literal["case-webhook"] = "case-webhook"
+    host: str = "127.0.0.1"
+    port: int = Field(8711, ge=0, le=65535)
+    path: str = "/webhooks/cases"
+    key_name: str = "webhook.key"
+    tolerance_seconds: float = Field(300, gt=0)
+
+
+# --------------------------------------------------------------------------- components
+
+
+async def _record_profile(rt: Any, used: UsedProfile | None) -> None:
+    if used is not None:
+        await ProfileStore(rt.pool, rt.settings.core_schema).record(used)
 
 
 class PollingComponent:
-    """A :class:`SourceRunner` with its state tables ensured on start."""
+    """A :class:`SourceRunner`; a CAD poller's profile is recorded before it starts."""
 
-    def __init__(self, rt: Any, runner: SourceRunner) -> None:
+    def __init__(self, rt: Any, runner: SourceRunner, profile: UsedProfile | None = None) -> None:
         self.rt = rt
         self.runner = runner
+        self.profile = profile
 
     async def start(self) -> None:
+        await _record_profile(self.rt, self.profile)
         await self.runner.start()
 
     async def stop(self) -> None:
@@ -64,13 +194,17 @@ class PollingComponent:
 
 
 class HttpComponent:
-    """An aiohttp application served on ``host:port`` (127.0.0.1 by default)."""
+    """An aiohttp application served on ``host:port`` (127.0.0.1 by default); a CAD
+    receiver's profile is recorded before it listens."""
 
-    def __init__(self, rt: Any, app: web.Application, host: str, port: int) -> None:
-        self.rt, self.app, self.host, self.port = rt, app, host, port
+    def __init__(
+        self, rt: Any, app: web.Application, host: str, port: int, profile: UsedProfile | None = None
+    ) -> None:
+        self.rt, self.app, self.host, self.port, self.profile = rt, app, host, port, profile
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        await _record_profile(self.rt, self.profile)
         self._runner, self.port = await serve(self.app, self.port, self.host)
 
     async def stop(self) -> None:
@@ -81,7 +215,7 @@ class HttpComponent:
 
 def _runner(
     rt: Any,
-    cfg: dict[str, Any],
+    cfg: PollingConfig,
     source: Source,
     mapper: Any,
     family: str,
@@ -96,103 +230,84 @@ def _runner(
         PostgresCursorStore(rt.pool, schema),
         DeadLetterSink(mapper.source, family, rt.deadletter_sealer, profile),
         PostgresRevisionStore(rt.pool, schema) if revisions else None,
-        interval=float(cfg.get("interval", 5.0)),
+        interval=cfg.interval,
     )
 
 
-@register_kind("cad_soql_poller")
-def cad_soql_poller(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
-    profile = profile_with_overrides(cfg.get("profile", "san_francisco"), cfg.get("overrides"))
+def cad_soql_poller(rt: Any, cfg: CadSoqlPollerConfig) -> PollingComponent:
+    used = cfg.used_profile()
+    profile = used.profile
     source = SoqlSource(
-        cfg["name"],
-        cfg["url"],
-        updated_field=cfg.get("updated_field", profile.fields.get("updated_at", "data_updated_at")),
-        key_field=cfg.get("key_field", profile.fields.get("cad_number", "cad_number")),
-        page_size=int(cfg.get("page_size", 500)),
-        app_token=cfg.get("app_token"),
+        cfg.name,
+        cfg.url,
+        updated_field=cfg.updated_field or profile.fields.get("updated_at", "data_updated_at"),
+        key_field=cfg.key_field or profile.fields.get("cad_number", "cad_number"),
+        page_size=cfg.page_size,
+        app_token=cfg.app_token,
     )
-    mapper = mapper_for(profile, cfg.get("source"))
-    return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", profile.name, True))
+    mapper = mapper_for(profile, cfg.source)
+    return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", used.ref, True), used)
 
 
-@register_kind("cad_file_drop")
-def cad_file_drop(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
-    """Watch ``directory`` for exports of ``profile`` (``pattern``, default ``*.csv``);
-    a file is read once it has been unmodified for ``settle`` seconds (default 2; use 0
-    when the exporter renames finished files into the folder). Revised rows in a later
-    export become ``CallRevised`` facts (content-hash revisions, claimed in PostgreSQL)."""
-    profile = profile_with_overrides(cfg["profile"], cfg.get("overrides"))
-    pattern = cfg.get("pattern", "*.json" if profile.format == "eido" else "*.csv")
-    source = FileDropSource(
-        cfg["name"], Path(cfg["directory"]), profile, pattern, settle_seconds=float(cfg.get("settle", 2.0))
-    )
-    mapper = mapper_for(profile, cfg.get("source"))
-    return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", profile.name, True))
+def cad_file_drop(rt: Any, cfg: CadFileDropConfig) -> PollingComponent:
+    """Watch ``directory`` for exports of ``profile``. Revised rows in a later export become
+    ``CallRevised`` facts (content-hash revisions, claimed in PostgreSQL)."""
+    used = cfg.used_profile()
+    profile = used.profile
+    pattern = cfg.pattern or ("*.json" if profile.format == "eido" else "*.csv")
+    source = FileDropSource(cfg.name, cfg.directory, profile, pattern, settle_seconds=cfg.settle)
+    mapper = mapper_for(profile, cfg.source)
+    return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", used.ref, True), used)
 
 
-def eido_auth_key(rt: Any, cfg: dict[str, Any], host: str) -> bytes | None:
-    """The HMAC key the EIDO receiver checks (``key_name``, a key file under keys_dir), or
-    None for ``auth: none``. An open endpoint on a non-loopback address is refused: anyone
-    who reaches it could write CAD facts into the log."""
-    auth = str(cfg.get("auth", "hmac" if cfg.get("key_name") else "none")).casefold()
-    if auth not in ("hmac", "none"):
-        raise ConfigError(f"eido_receiver {cfg.get('name')}: auth must be hmac or none")
-    if auth == "hmac":
-        return secret_bytes(rt.settings, cfg.get("key_name", "eido.key"))
-    if not is_loopback(host) and "auth" not in cfg:
-        raise ConfigError(
-            f"eido_receiver {cfg.get('name')}: listening on {host} needs key_name (HMAC-signed "
-            "requests), or an explicit 'auth: none' when a proxy authenticates the CAD"
-        )
+def eido_auth_key(rt: Any, cfg: EidoReceiverConfig) -> bytes | None:
+    """The HMAC key the EIDO receiver checks (``key_name``, a key file under keys_dir,
+    default ``eido.key``), or None for ``auth: none``."""
+    if cfg.auth_mode == "hmac":
+        return secret_bytes(rt.settings, cfg.key_name or "eido.key")
     return None
 
 
-@register_kind("eido_receiver")
-def eido_receiver(rt: Any, cfg: dict[str, Any]) -> HttpComponent:
-    profile = profile_with_overrides(cfg.get("profile", "eido"), cfg.get("overrides"))
-    mapper = EidoMapper(profile, cfg.get("source"))
-    host = str(cfg.get("host", "127.0.0.1"))
+def eido_receiver(rt: Any, cfg: EidoReceiverConfig) -> HttpComponent:
+    used = cfg.used_profile()
+    mapper = EidoMapper(used.profile, cfg.source)
     app = eido_app(
         mapper=mapper,
         log_port=rt.log,
-        sink=DeadLetterSink(mapper.source, "cad", rt.deadletter_sealer, profile.name),
+        sink=DeadLetterSink(mapper.source, "cad", rt.deadletter_sealer, used.ref),
         revisions=PostgresRevisionStore(rt.pool, rt.settings.core_schema),
-        path=cfg.get("path", "/eido"),
-        key=eido_auth_key(rt, cfg, host),
-        tolerance=float(cfg.get("tolerance_seconds", 300)),
+        path=cfg.path,
+        key=eido_auth_key(rt, cfg),
+        tolerance=cfg.tolerance_seconds,
     )
-    return HttpComponent(rt, app, host, int(cfg.get("port", 8710)))
+    return HttpComponent(rt, app, cfg.host, cfg.port, used)
 
 
-def _case_mapper(rt: Any, cfg: dict[str, Any]) -> CaseMapper:
+def _case_mapper(rt: Any, cfg: CaseMappingConfig) -> CaseMapper:
     return CaseMapper(
-        cfg.get("source", f"cases/{cfg['name']}"),
+        cfg.source or f"cases/{cfg.name}",
         rt.pseudonym_key,
         rt.keyring,
-        default_namespace=cfg.get("namespace", "mpi:county"),
-        default_agency=cfg.get("agency"),
+        default_namespace=cfg.namespace,
+        default_agency=cfg.agency,
     )
 
 
-@register_kind("case_rest_poller")
-def case_rest_poller(rt: Any, cfg: dict[str, Any]) -> PollingComponent:
-    source = CaseRestSource(
-        cfg["name"], cfg["url"], page_size=int(cfg.get("page_size", 500)), token=cfg.get("token")
-    )
+def case_rest_poller(rt: Any, cfg: CaseRestPollerConfig) -> PollingComponent:
+    source = CaseRestSource(cfg.name, cfg.url, page_size=cfg.page_size, token=cfg.token)
     return PollingComponent(rt, _runner(rt, cfg, source, _case_mapper(rt, cfg), "cases", None, False))
 
 
-@register_kind("case_webhook")
-def case_webhook(rt: Any, cfg: dict[str, Any]) -> HttpComponent:
+def case_webhook(rt: Any, cfg: CaseWebhookConfig) -> HttpComponent:
     mapper = _case_mapper(rt, cfg)
     app = webhook_app(
-        receiver=cfg["name"],
-        key=secret_bytes(rt.settings, cfg.get("key_name", "webhook.key")),
+        receiver=cfg.name,
+        key=secret_bytes(rt.settings, cfg.key_name),
         mapper=mapper,
         log_port=rt.log,
         sink=DeadLetterSink(mapper.source, "cases", rt.deadletter_sealer),
         deliveries=PostgresDeliveryStore(rt.pool, rt.settings.core_schema),
-        path=cfg.get("path", "/webhooks/cases"),
-        tolerance=float(cfg.get("tolerance_seconds", 300)),
+        path=cfg.path,
+        tolerance=cfg.tolerance_seconds,
     )
-    return HttpComponent(rt, app, cfg.get("host", "127.0.0.1"), int(cfg.get("port", 8711)))
+    return HttpComponent(rt, app, cfg.host, cfg.port)

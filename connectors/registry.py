@@ -1,19 +1,26 @@
-"""The component registry behind ``hub connectors run --config FILE.yaml``.
-
-``COMPONENT_KINDS`` maps a kind name to a factory ``(runtime, config) -> component``; a
-component has ``async start()`` and ``async stop()``. Inbound kinds are registered here;
-other packages register theirs (delivery workers, listeners) from a module
-``connectors/<package>/components.py``, which :func:`load_plugins` imports.
+"""The one registry of the connector packages: every component kind of
+``hub connectors run --config FILE.yaml`` (:data:`KINDS`) and every dead-letter re-driver
+of ``hub deadletters retry`` (:data:`REDRIVERS`), listed explicitly in plain dicts. Adding
+a kind or a re-driver means adding a line here; nothing is found by scanning, nothing
+registers itself on import, and no kind module imports this one.
 
 Config file::
 
     components:
-      - kind: cad_soql_poller
+      - kind: cad-soql-poller
         name: county-cad
         url: http://127.0.0.1:8701/resource/calls.json
         profile: san_francisco
         overrides: {agency: COUNTY}
         app_token: ${SOCRATA_APP_TOKEN}   # ${NAME}: taken from the environment
+
+Kinds are kebab-case. A file written with the old snake_case names (``cad_soql_poller``)
+still loads: ``_`` is read as ``-`` and one deprecation warning is logged per old name.
+
+Every component is validated when the file is loaded, against its kind's config model
+(unknown keys refused, defaults as documented); an error is a
+:class:`hub.kernel.errors.ConfigError` naming the file, the component and the field. The
+factory of a kind receives the validated model, never a dict.
 
 Secrets stay out of the file: every ``${NAME}`` in a string value is replaced by the
 environment variable ``NAME`` when the file is loaded (a missing variable is an error,
@@ -22,56 +29,86 @@ never an empty secret); ``$${`` stands for a literal ``${``.
 
 from __future__ import annotations
 
-import importlib
+import logging
 import os
-import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticUndefined
 
-import connectors
+from connectors.cad.redrive import redrive_cad
+from connectors.cases.redrive import redrive_case
+from connectors.components import (
+    CadFileDropConfig,
+    CadSoqlPollerConfig,
+    CaseRestPollerConfig,
+    CaseWebhookConfig,
+    EidoReceiverConfig,
+    cad_file_drop,
+    cad_soql_poller,
+    case_rest_poller,
+    case_webhook,
+    eido_receiver,
+)
+from connectors.core.component import Component, ComponentConfig, describe_validation
+from connectors.referrals.components import (
+    FhirDeliveryConfig,
+    FhirTaskPollerConfig,
+    Hl7DeliveryConfig,
+    MllpListenerConfig,
+    fhir_delivery,
+    fhir_task_poller,
+    hl7_delivery,
+    mllp_listener,
+)
+from hub.kernel.deadletters import Redriver
 from hub.kernel.errors import ConfigError
 
-
-class Component(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+log = logging.getLogger(__name__)
 
 
-Factory = Callable[[Any, dict[str, Any]], Component]
-COMPONENT_KINDS: dict[str, Factory] = {}
+@dataclass(frozen=True)
+class Kind:
+    """One component kind: its config model and the factory ``(runtime, config) -> component``."""
+
+    config: type[ComponentConfig]
+    factory: Callable[[Any, Any], Component]
 
 
-def register_kind(name: str) -> Callable[[Factory], Factory]:
-    def decorate(factory: Factory) -> Factory:
-        if name in COMPONENT_KINDS and COMPONENT_KINDS[name] is not factory:
-            raise ValueError(f"component kind registered twice: {name}")
-        COMPONENT_KINDS[name] = factory
-        return factory
+#: every component kind, by its kebab-case name
+KINDS: dict[str, Kind] = {
+    "cad-soql-poller": Kind(CadSoqlPollerConfig, cad_soql_poller),
+    "cad-file-drop": Kind(CadFileDropConfig, cad_file_drop),
+    "eido-receiver": Kind(EidoReceiverConfig, eido_receiver),
+    "case-rest-poller": Kind(CaseRestPollerConfig, case_rest_poller),
+    "case-webhook": Kind(CaseWebhookConfig, case_webhook),
+    "fhir-delivery": Kind(FhirDeliveryConfig, fhir_delivery),
+    "hl7-delivery": Kind(Hl7DeliveryConfig, hl7_delivery),
+    "mllp-listener": Kind(MllpListenerConfig, mllp_listener),
+    "fhir-task-poller": Kind(FhirTaskPollerConfig, fhir_task_poller),
+}
 
-    return decorate
+#: every dead-letter re-driver, by source family (a source ``cad/<name>``, ``<family>/<profile>``
+#: or a profile name may be added for a more specific one; see
+#: :func:`hub.kernel.deadletters.find_redriver`)
+REDRIVERS: dict[str, Redriver] = {
+    "cad": redrive_cad,
+    "cases": redrive_case,
+}
 
 
-def load_plugins() -> list[str]:
-    """Import every ``connectors.<pkg>.components`` module (registers their kinds)."""
-    loaded = []
-    for info in pkgutil.iter_modules(connectors.__path__):
-        if not info.ispkg:
-            continue
-        if (Path(connectors.__path__[0]) / info.name / "components.py").exists():
-            importlib.import_module(f"connectors.{info.name}.components")
-            loaded.append(info.name)
-    return loaded
+# --------------------------------------------------------------------------- environment
 
 
 _ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand_env(value: Any, environ: Any = None, where: str = "config") -> Any:
+def expand_env(value: Any, environ: Mapping[str, str] | None = None, where: str = "config") -> Any:
     """``value`` with ``${NAME}`` in every nested string replaced by ``environ[NAME]``
     (pure given ``environ``; default ``os.environ``). Raises :class:`ConfigError` naming the
     missing variable (never its would-be value)."""
@@ -93,33 +130,89 @@ def expand_env(value: Any, environ: Any = None, where: str = "config") -> Any:
     return value
 
 
-def load_config(path: Path) -> list[dict[str, Any]]:
-    """The component configs of a YAML file (validated: known kinds, unique names;
-    ``${NAME}`` references expanded from the environment)."""
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh) or {}
-    data = expand_env(data, where=str(path))
-    items = data.get("components") if isinstance(data, dict) else None
+# --------------------------------------------------------------------------- validation
+
+
+def kind_name(kind: str) -> str:
+    """The kebab-case name of a kind written either way (``cad_soql_poller`` → ``cad-soql-poller``)."""
+    return kind.replace("_", "-")
+
+
+def parse_components(items: Any, where: str) -> list[ComponentConfig]:
+    """The validated configs of a ``components`` list (pure but for the deprecation log):
+    known kinds, unique names (default ``<kind>-<position>``), every field valid. ``where``
+    names the file in errors."""
     if not isinstance(items, list) or not items:
-        raise ConfigError(f"{path}: expected a non-empty 'components' list")
+        raise ConfigError(f"{where}: expected a non-empty 'components' list")
+    configs: list[ComponentConfig] = []
     names: set[str] = set()
+    deprecated: set[str] = set()
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or "kind" not in item:
-            raise ConfigError(f"{path}: component #{i + 1} has no 'kind'")
-        if item["kind"] not in COMPONENT_KINDS:
-            known = ", ".join(sorted(COMPONENT_KINDS))
-            raise ConfigError(f"{path}: unknown component kind {item['kind']!r}; known: {known}")
-        name = str(item.get("name") or f"{item['kind']}-{i + 1}")
+        if not isinstance(item, Mapping) or not isinstance(item.get("kind"), str):
+            raise ConfigError(f"{where}: component #{i + 1} has no 'kind'")
+        written = item["kind"]
+        kind = kind_name(written)
+        if kind not in KINDS:
+            known = ", ".join(sorted(KINDS))
+            raise ConfigError(f"{where}: unknown component kind {written!r}; known: {known}")
+        if written != kind and written not in deprecated:
+            deprecated.add(written)
+            log.warning("%s: component kind %r is deprecated; write %r", where, written, kind)
+        name = str(item.get("name") or f"{kind}-{i + 1}")
         if name in names:
-            raise ConfigError(f"{path}: component name {name!r} used twice")
+            raise ConfigError(f"{where}: component name {name!r} used twice")
         names.add(name)
-        item["name"] = name
-    return items
+        try:
+            configs.append(KINDS[kind].config.model_validate({**item, "kind": kind, "name": name}))
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: component {name!r} ({kind}): {describe_validation(exc)}") from None
+    return configs
 
 
-def build(runtime: Any, configs: list[dict[str, Any]]) -> list[Component]:
-    return [COMPONENT_KINDS[c["kind"]](runtime, c) for c in configs]
+def load_config(path: Path) -> list[ComponentConfig]:
+    """The validated component configs of a YAML file (``${NAME}`` references expanded
+    from the environment first). Raises :class:`ConfigError` (or ``OSError`` for a file
+    that cannot be read)."""
+    with open(path, encoding="utf-8") as fh:
+        try:
+            data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = expand_env(data, where=str(path))
+    return parse_components(data.get("components") if isinstance(data, dict) else None, str(path))
 
 
-# the inbound kinds of this package
-importlib.import_module("connectors.components")
+def build(runtime: Any, configs: Sequence[ComponentConfig]) -> list[Component]:
+    """One component per config, built by its kind's factory (no I/O)."""
+    return [KINDS[c.kind].factory(runtime, c) for c in configs]
+
+
+# --------------------------------------------------------------------------- description
+
+
+_QUALIFIED = re.compile(r"\b(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)")
+
+
+def _type_name(annotation: Any) -> str:
+    """``dict[str, FhirDestination]``, ``Literal['wall', 'relative']``, ``str | None``."""
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return _QUALIFIED.sub(r"\1", str(annotation))
+
+
+def kind_fields(kind: str) -> list[str]:
+    """``field: type = default`` (or ``(required)``) for each option of ``kind``, besides
+    ``kind`` and ``name`` which every component has (pure)."""
+    model: type[BaseModel] = KINDS[kind].config
+    lines = []
+    for field, info in model.model_fields.items():
+        if field in ("kind", "name"):
+            continue
+        shown = _type_name(info.annotation)
+        if info.is_required():
+            lines.append(f"{field}: {shown} (required)")
+        elif info.default_factory is not None:
+            lines.append(f"{field}: {shown} = {info.default_factory()!r}")  # type: ignore[call-arg]
+        elif info.default is not PydanticUndefined:
+            lines.append(f"{field}: {shown} = {info.default!r}")
+    return lines

@@ -7,8 +7,9 @@ the whole migration registry below. The registries are explicit lists — adding
 adding a line here, never a module that is found by scanning:
 
 - :data:`MIGRATIONS` — every migration set, in the order they are applied;
-- component kinds for ``hub connectors run`` live in :mod:`connectors.registry`;
-- dead-letter re-drivers likewise in :mod:`connectors.registry` (:data:`REDRIVERS`).
+- component kinds for ``hub connectors run`` live in :data:`connectors.registry.KINDS`;
+- dead-letter re-drivers in :data:`connectors.registry.REDRIVERS` (``hub deadletters
+  retry`` hands them to :func:`hub.kernel.deadletters.redrive`).
 
 This module sits above the kernel, the connectors and the projections and below the entry
 points (``hub.entry``) and the development tooling (``hub.devtools``), which both use it.

@@ -17,7 +17,10 @@ class DeadLetter(Frozen):
     """``raw`` is sealed with the hub's dead-letter key whenever the input may carry PHI
     (every CAD, case and EHR payload does); ``raw_clear`` only for PHI-free input.
     ``id`` is deterministic over (source, record ref, raw bytes) so a re-read of the
-    same bad row is one dead letter, not two."""
+    same bad row is one dead letter, not two. ``profile`` names the mapping profile of a
+    CAD record: a reference ``<name>@sha256:<hex>`` to the exact profile that rejected it
+    (a bundled or YAML-path profile with the county's overrides, recorded by the connector),
+    or, in dead letters written before references, a plain profile name."""
 
     id: str
     source: str  # e.g. "cad/seattle", "cases/acme", "ehr/mllp"
@@ -29,6 +32,11 @@ class DeadLetter(Frozen):
     raw: Sealed | None = None
     raw_clear: str | None = None
     at: AwareDatetime
+
+    @property
+    def profile_name(self) -> str | None:
+        """The profile's name: ``profile`` up to its ``@`` (the whole of a plain name)."""
+        return None if self.profile is None else self.profile.split("@", 1)[0]
 
 
 def deadletter_id(source: str, record_ref: str, raw: bytes) -> str:

@@ -61,11 +61,13 @@ async def ingest_files(
     sealer: DeadLetterSealer,
     revisions: RevisionStore | None = None,
     source: str | None = None,
+    profile_ref: str | None = None,
 ) -> IngestCounts:
     """Import every file; layout errors (missing file, wrong header) raise before any
-    record of *that* file is appended."""
+    record of *that* file is appended. Dead letters name ``profile_ref`` (the recorded
+    profile, see :mod:`connectors.cad.used_profile`), else the profile's name."""
     mapper = mapper_for(profile, source)
-    sink = DeadLetterSink(mapper.source, "cad", sealer, profile.name)
+    sink = DeadLetterSink(mapper.source, "cad", sealer, profile_ref or profile.name)
     total = IngestCounts()
     for path in paths:
         records = read_records(Path(path), profile)

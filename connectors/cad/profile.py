@@ -9,9 +9,10 @@ zones or field names are errors), so a bad profile fails at start, never mid-imp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -214,20 +215,50 @@ def profile_names() -> list[str]:
 
 
 def load_profile_file(path: Path) -> Profile:
+    """The profile of one YAML file; raises ``ValueError`` (a pydantic ``ValidationError``
+    for a profile that does not validate)."""
     with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a profile is a YAML mapping")
     return Profile.model_validate(data)
 
 
+def profile_file(name_or_path: str) -> Path | None:
+    """The YAML file of a profile given as a path (``.yaml``/``.yml``, existing) or as a
+    bundled name (``seattle``); None when there is no such file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    bundled = PROFILES_DIR / f"{name_or_path}.yaml"
+    return bundled if bundled.is_file() else None
+
+
 @lru_cache(maxsize=32)
 def load_profile(name_or_path: str) -> Profile:
     """A bundled profile by name (``seattle``), or a profile file by path."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return load_profile_file(path)
-    bundled = PROFILES_DIR / f"{name_or_path}.yaml"
-    if not bundled.exists():
+    path = profile_file(name_or_path)
+    if path is None:
         raise ValueError(f"unknown CAD profile {name_or_path!r}; known: {', '.join(profile_names())}")
-    return load_profile_file(bundled)
+    return load_profile_file(path)
+
+
+def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Profile:
+    """``profile`` with a county's overrides (validated as a whole profile again):
+    ``dispositions`` are merged into the profile's code map, any other key replaces the
+    profile's value (e.g. the county's own ``agency`` id, its ``time_formats``)."""
+    if not overrides:
+        return profile
+    data = profile.model_dump()
+    for key, value in overrides.items():
+        if key == "dispositions":
+            if not isinstance(value, Mapping):
+                raise ValueError("dispositions: a mapping of source code to outcome")
+            data["dispositions"] = {**data["dispositions"], **value}
+        else:
+            data[key] = value
+    return Profile.model_validate(data)
+

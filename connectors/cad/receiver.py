@@ -10,7 +10,7 @@ Authentication: with a ``key``, every request must be signed exactly like a case
 (``X-Hub-Delivery``, ``X-Hub-Timestamp``, ``X-Hub-Signature`` = ``sha256=`` HMAC-SHA256 over
 ``"<timestamp>.<delivery id>." + body``, see :mod:`connectors.cases.webhook`); unsigned,
 badly signed or stale requests get 401 and nothing is read. Without a key the endpoint is
-open, which the ``eido_receiver`` component allows only on a loopback address or with an
+open, which the ``eido-receiver`` component allows only on a loopback address or with an
 explicit ``auth: none`` (behind a proxy that authenticates the CAD, e.g. with mutual TLS).
 Bodies are limited to :data:`MAX_BODY` bytes (413 beyond).
 """

@@ -2,8 +2,11 @@
 
 The raw payload is what the connector kept: a CSV row (no header: read with the
 profile's columns), an open-data JSON row, or an EIDO document. It is mapped again with
-the *current* profile; event ids are deterministic, so a re-driven record that meanwhile
-arrived again is appended once. Raises with the reason when it still cannot be mapped.
+the profile the dead letter names, as it is now: a recorded profile reference resolves to
+the component's own profile — its bundled or YAML-path base, current content, with the
+county's overrides (see :mod:`connectors.cad.used_profile`). Event ids are deterministic,
+so a re-driven record that meanwhile arrived again is appended once. Raises with the
+reason when it still cannot be mapped.
 """
 
 from __future__ import annotations
@@ -12,17 +15,21 @@ import csv
 import io
 import json
 
+import asyncpg
+
 from connectors.cad.eido import eido_record
 from connectors.cad.ingest import mapper_for
-from connectors.cad.profile import load_profile
+from connectors.cad.profile import Profile
+from connectors.cad.used_profile import ProfileStore, resolve_profile
 from connectors.core.records import Exclusion, Mapped, RawRecord
-from hub.kernel.deadletters import ValueFreeError, register_redriver
+from hub.kernel.deadletters import ValueFreeError
+from hub.kernel.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
 
-def raw_to_record(dl: DeadLetter, raw: bytes) -> RawRecord:
-    profile = load_profile(dl.profile or "generic")
+def raw_to_record(dl: DeadLetter, raw: bytes, profile: Profile) -> RawRecord:
+    """The dead letter's raw payload as a record of ``profile``'s layout (pure)."""
     if profile.format == "eido":
         return eido_record(raw, dl.record_ref)
     text = raw.decode("utf-8", errors="replace")
@@ -38,12 +45,10 @@ def raw_to_record(dl: DeadLetter, raw: bytes) -> RawRecord:
     return RawRecord(dl.record_ref, raw, dict(zip(profile.columns, row, strict=True)))
 
 
-@register_redriver("cad")
-def redrive_cad(dl: DeadLetter, raw: bytes) -> list[Envelope]:
-    if not dl.profile:
-        raise ValueFreeError("dead letter names no CAD profile")
-    profile = load_profile(dl.profile)
-    record = raw_to_record(dl, raw)
+def map_again(dl: DeadLetter, raw: bytes, profile: Profile) -> list[Envelope]:
+    """The events ``raw`` maps to with ``profile`` under the dead letter's source (pure);
+    an excluded record gives none; raises :class:`ValueFreeError` when it is still rejected."""
+    record = raw_to_record(dl, raw, profile)
     if record.problem:
         raise ValueFreeError(record.problem)
     result = mapper_for(profile, dl.source).map(record, None)
@@ -52,3 +57,13 @@ def redrive_cad(dl: DeadLetter, raw: bytes) -> list[Envelope]:
     if isinstance(result, Exclusion):
         return []
     raise ValueFreeError(f"{result.stage}: {result.reason}")
+
+
+async def redrive_cad(
+    dl: DeadLetter, raw: bytes, *, pool: asyncpg.Pool, settings: Settings
+) -> list[Envelope]:
+    """The redriver of the ``cad`` family: resolve the dead letter's profile, map again."""
+    if not dl.profile:
+        raise ValueFreeError("dead letter names no CAD profile")
+    profile = await resolve_profile(ProfileStore(pool, settings.core_schema), dl.profile)
+    return map_again(dl, raw, profile)

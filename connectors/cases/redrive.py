@@ -13,15 +13,16 @@ from connectors.cases.mapping import CaseMapper, case_record
 from connectors.core.records import Mapped
 from connectors.core.runner import bind_keys
 from hub.kernel.crypto import Keyring
-from hub.kernel.deadletters import ValueFreeError, register_redriver
+from hub.kernel.deadletters import ValueFreeError
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
 
 
-@register_redriver("cases")
 async def redrive_case(
     dl: DeadLetter, raw: bytes, *, keyring: Keyring, pseudonym_key: bytes
 ) -> list[Envelope]:
+    """The redriver of the ``cases`` family (keys resolved before mapping, so an outage
+    leaves the dead letter open)."""
     record = case_record(json.loads(raw), dl.record_ref, raw)
     mapper = await bind_keys(CaseMapper(dl.source, pseudonym_key, keyring), [record])
     result = mapper.map(record)

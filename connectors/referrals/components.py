@@ -1,6 +1,7 @@
-"""Registers the referral components for ``hub connectors run --config FILE.yaml``.
+"""The referral component kinds of ``hub connectors run --config FILE.yaml``: one typed
+config model and one factory per kind, listed in :data:`connectors.registry.KINDS`.
 
-Kinds and their configuration (``kind``/``name`` are the registry's own keys)::
+Kinds and their configuration (``kind`` and ``name`` as for every component)::
 
     - kind: fhir-delivery
       group_id: hub-delivery-fhir          # optional
@@ -29,66 +30,98 @@ Kinds and their configuration (``kind``/``name`` are the registry's own keys)::
 
 from __future__ import annotations
 
-from typing import Any
+import ipaddress
+from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
+from connectors.core.component import ComponentConfig
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
 from connectors.hl7v2.listener import MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
-from connectors.registry import ConfigError, register_kind
 from hub.kernel.net import is_loopback
 
-
-def _own(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in ("kind", "name")}
+# --------------------------------------------------------------------------- config models
 
 
-def _delivery(runtime: Any, config: dict[str, Any], destination: Any, transport: Any) -> DeliveryWorker:
-    """A delivery worker whose ``destinations`` are validated as ``destination`` models and
-    sent through a ``transport`` built over them; the rest of the config is its
-    :class:`WorkerConfig`."""
-    own = _own(config)
-    raw = own.pop("destinations", None)
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError("a delivery component needs a non-empty 'destinations' mapping")
-    dests = {k: destination.model_validate(v) for k, v in raw.items()}
-    return DeliveryWorker(
-        WorkerDeps.from_runtime(runtime), transport(dests), dests, WorkerConfig.model_validate(own)
-    )
+class FhirDeliveryConfig(ComponentConfig, WorkerConfig):
+    """The FHIR delivery worker: :class:`WorkerConfig` plus its ``destinations``."""
+
+    kind: Literal["fhir-delivery"] = "fhir-delivery"
+    destinations: dict[str, FhirDestination] = Field(min_length=1)
 
 
-@register_kind("fhir-delivery")
-def fhir_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
-    return _delivery(runtime, config, FhirDestination, FhirTransport)
+class Hl7DeliveryConfig(ComponentConfig, WorkerConfig):
+    """The HL7 v2 delivery worker: :class:`WorkerConfig` plus its ``destinations``."""
+
+    kind: Literal["hl7-delivery"] = "hl7-delivery"
+    destinations: dict[str, Hl7Destination] = Field(min_length=1)
 
 
-@register_kind("hl7-delivery")
-def hl7_delivery(runtime: Any, config: dict[str, Any]) -> DeliveryWorker:
-    return _delivery(runtime, config, Hl7Destination, Hl7Transport)
+class MllpListenerConfig(ComponentConfig):
+    """Where the EHR sends its RRI^I12 answers. MLLP has no authentication of its own, so a
+    listener off loopback needs ``allow_from`` (the interface engine's networks)."""
+
+    kind: Literal["mllp-listener"] = "mllp-listener"
+    host: str = "127.0.0.1"
+    port: int = Field(2575, ge=0, le=65535)
+    max_frame: int = Field(1 << 20, gt=0)
+    allow_from: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _allow_from_is_networks(self) -> MllpListenerConfig:
+        if self.allow_from is None:
+            if not is_loopback(self.host):
+                raise ValueError(
+                    f"allow_from: listening on {self.host} needs allow_from (the EHR interface "
+                    "engine's networks): MLLP has no authentication of its own"
+                )
+            return self
+        if not self.allow_from:
+            raise ValueError("allow_from: must be a non-empty list of networks")
+        for network in self.allow_from:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"allow_from: {network!r} is not an IP network") from None
+        return self
 
 
-@register_kind("mllp-listener")
-def mllp_listener(runtime: Any, config: dict[str, Any]) -> MllpListener:
-    own = _own(config)
-    host = str(own.get("host", "127.0.0.1"))
-    allow_from = own.get("allow_from")
-    if allow_from is not None and (not isinstance(allow_from, list) or not allow_from):
-        raise ConfigError("mllp-listener: allow_from must be a non-empty list of networks")
-    if allow_from is None and not is_loopback(host):
-        raise ConfigError(
-            f"mllp-listener {config.get('name')}: listening on {host} needs allow_from (the EHR "
-            "interface engine's networks): MLLP has no authentication of its own"
-        )
+class FhirTaskPollerConfig(ComponentConfig, PollerConfig):
+    """The FHIR Task poller: :class:`PollerConfig` (its ``destinations``, ``interval_s``)."""
+
+    kind: Literal["fhir-task-poller"] = "fhir-task-poller"
+
+
+# --------------------------------------------------------------------------- factories
+
+
+def _delivery(runtime: Any, config: FhirDeliveryConfig | Hl7DeliveryConfig, transport: Any) -> DeliveryWorker:
+    """A delivery worker sending through a ``transport`` built over the config's
+    destinations; the config is its :class:`WorkerConfig`."""
+    dests = dict(config.destinations)
+    return DeliveryWorker(WorkerDeps.from_runtime(runtime), transport(dests), dests, config)
+
+
+def fhir_delivery(runtime: Any, config: FhirDeliveryConfig) -> DeliveryWorker:
+    return _delivery(runtime, config, FhirTransport)
+
+
+def hl7_delivery(runtime: Any, config: Hl7DeliveryConfig) -> DeliveryWorker:
+    return _delivery(runtime, config, Hl7Transport)
+
+
+def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
     return MllpListener(
         WorkerDeps.from_runtime(runtime),
-        host=host,
-        port=int(own.get("port", 2575)),
-        max_frame=int(own.get("max_frame", 1 << 20)),
-        allow_from=[str(n) for n in allow_from] if allow_from is not None else None,
+        host=config.host,
+        port=config.port,
+        max_frame=config.max_frame,
+        allow_from=config.allow_from,
     )
 
 
-@register_kind("fhir-task-poller")
-def fhir_task_poller(runtime: Any, config: dict[str, Any]) -> FhirTaskPoller:
-    return FhirTaskPoller(WorkerDeps.from_runtime(runtime), PollerConfig.model_validate(_own(config)))
+def fhir_task_poller(runtime: Any, config: FhirTaskPollerConfig) -> FhirTaskPoller:
+    return FhirTaskPoller(WorkerDeps.from_runtime(runtime), config)

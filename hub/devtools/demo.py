@@ -7,7 +7,7 @@ Steps (each one the real component, in-process, on the real Kafka and PostgreSQL
 2. a seeded county (:class:`hub.devtools.simulate.CountyModel`: a month of a mid-size county's
    CAD traffic) served as an SF-style SoQL feed and a case-management REST API, and the EHR
    simulator (FHIR R4 + HL7 v2 over MLLP, answering referrals);
-3. the CAD and case pollers (``cad_soql_poller``, ``case_rest_poller``) driven until the
+3. the CAD and case pollers (``cad-soql-poller``, ``case-rest-poller``) driven until the
    feeds are drained; the co-responder team's encounters and referral requests appended;
 4. the FHIR and HL7 v2 delivery workers, the MLLP listener and the FHIR Task poller, until
    every referral reached a final state and the EHR's answers stopped arriving;
@@ -52,7 +52,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from connectors.registry import COMPONENT_KINDS, load_plugins
+from connectors.referrals.components import MllpListenerConfig, mllp_listener
+from connectors.registry import build, parse_components
 from hub.bootstrap import open_runtime
 from hub.devtools.commands.infra import bring_up
 from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
@@ -139,7 +140,7 @@ def component_configs(
     }
     return [
         {
-            "kind": "cad_soql_poller",
+            "kind": "cad-soql-poller",
             "name": "county-cad",
             "url": cad_url,
             "profile": "san_francisco",
@@ -149,7 +150,7 @@ def component_configs(
             "overrides": CAD_OVERRIDES if overrides is None else overrides,
         },
         {
-            "kind": "case_rest_poller",
+            "kind": "case-rest-poller",
             "name": "county-cases",
             "url": cases_url,
             "page_size": 1000,
@@ -458,14 +459,13 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         cad_state.publish(call.cad_number, soql_row(call.latest(), county.timezone))
     for rec in county.case_records:
         case_state.publish(str(rec["record_id"]), rec)
-    load_plugins()
 
     async with open_runtime(settings) as rt, contextlib.AsyncExitStack() as stack:
         cad_server, cad_port = await serve(cad_feed_app(cad_state), 0)
         stack.push_async_callback(cad_server.cleanup)
         case_server, case_port = await serve(cases_app(case_state), 0)
         stack.push_async_callback(case_server.cleanup)
-        listener = COMPONENT_KINDS["mllp-listener"](rt, {"kind": "mllp-listener", "name": "mllp", "port": 0})
+        listener = mllp_listener(rt, MllpListenerConfig(name="mllp", port=0))
         await listener.start()
         stack.push_async_callback(listener.stop)
         sim = EhrSimulator(
@@ -480,30 +480,29 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         )
         await sim.start()
         stack.push_async_callback(sim.stop)
-        configs = {
-            c["name"]: c
-            for c in component_configs(
-                f"http://127.0.0.1:{cad_port}/resource/calls.json",
-                f"http://127.0.0.1:{case_port}/api/v1/case-records",
-                fhir_base=sim.fhir_base_url,
-                token_url=sim.token_url,
-                mllp_port=sim.mllp_port,
-            )
-        }
+        written = component_configs(
+            f"http://127.0.0.1:{cad_port}/resource/calls.json",
+            f"http://127.0.0.1:{case_port}/api/v1/case-records",
+            fhir_base=sim.fhir_base_url,
+            token_url=sim.token_url,
+            mllp_port=sim.mllp_port,
+        )
+        configs = {c.name: c for c in parse_components(written, "hub demo")}
 
-        def build(name: str) -> Any:
-            return COMPONENT_KINDS[configs[name]["kind"]](rt, configs[name])
+        def component(name: str) -> Any:
+            (built,) = build(rt, [configs[name]])
+            return built
 
         progress = _progress(console)
         steps = _Steps(rt, opts, progress, result)
         with progress:
-            await steps.drain(build("county-cad"), "county-cad", len(cad_state.rows))
-            await steps.drain(build("county-cases"), "county-cases", len(case_state.rows))
+            await steps.drain(component("county-cad"), "county-cad", len(cad_state.rows))
+            await steps.drain(component("county-cases"), "county-cases", len(case_state.rows))
             envelopes = encounter_events(county, rt.pseudonym_key, rt.keyring)
             await steps.append(envelopes, "coresponder-app")
             referrals = sum(1 for e in envelopes if e.type.startswith("referral.requested."))
             await steps.deliver(
-                [build(n) for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")], referrals
+                [component(n) for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")], referrals
             )
             await steps.project()
         with console.status("sealing the log and verifying it (hub seal, hub verify)…"):

@@ -6,26 +6,30 @@ A connector that cannot parse, validate or map a record builds a
 with the dead-letter key) and hands it (with the rest of its batch) to
 :meth:`hub.kernel.log.EventLog.dead_letters`.
 
-Re-driving: connector packages register a function in :data:`REDRIVERS` under their
-source family, profile or full source name (see :func:`find_redriver`). A redriver takes
-the dead letter and its raw bytes and returns the envelopes the record maps to now, or
-raises with a human-readable reason. A redriver that needs the runtime's secrets declares
-them as keyword-only parameters: ``keyring`` (the per-person keyring, to seal clinical
-fields such as contact notes with the person's key) and ``pseudonym_key``; :func:`redrive`
-passes exactly those it declares (see :data:`REDRIVE_RESOURCES`). Because event ids are
-deterministic, appending the re-driven envelopes goes through the exactly-once index: a
-record re-driven twice (or re-read from its feed in the meantime) is appended once. A
-success marks the dead letter ``redriven``; a failure keeps it ``open`` with the new
-reason and an attempt count. An outage while re-driving (:func:`hub.kernel.errors.is_retriable`)
-is not a failure of the letter: it propagates and the letter is left as it was.
+Re-driving: a redriver maps one dead letter again, from its raw bytes, and returns the
+envelopes the record maps to now, or raises with a human-readable reason. The caller hands
+:func:`redrive` a *registry* mapping a source (``cad/seattle``), ``<family>/<profile>``,
+profile or source family to its redriver (:func:`find_redriver`; the hub's own is
+:data:`connectors.registry.REDRIVERS` — this kernel module never imports connectors). A
+redriver that needs runtime resources declares them as keyword-only parameters: ``keyring``
+(the per-person keyring, to seal clinical fields such as contact notes with the person's
+key), ``pseudonym_key``, ``pool`` and ``settings`` (e.g. to look up the recorded profile a
+CAD record was rejected with); :func:`redrive` passes exactly those it declares (see
+:data:`REDRIVE_RESOURCES`). Because event ids are deterministic, appending the re-driven
+envelopes goes through the exactly-once index: a record re-driven twice (or re-read from
+its feed in the meantime) is appended once. A success marks the dead letter ``redriven``; a
+failure keeps it ``open`` with the new reason and an attempt count. An outage while
+re-driving (:func:`hub.kernel.errors.is_retriable`) is not a failure of the letter: it
+propagates and the letter is left as it was.
 """
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import re
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,30 +48,22 @@ Redriver = Callable[..., Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
 
 #: Runtime resources a redriver may ask for by naming a keyword-only parameter, and the
 #: :class:`hub.kernel.runtime.Runtime` attribute each comes from.
-REDRIVE_RESOURCES = {"keyring": "keyring", "pseudonym_key": "pseudonym_key"}
-
-#: Registry of re-drivers, keyed by ``source`` (e.g. ``cad/seattle``), ``<family>/<profile>``,
-#: ``profile`` or ``source_family`` (looked up in that order).
-REDRIVERS: dict[str, Redriver] = {}
+REDRIVE_RESOURCES = {
+    "keyring": "keyring",
+    "pseudonym_key": "pseudonym_key",
+    "pool": "pool",
+    "settings": "settings",
+}
 
 STATUSES = ("open", "redriven")
 
 
-def register_redriver(*keys: str) -> Callable[[Redriver], Redriver]:
-    """Decorator: register ``fn`` under each key."""
-
-    def decorate(fn: Redriver) -> Redriver:
-        for key in keys:
-            REDRIVERS[key] = fn
-        return fn
-
-    return decorate
-
-
 def redriver_keys(dl: DeadLetter) -> list[str]:
+    """The registry keys a dead letter's redriver is looked up under, most specific first:
+    its source, ``<family>/<profile name>``, the profile name, its source family."""
     keys = [dl.source]
-    if dl.profile:
-        keys += [f"{dl.source_family}/{dl.profile}", dl.profile]
+    if dl.profile_name:
+        keys += [f"{dl.source_family}/{dl.profile_name}", dl.profile_name]
     keys.append(dl.source_family)
     return keys
 
@@ -86,9 +82,9 @@ def redriver_kwargs(fn: Redriver, rt: Any) -> dict[str, Any]:
     }
 
 
-def find_redriver(dl: DeadLetter, registry: dict[str, Redriver] | None = None) -> Redriver | None:
-    reg = REDRIVERS if registry is None else registry
-    return next((reg[k] for k in redriver_keys(dl) if k in reg), None)
+def find_redriver(dl: DeadLetter, registry: Mapping[str, Redriver]) -> Redriver | None:
+    """The redriver of ``registry`` under the first of :func:`redriver_keys` it has."""
+    return next((registry[k] for k in redriver_keys(dl) if k in registry), None)
 
 
 class ValueFreeError(PermanentError, ValueError):
@@ -251,7 +247,8 @@ class DeadLetterStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         rows = await self.pool.fetch(
             f"""SELECT * FROM {self.schema}.deadletters
-                WHERE ($1::text IS NULL OR source = $1 OR source_family = $1 OR profile = $1)
+                WHERE ($1::text IS NULL OR source = $1 OR source_family = $1 OR profile = $1
+                       OR split_part(profile, '@', 1) = $1)
                   AND ($2::text IS NULL OR status = $2)
                 ORDER BY at, id LIMIT $3""",
             source, status, limit,
@@ -269,7 +266,7 @@ class DeadLetterStore:
             dl_id, actor, action, reason,
         )
 
-    async def accesses(self, dl_id: str) -> list[dict[str, Any]]:
+    async def accesses(self, dl_id: str) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         rows = await self.pool.fetch(
             f"SELECT actor, action, reason, at FROM {self.schema}.deadletter_access "
             "WHERE deadletter_id = $1 ORDER BY id",
@@ -308,8 +305,8 @@ class RedriveOutcome:
     error: str | None = None
 
 
-async def redrive(rt: Any, row: DeadLetterRow, registry: dict[str, Redriver] | None = None) -> RedriveOutcome:
-    """Re-drive one open dead letter through its registered redriver (``rt`` is a
+async def redrive(rt: Any, row: DeadLetterRow, registry: Mapping[str, Redriver]) -> RedriveOutcome:
+    """Re-drive one open dead letter through its redriver in ``registry`` (``rt`` is a
     :class:`hub.kernel.runtime.Runtime`). Already re-driven letters are left alone."""
     dl = row.record
     store = DeadLetterStore(rt.pool, rt.settings.core_schema)

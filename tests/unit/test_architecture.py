@@ -66,15 +66,6 @@ LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}
 #: (rule, file, subject) of violations other branches of the renovation remove. Empty it as
 #: they merge: an entry that no longer occurs fails :func:`test_source_tree_keeps_the_layer_rule`.
 KNOWN_UNTIL_MERGED: frozenset[tuple[str, str, str]] = frozenset({
-    # reno-registry: connectors.registry imports its plugin modules by scanning the package,
-    # and imports connectors.components (which imports connectors.registry) by name
-    ("module-scan", "connectors/registry.py", "pkgutil.iter_modules"),
-    ("dynamic-import", "connectors/registry.py", "f'connectors.{info.name}.components'"),
-    ("dynamic-import", "connectors/registry.py", "connectors.components"),
-    ("cycle", "connectors/components.py",
-     "connectors.components -> connectors.registry -> connectors.components"),
-    # reno-registry: hub deadletters imports the re-driver modules from a list of names
-    ("dynamic-import", "hub/entry/commands/deadletters.py", "name"),
     # reno-api: the hub CLI imports its command groups from a list of names
     ("dynamic-import", "hub/entry/cli.py", "_module"),
 })

@@ -2,7 +2,12 @@
 
 ``hub connectors run --config FILE.yaml`` starts every configured component (see
 :mod:`connectors.registry`), runs until SIGINT/SIGTERM, then stops them in reverse order.
-One component failing to poll never stops the others (they back off on their own).
+One component failing to poll never stops the others (they back off on their own). The
+file is validated before anything starts: an error names the file, the component and the
+field, and exits 1.
+
+``hub connectors kinds [--fields]`` lists the kinds (with ``--fields``: each kind's
+options, their types and defaults).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from connectors.registry import COMPONENT_KINDS, build, load_config, load_plugins
+from connectors.registry import KINDS, build, kind_fields, load_config
 from hub.bootstrap import open_runtime
 from hub.entry.commands import report_failure
 from hub.kernel.errors import HubError
@@ -26,7 +31,6 @@ app = typer.Typer(help="Long-lived pull connectors, receivers and delivery worke
 
 
 async def _run(config: Path) -> None:
-    load_plugins()
     configs = load_config(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -39,7 +43,7 @@ async def _run(config: Path) -> None:
             for cfg, component in zip(configs, components, strict=True):
                 await component.start()
                 started.append(component)
-                print(json.dumps({"started": cfg["name"], "kind": cfg["kind"]}), flush=True)
+                print(json.dumps({"started": cfg.name, "kind": cfg.kind}), flush=True)
             await stop.wait()
         finally:
             for component in reversed(started):
@@ -63,9 +67,12 @@ def run(
 
 
 @app.command("kinds")
-def kinds() -> None:
+def kinds(
+    fields: bool = typer.Option(False, "--fields", help="also list each kind's options and defaults"),
+) -> None:
     """List the component kinds a config may use."""
-
-    load_plugins()
-    for name in sorted(COMPONENT_KINDS):
+    for name in sorted(KINDS):
         typer.echo(name)
+        if fields:
+            for line in kind_fields(name):
+                typer.echo(f"    {line}")

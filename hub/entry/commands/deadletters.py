@@ -4,8 +4,9 @@
 ``show ID [--json] [--reveal --actor NAME --reason TEXT]`` prints one dead letter; its raw
 payload is masked (shape only) unless ``--reveal`` is given, and every reveal is written to
 the audit table ``<core>.deadletter_access`` before anything is printed.
-``retry ID | --all`` re-drives through the registered redrivers (``hub.kernel.deadletters.REDRIVERS``);
-exit code 1 when any retry failed.
+``retry ID | --all`` re-drives through the re-drivers of :data:`connectors.registry.REDRIVERS`
+(a CAD record with the profile its connector recorded: that base profile as it is now, with
+the county's overrides); exit code 1 when any retry failed.
 
 ``--json`` output: ``list`` → ``{"items": [summary...]}``; ``show`` → summary plus
 ``"raw"`` (masked or revealed) and ``"revealed"``; ``retry`` → ``{"results": [{"id", "ok",
@@ -16,31 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import importlib
 import json
 from dataclasses import asdict
 from typing import Annotated
 
 import typer
 
+from connectors.registry import REDRIVERS
 from hub.bootstrap import open_runtime
 from hub.kernel.deadletters import DeadLetterStore, mask_raw, raw_bytes, redrive
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Inspect and re-drive dead-lettered input records.", no_args_is_help=True)
-
-# connector packages whose import registers their redrivers (absent ones are skipped)
-REDRIVER_MODULES = ("connectors.cad.redrive", "connectors.cases.redrive", "connectors.hl7v2.redrive",
-                    "connectors.fhir.redrive")
-
-
-def load_redrivers() -> None:
-    for name in REDRIVER_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -130,10 +118,9 @@ def retry(
     source: Annotated[str | None, typer.Option(help="with --all: only this source/family/profile")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Re-drive dead letters through the registered redrivers (appended exactly once)."""
+    """Re-drive dead letters through their re-drivers (appended exactly once)."""
     if (dl_id is None) == (not all_):
         raise _fail("give either an ID or --all")
-    load_redrivers()
 
     async def go() -> list[dict] | None:
         async with open_runtime(get_settings(), ensure_topics=False) as rt:
@@ -145,7 +132,7 @@ def retry(
                 rows = [row]
             else:
                 rows = await store.list(source=source, status="open", limit=100000)
-            return [asdict(await redrive(rt, row)) for row in rows]
+            return [asdict(await redrive(rt, row, REDRIVERS)) for row in rows]
 
     results = asyncio.run(go())
     if results is None:

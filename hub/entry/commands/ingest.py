@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from connectors.cad.ingest import ingest_files
-from connectors.cad.profile import load_profile
+from connectors.cad.used_profile import ProfileStore, UsedProfile
 from connectors.core.state import PostgresRevisionStore
 from hub.bootstrap import open_runtime
 from hub.kernel.deadletters import describe_failure
@@ -28,12 +28,15 @@ app = typer.Typer(help="One-shot imports of source files into the log.", no_args
 
 
 async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) -> dict[str, object]:
-    profile = load_profile(profile_name)
+    used = UsedProfile.of(profile_name)
+    profile = used.profile
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
     settings = get_settings()
     async with open_runtime(settings) as rt:
+        # recorded first: the dead letters name it, so a re-drive finds a YAML-path profile
+        ref = await ProfileStore(rt.pool, settings.core_schema).record(used)
         counts = await ingest_files(
             paths,
             profile,
@@ -41,6 +44,7 @@ async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) 
             rt.deadletter_sealer,
             PostgresRevisionStore(rt.pool, settings.core_schema),
             source,
+            profile_ref=ref,
         )
     out = counts.as_dict()
     out["profile"] = profile.name

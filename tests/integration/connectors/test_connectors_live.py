@@ -11,7 +11,7 @@ from pathlib import Path
 
 from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
-from connectors.components import cad_soql_poller
+from connectors.components import CadSoqlPollerConfig, cad_soql_poller
 from connectors.core.state import PostgresCursorStore
 from hub.devtools.simulate.feeds import soql_row
 from hub.devtools.simulate.model import CountyModel
@@ -65,14 +65,14 @@ async def test_soql_poller_outage_backoff_metrics_and_revisions(rt) -> None:  # 
     name = "it-soql-outage"
     comp = cad_soql_poller(
         rt,
-        {
-            "name": name,
-            "url": f"http://127.0.0.1:{port}/resource/calls.json",
-            "profile": "san_francisco",
-            "overrides": {"agency": "SIMA"},
-            "page_size": 25,
-            "interval": 0.2,
-        },
+        CadSoqlPollerConfig(
+            name=name,
+            url=f"http://127.0.0.1:{port}/resource/calls.json",
+            profile="san_francisco",
+            overrides={"agency": "SIMA"},
+            page_size=25,
+            interval=0.2,
+        ),
     )
     comp.runner.backoff = type(comp.runner.backoff)(base=0.05, cap=0.2)
     errors_before = metrics.SOURCE_ERRORS.labels(name)._value.get()
@@ -125,7 +125,7 @@ async def test_poller_killed_mid_page_ends_with_one_fact_per_revision(rt, settin
     config = tmp_path / "connectors.yaml"
     config.write_text(
         "components:\n"
-        f"  - kind: cad_soql_poller\n    name: {name}\n    url: http://127.0.0.1:{port}/resource/calls.json\n"
+        f"  - kind: cad-soql-poller\n    name: {name}\n    url: http://127.0.0.1:{port}/resource/calls.json\n"
         "    profile: san_francisco\n    overrides: {agency: SIMK}\n    page_size: 10\n    interval: 0.2\n"
     )
     env = {

@@ -18,7 +18,14 @@ from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
 from connectors.cases.mapping import CaseMapper
 from connectors.cases.webhook import signed_headers
-from connectors.components import cad_file_drop, case_rest_poller, case_webhook
+from connectors.components import (
+    CadFileDropConfig,
+    CaseRestPollerConfig,
+    CaseWebhookConfig,
+    cad_file_drop,
+    case_rest_poller,
+    case_webhook,
+)
 from connectors.core.records import Mapped, RawRecord
 from connectors.core.state import PostgresCursorStore, PostgresRevisionStore
 from hub.devtools.simulate.model import CountyModel
@@ -60,13 +67,10 @@ async def test_case_rest_poller_cursor_survives_restart_and_repoll_appends_nothi
     server, port = await serve(cases_app(state))
     name = "it-cases"
     source = f"cases/{name}"
-    cfg = {
-        "name": name,
-        "url": f"http://127.0.0.1:{port}/api/v1/case-records",
-        "page_size": 7,
-        "interval": 0.05,
-        "agency": "SIMC",
-    }
+    cfg = CaseRestPollerConfig(
+        name=name, url=f"http://127.0.0.1:{port}/api/v1/case-records", page_size=7, interval=0.05,
+        agency="SIMC",
+    )
     cursors = PostgresCursorStore(rt.pool, rt.settings.core_schema)
 
     async def caught_up() -> bool:
@@ -177,7 +181,7 @@ async def test_signed_webhook_end_to_end_with_the_real_log(rt) -> None:  # type:
         assert isinstance(result, Mapped)
         expected += [e.id for e in result.events]
 
-    comp = case_webhook(rt, {"name": name, "port": 0, "agency": "SIMW"})
+    comp = case_webhook(rt, CaseWebhookConfig(name=name, port=0, agency="SIMW"))
     await comp.start()
     key = secret_bytes(rt.settings, "webhook.key")
     url = f"http://127.0.0.1:{comp.port}/webhooks/cases"
@@ -258,15 +262,15 @@ async def test_csv_file_drop_ingests_once_dead_letters_bad_rows_and_sees_revisio
     short = rows[1][:4]
     comp = cad_file_drop(
         rt,
-        {
-            "name": name,
-            "directory": str(folder),
-            "profile": "seattle",
-            "source": source,
-            "overrides": {"agency": "SIMD"},
-            "interval": 0.05,
-            "settle": 0,
-        },
+        CadFileDropConfig(
+            name=name,
+            directory=folder,
+            profile="seattle",
+            source=source,
+            overrides={"agency": "SIMD"},
+            interval=0.05,
+            settle=0,
+        ),
     )
     cursors = PostgresCursorStore(rt.pool, rt.settings.core_schema)
 

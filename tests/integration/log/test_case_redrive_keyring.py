@@ -1,6 +1,7 @@
 """A case dead letter re-driven with ``hub.kernel.deadletters.redrive`` keeps its contact note:
-the registered cases redriver gets the runtime's keyring and pseudonym key, so the note is
-sealed with the person's key (as on first ingest), never dropped and never clear."""
+the cases redriver of :data:`connectors.registry.REDRIVERS` gets the runtime's keyring and
+pseudonym key, so the note is sealed with the person's key (as on first ingest), never
+dropped and never clear."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import uuid
 
 from connectors.cases.redrive import redrive_case
+from connectors.registry import REDRIVERS
 from hub.kernel.crypto import unseal
-from hub.kernel.deadletters import REDRIVERS, DeadLetterStore, build_dead_letter, redrive
+from hub.kernel.deadletters import DeadLetterStore, build_dead_letter, redrive
 from hub.kernel.identity import pseudonymize
 from hub.kernel.runtime import Runtime
 from schemas.envelope import Envelope
@@ -53,5 +55,5 @@ async def test_redriven_case_contact_keeps_its_note_sealed_with_the_persons_key(
     assert (await store.get(dl.id)).status == "redriven"  # type: ignore[union-attr]
 
     # through the real registry too (no spy): already re-driven, left alone
-    again = await redrive(log_rt, await store.get(dl.id))
+    again = await redrive(log_rt, await store.get(dl.id), REDRIVERS)
     assert again.ok and again.error == "already re-driven"

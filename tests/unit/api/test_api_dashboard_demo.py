@@ -120,10 +120,9 @@ def test_env_points_settings_at_demo(monkeypatch) -> None:  # type: ignore[no-un
     assert (s.kafka.topic_prefix, s.postgres.schema_) == ("demo7", "demo7")
 
 
-def test_component_configs_use_registered_kinds() -> None:
-    from connectors.registry import COMPONENT_KINDS, load_plugins
+def test_component_configs_are_valid_for_their_kinds() -> None:
+    from connectors.registry import KINDS, parse_components
 
-    load_plugins()
     cfgs = component_configs(
         "http://x/cad",
         "http://x/cases",
@@ -131,8 +130,11 @@ def test_component_configs_use_registered_kinds() -> None:
         token_url="http://ehr/auth/token",
         mllp_port=2575,
     )
-    assert {c["kind"] for c in cfgs} <= set(COMPONENT_KINDS)
-    assert len({c["name"] for c in cfgs}) == len(cfgs)
+    assert {c["kind"] for c in cfgs} <= set(KINDS)  # kebab-case, as an operator writes them now
+    validated = parse_components(cfgs, "hub demo")  # every option known and valid
+    assert [c.name for c in validated] == [c["name"] for c in cfgs]
+    (cad,) = [c for c in validated if c.kind == "cad-soql-poller"]
+    assert cad.used_profile().profile.agency == "COUNTY"
 
 
 def test_report_table_shows_suppression() -> None:

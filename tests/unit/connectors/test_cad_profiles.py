@@ -317,7 +317,7 @@ def test_generic_profile_iso_with_offset() -> None:
 def test_redriver_maps_a_fixed_row_again() -> None:
     from datetime import UTC, datetime
 
-    from connectors.cad.redrive import redrive_cad
+    from connectors.cad.redrive import map_again
     from schemas.deadletter import DeadLetter
 
     row = b"1,ASSISTANCE RENDERED,911,2,OVERDOSE,,01/01/2023 1:00:00 AM,,EAST,C,C3,-122.3,47.6\n"
@@ -331,10 +331,10 @@ def test_redriver_maps_a_fixed_row_again() -> None:
         profile="seattle",
         at=datetime.now(UTC),
     )
-    events = redrive_cad(dl, row)
+    events = map_again(dl, row, load_profile("seattle"))
     assert [e.type for e in events] == ["cad.call.received.v2", "cad.call.disposition.v1"]
     with pytest.raises(ValueError, match="unparseable time"):
-        redrive_cad(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"))
+        map_again(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"), load_profile("seattle"))
 
 
 # Column names exactly as the cities publish them (the lists in the design brief).

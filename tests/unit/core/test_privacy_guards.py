@@ -19,16 +19,17 @@ from connectors.cad.profile import load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cases.mapping import CLOSURE_REASONS, CaseMapper, closure_reason
 from connectors.cases.webhook import signed_headers, webhook_app
-from connectors.components import eido_auth_key
+from connectors.components import EidoReceiverConfig, eido_auth_key
 from connectors.core.memory import MemoryDeliveryStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink, ingest_batch, safe_map
-from connectors.registry import ConfigError, expand_env
+from connectors.registry import expand_env, parse_components
 from hub.entry.api.readmodels import mark_entries, mark_sealed, sealed_kids
 from hub.entry.commands import run_or_exit
 from hub.kernel.crypto import MemoryKeyring, seal
 from hub.kernel.deadletters import ValueFreeError, describe_error, describe_failure
 from hub.kernel.erasure import ErasureError, erasure_event
+from hub.kernel.errors import ConfigError
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.net import is_loopback
 from hub.kernel.settings import Settings
@@ -208,15 +209,23 @@ def test_eido_receiver_refuses_to_listen_openly_without_a_key(tmp_path) -> None:
     class Rt:
         settings = Settings(state_dir=tmp_path)
 
+    def eido(**cfg: object) -> EidoReceiverConfig:
+        (config,) = parse_components([{"kind": "eido-receiver", "name": "e", **cfg}], "c.yaml")
+        assert isinstance(config, EidoReceiverConfig)
+        return config
+
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
-    assert eido_auth_key(Rt(), {"name": "e"}, "127.0.0.1") is None
-    with pytest.raises(ConfigError, match="key_name"):
-        eido_auth_key(Rt(), {"name": "e"}, "0.0.0.0")
-    assert eido_auth_key(Rt(), {"name": "e", "auth": "none"}, "0.0.0.0") is None  # explicit: proxy auth
-    key = eido_auth_key(Rt(), {"name": "e", "key_name": "eido.key"}, "0.0.0.0")
+    assert eido_auth_key(Rt(), eido(host="127.0.0.1")) is None
+    with pytest.raises(ConfigError, match=r"c\.yaml: component 'e' \(eido-receiver\): auth: .*key_name"):
+        eido(host="0.0.0.0")
+    assert eido_auth_key(Rt(), eido(host="0.0.0.0", auth="none")) is None  # explicit: proxy auth
+    with pytest.raises(ConfigError, match="auth"):
+        eido(host="0.0.0.0", auth="basic")
+    key = eido_auth_key(Rt(), eido(host="0.0.0.0", key_name="eido.key"))
     assert key is not None and len(key) == 32
     assert (tmp_path / "keys" / "eido.key").stat().st_mode & 0o777 == 0o600
+    assert eido_auth_key(Rt(), eido(host="0.0.0.0", auth="HMAC")) == key  # default key file eido.key
 
 
 # --------------------------------------------------------------------------- erasure
@@ -355,13 +364,14 @@ async def test_mllp_listener_closes_connections_from_outside_allow_from() -> Non
 
 
 def test_mllp_listener_component_needs_allow_from_off_loopback() -> None:
-    import types
+    def listener(**cfg: object) -> object:
+        return parse_components([{"kind": "mllp-listener", "name": "m", **cfg}], "c.yaml")
 
-    from connectors.referrals.components import mllp_listener
-
-    rt = types.SimpleNamespace(pool=None, settings=types.SimpleNamespace(core_schema="unused"),
-                               log=None, keyring=None, deadletter_sealer=None)
-    with pytest.raises(ConfigError, match="allow_from"):
-        mllp_listener(rt, {"kind": "mllp-listener", "name": "m", "host": "0.0.0.0"})
-    with pytest.raises(ConfigError, match="allow_from"):
-        mllp_listener(rt, {"kind": "mllp-listener", "name": "m", "host": "0.0.0.0", "allow_from": []})
+    with pytest.raises(ConfigError, match=r"'m' \(mllp-listener\): allow_from: listening on 0\.0\.0\.0"):
+        listener(host="0.0.0.0")
+    with pytest.raises(ConfigError, match="allow_from: must be a non-empty list"):
+        listener(host="0.0.0.0", allow_from=[])
+    with pytest.raises(ConfigError, match="allow_from: 'lan' is not an IP network"):
+        listener(host="0.0.0.0", allow_from=["lan"])
+    assert listener(host="0.0.0.0", allow_from=["10.20.0.0/24"])
+    assert listener()  # loopback: no allow_from needed

@@ -1,6 +1,7 @@
 """The production assets under deploy/ (compose + Kubernetes) cannot run here; this checks
 that they agree with the code: the topic catalogue (RF 3, min ISR 2), a 3-broker KRaft
-cluster with matching durability settings, and only real Settings fields in HUB_* vars."""
+cluster with matching durability settings, only real Settings fields in HUB_* vars, and a
+components file the connectors are started with that the registry loads."""
 
 from __future__ import annotations
 
@@ -220,6 +221,34 @@ def test_hub_config_files_parse_into_settings(monkeypatch: pytest.MonkeyPatch) -
     assert s.projections.small_cell_max == 10 and s.api.jwks_url.startswith("https://")
     fields = set(Settings.model_fields)
     assert set(k8s_file) <= fields
+
+
+def test_connectors_run_with_a_mounted_components_file_that_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both deployments start ``hub connectors run --config FILE`` on the same mounted file,
+    and that file is valid for the registry (kebab-case kinds, known options)."""
+    from connectors.registry import load_config
+
+    compose_file = DEPLOY / "compose" / "connectors.yaml"
+    k8s_text = by_kind("ConfigMap", "hub-connectors")["data"]["connectors.yaml"]
+    assert yaml.safe_load(compose_file.read_text()) == yaml.safe_load(k8s_text)
+    monkeypatch.setenv("CASES_TOKEN", "from-the-secret")
+    configs = load_config(compose_file)
+    kinds = {c.kind for c in configs}
+    assert kinds == {"cad-soql-poller", "case-rest-poller", "fhir-delivery", "fhir-task-poller"}
+
+    service = compose()["services"]["connectors"]
+    command = service["command"]
+    assert command[:2] == ["connectors", "run"]
+    assert f"./connectors.yaml:{command[command.index('--config') + 1]}:ro" in service["volumes"]
+    assert "CASES_TOKEN" in service["environment"]
+
+    pod = by_kind("Deployment", "hub-connectors")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    path = container["args"][container["args"].index("--config") + 1]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == "hub-connectors" and path.endswith("/connectors.yaml")
+    assert "CASES_TOKEN" in env_of(container)
 
 
 def test_no_secrets_in_deploy_assets() -> None:

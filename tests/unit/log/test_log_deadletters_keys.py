@@ -68,6 +68,12 @@ def test_redriver_lookup_order() -> None:
     assert find_redriver(dl, {"cad": by_family, "cad/seattle": by_source}) is by_source
     assert find_redriver(dl, {"ehr": by_family}) is None
 
+    # a reference to the exact profile used is looked up by the profile's name
+    ref = dl.model_copy(update={"profile": "seattle@sha256:0123456789abcdef"})
+    assert ref.profile_name == "seattle"
+    assert redriver_keys(ref) == redriver_keys(dl)
+    assert redriver_keys(dl.model_copy(update={"profile": None})) == ["cad/seattle", "cad"]
+
 
 def test_person_keys_are_wrapped_under_the_master_key_and_bound_to_their_id() -> None:
     master, key = os.urandom(32), os.urandom(32)

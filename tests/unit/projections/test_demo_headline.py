@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from connectors.components import profile_with_overrides
+from connectors.cad.used_profile import UsedProfile
 from hub.devtools.demo import CAD_OVERRIDES, DemoOptions
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.pipeline import county_envelopes
@@ -33,7 +33,7 @@ KEY = b"demo-headline-test-pseudonym-key"
 
 def _report(answers: str, by: str | None) -> dict[str, Any]:
     county = CountyModel(OPTS.seed, OPTS.days, OPTS.start, calls_per_day=OPTS.calls_per_day).generate()
-    profile = profile_with_overrides("san_francisco", CAD_OVERRIDES)
+    profile = UsedProfile.of("san_francisco", CAD_OVERRIDES).profile  # as the demo's CAD poller
     envelopes = county_envelopes(county, profile, KEY, answers=answers)  # type: ignore[arg-type]
     rows = derive([fact_from_envelope(e) for e in envelopes], FoldConfig(timezone=TZ))
     incidents = [
