@@ -38,6 +38,7 @@ from connectors.core.state import (
 )
 from hub.kernel.keys import secret_bytes
 from hub.kernel.net import is_loopback
+from schemas.deadletter import SourceFamily
 
 # --------------------------------------------------------------------------- config models
 
@@ -218,7 +219,7 @@ def _runner(
     cfg: PollingConfig,
     source: Source,
     mapper: Any,
-    family: str,
+    family: SourceFamily,
     profile: str | None,
     revisions: bool,
 ) -> SourceRunner:

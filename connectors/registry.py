@@ -212,7 +212,8 @@ def kind_fields(kind: str) -> list[str]:
         if info.is_required():
             lines.append(f"{field}: {shown} (required)")
         elif info.default_factory is not None:
-            lines.append(f"{field}: {shown} = {info.default_factory()!r}")  # type: ignore[call-arg]
+            default = info.get_default(call_default_factory=True, validated_data={})
+            lines.append(f"{field}: {shown} = {default!r}")
         elif info.default is not PydanticUndefined:
             lines.append(f"{field}: {shown} = {info.default!r}")
     return lines

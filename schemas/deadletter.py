@@ -11,6 +11,8 @@ from pydantic import AwareDatetime
 from schemas.base import Frozen, Sealed
 
 Stage = Literal["parse", "validate", "map", "deliver", "inbound", "project"]
+#: which kind of outside system a dead letter came from (its topic: ``<prefix>.deadletter.<family>``)
+SourceFamily = Literal["cad", "cases", "ehr", "hub"]
 
 
 class DeadLetter(Frozen):
@@ -24,7 +26,7 @@ class DeadLetter(Frozen):
 
     id: str
     source: str  # e.g. "cad/seattle", "cases/acme", "ehr/mllp"
-    source_family: Literal["cad", "cases", "ehr", "hub"]
+    source_family: SourceFamily
     record_ref: str  # file:line, cursor, message control id ...
     stage: Stage
     reason: str

@@ -161,10 +161,12 @@ class CaseMapper:
         person = self._person(rec)
         at = _time(rec, "occurred_at")
         version = str(rec.get("version", 1))
-        base = {"case_id": case_id, "person": person, "at": at}
         data: Any
         if kind == "case_opened":
-            data = CaseOpened(**base, program=_req(rec, "program"), incident_id=self.incident_of(rec))
+            data = CaseOpened(
+                case_id=case_id, person=person, at=at, program=_req(rec, "program"),
+                incident_id=self.incident_of(rec),
+            )
         elif kind == "contact_logged":
             contact = str(rec.get("contact_kind") or "in_person")
             if contact not in CONTACT_KINDS:
@@ -176,16 +178,22 @@ class CaseMapper:
                     sealed = seal(self.keyring, person, {"note": str(note)})
                 except KeyDestroyedError:  # the person was erased: keep the fact, never the note
                     sealed = None
-            data = ContactLogged(**base, contact_kind=contact, incident_id=self.incident_of(rec), note=sealed)  # type: ignore[arg-type]
+            data = ContactLogged.model_validate({  # contact_kind checked against CONTACT_KINDS above
+                "case_id": case_id, "person": person, "at": at, "contact_kind": contact,
+                "incident_id": self.incident_of(rec), "note": sealed,
+            })
         elif kind == "service_enrolled":
             data = ServiceEnrolled(
-                **base,
+                case_id=case_id,
+                person=person,
+                at=at,
                 service_type=_req(rec, "service_type"),
                 provider=_req(rec, "provider"),
                 substance_use=bool(rec.get("substance_use", False)),
             )
         else:
-            data = CaseClosed(**base, reason=closure_reason(_req(rec, "reason")))
+            reason = closure_reason(_req(rec, "reason"))
+            data = CaseClosed(case_id=case_id, person=person, at=at, reason=reason)
         return Mapped((new_event(data, source=self.source, record_id=record_id, revision=version),))
 
 

@@ -50,7 +50,7 @@ from hub.kernel.crypto import KeyStore
 from hub.kernel.deadletters import build_dead_letter, describe_error, describe_failure
 from hub.kernel.errors import is_retriable
 from hub.kernel.keystore import DeadLetterSealer
-from schemas.deadletter import DeadLetter
+from schemas.deadletter import DeadLetter, SourceFamily
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class DeadLetterSink:
     hub's dead-letter key (every CAD / case payload may carry PHI)."""
 
     def __init__(
-        self, source: str, source_family: str, sealer: DeadLetterSealer, profile: str | None = None
+        self, source: str, source_family: SourceFamily, sealer: DeadLetterSealer, profile: str | None = None
     ) -> None:
         self.source = source
         self.source_family = source_family

@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from hub.kernel.errors import PermanentError, is_retriable
 from hub.kernel.keystore import DeadLetterSealer
-from schemas.deadletter import DeadLetter, Stage, deadletter_id
+from schemas.deadletter import DeadLetter, SourceFamily, Stage, deadletter_id
 from schemas.envelope import Envelope
 
 Redriver = Callable[..., Sequence[Envelope] | Awaitable[Sequence[Envelope]]]
@@ -146,7 +146,7 @@ def describe_failure(exc: BaseException, limit: int = 300) -> str:
 def build_dead_letter(
     *,
     source: str,
-    source_family: str,
+    source_family: SourceFamily,
     record_ref: str,
     stage: Stage,
     reason: str,
@@ -162,7 +162,7 @@ def build_dead_letter(
     return DeadLetter(
         id=deadletter_id(source, record_ref, raw),
         source=source,
-        source_family=source_family,  # type: ignore[arg-type]
+        source_family=source_family,
         record_ref=record_ref,
         stage=stage,
         reason=reason,

@@ -67,7 +67,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import asyncpg
 from aiokafka.errors import KafkaError, KafkaTimeoutError
@@ -174,7 +174,7 @@ def outage_boundary(what: str) -> Callable[[C], C]:
             with unavailable(what):
                 return await fn(*args, **kwargs)
 
-        return guarded  # type: ignore[return-value]
+        return cast(F, guarded)  # same signature: wraps() copies it, the body only adds the boundary
 
     def decorate(cls: C) -> C:
         for name, member in list(vars(cls).items()):
