@@ -5,9 +5,11 @@ webhooks): one typed config model and one factory per kind, listed in
 Every factory takes the runtime (``rt.log``, ``rt.pool``, ``rt.keyring``,
 ``rt.pseudonym_key``, ``rt.deadletter_sealer``, ``rt.settings``) and its kind's validated
 config model; it does no I/O. Each config's defaults are the kind's documented defaults
-(``docs/operators.md``). A CAD component records the profile it maps with (bundled or
-YAML-path base plus the county's overrides, :mod:`connectors.cad.used_profile`) when it
-starts, and its dead letters name that exact profile, so a re-drive maps with it.
+(``docs/operators.md``). A component records the mapper configuration it maps with when
+it starts (:mod:`connectors.core.recorded`): a CAD component its profile (bundled or
+YAML-path base plus the county's overrides, :mod:`connectors.cad.used_profile`), a case
+component its :class:`connectors.cases.mapping.CaseMapping` (source, person namespace,
+agency); its dead letters name that exact configuration, so a re-drive maps with it.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from connectors.cad.ingest import mapper_for
 from connectors.cad.profile import apply_overrides, load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cad.soql import SoqlSource
-from connectors.cad.used_profile import ProfileStore, UsedProfile
-from connectors.cases.mapping import CaseMapper
+from connectors.cad.used_profile import UsedProfile
+from connectors.cases.mapping import DEFAULT_NAMESPACE, CaseMapping
 from connectors.cases.rest import CaseRestSource
 from connectors.cases.webhook import webhook_app
 from connectors.core.component import ComponentConfig, describe_validation
 from connectors.core.http import serve
+from connectors.core.recorded import MapperConfig, MapperConfigStore
 from connectors.core.runner import DeadLetterSink, Source, SourceRunner
 from connectors.core.state import (
     PostgresCursorStore,
@@ -146,8 +149,13 @@ class CaseMappingConfig(ComponentConfig):
     ``agency`` of CAD incidents given without one."""
 
     source: str | None = None
-    namespace: str = "mpi:county"
+    namespace: str = DEFAULT_NAMESPACE
     agency: str | None = None
+
+    def case_mapping(self) -> CaseMapping:
+        """The mapping this component maps with (recorded, so a re-drive maps alike)."""
+        source = self.source or f"cases/{self.name}"
+        return CaseMapping(source=source, namespace=self.namespace, agency=self.agency)
 
 
 class CaseRestPollerConfig(CaseMappingConfig, PollingConfig):
@@ -173,21 +181,21 @@ class CaseWebhookConfig(CaseMappingConfig):
 # --------------------------------------------------------------------------- components
 
 
-async def _record_profile(rt: Any, used: UsedProfile | None) -> None:
-    if used is not None:
-        await ProfileStore(rt.pool, rt.settings.core_schema).record(used)
+async def _record(rt: Any, config: MapperConfig | None) -> None:
+    if config is not None:
+        await MapperConfigStore(rt.pool, rt.settings.core_schema).record(config)
 
 
 class PollingComponent:
-    """A :class:`SourceRunner`; a CAD poller's profile is recorded before it starts."""
+    """A :class:`SourceRunner`; its mapper configuration is recorded before it starts."""
 
-    def __init__(self, rt: Any, runner: SourceRunner, profile: UsedProfile | None = None) -> None:
+    def __init__(self, rt: Any, runner: SourceRunner, mapper_config: MapperConfig | None = None) -> None:
         self.rt = rt
         self.runner = runner
-        self.profile = profile
+        self.mapper_config = mapper_config
 
     async def start(self) -> None:
-        await _record_profile(self.rt, self.profile)
+        await _record(self.rt, self.mapper_config)
         await self.runner.start()
 
     async def stop(self) -> None:
@@ -195,17 +203,18 @@ class PollingComponent:
 
 
 class HttpComponent:
-    """An aiohttp application served on ``host:port`` (127.0.0.1 by default); a CAD
-    receiver's profile is recorded before it listens."""
+    """An aiohttp application served on ``host:port`` (127.0.0.1 by default); its mapper
+    configuration is recorded before it listens."""
 
     def __init__(
-        self, rt: Any, app: web.Application, host: str, port: int, profile: UsedProfile | None = None
+        self, rt: Any, app: web.Application, host: str, port: int, mapper_config: MapperConfig | None = None
     ) -> None:
-        self.rt, self.app, self.host, self.port, self.profile = rt, app, host, port, profile
+        self.rt, self.app, self.host, self.port = rt, app, host, port
+        self.mapper_config = mapper_config
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        await _record_profile(self.rt, self.profile)
+        await _record(self.rt, self.mapper_config)
         self._runner, self.port = await serve(self.app, self.port, self.host)
 
     async def stop(self) -> None:
@@ -284,31 +293,24 @@ def eido_receiver(rt: Any, cfg: EidoReceiverConfig) -> HttpComponent:
     return HttpComponent(rt, app, cfg.host, cfg.port, used)
 
 
-def _case_mapper(rt: Any, cfg: CaseMappingConfig) -> CaseMapper:
-    return CaseMapper(
-        cfg.source or f"cases/{cfg.name}",
-        rt.pseudonym_key,
-        rt.keyring,
-        default_namespace=cfg.namespace,
-        default_agency=cfg.agency,
-    )
-
-
 def case_rest_poller(rt: Any, cfg: CaseRestPollerConfig) -> PollingComponent:
+    mapping = cfg.case_mapping()
     source = CaseRestSource(cfg.name, cfg.url, page_size=cfg.page_size, token=cfg.token)
-    return PollingComponent(rt, _runner(rt, cfg, source, _case_mapper(rt, cfg), "cases", None, False))
+    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring)
+    return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cases", mapping.ref, False), mapping)
 
 
 def case_webhook(rt: Any, cfg: CaseWebhookConfig) -> HttpComponent:
-    mapper = _case_mapper(rt, cfg)
+    mapping = cfg.case_mapping()
+    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring)
     app = webhook_app(
         receiver=cfg.name,
         key=secret_bytes(rt.settings, cfg.key_name),
         mapper=mapper,
         log_port=rt.log,
-        sink=DeadLetterSink(mapper.source, "cases", rt.deadletter_sealer),
+        sink=DeadLetterSink(mapper.source, "cases", rt.deadletter_sealer, mapping.ref),
         deliveries=PostgresDeliveryStore(rt.pool, rt.settings.core_schema),
         path=cfg.path,
         tolerance=cfg.tolerance_seconds,
     )
-    return HttpComponent(rt, app, cfg.host, cfg.port)
+    return HttpComponent(rt, app, cfg.host, cfg.port, mapping)

@@ -19,10 +19,11 @@ class DeadLetter(Frozen):
     """``raw`` is sealed with the hub's dead-letter key whenever the input may carry PHI
     (every CAD, case and EHR payload does); ``raw_clear`` only for PHI-free input.
     ``id`` is deterministic over (source, record ref, raw bytes) so a re-read of the
-    same bad row is one dead letter, not two. ``profile`` names the mapping profile of a
-    CAD record: a reference ``<name>@sha256:<hex>`` to the exact profile that rejected it
-    (a bundled or YAML-path profile with the county's overrides, recorded by the connector),
-    or, in dead letters written before references, a plain profile name."""
+    same bad row is one dead letter, not two. ``profile`` names the mapper configuration
+    that rejected the record, recorded by the connector: a reference ``<name>@sha256:<hex>``
+    to a CAD record's exact profile (a bundled or YAML-path profile with the county's
+    overrides) or a case record's mapping (``cases@sha256:<hex>``: source, person namespace,
+    agency); in CAD dead letters written before references, a plain profile name."""
 
     id: str
     source: str  # e.g. "cad/seattle", "cases/acme", "ehr/mllp"

@@ -20,7 +20,8 @@ import asyncpg
 from connectors.cad.eido import eido_record
 from connectors.cad.ingest import mapper_for
 from connectors.cad.profile import Profile
-from connectors.cad.used_profile import ProfileStore, resolve_profile
+from connectors.cad.used_profile import resolve_profile
+from connectors.core.recorded import MapperConfigStore
 from connectors.core.records import Exclusion, Mapped, RawRecord
 from hub.kernel.deadletters import ValueFreeError
 from hub.kernel.settings import Settings
@@ -65,5 +66,5 @@ async def redrive_cad(
     """The redriver of the ``cad`` family: resolve the dead letter's profile, map again."""
     if not dl.profile:
         raise ValueFreeError("dead letter names no CAD profile")
-    profile = await resolve_profile(ProfileStore(pool, settings.core_schema), dl.profile)
+    profile = await resolve_profile(MapperConfigStore(pool, settings.core_schema), dl.profile)
     return map_again(dl, raw, profile)

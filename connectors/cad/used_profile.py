@@ -12,13 +12,15 @@ Design:
 
 - :class:`UsedProfile` is what a component maps with: its ``origin`` (a bundled name, or
   the *absolute* path of its YAML file), the county's ``overrides``, and the effective
-  ``profile`` they give. It is content-addressed: its :attr:`~UsedProfile.ref`
-  ``<name>@sha256:<16 hex>`` hashes the canonical JSON of all three, so a ref names one
-  immutable row, and two components (or two runs) with the same profile share it.
-- A component records its :class:`UsedProfile` in ``<core>.cad_profiles``
-  (:class:`ProfileStore`, migration ``connectors/migrations/0003_cad_profiles.sql``) when it
-  starts, before it can write a dead letter, and its dead letters carry the ref in
-  :attr:`schemas.deadletter.DeadLetter.profile`.
+  ``profile`` they give. It is a :class:`connectors.core.recorded.MapperConfig` of kind
+  ``cad``: its ref ``<name>@sha256:<16 hex>`` hashes the canonical JSON of all three, so a
+  ref names one immutable row, and two components (or two runs) with the same profile
+  share it.
+- A component records its :class:`UsedProfile` in ``<core>.mapper_configs``
+  (:class:`connectors.core.recorded.MapperConfigStore`) when it starts, before it can write
+  a dead letter, and its dead letters carry the ref in
+  :attr:`schemas.deadletter.DeadLetter.profile`. (Profiles recorded in the former
+  ``cad_profiles`` table were moved there under the same refs.)
 - Re-driving resolves the ref (:func:`resolve_profile`) and maps with
   :meth:`UsedProfile.current`: the origin as it is *now* with the recorded overrides. A fix
   of the base profile (a corrected bundled profile in a hub release, or the county's edited
@@ -34,38 +36,23 @@ Design:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from connectors.cad.profile import Profile, apply_overrides, load_profile, load_profile_file, profile_file
+from connectors.core.recorded import MapperConfig, MapperConfigStore, is_config_ref
 from hub.kernel.deadletters import ValueFreeError
 
-_REF = re.compile(r"^(?P<name>[^@\s]+)@sha256:(?P<digest>[0-9a-f]{16,64})$")
 
-
-def is_profile_ref(text: str) -> bool:
-    """True for a reference ``<name>@sha256:<hex>`` (False for a plain profile name)."""
-    return _REF.match(text) is not None
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no white space, UTF-8 as is: equal values give equal text (pure)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-class UsedProfile(BaseModel):
+class UsedProfile(MapperConfig):
     """A component's profile: where its base came from, the county's overrides, and the
     effective profile they give (see the module doc)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    KIND: ClassVar[str] = "cad"
 
     origin: str  # a bundled profile name, or the absolute path of a profile YAML file
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -81,10 +68,9 @@ class UsedProfile(BaseModel):
         return cls(origin=origin, overrides=dict(overrides or {}), profile=apply_overrides(base, overrides))
 
     @property
-    def ref(self) -> str:
-        """``<profile name>@sha256:<16 hex>`` over the canonical JSON of this record."""
-        digest = hashlib.sha256(canonical_json(self.model_dump(mode="json")).encode()).hexdigest()
-        return f"{self.profile.name}@sha256:{digest[:16]}"
+    def ref_name(self) -> str:
+        """The profile's name: a ref reads ``<profile name>@sha256:<16 hex>``."""
+        return self.profile.name
 
     def current(self) -> Profile:
         """The profile to map with now: the origin's current content with the recorded
@@ -103,44 +89,13 @@ def _profile_version(path: str, mtime_ns: int, size: int) -> Profile:
     return load_profile_file(Path(path))
 
 
-class ProfileStore:
-    """``<core>.cad_profiles``: every :class:`UsedProfile` a component has mapped with, by ref."""
-
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
-        self.pool = pool
-        self.schema = schema
-
-    async def record(self, used: UsedProfile) -> str:
-        """Store ``used`` once (a ref is immutable) and return its ref."""
-        ref = used.ref
-        await self.pool.execute(
-            f"INSERT INTO {self.schema}.cad_profiles (ref, name, origin, overrides, profile) "
-            "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb) ON CONFLICT (ref) DO NOTHING",
-            ref, used.profile.name, used.origin, canonical_json(used.overrides),
-            canonical_json(used.profile.model_dump(mode="json")),
-        )
-        return ref
-
-    async def get(self, ref: str) -> UsedProfile | None:
-        row = await self.pool.fetchrow(
-            f"SELECT origin, overrides, profile FROM {self.schema}.cad_profiles WHERE ref = $1", ref
-        )
-        if row is None:
-            return None
-        return UsedProfile(
-            origin=row["origin"],
-            overrides=json.loads(row["overrides"]),
-            profile=Profile.model_validate_json(row["profile"]),
-        )
-
-
-async def resolve_profile(store: ProfileStore, profile: str) -> Profile:
+async def resolve_profile(store: MapperConfigStore, profile: str) -> Profile:
     """The profile to re-drive a dead letter with, from its ``profile`` field: a ref is
     looked up and mapped with :meth:`UsedProfile.current`; a plain name (a dead letter
     written before refs) is loaded by name or path."""
-    if not is_profile_ref(profile):
+    if not is_config_ref(profile):
         return load_profile(profile)
-    used = await store.get(profile)
+    used = await store.get(UsedProfile, profile)
     if used is None:
         raise ValueFreeError(f"CAD profile {profile} is not recorded in this deployment")
     return used.current()

@@ -26,8 +26,9 @@ fact.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
+from connectors.core.recorded import MapperConfig
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
 from hub.kernel.errors import PermanentError
@@ -35,6 +36,8 @@ from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
 
+#: the identifier namespace of a person given without one, unless a component configures its own
+DEFAULT_NAMESPACE = "mpi:county"
 RECORD_TYPES = ("case_opened", "contact_logged", "service_enrolled", "case_closed")
 CONTACT_KINDS = ("in_person", "phone", "outreach", "video", "other")
 #: Case-closure reasons kept as codes; any other text (possibly narrative PHI) → ``other``.
@@ -72,6 +75,30 @@ def _time(rec: dict[str, Any], name: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+class CaseMapping(MapperConfig):
+    """What a case component's mapper is built from besides keys: the ``source`` of its
+    events, the identifier ``namespace`` of persons given without one (it feeds the person
+    pseudonym) and the ``agency`` of CAD incidents given without one. Recorded by the
+    component (kind ``cases``, refs ``cases@sha256:<16 hex>``, see
+    :mod:`connectors.core.recorded`) so a re-driven record maps as the live one did."""
+
+    KIND: ClassVar[str] = "cases"
+
+    source: str
+    namespace: str = DEFAULT_NAMESPACE
+    agency: str | None = None
+
+    @property
+    def ref_name(self) -> str:
+        return self.KIND
+
+    def mapper(self, pseudonym_key: bytes, keyring: Keyring | None = None) -> CaseMapper:
+        """The mapper of this configuration with the given keys."""
+        return CaseMapper(
+            self.source, pseudonym_key, keyring, default_namespace=self.namespace, default_agency=self.agency
+        )
+
+
 class CaseMapper:
     """The :class:`connectors.core.records.Mapper` of case-system records."""
 
@@ -81,7 +108,7 @@ class CaseMapper:
         pseudonym_key: bytes,
         keyring: Keyring | None = None,
         *,
-        default_namespace: str = "mpi:county",
+        default_namespace: str = DEFAULT_NAMESPACE,
         default_agency: str | None = None,
     ) -> None:
         self.source = source

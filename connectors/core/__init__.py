@@ -7,5 +7,7 @@
 - :mod:`connectors.core.runner` — ``ingest_batch`` (pure orchestration over ports) and
   :class:`SourceRunner` (poll, append, commit the cursor, back off on errors);
 - :mod:`connectors.core.state` — PostgreSQL cursors and first-revision claims;
+- :mod:`connectors.core.recorded` — the content-addressed mapper configurations components
+  record, so a dead letter is re-driven with the configuration that rejected it;
 - :mod:`connectors.core.memory` — in-memory fakes of the ports for tests and tools.
 """

@@ -6,7 +6,8 @@ payload is masked (shape only) unless ``--reveal`` is given, and every reveal is
 the audit table ``<core>.deadletter_access`` before anything is printed.
 ``retry ID | --all`` re-drives through the re-drivers of :data:`connectors.registry.REDRIVERS`
 (a CAD record with the profile its connector recorded: that base profile as it is now, with
-the county's overrides); exit code 1 when any retry failed.
+the county's overrides; a case record with its component's recorded source, person
+namespace and agency); exit code 1 when any retry failed.
 
 ``--json`` output: ``list`` → ``{"items": [summary...]}``; ``show`` → summary plus
 ``"raw"`` (masked or revealed) and ``"revealed"``; ``retry`` → ``{"results": [{"id", "ok",

@@ -18,7 +18,8 @@ from pathlib import Path
 import typer
 
 from connectors.cad.ingest import ingest_files
-from connectors.cad.used_profile import ProfileStore, UsedProfile
+from connectors.cad.used_profile import UsedProfile
+from connectors.core.recorded import MapperConfigStore
 from connectors.core.state import PostgresRevisionStore
 from hub.bootstrap import open_runtime
 from hub.kernel.deadletters import describe_failure
@@ -36,7 +37,7 @@ async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) 
     settings = get_settings()
     async with open_runtime(settings) as rt:
         # recorded first: the dead letters name it, so a re-drive finds a YAML-path profile
-        ref = await ProfileStore(rt.pool, settings.core_schema).record(used)
+        ref = await MapperConfigStore(rt.pool, settings.core_schema).record(used)
         counts = await ingest_files(
             paths,
             profile,

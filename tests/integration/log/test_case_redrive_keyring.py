@@ -36,9 +36,10 @@ async def test_redriven_case_contact_keeps_its_note_sealed_with_the_persons_key(
 
     produced: list[Envelope] = []
 
-    async def spy(dl, raw: bytes, *, keyring, pseudonym_key):  # type: ignore[no-untyped-def]
+    async def spy(dl, raw: bytes, *, keyring, pseudonym_key, pool, settings):  # type: ignore[no-untyped-def]
         assert keyring is log_rt.keyring and pseudonym_key == log_rt.pseudonym_key
-        out = await redrive_case(dl, raw, keyring=keyring, pseudonym_key=pseudonym_key)
+        out = await redrive_case(dl, raw, keyring=keyring, pseudonym_key=pseudonym_key, pool=pool,
+                                 settings=settings)
         produced.extend(out)
         return out
 

@@ -1,7 +1,8 @@
-"""The registry of component kinds and re-drivers, and the profiles CAD components record:
-kebab-case kinds (old snake_case files still load), every config validated when the file is
-loaded with errors naming file, component and field, factories given the validated model,
-and the content-addressed profile a dead letter names (base + overrides, YAML paths)."""
+"""The registry of component kinds and re-drivers, and the mapper configurations components
+record: kebab-case kinds (old snake_case files still load), every config validated when the
+file is loaded with errors naming file, component and field, factories given the validated
+model, and the content-addressed configuration a dead letter names (a CAD profile: base +
+overrides, YAML paths; a case mapping: source, person namespace, agency)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ import yaml
 from typer.testing import CliRunner
 
 from connectors.cad.profile import load_profile, load_profile_file
-from connectors.cad.used_profile import UsedProfile, is_profile_ref, resolve_profile
-from connectors.components import CadSoqlPollerConfig, PollingComponent
+from connectors.cad.used_profile import UsedProfile, resolve_profile
+from connectors.cases.mapping import CaseMapping
+from connectors.cases.redrive import resolve_mapping
+from connectors.components import CadSoqlPollerConfig, HttpComponent, PollingComponent
+from connectors.core.recorded import MapperConfig, is_config_ref
 from connectors.registry import KINDS, REDRIVERS, build, load_config, parse_components
 from hub.kernel.deadletters import ValueFreeError
 from hub.kernel.errors import ConfigError
 from hub.kernel.settings import PROJECT_ROOT
+from schemas.deadletter import DeadLetter
 
 OLD_FILE = """\
 components:
@@ -168,7 +173,8 @@ def test_the_factory_gets_the_model_and_its_dead_letters_name_the_used_profile()
     runner = component.runner
     assert runner.interval == 0.5 and runner.source.page_size == 50  # type: ignore[attr-defined]
     assert runner.mapper.profile.agency == "COUNTY"  # type: ignore[attr-defined]
-    used = component.profile
+    used = component.mapper_config
+    assert isinstance(used, UsedProfile)
     assert used is not None and used.overrides == {"agency": "COUNTY"} and used.origin == "san_francisco"
     assert runner.sink.profile == used.ref and used.ref.startswith("san_francisco@sha256:")
 
@@ -210,7 +216,7 @@ def test_the_used_profile_is_content_addressed(tmp_path: Path, monkeypatch: pyte
     assert a.profile.agency == "COUNTY" and a.ref == UsedProfile.of("san_francisco", {"agency": "COUNTY"}).ref
     others = {UsedProfile.of("san_francisco").ref, UsedProfile.of("san_francisco", {"agency": "X"}).ref}
     assert len(others) == 2 and a.ref not in others
-    assert is_profile_ref(a.ref) and not is_profile_ref("san_francisco")
+    assert is_config_ref(a.ref) and not is_config_ref("san_francisco")
     assert UsedProfile.model_validate_json(a.model_dump_json()).ref == a.ref  # stable through storage
 
     path = county_file(tmp_path)
@@ -234,11 +240,14 @@ def test_current_reads_the_fixed_base_keeps_the_overrides_and_falls_back_when_go
 
 
 class Store:
-    def __init__(self, *used: UsedProfile) -> None:
-        self.rows = {u.ref: u for u in used}
+    """An in-memory :class:`connectors.core.recorded.MapperConfigStore` (refs of one kind only)."""
 
-    async def get(self, ref: str) -> UsedProfile | None:
-        return self.rows.get(ref)
+    def __init__(self, *configs: MapperConfig) -> None:
+        self.rows = {c.ref: c for c in configs}
+
+    async def get(self, model: type[MapperConfig], ref: str) -> MapperConfig | None:
+        found = self.rows.get(ref)
+        return found if isinstance(found, model) else None
 
 
 async def test_resolve_profile_by_ref_and_by_legacy_name() -> None:
@@ -247,3 +256,64 @@ async def test_resolve_profile_by_ref_and_by_legacy_name() -> None:
     assert (await resolve_profile(Store(), "san_francisco")).agency == "SFPD"  # type: ignore[arg-type]
     with pytest.raises(ValueFreeError, match="not recorded in this deployment"):
         await resolve_profile(Store(), used.ref)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- case mappings
+
+
+CASE_FILE = """\
+components:
+  - kind: case-rest-poller
+    name: county-cases
+    url: http://127.0.0.1:8703/api/v1/case-records
+    namespace: mpi:other
+    agency: X
+  - kind: case-webhook
+    name: county-hook
+    source: cases/county-cases
+    namespace: mpi:other
+    agency: X
+"""
+
+
+def test_case_components_record_their_mapping_and_their_dead_letters_name_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both case kinds map with, record and name the same configured mapping (namespace and
+    agency included), so a re-drive can map as they do."""
+    monkeypatch.setattr("connectors.components.secret_bytes", lambda settings, name: b"w" * 32)
+    poller, hook = build(fake_runtime(), load_config(write(tmp_path, CASE_FILE)))
+    assert isinstance(poller, PollingComponent) and isinstance(hook, HttpComponent)
+    expected = CaseMapping(source="cases/county-cases", namespace="mpi:other", agency="X")
+    assert poller.mapper_config == expected and hook.mapper_config == expected
+    mapper = poller.runner.mapper
+    assert (mapper.source, mapper.default_namespace, mapper.default_agency) == (  # type: ignore[attr-defined]
+        "cases/county-cases", "mpi:other", "X",
+    )
+    assert poller.runner.sink.profile == expected.ref and expected.ref.startswith("cases@sha256:")
+    assert is_config_ref(expected.ref)
+
+
+def test_a_case_mapping_ref_covers_every_field() -> None:
+    base = CaseMapping(source="cases/a")
+    variants = [base, base.model_copy(update={"namespace": "mpi:other"}),
+                base.model_copy(update={"agency": "X"}), CaseMapping(source="cases/b")]
+    assert len({v.ref for v in variants}) == len(variants)
+    assert CaseMapping.model_validate_json(base.model_dump_json()).ref == base.ref
+
+
+def case_letter(profile: str | None) -> DeadLetter:
+    return DeadLetter(id="dl_1", source="cases/live", source_family="cases", record_ref="r", stage="validate",
+                      reason="x", profile=profile, at="2024-03-02T10:00:00+00:00")  # type: ignore[arg-type]
+
+
+async def test_resolve_mapping_by_ref_and_without_one() -> None:
+    mapping = CaseMapping(source="cases/live", namespace="mpi:other", agency="X")
+    assert await resolve_mapping(Store(mapping), case_letter(mapping.ref)) == mapping  # type: ignore[arg-type]
+    # a dead letter written before refs: today's defaults under its source
+    assert await resolve_mapping(Store(), case_letter(None)) == CaseMapping(source="cases/live")  # type: ignore[arg-type]
+    with pytest.raises(ValueFreeError, match="not recorded in this deployment"):
+        await resolve_mapping(Store(), case_letter(mapping.ref))  # type: ignore[arg-type]
+    cad = UsedProfile.of("san_francisco")
+    with pytest.raises(ValueFreeError, match="not recorded"):  # a ref of another kind is not a mapping
+        await resolve_mapping(Store(cad), case_letter(cad.ref))  # type: ignore[arg-type]
