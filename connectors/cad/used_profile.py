@@ -19,8 +19,7 @@ Design:
 - A component records its :class:`UsedProfile` in ``<core>.mapper_configs``
   (:class:`connectors.core.recorded.MapperConfigStore`) when it starts, before it can write
   a dead letter, and its dead letters carry the ref in
-  :attr:`schemas.deadletter.DeadLetter.profile`. (Profiles recorded in the former
-  ``cad_profiles`` table were moved there under the same refs.)
+  :attr:`schemas.deadletter.DeadLetter.profile`.
 - Re-driving resolves the ref (:func:`resolve_profile`) and maps with
   :meth:`UsedProfile.current`: the origin as it is *now* with the recorded overrides. A fix
   of the base profile (a corrected bundled profile in a hub release, or the county's edited

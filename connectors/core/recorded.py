@@ -10,7 +10,7 @@ mapper configuration is a frozen :class:`MapperConfig`; its :attr:`~MapperConfig
 names one immutable row and two components (or two runs) configured alike share it.
 
 The component records its configuration in ``<core>.mapper_configs``
-(:class:`MapperConfigStore`, migration ``connectors/migrations/0004_mapper_configs.sql``)
+(:class:`MapperConfigStore`, migration ``connectors/migrations/0003_mapper_configs.sql``)
 when it starts, before it can write a dead letter; its dead letters carry the ref in
 :attr:`schemas.deadletter.DeadLetter.profile`; the family's redriver resolves it
 (:meth:`MapperConfigStore.get`). Each row has the ``kind`` of its configuration

@@ -14,14 +14,13 @@ from typing import Any
 import yaml
 
 from connectors.cad.profile import load_profile
-from connectors.cad.used_profile import UsedProfile, resolve_profile
+from connectors.cad.used_profile import resolve_profile
 from connectors.components import CadFileDropConfig, CadSoqlPollerConfig, cad_file_drop, cad_soql_poller
 from connectors.core.recorded import MapperConfigStore, is_config_ref
 from connectors.core.state import STATE_MIGRATIONS
 from hub.devtools.simulate.feeds import soql_row
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, serve
-from hub.kernel.db import migrate
 from hub.kernel.deadletters import DeadLetterStore
 from hub.kernel.runtime import Runtime
 from schemas.topics import fact_topic
@@ -182,28 +181,3 @@ async def test_a_bundled_profile_with_overrides_is_recorded_and_listed_by_name(l
         run_hub, log_rt.settings, "deadletters", "list", "--json", "--source", "san_francisco"
     )
     assert letter.record.id in {i["id"] for i in json.loads(listed.stdout)["items"]}
-
-
-async def test_profiles_recorded_before_mapper_configs_still_resolve(log_rt: Runtime, tmp_path: Path) -> None:
-    """A deployment whose components recorded their profiles in ``cad_profiles`` (migration
-    0003): migration 0004 moves them into ``mapper_configs`` under the same refs, so their
-    dead letters are still re-driven with the county's profile."""
-    schema = f"{log_rt.settings.kafka.topic_prefix}_pre_0004"
-    before = tmp_path / "migrations"
-    before.mkdir()
-    for sql in sorted(MIGRATIONS_DIR.glob("000[1-3]_*.sql")):
-        (before / sql.name).write_text(sql.read_text())
-    await migrate(log_rt.pool, component="connectors", package_dir=before, schema=schema)
-    used = UsedProfile.of("san_francisco", {"agency": "COUNTY"})
-    await log_rt.pool.execute(
-        f"INSERT INTO {schema}.cad_profiles (ref, name, origin, overrides, profile) "
-        "VALUES ($1, $2, $3, $4::jsonb, $5::jsonb)",
-        used.ref, used.profile.name, used.origin, json.dumps(used.overrides), used.profile.model_dump_json(),
-    )
-
-    applied = await migrate(log_rt.pool, component="connectors", package_dir=MIGRATIONS_DIR, schema=schema)
-    assert applied == [4]
-    store = MapperConfigStore(log_rt.pool, schema)
-    assert await store.get(UsedProfile, used.ref) == used
-    assert (await resolve_profile(store, used.ref)).agency == "COUNTY"
-    assert await log_rt.pool.fetchval("SELECT to_regclass($1)", f"{schema}.cad_profiles") is None

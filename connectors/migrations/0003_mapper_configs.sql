@@ -2,7 +2,7 @@
 -- (connectors/core/recorded.py): a CAD profile (`kind` 'cad': base + the county's
 -- overrides) or a case mapping (`kind` 'cases': source, person namespace, agency). A dead
 -- letter's `profile` holds the ref, so a re-drive maps with the component's configuration,
--- never with defaults. Replaces cad_profiles (0003): its rows are kept under the same refs.
+-- never with defaults.
 CREATE TABLE IF NOT EXISTS {schema}.mapper_configs (
     ref         text PRIMARY KEY,          -- <name>@sha256:<16 hex> over the whole config
     kind        text NOT NULL,             -- the source family it maps for: cad, cases
@@ -11,11 +11,3 @@ CREATE TABLE IF NOT EXISTS {schema}.mapper_configs (
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
 
-INSERT INTO {schema}.mapper_configs (ref, kind, name, config, recorded_at)
-SELECT ref, 'cad', name,
-       jsonb_build_object('origin', origin, 'overrides', overrides, 'profile', profile),
-       recorded_at
-FROM {schema}.cad_profiles
-ON CONFLICT (ref) DO NOTHING;
-
-DROP TABLE {schema}.cad_profiles;
