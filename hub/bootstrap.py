@@ -25,7 +25,7 @@ import asyncpg
 from connectors.core.state import STATE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS
-from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace
+from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace, open_pool
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
 from projections.store import READ_MODEL_MIGRATIONS
@@ -51,6 +51,17 @@ async def open_runtime(
 
 
 async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
-    """Apply every migration set to ``settings``' namespace through a bare pool (processes
-    that read PostgreSQL only, such as the read API)."""
+    """Apply every migration set to ``settings``' namespace through ``pool``, an OWNER pool
+    (``hub.kernel.db.open_pool(settings, role="owner")``), granting the runtime role."""
     await migrate_namespace(pool, settings, MIGRATIONS)
+
+
+@asynccontextmanager
+async def open_served_pool(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """For processes that read PostgreSQL only (the read API, ``hub timeline``): apply every
+    migration set through a short-lived owner connection, then yield a pool of the RUNTIME
+    role (closed on exit)."""
+    async with open_pool(settings, role="owner", max_size=1) as owner:
+        await migrate_all(owner, settings)
+    async with open_pool(settings, role="runtime", max_size=max_size) as pool:
+        yield pool

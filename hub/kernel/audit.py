@@ -35,7 +35,7 @@ def quote_schema(schema: str) -> str:
 
 #: the access log, in the namespace's core schema (component name kept from its first home)
 ACCESS_LOG_MIGRATIONS = MigrationSet(
-    "api", Path(__file__).resolve().parent / "migrations" / "access_log", "core"
+    "api", Path(__file__).resolve().parent / "migrations" / "access_log", "core", append_only=("access_log",)
 )
 
 

@@ -8,10 +8,13 @@ Usage::
 
 Opening, in order: configures logging (``settings.log_level``), builds the one Kafka client
 factory (:class:`~hub.kernel.kafka.KafkaClients`: the only place connection security is
-applied), creates the PostgreSQL pool, applies every registered migration set to the
+applied), applies every registered migration set to the
 namespace's schemas (core sets to ``<prefix>_core``, read-model sets to
-``postgres.schema``), checks that the core schema's state belongs to the connected Kafka
-cluster (binding it at first use; :mod:`hub.kernel.binding` — another cluster raises
+``postgres.schema``) through a short-lived OWNER connection that also grants the runtime
+role its privileges (:func:`hub.kernel.db.grant_runtime`), then serves the process with a
+pool of the RUNTIME role (``rt.pool``: it cannot alter the audit tables or any schema);
+checks that the core schema's state belongs to the connected Kafka cluster (binding it at
+first use; :mod:`hub.kernel.binding` — another cluster raises
 :class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists,
 and starts the event log and the keyring; closing stops them in reverse order. Nothing
 else constructs an :class:`~hub.kernel.log.EventLog` or a keyring.
@@ -26,7 +29,15 @@ from dataclasses import dataclass
 import asyncpg
 
 from hub.kernel.binding import ensure_bound
-from hub.kernel.db import CORE_MIGRATIONS, Home, MigrationSet, apply_sets, create_pool
+from hub.kernel.db import (
+    CORE_MIGRATIONS,
+    Home,
+    MigrationSet,
+    apply_sets,
+    create_pool,
+    open_pool,
+    runtime_grantee,
+)
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
@@ -72,11 +83,13 @@ class Runtime:
         namespace = Namespace.of(settings)
         clients = KafkaClients(settings.kafka)
         async with AsyncExitStack() as stack:
-            pool = await create_pool(settings)
+            grantee = runtime_grantee(settings)
+            async with open_pool(settings, role="owner", max_size=1) as owner:
+                await apply_sets(owner, sets, "core", namespace.core_schema, grant_to=grantee)
+                await ensure_bound(owner, settings)  # before any topic is created or record appended
+                await apply_sets(owner, sets, "read_models", namespace.read_model_schema, grant_to=grantee)
+            pool = await create_pool(settings, role="runtime")
             stack.push_async_callback(pool.close)
-            await apply_sets(pool, sets, "core", namespace.core_schema)
-            await ensure_bound(pool, settings)  # before any topic is created or record appended
-            await apply_sets(pool, sets, "read_models", namespace.read_model_schema)
             if ensure_topics:
                 report = await apply_catalogue(settings)
                 if report.errors:
@@ -101,5 +114,6 @@ class Runtime:
 
     async def migrate_schema(self, home: Home, schema: str) -> None:
         """Apply this runtime's migration sets of ``home`` to another schema (a replay into
-        a fresh read-model schema)."""
-        await apply_sets(self.pool, self.migrations, home, schema)
+        a fresh read-model schema), as the owner, granting the runtime role as usual."""
+        async with open_pool(self.settings, role="owner", max_size=1) as owner:
+            await apply_sets(owner, self.migrations, home, schema, grant_to=runtime_grantee(self.settings))

@@ -26,12 +26,11 @@ from typing import Annotated, Any
 
 import typer
 
-from hub.bootstrap import migrate_all
+from hub.bootstrap import open_served_pool
 from hub.entry.api.readmodels import render_sealed
 from hub.entry.api.roles import PURPOSES, BadPurpose, Family, normalize_purpose
 from hub.entry.commands import run_or_exit
 from hub.kernel.audit import AccessLog, AccessRecord, Operator
-from hub.kernel.db import open_pool
 from hub.kernel.settings import get_settings
 from projections import queries
 
@@ -107,8 +106,7 @@ def timeline(
         }
 
     async def go() -> dict[str, Any] | None:
-        async with open_pool(settings, max_size=2) as pool:
-            await migrate_all(pool, settings)
+        async with open_served_pool(settings, max_size=2) as pool:
             result = await read(pool)
             if result is not None:  # summaries carry no sealed content (projections.timelines)
                 entries = result["entries"]

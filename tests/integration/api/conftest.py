@@ -42,23 +42,23 @@ def issuer(settings: Settings) -> DevIssuer:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
-    log = AccessLog(pg_pool, settings.core_schema)
+async def access_log(settings: Settings, pg_pool: asyncpg.Pool, runtime_pool: asyncpg.Pool) -> AccessLog:
+    """The access log as the API writes it: migrated by the owner, appended by the runtime role."""
     await migrate_all(pg_pool, settings)
-    return log
+    return AccessLog(runtime_pool, settings.core_schema)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(
     settings: Settings,
-    pg_pool: asyncpg.Pool,
+    runtime_pool: asyncpg.Pool,
     api_facts: dict[str, str],
     issuer: DevIssuer,
     access_log: AccessLog,
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         settings,
-        PostgresReadModels(settings, pg_pool),
+        PostgresReadModels(settings, runtime_pool),
         access_log,
         TokenVerifier(settings, jwks=issuer.jwks()),
         dev_issuer=issuer,
