@@ -19,15 +19,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
 from connectors.core.state import STATE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
-from hub.kernel.audit import ACCESS_LOG_MIGRATIONS
+from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
 from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace, open_pool
+from hub.kernel.errors import InfraError
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
+from hub.kernel.topics import ensure_topics
 from projections.store import READ_MODEL_MIGRATIONS
 
 #: every migration set of the hub, applied in this order when a process opens
@@ -56,12 +60,31 @@ async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
     await migrate_namespace(pool, settings, MIGRATIONS)
 
 
+@dataclass(frozen=True)
+class Reader:
+    """What a process that only reads PostgreSQL needs: a RUNTIME-role pool and the audit
+    topic its access-log rows go to."""
+
+    pool: asyncpg.Pool
+    audit: AuditTopic
+
+    def access_log(self, settings: Settings) -> AccessLog:
+        return AccessLog(self.pool, settings.core_schema, self.audit)
+
+
 @asynccontextmanager
-async def open_served_pool(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+async def open_reader(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[Reader]:
     """For processes that read PostgreSQL only (the read API, ``hub timeline``): apply every
-    migration set through a short-lived owner connection, then yield a pool of the RUNTIME
-    role (closed on exit)."""
+    migration set through a short-lived owner connection, make sure the topic catalogue
+    exists (the audit topic), then yield a :class:`Reader` (pool and producer closed on exit)."""
     async with open_pool(settings, role="owner", max_size=1) as owner:
         await migrate_all(owner, settings)
-    async with open_pool(settings, role="runtime", max_size=max_size) as pool:
-        yield pool
+    report = await ensure_topics(settings)
+    if report.errors:
+        raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
+    audit = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
+    try:
+        async with open_pool(settings, role="runtime", max_size=max_size) as pool:
+            yield Reader(pool, audit)
+    finally:
+        await audit.stop()

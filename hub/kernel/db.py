@@ -74,12 +74,7 @@ class MigrationSet:
     append_only: tuple[str, ...] = ()
 
 
-CORE_MIGRATIONS = MigrationSet(
-    "core",
-    Path(__file__).resolve().parent / "migrations" / "core",
-    "core",
-    append_only=("deadletter_access",),
-)
+CORE_MIGRATIONS = MigrationSet("core", Path(__file__).resolve().parent / "migrations" / "core", "core")
 
 
 def dsn(settings: Settings, role: DbRole = "runtime") -> str:

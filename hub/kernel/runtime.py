@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from hub.kernel.audit import AuditTopic
 from hub.kernel.binding import ensure_bound
 from hub.kernel.db import (
     CORE_MIGRATIONS,
@@ -52,8 +53,8 @@ from hub.kernel.topics import ensure_topics as apply_catalogue
 @dataclass
 class Runtime:
     """A started hub process: settings and their namespace, the Kafka client factory, the
-    PostgreSQL pool, the event log, the person keyring, the pseudonym key, the dead-letter
-    sealer and the migration registry it was opened with."""
+    PostgreSQL pool (runtime role), the event log, the person keyring, the pseudonym key, the
+    dead-letter sealer, the migration registry it was opened with and the audit topic."""
 
     settings: Settings
     namespace: Namespace
@@ -64,6 +65,8 @@ class Runtime:
     pseudonym_key: bytes
     deadletter_sealer: DeadLetterSealer
     migrations: tuple[MigrationSet, ...]
+    #: the audit topic every audit row is also appended to (producer started on first use)
+    audit: AuditTopic
 
     @classmethod
     @asynccontextmanager
@@ -97,6 +100,8 @@ class Runtime:
             log = EventLog(settings, pool, clients)
             await log.start()
             stack.push_async_callback(log.stop)
+            audit = AuditTopic(clients, settings.kafka.topic_prefix)
+            stack.push_async_callback(audit.stop)
             keyring = PostgresKeyring(settings, pool)
             await keyring.start()
             stack.push_async_callback(keyring.stop)
@@ -110,6 +115,7 @@ class Runtime:
                 pseudonym_key=secret_bytes(settings, "pseudonym.key"),
                 deadletter_sealer=DeadLetterSealer.from_settings(settings),
                 migrations=sets,
+                audit=audit,
             )
 
     async def migrate_schema(self, home: Home, schema: str) -> None:

@@ -7,12 +7,17 @@ an :class:`AccessLog`, a :class:`TokenVerifier`, optionally the development issu
 tests and ``hub api serve`` build the same app. Every request to a protected route carries
 ``Authorization: Bearer <JWT>``; the role policy in :mod:`hub.entry.api.roles` decides; every
 person-level read — allowed or denied — appends one row to the access log *before* the
-response is sent (a read that cannot be logged is refused with 503).
+response is sent (a read that cannot be logged is refused with 503). Refused and failed
+person-level reads are logged too, with the same answer as before: ``refused`` for no or
+bad token (sub ``anonymous``), no or bad purpose and a malformed id (subject
+``<invalid>``), ``error`` when the read itself failed; the reason is a fixed phrase or the
+policy's message, never the caller's input (:func:`hub.entry.api.roles.loggable_subject`).
 """
 
 # no `from __future__ import annotations`: FastAPI resolves the route signatures defined
 # inside create_app() at definition time (local Annotated aliases).
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -20,28 +25,36 @@ from importlib import resources
 from typing import Annotated, Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hub.entry.api.auth import AuthError, DevIssuer, TokenVerifier
+from hub.entry.api.auth import AuthError, DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.dashboard import dashboard_view, pipeline_view
 from hub.entry.api.ports import ReadModels
 from hub.entry.api.roles import (
+    INCIDENT_PATTERN,
+    PSEUDONYM_PATTERN,
     BadPurpose,
     Family,
     Forbidden,
     Principal,
     Role,
+    UnknownPurpose,
     allowed_families,
     authorize,
     check_timeline_scope,
     filter_timeline,
+    loggable_purpose,
+    loggable_subject,
     normalize_purpose,
 )
 from hub.entry.api.scope import scope_from_entries
 from hub.kernel import metrics
-from hub.kernel.audit import AccessLog, AccessRecord
+from hub.kernel.audit import ANONYMOUS, AccessLog, AccessRecord, Actor
 from hub.kernel.settings import Settings
 
 DASHBOARD_ASSETS = {
@@ -49,8 +62,14 @@ DASHBOARD_ASSETS = {
     "charts.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
 }
-PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
-INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
+#: the person-level routes: path → (family, name of the path parameter holding the subject)
+PERSON_ROUTES: dict[str, tuple[Family, str]] = {
+    "/v1/incidents/{incident_id}/timeline": (Family.INCIDENT_TIMELINE, "incident_id"),
+    "/v1/persons/{person}/timeline": (Family.PERSON_TIMELINE, "person"),
+}
+#: errors an access-log append can raise (the read is then refused with 503)
+AUDIT_ERRORS = (asyncpg.PostgresError, OSError, KafkaError)
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -75,9 +94,38 @@ def create_app(
     )
     app.state.settings = settings
 
+    # --- refused person-level reads are logged -------------------------------------------
+    async def log_refusal(request: Request, reason: str) -> None:
+        """Append a ``refused`` row when ``request`` is a person-level read (who: the
+        verified principal if the token was checked, else anonymous; the subject and purpose
+        only when well-formed). The caller's answer does not depend on it: a refusal that
+        cannot be logged is counted and logged as a warning, the refusal stands."""
+        route = PERSON_ROUTES.get(getattr(request.scope.get("route"), "path", ""))
+        if route is None:
+            return
+        family, param = route
+        who: Actor = getattr(request.state, "principal", None) or ANONYMOUS
+        raw_purpose = request.headers.get("x-purpose-of-use") or request.query_params.get("purpose")
+        record = AccessRecord(
+            who,
+            family.value,
+            loggable_subject(family, request.path_params.get(param)),
+            loggable_purpose(raw_purpose),
+            "refused",
+            0,
+            str(uuid.uuid4()),
+            reason,
+        )
+        try:
+            await access_log.append(record)
+        except AUDIT_ERRORS as exc:
+            metrics.ACCESS_LOG_FAILURES.inc()
+            logger.warning("a refused read could not be logged (%s)", type(exc).__name__)
+
     # --- errors -------------------------------------------------------------------------
     @app.exception_handler(AuthError)
-    async def _auth_error(_: Request, exc: AuthError) -> JSONResponse:
+    async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        await log_refusal(request, "no token" if isinstance(exc, MissingToken) else "bad token")
         return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(Forbidden)
@@ -85,14 +133,22 @@ def create_app(
         return JSONResponse({"detail": str(exc)}, status_code=403)
 
     @app.exception_handler(BadPurpose)
-    async def _bad_purpose(_: Request, exc: BadPurpose) -> JSONResponse:
+    async def _bad_purpose(request: Request, exc: BadPurpose) -> JSONResponse:
+        await log_refusal(request, "bad purpose" if isinstance(exc, UnknownPurpose) else "no purpose")
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        await log_refusal(request, "bad id")
+        return await request_validation_exception_handler(request, exc)
+
     # --- dependencies -------------------------------------------------------------------
-    async def principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    async def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise AuthError("missing bearer token")
-        return verifier.verify(authorization.split(" ", 1)[1].strip())
+            raise MissingToken("missing bearer token")
+        p = verifier.verify(authorization.split(" ", 1)[1].strip())
+        request.state.principal = p  # who, for the access log, should the request be refused later
+        return p
 
     def requires(family: Family) -> Callable[[Principal], Awaitable[Principal]]:
         async def dep(p: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -122,12 +178,12 @@ def create_app(
     ) -> list[dict[str, Any]]:
         request_id = str(uuid.uuid4())
 
-        async def log(outcome: str, entries: int) -> None:
+        async def log(outcome: str, entries: int, reason: str | None = None) -> None:
             try:
                 await access_log.append(
-                    AccessRecord(p, family.value, subject, purpose, outcome, entries, request_id)
+                    AccessRecord(p, family.value, subject, purpose, outcome, entries, request_id, reason)
                 )
-            except (asyncpg.PostgresError, OSError) as exc:
+            except AUDIT_ERRORS as exc:
                 raise HTTPException(
                     503, "the access log is unavailable; person-level reads are refused"
                 ) from exc
@@ -138,8 +194,11 @@ def create_app(
             scope = scope_from_entries(await scope_entries(entries))
             check_timeline_scope(p, scope, family)
             visible = filter_timeline(entries, p, scope, datetime.now(UTC))
-        except Forbidden:
-            await log("denied", 0)
+        except Forbidden as exc:
+            await log("denied", 0, str(exc))  # the policy's message: role, family, program
+            raise
+        except Exception as exc:
+            await log("error", 0, f"read failed: {type(exc).__name__}")
             raise
         await log("allowed", len(visible))
         if not entries:
