@@ -143,8 +143,9 @@ def timeline(
             try:
                 result = await read(reader.pool)
                 if result is not None:  # summaries carry no sealed content (projections.timelines)
-                    rendered = await render_sealed(reader.pool, settings.core_schema, result["entries"], "detail")
-                    result["entries"] = rendered
+                    entries = result["entries"]
+                    core = settings.core_schema
+                    result["entries"] = await render_sealed(reader.pool, core, entries, "detail")
             except Exception as exc:
                 reason = f"read failed: {type(exc).__name__}"
                 await access_log.append(

@@ -12,7 +12,7 @@ import pytest
 
 from hub.bootstrap import migrate_all
 from hub.entry.api.roles import Principal, Role
-from hub.kernel.audit import AccessLog, AccessRecord, AuditTopic
+from hub.kernel.audit import AccessLog, AccessRecord, AuditTopic, append_audit_row
 from hub.kernel.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -106,11 +106,12 @@ async def test_the_runtime_role_has_no_ddl(
 
 
 async def test_the_runtime_role_inserts_and_selects_the_reveal_audit(
-    access_log: AccessLog, runtime_pool: asyncpg.Pool
+    access_log: AccessLog, runtime_pool: asyncpg.Pool, audit_topic: AuditTopic
 ) -> None:
+    values = {"deadletter_id": "dl-1", "actor": "op", "action": "show-masked", "reason": None}
+    row = await append_audit_row(runtime_pool, audit_topic, access_log.schema, "deadletter_access", values)
     t = f'"{access_log.schema}".deadletter_access'
-    await runtime_pool.execute(f"INSERT INTO {t} (deadletter_id, actor, action) VALUES ('dl-1', 'o', 'reveal')")
-    assert await runtime_pool.fetchval(f"SELECT count(*) FROM {t} WHERE deadletter_id = 'dl-1'") >= 1
+    assert await runtime_pool.fetchval(f"SELECT actor FROM {t} WHERE id = $1", row["id"]) == "op"
 
 
 async def test_ordinary_tables_stay_writable_for_the_runtime_role(
