@@ -26,7 +26,15 @@ import asyncpg
 from connectors.core.state import STATE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
-from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace, open_pool
+from hub.kernel.db import (
+    CORE_MIGRATIONS,
+    Home,
+    MigrationSet,
+    migrate_namespace,
+    open_owner_pool,
+    open_pool,
+    prepare_sets,
+)
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.runtime import Runtime
@@ -60,6 +68,11 @@ async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
     await migrate_namespace(pool, settings, MIGRATIONS)
 
 
+def namespace_schemas(settings: Settings) -> tuple[tuple[Home, str], ...]:
+    """The namespace's schemas by home, in migration order."""
+    return (("core", settings.core_schema), ("read_models", settings.postgres.schema_))
+
+
 @dataclass(frozen=True)
 class Reader:
     """What a process that only reads PostgreSQL needs: a RUNTIME-role pool and the audit
@@ -74,17 +87,19 @@ class Reader:
 
 @asynccontextmanager
 async def open_reader(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[Reader]:
-    """For processes that read PostgreSQL only (the read API, ``hub timeline``): apply every
-    migration set through a short-lived owner connection, make sure the topic catalogue
-    exists (the audit topic), then yield a :class:`Reader` (pool and producer closed on exit)."""
-    async with open_pool(settings, role="owner", max_size=1) as owner:
-        await migrate_all(owner, settings)
+    """For processes that read PostgreSQL only (the read API, ``hub timeline``): make sure
+    the topic catalogue exists (the audit topic), apply every migration set through a
+    short-lived owner connection (``postgres.migrations: check``: only check them as the
+    runtime role), then yield a :class:`Reader` (pool and producer closed on exit)."""
     report = await ensure_topics(settings)
     if report.errors:
         raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
     audit = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
     try:
         async with open_pool(settings, role="runtime", max_size=max_size) as pool:
+            async with open_owner_pool(settings) as owner:
+                for home, schema in namespace_schemas(settings):
+                    await prepare_sets(settings, owner, pool, MIGRATIONS, home, schema)
             yield Reader(pool, audit)
     finally:
         await audit.stop()

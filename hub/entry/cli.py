@@ -28,6 +28,7 @@ app = typer.Typer(
 # command groups, in the order of the design card's `hub` command table
 _GROUPS = [
     ("infra", "hub.devtools.commands.infra", "app"),
+    ("db", "hub.entry.commands.db", "app"),
     ("ingest", "hub.entry.commands.ingest", "app"),
     ("connectors", "hub.entry.commands.connectors", "app"),
     ("project", "hub.entry.commands.project", "app"),

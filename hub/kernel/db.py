@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from hub.kernel.errors import PermanentError, unavailable
+from hub.kernel.errors import ConfigError, PermanentError, unavailable
 from hub.kernel.keys import RUNTIME_PASSWORD, secret_text
 from hub.kernel.settings import SCHEMA_NAME, Settings
 
@@ -81,12 +81,19 @@ def dsn(settings: Settings, role: DbRole = "runtime") -> str:
     """The libpq URL for ``role``: the owner's is ``postgres.dsn`` when set, otherwise the
     local server with ``postgres.user`` and the generated password; the runtime role's is
     ``postgres.runtime_dsn`` when set, otherwise the local server with
-    ``postgres.runtime_user`` and its own password file. With ``runtime_user: ""`` both are
-    the owner's."""
+    ``postgres.runtime_user`` and its own password file (an owner ``dsn`` without a
+    ``runtime_dsn`` is a :class:`~hub.kernel.errors.ConfigError`: the hub never guesses a
+    second login from the first). With ``runtime_user: ""`` both are the owner's."""
     pg = settings.postgres
     if role == "runtime" and pg.separate_runtime:
         if pg.runtime_dsn:
             return pg.runtime_dsn
+        if pg.dsn:
+            raise ConfigError(
+                "postgres.dsn names the owner role's server but postgres.runtime_dsn is not set: "
+                "give the runtime role's URL (HUB_POSTGRES__RUNTIME_DSN), or postgres.runtime_user: '' "
+                "to serve as the owner (the application could then rewrite its audit trail)"
+            )
         user, password = pg.runtime_user, secret_text(settings, RUNTIME_PASSWORD)
     else:
         if pg.dsn:
@@ -237,6 +244,53 @@ async def grant_runtime(pool: asyncpg.Pool, schema: str, role: str, append_only:
             )
             for stmt in grant_statements(schema, role, append_only):
                 await conn.execute(stmt)
+
+
+async def check_sets(pool: Executor, sets: Sequence[MigrationSet], home: Home, schema: str) -> None:
+    """Raise :class:`MigrationError` unless every migration of ``sets`` whose home is ``home``
+    is recorded in ``schema`` with its file's checksum (``postgres.migrations: check``: the
+    runtime role verifies what the migrate job did, and changes nothing)."""
+    check_schema_name(schema)
+    exists = await pool.fetchval("SELECT to_regclass($1)", f'"{schema}".schema_migrations')
+    rows = []
+    if exists:
+        rows = await pool.fetch(f'SELECT component, version, checksum FROM "{schema}".schema_migrations')
+    recorded = {(r["component"], r["version"]): r["checksum"] for r in rows}
+    for s in sets:
+        if s.home != home:
+            continue
+        applied = {v: c for (comp, v), c in recorded.items() if comp == s.component}
+        todo = pending(discover(s.directory), applied, s.component)
+        if todo:
+            raise MigrationError(
+                f"schema {schema} lacks {s.component} migration {todo[0].version:04d}_{todo[0].name} "
+                "(postgres.migrations is 'check': run `hub db migrate` as the owner role first)"
+            )
+
+
+async def prepare_sets(
+    settings: Settings, owner: asyncpg.Pool | None, runtime: asyncpg.Pool, sets: Sequence[MigrationSet],
+    home: Home, schema: str,
+) -> None:
+    """Bring ``schema`` to ``sets`` the way ``postgres.migrations`` says: ``apply`` through
+    the ``owner`` pool (granting the runtime role), ``check`` through the ``runtime`` pool."""
+    if settings.postgres.migrations == "check":
+        await check_sets(runtime, sets, home, schema)
+        return
+    if owner is None:
+        raise MigrationError("postgres.migrations is 'apply' but no owner connection was opened")
+    await apply_sets(owner, sets, home, schema, grant_to=runtime_grantee(settings))
+
+
+@asynccontextmanager
+async def open_owner_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool | None]:
+    """A one-connection OWNER pool when ``postgres.migrations`` is ``apply``, else ``None``
+    (a process in ``check`` mode never logs in as the owner)."""
+    if settings.postgres.migrations == "check":
+        yield None
+        return
+    async with open_pool(settings, role="owner", max_size=1) as pool:
+        yield pool
 
 
 async def migrate_namespace(pool: asyncpg.Pool, settings: Settings, sets: Sequence[MigrationSet]) -> None:

@@ -11,8 +11,10 @@ factory (:class:`~hub.kernel.kafka.KafkaClients`: the only place connection secu
 applied), applies every registered migration set to the
 namespace's schemas (core sets to ``<prefix>_core``, read-model sets to
 ``postgres.schema``) through a short-lived OWNER connection that also grants the runtime
-role its privileges (:func:`hub.kernel.db.grant_runtime`), then serves the process with a
-pool of the RUNTIME role (``rt.pool``: it cannot alter the audit tables or any schema);
+role its privileges (:func:`hub.kernel.db.grant_runtime`) — or, with ``postgres.migrations:
+check``, only checks as the runtime role that the migrate job applied them all — and serves
+the process with a pool of the RUNTIME role (``rt.pool``: it cannot alter the audit tables
+or any schema);
 checks that the core schema's state belongs to the connected Kafka cluster (binding it at
 first use; :mod:`hub.kernel.binding` — another cluster raises
 :class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists,
@@ -36,7 +38,9 @@ from hub.kernel.db import (
     MigrationSet,
     apply_sets,
     create_pool,
+    open_owner_pool,
     open_pool,
+    prepare_sets,
     runtime_grantee,
 )
 from hub.kernel.errors import InfraError
@@ -86,13 +90,12 @@ class Runtime:
         namespace = Namespace.of(settings)
         clients = KafkaClients(settings.kafka)
         async with AsyncExitStack() as stack:
-            grantee = runtime_grantee(settings)
-            async with open_pool(settings, role="owner", max_size=1) as owner:
-                await apply_sets(owner, sets, "core", namespace.core_schema, grant_to=grantee)
-                await ensure_bound(owner, settings)  # before any topic is created or record appended
-                await apply_sets(owner, sets, "read_models", namespace.read_model_schema, grant_to=grantee)
             pool = await create_pool(settings, role="runtime")
             stack.push_async_callback(pool.close)
+            async with open_owner_pool(settings) as owner:
+                await prepare_sets(settings, owner, pool, sets, "core", namespace.core_schema)
+                await ensure_bound(owner or pool, settings)  # before any topic or record is written
+                await prepare_sets(settings, owner, pool, sets, "read_models", namespace.read_model_schema)
             if ensure_topics:
                 report = await apply_catalogue(settings)
                 if report.errors:

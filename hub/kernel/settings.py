@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -97,7 +97,10 @@ class PostgresSettings(BaseModel):
     ``runtime_dsn``, password file ``keys/postgres_runtime.password``) is what every process
     serves with: data privileges only, and on the audit tables INSERT and SELECT alone
     (:func:`hub.kernel.db.grant_runtime`). ``runtime_user: ""`` serves as the owner (one
-    role, no protection of the audit trail against the application — not for production)."""
+    role, no protection of the audit trail against the application — not for production).
+    An operator-managed server names both URLs (``dsn`` for the migrate job, ``runtime_dsn``
+    for the processes); with ``migrations: check`` a process needs only ``runtime_dsn`` and
+    never holds the owner's password."""
 
     dsn: str = Field("", description="the owner role's libpq URL (empty: the local server)")
     host: str = "127.0.0.1"
@@ -105,6 +108,11 @@ class PostgresSettings(BaseModel):
     user: str = Field("hub", description="the owner role: runs migrations, owns schemas and tables")
     runtime_user: str = Field("hub_app", description="the role processes serve with (empty: the owner)")
     runtime_dsn: str = Field("", description="the runtime role's libpq URL (required with dsn)")
+    migrations: Literal["apply", "check"] = Field(
+        "apply",
+        description="apply: processes migrate as the owner when they open; check: they only check, "
+        "as the runtime role, that `hub db migrate` (the migrate job) has applied every migration",
+    )
     database: str = "hub"
     schema_: str = Field("hub", alias="schema", description="the read models' schema")
     pool_max: int = 10
@@ -120,11 +128,8 @@ class PostgresSettings(BaseModel):
 
     @property
     def separate_runtime(self) -> bool:
-        """Whether processes serve with a role other than the owner: a runtime role is named,
-        and, on an operator-managed server (``dsn``), its URL too (the hub never guesses a
-        second login from the first; production refuses the gap, see :class:`Settings`)."""
-        named = bool(self.runtime_user) and self.runtime_user != self.user
-        return named and (not self.dsn or bool(self.runtime_dsn))
+        """Whether processes serve with a role other than the owner."""
+        return bool(self.runtime_user) and self.runtime_user != self.user
 
     @field_validator("schema_")
     @classmethod
@@ -173,18 +178,6 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     api: ApiSettings = ApiSettings()
     projections: ProjectionSettings = ProjectionSettings()
-
-    @model_validator(mode="after")
-    def _production_runtime_role(self) -> Settings:
-        """Outside development the processes never serve as the database owner by accident:
-        an operator DSN needs the runtime role's DSN (or an explicit ``runtime_user: ""``)."""
-        pg = self.postgres
-        if not self.is_development and pg.dsn and pg.runtime_user and not pg.runtime_dsn:
-            raise ValueError(
-                "postgres.dsn is set but postgres.runtime_dsn is not: give the runtime role's URL "
-                "(or postgres.runtime_user: '' to serve as the owner role, unprotected audit trail)"
-            )
-        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

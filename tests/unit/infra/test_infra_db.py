@@ -9,12 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.kernel import db
+from hub.kernel.errors import ConfigError
 from hub.kernel.settings import PostgresSettings, Settings
 
 
 def test_configured_dsn_wins(tmp_path: Path) -> None:
     s = Settings(state_dir=tmp_path, postgres=PostgresSettings(dsn="postgresql://u:p@db:5432/x"))
-    assert db.dsn(s) == "postgresql://u:p@db:5432/x"
+    assert db.dsn(s, "owner") == "postgresql://u:p@db:5432/x"
 
 
 def test_local_dsn_uses_generated_password_quoted(tmp_path: Path) -> None:
@@ -57,11 +58,11 @@ def test_operator_dsns_name_both_roles(tmp_path: Path) -> None:
     assert (db.dsn(s, "owner"), db.dsn(s)) == ("postgresql://own:p@db/x", "postgresql://hub_app:q@db/x")
 
 
-def test_production_refuses_an_owner_dsn_without_a_runtime_dsn(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"postgres\.runtime_dsn"):
-        Settings(
-            state_dir=tmp_path, environment="production", postgres=PostgresSettings(dsn="postgresql://o@db/x")
-        )
+def test_an_owner_dsn_without_a_runtime_dsn_is_refused_not_guessed(tmp_path: Path) -> None:
+    s = Settings(state_dir=tmp_path, postgres=PostgresSettings(dsn="postgresql://o:secret@db/x"))
+    with pytest.raises(ConfigError, match=r"postgres\.runtime_dsn") as err:
+        db.dsn(s)
+    assert "secret" not in str(err.value)
 
 
 def test_runtime_grants_are_data_only_and_audit_tables_append_only() -> None:
