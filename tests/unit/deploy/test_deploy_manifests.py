@@ -296,7 +296,8 @@ def test_no_hub_container_is_the_database_superuser_or_the_owner_except_the_migr
 def test_workers_use_the_runtime_url_and_wait_for_the_migrate_job() -> None:
     for name in ("hub-projections", "hub-connectors", "hub-api"):
         (container,) = by_kind("Deployment", name)["spec"]["template"]["spec"]["containers"]
-        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") for e in container["env"]}
+        env = container["env"]
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") for e in env}
         assert refs.get("HUB_POSTGRES__RUNTIME_DSN") == "runtime-dsn", name
     job = by_kind("Job", "hub-db-migrate")["spec"]["template"]["spec"]["containers"][0]
     assert job["args"][:2] == ["db", "migrate"]
