@@ -18,11 +18,30 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+try:  # FastAPI >= 0.137.2: included routers are nodes of app.routes, flattened by this
+    from fastapi.routing import iter_route_contexts
+except ImportError:  # older FastAPI copies the routes into app.routes
+
+    def iter_route_contexts(routes):  # type: ignore[no-untyped-def]
+        return iter(routes)
+
+
 from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.kernel.settings import PROJECT_ROOT, Settings
 
 FIXTURE = PROJECT_ROOT / "tests" / "data" / "api" / "openapi-paths.json"
+
+
+def route_table(app: FastAPI) -> list[str]:
+    """``"METHOD /path"`` of every path operation of ``app``, in or out of the OpenAPI
+    document (routers flattened), sorted."""
+    return sorted(
+        f"{method} {ctx.path}"
+        for ctx in iter_route_contexts(app.routes)
+        if isinstance(getattr(ctx, "original_route", ctx), APIRoute)
+        for method in sorted(ctx.methods)
+    )
 
 
 def surface(app: FastAPI) -> dict[str, Any]:
@@ -42,13 +61,7 @@ def surface(app: FastAPI) -> dict[str, Any]:
             }
             for method, op in sorted(operations.items())
         }
-    routes = sorted(
-        f"{method} {route.path}"
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in sorted(route.methods)
-    )
-    return {"info": doc["info"], "paths": paths, "routes": routes}
+    return {"info": doc["info"], "paths": paths, "routes": route_table(app)}
 
 
 def current(state_dir: Path) -> dict[str, Any]:
