@@ -511,7 +511,8 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         result.verify_ok = verified.ok
         mark = "[green]✓[/] verify: OK" if verified.ok else "[red]✗ verify: BROKEN[/]"
         console.print(f"{mark}; {verified.records:,} records")
-        result.report = queries.jsonable(await queries.report(rt.pool, settings))
+        reader = queries.ReadModelReader.from_settings(rt.pool, settings)
+        result.report = queries.jsonable(await reader.report())
     result.seconds = time.monotonic() - started
     return result
 

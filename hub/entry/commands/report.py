@@ -1,7 +1,8 @@
 """``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
 
-``--json`` prints the stable document of :func:`projections.queries.report` (version 1):
+``--json`` prints the stable document of :meth:`projections.queries.ReadModelReader.report`
+(version 1), in the agency's time zone:
 ``headline`` holds the shares of behavioral-health calls with no enforcement action, a
 voluntary mental-health transport and an enforcement action (arrest or citation), and the
 share of people with 3+ contacts enrolled in services; every cell is
@@ -59,15 +60,8 @@ def report(
 
     async def go():
         async with open_pool(settings, max_size=2) as pool:
-            return await queries.report(
-                pool,
-                target_schema,
-                date_from=start,
-                date_to=end,
-                by=by,  # type: ignore[arg-type]
-                tz=settings.agency_timezone,
-                small_cell_max=settings.projections.small_cell_max,
-            )
+            reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
+            return await reader.report(date_from=start, date_to=end, by=by)  # type: ignore[arg-type]
 
     doc = run_or_exit(
         go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"

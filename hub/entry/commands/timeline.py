@@ -14,8 +14,9 @@ Both are person-level reads, held to the read API's rules:
 
 ``--json`` prints ``{"incident_id", "summary", "entries"}`` or ``{"person", "canonical",
 "members", "summary", "entries"}``; entries as returned by
-:func:`projections.queries.incident_timeline` / :func:`~projections.queries.person_timeline`
-with ``detail`` rendered and an ``erased`` flag."""
+:meth:`projections.queries.ReadModelReader.incident_timeline` /
+:meth:`~projections.queries.ReadModelReader.person_timeline` with ``detail`` rendered and an
+``erased`` flag."""
 
 from __future__ import annotations
 
@@ -82,22 +83,18 @@ def timeline(
     subject = incident if incident is not None else person
     assert subject is not None
 
-    async def read(pool: Any) -> dict[str, Any] | None:
+    async def read(reader: queries.ReadModelReader) -> dict[str, Any] | None:
         if incident is not None:
-            entries = await queries.incident_timeline(
-                pool, target_schema, incident, role=role, include_part2=not no_part2
-            )
-            summary = await queries.incident_summary(pool, target_schema, incident)
+            entries = await reader.incident_timeline(incident, role=role, include_part2=not no_part2)
+            summary = await reader.incident_summary(incident)
             if summary is None and not entries:
                 return None
             return {"incident_id": incident, "summary": summary, "entries": entries}
         assert person is not None
-        summary = await queries.person_summary(pool, target_schema, person)
+        summary = await reader.person_summary(person)
         if summary is None:
             return None
-        entries = await queries.person_timeline(
-            pool, target_schema, person, role=role, include_part2=not no_part2
-        )
+        entries = await reader.person_timeline(person, role=role, include_part2=not no_part2)
         return {
             "person": person,
             "canonical": summary["person"],
@@ -109,7 +106,7 @@ def timeline(
     async def go() -> dict[str, Any] | None:
         async with open_pool(settings, max_size=2) as pool:
             await migrate_all(pool, settings)
-            result = await read(pool)
+            result = await read(queries.ReadModelReader.from_settings(pool, settings, schema=target_schema))
             if result is not None:  # summaries carry no sealed content (projections.timelines)
                 entries = result["entries"]
                 result["entries"] = await render_sealed(pool, settings.core_schema, entries, "detail")
