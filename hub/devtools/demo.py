@@ -55,10 +55,10 @@ from rich.table import Table
 from connectors.referrals.components import MllpListenerConfig, mllp_listener
 from connectors.registry import build, parse_components
 from hub.bootstrap import open_runtime
-from hub.devtools.commands.infra import bring_up
 from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.infra.proc import owned_pid, port_is_free, wait_until_dead
+from hub.devtools.infra.stack import bring_up
 from hub.devtools.simulate.feeds import encounter_events, soql_row
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve

@@ -21,7 +21,6 @@ Both are person-level reads, held to the read API's rules:
 from __future__ import annotations
 
 import getpass
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -33,6 +32,7 @@ from hub.entry.api.roles import PURPOSES, BadPurpose, Family, normalize_purpose
 from hub.entry.commands import run_or_exit
 from hub.kernel.audit import AccessLog, AccessRecord, Operator
 from hub.kernel.db import open_pool
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
 
@@ -65,18 +65,15 @@ def timeline(
     """Print one timeline (after logging the read)."""
 
     if (incident is None) == (person is None):
-        typer.echo("error: give exactly one of --incident or --person", err=True)
-        raise typer.Exit(2)
+        fail("give exactly one of --incident or --person", EXIT_USAGE)
     try:
         why = normalize_purpose(purpose)
     except BadPurpose:
         accepted = ", ".join(sorted(PURPOSES))
-        typer.echo(f"error: --purpose is required for person-level reads; one of: {accepted}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"--purpose is required for person-level reads; one of: {accepted}", EXIT_USAGE)
     who = (actor or default_actor()).strip()
     if not who:
-        typer.echo("error: --actor is blank", err=True)
-        raise typer.Exit(2)
+        fail("--actor is blank", EXIT_USAGE)
     settings = get_settings()
     target_schema = schema or settings.postgres.schema_
     family = Family.INCIDENT_TIMELINE if incident is not None else Family.PERSON_TIMELINE
@@ -126,10 +123,9 @@ def timeline(
 
     result = run_or_exit(go(), f"cannot read and log the timeline (schema {target_schema}); nothing shown")
     if result is None:
-        typer.echo(f"error: no such {'incident' if incident else 'person'}", err=True)
-        raise typer.Exit(1)
+        fail(f"no such {'incident' if incident else 'person'}")
     if as_json:
-        typer.echo(json.dumps(queries.jsonable(result), indent=2))
+        emit_json(queries.jsonable(result))
         return
     head = f"incident {incident}" if incident else f"person {person} (linked: {', '.join(result['members'])})"
     typer.echo(f"{head}: {len(result['entries'])} entries")

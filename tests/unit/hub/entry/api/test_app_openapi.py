@@ -5,7 +5,7 @@ route outside it (the dashboard shell and assets), equals the committed fixture
 
 Regenerate the fixture only for a deliberate API change::
 
-    python -m tests.unit.api.test_openapi_contract
+    python -m tests.unit.hub.entry.api.test_app_openapi
 """
 
 from __future__ import annotations
