@@ -36,6 +36,7 @@ from schemas.dispatch import (
     UnitCleared,
     UnitDispatched,
     UnitEnRoute,
+    UnitEvent,
     UnitKind,
     UnitOnScene,
 )
@@ -44,7 +45,7 @@ from schemas.envelope import Envelope, new_event
 INITIAL_REVISION = "0"
 
 UnitStatusName = Literal["dispatched", "enroute", "onscene", "cleared"]
-UNIT_FACTS: dict[UnitStatusName, type[UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared]] = {
+UNIT_FACTS: dict[UnitStatusName, type[UnitEvent]] = {
     "dispatched": UnitDispatched,
     "enroute": UnitEnRoute,
     "onscene": UnitOnScene,

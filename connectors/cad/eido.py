@@ -99,19 +99,23 @@ def parse_document(raw: bytes) -> dict[str, Any]:
     return doc
 
 
+#: a word of emergencyResourceTypeCommonRegistryText -> the unit kind (first match wins)
+_UNIT_KINDS: tuple[tuple[str, UnitKind], ...] = (
+    ("police", "police"),
+    ("law", "police"),
+    ("ems", "ems"),
+    ("ambulance", "ems"),
+    ("fire", "fire"),
+    ("crisis", "co_responder"),
+    ("mental", "co_responder"),
+    ("behavioral", "co_responder"),
+    ("clinician", "clinician"),
+)
+
+
 def _unit_kind(resource: dict[str, Any]) -> UnitKind:
     kind = str(ci_get(resource, "emergencyResourceTypeCommonRegistryText") or "").casefold()
-    for word, unit in (
-        ("police", "police"),
-        ("law", "police"),
-        ("ems", "ems"),
-        ("ambulance", "ems"),
-        ("fire", "fire"),
-        ("crisis", "co_responder"),
-        ("mental", "co_responder"),
-        ("behavioral", "co_responder"),
-        ("clinician", "clinician"),
-    ):
+    for word, unit in _UNIT_KINDS:
         if word in kind:
             return unit
     return "other"
@@ -185,7 +189,7 @@ def normalized_call(doc: dict[str, Any], profile: Profile) -> NormalizedCall:
         raise EidoError("not an EIDO: no eidoVersion / EIDOVersion")
     agency, number = incident_of(doc, profile)
     updated = last_update(doc)
-    incident = next(iter(as_list(ci_get(doc, "incidentComponent"))), {}) or {}
+    incident: dict[str, Any] = next(iter(as_list(ci_get(doc, "incidentComponent"))), {}) or {}
     calls = as_list(ci_get(doc, "callComponent"))
     received = _received(calls, incident, updated)
     initial, final = _call_types(calls, incident)
