@@ -399,7 +399,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
 
         schema = ws.schema("rebuild")
         with measured() as ours:
-            stats = await replay_into(settings, rt.pool, schema)
+            stats = await replay_into(settings, rt.pool, rt.kafka, schema)
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema("floor"))
         expect(
@@ -459,7 +459,7 @@ async def live_projection(ws: Workspace, days: int, per_day: int) -> list[Row]:
             started = time.perf_counter()
             stats = await projector.run(until_caught_up=True)
         with measured() as base:
-            replayed = await replay_into(settings, rt.pool, ws.schema("live_replay"))
+            replayed = await replay_into(settings, rt.pool, rt.kafka, ws.schema("live_replay"))
         applied = stats.records - stats.skipped  # re-deliveries after a rebalance are skipped
         expect(
             applied == replayed.records == total and stats.new_facts == replayed.facts,

@@ -59,10 +59,10 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     assert dl == 1
 
     now_live = await snapshot(rt.pool, live, TABLES)
-    replayed = await replay_into(rt.settings, rt.pool, full)
+    replayed = await replay_into(rt.settings, rt.pool, rt.kafka, full)
     assert replayed.facts == len(first) + len(second) and replayed.unreadable == 1
     assert await snapshot(rt.pool, full, TABLES) == now_live
-    await replay_into(rt.settings, rt.pool, past, as_of=t)
+    await replay_into(rt.settings, rt.pool, rt.kafka, past, as_of=t)
     as_of = await snapshot(rt.pool, past, TABLES)
     for name in at_t:
         assert [r for r in as_of[name] if r not in at_t[name]][:3] == [
@@ -70,7 +70,7 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
         ][:3], name
     assert as_of == at_t
     with pytest.raises(ReplayError):
-        await replay_into(rt.settings, rt.pool, full)
+        await replay_into(rt.settings, rt.pool, rt.kafka, full)
 
     # the report and the outcome topic: headline present, no published small cell
     reader = ReadModelReader.from_settings(rt.pool, rt.settings, schema=live)

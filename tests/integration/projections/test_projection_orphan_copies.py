@@ -52,7 +52,7 @@ async def test_orphan_copies_do_not_double_count(proj_rt: Runtime) -> None:
 
     # a replay of the same log keeps the same first copies: it equals the live read models
     replayed = f"{prefix}_orphans_replay"
-    await replay_into(rt.settings, rt.pool, replayed)
+    await replay_into(rt.settings, rt.pool, rt.kafka, replayed)
     assert await snapshot(rt.pool, replayed, T.READ_MODELS) == with_orphans
 
     # the same facts in a clean log (no crash): identical read models, but for recorded_at
