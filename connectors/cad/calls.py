@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Mapped
-from schemas.base import Area
+from schemas.base import Area, CallCategory, Outcome
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -67,7 +67,9 @@ def is_behavioral_health(initial: str | None, final: str | None, profile: Profil
     return matches_any([initial, final], profile.behavioral_health.keywords)
 
 
-def categorize(initial: str | None, final: str | None, behavioral_health: bool, profile: Profile) -> str:
+def categorize(
+    initial: str | None, final: str | None, behavioral_health: bool, profile: Profile
+) -> CallCategory:
     for candidate in (final, initial):
         if not candidate:
             continue
@@ -77,7 +79,7 @@ def categorize(initial: str | None, final: str | None, behavioral_health: bool, 
     return "behavioral_health" if behavioral_health else "other"
 
 
-def map_disposition(code: str | None, label: str | None, profile: Profile) -> tuple[str, bool] | None:
+def map_disposition(code: str | None, label: str | None, profile: Profile) -> tuple[Outcome, bool] | None:
     """(outcome, known) for a disposition code / text, or ``None`` when the row has none.
     The code is looked up first, then the text; an unmatched value is ``unknown``."""
     if code is None and label is None:
@@ -160,7 +162,7 @@ def call_events(
                 call_type_initial=initial,
                 call_type_final=final,
                 priority=call.priority,
-                category=category,  # type: ignore[arg-type]
+                category=category,
                 behavioral_health=bh,
                 self_initiated=call.self_initiated,
                 area=call.area,
@@ -185,7 +187,7 @@ def call_events(
                     at=call.disposition_at or call.received,
                     disposition_code=code,
                     disposition_text=label,
-                    outcome=disposition[0],  # type: ignore[arg-type]
+                    outcome=disposition[0],
                 )
             )
         )
@@ -198,12 +200,12 @@ def call_events(
                     revision=call.revision,
                     call_type_final=final,
                     priority=call.priority,
-                    category=category,  # type: ignore[arg-type]
+                    category=category,
                     behavioral_health=bh,
                     area=call.area,
                     disposition_code=code,
                     disposition_text=label,
-                    outcome=disposition[0] if disposition else None,  # type: ignore[arg-type]
+                    outcome=disposition[0] if disposition else None,
                 ),
                 revision=call.revision,
             )

@@ -30,7 +30,7 @@ from functools import cached_property
 from typing import Any
 
 from connectors.cad.calls import NormalizedCall, UnitStatus, UnitStatusName, map_call
-from connectors.cad.profile import Profile, normalize_code
+from connectors.cad.profile import NormalizedField, Profile, normalize_code
 from connectors.core.records import Exclusion, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.errors import PermanentError
 from schemas.base import Area
@@ -73,14 +73,14 @@ def parse_time(value: str, profile: Profile, column: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def optional_time(fields: dict[str, Any], profile: Profile, name: str) -> datetime | None:
-    column = profile.fields.get(name)  # type: ignore[call-overload]
+def optional_time(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> datetime | None:
+    column = profile.fields.get(name)
     value = text(fields, column)
     return None if value is None else parse_time(value, profile, column or name)
 
 
-def optional_float(fields: dict[str, Any], profile: Profile, name: str) -> float | None:
-    column = profile.fields.get(name)  # type: ignore[call-overload]
+def optional_float(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> float | None:
+    column = profile.fields.get(name)
     value = text(fields, column)
     if value is None:
         return None
