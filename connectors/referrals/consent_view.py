@@ -20,16 +20,20 @@ from connectors.referrals.consent import ConsentBook
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import reader_consumer, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record
-from hub.kernel.settings import Settings
 from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
 
 
 class ConsentView:
-    def __init__(self, settings: Settings, *, on_change: Callable[[], None] | None = None) -> None:
-        self.settings = settings
-        self.topic = fact_topic(settings.kafka.topic_prefix, "consent")
+    """The consent book of ``<topic_prefix>.facts.consent``, read with ``clients`` (the
+    process's Kafka client factory)."""
+
+    def __init__(
+        self, clients: KafkaClients, topic_prefix: str, *, on_change: Callable[[], None] | None = None
+    ) -> None:
+        self.clients = clients
+        self.topic = fact_topic(topic_prefix, "consent")
         self.book = ConsentBook()
         self.on_change = on_change
         self._consumer: AIOKafkaConsumer | None = None
@@ -39,9 +43,8 @@ class ConsentView:
         self.corrupt_records = 0
 
     async def start(self) -> None:
-        clients = KafkaClients(self.settings.kafka)
-        self._tps = await topic_partitions(clients, [self.topic])
-        consumer = reader_consumer(clients, "consent-view")
+        self._tps = await topic_partitions(self.clients, [self.topic])
+        consumer = reader_consumer(self.clients, "consent-view")
         await consumer.start()
         self._consumer = consumer
         if self._tps:

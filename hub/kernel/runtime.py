@@ -6,7 +6,7 @@ Usage::
     async with open_runtime(settings) as rt:        # hub.bootstrap: every migration set
         await rt.log.append(envelopes)
 
-Opening, in order: configures logging (``settings.log_level``), builds the one Kafka client
+Opening, in order: builds the one Kafka client
 factory (:class:`~hub.kernel.kafka.KafkaClients`: the only place connection security is
 applied), applies every registered migration set to the
 namespace's schemas (core sets to ``<prefix>_core``, read-model sets to
@@ -48,7 +48,6 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
 from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
 from hub.kernel.log import EventLog
-from hub.kernel.logs import configure_logging
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import Settings, get_settings
 from hub.kernel.topics import ensure_topics as apply_catalogue
@@ -85,7 +84,6 @@ class Runtime:
         registry to apply (:data:`hub.bootstrap.MIGRATIONS` for a whole process); the core
         set is always applied first."""
         settings = settings or get_settings()
-        configure_logging(settings)
         sets = (CORE_MIGRATIONS, *(m for m in migrations if m != CORE_MIGRATIONS))
         namespace = Namespace.of(settings)
         clients = KafkaClients(settings.kafka)

@@ -18,14 +18,14 @@ Both are person-level reads, held to the read API's rules:
 
 ``--json`` prints ``{"incident_id", "summary", "entries"}`` or ``{"person", "canonical",
 "members", "summary", "entries"}``; entries as returned by
-:func:`projections.queries.incident_timeline` / :func:`~projections.queries.person_timeline`
-with ``detail`` rendered and an ``erased`` flag."""
+:meth:`projections.queries.ReadModelReader.incident_timeline` /
+:meth:`~projections.queries.ReadModelReader.person_timeline` with ``detail`` rendered and an
+``erased`` flag."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import uuid
 from typing import Annotated, Any, NoReturn
 
@@ -44,6 +44,7 @@ from hub.entry.api.roles import (
 )
 from hub.entry.commands import run_or_exit
 from hub.kernel.audit import ANONYMOUS, AccessRecord, Operator
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import Settings, get_settings
 from projections import queries
 
@@ -81,8 +82,7 @@ def timeline(
     """Print one timeline (after logging the read)."""
 
     if (incident is None) == (person is None):
-        typer.echo("error: give exactly one of --incident or --person", err=True)
-        raise typer.Exit(2)
+        fail("give exactly one of --incident or --person", EXIT_USAGE)
     settings = get_settings()
     family = Family.INCIDENT_TIMELINE if incident is not None else Family.PERSON_TIMELINE
     subject = loggable_subject(family, incident if incident is not None else person)
@@ -97,37 +97,32 @@ def timeline(
             asyncio.run(_append(settings, record))
         except Exception as exc:  # the refusal stands; say that it is not in the log
             typer.echo(f"warning: the refusal could not be logged ({type(exc).__name__})", err=True)
-        typer.echo(message, err=True)
-        raise typer.Exit(2)
+        fail(message, EXIT_USAGE)
 
     try:
         why = normalize_purpose(purpose)
     except BadPurpose as exc:
         accepted = ", ".join(sorted(PURPOSES))
         refuse(
-            f"error: --purpose is required for person-level reads; one of: {accepted}",
+            f"--purpose is required for person-level reads; one of: {accepted}",
             "bad purpose" if isinstance(exc, UnknownPurpose) else "no purpose",
         )
     if not who:
-        refuse("error: --actor is blank", "no actor")
+        refuse("--actor is blank", "no actor")
     target_schema = schema or settings.postgres.schema_
 
-    async def read(pool: Any) -> dict[str, Any] | None:
+    async def read(reader: queries.ReadModelReader) -> dict[str, Any] | None:
         if incident is not None:
-            entries = await queries.incident_timeline(
-                pool, target_schema, incident, role=role, include_part2=not no_part2
-            )
-            summary = await queries.incident_summary(pool, target_schema, incident)
+            entries = await reader.incident_timeline(incident, role=role, include_part2=not no_part2)
+            summary = await reader.incident_summary(incident)
             if summary is None and not entries:
                 return None
             return {"incident_id": incident, "summary": summary, "entries": entries}
         assert person is not None
-        summary = await queries.person_summary(pool, target_schema, person)
+        summary = await reader.person_summary(person)
         if summary is None:
             return None
-        entries = await queries.person_timeline(
-            pool, target_schema, person, role=role, include_part2=not no_part2
-        )
+        entries = await reader.person_timeline(person, role=role, include_part2=not no_part2)
         return {
             "person": person,
             "canonical": summary["person"],
@@ -141,7 +136,8 @@ def timeline(
             access_log = reader.access_log(settings)
             request_id = f"cli-{uuid.uuid4()}"
             try:
-                result = await read(reader.pool)
+                models = queries.ReadModelReader.from_settings(reader.pool, settings, schema=target_schema)
+                result = await read(models)
                 if result is not None:  # summaries carry no sealed content (projections.timelines)
                     entries = result["entries"]
                     core = settings.core_schema
@@ -160,10 +156,9 @@ def timeline(
 
     result = run_or_exit(go(), f"cannot read and log the timeline (schema {target_schema}); nothing shown")
     if result is None:
-        typer.echo(f"error: no such {'incident' if incident else 'person'}", err=True)
-        raise typer.Exit(1)
+        fail(f"no such {'incident' if incident else 'person'}")
     if as_json:
-        typer.echo(json.dumps(queries.jsonable(result), indent=2))
+        emit_json(queries.jsonable(result))
         return
     head = f"incident {incident}" if incident else f"person {person} (linked: {', '.join(result['members'])})"
     typer.echo(f"{head}: {len(result['entries'])} entries")

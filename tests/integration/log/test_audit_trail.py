@@ -49,10 +49,10 @@ async def as_owner(rt: Runtime, *statements: str) -> None:
 async def test_the_audit_topic_is_sealed_and_verified_with_the_tables(fresh_runtime) -> None:
     async with fresh_runtime() as rt:
         await fill_audit(rt)
-        sealed = await Sealer(rt.settings, rt.pool).run_once()
+        sealed = await Sealer(rt.settings, rt.pool, rt.kafka).run_once()
         topic = audit_topic(rt.settings.kafka.topic_prefix)
         assert [(s.topic, s.record_count) for s in sealed.seals if s.topic == topic] == [(topic, 5)]
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert report.ok, [b.describe() for b in report.breaks]
         (audit_part,) = [p for p in report.partitions if p.topic == topic]
         assert (audit_part.records, audit_part.sealed_through, audit_part.unsealed) == (5, 4, 0)
@@ -61,15 +61,15 @@ async def test_the_audit_topic_is_sealed_and_verified_with_the_tables(fresh_runt
 async def test_deleting_an_audit_row_as_the_owner_fails_verify(fresh_runtime) -> None:
     async with fresh_runtime() as rt:
         ids = await fill_audit(rt)
-        await Sealer(rt.settings, rt.pool).run_once()
-        assert (await run_verify(rt.settings, rt.pool)).ok
+        await Sealer(rt.settings, rt.pool, rt.kafka).run_once()
+        assert (await run_verify(rt.settings, rt.pool, rt.kafka)).ok
         await as_owner(
             rt,
             "ALTER TABLE {s}.access_log DISABLE TRIGGER access_log_append_only",
             f"DELETE FROM {{s}}.access_log WHERE id = {ids[1]}",
             "ALTER TABLE {s}.access_log ENABLE TRIGGER access_log_append_only",
         )
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         topic = audit_topic(rt.settings.kafka.topic_prefix)
         assert [(b.kind, b.topic, b.offset) for b in report.breaks] == [("missing", topic, 1)]
         assert f"access_log:{ids[1]}" in report.breaks[0].detail
@@ -94,7 +94,7 @@ async def test_altering_or_inserting_audit_rows_as_the_owner_fails_verify(fresh_
             "INSERT INTO {s}.access_log (sub, role, action, subject, purpose, outcome)"
             " VALUES ('x', 'admin', 'person_timeline', 'psn_0', 'audit', 'allowed')",
         )
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         kinds = sorted((b.kind, b.detail.split()[2]) for b in report.breaks)
         described = [b.describe() for b in report.breaks]
         assert [k for k, _ in kinds] == ["altered", "altered", "forged"], described
@@ -114,4 +114,4 @@ async def test_the_runtime_role_cannot_take_the_owners_route(fresh_runtime) -> N
             except asyncpg.InsufficientPrivilegeError:
                 continue
             raise AssertionError(f"the runtime role could run: {stmt}")
-        assert (await run_verify(rt.settings, rt.pool)).ok
+        assert (await run_verify(rt.settings, rt.pool, rt.kafka)).ok
