@@ -29,6 +29,7 @@ from hub.bootstrap import open_runtime
 from hub.devtools.simulate.feeds import csv_table, encounter_events
 from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.pipeline import case_envelopes, county_envelopes
+from hub.kernel.db import open_pool
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
@@ -230,7 +231,11 @@ async def copy_floor(settings: Settings, rt: Runtime, schema: str) -> int:
     topics = family_topics(settings.kafka.topic_prefix)
     async for rec in scan_records(KafkaClients(settings.kafka), topics, role="bench-floor"):
         rows.append((rec.topic, rec.partition, rec.offset))
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with (
+        open_pool(settings, role="owner", max_size=1) as owner,
+        owner.acquire() as conn,
+        conn.transaction(),
+    ):
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'CREATE TABLE "{schema}".records (topic text, "partition" int, "offset" bigint)')
         await conn.copy_records_to_table(

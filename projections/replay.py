@@ -15,7 +15,7 @@ from datetime import datetime
 
 import asyncpg
 
-from hub.kernel.db import apply_sets, check_schema_name
+from hub.kernel.db import apply_sets, check_schema_name, open_pool, runtime_grantee
 from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
@@ -64,7 +64,10 @@ async def replay_into(
         has_rows = await pool.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{schema}".facts)')
         if has_rows:
             raise ReplayError(f"schema {schema} already holds read models; replay needs a fresh schema")
-    await apply_sets(pool, (READ_MODEL_MIGRATIONS,), "read_models", schema)
+    async with open_pool(settings, role="owner", max_size=1) as owner:  # the runtime role creates nothing
+        await apply_sets(
+            owner, (READ_MODEL_MIGRATIONS,), "read_models", schema, grant_to=runtime_grantee(settings)
+        )
     stats = ReplayStats()
     facts: dict[str, Fact] = {}
     positions: dict[tuple[str, int], int] = {}

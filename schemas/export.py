@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from schemas.audit import AuditRecord
 from schemas.base import EVENT_TYPES
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
@@ -46,7 +47,7 @@ DEIDENTIFICATION_RULES = [
 class ExtraMessage:
     name: str
     model: type[BaseModel]
-    topic_kind: str  # "seal", "outcome", "deadletter" or "fact"
+    topic_kind: str  # "seal", "outcome", "deadletter", "audit" or "fact"
     description: str
 
 
@@ -55,6 +56,12 @@ EXTRA_MESSAGES: dict[str, ExtraMessage] = {
     m.name: m
     for m in (
         ExtraMessage("seal", SealRecord, "seal", "A hash-chain seal over one fact partition's records."),
+        ExtraMessage(
+            "audit.record",
+            AuditRecord,
+            "audit",
+            "One row of an audit table (access log, dead-letter access) as written; key `table:id`.",
+        ),
         ExtraMessage(
             "outcome.record",
             OutcomeRecord,
@@ -203,7 +210,7 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             channel["description"] += " De-identification rules: " + "; ".join(DEIDENTIFICATION_RULES) + "."
             channel["x-deidentification"] = {"small_cell_range": [1, 10], "rules": DEIDENTIFICATION_RULES}
         channels[cid] = channel
-        action = "send" if spec.kind in ("fact", "deadletter", "seal") else "receive"
+        action = "send" if spec.kind in ("fact", "deadletter", "seal", "audit") else "receive"
         operations[f"{action}-{cid}"] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{cid}"},

@@ -128,8 +128,19 @@ async def topics(settings: Settings, services: Services) -> TopicReport:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pg_pool(settings: Settings, services: Services) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool on the hub database (the session's schemas are dropped by ``services``)."""
-    pool = await create_pool(settings, max_size=5)
+    """An OWNER-role pool on the hub database, for migrations and for tests that set up or
+    tamper with state as an operator would (the session's schemas are dropped by ``services``)."""
+    pool = await create_pool(settings, role="owner", max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def runtime_pool(settings: Settings, services: Services) -> AsyncIterator[asyncpg.Pool]:
+    """A RUNTIME-role pool: what every hub process serves with (migrate with ``pg_pool`` first)."""
+    pool = await create_pool(settings, role="runtime", max_size=5)
     try:
         yield pool
     finally:

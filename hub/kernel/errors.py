@@ -55,6 +55,7 @@ InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead lette
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
+MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================
 
 Errors of ``schemas/`` (which imports nothing of the hub) are plain ``ValueError`` /

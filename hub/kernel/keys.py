@@ -7,7 +7,8 @@ generated on first use in development and supplied by the operator in production
 - ``deadletter.key``: AES-256 key sealing raw dead-letter payloads;
 - ``webhook.key``: HMAC key shared with case systems that push webhooks;
 - ``jwt-dev.pem``: the development token issuer's private key (RSA);
-- ``postgres.password``: the local database role's password.
+- ``postgres.password``: the local database owner role's password (migrations).
+- ``postgres_runtime.password``: the local runtime role's password (what processes serve with).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from hub.kernel.errors import InfraError
 from hub.kernel.settings import Settings
 
+#: the runtime PostgreSQL role's password file under ``keys/``
+RUNTIME_PASSWORD = "postgres_runtime.password"
 KEY_NAMES = ("pseudonym.key", "master.key", "deadletter.key", "webhook.key")
 
 
@@ -61,3 +64,4 @@ def ensure_dev_keys(settings: Settings) -> None:
     for name in KEY_NAMES:
         secret_bytes(settings, name)
     secret_text(settings, "postgres.password")
+    secret_text(settings, RUNTIME_PASSWORD)

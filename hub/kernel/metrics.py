@@ -66,3 +66,7 @@ DEADLETTERS_STORED = Gauge(
 ACCESS_LOG_APPENDS = Counter(
     "hub_api_access_log_appends_total", "Person-level reads written to the access log", ["action", "outcome"]
 )
+ACCESS_LOG_FAILURES = Counter(
+    "hub_api_access_log_failures_total",
+    "Refused person-level reads that could not be written to the access log (the refusal stood)",
+)

@@ -34,7 +34,7 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import offset_bounds, scan_partitions, topic_partitions
 from hub.kernel.settings import Settings
 from schemas.seal import SealRecord
-from schemas.topics import fact_topics, seal_topic
+from schemas.topics import seal_topic, sealed_topics
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ class SealRunResult:
 
 
 class Sealer:
-    """Seals every fact partition's new records. ``await run_once()`` per round. Kafka is
-    reached through ``clients``, the process's client factory (``rt.kafka``)."""
+    """Seals every fact partition's and the audit topic's new records. ``await run_once()``
+    per round. Kafka is reached through ``clients``, the process's client factory
+    (``rt.kafka``)."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
         self.settings = settings
@@ -210,7 +211,7 @@ class Sealer:
     async def _seal_all(self) -> list[SealRecord]:
         latest = {k: v[-1] for k, v in (await load_seals(self.pool, self.schema)).items()}
         clients = self.clients
-        tps = await topic_partitions(clients, fact_topics(self.settings.kafka.topic_prefix))
+        tps = await topic_partitions(clients, sealed_topics(self.settings.kafka.topic_prefix))
         if not tps:
             return []
         starts, ends = await offset_bounds(clients, tps)

@@ -87,10 +87,10 @@ def show(
                 return None
             raw = raw_bytes(row.record, rt.deadletter_sealer)
             if reveal:
-                await store.record_access(dl_id, who, "reveal", reason)  # audited before shown
+                await store.record_access(rt.audit, dl_id, who, "reveal", reason)  # audited before shown
                 shown = raw.decode("utf-8", errors="replace")
             else:
-                await store.record_access(dl_id, who, "show-masked")
+                await store.record_access(rt.audit, dl_id, who, "show-masked")
                 shown = mask_raw(raw)
             return row.summary() | {"raw": shown, "revealed": reveal}
 

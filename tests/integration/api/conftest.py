@@ -17,7 +17,8 @@ from hub.bootstrap import migrate_all, open_runtime
 from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
-from hub.kernel.audit import AccessLog
+from hub.kernel.audit import AccessLog, AuditTopic
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
 from hub.kernel.settings import Settings
 
@@ -42,23 +43,33 @@ def issuer(settings: Settings) -> DevIssuer:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def access_log(settings: Settings, pg_pool: asyncpg.Pool) -> AccessLog:
-    log = AccessLog(pg_pool, settings.core_schema)
+async def audit_topic(settings: Settings, topics: object) -> AsyncIterator[AuditTopic]:
+    """The session's audit topic (its producer stopped at the end)."""
+    trail = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
+    yield trail
+    await trail.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def access_log(
+    settings: Settings, pg_pool: asyncpg.Pool, runtime_pool: asyncpg.Pool, audit_topic: AuditTopic
+) -> AccessLog:
+    """The access log as the API writes it: migrated by the owner, appended by the runtime role."""
     await migrate_all(pg_pool, settings)
-    return log
+    return AccessLog(runtime_pool, settings.core_schema, audit_topic)
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(
     settings: Settings,
-    pg_pool: asyncpg.Pool,
+    runtime_pool: asyncpg.Pool,
     api_facts: dict[str, str],
     issuer: DevIssuer,
     access_log: AccessLog,
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         settings,
-        PostgresReadModels(settings, pg_pool),
+        PostgresReadModels(settings, runtime_pool),
         access_log,
         TokenVerifier(settings, jwks=issuer.jwks()),
         dev_issuer=issuer,

@@ -147,7 +147,12 @@ async def test_purpose_required(
             f"/v1/persons/{api_facts['ann']}/timeline{purpose}", headers=token(issuer, Role.ADMIN)
         )
         assert resp.status_code == 400
-    assert await access_log.count() == before  # nothing was read
+    assert await access_log.count() == before + 2  # nothing was read; both refusals are logged
+    rows = await access_log.recent(limit=2)
+    assert [(r["outcome"], r["purpose"], r["reason"]) for r in rows] == [
+        ("refused", "<invalid>", "bad purpose"),
+        ("refused", "<none>", "no purpose"),
+    ]
 
 
 async def test_unknown_subject_is_404_and_still_logged(

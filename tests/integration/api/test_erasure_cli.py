@@ -39,7 +39,7 @@ async def _person_timeline(settings: Settings, rt: Runtime, person: str) -> dict
     app = create_app(
         settings,
         PostgresReadModels(settings, rt.pool),
-        AccessLog(rt.pool, settings.core_schema),
+        AccessLog(rt.pool, settings.core_schema, rt.audit),
         TokenVerifier(settings, jwks=issuer.jwks()),
         dev_issuer=issuer,
     )

@@ -84,7 +84,7 @@ async def test_person_read_is_logged_once_before_printing_and_sealed_fields_stay
     assert latest["sub"] == getpass.getuser() and latest["role"] == "operator"
 
 
-async def test_incident_read_is_logged_and_a_read_without_purpose_is_refused_unlogged(
+async def test_incident_read_is_logged_and_a_read_without_purpose_is_refused_and_logged(
     settings: Settings, api_facts: dict[str, str], access_log: AccessLog
 ) -> None:
     incident = "sea:T00001"  # from the API scenario
@@ -92,12 +92,19 @@ async def test_incident_read_is_logged_and_a_read_without_purpose_is_refused_unl
     for args in ((), ("--purpose", ""), ("--purpose", "curiosity")):
         refused = await _hub(settings, "--incident", incident, *args)
         assert refused.returncode == 2 and "--purpose" in refused.stderr and refused.stdout == ""
-    assert await access_log.count() == before
+    assert await access_log.count() == before + 3  # nothing shown; every refusal logged
+    rows = await access_log.recent(limit=3, subject=incident)
+    assert [(r["outcome"], r["role"], r["purpose"], r["reason"], r["entries"]) for r in rows] == [
+        ("refused", "operator", "<invalid>", "bad purpose", 0),
+        ("refused", "operator", "<none>", "no purpose", 0),
+        ("refused", "operator", "<none>", "no purpose", 0),
+    ]
+    assert "curiosity" not in str(rows)
 
     ok = await _hub(settings, "--incident", incident, "--purpose", "operations", "--json")
     assert ok.returncode == 0, ok.stderr
     _no_ciphertext(ok.stdout)
-    assert await access_log.count() == before + 1
+    assert await access_log.count() == before + 4
     (row,) = await access_log.recent(limit=1, subject=incident)
     assert (row["role"], row["action"], row["purpose"]) == ("operator", "incident_timeline", "operations")
     assert row["entries"] == len(json.loads(ok.stdout)["entries"]) > 0

@@ -47,7 +47,7 @@ async def seed_one_fact(settings: Settings) -> None:
 
 
 async def set_recorded(settings: Settings, cluster: str | None) -> None:
-    async with open_pool(settings, max_size=1) as pool:
+    async with open_pool(settings, role="owner", max_size=1) as pool:
         if cluster is None:
             await pool.execute(f"DELETE FROM {settings.core_schema}.kafka_binding")
         else:
@@ -57,7 +57,7 @@ async def set_recorded(settings: Settings, cluster: str | None) -> None:
 async def test_first_open_binds_and_another_cluster_id_is_refused_clearly(services: Services) -> None:
     async with prefix() as settings:
         await seed_one_fact(settings)
-        async with open_pool(settings, max_size=1) as pool:
+        async with open_pool(settings, role="owner", max_size=1) as pool:
             assert await recorded_cluster(pool, settings.core_schema) == services.kafka_cluster_id
         await set_recorded(settings, OTHER)  # as if restored from another cluster's backup
         with pytest.raises(ClusterMismatchError) as caught:
@@ -69,7 +69,7 @@ async def test_first_open_binds_and_another_cluster_id_is_refused_clearly(servic
             settings.core_schema in text and "hub infra rebind --yes" in text and "hub demo --reset" in text
         )
         # the deliberate move: rebind, then the runtime opens and the index still holds the fact
-        async with open_pool(settings, max_size=1) as pool:
+        async with open_pool(settings, role="owner", max_size=1) as pool:
             assert await rebind(pool, settings) == (OTHER, services.kafka_cluster_id)
             row = await pool.fetchrow(
                 f"SELECT cluster_id, previous_cluster_id FROM {settings.core_schema}.kafka_binding"
@@ -86,13 +86,13 @@ async def test_unbound_state_is_adopted_only_when_it_fits_the_log(services: Serv
         async with open_runtime(settings) as rt:
             assert await recorded_cluster(rt.pool, settings.core_schema) == services.kafka_cluster_id
         await set_recorded(settings, None)
-        async with open_pool(settings, max_size=1) as pool:  # an index from a longer, other log
+        async with open_pool(settings, role="owner", max_size=1) as pool:  # an index from a longer, other log
             await pool.execute(f'UPDATE {settings.core_schema}.event_index SET "offset" = "offset" + 1000')
         with pytest.raises(ClusterMismatchError, match="state written before bindings existed") as caught:
             async with open_runtime(settings):
                 pytest.fail("Runtime.open must refuse an index of offsets the log never had")
         assert "indexed up to offset" in str(caught.value)
-        async with open_pool(settings, max_size=1) as pool:
+        async with open_pool(settings, role="owner", max_size=1) as pool:
             assert await recorded_cluster(pool, settings.core_schema) is None  # nothing was bound
 
 

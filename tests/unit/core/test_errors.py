@@ -34,6 +34,8 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.entry.api.auth.AuthError": (PermanentError, Exception),
     "hub.entry.api.roles.Forbidden": (PermanentError, Exception),
     "hub.entry.api.roles.BadPurpose": (PermanentError, ValueError),
+    "hub.entry.api.auth.MissingToken": (PermanentError, Exception),
+    "hub.entry.api.roles.UnknownPurpose": (PermanentError, ValueError),
     "hub.kernel.binding.ClusterMismatchError": (PermanentError, RuntimeError),
     "hub.kernel.crypto.KeyDestroyedError": (PermanentError, LookupError),
     "hub.kernel.crypto.KeyNotResolved": (TransientError, LookupError),

@@ -256,3 +256,52 @@ def test_no_secrets_in_deploy_assets() -> None:
         text = path.read_text()
         assert not re.search(r"postgresql://[^:\s]+:(?!\$\{)[^@\s]+@", text), f"{path}: inline DB password"
         assert "BEGIN PRIVATE KEY" not in text and "BEGIN RSA PRIVATE KEY" not in text
+
+
+# ------------------------------------------------------------------ database roles
+
+
+INIT_ROLES = DEPLOY / "postgres" / "init-roles.sh"
+
+
+def test_init_script_creates_two_roles_neither_a_superuser() -> None:
+    sql = INIT_ROLES.read_text()
+    for role, pw in (("hub", "owner_pw"), ("hub_app", "runtime_pw")):
+        assert f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'{pw}';" in sql
+    assert "CREATE DATABASE hub OWNER hub;" in sql
+    assert Settings().postgres.user == "hub" and Settings().postgres.runtime_user == "hub_app"
+
+
+def test_no_hub_container_is_the_database_superuser_or_the_owner_except_the_migrate_job() -> None:
+    k8s_pg = env_of(by_kind("StatefulSet", "postgres")["spec"]["template"]["spec"]["containers"][0])
+    assert k8s_pg["POSTGRES_USER"] == "postgres" and "POSTGRES_DB" not in k8s_pg
+    compose_pg = compose()["services"]["postgres"]["environment"]
+    assert compose_pg["POSTGRES_USER"] == "postgres" and "POSTGRES_DB" not in compose_pg
+    owners = []
+    for container in containers():
+        env = env_of(container)
+        if container["name"] == "postgres":
+            continue
+        if "HUB_POSTGRES__DSN" in env:
+            owners.append(container["name"])
+    assert owners == ["migrate"]
+    for service, spec in compose()["services"].items():
+        if "HUB_POSTGRES__DSN" in spec.get("environment", {}):
+            assert service == "db-migrate", service
+    assert hub_env_k8s()["HUB_POSTGRES__MIGRATIONS"] == "check"
+    assert hub_env_compose("api")["HUB_POSTGRES__MIGRATIONS"] == "check"
+    assert "hub_app:" in hub_env_compose("api")["HUB_POSTGRES__RUNTIME_DSN"]
+
+
+def test_workers_use_the_runtime_url_and_wait_for_the_migrate_job() -> None:
+    for name in ("hub-projections", "hub-connectors", "hub-api"):
+        (container,) = by_kind("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        env = container["env"]
+        refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") for e in env}
+        assert refs.get("HUB_POSTGRES__RUNTIME_DSN") == "runtime-dsn", name
+    job = by_kind("Job", "hub-db-migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert job["args"][:2] == ["db", "migrate"]
+    services = compose()["services"]
+    assert services["db-migrate"]["command"][:2] == ["db", "migrate"]
+    for worker in ("projections", "connectors", "api"):
+        assert services[worker]["depends_on"]["db-migrate"]["condition"] == "service_completed_successfully"
