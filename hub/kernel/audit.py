@@ -75,7 +75,7 @@ def audit_key(table: AuditTable, row_id: int) -> bytes:
     return f"{table}:{row_id}".encode()
 
 
-def audit_value(table: AuditTable, row: Mapping[str, Any]) -> bytes:
+def audit_value(table: AuditTable, row: Mapping[str, Any] | asyncpg.Record) -> bytes:
     """The canonical bytes of one audit row (the record value, and what ``hub verify``
     recomputes from the table): :class:`schemas.audit.AuditRecord` as JSON with sorted keys."""
     record = AuditRecord(
@@ -95,7 +95,7 @@ class AuditTopic:
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
-    async def publish(self, table: AuditTable, row: Mapping[str, Any]) -> None:
+    async def publish(self, table: AuditTable, row: Mapping[str, Any] | asyncpg.Record) -> None:
         """Append ``row`` of ``table`` and wait for the broker's acknowledgement."""
         async with self._lock:
             if self._producer is None:

@@ -251,7 +251,7 @@ def provision(settings: Settings) -> None:
     untouched (a shared server's existing owner keeps everything it has)."""
     pg = settings.postgres
     psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(pg.port), "-d", "postgres"]
-    wanted = [(pg.user, "owner", "postgres.password")]
+    wanted: list[tuple[str, db.DbRole, str]] = [(pg.user, "owner", "postgres.password")]
     if pg.separate_runtime:
         wanted.append((pg.runtime_user, "runtime", RUNTIME_PASSWORD))
     for user, role, password_file in wanted:

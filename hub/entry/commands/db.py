@@ -33,8 +33,9 @@ def migrate(
             await migrate_all(pool, settings)
 
     run_or_exit(go(), "migration failed")
+    schemas = [settings.core_schema, settings.postgres.schema_]
     result = {
-        "schemas": [settings.core_schema, settings.postgres.schema_],
+        "schemas": schemas,
         "owner": settings.postgres.user,
         "runtime_role": runtime_grantee(settings),
     }
@@ -42,4 +43,4 @@ def migrate(
         typer.echo(json.dumps(result, indent=2))
     else:
         grants = f"; runtime role {result['runtime_role']} granted" if result["runtime_role"] else ""
-        typer.echo(f"migrated {', '.join(result['schemas'])} as {result['owner']}{grants}")
+        typer.echo(f"migrated {', '.join(schemas)} as {result['owner']}{grants}")
