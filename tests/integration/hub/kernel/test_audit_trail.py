@@ -18,7 +18,7 @@ from hub.kernel.runtime import Runtime
 from hub.kernel.seal import Sealer
 from hub.kernel.verify import run_verify
 from schemas.topics import audit_topic
-from tests.integration.log.hubcli import run_hub
+from tests.integration.hubcli import run_hub
 
 
 async def fill_audit(rt: Runtime) -> list[int]:

@@ -4,8 +4,6 @@ the caller's free text — while the API's answers stay what they were."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,9 +19,7 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.settings import Settings
 from schemas.topics import audit_topic as audit_topic_name
-
-sys.path.insert(0, str(Path(__file__).parent))
-from scenario import incident
+from tests.integration.hub.entry.scenario import incident
 
 pytestmark = pytest.mark.integration
 
