@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.runtimes import fresh_runtime, log_rt, proj_rt, rt  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _require_services(services: object) -> None:
