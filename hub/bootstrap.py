@@ -26,6 +26,7 @@ from connectors.core.state import STATE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS
 from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace
+from hub.kernel.quarantine import RECORD_MAC_MIGRATIONS, record_cutover
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
 from projections.store import READ_MODEL_MIGRATIONS
@@ -33,6 +34,7 @@ from projections.store import READ_MODEL_MIGRATIONS
 #: every migration set of the hub, applied in this order when a process opens
 MIGRATIONS: tuple[MigrationSet, ...] = (
     CORE_MIGRATIONS,
+    RECORD_MAC_MIGRATIONS,
     STATE_MIGRATIONS,
     LEDGER_MIGRATIONS,
     ACCESS_LOG_MIGRATIONS,
@@ -45,8 +47,10 @@ async def open_runtime(
     settings: Settings | None = None, *, ensure_topics: bool = True
 ) -> AsyncIterator[Runtime]:
     """A started :class:`Runtime` with every migration set applied (see the kernel's
-    :meth:`Runtime.open` for what opening does)."""
+    :meth:`Runtime.open` for what opening does). The first open of a namespace records
+    where record MACs began (:func:`hub.kernel.quarantine.record_cutover`)."""
     async with Runtime.open(settings, migrations=MIGRATIONS, ensure_topics=ensure_topics) as rt:
+        await record_cutover(rt.pool, rt.settings.core_schema, rt.kafka, rt.settings.kafka.topic_prefix)
         yield rt
 
 

@@ -4,7 +4,9 @@ PostgreSQL.
 Writing (:meth:`EventLog.append`):
 
 - each envelope goes to its family's fact topic (``<prefix>.facts.<family>``), keyed by
-  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers and the
+  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers, the record
+  MAC headers (``hub_mac_kid``, ``hub_mac``: :mod:`hub.kernel.recordmac`, so consumers
+  can tell the hub's records from forged ones, :mod:`hub.kernel.quarantine`) and the
   Kafka record timestamp set to the envelope's ``recordedat`` (clamped to "now");
 - the producer is idempotent with ``acks=all``;
 - exactly-once facts: inside one PostgreSQL transaction the batch's event ids are claimed
@@ -22,8 +24,8 @@ Writing (:meth:`EventLog.append`):
   propagates, for the same reason.
 
 Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch at a time:
-one transaction claims their ids in ``<core>.deadletters``, produces the new ones to their
-family's dead-letter topic, awaits every acknowledgement together and records where each
+one transaction claims their ids in ``<core>.deadletters``, produces the new ones (MACed
+like facts) to their family's dead-letter topic, awaits every acknowledgement together and records where each
 went; the same partial-failure and cancellation rules apply (:class:`DeadLetterError`).
 
 Residual window (narrowed, not closed): from the broker's first acknowledgement of a batch
@@ -70,6 +72,8 @@ from hub.kernel.deadletters import describe_error
 from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
+from hub.kernel.keys import record_mac_keys
+from hub.kernel.recordmac import MacKeys
 from hub.kernel.settings import Settings
 from schemas.base import EVENT_TYPES, FAMILIES
 from schemas.deadletter import DeadLetter
@@ -267,10 +271,13 @@ class EventLog:
     concurrent tasks). A Kafka or PostgreSQL outage while starting, appending or writing
     dead letters raises :class:`hub.kernel.errors.ServiceUnavailable`."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients, mac_keys: MacKeys | None = None
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.clients = clients
+        self.mac_keys = mac_keys or record_mac_keys(settings)  # raises before any I/O
         self.prefix = settings.kafka.topic_prefix
         self.schema = settings.core_schema
         self._producer: AIOKafkaProducer | None = None
@@ -302,6 +309,11 @@ class EventLog:
         return self._producer
 
     # -- writing
+
+    def _signed(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``send`` keyword arguments with the record MAC headers added."""
+        headers = self.mac_keys.sign(record["topic"], record["key"], record["value"], record["headers"])
+        return {**record, "headers": headers}
 
     async def append(self, envelopes: Sequence[Envelope]) -> AppendResult:
         """Append a batch of facts exactly once (see the module docstring). The returned
@@ -351,13 +363,13 @@ class EventLog:
             if not fresh:
                 return [], refused, []
             now = datetime.now(UTC)
-            acked, failed = await _produce_all(producer, fresh, lambda env: {
+            acked, failed = await _produce_all(producer, fresh, lambda env: self._signed({
                 "topic": topics[env.id],
                 "value": env.to_bytes(),
                 "key": env.partitionkey.encode(),
                 "headers": record_headers(env),
                 "timestamp_ms": timestamp_ms(env, now),
-            })
+            }))
             appended = [
                 LoggedEvent(meta.topic, meta.partition, meta.offset, ms_to_datetime(meta.timestamp), env)
                 for env, meta in acked
@@ -445,12 +457,12 @@ class EventLog:
             fresh = [dl for dl in unique if dl.id in claimed]
             if not fresh:
                 return set(), []
-            acked, failed = await _produce_all(producer, fresh, lambda dl: {
+            acked, failed = await _produce_all(producer, fresh, lambda dl: self._signed({
                 "topic": topics[dl.id],
                 "value": dl.model_dump_json().encode(),
                 "key": dl.id.encode(),
                 "headers": [("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
-            })
+            }))
             if acked:
                 await conn.execute(
                     f"""UPDATE {self.schema}.deadletters AS d

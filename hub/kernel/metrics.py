@@ -66,3 +66,11 @@ DEADLETTERS_STORED = Gauge(
 ACCESS_LOG_APPENDS = Counter(
     "hub_api_access_log_appends_total", "Person-level reads written to the access log", ["action", "outcome"]
 )
+
+# --- record MACs (only facts the hub appended are folded) ---
+RECORDS_QUARANTINED = Counter(
+    "hub_records_quarantined_total",
+    "Consumed records refused (no valid record MAC, or a pre-MAC record the event index does not "
+    "confirm) and moved to the quarantine dead-letter topic",
+    ["consumer"],
+)
