@@ -271,7 +271,7 @@ def create_app(
     async def dead_letters(
         _: Annotated[Principal, Depends(requires(Family.DEADLETTERS))],
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        source_family: Annotated[str | None, Query(pattern="^(cad|cases|ehr|hub)$")] = None,
+        source_family: Annotated[str | None, Query(pattern="^(cad|cases|ehr|hub|quarantine)$")] = None,
     ) -> dict[str, Any]:
         return {
             "counts": await read_models.dead_letter_counts(),
