@@ -154,7 +154,7 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
                     "hub_mac_kid": {"type": "string", "description": "id of the record-MAC key"},
                     "hub_mac": {
                         "type": "string",
-                        "description": "HMAC-SHA256 (32 raw bytes) over topic, key, value and the other "
+                        "description": "HMAC-SHA256 (64 hex characters) over topic, key, value and the other "
                         "headers (hub.kernel.recordmac); consumers quarantine records without a valid one",
                     },
                 },

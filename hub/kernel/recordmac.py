@@ -4,7 +4,8 @@ Every record the event log appends (facts and dead letters) carries two headers:
 
 - ``hub_mac_kid``: the id of the key that made the MAC (keys rotate, see
   ``docs/operators.md``);
-- ``hub_mac``: HMAC-SHA256 (32 raw bytes) under that key over :func:`mac_input`.
+- ``hub_mac``: HMAC-SHA256 under that key over :func:`mac_input`, as 64 lower-case hex
+  characters (ASCII: header values stay text for every Kafka tool and client).
 
 The MAC input is a canonical encoding of everything a consumer acts on::
 
@@ -103,7 +104,7 @@ class MacKeys:
         replaced)."""
         plain = [(n, v) for n, v in headers if n not in MAC_HEADERS]
         mac = compute_mac(self.keys[self.current], self.current, topic, key, value, plain)
-        return [*plain, (KID_HEADER, self.current.encode()), (MAC_HEADER, mac)]
+        return [*plain, (KID_HEADER, self.current.encode()), (MAC_HEADER, mac.hex().encode())]
 
     def verify(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
@@ -124,7 +125,7 @@ class MacKeys:
         secret = self.keys.get(kid)
         if secret is None:
             return f"MAC key id {kid[:40]!r} is not accepted"
-        expected = compute_mac(secret, kid, topic, key, value, hs)
+        expected = compute_mac(secret, kid, topic, key, value, hs).hex().encode()
         if not hmac.compare_digest(expected, macs[0]):
             return "invalid MAC"
         return None

@@ -31,13 +31,15 @@ async def produce_forged(
     value = envelope.to_bytes()
     headers = [("ce_id", envelope.id.encode()), ("ce_type", envelope.type.encode())]
     if forgery == "wrong":
-        headers += [(KID_HEADER, rt.log.mac_keys.current.encode()), (MAC_HEADER, os.urandom(32))]
+        wrong = os.urandom(32).hex().encode()
+        headers += [(KID_HEADER, rt.log.mac_keys.current.encode()), (MAC_HEADER, wrong)]
     elif forgery == "copied":
         assert copy_from is not None
         headers += [(n, v) for n, v in copy_from if n in (KID_HEADER, MAC_HEADER)]
     elif forgery == "unknown-key":
         secret = hashlib.sha256(b"attacker").digest()
-        headers += [(KID_HEADER, b"k9"), (MAC_HEADER, compute_mac(secret, "k9", topic, key, value, headers))]
+        mac = compute_mac(secret, "k9", topic, key, value, headers).hex().encode()
+        headers += [(KID_HEADER, b"k9"), (MAC_HEADER, mac)]
     producer = KafkaClients(rt.settings.kafka).producer("forger")
     await producer.start()
     try:
