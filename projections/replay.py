@@ -49,10 +49,16 @@ class ReplayStats:
 
 
 async def replay_into(
-    settings: Settings, pool: asyncpg.Pool, schema: str, *, as_of: datetime | None = None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clients: KafkaClients,
+    schema: str,
+    *,
+    as_of: datetime | None = None,
 ) -> ReplayStats:
     """Build the read models of the whole log (or of the log as of ``as_of``) in ``schema``,
-    which must not hold read models yet."""
+    which must not hold read models yet. The log is read through ``clients``, the process's
+    Kafka client factory."""
     check_schema_name(schema)
     if as_of is not None and as_of.tzinfo is None:
         raise ReplayError("--as-of must carry a time zone (e.g. 2024-03-01T00:00:00Z)")
@@ -70,7 +76,7 @@ async def replay_into(
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
     guard = RecordGuard(record_mac_keys(settings), pool, settings.core_schema)
-    async for rec in scan_records(KafkaClients(settings.kafka), topics, role="replay"):
+    async for rec in scan_records(clients, topics, role="replay"):
         stats.records += 1
         (refused,) = await guard.check([rec])
         envelope: Envelope | None = None

@@ -26,25 +26,29 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import reader_consumer, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record
 from hub.kernel.quarantine import Quarantine, RecordGuard
-from hub.kernel.settings import Settings
 from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
 
 
 class ConsentView:
+    """The consent book of ``<topic_prefix>.facts.consent``, read with ``clients`` (the
+    process's Kafka client factory); every record is checked by ``guard`` first and the
+    refused ones go to ``quarantine``."""
+
     def __init__(
         self,
-        settings: Settings,
+        clients: KafkaClients,
+        topic_prefix: str,
         *,
         guard: RecordGuard,
         quarantine: Quarantine,
         on_change: Callable[[], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.clients = clients
         self.guard = guard
         self.quarantine = quarantine
-        self.topic = fact_topic(settings.kafka.topic_prefix, "consent")
+        self.topic = fact_topic(topic_prefix, "consent")
         self.book = ConsentBook()
         self.on_change = on_change
         self._consumer: AIOKafkaConsumer | None = None
@@ -54,9 +58,8 @@ class ConsentView:
         self.corrupt_records = 0
 
     async def start(self) -> None:
-        clients = KafkaClients(self.settings.kafka)
-        self._tps = await topic_partitions(clients, [self.topic])
-        consumer = reader_consumer(clients, "consent-view")
+        self._tps = await topic_partitions(self.clients, [self.topic])
+        consumer = reader_consumer(self.clients, "consent-view")
         await consumer.start()
         self._consumer = consumer
         if self._tps:

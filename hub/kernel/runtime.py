@@ -6,15 +6,14 @@ Usage::
     async with open_runtime(settings) as rt:        # hub.bootstrap: every migration set
         await rt.log.append(envelopes)
 
-Opening, in order: configures logging (``settings.log_level``), builds the one Kafka client
-factory (:class:`~hub.kernel.kafka.KafkaClients`: the only place connection security is
-applied), creates the PostgreSQL pool, applies every registered migration set to the
-namespace's schemas (core sets to ``<prefix>_core``, read-model sets to
-``postgres.schema``), checks that the core schema's state belongs to the connected Kafka
+Opening, in order: builds the one Kafka client factory (:class:`~hub.kernel.kafka.KafkaClients`:
+the only place connection security is applied), creates the PostgreSQL pool, applies every
+registered migration set to the namespace's schemas (core sets to ``<prefix>_core``, read-model
+sets to ``postgres.schema``), checks that the core schema's state belongs to the connected Kafka
 cluster (binding it at first use; :mod:`hub.kernel.binding` — another cluster raises
-:class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists,
-and starts the event log and the keyring; closing stops them in reverse order. Nothing
-else constructs an :class:`~hub.kernel.log.EventLog` or a keyring.
+:class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists, and
+starts the event log and the keyring; closing stops them in reverse order. Nothing else
+constructs an :class:`~hub.kernel.log.EventLog` or a keyring.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
 from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
 from hub.kernel.log import EventLog
-from hub.kernel.logs import configure_logging
 from hub.kernel.namespace import Namespace
 from hub.kernel.quarantine import Quarantine, RecordGuard
 from hub.kernel.settings import Settings, get_settings
@@ -68,7 +66,6 @@ class Runtime:
         registry to apply (:data:`hub.bootstrap.MIGRATIONS` for a whole process); the core
         set is always applied first."""
         settings = settings or get_settings()
-        configure_logging(settings)
         sets = (CORE_MIGRATIONS, *(m for m in migrations if m != CORE_MIGRATIONS))
         namespace = Namespace.of(settings)
         clients = KafkaClients(settings.kafka)

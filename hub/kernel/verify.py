@@ -383,11 +383,10 @@ def verify_partition(
 # --------------------------------------------------------------------------- I/O
 
 
-async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[SealRecord]]:
+async def _published_seals(clients: KafkaClients, prefix: str) -> dict[tuple[str, int], list[SealRecord]]:
     """The seals in the seal topic, per sealed partition in ``seq`` order."""
     out: dict[tuple[str, int], list[SealRecord]] = {}
-    async for r in scan_records(KafkaClients(settings.kafka), [seal_topic(settings.kafka.topic_prefix)],
-                                role="verify"):
+    async for r in scan_records(clients, [seal_topic(prefix)], role="verify"):
         try:
             s = SealRecord.model_validate_json(r.value)
         except Exception:
@@ -399,7 +398,8 @@ async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[Sea
 
 
 async def _copy_evidence(
-    settings: Settings,
+    clients: KafkaClients,
+    schema: str,
     pool: asyncpg.Pool,
     records: Mapping[TopicPartition, Sequence[ChainRecord]],
     index: Mapping[tuple[str, int], Mapping[int, str]],
@@ -416,31 +416,32 @@ async def _copy_evidence(
     located: dict[str, Location] = {
         r["event_id"]: (r["topic"], r["partition"], r["offset"])
         for r in await pool.fetch(
-            f'SELECT event_id, topic, "partition", "offset" FROM {settings.core_schema}.event_index'
+            f'SELECT event_id, topic, "partition", "offset" FROM {schema}.event_index'
             ' WHERE event_id = any($1::text[]) AND "offset" IS NOT NULL',
             sorted(lookups),
         )
     }
     wanted = {loc for eid, home in located.items() for loc in (home, *lookups[eid])}
-    fetched = await fetch_at(
-        KafkaClients(settings.kafka), [(TopicPartition(t, p), o) for t, p, o in wanted], role="verify"
-    )
+    fetched = await fetch_at(clients, [(TopicPartition(t, p), o) for t, p, o in wanted], role="verify")
     identities = {
         (tp.topic, tp.partition, off): envelope_identity(rec.value) for (tp, off), rec in fetched.items()
     }
     return located, identities
 
 
-async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = True) -> VerifyReport:
-    """Verify the whole log; set the VERIFY_* gauges and store the result in PostgreSQL."""
+async def run_verify(
+    settings: Settings, pool: asyncpg.Pool, clients: KafkaClients, *, store: bool = True
+) -> VerifyReport:
+    """Verify the whole log; set the VERIFY_* gauges and store the result in PostgreSQL.
+    Kafka is read through ``clients``, the process's client factory (``rt.kafka``)."""
     schema = settings.core_schema
+    prefix = settings.kafka.topic_prefix
     started = datetime.now(UTC)
     seals = await load_seals(pool, schema)
-    published = await _published_seals(settings)
-    clients = KafkaClients(settings.kafka)
-    tps = await topic_partitions(clients, fact_topics(settings.kafka.topic_prefix))
+    published = await _published_seals(clients, prefix)
+    tps = await topic_partitions(clients, fact_topics(prefix))
     starts, ends = await offset_bounds(clients, tps)
-    records = await read_chain_records(settings, tps, ends)
+    records = await read_chain_records(clients, tps, ends)
     digests: dict[tuple[str, int], dict[int, bytes]] = {}
     for r in await pool.fetch(f'SELECT topic, "partition", "offset", digest FROM {schema}.sealed_records'):
         digests.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = bytes(r["digest"])
@@ -449,7 +450,7 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
         f'SELECT topic, "partition", "offset", event_id FROM {schema}.event_index WHERE "offset" IS NOT NULL'
     ):
         index.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = r["event_id"]
-    located, identities = await _copy_evidence(settings, pool, records, index)
+    located, identities = await _copy_evidence(clients, schema, pool, records, index)
     reports = []
     known = {(tp.topic, tp.partition) for tp in tps}
     for tp in tps:

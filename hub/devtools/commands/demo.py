@@ -3,12 +3,15 @@ the dashboard URL (see :mod:`hub.devtools.demo`)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import Annotated
 
 import typer
 
 from hub.devtools.demo import DemoOptions, run
+from hub.kernel.logs import configure_logging
+from hub.kernel.output import EXIT_USAGE, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Run the whole hub on a simulated county (seeded, re-runnable).")
@@ -42,8 +45,7 @@ def demo(
     try:
         first = date.fromisoformat(start)
     except ValueError:
-        typer.echo(f"error: --start must be YYYY-MM-DD, got {start!r}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"--start must be YYYY-MM-DD, got {start!r}", EXIT_USAGE)
     opts = DemoOptions(
         seed=seed,
         days=days,
@@ -54,11 +56,12 @@ def demo(
         serve_api=serve_api,
         reset=reset,
     )
+    settings = get_settings()
+    if "HUB_LOG_LEVEL" not in os.environ:  # the progress display is the demo's output
+        configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
     try:
-        result = run(get_settings(), opts)
+        result = run(settings, opts)
     except Exception as exc:
-        typer.echo(f"error: hub demo failed: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"hub demo failed: {type(exc).__name__}: {exc}")
     if result.verify_ok is False:
-        typer.echo("error: hub demo: the log failed verification (details: `hub verify`)", err=True)
-        raise typer.Exit(1)
+        fail("hub demo: the log failed verification (details: `hub verify`)")

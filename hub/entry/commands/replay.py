@@ -4,7 +4,6 @@ only the events the hub had recorded at that time are used."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
@@ -12,6 +11,8 @@ import typer
 
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.replay import replay_into
 
@@ -41,8 +42,8 @@ def replay(
     settings = get_settings()
 
     async def go():
-        async with open_pool(settings) as pool:
-            return await replay_into(settings, pool, into, as_of=when)
+        async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
+            return await replay_into(settings, pool, KafkaClients(settings.kafka), into, as_of=when)
 
     stats = run_or_exit(go(), "replay failed")
     out = {
@@ -56,7 +57,7 @@ def replay(
         "rows": stats.rows,
     }
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
+        emit_json(out)
     else:
         typer.echo(
             f"replay into {into}: {stats.facts} facts from {stats.records} records, {stats.rows} rows"

@@ -61,7 +61,7 @@ async def test_a_crash_before_the_index_commit_leaves_orphan_copies_not_breaks(f
             f"SELECT count(*) FROM {rt.settings.core_schema}.event_index WHERE event_id = any($1::text[])",
             [e.id for e in batch],
         ) == 0
-        await Sealer(rt.settings, rt.pool).run_once()  # the orphans may be sealed before the retry
+        await Sealer(rt.settings, rt.pool, rt.kafka).run_once()  # the orphans may be sealed before the retry
 
         # the retry re-pulls the source and maps it again: same ids, a later recordedat
         retry = [e.model_copy(update={"recordedat": T0 + timedelta(hours=2)}) for e in batch]
@@ -75,7 +75,7 @@ async def test_a_crash_before_the_index_commit_leaves_orphan_copies_not_breaks(f
             (m.topic, m.partition, m.offset, env.id, *home[env.id])
             for env, m in zip(batch[:2], crashed, strict=True)
         )
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert report.ok, [b.describe() for b in report.breaks]
         assert sorted(tuple(asdict(o).values()) for o in report.orphan_copies) == expected
         assert metrics.VERIFY_OK._value.get() == 1 and metrics.VERIFY_ORPHAN_COPIES._value.get() == 2
@@ -95,7 +95,7 @@ async def test_a_crash_before_the_index_commit_leaves_orphan_copies_not_breaks(f
         fresh = dispatched("evil", 1)
         altered = before[3].model_copy(update={"data": before[3].data | {"unit_id": "u-evil"}})
         forged = await produce_as_crashed_appender(rt.settings, [fresh, altered])
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert sorted((b.kind, b.partition, b.offset) for b in report.breaks) == sorted(
             ("forged", m.partition, m.offset) for m in forged
         )
@@ -189,5 +189,5 @@ async def test_cancelling_at_any_moment_never_leaves_a_second_copy(log_rt: Runti
         retry = await log_rt.log.append(batch)
         assert len(retry.appended) + len(retry.duplicates) == len(batch)
     assert set((await copies_in_log(log_rt, ids)).values()) == {1}
-    report = await run_verify(log_rt.settings, log_rt.pool, store=False)
+    report = await run_verify(log_rt.settings, log_rt.pool, log_rt.kafka, store=False)
     assert report.ok and report.orphan_copies == [], [b.describe() for b in report.breaks]

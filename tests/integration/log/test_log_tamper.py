@@ -34,14 +34,14 @@ async def fill(rt: Runtime, n: int = 30, tag: str = "v") -> list:
 async def test_delete_records_is_reported_as_missing_with_its_offsets(fresh_runtime) -> None:
     async with fresh_runtime() as rt:
         appended = await fill(rt)
-        first = await Sealer(rt.settings, rt.pool).run_once()
+        first = await Sealer(rt.settings, rt.pool, rt.kafka).run_once()
         assert first.records == len(appended) and first.seals
-        assert (await Sealer(rt.settings, rt.pool).run_once()).seals == []  # nothing new
-        intact = await run_verify(rt.settings, rt.pool)
+        assert (await Sealer(rt.settings, rt.pool, rt.kafka).run_once()).seals == []  # nothing new
+        intact = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert intact.ok, [b.describe() for b in intact.breaks]
         assert metrics.VERIFY_OK._value.get() == 1
         more = await fill(rt, 6, tag="w")  # unsealed records are fine
-        assert (await run_verify(rt.settings, rt.pool)).ok
+        assert (await run_verify(rt.settings, rt.pool, rt.kafka)).ok
 
         counts: dict[int, int] = {}
         for a in appended:
@@ -55,7 +55,7 @@ async def test_delete_records_is_reported_as_missing_with_its_offsets(fresh_runt
         finally:
             await admin.close()
 
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert not report.ok
         assert [(b.kind, b.topic, b.partition, b.offset, b.last_offset) for b in report.breaks] == [
             ("missing", topic, victim, 0, 1)
@@ -95,12 +95,12 @@ async def test_a_forged_record_is_reported_with_its_offset(fresh_runtime) -> Non
         finally:
             await producer.stop()
 
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         expected = [("forged", meta.partition, meta.offset)]
         assert [(b.kind, b.partition, b.offset) for b in report.breaks] == expected
         # sealing the forged record does not bless it
-        await Sealer(rt.settings, rt.pool).run_once()
-        again = await run_verify(rt.settings, rt.pool)
+        await Sealer(rt.settings, rt.pool, rt.kafka).run_once()
+        again = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert [(b.kind, b.partition, b.offset) for b in again.breaks] == expected
         cli = await asyncio.to_thread(run_hub, rt.settings, "verify", "--json")
         assert cli.returncode == 2
@@ -110,7 +110,7 @@ async def test_a_forged_record_is_reported_with_its_offset(fresh_runtime) -> Non
 async def test_an_altered_seal_table_is_detected(fresh_runtime) -> None:
     async with fresh_runtime() as rt:
         await fill(rt, 10)
-        made = (await Sealer(rt.settings, rt.pool).run_once()).seals
+        made = (await Sealer(rt.settings, rt.pool, rt.kafka).run_once()).seals
         victim = made[0]
         # someone rewrites a sealed digest in PostgreSQL: the published seal still disagrees
         await rt.pool.execute(
@@ -118,6 +118,6 @@ async def test_an_altered_seal_table_is_detected(fresh_runtime) -> None:
             'WHERE topic = $1 AND "partition" = $2 AND "offset" = $3',
             victim.topic, victim.partition, victim.first_offset, b"\0" * 32,
         )
-        report = await run_verify(rt.settings, rt.pool)
+        report = await run_verify(rt.settings, rt.pool, rt.kafka)
         assert [(b.kind, b.offset) for b in report.breaks] == [("chain", victim.first_offset)]
     assert "digest in PostgreSQL was altered" in report.breaks[0].detail

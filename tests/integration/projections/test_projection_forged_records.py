@@ -127,7 +127,7 @@ async def test_forged_consent_and_case_facts_are_quarantined_never_folded(proj_r
     assert len(on_topic) == len(forged)
     assert all(b"C-none" not in r.value for r in on_topic)  # raw record sealed, not in clear
 
-    replayed = await replay_into(rt.settings, rt.pool, f"{schema}_rp")
+    replayed = await replay_into(rt.settings, rt.pool, rt.kafka, f"{schema}_rp")
     assert replayed.quarantined == len(forged) and replayed.facts == len(genuine)
     assert await consent_ids(rt, f"{schema}_rp", person) == {"C-real"}
     assert await programs(rt, f"{schema}_rp", person) == {"program-a"}
@@ -159,9 +159,9 @@ async def test_key_rotation_old_records_fold_while_accepted_and_are_quarantined_
             "record_mac": RecordMacSettings(key_id=current, accepted_key_ids=accepted),
         })
 
-    rotating = await replay_into(with_keys(["k-old"]), rt.pool, f"{schema}_rot1")
+    rotating = await replay_into(with_keys(["k-old"]), rt.pool, rt.kafka, f"{schema}_rot1")
     assert await consent_ids(rt, f"{schema}_rot1", person) == {"C-old-key", "C-current-key"}
-    retired = await replay_into(with_keys([]), rt.pool, f"{schema}_rot2")
+    retired = await replay_into(with_keys([]), rt.pool, rt.kafka, f"{schema}_rot2")
     assert await consent_ids(rt, f"{schema}_rot2", person) == {"C-current-key"}
     assert retired.quarantined == rotating.quarantined + 1
 

@@ -12,9 +12,9 @@ from projection_scenario import scenario
 
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
-from projections import queries
 from projections import tables as T
 from projections.projector import project
+from projections.queries import ReadModelReader
 from projections.replay import ReplayError, replay_into
 from projections.store import snapshot
 from schemas.topics import fact_topic, outcome_topic
@@ -63,10 +63,10 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     assert dl == 1
 
     now_live = await snapshot(rt.pool, live, TABLES)
-    replayed = await replay_into(rt.settings, rt.pool, full)
+    replayed = await replay_into(rt.settings, rt.pool, rt.kafka, full)
     assert replayed.facts == len(first) + len(second) and replayed.unreadable == 1
     assert await snapshot(rt.pool, full, TABLES) == now_live
-    await replay_into(rt.settings, rt.pool, past, as_of=t)
+    await replay_into(rt.settings, rt.pool, rt.kafka, past, as_of=t)
     as_of = await snapshot(rt.pool, past, TABLES)
     for name in at_t:
         assert [r for r in as_of[name] if r not in at_t[name]][:3] == [
@@ -74,10 +74,11 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
         ][:3], name
     assert as_of == at_t
     with pytest.raises(ReplayError):
-        await replay_into(rt.settings, rt.pool, full)
+        await replay_into(rt.settings, rt.pool, rt.kafka, full)
 
     # the report and the outcome topic: headline present, no published small cell
-    doc = await queries.report(rt.pool, live, tz="UTC")
+    reader = ReadModelReader.from_settings(rt.pool, rt.settings, schema=live)
+    doc = await reader.report()
     head = doc["headline"]
     assert head["calls"]["value"] == len(
         [e for e in first + second if e.type.startswith("cad.call.received") and e.data["behavioral_health"]]
@@ -94,8 +95,8 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
 
     # timelines: every fact of an incident, in time order, CAD lines visible to dispatchers
     inc = next(e for e in first if e.type.startswith("cad.call.received")).subject
-    entries = await queries.incident_timeline(rt.pool, live, inc)
+    entries = await reader.incident_timeline(inc)
     assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
     assert {e["event_id"] for e in entries} >= {e.id for e in first if e.subject == inc}
-    dispatcher = await queries.incident_timeline(rt.pool, live, inc, role="dispatcher")
+    dispatcher = await reader.incident_timeline(inc, role="dispatcher")
     assert dispatcher and all(e["system"] == "cad" for e in dispatcher)

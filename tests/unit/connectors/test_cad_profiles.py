@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.cad.calls import is_behavioral_health, map_disposition
 from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
-from connectors.cad.mapping import CadMapper, is_behavioral_health, map_disposition
+from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile, profile_names
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import Exclusion, Mapped, Rejection

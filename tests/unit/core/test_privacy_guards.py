@@ -335,7 +335,7 @@ async def test_mllp_listener_closes_connections_from_outside_allow_from() -> Non
     from connectors.hl7v2.listener import MllpListener
     from connectors.hl7v2.mllp import frame
 
-    deps = types.SimpleNamespace(pool=None, settings=types.SimpleNamespace(core_schema="unused"))
+    deps = types.SimpleNamespace(pool=None, core_schema="unused")
     handled: list[bytes] = []
 
     async def handle(payload: bytes, ref: str) -> bytes:
