@@ -63,8 +63,8 @@ async def quarantine_letters(rt: Runtime) -> list[dict]:
 
 
 async def consent_ids(rt: Runtime, schema: str, person: str) -> set[str]:
-    async with rt.pool.acquire() as conn:
-        return {c["consent_id"] for c in await queries.consents(conn, schema, person)}
+    reader = queries.ReadModelReader.from_settings(rt.pool, rt.settings, schema=schema)
+    return {c["consent_id"] for c in await reader.consents(person)}
 
 
 async def programs(rt: Runtime, schema: str, person: str) -> frozenset[str]:
