@@ -37,6 +37,7 @@ from hub.kernel.db import (
 )
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.quarantine import RECORD_MAC_MIGRATIONS, record_cutover
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
 from hub.kernel.topics import ensure_topics
@@ -45,6 +46,7 @@ from projections.store import READ_MODEL_MIGRATIONS
 #: every migration set of the hub, applied in this order when a process opens
 MIGRATIONS: tuple[MigrationSet, ...] = (
     CORE_MIGRATIONS,
+    RECORD_MAC_MIGRATIONS,
     STATE_MIGRATIONS,
     LEDGER_MIGRATIONS,
     ACCESS_LOG_MIGRATIONS,
@@ -57,8 +59,10 @@ async def open_runtime(
     settings: Settings | None = None, *, ensure_topics: bool = True
 ) -> AsyncIterator[Runtime]:
     """A started :class:`Runtime` with every migration set applied (see the kernel's
-    :meth:`Runtime.open` for what opening does)."""
+    :meth:`Runtime.open` for what opening does). The first open of a namespace records
+    where record MACs began (:func:`hub.kernel.quarantine.record_cutover`)."""
     async with Runtime.open(settings, migrations=MIGRATIONS, ensure_topics=ensure_topics) as rt:
+        await record_cutover(rt.pool, rt.settings.core_schema, rt.kafka, rt.settings.kafka.topic_prefix)
         yield rt
 
 

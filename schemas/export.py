@@ -155,8 +155,17 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             "contentType": "application/json",
             "headers": {
                 "type": "object",
-                "properties": {"ce_id": {"type": "string"}, "ce_type": {"const": event_type}},
-                "required": ["ce_id", "ce_type"],
+                "properties": {
+                    "ce_id": {"type": "string"},
+                    "ce_type": {"const": event_type},
+                    "hub_mac_kid": {"type": "string", "description": "id of the record-MAC key"},
+                    "hub_mac": {
+                        "type": "string",
+                        "description": "HMAC-SHA256 (64 hex characters) over topic, key, value and the other "
+                        "headers (hub.kernel.recordmac); consumers quarantine records without a valid one",
+                    },
+                },
+                "required": ["ce_id", "ce_type", "hub_mac_kid", "hub_mac"],
             },
             "payload": {
                 "allOf": [
@@ -228,9 +237,10 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             "version": CONTRACT_VERSION,
             "description": (
                 "Append-only Kafka topics of the hub. Fact topics keep records forever; every record is a "
-                "CloudEvents 1.0 envelope (JSON) whose `data` is the event payload, with headers ce_id and "
-                "ce_type. Event types carry a version; older versions are upcast on read. Person identifiers "
-                "are keyed-HMAC pseudonyms; clinical content is sealed per person. Topic names are "
+                "CloudEvents 1.0 envelope (JSON) whose `data` is the event payload, with headers ce_id, "
+                "ce_type and the record MAC (hub_mac_kid, hub_mac). Event types carry a version; older "
+                "versions are upcast on read. Person identifiers are keyed-HMAC pseudonyms; clinical "
+                "content is sealed per person. Topic names are "
                 f"`<prefix>.<kind>.<name>` (shown for prefix `{prefix}`). Dead-letter sources: "
                 + ", ".join(DEADLETTER_SOURCES)
                 + "."

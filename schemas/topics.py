@@ -14,7 +14,7 @@ from typing import Literal
 
 from schemas.base import FAMILIES
 
-DEADLETTER_SOURCES = ("cad", "cases", "ehr", "hub")
+DEADLETTER_SOURCES = ("cad", "cases", "ehr", "hub", "quarantine")
 Kind = Literal["fact", "outcome", "deadletter", "seal", "audit"]
 
 

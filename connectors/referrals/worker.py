@@ -17,6 +17,9 @@ was and the intake / sender backs off with jitter and tries again; only a referr
 cannot be rendered (bad content: a permanent error) is dead-lettered and failed. The
 person's key is resolved (awaited, bounded) before the pure rendering.
 
+Only records the hub appended are taken in: the intake and the consent view check each
+record first (:mod:`hub.kernel.quarantine`) and quarantine forged ones.
+
 Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
 delivery in flight per referral (the destination's advisory lock is held by one sender in
 the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
@@ -68,6 +71,7 @@ from hub.kernel.identity import mask
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
 from hub.kernel.log import CorruptRecordError, EventLog, decode_record
+from hub.kernel.quarantine import Quarantine, RecordGuard
 from hub.kernel.runtime import Runtime
 from schemas.envelope import Envelope
 from schemas.referral import Channel, ReferralRequested
@@ -250,7 +254,15 @@ class DeliveryWorker:
         self.backoff = self.config.retry.backoff()
         self.rng = rng or random.Random()
         self.clock = clock or outcome_clock(self.config.clock)
-        self.consents = ConsentView(deps.kafka, deps.topic_prefix, on_change=self._wake_all)
+        self.guard = RecordGuard(deps.log.mac_keys, deps.pool, deps.core_schema)
+        self.quarantine = Quarantine(deps.log, deps.deadletter_sealer, f"{self.channel}-delivery")
+        self.consents = ConsentView(
+            deps.kafka,
+            deps.topic_prefix,
+            guard=RecordGuard(deps.log.mac_keys, deps.pool, deps.core_schema),
+            quarantine=Quarantine(deps.log, deps.deadletter_sealer, "consent-view"),
+            on_change=self._wake_all,
+        )
         self._wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in destinations}
         self._failures: dict[str, int] = dict.fromkeys(destinations, 0)  # consecutive, per sender
         self._tasks: list[asyncio.Task[None]] = []
@@ -317,8 +329,11 @@ class DeliveryWorker:
             try:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for records in batch.values():
-                    for rec in records:
-                        await self._take(rec)
+                    for rec, refused in zip(records, await self.guard.check(records), strict=True):
+                        if refused is None:
+                            await self._take(rec)
+                        else:  # a forged referral request is never delivered
+                            await self.quarantine.put(rec, refused)
                 if batch:
                     await consumer.commit()
                 failures = 0

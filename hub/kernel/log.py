@@ -4,7 +4,9 @@ PostgreSQL.
 Writing (:meth:`EventLog.append`):
 
 - each envelope goes to its family's fact topic (``<prefix>.facts.<family>``), keyed by
-  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers and the
+  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers, the record
+  MAC headers (``hub_mac_kid``, ``hub_mac``: :mod:`hub.kernel.recordmac`; consumers tell
+  the hub's records from forged ones with them, :mod:`hub.kernel.quarantine`) and the
   Kafka record timestamp set to the envelope's ``recordedat`` (clamped to "now");
 - the producer is idempotent with ``acks=all``;
 - exactly-once facts: inside one PostgreSQL transaction the batch's event ids are claimed
@@ -72,6 +74,8 @@ from hub.kernel.deadletters import describe_error
 from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
+from hub.kernel.keys import record_mac_keys
+from hub.kernel.recordmac import MacKeys
 from hub.kernel.settings import Settings
 from schemas.base import EVENT_TYPES, FAMILIES
 from schemas.deadletter import DeadLetter
@@ -314,6 +318,13 @@ class Written(Generic[Item]):
     failed: list[tuple[Item, BaseException]] = field(default_factory=list)
 
 
+def _signed(keys: MacKeys, record: dict[str, Any]) -> dict[str, Any]:
+    """``send`` keyword arguments with the record MAC headers added (every record the log
+    writes, facts and dead letters, is MACed)."""
+    headers = keys.sign(record["topic"], record["key"], record["value"], record["headers"])
+    return {**record, "headers": headers}
+
+
 async def claim_then_produce(
     pool: asyncpg.Pool,
     producer: AIOKafkaProducer,
@@ -321,6 +332,7 @@ async def claim_then_produce(
     ledger: Ledger[Item],
     unique: Sequence[Item],
     topics: Mapping[str, str],
+    mac_keys: MacKeys,
 ) -> Written[Item]:
     """Write ``unique`` (distinct ids, each headed for ``topics[id]``) exactly once: the one
     claim-then-produce transaction of the log, for events and dead letters alike.
@@ -351,7 +363,7 @@ async def claim_then_produce(
             return Written(refused=refused)
         now = datetime.now(UTC)
         acked, failed = await _produce_all(
-            producer, fresh, lambda item: ledger.record(item, topics[item.id], now)
+            producer, fresh, lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now))
         )
         if acked:
             await conn.execute(
@@ -424,10 +436,13 @@ class EventLog:
     concurrent tasks). A Kafka or PostgreSQL outage while starting, appending or writing
     dead letters raises :class:`hub.kernel.errors.ServiceUnavailable`."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients, mac_keys: MacKeys | None = None
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.clients = clients
+        self.mac_keys = mac_keys or record_mac_keys(settings)  # raises before any I/O
         self.prefix = settings.kafka.topic_prefix
         self.schema = settings.core_schema
         self._producer: AIOKafkaProducer | None = None
@@ -512,7 +527,7 @@ class EventLog:
         (then re-raises): the offsets of what the broker acknowledged are committed, never
         abandoned between the acknowledgement and the commit."""
         body = asyncio.ensure_future(
-            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics)
+            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys)
         )
         try:
             return await asyncio.shield(body)

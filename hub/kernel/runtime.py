@@ -49,6 +49,7 @@ from hub.kernel.keys import secret_bytes
 from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
 from hub.kernel.log import EventLog
 from hub.kernel.namespace import Namespace
+from hub.kernel.quarantine import Quarantine, RecordGuard
 from hub.kernel.settings import Settings, get_settings
 from hub.kernel.topics import ensure_topics as apply_catalogue
 
@@ -118,6 +119,15 @@ class Runtime:
                 migrations=sets,
                 audit=audit,
             )
+
+    def record_guard(self) -> RecordGuard:
+        """A fresh check of consumed records (:mod:`hub.kernel.quarantine`) with this
+        process's record-MAC keys."""
+        return RecordGuard(self.log.mac_keys, self.pool, self.settings.core_schema)
+
+    def quarantine(self, consumer: str) -> Quarantine:
+        """The quarantine for the records ``consumer`` refuses."""
+        return Quarantine(self.log, self.deadletter_sealer, consumer)
 
     async def migrate_schema(self, home: Home, schema: str) -> None:
         """Apply this runtime's migration sets of ``home`` to another schema (a replay into

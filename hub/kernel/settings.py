@@ -158,6 +158,25 @@ class ProjectionSettings(BaseModel):
     small_cell_max: int = 10
 
 
+class RecordMacSettings(BaseModel):
+    """The keys of the record MACs (:mod:`hub.kernel.recordmac`). ``key_id`` names the key
+    every appender signs with (file ``keys/record-mac.<key_id>.key``); ``accepted_key_ids``
+    the older keys consumers still accept during a rotation (their files must exist).
+    Retiring a key = removing it from ``accepted_key_ids``; records MACed under it are then
+    quarantined (see ``docs/operators.md``, "Record MACs and key rotation")."""
+
+    key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    accepted_key_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("accepted_key_ids")
+    @classmethod
+    def _kid_names(cls, value: list[str]) -> list[str]:
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", k)]
+        if bad:
+            raise ValueError(f"record-MAC key ids must be 1-32 letters, digits, _ or -: {bad!r}")
+        return value
+
+
 class Settings(BaseSettings):
     """All configuration of one hub process."""
 
@@ -178,6 +197,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     api: ApiSettings = ApiSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    record_mac: RecordMacSettings = RecordMacSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

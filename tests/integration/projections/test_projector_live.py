@@ -44,10 +44,14 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     t = datetime.now(UTC)
     second = scenario(12, tag="b")  # recorded after t
 
-    # later facts, a re-appended duplicate (refused by the log) and a corrupt record
+    # later facts, a re-appended duplicate (refused by the log) and a corrupt record that
+    # carries the hub's record MAC (a record without one is quarantined instead: see
+    # test_projection_forged_records.py)
     await rt.log.append(second + first[:3])
+    topic = fact_topic(prefix, "dispatch")
+    headers = rt.log.mac_keys.sign(topic, b"sea:x", b"{not json", [])
     meta = await (
-        await rt.log.producer.send(fact_topic(prefix, "dispatch"), value=b"{not json", key=b"sea:x")
+        await rt.log.producer.send(topic, value=b"{not json", key=b"sea:x", headers=headers)
     )
     stats = await project(rt, schema=live, until_caught_up=True)
     assert stats.new_facts == len(second) and stats.dead_lettered == 1

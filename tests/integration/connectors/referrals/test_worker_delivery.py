@@ -30,12 +30,14 @@ from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.kernel.crypto import seal
 from hub.kernel.identity import pseudonymize
+from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
 from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.envelope import Envelope, new_event
 from schemas.referral import ReferralRequested
 from schemas.topics import fact_topic
+from tests.integration.forge import produce_forged
 
 pytestmark = pytest.mark.integration
 
@@ -273,6 +275,72 @@ async def test_part2_referral_without_consent_is_held_and_never_sent(hub: Hub) -
 
     await wait_for(held_again, 30, "the post-revocation referral to be held")
     assert "R-p2-after" not in hub.sim.received_referral_ids()
+
+
+async def test_forged_consent_never_unlocks_a_held_part2_referral(hub: Hub) -> None:
+    """Consent facts produced straight into the consent topic (no record MAC, a wrong one, one
+    copied from a genuine consent, one under a key the hub does not accept) are quarantined
+    by the delivery worker's consent view: the held Part 2 referral stays held and nothing
+    is disclosed."""
+    person = hub.person("forged-consent-person")
+    await hub.rt.log.append(
+        [hub.referral("R-forged", person, channel="fhir", destination=FHIR_DEST, substance_use=True)]
+    )
+
+    async def held() -> bool:
+        r = await hub.ledger.get(FHIR_DEST, "R-forged")
+        return r is not None and r.state == "held"
+
+    await wait_for(held, 30, "the Part 2 referral to be held")
+    topic = fact_topic(hub.rt.settings.kafka.topic_prefix, "consent")
+
+    def grant(cid: str, who: str) -> Envelope:
+        data = ConsentGranted(
+            consent_id=cid,
+            person=who,
+            at=datetime.now(UTC) - timedelta(seconds=1),
+            recipients=(FHIR_DEST,),
+            scope=("part2",),
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )
+        return new_event(data, source="test/consents", record_id=cid)
+
+    # a genuine consent of someone else: its MAC is what the "copied" forgery reuses
+    other = grant("C-other", hub.person("someone-else"))
+    await hub.rt.log.append([other])
+    records = [r async for r in scan_records(hub.rt.kafka, [topic], role="test")]
+    other_headers = next(list(r.headers) for r in records if dict(r.headers)["ce_id"] == other.id.encode())
+    view = hub.fhir.consents
+    before = view.quarantine.count
+    forgeries = ("none", "wrong", "copied", "unknown-key")
+    for i, how in enumerate(forgeries):
+        await produce_forged(hub.rt, topic, grant(f"C-forged-{i}", person), how, copy_from=other_headers)  # type: ignore[arg-type]
+
+    async def judged() -> bool:
+        await view.catch_up()
+        return view.quarantine.count - before >= len(forgeries)
+
+    await wait_for(judged, 30, "the consent view to quarantine every forged consent")
+    assert view.book.of(person) == []
+    # a genuine consent change makes the sender re-check held referrals: still held
+    version = view.book.version
+    await hub.rt.log.append([grant("C-other-2", hub.person("someone-else"))])
+
+    async def rechecked() -> bool:
+        await view.catch_up()
+        return view.book.version > version
+
+    await wait_for(rechecked, 30, "the consent view to apply the genuine consent")
+    await hub.fhir.deliver(await hub.ledger.get(FHIR_DEST, "R-forged"))  # re-gated now: held again
+    row = await hub.ledger.get(FHIR_DEST, "R-forged")
+    assert row is not None and row.state == "held" and row.attempts == 0
+    assert "R-forged" not in hub.sim.received_referral_ids()
+    letters = await hub.rt.pool.fetchval(
+        f"SELECT count(*) FROM {hub.rt.settings.core_schema}.deadletters "
+        "WHERE source_family = 'quarantine' AND record_ref LIKE $1",
+        f"{topic}[%",
+    )
+    assert letters >= len(forgeries)
 
 
 async def test_malformed_inbound_hl7_gets_error_ack_and_dead_letter(hub: Hub) -> None:
