@@ -16,7 +16,6 @@ from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
 from hub.kernel.audit import AccessLog, AuditTopic
-from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
 from hub.kernel.settings import Settings
 from projections.projector import project
@@ -35,14 +34,6 @@ async def api_facts(settings: Settings, topics: object, pg_pool: asyncpg.Pool) -
 @pytest.fixture(scope="session")
 def issuer(settings: Settings) -> DevIssuer:
     return DevIssuer.open(settings)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def audit_topic(settings: Settings, topics: object) -> AsyncIterator[AuditTopic]:
-    """The session's audit topic (its producer stopped at the end)."""
-    trail = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
-    yield trail
-    await trail.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
