@@ -28,9 +28,9 @@ from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
 from hub.kernel.db import (
     CORE_MIGRATIONS,
-    Home,
     MigrationSet,
     migrate_namespace,
+    namespace_schemas,
     open_owner_pool,
     open_pool,
     prepare_sets,
@@ -70,11 +70,6 @@ async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
     """Apply every migration set to ``settings``' namespace through ``pool``, an OWNER pool
     (``hub.kernel.db.open_pool(settings, role="owner")``), granting the runtime role."""
     await migrate_namespace(pool, settings, MIGRATIONS)
-
-
-def namespace_schemas(settings: Settings) -> tuple[tuple[Home, str], ...]:
-    """The namespace's schemas by home, in migration order."""
-    return (("core", settings.core_schema), ("read_models", settings.postgres.schema_))
 
 
 @dataclass(frozen=True)

@@ -298,8 +298,13 @@ async def migrate_namespace(pool: asyncpg.Pool, settings: Settings, sets: Sequen
     pool): core sets to the core schema, read-model sets to the read-model schema, each
     followed by the runtime role's grants."""
     grantee = runtime_grantee(settings)
-    await apply_sets(pool, sets, "core", settings.core_schema, grant_to=grantee)
-    await apply_sets(pool, sets, "read_models", settings.postgres.schema_, grant_to=grantee)
+    for home, schema in namespace_schemas(settings):
+        await apply_sets(pool, sets, home, schema, grant_to=grantee)
+
+
+def namespace_schemas(settings: Settings) -> tuple[tuple[Home, str], ...]:
+    """The namespace's schemas by home, in migration order."""
+    return (("core", settings.core_schema), ("read_models", settings.postgres.schema_))
 
 
 async def migrate(pool: asyncpg.Pool, *, component: str, package_dir: Path, schema: str) -> list[int]:
