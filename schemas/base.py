@@ -22,7 +22,9 @@ Pseudonym = Annotated[str, StringConstraints(pattern=r"^psn_[0-9a-f]{32}$")]
 IncidentId = Annotated[str, StringConstraints(min_length=3, max_length=128, pattern=r"^[A-Za-z0-9_.-]+:.+$")]
 Timestamp = AwareDatetime
 
-# The hub's normalized outcome vocabulary (CAD dispositions and on-scene outcomes map here).
+# The hub's normalized outcome vocabulary (a vocabulary file maps CAD dispositions here; on-scene
+# outcomes are recorded in it). ``administrative``: a process code (unfounded, priority handling,
+# a problem-solving project) that says nothing about how the person was treated.
 Outcome = Literal[
     "no_enforcement",
     "voluntary_transport",
@@ -33,6 +35,7 @@ Outcome = Literal[
     "referral",
     "unable_to_locate",
     "cancelled",
+    "administrative",
     "unknown",
 ]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)

@@ -8,6 +8,43 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Primary outcomes, most severe first: one per call (the more severe of the CAD disposition's
+# and the co-responder's on-scene outcome). "other": unable to locate, cancelled,
+# administrative (process codes), unknown.
+PRIMARY_OUTCOMES = (
+    "arrest_or_citation",
+    "involuntary_hold",
+    "emergency_department",
+    "voluntary_transport",
+    "no_enforcement",
+    "other",
+)
+#: hub outcome (:data:`schemas.base.Outcome`) -> primary outcome
+PRIMARY_OF = {
+    "arrest": "arrest_or_citation",
+    "citation": "arrest_or_citation",
+    "involuntary_hold": "involuntary_hold",
+    "emergency_department": "emergency_department",
+    "voluntary_transport": "voluntary_transport",
+    "no_enforcement": "no_enforcement",
+    "referral": "no_enforcement",
+    "unable_to_locate": "other",
+    "cancelled": "other",
+    "administrative": "other",
+    "unknown": "other",
+}
+#: the published flags of a call
+FLAG_METRICS = ("referral_made", "connected_to_services", "co_responder")
+#: the published time statistics
+TIME_METRICS = ("response_seconds", "time_on_scene_seconds", "officer_time_returned_seconds")
+#: every metric a vocabulary can declare its sources cannot measure (``not_measured``)
+MEASURABLE_METRICS = (
+    *(f"outcome.{o}" for o in PRIMARY_OUTCOMES),
+    *FLAG_METRICS,
+    *TIME_METRICS,
+    "repeat_three_plus_enrolled",
+)
+
 
 class OutcomeRecord(BaseModel):
     """One de-identified outcome cell for analysts (the value of the outcome topic).
