@@ -1,11 +1,17 @@
 """Dispatch facts from police CAD feeds. Partition key: the incident id
-(``<agency>:<cad number>``), so every fact of one call is ordered."""
+(``<agency>:<cad number>``), so every fact of one call is ordered.
+
+Facts keep the source's words: call types, disposition codes and texts as the CAD sent them.
+What they mean (behavioral-health call or not, category, outcome) is not a fact: the
+projections derive it with a versioned vocabulary (:mod:`hub.kernel.vocabulary`), so a
+corrected vocabulary reclassifies history. Older versions that carried the meaning are upcast
+(:mod:`schemas.upcasters`), dropping it."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from schemas.base import Area, CallCategory, EventData, IncidentId, Outcome, Timestamp, register
+from schemas.base import Area, EventData, IncidentId, Timestamp, register
 
 UnitKind = Literal["police", "co_responder", "clinician", "ems", "fire", "other"]
 
@@ -18,18 +24,18 @@ class _IncidentEvent(EventData):
 
 @register
 class CallReceived(_IncidentEvent):
-    """A call for service entered the CAD (time queued/received)."""
+    """A call for service entered the CAD (time queued/received). ``vocabulary`` names the
+    vocabulary the source's codes are in (the profile's), not what they mean."""
 
-    event_type = "cad.call.received.v2"
+    event_type = "cad.call.received.v3"
     agency: str
     cad_number: str
     at: Timestamp
     source_timezone: str
+    vocabulary: str | None = None
     call_type_initial: str | None = None
     call_type_final: str | None = None
     priority: str | None = None
-    category: CallCategory
-    behavioral_health: bool
     self_initiated: bool = False
     area: Area = Area()
     longitude: float | None = None  # as published (agencies blur to block level)
@@ -64,27 +70,31 @@ class UnitCleared(UnitEvent):
 
 @register
 class CallDisposition(_IncidentEvent):
-    """How the CAD closed the call; ``outcome`` is the normalized vocabulary."""
+    """How the CAD closed the call, in its own words (code and/or text)."""
 
-    event_type = "cad.call.disposition.v1"
+    event_type = "cad.call.disposition.v2"
     at: Timestamp
     disposition_code: str | None = None
     disposition_text: str | None = None
-    outcome: Outcome
 
 
 @register
 class CallRevised(_IncidentEvent):
-    """The source republished a call with changes; non-null fields replace earlier values."""
+    """The source republished a call with changes; non-null fields replace earlier values
+    (the received time moves the call to its corrected period; the row-level times replace
+    the times of the first revision). ``at`` is when the revision was published."""
 
-    event_type = "cad.call.revised.v1"
+    event_type = "cad.call.revised.v2"
     at: Timestamp
     revision: str
+    received_at: Timestamp | None = None
+    call_type_initial: str | None = None
     call_type_final: str | None = None
     priority: str | None = None
-    category: CallCategory | None = None
-    behavioral_health: bool | None = None
     area: Area | None = None
     disposition_code: str | None = None
     disposition_text: str | None = None
-    outcome: Outcome | None = None
+    dispatched_at: Timestamp | None = None
+    enroute_at: Timestamp | None = None
+    onscene_at: Timestamp | None = None
+    cleared_at: Timestamp | None = None

@@ -43,3 +43,37 @@ def _call_received_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     data["area"] = area
     data.setdefault("source_timezone", "UTC")
     return data
+
+
+def _stated_outcome(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop the outcome a fact carried; when the fact had no code or text of its own, the
+    outcome it stated (in the hub's names, which every vocabulary understands) becomes its code."""
+    outcome = data.pop("outcome", None)
+    if outcome is not None and data.get("disposition_code") is None and data.get("disposition_text") is None:
+        data["disposition_code"] = outcome
+    return data
+
+
+@upcaster("cad.call.received.v2", "cad.call.received.v3")
+def _call_received_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 carried the meaning (category, behavioral-health flag) given at ingest; v3 keeps the
+    source's words only and the vocabulary is applied by the projections. No vocabulary is
+    named: the projection takes the one claiming the call's agency."""
+    data.pop("category", None)
+    data.pop("behavioral_health", None)
+    return data
+
+
+@upcaster("cad.call.disposition.v1", "cad.call.disposition.v2")
+def _call_disposition_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried the outcome mapped at ingest; v2 keeps the code and text only."""
+    return _stated_outcome(data)
+
+
+@upcaster("cad.call.revised.v1", "cad.call.revised.v2")
+def _call_revised_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 carried category, behavioral-health flag and outcome; v2 keeps the source's words
+    (and adds corrected times, absent from v1)."""
+    data.pop("category", None)
+    data.pop("behavioral_health", None)
+    return _stated_outcome(data)

@@ -4,16 +4,19 @@ Each source translates its own format into a :class:`NormalizedCall` —
 :mod:`connectors.cad.mapping` CSV and SoQL rows, :mod:`connectors.cad.eido` EIDO documents —
 and :func:`call_events` turns it into facts the same way whatever the source (pure):
 
-- ``CallReceived``: category and behavioral-health flag by the profile's rules;
+- ``CallReceived``: the call types, priority and area as the source wrote them, and the name
+  of the vocabulary its codes are in (the profile's) — never what they mean: the
+  projections apply the vocabulary (:mod:`hub.kernel.vocabulary`);
 - one unit fact per :class:`UnitStatus`, in order. A row-level time (no unit named) is one
   fact per call and kind; a status of a named unit is its own fact (record
-  ``<incident id>/<unit>``, revision = its time), since a unit reports many times;
-- ``CallDisposition`` when the call has a disposition code or text (outcome by the
-  profile's vocabulary, ``unknown`` when it has none; dated ``disposition_at``, else the
-  received time);
+  ``<incident id>/<unit>``, revision = its time), since a unit reports many times. A row's
+  closed time is a ``UnitCleared`` of no named unit: the only clear time a row gives;
+- ``CallDisposition`` when the call has a disposition code or text (dated
+  ``disposition_at``, else the received time);
 - ``CallRevised`` when the hub first saw another revision of the call
-  (``first_revision`` given and different from ``call.revision``); its id carries the
-  revision, and it is dated ``revised_at``.
+  (``first_revision`` given and different from ``call.revision``): the revision's received
+  time, call types, area, disposition and row-level times; its id carries the revision, and
+  it is dated ``revised_at``.
 
 Every other fact uses revision ``"0"`` (:data:`INITIAL_REVISION`) in its id, so the facts of
 a call exist once whatever revision was seen first. The record id of a call's facts is its
@@ -26,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from connectors.cad.profile import Profile, normalize_code
+from connectors.cad.profile import Profile
 from connectors.core.records import Mapped
-from schemas.base import Area, CallCategory, Outcome
+from schemas.base import Area
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -51,45 +54,6 @@ UNIT_FACTS: dict[UnitStatusName, type[UnitEvent]] = {
     "onscene": UnitOnScene,
     "cleared": UnitCleared,
 }
-
-
-# --------------------------------------------------------------------------- vocabulary
-
-
-def matches_any(texts: list[str | None], keywords: list[str] | tuple[str, ...]) -> bool:
-    low = [t.casefold() for t in texts if t]
-    return any(k.casefold() in t for t in low for k in keywords)
-
-
-def is_behavioral_health(initial: str | None, final: str | None, profile: Profile) -> bool:
-    """The agency's rule (default: suicide, crisis, mental / behavioral / emotional,
-    welfare check or overdose in the initial or final call-type text)."""
-    return matches_any([initial, final], profile.behavioral_health.keywords)
-
-
-def categorize(
-    initial: str | None, final: str | None, behavioral_health: bool, profile: Profile
-) -> CallCategory:
-    for candidate in (final, initial):
-        if not candidate:
-            continue
-        for category, keywords in profile.category_rules():
-            if matches_any([candidate], keywords):
-                return category
-    return "behavioral_health" if behavioral_health else "other"
-
-
-def map_disposition(code: str | None, label: str | None, profile: Profile) -> tuple[Outcome, bool] | None:
-    """(outcome, known) for a disposition code / text, or ``None`` when the row has none.
-    The code is looked up first, then the text; an unmatched value is ``unknown``."""
-    if code is None and label is None:
-        return None
-    for value in (code, label):
-        if value is not None:
-            outcome = profile.dispositions.get(normalize_code(value))
-            if outcome is not None:
-                return outcome, True
-    return "unknown", False
 
 
 # --------------------------------------------------------------------------- the normalized call
@@ -141,12 +105,9 @@ def call_events(
 ) -> list[Envelope]:
     """The facts of one call revision (see the module docstring), in order: received, unit
     statuses, disposition, revised."""
-    initial, final = call.call_type_initial, call.call_type_final
-    bh = is_behavioral_health(initial, final, profile)
-    category = categorize(initial, final, bh, profile)
     incident_id = call.incident_id
     code, label = call.disposition_code, call.disposition_text
-    disposition = map_disposition(code, label, profile)
+    vocabulary = profile.vocab.name if profile.vocab is not None else None
 
     def event(data: Any, record_id: str = incident_id, revision: str = INITIAL_REVISION) -> Envelope:
         return new_event(data, source=source, record_id=record_id, revision=revision)
@@ -159,11 +120,10 @@ def call_events(
                 cad_number=call.cad_number,
                 at=call.received,
                 source_timezone=call.source_timezone,
-                call_type_initial=initial,
-                call_type_final=final,
+                vocabulary=vocabulary,
+                call_type_initial=call.call_type_initial,
+                call_type_final=call.call_type_final,
                 priority=call.priority,
-                category=category,
-                behavioral_health=bh,
                 self_initiated=call.self_initiated,
                 area=call.area,
                 longitude=call.longitude,
@@ -179,7 +139,7 @@ def call_events(
             events.append(event(fact))
         else:
             events.append(event(fact, f"{incident_id}/{unit.unit_id}", unit.at.isoformat()))
-    if disposition is not None:
+    if code is not None or label is not None:
         events.append(
             event(
                 CallDisposition(
@@ -187,25 +147,28 @@ def call_events(
                     at=call.disposition_at or call.received,
                     disposition_code=code,
                     disposition_text=label,
-                    outcome=disposition[0],
                 )
             )
         )
     if first_revision is not None and call.revision != first_revision:
+        row_times = {u.status: u.at for u in call.units if u.unit_id is None}
         events.append(
             event(
                 CallRevised(
                     incident_id=incident_id,
                     at=call.revised_at,
                     revision=call.revision,
-                    call_type_final=final,
+                    received_at=call.received,
+                    call_type_initial=call.call_type_initial,
+                    call_type_final=call.call_type_final,
                     priority=call.priority,
-                    category=category,
-                    behavioral_health=bh,
                     area=call.area,
                     disposition_code=code,
                     disposition_text=label,
-                    outcome=disposition[0] if disposition else None,
+                    dispatched_at=row_times.get("dispatched"),
+                    enroute_at=row_times.get("enroute"),
+                    onscene_at=row_times.get("onscene"),
+                    cleared_at=row_times.get("cleared"),
                 ),
                 revision=call.revision,
             )
@@ -216,8 +179,10 @@ def call_events(
 def map_call(
     call: NormalizedCall, profile: Profile, *, source: str, first_revision: str | None = None
 ) -> Mapped:
-    """:func:`call_events` as a mapper's result, flagging a disposition the profile does
-    not know (the runner counts it)."""
-    disposition = map_disposition(call.disposition_code, call.disposition_text, profile)
+    """:func:`call_events` as a mapper's result, flagging a disposition the profile's
+    vocabulary does not know (the runner counts it: an operator's cue to extend the
+    vocabulary; the facts are the same either way)."""
     events = call_events(call, profile, source=source, first_revision=first_revision)
-    return Mapped(tuple(events), unknown_disposition=disposition is not None and not disposition[1])
+    vocab = profile.vocab
+    meaning = vocab.outcome(call.disposition_code, call.disposition_text) if vocab is not None else None
+    return Mapped(tuple(events), unknown_disposition=meaning is not None and not meaning[1])

@@ -7,7 +7,8 @@ built by :func:`connectors.cad.calls.call_events`: ``CallReceived`` (+ ``UnitDis
 when it has a disposition). Rows the
 source marks duplicate / void / test → :class:`Exclusion`. Unparseable times or numbers,
 a missing CAD number or received time, a wrong column count → :class:`Rejection`.
-A disposition the profile does not know → outcome ``unknown`` (flagged for the metric).
+A disposition the profile's vocabulary does not know is flagged (for the metric); the
+facts keep the codes either way — their meaning is applied by the projections.
 
 Revisions: open-data feeds republish a row under the same CAD number with a newer
 updated-at; CSV re-exports republish it with changed content and no updated-at (then
@@ -179,12 +180,14 @@ class CadRow:
 
     def call(self, profile: Profile, observed_at: datetime | None) -> NormalizedCall:
         """The row as a normalized call of ``profile``'s agency: the row's dispatched /
-        en-route / on-scene times are unit statuses of no named unit; the disposition is
-        dated by the closed time, else the on-scene time."""
+        en-route / on-scene / closed times are unit statuses of no named unit (closed =
+        cleared); the disposition is dated by the closed time, else the on-scene time (a
+        date for the fact only: the scene's end is a clear time, never this fallback)."""
         times: tuple[tuple[UnitStatusName, datetime | None], ...] = (
             ("dispatched", self.dispatched),
             ("enroute", self.enroute),
             ("onscene", self.onscene),
+            ("cleared", self.closed),
         )
         return NormalizedCall(
             agency=profile.agency,

@@ -1,24 +1,33 @@
 """CAD mapping profiles: per-agency data (YAML under ``connectors/cad/profiles``) saying
 which column holds which normalized field, how times are written, which rows the source
-marks as not real calls, how dispositions map to the hub's outcome vocabulary and which
-call types are behavioral-health calls.
+marks as not real calls, and which vocabulary its codes are in.
 
-Invariant: a profile is validated when loaded (unknown outcome names, categories, time
-zones or field names are errors), so a bad profile fails at start, never mid-import.
+What the codes *mean* (behavioral-health rule, disposition → outcome, categories) is not
+in the profile: it lives in a versioned vocabulary file (:mod:`hub.kernel.vocabulary`)
+that the projections apply, so correcting it reclassifies history. The facts a profile
+maps keep the source's words and name the vocabulary (``vocabulary``; default: the
+bundled vocabulary of the profile's name, when there is one). The mapper reads the
+vocabulary only to count dispositions it does not know (an operator signal).
+
+Invariant: a profile is validated when loaded (unknown time zones or field names, and the
+vocabulary keys profiles used to carry, are errors), so a bad profile fails at start,
+never mid-import.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.base import CallCategory, Outcome
+from hub.kernel.vocabulary import Vocabulary, load_vocabulary, normalize_code, vocabulary_names
+
+__all__ = ["normalize_code"]  # re-exported: the mapper compares codes the way vocabularies do
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 
@@ -43,86 +52,6 @@ NormalizedField = Literal[
     "updated_at",
 ]
 
-# The default behavioral-health rule: a call is flagged when its initial or final call-type
-# text mentions one of these (case-insensitive substring; "suicid" covers suicide/suicidal).
-DEFAULT_BH_KEYWORDS: tuple[str, ...] = (
-    "suicid",
-    "crisis",
-    "mental",
-    "behavioral",
-    "behavioural",
-    "emotional",
-    "welfare check",
-    "overdose",
-)
-
-# Ordered category rules: the first rule with a keyword in the final (else initial) call
-# type wins; a behavioral-health-flagged call whose text matches no rule is
-# ``behavioral_health``; everything else is ``other``.
-DEFAULT_CATEGORY_RULES: tuple[tuple[CallCategory, tuple[str, ...]], ...] = (
-    (
-        "behavioral_health",
-        ("suicid", "crisis", "mental", "behavioral", "behavioural", "emotional", "overdose"),
-    ),
-    ("welfare", ("welfare", "well being", "wellbeing", "check for down person", "found person")),
-    ("medical", ("medic", "casualty", "injur", "sick", "doa", "dead body", "ambulance")),
-    (
-        "violent",
-        (
-            "assault",
-            "aslt",
-            "shots",
-            "shoot",
-            "robbery",
-            "weapon",
-            "fight",
-            "threat",
-            "homicide",
-            "stab",
-            "rape",
-            "dv ",
-            "dv-",
-            "domestic",
-            "kidnap",
-            "harass",
-        ),
-    ),
-    (
-        "traffic",
-        (
-            "traffic",
-            "mvc",
-            "dui",
-            "d.u.i",
-            "parking",
-            "collision",
-            "hit and run",
-            "accident",
-            "vehicle blocking",
-        ),
-    ),
-    (
-        "property",
-        (
-            "burg",
-            "theft",
-            "stolen",
-            "property",
-            "fraud",
-            "vandal",
-            "prowl",
-            "shoplift",
-            "car prowl",
-            "auto recovery",
-            "alarm",
-            "burn",
-            "trespass",
-        ),
-    ),
-    ("disturbance", ("disturb", "noise", "nuisance", "suspicious", "lewd", "urinating", "public")),
-)
-
-
 class SelfInitiatedRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field: str
@@ -136,17 +65,6 @@ class ExcludeRule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field: str
     values: list[str]
-
-
-class BehavioralHealthRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    keywords: list[str] = Field(default_factory=lambda: list(DEFAULT_BH_KEYWORDS))
-
-
-class CategoryRule(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    category: CallCategory
-    keywords: list[str]
 
 
 class Profile(BaseModel):
@@ -164,9 +82,17 @@ class Profile(BaseModel):
     time_formats: list[str] = Field(default_factory=lambda: ["iso"])
     self_initiated: SelfInitiatedRule | None = None
     exclude: list[ExcludeRule] = Field(default_factory=list)
-    dispositions: dict[str, Outcome] = Field(default_factory=dict)
-    behavioral_health: BehavioralHealthRule = Field(default_factory=BehavioralHealthRule)
-    categories: list[CategoryRule] | None = None
+    vocabulary: str | None = None  # a vocabulary name or file; None: the bundled one of ``name``, if any
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_legacy_vocabulary(cls, data: Any) -> Any:
+        """Profiles recorded before vocabularies moved out (``mapper_configs`` rows) carry
+        ``dispositions`` / ``behavioral_health`` / ``categories``: read them without those.
+        Profile files and overrides with them are refused (:func:`legacy_keys_error`)."""
+        if isinstance(data, dict) and LEGACY_VOCABULARY_KEYS & data.keys():
+            data = {k: v for k, v in data.items() if k not in LEGACY_VOCABULARY_KEYS}
+        return data
 
     @field_validator("timezone")
     @classmethod
@@ -176,11 +102,6 @@ class Profile(BaseModel):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
-
-    @field_validator("dispositions")
-    @classmethod
-    def _normalize_keys(cls, value: dict[str, Outcome]) -> dict[str, Outcome]:
-        return {normalize_code(k): v for k, v in value.items()}
 
     @property
     def zone(self) -> ZoneInfo:
@@ -196,18 +117,28 @@ class Profile(BaseModel):
         cols += [r.field for r in self.exclude]
         return list(dict.fromkeys(cols))
 
-    def category_rules(self) -> list[tuple[CallCategory, tuple[str, ...]]]:
-        if self.categories is None:
-            return [(c, k) for c, k in DEFAULT_CATEGORY_RULES]
-        return [(r.category, tuple(r.keywords)) for r in self.categories]
+    @cached_property
+    def vocab(self) -> Vocabulary | None:
+        """The vocabulary the profile's codes are in (loaded once per profile object), or
+        None when the profile names none and no bundled vocabulary has its name."""
+        if self.vocabulary is not None:
+            return load_vocabulary(self.vocabulary)
+        if self.name in vocabulary_names():
+            return load_vocabulary(self.name)
+        return None
 
-    def codes_for(self, outcome: str) -> list[str]:
-        """Source disposition values that map to ``outcome`` (for writers/simulators)."""
-        return [code for code, out in self.dispositions.items() if out == outcome]
+
+LEGACY_VOCABULARY_KEYS = frozenset({"dispositions", "behavioral_health", "categories"})
 
 
-def normalize_code(value: str) -> str:
-    return " ".join(value.strip().upper().split())
+def legacy_keys_error(where: str, keys: Iterable[str]) -> str | None:
+    """The message refusing vocabulary keys in a profile file or overrides, or None."""
+    legacy = sorted(LEGACY_VOCABULARY_KEYS & set(keys))
+    if not legacy:
+        return None
+    return (f"{where}: {', '.join(legacy)} moved to vocabulary files (hub/kernel/vocabularies, or your "
+            "own file named in the profile's `vocabulary` and in projections.vocabularies); see "
+            "docs/operators.md, \"Vocabularies\"")
 
 
 def profile_names() -> list[str]:
@@ -224,6 +155,9 @@ def load_profile_file(path: Path) -> Profile:
             raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a profile is a YAML mapping")
+    legacy = legacy_keys_error(str(path), data)
+    if legacy:
+        raise ValueError(legacy)
     return Profile.model_validate(data)
 
 
@@ -247,18 +181,16 @@ def load_profile(name_or_path: str) -> Profile:
 
 
 def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Profile:
-    """``profile`` with a county's overrides (validated as a whole profile again):
-    ``dispositions`` are merged into the profile's code map, any other key replaces the
-    profile's value (e.g. the county's own ``agency`` id, its ``time_formats``)."""
+    """``profile`` with a county's overrides (validated as a whole profile again): each key
+    replaces the profile's value (e.g. the county's own ``agency`` id, its ``time_formats``,
+    its ``vocabulary``). Vocabulary keys (``dispositions`` ...) are refused: a county's codes
+    go in its vocabulary file."""
     if not overrides:
         return profile
+    legacy = legacy_keys_error("overrides", overrides)
+    if legacy:
+        raise ValueError(legacy)
     data = profile.model_dump()
-    for key, value in overrides.items():
-        if key == "dispositions":
-            if not isinstance(value, Mapping):
-                raise ValueError("dispositions: a mapping of source code to outcome")
-            data["dispositions"] = {**data["dispositions"], **value}
-        else:
-            data[key] = value
+    data.update(overrides)
     return Profile.model_validate(data)
 

@@ -42,7 +42,14 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from connectors.cad.profile import Profile, apply_overrides, load_profile, load_profile_file, profile_file
+from connectors.cad.profile import (
+    LEGACY_VOCABULARY_KEYS,
+    Profile,
+    apply_overrides,
+    load_profile,
+    load_profile_file,
+    profile_file,
+)
 from connectors.core.recorded import MapperConfig, MapperConfigStore, is_config_ref
 from hub.kernel.deadletters import ValueFreeError
 
@@ -78,7 +85,10 @@ class UsedProfile(MapperConfig):
         if path is None:
             return self.profile
         stat = path.stat()
-        return apply_overrides(_profile_version(str(path), stat.st_mtime_ns, stat.st_size), self.overrides)
+        # overrides recorded before vocabularies moved out may carry vocabulary keys: they
+        # no longer belong to a profile (the projections apply the vocabulary)
+        overrides = {k: v for k, v in self.overrides.items() if k not in LEGACY_VOCABULARY_KEYS}
+        return apply_overrides(_profile_version(str(path), stat.st_mtime_ns, stat.st_size), overrides)
 
 
 @lru_cache(maxsize=64)

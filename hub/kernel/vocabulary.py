@@ -114,7 +114,8 @@ class Vocabulary(BaseModel):
     def _known_metrics(cls, value: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(value) - set(MEASURABLE_METRICS))
         if unknown:
-            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(MEASURABLE_METRICS)}")
+            known = ", ".join(MEASURABLE_METRICS)
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; known: {known}")
         return value
 
     @property
@@ -133,7 +134,8 @@ class Vocabulary(BaseModel):
         """Whether a call with these call types is a behavioral-health call (the fields the
         rule names only)."""
         values = {"call_type_initial": call_type_initial, "call_type_final": call_type_final}
-        return matches_any([values[f] for f in self.behavioral_health.fields], self.behavioral_health.keywords)
+        rule = self.behavioral_health
+        return matches_any([values[f] for f in rule.fields], rule.keywords)
 
     def category(self, call_type_initial: str | None, call_type_final: str | None,
                  behavioral_health: bool) -> CallCategory:
@@ -244,14 +246,17 @@ def _services(node: yaml.Node, path: str) -> dict[str, bool]:
     out: dict[str, tuple[bool, int]] = {}
     for k, v in node.value:
         if k.value not in ("behavioral_health", "other"):
-            raise VocabularyError(path, _line(k), f"services: unknown list {k.value!r} (behavioral_health, other)")
+            raise VocabularyError(
+                path, _line(k), f"services: unknown list {k.value!r} (behavioral_health, other)"
+            )
         if not isinstance(v, yaml.SequenceNode):
             raise VocabularyError(path, _line(v), f"services.{k.value}: a list of service types")
         for item in v.value:
             key = normalize_service(str(item.value))
             if key in out:
                 raise VocabularyError(
-                    path, _line(item), f"service type {item.value!r} is listed twice (first on line {out[key][1]})"
+                    path, _line(item),
+                    f"service type {item.value!r} is listed twice (first on line {out[key][1]})",
                 )
             out[key] = (k.value == "behavioral_health", _line(item))
     return {k: bh for k, (bh, _) in out.items()}
@@ -306,7 +311,8 @@ def vocabulary_file(name_or_path: str) -> Path:
         return path
     bundled = VOCABULARIES_DIR / f"{name_or_path}.yaml"
     if not bundled.is_file():
-        raise VocabularyError(name_or_path, None, f"unknown vocabulary; bundled: {', '.join(vocabulary_names())}")
+        known = ", ".join(vocabulary_names())
+        raise VocabularyError(name_or_path, None, f"unknown vocabulary; bundled: {known}")
     return bundled
 
 
@@ -389,7 +395,8 @@ def load_vocabularies(names_or_paths: Iterable[str] = ()) -> VocabularySet:
 
 # Ordered category rules used when a vocabulary has no ``categories``.
 DEFAULT_CATEGORY_RULES: tuple[tuple[CallCategory, tuple[str, ...]], ...] = (
-    ("behavioral_health", ("suicid", "crisis", "mental", "behavioral", "behavioural", "emotional", "overdose")),
+    ("behavioral_health",
+     ("suicid", "crisis", "mental", "behavioral", "behavioural", "emotional", "overdose")),
     ("welfare", ("welfare", "well being", "wellbeing", "check for down person", "found person")),
     ("medical", ("medic", "casualty", "injur", "sick", "doa", "dead body", "ambulance")),
     ("violent", ("assault", "aslt", "shots", "shoot", "robbery", "weapon", "fight", "threat", "homicide",
