@@ -21,13 +21,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from projections.config import FoldConfig
-from projections.incidents import PRIMARY_OUTCOMES
+from schemas.outcome import FLAG_METRICS, PRIMARY_OUTCOMES
 
 PERIOD_KINDS = ("day", "week", "month")
 AREA_KINDS = ("all", "precinct", "district", "beat")
 UNKNOWN_AREA = "unknown"
 ALL_AREA = "all"
-FLAG_METRICS = ("referral_made", "connected_to_services", "co_responder")
+
 OUTCOME_METRICS = tuple(f"outcome.{o}" for o in PRIMARY_OUTCOMES)
 
 Cell = tuple[str, date, str, str, str, bool, str]

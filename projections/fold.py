@@ -128,6 +128,9 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
             if who is not None:
                 by_person[canon[who]].append(f)
     services = {c: service_times(fs) for c, fs in by_person.items()}
+    # enrolment in *behavioral-health* services (the Colorado metric): by the fallback
+    # vocabulary's service types — housing, shelter, benefits do not count
+    bh_services = {c: service_times(fs, cfg.vocabularies.fallback) for c, fs in by_person.items()}
 
     incidents = {i: incident_row(i, fs, canon, services, cfg) for i, fs in by_incident.items()}
     for row in incidents.values():
@@ -160,7 +163,7 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
             entries_by_incident[e["incident_id"]].append(e)
     for c, ms in members.items():
         summary, contact_rows = person_rows(
-            c, ms, contacts.get(c, {}), services.get(c, []), cfg.repeat_window
+            c, ms, contacts.get(c, {}), bh_services.get(c, []), cfg.repeat_window
         )
         put(T.PERSON_SUMMARY, summary)
         for row in contact_rows:

@@ -1,10 +1,25 @@
 """Incident summary (pure): call attributes, outcome, response times and persons of one
 incident, derived from the *set* of its facts.
 
+Meaning is applied here: the facts carry the source's words (call types, disposition
+codes), and the call's vocabulary (:class:`hub.kernel.vocabulary.Vocabulary`: the one its
+``CallReceived`` names, else the one claiming its agency, else the fallback) says whether
+it is a behavioral-health call, its category and its CAD outcome. The row records which
+vocabulary (``name@version``) classified it.
+
 Order independence: attributes are last-writer-wins by a total order that does not depend
-on arrival — the ``CallReceived`` values first, then dispositions and revisions by (time,
-kind, event id) — and stage times are minima/maxima. A disposition that arrives before
-its dispatch, or a revision before the call it revises, gives the same row.
+on arrival — the ``CallReceived`` values first, then revisions by (time, event id); the
+CAD disposition is the latest of dispositions and revisions by (time, kind, event id) —
+and stage times are minima/maxima. A disposition that arrives before its dispatch, or a
+revision before the call it revises, gives the same row.
+
+Revisions correct the past: a revision's received time moves the call to its corrected
+period, its row-level times (dispatched, en route, on scene, cleared) replace the row-level
+unit facts of the first revision (named units' facts stay), and its disposition replaces the
+outcome.
+
+Times: the scene ends when the last unit cleared — a real clear time only (a ``UnitCleared``
+or a revision's cleared time); a call without one has no time on scene.
 
 Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
 mapped to one *primary* outcome; the incident's outcome is the more severe of the two
@@ -18,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from hub.kernel.vocabulary import Vocabulary
 from projections.config import FoldConfig
 from projections.facts import Fact, subject_person, with_payload
 from schemas.case import ServiceEnrolled
@@ -32,31 +48,14 @@ from schemas.dispatch import (
     UnitOnScene,
 )
 from schemas.encounter import ClinicianEngaged, OnSceneOutcome
+from schemas.outcome import PRIMARY_OF, PRIMARY_OUTCOMES
 from schemas.referral import ReferralCompleted, ReferralRequested
 
-# Primary outcomes, most severe first. "other": unable to locate, cancelled, unknown.
-PRIMARY_OUTCOMES = (
-    "arrest_or_citation",
-    "involuntary_hold",
-    "emergency_department",
-    "voluntary_transport",
-    "no_enforcement",
-    "other",
-)
 SEVERITY = {name: i for i, name in enumerate(PRIMARY_OUTCOMES)}
-PRIMARY_OF = {
-    "arrest": "arrest_or_citation",
-    "citation": "arrest_or_citation",
-    "involuntary_hold": "involuntary_hold",
-    "emergency_department": "emergency_department",
-    "voluntary_transport": "voluntary_transport",
-    "no_enforcement": "no_enforcement",
-    "referral": "no_enforcement",
-    "unable_to_locate": "other",
-    "cancelled": "other",
-    "unknown": "other",
-}
 CO_RESPONDER_UNITS = ("co_responder", "clinician")
+STATUS_OF: dict[type[UnitEvent], str] = {
+    UnitDispatched: "dispatched", UnitEnRoute: "enroute", UnitOnScene: "onscene", UnitCleared: "cleared",
+}
 
 
 def primary_outcome(*outcomes: str | None) -> str | None:
@@ -81,9 +80,27 @@ def _max(values: Iterable[datetime | None]) -> datetime | None:
     return max(present) if present else None
 
 
-def service_times(facts: Iterable[Fact]) -> list[datetime]:
-    """When a person was connected to services: referrals completed, services enrolled."""
-    return sorted(f.at for f in facts if isinstance(f.payload, ReferralCompleted | ServiceEnrolled))
+def service_times(facts: Iterable[Fact], bh_only: Vocabulary | None = None) -> list[datetime]:
+    """When a person was connected to services: referrals completed, services enrolled.
+    With ``bh_only``, only behavioral-health services by that vocabulary's service types
+    (a completed referral by the service type its request named)."""
+    facts = list(facts)
+    if bh_only is None:
+        return sorted(f.at for f in facts if isinstance(f.payload, ReferralCompleted | ServiceEnrolled))
+    requested = {p.referral_id: p.service_type for _, p in with_payload(facts, ReferralRequested)}
+    out = [f.at for f, p in with_payload(facts, ServiceEnrolled) if bh_only.is_bh_service(p.service_type)]
+    out += [f.at for f, p in with_payload(facts, ReferralCompleted)
+            if bh_only.is_bh_service(requested.get(p.referral_id))]
+    return sorted(out)
+
+
+def call_vocabulary(incident_id: str, facts: Iterable[Fact], cfg: FoldConfig) -> Vocabulary:
+    """The vocabulary of an incident's call: the one its ``CallReceived`` names, else the
+    one claiming its agency (the incident id's prefix when no call was received yet)."""
+    received = [p for _, p in with_payload(facts, CallReceived)]
+    named = next((p.vocabulary for p in received if p.vocabulary), None)
+    agency = received[0].agency if received else incident_id.split(":", 1)[0]
+    return cfg.vocabularies.for_call(named, agency)
 
 
 def incident_row(
@@ -96,10 +113,11 @@ def incident_row(
     """The ``incident_summary`` row. ``canon`` maps pseudonyms to canonical ones;
     ``services_by_person`` gives each canonical person's service times."""
     facts = sorted(facts, key=lambda f: f.order)
+    vocab = call_vocabulary(incident_id, facts, cfg)
     attrs: dict[str, Any] = {
-        "agency": None, "received_at": None, "call_category": None, "behavioral_health": None,
-        "area": None,
+        "agency": None, "received_at": None, "call_type_initial": None, "call_type_final": None, "area": None,
     }
+    row_times: dict[str, datetime] = {}  # row-level times a revision corrected
     # attribute writers: CallReceived first, then revisions by (time, event id)
     writers = sorted(
         (f for f in facts if isinstance(f.payload, CallReceived | CallRevised)),
@@ -108,35 +126,52 @@ def incident_row(
     for f in writers:
         p = f.payload
         if isinstance(p, CallReceived):
-            attrs.update(agency=p.agency, received_at=f.at, call_category=p.category,
-                         behavioral_health=p.behavioral_health, area=p.area)
+            attrs.update(agency=p.agency, received_at=f.at, call_type_initial=p.call_type_initial,
+                         call_type_final=p.call_type_final, area=p.area)
         else:
             assert isinstance(p, CallRevised)
-            for name, value in (("call_category", p.category), ("behavioral_health", p.behavioral_health),
-                                ("area", p.area)):
+            for name, value in (("received_at", p.received_at), ("call_type_initial", p.call_type_initial),
+                                ("call_type_final", p.call_type_final), ("area", p.area)):
                 if value is not None:
                     attrs[name] = value
-    # CAD outcome: latest disposition or revision carrying an outcome
+            for name, when in (("dispatched", p.dispatched_at), ("enroute", p.enroute_at),
+                               ("onscene", p.onscene_at), ("cleared", p.cleared_at)):
+                if when is not None:
+                    row_times[name] = when
+    bh: bool | None = None
+    category: str | None = None
+    if attrs["agency"] is not None:
+        bh = vocab.is_behavioral_health(attrs["call_type_initial"], attrs["call_type_final"])
+        category = vocab.category(attrs["call_type_initial"], attrs["call_type_final"], bh)
+    # CAD outcome: the latest disposition or revision carrying a disposition, by the vocabulary
     cad: list[tuple[Fact, CallDisposition | CallRevised]] = [
         *with_payload(facts, CallDisposition),
-        *((f, p) for f, p in with_payload(facts, CallRevised) if p.outcome is not None),
+        *((f, p) for f, p in with_payload(facts, CallRevised)
+          if p.disposition_code is not None or p.disposition_text is not None),
     ]
     cad.sort(key=lambda fp: (fp[0].at, isinstance(fp[1], CallRevised), fp[0].event_id))
-    cad_outcome = cad[-1][1].outcome if cad else None
+    meaning = vocab.outcome(cad[-1][1].disposition_code, cad[-1][1].disposition_text) if cad else None
+    cad_outcome = meaning[0] if meaning else None
     scene = with_payload(facts, OnSceneOutcome)
     onscene_outcome = scene[-1][1].outcome if scene else None
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
     def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
-        return [f.at for f, p in with_payload(facts, kind) if units is None or p.unit_kind in units]
+        """The kind's times; a row-level time (no unit named) a revision corrected is
+        replaced by the corrected one."""
+        status = STATUS_OF[kind]
+        out = [f.at for f, p in with_payload(facts, kind)
+               if (units is None or p.unit_kind in units) and not (p.unit_id is None and status in row_times)]
+        if status in row_times and (units is None or "police" in units):
+            out.append(row_times[status])
+        return out
 
     dispatched = _min(unit_times(UnitDispatched))
     enroute = _min(unit_times(UnitEnRoute))
     arrived = _min(unit_times(UnitOnScene))
-    # the scene ends when the last unit cleared; feeds without unit times close the call
-    # with its disposition, whose time is then the end of the scene
-    closed = _max(f.at for f in facts if isinstance(f.payload, CallDisposition))
-    cleared = _max(unit_times(UnitCleared)) or closed
+    # the scene ends when the last unit cleared: real clear times only (a disposition's
+    # time is not one — feeds without clear times have no time on scene)
+    cleared = _max(unit_times(UnitCleared))
     engaged = _min(f.at for f in facts if isinstance(f.payload, ClinicianEngaged))
     unit_events = UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared
     co_units = [f for f in facts
@@ -167,8 +202,8 @@ def incident_row(
         "agency": attrs["agency"],
         "received_at": received,
         "opened_at": opened,
-        "call_category": attrs["call_category"],
-        "behavioral_health": attrs["behavioral_health"],
+        "call_category": category,
+        "behavioral_health": bh,
         "precinct": area.precinct if area else None,
         "district": area.district if area else None,
         "sector": area.sector if area else None,
@@ -190,4 +225,5 @@ def incident_row(
         "officer_time_returned_seconds": returned,
         "persons": persons,
         "fact_count": len(facts),
+        "vocabulary": vocab.label,
     }

@@ -59,11 +59,13 @@ def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[Partitio
 
 
 def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[Partition],
-                     max_small: int = 10) -> dict[tuple[AreaKey, str], int | None]:
+                     max_small: int = 10, hidden_metrics: Iterable[str] = ()
+                     ) -> dict[tuple[AreaKey, str], int | None]:
     """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
     group, metric) → value, the ``("all", "all")`` group being the total of every
     partition in ``partition_kinds`` (see :func:`table_equations`). Returns every
-    published cell → value, None when suppressed."""
+    published cell → value, None when suppressed. ``hidden_metrics`` are not published
+    (not measured) and protected like hidden complements."""
     partitions = tuple(partition_kinds)
     kinds = {k for p in partitions for k in _kinds(p)}
     areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
@@ -78,25 +80,32 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
         for m in PUBLISHED_METRICS:
             values.setdefault((a, m), 0)
     eqs, hidden = table_equations(areas, partitions)
+    hidden += [(a, m) for a in areas for m in hidden_metrics]
     hide = suppress(values, eqs, hidden, max_small)
     return {
         (a, m): (None if (a, m) in hide else values[(a, m)]) for a in sorted(areas) for m in PUBLISHED_METRICS
     }
 
 
-def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int], max_small: int = 10
+def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int], max_small: int = 10,
+                  *, unmeasured: Mapping[str, str] | None = None, vocabulary: str | None = None
                   ) -> list[OutcomeRecord]:
     """Every published cell of one month. ``counts`` maps (area kind, area, metric) → value
-    for behavioral-health calls (missing cells are 0)."""
-    table = suppressed_table(counts, PUBLISHED_AREA_KINDS[1:], max_small)
+    for behavioral-health calls (missing cells are 0); ``unmeasured`` (metric → reason)
+    marks what the month's sources cannot express; ``vocabulary`` is stated on every record."""
+    unmeasured = dict(unmeasured or {})
+    table = suppressed_table(counts, PUBLISHED_AREA_KINDS[1:], max_small, hidden_metrics=tuple(unmeasured))
     out = []
     for (a, m), v in table.items():
         calls = table[(a, "calls")]
-        share = round(v / calls, 4) if v is not None and calls else None
+        measured = m not in unmeasured
+        value = v if measured else None
+        share = round(value / calls, 4) if value is not None and calls else None
         out.append(OutcomeRecord.model_validate({  # validates the area kind read from the counts
             "metric": m, "period": period_start.strftime("%Y-%m"), "period_start": period_start,
-            "area_kind": a[0], "area": a[1], "value": v, "suppressed": v is None, "share": share,
-            "small_cell_max": max_small,
+            "area_kind": a[0], "area": a[1], "value": value, "suppressed": measured and v is None,
+            "share": share, "small_cell_max": max_small, "measured": measured,
+            "reason": unmeasured.get(m), "vocabulary": vocabulary,
         }))
     return out
 

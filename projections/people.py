@@ -1,8 +1,10 @@
 """Repeat encounters (pure): per person (canonical pseudonym of a linked cluster), the
 incidents in which they were the subject, the most contacts within any sliding window of
-``repeat_window``, and whether they were ever enrolled in services (a service enrolment
-or a completed referral). The Colorado metric — share of people with 3+ contacts who were
-enrolled in services — is computed from these rows by :mod:`projections.queries`."""
+``repeat_window``, and whether they were ever enrolled in behavioral-health services (a
+service enrolment or a completed referral whose service type the vocabulary marks
+behavioral-health; housing, shelter, benefits do not count). The Colorado metric — share
+of people with 3+ contacts who were enrolled in behavioral-health services — is computed
+from these rows by :mod:`projections.queries`."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def person_rows(
     window: timedelta,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(``person_summary`` row, ``person_contacts`` rows) of one canonical person.
-    ``contacts`` maps incident id → contact time."""
+    ``contacts`` maps incident id → contact time; ``services`` are the times the person
+    was enrolled in behavioral-health services."""
     times = sorted(contacts.values())
     summary = {
         "person": person,

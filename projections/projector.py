@@ -257,6 +257,8 @@ class Projector:
         fact partition has a record the read models have not applied). Raises the error
         of a failed batch."""
         await self.rt.migrate_schema("read_models", self.schema)
+        if await self.store.reclassify():
+            log.info("read models re-derived with vocabularies %s", self.store.cfg.vocabularies.label)
         stop = stop or asyncio.Event()
         (self.settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
         await self.publisher.start()

@@ -24,6 +24,8 @@ from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections.outcomes import PUBLISHED_AREA_KINDS, month_records
+from projections.reporting import unmeasured_metrics
+from projections.store import read_meta
 from schemas.topics import outcome_topic
 
 
@@ -42,6 +44,19 @@ async def month_counts(conn: Executor, schema: str, months: Iterable[date] | Non
     out: dict[date, dict[tuple[str, str, str], int]] = defaultdict(dict)
     for r in rows:
         out[r["period_start"]][(r["area_kind"], r["area"], r["metric"])] = r["value"]
+    return out
+
+
+async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date, set[str | None]]:
+    """The vocabularies (labels) that classified each month's behavioral-health calls."""
+    rows = await conn.fetch(
+        f"""SELECT DISTINCT date_trunc('month', received_at AT TIME ZONE $1)::date AS month, vocabulary
+            FROM "{schema}".incident_summary WHERE behavioral_health AND received_at IS NOT NULL""",
+        tz,
+    )
+    out: dict[date, set[str | None]] = defaultdict(set)
+    for r in rows:
+        out[r["month"]].add(r["vocabulary"])
     return out
 
 
@@ -87,9 +102,13 @@ class OutcomePublisher:
             f"""SELECT key, record::text AS record FROM "{self.schema}".outcome_publications
                 WHERE $1::date[] IS NULL OR period_start = any($1::date[])""", scope)
         previous = {r["key"]: r["record"] for r in prev_rows}
+        meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
+        used = await month_vocabularies(conn, self.schema, self.settings.agency_timezone)
         current: dict[str, tuple[date, str]] = {}
         for month, cells in counts.items():
-            for rec in month_records(month, cells, self.settings.projections.small_cell_max):
+            unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
+            for rec in month_records(month, cells, self.settings.projections.small_cell_max,
+                                     unmeasured=unmeasured, vocabulary=meta["label"]):
                 current[rec.key()] = (month, rec.model_dump_json())
         sends = [(k, v) for k, (_, v) in current.items()
                  if k not in previous or json.loads(previous[k]) != json.loads(v)]

@@ -31,6 +31,7 @@ from hub.kernel.log import family_topics
 from hub.kernel.settings import Settings
 from projections import reporting
 from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
+from projections.store import read_meta
 
 Conn = Executor
 
@@ -136,7 +137,18 @@ class ReadModelReader:
         ``{"total": {metric: cell}, "rows": [{"group_kind", "group", "metrics": {metric:
         cell}}]}``; shares are of ``calls`` in the same group."""
         rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
-        return reporting.outcome_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max)
+        unmeasured = reporting.unmeasured_metrics({r["vocabulary"] for r in rows}, await self.vocabularies())
+        return reporting.outcome_table(
+            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured
+        )
+
+    async def vocabulary(self) -> dict[str, Any]:
+        """``{"label", "digest", "vocabularies": [...]}``: the vocabularies the schema's rows
+        were derived with (empty before a projector or replay recorded them)."""
+        return await read_meta(self.conn, self.schema) or {"label": None, "digest": None, "vocabularies": []}
+
+    async def vocabularies(self) -> list[dict[str, Any]]:
+        return list((await self.vocabulary())["vocabularies"])
 
     async def repeat_encounters(
         self, *, date_from: date | None = None, date_to: date | None = None
@@ -167,7 +179,8 @@ class ReadModelReader:
         over (seconds), for behavioral-health calls; statistics over ``small_cell_max`` or
         fewer calls are suppressed."""
         rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
-        return reporting.response_times(rows, self.small_cell_max)
+        unmeasured = reporting.unmeasured_metrics({r["vocabulary"] for r in rows}, await self.vocabularies())
+        return reporting.response_times(rows, self.small_cell_max, unmeasured)
 
     async def referral_funnel(
         self, *, date_from: date | None = None, date_to: date | None = None
@@ -194,9 +207,11 @@ class ReadModelReader:
         date_to: date | None = None,
         by: Grain | None = None,
     ) -> dict[str, Any]:
-        """The outcome report (``hub report --json``), schema version 1::
+        """The outcome report (``hub report --json``), schema version 2::
 
-            {"report": "outcomes", "version": 1, "from", "to", "by", "segment": "behavioral_health",
+            {"report": "outcomes", "version": 2, "vocabulary": {"label", "digest", "vocabularies"},
+             "not_measured": {metric: reason}, "footnotes": [...],
+             "from", "to", "by", "segment": "behavioral_health",
              "small_cell_max": 10,
              "headline": {"calls", "no_enforcement", "voluntary_transport", "enforcement",
                           "involuntary_hold", "emergency_department", "referral_made",
@@ -204,20 +219,32 @@ class ReadModelReader:
              "outcomes": {"total": {...}, "rows": [...]},   # see outcome_table
              "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...}}
 
-        Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
+        Every headline cell is ``{"value", "share", "suppressed", "measured"}`` (a metric the
+        sources cannot express: ``value`` null, ``measured`` false, ``reason``); shares are of
         behavioral-health calls (``enforcement`` = arrest or citation), except
         ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
-        table = await self.outcome_table(date_from=date_from, date_to=date_to, by=by)
+        meta = await self.vocabulary()
+        rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
+        labels = {r["vocabulary"] for r in rows}
+        unmeasured = reporting.unmeasured_metrics(labels, meta["vocabularies"])
+        table = reporting.outcome_table(
+            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured
+        )
         repeat = await self.repeat_encounters(date_from=date_from, date_to=date_to)
         return reporting.report_document(
             table=table,
             repeat=repeat,
-            times=await self.response_times(date_from=date_from, date_to=date_to),
+            times=reporting.response_times(rows, self.small_cell_max, unmeasured),
             funnel=await self.referral_funnel(date_from=date_from, date_to=date_to),
             date_from=date_from,
             date_to=date_to,
             by=by,
             small_cell_max=self.small_cell_max,
+            vocabulary={"label": meta["label"], "digest": meta["digest"],
+                        "vocabularies": [{k: v[k] for k in ("name", "version", "digest")}
+                                         for v in meta["vocabularies"]]},
+            unmeasured=unmeasured,
+            notes=reporting.footnotes(labels, meta["vocabularies"]),
         )
 
     # --- timelines (person-level: callers check the role and audit the read) -----------------

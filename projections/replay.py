@@ -8,6 +8,10 @@ dead-letters (not a valid envelope, unknown type, invalid payload) are skipped h
 so a full replay equals the live read models table by table, positions included; so are
 records the live projector quarantines (:class:`hub.kernel.quarantine.RecordGuard`: no valid
 record MAC and not a pre-MAC record the event index confirms) — counted, never folded.
+
+Meaning is applied here, not read from the log: the configured vocabularies
+(``projections.vocabularies``) classify every call, so a corrected vocabulary and a replay
+reclassify all history; the schema records the vocabularies it was built with.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import Fact, fact_from_envelope
 from projections.fold import derive
-from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record
+from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record, vocabulary_meta, write_meta
 from schemas.envelope import Envelope
 
 
@@ -104,7 +108,8 @@ async def replay_into(
         else:
             facts[fact.event_id] = fact
     stats.facts = len(facts)
-    rows = derive(facts.values(), FoldConfig.from_settings(settings))
+    cfg = FoldConfig.from_settings(settings)
+    rows = derive(facts.values(), cfg)
     rows[T.POSITIONS.name] = {
         k: {"topic": k[0], "partition": k[1], "next_offset": v} for k, v in positions.items()
     }
@@ -117,4 +122,5 @@ async def replay_into(
             records=[fact_record(f) for f in facts.values()],
         )
         await copy_rows(conn, schema, rows)
+        await write_meta(conn, schema, vocabulary_meta(cfg.vocabularies))
     return stats

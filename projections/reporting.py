@@ -7,6 +7,11 @@ Every count published to analysts goes through the small-cell rule
 (:mod:`projections.suppression`): a suppressed cell is ``{"value": null, "suppressed":
 true}``; shares are null when their numerator or denominator is suppressed.
 
+Measured or marked: a metric the sources cannot express (a vocabulary's ``not_measured``,
+for the vocabularies that classified the calls in scope) is published as
+``{"value": null, "measured": false, "reason": ...}`` — never as 0. Its values take part in
+suppression as hidden cells, so marking it does not reveal a neighbour.
+
 Areas follow the grain the feed publishes: a call is counted in its precinct when the
 feed gives one, else in its district, else in area ``unknown`` (group kind ``area``); the
 row's ``group_kind`` says which. These groups are disjoint and cover every call, so they
@@ -41,7 +46,7 @@ def parse_grain(value: str | None) -> Grain | None:
     return value
 
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: cells say whether they are measured; the vocabulary is stated
 # the grains an area can be published at, finest first; "area" = none published
 AREA_GRAINS = ("precinct", "district")
 NO_AREA_KIND = "area"
@@ -76,7 +81,39 @@ STAGE_SECONDS = (
 def cell(value: int | None, denominator: int | None = None) -> dict[str, Any]:
     """A published cell; ``value`` None = suppressed."""
     share = round(value / denominator, 4) if value is not None and denominator else None
-    return {"value": value, "share": share, "suppressed": value is None}
+    return {"value": value, "share": share, "suppressed": value is None, "measured": True}
+
+
+def not_measured_cell(reason: str) -> dict[str, Any]:
+    """A metric the sources cannot express: no value (not 0), and why."""
+    return {"value": None, "share": None, "suppressed": False, "measured": False, "reason": reason}
+
+
+def not_measured_stat(reason: str) -> dict[str, Any]:
+    return {"n": None, "median": None, "p90": None, "suppressed": False, "measured": False, "reason": reason}
+
+
+def unmeasured_metrics(labels: Iterable[str | None], vocabularies: Iterable[Mapping[str, Any]]
+                       ) -> dict[str, str]:
+    """metric → reason, for the metrics one of the vocabularies ``labels`` names (those that
+    classified the calls in scope) cannot measure. ``vocabularies`` are the content records
+    a read-model schema keeps (:func:`projections.store.vocabulary_meta`)."""
+    used = set(labels)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for v in vocabularies:
+        if v["label"] in used:
+            for metric, reason in sorted(v.get("not_measured", {}).items()):
+                if reason not in reasons[metric]:
+                    reasons[metric].append(reason)
+    return {m: "; ".join(rs) for m, rs in sorted(reasons.items())}
+
+
+def footnotes(labels: Iterable[str | None], vocabularies: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The footnotes of the vocabularies that classified the calls in scope (sorted, once)."""
+    used = set(labels)
+    return sorted({
+        note for v in vocabularies if v["label"] in used for note in v.get("footnotes", {}).values()
+    })
 
 
 def area_group(row: Mapping[str, Any]) -> tuple[str, str]:
@@ -106,23 +143,29 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
 
 
 def outcome_table(
-    rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int
+    rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
+    unmeasured: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Outcome counts of the given (behavioral-health) incident rows, in total and per
     month or per area, suppressed as one table. ``{"total": {metric: cell}, "rows":
     [{"group_kind", "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in
     the same group. ``group_kind`` is ``month``, or for areas the grain of the row
-    (``precinct`` / ``district`` / ``area`` for unknown)."""
+    (``precinct`` / ``district`` / ``area`` for unknown). ``unmeasured`` (metric → reason)
+    marks metrics the sources cannot express."""
+    unmeasured = dict(unmeasured or {})
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
         groups = {("all", "all"), group_of(row, by, tz)}
         for g in groups:
             for m in incident_metrics(dict(row)):
                 counts[(*g, m)] += 1
-    table = suppressed_table(counts, partitions_of(by), small_cell_max)
+    table = suppressed_table(counts, partitions_of(by), small_cell_max, hidden_metrics=tuple(unmeasured))
     groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for (g, m), v in table.items():
-        groups_out[g][m] = cell(v, table[(g, "calls")] if m != "calls" else None)
+        if m in unmeasured:
+            groups_out[g][m] = not_measured_cell(unmeasured[m])
+        else:
+            groups_out[g][m] = cell(v, table[(g, "calls")] if m != "calls" else None)
     total = groups_out.pop(("all", "all"))
     return {
         "total": total,
@@ -179,20 +222,28 @@ def stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
     return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
 
 
-def response_times(rows: Sequence[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
-    """Queued → arrived, time on scene, and officer time returned (seconds) over incident
-    rows; statistics over ``small_cell_max`` or fewer calls are suppressed."""
+def response_times(rows: Sequence[Mapping[str, Any]], small_cell_max: int,
+                   unmeasured: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Queued → arrived, time on scene (arrived → last real clear time), and officer time
+    returned (seconds) over incident rows; statistics over ``small_cell_max`` or fewer calls
+    are suppressed; a time the sources cannot express (``unmeasured``) is marked."""
+    unmeasured = unmeasured or {}
 
     def col(name: str) -> list[float]:
         return [r[name] for r in rows if r[name] is not None]
 
     returned = col("officer_time_returned_seconds")
     total_returned = sum(returned) if len(returned) > small_cell_max else None
-    return {
+    out = {
         "response_seconds": stat(col("response_seconds"), small_cell_max),
         "time_on_scene_seconds": stat(col("time_on_scene_seconds"), small_cell_max),
         "officer_time_returned_seconds": {**stat(returned, small_cell_max), "total": total_returned},
     }
+    for name in out:
+        if name in unmeasured:
+            out[name] = not_measured_stat(unmeasured[name]) | (
+                {"total": None} if name == "officer_time_returned_seconds" else {})
+    return out
 
 
 def stage_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -251,15 +302,26 @@ def report_document(
     date_to: Any = None,
     by: str | None = None,
     small_cell_max: int = 10,
+    vocabulary: Mapping[str, Any] | None = None,
+    unmeasured: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The report document (``hub report --json``, version 1) from its sections."""
+    """The report document (``hub report --json``, version 2) from its sections.
+    ``vocabulary``: the label and vocabularies the read models were derived with."""
+    unmeasured = unmeasured or {}
     total = table["total"]
     headline = {"calls": total["calls"]}
     headline.update({name: total[metric] for name, metric in HEADLINES.items()})
-    headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
+    enrolled = "repeat_three_plus_enrolled"
+    headline[enrolled] = (
+        not_measured_cell(unmeasured[enrolled]) if enrolled in unmeasured else repeat["three_plus_enrolled"]
+    )
     return {
         "report": "outcomes",
         "version": REPORT_VERSION,
+        "vocabulary": dict(vocabulary or {"label": None, "vocabularies": []}),
+        "not_measured": dict(unmeasured),
+        "footnotes": list(notes),
         "from": date_from.isoformat() if date_from else None,
         "to": date_to.isoformat() if date_to else None,
         "by": by,
@@ -292,7 +354,10 @@ def published_cells(doc: Any, path: str = "") -> Iterable[tuple[str, int]]:
 
 def cell_text(cell: Mapping[str, Any]) -> tuple[str, str]:
     """A published cell as text for a reader: (count with thousands separators, share as a
-    percentage or ``""``); a suppressed cell reads ``suppressed (1-10)`` with no share."""
+    percentage or ``""``); a suppressed cell reads ``suppressed (1-10)`` with no share, a
+    metric the sources cannot express ``not measured``."""
+    if cell.get("measured") is False:
+        return "not measured", ""
     if cell.get("suppressed"):
         return "suppressed (1-10)", ""
     share = cell.get("share")

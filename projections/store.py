@@ -29,12 +29,14 @@ from typing import Any
 import asyncpg
 
 from hub.kernel.db import Connection, Executor, MigrationSet, check_schema_name
+from hub.kernel.errors import PermanentError
 from hub.kernel.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
+from hub.kernel.vocabulary import VocabularySet
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.counts import period_start
 from projections.facts import Fact, make_fact
-from projections.fold import Plan, Rows, plan
+from projections.fold import Plan, Rows, derive, plan
 
 #: the read-model tables, in the namespace's read-model schema (or a replay's fresh schema)
 READ_MODEL_MIGRATIONS = MigrationSet(
@@ -42,6 +44,63 @@ READ_MODEL_MIGRATIONS = MigrationSet(
 )
 _JSON_COLUMNS = {"data", "detail"}
 FACT_CACHE_SIZE = 200_000
+META_VOCABULARIES = "vocabularies"
+
+
+class VocabularyVersionError(PermanentError, ValueError):
+    """A vocabulary's content changed but its version did not: the rows it derived could
+    not be told apart from the new ones, so nothing is re-derived."""
+
+
+def vocabulary_meta(vocabularies: VocabularySet) -> dict[str, Any]:
+    """What a schema records about the vocabularies its rows were derived with (and what
+    reports state): the set's label and digest, and each vocabulary's content."""
+    return {
+        "label": vocabularies.label,
+        "digest": vocabularies.digest,
+        "vocabularies": [
+            {**v.model_dump(mode="json"), "label": v.label, "digest": v.digest}
+            for v in sorted(vocabularies.vocabularies, key=lambda v: v.name)
+        ],
+    }
+
+
+def check_versions(stored: dict[str, Any] | None, current: VocabularySet) -> None:
+    """Refuse a vocabulary whose ``name@version`` the schema used with other content."""
+    if not stored:
+        return
+    before = {v["label"]: v["digest"] for v in stored.get("vocabularies", [])}
+    for v in current.vocabularies:
+        if v.label in before and before[v.label] != v.digest:
+            raise VocabularyVersionError(
+                f"vocabulary {v.name} changed but its version is still {v.version}: raise `version` in "
+                "its file so reports can tell the two apart"
+            )
+
+
+async def read_meta(conn: Executor, schema: str, key: str = META_VOCABULARIES) -> dict[str, Any] | None:
+    """A ``read_model_meta`` value (None when absent or the schema predates the table)."""
+    exists = await conn.fetchval(
+        """SELECT count(*) FROM information_schema.tables
+           WHERE table_schema = $1 AND table_name = 'read_model_meta'""",
+        schema,
+    )
+    if not exists:
+        return None
+    raw = await conn.fetchval(
+        f'SELECT value::text FROM "{check_schema_name(schema)}".read_model_meta WHERE key = $1', key
+    )
+    return None if raw is None else json.loads(raw)
+
+
+async def write_meta(
+    conn: Executor, schema: str, value: dict[str, Any], key: str = META_VOCABULARIES
+) -> None:
+    await conn.execute(
+        f"""INSERT INTO "{check_schema_name(schema)}".read_model_meta (key, value) VALUES ($1, $2::jsonb)
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
+        key, json.dumps(value, sort_keys=True),
+    )
 
 
 def fact_record(f: Fact) -> tuple:
@@ -171,6 +230,31 @@ class ReadModelStore:
         PROJECTION_TX_LATENCY.labels("read_models").observe(time.perf_counter() - started)
         PROJECTION_EVENTS.labels("read_models").inc(result.new_facts)
         return result
+
+    async def reclassify(self) -> bool:
+        """Bring the rows in line with the configured vocabularies: when the schema's rows
+        were derived with another set (or before sets were recorded), re-derive every row
+        from the stored facts in one transaction — the live re-projection; the log is not
+        re-read. Returns whether it re-derived. Raises :class:`VocabularyVersionError` for a
+        vocabulary changed under the same version."""
+        current = self.cfg.vocabularies
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtext('hub.projections'), hashtext($1))", self.schema
+            )
+            stored = await read_meta(conn, self.schema)
+            check_versions(stored, current)
+            if stored is not None and stored.get("digest") == current.digest:
+                return False
+            has_facts = await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self.q('facts')})")
+            if has_facts:
+                facts = [fact_from_row(r) for r in await conn.fetch(f"SELECT * FROM {self.q('facts')}")]
+                rows = derive(facts, self.cfg)
+                for table in (*T.DERIVED, T.OUTCOME_COUNTS):
+                    await conn.execute(f"DELETE FROM {self.q(table.name)}")
+                await copy_rows(conn, self.schema, rows)
+            await write_meta(conn, self.schema, vocabulary_meta(current))
+            return bool(has_facts)
 
     async def _apply_facts(self, conn: Connection, new: list[Fact]) -> set[date]:
         await conn.copy_records_to_table(

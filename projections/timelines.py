@@ -42,11 +42,13 @@ def summary(fact: Fact) -> str:
     label = fact.event_type.rsplit(".v", 1)[0].split(".", 1)[1].replace(".", " ").replace("_", " ")
     parts: list[str] = []
     if isinstance(p, CallReceived):
-        parts = [p.category, f"priority {p.priority}" if p.priority else "",
-                 "behavioral health" if p.behavioral_health else ""]
+        call_type = p.call_type_final or p.call_type_initial or ""
+        parts = [call_type, f"priority {p.priority}" if p.priority else ""]
     elif isinstance(p, CallRevised):
-        parts = [f"revision {p.revision}", p.outcome or ""]
-    elif isinstance(p, CallDisposition | OnSceneOutcome):
+        parts = [f"revision {p.revision}", p.disposition_code or p.disposition_text or ""]
+    elif isinstance(p, CallDisposition):
+        parts = [p.disposition_code or p.disposition_text or ""]
+    elif isinstance(p, OnSceneOutcome):
         parts = [p.outcome]
     elif hasattr(p, "unit_kind"):
         parts = [getattr(p, "unit_kind", ""), getattr(p, "unit_id", None) or ""]

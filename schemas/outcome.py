@@ -50,8 +50,10 @@ class OutcomeRecord(BaseModel):
     """One de-identified outcome cell for analysts (the value of the outcome topic).
 
     ``value`` is null when suppressed (CMS small-cell rule: 1 to 10, plus complementary
-    cells); ``share`` is ``value / calls`` of the same period and area, null when either
-    is suppressed or there were no calls."""
+    cells) or not measured (``measured`` false, ``reason`` says why: the sources cannot
+    express it — never published as 0); ``share`` is ``value / calls`` of the same period
+    and area, null when either is withheld or there were no calls. ``vocabulary`` names the
+    vocabularies (``name@version``) that gave the source's codes their meaning."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -63,8 +65,15 @@ class OutcomeRecord(BaseModel):
     period_start: date
     area_kind: Literal["all", "precinct", "district"]
     area: str = Field(description="area name; 'all' for the whole jurisdiction; 'unknown' when not reported")
-    value: int | None = Field(description="count of behavioral-health calls; null when suppressed")
+    value: int | None = Field(
+        description="count of behavioral-health calls; null when suppressed or not measured"
+    )
     suppressed: bool
+    measured: bool = Field(True, description="false: the sources cannot express this metric (value null)")
+    reason: str | None = Field(None, description="why the metric is not measured")
+    vocabulary: str | None = Field(
+        None, description="name@version of the vocabularies applied, comma-separated"
+    )
     share: float | None = Field(description="value / calls in the same period and area, rounded to 4 places")
     small_cell_max: int = 10
 

@@ -156,6 +156,11 @@ class ProjectionSettings(BaseModel):
     repeat_window_days: int = Field(365, ge=1)
     batch_size: int = Field(500, ge=1)
     small_cell_max: int = 10
+    vocabularies: list[str] = Field(
+        default_factory=list,
+        description="vocabulary names (hub/kernel/vocabularies) or files the projections apply; "
+        "empty = every bundled one (see hub.kernel.vocabulary)",
+    )
 
 
 class RecordMacSettings(BaseModel):
