@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -69,6 +71,7 @@ from hub.kernel.seal import Sealer
 from hub.kernel.settings import Settings
 from hub.kernel.topics import ensure_topics
 from hub.kernel.verify import run_verify
+from hub.kernel.vocabulary import vocabulary_names
 from projections import queries
 from projections.projector import project
 from projections.reporting import HEADLINE_LABELS as LABELS
@@ -97,9 +100,22 @@ class DemoOptions:
     reset: bool = False  # wipe the prefix's topics and schemas first (see reset_demo)
 
 
+#: the demo county's vocabulary (its codes; see the file)
+COUNTY_VOCABULARY = Path(__file__).resolve().parent / "vocabularies" / "county.yaml"
+
+
+def demo_vocabularies() -> list[str]:
+    """What the demo's projections apply: every bundled vocabulary and the county's."""
+    return [*vocabulary_names(), str(COUNTY_VOCABULARY)]
+
+
 def demo_settings(base: Settings, prefix: str) -> Settings:
-    """``base`` in the demo's own namespace: topic prefix and read-model schema ``prefix`` (pure)."""
-    return Namespace(prefix, prefix).apply(base)
+    """``base`` in the demo's own namespace: topic prefix and read-model schema ``prefix``,
+    and the county's vocabulary applied (pure)."""
+    s = Namespace(prefix, prefix).apply(base)
+    return s.model_copy(
+        update={"projections": s.projections.model_copy(update={"vocabularies": demo_vocabularies()})}
+    )
 
 
 def demo_env(settings: Settings) -> dict[str, str]:
@@ -107,18 +123,19 @@ def demo_env(settings: Settings) -> dict[str, str]:
     return {
         "HUB_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
         "HUB_POSTGRES__SCHEMA": settings.postgres.schema_,
+        "HUB_PROJECTIONS__VOCABULARIES": json.dumps(settings.projections.vocabularies),
     }
 
 
 def shell_env_prefix(settings: Settings) -> str:
-    return " ".join(f"{k}={v}" for k, v in demo_env(settings).items())
+    return " ".join(f"{k}={shlex.quote(v)}" for k, v in demo_env(settings).items())
 
 
 # The demo county's overrides of the bundled ``san_francisco`` profile, as an operator
-# would write them: its own agency id, and its local disposition code for a voluntary
-# mental-health transport (not an SF code). Areas stay as the feed publishes them —
-# police districts — and the report groups by district accordingly.
-CAD_OVERRIDES: dict[str, Any] = {"agency": "COUNTY", "dispositions": {"VTX": "voluntary_transport"}}
+# would write them: its own agency id, and its vocabulary (SF codes plus its local code for
+# a voluntary mental-health transport). Areas stay as the feed publishes them — police
+# districts — and the report groups by district accordingly.
+CAD_OVERRIDES: dict[str, Any] = {"agency": "COUNTY", "vocabulary": str(COUNTY_VOCABULARY)}
 
 
 def component_configs(

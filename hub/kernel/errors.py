@@ -56,6 +56,10 @@ BundleInvalid, MessageInvalid
 InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
+VocabularyError (kernel.vocabulary)  permanent  as ConfigError: file, line and code named,
+                                                nothing applied
+VocabularyVersionError (proj.store)  permanent  projector start / reclassify: a vocabulary
+                                                changed without a new version, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
 MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================

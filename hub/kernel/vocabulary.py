@@ -41,6 +41,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hub.kernel.errors import ConfigError
 from schemas.base import OUTCOMES, CallCategory, Outcome
 from schemas.outcome import MEASURABLE_METRICS
 
@@ -65,7 +66,7 @@ def normalize_service(value: str) -> str:
     return "_".join(value.strip().lower().replace("-", " ").split())
 
 
-class VocabularyError(ValueError):
+class VocabularyError(ConfigError):
     """A vocabulary file that cannot be applied; the message names the file, the line and
     the code (codes are source vocabulary, never PHI)."""
 
@@ -169,8 +170,9 @@ class Vocabulary(BaseModel):
         """Whether a service type is a behavioral-health service (unlisted types are not)."""
         return service_type is not None and self.services.get(normalize_service(service_type), False)
 
-    def footnote(self, code: str | None) -> str | None:
-        return None if code is None else self.footnotes.get(normalize_code(code))
+    def codes_for(self, outcome: str) -> list[str]:
+        """The codes that mean ``outcome`` (for writers of simulated feeds)."""
+        return [code for code, out in self.dispositions.items() if out == outcome]
 
 
 def matches_any(texts: Iterable[str | None], keywords: Iterable[str]) -> bool:

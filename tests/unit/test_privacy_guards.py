@@ -52,11 +52,11 @@ def test_validation_error_reason_names_fields_not_values() -> None:
         CallReceived(
             incident_id=f"{NAME} DOB {DOB}",  # not <agency>:<number>
             agency="sea", cad_number=NAME, at=datetime(2024, 1, 1, tzinfo=UTC),
-            source_timezone="UTC", category=DOB, behavioral_health=False,  # type: ignore[arg-type]
+            source_timezone="UTC", priority=DOB, self_initiated=DOB,  # type: ignore[arg-type]
         )
     assert not no_phi(str(err.value))  # pydantic's own text quotes the input ...
     reason = describe_error(err.value)
-    assert no_phi(reason) and "incident_id" in reason and "category" in reason  # ... ours does not
+    assert no_phi(reason) and "incident_id" in reason and "self_initiated" in reason  # ... ours does not
 
 
 def test_custom_validator_messages_are_withheld() -> None:

@@ -87,7 +87,7 @@ def _column_value(call: SimCall, name: str, profile: Profile, fmt: str | None) -
     }
     if name in times:
         return _local(times[name], zone, fmt)
-    codes = profile.codes_for(call.outcome)
+    codes = profile.vocab.codes_for(call.outcome) if profile.vocab is not None else []
     values = {
         "cad_number": call.cad_number,
         "call_type_initial": call.call_type_initial,

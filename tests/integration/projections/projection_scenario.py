@@ -53,8 +53,7 @@ def scenario(n_incidents: int, *, tag: str = "a", seed: int = 7) -> list[Envelop
                 cad_number=f"{k}",
                 at=t,
                 source_timezone="UTC",
-                category="behavioral_health" if bh else "welfare",
-                behavioral_health=bh,
+                call_type_final="CRISIS" if bh else "WELL BEING",  # BH / welfare by the fallback vocabulary
                 area=Area(precinct="NESW"[k % 4], beat=f"B{k % 7}"),
             ),
             f"{inc}/rx",
@@ -64,7 +63,7 @@ def scenario(n_incidents: int, *, tag: str = "a", seed: int = 7) -> list[Envelop
         add(PersonIdentified(incident_id=inc, at=t + timedelta(minutes=12), person=who), f"{inc}/id")
         add(
             CallDisposition(
-                incident_id=inc, at=t + timedelta(minutes=70), outcome=OUTCOMES[k % len(OUTCOMES)]
+                incident_id=inc, at=t + timedelta(minutes=70), disposition_code=OUTCOMES[k % len(OUTCOMES)]
             ),
             f"{inc}/disp",
         )

@@ -63,13 +63,13 @@ call_received = st.builds(
         cad_number=i.split(":")[1],
         at=at(m),
         source_timezone="UTC",
-        category=cat,
-        behavioral_health=bh,
+        call_type_final=cat if bh else None,
+        call_type_initial=None if bh else cat,
         area=a,
     ),
     incident,
     st.integers(0, 60 * 24 * 40),
-    st.sampled_from(["behavioral_health", "welfare", "traffic"]),
+    st.sampled_from(["CRISIS", "WELL BEING", "TRAFFIC"]),
     st.booleans(),
     area,
 )
@@ -81,20 +81,20 @@ unit_event = st.builds(
     st.sampled_from(["police", "co_responder"]),
 )
 disposition = st.builds(
-    lambda i, m, o: CallDisposition(incident_id=i, at=at(m), outcome=o),
+    lambda i, m, o: CallDisposition(incident_id=i, at=at(m), disposition_code=o),
     incident,
     minutes,
     st.sampled_from(OUTCOMES),
 )
 revision = st.builds(
     lambda i, m, n, o, bh: CallRevised(
-        incident_id=i, at=at(m), revision=str(n), outcome=o, behavioral_health=bh
+        incident_id=i, at=at(m), revision=str(n), disposition_code=o, call_type_final=bh
     ),
     incident,
     minutes,
     st.integers(1, 3),
     st.sampled_from((None, *OUTCOMES)),
-    st.sampled_from([None, True]),
+    st.sampled_from([None, "CRISIS"]),  # a revision that makes the call a BH call
 )
 engaged = st.builds(
     lambda i, m: ClinicianEngaged(incident_id=i, at=at(m), clinician_id="c1", program="p"), incident, minutes

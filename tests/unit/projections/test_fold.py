@@ -119,8 +119,7 @@ def call(i=INC, m=0, bh=True, **kw):
             cad_number=i.split(":")[1],
             at=at(m),
             source_timezone="UTC",
-            category="behavioral_health",
-            behavioral_health=bh,
+            call_type_final="CRISIS" if bh else "TRAFFIC",  # by the fallback vocabulary
             **kw,
         )
     )
@@ -131,10 +130,10 @@ def test_disposition_before_dispatch_and_revision_before_receive_give_in_order_r
         call(area=Area(precinct="N")),
         fact(UnitDispatched(incident_id=INC, at=at(2), unit_kind="police")),
         fact(UnitOnScene(incident_id=INC, at=at(9), unit_kind="police")),
-        fact(CallDisposition(incident_id=INC, at=at(30), outcome="arrest")),
+        fact(CallDisposition(incident_id=INC, at=at(30), disposition_code="ARREST")),
         fact(
             CallRevised(
-                incident_id=INC, at=at(60), revision="2", outcome="no_enforcement", area=Area(precinct="S")
+                incident_id=INC, at=at(60), revision="2", disposition_code="NO ACTION", area=Area(precinct="S")
             )
         ),
     ]
@@ -149,7 +148,7 @@ def test_outcome_is_the_more_severe_of_cad_and_scene():
     rows = derive(
         [
             call(),
-            fact(CallDisposition(incident_id=INC, at=at(30), outcome="no_enforcement")),
+            fact(CallDisposition(incident_id=INC, at=at(30), disposition_code="NO ACTION")),
             fact(OnSceneOutcome(incident_id=INC, at=at(20), outcome="voluntary_transport")),
         ],
         CFG,

@@ -48,8 +48,7 @@ def scenario(key: bytes) -> list[Envelope]:
                 cad_number=f"T{n:05d}",
                 at=at,
                 source_timezone="America/Los_Angeles",
-                category="behavioral_health",
-                behavioral_health=True,
+                call_type_final="CRISIS COMPLAINT",  # a behavioral-health call by the fallback vocabulary
                 priority="2",
                 area=Area(precinct="north", beat="N1"),
             ),
@@ -72,7 +71,7 @@ def scenario(key: bytes) -> list[Envelope]:
             OnSceneOutcome(incident_id=iid, at=at + timedelta(minutes=40), outcome=outcome, person=p[who]),
             f"o{n}",
         )
-        add(CallDisposition(incident_id=iid, at=at + timedelta(minutes=50), outcome=outcome), f"x{n}")
+        add(CallDisposition(incident_id=iid, at=at + timedelta(minutes=50), disposition_code=outcome), f"x{n}")
         add(
             CaseOpened(
                 case_id=f"case-{who}",

@@ -233,7 +233,7 @@ async def test_read_equals_appended_plus_duplicates_plus_dead_lettered(log_rt: R
         try:
             agency = raw.decode().split(",")[2]
             data = CallReceived(incident_id=f"sea:{tag}-{n}", agency=agency or None, cad_number=str(n), at=T0,
-                                source_timezone="UTC", category="welfare", behavioral_health=False)
+                                source_timezone="UTC", call_type_final="WELL BEING")
             envelopes.append(new_event(data, source="cad/prop", record_id=f"{tag}-{n}"))
         except ValueError as exc:
             dl = build_dead_letter(source="cad/prop", source_family="cad", record_ref=f"{tag}:{i}",

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from connectors.cad.calls import is_behavioral_health, map_disposition
 from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
 from connectors.cad.mapping import CadMapper
@@ -20,11 +19,22 @@ from connectors.core.records import Exclusion, Mapped, Rejection
 from hub.kernel import metrics
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.settings import PROJECT_ROOT
+from hub.kernel.vocabulary import load_vocabulary
+from projections.config import FoldConfig
+from projections.facts import fact_from_envelope
+from projections.fold import derive
 
 DATA = PROJECT_ROOT / "tests" / "data" / "cad"
 SEATTLE = DATA / "seattle" / "call-data-sample.csv"
 SEAL = DeadLetterSealer(bytes(32))
 BH_WORDS = ("suicid", "crisis", "mental", "behavioral", "emotional", "welfare check", "overdose")
+
+
+def meaning(events) -> dict[str, dict]:  # type: ignore[no-untyped-def,type-arg]
+    """Incident rows by CAD number: what the projections make of the facts (with the
+    bundled vocabularies)."""
+    rows = derive([fact_from_envelope(e) for e in events], FoldConfig(timezone="UTC"))["incident_summary"]
+    return {r["incident_id"].split(":", 1)[1]: r for r in rows.values()}
 
 
 def csv_text(profile_name: str, rows: list[dict[str, str]]) -> str:
@@ -61,16 +71,16 @@ def test_real_seattle_sample_zero_dead_letters_and_reimport_appends_nothing() ->
     assert again.appended == 0 and again.events_appended == 0 and again.duplicates == 222
     received = log.of_type("cad.call.received")
     assert len(received) == 222
-    # behavioral-health flags follow the default rule exactly
+    # the facts keep the source's words: no meaning in them
+    assert all("behavioral_health" not in e.data and e.data["vocabulary"] == "seattle" for e in received)
+    # behavioral-health flags follow Seattle's rule (BH words in the *final* call type) exactly
     with open(SEATTLE, newline="", encoding="utf-8") as fh:
         expected = {
-            r["CAD Event Number"]: any(
-                w in (r["Initial Call Type"] + " " + r["Final Call Type"]).lower() for w in BH_WORDS
-            )
+            r["CAD Event Number"]: any(w in r["Final Call Type"].lower() for w in BH_WORDS)
             for r in csv.DictReader(fh)
         }
-    got = {e.data["cad_number"]: e.data["behavioral_health"] for e in received}
-    assert got == expected and sum(got.values()) > 5
+    got = {cad: row["behavioral_health"] for cad, row in meaning(log.events).items()}
+    assert got == expected and sum(got.values()) == 8  # the 8 "--CRISIS COMPLAINT - GENERAL" rows
     onview = [e for e in received if e.data["self_initiated"]]
     assert len(onview) == 13
 
@@ -97,10 +107,12 @@ def test_seattle_times_are_local_stored_as_utc_with_zone() -> None:
     assert isinstance(res, Mapped)
     call = res.events[0].data
     assert call["at"] == "2023-07-05T06:59:59Z" and call["source_timezone"] == "America/Los_Angeles"
-    assert call["behavioral_health"] is True
+    # a welfare check in the *initial* type only: not a BH call by Seattle's final-type rule
+    assert call["call_type_initial"] == "SERVICE - WELFARE CHECK"
+    assert meaning(res.events)["1"]["behavioral_health"] is False
     assert [e.type for e in res.events] == [
-        "cad.call.received.v2",
-        "cad.call.disposition.v1",
+        "cad.call.received.v3",
+        "cad.call.disposition.v2",
     ]  # blank arrival ok
 
 
@@ -123,7 +135,8 @@ def test_quoted_commas_iso_times_and_winter_offset() -> None:
     assert isinstance(res, Mapped)
     assert res.events[0].data["at"] == "2023-01-15T16:00:00Z"
     assert res.events[1].data["at"] == "2023-01-15T16:10:00Z"
-    assert res.events[2].data["outcome"] == "no_enforcement"
+    assert res.events[2].data["disposition_text"] == "INCIDENT LOCATED, PUBLIC ORDER RESTORED"
+    assert meaning(res.events)["2"]["cad_outcome"] == "no_enforcement"
 
 
 def test_malformed_rows_are_rejected_with_reasons() -> None:
@@ -168,7 +181,9 @@ def test_unknown_disposition_maps_to_unknown_and_is_counted() -> None:
     log = MemoryLog()
     path_counts = asyncio.run(_ingest_text(text, p, log))
     assert path_counts.unknown_dispositions == 1 and path_counts.appended == 1
-    assert log.of_type("cad.call.disposition")[0].data["outcome"] == "unknown"
+    (disposition,) = log.of_type("cad.call.disposition")
+    assert disposition.data["disposition_text"] == "BRAND NEW CODE"  # the source's words, kept
+    assert meaning(log.events)["7"]["cad_outcome"] == "unknown"
     assert metrics.UNKNOWN_DISPOSITIONS.labels("cad/seattle")._value.get() == before + 1
 
 
@@ -224,11 +239,13 @@ def test_new_orleans_row_and_excluded_rows() -> None:
     res = map_rows("new_orleans", csv_text("new_orleans", rows))
     assert isinstance(res[0], Mapped) and all(isinstance(r, Exclusion) for r in res[1:])
     call = res[0].events[0].data
-    assert call["incident_id"] == "NOPD:A0000123" and call["behavioral_health"] is True
+    assert call["incident_id"] == "NOPD:A0000123" and meaning(res[0].events)["A0000123"]["behavioral_health"]
     assert call["at"] == "2023-01-01T06:00:04Z" and call["source_timezone"] == "America/Chicago"
     assert call["area"]["district"] == "7" and call["longitude"] is None
     types = [e.type for e in res[0].events]
-    assert types == ["cad.call.received.v2", "cad.unit.dispatched.v1", "cad.call.disposition.v1"]
+    assert types == [
+        "cad.call.received.v3", "cad.unit.dispatched.v1", "cad.unit.cleared.v1", "cad.call.disposition.v2"
+    ]
     assert res[0].events[-1].data["at"] == "2023-01-01T07:00:00Z"
 
 
@@ -259,8 +276,9 @@ SF_ROW = {
 
 def test_san_francisco_agency_rule_and_revisions() -> None:
     p = load_profile("san_francisco")
-    assert is_behavioral_health("WELL BEING CHECK", None, p)  # SF extends the default rule
-    assert not is_behavioral_health("WELL BEING CHECK", None, load_profile("generic"))
+    sf, generic = load_vocabulary("san_francisco"), load_vocabulary("generic")
+    assert sf.is_behavioral_health("WELL BEING CHECK", None)  # SF extends the default rule
+    assert not generic.is_behavioral_health("WELL BEING CHECK", None)
     m = CadMapper(p)
     from connectors.core.records import RawRecord
 
@@ -271,9 +289,10 @@ def test_san_francisco_agency_rule_and_revisions() -> None:
     first = m.map(r1, k1.revision)
     later = m.map(r2, k1.revision)
     assert isinstance(first, Mapped) and isinstance(later, Mapped)
-    assert "cad.call.revised.v1" not in [e.type for e in first.events]
-    revised = [e for e in later.events if e.type == "cad.call.revised.v1"]
-    assert len(revised) == 1 and revised[0].data["outcome"] == "arrest"
+    assert "cad.call.revised.v2" not in [e.type for e in first.events]
+    revised = [e for e in later.events if e.type == "cad.call.revised.v2"]
+    assert len(revised) == 1 and revised[0].data["disposition_code"] == "ARR"
+    assert meaning([*first.events, *revised])["241230001"]["cad_outcome"] == "arrest"
     assert revised[0].data["revision"] == "2024-05-03T19:00:00+00:00"
     # the first-revision facts have the same ids whichever revision was seen first
     assert first.events[0].id == later.events[0].id
@@ -310,8 +329,9 @@ def test_generic_profile_iso_with_offset() -> None:
     (res,) = map_rows("generic", csv_text("generic", [row]))
     assert isinstance(res, Mapped)
     assert res.events[0].data["at"] == "2024-02-01T03:04:05Z"
-    assert res.events[0].data["category"] == "behavioral_health"
-    assert res.events[-1].data["outcome"] == "voluntary_transport"
+    row_meaning = meaning(res.events)["G1"]
+    assert row_meaning["call_category"] == "behavioral_health"
+    assert row_meaning["cad_outcome"] == "voluntary_transport"
     assert datetime.fromisoformat(res.events[0].data["at"].replace("Z", "+00:00")).tzinfo == UTC
 
 
@@ -333,7 +353,7 @@ def test_redriver_maps_a_fixed_row_again() -> None:
         at=datetime.now(UTC),
     )
     events = map_again(dl, row, load_profile("seattle"))
-    assert [e.type for e in events] == ["cad.call.received.v2", "cad.call.disposition.v1"]
+    assert [e.type for e in events] == ["cad.call.received.v3", "cad.call.disposition.v2"]
     with pytest.raises(ValueError, match="unparseable time"):
         map_again(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"), load_profile("seattle"))
 
@@ -370,11 +390,11 @@ def test_city_profiles_use_the_published_column_names(name: str) -> None:
 
 
 def test_city_disposition_maps_are_plausible() -> None:
-    sf = load_profile("san_francisco")
+    sf = load_vocabulary("san_francisco")
     expected_sf = {
         "ADV": "no_enforcement",  # advised
         "HAN": "no_enforcement",  # handled
-        "NOM": "no_enforcement",  # no merit
+        "NOM": "administrative",  # no merit: a process code
         "REP": "no_enforcement",  # report made
         "ARR": "arrest",
         "CIT": "citation",
@@ -384,16 +404,16 @@ def test_city_disposition_maps_are_plausible() -> None:
         "22": "cancelled",  # radio code 22: cancel
     }
     assert {code: sf.dispositions[code] for code in expected_sf} == expected_sf
-    nola = load_profile("new_orleans")
+    nola = load_vocabulary("new_orleans")
     expected_nola = {
         "Necessary Action Taken": "no_enforcement",
         "REPORT TO FOLLOW": "no_enforcement",
-        "UNFOUNDED": "no_enforcement",
+        "UNFOUNDED": "administrative",  # a process code
         "GONE ON ARRIVAL": "unable_to_locate",
         "ARREST": "arrest",
     }
     assert {
-        text: map_disposition(None, text, nola)[0]  # type: ignore[index]
+        text: nola.outcome(None, text)[0]  # type: ignore[index]
         for text in expected_nola
     } == expected_nola
     # NOPD spells its test rows "Test Incident" and "Test incident": both are excluded

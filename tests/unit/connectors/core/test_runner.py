@@ -52,8 +52,6 @@ class ToyMapper:
                     cad_number=str(n),
                     at=T0 + timedelta(seconds=n),
                     source_timezone="UTC",
-                    category="other",
-                    behavioral_health=False,
                 ),
                 source=self.source,
                 record_id=str(n),

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from connectors.cad.used_profile import UsedProfile
-from hub.devtools.demo import CAD_OVERRIDES, DemoOptions
+from hub.devtools.demo import CAD_OVERRIDES, DemoOptions, demo_vocabularies
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.pipeline import county_envelopes
+from hub.kernel.vocabulary import load_vocabularies
 from projections import reporting
 from projections import tables as T
 from projections.config import FoldConfig
@@ -35,7 +36,9 @@ def _report(answers: str, by: str | None) -> dict[str, Any]:
     county = CountyModel(OPTS.seed, OPTS.days, OPTS.start, calls_per_day=OPTS.calls_per_day).generate()
     profile = UsedProfile.of("san_francisco", CAD_OVERRIDES).profile  # as the demo's CAD poller
     envelopes = county_envelopes(county, profile, KEY, answers=answers)  # type: ignore[arg-type]
-    rows = derive([fact_from_envelope(e) for e in envelopes], FoldConfig(timezone=TZ))
+    # as the demo's projector: the county's vocabulary applied
+    cfg = FoldConfig(timezone=TZ, vocabularies=load_vocabularies(demo_vocabularies()))
+    rows = derive([fact_from_envelope(e) for e in envelopes], cfg)
     incidents = [
         r for r in rows[T.INCIDENT_SUMMARY.name].values() if r["behavioral_health"] and r["received_at"]
     ]

@@ -43,6 +43,8 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.deadletters.ValueFreeError": (PermanentError, ValueError),
     "hub.kernel.erasure.ErasureError": (PermanentError, ValueError),
     "hub.kernel.errors.ConfigError": (PermanentError, ValueError),
+    "hub.kernel.vocabulary.VocabularyError": (PermanentError, ValueError),
+    "projections.store.VocabularyVersionError": (PermanentError, ValueError),
     "hub.kernel.errors.InfraError": (PermanentError, RuntimeError),
     "hub.kernel.errors.ServiceUnavailable": (TransientError, RuntimeError),
     "hub.kernel.keys.MissingKeyError": (PermanentError, RuntimeError),

@@ -3,6 +3,7 @@ report, demo settings isolation, the connector configuration."""
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 from rich.console import Console
@@ -110,7 +111,10 @@ def test_demo_settings_isolated() -> None:
     s = demo_settings(base, "demo")
     assert (s.kafka.topic_prefix, s.postgres.schema_, s.core_schema) == ("demo", "demo", "demo_core")
     assert base.kafka.topic_prefix == "hub"
-    assert demo_env(s) == {"HUB_KAFKA__TOPIC_PREFIX": "demo", "HUB_POSTGRES__SCHEMA": "demo"}
+    env = demo_env(s)
+    assert env["HUB_KAFKA__TOPIC_PREFIX"] == env["HUB_POSTGRES__SCHEMA"] == "demo"
+    # the demo's projections apply the county's vocabulary (its local codes)
+    assert json.loads(env["HUB_PROJECTIONS__VOCABULARIES"])[-1].endswith("county.yaml")
 
 
 def test_env_points_settings_at_demo(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -118,6 +122,7 @@ def test_env_points_settings_at_demo(monkeypatch) -> None:  # type: ignore[no-un
         monkeypatch.setenv(k, v)
     s = Settings()
     assert (s.kafka.topic_prefix, s.postgres.schema_) == ("demo7", "demo7")
+    assert s.projections.vocabularies == demo_settings(Settings(), "demo7").projections.vocabularies
 
 
 def test_component_configs_are_valid_for_their_kinds() -> None:
