@@ -118,7 +118,8 @@ def test_defaults_are_the_documented_ones() -> None:
         ({"url": "u", "profile": "seatle"}, "(cad-soql-poller): profile: unknown CAD profile 'seatle'"),
         ({"url": "u", "overrides": {"agency": 5}}, "(cad-soql-poller): overrides: agency: Input should be"),
         ({"url": "u", "overrides": {"agncy": "X"}}, "(cad-soql-poller): overrides: agncy: Extra inputs"),
-        ({"url": "u", "overrides": {"dispositions": {"X": "arrest"}}}, "overrides: dispositions moved to vocabulary files"),
+        ({"url": "u", "overrides": {"dispositions": {"X": "arrest"}}},
+         "overrides: dispositions moved to vocabulary files"),
     ],
 )
 def test_a_typo_or_a_bad_value_is_refused_naming_file_component_and_field(

@@ -133,7 +133,8 @@ def test_disposition_before_dispatch_and_revision_before_receive_give_in_order_r
         fact(CallDisposition(incident_id=INC, at=at(30), disposition_code="ARREST")),
         fact(
             CallRevised(
-                incident_id=INC, at=at(60), revision="2", disposition_code="NO ACTION", area=Area(precinct="S")
+                incident_id=INC, at=at(60), revision="2", disposition_code="NO ACTION",
+                area=Area(precinct="S"),
             )
         ),
     ]

@@ -71,7 +71,9 @@ def scenario(key: bytes) -> list[Envelope]:
             OnSceneOutcome(incident_id=iid, at=at + timedelta(minutes=40), outcome=outcome, person=p[who]),
             f"o{n}",
         )
-        add(CallDisposition(incident_id=iid, at=at + timedelta(minutes=50), disposition_code=outcome), f"x{n}")
+        closed = at + timedelta(minutes=50)
+        disposition = CallDisposition(incident_id=iid, at=closed, disposition_code=outcome)
+        add(disposition, f"x{n}")
         add(
             CaseOpened(
                 case_id=f"case-{who}",

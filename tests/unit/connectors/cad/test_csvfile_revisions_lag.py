@@ -69,7 +69,7 @@ def test_reexport_with_a_changed_disposition_is_one_call_revised_fact() -> None:
     assert (revised.appended, revised.duplicates, revised.events_appended) == (1, 0, 1)
     (fact,) = log.of_type("cad.call.revised")
     assert fact.data["revision"].startswith(CONTENT_REVISION_PREFIX)
-    assert fact.data["outcome"] == "arrest" and fact.data["priority"] == "1"
+    assert fact.data["disposition_text"] == "PHYSICAL ARREST MADE" and fact.data["priority"] == "1"
     assert fact.data["at"] == "2023-11-06T09:00:00Z"  # dated by the export, after the disposition
     assert fact.data["revision"] == read_row(revised_row, SEATTLE).content_hash()  # type: ignore[union-attr]
 

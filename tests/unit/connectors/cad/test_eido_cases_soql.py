@@ -24,6 +24,9 @@ from hub.kernel.crypto import MemoryKeyring, unseal
 from hub.kernel.identity import pseudonymize
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.settings import PROJECT_ROOT
+from projections.config import FoldConfig
+from projections.facts import fact_from_envelope
+from projections.fold import derive
 
 EIDO = PROJECT_ROOT / "tests" / "data" / "cad" / "eido"
 PKEY = b"p" * 32
@@ -73,10 +76,13 @@ def test_eido_revision_disposition_and_units() -> None:
     res = m.map(eido_record(json.dumps(doc).encode(), "x"), first_revision="2021-04-30T18:43:49.439000+00:00")
     assert isinstance(res, Mapped)
     by_type = {e.type: e.data for e in res.events}
-    assert by_type["cad.call.received.v2"]["behavioral_health"] is True
+    assert by_type["cad.call.received.v3"]["vocabulary"] == "eido"
     assert by_type["cad.unit.onscene.v1"]["unit_kind"] == "co_responder"
-    assert by_type["cad.call.disposition.v1"]["outcome"] == "voluntary_transport"
-    assert by_type["cad.call.revised.v1"]["revision"] == "2021-04-30T20:05:00+00:00"
+    assert by_type["cad.call.disposition.v2"]["disposition_code"] == "TRANSPORT-MH"
+    assert by_type["cad.call.revised.v2"]["revision"] == "2021-04-30T20:05:00+00:00"
+    (row,) = derive([fact_from_envelope(e) for e in res.events], FoldConfig(timezone="UTC"))[
+        "incident_summary"].values()
+    assert row["behavioral_health"] is True and row["cad_outcome"] == "voluntary_transport"
 
 
 def test_eido_rejections() -> None:

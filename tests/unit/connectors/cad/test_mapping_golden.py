@@ -97,7 +97,7 @@ def synthetic_rows(profile: Profile, fmt: str | None) -> list[dict[str, str]]:
     def t(iso: str) -> str:
         return datetime.fromisoformat(iso).strftime(fmt) if fmt else iso
 
-    known = next(iter(profile.dispositions), "X")
+    known = next(iter(profile.vocab.dispositions if profile.vocab else ()), "X")
     base = {
         "received_at": t("2024-03-01T08:00:00"),
         "dispatched_at": t("2024-03-01T08:02:00"),
@@ -333,7 +333,7 @@ def test_golden_inputs_reach_every_kind_of_fact() -> None:
                 else:
                     kinds.add(type(result).__name__)
     assert kinds >= {
-        "cad.call.received.v2", "cad.unit.dispatched.v1", "cad.unit.enroute.v1", "cad.unit.onscene.v1",
-        "cad.unit.cleared.v1", "cad.call.disposition.v1", "cad.call.revised.v1", "unknown_disposition",
+        "cad.call.received.v3", "cad.unit.dispatched.v1", "cad.unit.enroute.v1", "cad.unit.onscene.v1",
+        "cad.unit.cleared.v1", "cad.call.disposition.v2", "cad.call.revised.v2", "unknown_disposition",
         "Rejection", "Exclusion",
     }
