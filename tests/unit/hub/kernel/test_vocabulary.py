@@ -65,9 +65,8 @@ def test_a_bad_file_among_good_ones_applies_nothing(tmp_path: Path) -> None:
 
 
 def test_aliases_resolve_and_codes_normalize() -> None:
-    v = parse_vocabulary(
-        HEAD + "dispositions:\n  UNF: administrative\n  unfounded:  UNF\n  ' False   alarm ': unfounded\n", "t"
-    )
+    body = "dispositions:\n  UNF: administrative\n  unfounded:  UNF\n  ' False   alarm ': unfounded\n"
+    v = parse_vocabulary(HEAD + body, "t")
     assert v.dispositions == dict.fromkeys(("UNF", "UNFOUNDED", "FALSE ALARM"), "administrative")
     assert v.outcome(None, "false alarm") == ("administrative", True)
     assert v.outcome("nope", None) == ("unknown", False)
