@@ -218,8 +218,8 @@ def stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
     """Median and 90th percentile, only over more than ``small_cell_max`` values."""
     if len(values) <= small_cell_max:
         return {"n": None if values else 0, "median": None, "p90": None, "suppressed": bool(values)}
-    q = statistics.quantiles(values, n=10, method="inclusive")
-    return {"n": len(values), "median": statistics.median(values), "p90": q[-1], "suppressed": False}
+    p90 = statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
+    return {"n": len(values), "median": statistics.median(values), "p90": p90, "suppressed": False}
 
 
 def response_times(rows: Sequence[Mapping[str, Any]], small_cell_max: int,
