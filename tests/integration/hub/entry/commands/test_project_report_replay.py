@@ -8,25 +8,34 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from connectors.cad.ingest import ingest_files
+from connectors.cad.profile import load_profile
+from connectors.core.memory import MemoryLog
+from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import PROJECT_ROOT
+from hub.kernel.vocabulary import VOCABULARIES_DIR, load_vocabularies, vocabulary_names
 from projections import tables as T
 from projections.store import snapshot
 from tests.integration.projections.projection_scenario import person, scenario
 
 pytestmark = pytest.mark.integration
+SEATTLE = PROJECT_ROOT / "tests" / "data" / "cad" / "seattle" / "call-data-sample.csv"
 
 
-def hub(rt: Runtime, schema: str, *args: str) -> subprocess.CompletedProcess:
+def hub(rt: Runtime, schema: str, *args: str, env_extra: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.update(
         {
             "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
             "HUB_POSTGRES__SCHEMA": schema,
             "HUB_AGENCY_TIMEZONE": "UTC",
+            **(env_extra or {}),
         }
     )
     return subprocess.run(
@@ -55,11 +64,14 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None
     )
     assert report.returncode == 0, report.stderr[-2000:]
     doc = json.loads(report.stdout)
-    assert doc["report"] == "outcomes" and doc["version"] == 1 and doc["by"] == "month"
-    bh = sum(1 for e in events if e.type.startswith("cad.call.received") and e.data["behavioral_health"])
-    assert doc["headline"]["calls"] == {"value": bh, "share": None, "suppressed": False}
+    assert doc["report"] == "outcomes" and doc["version"] == 2 and doc["by"] == "month"
+    # the scenario's BH calls have the final type CRISIS (the fallback vocabulary's rule)
+    received = [e for e in events if e.type.startswith("cad.call.received")]
+    bh = sum(1 for e in received if e.data["call_type_final"] == "CRISIS")
+    assert doc["headline"]["calls"] == {"value": bh, "share": None, "suppressed": False, "measured": True}
     for name in ("no_enforcement", "voluntary_transport", "enforcement", "repeat_three_plus_enrolled"):
-        assert set(doc["headline"][name]) == {"value", "share", "suppressed"}
+        assert set(doc["headline"][name]) == {"value", "share", "suppressed", "measured"}
+    assert doc["vocabulary"]["label"] == load_vocabularies().label
     cells = [c for r in doc["outcomes"]["rows"] for c in r["metrics"].values()] + list(
         doc["headline"].values()
     )
@@ -96,3 +108,51 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None
         assert result.returncode != 0 and result.stderr, bad
     missing = hub(rt, schema, "timeline", "--incident", "sea:nope", "--purpose", "audit")
     assert missing.returncode == 1 and "no such incident" in missing.stderr
+
+
+async def test_a_vocabulary_fix_reclassifies_history_without_reingest(
+    proj_rt: Runtime, tmp_path: Path
+) -> None:
+    """The operator's path: Seattle's sample is ingested and projected; the county corrects
+    its vocabulary (a new version) and restarts the projector: past periods change, nothing
+    is re-ingested, and the report states the new version. A content change that kept the
+    version is refused and nothing is applied."""
+    rt = proj_rt
+    schema = f"{rt.settings.kafka.topic_prefix}_vocab"
+    log = MemoryLog()
+    await ingest_files([SEATTLE], load_profile("seattle"), log, DeadLetterSealer(bytes(32)))
+    await rt.log.append(log.events)
+    operator = {"HUB_PROJECTIONS__SMALL_CELL_MAX": "0", "HUB_AGENCY_TIMEZONE": "America/Los_Angeles"}
+
+    def report() -> dict:
+        # the sample's calls are of 2018-2023 (the session's log holds other tests' 2024 calls)
+        out = hub(rt, schema, "report", "--json", "--to", "2023-12-31", env_extra=operator)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    done = hub(rt, schema, "project", "--until-caught-up", "--json", env_extra=operator)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = report()
+    # hand count (tests/unit/projections/test_incidents.py): 8 crisis calls, all no enforcement
+    assert before["headline"]["calls"]["value"] == 8 and before["headline"]["enforcement"]["value"] == 0
+    assert before["headline"]["voluntary_transport"]["measured"] is False
+    assert "seattle@1" in before["vocabulary"]["label"]
+
+    fixed = tmp_path / "seattle.yaml"
+    text = (VOCABULARIES_DIR / "seattle.yaml").read_text()
+    fixed.write_text(text.replace("version: 1", "version: 2").replace(
+        "OTHER REPORT MADE: no_enforcement", "OTHER REPORT MADE: citation"))
+    vocabularies = json.dumps([*(n for n in vocabulary_names() if n != "seattle"), str(fixed)])
+    corrected = {**operator, "HUB_PROJECTIONS__VOCABULARIES": vocabularies}
+    again = hub(rt, schema, "project", "--until-caught-up", "--json", env_extra=corrected)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["new_facts"] == 0  # nothing re-ingested, nothing re-read
+    after = report()
+    head = after["headline"]
+    assert head["enforcement"]["value"] == 1 and head["no_enforcement"]["value"] == 7
+    assert "seattle@2" in after["vocabulary"]["label"]
+
+    fixed.write_text(text.replace("version: 1", "version: 2"))  # other content, same version
+    refused = hub(rt, schema, "project", "--until-caught-up", env_extra=corrected)
+    assert refused.returncode != 0 and "changed but its version is still 2" in refused.stderr
+    assert report()["headline"]["enforcement"]["value"] == 1  # nothing applied
