@@ -40,7 +40,26 @@ DEIDENTIFICATION_RULES = [
     "every count from 1 to 10 is suppressed (published as null with suppressed=true); zero is shown",
     "complementary suppression: no suppressed cell can be derived from a total and its other cells",
     "areas are police districts/precincts as the agency publishes them, never points",
+    "a metric the sources cannot express is published as value null, measured false, with a reason; never 0",
 ]
+
+#: The metric definitions the outcome records follow (docs/analysts.md, "Metric definitions").
+METRIC_DEFINITIONS = {
+    "calls": "behavioral-health calls received in the period: a call the vocabulary's rule marks "
+             "behavioral-health, looking only at the fields the rule names (Seattle: the final call type)",
+    "outcome.<primary>": "one primary outcome per call, the more severe of the CAD disposition (by the "
+                         "vocabulary) and the co-responder's on-scene outcome: arrest_or_citation, "
+                         "involuntary_hold, emergency_department, voluntary_transport, no_enforcement, other",
+    "outcome.no_enforcement": "no arrest, citation, hold, ED or transport; an oral warning counts here "
+                              "(footnoted); process codes (unfounded, priority handling, problem-solving) "
+                              "do not: they are other",
+    "outcome.other": "unable to locate, cancelled, administrative (process codes), unknown dispositions",
+    "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in a service whose type the "
+                                  "vocabulary marks behavioral-health (housing, shelter, benefits do "
+                                  "not count)",
+    "time_on_scene_seconds": "first arrival to the last real clear time; calls without a clear time have none",
+    "vocabulary": "name@version of the vocabularies that gave the source's codes their meaning",
+}
 
 
 @dataclass(frozen=True)
@@ -218,6 +237,7 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
         if spec.kind == "outcome":
             channel["description"] += " De-identification rules: " + "; ".join(DEIDENTIFICATION_RULES) + "."
             channel["x-deidentification"] = {"small_cell_range": [1, 10], "rules": DEIDENTIFICATION_RULES}
+            channel["x-metric-definitions"] = METRIC_DEFINITIONS
         channels[cid] = channel
         action = "send" if spec.kind in ("fact", "deadletter", "seal", "audit") else "receive"
         operations[f"{action}-{cid}"] = {

@@ -4,7 +4,9 @@ pipeline status.
 
 Nothing is recounted here: every number on the dashboard is a cell of the same report
 ``hub report --json`` prints (by month, by area), so the page, the API and the terminal
-always agree. A suppressed cell stays ``None`` (drawn hatched, labelled "suppressed").
+always agree. A suppressed cell stays ``None`` (drawn hatched, labelled "suppressed"); a
+metric the sources cannot express is a card marked ``measured: false`` with its reason
+(shown "not measured", never 0 %). The view states the vocabulary the numbers used.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def headline_cards(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "share": cell.get("share"),
                 "numerator": _value(cell),
                 "denominator": _value(denominator),
+                "measured": cell.get("measured", True),
+                "reason": cell.get("reason"),
             }
         )
     return cards
@@ -117,6 +121,7 @@ def dashboard_view(
     ``by_week``: the weekly ``outcomes`` section of the same period."""
     return {
         "small_cell_max": by_month["small_cell_max"],
+        "vocabulary": (by_month.get("vocabulary") or {}).get("label"),
         "period": {"from": by_month.get("from") or "first call", "to": by_month.get("to") or "latest call"},
         "headline": headline_cards(by_month),
         "by_month": grouped_series(by_month["outcomes"]),

@@ -2,11 +2,12 @@
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
 
 ``--json`` prints the stable document of :meth:`projections.queries.ReadModelReader.report`
-(version 1), in the agency's time zone:
+(version 2), in the agency's time zone, stating the vocabulary its numbers used:
 ``headline`` holds the shares of behavioral-health calls with no enforcement action, a
 voluntary mental-health transport and an enforcement action (arrest or citation), and the
 share of people with 3+ contacts enrolled in services; every cell is
-``{"value", "share", "suppressed"}`` and a suppressed cell has ``value: null``."""
+``{"value", "share", "suppressed", "measured"}``; a suppressed cell has ``value: null``, and
+a metric the sources cannot express has ``value: null, measured: false, reason``."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def report(
         return
     span = f"{doc['from'] or 'start'} .. {doc['to'] or 'now'}"
     typer.echo(f"Outcome report, behavioral-health calls, {span} (cells of 1-10 suppressed)")
+    typer.echo(f"  vocabulary: {doc['vocabulary']['label'] or 'not recorded (run hub project)'}")
     for name, cell in doc["headline"].items():
         typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
     for row in doc["outcomes"]["rows"]:
@@ -80,3 +82,7 @@ def report(
             f"  [{row['group_kind']} {row['group']}] calls {_fmt(cells['calls'])}; no enforcement "
             f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}"
         )
+    for note in doc["footnotes"]:
+        typer.echo(f"  note: {note}")
+    for metric, reason in doc["not_measured"].items():
+        typer.echo(f"  not measured: {metric} ({reason})")

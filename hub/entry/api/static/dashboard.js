@@ -26,11 +26,14 @@
       const div = document.createElement("div");
       div.className = "card";
       div.dataset.metric = c.key;
-      div.dataset.value = c.share === null ? "suppressed" : c.share;
-      const value = document.createElement("div"); value.className = "value"; value.textContent = pct(c.share);
+      const measured = c.measured !== false;
+      div.dataset.value = !measured ? "not measured" : (c.share === null ? "suppressed" : c.share);
+      const value = document.createElement("div"); value.className = "value";
+      value.textContent = measured ? pct(c.share) : "not measured";
       const label = document.createElement("div"); label.className = "label"; label.textContent = c.label;
       const detail = document.createElement("div"); detail.className = "bench";
-      const count = c.numerator === null || c.numerator === undefined
+      const count = !measured ? (c.reason || "the sources cannot express it")
+        : c.numerator === null || c.numerator === undefined
         ? `count suppressed (of ${Charts.fmt(c.denominator)})`
         : `${Charts.fmt(c.numerator)} of ${Charts.fmt(c.denominator)}`;
       detail.textContent = count +
@@ -74,7 +77,8 @@
     if (!resp.ok) throw new Error(`/v1/dashboard: HTTP ${resp.status} ${await resp.text()}`);
     const d = await resp.json();
     $("cellmax").textContent = d.small_cell_max;
-    $("period").textContent = d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "";
+    $("period").textContent = (d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "") +
+      (d.vocabulary ? ` Vocabulary: ${d.vocabulary}.` : "");
     headline(d.headline);
     // over time: weeks for a short period (up to three months), months beyond
     const monthly = d.by_month.categories.length > 3;
