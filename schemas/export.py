@@ -57,7 +57,8 @@ METRIC_DEFINITIONS = {
     "repeat_three_plus_enrolled": "people with 3+ contacts enrolled in a service whose type the "
                                   "vocabulary marks behavioral-health (housing, shelter, benefits do "
                                   "not count)",
-    "time_on_scene_seconds": "first arrival to the last real clear time; calls without a clear time have none",
+    "time_on_scene_seconds": "first arrival to the last real clear time; a call without a clear time "
+                             "has none",
     "vocabulary": "name@version of the vocabularies that gave the source's codes their meaning",
 }
 
