@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date
+from dataclasses import dataclass
+from typing import Any, cast
 
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
-from projections.suppression import Equation, suppress
-from schemas.outcome import OutcomeRecord
+from projections.suppression import Equation, derivable, suppress
 
 PUBLISHED_METRICS = ("calls", "with_outcome", "no_outcome", *OUTCOME_METRICS, *FLAG_METRICS)
 HIDDEN_PREFIX = "not."
@@ -58,54 +58,84 @@ def table_equations(areas: Iterable[AreaKey], partition_kinds: Iterable[Partitio
     return eqs, hidden
 
 
+Cell = tuple[AreaKey, str]
+
+
+@dataclass(frozen=True)
+class SuppressedTable:
+    """One suppressed table: every cell's true value (``values``, hidden complements
+    included), the cells withheld (``hidden``: suppressed, hidden or not measured), and what
+    an analyst knows from it (``known``: every shown cell and every withheld cell the
+    equations determine exactly — values of 0 or above ``max_small`` only)."""
+
+    values: dict[Cell, int]
+    hidden: frozenset[Cell]
+    known: dict[Cell, int]
+    published: tuple[Cell, ...]
+
+    def shown(self) -> dict[Cell, int | None]:
+        """Every published cell → value, None when withheld."""
+        return {c: (None if c in self.hidden else self.values[c]) for c in self.published}
+
+
+def attribute_cells(values: Mapping[Any, int], equations: Iterable[Equation], attribute_max: int
+                    ) -> set[Cell]:
+    """The zero-cell rule: a part equal to a total from 1 to ``attribute_max`` in an outcome or
+    flag equation (every call of a small group has the outcome / the flag, or none has it)
+    would disclose an attribute of the whole group; such parts are protected. Area
+    equations (a group is where calls are) and ``calls = with_outcome + no_outcome`` are not
+    attribute equations."""
+    out: set[Cell] = set()
+    for eq in equations:
+        metric = eq.total[1]  # type: ignore[index]  # cells of these tables are (area, metric)
+        parts = [p[1] for p in eq.parts]  # type: ignore[index]
+        attribute = (metric == "with_outcome" and all(m.startswith("outcome.") for m in parts)) or (
+            metric == "calls" and any(m.startswith(HIDDEN_PREFIX) for m in parts))
+        total = values.get(eq.total, 0)
+        if attribute and 1 <= total <= attribute_max:
+            out |= {cast(Cell, p) for p in eq.parts if values.get(p, 0) == total}
+    return out
+
+
 def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[Partition],
-                     max_small: int = 10, hidden_metrics: Iterable[str] = ()
-                     ) -> dict[tuple[AreaKey, str], int | None]:
+                     max_small: int = 10, hidden_metrics: Iterable[str] = (), *,
+                     known_before: Mapping[Cell, int] | None = None, attribute_max: int = 0
+                     ) -> SuppressedTable:
     """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
     group, metric) → value, the ``("all", "all")`` group being the total of every
-    partition in ``partition_kinds`` (see :func:`table_equations`). Returns every
-    published cell → value, None when suppressed. ``hidden_metrics`` are not published
-    (not measured) and protected like hidden complements."""
+    partition in ``partition_kinds`` (see :func:`table_equations`). ``hidden_metrics`` are
+    not published (not measured) and protected like hidden complements.
+
+    Releases: ``known_before`` is what analysts knew of this table from earlier releases
+    (:attr:`SuppressedTable.known`); a cell whose value changed by 1 to ``max_small`` since
+    is protected (the change itself would be a small count). ``attribute_max``: the
+    zero-cell rule (:func:`attribute_cells`; 0 = off)."""
     partitions = tuple(partition_kinds)
     kinds = {k for p in partitions for k in _kinds(p)}
     areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
     areas.add(("all", "all"))
-    values: dict[tuple[AreaKey, str], int] = defaultdict(int)
+    values: dict[Cell, int] = defaultdict(int)
     for (kind, name, m), v in counts.items():
         if (kind, name) in areas and m in PUBLISHED_METRICS:
             values[((kind, name), m)] += v
     for a in areas:
         for flag in FLAG_METRICS:
             values[(a, HIDDEN_PREFIX + flag)] = values[(a, "calls")] - values[(a, flag)]
-        for m in PUBLISHED_METRICS:
+    before = known_before or {}
+    for c in before:  # a cell that vanished (an area lost its calls) is 0 now
+        if c[0] != ("all", "all") and c[0][0] in kinds:
+            areas.add(c[0])
+            values.setdefault(c, 0)
+    for a in areas:
+        for m in (*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)):
             values.setdefault((a, m), 0)
     eqs, hidden = table_equations(areas, partitions)
     hidden += [(a, m) for a in areas for m in hidden_metrics]
-    hide = suppress(values, eqs, hidden, max_small)
-    return {
-        (a, m): (None if (a, m) in hide else values[(a, m)]) for a in sorted(areas) for m in PUBLISHED_METRICS
-    }
-
-
-def month_records(period_start: date, counts: Mapping[tuple[str, str, str], int], max_small: int = 10,
-                  *, unmeasured: Mapping[str, str] | None = None, vocabulary: str | None = None
-                  ) -> list[OutcomeRecord]:
-    """Every published cell of one month. ``counts`` maps (area kind, area, metric) → value
-    for behavioral-health calls (missing cells are 0); ``unmeasured`` (metric → reason)
-    marks what the month's sources cannot express; ``vocabulary`` is stated on every record."""
-    unmeasured = dict(unmeasured or {})
-    table = suppressed_table(counts, PUBLISHED_AREA_KINDS[1:], max_small, hidden_metrics=tuple(unmeasured))
-    out = []
-    for (a, m), v in table.items():
-        calls = table[(a, "calls")]
-        measured = m not in unmeasured
-        value = v if measured else None
-        share = round(value / calls, 4) if value is not None and calls else None
-        out.append(OutcomeRecord.model_validate({  # validates the area kind read from the counts
-            "metric": m, "period": period_start.strftime("%Y-%m"), "period_start": period_start,
-            "area_kind": a[0], "area": a[1], "value": value, "suppressed": measured and v is None,
-            "share": share, "small_cell_max": max_small, "measured": measured,
-            "reason": unmeasured.get(m), "vocabulary": vocabulary,
-        }))
-    return out
-
+    protect = {c for c, old in before.items() if 1 <= abs(values.get(c, 0) - old) <= max_small}
+    if attribute_max:
+        protect |= attribute_cells(values, eqs, attribute_max)
+    hide = suppress(values, eqs, hidden, max_small, protect)
+    determined = derivable(values, eqs, hide)
+    known = {c: v for c, v in values.items() if c not in hide or c in determined}
+    published = tuple((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS)
+    return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published)

@@ -1,29 +1,36 @@
-"""Publishes the de-identified, small-cell-suppressed outcome counts to the compacted
+"""Publishes the de-identified, small-cell-suppressed outcome releases to the compacted
 outcome topic (``<prefix>.outcomes.counts``), keyed by ``metric|period|area``.
 
-For each month whose counts may have changed, the whole month's table is rebuilt from
-``outcome_counts`` (behavioral-health calls, summed over call categories) and suppressed
-as one table (:func:`projections.outcomes.month_records`). Only records that differ from
-what was last published are sent; a key that no longer exists (an area that lost its last
-call) gets a tombstone. What was sent is recorded in ``outcome_publications`` after the
-broker acknowledged it, so a crash in between re-sends (harmless on a compacted topic)
-rather than loses an update. On start the projector republishes every month's diff.
+Only *closed* months are published (:func:`projections.releases.month_closed`: over, and
+``projections.release_lateness_days`` passed). For each closed month whose counts may have
+changed, the whole month's table is rebuilt from ``outcome_counts`` (behavioral-health
+calls, summed over call categories) and suppressed as one table, protecting every cell whose
+change since what analysts already knew would be small (:func:`projections.releases.month_release`).
+When the table differs from the month's latest release it is a new release
+(``outcome_releases``, ``<YYYY-MM>.r<seq>``, with its vocabulary and code version); only the
+records that differ from what was last published are sent, and a key that no longer exists
+gets a tombstone. What was sent is recorded in ``outcome_publications`` and the release in
+``outcome_releases`` in the same transaction, after the broker acknowledged the records, so a
+crash in between re-sends (harmless on a compacted topic) rather than loses an update. On
+start the projector publishes every month's diff.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from hub import __version__
 from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
-from projections.outcomes import PUBLISHED_AREA_KINDS, month_records
+from projections.outcomes import PUBLISHED_AREA_KINDS
+from projections.releases import MonthRelease, month_closed, month_release, same_content
 from projections.reporting import unmeasured_metrics
 from projections.store import read_meta
 from schemas.topics import outcome_topic
@@ -60,11 +67,28 @@ async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date,
     return out
 
 
+async def latest_releases(conn: Executor, schema: str, months: Iterable[date] | None
+                          ) -> dict[date, asyncpg.Record]:
+    """The latest release of each month (``seq``, ``records`` and ``known`` as JSON text)."""
+    scope = None if months is None else sorted(set(months))
+    rows = await conn.fetch(
+        f"""SELECT DISTINCT ON (period_start) period_start, seq, records::text AS records,
+                   known::text AS known
+            FROM "{schema}".outcome_releases
+            WHERE $1::date[] IS NULL OR period_start = any($1::date[])
+            ORDER BY period_start, seq DESC""",
+        scope,
+    )
+    return {r["period_start"]: r for r in rows}
+
+
 class OutcomePublisher:
     """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str, clients: KafkaClients) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str, clients: KafkaClients,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.settings = settings
+        self.clock = clock
         self.clients = clients
         self.pool = pool
         self.schema = schema
@@ -96,20 +120,38 @@ class OutcomePublisher:
 
     async def _publish(self, conn: Connection, months: set[date] | None) -> int:
         assert self._producer is not None
+        p = self.settings.projections
+        tz = self.settings.agency_timezone
+        now = self.clock()
+        lateness = timedelta(days=p.release_lateness_days)
         counts = await month_counts(conn, self.schema, months)
-        scope = sorted(months) if months is not None else None
+        latest = await latest_releases(conn, self.schema, months)
+        candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
+        meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
+        used = await month_vocabularies(conn, self.schema, tz)
+        releases: list[MonthRelease] = []
+        for month in sorted(candidates):
+            prior = latest.get(month)
+            release = month_release(
+                month, counts.get(month, {}), seq=prior["seq"] + 1 if prior else 1,
+                max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
+                known_before=json.loads(prior["known"]) if prior else None,
+                unmeasured=unmeasured_metrics(used.get(month, set()), meta["vocabularies"]),
+                vocabulary=meta["label"],
+            )
+            dumped = [r.model_dump(mode="json") for r in release.records]
+            if prior is None or not same_content(json.loads(prior["records"]), dumped):
+                releases.append(release)
+        if not releases:
+            return 0
+        scope = sorted(r.period_start for r in releases)
         prev_rows = await conn.fetch(
             f"""SELECT key, record::text AS record FROM "{self.schema}".outcome_publications
-                WHERE $1::date[] IS NULL OR period_start = any($1::date[])""", scope)
+                WHERE period_start = any($1::date[])""", scope)
         previous = {r["key"]: r["record"] for r in prev_rows}
-        meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
-        used = await month_vocabularies(conn, self.schema, self.settings.agency_timezone)
-        current: dict[str, tuple[date, str]] = {}
-        for month, cells in counts.items():
-            unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
-            for rec in month_records(month, cells, self.settings.projections.small_cell_max,
-                                     unmeasured=unmeasured, vocabulary=meta["label"]):
-                current[rec.key()] = (month, rec.model_dump_json())
+        current = {
+            rec.key(): (rel.period_start, rec.model_dump_json()) for rel in releases for rec in rel.records
+        }
         sends = [(k, v) for k, (_, v) in current.items()
                  if k not in previous or json.loads(previous[k]) != json.loads(v)]
         gone = [k for k in previous if k not in current]
@@ -125,4 +167,12 @@ class OutcomePublisher:
                 f"""INSERT INTO {table} (key, period_start, record) VALUES ($1, $2, $3::jsonb)
                     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record""",
                 [(k, current[k][0], v) for k, v in sends])
+        await conn.executemany(
+            f"""INSERT INTO "{self.schema}".outcome_releases
+                (release_id, period_start, seq, released_at, vocabulary, code_version, records, known)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
+            [(r.release, r.period_start, r.seq, now, meta["label"], __version__,
+              json.dumps([rec.model_dump(mode="json") for rec in r.records], sort_keys=True),
+              json.dumps(r.known, sort_keys=True)) for r in releases],
+        )
         return len(futures)

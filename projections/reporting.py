@@ -159,7 +159,7 @@ def outcome_table(
         for g in groups:
             for m in incident_metrics(dict(row)):
                 counts[(*g, m)] += 1
-    table = suppressed_table(counts, partitions_of(by), small_cell_max, hidden_metrics=tuple(unmeasured))
+    table = suppressed_table(counts, partitions_of(by), small_cell_max, tuple(unmeasured)).shown()
     groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for (g, m), v in table.items():
         if m in unmeasured:

@@ -17,6 +17,11 @@ no suppressed or hidden cell with such a value can be derived from what is publi
 
 :func:`suppress` adds complementary cells (smallest positive value first, totals last)
 until neither holds; zero is allowed to be derived (the rule allows showing 0).
+
+*Protected* cells are sensitive whatever their value: they are suppressed and must not be
+derivable exactly either. Callers protect a cell whose change since the last release is
+from 1 to ``max_small`` (the change would tell "one more hold in EAST") and a cell that
+equals a small total (every call of a small group has the attribute).
 """
 
 from __future__ import annotations
@@ -95,12 +100,18 @@ def derivable(values: Values, equations: Iterable[Equation], unknown: set[Cell])
 
 
 def exposed(
-    values: Values, equations: list[Equation], unknown: set[Cell], max_small: int
+    values: Values, equations: list[Equation], unknown: set[Cell], max_small: int,
+    protect: frozenset[Cell] = frozenset(),
 ) -> tuple[set[Cell], list[Equation]]:
-    """(small unknown cells derivable exactly, equations whose revealed sum is small)."""
+    """(small or protected unknown cells derivable exactly, equations whose revealed sum is
+    small)."""
+
+    def sensitive(c: Cell) -> bool:
+        return c in protect or 1 <= values.get(c, 0) <= max_small
+
     small: set[Cell] = set()
-    if any(1 <= values.get(c, 0) <= max_small for c in unknown):  # else nothing small to find
-        small = {c for c in derivable(values, equations, unknown) if 1 <= values.get(c, 0) <= max_small}
+    if any(sensitive(c) for c in unknown):  # else nothing sensitive to find
+        small = {c for c in derivable(values, equations, unknown) if sensitive(c)}
     narrow = []
     for eq in equations:
         if eq.total in unknown:
@@ -130,23 +141,26 @@ def suppress(
     equations: Iterable[Equation],
     hidden: Iterable[Cell] = (),
     max_small: int = 10,
+    protect: Iterable[Cell] = (),
 ) -> set[Cell]:
-    """The cells not to publish (primary + complementary), hidden cells included."""
+    """The cells not to publish (primary + complementary), hidden cells included;
+    ``protect``: cells to withhold and keep underivable whatever their value."""
     equations = list(equations)
-    unknown = set(hidden) | {c for c, v in values.items() if 1 <= v <= max_small}
+    guarded = frozenset(protect)
+    unknown = set(hidden) | guarded | {c for c, v in values.items() if 1 <= v <= max_small}
     while True:
         changed = False
-        # cheap pass: an equation with a single small unknown gives it away
+        # cheap pass: an equation with a single small (or protected) unknown gives it away
         for eq in equations:
             hid = [c for c in eq.cells if c in unknown]
-            if len(hid) == 1 and 1 <= values.get(hid[0], 0) <= max_small:
+            if len(hid) == 1 and (hid[0] in guarded or 1 <= values.get(hid[0], 0) <= max_small):
                 extra = _complement(values, eq, unknown)
                 if extra is not None:
                     unknown.add(extra)
                     changed = True
         if changed:
             continue
-        small, narrow = exposed(values, equations, unknown, max_small)
+        small, narrow = exposed(values, equations, unknown, max_small, guarded)
         if not small and not narrow:
             return unknown
         extra = _next_complement(values, equations, unknown, narrow, small)

@@ -74,6 +74,10 @@ class OutcomeRecord(BaseModel):
     vocabulary: str | None = Field(
         None, description="name@version of the vocabularies applied, comma-separated"
     )
+    release: str | None = Field(
+        None, description="the release that published this cell: YYYY-MM.r<seq> (a month is released "
+        "once closed; a correction is a new release of the whole month)"
+    )
     share: float | None = Field(description="value / calls in the same period and area, rounded to 4 places")
     small_cell_max: int = 10
 

@@ -156,6 +156,12 @@ class ProjectionSettings(BaseModel):
     repeat_window_days: int = Field(365, ge=1)
     batch_size: int = Field(500, ge=1)
     small_cell_max: int = 10
+    release_lateness_days: int = Field(
+        7, ge=0, description="a month is released to analysts this many days after it ends"
+    )
+    attribute_total_max: int = Field(
+        20, ge=0, description="zero-cell rule: protect a part equal to a total up to this (0 = off)"
+    )
     vocabularies: list[str] = Field(
         default_factory=list,
         description="vocabulary names (hub/kernel/vocabularies) or files the projections apply; "

@@ -125,7 +125,7 @@ def weekly_table(rows: list[dict[str, Any]], tz: str, small_cell_max: int) -> di
         for metric in incident_metrics(row):
             counts[("all", "all", metric)] += 1
             counts[("week", week, metric)] += 1
-    table = suppressed_table(counts, ("week",), small_cell_max)
+    table = suppressed_table(counts, ("week",), small_cell_max).shown()
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for (group, metric), value in table.items():
         calls = table[(group, "calls")]

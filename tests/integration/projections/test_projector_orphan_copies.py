@@ -46,7 +46,8 @@ async def test_orphan_copies_do_not_double_count(proj_rt: Runtime) -> None:
     assert stats.new_facts == len(envs) and stats.duplicates == len(crashed) and stats.dead_lettered == 0
     with_orphans = await snapshot(rt.pool, live, T.READ_MODELS)
     assert len(with_orphans["facts"]) == len(envs)
-    calls = [e for e in envs if e.type.startswith("cad.call.received") and e.data["behavioral_health"]]
+    received = [e for e in envs if e.type.startswith("cad.call.received")]
+    calls = [e for e in received if e.data["call_type_final"] == "CRISIS"]
     head = (await ReadModelReader.from_settings(rt.pool, rt.settings, schema=live).report())["headline"]
     assert head["calls"]["value"] == len(calls)
 

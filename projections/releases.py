@@ -1,0 +1,125 @@
+"""Outcome releases (pure): what analysts may obtain is a set of *releases* — whole, closed
+month tables, each suppressed so that nothing from 1 to ``small_cell_max`` can be derived
+from all of them together.
+
+- **Closed periods only.** A month is released once it is over and the lateness window
+  (``projections.release_lateness_days``) has passed (:func:`month_closed`), in the agency's
+  time zone. Analysts get month tables only — never an arbitrary range, which could be
+  subtracted from an overlapping one.
+- **One table per month, every grain at once.** A month's table holds the jurisdiction, every
+  precinct and every district, suppressed together (:func:`projections.outcomes.suppressed_table`).
+- **Releases correct safely.** When late facts or a revision change a closed month, the whole
+  table is released again (``seq`` + 1). What analysts already knew of the month — every cell
+  a release showed or let them derive exactly (:attr:`projections.outcomes.SuppressedTable.known`)
+  — is carried forward; a cell whose value moved by 1 to ``small_cell_max`` from what they knew
+  is protected in the new release (suppressed and underivable), so no release tells "one more
+  hold in EAST".
+- **Zero cells.** A part equal to a total of at most ``projections.attribute_total_max`` in an
+  outcome or flag equation (every call of a small group ended the same way) is protected
+  (:func:`projections.outcomes.attribute_cells`).
+
+A release is identified ``<YYYY-MM>.r<seq>``; the records it publishes carry the id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from projections.outcomes import (
+    PUBLISHED_AREA_KINDS,
+    Cell,
+    OutcomeRecord,
+    SuppressedTable,
+    suppressed_table,
+)
+
+
+def release_id(period_start: date, seq: int) -> str:
+    return f"{period_start:%Y-%m}.r{seq}"
+
+
+def next_month(d: date) -> date:
+    return (d.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def month_closed(period_start: date, now: datetime, tz: str, lateness: timedelta) -> bool:
+    """Whether the month starting ``period_start`` is over (agency time) and its lateness
+    window has passed at ``now``."""
+    end = datetime.combine(next_month(period_start), time.min, ZoneInfo(tz))
+    return now >= end + lateness
+
+
+def cell_key(cell: Cell, period: str) -> str:
+    """``metric|YYYY-MM|area_kind:area`` (the topic's key; hidden complements too)."""
+    (kind, area), metric = cell
+    return f"{metric}|{period}|{kind}:{area}"
+
+
+def parse_cell_key(key: str) -> tuple[Cell, str]:
+    metric, period, area = key.split("|", 2)
+    kind, _, name = area.partition(":")
+    return ((kind, name), metric), period
+
+
+@dataclass(frozen=True)
+class MonthRelease:
+    """One release of one month: its records (every published cell) and what analysts know
+    of the month after it (``known``: earlier knowledge updated by this release)."""
+
+    release: str
+    period_start: date
+    seq: int
+    records: tuple[OutcomeRecord, ...]
+    known: dict[str, int]
+    table: SuppressedTable
+
+
+def month_release(
+    period_start: date,
+    counts: Mapping[tuple[str, str, str], int],
+    *,
+    seq: int,
+    max_small: int,
+    attribute_max: int,
+    known_before: Mapping[str, int] | None = None,
+    unmeasured: Mapping[str, str] | None = None,
+    vocabulary: str | None = None,
+) -> MonthRelease:
+    """Release ``seq`` of a month from its counts ((area kind, area, metric) → value for
+    behavioral-health calls) and what analysts knew from the earlier releases."""
+    period = f"{period_start:%Y-%m}"
+    unmeasured = dict(unmeasured or {})
+    before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items()}
+    table = suppressed_table(
+        counts, PUBLISHED_AREA_KINDS[1:], max_small, tuple(unmeasured), known_before=before,
+        attribute_max=attribute_max,
+    )
+    rid = release_id(period_start, seq)
+    shown = table.shown()
+    records = []
+    for (a, m), v in shown.items():
+        calls = shown[(a, "calls")]
+        measured = m not in unmeasured
+        value = v if measured else None
+        share = round(value / calls, 4) if value is not None and calls else None
+        records.append(OutcomeRecord.model_validate({  # validates the area kind read from the counts
+            "metric": m, "period": period, "period_start": period_start,
+            "area_kind": a[0], "area": a[1], "value": value, "suppressed": measured and v is None,
+            "share": share, "small_cell_max": max_small, "measured": measured,
+            "reason": unmeasured.get(m), "vocabulary": vocabulary, "release": rid,
+        }))
+    known = {**(known_before or {}), **{cell_key(c, period): v for c, v in table.known.items()}}
+    return MonthRelease(rid, period_start, seq, tuple(records), known, table)
+
+
+def same_content(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two releases publish the same cells (their ids aside)."""
+
+    def strip(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(({k: v for k, v in r.items() if k != "release"} for r in recs), key=repr)
+
+    return strip(a) == strip(b)
