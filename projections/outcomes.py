@@ -99,16 +99,17 @@ def attribute_cells(values: Mapping[Any, int], equations: Iterable[Equation], at
 
 def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[Partition],
                      max_small: int = 10, hidden_metrics: Iterable[str] = (), *,
-                     known_before: Mapping[Cell, int] | None = None, attribute_max: int = 0
+                     known_before: Mapping[Cell, Iterable[int]] | None = None, attribute_max: int = 0
                      ) -> SuppressedTable:
     """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
     group, metric) → value, the ``("all", "all")`` group being the total of every
     partition in ``partition_kinds`` (see :func:`table_equations`). ``hidden_metrics`` are
     not published (not measured) and protected like hidden complements.
 
-    Releases: ``known_before`` is what analysts knew of this table from earlier releases
-    (:attr:`SuppressedTable.known`); a cell whose value changed by 1 to ``max_small`` since
-    is protected (the change itself would be a small count). ``attribute_max``: the
+    Releases: ``known_before`` is every value analysts knew of each cell from earlier
+    releases (:attr:`SuppressedTable.known` of each); a cell whose value differs by 1 to
+    ``max_small`` from any of them is protected (the change itself would be a small count,
+    whichever two releases are subtracted). ``attribute_max``: the
     zero-cell rule (:func:`attribute_cells`; 0 = off)."""
     partitions = tuple(partition_kinds)
     kinds = {k for p in partitions for k in _kinds(p)}
@@ -131,7 +132,9 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
             values.setdefault((a, m), 0)
     eqs, hidden = table_equations(areas, partitions)
     hidden += [(a, m) for a in areas for m in hidden_metrics]
-    protect = {c for c, old in before.items() if 1 <= abs(values.get(c, 0) - old) <= max_small}
+    protect = {
+        c for c, olds in before.items() if any(1 <= abs(values.get(c, 0) - v) <= max_small for v in olds)
+    }
     if attribute_max:
         protect |= attribute_cells(values, eqs, attribute_max)
     hide = suppress(values, eqs, hidden, max_small, protect)

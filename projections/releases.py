@@ -10,10 +10,10 @@ from all of them together.
   precinct and every district, suppressed together (:func:`projections.outcomes.suppressed_table`).
 - **Releases correct safely.** When late facts or a revision change a closed month, the whole
   table is released again (``seq`` + 1). What analysts already knew of the month — every cell
-  a release showed or let them derive exactly (:attr:`projections.outcomes.SuppressedTable.known`)
-  — is carried forward; a cell whose value moved by 1 to ``small_cell_max`` from what they knew
-  is protected in the new release (suppressed and underivable), so no release tells "one more
-  hold in EAST".
+  a release showed or let them derive exactly (:attr:`projections.outcomes.SuppressedTable.known`),
+  every value ever known — is carried forward; a cell whose value is 1 to ``small_cell_max``
+  away from any value they knew is protected in the new release (suppressed and underivable),
+  so no two releases subtracted tell "one more hold in EAST".
 - **Zero cells.** A part equal to a total of at most ``projections.attribute_total_max`` in an
   outcome or flag equation (every call of a small group ended the same way) is protected
   (:func:`projections.outcomes.attribute_cells`).
@@ -23,19 +23,14 @@ A release is identified ``<YYYY-MM>.r<seq>``; the records it publishes carry the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from projections.outcomes import (
-    PUBLISHED_AREA_KINDS,
-    Cell,
-    OutcomeRecord,
-    SuppressedTable,
-    suppressed_table,
-)
+from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
+from schemas.outcome import OutcomeRecord
 
 
 def release_id(period_start: date, seq: int) -> str:
@@ -68,13 +63,14 @@ def parse_cell_key(key: str) -> tuple[Cell, str]:
 @dataclass(frozen=True)
 class MonthRelease:
     """One release of one month: its records (every published cell) and what analysts know
-    of the month after it (``known``: earlier knowledge updated by this release)."""
+    of the month after it (``known``: per cell key, every value any release so far showed or
+    let them derive exactly)."""
 
     release: str
     period_start: date
     seq: int
     records: tuple[OutcomeRecord, ...]
-    known: dict[str, int]
+    known: dict[str, list[int]]
     table: SuppressedTable
 
 
@@ -85,7 +81,7 @@ def month_release(
     seq: int,
     max_small: int,
     attribute_max: int,
-    known_before: Mapping[str, int] | None = None,
+    known_before: Mapping[str, Iterable[int]] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     vocabulary: str | None = None,
 ) -> MonthRelease:
@@ -112,7 +108,10 @@ def month_release(
             "share": share, "small_cell_max": max_small, "measured": measured,
             "reason": unmeasured.get(m), "vocabulary": vocabulary, "release": rid,
         }))
-    known = {**(known_before or {}), **{cell_key(c, period): v for c, v in table.known.items()}}
+    known = {k: sorted(set(v)) for k, v in (known_before or {}).items()}
+    for c, v in table.known.items():
+        key = cell_key(c, period)
+        known[key] = sorted({*known.get(key, []), v})
     return MonthRelease(rid, period_start, seq, tuple(records), known, table)
 
 

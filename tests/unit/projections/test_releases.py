@@ -1,0 +1,172 @@
+"""Outcome releases against an adversary: given every release analysts can obtain (every
+area grain, every release of every month), nothing from 1 to 10 can be derived — neither a
+cell, nor the change of a cell between two releases ("one more hold in EAST").
+
+The adversary knows the tables' equations (areas add up to the jurisdiction, outcomes to the
+calls with an outcome, flags and their complements to the calls), every shown value of every
+release, and subtracts releases of the same month from each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.counts import FLAG_METRICS, OUTCOME_METRICS
+from projections.outcomes import HIDDEN_PREFIX, PUBLISHED_METRICS, table_equations
+from projections.releases import MonthRelease, month_closed, month_release, parse_cell_key
+from projections.suppression import derivable, exposed
+
+MONTH = date(2024, 3, 1)
+MAX = 10
+
+# an incident: (precinct, district, primary outcome or None, flags)
+incident = st.tuples(
+    st.sampled_from(["EAST", "WEST", None]),
+    st.sampled_from(["D1", "D2", None]),
+    st.sampled_from([None, *(m.removeprefix("outcome.") for m in OUTCOME_METRICS)]),
+    st.frozensets(st.sampled_from(FLAG_METRICS)),
+)
+
+
+def counts_of(incidents: list[tuple]) -> Counter[tuple[str, str, str]]:  # type: ignore[type-arg]
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for precinct, district, outcome, flags in incidents:
+        metrics = ["calls", "no_outcome" if outcome is None else "with_outcome"]
+        if outcome is not None:
+            metrics.append(f"outcome.{outcome}")
+        metrics += sorted(flags)
+        for kind, area in (
+            ("all", "all"),
+            ("precinct", precinct or "unknown"),
+            ("district", district or "unknown"),
+        ):
+            for m in metrics:
+                counts[(kind, area, m)] += 1
+    return counts
+
+
+def releases_of(versions: list[list[tuple]]) -> list[MonthRelease]:  # type: ignore[type-arg]
+    """Release every version of the month in turn, carrying what analysts knew."""
+    out: list[MonthRelease] = []
+    known: dict[str, list[int]] | None = None
+    for seq, incidents in enumerate(versions, 1):
+        rel = month_release(
+            MONTH, counts_of(incidents), seq=seq, max_small=MAX, attribute_max=20, known_before=known
+        )
+        out.append(rel)
+        known = rel.known
+    return out
+
+
+def adversary(releases: list[MonthRelease]) -> list[str]:
+    """Everything small the adversary can find; [] when the releases are safe."""
+    found: list[str] = []
+    areas = {(r.area_kind, r.area) for rel in releases for r in rel.records}
+    eqs, _ = table_equations(areas)
+    cells = {
+        (a, m)
+        for a in areas | {("all", "all")}
+        for m in (*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS))
+    }
+    views = []
+    for rel in releases:
+        truth = {c: rel.table.values.get(c, 0) for c in cells}
+        shown = {((r.area_kind, r.area), r.metric): r.value for r in rel.records if r.value is not None}
+        assert all(truth[c] == v for c, v in shown.items()), "a published value is not the true one"
+        unknown = cells - set(shown)
+        small, narrow = exposed(truth, eqs, unknown, MAX)
+        found += [f"{rel.release}: cell {c}" for c in small] + [f"{rel.release}: bounds {e}" for e in narrow]
+        found += [f"{rel.release}: shown {c}={v}" for c, v in shown.items() if 1 <= v <= MAX]
+        determined = derivable(truth, eqs, unknown)
+        views.append((truth, set(shown) | determined))
+    for (t1, k1), (t2, k2) in combinations(views, 2):
+        diff = {c: t2[c] - t1[c] for c in cells}
+        unknown = cells - (k1 & k2)
+        for c in (k1 & k2) | derivable(diff, eqs, unknown):  # known in both, or determined
+            if 1 <= abs(diff[c]) <= MAX:
+                found.append(f"change of {c} by {diff[c]}")
+    return found
+
+
+def test_a_month_is_released_once_its_lateness_window_passed() -> None:
+    tz, late = "America/Los_Angeles", timedelta(days=7)
+    assert not month_closed(MONTH, datetime(2024, 4, 7, 12, tzinfo=UTC), tz, late)
+    assert not month_closed(MONTH, datetime(2024, 4, 8, 6, 59, tzinfo=UTC), tz, late)  # 23:59 local
+    assert month_closed(MONTH, datetime(2024, 4, 8, 7, 0, tzinfo=UTC), tz, late)  # April 8, 00:00 local
+
+
+def test_one_more_hold_is_not_told_by_the_next_release() -> None:
+    # 30 calls in EAST, 12 holds; a late fact adds one hold: 31 calls, 13 holds
+    base = [("EAST", "D1", "no_enforcement", frozenset())] * 18 + [
+        ("EAST", "D1", "involuntary_hold", frozenset())
+    ] * 12
+    later = [*base, ("EAST", "D1", "involuntary_hold", frozenset())]
+    first, second = releases_of([base, later])
+    shown1 = {(r.area_kind, r.area, r.metric): r.value for r in first.records}
+    shown2 = {(r.area_kind, r.area, r.metric): r.value for r in second.records}
+    assert shown1[("precinct", "EAST", "outcome.involuntary_hold")] == 12
+    assert shown2[("precinct", "EAST", "outcome.involuntary_hold")] is None  # withheld, not 13
+    assert shown2[("all", "all", "calls")] is None  # 30 -> 31 would tell one more call
+    assert second.release == "2024-03.r2" and all(r.release == "2024-03.r2" for r in second.records)
+    assert adversary([first, second]) == []
+
+
+def test_zero_cells_next_to_a_small_total_do_not_disclose_the_whole_group() -> None:
+    # a month where all 14 BH calls ended "other": showing 14 next to zeros tells it of everyone
+    (rel,) = releases_of([[("EAST", "D1", "other", frozenset())] * 14])
+    shown = {(r.area_kind, r.area, r.metric): r.value for r in rel.records}
+    assert shown[("all", "all", "outcome.other")] is None
+    assert adversary([rel]) == []
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(
+    st.lists(st.tuples(incident, st.integers(1, 14)), min_size=1, max_size=6),
+    st.lists(st.tuples(st.booleans(), incident, st.integers(1, 12)), max_size=3),
+)
+def test_adversary_with_every_release_of_every_grain_derives_nothing_small(groups, changes) -> None:  # type: ignore[no-untyped-def]
+    versions = [[i for i, n in groups for _ in range(n)]]
+    for add, inc, n in changes:  # late facts and revisions: calls added or taken away
+        current = list(versions[-1])
+        if add:
+            current += [inc] * n
+        else:
+            for _ in range(n):
+                if current:
+                    current.pop()
+        versions.append(current)
+    assert adversary(releases_of(versions)) == []
+
+
+def test_the_adversary_finds_what_a_naive_republication_tells() -> None:
+    # the same two versions released without carrying what analysts knew: the change shows
+    base = [("EAST", "D1", "no_enforcement", frozenset())] * 18 + [
+        ("EAST", "D1", "involuntary_hold", frozenset())
+    ] * 12
+    later = [*base, ("EAST", "D1", "involuntary_hold", frozenset())]
+    naive = [
+        month_release(MONTH, counts_of(v), seq=n, max_small=MAX, attribute_max=20)
+        for n, v in ((1, base), (2, later))
+    ]
+    assert any(
+        "change of (('precinct', 'EAST'), 'outcome.involuntary_hold') by 1" in f for f in adversary(naive)
+    )
+
+
+def test_known_values_are_carried_over_releases() -> None:
+    base = [("EAST", "D1", "no_enforcement", frozenset())] * 40
+    first, second = releases_of([base, base])
+    assert first.known == second.known
+    ((area, metric), period) = parse_cell_key("calls|2024-03|all:all")
+    assert first.known["calls|2024-03|all:all"] == [40] and (area, metric, period) == (
+        ("all", "all"),
+        "calls",
+        "2024-03",
+    )
