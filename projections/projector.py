@@ -32,7 +32,9 @@ payload that fails validation) are dead-lettered (``<prefix>.deadletter.hub``, s
 ``project``) and their offset is still consumed, so nothing blocks and nothing is
 silently dropped. The outcome topic is republished for the months a batch changed, at
 most every ``PUBLISH_INTERVAL`` seconds while busy and whenever the worker is idle
-(suppression works on whole month tables).
+(suppression works on whole month tables); only closed months are released
+(:mod:`projections.releases`), so every ``RELEASE_CHECK_INTERVAL`` the worker also releases
+the months that closed meanwhile.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from schemas.deadletter import DeadLetter, deadletter_id
 
 log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  # seconds between outcome-topic publications while busy
+RELEASE_CHECK_INTERVAL = 600.0  # seconds between checks for months that closed meanwhile
 TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-up)
 START_TIMEOUT = 60.0
 
@@ -118,6 +121,7 @@ class Projector:
         self._failed = asyncio.Event()
         self._pending: set = set()
         self._published_at = 0.0
+        self._released_at = time.monotonic()  # run() publishes every closed month on start
         self._publish_lock = asyncio.Lock()
         self._busy_at = 0.0
         self._tps: list[TopicPartition] = []
@@ -231,6 +235,10 @@ class Projector:
             if self._pending:
                 months, self._pending = self._pending, set()
                 self.stats.published += await self.publisher.publish(months)
+            if time.monotonic() - self._released_at >= RELEASE_CHECK_INTERVAL:
+                # months close with time, not with facts: release the newly closed ones
+                self.stats.published += await self.publisher.publish(None)
+                self._released_at = time.monotonic()
             self._published_at = time.monotonic()
 
     # ------------------------------------------------------------------ lag

@@ -247,6 +247,40 @@ class ReadModelReader:
             notes=reporting.footnotes(labels, meta["vocabularies"]),
         )
 
+    # --- releases (what analysts may read: projections.releases) ------------------------------
+    async def releases(self, *, period: str | None = None, latest: bool = False) -> list[dict[str, Any]]:
+        """Every release (or only each month's latest), oldest month first: ``release_id``,
+        ``period`` (YYYY-MM), ``seq``, ``released_at``, ``vocabulary``, ``code_version``."""
+        rows = await self.conn.fetch(
+            f"""SELECT release_id, to_char(period_start, 'YYYY-MM') AS period, seq, released_at, vocabulary,
+                       code_version,
+                       seq = max(seq) OVER (PARTITION BY period_start) AS is_latest
+                FROM {self._s}.outcome_releases
+                WHERE $1::text IS NULL OR to_char(period_start, 'YYYY-MM') = $1
+                ORDER BY period_start, seq""",
+            period,
+        )
+        out = [dict(r) for r in rows if r["is_latest"] or not latest]
+        for r in out:
+            r.pop("is_latest")
+            r["small_cell_max"] = self.small_cell_max
+        return out
+
+    async def release(self, release_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """(the release, its records exactly as published), or None when there is no such release."""
+        row = await self.conn.fetchrow(
+            f"""SELECT release_id, to_char(period_start, 'YYYY-MM') AS period, seq, released_at, vocabulary,
+                       code_version, records::text AS records
+                FROM {self._s}.outcome_releases WHERE release_id = $1""",
+            release_id,
+        )
+        if row is None:
+            return None
+        meta = {k: v for k, v in dict(row).items() if k != "records"}
+        records = json.loads(row["records"])
+        meta["small_cell_max"] = records[0]["small_cell_max"] if records else self.small_cell_max
+        return meta, records
+
     # --- timelines (person-level: callers check the role and audit the read) -----------------
     async def incident_timeline(
         self, incident_id: str, *, role: str | None = None, include_part2: bool = True

@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
+from projections.reporting import HEADLINES, REPORT_VERSION
 from schemas.outcome import OutcomeRecord
 
 
@@ -91,7 +92,11 @@ def month_release(
     unmeasured = dict(unmeasured or {})
     before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items()}
     table = suppressed_table(
-        counts, PUBLISHED_AREA_KINDS[1:], max_small, tuple(unmeasured), known_before=before,
+        counts,
+        PUBLISHED_AREA_KINDS[1:],
+        max_small,
+        tuple(unmeasured),
+        known_before=before,
         attribute_max=attribute_max,
     )
     rid = release_id(period_start, seq)
@@ -102,12 +107,25 @@ def month_release(
         measured = m not in unmeasured
         value = v if measured else None
         share = round(value / calls, 4) if value is not None and calls else None
-        records.append(OutcomeRecord.model_validate({  # validates the area kind read from the counts
-            "metric": m, "period": period, "period_start": period_start,
-            "area_kind": a[0], "area": a[1], "value": value, "suppressed": measured and v is None,
-            "share": share, "small_cell_max": max_small, "measured": measured,
-            "reason": unmeasured.get(m), "vocabulary": vocabulary, "release": rid,
-        }))
+        records.append(
+            OutcomeRecord.model_validate(
+                {  # validates the area kind read from the counts
+                    "metric": m,
+                    "period": period,
+                    "period_start": period_start,
+                    "area_kind": a[0],
+                    "area": a[1],
+                    "value": value,
+                    "suppressed": measured and v is None,
+                    "share": share,
+                    "small_cell_max": max_small,
+                    "measured": measured,
+                    "reason": unmeasured.get(m),
+                    "vocabulary": vocabulary,
+                    "release": rid,
+                }
+            )
+        )
     known = {k: sorted(set(v)) for k, v in (known_before or {}).items()}
     for c, v in table.known.items():
         key = cell_key(c, period)
@@ -122,3 +140,80 @@ def same_content(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
         return sorted(({k: v for k, v in r.items() if k != "release"} for r in recs), key=repr)
 
     return strip(a) == strip(b)
+
+
+# --------------------------------------------------------------------------- what analysts read
+
+NOT_RELEASED = "not part of a release: analysts read released month tables only"
+
+
+def _cell(record: Mapping[str, Any]) -> dict[str, Any]:
+    if not record.get("measured", True):
+        return {
+            "value": None,
+            "share": None,
+            "suppressed": False,
+            "measured": False,
+            "reason": record.get("reason"),
+        }
+    return {
+        "value": record["value"],
+        "share": record["share"] if record["metric"] != "calls" else None,
+        "suppressed": record["suppressed"],
+        "measured": True,
+    }
+
+
+def _not_released() -> dict[str, Any]:
+    return {"value": None, "share": None, "suppressed": False, "measured": False, "reason": NOT_RELEASED}
+
+
+def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report document of one release (what an analyst reads, in the shape of
+    ``hub report --json`` with ``by=area``): the jurisdiction's cells as ``total`` and the
+    headline, every precinct and district as rows — exactly the released cells. Sections a
+    release does not hold (repeat encounters, funnel, times) are marked not released."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in records:
+        groups.setdefault((r["area_kind"], r["area"]), {})[r["metric"]] = _cell(r)
+    total = groups.pop(("all", "all"), {})
+    headline = {"calls": total.get("calls", _not_released())}
+    headline.update({name: total.get(metric, _not_released()) for name, metric in HEADLINES.items()})
+    headline["repeat_three_plus_enrolled"] = _not_released()
+    period = release["period"]
+    return {
+        "report": "outcomes",
+        "version": REPORT_VERSION,
+        "release": release["release_id"],
+        "period": period,
+        "released_at": release["released_at"],
+        "code_version": release["code_version"],
+        "vocabulary": {"label": release["vocabulary"]},
+        "from": f"{period}-01",
+        "to": None,
+        "by": "area",
+        "segment": "behavioral_health",
+        "small_cell_max": release["small_cell_max"],
+        "headline": headline,
+        "outcomes": {
+            "total": total,
+            "rows": [{"group_kind": k, "group": g, "metrics": m} for (k, g), m in sorted(groups.items())],
+        },
+        "repeat_encounters": {
+            k: _not_released() for k in ("people", "two_plus", "three_plus", "three_plus_enrolled")
+        },
+        "referral_funnel": {k: _not_released() for k in ("requested", "delivered", "accepted", "completed")},
+    }
+
+
+def released_months(
+    latest: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+) -> dict[str, Any]:
+    """The ``outcomes`` section by month from each month's latest release: one row per month
+    holding that release's jurisdiction cells (no new table: the cells as released)."""
+    rows = []
+    for release, records in latest:
+        cells = {r["metric"]: _cell(r) for r in records if r["area_kind"] == "all"}
+        rows.append({"group_kind": "month", "group": release["period"], "metrics": cells})
+    rows.sort(key=lambda r: r["group"])
+    return {"total": {}, "rows": rows}

@@ -36,6 +36,24 @@ class ReadModels(Protocol):
         """The report's ``outcomes`` section grouped by ISO week, suppressed as one table."""
         ...
 
+    async def released_report(self, *, period: str | None) -> dict[str, Any] | None:
+        """An analyst's report: the latest release of ``period`` (YYYY-MM; None = the latest
+        released month) as a report document (:func:`projections.releases.release_document`),
+        or None when nothing is released."""
+        ...
+
+    async def released_by_month(self) -> dict[str, Any]:
+        """The ``outcomes`` section by month from each month's latest release."""
+        ...
+
+    async def releases(self) -> list[dict[str, Any]]:
+        """Every release: id, period, seq, released_at, vocabulary, code version."""
+        ...
+
+    async def release(self, release_id: str) -> dict[str, Any] | None:
+        """One release with its records exactly as published, or None."""
+        ...
+
     async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]: ...
 
     async def repeat_encounters(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]: ...

@@ -30,6 +30,7 @@ from hub.kernel.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
 from projections.outcomes import suppressed_table
+from projections.releases import release_document, released_months
 from projections.reporting import parse_grain
 from schemas.base import event_class
 
@@ -176,6 +177,28 @@ class PostgresReadModels:
         ``outcomes`` section (``group_kind`` = ``week``, ``group`` = the Monday)."""
         rows = await self.reader.bh_incidents(date_from=date_from, date_to=date_to)
         return weekly_table(rows, self.reader.tz, self.reader.small_cell_max)
+
+    async def released_report(self, *, period: str | None) -> dict[str, Any] | None:
+        known = await self.reader.releases(period=period, latest=True)
+        if not known:
+            return None
+        found = await self.reader.release(known[-1]["release_id"])
+        assert found is not None
+        return queries.jsonable(release_document(*found))
+
+    async def released_by_month(self) -> dict[str, Any]:
+        latest = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
+        return queries.jsonable(released_months(r for r in latest if r is not None))
+
+    async def releases(self) -> list[dict[str, Any]]:
+        return queries.jsonable(await self.reader.releases())
+
+    async def release(self, release_id: str) -> dict[str, Any] | None:
+        found = await self.reader.release(release_id)
+        if found is None:
+            return None
+        meta, records = found
+        return queries.jsonable({**meta, "records": records})
 
     async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
         doc = await self.reader.referral_funnel(date_from=date_from, date_to=date_to)

@@ -7,9 +7,11 @@ Roles and what they see:
 - ``clinician`` / ``case_manager``: timelines of their own program's people and incidents,
   including clinical facts; 42 CFR Part 2 (substance-use) facts only under a recorded,
   unexpired, unrevoked consent whose recipients include their program.
-- ``analyst``: de-identified aggregates only (small cells suppressed by the read models'
-  queries, :mod:`projections.queries`); never a timeline.
-- ``auditor``: verification results, dead-letter metadata and the access log.
+- ``analyst``: de-identified aggregates only, and of those only the released tables of closed
+  months (:mod:`projections.releases`, the same cells as the outcome topic): no date range,
+  no live aggregate; never a timeline.
+- ``auditor``: verification results, dead-letter metadata, the access log, and the live
+  aggregates over any date range (as operators).
 - ``admin``: everything an operator needs, but never Part 2 facts: those go only to a
   program role under consent (no role may bypass Part 2).
 
@@ -59,12 +61,17 @@ PROGRAM_ROLES = frozenset({Role.CLINICIAN, Role.CASE_MANAGER})
 POLICY: dict[Family, frozenset[Role]] = {
     Family.INCIDENT_TIMELINE: frozenset({Role.DISPATCHER, Role.CLINICIAN, Role.CASE_MANAGER, Role.ADMIN}),
     Family.PERSON_TIMELINE: frozenset({Role.CLINICIAN, Role.CASE_MANAGER, Role.ADMIN}),
-    Family.AGGREGATES: frozenset({Role.ANALYST, Role.ADMIN}),
+    Family.AGGREGATES: frozenset({Role.ANALYST, Role.AUDITOR, Role.ADMIN}),
     Family.PIPELINE: frozenset({Role.ANALYST, Role.AUDITOR, Role.ADMIN}),
     Family.DEADLETTERS: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.VERIFICATION: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.ACCESS_LOG: frozenset({Role.AUDITOR, Role.ADMIN}),
 }
+
+#: Roles that read the live aggregates over any date range (operators and auditors). Every
+#: other aggregates reader (analysts) reads released months only (:mod:`projections.releases`):
+#: overlapping ranges could be subtracted from each other.
+LIVE_AGGREGATE_ROLES = frozenset({Role.ADMIN, Role.AUDITOR})
 
 #: Families whose reads disclose person-level data: each read needs a purpose and is logged.
 PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
@@ -136,6 +143,11 @@ def authorize(principal: Principal, family: Family) -> None:
         raise Forbidden(f"role {principal.role} may not read {family}")
     if family in PERSON_LEVEL and principal.role in PROGRAM_ROLES and not principal.program:
         raise Forbidden(f"role {principal.role} needs a program claim to read {family}")
+
+
+def live_aggregates(principal: Principal) -> bool:
+    """Whether ``principal`` may read live aggregates over arbitrary date ranges."""
+    return principal.role in LIVE_AGGREGATE_ROLES
 
 
 def allowed_families(role: Role) -> frozenset[Family]:
