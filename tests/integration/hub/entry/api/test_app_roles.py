@@ -208,8 +208,11 @@ def _counts(doc: object) -> list[int]:
 async def test_aggregates_publish_no_small_cells(client: httpx.AsyncClient, issuer: DevIssuer) -> None:
     releases = (await client.get("/v1/releases", headers=token(issuer, Role.ANALYST))).json()
     assert releases and all(r["release_id"].startswith(r["period"] + ".r") for r in releases)
-    analyst = ["/v1/reports/outcomes", "/v1/dashboard"]
-    analyst += [f"/v1/releases/{r['release_id']}" for r in releases]
+    analyst = ["/v1/reports/outcomes", *(f"/v1/releases/{r['release_id']}" for r in releases)]
+    board = (await client.get("/v1/dashboard", headers=token(issuer, Role.ANALYST))).json()
+    numbers = [c["numerator"] for c in board["headline"]]
+    numbers += [v for series in board["by_area"]["series"].values() for v in series]
+    assert not [v for v in numbers if v is not None and 1 <= v <= 10]
     for path in analyst:
         doc = (await client.get(path, headers=token(issuer, Role.ANALYST))).json()
         counts = _counts(doc)
