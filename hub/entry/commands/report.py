@@ -1,5 +1,7 @@
 """``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
+``hub report --release ID`` prints one release exactly as it was published, and
+``hub reports history`` lists the releases (:mod:`projections.releases`).
 
 ``--json`` prints the stable document of :meth:`projections.queries.ReadModelReader.report`
 (version 2), in the agency's time zone, stating the vocabulary its numbers used:
@@ -21,6 +23,7 @@ from hub.kernel.db import open_pool
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
+from projections.releases import release_document
 from projections.reporting import HEADLINE_LABELS, cell_text, parse_grain
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
@@ -46,9 +49,17 @@ def report(
     date_to: Annotated[str | None, typer.Option("--to", help="last day, inclusive (YYYY-MM-DD)")] = None,
     by: Annotated[str | None, typer.Option("--by", help="month | area")] = None,
     schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
+    release: Annotated[
+        str | None, typer.Option("--release", help="print a release exactly as published (YYYY-MM.r<seq>)")
+    ] = None,
 ) -> None:
-    """Print the outcome report."""
+    """Print the outcome report (live read models), or one release as it was published."""
 
+    if release is not None:
+        if date_from or date_to or by:
+            fail("--release prints a release as published: no --from, --to or --by", EXIT_USAGE)
+        _print_release(release, schema, as_json)
+        return
     try:
         grain = parse_grain(by)
     except ValueError:
@@ -86,3 +97,54 @@ def report(
         typer.echo(f"  note: {note}")
     for metric, reason in doc["not_measured"].items():
         typer.echo(f"  not measured: {metric} ({reason})")
+
+
+def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
+    settings = get_settings()
+    target_schema = schema or settings.postgres.schema_
+
+    async def go():
+        async with open_pool(settings, max_size=1) as pool:
+            reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
+            return await reader.release(release_id)
+
+    found = run_or_exit(go(), f"cannot read the releases in schema {target_schema} (has `hub project` run?)")
+    if found is None:
+        fail(f"no release {release_id} (`hub reports history` lists them)")
+    meta, records = found
+    if as_json:
+        emit_json(queries.jsonable({**meta, "records": records}))
+        return
+    doc = release_document(meta, records)
+    typer.echo(
+        f"Release {meta['release_id']} of {meta['period']}, published {meta['released_at'].isoformat()}"
+        f" (vocabulary {meta['vocabulary']}, hub {meta['code_version']}; cells of 1-10 suppressed)"
+    )
+    for name, cell in doc["headline"].items():
+        typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
+
+
+history = typer.Typer(help="The outcome releases: every closed month's tables as published.")
+
+
+@history.command("history")
+def reports_history(
+    as_json: Annotated[bool, typer.Option("--json", help="stable JSON output")] = False,
+    schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
+) -> None:
+    """List every release: id, month, when it was published, vocabulary and code version."""
+    settings = get_settings()
+    target_schema = schema or settings.postgres.schema_
+
+    async def go():
+        async with open_pool(settings, max_size=1) as pool:
+            reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
+            return await reader.releases()
+
+    rows = run_or_exit(go(), f"cannot read the releases in schema {target_schema} (has `hub project` run?)")
+    if as_json:
+        emit_json(queries.jsonable(rows))
+        return
+    for r in rows:
+        typer.echo(f"{r['release_id']:<14} {r['released_at'].isoformat()}  vocabulary {r['vocabulary']}"
+                   f"  hub {r['code_version']}")

@@ -122,7 +122,9 @@ async def test_a_vocabulary_fix_reclassifies_history_without_reingest(
     log = MemoryLog()
     await ingest_files([SEATTLE], load_profile("seattle"), log, DeadLetterSealer(bytes(32)))
     await rt.log.append(log.events)
-    operator = {"HUB_PROJECTIONS__SMALL_CELL_MAX": "0", "HUB_AGENCY_TIMEZONE": "America/Los_Angeles"}
+    # an operator's view: no small-cell or zero-cell rule, so the test sees every count
+    operator = {"HUB_PROJECTIONS__SMALL_CELL_MAX": "0", "HUB_PROJECTIONS__ATTRIBUTE_TOTAL_MAX": "0",
+                "HUB_AGENCY_TIMEZONE": "America/Los_Angeles"}
 
     def report() -> dict:
         # the sample's calls are of 2018-2023 (the session's log holds other tests' 2024 calls)
@@ -138,6 +140,15 @@ async def test_a_vocabulary_fix_reclassifies_history_without_reingest(
     assert before["headline"]["voluntary_transport"]["measured"] is False
     assert "seattle@1" in before["vocabulary"]["label"]
 
+    def release(release_id: str) -> dict:
+        out = hub(rt, schema, "report", "--release", release_id, "--json", env_extra=operator)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return {(r["area_kind"], r["metric"]): r["value"] for r in json.loads(out.stdout)["records"]}
+
+    # the "OTHER REPORT MADE" crisis call is of March 2019 (queued 03/07/2019 4:58:11 PM)
+    march = release("2019-03.r1")
+    assert march[("all", "outcome.no_enforcement")] == 1 and march[("all", "outcome.arrest_or_citation")] == 0
+
     fixed = tmp_path / "seattle.yaml"
     text = (VOCABULARIES_DIR / "seattle.yaml").read_text()
     fixed.write_text(text.replace("version: 1", "version: 2").replace(
@@ -151,6 +162,16 @@ async def test_a_vocabulary_fix_reclassifies_history_without_reingest(
     head = after["headline"]
     assert head["enforcement"]["value"] == 1 and head["no_enforcement"]["value"] == 7
     assert "seattle@2" in after["vocabulary"]["label"]
+
+    # the correction is a new release of the month; what was published before is unchanged
+    assert release("2019-03.r2")[("all", "outcome.arrest_or_citation")] == 1
+    assert release("2019-03.r1") == march
+    history = hub(rt, schema, "reports", "history", "--json", env_extra=operator)
+    assert history.returncode == 0, history.stderr[-2000:]
+    march_releases = [r for r in json.loads(history.stdout) if r["period"] == "2019-03"]
+    assert [(r["release_id"], r["vocabulary"].count("seattle@")) for r in march_releases] == [
+        ("2019-03.r1", 1), ("2019-03.r2", 1)]
+    assert "seattle@1" in march_releases[0]["vocabulary"] and "seattle@2" in march_releases[1]["vocabulary"]
 
     fixed.write_text(text.replace("version: 1", "version: 2"))  # other content, same version
     refused = hub(rt, schema, "project", "--until-caught-up", env_extra=corrected)
