@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from itertools import combinations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
-from projections.outcomes import HIDDEN_PREFIX, PUBLISHED_METRICS, table_equations
 from projections.releases import MonthRelease, month_closed, month_release, parse_cell_key
-from projections.suppression import derivable, exposed
+from tests.unit.projections.release_adversary import adversary
 
 MONTH = date(2024, 3, 1)
 MAX = 10
@@ -61,36 +59,6 @@ def releases_of(versions: list[list[tuple]]) -> list[MonthRelease]:  # type: ign
         out.append(rel)
         known = rel.known
     return out
-
-
-def adversary(releases: list[MonthRelease]) -> list[str]:
-    """Everything small the adversary can find; [] when the releases are safe."""
-    found: list[str] = []
-    areas = {(r.area_kind, r.area) for rel in releases for r in rel.records}
-    eqs, _ = table_equations(areas)
-    cells = {
-        (a, m)
-        for a in areas | {("all", "all")}
-        for m in (*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS))
-    }
-    views = []
-    for rel in releases:
-        truth = {c: rel.table.values.get(c, 0) for c in cells}
-        shown = {((r.area_kind, r.area), r.metric): r.value for r in rel.records if r.value is not None}
-        assert all(truth[c] == v for c, v in shown.items()), "a published value is not the true one"
-        unknown = cells - set(shown)
-        small, narrow = exposed(truth, eqs, unknown, MAX)
-        found += [f"{rel.release}: cell {c}" for c in small] + [f"{rel.release}: bounds {e}" for e in narrow]
-        found += [f"{rel.release}: shown {c}={v}" for c, v in shown.items() if 1 <= v <= MAX]
-        determined = derivable(truth, eqs, unknown)
-        views.append((truth, set(shown) | determined))
-    for (t1, k1), (t2, k2) in combinations(views, 2):
-        diff = {c: t2[c] - t1[c] for c in cells}
-        unknown = cells - (k1 & k2)
-        for c in (k1 & k2) | derivable(diff, eqs, unknown):  # known in both, or determined
-            if 1 <= abs(diff[c]) <= MAX:
-                found.append(f"change of {c} by {diff[c]}")
-    return found
 
 
 def test_a_month_is_released_once_its_lateness_window_passed() -> None:

@@ -11,6 +11,8 @@ runs twice, bracketing them: no answer at all, and every deliverable referral co
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import date
 from typing import Any
 
 import pytest
@@ -25,7 +27,10 @@ from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
 from projections.fold import derive
+from projections.outcomes import PUBLISHED_AREA_KINDS
 from projections.referrals import FUNNEL_STAGES
+from projections.releases import month_release
+from tests.unit.projections.release_adversary import adversary
 
 OPTS = DemoOptions()
 TZ = "America/Los_Angeles"
@@ -110,3 +115,35 @@ def test_areas_are_the_districts_the_feed_publishes(demo_report: dict[str, Any])
     # an SF-style feed publishes police districts and no precincts: rows by district, no "unknown"
     assert {r["group_kind"] for r in rows} == {"district"}
     assert sum(r["metrics"]["calls"]["value"] for r in rows) == demo_report["headline"]["calls"]["value"]
+
+
+def _month_counts(answers: str) -> dict[date, Counter[tuple[str, str, str]]]:
+    """What the publisher reads: behavioral-health counts per month, area and metric."""
+    county = CountyModel(OPTS.seed, OPTS.days, OPTS.start, calls_per_day=OPTS.calls_per_day).generate()
+    profile = UsedProfile.of("san_francisco", CAD_OVERRIDES).profile
+    envelopes = county_envelopes(county, profile, KEY, answers=answers)  # type: ignore[arg-type]
+    cfg = FoldConfig(timezone=TZ, vocabularies=load_vocabularies(demo_vocabularies()))
+    rows = derive([fact_from_envelope(e) for e in envelopes], cfg)[T.OUTCOME_COUNTS.name].values()
+    out: dict[date, Counter[tuple[str, str, str]]] = {}
+    for r in rows:
+        if r["period_kind"] == "month" and r["behavioral_health"] and r["area_kind"] in PUBLISHED_AREA_KINDS:
+            cells = out.setdefault(r["period_start"], Counter())
+            cells[(r["area_kind"], r["area"], r["metric"])] += r["value"]
+    return out
+
+
+def test_no_daily_or_small_value_can_be_recovered_from_the_demos_releases() -> None:
+    """Everything an analyst obtains of the demo: each month's releases — first before any EHR
+    answer, then corrected once every referral completed. The adversary (every grain, both
+    releases, subtracted) recovers no value from 1 to 10; a single day is never released."""
+    before, after = _month_counts("none"), _month_counts("complete")
+    assert set(before) == set(after) == {date(2024, 3, 1)}  # the demo's 30 days are one month
+    for month in before:
+        first = month_release(month, before[month], seq=1, max_small=10, attribute_max=20)
+        second = month_release(
+            month, after[month], seq=2, max_small=10, attribute_max=20, known_before=first.known
+        )
+        assert adversary([first, second]) == []
+        assert {r.period for r in (*first.records, *second.records)} == {"2024-03"}  # months only
+        calls = {r.value for r in first.records if r.metric == "calls" and r.area_kind == "all"}
+        assert calls and all(v is not None and v > 10 for v in calls)  # the headline is published
