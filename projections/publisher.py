@@ -13,6 +13,12 @@ gets a tombstone. What was sent is recorded in ``outcome_publications`` and the 
 ``outcome_releases`` in the same transaction, after the broker acknowledged the records, so a
 crash in between re-sends (harmless on a compacted topic) rather than loses an update. On
 start the projector publishes every month's diff.
+
+Releases are events: each release is also appended to the core schema's append-only
+``release_log`` and the sealed audit topic (:func:`hub.kernel.audit.append_audit_row`) — its
+id, schema, vocabulary, hub version and the digest of its records — before the release row
+commits, so ``hub verify`` notices a release log that was altered and ``hub report --release``
+can check the stored records against what was sealed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from hub import __version__
+from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
 from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
@@ -94,6 +101,7 @@ class OutcomePublisher:
         self.schema = schema
         self.topic = outcome_topic(settings.kafka.topic_prefix)
         self._producer: AIOKafkaProducer | None = None
+        self._audit = AuditTopic(clients, settings.kafka.topic_prefix)
 
     async def start(self) -> None:
         self._producer = self.clients.producer("outcomes")
@@ -103,6 +111,7 @@ class OutcomePublisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await self._audit.stop()
 
     async def publish(self, months: Iterable[date] | None = None) -> int:
         """Publish the changed records of ``months`` (None = every month); returns how many
@@ -167,12 +176,20 @@ class OutcomePublisher:
                 f"""INSERT INTO {table} (key, period_start, record) VALUES ($1, $2, $3::jsonb)
                     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record""",
                 [(k, current[k][0], v) for k, v in sends])
+        stored = [
+            json.dumps([rec.model_dump(mode="json") for rec in r.records], sort_keys=True) for r in releases
+        ]
+        for r, records_json in zip(releases, stored, strict=True):  # the sealed trace of what went out
+            await append_audit_row(self.pool, self._audit, self.settings.core_schema, "release_log", {
+                "release_id": r.release, "read_model_schema": self.schema, "channel": "topic",
+                "vocabulary": meta["label"], "code_version": __version__, "records": len(r.records),
+                "records_sha256": records_digest(records_json),
+            })
         await conn.executemany(
             f"""INSERT INTO "{self.schema}".outcome_releases
                 (release_id, period_start, seq, released_at, vocabulary, code_version, records, known)
                 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
-            [(r.release, r.period_start, r.seq, now, meta["label"], __version__,
-              json.dumps([rec.model_dump(mode="json") for rec in r.records], sort_keys=True),
-              json.dumps(r.known, sort_keys=True)) for r in releases],
+            [(r.release, r.period_start, r.seq, now, meta["label"], __version__, records_json,
+              json.dumps(r.known, sort_keys=True)) for r, records_json in zip(releases, stored, strict=True)],
         )
         return len(futures)

@@ -1,7 +1,8 @@
-"""The audit record: one row of an audit table (``access_log`` or ``deadletter_access`` in
-the core schema), as appended to the audit topic (``<prefix>.audit``) when the row is
-written. ``hub verify`` compares the topic with the tables, so a row deleted or altered in
-PostgreSQL (by anyone, the owner role included) is a break.
+"""The audit record: one row of an audit table (``access_log``, ``deadletter_access`` or
+``release_log`` — the outcome releases published to analysts — in the core schema), as
+appended to the audit topic (``<prefix>.audit``) when the row is written. ``hub verify``
+compares the topic with the tables, so a row deleted or altered in PostgreSQL (by anyone,
+the owner role included) is a break.
 
 The value is the canonical JSON of this model (:func:`hub.kernel.audit.audit_value`:
 sorted keys, no spaces); the key is ``<table>:<id>``. Rows carry no clear identifier: who
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from schemas.base import Frozen
 
-AuditTable = Literal["access_log", "deadletter_access"]
+AuditTable = Literal["access_log", "deadletter_access", "release_log"]
 
 
 class AuditRecord(Frozen):

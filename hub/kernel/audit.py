@@ -20,6 +20,7 @@ the sealed audit topic, which ``hub verify`` compares with the table.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -47,13 +48,13 @@ def quote_schema(schema: str) -> str:
 
 
 #: the access log, in the namespace's core schema (component name kept from its first home)
-#: (and the append-only protection of both audit tables: ``access_log`` and
-#: ``deadletter_access``, which the core set creates)
+#: (and the append-only protection of the audit tables: ``access_log``, ``deadletter_access``
+#: — which the core set creates — and ``release_log``, the outcome releases)
 ACCESS_LOG_MIGRATIONS = MigrationSet(
     "api",
     Path(__file__).resolve().parent / "migrations" / "access_log",
     "core",
-    append_only=("access_log", "deadletter_access"),
+    append_only=("access_log", "deadletter_access", "release_log"),
 )
 
 #: the columns of each audit table, in the order the audit record carries them
@@ -63,6 +64,10 @@ AUDIT_COLUMNS: dict[AuditTable, tuple[str, ...]] = {
         "request_id", "reason",
     ),
     "deadletter_access": ("id", "deadletter_id", "actor", "action", "reason", "at"),
+    "release_log": (
+        "id", "at", "release_id", "read_model_schema", "channel", "vocabulary", "code_version", "records",
+        "records_sha256",
+    ),
 }  # fmt: skip
 
 
@@ -172,7 +177,7 @@ def compare_audit(
 
 
 async def audit_table_values(pool: asyncpg.Pool, schema: str) -> dict[bytes, bytes]:
-    """Key → canonical value of every row of both audit tables of ``schema``."""
+    """Key → canonical value of every row of every audit table of ``schema``."""
     out: dict[bytes, bytes] = {}
     for table, columns in AUDIT_COLUMNS.items():
         for row in await pool.fetch(f"SELECT {', '.join(columns)} FROM {quote_schema(schema)}.{table}"):
@@ -280,3 +285,20 @@ class AccessLog:
             limit,
         )
         return [dict(r) for r in rows]
+
+
+def records_digest(records_json: str) -> str:
+    """``sha256:<hex>`` of a release's records as stored (canonical JSON): what the release
+    log seals, so the stored records can be checked against it."""
+    return "sha256:" + hashlib.sha256(records_json.encode()).hexdigest()
+
+
+async def sealed_release_digests(pool: asyncpg.Pool, schema: str, release_id: str, read_model_schema: str
+                                 ) -> list[str]:
+    """The digests the release log sealed for one release of one read-model schema."""
+    rows = await pool.fetch(
+        f"""SELECT records_sha256 FROM {quote_schema(schema)}.release_log
+            WHERE release_id = $1 AND read_model_schema = $2 ORDER BY id""",
+        release_id, read_model_schema,
+    )
+    return [r["records_sha256"] for r in rows]

@@ -13,12 +13,14 @@ a metric the sources cannot express has ``value: null, measured: false, reason``
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Annotated, Any
 
 import typer
 
 from hub.entry.commands import run_or_exit
+from hub.kernel.audit import records_digest, sealed_release_digests
 from hub.kernel.db import open_pool
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
@@ -106,14 +108,21 @@ def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
     async def go():
         async with open_pool(settings, max_size=1) as pool:
             reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
-            return await reader.release(release_id)
+            found = await reader.release(release_id)
+            sealed = await sealed_release_digests(pool, settings.core_schema, release_id, target_schema)
+            return found, sealed
 
-    found = run_or_exit(go(), f"cannot read the releases in schema {target_schema} (has `hub project` run?)")
+    found, sealed = run_or_exit(
+        go(), f"cannot read the releases in schema {target_schema} (has `hub project` run?)"
+    )
     if found is None:
         fail(f"no release {release_id} (`hub reports history` lists them)")
     meta, records = found
+    if records_digest(json.dumps(records, sort_keys=True)) not in sealed:
+        fail(f"release {release_id}: its stored records differ from what the release log sealed "
+             "(run `hub verify`)")
     if as_json:
-        emit_json(queries.jsonable({**meta, "records": records}))
+        emit_json(queries.jsonable({**meta, "records": records, "sealed": True}))
         return
     doc = release_document(meta, records)
     typer.echo(
