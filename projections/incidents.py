@@ -41,6 +41,7 @@ from schemas.dispatch import (
     CallDisposition,
     CallReceived,
     CallRevised,
+    CrisisTemplate,
     UnitCleared,
     UnitDispatched,
     UnitEnRoute,
@@ -94,6 +95,19 @@ def service_times(facts: Iterable[Fact], bh_only: Vocabulary | None = None) -> l
     return sorted(out)
 
 
+def latest_outcomes(cad: list[tuple[Fact, CallDisposition | CallRevised]], vocab: Vocabulary) -> list[str]:
+    """The outcomes of the latest dispositions (a revision after a disposition of the same
+    time), most severe first: one for most sources; a source that lists every disposition of a
+    contact (Seattle Crisis Data) gives them all, and the most severe is the CAD outcome."""
+    keyed = [((f.at, isinstance(p, CallRevised)), p) for f, p in cad]
+    if not keyed:
+        return []
+    last = max(k for k, _ in keyed)
+    outcomes = {m[0] for k, p in keyed
+                if k == last and (m := vocab.outcome(p.disposition_code, p.disposition_text)) is not None}
+    return sorted(outcomes, key=lambda o: (SEVERITY[PRIMARY_OF[o]], o))
+
+
 def call_vocabulary(incident_id: str, facts: Iterable[Fact], cfg: FoldConfig) -> Vocabulary:
     """The vocabulary of an incident's call: the one its ``CallReceived`` names, else the
     one claiming its agency (the incident id's prefix when no call was received yet)."""
@@ -138,10 +152,11 @@ def incident_row(
                                ("onscene", p.onscene_at), ("cleared", p.cleared_at)):
                 if when is not None:
                     row_times[name] = when
+    templates = [p for _, p in with_payload(facts, CrisisTemplate)]
     bh: bool | None = None
     category: str | None = None
     if attrs["agency"] is not None:
-        bh = vocab.is_behavioral_health(attrs["call_type_initial"], attrs["call_type_final"])
+        bh = vocab.is_behavioral_health(attrs["call_type_initial"], attrs["call_type_final"], bool(templates))
         category = vocab.category(attrs["call_type_initial"], attrs["call_type_final"], bh)
     # CAD outcome: the latest disposition or revision carrying a disposition, by the vocabulary
     cad: list[tuple[Fact, CallDisposition | CallRevised]] = [
@@ -149,9 +164,8 @@ def incident_row(
         *((f, p) for f, p in with_payload(facts, CallRevised)
           if p.disposition_code is not None or p.disposition_text is not None),
     ]
-    cad.sort(key=lambda fp: (fp[0].at, isinstance(fp[1], CallRevised), fp[0].event_id))
-    meaning = vocab.outcome(cad[-1][1].disposition_code, cad[-1][1].disposition_text) if cad else None
-    cad_outcome = meaning[0] if meaning else None
+    cad_outcomes = latest_outcomes(cad, vocab)
+    cad_outcome = cad_outcomes[0] if cad_outcomes else None
     scene = with_payload(facts, OnSceneOutcome)
     onscene_outcome = scene[-1][1].outcome if scene else None
     outcome = primary_outcome(cad_outcome, onscene_outcome)
@@ -190,7 +204,7 @@ def incident_row(
     persons = sorted({canon.get(who, who) for f in facts if (who := subject_person(f))})
     referral_made = (
         any(isinstance(f.payload, ReferralRequested) for f in facts)
-        or "referral" in (cad_outcome, onscene_outcome)
+        or "referral" in (*cad_outcomes, onscene_outcome)
     )
     connected = False
     if opened is not None:
@@ -226,4 +240,5 @@ def incident_row(
         "persons": persons,
         "fact_count": len(facts),
         "vocabulary": vocab.label,
+        "use_of_force": any(t.use_of_force for t in templates) if templates else None,
     }

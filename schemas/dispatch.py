@@ -98,3 +98,19 @@ class CallRevised(_IncidentEvent):
     enroute_at: Timestamp | None = None
     onscene_at: Timestamp | None = None
     cleared_at: Timestamp | None = None
+
+
+@register
+class CrisisTemplate(_IncidentEvent):
+    """An officer filed a crisis template for one person on this contact (Seattle "Crisis
+    Data": one template per person per contact). The indicators are the source's Y/N
+    fields as booleans (None: blank). The template's presence is what a vocabulary's
+    behavioral-health rule can look at (``crisis_template``)."""
+
+    event_type = "cad.crisis.template.v1"
+    at: Timestamp
+    template_id: str
+    use_of_force: bool | None = None
+    cit_requested: bool | None = None
+    cit_dispatched: bool | None = None
+    cit_arrived: bool | None = None

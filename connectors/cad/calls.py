@@ -29,13 +29,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from connectors.cad.profile import Profile
+from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Mapped
 from schemas.base import Area
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
     CallRevised,
+    CrisisTemplate,
     UnitCleared,
     UnitDispatched,
     UnitEnRoute,
@@ -60,6 +61,16 @@ UNIT_FACTS: dict[UnitStatusName, type[UnitEvent]] = {
 
 
 @dataclass(frozen=True)
+class CrisisFlags:
+    """A crisis template's Y/N indicators (None: blank or not given)."""
+
+    use_of_force: bool | None = None
+    cit_requested: bool | None = None
+    cit_dispatched: bool | None = None
+    cit_arrived: bool | None = None
+
+
+@dataclass(frozen=True)
 class UnitStatus:
     """A unit's status change (``unit_id`` ``None``: the row's time for the call's units)."""
 
@@ -75,7 +86,9 @@ class NormalizedCall:
 
     ``revision`` names this revision (an updated-at, or a content hash); ``revised_at``
     dates its ``CallRevised``. ``disposition_at`` dates the disposition (``None``: the
-    received time)."""
+    received time). ``disposition_rows``: the source repeats the call once per disposition,
+    so each disposition is its own fact (record ``<incident id>/<disposition>``) and a
+    revision does not carry one. ``crisis``: the row is a crisis template."""
 
     agency: str
     cad_number: str
@@ -94,6 +107,8 @@ class NormalizedCall:
     disposition_code: str | None = None
     disposition_text: str | None = None
     disposition_at: datetime | None = None
+    disposition_rows: bool = False
+    crisis: CrisisFlags | None = None
 
     @property
     def incident_id(self) -> str:
@@ -139,17 +154,22 @@ def call_events(
             events.append(event(fact))
         else:
             events.append(event(fact, f"{incident_id}/{unit.unit_id}", unit.at.isoformat()))
+    if call.crisis is not None:
+        flags = call.crisis
+        events.append(event(CrisisTemplate(
+            incident_id=incident_id, at=call.received, template_id=call.cad_number,
+            use_of_force=flags.use_of_force, cit_requested=flags.cit_requested,
+            cit_dispatched=flags.cit_dispatched, cit_arrived=flags.cit_arrived,
+        )))
     if code is not None or label is not None:
-        events.append(
-            event(
-                CallDisposition(
-                    incident_id=incident_id,
-                    at=call.disposition_at or call.received,
-                    disposition_code=code,
-                    disposition_text=label,
-                )
-            )
+        disposition = CallDisposition(
+            incident_id=incident_id, at=call.disposition_at or call.received, disposition_code=code,
+            disposition_text=label,
         )
+        if call.disposition_rows:  # one fact per disposition of the call
+            events.append(event(disposition, f"{incident_id}/{normalize_code(code or label or '')}"))
+        else:
+            events.append(event(disposition))
     if first_revision is not None and call.revision != first_revision:
         row_times = {u.status: u.at for u in call.units if u.unit_id is None}
         events.append(
@@ -163,8 +183,8 @@ def call_events(
                     call_type_final=call.call_type_final,
                     priority=call.priority,
                     area=call.area,
-                    disposition_code=code,
-                    disposition_text=label,
+                    disposition_code=None if call.disposition_rows else code,
+                    disposition_text=None if call.disposition_rows else label,
                     dispatched_at=row_times.get("dispatched"),
                     enroute_at=row_times.get("enroute"),
                     onscene_at=row_times.get("onscene"),

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from connectors.cad.calls import NormalizedCall, UnitStatus, UnitStatusName, map_call
+from connectors.cad.calls import CrisisFlags, NormalizedCall, UnitStatus, UnitStatusName, map_call
 from connectors.cad.profile import NormalizedField, Profile, normalize_code
 from connectors.core.records import Exclusion, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.errors import PermanentError
@@ -91,6 +91,19 @@ def optional_float(fields: dict[str, Any], profile: Profile, name: NormalizedFie
         raise FieldError(f"{column}: not a number") from None
 
 
+YES = frozenset({"Y", "YES", "TRUE", "1"})
+NO = frozenset({"N", "NO", "FALSE", "0"})
+
+
+def optional_flag(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> bool | None:
+    """A Y/N indicator column as a boolean; blank or any other mark (``-``) is None."""
+    value = text(fields, profile.fields.get(name))
+    if value is None:
+        return None
+    word = normalize_code(value)
+    return True if word in YES else False if word in NO else None
+
+
 def exclusion_reason(fields: dict[str, Any], profile: Profile) -> str | None:
     for rule in profile.exclude:
         value = text(fields, rule.field)
@@ -125,18 +138,21 @@ class CadRow:
     longitude: float | None
     latitude: float | None
     self_initiated: bool
+    crisis: CrisisFlags | None = None
+    disposition_rows: bool = False
 
     def content_hash(self) -> str:
         """``sha256:`` + 16 hex digits over the mapped fields (times as UTC, texts
         normalized as codes so case or spacing changes in a re-export are not revisions;
-        the CAD number and the updated-at are not content)."""
+        the CAD number and the updated-at are not content; nor is the disposition of an
+        export that repeats a record once per disposition)."""
         def t(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
         def c(value: str | None) -> str | None:
             return normalize_code(value) if value else None
 
-        content = {
+        content: dict[str, Any] = {
             "received": t(self.received),
             "dispatched": t(self.dispatched),
             "enroute": t(self.enroute),
@@ -145,13 +161,16 @@ class CadRow:
             "call_type_initial": c(self.call_type_initial),
             "call_type_final": c(self.call_type_final),
             "priority": c(self.priority),
-            "disposition_code": c(self.disposition_code),
-            "disposition_text": c(self.disposition_text),
+            "disposition_code": None if self.disposition_rows else c(self.disposition_code),
+            "disposition_text": None if self.disposition_rows else c(self.disposition_text),
             "area": {k: c(v) for k, v in self.area.model_dump().items()},
             "longitude": self.longitude,
             "latitude": self.latitude,
             "self_initiated": self.self_initiated,
         }
+        if self.crisis is not None:
+            content["crisis"] = [self.crisis.use_of_force, self.crisis.cit_requested,
+                                 self.crisis.cit_dispatched, self.crisis.cit_arrived]
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
         return CONTENT_REVISION_PREFIX + digest[:16]
 
@@ -207,6 +226,8 @@ class CadRow:
             disposition_code=self.disposition_code,
             disposition_text=self.disposition_text,
             disposition_at=self.closed or self.onscene,
+            disposition_rows=self.disposition_rows,
+            crisis=self.crisis,
         )
 
 
@@ -250,6 +271,13 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
         longitude=optional_float(fields, p, "longitude"),
         latitude=optional_float(fields, p, "latitude"),
         self_initiated=self_initiated,
+        crisis=CrisisFlags(
+            use_of_force=optional_flag(fields, p, "use_of_force"),
+            cit_requested=optional_flag(fields, p, "cit_requested"),
+            cit_dispatched=optional_flag(fields, p, "cit_dispatched"),
+            cit_arrived=optional_flag(fields, p, "cit_arrived"),
+        ) if p.crisis_template else None,
+        disposition_rows=p.disposition_rows,
     )
 
 

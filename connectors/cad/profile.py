@@ -50,6 +50,10 @@ NormalizedField = Literal[
     "longitude",
     "latitude",
     "updated_at",
+    "use_of_force",
+    "cit_requested",
+    "cit_dispatched",
+    "cit_arrived",
 ]
 
 class SelfInitiatedRule(BaseModel):
@@ -82,6 +86,12 @@ class Profile(BaseModel):
     time_formats: list[str] = Field(default_factory=lambda: ["iso"])
     self_initiated: SelfInitiatedRule | None = None
     exclude: list[ExcludeRule] = Field(default_factory=list)
+    # each row is a crisis template (one person on one contact): the mapper adds a
+    # ``CrisisTemplate`` fact carrying the row's indicators
+    crisis_template: bool = False
+    # the export repeats a record once per disposition (Seattle Crisis Data): rows of one
+    # number that differ only in their disposition are more dispositions, not revisions
+    disposition_rows: bool = False
     vocabulary: str | None = None  # a vocabulary name or file; None: the bundled one of ``name``, if any
 
     @model_validator(mode="before")

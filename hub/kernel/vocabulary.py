@@ -6,7 +6,8 @@ vocabulary — one YAML file under ``hub/kernel/vocabularies`` or a county's own
 
 - ``behavioral_health``: which calls are behavioral-health calls — ``keywords``
   (case-insensitive substrings) looked for in the ``fields`` it names
-  (``call_type_initial``, ``call_type_final``);
+  (``call_type_initial``, ``call_type_final``), or ``crisis_template`` (the call has a crisis
+  template: Seattle Crisis Data);
 - ``categories``: ordered keyword rules giving a call its category (first match on the
   final, else initial, call type wins);
 - ``dispositions``: source code or text → hub outcome (:data:`schemas.base.Outcome`), or →
@@ -49,7 +50,7 @@ VOCABULARIES_DIR = Path(__file__).resolve().parent / "vocabularies"
 FALLBACK = "*"
 DEFAULT_VOCABULARY = "generic"
 
-BhField = Literal["call_type_initial", "call_type_final"]
+BhField = Literal["call_type_initial", "call_type_final", "crisis_template"]
 
 DEFAULT_BH_KEYWORDS: tuple[str, ...] = (
     "suicid", "crisis", "mental", "behavioral", "behavioural", "emotional", "welfare check", "overdose",
@@ -131,12 +132,16 @@ class Vocabulary(BaseModel):
 
     # ------------------------------------------------------------------ lookups (pure)
 
-    def is_behavioral_health(self, call_type_initial: str | None, call_type_final: str | None) -> bool:
-        """Whether a call with these call types is a behavioral-health call (the fields the
-        rule names only)."""
-        values = {"call_type_initial": call_type_initial, "call_type_final": call_type_final}
+    def is_behavioral_health(self, call_type_initial: str | None, call_type_final: str | None,
+                             crisis_template: bool = False) -> bool:
+        """Whether a call is a behavioral-health call, by the fields the rule names only: its
+        call types (a keyword in one of them), ``crisis_template`` (an officer filed a crisis
+        template for someone on it)."""
         rule = self.behavioral_health
-        return matches_any([values[f] for f in rule.fields], rule.keywords)
+        if "crisis_template" in rule.fields and crisis_template:
+            return True
+        values = {"call_type_initial": call_type_initial, "call_type_final": call_type_final}
+        return matches_any([values[f] for f in rule.fields if f in values], rule.keywords)
 
     def category(self, call_type_initial: str | None, call_type_final: str | None,
                  behavioral_health: bool) -> CallCategory:

@@ -76,7 +76,9 @@ def report(
 def seattle_variant(version: int, replace: tuple[str, str]) -> VocabularySet:
     """The bundled vocabularies with Seattle's file edited (as a county would edit its copy)."""
     path = PROJECT_ROOT / "hub" / "kernel" / "vocabularies" / "seattle.yaml"
-    text = path.read_text().replace("version: 1", f"version: {version}").replace(*replace)
+    text = path.read_text()
+    assert replace[0] in text, replace[0]
+    text = text.replace("version: 1", f"version: {version}").replace(*replace)
     edited = parse_vocabulary(text, "seattle.yaml")
     others = [v for v in load_vocabularies().vocabularies if v.name != "seattle"]
     return VocabularySet((*others, edited))
@@ -134,7 +136,9 @@ def test_changing_the_rule_reclassifies_the_same_facts() -> None:
     # RENDERED" and 1 "REPORT WRITTEN (NO ARREST)" (no enforcement), 1 "UNABLE TO LOCATE" (other);
     # one of the welfare checks has no arrival time, so 13 response times.
     events = seattle_events()
-    wider = seattle_variant(2, ("fields: [call_type_final]", "fields: [call_type_initial, call_type_final]"))
+    wider = seattle_variant(
+        2, ("fields: [call_type_final, crisis_template]", "fields: [call_type_initial, call_type_final]")
+    )
     doc = report(events, wider, small_cell_max=0)
     outcomes = doc["outcomes"]["total"]
     assert outcomes["calls"]["value"] == 14
