@@ -277,7 +277,7 @@ class DeadLetterSealer:
         return cls(secret_bytes(settings, "deadletter.key"))
 
     def seal(self, raw: bytes) -> Sealed:
-        return seal_with_key(self._key, self.kid, {"raw": base64.b64encode(raw).decode()})
+        return seal_with_key(self._key, self.kid, {"raw": base64.b64encode(raw).decode()}, context="deadletter")
 
     def open(self, sealed: Sealed) -> bytes:
         if sealed.kid != self.kid:
