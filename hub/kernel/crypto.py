@@ -22,8 +22,10 @@ only by a 96-bit collision (birthday bound ~2^48 seals per person key), never be
 messages share a context; an observer learns only that two sealed fields with the same
 context hold the same plaintext (the context includes the fact's identity, so equal notes
 of different facts stay unlinkable). Opening is unchanged: the nonce travels with the
-ciphertext, so payloads sealed with random nonces before still open. Destroying the key makes every sealed payload of that person unreadable in
-every copy and replay of the log, while pseudonymous non-PHI facts stay countable.
+ciphertext, so payloads sealed with random nonces before still open.
+
+Destroying the key makes every sealed payload of that person unreadable in every copy and
+replay of the log, while pseudonymous non-PHI facts stay countable.
 
 :class:`Keyring` is the synchronous port pure code seals and opens with;
 :class:`KeyStore` is the asynchronous one that looks keys up first. Pure code (a
@@ -172,7 +174,8 @@ def synthetic_nonce(key: bytes, kid: str, context: str, plaintext: bytes) -> byt
     the module docstring): a PRF (HMAC-SHA256 under a key derived from the data key by
     HKDF, never the data key itself) over the key id, the context and the plaintext."""
     nonce_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=NONCE_INFO).derive(key)
-    return hmac.new(nonce_key, _lp(kid.encode()) + _lp(context.encode()) + plaintext, hashlib.sha256).digest()[:12]
+    message = _lp(kid.encode()) + _lp(context.encode()) + plaintext
+    return hmac.new(nonce_key, message, hashlib.sha256).digest()[:12]
 
 
 def seal_with_key(key: bytes, kid: str, payload: dict[str, Any], *, context: str) -> Sealed:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import base64
 
 from hub.kernel.crypto import KeyDestroyedError, MemoryKeyring, seal, seal_context, seal_with_key, unseal
 from hub.kernel.identity import mask, pseudonymize
