@@ -123,6 +123,27 @@ def test_is_retriable_separates_outages_from_bad_input(exc: BaseException, retri
     assert is_retriable(exc) is retriable
 
 
+def _raised_while_handling(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException:
+            raise outer  # noqa: B904 (the implicit context is the point)
+    except BaseException as exc:
+        return exc
+
+
+def test_a_transaction_left_after_its_connection_died_is_an_outage() -> None:
+    """asyncpg raises ``InterfaceError`` ("the underlying connection is closed") from the
+    ``async with conn.transaction()`` exit when the connection died inside the block (issue
+    13: a connection cut at the event index's offset UPDATE): an outage, not a bug."""
+    closed = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the connection is closed")
+    died = _raised_while_handling(closed, asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
+    assert is_retriable(died)
+    assert not is_retriable(_raised_while_handling(closed, ValueError("a bug")))
+    assert not is_retriable(asyncpg.InterfaceError("another operation is in progress"))
+
+
 def test_unavailable_wraps_outages_only() -> None:
     wrapped = pytest.raises(ServiceUnavailable, match="cursor store unavailable: ConnectionRefusedError")
     with wrapped as caught, unavailable("cursor store"):
