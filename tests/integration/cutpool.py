@@ -36,8 +36,11 @@ async def cut_log(rt: Runtime) -> AsyncIterator[CutLog]:
     proxy = CutProxy(pg.host, pg.port)
     await proxy.start()
     settings = rt.settings.model_copy(update={"postgres": pg.model_copy(update={"port": proxy.port})})
-    # in clear (no TLS) between the hub and the proxy, so that the proxy can read the SQL
-    pool = await asyncpg.create_pool(dsn(settings, "runtime"), min_size=1, max_size=4, ssl=False)
+    # in clear (no TLS) between the hub and the proxy, and without asyncpg's statement cache
+    # (a cached statement is executed by name), so that the proxy reads every statement's SQL
+    pool = await asyncpg.create_pool(
+        dsn(settings, "runtime"), min_size=1, max_size=4, ssl=False, statement_cache_size=0
+    )
     assert pool is not None
     log = EventLog(rt.settings, pool, rt.kafka)
     await log.start()
