@@ -61,7 +61,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.backoff import Backoff
@@ -330,15 +330,24 @@ class DeliveryWorker:
     # -- intake: log → ledger
 
     async def _intake(self) -> None:
+        """log → ledger. Commits only the offsets of records it has taken (each one enqueued,
+        failed as unroutable, quarantined or dead-lettered); a batch that fails part-way
+        (PostgreSQL or the log unavailable) is sought back to its first record before the
+        back-off, so the next fetch reads it again — enqueueing is idempotent, so the part
+        already taken is taken again harmlessly. Never a gap: ``getmany`` has already moved
+        the position past the batch, and committing that position after a failure is how a
+        referral used to be skipped (issue 13, finding 2)."""
         consumer = self._consumer
         assert consumer is not None
         failures = 0
         while not self._stopping.is_set():
+            starts: dict[TopicPartition, int] = {}
             try:
                 if self._relay_due:
                     await self._relay(None)
                     self._relay_due = False
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                starts = {tp: records[0].offset for tp, records in batch.items() if records}
                 for records in batch.values():
                     for rec, refused in zip(records, await self.guard.check(records), strict=True):
                         if refused is None:
@@ -346,14 +355,27 @@ class DeliveryWorker:
                         else:  # a forged referral request is never delivered
                             await self.quarantine.put(rec, refused)
                 if batch:
-                    await consumer.commit()
+                    await consumer.commit(
+                        {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                    )
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the intake never dies: every failure backs off
                 failures += 1
                 self._relay_due = True
+                self._rewind(consumer, starts)
                 await self._back_off(f"{self.channel} delivery intake", failures, exc)
+
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+        """Seek every partition of a failed batch back to its first record (partitions a
+        rebalance took away meanwhile are skipped: their new owner starts at the last
+        commit, which never covers the failed batch)."""
+        assigned = consumer.assignment()
+        for tp, offset in starts.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
 
     async def _take(self, rec: Any) -> None:
         try:
