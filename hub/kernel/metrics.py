@@ -44,6 +44,10 @@ DELIVERY_LATENCY = Histogram(
 
 # --- projections ---
 PROJECTION_LAG = Gauge("hub_projection_lag_records", "Records behind the log end", ["topic", "partition"])
+PROJECTION_PROGRESS = Gauge(
+    "hub_projection_progress_timestamp_seconds",
+    "When the projector last applied a batch or found itself caught up (liveness: stale = stuck)",
+)
 PROJECTION_EVENTS = Counter("hub_projection_events_total", "Events folded into read models", ["projection"])
 PROJECTION_TX_LATENCY = Histogram(
     "hub_projection_transaction_seconds", "One batch transaction in PostgreSQL", ["projection"],

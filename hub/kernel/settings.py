@@ -192,6 +192,10 @@ class Settings(BaseSettings):
     environment: str = "development"
     agency_timezone: str = "America/Los_Angeles"
     metrics_port: int = 9464
+    stop_grace_s: float = Field(
+        30.0, gt=0, description="seconds a long-running command may take to stop after SIGTERM/SIGINT "
+        "before it exits at once (non-zero); a second signal exits at once",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = KafkaSettings()
     postgres: PostgresSettings = PostgresSettings()

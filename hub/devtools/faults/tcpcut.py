@@ -6,6 +6,8 @@ PostgreSQL: a piece of SQL text, which travels in the Parse message of the exten
 protocol): the bytes carrying it are NOT forwarded and both sockets are aborted, so the
 server sees the client vanish in the middle of its transaction (it rolls back) and the client
 sees its connection reset — what a crashed PostgreSQL connection does, at a chosen statement.
+``down()`` resets every connection and refuses new ones until ``up()``: the server as seen
+by a client while it restarts (the server itself, shared by other tests, is never touched).
 
 Invariants: a marker split across two reads is still found (each direction keeps the tail of
 the last read); a cut happens at most ``times`` times per ``arm``; unarmed, the proxy is a
@@ -35,6 +37,7 @@ class CutProxy:
         self.port = 0
         self.cuts = 0
         self._armed: list[_Armed] = []
+        self._down = False
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -48,14 +51,25 @@ class CutProxy:
             self._server.close()
         for w in list(self._writers):
             w.transport.abort()
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if self._tasks:  # the pumps end on the aborted sockets; cancel only stragglers
+            _, stragglers = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for t in stragglers:
+                t.cancel()
+            for t in stragglers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    def down(self) -> None:
+        """Reset every open connection and refuse new ones (until :meth:`up`)."""
+        self._down = True
+        for w in list(self._writers):
+            w.transport.abort()
+
+    def up(self) -> None:
+        self._down = False
 
     def arm(self, marker: bytes, *, times: int = 1) -> asyncio.Event:
         """Cut the next ``times`` connection(s) whose client sends ``marker``; the returned
@@ -76,6 +90,9 @@ class CutProxy:
         return False
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down:
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
