@@ -43,6 +43,10 @@ DELIVERY_LATENCY = Histogram(
 )
 
 # --- projections ---
+LOG_BROKER_AVAILABLE = Gauge(
+    "hub_log_broker_available",
+    "1 when the last append was acknowledged in time, 0 when acknowledgements timed out (broker unavailable)",
+)
 PROJECTION_LAG = Gauge("hub_projection_lag_records", "Records behind the log end", ["topic", "partition"])
 PROJECTION_PROGRESS = Gauge(
     "hub_projection_progress_timestamp_seconds",
