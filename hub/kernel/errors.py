@@ -32,6 +32,8 @@ AppendError (kernel.log)             transient  as ServiceUnavailable; a re-appe
                                                 exactly the failed envelopes
 DeadLetterError (kernel.log)         transient  as ServiceUnavailable; a re-write writes
                                                 exactly the failed letters
+AckTimeout (kernel.log)              transient  inside AppendError / DeadLetterError: no
+                                                acknowledgement within append_timeout_s
 KeyNotResolved (kernel.crypto)       transient  a key was not looked up before pure code
                                                 asked for it (a bug): retried, never
                                                 dead-lettered

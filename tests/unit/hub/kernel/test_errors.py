@@ -48,6 +48,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.keys.MissingKeyError": (PermanentError, RuntimeError),
     "hub.kernel.log.UnknownEventTypeError": (PermanentError, ValueError),
     "hub.kernel.log.AppendError": (TransientError, RuntimeError),
+    "hub.kernel.log.AckTimeout": (TransientError, TimeoutError),
     "hub.kernel.log.DeadLetterError": (TransientError, RuntimeError),
     "hub.kernel.log.CorruptRecordError": (PermanentError, ValueError),
     "connectors.cad.csvfile.CsvLayoutError": (PermanentError, ValueError),
