@@ -39,7 +39,7 @@ from connectors.referrals.answers import answer_event
 from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
-from hub.kernel.crypto import KeyDestroyedError, seal
+from hub.kernel.crypto import KeyDestroyedError, seal, seal_context
 from hub.kernel.deadletters import build_dead_letter, describe_failure
 from hub.kernel.errors import HubError
 
@@ -248,7 +248,8 @@ class MllpListener:
         if answer.note:
             keys = await self.deps.keyring.resolve([row.person], create=True)
             with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                note = seal(keys, row.person, {"text": answer.note})
+                note = seal(keys, row.person, {"text": answer.note},
+                            context=seal_context(row.destination, row.referral_id, answer.kind, "note"))
         env = answer_event(
             answer.kind,
             referral_id=row.referral_id,

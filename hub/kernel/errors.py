@@ -32,6 +32,8 @@ AppendError (kernel.log)             transient  as ServiceUnavailable; a re-appe
                                                 exactly the failed envelopes
 DeadLetterError (kernel.log)         transient  as ServiceUnavailable; a re-write writes
                                                 exactly the failed letters
+AckTimeout (kernel.log)              transient  inside AppendError / DeadLetterError: no
+                                                acknowledgement within append_timeout_s
 KeyNotResolved (kernel.crypto)       transient  a key was not looked up before pure code
                                                 asked for it (a bug): retried, never
                                                 dead-lettered
@@ -137,13 +139,18 @@ def is_retriable(exc: BaseException) -> bool:
     """True for errors worth retrying: a :class:`TransientError`; an aiokafka error it flags
     retriable (or a Kafka timeout); a PostgreSQL outage (:data:`PG_OUTAGES`); a timeout, a
     connection error or another socket-level ``OSError`` (not a file error such as a
-    missing file). Everything else — bad input, bad configuration, bugs — is permanent."""
+    missing file); asyncpg's "the underlying connection is closed" (an ``InterfaceError``
+    raised while leaving a transaction whose connection died, with the outage as its
+    context). Everything else — bad input, bad configuration, bugs — is permanent."""
     if isinstance(exc, HubError):
         return exc.retriable
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
     if isinstance(exc, PG_OUTAGES):
         return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        context = exc.__context__
+        return context is not None and context is not exc and is_retriable(context)
     if isinstance(exc, FILE_ERRORS):
         return False
     return isinstance(exc, (TimeoutError, ConnectionError, OSError))
