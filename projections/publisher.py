@@ -37,7 +37,16 @@ from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections.outcomes import PUBLISHED_AREA_KINDS
-from projections.releases import MonthRelease, month_closed, month_release, same_content
+from projections.queries import ReadModelReader
+from projections.releases import (
+    MonthRelease,
+    month_closed,
+    month_release,
+    next_month,
+    release_content,
+    same_content,
+    with_extras,
+)
 from projections.reporting import unmeasured_metrics
 from projections.store import read_meta
 from schemas.topics import outcome_topic
@@ -76,11 +85,11 @@ async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date,
 
 async def latest_releases(conn: Executor, schema: str, months: Iterable[date] | None
                           ) -> dict[date, asyncpg.Record]:
-    """The latest release of each month (``seq``, ``records`` and ``known`` as JSON text)."""
+    """The latest release of each month (``seq``; ``records``, ``extras``, ``known`` as JSON text)."""
     scope = None if months is None else sorted(set(months))
     rows = await conn.fetch(
         f"""SELECT DISTINCT ON (period_start) period_start, seq, records::text AS records,
-                   known::text AS known
+                   extras::text AS extras, known::text AS known
             FROM "{schema}".outcome_releases
             WHERE $1::date[] IS NULL OR period_start = any($1::date[])
             ORDER BY period_start, seq DESC""",
@@ -138,18 +147,27 @@ class OutcomePublisher:
         candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
         used = await month_vocabularies(conn, self.schema, tz)
+        reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max)
         releases: list[MonthRelease] = []
         for month in sorted(candidates):
             prior = latest.get(month)
+            known = json.loads(prior["known"]) if prior else {}
             release = month_release(
                 month, counts.get(month, {}), seq=prior["seq"] + 1 if prior else 1,
                 max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
-                known_before=json.loads(prior["known"]) if prior else None,
+                known_before=known, vocabulary=meta["label"],
                 unmeasured=unmeasured_metrics(used.get(month, set()), meta["vocabularies"]),
-                vocabulary=meta["label"],
+            )
+            last_day = next_month(month) - timedelta(days=1)
+            release = with_extras(
+                release,
+                await reader.repeat_people(date_from=month, date_to=last_day),
+                await reader.funnel_rows(date_from=month, date_to=last_day),
+                p.small_cell_max, known,
             )
             dumped = [r.model_dump(mode="json") for r in release.records]
-            if prior is None or not same_content(json.loads(prior["records"]), dumped):
+            if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
+                    json.loads(prior["extras"]) != release.extras):
                 releases.append(release)
         if not releases:
             return 0
@@ -176,20 +194,21 @@ class OutcomePublisher:
                 f"""INSERT INTO {table} (key, period_start, record) VALUES ($1, $2, $3::jsonb)
                     ON CONFLICT (key) DO UPDATE SET record = EXCLUDED.record""",
                 [(k, current[k][0], v) for k, v in sends])
-        stored = [
-            json.dumps([rec.model_dump(mode="json") for rec in r.records], sort_keys=True) for r in releases
-        ]
-        for r, records_json in zip(releases, stored, strict=True):  # the sealed trace of what went out
+        rows = []
+        for r in releases:  # the sealed trace of what went out, then the release itself
+            records = [rec.model_dump(mode="json") for rec in r.records]
             await append_audit_row(self.pool, self._audit, self.settings.core_schema, "release_log", {
                 "release_id": r.release, "read_model_schema": self.schema, "channel": "topic",
                 "vocabulary": meta["label"], "code_version": __version__, "records": len(r.records),
-                "records_sha256": records_digest(records_json),
+                "records_sha256": records_digest(release_content(records, r.extras)),
             })
+            rows.append((r.release, r.period_start, r.seq, now, meta["label"], __version__,
+                         json.dumps(records, sort_keys=True), json.dumps(r.extras, sort_keys=True),
+                         json.dumps(r.known, sort_keys=True)))
         await conn.executemany(
             f"""INSERT INTO "{self.schema}".outcome_releases
-                (release_id, period_start, seq, released_at, vocabulary, code_version, records, known)
-                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb)""",
-            [(r.release, r.period_start, r.seq, now, meta["label"], __version__, records_json,
-              json.dumps(r.known, sort_keys=True)) for r, records_json in zip(releases, stored, strict=True)],
+                (release_id, period_start, seq, released_at, vocabulary, code_version, records, extras, known)
+                VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb)""",
+            rows,
         )
         return len(futures)

@@ -157,6 +157,14 @@ class ReadModelReader:
         and how many of those with 3+ were enrolled in services by the end of the range (the
         Colorado evaluation's metric). Suppressed with hidden complements (exactly one,
         exactly two contacts; 3+ not enrolled)."""
+        return reporting.repeat_table(await self.repeat_people(date_from=date_from, date_to=date_to),
+                                      self.small_cell_max)
+
+    async def repeat_people(
+        self, *, date_from: date | None = None, date_to: date | None = None
+    ) -> list[tuple[int, bool]]:
+        """(contacts in the range, enrolled in behavioral-health services by its end) per
+        person (linked identities counted once) with a contact in the range."""
         lo, hi = _bounds(date_from, date_to, self.tz)
         rows = await self.conn.fetch(
             f"""SELECT c.person, count(*) AS contacts,
@@ -169,8 +177,7 @@ class ReadModelReader:
             lo,
             hi,
         )
-        people = ((r["contacts"], bool(r["enrolled"])) for r in rows)
-        return reporting.repeat_table(people, self.small_cell_max)
+        return [(r["contacts"], bool(r["enrolled"])) for r in rows]
 
     async def response_times(
         self, *, date_from: date | None = None, date_to: date | None = None
@@ -187,8 +194,15 @@ class ReadModelReader:
     ) -> dict[str, Any]:
         """How many referrals requested in the range reached each stage, and the time spent
         between stages (median seconds; suppressed over ``small_cell_max`` or fewer referrals)."""
+        rows = await self.funnel_rows(date_from=date_from, date_to=date_to)
+        return reporting.referral_funnel(rows, self.small_cell_max)
+
+    async def funnel_rows(
+        self, *, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict[str, Any]]:
+        """``referral_funnel`` rows of the referrals requested in the range."""
         lo, hi = _bounds(date_from, date_to, self.tz)
-        rows = [
+        return [
             dict(r)
             for r in await self.conn.fetch(
                 f"""SELECT * FROM {self._s}.referral_funnel WHERE requested_at IS NOT NULL
@@ -198,7 +212,6 @@ class ReadModelReader:
                 hi,
             )
         ]
-        return reporting.referral_funnel(rows, self.small_cell_max)
 
     async def report(
         self,
@@ -267,17 +280,19 @@ class ReadModelReader:
         return out
 
     async def release(self, release_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """(the release, its records exactly as published), or None when there is no such release."""
+        """(the release — with ``extras``: its repeat encounters and funnel —, its records
+        exactly as published), or None when there is no such release."""
         row = await self.conn.fetchrow(
             f"""SELECT release_id, to_char(period_start, 'YYYY-MM') AS period, seq, released_at, vocabulary,
-                       code_version, records::text AS records
+                       code_version, records::text AS records, extras::text AS extras
                 FROM {self._s}.outcome_releases WHERE release_id = $1""",
             release_id,
         )
         if row is None:
             return None
-        meta = {k: v for k, v in dict(row).items() if k != "records"}
+        meta = {k: v for k, v in dict(row).items() if k not in ("records", "extras")}
         records = json.loads(row["records"])
+        meta["extras"] = json.loads(row["extras"])
         meta["small_cell_max"] = records[0]["small_cell_max"] if records else self.small_cell_max
         return meta, records
 

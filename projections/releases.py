@@ -23,14 +23,15 @@ A release is identified ``<YYYY-MM>.r<seq>``; the records it publishes carry the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
-from projections.reporting import HEADLINES, REPORT_VERSION
+from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
 from schemas.outcome import OutcomeRecord
 
 
@@ -73,6 +74,7 @@ class MonthRelease:
     records: tuple[OutcomeRecord, ...]
     known: dict[str, list[int]]
     table: SuppressedTable
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def month_release(
@@ -90,7 +92,8 @@ def month_release(
     behavioral-health calls) and what analysts knew from the earlier releases."""
     period = f"{period_start:%Y-%m}"
     unmeasured = dict(unmeasured or {})
-    before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items()}
+    # the table's cells (``repeat.`` / ``funnel.`` keys are the extras', see with_extras)
+    before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items() if "|" in k}
     table = suppressed_table(
         counts,
         PUBLISHED_AREA_KINDS[1:],
@@ -133,6 +136,36 @@ def month_release(
     return MonthRelease(rid, period_start, seq, tuple(records), known, table)
 
 
+def with_extras(
+    release: MonthRelease,
+    people: Iterable[tuple[int, bool]],
+    referrals: Sequence[Mapping[str, Any]],
+    max_small: int,
+    known_before: Mapping[str, Iterable[int]],
+) -> MonthRelease:
+    """``release`` with the month's repeat encounters and referral funnel (stage counts), each
+    suppressed as its own table and protected against earlier releases the same way; their
+    cells are known as ``repeat.<cell>`` / ``funnel.<cell>``."""
+    known = {k: sorted(set(v)) for k, v in release.known.items()}
+    people, referrals = list(people), list(referrals)
+    extras: dict[str, Any] = {}
+    for name, prefix in (("repeat_encounters", "repeat."), ("referral_funnel", "funnel.")):
+        before = {k.removeprefix(prefix): v for k, v in known_before.items() if k.startswith(prefix)}
+        if prefix == "repeat.":
+            doc, now = repeat_release(people, max_small, before)
+        else:
+            doc, now = funnel_release(referrals, max_small, before)
+        extras[name] = doc
+        for cell, value in now.items():
+            known[prefix + cell] = sorted({*known.get(prefix + cell, []), value})
+    return replace(release, known=known, extras=extras)
+
+
+def release_content(records: list[dict[str, Any]], extras: Mapping[str, Any]) -> str:
+    """The canonical JSON of what a release published (what the release log seals)."""
+    return json.dumps({"extras": extras, "records": records}, sort_keys=True)
+
+
 def same_content(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     """Whether two releases publish the same cells (their ids aside)."""
 
@@ -171,15 +204,23 @@ def _not_released() -> dict[str, Any]:
 def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The report document of one release (what an analyst reads, in the shape of
     ``hub report --json`` with ``by=area``): the jurisdiction's cells as ``total`` and the
-    headline, every precinct and district as rows — exactly the released cells. Sections a
-    release does not hold (repeat encounters, funnel, times) are marked not released."""
+    headline, every precinct and district as rows — exactly the released cells; the month's
+    repeat encounters and funnel stage counts as released with it. Response times are not
+    released (a count of timed calls could be subtracted)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         groups.setdefault((r["area_kind"], r["area"]), {})[r["metric"]] = _cell(r)
     total = groups.pop(("all", "all"), {})
     headline = {"calls": total.get("calls", _not_released())}
     headline.update({name: total.get(metric, _not_released()) for name, metric in HEADLINES.items()})
-    headline["repeat_three_plus_enrolled"] = _not_released()
+    extras = release.get("extras") or {}
+    repeat = extras.get("repeat_encounters") or {
+        k: _not_released() for k in ("people", "two_plus", "three_plus", "three_plus_enrolled")
+    }
+    funnel = extras.get("referral_funnel") or {
+        k: _not_released() for k in ("requested", "delivered", "accepted", "completed")
+    }
+    headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
     period = release["period"]
     return {
         "report": "outcomes",
@@ -199,10 +240,8 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
             "total": total,
             "rows": [{"group_kind": k, "group": g, "metrics": m} for (k, g), m in sorted(groups.items())],
         },
-        "repeat_encounters": {
-            k: _not_released() for k in ("people", "two_plus", "three_plus", "three_plus_enrolled")
-        },
-        "referral_funnel": {k: _not_released() for k in ("requested", "delivered", "accepted", "completed")},
+        "repeat_encounters": repeat,
+        "referral_funnel": funnel,
     }
 
 

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
-from projections.suppression import Equation, suppress
+from projections.suppression import Equation, derivable, suppress
 
 #: how report rows are grouped (``--by`` / ``?by=``)
 Grain = Literal["month", "area"]
@@ -175,11 +175,25 @@ def outcome_table(
     }
 
 
-def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dict[str, Any]:
-    """People with 1+, 2+ and 3+ contacts and how many of those with 3+ were enrolled in
-    services, from (contacts, enrolled) per person (people with 0 contacts ignored).
-    Suppressed with hidden complements (exactly one, exactly two contacts; 3+ not
-    enrolled); the enrolled share is of people with 3+ contacts."""
+Known = Mapping[str, Iterable[int]]  # every value readers knew of each cell (releases)
+
+
+def guarded_suppress(values: Mapping[str, int], eqs: list[Equation], hidden: set[str], max_small: int,
+                     known_before: Known | None = None) -> tuple[set[str], dict[str, int]]:
+    """(cells to withhold, what a reader knows afterwards: every shown cell and every
+    withheld one the equations determine). ``known_before``: every value readers knew of each
+    cell from earlier releases; a cell 1 to ``max_small`` away from one of them is protected
+    (:mod:`projections.releases`)."""
+    protect = {c for c, olds in (known_before or {}).items()
+               if any(1 <= abs(values.get(c, 0) - v) <= max_small for v in olds)}
+    hide = suppress(values, eqs, hidden, max_small, protect)
+    determined = derivable(values, eqs, hide)
+    return {str(c) for c in hide}, {c: v for c, v in values.items() if c not in hide or c in determined}
+
+
+def repeat_release(people: Iterable[tuple[int, bool]], small_cell_max: int,
+                   known_before: Known | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+    """:func:`repeat_table` and what a reader knows of it (for the next release)."""
     rows = [(n, e) for n, e in people if n >= 1]
     people_n = len(rows)
     two = sum(1 for n, _ in rows if n >= 2)
@@ -199,19 +213,30 @@ def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dic
         Equation("two_plus", ("three_plus", "exactly_two")),
         Equation("three_plus", ("three_plus_enrolled", "three_plus_not_enrolled")),
     ]
-    hide = suppress(values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max)
+    hide, known = guarded_suppress(
+        values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max, known_before
+    )
 
     def out(name: str, denominator: str | None = None) -> dict[str, Any]:
         v = None if name in hide else values[name]
         d = None if denominator is None or denominator in hide else values[denominator]
         return cell(v, d)
 
-    return {
+    doc = {
         "people": out("people"),
         "two_plus": out("two_plus", "people"),
         "three_plus": out("three_plus", "people"),
         "three_plus_enrolled": out("three_plus_enrolled", "three_plus"),
     }
+    return doc, known
+
+
+def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dict[str, Any]:
+    """People with 1+, 2+ and 3+ contacts and how many of those with 3+ were enrolled in
+    behavioral-health services, from (contacts, enrolled) per person (people with 0 contacts
+    ignored). Suppressed with hidden complements (exactly one, exactly two contacts; 3+ not
+    enrolled); the enrolled share is of people with 3+ contacts."""
+    return repeat_release(people, small_cell_max)[0]
 
 
 def stat(values: list[float], small_cell_max: int) -> dict[str, Any]:
@@ -277,16 +302,24 @@ def funnel_values(counts: Mapping[str, int]) -> tuple[dict[str, int], list[Equat
     return values, eqs, hidden
 
 
-def referral_funnel(rows: Sequence[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
-    """How many referrals reached each stage (suppressed as one table, shares of
-    requested), and the time spent between observed stages (median seconds; suppressed
-    over ``small_cell_max`` or fewer referrals; implied stages have no time)."""
+def funnel_release(rows: Sequence[Mapping[str, Any]], small_cell_max: int,
+                   known_before: Known | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+    """The funnel's stage cells (suppressed as one table, shares of requested) and what a
+    reader knows of them (for the next release)."""
     values, eqs, hidden = funnel_values(stage_counts(rows))
-    hide = suppress(values, eqs, hidden, small_cell_max)
+    hide, known = guarded_suppress(values, eqs, hidden, small_cell_max, known_before)
     out: dict[str, Any] = {
         s: cell(None if s in hide else values[s], None if "requested" in hide else values["requested"])
         for s in FUNNEL_STAGES
     }
+    return out, known
+
+
+def referral_funnel(rows: Sequence[Mapping[str, Any]], small_cell_max: int) -> dict[str, Any]:
+    """How many referrals reached each stage (suppressed as one table, shares of
+    requested), and the time spent between observed stages (median seconds; suppressed
+    over ``small_cell_max`` or fewer referrals; implied stages have no time)."""
+    out = funnel_release(rows, small_cell_max)[0]
     for name in STAGE_SECONDS:
         out[name] = stat([r[name] for r in rows if r.get(name) is not None], small_cell_max)
     return out

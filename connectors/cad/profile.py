@@ -141,12 +141,14 @@ class Profile(BaseModel):
 LEGACY_VOCABULARY_KEYS = frozenset({"dispositions", "behavioral_health", "categories"})
 
 
-def legacy_keys_error(where: str, keys: Iterable[str]) -> str | None:
-    """The message refusing vocabulary keys in a profile file or overrides, or None."""
+def legacy_keys_error(where: str | None, keys: Iterable[str]) -> str | None:
+    """The message refusing vocabulary keys in a profile file (``where``: its path) or in
+    overrides (None: the caller names the field), or None."""
     legacy = sorted(LEGACY_VOCABULARY_KEYS & set(keys))
     if not legacy:
         return None
-    return (f"{where}: {', '.join(legacy)} moved to vocabulary files (hub/kernel/vocabularies, or your "
+    prefix = f"{where}: " if where else ""
+    return (f"{prefix}{', '.join(legacy)} moved to vocabulary files (hub/kernel/vocabularies, or your "
             "own file named in the profile's `vocabulary` and in projections.vocabularies); see "
             "docs/operators.md, \"Vocabularies\"")
 
@@ -197,7 +199,7 @@ def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Pr
     go in its vocabulary file."""
     if not overrides:
         return profile
-    legacy = legacy_keys_error("overrides", overrides)
+    legacy = legacy_keys_error(None, overrides)
     if legacy:
         raise ValueError(legacy)
     data = profile.model_dump()

@@ -287,10 +287,11 @@ class AccessLog:
         return [dict(r) for r in rows]
 
 
-def records_digest(records_json: str) -> str:
-    """``sha256:<hex>`` of a release's records as stored (canonical JSON): what the release
-    log seals, so the stored records can be checked against it."""
-    return "sha256:" + hashlib.sha256(records_json.encode()).hexdigest()
+def records_digest(content_json: str) -> str:
+    """``sha256:<hex>`` of a release's content (canonical JSON of its records and extras,
+    :func:`projections.releases.release_content`): what the release log seals, so the
+    stored release can be checked against it."""
+    return "sha256:" + hashlib.sha256(content_json.encode()).hexdigest()
 
 
 async def sealed_release_digests(pool: asyncpg.Pool, schema: str, release_id: str, read_model_schema: str

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,10 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHARTS = ("chart-time", "chart-area", "chart-funnel", "chart-repeat")
 
 
-def hub_report_json(settings: Settings) -> dict:
-    """``hub report --json`` as a user runs it, pointed at the session's data."""
+def hub_json(settings: Settings, *args: str) -> Any:
+    """``hub <args> --json`` as a user runs it, pointed at the session's data."""
     out = subprocess.run(
-        [sys.executable, "-m", "hub.entry.cli", "report", "--json"],
+        [sys.executable, "-m", "hub.entry.cli", *args, "--json"],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
@@ -32,6 +33,13 @@ def hub_report_json(settings: Settings) -> dict:
         timeout=120,
     )
     return json.loads(out.stdout)
+
+
+def latest_release(settings: Settings) -> list[dict[str, Any]]:
+    """The records of the latest release (what the analyst's dashboard draws)."""
+    releases = hub_json(settings, "reports", "history")
+    assert releases, "the demo's month was not released"
+    return hub_json(settings, "report", "--release", releases[-1]["release_id"])["records"]
 
 
 async def test_dashboard_renders_report_numbers(
@@ -58,27 +66,31 @@ async def test_dashboard_renders_report_numbers(
         shot = await browser.screenshot(ARTIFACTS / "dashboard.png")
     assert shot.stat().st_size > 20_000  # a page of charts, not a blank page
 
-    report = hub_report_json(settings)
+    report = hub_json(settings, "report")
     assert report == demo_run.report  # the demo's report is the CLI's
-    head = report["headline"]
     assert [m for m, _ in cards] == [
         "no_enforcement",
         "voluntary_transport",
         "enforcement",
         "repeat_three_plus_enrolled",
     ]
+    # an analyst's dashboard shows the released month: its cards are the release's cells
+    total = {r["metric"]: r for r in latest_release(settings) if r["area_kind"] == "all"}
+    released = {
+        "no_enforcement": total["outcome.no_enforcement"]["share"],
+        "voluntary_transport": total["outcome.voluntary_transport"]["share"],
+        "enforcement": total["outcome.arrest_or_citation"]["share"],
+    }
     for metric, value in cards:
-        expected = head[metric]["share"]
-        assert (None if value == "suppressed" else float(value)) == expected, metric
-    assert (
-        sum(v is not None for v in (head[m]["share"] for m, _ in cards)) >= 2
-    )  # populated, not all suppressed
+        if metric in released:
+            assert (None if value == "suppressed" else float(value)) == released[metric], metric
+    assert sum(v is not None for v in released.values()) >= 2  # populated, not all suppressed
 
 
 async def test_dashboard_series_match_report_by_month_and_area(
     chromium: str, api_server: ThreadedServer, settings: Settings
 ) -> None:
-    """The stacked bars carry the report's cells (by month and by area) one to one."""
+    """The stacked bars carry the released cells (by area) one to one."""
     async with Browser(chromium) as browser:
         await browser.goto(api_server.url + "/dashboard/")
         await browser.wait_for("document.body && document.body.dataset.ready === '1'", timeout=60)
@@ -86,25 +98,11 @@ async def test_dashboard_series_match_report_by_month_and_area(
             """[...document.querySelectorAll('#chart-area rect[data-series]')]
                  .map(r => [r.dataset.label, r.dataset.series, r.dataset.value])"""
         )
-    out = subprocess.run(
-        [sys.executable, "-m", "hub.entry.cli", "report", "--json", "--by", "area"],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **demo_env(settings)},
-        timeout=120,
-    )
-    rows = json.loads(out.stdout)["outcomes"]["rows"]
     expected = {
-        (
-            row["group"],
-            metric.removeprefix("outcome."),
-            "suppressed" if cell["value"] is None else str(cell["value"]),
-        )
-        for row in rows
-        for metric, cell in row["metrics"].items()
-        if metric.startswith("outcome.")
+        (r["area"], r["metric"].removeprefix("outcome."), "suppressed" if r["value"] is None
+         else str(r["value"]))
+        for r in latest_release(settings)
+        if r["area_kind"] != "all" and r["metric"].startswith("outcome.")
     }
     assert marks and {tuple(m) for m in marks} <= expected
 

@@ -13,7 +13,6 @@ a metric the sources cannot express has ``value: null, measured: false, reason``
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -25,7 +24,7 @@ from hub.kernel.db import open_pool
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
-from projections.releases import release_document
+from projections.releases import release_content, release_document
 from projections.reporting import HEADLINE_LABELS, cell_text, parse_grain
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
@@ -118,7 +117,7 @@ def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
     if found is None:
         fail(f"no release {release_id} (`hub reports history` lists them)")
     meta, records = found
-    if records_digest(json.dumps(records, sort_keys=True)) not in sealed:
+    if records_digest(release_content(records, meta["extras"])) not in sealed:
         fail(f"release {release_id}: its stored records differ from what the release log sealed "
              "(run `hub verify`)")
     if as_json:

@@ -16,7 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
-from projections.releases import MonthRelease, month_closed, month_release, parse_cell_key
+from projections.releases import (
+    MonthRelease,
+    month_closed,
+    month_release,
+    parse_cell_key,
+    release_document,
+    with_extras,
+)
 from tests.unit.projections.release_adversary import adversary
 
 MONTH = date(2024, 3, 1)
@@ -138,3 +145,36 @@ def test_known_values_are_carried_over_releases() -> None:
         "calls",
         "2024-03",
     )
+
+
+def test_repeat_encounters_and_funnel_are_released_with_the_month_and_protected() -> None:
+    # 32 people with 3+ contacts, 20 enrolled in BH services; a late enrolment makes it 21
+    people = [(3, True)] * 20 + [(3, False)] * 12 + [(1, False)] * 15
+    late = [(3, True)] * 21 + [(3, False)] * 11 + [(1, False)] * 15
+    referrals = [{"furthest_stage": "completed"}] * 25 + [{"furthest_stage": "delivered"}] * 15
+    first = month_release(MONTH, counts_of([]), seq=1, max_small=MAX, attribute_max=20)
+    first = with_extras(first, people, referrals, MAX, {})
+    second = month_release(
+        MONTH, counts_of([]), seq=2, max_small=MAX, attribute_max=20, known_before=first.known
+    )
+    second = with_extras(second, late, referrals, MAX, first.known)
+    rep1, rep2 = first.extras["repeat_encounters"], second.extras["repeat_encounters"]
+    assert (rep1["three_plus"]["value"], rep1["three_plus_enrolled"]["value"]) == (32, 20)
+    assert rep2["three_plus"]["value"] == 32  # unchanged: shown
+    assert rep2["three_plus_enrolled"]["value"] is None  # 20 -> 21 would tell one more person
+    funnel = second.extras["referral_funnel"]
+    assert (funnel["requested"]["value"], funnel["completed"]["value"]) == (40, 25)
+    doc = release_document(
+        {
+            "release_id": second.release,
+            "period": "2024-03",
+            "released_at": None,
+            "code_version": "x",
+            "vocabulary": None,
+            "small_cell_max": MAX,
+            "extras": second.extras,
+        },
+        [r.model_dump(mode="json") for r in second.records],
+    )
+    assert doc["headline"]["repeat_three_plus_enrolled"]["value"] is None
+    assert doc["referral_funnel"]["completed"]["value"] == 25

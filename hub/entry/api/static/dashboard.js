@@ -80,8 +80,9 @@
     $("period").textContent = (d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "") +
       (d.vocabulary ? ` Vocabulary: ${d.vocabulary}.` : "");
     headline(d.headline);
-    // over time: weeks for a short period (up to three months), months beyond
-    const monthly = d.by_month.categories.length > 3;
+    // over time: weeks for a short period (up to three months), months beyond — and months
+    // when there is no weekly series (an analyst's dashboard shows released months only)
+    const monthly = d.by_month.categories.length > 3 || d.by_week.categories.length === 0;
     const time = monthly ? d.by_month : d.by_week;
     $("time-caption").textContent = "Behavioral-health call outcomes by " + (monthly ? "month" : "week (starting Monday)");
     Charts.stacked($("chart-time"), time.categories, time.series, { title: "outcomes over time" });

@@ -18,6 +18,7 @@ from connectors.cad.used_profile import resolve_profile
 from connectors.components import CadFileDropConfig, CadSoqlPollerConfig, cad_file_drop, cad_soql_poller
 from connectors.core.recorded import MapperConfigStore, is_config_ref
 from connectors.core.state import STATE_MIGRATIONS
+from hub.devtools.demo import COUNTY_VOCABULARY
 from hub.devtools.simulate.feeds import soql_row
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, serve
@@ -166,7 +167,7 @@ async def test_a_bundled_profile_with_overrides_is_recorded_and_listed_by_name(l
     server, port = await serve(cad_feed_app(state))
     config = CadSoqlPollerConfig(
         name=f"it-bundled-{tag}", url=f"http://127.0.0.1:{port}/resource/calls.json",
-        overrides={"agency": "COUNTY", "dispositions": {"VTX": "voluntary_transport"}}, source=source,
+        overrides={"agency": "COUNTY", "vocabulary": str(COUNTY_VOCABULARY)}, source=source,
         interval=0.05,
     )
     try:
@@ -177,7 +178,8 @@ async def test_a_bundled_profile_with_overrides_is_recorded_and_listed_by_name(l
     ref = letter.record.profile
     assert ref is not None and ref == config.used_profile().ref
     profile = await resolve_profile(MapperConfigStore(log_rt.pool, log_rt.settings.core_schema), ref)
-    assert profile.agency == "COUNTY" and profile.dispositions["VTX"] == "voluntary_transport"
+    assert profile.agency == "COUNTY" and profile.vocab is not None
+    assert profile.vocab.outcome("VTX", None) == ("voluntary_transport", True)  # the county's own code
     listed = await asyncio.to_thread(
         run_hub, log_rt.settings, "deadletters", "list", "--json", "--source", "san_francisco"
     )
