@@ -78,19 +78,25 @@ class SuppressedTable:
         return {c: (None if c in self.hidden else self.values[c]) for c in self.published}
 
 
+#: the flags that are attributes of the person on the call (a co-responder's presence is the
+#: program's, not the person's: a month where every call had one discloses nothing about anyone)
+PERSON_FLAGS = ("referral_made", "not.referral_made", "connected_to_services", "not.connected_to_services")
+
+
 def attribute_cells(values: Mapping[Any, int], equations: Iterable[Equation], attribute_max: int
                     ) -> set[Cell]:
-    """The zero-cell rule: a part equal to a total from 1 to ``attribute_max`` in an outcome or
-    flag equation (every call of a small group has the outcome / the flag, or none has it)
-    would disclose an attribute of the whole group; such parts are protected. Area
-    equations (a group is where calls are) and ``calls = with_outcome + no_outcome`` are not
-    attribute equations."""
+    """The zero-cell rule: a part equal to a total from 1 to ``attribute_max`` in an outcome
+    equation or a person flag's equation (every call of a small group has the outcome / a
+    referral / a connection to services, or none has) would disclose an attribute of the whole
+    group; such parts are protected. Area equations (a group is where calls are),
+    ``calls = with_outcome + no_outcome`` and the co-responder flag are not attribute
+    equations."""
     out: set[Cell] = set()
     for eq in equations:
         metric = eq.total[1]  # type: ignore[index]  # cells of these tables are (area, metric)
         parts = [p[1] for p in eq.parts]  # type: ignore[index]
         attribute = (metric == "with_outcome" and all(m.startswith("outcome.") for m in parts)) or (
-            metric == "calls" and any(m.startswith(HIDDEN_PREFIX) for m in parts))
+            metric == "calls" and any(m in PERSON_FLAGS for m in parts))
         total = values.get(eq.total, 0)
         if attribute and 1 <= total <= attribute_max:
             out |= {cast(Cell, p) for p in eq.parts if values.get(p, 0) == total}

@@ -37,11 +37,12 @@ event index confirms at its offset); a record that fails is quarantined
 and its offset consumed, never folded. Bad records (not a valid envelope, unknown type,
 payload that fails validation) are dead-lettered (``<prefix>.deadletter.hub``, stage
 ``project``) and their offset is still consumed, so nothing blocks and nothing is
-silently dropped. The outcome topic is republished for the months a batch changed, at
-most every ``PUBLISH_INTERVAL`` seconds while busy and whenever the worker is idle
-(suppression works on whole month tables); only closed months are released
-(:mod:`projections.releases`), so every ``RELEASE_CHECK_INTERVAL`` the worker also releases
-the months that closed meanwhile.
+silently dropped. The outcome topic is republished for the months the batches changed once
+the worker is idle and caught up (no fact partition behind: a backlog being replayed is not
+released in intermediate states, each of which would constrain the next release); only
+closed months are released (:mod:`projections.releases`, suppression works on whole month
+tables), so every ``RELEASE_CHECK_INTERVAL`` the worker also releases the months that closed
+meanwhile.
 """
 
 from __future__ import annotations
@@ -71,7 +72,6 @@ from projections.store import Consumed, ReadModelStore
 from schemas.deadletter import DeadLetter, deadletter_id
 
 log = logging.getLogger(__name__)
-PUBLISH_INTERVAL = 2.0  # seconds between outcome-topic publications while busy
 RELEASE_CHECK_INTERVAL = 600.0  # seconds between checks for months that closed meanwhile
 TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-up)
 START_TIMEOUT = 60.0
@@ -129,7 +129,6 @@ class Projector:
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
         self._pending: set = set()
-        self._published_at = 0.0
         self._released_at = time.monotonic()  # run() publishes every closed month on start
         self._publish_lock = asyncio.Lock()
         self._busy_at = 0.0
@@ -237,19 +236,19 @@ class Projector:
         self._pending |= result.months
         self._busy_at = time.monotonic()
         PROJECTION_PROGRESS.set_to_current_time()
-        if self._pending and time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
-            await self._publish_pending()
 
     async def _publish_pending(self) -> None:
         async with self._publish_lock:
             if self._pending:
                 months, self._pending = self._pending, set()
                 self.stats.published += await self.publisher.publish(months)
-            if time.monotonic() - self._released_at >= RELEASE_CHECK_INTERVAL:
+            if self._release_due():
                 # months close with time, not with facts: release the newly closed ones
                 self.stats.published += await self.publisher.publish(None)
                 self._released_at = time.monotonic()
-            self._published_at = time.monotonic()
+
+    def _release_due(self) -> bool:
+        return time.monotonic() - self._released_at >= RELEASE_CHECK_INTERVAL
 
     # ------------------------------------------------------------------ lag
 
@@ -330,7 +329,8 @@ class Projector:
                     return
                 if time.monotonic() - self._busy_at < TICK:
                     continue
-                await self._publish_pending()  # idle: bring the outcome topic up to date
+                if (self._pending or self._release_due()) and await self.lag() == 0:
+                    await self._publish_pending()  # idle and caught up: bring the outcome topic up to date
                 if until_caught_up:
                     if await self.lag() == 0:
                         PROJECTION_PROGRESS.set_to_current_time()
