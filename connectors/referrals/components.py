@@ -22,6 +22,8 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
       host: 0.0.0.0
       port: 2576
       allow_from: [10.0.0.0/24]            # required off loopback: MLLP has no authentication
+      tls: {certfile: /run/secrets/mllp.crt, keyfile: /run/secrets/mllp.key}  # or tls_terminated_in_front
+      limits: {max_concurrent: 4, rate_per_second: 20, dead_letter_bytes_per_hour: 8388608}
     - kind: fhir-task-poller
       interval_s: 5
       destinations:
@@ -36,6 +38,8 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from connectors.core.component import ComponentConfig
+from connectors.core.limits import SourceLimits
+from connectors.core.tls import TlsServerConfig, server_context
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
@@ -60,15 +64,19 @@ class Hl7DeliveryConfig(ComponentConfig, WorkerConfig):
     destinations: dict[str, Hl7Destination] = Field(min_length=1)
 
 
-class MllpListenerConfig(ComponentConfig):
+class MllpListenerConfig(ComponentConfig, TlsServerConfig):
     """Where the EHR sends its RRI^I12 answers. MLLP has no authentication of its own, so a
-    listener off loopback needs ``allow_from`` (the interface engine's networks)."""
+    listener off loopback needs ``allow_from`` (the interface engine's networks). ``tls``
+    (or ``tls_terminated_in_front``, required outside development: :mod:`connectors.core.tls`)
+    and the per-source ``limits`` (connections, frames, dead-letter bytes) as for every
+    receiver."""
 
     kind: Literal["mllp-listener"] = "mllp-listener"
     host: str = "127.0.0.1"
     port: int = Field(2575, ge=0, le=65535)
     max_frame: int = Field(1 << 20, gt=0)
     allow_from: list[str] | None = None
+    limits: SourceLimits = Field(default_factory=SourceLimits)
 
     @model_validator(mode="after")
     def _allow_from_is_networks(self) -> MllpListenerConfig:
@@ -120,6 +128,10 @@ def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
         port=config.port,
         max_frame=config.max_frame,
         allow_from=config.allow_from,
+        ssl_context=server_context(
+            config, name=f"{config.name!r} (mllp-listener)", development=runtime.settings.is_development
+        ),
+        limits=config.limits,
     )
 
 

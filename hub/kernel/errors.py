@@ -54,6 +54,8 @@ CaseRecordError, FieldError,         permanent  mapper: rejection → dead lette
 EidoError, CsvLayoutError, Er7Error,
 BundleInvalid, MessageInvalid
 InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
+BadJson (connectors.core.jsondoc)    permanent  receivers: 400 / EIDO rejection
+Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400

@@ -52,6 +52,8 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.log.CorruptRecordError": (PermanentError, ValueError),
     "connectors.cad.csvfile.CsvLayoutError": (PermanentError, ValueError),
     "connectors.cad.eido.EidoError": (PermanentError, ValueError),
+    "connectors.core.jsondoc.BadJson": (PermanentError, ValueError),
+    "connectors.core.http.Refused": (PermanentError, ValueError),
     "connectors.cad.mapping.FieldError": (PermanentError, ValueError),
     "connectors.cases.mapping.CaseRecordError": (PermanentError, ValueError),
     "connectors.fhir.bundle.BundleInvalid": (PermanentError, ValueError),
