@@ -36,6 +36,9 @@ RETRY_AFTER_S = 5
 #: bytes of one request body kept in memory before it is spooled to a temporary file
 SPOOL_BYTES = 64 * 1024
 CHUNK = 64 * 1024
+#: seconds a refused request's unread body is still drained (and discarded) so the sender
+#: can read the refusal before the connection closes (aiohttp's default is 10)
+LINGER_S = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -138,8 +141,9 @@ async def serve(
     ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Start ``app`` on ``host:port`` (port 0: any free port; TLS with ``ssl_context``);
-    returns the runner (``await runner.cleanup()`` to stop) and the bound port."""
-    runner = web.AppRunner(app, access_log=None)
+    returns the runner (``await runner.cleanup()`` to stop) and the bound port. A request
+    refused before its body was read keeps its connection at most :data:`LINGER_S` longer."""
+    runner = web.AppRunner(app, access_log=None, lingering_time=LINGER_S)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
