@@ -42,6 +42,8 @@ InfraError (here)                    permanent  message saying what to do, exit 
 MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
+KeyFileError (kernel.keys)           permanent  as ConfigError (empty, short, not hex or
+                                                group/other-readable key file)
 MacKeyError (kernel.recordmac)       permanent  as ConfigError (no current record-MAC
                                                 key, or a key shorter than 32 bytes)
 KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
