@@ -33,6 +33,7 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -40,6 +41,7 @@ from pydantic import Field, model_validator
 from connectors.core.component import ComponentConfig
 from connectors.core.limits import SourceLimits
 from connectors.core.tls import TlsServerConfig, server_context
+from connectors.fhir.client import FhirEndpoint
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
@@ -113,7 +115,14 @@ def _delivery(runtime: Any, config: FhirDeliveryConfig | Hl7DeliveryConfig, tran
     return DeliveryWorker(WorkerDeps.from_runtime(runtime), transport(dests), dests, config)
 
 
+def _https_endpoints(runtime: Any, destinations: Mapping[str, FhirEndpoint]) -> None:
+    """FHIR and OAuth endpoints are https-only outside development (ConfigError)."""
+    for name, dest in destinations.items():
+        dest.check_transport(name, runtime.settings.is_development)
+
+
 def fhir_delivery(runtime: Any, config: FhirDeliveryConfig) -> DeliveryWorker:
+    _https_endpoints(runtime, config.destinations)
     return _delivery(runtime, config, FhirTransport)
 
 
@@ -136,4 +145,5 @@ def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
 
 
 def fhir_task_poller(runtime: Any, config: FhirTaskPollerConfig) -> FhirTaskPoller:
+    _https_endpoints(runtime, config.destinations)
     return FhirTaskPoller(WorkerDeps.from_runtime(runtime), config)
