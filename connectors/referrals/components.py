@@ -131,15 +131,16 @@ def hl7_delivery(runtime: Any, config: Hl7DeliveryConfig) -> DeliveryWorker:
 
 
 def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
+    ssl_context = server_context(
+        config, name=f"{config.name!r} (mllp-listener)", development=runtime.settings.is_development
+    )
     return MllpListener(
         WorkerDeps.from_runtime(runtime),
         host=config.host,
         port=config.port,
         max_frame=config.max_frame,
         allow_from=config.allow_from,
-        ssl_context=server_context(
-            config, name=f"{config.name!r} (mllp-listener)", development=runtime.settings.is_development
-        ),
+        ssl_context=ssl_context,
         limits=config.limits,
     )
 
