@@ -71,7 +71,10 @@ PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
 
 #: what a person-level read's subject must look like (the routes' path patterns)
 PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
-INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
+#: ``<agency>:<CAD number>``; no control characters (a NUL cannot reach PostgreSQL), at most 200
+INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[^\x00-\x1f\x7f]{1,135}$"
+#: a free-text filter (the access log's ``subject``): printable, at most 200 characters
+FILTER_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 SUBJECT_PATTERNS: dict[Family, re.Pattern[str]] = {
     Family.INCIDENT_TIMELINE: re.compile(INCIDENT_PATTERN),
     Family.PERSON_TIMELINE: re.compile(PSEUDONYM_PATTERN),
@@ -85,7 +88,7 @@ def loggable_subject(family: Family, value: str | None) -> str:
     """``value`` when it is a well-formed subject id of ``family`` (an incident id or a
     pseudonym, never a clear identifier), otherwise :data:`INVALID_SUBJECT`."""
     pattern = SUBJECT_PATTERNS.get(family)
-    if value is None or pattern is None or len(value) > 200 or not pattern.match(value):
+    if value is None or pattern is None or len(value) > 200 or not pattern.fullmatch(value):
         return INVALID_SUBJECT
     return value
 
