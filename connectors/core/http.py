@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from connectors.core.limits import SourceLimits
 from hub.kernel.deadletters import describe_failure
@@ -106,9 +107,7 @@ async def read_body(
         return spool.read()
 
 
-def limits_middleware(
-    limits: SourceLimits, clock: Callable[[], float] = time.monotonic
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def limits_middleware(limits: SourceLimits, clock: Callable[[], float] = time.monotonic) -> Middleware:
     """Per-source request rate and concurrency (a source = the peer address): over
     either, 429 with ``Retry-After`` before the request is read."""
     rate = limits.rate_limiter()
