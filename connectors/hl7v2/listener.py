@@ -66,6 +66,9 @@ JUNK_SAMPLE = 4096
 MAX_JUNK = 64 * 1024
 #: the source (peer address) of the connection whose task is running (one task per connection)
 _SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("mllp_source", default="peer")
+#: the listener's default limits: an interface engine sends bursts of answers over a few
+#: connections, so frames are allowed faster than HTTP requests
+MLLP_LIMITS = SourceLimits(rate_per_second=200, burst=1000, max_concurrent=8)
 RATE_LIMITED = AckError("207", "rate limit exceeded; resend later")
 
 
@@ -98,7 +101,7 @@ class MllpListener:
         self.host, self.port = host, port
         self.max_frame = max_frame
         self.ssl_context = ssl_context
-        limits = limits or SourceLimits()
+        limits = limits or MLLP_LIMITS
         self._rate = limits.rate_limiter()
         self._conns_per_source = limits.concurrency()
         self._stored = limits.byte_budget()
@@ -240,8 +243,16 @@ class MllpListener:
             control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
         except InboundRefused:
             control_id, sender = "", ("", "")
-        self.counts["rate_limited"] += 1
-        return self._ack("AE", control_id, sender, RATE_LIMITED)
+        self.counts["rate_limited"] += 1  # not an AE of the answer itself: counted apart
+        return build_ack(
+            "AE",
+            acked_control_id=control_id,
+            now=datetime.now(UTC),
+            receiving_application=sender[0],
+            receiving_facility=sender[1],
+            trigger="I12",
+            error=RATE_LIMITED,
+        ).encode("utf-8")
 
     async def _dead_letter(self, ref: str, reason: str, raw: bytes) -> None:
         """A dead letter of refused input; its raw bytes only while the connection's source

@@ -23,7 +23,7 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
       port: 2576
       allow_from: [10.0.0.0/24]            # required off loopback: MLLP has no authentication
       tls: {certfile: /run/secrets/mllp.crt, keyfile: /run/secrets/mllp.key}  # or tls_terminated_in_front
-      limits: {max_concurrent: 4, rate_per_second: 20, dead_letter_bytes_per_hour: 8388608}
+      limits: {max_concurrent: 4, rate_per_second: 200, dead_letter_bytes_per_hour: 8388608}
     - kind: fhir-task-poller
       interval_s: 5
       destinations:
@@ -45,7 +45,7 @@ from connectors.fhir.client import FhirEndpoint
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
-from connectors.hl7v2.listener import MllpListener
+from connectors.hl7v2.listener import MLLP_LIMITS, MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
 from hub.kernel.net import is_loopback
 
@@ -78,7 +78,7 @@ class MllpListenerConfig(ComponentConfig, TlsServerConfig):
     port: int = Field(2575, ge=0, le=65535)
     max_frame: int = Field(1 << 20, gt=0)
     allow_from: list[str] | None = None
-    limits: SourceLimits = Field(default_factory=SourceLimits)
+    limits: SourceLimits = Field(default_factory=lambda: MLLP_LIMITS.model_copy())
 
     @model_validator(mode="after")
     def _allow_from_is_networks(self) -> MllpListenerConfig:
