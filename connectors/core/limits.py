@@ -67,10 +67,6 @@ class RateLimiter:
             return 0.0
         return (min(cost, self.burst) - bucket.tokens) / self.rate
 
-    def available(self, source: str, now: float) -> float:
-        """Tokens ``source`` has now (``burst`` for a source never seen)."""
-        return self._bucket(source, now).tokens
-
 
 @dataclass
 class ByteBudget:
@@ -116,9 +112,6 @@ class ConcurrencyLimiter:
             self._open[source] = n
         else:
             self._open.pop(source, None)
-
-    def open(self, source: str) -> int:
-        return self._open.get(source, 0)
 
 
 class SourceLimits(BaseModel):

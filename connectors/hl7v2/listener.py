@@ -77,9 +77,8 @@ class _Connection:
     """One client connection: its writer, and whether its handler is answering frames."""
 
     writer: asyncio.StreamWriter
-    source: str
     busy: bool = False
-    junk: int = 0
+    junk: int = 0  # bytes outside any frame seen on this connection
 
 
 class MllpListener:
@@ -179,7 +178,7 @@ class MllpListener:
             log.warning("mllp listener: refused a connection: the source has too many open connections")
             writer.close()
             return
-        conn = self._conns[task] = _Connection(writer, source)
+        conn = self._conns[task] = _Connection(writer)
         _SOURCE.set(source)  # this connection's task: its dead letters count against its source
         peer_ref = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "peer"
         decoder = FrameDecoder(self.max_frame)
