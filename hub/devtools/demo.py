@@ -109,13 +109,18 @@ def demo_vocabularies() -> list[str]:
     return [*vocabulary_names(), str(COUNTY_VOCABULARY)]
 
 
+def with_county_vocabulary(settings: Settings) -> Settings:
+    """``settings`` whose projections apply the demo county's vocabulary too (pure; the county's
+    CAD facts name it, so a projector without it would classify them by the fallback)."""
+    return settings.model_copy(
+        update={"projections": settings.projections.model_copy(update={"vocabularies": demo_vocabularies()})}
+    )
+
+
 def demo_settings(base: Settings, prefix: str) -> Settings:
     """``base`` in the demo's own namespace: topic prefix and read-model schema ``prefix``,
     and the county's vocabulary applied (pure)."""
-    s = Namespace(prefix, prefix).apply(base)
-    return s.model_copy(
-        update={"projections": s.projections.model_copy(update={"vocabularies": demo_vocabularies()})}
-    )
+    return with_county_vocabulary(Namespace(prefix, prefix).apply(base))
 
 
 def demo_env(settings: Settings) -> dict[str, str]:
@@ -441,6 +446,7 @@ async def reset_if_foreign(settings: Settings) -> str | None:
 async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
     """Steps 1 to 5 of the module docstring; returns the report and the counts."""
 
+    settings = with_county_vocabulary(settings)
     started = time.monotonic()
     result = DemoResult(settings, {})
     with console.status("bringing up Kafka and PostgreSQL (hub infra up)…"):
