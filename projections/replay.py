@@ -2,8 +2,11 @@
 large ``getmany`` fetches (:func:`hub.kernel.kafka_io.scan_records`), one :func:`derive` over all
 facts, and ``COPY`` (``copy_records_to_table``) into PostgreSQL — no per-event round trip.
 
-``as_of``: only events whose ``recordedat`` is at or before it (what the hub knew at that
-time; the same rule as :meth:`hub.kernel.log.EventLog.replay`). Records the live projector
+Two cut-offs, combinable: ``as_of`` — *known at*: only events whose ``recordedat`` is at or
+before it (what the hub knew at that time; the same rule as
+:meth:`hub.kernel.log.EventLog.replay`); ``occurred_through`` — *occurred through*: only
+facts that happened (their event time) at or before it, whenever they were recorded (what
+had happened by then, with every late export and revision since). Records the live projector
 dead-letters (not a valid envelope, unknown type, invalid payload) are skipped here too,
 so a full replay equals the live read models table by table, positions included; so are
 records the live projector quarantines (:class:`hub.kernel.quarantine.RecordGuard`: no valid
@@ -47,6 +50,7 @@ class ReplayStats:
     facts: int = 0
     duplicates: int = 0
     skipped_as_of: int = 0
+    skipped_occurred: int = 0
     unreadable: int = 0
     quarantined: int = 0
     rows: int = 0
@@ -59,6 +63,7 @@ async def replay_into(
     schema: str,
     *,
     as_of: datetime | None = None,
+    occurred_through: datetime | None = None,
 ) -> ReplayStats:
     """Build the read models of the whole log (or of the log as of ``as_of``) in ``schema``,
     which must not hold read models yet. The log is read through ``clients``, the process's
@@ -66,6 +71,8 @@ async def replay_into(
     check_schema_name(schema)
     if as_of is not None and as_of.tzinfo is None:
         raise ReplayError("--as-of must carry a time zone (e.g. 2024-03-01T00:00:00Z)")
+    if occurred_through is not None and occurred_through.tzinfo is None:
+        raise ReplayError("--occurred-through must carry a time zone (e.g. 2024-03-01T00:00:00Z)")
     exists = await pool.fetchval(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'facts'",
         schema,
@@ -103,6 +110,8 @@ async def replay_into(
             stats.quarantined += 1
         elif fact is None:
             stats.unreadable += 1
+        elif occurred_through is not None and fact.at > occurred_through:
+            stats.skipped_occurred += 1
         elif fact.event_id in facts:
             stats.duplicates += 1
         else:

@@ -1,6 +1,9 @@
-"""``hub replay --into SCHEMA [--as-of TIME]``: rebuild every read model from the log into
-a fresh schema through the batch path (large fetches, one fold, COPY). With ``--as-of``
-only the events the hub had recorded at that time are used."""
+"""``hub replay --into SCHEMA [--as-of TIME] [--occurred-through TIME]``: rebuild every read
+model from the log into a fresh schema through the batch path (large fetches, one fold,
+COPY). ``--as-of`` is *known at*: only the events the hub had recorded at that time ("what
+did we know then"). ``--occurred-through`` is *occurred through*: only the facts that had
+happened by then, however late they were recorded ("what happened by then", with every
+late export and correction since)."""
 
 from __future__ import annotations
 
@@ -33,26 +36,37 @@ def parse_time(value: str) -> datetime:
 @app.callback(invoke_without_command=True)
 def replay(
     into: Annotated[str, typer.Option("--into", help="the fresh schema to build")],
-    as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 time with zone")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="known at: events recorded by this time (ISO 8601, zone)")
+    ] = None,
+    occurred_through: Annotated[
+        str | None,
+        typer.Option("--occurred-through", help="occurred through: facts that happened by this time"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print counters as JSON")] = False,
 ) -> None:
     """Rebuild every read model into ``--into``."""
 
     when = parse_time(as_of) if as_of else None
+    through = parse_time(occurred_through) if occurred_through else None
     settings = get_settings()
 
     async def go():
         async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
-            return await replay_into(settings, pool, KafkaClients(settings.kafka), into, as_of=when)
+            return await replay_into(
+                settings, pool, KafkaClients(settings.kafka), into, as_of=when, occurred_through=through
+            )
 
     stats = run_or_exit(go(), "replay failed")
     out = {
         "schema": into,
         "as_of": when.isoformat() if when else None,
+        "occurred_through": through.isoformat() if through else None,
         "records": stats.records,
         "facts": stats.facts,
         "duplicates": stats.duplicates,
         "after_as_of": stats.skipped_as_of,
+        "after_occurred_through": stats.skipped_occurred,
         "unreadable": stats.unreadable,
         "rows": stats.rows,
     }

@@ -173,6 +173,15 @@ async def test_a_vocabulary_fix_reclassifies_history_without_reingest(
         ("2019-03.r1", 1), ("2019-03.r2", 1)]
     assert "seattle@1" in march_releases[0]["vocabulary"] and "seattle@2" in march_releases[1]["vocabulary"]
 
+    # occurred through the end of 2019: 4 of the 8 crisis calls (2018-04, 2018-12, 2019-03,
+    # 2019-06), whenever they were recorded
+    through = hub(rt, schema, "replay", "--into", f"{schema}_2019", "--occurred-through",
+                  "2019-12-31T23:59:59-08:00", "--json", env_extra=corrected)
+    assert through.returncode == 0, through.stderr[-2000:]
+    assert json.loads(through.stdout)["after_occurred_through"] > 0
+    by_2019 = hub(rt, schema, "report", "--json", "--schema", f"{schema}_2019", env_extra=corrected)
+    assert json.loads(by_2019.stdout)["headline"]["calls"]["value"] == 4
+
     fixed.write_text(text.replace("version: 1", "version: 2"))  # other content, same version
     refused = hub(rt, schema, "project", "--until-caught-up", env_extra=corrected)
     assert refused.returncode != 0 and "changed but its version is still 2" in refused.stderr
