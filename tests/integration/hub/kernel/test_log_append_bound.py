@@ -26,7 +26,7 @@ from hub.kernel.topics import ensure_topics
 from hub.kernel.verify import run_verify
 from tests.conftest import session_settings
 from tests.integration.hub.kernel.test_log_crash_window import copies_in_log, dispatched
-from tests.integration.runtimes import _fresh
+from tests.integration.runtimes import fresh_namespace
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 2.0
@@ -55,7 +55,7 @@ async def test_an_append_with_the_broker_down_fails_in_time_and_the_retry_lands(
     broker, settings = own_broker
     assert (await ensure_topics(settings)).ok
     rt: Runtime
-    async with _fresh(settings) as rt:
+    async with fresh_namespace(settings) as rt:
         assert (await rt.log.append([dispatched("ok", 1)])).appended
         env = dispatched("outage", 2)
         assert kafka.kill(broker) is not None  # the broker is down
