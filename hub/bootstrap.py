@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from connectors.core.state import STATE_MIGRATIONS
+from connectors.intake.service import INTAKE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
 from hub.kernel.db import (
@@ -49,6 +50,7 @@ MIGRATIONS: tuple[MigrationSet, ...] = (
     RECORD_MAC_MIGRATIONS,
     STATE_MIGRATIONS,
     LEDGER_MIGRATIONS,
+    INTAKE_MIGRATIONS,
     ACCESS_LOG_MIGRATIONS,
     READ_MODEL_MIGRATIONS,
 )
