@@ -241,6 +241,37 @@ class ReadModelReader:
         )
         return dict(row) if row else None
 
+    async def search_incidents(
+        self,
+        *,
+        text: str | None = None,
+        date_from: date | None = None,
+        date_to: date | None = None,
+        area: str | None = None,
+        behavioral_health: bool | None = None,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Incidents for the intake form to link to, newest first: ``text`` is part of the
+        incident id (its CAD number), ``area`` any of precinct / district / sector / beat
+        (exact, case-insensitive). Only the call's CAD attributes (no persons)."""
+        lo, hi = _bounds(date_from, date_to, self.tz)
+        rows = await self.conn.fetch(
+            f"""SELECT incident_id, received_at, call_category, behavioral_health, precinct, district,
+                       sector, beat, cad_outcome, co_responder
+                FROM {self._s}.incident_summary
+                WHERE ($1::text IS NULL OR incident_id ILIKE '%' || $1 || '%')
+                  AND ($2::timestamptz IS NULL OR received_at >= $2)
+                  AND ($3::timestamptz IS NULL OR received_at < $3)
+                  AND ($4::text IS NULL OR lower($4) IN (lower(precinct), lower(district), lower(sector),
+                                                        lower(beat)))
+                  AND ($5::boolean IS NULL OR behavioral_health = $5)
+                  AND received_at IS NOT NULL
+                ORDER BY received_at DESC, incident_id LIMIT $6""",
+            text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if text else None,
+            lo, hi, area, behavioral_health, limit,
+        )
+        return [dict(r) for r in rows]
+
     async def canonical_person(self, pseudonym: str) -> str | None:
         """The canonical pseudonym of ``pseudonym``'s linked cluster (None when unknown)."""
         return await self.conn.fetchval(

@@ -217,7 +217,9 @@ def check_form(form: FormBody, options: IntakeSettings) -> list[FieldError]:
         if form.referral.service_type not in options.services:
             errors.append(FieldError("referral.service_type", "not a configured service"))
     if form.consent is not None and any(r not in options.destinations for r in form.consent.recipients):
-        errors.append(FieldError("consent.recipients", "every recipient must be a configured EHR destination"))
+        errors.append(
+            FieldError("consent.recipients", "every recipient must be a configured EHR destination")
+        )
     return errors
 
 

@@ -141,7 +141,8 @@ def intake_facts(
 ) -> IntakeFacts:
     """The facts of revision ``revision`` of a checked form (:func:`connectors.intake.form.check_form`);
     ``record_id`` is the client-generated id of the revision (the submission's or the
-    amendment's), which with the source makes the event ids. Raises :class:`FormInvalid` when an amendment names another person than the submission."""
+    amendment's), which with the source makes the event ids. Raises :class:`FormInvalid`
+    when an amendment names another person than the submission."""
     source = intake_source(submitter.program)
     at = form.encounter_at
     out = IntakeFacts()
@@ -171,7 +172,11 @@ def intake_facts(
         demographics = {
             "system": p.system,
             "identifier": p.identifier,
-            **{k: v for k, v in p.model_dump(mode="json").items() if k not in ("system", "identifier", "role")},
+            **{
+                k: v
+                for k, v in p.model_dump(mode="json").items()
+                if k not in ("system", "identifier", "role")
+            },
         }
         out.first.append(
             event(
@@ -191,8 +196,9 @@ def intake_facts(
         digest = keyed_digest(pseudonym_key, form.consent.model_dump(mode="json"))
         if digest != earlier.consent_digest:
             consent_id = derived_id("consent", source, record_id, revision)
-            scope: tuple[Scope, ...] = tuple(
-                s for s, on in (("general", form.consent.general), ("part2", form.consent.part2)) if on
+            scope: tuple[Scope, ...] = (
+                *(("general",) if form.consent.general else ()),
+                *(("part2",) if form.consent.part2 else ()),
             )
             out.first.append(
                 event(

@@ -99,7 +99,9 @@ class Receipt:
         }
 
 
-def _receipt(row: asyncpg.Record, *, duplicate: bool, revision: int | None = None, events: int | None = None) -> Receipt:
+def _receipt(
+    row: asyncpg.Record, *, duplicate: bool, revision: int | None = None, events: int | None = None
+) -> Receipt:
     return Receipt(
         submission_id=row["submission_id"],
         incident_id=row["incident_id"],
@@ -120,7 +122,9 @@ class SubmissionIndex:
         self.pool = pool
         self.schema = check_schema_name(schema)
 
-    async def submission(self, submission_id: str, conn: Any = None, *, lock: bool = False) -> asyncpg.Record | None:
+    async def submission(
+        self, submission_id: str, conn: Any = None, *, lock: bool = False
+    ) -> asyncpg.Record | None:
         sql = f"SELECT * FROM {self.schema}.intake_submissions WHERE submission_id = $1"
         return await (conn or self.pool).fetchrow(sql + (" FOR UPDATE" if lock else ""), submission_id)
 
@@ -130,16 +134,31 @@ class SubmissionIndex:
         )
 
     async def record_submission(
-        self, submission_id: str, incident_id: str, submitter: Submitter, digest: str, facts: IntakeFacts, status: str | None
+        self,
+        submission_id: str,
+        incident_id: str,
+        submitter: Submitter,
+        digest: str,
+        facts: IntakeFacts,
+        status: str | None,
     ) -> bool:
         """Insert the row; False when another request recorded the id first."""
         done = await self.pool.fetchval(
             f"""INSERT INTO {self.schema}.intake_submissions (submission_id, incident_id, program,
-                  clinician_id, person, digest, referral_id, referral_status, consent_id, consent_digest, events)
+                  clinician_id, person, digest, referral_id, referral_status, consent_id, consent_digest,
+                  events)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
                 ON CONFLICT (submission_id) DO NOTHING RETURNING 1""",
-            submission_id, incident_id, submitter.program, submitter.clinician_id, facts.person, digest,
-            facts.referral_id, status if facts.referral_id else None, facts.consent_id, facts.consent_digest,
+            submission_id,
+            incident_id,
+            submitter.program,
+            submitter.clinician_id,
+            facts.person,
+            digest,
+            facts.referral_id,
+            status if facts.referral_id else None,
+            facts.consent_id,
+            facts.consent_digest,
             len(facts.envelopes),
         )
         return bool(done)
@@ -210,9 +229,7 @@ class IntakeService:
     async def _gate(self, facts: IntakeFacts) -> tuple[str | None, str | None]:
         """(referral status, hold reason) as the delivery workers' consent gate will decide
         it now (a Part 2 referral without a covering consent is held)."""
-        request = next(
-            (p for e in facts.then if isinstance(p := e.payload(), ReferralRequested)), None
-        )
+        request = next((p for e in facts.then if isinstance(p := e.payload(), ReferralRequested)), None)
         if request is None:
             return None, None
         consents = list(await self.consents_of(request.person)) if request.substance_use else []
@@ -240,13 +257,22 @@ class IntakeService:
         )
         status, hold_reason = await self._gate(facts)
         await self._append(facts)
-        if not await self.index.record_submission(submission_id, form.incident_id, submitter, digest, facts, status):
+        if not await self.index.record_submission(
+            submission_id, form.incident_id, submitter, digest, facts, status
+        ):
             raced = await self._known_submission(submission_id, digest)
             assert raced is not None
             return raced
         return Receipt(
-            submission_id, form.incident_id, 0, len(facts.envelopes), False, facts.person, facts.referral_id,
-            status, hold_reason,
+            submission_id,
+            form.incident_id,
+            0,
+            len(facts.envelopes),
+            False,
+            facts.person,
+            facts.referral_id,
+            status,
+            hold_reason,
         )
 
     async def _known_submission(self, submission_id: str, digest: str) -> Receipt | None:
@@ -286,25 +312,46 @@ class IntakeService:
                 earlier=earlier,
                 reason=form.reason,
             )
-            status, hold_reason = await self._gate(facts) if facts.referral_id != row["referral_id"] else (
-                row["referral_status"],
-                None,
+            status, hold_reason = (
+                await self._gate(facts)
+                if facts.referral_id != row["referral_id"]
+                else (
+                    row["referral_status"],
+                    None,
+                )
             )
             await self._append(facts)
             schema = self.index.schema
             await conn.execute(
                 f"""INSERT INTO {schema}.intake_amendments (amendment_id, submission_id, revision, digest,
                       clinician_id, events) VALUES ($1, $2, $3, $4, $5, $6)""",
-                amendment_id, submission_id, revision, digest, submitter.clinician_id, len(facts.envelopes),
+                amendment_id,
+                submission_id,
+                revision,
+                digest,
+                submitter.clinician_id,
+                len(facts.envelopes),
             )
             await conn.execute(
                 f"""UPDATE {schema}.intake_submissions SET revision = $2, person = $3, referral_id = $4,
                       referral_status = $5, consent_id = $6, consent_digest = $7, amended_at = now()
                     WHERE submission_id = $1""",
-                submission_id, revision, facts.person, facts.referral_id, status, facts.consent_id,
+                submission_id,
+                revision,
+                facts.person,
+                facts.referral_id,
+                status,
+                facts.consent_id,
                 facts.consent_digest,
             )
         return Receipt(
-            submission_id, row["incident_id"], revision, len(facts.envelopes), False, facts.person,
-            facts.referral_id, status, hold_reason,
+            submission_id,
+            row["incident_id"],
+            revision,
+            len(facts.envelopes),
+            False,
+            facts.person,
+            facts.referral_id,
+            status,
+            hold_reason,
         )

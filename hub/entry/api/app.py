@@ -26,6 +26,7 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from connectors.intake.service import IntakeService
 from hub.entry.api.auth import AuthError, DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.deps import ApiState
 from hub.entry.api.ports import ReadModels
@@ -37,7 +38,7 @@ from hub.entry.api.roles import (
     loggable_purpose,
     loggable_subject,
 )
-from hub.entry.api.routes import audit, dashboard, health, identity, operations, reports, timelines
+from hub.entry.api.routes import audit, dashboard, health, identity, intake, operations, reports, timelines
 from hub.entry.api.routes import dev_issuer as dev_issuer_routes
 from hub.entry.api.routes.timelines import AUDIT_ERRORS
 from hub.kernel import metrics
@@ -115,12 +116,14 @@ def create_app(
     verifier: TokenVerifier,
     *,
     dev_issuer: DevIssuer | None = None,
+    intake_service: IntakeService | None = None,
 ) -> FastAPI:
     """Build the API around its dependencies (no global state). The tables it reads and
     the access log are migrated by whoever opened the pool (:mod:`hub.bootstrap`). The
-    development issuer's routes exist only when ``dev_issuer`` is given."""
+    development issuer's routes exist only when ``dev_issuer`` is given, the encounter
+    intake's only when ``intake_service`` is."""
     app = FastAPI(title="Co-responder hub read API", version="1", description=DESCRIPTION)
-    app.state.hub = ApiState(settings, read_models, access_log, verifier, dev_issuer)
+    app.state.hub = ApiState(settings, read_models, access_log, verifier, dev_issuer, intake_service)
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(BadPurpose, _bad_purpose)
@@ -128,6 +131,8 @@ def create_app(
     app.include_router(health.router)
     if dev_issuer is not None:
         app.include_router(dev_issuer_routes.router)
+    if intake_service is not None:
+        app.include_router(intake.router)
     for family in (identity, timelines, reports, operations, audit, dashboard):
         app.include_router(family.router)
     return app

@@ -25,6 +25,21 @@ class ReadModels(Protocol):
         """Entries of one person (pseudonym) in time order; empty when unknown."""
         ...
 
+    async def search_incidents(
+        self,
+        *,
+        text: str | None,
+        date_from: date | None,
+        date_to: date | None,
+        area: str | None,
+        behavioral_health: bool | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Imported CAD incidents for the intake form, newest first: ``incident_id``,
+        ``received_at``, ``call_category``, ``behavioral_health``, the area columns,
+        ``cad_outcome``, ``co_responder`` (no persons)."""
+        ...
+
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
