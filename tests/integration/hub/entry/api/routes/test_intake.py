@@ -78,7 +78,9 @@ async def intake_rt(settings: Settings, topics: object, api_facts: dict[str, str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def api(intake_rt: Runtime, issuer: DevIssuer, access_log: AccessLog) -> AsyncIterator[httpx.AsyncClient]:
+async def api(
+    intake_rt: Runtime, issuer: DevIssuer, access_log: AccessLog
+) -> AsyncIterator[httpx.AsyncClient]:
     rt = intake_rt
     read_models = PostgresReadModels(rt.settings, rt.pool)
     service = IntakeService(
@@ -92,13 +94,19 @@ async def api(intake_rt: Runtime, issuer: DevIssuer, access_log: AccessLog) -> A
         consents_of=read_models.consents_of,
     )
     app = create_app(
-        rt.settings, read_models, access_log, TokenVerifier(rt.settings, jwks=issuer.jwks()), intake_service=service
+        rt.settings,
+        read_models,
+        access_log,
+        TokenVerifier(rt.settings, jwks=issuer.jwks()),
+        intake_service=service,
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as c:
         yield c
 
 
-def auth(issuer: DevIssuer, role: str = "clinician", program: str | None = "coresp-1", **kw: Any) -> dict[str, str]:
+def auth(
+    issuer: DevIssuer, role: str = "clinician", program: str | None = "coresp-1", **kw: Any
+) -> dict[str, str]:
     return {"Authorization": "Bearer " + issuer.mint(sub="clin-42", role=role, program=program, **kw)}
 
 
@@ -111,7 +119,12 @@ def form(incident: str, **changes: Any) -> dict[str, Any]:
         "outcome": "voluntary_transport",
         "use_of_force": "none",
         "services_offered": ["crisis_stabilization"],
-        "person": {"system": "mpi:test-county", "identifier": MRN, "given_name": "Jane", "family_name": "Quimby"},
+        "person": {
+            "system": "mpi:test-county",
+            "identifier": MRN,
+            "given_name": "Jane",
+            "family_name": "Quimby",
+        },
         "referral": {
             "destination": "clinic-a",
             "service_type": "outpatient_mh",
@@ -143,13 +156,15 @@ async def test_submission_is_appended_and_on_the_incident_timeline(
     assert NAME not in resp.text and MRN not in resp.text
 
     await project(intake_rt, until_caught_up=True)
-    timeline = await api.get(
-        f"/v1/incidents/{INCIDENTS[0]}/timeline?purpose=treatment", headers=auth(issuer)
-    )
+    timeline = await api.get(f"/v1/incidents/{INCIDENTS[0]}/timeline?purpose=treatment", headers=auth(issuer))
     assert timeline.status_code == 200, timeline.text
     types = [e["event_type"] for e in timeline.json()["entries"]]
-    assert {"encounter.clinician.engaged.v1", "encounter.person.identified.v1",
-            "encounter.intake.recorded.v1", "referral.requested.v1"} <= set(types)
+    assert {
+        "encounter.clinician.engaged.v1",
+        "encounter.person.identified.v1",
+        "encounter.intake.recorded.v1",
+        "referral.requested.v1",
+    } <= set(types)
     assert NAME not in timeline.text and MRN not in timeline.text and "Jane" not in timeline.text
     summary = await intake_rt.pool.fetchrow(
         f"SELECT onscene_outcome, use_of_force, co_responder, referral_made FROM"
@@ -157,11 +172,16 @@ async def test_submission_is_appended_and_on_the_incident_timeline(
         INCIDENTS[0],
     )
     assert dict(summary) == {
-        "onscene_outcome": "voluntary_transport", "use_of_force": "none", "co_responder": True, "referral_made": True,
+        "onscene_outcome": "voluntary_transport",
+        "use_of_force": "none",
+        "co_responder": True,
+        "referral_made": True,
     }
 
 
-async def test_double_submission_appends_nothing(api: httpx.AsyncClient, issuer: DevIssuer, intake_rt: Runtime) -> None:
+async def test_double_submission_appends_nothing(
+    api: httpx.AsyncClient, issuer: DevIssuer, intake_rt: Runtime
+) -> None:
     body = form(INCIDENTS[1])
     first = await api.post("/v1/intake/encounters", json=body, headers=auth(issuer))
     assert first.status_code == 201
@@ -208,9 +228,13 @@ async def test_field_errors_name_fields_never_values(
     assert {e["field"] for e in resp.json()["errors"]} == {"services_offered", "referral.destination"}
     no_person = form(INCIDENTS[2], person=None)
     resp = await api.post("/v1/intake/encounters", json=no_person, headers=auth(issuer))
-    assert resp.json()["errors"] == [{"field": "referral", "message": "a referral needs the person identified"}]
+    assert resp.json()["errors"] == [
+        {"field": "referral", "message": "a referral needs the person identified"}
+    ]
     bad_json = await api.post(
-        "/v1/intake/encounters", content=b"{not json", headers={**auth(issuer), "Content-Type": "application/json"}
+        "/v1/intake/encounters",
+        content=b"{not json",
+        headers={**auth(issuer), "Content-Type": "application/json"},
     )
     assert bad_json.status_code == 422 and bad_json.json()["errors"][0]["field"] == "<body>"
     assert await indexed(intake_rt) == before
@@ -221,9 +245,13 @@ async def test_expired_token_and_other_roles_are_refused(
 ) -> None:
     before = await indexed(intake_rt)
     expired = auth(issuer, ttl_seconds=60, now=time.time() - 3600)
-    assert (await api.post("/v1/intake/encounters", json=form(INCIDENTS[2]), headers=expired)).status_code == 401
+    assert (
+        await api.post("/v1/intake/encounters", json=form(INCIDENTS[2]), headers=expired)
+    ).status_code == 401
     for role, program in (("analyst", None), ("dispatcher", None), ("admin", None), ("clinician", None)):
-        resp = await api.post("/v1/intake/encounters", json=form(INCIDENTS[2]), headers=auth(issuer, role, program))
+        resp = await api.post(
+            "/v1/intake/encounters", json=form(INCIDENTS[2]), headers=auth(issuer, role, program)
+        )
         assert resp.status_code == 403, (role, resp.text)
     assert (await api.get("/v1/intake/options", headers=auth(issuer, "analyst", None))).status_code == 403
     assert await indexed(intake_rt) == before
@@ -233,16 +261,22 @@ async def test_part2_referral_without_consent_is_held_with_consent_requested(
     api: httpx.AsyncClient, issuer: DevIssuer
 ) -> None:
     body = form(INCIDENTS[3], person={"system": "mpi:test-county", "identifier": "MPI-P2-1"})
-    body["referral"].update(service_type="substance_use_treatment", substance_use=True, destination="clinic-b")
+    body["referral"].update(
+        service_type="substance_use_treatment", substance_use=True, destination="clinic-b"
+    )
     held = await api.post("/v1/intake/encounters", json=body, headers=auth(issuer))
     assert held.status_code == 201
     assert held.json()["referral"]["status"] == "held_for_consent"
     assert "42 CFR Part 2" in held.json()["referral"]["reason"]
 
     consented = form(INCIDENTS[4], person={"system": "mpi:test-county", "identifier": "MPI-P2-2"})
-    consented["referral"].update(service_type="substance_use_treatment", substance_use=True, destination="clinic-b")
+    consented["referral"].update(
+        service_type="substance_use_treatment", substance_use=True, destination="clinic-b"
+    )
     consented["consent"] = {
-        "part2": True, "recipients": ["clinic-b"], "expires_at": (datetime.now(UTC) + timedelta(days=90)).isoformat()
+        "part2": True,
+        "recipients": ["clinic-b"],
+        "expires_at": (datetime.now(UTC) + timedelta(days=90)).isoformat(),
     }
     ok = await api.post("/v1/intake/encounters", json=consented, headers=auth(issuer))
     assert ok.status_code == 201, ok.text
@@ -257,8 +291,12 @@ async def test_amendment_is_a_new_revision_of_the_same_program(
     sid = body["submission_id"]
     assert (await api.post("/v1/intake/encounters", json=body, headers=auth(issuer))).status_code == 201
     amendment = {k: v for k, v in body.items() if k not in ("submission_id", "incident_id")}
-    amendment.update(amendment_id=str(uuid.uuid4()), outcome="emergency_department", use_of_force="restraints",
-                     reason="outcome was recorded wrong")
+    amendment.update(
+        amendment_id=str(uuid.uuid4()),
+        outcome="emergency_department",
+        use_of_force="restraints",
+        reason="outcome was recorded wrong",
+    )
     path = f"/v1/intake/encounters/{sid}/amendments"
     other = await api.post(path, json=amendment, headers=auth(issuer, program="coresp-2"))
     assert other.status_code == 403
@@ -268,25 +306,37 @@ async def test_amendment_is_a_new_revision_of_the_same_program(
     assert resp.json()["events_appended"] == 1  # only the form record: the referral was already requested
     assert resp.json()["referral"]["referral_id"]
     assert (await api.post(path, json=amendment, headers=auth(issuer))).status_code == 200
-    moved = {**amendment, "amendment_id": str(uuid.uuid4()),
-             "person": {"system": "mpi:test-county", "identifier": "SOMEONE-ELSE"}}
+    moved = {
+        **amendment,
+        "amendment_id": str(uuid.uuid4()),
+        "person": {"system": "mpi:test-county", "identifier": "SOMEONE-ELSE"},
+    }
     refused = await api.post(path, json=moved, headers=auth(issuer))
     assert refused.status_code == 422 and refused.json()["errors"][0]["field"] == "person"
-    reused = await api.post(f"/v1/intake/encounters/{uuid.uuid4()}/amendments", json=amendment, headers=auth(issuer))
+    reused = await api.post(
+        f"/v1/intake/encounters/{uuid.uuid4()}/amendments", json=amendment, headers=auth(issuer)
+    )
     assert reused.status_code == 409  # the amendment id names an amendment of another form
     fresh = {**amendment, "amendment_id": str(uuid.uuid4())}
-    unknown = await api.post(f"/v1/intake/encounters/{uuid.uuid4()}/amendments", json=fresh, headers=auth(issuer))
+    unknown = await api.post(
+        f"/v1/intake/encounters/{uuid.uuid4()}/amendments", json=fresh, headers=auth(issuer)
+    )
     assert unknown.status_code == 404
 
     await project(intake_rt, until_caught_up=True)
     row = await intake_rt.pool.fetchrow(
-        f"SELECT onscene_outcome, outcome, use_of_force FROM {intake_rt.settings.postgres.schema_}.incident_summary"
-        " WHERE incident_id = $1",
+        "SELECT onscene_outcome, outcome, use_of_force"
+        f" FROM {intake_rt.settings.postgres.schema_}.incident_summary WHERE incident_id = $1",
         INCIDENTS[5],
     )
-    assert dict(row) == {"onscene_outcome": "emergency_department", "outcome": "emergency_department",
-                         "use_of_force": "restraints"}
-    timeline = (await api.get(f"/v1/incidents/{INCIDENTS[5]}/timeline?purpose=treatment", headers=auth(issuer))).json()
+    assert dict(row) == {
+        "onscene_outcome": "emergency_department",
+        "outcome": "emergency_department",
+        "use_of_force": "restraints",
+    }
+    timeline = (
+        await api.get(f"/v1/incidents/{INCIDENTS[5]}/timeline?purpose=treatment", headers=auth(issuer))
+    ).json()
     forms = [e for e in timeline["entries"] if e["event_type"] == "encounter.intake.recorded.v1"]
     assert sorted(f["data"]["revision"] for f in forms) == [0, 1]  # the original stays on record
     assert {f["summary"].split(":")[1].split(",")[0].strip() for f in forms} == {"submitted", "amendment 1"}
