@@ -338,7 +338,8 @@ class _Steps:
             self.progress.update(
                 task,
                 advance=1,
-                note=f"{counts['events_appended']:,} new events, {counts['events_duplicate']:,} duplicate forms",
+                note=f"{counts['events_appended']:,} new events, "
+                f"{counts['events_duplicate']:,} duplicate forms",
             )
 
         async with httpx.AsyncClient(base_url=api_url, timeout=60.0) as client:
@@ -678,12 +679,14 @@ async def intake_api(settings: Settings, timeout: float = 60.0) -> AsyncIterator
 async def mint_token(settings: Settings, clinician: str, ttl: int = 3600) -> str:
     """A development token for one of the simulated team's clinicians, from ``hub api
     token`` (the demo never imports the API)."""
-    args = ["api", "token", "--role", "clinician", "--sub", clinician, "--program", DEMO_PROGRAM, "--ttl", str(ttl)]
+    args = ["api", "token", "--role", "clinician", "--sub", clinician, "--program", DEMO_PROGRAM]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "hub.entry.cli",
         *args,
+        "--ttl",
+        str(ttl),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, **demo_env(settings)},
