@@ -223,9 +223,10 @@
   function showIncidents(list, selected) {
     const box = $("results"); box.textContent = "";
     if (!list.length) { const p = document.createElement("p"); p.className = "none"; p.textContent = "No incidents found."; box.appendChild(p); return; }
-    for (const inc of list) {
+    for (const [n, inc] of list.entries()) {
       const l = document.createElement("label");
       const i = document.createElement("input"); i.type = "radio"; i.name = "incident_id"; i.value = inc.incident_id;
+      i.id = "incident-" + n;
       i.dataset.incident = JSON.stringify(inc); i.checked = inc.incident_id === selected;
       i.addEventListener("change", saveDraft);
       const when = inc.received_at ? new Date(inc.received_at).toLocaleString() : "";
@@ -257,6 +258,7 @@
   }
   function newForm() {
     amendingId = null; draftId = uuid(); $("form").reset(); $("results").textContent = "";
+    $("encounter_at").value = isoToLocal(new Date().toISOString());  // forms are filled right after the call
     $("amend").hidden = true; clearErrors(); status("idle", ""); toggles(); saveDraft();
     $("search-q").focus();
   }
