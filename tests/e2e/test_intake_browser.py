@@ -109,7 +109,7 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
 
         async with Browser(chromium, **TABLET) as browser:
             await browser.goto(f"{api_server.url}/intake/#token={clinician}")
-            await browser.wait_for("document.body.dataset.ready === '1'", timeout=30)
+            await browser.wait_for("document.body && document.body.dataset.ready === '1'", timeout=30)
             assert await browser.evaluate("location.hash") == ""  # the token left the address bar
             assert await browser.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
 
@@ -120,13 +120,13 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             await browser.wait_for("document.getElementById('incident-0') !== null")
             await browser.tab_to("incident-0")
             await browser.press(" ")
-            # 2. the encounter: use of force "none" (the first choice after the prompt)
-            await browser.tab_to("use_of_force")
-            await browser.press("ArrowDown")
+            # 2. the encounter: a voluntary transport; use of force "none" (first after the prompt)
             await browser.tab_to("outcome")
             for _ in range(await browser.evaluate("[...document.getElementById('outcome').options]"
                                                   ".findIndex(o => o.value === 'voluntary_transport')")):
                 await browser.press("ArrowDown")
+            await browser.tab_to("use_of_force")
+            await browser.press("ArrowDown")
             # 3. the person; 4. a referral to the FHIR clinic
             await browser.tab_to("has-person")
             await browser.press(" ")
