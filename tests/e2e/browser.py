@@ -160,8 +160,10 @@ class Browser:
         """Press and release one key (``Tab``, ``Enter``, ``" "``, ``ArrowDown``, ``ArrowUp``)."""
         code, vk, text = self.KEYS[key]
         base = {"key": key, "code": code, "windowsVirtualKeyCode": vk, "modifiers": 8 if shift else 0}
-        await self.send("Input.dispatchKeyEvent", {**base, "type": "keyDown" if text else "rawKeyDown",
-                                                   **({"text": text} if text else {})})
+        await self.send(
+            "Input.dispatchKeyEvent",
+            {**base, "type": "keyDown" if text else "rawKeyDown", **({"text": text} if text else {})},
+        )
         await self.send("Input.dispatchKeyEvent", {**base, "type": "keyUp"})
 
     async def type(self, text: str) -> None:

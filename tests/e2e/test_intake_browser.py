@@ -45,14 +45,19 @@ async def live(settings: Settings, demo_run: DemoResult) -> AsyncIterator[Runtim
             SimConfig(
                 require_auth=True,
                 seed=5,
-                lifecycle=Lifecycle(accept_after_s=0.3, progress_after_s=0.6, complete_after_s=0.9, decline_rate=0.0),
+                lifecycle=Lifecycle(
+                    accept_after_s=0.3, progress_after_s=0.6, complete_after_s=0.9, decline_rate=0.0
+                ),
             )
         )
         await sim.start()
         stack.push_async_callback(sim.stop)
         configs = component_configs(
-            "http://127.0.0.1:9/unused", "http://127.0.0.1:9/unused",
-            fhir_base=sim.fhir_base_url, token_url=sim.token_url, mllp_port=9,
+            "http://127.0.0.1:9/unused",
+            "http://127.0.0.1:9/unused",
+            fhir_base=sim.fhir_base_url,
+            token_url=sim.token_url,
+            mllp_port=9,
         )
         wanted = [c for c in configs if c["kind"] in ("fhir-delivery", "fhir-task-poller")]
         for component in build(rt, parse_components(wanted, "e2e")):
@@ -122,8 +127,12 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             await browser.press(" ")
             # 2. the encounter: a voluntary transport; use of force "none" (first after the prompt)
             await browser.tab_to("outcome")
-            for _ in range(await browser.evaluate("[...document.getElementById('outcome').options]"
-                                                  ".findIndex(o => o.value === 'voluntary_transport')")):
+            for _ in range(
+                await browser.evaluate(
+                    "[...document.getElementById('outcome').options]"
+                    ".findIndex(o => o.value === 'voluntary_transport')"
+                )
+            ):
                 await browser.press("ArrowDown")
             await browser.tab_to("use_of_force")
             await browser.press("ArrowDown")
@@ -193,10 +202,13 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             )
 
         await wait_for(answered, timeout=60, what="the EHR's answer to the referral")
-        assert await rt.pool.fetchval(
-            f"SELECT channel FROM {core}.referral_deliveries WHERE referral_id = $1 AND state = 'delivered'",
-            referral_id,
-        ) == "fhir"
+        assert (
+            await rt.pool.fetchval(
+                f"SELECT channel FROM {core}.referral_deliveries WHERE referral_id = $1 AND state = 'delivered'",
+                referral_id,
+            )
+            == "fhir"
+        )
 
         # the funnel and the outcome counts moved by exactly this form
         requested1, transports1 = await aggregates(api, analyst)
