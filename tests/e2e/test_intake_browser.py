@@ -146,7 +146,8 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             await browser.tab_to("referral-reason")
             await browser.type("follow-up after a crisis call")
             values = await browser.evaluate(
-                "({o: outcome.value, f: use_of_force.value, d: document.getElementById('referral-destination').value,"
+                "({o: outcome.value, f: use_of_force.value,"
+                " d: document.getElementById('referral-destination').value,"
                 " i: document.querySelector('input[name=incident_id]:checked').value})"
             )
             assert values == {"o": "voluntary_transport", "f": "none", "d": FHIR_DEST, "i": incident}
@@ -204,7 +205,8 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
         await wait_for(answered, timeout=60, what="the EHR's answer to the referral")
         assert (
             await rt.pool.fetchval(
-                f"SELECT channel FROM {core}.referral_deliveries WHERE referral_id = $1 AND state = 'delivered'",
+                f"SELECT channel FROM {core}.referral_deliveries"
+                " WHERE referral_id = $1 AND state = 'delivered'",
                 referral_id,
             )
             == "fhir"
