@@ -88,7 +88,7 @@ class Reader:
 
 @asynccontextmanager
 async def open_reader(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[Reader]:
-    """For processes that read PostgreSQL only (the read API, ``hub timeline``): make sure
+    """For processes that read PostgreSQL only (``hub timeline``): make sure
     the topic catalogue exists (the audit topic), apply every migration set through a
     short-lived owner connection (``postgres.migrations: check``: only check them as the
     runtime role), then yield a :class:`Reader` (pool and producer closed on exit)."""
