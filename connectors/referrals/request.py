@@ -9,12 +9,12 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from connectors.referrals.content import Gender, ReferralReason
-from hub.kernel.crypto import Keyring, seal
+from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
 from schemas.referral import Channel, Priority, ReferralRequested
 
 
 def referral_request(
-    keys: Keyring,
+    keys: Keyring | None,
     *,
     referral_id: str,
     person: str,
@@ -23,7 +23,7 @@ def referral_request(
     channel: Channel,
     service_type: str,
     requester: str,
-    reason: str,
+    reason: str | None,
     priority: Priority = "routine",
     substance_use: bool = False,
     incident_id: str | None = None,
@@ -31,9 +31,17 @@ def referral_request(
     birth_date: date | None = None,
 ) -> ReferralRequested:
     """A :class:`ReferralRequested` whose ``reason`` (the clear text, and the demographics a
-    destination may be allowed to receive) is sealed with ``person``'s key. A Part 2 request
-    (``substance_use``) is held by the delivery workers until a consent covers it."""
-    clear = ReferralReason(text=reason, gender=gender, birth_date=birth_date)
+    destination may be allowed to receive) is sealed with ``person``'s key; without a reason
+    or keys (or for an erased person) the request carries none — clear text never enters
+    the log. A Part 2 request (``substance_use``) is held by the delivery workers until a
+    consent covers it."""
+    sealed = None
+    if reason and keys is not None:
+        clear = ReferralReason(text=reason, gender=gender, birth_date=birth_date)
+        try:
+            sealed = seal(keys, person, clear.model_dump(mode="json", exclude_none=True))
+        except KeyDestroyedError:
+            sealed = None
     return ReferralRequested(
         referral_id=referral_id,
         person=person,
@@ -45,5 +53,5 @@ def referral_request(
         priority=priority,
         substance_use=substance_use,
         requester=requester,
-        reason=seal(keys, person, clear.model_dump(mode="json", exclude_none=True)),
+        reason=sealed,
     )
