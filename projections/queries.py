@@ -202,18 +202,21 @@ class ReadModelReader:
                           "involuntary_hold", "emergency_department", "referral_made",
                           "connected_to_services", "repeat_three_plus_enrolled"},
              "outcomes": {"total": {...}, "rows": [...]},   # see outcome_table
-             "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...}}
+             "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...},
+             "use_of_force": {"total", "by_outcome", "rows"}}   # see use_of_force_table
 
         Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
         behavioral-health calls (``enforcement`` = arrest or citation), except
         ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
-        table = await self.outcome_table(date_from=date_from, date_to=date_to, by=by)
+        rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
+        table = reporting.outcome_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max)
         repeat = await self.repeat_encounters(date_from=date_from, date_to=date_to)
         return reporting.report_document(
             table=table,
             repeat=repeat,
             times=await self.response_times(date_from=date_from, date_to=date_to),
             funnel=await self.referral_funnel(date_from=date_from, date_to=date_to),
+            force=reporting.use_of_force_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max),
             date_from=date_from,
             date_to=date_to,
             by=by,
