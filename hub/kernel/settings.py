@@ -156,6 +156,10 @@ class ProjectionSettings(BaseModel):
     repeat_window_days: int = Field(365, ge=1)
     batch_size: int = Field(500, ge=1)
     small_cell_max: int = 10
+    #: the frequent-user worklist: people with this many behavioral-health contacts ...
+    worklist_min_contacts: int = Field(3, ge=1)
+    #: ... in this many days (both may be narrowed per request)
+    worklist_window_days: int = Field(90, ge=1)
 
 
 class IntakeDestination(BaseModel):

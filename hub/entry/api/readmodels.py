@@ -180,6 +180,13 @@ class PostgresReadModels:
             limit=limit,
         )
 
+    async def frequent_users(
+        self, *, program: str, min_contacts: int, since: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self.reader.frequent_users(
+            program=program, min_contacts=min_contacts, since=since, limit=limit
+        )
+
     async def incident_known(self, incident_id: str) -> bool:
         """Whether a CAD incident with this id was imported (its call is in the read models)."""
         summary = await self.reader.incident_summary(incident_id)

@@ -12,7 +12,8 @@ Roles and what they see:
   queries, :mod:`projections.queries`); never a timeline.
 - ``auditor``: verification results, dead-letter metadata and the access log.
 - ``admin``: everything an operator needs, but never Part 2 facts: those go only to a
-  program role under consent (no role may bypass Part 2); no encounter forms either.
+  program role under consent (no role may bypass Part 2); no encounter forms and no
+  frequent-user worklist either (the program roles' own work).
 
 Invariants (unit- and property-tested):
 
@@ -54,6 +55,7 @@ class Family(StrEnum):
     VERIFICATION = "verification"
     ACCESS_LOG = "access_log"
     INTAKE = "intake"  # submit and amend encounter forms, find the incident to link them to
+    WORKLIST = "worklist"  # the frequent-user worklist of a program's people (person-level)
 
 
 PROGRAM_ROLES = frozenset({Role.CLINICIAN, Role.CASE_MANAGER})
@@ -67,10 +69,11 @@ POLICY: dict[Family, frozenset[Role]] = {
     Family.VERIFICATION: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.ACCESS_LOG: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.INTAKE: frozenset({Role.CLINICIAN, Role.CASE_MANAGER}),
+    Family.WORKLIST: frozenset({Role.CLINICIAN, Role.CASE_MANAGER}),
 }
 
 #: Families whose reads disclose person-level data: each read needs a purpose and is logged.
-PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
+PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.WORKLIST})
 
 #: what a person-level read's subject must look like (the routes' path patterns)
 PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
