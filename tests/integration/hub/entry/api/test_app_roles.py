@@ -23,6 +23,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
             "/v1/reports/outcomes",
             "/v1/reports/outcomes?by=month",
             "/v1/reports/outcomes?by=area",
+            "/v1/reports/outcomes/export?format=csv&by=month",
+            "/v1/reports/outcomes/export?format=parquet",
             "/v1/reports/funnel",
             "/v1/reports/repeat-encounters",
             "/v1/dashboard",
