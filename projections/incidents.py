@@ -6,6 +6,11 @@ on arrival — the ``CallReceived`` values first, then dispositions and revision
 kind, event id) — and stage times are minima/maxima. A disposition that arrives before
 its dispatch, or a revision before the call it revises, gives the same row.
 
+Interventions (``program``, ``mode``, ``team``, ``referral_type``): the program that first
+engaged a clinician, the mode of the current form (else of the engagement), the first
+co-responder unit, the first service type referred to (alphabetically) — the groupings the
+report compares outcomes by.
+
 Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
 mapped to one *primary* outcome; the incident's outcome is the more severe of the two
 (:data:`SEVERITY`). Primary outcomes are mutually exclusive, so per incident exactly one
@@ -145,6 +150,10 @@ def incident_row(
     )
     onscene_outcome = reports[-1][1] if reports else None
     use_of_force = forms[-1][1].use_of_force if forms else None
+    engagements = with_payload(facts, ClinicianEngaged)
+    program = engagements[0][1].program if engagements else (forms[0][1].program if forms else None)
+    mode = forms[-1][1].mode if forms else (engagements[-1][1].mode if engagements else None)
+    referral_types = sorted({p.service_type for _, p in with_payload(facts, ReferralRequested)})
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
     def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
@@ -161,6 +170,7 @@ def incident_row(
     unit_events = UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared
     co_units = [f for f in facts
                 if isinstance(f.payload, unit_events) and f.payload.unit_kind in CO_RESPONDER_UNITS]
+    team = next((unit for u in co_units if (unit := getattr(u.payload, "unit_id", None))), None)
     co_responder = bool(co_units) or engaged is not None
     released = _max(r[2] for r in reports)
     police_cleared = _max(unit_times(UnitCleared, ("police",)))
@@ -211,4 +221,8 @@ def incident_row(
         "persons": persons,
         "fact_count": len(facts),
         "use_of_force": use_of_force,
+        "program": program,
+        "mode": mode,
+        "team": team,
+        "referral_type": referral_types[0] if referral_types else None,
     }

@@ -19,7 +19,7 @@ import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from projections.counts import UNKNOWN_AREA, incident_metrics
@@ -28,9 +28,14 @@ from projections.referrals import FUNNEL_STAGES
 from projections.suppression import Equation, suppress
 from schemas.encounter import USE_OF_FORCE
 
-#: how report rows are grouped (``--by`` / ``?by=``)
-Grain = Literal["month", "area"]
-GRAINS: tuple[Grain, ...] = ("month", "area")
+#: how report rows are grouped (``--by`` / ``?by=``): by month, by area, or by the
+#: intervention the call got (:data:`INTERVENTION_GRAINS`)
+Grain = Literal["month", "area", "response", "program", "mode", "team", "referral_type"]
+GRAINS: tuple[Grain, ...] = get_args(Grain)
+#: intervention groupings: ``response`` is ``co_responder`` / ``police_only``; the others
+#: are the incident row's column of that name, ``none`` when the call had none
+INTERVENTION_GRAINS = ("response", "program", "mode", "team", "referral_type")
+NO_INTERVENTION = "none"
 
 
 def parse_grain(value: str | None) -> Grain | None:
@@ -94,6 +99,10 @@ def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]
         return ("month", row["received_at"].astimezone(ZoneInfo(tz)).strftime("%Y-%m"))
     if by == "area":
         return area_group(row)
+    if by == "response":
+        return ("response", "co_responder" if row.get("co_responder") else "police_only")
+    if by in INTERVENTION_GRAINS:
+        return (by, str(row.get(by) or NO_INTERVENTION))
     return ("all", "all")
 
 
@@ -103,6 +112,8 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
         return ("month",)
     if by == "area":
         return ((*AREA_GRAINS, NO_AREA_KIND),)
+    if by in INTERVENTION_GRAINS:
+        return (by,)
     return ()
 
 

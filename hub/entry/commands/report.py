@@ -1,4 +1,4 @@
-"""``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
+"""``hub report [--json] [--from D] [--to D] [--by GRAIN]``: outcome report of
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
 ``hub report --format csv|parquet --out FILE`` writes the same document as a file, one row
 per published cell, suppressed exactly as printed (:mod:`projections.export`).
@@ -24,7 +24,7 @@ from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
 from projections.export import FORMATS, export
-from projections.reporting import HEADLINE_LABELS, cell_text, parse_grain
+from projections.reporting import GRAINS, HEADLINE_LABELS, cell_text, parse_grain
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
 
@@ -47,7 +47,10 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="stable JSON output")] = False,
     date_from: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD)")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="last day, inclusive (YYYY-MM-DD)")] = None,
-    by: Annotated[str | None, typer.Option("--by", help="month | area")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="month | area | response | program | mode | team | referral_type"),
+    ] = None,
     schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv | parquet: write a file (--out)")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="the file --format writes")] = None,
@@ -61,7 +64,7 @@ def report(
     try:
         grain = parse_grain(by)
     except ValueError:
-        fail("--by must be month or area", EXIT_USAGE)
+        fail(f"--by must be one of {', '.join(GRAINS)}", EXIT_USAGE)
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
     if start and end and start > end:
         fail("--from is after --to", EXIT_USAGE)

@@ -9,9 +9,10 @@ from datetime import timedelta
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.fold import derive
-from schemas.dispatch import CallDisposition, CallReceived
-from schemas.encounter import IntakeRecorded, OnSceneOutcome
-from tests.unit.projections.projection_events import INCIDENTS, at, fact
+from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
+from schemas.referral import ReferralRequested
+from tests.unit.projections.projection_events import INCIDENTS, PERSONS, at, fact
 
 CFG = FoldConfig(connected_window=timedelta(days=30), repeat_window=timedelta(days=365), timezone="UTC")
 INC = INCIDENTS[0]
@@ -79,3 +80,37 @@ def test_a_form_and_other_scene_reports_are_ordered_by_time() -> None:
         None,
     )
     assert row([call()])["use_of_force"] is None
+
+
+def test_the_intervention_columns() -> None:
+    r = row(
+        [
+            call(),
+            fact(UnitDispatched(incident_id=INC, at=at(2), unit_id="CR-7", unit_kind="co_responder")),
+            fact(
+                ClinicianEngaged(
+                    incident_id=INC, at=at(5), clinician_id="c1", program="coresp-1", mode="co_response"
+                )
+            ),
+            form(0, "no_enforcement", "none"),
+            fact(
+                ReferralRequested(
+                    referral_id="r1",
+                    person=PERSONS[0],
+                    at=at(40),
+                    incident_id=INC,
+                    destination="d",
+                    channel="fhir",
+                    service_type="outpatient_mh",
+                    requester="coresp-1",
+                )
+            ),
+        ]
+    )
+    assert (r["program"], r["mode"], r["team"], r["referral_type"]) == (
+        "coresp-1",
+        "co_response",
+        "CR-7",
+        "outpatient_mh",
+    )
+    assert (row([call()])["program"], row([call()])["mode"]) == (None, None)

@@ -317,3 +317,27 @@ def test_use_of_force_shares_are_of_the_calls_that_recorded_it() -> None:
     assert total["force_used"]["share"] == 0.2 and total["force_recorded"]["share"] == 0.75
     assert [r["group"] for r in out["by_outcome"]] == ["arrest_or_citation", "no_enforcement"]
     assert out["rows"] == []
+
+
+# ----------------------------------------------------------------------------- interventions
+
+
+def test_outcomes_side_by_side_by_intervention_partition_the_total() -> None:
+    rows = [
+        {**incident(n, "P1", None, "no_enforcement" if n % 3 else "arrest_or_citation"),
+         "mode": "phone" if n % 2 else None, "program": "coresp-1" if n % 2 else None,
+         "team": None, "referral_type": "outpatient_mh" if n % 4 == 1 else None}
+        for n in range(120)
+    ]
+    for by, groups in (
+        ("response", {"co_responder", "police_only"}),
+        ("mode", {"phone", "none"}),
+        ("program", {"coresp-1", "none"}),
+        ("referral_type", {"outpatient_mh", "none"}),
+    ):
+        table = outcome_table(rows, by=by, tz="UTC", small_cell_max=10)
+        assert {r["group"] for r in table["rows"]} == groups
+        assert {r["group_kind"] for r in table["rows"]} == {by}
+        calls = [r["metrics"]["calls"]["value"] for r in table["rows"]]
+        assert None in calls or sum(calls) == table["total"]["calls"]["value"] == 120
+        assert not [v for _, v in published_cells(table) if 1 <= v <= 10]

@@ -11,11 +11,18 @@ from hub.entry.api.deps import From, ReadModelsDep, To, requires
 from hub.entry.api.roles import Family, Principal
 from hub.entry.api.routes.operations import pipeline_status
 from projections.export import MEDIA_TYPES, ExportFormat, export
+from projections.reporting import GRAINS
 
 router = APIRouter(tags=["aggregates"])
 
 AggregatesReader = Annotated[Principal, Depends(requires(Family.AGGREGATES))]
-By = Annotated[str | None, Query(pattern="^(month|area)$", description="group rows by month or area")]
+By = Annotated[
+    str | None,
+    Query(
+        pattern="^(" + "|".join(GRAINS) + ")$",
+        description="group rows by month, area or intervention: " + ", ".join(GRAINS[2:]),
+    ),
+]
 
 
 @router.get("/v1/reports/outcomes")
