@@ -312,14 +312,9 @@ class IntakeService:
                 earlier=earlier,
                 reason=form.reason,
             )
-            status, hold_reason = (
-                await self._gate(facts)
-                if facts.referral_id != row["referral_id"]
-                else (
-                    row["referral_status"],
-                    None,
-                )
-            )
+            status, hold_reason = row["referral_status"], None  # an earlier revision's referral
+            if facts.referral_id != row["referral_id"]:  # this revision requests one
+                status, hold_reason = await self._gate(facts)
             await self._append(facts)
             schema = self.index.schema
             await conn.execute(

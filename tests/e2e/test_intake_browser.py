@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 
 from connectors.registry import build, parse_components
@@ -220,3 +221,16 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             f"SELECT DISTINCT source FROM {schema}.facts WHERE family = 'encounter'"
         )
         assert {r["source"] for r in sources} == {f"intake/{DEMO_PROGRAM}"}
+
+
+@pytest.mark.parametrize("path", ["/intake/", "/intake/static/intake.js", "/intake/static/intake.css"])
+def test_intake_assets_have_no_external_references(api_server: ThreadedServer, path: str) -> None:
+    resp = httpx.get(api_server.url + path, timeout=10)
+    assert resp.status_code == 200 and "http://" not in resp.text and "https://" not in resp.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/intake/static/intake.html", "/intake/static/../app.py", "/intake/static/x"]
+)
+def test_only_intake_assets_are_served(api_server: ThreadedServer, path: str) -> None:
+    assert httpx.get(api_server.url + path, timeout=10).status_code == 404
