@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Literal, get_args
 from connectors.core.recorded import MapperConfig
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from connectors.referrals.request import referral_request
-from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
+from hub.kernel.crypto import KeyDestroyedError, Keyring, seal, seal_context
 from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
@@ -227,7 +227,8 @@ class CaseMapper:
             sealed = None
             if note and self.keyring:
                 try:
-                    sealed = seal(self.keyring, person, {"note": str(note)})
+                    sealed = seal(self.keyring, person, {"note": str(note)},
+                                  context=seal_context(self.source, record_id, version, "note"))
                 except KeyDestroyedError:  # the person was erased: keep the fact, never the note
                     sealed = None
             data = ContactLogged.model_validate({  # contact_kind checked against CONTACT_KINDS above
@@ -272,6 +273,7 @@ class CaseMapper:
             service_type=_req(rec, "service_type"),
             requester=_req(rec, "program"),
             reason=str(rec["reason"]) if rec.get("reason") else None,
+            context=seal_context(self.source, f"case-{own_id}", version, "reason"),
             priority=priority,  # type: ignore[arg-type]  # checked against PRIORITIES above
             substance_use=bool(rec.get("substance_use", False)),
             incident_id=self.incident_of(rec),

@@ -37,7 +37,7 @@ from typing import Any
 
 from connectors.intake.form import EncounterForm, FieldError, FormBody, FormInvalid
 from connectors.referrals.request import referral_request
-from hub.kernel.crypto import Keyring, seal
+from hub.kernel.crypto import Keyring, seal, seal_context
 from hub.kernel.identity import pseudonymize
 from hub.kernel.settings import IntakeDestination
 from schemas.consent import ConsentGranted, Scope
@@ -185,7 +185,12 @@ def intake_facts(
                     at=at,
                     person=person,
                     role=p.role,
-                    demographics=seal(keys, person, demographics),
+                    demographics=seal(
+                        keys,
+                        person,
+                        demographics,
+                        context=seal_context(source, record_id, revision, "demographics"),
+                    ),
                 )
             )
         )
@@ -236,6 +241,7 @@ def intake_facts(
                 substance_use=r.substance_use,
                 requester=submitter.program,
                 reason=r.reason,
+                context=seal_context(source, referral_id, revision, "reason"),
                 gender=gender,
                 birth_date=birth_date,
             ),
@@ -263,7 +269,9 @@ def intake_facts(
         referral_ids=(out.referral_id,) if out.referral_id else (),
         consent_ids=(out.consent_id,) if out.consent_id else (),
         officer_released_at=form.officer_released_at,
-        note=seal(keys, subject, sealed) if sealed else None,
+        note=seal(keys, subject, sealed, context=seal_context(source, record_id, revision, "note"))
+        if sealed
+        else None,
     )
     out.record = record
     out.then.append(event(record))

@@ -24,6 +24,7 @@ def referral_request(
     service_type: str,
     requester: str,
     reason: str | None,
+    context: str,
     priority: Priority = "routine",
     substance_use: bool = False,
     incident_id: str | None = None,
@@ -31,7 +32,8 @@ def referral_request(
     birth_date: date | None = None,
 ) -> ReferralRequested:
     """A :class:`ReferralRequested` whose ``reason`` (the clear text, and the demographics a
-    destination may be allowed to receive) is sealed with ``person``'s key; without a reason
+    destination may be allowed to receive) is sealed with ``person``'s key under ``context``
+    (:func:`hub.kernel.crypto.seal_context` of the request: a retry seals the same bytes); without a reason
     or keys (or for an erased person) the request carries none — clear text never enters
     the log. A Part 2 request (``substance_use``) is held by the delivery workers until a
     consent covers it."""
@@ -39,7 +41,7 @@ def referral_request(
     if reason and keys is not None:
         clear = ReferralReason(text=reason, gender=gender, birth_date=birth_date)
         try:
-            sealed = seal(keys, person, clear.model_dump(mode="json", exclude_none=True))
+            sealed = seal(keys, person, clear.model_dump(mode="json", exclude_none=True), context=context)
         except KeyDestroyedError:
             sealed = None
     return ReferralRequested(
