@@ -101,7 +101,10 @@ def test_classify_fhir_answers() -> None:
     assert r.verdict == "rejected" and "business-rule" in r.detail and "no capacity" in r.detail
     for status in (408, 429, 500, 503):
         assert classify_response(status, oo).verdict == "retry"
-    assert classify_response(200, {"resourceType": "Bundle", "type": "batch-response"}).verdict == "retry"
+    for status in (502, 504):  # a gateway lost the answer: the EHR may have stored it
+        assert classify_response(status, oo).verdict == "unknown"
+    # a 2xx we cannot read may have stored the referral: outcome unknown, not "not delivered"
+    assert classify_response(200, {"resourceType": "Bundle", "type": "batch-response"}).verdict == "unknown"
     assert outcome_summary(None) == "no OperationOutcome"
 
 
