@@ -10,6 +10,11 @@ field, and exits 1.
 
 ``hub connectors kinds [--fields]`` lists the kinds (with ``--fields``: each kind's
 options, their types and defaults).
+
+``hub connectors redrive [--destination D] [--channel C] [--referral ID ...]`` puts failed
+referral deliveries back in the delivery queue (:meth:`connectors.referrals.ledger.Ledger.redrive`):
+the running delivery workers send them again within their ``poll_interval_s``. Prints
+``{"redriven": N, "referrals": [{"destination": …, "referral": …}, …]}`` (masked ids).
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from pathlib import Path
 
 import typer
 
+from connectors.referrals.ledger import Ledger
 from connectors.registry import KINDS, build, kind_fields, load_config
 from hub.bootstrap import open_runtime
-from hub.entry.commands import report_failure, stop_on_signals
+from hub.entry.commands import report_failure, run_or_exit, stop_on_signals
 from hub.kernel.errors import HubError
+from hub.kernel.identity import mask
 from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 
@@ -74,3 +81,26 @@ def kinds(
         if fields:
             for line in kind_fields(name):
                 typer.echo(f"    {line}")
+
+
+@app.command("redrive")
+def redrive(
+    destination: str = typer.Option(None, "--destination", "-d", help="only this destination's failures"),
+    channel: str = typer.Option(None, "--channel", help="only this channel's failures (fhir or hl7v2)"),
+    referral: list[str] = typer.Option([], "--referral", "-r", help="only these referral ids (repeatable)"),
+) -> None:
+    """Send failed referral deliveries again (the delivery workers pick them up)."""
+    if channel not in (None, "fhir", "hl7v2"):
+        raise typer.BadParameter("--channel must be fhir or hl7v2")
+
+    async def go() -> list[tuple[str, str]]:
+        async with open_runtime(get_settings()) as rt:
+            return await Ledger(rt.pool, rt.namespace.core_schema).redrive(
+                destination, referral, channel=channel
+            )
+
+    done = run_or_exit(go(), "hub connectors redrive")
+    emit_json({
+        "redriven": len(done),
+        "referrals": [{"destination": d, "referral": mask(r)} for d, r in done],
+    })
