@@ -32,7 +32,10 @@ or ``POST /_mode {"mode": …}``), the faults a delivery worker must survive tru
   a referral is *stored and the connection dropped without an answer* (the sender cannot
   know it arrived) and every other request is dropped;
 - ``hung``: every request is read (a referral stored), then never answered: the connection
-  stays open until the client gives up (or the mode changes).
+  stays open until the client gives up (or the mode changes);
+- :meth:`EhrSimulator.hang_referral`: only the FHIR transactions carrying one referral are
+  stored and never answered (until :meth:`EhrSimulator.unhang_referral`) — a slow referral
+  at the head of a destination's queue.
 
 A correct hub records neither a duplicate nor a ``delivery_failed`` for a referral the EHR
 stored: it resends idempotently and asks the EHR (``GET /fhir/ServiceRequest?identifier=``;
@@ -62,6 +65,7 @@ from connectors.hl7v2.ack import AckCode, AckError, build_ack, parse_ack
 from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
 from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
 from connectors.hl7v2.rri import build_rri_i12
+from connectors.referrals.content import REFERRAL_SYSTEM
 from hub.devtools.ehr_sim.store import FhirStore, Hl7Store, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -135,6 +139,7 @@ class EhrSimulator:
         self.mode: Mode = cfg.mode
         self._mode_since = 0.0
         self.mode_effects: dict[str, int] = {}  # "hung", "flap-stored", "flap-dropped": how often
+        self.hung_referrals: set[str] = set()
 
     # -- lifecycle
 
@@ -243,6 +248,13 @@ class EhrSimulator:
         cfg = self.config
         phase = (asyncio.get_running_loop().time() - self._mode_since) % (cfg.flap_up_s + cfg.flap_down_s)
         return phase >= cfg.flap_up_s
+
+    def hang_referral(self, referral_id: str) -> None:
+        """Store, and never answer, every FHIR transaction carrying ``referral_id``."""
+        self.hung_referrals.add(referral_id)
+
+    def unhang_referral(self, referral_id: str) -> None:
+        self.hung_referrals.discard(referral_id)
 
     def _effect(self, name: str) -> None:
         self.mode_effects[name] = self.mode_effects.get(name, 0) + 1
@@ -367,7 +379,7 @@ class EhrSimulator:
             with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
                 self.fhir.transaction(json.loads(await request.read()), datetime.now(UTC))
             if self.mode == "hung":
-                await self._hang(lambda: request.transport is None or request.transport.is_closing())
+                await self._hang(lambda: _client_gone(request))
             else:
                 self._effect("flap-stored")
             return await self._drop(request)
@@ -410,6 +422,12 @@ class EhrSimulator:
                 },
             )
         status, body = self.fhir.transaction(bundle, datetime.now(UTC))
+        hung = self.hung_referrals & _referral_ids(bundle)
+        if hung:
+            self._effect("hung")
+            while self.hung_referrals & hung and not _client_gone(request):
+                await asyncio.sleep(0.05)
+            return await self._drop(request)
         if fault == "drop_after":
             return await self._drop(request)
         return _fhir_json(status, body)
@@ -419,7 +437,7 @@ class EhrSimulator:
         if not self.down():
             return None
         if self.mode == "hung":
-            await self._hang(lambda: request.transport is None or request.transport.is_closing())
+            await self._hang(lambda: _client_gone(request))
         else:
             self._effect("flap-dropped")
         return await self._drop(request)
@@ -580,6 +598,21 @@ class EhrSimulator:
         if fault == "drop_after":
             return None
         return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
+
+
+def _client_gone(request: web.Request) -> bool:
+    """The HTTP client closed its connection (it gave up waiting)."""
+    return request.transport is None or request.transport.is_closing()
+
+
+def _referral_ids(bundle: Any) -> set[str]:
+    """The referral ids (ServiceRequest business identifiers) a transaction Bundle carries."""
+    out = set()
+    for entry in (bundle.get("entry") or []) if isinstance(bundle, dict) else []:
+        res = entry.get("resource") or {}
+        if res.get("resourceType") == "ServiceRequest":
+            out |= {i.get("value") for i in res.get("identifier") or [] if i.get("system") == REFERRAL_SYSTEM}
+    return out
 
 
 def _ack(code: AckCode, control_id: str, now: datetime, reason: str) -> bytes:
