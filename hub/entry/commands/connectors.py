@@ -1,7 +1,9 @@
 """``hub connectors``: run the long-lived connectors and workers from a config file.
 
 ``hub connectors run --config FILE.yaml`` starts every configured component (see
-:mod:`connectors.registry`), runs until SIGINT/SIGTERM, then stops them in reverse order
+:mod:`connectors.registry`), serves ``/metrics``, ``/livez`` and ``/readyz`` on
+``metrics_port`` (:mod:`hub.kernel.probes`; ready once every component started), runs until
+SIGINT/SIGTERM, then stops them in reverse order
 (within ``stop_grace_s``, else it exits at once, non-zero:
 :func:`hub.entry.commands.stop_on_signals`).
 One component failing to poll never stops the others (they back off on their own). The
@@ -32,6 +34,7 @@ from hub.entry.commands import report_failure, run_or_exit, stop_on_signals
 from hub.kernel.errors import HubError
 from hub.kernel.identity import mask
 from hub.kernel.output import emit_json
+from hub.kernel.probes import Probes, serve_probes
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Long-lived pull connectors, receivers and delivery workers.", no_args_is_help=True)
@@ -42,7 +45,9 @@ async def _run(config: Path) -> None:
     stop = asyncio.Event()
     settings = get_settings()
     stop_on_signals(stop, "hub connectors run", settings.stop_grace_s)
-    async with open_runtime(settings) as rt:
+    probes = Probes()
+    serving = serve_probes(settings.metrics_host, settings.metrics_port, probes)
+    async with serving, open_runtime(settings) as rt:
         components = build(rt, configs)
         started = []
         try:
@@ -50,8 +55,10 @@ async def _run(config: Path) -> None:
                 await component.start()
                 started.append(component)
                 emit_json({"started": cfg.name, "kind": cfg.kind}, compact=True)
+            probes.ready = True
             await stop.wait()
         finally:
+            probes.ready = False
             for component in reversed(started):
                 try:
                     await component.stop()

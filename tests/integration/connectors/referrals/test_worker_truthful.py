@@ -69,8 +69,9 @@ class Truth:
     async def final(self, dest: str, rid: str, timeout: float = 40) -> str:
         async def done() -> str | None:  # final, and its outcome event in the log (outbox clear)
             row = await self.ledger.get(dest, rid)
-            final = row is not None and row.state in ("delivered", "rejected", "failed") and row.outbox is None
-            return row.state if row is not None and final else None
+            if row is None or row.outbox is not None:
+                return None
+            return row.state if row.state in ("delivered", "rejected", "failed") else None
 
         return str(await wait_for(done, timeout, f"{rid} to reach a final state", interval=0.1))
 
