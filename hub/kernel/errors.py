@@ -46,6 +46,8 @@ InfraError (here)                    permanent  message saying what to do, exit 
 MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
+KeyFileError (kernel.keys)           permanent  as ConfigError (empty, short, not hex or
+                                                group/other-readable key file)
 MacKeyError (kernel.recordmac)       permanent  as ConfigError (no current record-MAC
                                                 key, or a key shorter than 32 bytes)
 KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
@@ -58,6 +60,8 @@ CaseRecordError, FieldError,         permanent  mapper: rejection → dead lette
 EidoError, CsvLayoutError, Er7Error,
 BundleInvalid, MessageInvalid
 InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
+BadJson (connectors.core.jsondoc)    permanent  receivers: 400 / EIDO rejection
+Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400

@@ -155,7 +155,15 @@ class ApiSettings(BaseModel):
     port: int = 8080
     jwt_issuer: str = "http://127.0.0.1:8080/dev-issuer"
     jwt_audience: str = "coresponder-hub"
-    jwks_url: str = ""  # empty: trust the development issuer's key under state_dir/keys
+    jwks_url: str = Field(
+        "", description="the identity provider's JWKS (https:// outside development); empty: the "
+        "development issuer's key under state_dir/keys"
+    )
+    jwks_cache_seconds: float = Field(300, gt=0, description="how long fetched signing keys are trusted")
+    jwks_timeout_seconds: float = Field(5, gt=0, description="time limit of one JWKS fetch")
+    max_token_lifetime_seconds: int = Field(
+        12 * 3600, ge=60, description="longest exp - iat a token may have (longer tokens are refused)"
+    )
 
 
 class ProjectionSettings(BaseModel):
