@@ -4,16 +4,29 @@ of conditional creates."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
 
-from connectors.fhir.bundle import BundleInvalid, build_referral_bundle, bundle_bytes, validate_bundle
+from connectors.fhir.bundle import (
+    BundleInvalid,
+    build_referral_bundle,
+    bundle_bytes,
+    fhir_strings,
+    validate_bundle,
+)
 from connectors.fhir.delivery import classify_response, outcome_summary
 from connectors.fhir.poller import read_task
-from connectors.referrals.content import PERSON_SYSTEM, REFERRAL_SYSTEM, TASK_SYSTEM, Disclosure
+from connectors.referrals.content import (
+    PERSON_SYSTEM,
+    REFERRAL_SYSTEM,
+    TASK_SYSTEM,
+    Disclosure,
+    ReferralReason,
+)
 from tests.unit.connectors.referrals.strategies_referrals import disclosures
 
 
@@ -54,7 +67,7 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
             allowed.add("address")
     assert set(patient) == allowed
     if d.reason is not None:
-        assert sr["reasonCode"][0]["text"] == d.reason.text
+        assert sr["reasonCode"][0]["text"] == fhir_strings(d.reason.text)
     else:
         assert "reasonCode" not in sr
     if d.request.substance_use:
@@ -129,3 +142,30 @@ def test_read_task_maps_status_and_ignores_foreign_tasks() -> None:
     assert read_task({**task, "status": "rejected"}).kind == "declined"  # type: ignore[union-attr]
     assert read_task({**task, "status": "received"}).kind is None  # type: ignore[union-attr]
     assert read_task({**task, "identifier": [{"system": "urn:other", "value": "R-1"}]}) is None
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(disclosures())
+def test_control_characters_in_free_text_never_reach_the_wire(d: Disclosure) -> None:
+    """Issue 13, finding 8: a form feed or a backspace in the reason made HAPI's validator
+    refuse the Bundle (FHIR ``string`` is ``[ \\r\\n\\t\\S]+``), and the 4xx lost the referral."""
+    reason = ReferralReason(
+        text="Crisis\x0cfollow\x08-up\x00", note="line one\nline\x1b two\t.", gender="female"
+    )
+    bundle = build_referral_bundle(d.model_copy(update={"reason": reason}))
+    wire = json.loads(bundle_bytes(bundle))
+    fhir_string = re.compile(r"[ \r\n\t\S]*")
+    assert all(fhir_string.fullmatch(s) for s in _strings(wire))
+    sr = by_type(wire)["ServiceRequest"]["resource"]
+    assert sr["reasonCode"][0]["text"] == "Crisisfollow-up"
+    assert sr["note"] == [{"text": "line one\nline two\t."}]  # tab and newline are allowed
