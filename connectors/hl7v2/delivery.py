@@ -21,6 +21,7 @@ import ssl
 from pydantic import Field
 
 from connectors.hl7v2.ack import AckInvalid, AckMismatch, parse_ack
+from connectors.hl7v2.codec import decode_frame
 from connectors.hl7v2.mllp import MllpClient, MllpConnectError, MllpError, MllpTimeout
 from connectors.hl7v2.ref_i12 import build_ref_i12
 from connectors.referrals.content import Disclosure
@@ -39,7 +40,7 @@ class Hl7Destination(DestinationBase):
 
 def classify_ack(answer: bytes, control_id: str) -> SendResult:
     try:
-        ack = parse_ack(answer.decode("utf-8", errors="replace"), control_id)
+        ack = parse_ack(decode_frame(answer), control_id)
     except (AckMismatch, AckInvalid) as exc:  # the answer was lost: the message may have been taken
         return SendResult("unknown", "protocol", str(exc)[:200])
     detail = " ".join(p for p in (ack.error_code, ack.text) if p)
