@@ -1,336 +1,115 @@
-"""Outcome truth (issue 15), purely: source files through the hub's mappers into facts, the
-projections' folds with a vocabulary, and the report tables — checked against counts made
-by hand from the rows (the expected numbers below were read off the files, not computed
-by the code under test).
-
-- meaning is a projection: the same facts with another vocabulary give other rows;
-- Seattle's rule is the final call type; unmeasurable metrics are marked, never 0;
-- time on scene only from real clear times; process codes are ``other``;
-- revisions move a call to its corrected period and recompute its times and outcome;
-- behavioral-health enrolment counts behavioral-health services only.
-"""
+"""The incident row and the intake form: the current revision of each form (the highest)
+gives the team's on-scene outcome and the use of force, whatever order the facts arrive in;
+an older on-scene report never overrides an amendment of a later form."""
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import io
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+from datetime import timedelta
 
-from connectors.cad.ingest import ingest_files
-from connectors.cad.mapping import CadMapper
-from connectors.cad.profile import load_profile
-from connectors.core.memory import MemoryLog
-from connectors.core.records import Mapped, RawRecord
-from hub.kernel.keystore import DeadLetterSealer
-from hub.kernel.settings import PROJECT_ROOT
-from hub.kernel.vocabulary import VocabularySet, load_vocabularies, load_vocabulary, parse_vocabulary
-from projections import reporting
 from projections import tables as T
 from projections.config import FoldConfig
-from projections.facts import fact_from_envelope
 from projections.fold import derive
-from projections.store import vocabulary_meta
-from schemas.case import ServiceEnrolled
-from schemas.encounter import PersonIdentified
-from schemas.envelope import Envelope
-from tests.unit.projections.projection_events import PERSONS, at, fact
+from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
+from schemas.referral import ReferralRequested
+from tests.unit.projections.projection_events import INCIDENTS, PERSONS, at, fact
 
-SEATTLE = PROJECT_ROOT / "tests" / "data" / "cad" / "seattle" / "call-data-sample.csv"
-TZ = "America/Los_Angeles"
-SEAL = DeadLetterSealer(bytes(32))
-
-
-def seattle_events() -> list[Envelope]:
-    log = MemoryLog()
-    counts = asyncio.run(ingest_files([SEATTLE], load_profile("seattle"), log, SEAL))
-    assert counts.dead_lettered == 0
-    return log.events
+CFG = FoldConfig(connected_window=timedelta(days=30), repeat_window=timedelta(days=365), timezone="UTC")
+INC = INCIDENTS[0]
+SUB = "0b7cf0d4-5d2c-4f55-9b53-0c3f0a8f2a11"
 
 
-def report(
-    events: Sequence[Envelope], vocabularies: VocabularySet, small_cell_max: int, by: str | None = None
-) -> dict[str, Any]:
-    """The report document the reader would build over these facts (pure path)."""
-    rows = derive([fact_from_envelope(e) for e in events], FoldConfig(timezone=TZ, vocabularies=vocabularies))
-    bh = [r for r in rows[T.INCIDENT_SUMMARY.name].values() if r["behavioral_health"] and r["received_at"]]
-    meta = vocabulary_meta(vocabularies)
-    labels = {r["vocabulary"] for r in bh}
-    unmeasured = reporting.unmeasured_metrics(labels, meta["vocabularies"])
-    people = [(s["contacts"], s["enrolled_in_services"]) for s in rows[T.PERSON_SUMMARY.name].values()]
-    return reporting.report_document(
-        table=reporting.outcome_table(bh, by=by, tz=TZ, small_cell_max=small_cell_max, unmeasured=unmeasured),
-        repeat=reporting.repeat_table(people, small_cell_max),
-        times=reporting.response_times(bh, small_cell_max, unmeasured),
-        funnel=reporting.referral_funnel([], small_cell_max),
-        by=by,
-        small_cell_max=small_cell_max,
-        vocabulary=meta,
-        unmeasured=unmeasured,
-        notes=reporting.footnotes(labels, meta["vocabularies"]),
+def form(revision: int, outcome: str, force: str | None, minute: float = 20) -> object:
+    return fact(
+        IntakeRecorded(
+            incident_id=INC,
+            at=at(minute),
+            submission_id=SUB,
+            revision=revision,
+            program="p",
+            clinician_id="c1",
+            mode="co_response",
+            outcome=outcome,
+            use_of_force=force,  # type: ignore[arg-type]
+        )
     )
 
 
-def seattle_variant(version: int, replace: tuple[str, str]) -> VocabularySet:
-    """The bundled vocabularies with Seattle's file edited (as a county would edit its copy)."""
-    path = PROJECT_ROOT / "hub" / "kernel" / "vocabularies" / "seattle.yaml"
-    text = path.read_text()
-    assert replace[0] in text, replace[0]
-    text = text.replace("version: 1", f"version: {version}").replace(*replace)
-    edited = parse_vocabulary(text, "seattle.yaml")
-    others = [v for v in load_vocabularies().vocabularies if v.name != "seattle"]
-    return VocabularySet((*others, edited))
+def row(facts: list) -> dict:
+    return derive(facts, CFG)[T.INCIDENT_SUMMARY.name][(INC,)]
 
 
-# ----------------------------------------------------------------------------- the Seattle sample
+def call() -> object:
+    return fact(
+        CallReceived(
+            incident_id=INC,
+            agency="sea",
+            cad_number="1001",
+            at=at(0),
+            source_timezone="UTC",
+            call_type_final="CRISIS",  # a behavioral-health call by the fallback vocabulary
+        )
+    )
 
 
-def test_seattle_sample_matches_the_hand_count_under_the_final_type_rule() -> None:
-    # By hand: 8 rows have the final type "--CRISIS COMPLAINT - GENERAL" (no other final type
-    # names a crisis, suicide, mental health or overdose); all are in precinct EAST; 7 cleared
-    # "REPORT WRITTEN (NO ARREST)", 1 "OTHER REPORT MADE" (both: no enforcement). Queued ->
-    # arrived: 3586, 665, 2288, 1053, 431, 664, 557, 615 s; sorted, the middle two are 664 and
-    # 665, and the 90th percentile (inclusive) is 2288 + 0.3 * (3586 - 2288) = 2677.4.
-    doc = report(seattle_events(), load_vocabularies(), small_cell_max=0, by="area")
-    head = doc["headline"]
-    assert head["calls"]["value"] == 8
-    assert head["no_enforcement"]["value"] == 8 and head["no_enforcement"]["share"] == 1.0
-    assert head["enforcement"]["value"] == 0  # Call Data does say arrests and citations: measured
-    assert [
-        (r["group_kind"], r["group"], r["metrics"]["calls"]["value"]) for r in doc["outcomes"]["rows"]
-    ] == [("precinct", "EAST", 8)]
-    times = doc["response_times"]["response_seconds"]
-    assert (times["n"], times["median"], round(times["p90"], 1)) == (8, 664.5, 2677.4)
-    # what Seattle Call Data cannot express is marked, never 0
-    for name in (
+def test_the_highest_revision_wins_in_any_order() -> None:
+    facts = [call(), form(0, "voluntary_transport", "none"), form(1, "involuntary_hold", "restraints")]
+    for order in (facts, list(reversed(facts))):
+        r = row(order)
+        assert (r["onscene_outcome"], r["outcome"], r["use_of_force"]) == (
+            "involuntary_hold",
+            "involuntary_hold",
+            "restraints",
+        )
+        assert r["co_responder"] is False  # a form alone is not a co-responder unit or engagement
+
+
+def test_a_form_and_other_scene_reports_are_ordered_by_time() -> None:
+    r = row(
+        [
+            call(),
+            fact(CallDisposition(incident_id=INC, at=at(60), disposition_code="NO ACTION")),
+            fact(OnSceneOutcome(incident_id=INC, at=at(10), outcome="emergency_department")),
+            form(0, "voluntary_transport", None, minute=30),
+        ]
+    )
+    assert (r["onscene_outcome"], r["outcome"], r["use_of_force"]) == (
         "voluntary_transport",
-        "involuntary_hold",
-        "emergency_department",
-        "connected_to_services",
-        "repeat_three_plus_enrolled",
-    ):
-        assert head[name]["value"] is None and head[name]["measured"] is False and head[name]["reason"], name
-    on_scene = doc["response_times"]["time_on_scene_seconds"]
-    assert on_scene["measured"] is False and on_scene["median"] is None and on_scene["n"] is None
-    assert doc["vocabulary"]["label"] == load_vocabularies().label
-    assert any("oral warning" in note for note in doc["footnotes"])
-
-
-def test_seattle_small_counts_stay_suppressed_and_unmeasured_cells_are_not_zero() -> None:
-    doc = report(seattle_events(), load_vocabularies(), small_cell_max=10)
-    head = doc["headline"]
-    assert head["calls"] == {"value": None, "share": None, "suppressed": True, "measured": True}
-    assert (
-        head["voluntary_transport"]["measured"] is False
-        and head["voluntary_transport"]["suppressed"] is False
+        "voluntary_transport",
+        None,
     )
-    assert reporting.cell_text(head["voluntary_transport"]) == ("not measured", "")
-    assert not [v for _, v in reporting.published_cells(doc) if 1 <= v <= 10]
+    assert row([call()])["use_of_force"] is None
 
 
-def test_changing_the_rule_reclassifies_the_same_facts() -> None:
-    # The initial-or-final rule also matches 6 rows whose *initial* type names a welfare check
-    # (3), a critical suicide call (1) or an overdose (2): 14 in all. Of the 6: 4 "ASSISTANCE
-    # RENDERED" and 1 "REPORT WRITTEN (NO ARREST)" (no enforcement), 1 "UNABLE TO LOCATE" (other);
-    # one of the welfare checks has no arrival time, so 13 response times.
-    events = seattle_events()
-    wider = seattle_variant(
-        2, ("fields: [call_type_final, crisis_template]", "fields: [call_type_initial, call_type_final]")
+def test_the_intervention_columns() -> None:
+    r = row(
+        [
+            call(),
+            fact(UnitDispatched(incident_id=INC, at=at(2), unit_id="CR-7", unit_kind="co_responder")),
+            fact(
+                ClinicianEngaged(
+                    incident_id=INC, at=at(5), clinician_id="c1", program="coresp-1", mode="co_response"
+                )
+            ),
+            form(0, "no_enforcement", "none"),
+            fact(
+                ReferralRequested(
+                    referral_id="r1",
+                    person=PERSONS[0],
+                    at=at(40),
+                    incident_id=INC,
+                    destination="d",
+                    channel="fhir",
+                    service_type="outpatient_mh",
+                    requester="coresp-1",
+                )
+            ),
+        ]
     )
-    doc = report(events, wider, small_cell_max=0)
-    outcomes = doc["outcomes"]["total"]
-    assert outcomes["calls"]["value"] == 14
-    assert outcomes["outcome.no_enforcement"]["value"] == 13 and outcomes["outcome.other"]["value"] == 1
-    assert doc["response_times"]["response_seconds"]["n"] == 13
-    assert "seattle@2" in doc["vocabulary"]["label"]
-
-
-def test_fixing_a_disposition_mapping_changes_past_outcomes_without_reingest() -> None:
-    # "OTHER REPORT MADE" moved from no enforcement to a (hypothetical) citation: 1 of the 8
-    events = seattle_events()
-    before = report(events, load_vocabularies(), small_cell_max=0)
-    after = report(
-        events,
-        seattle_variant(2, ("OTHER REPORT MADE: no_enforcement", "OTHER REPORT MADE: citation")),
-        small_cell_max=0,
+    assert (r["program"], r["mode"], r["team"], r["referral_type"]) == (
+        "coresp-1",
+        "co_response",
+        "CR-7",
+        "outpatient_mh",
     )
-    assert before["headline"]["enforcement"]["value"] == 0
-    assert (
-        after["headline"]["enforcement"]["value"] == 1 and after["headline"]["no_enforcement"]["value"] == 7
-    )
-
-
-# ----------------------------------------------------------------------------- hand-built feeds
-
-SEATTLE_COLUMNS = load_profile("seattle").columns
-
-
-def seattle_row(
-    n: str, clearance: str, final: str, queued: str, arrived: str = "", precinct: str = "NORTH"
-) -> dict[str, str]:
-    return {
-        "CAD Event Number": n,
-        "Event Clearance Description": clearance,
-        "Call Type": "911",
-        "Priority": "2",
-        "Initial Call Type": "SUICIDE - SUICIDAL PERSON AND ATTEMPTS",
-        "Final Call Type": final,
-        "Original Time Queued": queued,
-        "Arrived Time": arrived,
-        "Precinct": precinct,
-        "Sector": "",
-        "Beat": "",
-        "Blurred_Longitude": "",
-        "Blurred_Latitude": "",
-    }
-
-
-def mapped(
-    profile_name: str, rows: list[dict[str, str]], first_revision: dict[str, str] | None = None
-) -> list[Envelope]:
-    mapper = CadMapper(load_profile(profile_name))
-    out: list[Envelope] = []
-    for i, row in enumerate(rows):
-        rec = RawRecord(f"r{i}", b"", row)
-        result = mapper.map(rec, (first_revision or {}).get(row[SEATTLE_COLUMNS[0]]))
-        assert isinstance(result, Mapped)
-        out += result.events
-    return out
-
-
-def test_process_codes_are_other_and_oral_warning_is_no_enforcement() -> None:
-    crisis = "--CRISIS COMPLAINT - GENERAL"
-    rows = [
-        seattle_row("1", "FALSE COMPLAINT/UNFOUNDED", crisis, "03/01/2024 10:00:00 AM"),
-        seattle_row("2", "PRIORITY CALL HANDLING", crisis, "03/01/2024 11:00:00 AM"),
-        seattle_row("3", "PROBLEM SOLVING PROJECT", crisis, "03/01/2024 12:00:00 PM"),
-        seattle_row("4", "ORAL WARNING GIVEN", crisis, "03/01/2024 01:00:00 PM"),
-        seattle_row("5", "PHYSICAL ARREST MADE", crisis, "03/01/2024 02:00:00 PM"),
-    ]
-    doc = report(mapped("seattle", rows), load_vocabularies(), small_cell_max=0)
-    total = doc["outcomes"]["total"]
-    assert total["calls"]["value"] == 5
-    assert total["outcome.other"]["value"] == 3  # the three process codes
-    assert total["outcome.no_enforcement"]["value"] == 1  # the oral warning
-    assert total["outcome.arrest_or_citation"]["value"] == 1
-
-
-def test_a_revision_moves_the_call_to_its_corrected_period_and_recomputes_it() -> None:
-    crisis = "--CRISIS COMPLAINT - GENERAL"
-    first = seattle_row(
-        "9", "REPORT WRITTEN (NO ARREST)", crisis, "01/31/2024 11:50:00 PM", "02/01/2024 12:10:00 AM"
-    )
-    # the re-export corrects the received time (into February) and the clearance
-    revised = {
-        **first,
-        "Original Time Queued": "02/01/2024 12:05:00 AM",
-        "Event Clearance Description": "PHYSICAL ARREST MADE",
-    }
-    mapper = CadMapper(load_profile("seattle"))
-    k1 = mapper.revision_key(RawRecord("a", b"", first))
-    assert k1 is not None
-    one = mapper.map(RawRecord("a", b"", first), k1.revision)
-    two = mapper.map(RawRecord("b", b"", revised), k1.revision)
-    assert isinstance(one, Mapped) and isinstance(two, Mapped)
-    before = report(one.events, load_vocabularies(), small_cell_max=0, by="month")
-    after = report([*one.events, *two.events], load_vocabularies(), small_cell_max=0, by="month")
-    months = [(r["group"], r["metrics"]["calls"]["value"]) for r in before["outcomes"]["rows"]]
-    assert months == [("2024-01", 1)]
-    months = [(r["group"], r["metrics"]["calls"]["value"]) for r in after["outcomes"]["rows"]]
-    assert months == [("2024-02", 1)]  # January lost it: the call moved
-    # 23:50 -> 00:10 is 20 minutes before; 00:05 -> 00:10 is 5 minutes after the correction
-    assert before["response_times"]["response_seconds"]["median"] == 1200.0
-    assert after["response_times"]["response_seconds"]["median"] == 300.0
-    assert (
-        after["headline"]["enforcement"]["value"] == 1 and after["headline"]["no_enforcement"]["value"] == 0
-    )
-
-
-def test_time_on_scene_only_from_real_clear_times() -> None:
-    # generic rows: one with a closed time (on scene 10:20 -> closed 11:00 = 2400 s), one without
-    text = io.StringIO()
-    cols = load_profile("generic").columns
-    w = csv.DictWriter(text, fieldnames=cols)
-    w.writeheader()
-    base = {"call_type_final": "CRISIS", "disposition_code": "NOACT", "status": ""}
-    w.writerow(
-        {
-            **base,
-            "incident_number": "A",
-            "received_at": "2024-03-01T10:00:00+00:00",
-            "onscene_at": "2024-03-01T10:20:00+00:00",
-            "closed_at": "2024-03-01T11:00:00+00:00",
-        }
-    )
-    w.writerow(
-        {
-            **base,
-            "incident_number": "B",
-            "received_at": "2024-03-02T10:00:00+00:00",
-            "onscene_at": "2024-03-02T10:30:00+00:00",
-        }
-    )
-    rows = list(csv.DictReader(io.StringIO(text.getvalue())))
-    mapper = CadMapper(load_profile("generic"))
-    events = [e for i, r in enumerate(rows) for e in mapper.map(RawRecord(str(i), b"", r)).events]  # type: ignore[union-attr]
-    derived = derive([fact_from_envelope(e) for e in events], FoldConfig(timezone="UTC"))
-    on_scene = {
-        r["incident_id"]: r["time_on_scene_seconds"] for r in derived[T.INCIDENT_SUMMARY.name].values()
-    }
-    assert on_scene == {"COUNTY:A": 2400.0, "COUNTY:B": None}  # never 0 s from a disposition time
-
-
-def test_bh_enrolment_counts_behavioral_health_services_only() -> None:
-    # three people with 3 contacts each: one enrolled in outpatient mental health, one in
-    # housing assistance, one in both — 2 of 3 are enrolled in behavioral-health services
-    facts = []
-    services = {
-        PERSONS[0]: ["outpatient_mh"],
-        PERSONS[1]: ["housing_assistance"],
-        PERSONS[2]: ["housing", "substance_use_treatment"],
-    }
-    for k, (person, types) in enumerate(services.items()):
-        for c in range(3):
-            facts.append(fact(PersonIdentified(incident_id=f"sea:{k}{c}", at=at(10 * c + k), person=person)))
-        for t in types:
-            facts.append(
-                fact(ServiceEnrolled(case_id=f"c{k}", person=person, at=at(40), service_type=t, provider="p"))
-            )
-    rows = derive(facts, FoldConfig(timezone="UTC"))
-    enrolled = {s["person"]: s["enrolled_in_services"] for s in rows[T.PERSON_SUMMARY.name].values()}
-    assert enrolled == {PERSONS[0]: True, PERSONS[1]: False, PERSONS[2]: True}
-    people = [(s["contacts"], s["enrolled_in_services"]) for s in rows[T.PERSON_SUMMARY.name].values()]
-    assert reporting.repeat_table(people, 0)["three_plus_enrolled"]["value"] == 2
-
-
-def test_old_facts_are_upcast_and_classified_by_their_agencys_vocabulary() -> None:
-    # a v2 CallReceived (meaning frozen at ingest: not BH) of SPD with a crisis final type
-    old = Envelope.model_validate(
-        {
-            "specversion": "1.0",
-            "id": "evt_old",
-            "source": "cad/seattle",
-            "type": "cad.call.received.v2",
-            "subject": "SPD:1",
-            "partitionkey": "SPD:1",
-            "time": "2024-03-01T10:00:00Z",
-            "recordedat": "2024-03-01T10:00:00Z",
-            "dataschema": "urn:coresponder-hub:schema:cad.call.received.v2",
-            "data": {
-                "incident_id": "SPD:1",
-                "agency": "SPD",
-                "cad_number": "1",
-                "at": "2024-03-01T10:00:00Z",
-                "source_timezone": "America/Los_Angeles",
-                "category": "other",
-                "behavioral_health": False,
-                "call_type_initial": "TRESPASS",
-                "call_type_final": "--CRISIS COMPLAINT - GENERAL",
-            },
-        }
-    )
-    (row,) = derive([fact_from_envelope(old)], FoldConfig(timezone=TZ))[T.INCIDENT_SUMMARY.name].values()
-    assert row["behavioral_health"] is True and row["vocabulary"] == load_vocabulary("seattle").label
-    assert row["received_at"] == datetime(2024, 3, 1, 10, tzinfo=UTC)
+    assert (row([call()])["program"], row([call()])["mode"]) == (None, None)

@@ -12,11 +12,14 @@ overlapping ranges could be subtracted from each other; ``?period=YYYY-MM`` pick
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
 
 from hub.entry.api.dashboard import dashboard_view
 from hub.entry.api.deps import From, ReadModelsDep, To, requires
 from hub.entry.api.roles import Family, Forbidden, Principal, live_aggregates
 from hub.entry.api.routes.operations import pipeline_status
+from projections.export import MEDIA_TYPES, ExportFormat, export
+from projections.reporting import GRAINS
 
 ANALYSTS_READ_RELEASES = (
     "analysts read released months only (GET /v1/reports/outcomes?period=YYYY-MM, /v1/releases); "
@@ -33,7 +36,13 @@ def live_only(p: Principal) -> None:
 router = APIRouter(tags=["aggregates"])
 
 AggregatesReader = Annotated[Principal, Depends(requires(Family.AGGREGATES))]
-By = Annotated[str | None, Query(pattern="^(month|area)$", description="group rows by month or area")]
+By = Annotated[
+    str | None,
+    Query(
+        pattern="^(" + "|".join(GRAINS) + ")$",
+        description="group rows by month, area or intervention: " + ", ".join(GRAINS[2:]),
+    ),
+]
 
 
 @router.get("/v1/reports/outcomes")
@@ -55,6 +64,37 @@ async def outcomes(
     if doc is None:
         raise HTTPException(404, "no released month" + (f" {period}" if period else " yet"))
     return doc
+
+
+@router.get("/v1/reports/outcomes/export")
+async def outcomes_export(
+    p: AggregatesReader,
+    read_models: ReadModelsDep,
+    fmt: Annotated[ExportFormat, Query(alias="format")],
+    date_from: From = None,
+    date_to: To = None,
+    by: By = None,
+    period: Period = None,
+) -> Response:
+    """The outcome report as a CSV or Parquet file (``hub report --format``): one row per
+    published cell, suppressed exactly as ``/v1/reports/outcomes`` — for analysts, the
+    latest release of ``period`` (a released month; ranges and groupings refused)."""
+    if live_aggregates(p) and period is None:
+        doc = await read_models.outcome_report(date_from=date_from, date_to=date_to, by=by)
+        span = "-".join(str(d) for d in (date_from, date_to) if d is not None) or "all"
+        name = f"outcomes-{by or 'total'}-{span}.{fmt}"
+    else:
+        if date_from or date_to or by:
+            raise Forbidden(ANALYSTS_READ_RELEASES)
+        released = await read_models.released_report(period=period)
+        if released is None:
+            raise HTTPException(404, "no released month" + (f" {period}" if period else " yet"))
+        doc, name = released, f"outcomes-release-{released['release']}.{fmt}"
+    return Response(
+        export(doc, fmt),
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/v1/reports/funnel")

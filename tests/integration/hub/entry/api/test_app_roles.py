@@ -18,6 +18,7 @@ LIVE_ONLY = {
     "/v1/reports/outcomes?by=month",
     "/v1/reports/outcomes?by=area",
     "/v1/reports/outcomes?from=2024-03-01&to=2024-03-01",
+    "/v1/reports/outcomes/export?format=csv&by=month",
     "/v1/reports/funnel",
     "/v1/reports/repeat-encounters",
 }
@@ -32,6 +33,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
             "/v1/reports/outcomes?by=month",
             "/v1/reports/outcomes?by=area",
             "/v1/reports/outcomes?from=2024-03-01&to=2024-03-01",
+            "/v1/reports/outcomes/export?format=csv&by=month",
+            "/v1/reports/outcomes/export?format=parquet",
             "/v1/reports/funnel",
             "/v1/reports/repeat-encounters",
             "/v1/dashboard",
@@ -41,6 +44,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
         Family.DEADLETTERS: ["/v1/deadletters"],
         Family.VERIFICATION: ["/v1/verification"],
         Family.ACCESS_LOG: ["/v1/access-log"],
+        Family.INTAKE: [],  # writes: every role against the intake in routes/test_intake.py
+        Family.WORKLIST: ["/v1/worklist/frequent-users?purpose=treatment"],
     }
 
 
@@ -65,7 +70,7 @@ async def test_role_against_family(
         allowed = role in POLICY[family] and not (role is Role.ANALYST and path in LIVE_ONLY)
         assert resp.status_code == (200 if allowed else 403), (path, role, resp.text)
         grew = await access_log.count() - before
-        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE):
+        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.WORKLIST):
             assert grew == 1, f"{role} {path}: access log grew by {grew}"
             last = (await access_log.recent(limit=1))[0]
             assert (last["sub"], last["role"], last["action"], last["purpose"]) == (
@@ -184,7 +189,8 @@ async def test_unauthenticated_is_401(client: httpx.AsyncClient, header: str | N
 
 
 async def test_public_routes(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["log_appends"] == {"available": True, "problems": []}
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/persons/{person}/timeline" in spec["paths"]
     metrics = (await client.get("/metrics")).text
