@@ -96,7 +96,7 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime, tmp_pat
             assert table.schema.metadata[b"hub.vocabulary_version"] == b"1.0.0"
             rows = table.to_pylist()
             values = {(r["section"], r["group"], r["metric"]): r["value"] for r in rows}
-        assert {r["report_version"] for r in rows} in ({"1"}, {1}) and {r["by"] for r in rows} == {"month"}
+        assert {r["report_version"] for r in rows} in ({"2"}, {2}) and {r["by"] for r in rows} == {"month"}
         for month in doc["outcomes"]["rows"]:
             for metric, cell in month["metrics"].items():
                 got = values[("outcomes", month["group"], metric)]
