@@ -38,7 +38,9 @@ KeyNotResolved (kernel.crypto)       transient  a key was not looked up before p
                                                 asked for it (a bug): retried, never
                                                 dead-lettered
 TokenError (connectors.fhir.client)  transient  delivery: counted attempt, retried later
-MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, retried later
+MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, outcome unknown:
+                                                resent (same MSH-10) within the budget
+MllpConnectError (hl7v2.mllp)        transient  delivery: nothing sent, retried later
 ConfigError (here)                   permanent  command / component start: message, exit 1
 InfraError (here)                    permanent  message saying what to do, exit 1
 MigrationError (kernel.db)           permanent  as InfraError

@@ -273,7 +273,16 @@ class Settings(BaseSettings):
     cache_dir: Path = PROJECT_ROOT / ".cache"
     environment: str = "development"
     agency_timezone: str = "America/Los_Angeles"
-    metrics_port: int = 9464
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="port of the worker processes' /metrics, /livez and /readyz "
+        "(hub project, hub connectors run); 0: not served",
+    )
+    metrics_host: str = Field("127.0.0.1", description="address /metrics and the probes bind to "
+                              "(0.0.0.0 in a pod, for Prometheus and the kubelet)")
+    probe_stale_s: float = Field(
+        300.0, gt=0, description="/livez of hub project fails when no projection progress was made "
+        "for this long (a stuck projector is restarted by its supervisor)",
+    )
     stop_grace_s: float = Field(
         30.0, gt=0, description="seconds a long-running command may take to stop after SIGTERM/SIGINT "
         "before it exits at once (non-zero); a second signal exits at once",

@@ -66,6 +66,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.hl7v2.mllp.FrameTooLarge": (PermanentError, ValueError),
     "connectors.hl7v2.mllp.MllpError": (TransientError, ConnectionError),
     "connectors.hl7v2.mllp.MllpTimeout": (TransientError, ConnectionError),
+    "connectors.hl7v2.mllp.MllpConnectError": (TransientError, ConnectionError),
     "connectors.hl7v2.ref_i12.MessageInvalid": (PermanentError, ValueError),
     "connectors.hl7v2.rri.InboundRefused": (PermanentError, ValueError),
     "projections.replay.ReplayError": (PermanentError, RuntimeError),

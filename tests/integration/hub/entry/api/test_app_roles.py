@@ -178,7 +178,8 @@ async def test_unauthenticated_is_401(client: httpx.AsyncClient, header: str | N
 
 
 async def test_public_routes(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["log_appends"] == {"available": True, "problems": []}
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/persons/{person}/timeline" in spec["paths"]
     metrics = (await client.get("/metrics")).text
