@@ -118,7 +118,8 @@ def test_demographic_breakdowns_never_publish_small_or_derivable_cells(spec, by)
         assert v is None or v == truth[k], k
     eqs = [Equation((total, "calls"), ((total, "conflicting"), (total, "not.conflicting")))]
     eqs += [
-        Equation((total, "calls"), tuple(((d, v), "calls") for v in vocab)) for d, vocab in VOCABULARIES.items()
+        Equation((total, "calls"), tuple(((d, v), "calls") for v in vocab))
+        for d, vocab in VOCABULARIES.items()
     ]
     unknown = {k for k, v in known.items() if v is None} | {(total, "not.conflicting")}
     small, narrow = exposed(truth, eqs, unknown, 10)
