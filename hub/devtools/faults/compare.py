@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,39 @@ WALL_CLOCK: Mapping[str, frozenset[str]] = {
 }
 
 #: consumer bookkeeping, not read models (offsets differ with every retry)
-NOT_COMPARED = frozenset({"projection_positions", "outcome_publications"})
+NOT_COMPARED = frozenset({"projection_positions", "outcome_publications", "schema_migrations"})
 
-#: event types whose ``at`` is the wall-clock time of a delivery attempt
-DELIVERY_TYPES = ("referral.delivered", "referral.delivery_failed", "referral.rejected")
+#: event types the delivery workers stamp with the wall clock (the moment of an attempt or
+#: of the consent gate's decision): their ``at`` is a wall-clock field wherever it is copied
+DELIVERY_TYPES = (
+    "referral.delivered", "referral.delivery_failed", "referral.rejected", "referral.held_for_consent",
+)
+SEALED_KEYS = frozenset({"alg", "ciphertext", "kid", "nonce"})
+
+
+def is_sealed(value: Any) -> bool:
+    """A sealed payload as stored in a read model (its keys exactly those of ``Sealed``)."""
+    return isinstance(value, dict) and set(value) == SEALED_KEYS
+
+
+def open_sealed(value: Any, opener: Callable[[dict[str, Any]], Any]) -> Any:
+    """``value`` with every sealed payload replaced by ``{"sealed": opener(payload)}``: each
+    run seals with its own random per-person keys, so the same fact's ciphertexts differ
+    between runs while its clear content must not."""
+    if is_sealed(value):
+        return {"sealed": opener(value)}
+    if isinstance(value, dict):
+        return {k: open_sealed(v, opener) for k, v in value.items()}
+    if isinstance(value, list):
+        return [open_sealed(v, opener) for v in value]
+    return value
+
+
+def wall_clock_events(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> frozenset[str]:
+    """Ids of the facts whose own time is a wall-clock time (:data:`DELIVERY_TYPES`)."""
+    return frozenset(
+        str(r["event_id"]) for r in rows.get("facts", ()) if str(r.get("event_type", "")).startswith(DELIVERY_TYPES)
+    )
 
 
 def _blank(value: Any, keys: frozenset[str]) -> Any:
@@ -42,14 +71,14 @@ def _blank(value: Any, keys: frozenset[str]) -> Any:
     return value
 
 
-def normalize_row(table: str, row: Mapping[str, Any]) -> str:
-    """One row as canonical JSON with its wall-clock fields blanked. A delivery outcome's
-    own time (``at`` of a ``referral.delivered``/``…failed``/``…rejected`` fact or timeline
-    entry) is the moment of the attempt, so it is blanked too."""
+def normalize_row(table: str, row: Mapping[str, Any], wall_clock_ids: frozenset[str] = frozenset()) -> str:
+    """One row as canonical JSON with its wall-clock fields blanked. The own time of a fact
+    in ``wall_clock_ids`` (``at`` of the fact, its timeline entry, its person-timeline row)
+    is the moment of a delivery attempt, so it is blanked too."""
     cols = WALL_CLOCK.get(table, frozenset())
     json_keys = WALL_CLOCK["*"]
     out: dict[str, Any] = {}
-    delivery = str(row.get("event_type", "")).startswith(DELIVERY_TYPES)
+    delivery = str(row.get("event_id", "")) in wall_clock_ids
     for name, value in sorted(row.items()):
         if name in cols or (delivery and name == "at"):
             out[name] = None
@@ -69,11 +98,12 @@ def table_differences(
     """Per table, the number of normalized rows in one run and not the other (multiset
     symmetric difference); tables equal in both runs are left out."""
     out: dict[str, int] = {}
+    clean_ids, faulted_ids = wall_clock_events(clean), wall_clock_events(faulted)
     for table in sorted(set(clean) | set(faulted)):
         if table in NOT_COMPARED:
             continue
-        a = Counter(normalize_row(table, r) for r in clean.get(table, ()))
-        b = Counter(normalize_row(table, r) for r in faulted.get(table, ()))
+        a = Counter(normalize_row(table, r, clean_ids) for r in clean.get(table, ()))
+        b = Counter(normalize_row(table, r, faulted_ids) for r in faulted.get(table, ()))
         diff = sum(((a - b) + (b - a)).values())
         if diff:
             out[table] = diff

@@ -39,7 +39,8 @@ from hub.devtools.demo import FHIR_DEST, HL7_DEST, REQUESTER
 from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.faults.app import county
-from hub.devtools.faults.compare import Verdict, judge
+from hub.devtools.simulate.feeds import encounter_events
+from hub.devtools.faults.compare import Verdict, judge, open_sealed
 from hub.devtools.faults.plan import Fault, fault_plan
 from hub.devtools.faults.supervisor import Supervisor
 from hub.devtools.faults.tcpcut import CutProxy
@@ -47,13 +48,17 @@ from hub.devtools.infra.kafka import ensure_jars
 from hub.devtools.infra.kafka_cluster import NODES, ClusterSpec, KafkaCluster
 from hub.devtools.infra.pg_private import PrivatePostgres
 from hub.kernel import db
+from hub.kernel.crypto import unseal
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, topic_partitions
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, PostgresSettings, Settings
+from schemas.base import Sealed
 from schemas.topics import fact_topic, fact_topics
 
 PROCESSES = ["ingest", "app", "delivery", "projector"]
+SERVICES = ("delivery", "projector")
+APP_BATCH = 5
 
 
 @dataclass(frozen=True)
@@ -159,6 +164,8 @@ class Suite:
         if result.returncode != 0:
             raise RuntimeError("hub simulate csv failed")
         self.cad_files = json.loads(stdout)["files"]
+        model = county(o.seed, o.days, "2024-03-01", o.calls_per_day)
+        self.app_batches = -(-len(encounter_events(model, b"\0" * 32)) // APP_BATCH)
 
     def down(self) -> None:
         self.cluster.stop()
@@ -188,9 +195,14 @@ class Suite:
         hub = [sys.executable, "-m", "hub.entry.cli"]
         sup = Supervisor(self.home / "logs" / name, PROJECT_ROOT)
         env = self.env(settings)
-        sup.add_job("ingest", [[*hub, "ingest", "cad", "--profile", "generic", f] for f in self.cad_files], env)
+        sup.add_job("ingest", [[*hub, "ingest", "cad", "--profile", "generic", f] for f in self.cad_files], env,
+                    pause_s=o.window_s * 0.6 / len(self.cad_files) if faults else 0.0)
+        # the faulted run paces its appends over the fault window (the clean run needs no pacing:
+        # the same envelopes either way, deterministic ids)
+        pace = o.window_s * 0.8 / max(1, self.app_batches) if faults else 0.0
         sup.add_job("app", [[sys.executable, "-m", "hub.devtools.faults.app", "--seed", str(o.seed), "--days",
-                             str(o.days), "--calls-per-day", str(o.calls_per_day)]],
+                             str(o.days), "--calls-per-day", str(o.calls_per_day), "--batch", str(APP_BATCH),
+                             "--pace-s", f"{pace:.2f}"]],
                     self.env(settings, HUB_POSTGRES__PORT=str(proxy.port)))
         sup.add_service("delivery", [*hub, "connectors", "run", "--config", str(config)], env)
         sup.add_service("projector", [*hub, "project"], env)
@@ -250,7 +262,10 @@ class Suite:
                 for n in down:
                     self.cluster.start_node(n)
             elif f.kind == "process_kill":
-                note = "killed" if sup.kill(f.target) else "not running"
+                target = f.target
+                if not sup.running(target):  # a job between steps or done: a service instead
+                    target = random.Random(f.at).choice(SERVICES)
+                note = f"{target} killed" if sup.kill(target) else f"{target} not running"
             elif f.kind in ("pg_immediate", "pg_fast"):
                 mode = "immediate" if f.kind == "pg_immediate" else "fast"
                 await asyncio.to_thread(self.pg.restart, mode)  # type: ignore[arg-type]
@@ -328,7 +343,7 @@ class Suite:
     async def read(self, settings: Settings, result: RunResult) -> None:
         async with open_runtime(settings, ensure_topics=False) as rt:
             async for e in rt.log.read():
-                result.event_ids.add(e.envelope.event_id)
+                result.event_ids.add(e.envelope.id)
             schema = settings.postgres.schema_
             async with rt.pool.acquire() as conn:
                 tables = await conn.fetch(
@@ -338,6 +353,11 @@ class Suite:
                     name = t["table_name"]
                     rows = await conn.fetch(f"SELECT to_jsonb(x) AS r FROM {schema}.{name} AS x")
                     result.rows[name] = [json.loads(r["r"]) for r in rows]
+            kids: set[str] = set()
+            open_sealed(result.rows, lambda d: kids.add(str(d["kid"])))
+            keys = await rt.keyring.resolve_ids(kids)
+            result.rows = open_sealed(result.rows, lambda d: unseal(keys, Sealed.model_validate(d)))
+            async with rt.pool.acquire() as conn:
                 states = await conn.fetch(
                     f"SELECT state, count(*) AS n FROM {settings.core_schema}.referral_deliveries GROUP BY state"
                 )

@@ -35,6 +35,7 @@ class Supervised:
     exits: list[int] = field(default_factory=list)
     done: bool = False
     step: int = 0
+    pause_s: float = 0.0
 
 
 class Supervisor:
@@ -52,8 +53,9 @@ class Supervisor:
     def add_service(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.procs[name] = Supervised(name, [argv], True, env)
 
-    def add_job(self, name: str, commands: list[list[str]], env: dict[str, str]) -> None:
-        self.procs[name] = Supervised(name, commands, False, env)
+    def add_job(self, name: str, commands: list[list[str]], env: dict[str, str], *, pause_s: float = 0.0) -> None:
+        """One-shot ``commands`` in order, each until it exits 0, ``pause_s`` apart."""
+        self.procs[name] = Supervised(name, commands, False, env, pause_s=pause_s)
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,8 @@ class Supervisor:
                 if not sup.service and rc == 0:
                     sup.step += 1
                     sup.done = sup.step >= len(sup.commands)
+                    if not sup.done:
+                        await asyncio.sleep(sup.pause_s)
                     continue
                 if not self._stopping:
                     await asyncio.sleep(self.restart_delay_s)
