@@ -154,7 +154,7 @@ class FhirStore:
         identifier (the n-th create of one identifier gets the n-th id), so the same
         referrals get the same ids in any arrival order — a clean and a faulted run of the
         fault suite compare equal; resources without an identifier draw from the seeded rng."""
-        ident = next(iter(res.get("identifier") or []), {})
+        ident: dict[str, Any] = next(iter(res.get("identifier") or []), {})
         if not ident.get("value"):
             return str(uuid.UUID(int=self.rng.getrandbits(128)))
         key = f"{self.seed}\x1f{rtype}\x1f{ident.get('system', '')}\x1f{ident['value']}"

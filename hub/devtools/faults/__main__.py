@@ -27,9 +27,18 @@ def main(
 ) -> None:
     """Run the hub under faults and compare against a clean run."""
     window = window_s or (240.0 if long else 45.0)
-    opts = SuiteOptions(seed=seed, long=long, window_s=window, kills=kills, home=home, keep=keep,
-                        base_port=base_port, pg_port=pg_port,
-                        days=6 if long else 3, calls_per_day=80 if long else 60)
+    opts = SuiteOptions(
+        seed=seed,
+        long=long,
+        window_s=window,
+        kills=kills,
+        home=home,
+        keep=keep,
+        base_port=base_port,
+        pg_port=pg_port,
+        days=6 if long else 3,
+        calls_per_day=80 if long else 60,
+    )
     suite = Suite(opts, out=lambda line: print(line, flush=True))
     try:
         verdict = asyncio.run(suite.main())

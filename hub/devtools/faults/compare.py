@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,10 @@ NOT_COMPARED = frozenset({"projection_positions", "outcome_publications", "schem
 #: event types the delivery workers stamp with the wall clock (the moment of an attempt or
 #: of the consent gate's decision): their ``at`` is a wall-clock field wherever it is copied
 DELIVERY_TYPES = (
-    "referral.delivered", "referral.delivery_failed", "referral.rejected", "referral.held_for_consent",
+    "referral.delivered",
+    "referral.delivery_failed",
+    "referral.rejected",
+    "referral.held_for_consent",
 )
 SEALED_KEYS = frozenset({"alg", "ciphertext", "kid", "nonce"})
 
@@ -59,7 +63,9 @@ def open_sealed(value: Any, opener: Callable[[dict[str, Any]], Any]) -> Any:
 def wall_clock_events(rows: Mapping[str, Iterable[Mapping[str, Any]]]) -> frozenset[str]:
     """Ids of the facts whose own time is a wall-clock time (:data:`DELIVERY_TYPES`)."""
     return frozenset(
-        str(r["event_id"]) for r in rows.get("facts", ()) if str(r.get("event_type", "")).startswith(DELIVERY_TYPES)
+        str(r["event_id"])
+        for r in rows.get("facts", ())
+        if str(r.get("event_type", "")).startswith(DELIVERY_TYPES)
     )
 
 
@@ -84,10 +90,8 @@ def normalize_row(table: str, row: Mapping[str, Any], wall_clock_ids: frozenset[
             out[name] = None
             continue
         if isinstance(value, str) and value[:1] in "{[":
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(value)
-            except ValueError:
-                pass
         out[name] = _blank(value, json_keys | ({"at"} if delivery else frozenset()))
     return json.dumps(out, sort_keys=True, default=str)
 
@@ -123,8 +127,9 @@ class Verdict:
 
     @property
     def ok(self) -> bool:
-        return not (self.lost or self.conflicting or self.read_model_differences or self.ehr_duplicates
-                    or self.hung)
+        return not (
+            self.lost or self.conflicting or self.read_model_differences or self.ehr_duplicates or self.hung
+        )
 
     def lines(self) -> list[str]:
         return [

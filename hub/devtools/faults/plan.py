@@ -40,7 +40,9 @@ class Fault:
         return f"t+{self.at:5.1f}s {what}" + (f" for {self.duration:.0f}s" if self.duration else "")
 
 
-def fault_plan(seed: int, processes: list[str], *, long: bool, window_s: float, kills: int = 0) -> list[Fault]:
+def fault_plan(
+    seed: int, processes: list[str], *, long: bool, window_s: float, kills: int = 0
+) -> list[Fault]:
     """The faults of one run, sorted by time, inside ``[1, window_s]`` seconds.
 
     Short: one of each kind, one SIGKILL per process in ``processes`` (at least ``kills``).
@@ -57,8 +59,10 @@ def fault_plan(seed: int, processes: list[str], *, long: bool, window_s: float, 
     faults: list[Fault] = []
     for r in range(rounds):
         base = r * span
+
         def at(lo: float, hi: float, base: float = base) -> float:
             return round(base + span * rng.uniform(lo, hi), 1)
+
         faults += [
             Fault(at(0.05, 0.15), "leader_kill", duration=LEADER_DOWN_S),
             Fault(at(0.10, 0.20), "ehr_flapping", duration=round(span * 0.15, 1)),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -39,7 +40,6 @@ from hub.devtools.demo import FHIR_DEST, HL7_DEST, REQUESTER
 from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.faults.app import county
-from hub.devtools.simulate.feeds import encounter_events
 from hub.devtools.faults.compare import Verdict, judge, open_sealed
 from hub.devtools.faults.plan import Fault, fault_plan
 from hub.devtools.faults.supervisor import Supervisor
@@ -47,6 +47,7 @@ from hub.devtools.faults.tcpcut import CutProxy
 from hub.devtools.infra.kafka import ensure_jars
 from hub.devtools.infra.kafka_cluster import NODES, ClusterSpec, KafkaCluster
 from hub.devtools.infra.pg_private import PrivatePostgres
+from hub.devtools.simulate.feeds import encounter_events
 from hub.kernel import db
 from hub.kernel.crypto import unseal
 from hub.kernel.kafka import KafkaClients
@@ -112,8 +113,9 @@ class Suite:
         self.home.mkdir(parents=True, exist_ok=True)
         os.chmod(self.home, 0o755)
         self.state = self.home / "state"
-        self.spec = ClusterSpec(home=self.home / "kafka", libs=Settings().cache_dir / "kafka" / "libs",
-                                base_port=opts.base_port)
+        self.spec = ClusterSpec(
+            home=self.home / "kafka", libs=Settings().cache_dir / "kafka" / "libs", base_port=opts.base_port
+        )
         self.cluster = KafkaCluster(self.spec)
         self.pg = PrivatePostgres(self.home / "pg", opts.pg_port)
         self.base = Settings(
@@ -151,14 +153,31 @@ class Suite:
         await asyncio.to_thread(self.pg.init)
         await asyncio.to_thread(self.pg.start)
         await asyncio.to_thread(self.pg.provision, self.base)
-        self.out(f"cluster: 3 KRaft brokers {self.spec.bootstrap} (RF 3, min ISR 2, PLAINTEXT on loopback), "
-                 f"PostgreSQL 127.0.0.1:{self.pg.port} under {self.home} — up in {time.monotonic() - t:.0f}s")
+        self.out(
+            f"cluster: 3 KRaft brokers {self.spec.bootstrap} (RF 3, min ISR 2, PLAINTEXT on loopback), "
+            f"PostgreSQL 127.0.0.1:{self.pg.port} under {self.home} — up in {time.monotonic() - t:.0f}s"
+        )
         cad = self.home / "cad"
         o = self.opts
         result = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.entry.cli", "simulate", "csv", "--out", str(cad), "--profile", "generic",
-            "--seed", str(o.seed), "--days", str(o.days), "--calls-per-day", str(o.calls_per_day),
-            cwd=PROJECT_ROOT, env=self.env(self.base), stdout=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "hub.entry.cli",
+            "simulate",
+            "csv",
+            "--out",
+            str(cad),
+            "--profile",
+            "generic",
+            "--seed",
+            str(o.seed),
+            "--days",
+            str(o.days),
+            "--calls-per-day",
+            str(o.calls_per_day),
+            cwd=PROJECT_ROOT,
+            env=self.env(self.base),
+            stdout=asyncio.subprocess.PIPE,
         )
         stdout, _ = await result.communicate()
         if result.returncode != 0:
@@ -185,25 +204,53 @@ class Suite:
         proxy = CutProxy("127.0.0.1", self.pg.port)
         await proxy.start()
         listener_port = free_port()
-        sim = EhrSimulator(SimConfig(
-            fhir_port=0, mllp_port=0, answer_to=("127.0.0.1", listener_port), seed=o.seed,
-            lifecycle=Lifecycle(accept_after_s=0.5, progress_after_s=1.0, complete_after_s=1.5, decline_rate=0.1),
-        ))
+        sim = EhrSimulator(
+            SimConfig(
+                fhir_port=0,
+                mllp_port=0,
+                answer_to=("127.0.0.1", listener_port),
+                seed=o.seed,
+                lifecycle=Lifecycle(
+                    accept_after_s=0.5, progress_after_s=1.0, complete_after_s=1.5, decline_rate=0.1
+                ),
+            )
+        )
         await sim.start()
         config = self.home / f"{name}-connectors.yaml"
         config.write_text(yaml.safe_dump({"components": components(sim, listener_port)}))
         hub = [sys.executable, "-m", "hub.entry.cli"]
         sup = Supervisor(self.home / "logs" / name, PROJECT_ROOT)
         env = self.env(settings)
-        sup.add_job("ingest", [[*hub, "ingest", "cad", "--profile", "generic", f] for f in self.cad_files], env,
-                    pause_s=o.window_s * 0.6 / len(self.cad_files) if faults else 0.0)
+        sup.add_job(
+            "ingest",
+            [[*hub, "ingest", "cad", "--profile", "generic", f] for f in self.cad_files],
+            env,
+            pause_s=o.window_s * 0.6 / len(self.cad_files) if faults else 0.0,
+        )
         # the faulted run paces its appends over the fault window (the clean run needs no pacing:
         # the same envelopes either way, deterministic ids)
         pace = o.window_s * 0.8 / max(1, self.app_batches) if faults else 0.0
-        sup.add_job("app", [[sys.executable, "-m", "hub.devtools.faults.app", "--seed", str(o.seed), "--days",
-                             str(o.days), "--calls-per-day", str(o.calls_per_day), "--batch", str(APP_BATCH),
-                             "--pace-s", f"{pace:.2f}"]],
-                    self.env(settings, HUB_POSTGRES__PORT=str(proxy.port)))
+        sup.add_job(
+            "app",
+            [
+                [
+                    sys.executable,
+                    "-m",
+                    "hub.devtools.faults.app",
+                    "--seed",
+                    str(o.seed),
+                    "--days",
+                    str(o.days),
+                    "--calls-per-day",
+                    str(o.calls_per_day),
+                    "--batch",
+                    str(APP_BATCH),
+                    "--pace-s",
+                    f"{pace:.2f}",
+                ]
+            ],
+            self.env(settings, HUB_POSTGRES__PORT=str(proxy.port)),
+        )
         sup.add_service("delivery", [*hub, "connectors", "run", "--config", str(config)], env)
         sup.add_service("projector", [*hub, "project"], env)
         sup.start()
@@ -222,7 +269,9 @@ class Suite:
             await sim.stop()
             await proxy.stop()
         result.kills = sum(p.kills for p in sup.procs.values())
-        result.restarts = sum(max(0, p.starts - 1 - (p.step if not p.service else 0)) for p in sup.procs.values())
+        result.restarts = sum(
+            max(0, p.starts - 1 - (p.step if not p.service else 0)) for p in sup.procs.values()
+        )
         await self.cluster.wait_brokers(3)
         await self.verify(env, result)
         await self.read(settings, result)
@@ -230,7 +279,12 @@ class Suite:
         return result
 
     async def inject(
-        self, faults: list[Fault], sup: Supervisor, sim: EhrSimulator, proxy: CutProxy, settings: Settings,
+        self,
+        faults: list[Fault],
+        sup: Supervisor,
+        sim: EhrSimulator,
+        proxy: CutProxy,
+        settings: Settings,
         result: RunResult,
     ) -> None:
         """Apply ``faults`` at their times; undo the ones with a duration."""
@@ -251,7 +305,9 @@ class Suite:
                 leader = await self.cluster.leader_of(referral_topic, 0)
                 self.cluster.kill(leader)
                 note = f"broker {leader}"
-                undo.append(asyncio.create_task(later(f.duration, lambda n=leader: self.cluster.start_node(n))))
+                undo.append(
+                    asyncio.create_task(later(f.duration, functools.partial(self.cluster.start_node, leader)))
+                )
             elif f.kind == "two_brokers_down":
                 await self.cluster.wait_brokers(3)  # after a leader kill, wait for its return
                 down = random.Random(f.at).sample(list(NODES), 2)
@@ -287,7 +343,9 @@ class Suite:
     async def quiesce(self, settings: Settings, sup: Supervisor, injector: asyncio.Task[None]) -> None:
         """Wait until the jobs are done, every fault is undone and nothing changes for
         ``settle_s`` with no delivery open and the projector at the log's end."""
-        deadline = time.monotonic() + self.opts.quiesce_timeout_s + (self.opts.window_s if self.opts.long else 0)
+        deadline = (
+            time.monotonic() + self.opts.quiesce_timeout_s + (self.opts.window_s if self.opts.long else 0)
+        )
         last: object = None
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
@@ -303,7 +361,7 @@ class Suite:
             if snapshot != last:
                 last, stable_since = snapshot, time.monotonic()
                 continue
-            ends, positions, open_rows = snapshot  # type: ignore[misc]
+            ends, positions, open_rows = snapshot
             if open_rows == 0 and ends == positions and time.monotonic() - stable_since >= self.opts.settle_s:
                 return
         raise TimeoutError("the run did not become quiescent (a process stopped making progress)")
@@ -315,7 +373,9 @@ class Suite:
         conn = await asyncpg.connect(db.dsn(settings, "owner"), timeout=5)
         try:
             core, schema = settings.core_schema, settings.postgres.schema_
-            rows = await conn.fetch(f'SELECT topic, "partition", next_offset FROM {schema}.projection_positions')
+            rows = await conn.fetch(
+                f'SELECT topic, "partition", next_offset FROM {schema}.projection_positions'
+            )
             positions = {f"{r['topic']}/{r['partition']}": r["next_offset"] for r in rows if r["next_offset"]}
             open_rows = await conn.fetchval(
                 f"SELECT count(*) FROM {core}.referral_deliveries "
@@ -329,7 +389,11 @@ class Suite:
         hub = [sys.executable, "-m", "hub.entry.cli"]
         for args in (["seal", "--once"], ["verify", "--json"]):
             proc = await asyncio.create_subprocess_exec(
-                *hub, *args, cwd=PROJECT_ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+                *hub,
+                *args,
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
             stdout, stderr = await asyncio.wait_for(proc.communicate(), 300)
@@ -359,7 +423,8 @@ class Suite:
             result.rows = open_sealed(result.rows, lambda d: unseal(keys, Sealed.model_validate(d)))
             async with rt.pool.acquire() as conn:
                 states = await conn.fetch(
-                    f"SELECT state, count(*) AS n FROM {settings.core_schema}.referral_deliveries GROUP BY state"
+                    f"SELECT state, count(*) AS n FROM {settings.core_schema}.referral_deliveries "
+                    "GROUP BY state"
                 )
                 result.referrals = {r["state"]: r["n"] for r in states}
 
@@ -368,21 +433,32 @@ class Suite:
     async def main(self) -> Verdict:
         o = self.opts
         await self.up()
-        self.out(f"workload: seed {o.seed}, {len(self.cad_files)} CAD files, {o.days} days x {o.calls_per_day} "
-                 f"calls; processes {', '.join(PROCESSES)} (supervised)")
+        self.out(
+            f"workload: seed {o.seed}, {len(self.cad_files)} CAD files, {o.days} days x {o.calls_per_day} "
+            f"calls; processes {', '.join(PROCESSES)} (supervised)"
+        )
         clean = await self.run("clean", [])
-        self.out(f"clean run: {clean.seconds:.0f}s, {len(clean.event_ids)} events, referrals {clean.referrals}, "
-                 f"verify {'OK' if clean.verify_ok else 'BROKEN'}")
+        self.out(
+            f"clean run: {clean.seconds:.0f}s, {len(clean.event_ids)} events, referrals {clean.referrals}, "
+            f"verify {'OK' if clean.verify_ok else 'BROKEN'}"
+        )
         plan = fault_plan(o.seed, PROCESSES, long=o.long, window_s=o.window_s, kills=o.kills)
         faulted = await self.run("faulted", plan)
         for line in faulted.faults:
             self.out(f"  fault {line}")
-        self.out(f"faulted run: {faulted.seconds:.0f}s, {len(faulted.event_ids)} events, referrals "
-                 f"{faulted.referrals}, {faulted.kills} SIGKILLs of hub processes, {faulted.restarts} restarts, "
-                 f"verify {'OK' if faulted.verify_ok else 'BROKEN'}")
+        self.out(
+            f"faulted run: {faulted.seconds:.0f}s, {len(faulted.event_ids)} events, referrals "
+            f"{faulted.referrals}, {faulted.kills} SIGKILLs of hub processes, {faulted.restarts} restarts, "
+            f"verify {'OK' if faulted.verify_ok else 'BROKEN'}"
+        )
         verdict = judge(
-            clean.event_ids, faulted.event_ids, faulted.verify_breaks, clean.rows, faulted.rows,
-            faulted.ehr_duplicates + clean.ehr_duplicates, clean.hung + faulted.hung,
+            clean.event_ids,
+            faulted.event_ids,
+            faulted.verify_breaks,
+            clean.rows,
+            faulted.rows,
+            faulted.ehr_duplicates + clean.ehr_duplicates,
+            clean.hung + faulted.hung,
         )
         if not clean.verify_ok:
             verdict.conflicting += clean.verify_breaks
@@ -399,17 +475,38 @@ def components(sim: EhrSimulator, listener_port: int) -> list[dict[str, Any]]:
     return [
         {"kind": "mllp-listener", "name": "mllp", "port": listener_port},
         {
-            "kind": "fhir-delivery", "name": "fhir-delivery", "poll_interval_s": 0.2,
-            "requesters": {REQUESTER: "County co-responder team"}, "retry": retry,
-            "destinations": {FHIR_DEST: {"display": "County Mental Health Clinic", "base_url": sim.fhir_base_url,
-                                         "timeout_s": 2.0}},
+            "kind": "fhir-delivery",
+            "name": "fhir-delivery",
+            "poll_interval_s": 0.2,
+            "requesters": {REQUESTER: "County co-responder team"},
+            "retry": retry,
+            "destinations": {
+                FHIR_DEST: {
+                    "display": "County Mental Health Clinic",
+                    "base_url": sim.fhir_base_url,
+                    "timeout_s": 2.0,
+                }
+            },
         },
         {
-            "kind": "hl7-delivery", "name": "hl7-delivery", "poll_interval_s": 0.2,
-            "requesters": {REQUESTER: "County co-responder team"}, "retry": retry,
-            "destinations": {HL7_DEST: {"display": "Riverside Behavioral Health", "host": "127.0.0.1",
-                                        "port": sim.mllp_port, "read_timeout_s": 2.0}},
+            "kind": "hl7-delivery",
+            "name": "hl7-delivery",
+            "poll_interval_s": 0.2,
+            "requesters": {REQUESTER: "County co-responder team"},
+            "retry": retry,
+            "destinations": {
+                HL7_DEST: {
+                    "display": "Riverside Behavioral Health",
+                    "host": "127.0.0.1",
+                    "port": sim.mllp_port,
+                    "read_timeout_s": 2.0,
+                }
+            },
         },
-        {"kind": "fhir-task-poller", "name": "fhir-task-poller", "interval_s": 0.5,
-         "destinations": {FHIR_DEST: {"base_url": sim.fhir_base_url}}},
+        {
+            "kind": "fhir-task-poller",
+            "name": "fhir-task-poller",
+            "interval_s": 0.5,
+            "destinations": {FHIR_DEST: {"base_url": sim.fhir_base_url}},
+        },
     ]

@@ -53,13 +53,17 @@ class Supervisor:
     def add_service(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.procs[name] = Supervised(name, [argv], True, env)
 
-    def add_job(self, name: str, commands: list[list[str]], env: dict[str, str], *, pause_s: float = 0.0) -> None:
+    def add_job(
+        self, name: str, commands: list[list[str]], env: dict[str, str], *, pause_s: float = 0.0
+    ) -> None:
         """One-shot ``commands`` in order, each until it exits 0, ``pause_s`` apart."""
         self.procs[name] = Supervised(name, commands, False, env, pause_s=pause_s)
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        self._tasks = [asyncio.create_task(self._keep(p), name=f"supervise-{p.name}") for p in self.procs.values()]
+        self._tasks = [
+            asyncio.create_task(self._keep(p), name=f"supervise-{p.name}") for p in self.procs.values()
+        ]
 
     def jobs_done(self) -> bool:
         return all(p.done for p in self.procs.values() if not p.service)
@@ -88,8 +92,13 @@ class Supervisor:
                 log.write(f"\n=== start {sup.starts}: {' '.join(argv)}\n".encode())
                 log.flush()
                 sup.process = await asyncio.create_subprocess_exec(
-                    *argv, cwd=self.cwd, env=sup.env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log, stderr=log, start_new_session=True,
+                    *argv,
+                    cwd=self.cwd,
+                    env=sup.env,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
                 )
                 rc = await sup.process.wait()
                 sup.exits.append(rc)

@@ -150,8 +150,15 @@ class KafkaCluster:
         for n in NODES:
             layout = self.spec.layout(n)
             _run_tool(
-                java, layout, "format", "-t", cluster_id, "-c", str(layout.properties),
-                "--initial-controllers", controllers,
+                java,
+                layout,
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(layout.properties),
+                "--initial-controllers",
+                controllers,
             )
 
     def _write_configs(self) -> None:
@@ -184,19 +191,34 @@ class KafkaCluster:
         layout = self.spec.layout(node)
         java = require_java()
         cmd = [
-            java, f"-Xmx{self.spec.heap}", "-Xms96m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={layout.log4j2}",
-            f"-Dkafka.logs.dir={layout.logs}", "-cp", f"{layout.libs}/*", "kafka.Kafka", str(layout.properties),
+            java,
+            f"-Xmx{self.spec.heap}",
+            "-Xms96m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={layout.log4j2}",
+            f"-Dkafka.logs.dir={layout.logs}",
+            "-cp",
+            f"{layout.libs}/*",
+            "kafka.Kafka",
+            str(layout.properties),
         ]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not all(
-            port_is_free(self.spec.host, p) for p in (self.spec.client_port(node), self.spec.controller_port(node))
+            port_is_free(self.spec.host, p)
+            for p in (self.spec.client_port(node), self.spec.controller_port(node))
         ):
             time.sleep(0.2)  # a just-killed node's ports
         with open(layout.jvm_out, "ab") as out:
             proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=layout.home,
-                start_new_session=True, close_fds=True,
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=layout.home,
+                start_new_session=True,
+                close_fds=True,
             )
         self._procs[node] = proc
         layout.pid_file.write_text(f"{proc.pid}\n")
@@ -225,7 +247,9 @@ class KafkaCluster:
                 proc = self._procs.get(n)
                 if proc is not None and proc.poll() is not None and proc.returncode not in (-9, 0, 143):
                     layout = self.spec.layout(n)
-                    raise InfraError(f"fault-cluster node {n} exited ({proc.returncode}):\n{tail(layout.server_log)}")
+                    raise InfraError(
+                        f"fault-cluster node {n} exited ({proc.returncode}):\n{tail(layout.server_log)}"
+                    )
             try:
                 if len(await self._brokers()) >= count:
                     return
@@ -278,8 +302,11 @@ class KafkaCluster:
         for n in NODES:
             layout = self.spec.layout(n)
             pid = read_pid(layout.pid_file)
-            if pid and is_alive(pid) and str(layout.properties) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(
-                errors="replace"
+            if (
+                pid
+                and is_alive(pid)
+                and str(layout.properties)
+                in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             ):
                 os.kill(pid, signal.SIGKILL)
                 wait_until_dead(pid, 10)

@@ -83,10 +83,22 @@ class PrivatePostgres:
             self.log.touch()
             shutil.chown(self.log, "postgres", "postgres")
         os.chmod(self.data, 0o700)
-        _run(_as_postgres([
-            str(server_bindir() / "initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8",
-            "--auth-local=peer", "--auth-host=scram-sha-256", "--no-instructions",
-        ]))
+        _run(
+            _as_postgres(
+                [
+                    str(server_bindir() / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--auth-local=peer",
+                    "--auth-host=scram-sha-256",
+                    "--no-instructions",
+                ]
+            )
+        )
 
     def start(self) -> None:
         self._ctl("start", "-w", "-t", "60", "-l", str(self.log), "-o", self._options())
@@ -104,20 +116,32 @@ class PrivatePostgres:
         result = subprocess.run(self._pg_ctl(*args), capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             log = self.log.read_text(errors="replace").splitlines()[-15:] if self.log.exists() else []
-            raise InfraError(f"pg_ctl {args[0]} failed: {(result.stdout + result.stderr)[-1500:]}\n" + "\n".join(log))
+            raise InfraError(
+                f"pg_ctl {args[0]} failed: {(result.stdout + result.stderr)[-1500:]}\n" + "\n".join(log)
+            )
 
     def provision(self, settings: Settings) -> None:
         """The owner and runtime roles (passwords from ``settings``' key files) and the database."""
         pg = settings.postgres
-        psql = [str(server_bindir() / "psql") if (server_bindir() / "psql").exists() else "psql",
-                "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p", str(self.port),
-                "-d", "postgres"]
+        psql = [
+            str(server_bindir() / "psql") if (server_bindir() / "psql").exists() else "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(self.socket_dir),
+            "-p",
+            str(self.port),
+            "-d",
+            "postgres",
+        ]
         sql = role_sql(pg.user, secret_text(settings, "postgres.password"))
         if pg.separate_runtime:
             sql += role_sql(pg.runtime_user, secret_text(settings, RUNTIME_PASSWORD))
         _run(_as_postgres([*psql, "-f", "-"]), input_text=sql)
-        exists = _run(_as_postgres(
-            [*psql, "-tA", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{pg.database}'"]
-        )).stdout.strip()
+        exists = _run(
+            _as_postgres([*psql, "-tA", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{pg.database}'"])
+        ).stdout.strip()
         if exists != "1":
             _run(_as_postgres([*psql, "-c", f'CREATE DATABASE "{pg.database}" OWNER "{pg.user}"']))
