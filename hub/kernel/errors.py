@@ -65,6 +65,9 @@ Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
+FormInvalid (connectors.intake.form) permanent  intake API: 422 with field messages
+SubmissionConflict                   permanent  intake API: 409 / 403 / 404 (nothing is
+NotYourSubmission, UnknownSubmission            appended)
 MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================
 

@@ -27,7 +27,7 @@ from hub.kernel.topics import append_health, ensure_topics
 from hub.kernel.verify import run_verify
 from tests.conftest import session_settings
 from tests.integration.hub.kernel.test_log_crash_window import copies_in_log, dispatched
-from tests.integration.runtimes import _fresh
+from tests.integration.runtimes import fresh_namespace
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 2.0
@@ -56,7 +56,7 @@ async def test_an_append_with_the_broker_down_fails_in_time_and_the_retry_lands(
     broker, settings = own_broker
     assert (await ensure_topics(settings)).ok
     rt: Runtime
-    async with _fresh(settings) as rt:
+    async with fresh_namespace(settings) as rt:
         assert (await rt.log.append([dispatched("ok", 1)])).appended
         assert (await append_health(settings)).available
         env = dispatched("outage", 2)
