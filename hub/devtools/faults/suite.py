@@ -133,6 +133,7 @@ class Suite:
             **clean_env(),
             "HUB_STATE_DIR": str(self.state),
             "HUB_KAFKA__BOOTSTRAP": settings.kafka.bootstrap,
+            "HUB_KAFKA__SECURITY_PROTOCOL": "PLAINTEXT",  # the private cluster (see kafka_cluster)
             "HUB_KAFKA__REPLICATION_FACTOR": "3",
             "HUB_KAFKA__MIN_INSYNC_REPLICAS": "2",
             "HUB_KAFKA__APPEND_TIMEOUT_S": str(settings.kafka.append_timeout_s),
