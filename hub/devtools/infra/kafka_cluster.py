@@ -85,7 +85,10 @@ class ClusterSpec:
     def kafka_settings(self) -> KafkaSettings:
         """Client settings for the hub processes of the suite (RF 3, min ISR 2)."""
         return KafkaSettings(
-            bootstrap=self.bootstrap, replication_factor=3, min_insync_replicas=2, security_protocol="PLAINTEXT"
+            bootstrap=self.bootstrap,
+            replication_factor=3,
+            min_insync_replicas=2,
+            security_protocol="PLAINTEXT",
         )
 
 
