@@ -329,6 +329,10 @@ class Suite:
             elif f.kind == "append_cut":
                 marker = f"UPDATE {settings.core_schema}.event_index AS d SET topic".encode()
                 cut = proxy.arm(marker)
+                # asyncpg prepares a statement once per connection (the SQL text travels only
+                # in that first Parse): reset the app's connections so its next UPDATE is seen
+                proxy.down()
+                proxy.up()
                 try:
                     await asyncio.wait_for(cut.wait(), 30)
                     note = "cut after the ack"
