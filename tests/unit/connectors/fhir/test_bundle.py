@@ -170,3 +170,12 @@ def test_control_characters_in_free_text_never_reach_the_wire(d: Disclosure) -> 
     sr = by_type(wire)["ServiceRequest"]["resource"]
     assert sr["reasonCode"][0]["text"] == "Crisisfollow-up"
     assert sr["note"] == [{"text": "line one\nline two\t."}]  # tab and newline are allowed
+
+
+def test_an_element_left_empty_by_cleaning_is_dropped_not_sent_empty() -> None:
+    """A note made only of control characters (found by the property test above) leaves no
+    ``note: [{}]`` behind, which the R4B models refuse; empty values the builder put there
+    on purpose are not touched."""
+    cleaned = fhir_strings({"note": [{"text": "\x1b"}], "status": "active", "kept": ""})
+    assert cleaned == {"status": "active", "kept": ""}
+    assert fhir_strings({"note": [{"text": "ok\x0c"}]}) == {"note": [{"text": "ok"}]}
