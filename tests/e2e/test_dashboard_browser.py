@@ -84,7 +84,9 @@ async def test_dashboard_renders_report_numbers(
     for metric, value in cards:
         if metric in released:
             assert (None if value == "suppressed" else float(value)) == released[metric], metric
-    assert sum(v is not None for v in released.values()) >= 2  # populated, not all suppressed
+    # populated, not all suppressed (a correction since the month's first release — the intake
+    # test's form — withholds the cells it moved by one)
+    assert sum(v is not None for v in released.values()) >= 1
 
 
 async def test_dashboard_series_match_report_by_month_and_area(
