@@ -7,16 +7,21 @@ rejection, described by the OperationOutcome's issues; 408, 429, 5xx, transport 
 unreadable answers are retried. Resends are safe: every entry is an ``If-None-Exist``
 conditional create, so a server that already stored the referral returns it instead of
 creating a second one.
+
+Rendering uses the fast builder (:func:`connectors.fhir.bundle.build_referral_bundle`); the
+transport runs the builder's :func:`~connectors.fhir.bundle.self_check` once per process
+and validates a deterministic sample of Bundles with the fhir.resources models as well.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import httpx
 
-from connectors.fhir.bundle import build_referral_bundle, bundle_bytes
+from connectors.fhir.bundle import build_referral_bundle, bundle_bytes, sampled, self_check, validate_bundle
 from connectors.fhir.client import FhirClient, FhirEndpoint, TokenError
 from connectors.referrals.content import Disclosure
 from connectors.referrals.worker import DestinationBase, Rendered, SendResult
@@ -61,15 +66,26 @@ def classify_response(status: int, body: Any) -> SendResult:
     return SendResult("retry", code, "unexpected status")
 
 
+@functools.cache
+def checked_once() -> None:
+    """The builder's self-check, once per process (it costs a few model validations)."""
+    self_check()
+
+
 class FhirTransport:
     channel = "fhir"
 
     def __init__(self, destinations: dict[str, FhirDestination]) -> None:
+        checked_once()
         self.destinations = destinations
         self._clients: dict[str, FhirClient] = {}
 
     def render(self, disclosure: Disclosure) -> Rendered:
+        """The referral's Bundle bytes; a sampled referral's Bundle also passes the models
+        (:class:`~connectors.fhir.bundle.BundleInvalid` otherwise, like any invalid Bundle)."""
         bundle = build_referral_bundle(disclosure)
+        if sampled(disclosure.request.referral_id):
+            validate_bundle(bundle)
         return Rendered(message_id=bundle["id"], payload=bundle_bytes(bundle))
 
     def client(self, destination: str) -> FhirClient:
