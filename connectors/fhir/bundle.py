@@ -455,16 +455,16 @@ def _inputs(d: Disclosure) -> Iterator[tuple[str, str, Any]]:
         if reason.occurrence_end:
             yield "ServiceRequest.occurrencePeriod.end", "dateTime", reason.occurrence_end.isoformat()
         yield "ServiceRequest.reasonCode.0.text", "string", reason.text
-        for i, c in enumerate(reason.codes):
-            yield f"ServiceRequest.reasonCode.0.coding.{i}.code", "code", c.code
-            if c.display:
-                yield f"ServiceRequest.reasonCode.0.coding.{i}.display", "string", c.display
-    c = d.consent
-    if c is not None:
-        yield "Consent.identifier.0.value", "string", c.consent_id
-        yield "Consent.dateTime", "dateTime", c.at.isoformat()
-        if c.expires_at is not None:
-            yield "Consent.provision.period.end", "dateTime", c.expires_at.isoformat()
+        for i, code in enumerate(reason.codes):
+            yield f"ServiceRequest.reasonCode.0.coding.{i}.code", "code", code.code
+            if code.display:
+                yield f"ServiceRequest.reasonCode.0.coding.{i}.display", "string", code.display
+    consent = d.consent
+    if consent is not None:
+        yield "Consent.identifier.0.value", "string", consent.consent_id
+        yield "Consent.dateTime", "dateTime", consent.at.isoformat()
+        if consent.expires_at is not None:
+            yield "Consent.provision.period.end", "dateTime", consent.expires_at.isoformat()
 
 
 def value_problems(d: Disclosure) -> Iterator[str]:
