@@ -79,7 +79,7 @@ class Row:
         out: dict[str, Any] = {
             "operation": self.operation,
             "records": self.records,
-            "rps": round(self.rps, 1) if self.records else None,
+            "rps": round(self.rps, 1) if self.records and self.sample.seconds > 0 else None,
             "rate_per": "cpu_second" if self.per_cpu else "wall_second",
             **self.sample.as_dict(),
             "ratio": None if ratio is None else round(ratio, 4),
@@ -109,10 +109,10 @@ COLUMNS = (
     ("seconds", ">", 9),
     ("rec/s", ">", 9),
     ("baseline/s", ">", 11),
-    ("ratio", ">", 6),
+    ("ratio", ">", 8),
     ("peak MiB", ">", 9),
     ("measured", ">", 14),
-    ("  target", "<", 30),
+    ("  target", "<", 34),
     ("verdict", "<", 8),
 )
 
@@ -123,15 +123,16 @@ def table(rows: list[Row]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         ran = r.verdict != NOT_RUN
+        timed = ran and r.sample.seconds > 0
         base, ratio = r.baseline_rps, r.ratio
         cells = (
             r.operation,
             f"{r.records:,}" if ran else "",
-            f"{r.sample.seconds:.2f}" if ran else "",
-            f"{r.rps:,.0f}{'*' if r.per_cpu else ''}" if ran and r.records else "",
+            f"{r.sample.seconds:.2f}" if timed else "",
+            f"{r.rps:,.0f}{'*' if r.per_cpu else ''}" if timed and r.records else "",
             f"{base:,.0f}" if base is not None else "",
             f"{ratio:.2f}" if ratio is not None else "",
-            f"{r.sample.peak_mib:.0f}" if ran else "",
+            f"{r.sample.peak_mib:.0f}" if timed else "",
             r.measured,
             f"  {r.target}",
             r.verdict,

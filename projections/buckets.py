@@ -5,13 +5,18 @@ Every read-model row depends only on the facts of one connected component
 (:mod:`projections.fold`), and :func:`projections.fold.derive` accepts any set of whole
 components. So the rebuild never needs the whole log in memory:
 
-1. while the log is read, :class:`FactSpill` joins each fact's keys in a compact union-find
-   (:class:`KeyUnion`) and appends the fact's stored parts to a local spill file;
+1. while the log is read, :class:`FactSpill` joins each record's keys in a compact
+   union-find (:class:`KeyUnion`) and appends the record's parts to a local spill file; the
+   keys are read from the record's JSON (:func:`record_keys`) — its payload is validated
+   once, when its bucket is derived;
 2. once the log is read, every fact's component root is known; the spill is distributed
    into ``ceil(facts / bucket_facts)`` bucket files by root;
-3. :meth:`FactSpill.buckets` yields one bucket at a time (duplicates by event id dropped,
-   the first record kept, as the in-memory rebuild did); its rows are derived and loaded,
-   then it is dropped. Outcome counts add up over buckets (:func:`add_counts`).
+3. :meth:`FactSpill.buckets` yields one bucket at a time as facts (records whose payload
+   does not validate counted as unreadable, duplicates by event id dropped, the first
+   record kept, as the in-memory rebuild did); its rows are derived and loaded, then it is
+   dropped. Outcome counts add up over buckets (:func:`add_counts`). A fact whose keys
+   differ from the keys its record was bucketed by stops the rebuild
+   (:class:`KeyMismatch`): its component could have been split.
 
 Memory: the union-find holds one entry per distinct key (its 64-bit hash and an array slot,
 ≈100 bytes) and one 4-byte slot per fact; a bucket holds ``bucket_facts`` facts (more when
@@ -19,9 +24,9 @@ one component is larger — a component is never split). Two keys whose hashes c
 put two components into one bucket, which :func:`~projections.fold.derive` handles like
 any other set of whole components.
 
-Facts cross the spill as the parts the ``facts`` table stores (event id, type, source,
-recorded time, current-version JSON) and are rebuilt with :func:`projections.facts.make_fact`,
-exactly as the live projector reads stored facts back.
+Records cross the spill as the parts a fact is made of (event id, current type, source,
+recorded time, current-version JSON) and become facts through
+:func:`projections.facts.make_fact`, exactly as the live projector reads stored facts back.
 """
 
 from __future__ import annotations
@@ -31,20 +36,60 @@ import pickle
 import struct
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hub.kernel.errors import PermanentError
 from projections import tables as T
 from projections.counts import Cell, count_row
 from projections.facts import Fact, make_fact
 from projections.fold import Rows
+from schemas.base import event_class
+from schemas.encounter import PersonIdentified
 
 #: facts per bucket (about 100 MB of facts and rows at the sizes the bench measures)
 BUCKET_FACTS = 20_000
 #: at most this many bucket files are open at once (larger logs get larger buckets)
 MAX_BUCKETS = 512
 _LENGTH = struct.Struct("<I")
+
+
+class KeyMismatch(PermanentError, RuntimeError):
+    """A fact's keys differ from the keys read from its record (a bug in
+    :func:`record_keys`); the rebuild stops rather than risk a split component."""
+
+
+Parts = tuple[str, str, str, datetime, dict[str, Any]]
+
+
+def record_keys(event_type: str, event_id: str, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The component keys of a record's current-version JSON, without validating it: the
+    keys :func:`projections.facts.fact_keys` gives the fact made of it (the unit tests and
+    :meth:`FactSpill.buckets` check that). Raises ``KeyError`` for an unknown type."""
+    cls = event_class(event_type)
+    fields = cls.model_fields
+
+    def value(name: str) -> str | None:
+        v = data.get(name) if name in fields else None
+        return None if v is None else str(v)
+
+    incident, person, other, referral = (value(n) for n in ("incident_id", "person", "other", "referral_id"))
+    if issubclass(cls, PersonIdentified) and data.get("role", "subject") != "subject":
+        person = None  # a caller or family member is not the subject (projections.facts.subject_person)
+    keys: list[str] = []
+    if incident:
+        keys.append("i:" + incident)
+    if person:
+        keys.append("p:" + person)
+    if other:
+        keys.append("p:" + other)
+    if referral:
+        keys.append("r:" + referral)
+    if not keys:
+        keys.append("e:" + event_id)
+    return tuple(keys)
 
 
 class KeyUnion:
@@ -98,8 +143,8 @@ def _read(src: BinaryIO) -> Iterator[bytes]:
         yield src.read(n)
 
 
-def fact_parts(f: Fact) -> tuple[str, str, str, Any, dict[str, Any]]:
-    """What the spill (and the ``facts`` table) keeps of a fact."""
+def fact_parts(f: Fact) -> Parts:
+    """The parts a fact is made of (what the spill keeps of a record)."""
     return (f.event_id, f.event_type, f.source, f.recorded_at, f.data)
 
 
@@ -117,14 +162,16 @@ class FactSpill:
         self._nodes = array("i")
         self._spill_path = directory / "spill.bin"
         self._spill: BinaryIO | None = self._spill_path.open("wb")
-        self.records = 0  # facts added (duplicates included)
+        self.records = 0  # records added (duplicates and invalid payloads included)
         self.duplicates = 0  # known once the buckets have been read
+        self.unreadable = 0  # payloads that do not validate, known once the buckets have been read
 
-    def add(self, fact: Fact) -> None:
+    def add(self, parts: Parts, keys: tuple[str, ...]) -> None:
+        """Spill one record (``keys``: :func:`record_keys` of its parts)."""
         if self._spill is None:
             raise RuntimeError("FactSpill.add after the buckets were taken")
-        self._nodes.append(self.keys.join(fact.keys))
-        _write(self._spill, pickle.dumps(fact_parts(fact), protocol=pickle.HIGHEST_PROTOCOL))
+        self._nodes.append(self.keys.join(keys))
+        _write(self._spill, pickle.dumps((parts, keys), protocol=pickle.HIGHEST_PROTOCOL))
         self.records += 1
 
     def bucket_count(self) -> int:
@@ -149,20 +196,27 @@ class FactSpill:
         return paths
 
     def buckets(self) -> Iterator[list[Fact]]:
-        """Each bucket's facts (first record of each event id, in log order); a bucket's
-        file is removed once it has been read."""
+        """Each bucket's facts (first valid record of each event id, in log order); a
+        bucket's file is removed once it has been read."""
         for path in self._distribute():
             seen: dict[str, Fact] = {}
             with path.open("rb") as src:
                 for blob in _read(src):
-                    event_id, event_type, source, recorded_at, data = pickle.loads(blob)
+                    (event_id, event_type, source, recorded_at, data), keys = pickle.loads(blob)
+                    try:
+                        fact = make_fact(
+                            event_id=event_id, event_type=event_type, source=source,
+                            recorded_at=recorded_at, data=data,
+                        )
+                    except Exception:  # pydantic ValidationError, a bad time: not a fact
+                        self.unreadable += 1
+                        continue
+                    if fact.keys != keys:
+                        raise KeyMismatch(f"event {event_id}: keys of the fact differ from its record's")
                     if event_id in seen:
                         self.duplicates += 1
-                        continue
-                    seen[event_id] = make_fact(
-                        event_id=event_id, event_type=event_type, source=source,
-                        recorded_at=recorded_at, data=data,
-                    )
+                    else:
+                        seen[event_id] = fact
             path.unlink()
             if seen:
                 yield list(seen.values())

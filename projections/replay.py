@@ -36,10 +36,9 @@ from hub.kernel.log import decode_record, family_topics, ms_to_datetime
 from hub.kernel.quarantine import RecordGuard
 from hub.kernel.settings import Settings
 from projections import tables as T
-from projections.buckets import BUCKET_FACTS, FactSpill, add_counts, count_rows
+from projections.buckets import BUCKET_FACTS, FactSpill, add_counts, count_rows, record_keys
 from projections.config import FoldConfig
 from projections.counts import Cell
-from projections.facts import Fact, fact_from_envelope
 from projections.fold import derive
 from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record, load_without_indexes
 from schemas.envelope import Envelope
@@ -104,13 +103,13 @@ async def replay_into(
             for rec, refused in zip(batch, verdicts, strict=True):
                 stats.records += 1
                 envelope: Envelope | None = None
-                fact: Fact | None = None
+                keys: tuple[str, ...] | None = None
                 if refused is None:
                     try:
                         envelope = decode_record(rec).envelope
-                        fact = fact_from_envelope(envelope)
-                    except Exception:
-                        envelope, fact = None, None
+                        keys = record_keys(envelope.type, envelope.id, envelope.data)
+                    except Exception:  # not an envelope, unknown type
+                        envelope, keys = None, None
                 recorded = envelope.recordedat if envelope is not None else ms_to_datetime(rec.timestamp)
                 if as_of is not None and recorded > as_of:
                     stats.skipped_as_of += 1
@@ -118,10 +117,11 @@ async def replay_into(
                 positions[(rec.topic, rec.partition)] = rec.offset + 1
                 if refused is not None:
                     stats.quarantined += 1
-                elif fact is None:
+                elif envelope is None or keys is None:
                     stats.unreadable += 1
                 else:
-                    spill.add(fact)
+                    parts = (envelope.id, envelope.type, envelope.source, envelope.recordedat, envelope.data)
+                    spill.add(parts, keys)
         counts: Counter[Cell] = Counter()
         async with (
             open_pool(settings, role="owner", max_size=1) as owner,
@@ -150,6 +150,7 @@ async def replay_into(
             await copy_rows(conn, schema, tail)
             stats.rows += sum(len(r) for r in tail.values())
         stats.duplicates = spill.duplicates
+        stats.unreadable += spill.unreadable
     return stats
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import tempfile
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections import tables as T
-from projections.buckets import FactSpill, KeyUnion, add_counts, count_rows
+from projections.buckets import (
+    FactSpill,
+    KeyMismatch,
+    KeyUnion,
+    add_counts,
+    count_rows,
+    fact_parts,
+    record_keys,
+)
 from projections.counts import Cell
 from projections.facts import Fact
 from projections.fold import Rows, component, derive, empty_rows
@@ -26,7 +35,7 @@ def bucketed(facts: list[Fact], bucket_facts: int) -> tuple[Rows, list[list[Fact
     with tempfile.TemporaryDirectory() as tmp:
         spill = FactSpill(Path(tmp), bucket_facts)
         for f in facts:
-            spill.add(f)
+            spill.add(fact_parts(f), record_keys(f.event_type, f.event_id, f.data))
         rows, buckets = empty_rows(), []
         counts: Counter[Cell] = Counter()
         for bucket in spill.buckets():
@@ -81,6 +90,30 @@ def test_key_union_joins_chains_in_any_order() -> None:
     assert len({u.find(u.node(f"x{i}")) for i in range(51)}) == 1
     assert u.find(u.node("k0")) != u.find(u.node("x0"))
     assert len(u) == 201 + 51
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_lists)
+def test_record_keys_are_the_keys_of_the_fact(facts) -> None:  # type: ignore[no-untyped-def]
+    for f in facts:
+        assert record_keys(f.event_type, f.event_id, f.data) == f.keys
+
+
+def test_a_caller_is_not_a_key_and_an_invalid_payload_is_unreadable(tmp_path: Path) -> None:
+    data = {"incident_id": "sea:1", "at": "2024-01-01T00:00:00+00:00", "person": "psn_" + "a" * 32}
+    t = "encounter.person.identified.v1"
+    assert record_keys(t, "e1", data) == ("i:sea:1", "p:psn_" + "a" * 32)
+    assert record_keys(t, "e1", {**data, "role": "caller"}) == ("i:sea:1",)
+    assert record_keys(t, "e1", {}) == ("e:e1",)
+    with pytest.raises(KeyError):
+        record_keys("no.such.type.v1", "e1", data)
+    spill = FactSpill(tmp_path)
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    spill.add(("e1", t, "test", when, {**data, "at": "not a time"}), record_keys(t, "e1", data))
+    spill.add(("e2", t, "test", when, data), ("i:sea:1",))  # keys that are not the fact's
+    with pytest.raises(KeyMismatch):
+        list(spill.buckets())
+    assert spill.unreadable == 1
 
 
 def test_bucket_size_must_be_positive() -> None:
