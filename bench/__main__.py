@@ -49,6 +49,8 @@ from bench.workspace import Workspace
 from hub.kernel.logs import configure_logging
 from hub.kernel.settings import get_settings
 
+PHASES = ("append", "cad", "scale", "live", "latency", "builders")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -73,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--heavy-facts", type=int, default=10_000, help="facts in the --scale person's history"
     )
     parser.add_argument(
+        "--only", default="", help=f"comma-separated phases to run (default: all of {', '.join(PHASES)})"
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON output (default: state_dir/bench/latest.json)"
     )
     return parser.parse_args(argv)
@@ -83,13 +88,19 @@ async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix=f"{ws.run}-"))
     ws.dirs.append(tmp)
     try:
-        rows += await append_and_replay(ws, args.records, args.batch)
+        want = set(args.only.split(",")) if args.only else set(PHASES)
+        unknown = want - set(PHASES)
+        if unknown:
+            raise BenchError(f"unknown phases {sorted(unknown)} (known: {', '.join(PHASES)})")
+        if "append" in want:
+            rows += await append_and_replay(ws, args.records, args.batch)
         rows.append(not_run(
             "event-id index cost growth", "cost/event flat 100k → 10M",
             "not run: a synthetic 10M-row index is issue 13's (the index protocol is being changed)",
         ))
-        rows += await cad_ingest_and_rebuild(ws, tmp, args.cad_days, args.cad_calls_per_day)
-        if args.scale:
+        if "cad" in want:
+            rows += await cad_ingest_and_rebuild(ws, tmp, args.cad_days, args.cad_calls_per_day)
+        if args.scale and "scale" in want:
             for n in (int(x) for x in args.scale_sizes.split(",")):
                 rows.append(await scale_rebuild(ws, n, copy_floor))
         else:
@@ -99,15 +110,18 @@ async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
         rows.append(not_run(
             "rebuild, 2 processes", "≥ 1.6 x one process", "not run: the rebuild runs in one process"
         ))
-        rows += await live_projection(ws, args.live_days, args.live_calls_per_day)
-        rows.append(await live_latency(ws, args.latency_seconds, args.latency_rate, 0))
-        if args.scale:
+        if "live" in want:
+            rows += await live_projection(ws, args.live_days, args.live_calls_per_day)
+        if "latency" in want:
+            rows.append(await live_latency(ws, args.latency_seconds, args.latency_rate, 0))
+        if args.scale and "latency" in want:
             rows.append(await live_latency(ws, args.latency_seconds, args.latency_rate, args.heavy_facts))
         else:
             rows.append(not_run(
                 "live p99, 10k-fact person", "p99 ≤ 250 ms at 100 rec/s", "run with --scale"
             ))
-        rows += builder_rows(args.builders)
+        if "builders" in want:
+            rows += builder_rows(args.builders)
     finally:
         problems = await ws.cleanup()
         for p in problems:

@@ -41,6 +41,7 @@ from schemas.envelope import Envelope, new_event
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 INDEX_BYTES_TARGET = 150
 LATENCY_TARGET_MS = 250.0
+DRAIN_SECONDS = 120.0  # how long the live phase waits for the fed records after the feed
 REBUILD_PEAK_TARGET_MIB = 500.0
 REBUILD_RATIO_TARGET = 0.20
 REBUILD_1M_SECONDS = 60.0
@@ -284,28 +285,30 @@ async def live_latency(ws: Workspace, seconds: float, rate: int, heavy_facts: in
                     tasks.append(asyncio.create_task(append_one(e)))
                 await asyncio.gather(*tasks)
                 fed = time.perf_counter() - start
-                deadline = time.monotonic() + 120.0
+                deadline = time.monotonic() + DRAIN_SECONDS
                 while any(e.id not in projector.applied for e in feed) and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
         finally:
             stop.set()
             await running
+    # a record not applied by the deadline counts with the wait so far (a lower bound)
+    end = time.perf_counter()
     missing = sum(1 for e in feed if e.id not in projector.applied)
-    expect(missing == 0, f"live latency: {missing} fed records never reached the read models")
-    ms = sorted((projector.applied[e.id] - sent[e.id]) * 1000 for e in feed)
+    ms = sorted((projector.applied.get(e.id, end) - sent[e.id]) * 1000 for e in feed)
     p50, p99 = statistics.median(ms), ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     name = f"live p99, {heavy_facts:,}-fact person" if heavy_facts else "live p99 at 100 rec/s"
     return Row(
         name,
         len(feed),
         sample,
-        measured=f"p99 {p99:.0f} ms",
+        measured=f"p99 {'>' if missing else ''}{p99:.0f} ms",
         target=f"p99 ≤ {LATENCY_TARGET_MS:.0f} ms at {rate} rec/s",
-        verdict=verdict(p99 <= LATENCY_TARGET_MS),
+        verdict=verdict(p99 <= LATENCY_TARGET_MS and not missing),
         extra={
             "p50_ms": round(p50, 1),
             "p99_ms": round(p99, 1),
             "max_ms": round(ms[-1], 1),
+            "not_applied_in_time": missing,
             "fed_rate": round(len(feed) / fed, 1),
             "history_facts": heavy_facts,
             "batches": projector.stats.batches,
