@@ -56,6 +56,7 @@ BundleInvalid, MessageInvalid
 InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
+KeyMismatch (projections.buckets)    permanent  ``hub replay``: message, exit 1 (a bug)
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
 MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================
