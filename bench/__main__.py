@@ -107,9 +107,6 @@ async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
             rows.append(
                 not_run("rebuild 100k/1M/3M events", "≤ 60 s per 1M, peak ≤ 500 MiB", "run with --scale")
             )
-        rows.append(not_run(
-            "rebuild, 2 processes", "≥ 1.6 x one process", "not run: the rebuild runs in one process"
-        ))
         if "live" in want:
             rows += await live_projection(ws, args.live_days, args.live_calls_per_day)
         if "latency" in want:

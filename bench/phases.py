@@ -48,6 +48,7 @@ from schemas.topics import fact_topic
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 APPEND_SETUP_BATCH = 2000
 INGEST_TARGET, INGEST_RATIO_TARGET = 20_000, 0.25
+PARALLEL_TARGET = 1.6
 WARM_EVENTS = 60  # over 6 partitions, the chance that one gets none is about 1e-4
 
 
@@ -431,6 +432,22 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
         )
         rebuild_verdict(rebuild, stats.records)
         rows.append(rebuild)
+
+        with measured() as two:
+            parallel = await replay_into(settings, rt.pool, rt.kafka, ws.schema("rebuild2"), workers=2)
+        expect(parallel.rows == stats.rows, f"rebuild with 2 workers: {parallel.rows} rows, {stats.rows} in one")
+        scaled = Row(
+            "rebuild, 2 worker processes",
+            parallel.records,
+            two,
+            "the one-process rebuild above (same log)",
+            stats.records,
+            ours,
+            {"workers": 2},
+            target=f"≥ {PARALLEL_TARGET} x one process",
+        )
+        scaled.verdict = verdict((scaled.ratio or 0.0) >= PARALLEL_TARGET)
+        rows.append(scaled)
     return rows
 
 

@@ -37,15 +37,18 @@ import struct
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from hub.kernel.errors import PermanentError
 from projections import tables as T
+from projections.config import FoldConfig
 from projections.counts import Cell, count_row
 from projections.facts import Fact, make_fact
-from projections.fold import Rows
+from projections.fold import Rows, derive
+from projections.store import fact_record, table_records
 from schemas.base import event_class
 from schemas.encounter import PersonIdentified
 
@@ -195,31 +198,87 @@ class FactSpill:
         del self._nodes
         return paths
 
+    def bucket_paths(self) -> list[Path]:
+        """Close the spill and distribute it into bucket files (once); read each with
+        :func:`read_bucket` or :func:`derive_bucket`, in this process or another."""
+        return self._distribute()
+
     def buckets(self) -> Iterator[list[Fact]]:
-        """Each bucket's facts (first valid record of each event id, in log order); a
-        bucket's file is removed once it has been read."""
-        for path in self._distribute():
-            seen: dict[str, Fact] = {}
-            with path.open("rb") as src:
-                for blob in _read(src):
-                    (event_id, event_type, source, recorded_at, data), keys = pickle.loads(blob)
-                    try:
-                        fact = make_fact(
-                            event_id=event_id, event_type=event_type, source=source,
-                            recorded_at=recorded_at, data=data,
-                        )
-                    except Exception:  # pydantic ValidationError, a bad time: not a fact
-                        self.unreadable += 1
-                        continue
-                    if fact.keys != keys:
-                        raise KeyMismatch(f"event {event_id}: keys of the fact differ from its record's")
-                    if event_id in seen:
-                        self.duplicates += 1
-                    else:
-                        seen[event_id] = fact
-            path.unlink()
-            if seen:
-                yield list(seen.values())
+        """Each bucket's facts, read in this process (:func:`read_bucket`); the spill's
+        ``duplicates`` and ``unreadable`` add up as they are read."""
+        for path in self.bucket_paths():
+            bucket = read_bucket(path)
+            self.duplicates += bucket.duplicates
+            self.unreadable += bucket.unreadable
+            if bucket.facts:
+                yield bucket.facts
+
+
+@dataclass
+class Bucket:
+    """One bucket's facts (first valid record of each event id, in log order) and what
+    was left out of it."""
+
+    facts: list[Fact]
+    duplicates: int = 0
+    unreadable: int = 0
+
+
+def read_bucket(path: Path) -> Bucket:
+    """The facts of one bucket file (which is removed once read). Raises
+    :class:`KeyMismatch` when a fact's keys are not the keys its record was bucketed by."""
+    seen: dict[str, Fact] = {}
+    bucket = Bucket([])
+    with path.open("rb") as src:
+        for blob in _read(src):
+            (event_id, event_type, source, recorded_at, data), keys = pickle.loads(blob)
+            try:
+                fact = make_fact(
+                    event_id=event_id, event_type=event_type, source=source,
+                    recorded_at=recorded_at, data=data,
+                )
+            except Exception:  # pydantic ValidationError, a bad time: not a fact
+                bucket.unreadable += 1
+                continue
+            if fact.keys != keys:
+                raise KeyMismatch(f"event {event_id}: keys of the fact differ from its record's")
+            if event_id in seen:
+                bucket.duplicates += 1
+            else:
+                seen[event_id] = fact
+    path.unlink()
+    bucket.facts = list(seen.values())
+    return bucket
+
+
+@dataclass
+class DerivedBucket:
+    """One bucket ready for COPY: its facts' and rows' records by table (outcome counts
+    apart, they add up over buckets), and the bucket's counters."""
+
+    records: dict[str, list[tuple]]
+    counts: Counter[Cell]
+    facts: int
+    rows: int
+    duplicates: int
+    unreadable: int
+
+
+def derive_bucket(path: Path, cfg: FoldConfig) -> DerivedBucket:
+    """Read one bucket file, derive its rows and build its COPY records (pure apart from
+    reading and removing the file; runs in a worker process of the rebuild, too)."""
+    bucket = read_bucket(path)
+    rows = derive(bucket.facts, cfg)
+    counts: Counter[Cell] = Counter()
+    add_counts(counts, rows)
+    records = {T.FACTS.name: [fact_record(f) for f in bucket.facts]}
+    for table in T.ALL_TABLES:
+        if rows.get(table.name):
+            records[table.name] = table_records(table, rows[table.name].values())
+    return DerivedBucket(
+        records, counts, len(bucket.facts), sum(len(r) for r in rows.values()),
+        bucket.duplicates, bucket.unreadable,
+    )
 
 
 def add_counts(total: Counter[Cell], rows: Rows) -> None:

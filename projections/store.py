@@ -262,14 +262,18 @@ class ReadModelStore:
 
 async def copy_rows(conn: Connection, schema: str, rows: Rows) -> None:
     """COPY every table's rows (tables absent from ``rows`` are left alone)."""
+    records = {t.name: table_records(t, rows[t.name].values()) for t in T.ALL_TABLES if rows.get(t.name)}
+    await copy_records(conn, schema, records)
+
+
+async def copy_records(conn: Connection, schema: str, records: dict[str, list[tuple]]) -> None:
+    """COPY records already in each table's column order (:func:`table_records`), table by
+    table in :data:`projections.tables.ALL_TABLES` order."""
     for table in T.ALL_TABLES:
-        batch = rows.get(table.name)
+        batch = records.get(table.name)
         if batch:
             await conn.copy_records_to_table(
-                table.name,
-                schema_name=schema,
-                columns=list(table.columns),
-                records=table_records(table, batch.values()),
+                table.name, schema_name=schema, columns=list(table.columns), records=batch
             )
 
 

@@ -72,8 +72,11 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     replayed = await replay_into(rt.settings, rt.pool, rt.kafka, full)
     assert replayed.facts == len(first) + len(second) and replayed.unreadable == 1
     assert await snapshot(rt.pool, full, TABLES) == now_live
-    # a few facts per bucket (many buckets of whole components): the same read models
-    bucketed = await replay_into(rt.settings, rt.pool, rt.kafka, f"{prefix}_bucketed", bucket_facts=3)
+    # a few facts per bucket (many buckets of whole components), derived by two worker
+    # processes: the same read models
+    bucketed = await replay_into(
+        rt.settings, rt.pool, rt.kafka, f"{prefix}_bucketed", bucket_facts=3, workers=2
+    )
     assert (bucketed.facts, bucketed.unreadable, bucketed.rows) == (replayed.facts, 1, replayed.rows)
     assert await snapshot(rt.pool, f"{prefix}_bucketed", TABLES) == now_live
     assert await index_definitions(rt, f"{prefix}_bucketed") == await index_definitions(rt, live)

@@ -100,6 +100,8 @@ def test_record_keys_are_the_keys_of_the_fact(facts) -> None:  # type: ignore[no
 
 
 def test_a_caller_is_not_a_key_and_an_invalid_payload_is_unreadable(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     data = {"incident_id": "sea:1", "at": "2024-01-01T00:00:00+00:00", "person": "psn_" + "a" * 32}
     t = "encounter.person.identified.v1"
     assert record_keys(t, "e1", data) == ("i:sea:1", "p:psn_" + "a" * 32)
@@ -107,13 +109,15 @@ def test_a_caller_is_not_a_key_and_an_invalid_payload_is_unreadable(tmp_path: Pa
     assert record_keys(t, "e1", {}) == ("e:e1",)
     with pytest.raises(KeyError):
         record_keys("no.such.type.v1", "e1", data)
-    spill = FactSpill(tmp_path)
     when = datetime(2024, 1, 1, tzinfo=UTC)
+    spill = FactSpill(tmp_path / "a")
     spill.add(("e1", t, "test", when, {**data, "at": "not a time"}), record_keys(t, "e1", data))
+    spill.add(("e2", t, "test", when, data), record_keys(t, "e2", data))
+    assert [[f.event_id for f in b] for b in spill.buckets()] == [["e2"]] and spill.unreadable == 1
+    spill = FactSpill(tmp_path / "b")
     spill.add(("e2", t, "test", when, data), ("i:sea:1",))  # keys that are not the fact's
     with pytest.raises(KeyMismatch):
         list(spill.buckets())
-    assert spill.unreadable == 1
 
 
 def test_bucket_size_must_be_positive() -> None:
