@@ -435,7 +435,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
 
         with measured() as two:
             parallel = await replay_into(settings, rt.pool, rt.kafka, ws.schema("rebuild2"), workers=2)
-        expect(parallel.rows == stats.rows, f"rebuild with 2 workers: {parallel.rows} rows, {stats.rows} in one")
+        expect(parallel.rows == stats.rows, f"2 workers: {parallel.rows} rows, one process {stats.rows}")
         scaled = Row(
             "rebuild, 2 worker processes",
             parallel.records,
