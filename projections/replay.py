@@ -19,8 +19,10 @@ record MAC and not a pre-MAC record the event index confirms) — counted, never
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 import tempfile
+import time
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
@@ -46,6 +48,8 @@ from projections.config import FoldConfig
 from projections.counts import Cell
 from projections.store import READ_MODEL_MIGRATIONS, copy_records, copy_rows, load_without_indexes
 from schemas.envelope import Envelope
+
+log = logging.getLogger(__name__)
 
 #: records per RecordGuard call (at most one PostgreSQL query each, for pre-MAC records)
 GUARD_BATCH = 2000
@@ -102,6 +106,7 @@ async def replay_into(
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
     guard = RecordGuard(record_mac_keys(settings), pool, settings.core_schema)
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hub-replay-") as tmp:
         spill = FactSpill(Path(tmp), bucket_facts)
         async for batch in _batches(scan_records(clients, topics, role="replay"), GUARD_BATCH):
@@ -128,8 +133,12 @@ async def replay_into(
                 else:
                     parts = (envelope.id, envelope.type, envelope.source, envelope.recordedat, envelope.data)
                     spill.add(parts, keys)
+        read_at = time.perf_counter()
         counts: Counter[Cell] = Counter()
         paths = spill.bucket_paths()
+        log.info("replay into %s: %d records read in %.1f s, %d keys, %d buckets (%.1f s to distribute)",
+                 schema, stats.records, read_at - started, len(spill.keys), len(paths),
+                 time.perf_counter() - read_at)
         async with (
             open_pool(settings, role="owner", max_size=1) as owner,
             owner.acquire() as conn,
@@ -152,6 +161,9 @@ async def replay_into(
             }
             await copy_rows(conn, schema, tail)
             stats.rows += sum(len(r) for r in tail.values())
+            loaded_at = time.perf_counter()
+        log.info("replay into %s: %d facts, %d rows derived and loaded in %.1f s, indexes and ANALYZE %.1f s",
+                 schema, stats.facts, stats.rows, loaded_at - read_at, time.perf_counter() - loaded_at)
     return stats
 
 
