@@ -117,9 +117,11 @@ def builder_rows(n: int) -> list[Row]:
 
 
 def _person(rng: random.Random, persons: int) -> str:
-    """A pseudonym, a few people far more often than others (frequent utilizers)."""
-    i = int(rng.paretovariate(1.2)) % persons
-    return f"psn_{i:032x}"
+    """A pseudonym, a few people far more often than others (frequent utilizers): person
+    ``i`` is drawn with probability ∝ the growth of (i / persons)^(1/3), so the most frequent
+    one is the subject of about (1 / persons)^(1/3) of the calls that name a subject — at
+    1M events some 2,400 calls (≈11,000 facts in their component), at 3M about 4,800."""
+    return f"psn_{int(persons * rng.random() ** 3):032x}"
 
 
 def incident_events(i: int, rng: random.Random, persons: int, tag: str) -> list[Envelope]:
