@@ -11,8 +11,13 @@ large rebuilds are produced straight to the fact topics with the hub's record MA
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,9 +36,9 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.log import PRODUCER_BATCH_BYTES, record_headers, topic_for
 from hub.kernel.quarantine import header
 from hub.kernel.runtime import Runtime
+from hub.kernel.settings import PROJECT_ROOT
 from projections.app import group_id
 from projections.projector import Projector, consumer_record
-from projections.replay import replay_into
 from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched, UnitOnScene
 from schemas.encounter import OnSceneOutcome, PersonIdentified
 from schemas.envelope import Envelope, new_event
@@ -321,46 +326,75 @@ async def live_latency(ws: Workspace, seconds: float, rate: int, heavy_facts: in
 # --------------------------------------------------------------------------- rebuild at scale
 
 
-def rebuild_verdict(row: Row, events: int) -> None:
+def rebuild_verdict(row: Row, events: int, peak_mib: float | None = None) -> None:
     """PASS when the rebuild's peak RSS and ratio meet the targets (and, from 1M events
-    on, its time scaled to 1M events is within 60 s)."""
-    ok = row.sample.peak_mib <= REBUILD_PEAK_TARGET_MIB and (row.ratio or 0.0) >= REBUILD_RATIO_TARGET
-    parts = [f"peak ≤ {REBUILD_PEAK_TARGET_MIB:.0f} MiB", f"ratio ≥ {REBUILD_RATIO_TARGET}"]
+    on, its time scaled to 1M events is within 60 s). ``peak_mib``: the peak to judge
+    (default: the row's growth over the phase's start, what the rebuild itself added to
+    the benchmark process)."""
+    peak = row.sample.growth_mib if peak_mib is None else peak_mib
+    ok = peak <= REBUILD_PEAK_TARGET_MIB and (row.ratio or 0.0) >= REBUILD_RATIO_TARGET
+    parts = [f"{'peak' if peak_mib is not None else '+MiB'} ≤ {REBUILD_PEAK_TARGET_MIB:.0f}",
+             f"ratio ≥ {REBUILD_RATIO_TARGET}"]
     if events >= 1_000_000:
         ok = ok and row.sample.seconds * 1_000_000 / events <= REBUILD_1M_SECONDS
         parts.append("≤ 60 s per 1M")
     row.target = ", ".join(parts)
     row.verdict = PASS if ok else FAIL
-    row.measured = f"{row.sample.peak_mib:.0f} MiB"
+    row.measured = f"{peak:.0f} MiB"
+
+
+def hub_replay(settings: Any, schema: str, workers: int = 0) -> tuple[dict[str, Any], Sample]:
+    """Run ``hub replay --into schema --json`` as an operator does, in a process of its own:
+    its counters, and its wall time and peak resident set (``ru_maxrss`` of that process;
+    with ``workers`` the worker processes' peaks are not included)."""
+    env = dict(os.environ)
+    env["HUB_KAFKA__TOPIC_PREFIX"] = settings.kafka.topic_prefix
+    env["HUB_STATE_DIR"] = str(settings.state_dir)
+    args = [sys.executable, "-m", "hub.entry.cli", "replay", "--into", schema, "--json"]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [*args, "--workers", str(workers)], cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=err
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # this process's own peak, not every child's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        err.seek(0)
+        expect(proc.returncode == 0, f"hub replay exited {proc.returncode}: {err.read().decode()[-500:]}")
+    peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return json.loads(out), Sample(seconds=seconds, peak_mib=peak)
 
 
 async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> Row:
-    """``hub replay --into`` over a synthetic county of about ``events`` records vs the
-    read + COPY floor of the same log."""
+    """``hub replay --into`` (its own process) over a synthetic county of about ``events``
+    records vs the read + COPY floor of the same log (in the benchmark process)."""
     label = f"{events // 1000}k" if events < 1_000_000 else f"{events // 1_000_000}m"
     settings = ws.settings(f"s{label}")
     async with open_runtime(settings) as rt:
         started = time.perf_counter()
         sent = await produce_signed(rt, county_log(events, f"s{label}"))
         setup = time.perf_counter() - started
-        with measured() as ours:
-            stats = await replay_into(settings, rt.pool, rt.kafka, ws.schema(f"scale{label}"))
+        stats, ours = await asyncio.to_thread(hub_replay, settings, ws.schema(f"scale{label}"))
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema(f"floor{label}"))
-    expect(stats.records == floor == sent, f"scale rebuild: {stats.records} read, {floor} floor, {sent} sent")
+    read = stats["records"]
+    expect(read == floor == sent, f"scale rebuild: {read} read, {floor} floor, {sent} sent")
     row = Row(
         f"rebuild {label} events",
-        stats.records,
+        stats["records"],
         ours,
         "raw getmany of the fact topics + COPY of one trivial row per record",
         floor,
         base,
         {
-            "facts": stats.facts,
-            "rows_written": stats.rows,
+            "facts": stats["facts"],
+            "rows_written": stats["rows"],
             "setup_seconds": round(setup, 1),
-            "mib_per_10k_events": round(per_10k(ours.growth_mib, stats.records), 2),
+            "peak_is_of": "the hub replay process",
+            "mib_per_10k_events": round(per_10k(ours.peak_mib, stats["records"]), 2),
         },
     )
-    rebuild_verdict(row, stats.records)
+    rebuild_verdict(row, stats["records"], peak_mib=ours.peak_mib)
     return row
