@@ -52,8 +52,9 @@ from projections.store import fact_record, table_records
 from schemas.base import event_class
 from schemas.encounter import PersonIdentified
 
-#: facts per bucket (about 100 MB of facts and rows at the sizes the bench measures)
-BUCKET_FACTS = 20_000
+#: facts per bucket: a bucket's facts, rows and COPY records take about 8 KiB per fact at
+#: their peak, so 5,000 facts ≈ 40 MiB (more buckets cost only more, smaller COPYs)
+BUCKET_FACTS = 5_000
 #: at most this many bucket files are open at once (larger logs get larger buckets)
 MAX_BUCKETS = 512
 _LENGTH = struct.Struct("<I")
