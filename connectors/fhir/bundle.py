@@ -275,11 +275,15 @@ def _assemble(d: Disclosure) -> dict[str, Any]:
 
 def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
     """The transaction Bundle (JSON form) for one referral, checked value by value
-    (:func:`value_problems` on what it takes from the referral, :func:`required_code_problems`): the
-    same Bundle :func:`build_referral_bundle_reference` returns, refused in the same cases.
+    (:func:`value_problems` on what it takes from the referral, :func:`required_code_problems`):
+    the same Bundle :func:`build_referral_bundle_reference` returns, refused in the same
+    cases. A referral carrying control characters (which :func:`fhir_strings` clears, and
+    whose clearing can empty an element) takes the reference path.
 
     Raises :class:`BundleInvalid` (naming the locations, never the values).
     """
+    if _NOT_FHIR_STRING.search("".join(_strings(d))):
+        return build_referral_bundle_reference(d)
     problems = list(value_problems(d))
     if problems:
         raise BundleInvalid("; ".join(problems[:5]))
@@ -291,13 +295,33 @@ def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
 
 
 def build_referral_bundle_reference(d: Disclosure) -> dict[str, Any]:
-    """The reference builder: the same Bundle, validated by the fhir.resources R4B models.
+    """The reference builder: the same Bundle, control characters cleared
+    (:func:`fhir_strings`), validated by the fhir.resources R4B models.
 
     Raises :class:`BundleInvalid` when fhir.resources refuses it.
     """
-    bundle = _assemble(d)
+    bundle = fhir_strings(_assemble(d))
     validate_bundle(bundle)
     return bundle
+
+
+#: characters a FHIR ``string`` may not hold (its regex is ``[ \r\n\t\S]+``): the C0
+#: controls but tab, CR and LF, and DEL
+_NOT_FHIR_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def fhir_strings(node: Any) -> Any:
+    """``node`` with every string cleared of the control characters a FHIR ``string`` may
+    not contain (form feed, backspace, … in free text: issue 13, finding 8 — HAPI's validator
+    refused such Bundles). A string left empty is dropped (FHIR has no empty strings).
+    Pure; text without them is returned unchanged."""
+    if isinstance(node, str):
+        return _NOT_FHIR_STRING.sub("", node)
+    if isinstance(node, dict):
+        return {k: c for k, v in node.items() if (c := fhir_strings(v)) != "" or v == ""}
+    if isinstance(node, list):
+        return [c for v in node if (c := fhir_strings(v)) != "" or v == ""]
+    return node
 
 
 def validate_bundle(bundle: dict[str, Any]) -> Bundle:
@@ -465,6 +489,18 @@ def _inputs(d: Disclosure) -> Iterator[tuple[str, str, Any]]:
         yield "Consent.dateTime", "dateTime", consent.at.isoformat()
         if consent.expires_at is not None:
             yield "Consent.provision.period.end", "dateTime", consent.expires_at.isoformat()
+
+
+def _strings(d: Disclosure) -> Iterator[str]:
+    """Every text a Bundle takes from the referral (the checked values, the note, the code
+    systems): everything else in it is a constant of this module."""
+    for _, _, value in _inputs(d):
+        if isinstance(value, str):
+            yield value
+    if d.reason is not None:
+        yield d.reason.note or ""
+        for code in d.reason.codes:
+            yield code.system
 
 
 def value_problems(d: Disclosure) -> Iterator[str]:
