@@ -68,6 +68,7 @@ VocabularyError (kernel.vocabulary)  permanent  as ConfigError: file, line and c
                                                 nothing applied
 VocabularyVersionError (proj.store)  permanent  projector start / reclassify: a vocabulary
                                                 changed without a new version, exit 1
+KeyMismatch (projections.buckets)    permanent  ``hub replay``: message, exit 1 (a bug)
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
 FormInvalid (connectors.intake.form) permanent  intake API: 422 with field messages
 SubmissionConflict                   permanent  intake API: 409 / 403 / 404 (nothing is

@@ -1,9 +1,11 @@
-"""``hub replay --into SCHEMA [--as-of TIME] [--occurred-through TIME]``: rebuild every read
-model from the log into a fresh schema through the batch path (large fetches, one fold,
-COPY). ``--as-of`` is *known at*: only the events the hub had recorded at that time ("what
-did we know then"). ``--occurred-through`` is *occurred through*: only the facts that had
-happened by then, however late they were recorded ("what happened by then", with every
-late export and correction since)."""
+"""``hub replay --into SCHEMA [--as-of TIME] [--occurred-through TIME] [--workers N]``:
+rebuild every read model from the log into a fresh schema through the batch path (large
+fetches, the facts bucketed by connected component, one fold per bucket, COPY; see
+:mod:`projections.replay`). ``--as-of`` is *known at*: only the events the hub had recorded
+at that time ("what did we know then"). ``--occurred-through`` is *occurred through*: only
+the facts that had happened by then, however late they were recorded ("what happened by
+then", with every late export and correction since). ``--workers`` derives the buckets in
+that many worker processes."""
 
 from __future__ import annotations
 
@@ -44,6 +46,9 @@ def replay(
         typer.Option("--occurred-through", help="occurred through: facts that happened by this time"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print counters as JSON")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="worker processes deriving the buckets (0: this one)")
+    ] = 0,
 ) -> None:
     """Rebuild every read model into ``--into``."""
 
@@ -54,7 +59,8 @@ def replay(
     async def go():
         async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
             return await replay_into(
-                settings, pool, KafkaClients(settings.kafka), into, as_of=when, occurred_through=through
+                settings, pool, KafkaClients(settings.kafka), into, as_of=when, occurred_through=through,
+                workers=workers,
             )
 
     stats = run_or_exit(go(), "replay failed")
