@@ -97,10 +97,12 @@ async def read_meta(conn: Executor, schema: str, key: str = META_VOCABULARIES) -
 async def write_meta(
     conn: Executor, schema: str, value: dict[str, Any], key: str = META_VOCABULARIES
 ) -> None:
+    """Set a ``read_model_meta`` value (replacing the key's; no constraint needed, so it also
+    works while a replay loads with the schema's keys dropped)."""
+    table = f'"{check_schema_name(schema)}".read_model_meta'
+    await conn.execute(f"DELETE FROM {table} WHERE key = $1", key)
     await conn.execute(
-        f"""INSERT INTO "{check_schema_name(schema)}".read_model_meta (key, value) VALUES ($1, $2::jsonb)
-            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
-        key, json.dumps(value, sort_keys=True),
+        f"INSERT INTO {table} (key, value) VALUES ($1, $2::jsonb)", key, json.dumps(value, sort_keys=True)
     )
 
 
