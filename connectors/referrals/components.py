@@ -41,7 +41,9 @@ from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
 from connectors.hl7v2.listener import MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
+from hub.kernel.errors import ConfigError
 from hub.kernel.net import is_loopback
+from hub.kernel.settings import Settings
 
 # --------------------------------------------------------------------------- config models
 
@@ -105,7 +107,22 @@ def _delivery(runtime: Any, config: FhirDeliveryConfig | Hl7DeliveryConfig, tran
     return DeliveryWorker(WorkerDeps.from_runtime(runtime), transport(dests), dests, config)
 
 
+def require_https(settings: Settings, config: FhirDeliveryConfig | FhirTaskPollerConfig) -> None:
+    """Outside development every FHIR endpoint is ``https://`` (a referral carries PHI and the
+    answers are folded): a plain ``http://`` base URL is a :class:`ConfigError` naming the
+    component and the destination (pure)."""
+    if settings.is_development:
+        return
+    for name, dest in config.destinations.items():
+        if not dest.base_url.lower().startswith("https://"):
+            raise ConfigError(
+                f"component {config.name!r} ({config.kind}): destination {name!r} base_url must be https:// "
+                "outside development"
+            )
+
+
 def fhir_delivery(runtime: Any, config: FhirDeliveryConfig) -> DeliveryWorker:
+    require_https(runtime.settings, config)
     return _delivery(runtime, config, FhirTransport)
 
 
@@ -124,4 +141,5 @@ def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
 
 
 def fhir_task_poller(runtime: Any, config: FhirTaskPollerConfig) -> FhirTaskPoller:
+    require_https(runtime.settings, config)
     return FhirTaskPoller(WorkerDeps.from_runtime(runtime), config)

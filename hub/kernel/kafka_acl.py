@@ -142,16 +142,24 @@ def namespace_acls(prefix: str, projection_group: str = "hub-projections") -> li
             acls.append(Acl(principal, Resource.TOPIC, Pattern.PREFIXED, f"{prefix}.", op))
     for principal, (families, source) in CONNECTOR_FAMILIES.items():
         acls += _topics(
-            principal, Operation.WRITE, [*(fact_topic(prefix, f) for f in families), deadletter_topic(prefix, source)]
+            principal,
+            Operation.WRITE,
+            [*(fact_topic(prefix, f) for f in families), deadletter_topic(prefix, source)],
         )
-    acls += _topics("delivery", Operation.READ, [fact_topic(prefix, "referral"), fact_topic(prefix, "consent")])
     acls += _topics(
-        "delivery", Operation.WRITE, [fact_topic(prefix, "referral"), deadletter_topic(prefix, "ehr"), quarantine]
+        "delivery", Operation.READ, [fact_topic(prefix, "referral"), fact_topic(prefix, "consent")]
+    )
+    acls += _topics(
+        "delivery",
+        Operation.WRITE,
+        [fact_topic(prefix, "referral"), deadletter_topic(prefix, "ehr"), quarantine],
     )
     acls.append(Acl("delivery", Resource.GROUP, Pattern.PREFIXED, f"{prefix}-delivery-", Operation.READ))
     acls += _topics("projector", Operation.READ, facts)
     acls += _topics("projector", Operation.WRITE, [outcome_topic(prefix), quarantine])
-    acls.append(Acl("projector", Resource.GROUP, Pattern.PREFIXED, f"{projection_group}.{prefix}.", Operation.READ))
+    acls.append(
+        Acl("projector", Resource.GROUP, Pattern.PREFIXED, f"{projection_group}.{prefix}.", Operation.READ)
+    )
     acls += _topics("api", Operation.WRITE, [audit_topic(prefix)])
     acls += _topics("analyst", Operation.READ, [outcome_topic(prefix)])
     acls += _topics("analyst", Operation.DESCRIBE, [outcome_topic(prefix)])

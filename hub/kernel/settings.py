@@ -295,14 +295,14 @@ class Settings(BaseSettings):
         if not self.kafka.uses_tls and not self.kafka.allow_plaintext:
             raise ValueError(
                 f"kafka.security_protocol {self.kafka.security_protocol} has no TLS; outside development use "
-                "SASL_SSL or SSL, or set kafka.allow_plaintext (HUB_KAFKA__ALLOW_PLAINTEXT) where the network "
-                "encrypts and authenticates for the hub"
+                "SASL_SSL or SSL, or set kafka.allow_plaintext (HUB_KAFKA__ALLOW_PLAINTEXT) where the "
+                "network encrypts and authenticates for the hub"
             )
         mode = self.postgres.effective_sslmode(False)
         if mode != "verify-full" and not self.postgres.allow_unverified_tls:
             raise ValueError(
-                f"postgres.sslmode {mode} does not verify the server; outside development use verify-full, or "
-                "set postgres.allow_unverified_tls (HUB_POSTGRES__ALLOW_UNVERIFIED_TLS)"
+                f"postgres.sslmode {mode} does not verify the server; outside development use "
+                "verify-full, or set postgres.allow_unverified_tls (HUB_POSTGRES__ALLOW_UNVERIFIED_TLS)"
             )
         return self
 

@@ -110,7 +110,8 @@ async def _apply_acls(admin: AIOKafkaAdminClient, settings: Settings) -> int | N
     try:
         applied = await apply_acls(admin, acls)
     except InfraError as exc:
-        raise InfraError(f"{exc} (prefix {settings.kafka.topic_prefix}; only the admin principal may)") from None
+        prefix = settings.kafka.topic_prefix
+        raise InfraError(f"{exc} (prefix {prefix}; only the admin principal may)") from None
     return len(acls) if applied else None
 
 
@@ -146,7 +147,8 @@ async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, di
 
 async def ensure_topics(settings: Settings, *, create: bool = True) -> TopicReport:
     """Create missing catalogue topics and the namespace's ACLs (unless ``create`` is False:
-    then only check, as a non-admin principal may) and report drift of existing ones. Raises :class:`InfraError` when the cluster is unreachable; creation
+    then only check, as a non-admin principal may) and report drift of existing ones.
+    Raises :class:`InfraError` when the cluster is unreachable; creation
     errors other than "already exists" are listed in ``report.errors``.
 
     On return every created topic has a leader for each partition (producers can use it).
@@ -178,7 +180,9 @@ async def ensure_topics(settings: Settings, *, create: bool = True) -> TopicRepo
                     )
             existing = await _await_leaders(admin, names, report.created)
         elif missing:
-            report.errors.extend(f"{s.name}: missing (the admin principal creates it: hub infra topics)" for s in missing)
+            report.errors.extend(
+                f"{s.name}: missing (the admin principal creates it: hub infra topics)" for s in missing
+            )
         if create:
             report.acls = await _apply_acls(admin, settings)
         configs = await _configs(admin, [n for n in names if n in existing and n not in report.created])

@@ -38,6 +38,15 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from hub.devtools.infra import InfraError
+from hub.devtools.infra.kafka_security import (
+    BROKER_SUBJECT,
+    TlsLayout,
+    controller_ssl_context,
+    ensure_credentials,
+    ensure_passwords,
+    ensure_tls,
+    write_private,
+)
 from hub.devtools.infra.proc import (
     async_file_lock,
     describe_pid,
@@ -50,15 +59,6 @@ from hub.devtools.infra.proc import (
     port_is_free,
     tail,
     wait_until_dead,
-)
-from hub.devtools.infra.kafka_security import (
-    BROKER_SUBJECT,
-    TlsLayout,
-    controller_ssl_context,
-    ensure_credentials,
-    ensure_passwords,
-    ensure_tls,
-    write_private,
 )
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_acl import ADMIN
@@ -503,7 +503,8 @@ async def _await_controller(settings: Settings, layout: KafkaLayout, pid: int) -
         except (OSError, TimeoutError, ssl.SSLError):
             if time.monotonic() > deadline:
                 raise InfraError(
-                    f"the Kafka controller listener on {host}:{settings.kafka.controller_port} did not accept "
+                    f"the Kafka controller listener on {host}:{settings.kafka.controller_port} did not "
+                    "accept "
                     f"the broker's certificate within {READY_TIMEOUT_S:.0f}s. See {layout.server_log}."
                 ) from None
             await asyncio.sleep(0.3)
@@ -559,7 +560,8 @@ async def up(settings: Settings) -> KafkaStatus:
     async with async_file_lock(layout.lock_file):
         pid = owned_pid(layout.pid_file, str(layout.properties))
         if pid is not None:
-            await ensure_credentials(settings, layout.credentials_stamp)  # a new principal, a rotated password
+            # a new principal or a rotated password file reaches the running broker
+            await ensure_credentials(settings, layout.credentials_stamp)
             return await _await_ready(settings, layout, pid, started=False)
         layout.pid_file.unlink(missing_ok=True)  # stale (crash, SIGKILL, reboot)
         listeners = Listeners.of(settings)
@@ -569,7 +571,8 @@ async def up(settings: Settings) -> KafkaStatus:
         layout.data.mkdir(parents=True, exist_ok=True)
         passwords = ensure_passwords(settings)
         await asyncio.to_thread(ensure_tls, settings)
-        write_private(layout.properties, render_server_properties(settings, layout, passwords[ADMIN]).encode())
+        props = render_server_properties(settings, layout, passwords[ADMIN])
+        write_private(layout.properties, props.encode())
         layout.log4j2.write_text(render_log4j2(layout))
         if not is_formatted(layout):
             await asyncio.to_thread(format_storage, java, layout)

@@ -76,7 +76,9 @@ class TlsLayout:
     @classmethod
     def of(cls, settings: Settings) -> TlsLayout:
         tls = settings.state_dir / "kafka" / "tls"
-        return cls(ca_cert=settings.keys_dir / KAFKA_CA_FILE, ca_key=tls / "ca.key", broker_pem=tls / "broker.pem")
+        return cls(
+            ca_cert=settings.keys_dir / KAFKA_CA_FILE, ca_key=tls / "ca.key", broker_pem=tls / "broker.pem"
+        )
 
 
 # --------------------------------------------------------------------------- certificates (pure)
@@ -135,7 +137,8 @@ def make_leaf(
         .add_extension(x509.SubjectAlternativeName(san_entries(hosts)), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
@@ -154,7 +157,9 @@ def leaf_fits(cert: x509.Certificate, ca: x509.Certificate, hosts: list[str], no
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -200,7 +205,9 @@ def ensure_tls(settings: Settings, now: dt.datetime | None = None) -> TlsLayout:
     leaf = make_leaf(key, ca, ca_key, hosts, now)
     write_private(
         layout.broker_pem,
-        _pem_key(key) + leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM),
+        _pem_key(key)
+        + leaf.public_bytes(serialization.Encoding.PEM)
+        + ca.public_bytes(serialization.Encoding.PEM),
     )
     return layout
 
@@ -237,7 +244,10 @@ class AlterUserScramCredentialsRequest_v0(RequestStruct):
     API_VERSION = 0
     RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
     SCHEMA = Schema(
-        ("deletions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields))),
+        (
+            "deletions",
+            CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields)),
+        ),
         (
             "upsertions",
             CompactArray(
@@ -268,7 +278,9 @@ class AlterUserScramCredentials(Request[AlterUserScramCredentialsRequest_v0]):
         return request_struct_class([], self._upsertions, {})
 
 
-def scram_upsertion(name: str, password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS) -> tuple[Any, ...]:
+def scram_upsertion(
+    name: str, password: str, salt: bytes, iterations: int = SCRAM_ITERATIONS
+) -> tuple[Any, ...]:
     """One SCRAM-SHA-512 upsertion: the salted password is Hi(password, salt, i) of RFC 5802
     (PBKDF2 with HMAC-SHA-512), which is what the broker stores keys from."""
     salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
@@ -308,7 +320,9 @@ async def write_credentials(settings: Settings, passwords: dict[str, str], timeo
     failed = [(user, code, msg) for user, code, msg, _ in response.results if code]
     if failed:
         user, code, msg = failed[0]
-        raise InfraError(f"writing the SCRAM credential of Kafka principal {user!r} failed: error {code} {msg or ''}")
+        raise InfraError(
+            f"writing the SCRAM credential of Kafka principal {user!r} failed: error {code} {msg or ''}"
+        )
 
 
 async def ensure_credentials(settings: Settings, stamp_file: Path) -> bool:

@@ -97,13 +97,18 @@ async def test_no_credentials_no_topic(log_rt: Runtime) -> None:
         "plaintext": {},
         "tls only": {"security_protocol": "SSL", "ssl_context": tls},
         "wrong password": {
-            "security_protocol": "SASL_SSL", "ssl_context": tls, "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": "admin", "sasl_plain_password": "not-the-password",
+            "security_protocol": "SASL_SSL",
+            "ssl_context": tls,
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "admin",
+            "sasl_plain_password": "not-the-password",
         },
     }
     for name, options in attempts.items():
         producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, request_timeout_ms=TIMEOUT_MS, **options)
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.bootstrap, request_timeout_ms=TIMEOUT_MS, **options)
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=s.bootstrap, request_timeout_ms=TIMEOUT_MS, **options
+        )
         for client in (producer, consumer):
             with pytest.raises(KafkaError):  # KafkaConnectionError, or the SASL authentication error
                 await asyncio.wait_for(client.start(), 30)
@@ -141,8 +146,15 @@ async def test_analyst_reads_the_outcome_topic_only(log_rt: Runtime) -> None:
 def incident(incident_id: str) -> Envelope:
     """A CAD call (``agency:number``)."""
     at = datetime.now(UTC) - timedelta(minutes=5)
-    data = CallReceived(incident_id=incident_id, agency="acl", cad_number=incident_id.split(":")[1], at=at,
-                        source_timezone="America/Los_Angeles", category="welfare", behavioral_health=True)
+    data = CallReceived(
+        incident_id=incident_id,
+        agency="acl",
+        cad_number=incident_id.split(":")[1],
+        at=at,
+        source_timezone="America/Los_Angeles",
+        category="welfare",
+        behavioral_health=True,
+    )
     return new_event(data, source="test/cad", record_id=incident_id)
 
 
@@ -165,10 +177,16 @@ async def _run_as_principals(log_rt: Runtime) -> None:
         await cad.log.append([incident("acl:1"), incident("acl:2")])
     forged = new_event(
         CaseOpened(case_id="CASE-forged", person=person, at=datetime.now(UTC), program="program-x"),
-        source="test/cases", record_id="CASE-forged",
+        source="test/cases",
+        record_id="CASE-forged",
     )
-    await produce_forged(log_rt, fact_topic(prefix, "case"), forged, "none",
-                         clients=KafkaClients(base.kafka).as_principal("connector-cases"))
+    await produce_forged(
+        log_rt,
+        fact_topic(prefix, "case"),
+        forged,
+        "none",
+        clients=KafkaClients(base.kafka).as_principal("connector-cases"),
+    )
     async with open_runtime(as_principal(base, "projector")) as projector:
         stats = await project(projector, schema=schema, until_caught_up=True)
     assert stats.quarantined == 1 and stats.new_facts == 2
