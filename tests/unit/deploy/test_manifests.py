@@ -150,9 +150,35 @@ def test_compose_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
         assert {v.split("@")[1].split(":")[0] for v in voters} == set(brokers)
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{name}:9092"
         check_broker_durability(env)
+        check_broker_security(env)
     assert node_ids == {"1", "2", "3"}
+
+
+def check_broker_security(env: dict[str, Any]) -> None:
+    """No PLAINTEXT listener, SCRAM-SHA-512 for clients, mutual TLS to the controllers, the
+    authorizer on and no password inlined (the JAAS file and the keystores are mounted)."""
+    protocols = dict(p.split(":") for p in str(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
+    assert set(protocols.values()) <= {"SSL", "SASL_SSL"}
+    assert str(env["KAFKA_SASL_ENABLED_MECHANISMS"]) == "SCRAM-SHA-512"
+    assert str(env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"]) == "required"
+    assert str(env["KAFKA_AUTHORIZER_CLASS_NAME"]).endswith("StandardAuthorizer")
+    assert str(env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]) == "false"
+    assert "password" not in " ".join(f"{k}={v}" for k, v in env.items()).lower()
+
+
+def test_compose_workers_authenticate_as_their_principals() -> None:
+    services = compose()["services"]
+    assert hub_env_compose("topics-init")["HUB_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert hub_env_compose("topics-init")["HUB_KAFKA__PRINCIPAL"] == "admin"
+    assert hub_env_compose("projections")["HUB_KAFKA__PRINCIPAL"] == "projector"
+    assert hub_env_compose("api")["HUB_KAFKA__PRINCIPAL"] == "api"
+    creds = services["scram-init"]
+    assert "./secrets/keys:/run/hub-keys:ro" in creds["volumes"]
+    assert services["topics-init"]["depends_on"]["scram-init"]["condition"] == (
+        "service_completed_successfully"
+    )
 
 
 def check_broker_durability(env: dict[str, Any]) -> None:
