@@ -136,7 +136,12 @@ def test_k8s_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert len(str(env["KAFKA_CONTROLLER_QUORUM_VOTERS"]).split(",")) == 3
     check_broker_durability(env)
+    check_broker_security(env)
     assert by_kind("PodDisruptionBudget", "kafka")["spec"]["minAvailable"] == 2
+    assert hub_env_k8s()["HUB_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    for name, principal in (("hub-projections", "projector"), ("hub-api", "api")):
+        (container,) = by_kind("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert env_of(container)["HUB_KAFKA__PRINCIPAL"] == principal
 
 
 def test_compose_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
