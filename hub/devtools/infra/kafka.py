@@ -208,6 +208,9 @@ def render_server_properties(settings: Settings, layout: KafkaLayout, admin_pass
         "group.initial.rebalance.delay.ms": "0",
         "log.segment.bytes": str(256 * 1024 * 1024),
         "log.retention.check.interval.ms": "300000",
+        # the compaction dedupe buffer is allocated at start-up (128 MiB by default); a small
+        # development heap (TLS and SASL take their share) needs less
+        "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
     }
     head = "# Rendered by `hub infra up` from hub settings; edits are overwritten.\n"
     return head + "".join(f"{k}={v}\n" for k, v in props.items())
