@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from connectors.registry import KINDS, build, kind_fields, load_config
+from connectors.registry import KINDS, build, check_principal, kind_fields, load_config
 from hub.bootstrap import open_runtime
 from hub.entry.commands import report_failure
 from hub.kernel.errors import HubError
@@ -31,11 +31,13 @@ app = typer.Typer(help="Long-lived pull connectors, receivers and delivery worke
 
 async def _run(config: Path) -> None:
     configs = load_config(config)
+    settings = get_settings()
+    check_principal(configs, settings.kafka.principal, str(config))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(get_settings()) as rt:
+    async with open_runtime(settings) as rt:
         components = build(rt, configs)
         started = []
         try:
