@@ -12,7 +12,8 @@ right on prefix ``b``). The role matrix (:func:`namespace_acls`, pure):
 principal           rights on the topics ``<prefix>.*``
 ==================  =================================================================
 ``connector-cad``   write ``facts.dispatch``, ``facts.encounter``, ``deadletter.cad``
-``connector-cases`` write ``facts.case``, ``deadletter.cases``
+``connector-cases`` write ``facts.case``, ``facts.referral`` (referrals created in the case
+                    system), ``deadletter.cases``
 ``connector-ehr``   write ``facts.referral`` (FHIR/HL7 answers), ``deadletter.ehr``
 ``delivery``        read ``facts.referral`` / ``facts.consent`` (the consent gate), write
                     ``facts.referral`` (delivery outcomes), ``deadletter.ehr`` and
@@ -20,13 +21,17 @@ principal           rights on the topics ``<prefix>.*``
 ``projector``       read every fact topic, write ``outcomes.counts`` and
                     ``deadletter.quarantine``; the projection groups
                     ``<projections.consumer_group>.<prefix>.*``
-``api``             write ``audit`` (the access log's topic)
+``api``             write ``audit`` (the access log's topic) and, for the co-responders'
+                    encounter intake, ``facts.encounter``, ``facts.consent`` (consent captured
+                    on the form) and ``facts.referral``
 ``analyst``         read ``outcomes.counts`` only (groups ``<prefix>.analyst*``)
 ==================  =================================================================
 
 All but ``analyst`` may also DESCRIBE the namespace's topics and their configs (metadata,
 end offsets, the catalogue check a process makes when it opens). Nobody but :data:`ADMIN`
-writes the consent, identity or erasure facts, the seal topic, or creates topics.
+writes the identity or erasure facts, the seal topic, or creates topics; consent facts are
+written only by ``admin`` and ``api`` (the intake a clinician authenticates to), never by a
+connector or a worker.
 
 ACLs are PREFIXED patterns where a name family is meant (``<prefix>.``, group prefixes) and
 LITERAL for single topics. They are applied by :func:`hub.kernel.topics.ensure_topics`
@@ -70,7 +75,7 @@ PRINCIPALS = (
 #: the fact families a connector principal may append
 CONNECTOR_FAMILIES = {
     "connector-cad": (("dispatch", "encounter"), "cad"),
-    "connector-cases": (("case",), "cases"),
+    "connector-cases": (("case", "referral"), "cases"),
     "connector-ehr": (("referral",), "ehr"),
 }
 SECURITY_DISABLED = 54  # the broker runs no authorizer (a PLAINTEXT development broker)
@@ -160,7 +165,11 @@ def namespace_acls(prefix: str, projection_group: str = "hub-projections") -> li
     acls.append(
         Acl("projector", Resource.GROUP, Pattern.PREFIXED, f"{projection_group}.{prefix}.", Operation.READ)
     )
-    acls += _topics("api", Operation.WRITE, [audit_topic(prefix)])
+    acls += _topics(
+        "api",
+        Operation.WRITE,
+        [audit_topic(prefix), *(fact_topic(prefix, f) for f in ("encounter", "consent", "referral"))],
+    )
     acls += _topics("analyst", Operation.READ, [outcome_topic(prefix)])
     acls += _topics("analyst", Operation.DESCRIBE, [outcome_topic(prefix)])
     acls.append(Acl("analyst", Resource.GROUP, Pattern.PREFIXED, f"{prefix}.analyst", Operation.READ))

@@ -36,6 +36,12 @@ DELIVERY_ACKS = Counter(
     ["destination", "channel", "code"],
 )
 DELIVERY_RETRIES = Counter("hub_delivery_retries_total", "Retried sends", ["destination", "channel"])
+DELIVERY_LOOKUPS = Counter(
+    "hub_delivery_lookups_total",
+    "Receivers asked whether they have a referral before a failure is recorded, by answer "
+    "(found / absent / lookup-…: could not be asked)",
+    ["destination", "channel", "answer"],
+)
 DELIVERY_HELD = Counter("hub_delivery_held_for_consent_total", "Referrals held for consent", ["destination"])
 DELIVERY_LATENCY = Histogram(
     "hub_delivery_latency_seconds", "Send to acknowledgement", ["destination", "channel"],
@@ -43,7 +49,15 @@ DELIVERY_LATENCY = Histogram(
 )
 
 # --- projections ---
+LOG_BROKER_AVAILABLE = Gauge(
+    "hub_log_broker_available",
+    "1 when the last append was acknowledged in time, 0 when acknowledgements timed out (broker unavailable)",
+)
 PROJECTION_LAG = Gauge("hub_projection_lag_records", "Records behind the log end", ["topic", "partition"])
+PROJECTION_PROGRESS = Gauge(
+    "hub_projection_progress_timestamp_seconds",
+    "When the projector last applied a batch or found itself caught up (liveness: stale = stuck)",
+)
 PROJECTION_EVENTS = Counter("hub_projection_events_total", "Events folded into read models", ["projection"])
 PROJECTION_TX_LATENCY = Histogram(
     "hub_projection_transaction_seconds", "One batch transaction in PostgreSQL", ["projection"],

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from connectors.intake.service import IntakeService
 from hub.entry.api.auth import DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.ports import ReadModels
 from hub.entry.api.roles import Family, Principal, authorize, normalize_purpose
@@ -31,6 +32,8 @@ class ApiState:
     access_log: AccessLog
     verifier: TokenVerifier
     dev_issuer: DevIssuer | None = None
+    #: the encounter intake (its routes are mounted only when there is one)
+    intake: IntakeService | None = None
 
 
 def api_state(request: Request) -> ApiState:
@@ -70,7 +73,7 @@ async def principal(
     later in the request is logged with who asked."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise MissingToken("missing bearer token")
-    p = state.verifier.verify(authorization.split(" ", 1)[1].strip())
+    p = await state.verifier.authenticate(authorization.split(" ", 1)[1].strip())
     request.state.principal = p
     return p
 

@@ -32,16 +32,22 @@ def test_connectors_write_only_their_family_and_read_nothing() -> None:
         fact_topic(P, "encounter"),
         deadletter_topic(P, "cad"),
     }
-    assert rights("connector-cases", Operation.WRITE) == {fact_topic(P, "case"), deadletter_topic(P, "cases")}
+    assert rights("connector-cases", Operation.WRITE) == {
+        fact_topic(P, "case"),
+        fact_topic(P, "referral"),  # referrals created in the case system
+        deadletter_topic(P, "cases"),
+    }
     assert rights("connector-ehr", Operation.WRITE) == {fact_topic(P, "referral"), deadletter_topic(P, "ehr")}
     for c in ("connector-cad", "connector-cases", "connector-ehr"):
         assert rights(c, Operation.READ) == set()
 
 
-def test_nobody_but_admin_writes_consent_identity_erasure_seals_or_reads_outside_its_role() -> None:
-    protected = {fact_topic(P, f) for f in ("consent", "identity", "erasure")} | {seal_topic(P)}
+def test_nobody_but_admin_writes_identity_erasure_seals_and_only_the_intake_writes_consent() -> None:
+    protected = {fact_topic(P, f) for f in ("identity", "erasure")} | {seal_topic(P)}
     for principal in PRINCIPALS:
         assert not rights(principal, Operation.WRITE) & protected, principal
+        if principal != "api":  # the encounter intake records consent captured on the form
+            assert fact_topic(P, "consent") not in rights(principal, Operation.WRITE), principal
     assert all(a.principal != ADMIN for a in namespace_acls(P))  # the super user needs none
 
 
@@ -69,7 +75,10 @@ def test_analyst_reads_the_outcome_topic_only_and_describes_nothing_else() -> No
     assert rights("analyst", Operation.READ) == {outcome_topic(P)}
     assert rights("analyst", Operation.DESCRIBE) == {outcome_topic(P)}
     assert rights("analyst", Operation.WRITE) == set()
-    assert rights("api", Operation.WRITE) == {audit_topic(P)}
+    assert rights("api", Operation.WRITE) == {
+        audit_topic(P),
+        *(fact_topic(P, f) for f in ("encounter", "consent", "referral")),
+    }
 
 
 def test_rules_stay_inside_the_namespace() -> None:

@@ -23,6 +23,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
             "/v1/reports/outcomes",
             "/v1/reports/outcomes?by=month",
             "/v1/reports/outcomes?by=area",
+            "/v1/reports/outcomes/export?format=csv&by=month",
+            "/v1/reports/outcomes/export?format=parquet",
             "/v1/reports/funnel",
             "/v1/reports/repeat-encounters",
             "/v1/dashboard",
@@ -31,6 +33,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
         Family.DEADLETTERS: ["/v1/deadletters"],
         Family.VERIFICATION: ["/v1/verification"],
         Family.ACCESS_LOG: ["/v1/access-log"],
+        Family.INTAKE: [],  # writes: every role against the intake in routes/test_intake.py
+        Family.WORKLIST: ["/v1/worklist/frequent-users?purpose=treatment"],
     }
 
 
@@ -55,7 +59,7 @@ async def test_role_against_family(
         allowed = role in POLICY[family]
         assert resp.status_code == (200 if allowed else 403), (path, role, resp.text)
         grew = await access_log.count() - before
-        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE):
+        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.WORKLIST):
             assert grew == 1, f"{role} {path}: access log grew by {grew}"
             last = (await access_log.recent(limit=1))[0]
             assert (last["sub"], last["role"], last["action"], last["purpose"]) == (
@@ -121,7 +125,7 @@ async def test_part2_only_under_consent(
             headers=token(issuer, Role.CLINICIAN),
         )
     ).json()["entries"]
-    assert [e["referral_id"] for e in _part2(ann)] == ["ref-ann"]  # consent names coresp-1
+    assert [e["referral_id"] for e in _part2(ann) if e["family"] != "consent"] == ["ref-ann"]  # coresp-1
     ben = (
         await client.get(
             f"/v1/persons/{api_facts['ben']}/timeline?purpose=treatment",
@@ -174,7 +178,8 @@ async def test_unauthenticated_is_401(client: httpx.AsyncClient, header: str | N
 
 
 async def test_public_routes(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["log_appends"] == {"available": True, "problems": []}
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/persons/{person}/timeline" in spec["paths"]
     metrics = (await client.get("/metrics")).text
@@ -207,3 +212,41 @@ async def test_aggregates_publish_no_small_cells(client: httpx.AsyncClient, issu
         assert counts, path
         small = [v for v in counts if 1 <= v <= 10]
         assert not small, (path, small)
+
+
+def _consents(entries: list[dict]) -> list[str]:
+    return [e["data"]["consent_id"] for e in entries if e["family"] == "consent"]
+
+
+@pytest.mark.parametrize(
+    ("person", "role", "program", "purpose", "visible"),
+    [
+        ("ann", Role.CLINICIAN, "coresp-1", "treatment", ["cons-ann"]),  # a recipient
+        ("ann", Role.CASE_MANAGER, "coresp-1", "treatment", ["cons-ann"]),
+        ("ann", Role.ADMIN, None, "audit", []),  # no role bypasses Part 2, not even its existence
+        ("ben", Role.CLINICIAN, "coresp-1", "treatment", []),  # in care, but not a recipient
+        ("ben", Role.ADMIN, None, "audit", []),
+        ("cy", Role.CASE_MANAGER, "coresp-2", "treatment", ["cons-cy"]),  # general: as any fact
+        ("cy", Role.ADMIN, None, "audit", ["cons-cy"]),
+    ],
+)
+async def test_a_part2_consent_is_visible_only_to_its_recipients(
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    api_facts: dict[str, str],
+    person: str,
+    role: Role,
+    program: str | None,
+    purpose: str,
+    visible: list[str],
+) -> None:
+    resp = await client.get(
+        f"/v1/persons/{api_facts[person]}/timeline?purpose={purpose}",
+        headers=token(issuer, role, program=program),
+    )
+    assert resp.status_code == 200, resp.text
+    entries = resp.json()["entries"]
+    assert entries and _consents(entries) == visible
+    hidden = {"ann": "cons-ann", "ben": "cons-ben"}.get(person)
+    if hidden and hidden not in visible:
+        assert hidden not in resp.text  # not in any entry, summary or field
