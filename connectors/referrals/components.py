@@ -50,9 +50,7 @@ from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
 from connectors.hl7v2.listener import MLLP_LIMITS, MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
-from hub.kernel.errors import ConfigError
 from hub.kernel.net import is_loopback
-from hub.kernel.settings import Settings
 
 # --------------------------------------------------------------------------- config models
 

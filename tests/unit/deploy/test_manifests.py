@@ -428,7 +428,7 @@ def test_every_manifest_command_parses() -> None:
 
 
 def test_long_running_workers_have_probes_on_the_metrics_port() -> None:
-    for name in ("hub-projections", "hub-connectors"):
+    for name in ("hub-projections", *(f"hub-connectors-{n}" for n in CONNECTOR_PROCESSES)):
         pod = by_kind("Deployment", name)["spec"]["template"]
         (container,) = pod["spec"]["containers"]
         assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9464}
@@ -441,5 +441,5 @@ def test_long_running_workers_have_probes_on_the_metrics_port() -> None:
     (container,) = api["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # the API serves /metrics itself
-    for name in ("projections", "connectors"):
+    for name in ("projections", *(f"connectors-{n}" for n in CONNECTOR_PROCESSES)):
         assert "/livez" in " ".join(compose()["services"][name]["healthcheck"]["test"])
