@@ -82,6 +82,7 @@ class Sample:
     """What one measured block took: wall seconds, resident set at its start and its peak."""
 
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time (user + system) during the block
     start_mib: float = 0.0
     peak_mib: float = 0.0
     per_phase: bool = True
@@ -94,6 +95,7 @@ class Sample:
     def as_dict(self) -> dict[str, float | bool]:
         return {
             "seconds": round(self.seconds, 4),
+            "cpu_seconds": round(self.cpu_seconds, 4),
             "start_mib": round(self.start_mib, 1),
             "peak_mib": round(self.peak_mib, 1),
             "growth_mib": round(self.growth_mib, 1),
@@ -121,11 +123,12 @@ def measured() -> Iterator[Sample]:
     counter = _Counter()
     client_log = logging.getLogger("aiokafka")
     client_log.addHandler(counter)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         yield sample
     finally:
         sample.seconds = time.perf_counter() - started
+        sample.cpu_seconds = time.process_time() - cpu
         sample.peak_mib = peak_rss_kib() / KIB_PER_MIB
         client_log.removeHandler(counter)
         sample.warnings = counter.count

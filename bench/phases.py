@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 from bench.measure import Sample, measured
-from bench.report import Row, expect, per_10k
+from bench.report import Row, expect, per_10k, verdict
+from bench.targets import index_bytes, rebuild_verdict
 from bench.workspace import Workspace
 from connectors.cad.ingest import ingest_files, read_records
 from connectors.cad.profile import Profile, load_profile
@@ -46,6 +47,8 @@ from schemas.topics import fact_topic
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 APPEND_SETUP_BATCH = 2000
+INGEST_TARGET, INGEST_RATIO_TARGET = 20_000, 0.25
+PARALLEL_TARGET = 1.6
 WARM_EVENTS = 60  # over 6 partitions, the chance that one gets none is about 1e-4
 
 
@@ -306,7 +309,8 @@ async def append_and_replay(ws: Workspace, n: int, batch: int) -> list[Row]:
             base,
             {"mib_per_10k_events": round(per_10k(ours.growth_mib, replayed), 2)},
         )
-    return [append_row, replay_row]
+        index_row = await index_bytes(rt, appended + warm)
+    return [append_row, replay_row, index_row]
 
 
 # --------------------------------------------------------------------------- 2. CAD ingest, 3. rebuild
@@ -359,23 +363,24 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
             f"cad ingest: read {first.read}, rows {n_rows}, raw sent {sent}, counts {first.as_dict()}",
         )
         expect(first.events_duplicate == 0, "cad ingest: a fresh log reported duplicates")
-        rows.append(
-            Row(
-                "cad ingest (connector)",
-                first.read,
-                ours,
-                baseline,
-                sent,
-                base,
-                {
-                    "files": len(paths),
-                    "events_appended": first.events_appended,
-                    "dead_lettered": first.dead_lettered,
-                    "excluded": first.excluded,
-                    "breakdown": breakdown(ours.seconds, port, revisions),
-                },
-            )
+        ingest = Row(
+            "cad ingest (connector)",
+            first.read,
+            ours,
+            baseline,
+            sent,
+            base,
+            {
+                "files": len(paths),
+                "events_appended": first.events_appended,
+                "dead_lettered": first.dead_lettered,
+                "excluded": first.excluded,
+                "breakdown": breakdown(ours.seconds, port, revisions),
+            },
+            target=f"≥ {INGEST_TARGET:,} rows/s, ratio ≥ {INGEST_RATIO_TARGET}",
         )
+        ingest.verdict = verdict(ingest.rps >= INGEST_TARGET and (ingest.ratio or 0.0) >= INGEST_RATIO_TARGET)
+        rows.append(ingest)
 
         port, revisions = TimedLogPort(rt.log), TimedRevisions(store)
         with measured() as ours:
@@ -412,21 +417,37 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
             stats.records == floor == total,
             f"rebuild: replay read {stats.records}, floor {floor}, log {total}",
         )
-        rows.append(
-            Row(
-                "read-model rebuild",
-                stats.records,
-                ours,
-                "raw getmany of the fact topics + COPY of one trivial row per record",
-                floor,
-                base,
-                {
-                    "facts": stats.facts,
-                    "rows_written": stats.rows,
-                    "mib_per_10k_events": round(per_10k(ours.growth_mib, stats.records), 2),
-                },
-            )
+        rebuild = Row(
+            "read-model rebuild",
+            stats.records,
+            ours,
+            "raw getmany of the fact topics + COPY of one trivial row per record",
+            floor,
+            base,
+            {
+                "facts": stats.facts,
+                "rows_written": stats.rows,
+                "mib_per_10k_events": round(per_10k(ours.growth_mib, stats.records), 2),
+            },
         )
+        rebuild_verdict(rebuild, stats.records)
+        rows.append(rebuild)
+
+        with measured() as two:
+            parallel = await replay_into(settings, rt.pool, rt.kafka, ws.schema("rebuild2"), workers=2)
+        expect(parallel.rows == stats.rows, f"2 workers: {parallel.rows} rows, one process {stats.rows}")
+        scaled = Row(
+            "rebuild, 2 worker processes",
+            parallel.records,
+            two,
+            "the one-process rebuild above (same log)",
+            stats.records,
+            ours,
+            {"workers": 2},
+            target=f"≥ {PARALLEL_TARGET} x one process",
+        )
+        scaled.verdict = verdict((scaled.ratio or 0.0) >= PARALLEL_TARGET)
+        rows.append(scaled)
     return rows
 
 

@@ -99,6 +99,7 @@ def make_fact(
     """Build a fact from stored parts (validates ``data`` against the event type)."""
     cls = event_class(event_type)
     payload = cls.model_validate(data)
+    fields = payload.__dict__  # the validated fields (getattr of a missing one is slow in pydantic)
     return Fact(
         event_id=event_id,
         event_type=event_type,
@@ -107,10 +108,10 @@ def make_fact(
         system=system_of(event_type, cls.family),
         at=payload.occurred_at().astimezone(UTC),
         recorded_at=recorded_at.astimezone(UTC),
-        incident_id=_str_or_none(getattr(payload, "incident_id", None)),
-        person=_str_or_none(getattr(payload, "person", None)),
-        other=_str_or_none(getattr(payload, "other", None)),
-        referral_id=_str_or_none(getattr(payload, "referral_id", None)),
+        incident_id=_str_or_none(fields.get("incident_id")),
+        person=_str_or_none(fields.get("person")),
+        other=_str_or_none(fields.get("other")),
+        referral_id=_str_or_none(fields.get("referral_id")),
         data=payload.model_dump(mode="json"),
         payload=payload,
     )

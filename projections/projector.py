@@ -38,8 +38,8 @@ and its offset consumed, never folded. Bad records (not a valid envelope, unknow
 payload that fails validation) are dead-lettered (``<prefix>.deadletter.hub``, stage
 ``project``) and their offset is still consumed, so nothing blocks and nothing is
 silently dropped. The outcome topic is republished for the months a batch changed, at
-most every ``PUBLISH_INTERVAL`` seconds while busy and whenever the worker is idle
-(suppression works on whole month tables).
+most every ``PUBLISH_INTERVAL`` seconds while busy (in a task of its own: no batch waits
+for it) and whenever the worker is idle (suppression works on whole month tables).
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ class Projector:
         self._pending: set = set()
         self._published_at = 0.0
         self._publish_lock = asyncio.Lock()
+        self._publishing: asyncio.Task[None] | None = None
         self._busy_at = 0.0
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
@@ -234,7 +235,24 @@ class Projector:
         self._busy_at = time.monotonic()
         PROJECTION_PROGRESS.set_to_current_time()
         if self._pending and time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
+            self._publish_soon()
+
+    def _publish_soon(self) -> None:
+        """Publish the pending months in a task of their own (unless one is running), so
+        that no batch waits for the outcome topic; a failed publication stops the worker
+        like a failed batch."""
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.create_task(self._publish_in_background())
+
+    async def _publish_in_background(self) -> None:
+        try:
             await self._publish_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = exc
+            self._failed.set()
+            log.error("outcome publication failed, stopping: %s", describe_failure(exc))
 
     async def _publish_pending(self) -> None:
         async with self._publish_lock:
@@ -280,6 +298,8 @@ class Projector:
                 await self._supervise(stop, until_caught_up)
             finally:
                 await self._stop_app()
+            if self._publishing is not None:
+                await asyncio.gather(self._publishing, return_exceptions=True)
             if self.failure is None and self.app.crash_reason is not None:
                 self.failure = self.app.crash_reason
             if self.failure is not None:

@@ -1,6 +1,12 @@
-"""Rebuild every read model from the log into a fresh schema, through a batch path:
-large ``getmany`` fetches (:func:`hub.kernel.kafka_io.scan_records`), one :func:`derive` over all
-facts, and ``COPY`` (``copy_records_to_table``) into PostgreSQL — no per-event round trip.
+"""Rebuild every read model from the log into a fresh schema, through a batch path in
+bounded memory: large ``getmany`` fetches (:func:`hub.kernel.kafka_io.scan_records`) streamed
+into a local spill of facts whose components are resolved from their keys as they are read
+(:mod:`projections.buckets`), then :func:`~projections.fold.derive` over one bucket of
+whole components at a time (in this process, or in worker processes while this one loads),
+each bucket ``COPY``-ed (``copy_records_to_table``) into PostgreSQL as it is ready — no
+per-event round trip, and never the whole log in memory. The load runs in one
+transaction with the schema's indexes and primary keys dropped and rebuilt after it, then
+``ANALYZE``; a failure leaves the fresh schema as empty as it was.
 
 ``as_of``: only events whose ``recordedat`` is at or before it (what the hub knew at that
 time; the same rule as :meth:`hub.kernel.log.EventLog.replay`). Records the live projector
@@ -12,10 +18,21 @@ record MAC and not a pre-MAC record the event index confirms) — counted, never
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import multiprocessing
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
+from aiokafka.structs import ConsumerRecord
 
 from hub.kernel.db import apply_sets, check_schema_name, open_pool, runtime_grantee
 from hub.kernel.errors import PermanentError
@@ -26,11 +43,16 @@ from hub.kernel.log import decode_record, family_topics, ms_to_datetime
 from hub.kernel.quarantine import RecordGuard
 from hub.kernel.settings import Settings
 from projections import tables as T
+from projections.buckets import BUCKET_FACTS, DerivedBucket, FactSpill, count_rows, derive_bucket, record_keys
 from projections.config import FoldConfig
-from projections.facts import Fact, fact_from_envelope
-from projections.fold import derive
-from projections.store import READ_MODEL_MIGRATIONS, copy_rows, fact_record
+from projections.counts import Cell
+from projections.store import READ_MODEL_MIGRATIONS, copy_records, copy_rows, load_without_indexes
 from schemas.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+#: records per RecordGuard call (at most one PostgreSQL query each, for pre-MAC records)
+GUARD_BATCH = 2000
 
 
 class ReplayError(PermanentError, RuntimeError):
@@ -55,10 +77,15 @@ async def replay_into(
     schema: str,
     *,
     as_of: datetime | None = None,
+    bucket_facts: int = BUCKET_FACTS,
+    workers: int = 0,
 ) -> ReplayStats:
     """Build the read models of the whole log (or of the log as of ``as_of``) in ``schema``,
     which must not hold read models yet. The log is read through ``clients``, the process's
-    Kafka client factory."""
+    Kafka client factory; ``bucket_facts`` bounds the facts derived at once (a component
+    is never split, see :mod:`projections.buckets`); ``workers`` > 0 derives the buckets in
+    that many worker processes while this one loads them. The spill lives in a temporary
+    directory (``TMPDIR``): about twice 800 bytes per fact at its peak."""
     check_schema_name(schema)
     if as_of is not None and as_of.tzinfo is None:
         raise ReplayError("--as-of must carry a time zone (e.g. 2024-03-01T00:00:00Z)")
@@ -75,46 +102,101 @@ async def replay_into(
             owner, (READ_MODEL_MIGRATIONS,), "read_models", schema, grant_to=runtime_grantee(settings)
         )
     stats = ReplayStats()
-    facts: dict[str, Fact] = {}
+    cfg = FoldConfig.from_settings(settings)
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
     guard = RecordGuard(record_mac_keys(settings), pool, settings.core_schema)
-    async for rec in scan_records(clients, topics, role="replay"):
-        stats.records += 1
-        (refused,) = await guard.check([rec])
-        envelope: Envelope | None = None
-        fact: Fact | None = None
-        if refused is None:
-            try:
-                envelope = decode_record(rec).envelope
-                fact = fact_from_envelope(envelope)
-            except Exception:
-                envelope, fact = None, None
-        recorded = envelope.recordedat if envelope is not None else ms_to_datetime(rec.timestamp)
-        if as_of is not None and recorded > as_of:
-            stats.skipped_as_of += 1
-            continue
-        positions[(rec.topic, rec.partition)] = rec.offset + 1
-        if refused is not None:
-            stats.quarantined += 1
-        elif fact is None:
-            stats.unreadable += 1
-        elif fact.event_id in facts:
-            stats.duplicates += 1
-        else:
-            facts[fact.event_id] = fact
-    stats.facts = len(facts)
-    rows = derive(facts.values(), FoldConfig.from_settings(settings))
-    rows[T.POSITIONS.name] = {
-        k: {"topic": k[0], "partition": k[1], "next_offset": v} for k, v in positions.items()
-    }
-    stats.rows = sum(len(r) for r in rows.values())
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.copy_records_to_table(
-            "facts",
-            schema_name=schema,
-            columns=list(T.FACTS.columns),
-            records=[fact_record(f) for f in facts.values()],
-        )
-        await copy_rows(conn, schema, rows)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hub-replay-") as tmp:
+        spill = FactSpill(Path(tmp), bucket_facts)
+        async for batch in _batches(scan_records(clients, topics, role="replay"), GUARD_BATCH):
+            verdicts = await guard.check(batch)
+            for rec, refused in zip(batch, verdicts, strict=True):
+                stats.records += 1
+                envelope: Envelope | None = None
+                keys: tuple[str, ...] | None = None
+                if refused is None:
+                    try:
+                        envelope = decode_record(rec).envelope
+                        keys = record_keys(envelope.type, envelope.id, envelope.data)
+                    except Exception:  # not an envelope, unknown type
+                        envelope, keys = None, None
+                recorded = envelope.recordedat if envelope is not None else ms_to_datetime(rec.timestamp)
+                if as_of is not None and recorded > as_of:
+                    stats.skipped_as_of += 1
+                    continue
+                positions[(rec.topic, rec.partition)] = rec.offset + 1
+                if refused is not None:
+                    stats.quarantined += 1
+                elif envelope is None or keys is None:
+                    stats.unreadable += 1
+                else:
+                    parts = (envelope.id, envelope.type, envelope.source, envelope.recordedat, envelope.data)
+                    spill.add(parts, keys)
+        read_at = time.perf_counter()
+        counts: Counter[Cell] = Counter()
+        paths = spill.bucket_paths()
+        log.info("replay into %s: %d records read in %.1f s, %d keys, %d buckets (%.1f s to distribute)",
+                 schema, stats.records, read_at - started, len(spill.keys), len(paths),
+                 time.perf_counter() - read_at)
+        async with (
+            open_pool(settings, role="owner", max_size=1) as owner,
+            owner.acquire() as conn,
+            conn.transaction(),
+            load_without_indexes(conn, schema),
+        ):
+            async with aclosing(_derived(paths, cfg, workers)) as buckets:
+                async for bucket in buckets:
+                    await copy_records(conn, schema, bucket.records)
+                    counts.update(bucket.counts)
+                    stats.facts += bucket.facts
+                    stats.rows += bucket.rows
+                    stats.duplicates += bucket.duplicates
+                    stats.unreadable += bucket.unreadable
+            tail = {
+                T.OUTCOME_COUNTS.name: count_rows(counts),
+                T.POSITIONS.name: {
+                    k: {"topic": k[0], "partition": k[1], "next_offset": v} for k, v in positions.items()
+                },
+            }
+            await copy_rows(conn, schema, tail)
+            stats.rows += sum(len(r) for r in tail.values())
+            loaded_at = time.perf_counter()
+        log.info("replay into %s: %d facts, %d rows derived and loaded in %.1f s, indexes and ANALYZE %.1f s",
+                 schema, stats.facts, stats.rows, loaded_at - read_at, time.perf_counter() - loaded_at)
     return stats
+
+
+async def _derived(paths: list[Path], cfg: FoldConfig, workers: int) -> AsyncGenerator[DerivedBucket, None]:
+    """The buckets derived in this process (``workers`` 0, or a single bucket), or by
+    ``workers`` processes with at most ``workers + 1`` buckets in flight (memory stays
+    bounded), in completion order."""
+    if workers <= 0 or len(paths) < 2:
+        for path in paths:
+            yield derive_bucket(path, cfg)
+        return
+    loop = asyncio.get_running_loop()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        todo = list(reversed(paths))
+        running: set[asyncio.Future[DerivedBucket]] = set()
+        try:
+            while todo or running:
+                while todo and len(running) < workers + 1:
+                    running.add(loop.run_in_executor(pool, derive_bucket, todo.pop(), cfg))
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+        finally:
+            for fut in running:
+                fut.cancel()
+
+
+async def _batches(records: AsyncIterator[ConsumerRecord], size: int) -> AsyncIterator[list[ConsumerRecord]]:
+    batch: list[ConsumerRecord] = []
+    async for rec in records:
+        batch.append(rec)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -59,7 +60,7 @@ def fact_record(f: Fact) -> tuple:
             "other": f.other,
             "referral_id": f.referral_id,
             "keys": list(f.keys),
-            "data": json.dumps(f.data, sort_keys=True),
+            "data": json.dumps(f.data),  # jsonb: key order is not kept, so not sorted here
         }
     )
 
@@ -76,11 +77,16 @@ def fact_from_row(row: asyncpg.Record) -> Fact:
 
 
 def table_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
+    """COPY records of ``rows`` in the table's column order (jsonb columns as JSON text)."""
+    json_at = [i for i, c in enumerate(table.columns) if c in _JSON_COLUMNS]
+    if not json_at:
+        return [table.record(row) for row in rows]
     out = []
     for row in rows:
-        out.append(
-            tuple(json.dumps(row[c], sort_keys=True) if c in _JSON_COLUMNS else row[c] for c in table.columns)
-        )
+        record = list(table.record(row))
+        for i in json_at:
+            record[i] = json.dumps(record[i])
+        out.append(tuple(record))
     return out
 
 
@@ -234,6 +240,7 @@ class ReadModelStore:
             ("person_contacts", "person", persons),
             ("person_summary", "person", persons),
             ("consents", "person", persons),
+            ("person_demographics", "person", persons),
             ("referral_funnel", "referral_id", referrals),
         ]
         for table, column, values in deletes:
@@ -256,15 +263,58 @@ class ReadModelStore:
 
 async def copy_rows(conn: Connection, schema: str, rows: Rows) -> None:
     """COPY every table's rows (tables absent from ``rows`` are left alone)."""
+    records = {t.name: table_records(t, rows[t.name].values()) for t in T.ALL_TABLES if rows.get(t.name)}
+    await copy_records(conn, schema, records)
+
+
+async def copy_records(conn: Connection, schema: str, records: dict[str, list[tuple]]) -> None:
+    """COPY records already in each table's column order (:func:`table_records`), table by
+    table in :data:`projections.tables.ALL_TABLES` order."""
     for table in T.ALL_TABLES:
-        batch = rows.get(table.name)
+        batch = records.get(table.name)
         if batch:
             await conn.copy_records_to_table(
-                table.name,
-                schema_name=schema,
-                columns=list(table.columns),
-                records=table_records(table, batch.values()),
+                table.name, schema_name=schema, columns=list(table.columns), records=batch
             )
+
+
+@asynccontextmanager
+async def load_without_indexes(conn: Connection, schema: str) -> AsyncIterator[None]:
+    """Bulk load into ``schema``'s tables with their primary keys, unique constraints and
+    indexes dropped, rebuilt (by sorting, not insert by insert) when the block ends, then
+    ``ANALYZE``. Use inside a transaction, as the tables' owner: when the block fails the
+    transaction rolls back, indexes included. A duplicate the load let in fails the rebuild
+    of its primary key (``asyncpg.UniqueViolationError``) instead of being stored twice."""
+    check_schema_name(schema)
+    constraints = await conn.fetch(
+        """SELECT c.conname, t.relname, pg_get_constraintdef(c.oid) AS def
+             FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE n.nspname = $1 AND c.contype IN ('p', 'u') ORDER BY t.relname, c.conname""",
+        schema,
+    )
+    indexes = await conn.fetch(
+        """SELECT i.indexname, i.indexdef FROM pg_indexes i
+            WHERE i.schemaname = $1 AND NOT EXISTS (
+                  SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+                   WHERE n.nspname = $1 AND c.conname = i.indexname)
+            ORDER BY i.indexname""",
+        schema,
+    )
+    tables = sorted({r["relname"] for r in constraints})
+    for r in indexes:
+        await conn.execute(f'DROP INDEX "{schema}"."{r["indexname"]}"')
+    for r in constraints:
+        await conn.execute(f'ALTER TABLE "{schema}"."{r["relname"]}" DROP CONSTRAINT "{r["conname"]}"')
+    yield
+    for r in constraints:
+        await conn.execute(
+            f'ALTER TABLE "{schema}"."{r["relname"]}" ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
+        )
+    for r in indexes:
+        await conn.execute(r["indexdef"])
+    for table in tables:
+        await conn.execute(f'ANALYZE "{schema}"."{table}"')
 
 
 async def snapshot(

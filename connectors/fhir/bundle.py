@@ -13,17 +13,32 @@ Invariants:
   the same bytes and a resend never creates a second resource at a conforming server;
 - the output validates with ``fhir.resources`` R4B models (wire-compatible with R4 for
   these resources): :func:`build_referral_bundle` refuses to return an invalid Bundle.
+
+Two builders, one Bundle. :func:`build_referral_bundle_reference` is the reference: it
+validates every Bundle with the fhir.resources models (≈1 ms each). :func:`build_referral_bundle`
+(the one delivery uses) assembles the same dicts and replaces the model pass by
+:func:`value_problems`, which checks each value taken from the referral against the rule of
+the FHIR primitive type it lands in (string, code, date, dateTime: the patterns the models
+apply) — the Bundle's structure and constants are fixed by this module's code, so those
+values are the only thing that can make it invalid. The property tests prove both
+builders return the same bytes and refuse the same disclosures; :func:`self_check` (run
+once per process by the FHIR transport) and a deterministic sample of delivered Bundles
+(:func:`sampled`) still go through the models.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 from fhir.resources.R4B.bundle import Bundle
+from fhir_core.types import Date as FhirDate
+from fhir_core.types import DateTime as FhirDateTime
 
 from connectors.referrals.content import (
     CONSENT_SYSTEM,
@@ -35,10 +50,12 @@ from connectors.referrals.content import (
     TASK_SYSTEM,
     Disclosure,
     Endpoint,
+    sample_disclosures,
 )
-from hub.kernel.errors import PermanentError
+from hub.kernel.errors import ConfigError, PermanentError
 
 _URN_NAMESPACE = uuid.UUID("0b7c2f4e-58a1-5f3e-a6b1-2f1f6c0d9e11")
+_URN_NAMESPACE_BYTES = _URN_NAMESPACE.bytes
 SNOMED = "http://snomed.info/sct"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -53,9 +70,19 @@ class BundleInvalid(PermanentError, ValueError):
     """The rendered Bundle failed FHIR validation (a bug or an unrenderable referral)."""
 
 
+def name_uuid(name: str) -> str:
+    """``str(uuid.uuid5(_URN_NAMESPACE, name))``, computed with hashlib directly (a third of
+    the cost; the unit tests check it against :func:`uuid.uuid5`)."""
+    h = bytearray(hashlib.sha1(_URN_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def full_url(referral_id: str, resource_type: str) -> str:
     """Stable ``urn:uuid`` of one resource of one referral's Bundle."""
-    return f"urn:uuid:{uuid.uuid5(_URN_NAMESPACE, resource_type + chr(31) + referral_id)}"
+    return f"urn:uuid:{name_uuid(resource_type + chr(31) + referral_id)}"
 
 
 def search_token(system: str, value: str) -> str:
@@ -229,11 +256,8 @@ def _task(d: Disclosure) -> dict[str, Any]:
     return task
 
 
-def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
-    """The transaction Bundle (JSON form) for one referral; validated before it is returned.
-
-    Raises :class:`BundleInvalid` when fhir.resources refuses it.
-    """
+def _assemble(d: Disclosure) -> dict[str, Any]:
+    """The Bundle's JSON form for one referral (not validated yet)."""
     rid = d.request.referral_id
     entries = [_entry(_patient(d), rid, PERSON_SYSTEM, d.request.person)]
     consent = _consent(d)
@@ -241,13 +265,42 @@ def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
         entries.append(_entry(consent, rid, CONSENT_SYSTEM, d.consent.consent_id))
     entries.append(_entry(_service_request(d, consent is not None), rid, REFERRAL_SYSTEM, rid))
     entries.append(_entry(_task(d), rid, TASK_SYSTEM, rid))
-    bundle = {
+    return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(_URN_NAMESPACE, "Bundle" + chr(31) + rid)),
+        "id": name_uuid("Bundle" + chr(31) + rid),
         "type": "transaction",
         "entry": entries,
     }
-    bundle = fhir_strings(bundle)
+
+
+def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
+    """The transaction Bundle (JSON form) for one referral, checked value by value
+    (:func:`value_problems` on what it takes from the referral, :func:`required_code_problems`):
+    the same Bundle :func:`build_referral_bundle_reference` returns, refused in the same
+    cases. A referral carrying control characters (which :func:`fhir_strings` clears, and
+    whose clearing can empty an element) takes the reference path.
+
+    Raises :class:`BundleInvalid` (naming the locations, never the values).
+    """
+    if _NOT_FHIR_STRING.search("".join(_strings(d))):
+        return build_referral_bundle_reference(d)
+    problems = list(value_problems(d))
+    if problems:
+        raise BundleInvalid("; ".join(problems[:5]))
+    bundle = _assemble(d)
+    problems = list(required_code_problems(bundle))
+    if problems:
+        raise BundleInvalid("; ".join(problems[:5]))
+    return bundle
+
+
+def build_referral_bundle_reference(d: Disclosure) -> dict[str, Any]:
+    """The reference builder: the same Bundle, control characters cleared
+    (:func:`fhir_strings`), validated by the fhir.resources R4B models.
+
+    Raises :class:`BundleInvalid` when fhir.resources refuses it.
+    """
+    bundle = fhir_strings(_assemble(d))
     validate_bundle(bundle)
     return bundle
 
@@ -260,15 +313,21 @@ _NOT_FHIR_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def fhir_strings(node: Any) -> Any:
     """``node`` with every string cleared of the control characters a FHIR ``string`` may
     not contain (form feed, backspace, … in free text: issue 13, finding 8 — HAPI's validator
-    refused such Bundles). A string left empty is dropped (FHIR has no empty strings).
+    refused such Bundles). A string left empty is dropped (FHIR has no empty strings), and
+    so is an element or list left empty by that (a note of control characters only).
     Pure; text without them is returned unchanged."""
     if isinstance(node, str):
         return _NOT_FHIR_STRING.sub("", node)
     if isinstance(node, dict):
-        return {k: c for k, v in node.items() if (c := fhir_strings(v)) != "" or v == ""}
+        return {k: c for k, v in node.items() if not _emptied(v, c := fhir_strings(v))}
     if isinstance(node, list):
-        return [c for v in node if (c := fhir_strings(v)) != "" or v == ""]
+        return [c for v in node if not _emptied(v, c := fhir_strings(v))]
     return node
+
+
+def _emptied(before: Any, after: Any) -> bool:
+    """Whether cleaning left ``after`` empty ("", {} or []) where ``before`` was not."""
+    return isinstance(after, str | dict | list) and not after and before != after
 
 
 def validate_bundle(bundle: dict[str, Any]) -> Bundle:
@@ -367,6 +426,97 @@ def required_code_problems(bundle: dict[str, Any]) -> Any:
             yield f"entry.{i}.request.method: code not in the required value set"
 
 
+# --------------------------------------------------------------------------- value rules
+# The FHIR primitive rules as fhir.resources applies them (pydantic patterns, matched with
+# Rust-regex semantics: ``\s`` is Unicode White_Space, and an unanchored pattern only needs
+# to match somewhere). Python's ``\s`` also matches U+001C..U+001F, Rust's does not, so the
+# whitespace class is spelled out (Unicode White_Space; the unit tests compare it with
+# Python's ``str.isspace``).
+WHITE_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + (
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_WS_CLASS = re.escape(WHITE_SPACE)
+_STRING = re.compile(f"[ \r\n\t]|[^{_WS_CLASS}]")  # string: one such character somewhere
+_CODE = re.compile(f"[^{_WS_CLASS}]+([{_WS_CLASS}][^{_WS_CLASS}]+)*")  # code: fullmatch
+
+
+def _value_ok(kind: str, value: str) -> bool:
+    if kind == "string":
+        return _STRING.search(value) is not None
+    if kind == "code":
+        return _CODE.fullmatch(value) is not None
+    if kind == "date":
+        return FhirDate.pattern.fullmatch(value) is not None
+    return FhirDateTime.pattern.fullmatch(value) is not None  # dateTime
+
+
+def _inputs(d: Disclosure) -> Iterator[tuple[str, str, Any]]:
+    """(location, FHIR type, value) of every value a Bundle takes from the referral, in the
+    place the builders put it. Everything else in a Bundle is a constant of this module
+    (checked by :func:`self_check`); a referral's ``system`` URIs and its note (markdown)
+    match the unanchored patterns of their types whatever they hold."""
+    r = d.request
+    yield "Patient.identifier.0.value", "string", r.person
+    yield "ServiceRequest.identifier.0.value", "string", r.referral_id
+    yield "ServiceRequest.category.0.coding.0.code", "code", r.service_type
+    yield "ServiceRequest.category.0.text", "string", r.service_type.replace("_", " ")
+    yield "ServiceRequest.authoredOn", "dateTime", r.at.isoformat()
+    for where, party in (("requester", d.requester), ("performer.0", d.performer)):
+        yield f"ServiceRequest.{where}.identifier.value", "string", party.id
+        yield f"ServiceRequest.{where}.display", "string", party.display
+    if r.incident_id:
+        yield "ServiceRequest.supportingInfo.0.identifier.value", "string", r.incident_id
+    gender = d.demographic("gender")
+    if gender:
+        yield "Patient.gender", "code", gender
+    birth = d.birth_date()
+    year = d.demographic("birth_year")
+    if birth is not None:
+        yield "Patient.birthDate", "date", birth.isoformat()
+    elif year is not None:
+        yield "Patient.birthDate", "date", f"{year:04d}"
+    postal = d.demographic("postal_code")
+    if postal:
+        yield "Patient.address.0.postalCode", "string", postal
+    reason = d.reason
+    if reason is not None:
+        if reason.occurrence_start:
+            yield "ServiceRequest.occurrencePeriod.start", "dateTime", reason.occurrence_start.isoformat()
+        if reason.occurrence_end:
+            yield "ServiceRequest.occurrencePeriod.end", "dateTime", reason.occurrence_end.isoformat()
+        yield "ServiceRequest.reasonCode.0.text", "string", reason.text
+        for i, code in enumerate(reason.codes):
+            yield f"ServiceRequest.reasonCode.0.coding.{i}.code", "code", code.code
+            if code.display:
+                yield f"ServiceRequest.reasonCode.0.coding.{i}.display", "string", code.display
+    consent = d.consent
+    if consent is not None:
+        yield "Consent.identifier.0.value", "string", consent.consent_id
+        yield "Consent.dateTime", "dateTime", consent.at.isoformat()
+        if consent.expires_at is not None:
+            yield "Consent.provision.period.end", "dateTime", consent.expires_at.isoformat()
+
+
+def _strings(d: Disclosure) -> Iterator[str]:
+    """Every text a Bundle takes from the referral (the checked values, the note, the code
+    systems): everything else in it is a constant of this module."""
+    for _, _, value in _inputs(d):
+        if isinstance(value, str):
+            yield value
+    if d.reason is not None:
+        yield d.reason.note or ""
+        for code in d.reason.codes:
+            yield code.system
+
+
+def value_problems(d: Disclosure) -> Iterator[str]:
+    """Yield ``location: rule`` for each value the referral brings into its Bundle that
+    breaks the rule of its FHIR primitive type (pure; names locations, never values)."""
+    for where, kind, value in _inputs(d):
+        if not isinstance(value, str) or not _value_ok(kind, value):
+            yield f"{where}: not a valid FHIR {kind}"
+
+
 def bundle_bytes(bundle: dict[str, Any]) -> bytes:
     """Canonical JSON bytes (sorted keys): identical for identical referrals."""
     return json.dumps(bundle, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -385,3 +535,29 @@ def _short_error(exc: Exception) -> str:
     if isinstance(exc, KeyError):  # fhir_core: unknown resourceType (a type name, not data)
         return f"unknown resource type {exc}"
     return type(exc).__name__
+
+
+# --------------------------------------------------------------------------- model checks
+#: one delivered Bundle in this many (chosen by referral id, so a resend is sampled again)
+#: is also validated with the fhir.resources models
+SAMPLE_EVERY = 64
+
+
+def sampled(referral_id: str, every: int = SAMPLE_EVERY) -> bool:
+    """Whether the Bundle of ``referral_id`` belongs to the model-validated sample (pure)."""
+    return int.from_bytes(hashlib.sha256(referral_id.encode()).digest()[:4], "big") % every == 0
+
+
+def self_check() -> None:
+    """At start-up: the fast builder renders the sample referrals to the same bytes as the
+    reference builder, and those Bundles pass the fhir.resources models. Raises
+    :class:`hub.kernel.errors.ConfigError` otherwise (the installed libraries disagree
+    with the code this release was tested with)."""
+    for d in sample_disclosures():
+        try:
+            fast = bundle_bytes(build_referral_bundle(d))
+            reference = bundle_bytes(build_referral_bundle_reference(d))
+        except BundleInvalid as exc:
+            raise ConfigError(f"FHIR builder self-check: a sample Bundle is invalid ({exc})") from exc
+        if fast != reference:
+            raise ConfigError("FHIR builder self-check: the fast builder differs from the reference")

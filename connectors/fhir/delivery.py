@@ -8,6 +8,10 @@ unreadable answers are retried. Resends are safe: every entry is an ``If-None-Ex
 conditional create, so a server that already stored the referral returns it instead of
 creating a second one.
 
+Rendering uses the fast builder (:func:`connectors.fhir.bundle.build_referral_bundle`); the
+transport runs the builder's :func:`~connectors.fhir.bundle.self_check` once per process
+and validates a deterministic sample of Bundles with the fhir.resources models as well.
+
 Outcome unknown (:func:`classify_transport_error`): a connection that could not be opened
 (or a token that could not be had) sent nothing; a read timeout, a connection dropped
 mid-exchange, a 502/504 from a gateway or an unreadable 2xx may have left the referral
@@ -17,12 +21,13 @@ stored — the worker resends within its budget and, before recording a failure,
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import httpx
 
-from connectors.fhir.bundle import build_referral_bundle, bundle_bytes
+from connectors.fhir.bundle import build_referral_bundle, bundle_bytes, sampled, self_check, validate_bundle
 from connectors.fhir.client import FhirClient, FhirEndpoint, TokenError
 from connectors.referrals.content import REFERRAL_SYSTEM, Disclosure
 from connectors.referrals.worker import DestinationBase, Rendered, SendResult
@@ -86,6 +91,11 @@ def classify_response(status: int, body: Any) -> SendResult:
     return SendResult("retry", code, "unexpected status")
 
 
+@functools.cache
+def checked_once() -> None:
+    """The builder's self-check, once per process (it costs a few model validations)."""
+    self_check()
+
 def classify_lookup(status: int, body: Any) -> SendResult:
     """The answer to a ServiceRequest search by business identifier (pure): ``accepted``
     with its ``ServiceRequest/<id>`` when the searchset has a match, ``retry``/``absent``
@@ -103,11 +113,16 @@ class FhirTransport:
     channel = "fhir"
 
     def __init__(self, destinations: dict[str, FhirDestination]) -> None:
+        checked_once()
         self.destinations = destinations
         self._clients: dict[str, FhirClient] = {}
 
     def render(self, disclosure: Disclosure) -> Rendered:
+        """The referral's Bundle bytes; a sampled referral's Bundle also passes the models
+        (:class:`~connectors.fhir.bundle.BundleInvalid` otherwise, like any invalid Bundle)."""
         bundle = build_referral_bundle(disclosure)
+        if sampled(disclosure.request.referral_id):
+            validate_bundle(bundle)
         return Rendered(message_id=bundle["id"], payload=bundle_bytes(bundle))
 
     def client(self, destination: str) -> FhirClient:

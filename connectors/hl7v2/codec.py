@@ -29,11 +29,14 @@ _ESCAPES = (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~
 _UNESCAPES = {"E": "\\", "F": "|", "S": "^", "T": "&", "R": "~", ".br": "\n"}
 _ESCAPE_RE = re.compile(r"\\(E|F|S|T|R|\.br)\\")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NEEDS_ESCAPE = re.compile(r"[\\|^&~\x00-\x1f\x7f]")  # anything escape() would change
 
 
 def escape(text: str) -> str:
     """One field/component value from free text; line breaks become spaces and other
     control characters are dropped."""
+    if _NEEDS_ESCAPE.search(text) is None:  # the common case: nothing to do
+        return text
     out = text
     for raw, esc in _ESCAPES:
         out = out.replace(raw, esc)

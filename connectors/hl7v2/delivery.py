@@ -5,6 +5,10 @@
 another control id is a protocol error and is retried on a fresh connection (the resend
 carries the same MSH-10, so a receiver that did take the first copy discards the second).
 
+Rendering uses the fast builder (:func:`connectors.hl7v2.ref_i12.build_ref_i12`); the
+transport runs the builder's :func:`~connectors.hl7v2.ref_i12.self_check` once per process
+and parses a deterministic sample of messages back with hl7apy as well.
+
 Outcome unknown: a connection that could not be opened sent nothing (``retry``); a timeout, a
 connection dropped after the frame left or an unreadable answer may have left the REF^I12
 stored (``unknown``). :meth:`Hl7Transport.lookup` asks by resending the identical message
@@ -16,6 +20,7 @@ the worker's concurrent deliveries to one destination each have their own connec
 
 from __future__ import annotations
 
+import functools
 import ssl
 
 from pydantic import Field
@@ -23,7 +28,7 @@ from pydantic import Field
 from connectors.hl7v2.ack import AckInvalid, AckMismatch, parse_ack
 from connectors.hl7v2.codec import decode_frame
 from connectors.hl7v2.mllp import MllpClient, MllpConnectError, MllpError, MllpTimeout
-from connectors.hl7v2.ref_i12 import build_ref_i12
+from connectors.hl7v2.ref_i12 import build_ref_i12, check_ref_i12, sampled, self_check
 from connectors.referrals.content import Disclosure
 from connectors.referrals.worker import DestinationBase, Rendered, SendResult
 from schemas.referral import ReferralRequested
@@ -51,16 +56,27 @@ def classify_ack(answer: bytes, control_id: str) -> SendResult:
     return SendResult("retry", "AE", detail or "application error at the receiver")
 
 
+@functools.cache
+def checked_once() -> None:
+    """The builder's self-check, once per process (it costs a few hl7apy round trips)."""
+    self_check()
+
+
 class Hl7Transport:
     channel = "hl7v2"
 
     def __init__(self, destinations: dict[str, Hl7Destination]) -> None:
+        checked_once()
         self.destinations = destinations
         self._idle: dict[str, list[MllpClient]] = {}
         self._all: list[MllpClient] = []
 
     def render(self, disclosure: Disclosure) -> Rendered:
+        """The referral's REF^I12 bytes; a sampled message is also parsed back with hl7apy
+        (:class:`~connectors.hl7v2.ref_i12.MessageInvalid` otherwise)."""
         msg = build_ref_i12(disclosure)
+        if sampled(disclosure.event_id):
+            check_ref_i12(msg.er7, msg.control_id)
         return Rendered(message_id=msg.control_id, payload=msg.encode())
 
     def _take(self, destination: str) -> MllpClient:

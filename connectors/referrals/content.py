@@ -14,7 +14,7 @@ record, the consent that permits the disclosure. The builders in
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,3 +103,38 @@ class Disclosure(BaseModel):
         if name == "birth_year":
             return self.reason.birth_date.year if self.reason.birth_date else None
         return getattr(self.reason, name)
+
+
+def sample_disclosures() -> list[Disclosure]:
+    """Synthetic referrals covering every branch of the builders (no real data): a bare
+    one, and a Part 2 one with every demographic, coded reasons, a note and a consent."""
+    at = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+    requester = Endpoint(id="team-1", display="Team 1")
+    performer = Endpoint(id="clinic-a", display="Clinic A")
+    bare = ReferralRequested(
+        referral_id="R-SELF-1", person="psn_" + "0" * 32, at=at, destination="clinic-a",
+        channel="fhir", service_type="housing", requester="team-1",
+    )
+    part2 = ReferralRequested(
+        referral_id="R-SELF-2", person="psn_" + "1" * 32, at=at, incident_id="sea:SELF-2",
+        destination="clinic-a", channel="hl7v2", service_type="substance_use_treatment",
+        priority="urgent", substance_use=True, requester="team-1",
+    )
+    reason = ReferralReason(
+        text="Self-check | reason ^ text & more ~\\ line\nsecond line",
+        codes=(ReasonCode(code="F10.20", display="Alcohol dependence"),
+               ReasonCode(code="1234", system="http://snomed.info/sct")),
+        note="A note", gender="female", birth_date=date(1980, 2, 3), postal_code="98101",
+        occurrence_start=at, occurrence_end=datetime(2024, 3, 2, tzinfo=UTC),
+    )
+    consent = ConsentGranted(
+        consent_id="C-SELF-2", person=part2.person, at=datetime(2024, 2, 28, tzinfo=UTC),
+        recipients=("clinic-a",), scope=("part2",), expires_at=datetime(2024, 6, 1, tzinfo=UTC),
+    )
+    return [
+        Disclosure(event_id="e" * 32, request=bare, reason=None, requester=requester, performer=performer),
+        Disclosure(
+            event_id="f" * 32, request=part2, reason=reason, requester=requester, performer=performer,
+            shared_demographics=frozenset({"gender", "birth_date", "postal_code"}), consent=consent,
+        ),
+    ]

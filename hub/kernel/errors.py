@@ -64,6 +64,7 @@ BadJson (connectors.core.jsondoc)    permanent  receivers: 400 / EIDO rejection
 Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
+KeyMismatch (projections.buckets)    permanent  ``hub replay``: message, exit 1 (a bug)
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
 FormInvalid (connectors.intake.form) permanent  intake API: 422 with field messages
 SubmissionConflict                   permanent  intake API: 409 / 403 / 404 (nothing is

@@ -17,7 +17,11 @@ import faust
 from hub.kernel.settings import Settings
 from schemas.topics import fact_topic
 
-TAKE_WITHIN = 0.2  # seconds an agent waits to fill a batch before applying what it has
+#: seconds between looks at an agent's batch buffer. Short, so that an idle projector applies
+#: a new record at once; a busy one still applies large batches, because records queue up
+#: while a batch is being applied and the next look takes all of them (up to
+#: ``projections.batch_size``).
+TAKE_WITHIN = 0.02
 
 
 class BatchSink(Protocol):

@@ -1,6 +1,8 @@
-"""``hub replay --into SCHEMA [--as-of TIME]``: rebuild every read model from the log into
-a fresh schema through the batch path (large fetches, one fold, COPY). With ``--as-of``
-only the events the hub had recorded at that time are used."""
+"""``hub replay --into SCHEMA [--as-of TIME] [--workers N]``: rebuild every read model from
+the log into a fresh schema through the batch path (large fetches, the facts bucketed by
+connected component, one fold per bucket, COPY; see :mod:`projections.replay`). With
+``--as-of`` only the events the hub had recorded at that time are used; ``--workers``
+derives the buckets in that many worker processes."""
 
 from __future__ import annotations
 
@@ -35,6 +37,9 @@ def replay(
     into: Annotated[str, typer.Option("--into", help="the fresh schema to build")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="ISO 8601 time with zone")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print counters as JSON")] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="worker processes deriving the buckets (0: this one)")
+    ] = 0,
 ) -> None:
     """Rebuild every read model into ``--into``."""
 
@@ -43,7 +48,9 @@ def replay(
 
     async def go():
         async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
-            return await replay_into(settings, pool, KafkaClients(settings.kafka), into, as_of=when)
+            return await replay_into(
+                settings, pool, KafkaClients(settings.kafka), into, as_of=when, workers=workers
+            )
 
     stats = run_or_exit(go(), "replay failed")
     out = {

@@ -32,6 +32,12 @@ async def outcome_records(rt: Runtime) -> dict[str, bytes | None]:
     return latest
 
 
+async def index_definitions(rt: Runtime, schema: str) -> list[str]:
+    """The schema's indexes (primary keys included), with the schema name taken out."""
+    rows = await rt.pool.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = $1", schema)
+    return sorted(r["indexdef"].replace(f"{schema}.", "") for r in rows)
+
+
 async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None:
     rt = proj_rt
     prefix = rt.settings.kafka.topic_prefix
@@ -66,6 +72,14 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     replayed = await replay_into(rt.settings, rt.pool, rt.kafka, full)
     assert replayed.facts == len(first) + len(second) and replayed.unreadable == 1
     assert await snapshot(rt.pool, full, TABLES) == now_live
+    # a few facts per bucket (many buckets of whole components), derived by two worker
+    # processes: the same read models
+    bucketed = await replay_into(
+        rt.settings, rt.pool, rt.kafka, f"{prefix}_bucketed", bucket_facts=3, workers=2
+    )
+    assert (bucketed.facts, bucketed.unreadable, bucketed.rows) == (replayed.facts, 1, replayed.rows)
+    assert await snapshot(rt.pool, f"{prefix}_bucketed", TABLES) == now_live
+    assert await index_definitions(rt, f"{prefix}_bucketed") == await index_definitions(rt, live)
     await replay_into(rt.settings, rt.pool, rt.kafka, past, as_of=t)
     as_of = await snapshot(rt.pool, past, TABLES)
     for name in at_t:

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connectors.fhir.bundle import (
+    _URN_NAMESPACE,
+    WHITE_SPACE,
     BundleInvalid,
     build_referral_bundle,
+    build_referral_bundle_reference,
     bundle_bytes,
     fhir_strings,
+    name_uuid,
+    sampled,
+    self_check,
     validate_bundle,
 )
 from connectors.fhir.delivery import classify_response, outcome_summary
@@ -26,8 +35,9 @@ from connectors.referrals.content import (
     TASK_SYSTEM,
     Disclosure,
     ReferralReason,
+    sample_disclosures,
 )
-from tests.unit.connectors.referrals.strategies_referrals import disclosures
+from tests.unit.connectors.referrals.strategies_referrals import disclosures, edge_disclosures
 
 
 def by_type(bundle: dict) -> dict[str, dict]:
@@ -67,7 +77,7 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
             allowed.add("address")
     assert set(patient) == allowed
     if d.reason is not None:
-        assert sr["reasonCode"][0].get("text", "") == fhir_strings(d.reason.text)  # "" is dropped
+        assert sr.get("reasonCode", [{}])[0].get("text", "") == fhir_strings(d.reason.text)  # "" is dropped
     else:
         assert "reasonCode" not in sr
     if d.request.substance_use:
@@ -75,6 +85,56 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
         assert consent["provision"]["actor"][0]["reference"]["identifier"]["value"] == d.request.destination
         assert any(s["code"] == "42CFRPart2" for s in sr["meta"]["security"])
     assert bundle_bytes(build_referral_bundle(d)) == bundle_bytes(bundle)  # resend = same bytes
+
+
+def rendered(build: object, d: Disclosure) -> bytes | None:
+    """The Bundle bytes a builder renders, or None when it refuses the disclosure."""
+    try:
+        return bundle_bytes(build(d))  # type: ignore[operator]
+    except BundleInvalid:
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(disclosures() | edge_disclosures())
+def test_the_fast_builder_renders_the_reference_bytes_and_refuses_the_same_disclosures(d: Disclosure) -> None:
+    fast, reference = rendered(build_referral_bundle, d), rendered(build_referral_bundle_reference, d)
+    assert fast == reference
+
+
+def test_edge_values_are_refused_by_both_builders_with_their_location() -> None:
+    d = sample_disclosures()[1]
+    assert d.reason is not None
+    for text in ("\x85", "\u2028\x85"):  # no character FHIR's string rule accepts
+        bad = d.model_copy(update={"reason": d.reason.model_copy(update={"text": text})})
+        with pytest.raises(BundleInvalid, match=r"reasonCode\.0\.text") as err:
+            build_referral_bundle(bad)
+        assert text not in str(err.value)
+        with pytest.raises(BundleInvalid):
+            build_referral_bundle_reference(bad)
+    odd_service = d.model_copy(update={"request": d.request.model_copy(update={"service_type": " housing"})})
+    with pytest.raises(BundleInvalid, match=r"coding\.0\.code"):  # a code has no outer whitespace
+        build_referral_bundle(odd_service)
+    with pytest.raises(BundleInvalid):
+        build_referral_bundle_reference(odd_service)
+
+
+@given(st.text())
+def test_name_uuid_is_uuid5(name: str) -> None:
+    assert name_uuid(name) == str(uuid.uuid5(_URN_NAMESPACE, name))
+
+
+def test_white_space_is_python_whitespace_without_the_information_separators() -> None:
+    python = {chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()}
+    assert set(WHITE_SPACE) == python - {"\x1c", "\x1d", "\x1e", "\x1f"}
+
+
+def test_self_check_and_the_model_validated_sample() -> None:
+    self_check()  # raises ConfigError when the fast builder and the models disagree
+    ids = [f"R-{i}" for i in range(6400)]
+    picked = [i for i in ids if sampled(i)]
+    assert 50 <= len(picked) <= 150  # about one in 64
+    assert picked == [i for i in ids if sampled(i)]  # deterministic: a resend is sampled again
 
 
 def test_invalid_content_is_refused_with_a_location_and_no_values() -> None:
@@ -170,3 +230,12 @@ def test_control_characters_in_free_text_never_reach_the_wire(d: Disclosure) -> 
     sr = by_type(wire)["ServiceRequest"]["resource"]
     assert sr["reasonCode"][0]["text"] == "Crisisfollow-up"
     assert sr["note"] == [{"text": "line one\nline two\t."}]  # tab and newline are allowed
+
+
+def test_an_element_left_empty_by_cleaning_is_dropped_not_sent_empty() -> None:
+    """A note made only of control characters (found by the property test above) leaves no
+    ``note: [{}]`` behind, which the R4B models refuse; empty values the builder put there
+    on purpose are not touched."""
+    cleaned = fhir_strings({"note": [{"text": "\x1b"}], "status": "active", "kept": ""})
+    assert cleaned == {"status": "active", "kept": ""}
+    assert fhir_strings({"note": [{"text": "ok\x0c"}]}) == {"note": [{"text": "ok"}]}

@@ -16,10 +16,17 @@ from connectors.hl7v2.ack import AckError, AckInvalid, AckMismatch, build_ack, p
 from connectors.hl7v2.codec import Er7, Er7Error, control_id, escape, parse_hl7_ts, unescape
 from connectors.hl7v2.delivery import classify_ack
 from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
-from connectors.hl7v2.ref_i12 import build_ref_i12
+from connectors.hl7v2.ref_i12 import (
+    MessageInvalid,
+    build_ref_i12,
+    build_ref_i12_reference,
+    check_ref_i12,
+    sampled,
+    self_check,
+)
 from connectors.hl7v2.rri import InboundRefused, build_rri_i12, read_rri
 from connectors.referrals.content import Disclosure
-from tests.unit.connectors.referrals.strategies_referrals import disclosures
+from tests.unit.connectors.referrals.strategies_referrals import disclosures, edge_disclosures
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 PSN = "psn_" + "c" * 32
@@ -83,6 +90,46 @@ def test_every_ref_i12_parses_with_hl7apy_and_hl7(d: Disclosure) -> None:
     else:
         assert not segs("NTE") and not segs("DG1") and field(pid, 8) == ""
     assert build_ref_i12(d).er7 == msg.er7  # a resend is byte-identical
+
+
+def rendered(build: object, d: Disclosure) -> str | None:
+    """The ER7 a builder renders, or None when it refuses the disclosure."""
+    try:
+        return build(d).er7  # type: ignore[operator,no-any-return]
+    except MessageInvalid:
+        return None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(disclosures() | edge_disclosures())
+def test_the_fast_builder_renders_the_hl7apy_reference_bytes(d: Disclosure) -> None:
+    fast = rendered(build_ref_i12, d)
+    assert fast == rendered(build_ref_i12_reference, d)
+    if fast is not None:
+        check_ref_i12(fast, control_id(d.event_id))  # hl7apy reads back what the fast path wrote
+        assert str(hl7.parse(fast).segment("MSH")[10]) == control_id(d.event_id)
+
+
+def test_self_check_and_the_hl7apy_checked_sample() -> None:
+    self_check()  # raises ConfigError when the fast builder and hl7apy disagree
+    ids = [f"{i:032x}" for i in range(6400)]
+    picked = [i for i in ids if sampled(i)]
+    assert 1 <= len(picked) <= 20  # about one in 1024
+    assert picked == [i for i in ids if sampled(i)]  # deterministic: a resend is sampled again
+
+
+def escape_every_time(text: str) -> str:
+    """escape() without its fast path (what it did before: every rule, every time)."""
+    out = text
+    for raw, esc in (("\\", "\\E\\"), ("|", "\\F\\"), ("^", "\\S\\"), ("&", "\\T\\"), ("~", "\\R\\")):
+        out = out.replace(raw, esc)
+    out = out.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", out)
+
+
+@given(st.text(max_size=60) | st.text(st.sampled_from("ab \t\r\n\x00\x1f\x7f|^&~\\"), max_size=20))
+def test_escape_fast_path_changes_nothing(text: str) -> None:
+    assert escape(text) == escape_every_time(text)
 
 
 @given(st.text(max_size=200))

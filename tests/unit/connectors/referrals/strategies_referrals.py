@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from hypothesis import assume
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from connectors.referrals.content import Disclosure, Endpoint, ReasonCode, ReferralReason
 from schemas.consent import ConsentGranted
@@ -85,3 +87,51 @@ def disclosures(draw) -> Disclosure:  # type: ignore[no-untyped-def]
         ),
         consent=consent,
     )
+
+
+# Text at the edges of the FHIR and HL7 rules: empty, whitespace of every kind (Unicode
+# White_Space, U+001C..U+001F which Python but not FHIR's patterns count as whitespace),
+# the HL7 delimiters and escape character, control characters, non-BMP characters.
+EDGE_CHARACTERS = " \t\r\n\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000|^&~\\\x00\x7fa-Z.\U0001f600"
+edge_text = st.text(st.sampled_from(EDGE_CHARACTERS), max_size=6)
+
+
+@st.composite
+def edge_disclosures(draw) -> Disclosure:  # type: ignore[no-untyped-def]
+    """Disclosures whose free-text and identifier fields sit at the edges of the wire
+    formats' rules (some render, some are refused); invalid inputs to the models are skipped."""
+    d = draw(disclosures())
+    text = draw(edge_text)
+    try:
+        req = ReferralRequested.model_validate({
+            **d.request.model_dump(),
+            "referral_id": draw(st.one_of(ids, edge_text)),
+            "service_type": draw(st.one_of(st.just(d.request.service_type), edge_text)),
+        })
+        reason = d.reason
+        if reason is not None:
+            reason = ReferralReason.model_validate({
+                **reason.model_dump(),
+                "text": text,
+                "note": draw(st.none() | edge_text),
+                "postal_code": draw(st.none() | edge_text),
+                "codes": [{**c.model_dump(), "display": draw(st.none() | edge_text)} for c in reason.codes],
+            })
+        consent = d.consent
+        if consent is not None:
+            consent = ConsentGranted.model_validate({**consent.model_dump(), "consent_id": draw(edge_text)})
+        return Disclosure(
+            event_id=d.event_id,
+            request=req,
+            reason=reason,
+            requester=Endpoint(id=req.requester, display=draw(edge_text)),
+            performer=Endpoint(
+                id=draw(st.one_of(st.just(req.destination), edge_text)), display=draw(edge_text)
+            ),
+            shared_demographics=d.shared_demographics,
+            consent=consent,
+            sending_facility=draw(st.one_of(st.just("COHUB"), edge_text)),
+        )
+    except ValidationError:
+        assume(False)
+        raise

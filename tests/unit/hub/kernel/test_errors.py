@@ -70,6 +70,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.hl7v2.ref_i12.MessageInvalid": (PermanentError, ValueError),
     "connectors.hl7v2.rri.InboundRefused": (PermanentError, ValueError),
     "projections.replay.ReplayError": (PermanentError, RuntimeError),
+    "projections.buckets.KeyMismatch": (PermanentError, RuntimeError),
     "hub.kernel.recordmac.MacKeyError": (PermanentError, ValueError),
     "connectors.intake.form.FormInvalid": (PermanentError, ValueError),
     "connectors.intake.service.SubmissionConflict": (PermanentError, Exception),
