@@ -196,7 +196,7 @@ class WorkerDeps:
     settings: Any
     log: Any  # hub.kernel.log.EventLog
     pool: Any  # asyncpg.Pool
-    keyring: Any  # a hub.kernel.crypto.KeyStore (hub.kernel.keystore.PostgresKeyring)
+    keyring: Any  # a hub.kernel.crypto.KeyStore (hub.kernel.keystore.TokenKeyring)
     deadletter_sealer: Any
 
     @classmethod

@@ -10,7 +10,7 @@ every copy and replay of the log, while pseudonymous non-PHI facts stay countabl
 connector's mapper) never waits on a database: its caller awaits
 :meth:`KeyStore.resolve` for the persons it will seal for, then hands it the
 :class:`ResolvedKeys` snapshot, a :class:`Keyring` without I/O. :class:`MemoryKeyring`
-serves pure tests (it is both); ``hub.kernel.keystore.PostgresKeyring`` persists keys
+serves pure tests (it is both); ``hub.kernel.keystore.TokenKeyring`` persists keys
 wrapped by the master key.
 """
 

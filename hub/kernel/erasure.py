@@ -2,7 +2,7 @@
 
 An erasure is a fact first: ``erasure.person.erased.v1`` is appended to the log (who asked,
 on what basis, when), then the person's data key is destroyed in the keystore
-(:meth:`hub.kernel.keystore.PostgresKeyring.destroy`, a tombstone that can never be re-created).
+(:meth:`hub.kernel.keystore.TokenKeyring.destroy`, a tombstone that can never be re-created).
 From then on every payload sealed for that person — contact notes, demographics, referral
 reasons, EHR answers — is unreadable in every copy and replay of the log, while the
 pseudonymous, non-clinical facts stay countable for aggregates.

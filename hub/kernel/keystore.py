@@ -1,10 +1,9 @@
-"""Key storage: per-person data keys in PostgreSQL (wrapped by the master key) and the
-dead-letter sealer.
+"""Key storage: per-person data keys behind a PKCS#11 token, and the dead-letter sealer.
 
-:class:`PostgresKeyring` is a :class:`hub.kernel.crypto.KeyStore`: callers of pure code
+:class:`TokenKeyring` is a :class:`hub.kernel.crypto.KeyStore`: callers of pure code
 (the source runner before mapping, the referral worker before rendering, the answer
-pollers before sealing a note) await :meth:`PostgresKeyring.resolve` /
-:meth:`PostgresKeyring.resolve_ids` for the keys they need — one round-trip for the whole
+pollers before sealing a note) await :meth:`TokenKeyring.resolve` /
+:meth:`TokenKeyring.resolve_ids` for the keys they need — one round-trip for the whole
 batch, bounded by ``timeout`` — and hand the :class:`hub.kernel.crypto.ResolvedKeys`
 snapshot to the pure code, which then seals and opens without I/O. It also implements the
 synchronous :class:`hub.kernel.crypto.Keyring` port for tools that seal outside an event
@@ -12,13 +11,22 @@ loop (``seal(rt.keyring, ...)`` from a thread): a cache miss is answered through
 keyring's own connection driven by a private event-loop thread, also bounded by
 ``timeout``; it never runs on the caller's loop.
 
+Where keys are (:mod:`hub.kernel.token`): each key id has a non-extractable AES key on the
+token; the data key is encrypted on the token under it and PostgreSQL's
+``<core>.person_keys`` row holds only that ciphertext, the token object's ``CKA_ID`` and
+the created/destroyed times. Destroying the token object is what erases: no copy of the
+row (dead tuples, WAL, backups) opens without it, and ``master.key`` opens none of them.
+
 Invariants:
 - a person has at most one data key, ever: creation is ``INSERT … ON CONFLICT DO NOTHING``
-  followed by reading the winner, so concurrent processes agree on the key;
-- keys are stored only wrapped (AES-256-GCM under ``master.key``, AAD = key id);
-- :meth:`PostgresKeyring.destroy` replaces the wrapped key by a tombstone: the key can
-  never be read or re-created, which erases every payload sealed for that person
-  (crypto-shredding). Other processes stop serving the key within ``cache_ttl`` seconds;
+  followed by reading the winner (a loser destroys the token key it made), so concurrent
+  processes agree on the key;
+- :meth:`TokenKeyring.destroy` first writes the tombstone (the key can never be read or
+  re-created), then destroys the token key(s) of that id; re-running it finishes a
+  destruction a crash interrupted. Other processes stop serving the key within
+  ``cache_ttl`` seconds (their cached copy; the token answers no more);
+- a row written before the token existed (``token_id`` NULL, wrapped by ``master.key``) is
+  moved to the token on first read;
 - a key store that cannot be reached, or does not answer within ``timeout`` seconds
   (server down, table locked), raises :class:`hub.kernel.errors.ServiceUnavailable`:
   callers back off and retry; nothing is sealed without the person's key.
@@ -36,6 +44,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -44,9 +53,11 @@ from hub.kernel.db import dsn
 from hub.kernel.errors import ServiceUnavailable, outage_boundary, unavailable
 from hub.kernel.keys import secret_bytes
 from hub.kernel.settings import Settings
+from hub.kernel.token import Token
 from schemas.base import Sealed
 
 KID_SALT = b"hub-kid-v1"
+Conn = asyncpg.Connection | PoolConnectionProxy
 DEADLETTER_KID = "deadletter-v1"
 
 
@@ -64,21 +75,28 @@ def unwrap_key(master: bytes, kid: str, wrapped: bytes) -> bytes:
 
 
 @outage_boundary("key store")
-class PostgresKeyring:
-    """Per-person data keys in ``<core schema>.person_keys``. Lifecycle: ``await start()``,
-    ``await stop()``. ``destroy`` is async (it is an operator action). Every look-up that
-    reaches PostgreSQL gives up after ``timeout`` seconds with
-    :class:`hub.kernel.errors.ServiceUnavailable`."""
+class TokenKeyring:
+    """Per-person data keys: token keys on the PKCS#11 token, their ciphertext and metadata
+    in ``<core schema>.person_keys``. Lifecycle: ``await start()``, ``await stop()``.
+    ``destroy`` is async (it is an operator action). Every look-up that reaches PostgreSQL
+    gives up after ``timeout`` seconds with :class:`hub.kernel.errors.ServiceUnavailable`."""
 
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, *, cache_ttl: float = 30.0, timeout: float = 5.0
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        *,
+        token: Token | None = None,
+        cache_ttl: float = 30.0,
+        timeout: float = 5.0,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.schema = settings.core_schema
         self.cache_ttl = cache_ttl
         self.timeout = timeout
-        self._master = secret_bytes(settings, "master.key")
+        self.token = token or Token.from_settings(settings)
+        self._master: bytes | None = None  # legacy rows only, read lazily
         # kid -> (key or None when destroyed, fetched at monotonic time)
         self._cache: dict[str, tuple[bytes | None, float]] = {}
         self._lock = threading.Lock()
@@ -91,7 +109,7 @@ class PostgresKeyring:
     async def start(self) -> None:
         if self._thread is not None:
             return
-
+        self.token.open()
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="keyring-db", daemon=True)
         thread.start()
@@ -108,6 +126,7 @@ class PostgresKeyring:
         loop.call_soon_threadsafe(loop.stop)
         await asyncio.to_thread(thread.join, 5)
         loop.close()
+        self.token.close()
 
     # -- the Keyring protocol (synchronous)
 
@@ -118,19 +137,14 @@ class PostgresKeyring:
         kid = self.key_id(person)
         cached = self._cached(kid)
         if cached is not None:
-            key, _ = cached
-            if key is not None or not create:
-                return key
-            # destroyed: never re-created
-            return None
-        key = self._call(self._fetch_or_create(kid, create))
-        return key
+            return cached[0]  # None: destroyed, never re-created
+        return self._call(self._fetch_one(kid, create))
 
     def key_by_id(self, kid: str) -> bytes | None:
         cached = self._cached(kid)
         if cached is not None:
             return cached[0]
-        return self._call(self._fetch_or_create(kid, False))
+        return self._call(self._fetch_one(kid, False))
 
     # -- the KeyStore protocol (asynchronous, bounded)
 
@@ -146,17 +160,26 @@ class PostgresKeyring:
         return ResolvedKeys({}, *await self._resolve(set(kids), False))
 
     async def destroy(self, person: str) -> bool:
-        """Erase the person's key for good (tombstone). True when a key or no row existed
-        before (i.e. this call changed something)."""
-        kid = self.key_id(person)
-        status = await self.pool.execute(
-            f"""INSERT INTO {self.schema}.person_keys (kid, wrapped, destroyed_at) VALUES ($1, NULL, now())
-                ON CONFLICT (kid) DO UPDATE SET wrapped = NULL, destroyed_at = now()
-                WHERE {self.schema}.person_keys.destroyed_at IS NULL""",
-            kid,
-        )
+        """Erase the person's key for good: tombstone in PostgreSQL, then ``C_DestroyObject``
+        of its token key(s). True when this call changed something (a live key, no row, or a
+        token key left behind by an interrupted destruction)."""
+        return await self.destroy_id(self.key_id(person))
+
+    async def destroy_id(self, kid: str) -> bool:
+        """:meth:`destroy` by key id (an incident key, a person's key)."""
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(f"SELECT token_id FROM {self.schema}.person_keys WHERE kid = $1", kid)
+            status = await conn.execute(
+                f"""INSERT INTO {self.schema}.person_keys (kid, wrapped, destroyed_at)
+                    VALUES ($1, NULL, now())
+                    ON CONFLICT (kid) DO UPDATE SET wrapped = NULL, destroyed_at = now()
+                    WHERE {self.schema}.person_keys.destroyed_at IS NULL""",
+                kid,
+            )
         self._remember(kid, None)
-        return status.endswith(" 1")
+        token_id = None if row is None or row["token_id"] is None else bytes(row["token_id"])
+        removed = self.token.destroy(kid, token_id)
+        return status.endswith(" 1") or removed > 0
 
     async def is_destroyed(self, person: str) -> bool:
         row = await self.pool.fetchrow(
@@ -181,9 +204,6 @@ class PostgresKeyring:
         with self._lock:
             self._cache[kid] = (key, time.monotonic())
 
-    def _unwrap_row(self, kid: str, wrapped: bytes | None) -> bytes | None:
-        return None if wrapped is None else unwrap_key(self._master, kid, bytes(wrapped))
-
     async def _resolve(self, kids: set[str], create: bool) -> tuple[dict[str, bytes | None], set[str]]:
         """(key id → key or None, destroyed key ids) for ``kids``; the cache answers what
         it holds, one bounded round-trip on the pool the rest."""
@@ -200,38 +220,90 @@ class PostgresKeyring:
                     destroyed.add(kid)
         if missing:
             try:
-                rows = await asyncio.wait_for(self._load(missing, create), self.timeout)
+                async with asyncio.timeout(self.timeout):
+                    async with self.pool.acquire() as conn:
+                        loaded = await self._load(conn, missing, create)
             except TimeoutError:
                 raise ServiceUnavailable(f"key store did not answer within {self.timeout:g}s") from None
-            for r in rows:
-                key = self._unwrap_row(r["kid"], r["wrapped"])
-                self._remember(r["kid"], key)
-                keys[r["kid"]] = key
+            for kid, key in loaded.items():
+                keys[kid] = key
                 if key is None:
-                    destroyed.add(r["kid"])
+                    destroyed.add(kid)
             for kid in missing:
                 keys.setdefault(kid, None)  # not created, not asked to create: absence is not cached
         return keys, destroyed
 
-    async def _load(self, kids: list[str], create: bool) -> list[asyncpg.Record]:
-        async with self.pool.acquire() as conn:
-            if create:
-                await conn.execute(
-                    f"INSERT INTO {self.schema}.person_keys (kid, wrapped) "
-                    "SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT (kid) DO NOTHING",
-                    kids,
-                    [wrap_key(self._master, kid, AESGCM.generate_key(bit_length=256)) for kid in kids],
+    async def _load(self, conn: Conn, kids: list[str], create: bool) -> dict[str, bytes | None]:
+        """Key id → key (None: destroyed) for the rows of ``kids`` (created first when
+        ``create``); absent rows are left out. Remembers what it read."""
+        if create:
+            present = {
+                r["kid"]
+                for r in await conn.fetch(
+                    f"SELECT kid FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
                 )
-            return await conn.fetch(
-                f"SELECT kid, wrapped FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
+            }
+            fresh = [kid for kid in kids if kid not in present]
+            if fresh:
+                made = [(kid, self.token.create(kid)) for kid in fresh]
+                blobs = [
+                    self.token.encrypt(tid, kid, AESGCM.generate_key(bit_length=256)) for kid, tid in made
+                ]
+                won = {
+                    r["kid"]
+                    for r in await conn.fetch(
+                        f"INSERT INTO {self.schema}.person_keys (kid, wrapped, token_id) "
+                        "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) "
+                        "ON CONFLICT (kid) DO NOTHING RETURNING kid",
+                        [k for k, _ in made], blobs, [t for _, t in made],
+                    )
+                }
+                for kid, tid in made:
+                    if kid not in won:  # another process created it first: keep theirs
+                        self.token.destroy_id(tid)
+        rows = await conn.fetch(
+            f"SELECT kid, wrapped, token_id FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
+        )
+        out: dict[str, bytes | None] = {}
+        for r in rows:
+            key = await self._open_row(conn, r["kid"], r["wrapped"], r["token_id"])
+            self._remember(r["kid"], key)
+            out[r["kid"]] = key
+        return out
+
+    async def _open_row(
+        self, conn: Conn, kid: str, wrapped: bytes | None, token_id: bytes | None
+    ) -> bytes | None:
+        if wrapped is None:
+            return None  # tombstone
+        if token_id is not None:
+            return self.token.decrypt(bytes(token_id), kid, bytes(wrapped))  # None: token key destroyed
+        # a row from before the token: wrapped by master.key; move it to the token
+        if self._master is None:
+            self._master = secret_bytes(self.settings, "master.key")
+        key = unwrap_key(self._master, kid, bytes(wrapped))
+        tid = self.token.create(kid)
+        status = await conn.execute(
+            f"UPDATE {self.schema}.person_keys SET wrapped = $2, token_id = $3 "
+            "WHERE kid = $1 AND token_id IS NULL AND wrapped IS NOT NULL",
+            kid, self.token.encrypt(tid, kid, key), tid,
+        )
+        if not status.endswith(" 1"):
+            self.token.destroy_id(tid)  # another process moved (or destroyed) it first
+            row = await conn.fetchrow(
+                f"SELECT wrapped, token_id FROM {self.schema}.person_keys WHERE kid = $1", kid
             )
+            if row is None or row["wrapped"] is None or row["token_id"] is None:
+                return None
+            return self.token.decrypt(bytes(row["token_id"]), kid, bytes(row["wrapped"]))
+        return key
 
     def _call(self, coro: Any) -> Any:
         """Run ``coro`` on the private loop and wait at most ``timeout`` seconds (the
         synchronous port's only I/O)."""
         if self._loop is None:
             coro.close()
-            raise RuntimeError("PostgresKeyring is not started (await keyring.start())")
+            raise RuntimeError("TokenKeyring is not started (await keyring.start())")
         fut: Future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             with unavailable("key store"):
@@ -243,24 +315,11 @@ class PostgresKeyring:
     async def _connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(dsn(self.settings))
 
-    async def _fetch_or_create(self, kid: str, create: bool) -> bytes | None:
+    async def _fetch_one(self, kid: str, create: bool) -> bytes | None:
         conn = self._conn
         if conn is None or conn.is_closed():  # lost (a server restart): connect again
             conn = self._conn = await self._connect()
-        if create:
-            fresh = AESGCM.generate_key(bit_length=256)
-            await conn.execute(
-                f"INSERT INTO {self.schema}.person_keys (kid, wrapped) VALUES ($1, $2) "
-                "ON CONFLICT (kid) DO NOTHING",
-                kid,
-                wrap_key(self._master, kid, fresh),
-            )
-        row = await conn.fetchrow(f"SELECT wrapped FROM {self.schema}.person_keys WHERE kid = $1", kid)
-        if row is None:
-            return None  # not created, not asked to create: do not cache absence
-        key = self._unwrap_row(kid, row["wrapped"])
-        self._remember(kid, key)
-        return key
+        return (await self._load(conn, [kid], create)).get(kid)
 
 
 class DeadLetterSealer:

@@ -30,7 +30,7 @@ from hub.kernel.db import CORE_MIGRATIONS, Home, MigrationSet, apply_sets, creat
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
-from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
+from hub.kernel.keystore import DeadLetterSealer, TokenKeyring
 from hub.kernel.log import EventLog
 from hub.kernel.logs import configure_logging
 from hub.kernel.namespace import Namespace
@@ -49,7 +49,7 @@ class Runtime:
     kafka: KafkaClients
     pool: asyncpg.Pool
     log: EventLog
-    keyring: PostgresKeyring
+    keyring: TokenKeyring
     pseudonym_key: bytes
     deadletter_sealer: DeadLetterSealer
     migrations: tuple[MigrationSet, ...]
@@ -84,7 +84,7 @@ class Runtime:
             log = EventLog(settings, pool, clients)
             await log.start()
             stack.push_async_callback(log.stop)
-            keyring = PostgresKeyring(settings, pool)
+            keyring = TokenKeyring(settings, pool)
             await keyring.start()
             stack.push_async_callback(keyring.stop)
             yield cls(

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from hub.devtools.infra import InfraError, kafka, postgres
+from hub.devtools.infra import InfraError, kafka, postgres, softhsm
 from hub.kernel.binding import rebind
 from hub.kernel.db import open_pool
 from hub.kernel.keys import ensure_dev_keys
@@ -47,9 +47,11 @@ def _print_topics(report: TopicReport) -> None:
 
 
 async def bring_up(settings: Settings) -> tuple[kafka.KafkaStatus, postgres.PostgresStatus, TopicReport]:
-    """Everything ``hub infra up`` does, in order: keys, Kafka, PostgreSQL, topics."""
+    """Everything ``hub infra up`` does, in order: keys (and the development token), Kafka,
+    PostgreSQL, topics."""
     if settings.is_development:
         ensure_dev_keys(settings)
+        await asyncio.to_thread(softhsm.setup, settings)
     k = await kafka.up(settings)
     p = await postgres.up(settings)
     report = await ensure_topics(settings)
@@ -75,16 +77,20 @@ def up() -> None:
 @app.command()
 def setup() -> None:
     """Prepare without starting anything: fetch the Kafka jars (Maven) and, in development,
-    generate the key files under ``state_dir/keys``."""
+    generate the key files under ``state_dir/keys`` and initialise the SoftHSM2 token (installing
+    ``softhsm2`` when missing)."""
     settings = get_settings()
     try:
         libs = kafka.ensure_jars(settings)
+        if settings.is_development:
+            ensure_dev_keys(settings)
+        token = softhsm.setup(settings)
     except InfraError as exc:
         raise _fail(str(exc)) from None
-    if settings.is_development:
-        ensure_dev_keys(settings)
     typer.echo(f"kafka jars: {libs} ({sum(1 for _ in libs.glob('*.jar'))} jars)")
     typer.echo(f"keys: {settings.keys_dir}")
+    if token is not None:
+        typer.echo(f"key store: token {token.label!r} ({token.module}, {token.softhsm_conf})")
 
 
 @app.command()

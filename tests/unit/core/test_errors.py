@@ -44,6 +44,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.errors.InfraError": (PermanentError, RuntimeError),
     "hub.kernel.errors.ServiceUnavailable": (TransientError, RuntimeError),
     "hub.kernel.keys.MissingKeyError": (PermanentError, RuntimeError),
+    "hub.kernel.token.TokenError": (PermanentError, RuntimeError),
     "hub.kernel.log.UnknownEventTypeError": (PermanentError, ValueError),
     "hub.kernel.log.AppendError": (TransientError, RuntimeError),
     "hub.kernel.log.DeadLetterError": (TransientError, RuntimeError),
