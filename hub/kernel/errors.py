@@ -42,12 +42,15 @@ InfraError (here)                    permanent  message saying what to do, exit 
 MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
+TokenError (kernel.token)            permanent  as InfraError (PKCS#11 token absent/refusing)
 KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
                                                 field, or fail the referral as "erased"
 UnknownEventTypeError (kernel.log)   permanent  the envelope is refused before any I/O
 CorruptRecordError (kernel.log)      permanent  readers skip and count / dead-letter it
 ErasureError (kernel.erasure)        permanent  ``hub erase``: message, exit 1
 ValueFreeError (kernel.deadletters)  permanent  a rejection whose message may be shown
+ErasedPayloadError (kernel.deadl.)   permanent  dead letter of an erased person: show
+                                                "erased", re-drive fails
 CaseRecordError, FieldError,         permanent  mapper: rejection → dead letter
 EidoError, CsvLayoutError, Er7Error,
 BundleInvalid, MessageInvalid

@@ -39,6 +39,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.crypto.KeyNotResolved": (TransientError, LookupError),
     "hub.kernel.db.MigrationError": (PermanentError, RuntimeError),
     "hub.kernel.deadletters.ValueFreeError": (PermanentError, ValueError),
+    "hub.kernel.deadletters.ErasedPayloadError": (PermanentError, LookupError),
     "hub.kernel.erasure.ErasureError": (PermanentError, ValueError),
     "hub.kernel.errors.ConfigError": (PermanentError, ValueError),
     "hub.kernel.errors.InfraError": (PermanentError, RuntimeError),
