@@ -339,6 +339,23 @@ class Token:
 
         _on_token_thread(run)
 
+    def destroy_namespace(self) -> list[str]:
+        """Destroy every token key of this namespace (labels ``<namespace>/…``): the end of a
+        test namespace or of a decommissioned deployment. Returns their labels."""
+
+        def run() -> list[str]:
+            prefix = self.namespace + "/"
+            objs = [
+                o for o in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
+                if str(o[Attribute.LABEL]).startswith(prefix)
+            ]
+            labels = sorted(str(o[Attribute.LABEL]) for o in objs)
+            for o in objs:
+                o.destroy()
+            return labels
+
+        return _on_token_thread(run)
+
     # -- internals (on the token thread)
 
     def _find(self, token_id: bytes) -> Any:
