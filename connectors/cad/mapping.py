@@ -28,8 +28,9 @@ from typing import Any
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Exclusion, Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal
 from hub.kernel.errors import PermanentError
-from schemas.base import Area
+from schemas.base import Area, Sealed
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -95,6 +96,32 @@ def optional_float(fields: dict[str, Any], profile: Profile, name: str) -> float
         return float(value)
     except ValueError:
         raise FieldError(f"{column}: not a number") from None
+
+
+def blur(value: float | None, decimals: int | None) -> float | None:
+    """A coordinate at the profile's precision (``None`` decimals: as published)."""
+    return value if value is None or decimals is None else round(value, decimals)
+
+
+def clear_label(label: str | None, profile: Profile) -> str | None:
+    """The disposition text kept in clear: only a label the profile's vocabulary knows
+    (a code's name); any other clearance text may name people and is sealed instead."""
+    if label is None or normalize_code(label) not in profile.dispositions:
+        return None
+    return label
+
+
+def seal_incident_text(
+    keyring: Keyring | None, incident_id: str, field: str, value: str | None
+) -> Sealed | None:
+    """``value`` sealed with the incident's key; None without a value or a keyring (free
+    text is never stored clear), or when the incident was erased with a linked person."""
+    if not value or keyring is None:
+        return None
+    try:
+        return seal(keyring, incident_subject(incident_id), {field: value})
+    except KeyDestroyedError:
+        return None
 
 
 def matches_any(texts: list[str | None], keywords: list[str] | tuple[str, ...]) -> bool:
@@ -165,6 +192,7 @@ class CadRow:
     longitude: float | None
     latitude: float | None
     self_initiated: bool
+    remarks: str | None = None  # free text: sealed per incident, not part of the content hash
 
     def content_hash(self) -> str:
         """``sha256:`` + 16 hex digits over the mapped fields (times as UTC, texts
@@ -247,9 +275,10 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
             sector=text(fields, col("sector")),
             beat=text(fields, col("beat")),
         ),
-        longitude=optional_float(fields, p, "longitude"),
-        latitude=optional_float(fields, p, "latitude"),
+        longitude=blur(optional_float(fields, p, "longitude"), p.coordinate_decimals),
+        latitude=blur(optional_float(fields, p, "latitude"), p.coordinate_decimals),
         self_initiated=self_initiated,
+        remarks=text(fields, col("remarks")),
     )
 
 
@@ -271,11 +300,54 @@ class CadMapper:
     #: (the runner asks for every key of a batch, then maps it); bounded, oldest dropped.
     PARSED_MAX = 4096
 
-    def __init__(self, profile: Profile, source: str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        source: str | None = None,
+        keyring: Keyring | None = None,
+        *,
+        _parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] | None = None,
+    ) -> None:
         self.profile = profile
         self.source = source or profile.source
+        #: seals free text (remarks, clearance text) per incident; None: it is dropped
+        self.keyring = keyring
         # id(record) -> (record, its parse); the record is held, so its id is not reused
-        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = {}
+        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = (
+            {} if _parsed is None else _parsed
+        )
+
+    def persons_to_seal(self, record: RawRecord) -> list[str]:
+        """The incident subject whose key :meth:`map` seals this row's free text with (none
+        without a keyring, free text, or a readable row). Pure; keeps the row's parse."""
+        if self.keyring is None or not isinstance(record.fields, dict):
+            return []
+        hit = self._parsed.get(id(record))
+        if hit is not None and hit[0] is record:
+            row = hit[1]
+        else:
+            try:
+                row = read_row(record.fields, self.profile)
+            except FieldError:
+                return []
+        if not isinstance(row, CadRow):
+            return []
+        free_label = row.disposition_text and clear_label(row.disposition_text, self.profile) is None
+        if not row.remarks and not free_label:
+            return []
+        return [incident_subject(f"{self.profile.agency}:{row.cad_number}")]
+
+    def person_of(self, record: RawRecord) -> str | None:
+        """The incident subject of a row whose CAD number is readable (with a keyring): its
+        dead letter is sealed with the incident's key, erased with a linked person."""
+        if self.keyring is None or not isinstance(record.fields, dict):
+            return None
+        cad = text(record.fields, self.profile.fields.get("cad_number"))
+        return None if cad is None else incident_subject(f"{self.profile.agency}:{cad}")
+
+    def with_keyring(self, keyring: Keyring) -> CadMapper:
+        """The same mapper (sharing its parses) sealing with ``keyring`` (a batch's keys)."""
+        return CadMapper(self.profile, self.source, keyring, _parsed=self._parsed)
 
     def _parse(self, record: RawRecord) -> CadRow | Rejection | FieldError:
         """``read_row`` of the record's fields (a :class:`FieldError` returned, not raised),
@@ -345,6 +417,7 @@ class CadMapper:
                     area=row.area,
                     longitude=row.longitude,
                     latitude=row.latitude,
+                    remarks=seal_incident_text(self.keyring, incident_id, "remarks", row.remarks),
                 )
             )
         ]
@@ -362,7 +435,11 @@ class CadMapper:
                         incident_id=incident_id,
                         at=row.closed or row.onscene or row.received,
                         disposition_code=code,
-                        disposition_text=label,
+                        disposition_text=clear_label(label, p),
+                        disposition_note=(
+                            None if clear_label(label, p) is not None
+                            else seal_incident_text(self.keyring, incident_id, "disposition_text", label)
+                        ),
                         outcome=disposition[0],  # type: ignore[arg-type]
                     )
                 )
@@ -386,7 +463,7 @@ class CadMapper:
                         behavioral_health=bh,
                         area=row.area,
                         disposition_code=code,
-                        disposition_text=label,
+                        disposition_text=clear_label(label, p),
                         outcome=disposition[0] if disposition else None,  # type: ignore[arg-type]
                     ),
                     revision,

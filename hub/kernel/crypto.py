@@ -97,6 +97,13 @@ class ResolvedKeys:
         return self._keys[kid]
 
 
+def incident_subject(incident_id: str) -> str:
+    """The key-store subject of a CAD incident's sealed free text (remarks, clearance text):
+    an incident has its own data key, beside the persons' (``hub erase`` destroys the keys
+    of the incidents linked to the person)."""
+    return "incident:" + incident_id
+
+
 def key_id_for(person: str, salt: bytes) -> str:
     return "k_" + hashlib.sha256(salt + person.encode()).hexdigest()[:24]
 

@@ -2,9 +2,12 @@
 
 An erasure is a fact first: ``erasure.person.erased.v1`` is appended to the log (who asked,
 on what basis, when), then the person's data key is destroyed in the keystore
-(:meth:`hub.kernel.keystore.TokenKeyring.destroy`, a tombstone that can never be re-created).
-From then on every payload sealed for that person — contact notes, demographics, referral
-reasons, EHR answers — is unreadable in every copy and replay of the log, while the
+(:meth:`hub.kernel.keystore.TokenKeyring.destroy`: a tombstone that can never be re-created,
+and ``C_DestroyObject`` of the person's key on the PKCS#11 token), and so are the keys of
+the CAD incidents the person's case and referral facts link them to (their sealed remarks
+and clearance text may name the person). From then on every payload sealed for that person
+— contact notes, demographics, referral reasons, EHR answers, their dead letters, the
+linked calls' free text — is unreadable in every copy and replay of the log, while the
 pseudonymous, non-clinical facts stay countable for aggregates.
 
 Invariants:
@@ -12,7 +15,10 @@ Invariants:
   one fact; destroying an already destroyed key changes nothing;
 - the fact is in the log before the key is destroyed, so a crash in between leaves an
   erasure on record that a re-run completes (never a silent key loss);
-- other processes stop serving the key within their keyring cache TTL (30 s by default).
+- other processes stop serving the key within their keyring cache TTL (30 s by default);
+- finding the linked incidents reads the case and referral families once (an operator
+  action, rare): a link recorded after the erasure cannot exist (nothing new is sealed
+  or linked for an erased person's notes).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hub.kernel.crypto import incident_subject
 from hub.kernel.errors import PermanentError
 from schemas.envelope import Envelope, new_event
 from schemas.erasure import PersonErased
@@ -54,6 +61,7 @@ class ErasureResult:
     event_id: str
     appended: bool  # False: the erasure was already on record
     key_destroyed: bool  # False: the key was already destroyed
+    incident_keys_destroyed: int = 0  # linked incidents whose free-text key this call destroyed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,13 +69,28 @@ class ErasureResult:
             "event_id": self.event_id,
             "appended": self.appended,
             "key_destroyed": self.key_destroyed,
+            "incident_keys_destroyed": self.incident_keys_destroyed,
         }
 
 
+async def linked_incidents(rt: Any, person: str) -> set[str]:
+    """The CAD incidents the person's case and referral facts name (``incident_id``)."""
+    found: set[str] = set()
+    async for logged in rt.log.replay(families=["case", "referral"]):
+        env = logged.envelope
+        incident = env.data.get("incident_id") if isinstance(env.data, dict) else None
+        if incident and person in (env.partitionkey, env.data.get("person")):
+            found.add(str(incident))
+    return found
+
+
 async def erase_person(rt: Any, person: str, *, basis: str, requested_by: str) -> ErasureResult:
-    """Append the erasure fact, then destroy the person's key (``rt`` is a
-    :class:`hub.kernel.runtime.Runtime`)."""
+    """Append the erasure fact, then destroy the person's key and the free-text keys of
+    their linked incidents (``rt`` is a :class:`hub.kernel.runtime.Runtime`)."""
     env = erasure_event(person, basis=basis, requested_by=requested_by)
     result = await rt.log.append([env])
     destroyed = await rt.keyring.destroy(person)
-    return ErasureResult(person, env.id, bool(result.appended), destroyed)
+    incidents = 0
+    for incident in sorted(await linked_incidents(rt, person)):
+        incidents += int(await rt.keyring.destroy(incident_subject(incident)))
+    return ErasureResult(person, env.id, bool(result.appended), destroyed, incidents)

@@ -7,7 +7,11 @@ unreadable in every replay; timelines show those fields as erased. Idempotent. `
 and ``--requested-by`` go into the log in clear: a request or order id and a staff id,
 never PHI. Exit codes: 0 done (or already done), 2 bad arguments, 1 services unusable.
 
-``--json`` prints ``{"person", "event_id", "appended", "key_destroyed"}``.
+Also destroys the keys of the CAD incidents the person's case / referral facts link them to
+(the calls' sealed remarks and clearance text).
+
+``--json`` prints ``{"person", "event_id", "appended", "key_destroyed",
+"incident_keys_destroyed"}``.
 """
 
 from __future__ import annotations

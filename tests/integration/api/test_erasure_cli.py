@@ -78,6 +78,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
         assert first.returncode == 0, first.stderr
         assert json.loads(first.stdout) | {"event_id": None} == {
             "person": person, "event_id": None, "appended": True, "key_destroyed": True,
+            "incident_keys_destroyed": 0,
         }
         again = await asyncio.to_thread(run_hub, settings, *args)  # idempotent
         assert again.returncode == 0 and json.loads(again.stdout)["appended"] is False

@@ -25,10 +25,14 @@ from pathlib import Path
 
 import pytest
 
+from connectors.cad.mapping import CadMapper
+from connectors.cad.profile import load_profile
 from connectors.cases.mapping import CaseMapper, case_record
+from connectors.core.records import RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batch
 from hub.bootstrap import open_runtime
 from hub.devtools.infra.kafka import KafkaLayout
+from hub.kernel.crypto import incident_subject
 from hub.kernel.identity import pseudonymize
 from hub.kernel.keys import secret_bytes
 from hub.kernel.keystore import unwrap_key
@@ -138,11 +142,24 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
     dob = next(c for c in candidates if not baseline[c.encode()])  # a date no file holds yet
     note = f"{name} (DOB {dob}) said she stopped taking lithium after the eviction"
     cad_number = str(rng.randrange(10**11, 10**12))
-    incident = f"SEA:{cad_number}"
+    generic = load_profile("generic")
+    cad_profile = generic.model_copy(update={"fields": generic.fields | {"remarks": "remarks"}})
+    incident = f"{cad_profile.agency}:{cad_number}"
+    remark = f"caller says {name} is on the bridge again"
 
     try:
         async with open_runtime(settings) as rt:
             person = pseudonymize(rt.pseudonym_key, SYSTEM, mpi)
+            cad_row = {"incident_number": cad_number, "received_at": "2026-02-01T08:40:00+00:00",
+                       "call_type_initial": "PERSON IN CRISIS", "disposition_code": "VOLTX",
+                       "disposition_text": f"took {name} to Harborview", "remarks": remark,
+                       "longitude": "-122.335167", "latitude": "47.608013"}
+            cad = await ingest_batch(
+                [RawRecord("calls.csv:2", json.dumps(cad_row).encode(), cad_row)],
+                CadMapper(cad_profile, keyring=rt.keyring), rt.log,
+                DeadLetterSink(cad_profile.source, "cad", rt.deadletter_sealer),
+            )
+            assert cad.appended == 1 and cad.dead_lettered == 0
             base = {"case_id": f"c-{tag}", "person": {"system": SYSTEM, "id": mpi}, "version": 1}
             records = [
                 base | {"record_id": "r1", "record_type": "case_opened", "program": "coresp",
@@ -179,6 +196,7 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
         )
         assert erased.returncode == 0, erased.stderr
         assert json.loads(erased.stdout)["key_destroyed"] is True
+        assert json.loads(erased.stdout)["incident_keys_destroyed"] == 1  # the linked call's text
 
         shown = await asyncio.to_thread(
             run_hub, settings, "deadletters", "show", dl_id, "--reveal", "--reason", "forensic test", "--json"
@@ -191,6 +209,8 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
         async with open_runtime(settings) as rt:
             await project(rt, until_caught_up=True)
             assert rt.keyring.token.destroy(kid) == 0  # no token key of the person is left
+            incident_kid = rt.keyring.key_id(incident_subject(incident))
+            assert rt.keyring.token.destroy(incident_kid) == 0  # nor of the linked incident
         sealed = await asyncio.to_thread(run_hub, settings, "seal", "--once")
         assert sealed.returncode == 0, sealed.stderr
         verified = await asyncio.to_thread(run_hub, settings, "verify")
@@ -198,12 +218,14 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
         assert await asyncio.to_thread(report_counts, settings) == before
 
         as_postgres("CHECKPOINT", port)
-        needles = {"name": name, "DOB": dob, "MPI id": mpi, "clinical text": "stopped taking lithium"}
+        needles = {"name": name, "DOB": dob, "MPI id": mpi, "clinical text": "stopped taking lithium",
+                   "CAD remark": remark, "exact coordinates": "122.335167"}
         found = scan(roots, [n.encode() for n in needles.values()])
         leaks = {label: found[text.encode()] for label, text in needles.items() if found[text.encode()]}
         assert not leaks, f"clear identifiers found after erasure: {leaks}"
         master = secret_bytes(settings, "master.key")
         assert master_key_openings([pg_data], master, kid) == []
+        assert master_key_openings([pg_data], master, incident_kid) == []
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
             await Namespace.of(settings).teardown(settings)
