@@ -18,9 +18,9 @@ def prod(tmp_path: Path, **keystore: object) -> Settings:
 
 def test_production_refuses_a_missing_module_or_pin(tmp_path: Path) -> None:
     module = tmp_path / "libvendor.so"
-    with pytest.raises(ConfigError, match="keystore.module"):
+    with pytest.raises(ConfigError, match=r"keystore\.module"):
         token_config(prod(tmp_path))
-    with pytest.raises(ConfigError, match="keystore.pin_file"):
+    with pytest.raises(ConfigError, match=r"keystore\.pin_file"):
         token_config(prod(tmp_path, module=module))
     with pytest.raises(ConfigError, match="cannot read the token PIN"):
         token_config(prod(tmp_path, module=module, pin_file=tmp_path / "absent.pin"))
