@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import asyncpg
 from pydantic import ValidationError
 
-from hub.kernel.crypto import KeyDestroyedError, Keyring, KeyStore, seal, unseal
+from hub.kernel.crypto import KeyDestroyedError, KeyNotResolved, Keyring, KeyStore, seal, unseal
 from hub.kernel.errors import PermanentError, is_retriable
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.base import Sealed
@@ -168,6 +168,17 @@ class PersonRawSealer:
 
     def seal(self, raw: bytes) -> Sealed:
         return seal(self.keys, self.person, {"raw": base64.b64encode(raw).decode()})
+
+
+def person_sealer(keys: Keyring, person: str, fallback: RawSealer) -> RawSealer:
+    """A :class:`PersonRawSealer` when ``keys`` hold ``person``'s key — live, or destroyed
+    (the payload is then dropped) —, else ``fallback`` (a snapshot resolved without creating
+    keys, for a pseudonym the hub never keyed: an unverified input never creates one)."""
+    try:
+        keys.data_key(person, create=True)
+    except KeyNotResolved:
+        return fallback
+    return PersonRawSealer(keys, person)
 
 
 def build_dead_letter(

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.kernel.crypto import MemoryKeyring
+from hub.kernel.crypto import MemoryKeyring, ResolvedKeys
 from hub.kernel.deadletters import (
     ErasedPayloadError,
     PersonRawSealer,
@@ -19,6 +19,7 @@ from hub.kernel.deadletters import (
     find_redriver,
     mask_raw,
     open_raw,
+    person_sealer,
     redriver_keys,
 )
 from hub.kernel.keystore import DeadLetterSealer, unwrap_key, wrap_key
@@ -169,3 +170,18 @@ def test_redriver_kwargs_passes_only_declared_keyword_only_resources() -> None:
     assert redriver_kwargs(with_keyring, rt) == {"keyring": "KR"}
     assert redriver_kwargs(both, rt) == {"keyring": "KR", "pseudonym_key": b"PK"}
     assert redriver_kwargs(positional, rt) == {}  # only keyword-only parameters are resources
+
+
+def test_an_unverified_pseudonym_never_creates_a_key_for_its_dead_letter() -> None:
+    """An inbound message naming a pseudonym the hub never keyed is sealed with the
+    dead-letter key (no key is created for it); a known person's under theirs; an erased
+    person's letter keeps no payload."""
+    sealer = DeadLetterSealer(os.urandom(32))
+    live, gone, stranger = "psn_" + "1" * 32, "psn_" + "2" * 32, "psn_" + "3" * 32
+    keys = ResolvedKeys({live: "k_live", gone: "k_gone", stranger: "k_new"},
+                        {"k_live": os.urandom(32), "k_gone": None, "k_new": None}, destroyed={"k_gone"})
+    assert person_sealer(keys, stranger, sealer) is sealer
+    assert person_sealer(keys, live, sealer).seal(RAW).kid == "k_live"
+    dl = build_dead_letter(source="ehr/mllp", source_family="ehr", record_ref="m1", stage="inbound",
+                           reason="r", raw=RAW, sealer=person_sealer(keys, gone, sealer), at=AT)
+    assert dl.raw is None and dl.raw_clear is None
