@@ -13,8 +13,9 @@ namespace's schemas (core sets to ``<prefix>_core``, read-model sets to
 ``postgres.schema``), checks that the core schema's state belongs to the connected Kafka
 cluster (binding it at first use; :mod:`hub.kernel.binding` — another cluster raises
 :class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists,
-and starts the event log and the keyring; closing stops them in reverse order. Nothing
-else constructs an :class:`~hub.kernel.log.EventLog` or a keyring.
+and starts the event log and the keyring (its keys on the PKCS#11 token); closing stops
+them in reverse order. Nothing else constructs an :class:`~hub.kernel.log.EventLog` or a
+keyring.
 """
 
 from __future__ import annotations
