@@ -55,10 +55,10 @@ from rich.table import Table
 from connectors.referrals.components import MllpListenerConfig, mllp_listener
 from connectors.registry import build, parse_components
 from hub.bootstrap import open_runtime
-from hub.devtools.commands.infra import bring_up
 from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.infra.proc import owned_pid, port_is_free, wait_until_dead
+from hub.devtools.infra.stack import bring_up
 from hub.devtools.simulate.feeds import encounter_events, soql_row
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
@@ -511,7 +511,8 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         result.verify_ok = verified.ok
         mark = "[green]✓[/] verify: OK" if verified.ok else "[red]✗ verify: BROKEN[/]"
         console.print(f"{mark}; {verified.records:,} records")
-        result.report = queries.jsonable(await queries.report(rt.pool, settings))
+        reader = queries.ReadModelReader.from_settings(rt.pool, settings)
+        result.report = queries.jsonable(await reader.report())
     result.seconds = time.monotonic() - started
     return result
 

@@ -10,7 +10,7 @@ must not be acked past the stored positions while the worker keeps consuming).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import faust
 
@@ -44,10 +44,10 @@ def family_agent(app: faust.App, settings: Settings, sink: BatchSink, family: st
     source = fact_source(app, settings, family)
 
     async def project_family(stream: faust.StreamT) -> None:
-        batches = stream.take_events(  # type: ignore[attr-defined]  # on faust.Stream, not StreamT
-            settings.projections.batch_size, within=TAKE_WITHIN
-        )
-        async for events in batches:
+        # iterate the generator inline: a local reference would keep it (and the events it has
+        # not acked) alive in the traceback of a failed batch, and faust's stop would wait for them
+        stream_ = cast(faust.Stream, stream)  # agents get a faust.Stream; StreamT lacks take_events
+        async for events in stream_.take_events(settings.projections.batch_size, within=TAKE_WITHIN):
             await sink.apply_events(events)
 
     app.agent(source, name=f"projections.{family}")(project_family)

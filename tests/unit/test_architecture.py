@@ -65,10 +65,7 @@ LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}
 
 #: (rule, file, subject) of violations other branches of the renovation remove. Empty it as
 #: they merge: an entry that no longer occurs fails :func:`test_source_tree_keeps_the_layer_rule`.
-KNOWN_UNTIL_MERGED: frozenset[tuple[str, str, str]] = frozenset({
-    # reno-api: the hub CLI imports its command groups from a list of names
-    ("dynamic-import", "hub/entry/cli.py", "_module"),
-})
+KNOWN_UNTIL_MERGED: frozenset[tuple[str, str, str]] = frozenset()
 
 #: calls that import a module by name, and calls that find modules by scanning a package
 _IMPORT_FUNCTIONS = frozenset({"importlib.import_module", "import_module", "__import__",

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from hub.devtools.demo import DemoOptions, run
+from hub.kernel.output import EXIT_USAGE, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Run the whole hub on a simulated county (seeded, re-runnable).")
@@ -42,8 +43,7 @@ def demo(
     try:
         first = date.fromisoformat(start)
     except ValueError:
-        typer.echo(f"error: --start must be YYYY-MM-DD, got {start!r}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"--start must be YYYY-MM-DD, got {start!r}", EXIT_USAGE)
     opts = DemoOptions(
         seed=seed,
         days=days,
@@ -57,8 +57,6 @@ def demo(
     try:
         result = run(get_settings(), opts)
     except Exception as exc:
-        typer.echo(f"error: hub demo failed: {type(exc).__name__}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(f"hub demo failed: {type(exc).__name__}: {exc}")
     if result.verify_ok is False:
-        typer.echo("error: hub demo: the log failed verification (details: `hub verify`)", err=True)
-        raise typer.Exit(1)
+        fail("hub demo: the log failed verification (details: `hub verify`)")

@@ -12,15 +12,16 @@ Exit codes: 0 healthy / done; 1 a service failed or is unhealthy; 3 topic drift 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated
 
 import typer
 
 from hub.devtools.infra import InfraError, kafka, postgres, softhsm
+from hub.devtools.infra.stack import bring_up, collect_status
 from hub.kernel.binding import rebind
 from hub.kernel.db import open_pool
 from hub.kernel.keys import ensure_dev_keys
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import Settings, get_settings
 from hub.kernel.topics import TopicReport, ensure_topics
 
@@ -28,11 +29,6 @@ app = typer.Typer(help="Start, stop and inspect the local Kafka broker and Postg
 
 EXIT_UNHEALTHY = 1
 EXIT_DRIFT = 3
-
-
-def _fail(message: str, code: int = EXIT_UNHEALTHY) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 def _print_topics(report: TopicReport) -> None:
@@ -46,18 +42,6 @@ def _print_topics(report: TopicReport) -> None:
         typer.echo(f"  ERROR {err}", err=True)
 
 
-async def bring_up(settings: Settings) -> tuple[kafka.KafkaStatus, postgres.PostgresStatus, TopicReport]:
-    """Everything ``hub infra up`` does, in order: keys (and the development token), Kafka,
-    PostgreSQL, topics."""
-    if settings.is_development:
-        ensure_dev_keys(settings)
-        await asyncio.to_thread(softhsm.setup, settings)
-    k = await kafka.up(settings)
-    p = await postgres.up(settings)
-    report = await ensure_topics(settings)
-    return k, p, report
-
-
 @app.command()
 def up() -> None:
     """Start Kafka and PostgreSQL if needed (idempotent) and apply the topic catalogue."""
@@ -65,20 +49,20 @@ def up() -> None:
     try:
         k, p, report = asyncio.run(bring_up(settings))
     except InfraError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), EXIT_UNHEALTHY)
     where = f"pid {k.pid}, " if k.pid else ""
     typer.echo(f"kafka: up on {k.bootstrap} ({where}cluster {k.cluster_id}, {k.brokers} broker(s))")
     typer.echo(f"postgres: up on {p.target} (server {p.server_version})")
     _print_topics(report)
     if not report.ok:
-        raise _fail("the topic catalogue does not match the cluster (see DRIFT/ERROR above)", EXIT_DRIFT)
+        fail("the topic catalogue does not match the cluster (see DRIFT/ERROR above)", EXIT_DRIFT)
 
 
 @app.command()
 def setup() -> None:
     """Prepare without starting anything: fetch the Kafka jars (Maven) and, in development,
-    generate the key files under ``state_dir/keys`` and initialise the SoftHSM2 token (installing
-    ``softhsm2`` when missing)."""
+    generate the key files under ``state_dir/keys`` and initialise the SoftHSM2 token
+    (installing ``softhsm2`` when missing)."""
     settings = get_settings()
     try:
         libs = kafka.ensure_jars(settings)
@@ -86,7 +70,7 @@ def setup() -> None:
             ensure_dev_keys(settings)
         token = softhsm.setup(settings)
     except InfraError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), EXIT_UNHEALTHY)
     typer.echo(f"kafka jars: {libs} ({sum(1 for _ in libs.glob('*.jar'))} jars)")
     typer.echo(f"keys: {settings.keys_dir}")
     if token is not None:
@@ -101,15 +85,9 @@ def down() -> None:
         stopped_kafka = kafka.down(settings)
         stopped_pg = postgres.down(settings)
     except InfraError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), EXIT_UNHEALTHY)
     typer.echo(f"kafka: {'stopped' if stopped_kafka else 'not running (or not managed here)'}")
     typer.echo(f"postgres: {'stopped' if stopped_pg else 'not running (or not managed here)'}")
-
-
-async def collect_status(settings: Settings) -> dict[str, object]:
-    """Broker and database health as one JSON-ready mapping (probes run concurrently)."""
-    k, p = await asyncio.gather(kafka.probe(settings), postgres.probe(settings))
-    return {"healthy": k.healthy and p.healthy, "kafka": k.to_dict(), "postgres": p.to_dict()}
 
 
 @app.command()
@@ -117,7 +95,7 @@ def status(json_: Annotated[bool, typer.Option("--json", help="machine-readable 
     """Report broker and database health; exit 0 when both are healthy, 1 otherwise."""
     result = asyncio.run(collect_status(get_settings()))
     if json_:
-        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+        emit_json(result, sort_keys=True)
     else:
         for name in ("kafka", "postgres"):
             part = result[name]
@@ -145,9 +123,9 @@ def topics(
     try:
         report = asyncio.run(ensure_topics(get_settings(), create=not check))
     except InfraError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc), EXIT_UNHEALTHY)
     if json_:
-        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
+        emit_json(report.to_dict(), sort_keys=True)
     else:
         _print_topics(report)
     if not report.ok:
@@ -170,10 +148,10 @@ def rebind_cmd(
     to pair PostgreSQL state with another cluster's log (see docs/operators.md)."""
     settings = get_settings()
     if not yes:
-        raise _fail(
+        fail(
             f"rebinding {settings.core_schema} to the cluster at {settings.kafka.bootstrap} is deliberate: "
             "only after the log's topics moved there with their offsets; confirm with --yes",
-            2,
+            EXIT_USAGE,
         )
     previous, current = asyncio.run(_rebind(settings))
     typer.echo(f"{settings.core_schema}: bound to Kafka cluster {current} (was {previous or 'unbound'})")

@@ -9,7 +9,6 @@ writing CSV drops (servers listen on 127.0.0.1 only).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Iterable
 from datetime import date
 from pathlib import Path
@@ -23,6 +22,7 @@ from hub.devtools.ehr_sim.cli import ehr
 from hub.devtools.simulate.feeds import csv_table, soql_row
 from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
+from hub.kernel.output import emit_json
 
 app = typer.Typer(help="Feed simulators for demos and tests.", no_args_is_help=True)
 
@@ -47,7 +47,7 @@ def _serve_feed(
 
     async def forever() -> None:
         runner, bound = await serve(make_app(state), port)
-        print(json.dumps({"listening": f"http://127.0.0.1:{bound}"}), flush=True)
+        emit_json({"listening": f"http://127.0.0.1:{bound}"}, compact=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -107,7 +107,7 @@ def csv_drops(
         path = out / f"{prof.name}-{day}.csv"
         path.write_text(csv_table(calls, prof), encoding="utf-8")
         written.append(str(path))
-    print(json.dumps({"files": written, "calls": len(county.calls)}, indent=2))
+    emit_json({"files": written, "calls": len(county.calls)})
 
-# EHR simulator (hub/devtools/ehr_sim): `hub simulate ehr`
+# the EHR simulator (hub.devtools.ehr_sim): `hub simulate ehr`
 app.command("ehr")(ehr)

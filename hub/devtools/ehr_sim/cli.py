@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import typer
 
 from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
+from hub.kernel.output import emit_json
 
 
 def _faults(drop: float, error: float, reject: float, timeout: float, timeout_s: float) -> Faults:
@@ -78,20 +78,18 @@ def ehr(
 async def _run(config: SimConfig) -> None:
     sim = EhrSimulator(config)
     await sim.start()
-    print(
-        json.dumps(
-            {
-                "fhir": sim.fhir_base_url,
-                "token_url": sim.token_url,
-                "mllp": f"127.0.0.1:{sim.mllp_port}",
-                "stats": f"http://127.0.0.1:{sim.fhir_port}/_stats",
-            }
-        ),
-        flush=True,
+    emit_json(
+        {
+            "fhir": sim.fhir_base_url,
+            "token_url": sim.token_url,
+            "mllp": f"127.0.0.1:{sim.mllp_port}",
+            "stats": f"http://127.0.0.1:{sim.fhir_port}/_stats",
+        },
+        compact=True,
     )
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.Event().wait()
     finally:
         await sim.stop()
-        print(json.dumps(sim.stats()), flush=True)
+        emit_json(sim.stats(), compact=True)

@@ -1,5 +1,6 @@
 """The dashboard's view (pure): chart-ready series built from the outcome report documents
-of :func:`projections.queries.report` — already de-identified — and the pipeline status.
+of :meth:`projections.queries.ReadModelReader.report` — already de-identified — and the
+pipeline status.
 
 Nothing is recounted here: every number on the dashboard is a cell of the same report
 ``hub report --json`` prints (by month, by area), so the page, the API and the terminal

@@ -1,8 +1,8 @@
 """The :class:`~hub.entry.api.ports.ReadModels` port over PostgreSQL and Kafka.
 
 - timelines, outcome counts, referral funnel and repeat encounters come from the
-  projections' query functions (:mod:`projections.queries`), so the API reports exactly
-  what ``hub report --json`` prints;
+  projections' reader (:class:`projections.queries.ReadModelReader`, in the agency's time
+  zone), so the API reports exactly what ``hub report --json`` prints;
 - dead letters and verification results come from the event log's core schema
   (``deadletters``, ``verify_runs``);
 - projection lag compares the projections' recorded offsets with the log end offsets.
@@ -146,15 +146,16 @@ class PostgresReadModels:
         self.settings = settings
         self.pool = pool
         self.core = settings.core_schema
+        self.reader = queries.ReadModelReader.from_settings(pool, settings)
         self._lag: tuple[float, dict[str, Any]] | None = None
 
     # --- timelines ---------------------------------------------------------------------------
     async def incident_timeline(self, incident_id: str) -> list[dict[str, Any]]:
-        rows = await queries.incident_timeline(self.pool, self.settings, incident_id)
+        rows = await self.reader.incident_timeline(incident_id)
         return await self._marked([normalize_entry(r) for r in rows])
 
     async def person_timeline(self, person: str) -> list[dict[str, Any]]:
-        rows = await queries.person_timeline(self.pool, self.settings, person)
+        rows = await self.reader.person_timeline(person)
         return await self._marked([normalize_entry(r) for r in rows])
 
     async def _marked(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -164,7 +165,7 @@ class PostgresReadModels:
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
-        doc = await queries.report(self.pool, self.settings, date_from=date_from, date_to=date_to, by=by)  # type: ignore[arg-type]
+        doc = await self.reader.report(date_from=date_from, date_to=date_to, by=by)  # type: ignore[arg-type]
         return queries.jsonable(doc)
 
     async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
@@ -172,15 +173,15 @@ class PostgresReadModels:
         suppressed as one table with the projections' own rule
         (:func:`projections.outcomes.suppressed_table`), in the shape of the report's
         ``outcomes`` section (``group_kind`` = ``week``, ``group`` = the Monday)."""
-        rows = await queries.bh_incidents(self.pool, self.settings, date_from=date_from, date_to=date_to)
-        return weekly_table(rows, self.settings.agency_timezone, self.settings.projections.small_cell_max)
+        rows = await self.reader.bh_incidents(date_from=date_from, date_to=date_to)
+        return weekly_table(rows, self.reader.tz, self.reader.small_cell_max)
 
     async def referral_funnel(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
-        doc = await queries.referral_funnel(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        doc = await self.reader.referral_funnel(date_from=date_from, date_to=date_to)
         return queries.jsonable(doc)
 
     async def repeat_encounters(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:
-        doc = await queries.repeat_encounters(self.pool, self.settings, date_from=date_from, date_to=date_to)
+        doc = await self.reader.repeat_encounters(date_from=date_from, date_to=date_to)
         return queries.jsonable(doc)
 
     # --- operations ----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ reporting.
 Exit codes: 0 success; 1 a permanent failure (bad input or configuration, a refused
 operation: trying again gives the same answer); 75 (``EX_TEMPFAIL`` of sysexits.h) a
 service is unavailable — Kafka, PostgreSQL, the key store — so the same command may
-succeed later. Either way the error is one line on stderr, never a traceback.
+succeed later. Either way the error is one line on stderr, never a traceback. Every group
+prints through :mod:`hub.kernel.output` (``emit_json``, ``fail``), where the codes live.
 """
 
 from __future__ import annotations
@@ -17,11 +18,9 @@ import typer
 
 from hub.kernel.deadletters import describe_failure
 from hub.kernel.errors import is_retriable
+from hub.kernel.output import EXIT_FAILURE, EXIT_UNAVAILABLE, echo_error
 
 T = TypeVar("T")
-
-EXIT_FAILURE = 1
-EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL: temporary failure, try again later
 
 
 def report_failure(exc: BaseException, failure: str | None = None) -> int:
@@ -32,10 +31,9 @@ def report_failure(exc: BaseException, failure: str | None = None) -> int:
     (see :func:`describe_failure`)."""
     what = f"{failure}: " if failure else ""
     if is_retriable(exc):
-        typer.echo(f"error: {what}service unavailable, try again later: {describe_failure(exc, 1000)}",
-                   err=True)
+        echo_error(f"{what}service unavailable, try again later: {describe_failure(exc, 1000)}")
         return EXIT_UNAVAILABLE
-    typer.echo(f"error: {what}{describe_failure(exc, 1000)}", err=True)
+    echo_error(f"{what}{describe_failure(exc, 1000)}")
     return EXIT_FAILURE
 
 

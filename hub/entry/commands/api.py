@@ -15,6 +15,7 @@ from hub.entry.api.auth import AuthError, DevIssuer
 from hub.entry.api.roles import PROGRAM_ROLES, Role
 from hub.entry.api.server import serve as _serve
 from hub.entry.commands import report_failure
+from hub.kernel.output import EXIT_USAGE, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="The read API, its dashboard and development tokens.", no_args_is_help=True)
@@ -30,16 +31,13 @@ def token(
     """Print a development token (RS256) for ROLE."""
     settings = get_settings()
     if not settings.is_development:
-        typer.echo("error: the development issuer only runs with environment=development", err=True)
-        raise typer.Exit(2)
+        fail("the development issuer only runs with environment=development", EXIT_USAGE)
     if role in PROGRAM_ROLES and not program:
-        typer.echo(f"error: role {role.value} needs --program", err=True)
-        raise typer.Exit(2)
+        fail(f"role {role.value} needs --program", EXIT_USAGE)
     try:
         issuer = DevIssuer.open(settings)
     except AuthError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), EXIT_USAGE)
     typer.echo(issuer.mint(sub=sub, role=role, program=program, ttl_seconds=ttl))
 
 

@@ -13,8 +13,6 @@ options, their types and defaults).
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +23,7 @@ from connectors.registry import KINDS, build, kind_fields, load_config
 from hub.bootstrap import open_runtime
 from hub.entry.commands import report_failure
 from hub.kernel.errors import HubError
+from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Long-lived pull connectors, receivers and delivery workers.", no_args_is_help=True)
@@ -43,7 +42,7 @@ async def _run(config: Path) -> None:
             for cfg, component in zip(configs, components, strict=True):
                 await component.start()
                 started.append(component)
-                print(json.dumps({"started": cfg.name, "kind": cfg.kind}), flush=True)
+                emit_json({"started": cfg.name, "kind": cfg.kind}, compact=True)
             await stop.wait()
         finally:
             for component in reversed(started):
@@ -51,15 +50,14 @@ async def _run(config: Path) -> None:
                     await component.stop()
                 except Exception as exc:  # keep stopping the others
                     print(f"hub connectors: stopping failed: {exc}", file=sys.stderr)
-    print(json.dumps({"stopped": len(started)}), flush=True)
+    emit_json({"stopped": len(started)}, compact=True)
 
 
 @app.command("run")
 def run(
     config: Path = typer.Option(..., "--config", "-c", help="YAML file with a 'components' list"),
 ) -> None:
-    """Run the configured connectors until interrupted."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Run the configured connectors until interrupted (logging: ``hub --log-level``)."""
     try:
         asyncio.run(_run(config))
     except (OSError, ValueError, HubError) as exc:  # a bad config file or setting; a service down

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -29,14 +28,10 @@ import typer
 from connectors.registry import REDRIVERS
 from hub.bootstrap import open_runtime
 from hub.kernel.deadletters import DeadLetterStore, ErasedPayloadError, mask_raw, open_raw, redrive
+from hub.kernel.output import emit_json, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Inspect and re-drive dead-lettered input records.", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
 
 
 @app.command("list")
@@ -58,9 +53,9 @@ def list_(
     try:
         items = asyncio.run(go())
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        fail(str(exc))
     if as_json:
-        typer.echo(json.dumps({"items": items}, indent=2))
+        emit_json({"items": items})
         return
     if not items:
         typer.echo("no dead letters")
@@ -84,7 +79,7 @@ def show(
     """Show one dead letter; the raw payload is masked unless --reveal."""
     who = actor or getpass.getuser()
     if reveal and not reason:
-        raise _fail("--reveal needs --reason (it is written to the audit log)")
+        fail("--reveal needs --reason (it is written to the audit log)")
 
     async def go() -> dict | None:
         async with open_runtime(get_settings(), ensure_topics=False) as rt:
@@ -107,9 +102,9 @@ def show(
 
     item = asyncio.run(go())
     if item is None:
-        raise _fail(f"no dead letter {dl_id}")
+        fail(f"no dead letter {dl_id}")
     if as_json:
-        typer.echo(json.dumps(item, indent=2))
+        emit_json(item)
         return
     for k, v in item.items():
         if k != "raw":
@@ -130,7 +125,7 @@ def retry(
 ) -> None:
     """Re-drive dead letters through their re-drivers (appended exactly once)."""
     if (dl_id is None) == (not all_):
-        raise _fail("give either an ID or --all")
+        fail("give either an ID or --all")
 
     async def go() -> list[dict] | None:
         async with open_runtime(get_settings(), ensure_topics=False) as rt:
@@ -146,9 +141,9 @@ def retry(
 
     results = asyncio.run(go())
     if results is None:
-        raise _fail(f"no dead letter {dl_id}")
+        fail(f"no dead letter {dl_id}")
     if as_json:
-        typer.echo(json.dumps({"results": results}, indent=2))
+        emit_json({"results": results})
     else:
         for r in results:
             state = "ok" if r["ok"] else "FAILED"

@@ -16,7 +16,6 @@ Also destroys the keys of the CAD incidents the person's case / referral facts l
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -24,6 +23,7 @@ import typer
 from hub.bootstrap import open_runtime
 from hub.entry.commands import run_or_exit
 from hub.kernel.erasure import ErasureError, erase_person, erasure_event
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="Erase a person's clinical payloads for good (crypto-shredding).")
@@ -40,8 +40,7 @@ def erase(
     try:
         erasure_event(person, basis=basis, requested_by=requested_by)  # validate before connecting
     except ErasureError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), EXIT_USAGE)
 
     async def go():
         async with open_runtime(get_settings()) as rt:
@@ -49,7 +48,7 @@ def erase(
 
     result = run_or_exit(go(), "cannot erase the person")
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+        emit_json(result.as_dict())
         return
     fact = "erasure appended" if result.appended else "erasure already on record"
     key = "key destroyed" if result.key_destroyed else "key was already destroyed"

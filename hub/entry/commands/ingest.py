@@ -11,8 +11,6 @@ is appended); 3 ``--strict`` and some record was dead-lettered.
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 
 import typer
@@ -23,6 +21,7 @@ from connectors.core.recorded import MapperConfigStore
 from connectors.core.state import PostgresRevisionStore
 from hub.bootstrap import open_runtime
 from hub.kernel.deadletters import describe_failure
+from hub.kernel.output import emit_json, fail
 from hub.kernel.settings import get_settings
 
 app = typer.Typer(help="One-shot imports of source files into the log.", no_args_is_help=True)
@@ -69,8 +68,7 @@ def cad(
     try:
         result = asyncio.run(_ingest_cad(profile, paths, source))
     except (OSError, ValueError, RuntimeError) as exc:
-        typer.echo(f"hub ingest cad: {describe_failure(exc, 1000)}", err=True)
-        raise typer.Exit(1) from None
-    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        fail(f"hub ingest cad: {describe_failure(exc, 1000)}")
+    emit_json(result, sort_keys=True)
     if strict and result["dead_lettered"]:
         raise typer.Exit(3)

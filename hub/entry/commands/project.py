@@ -6,7 +6,6 @@ SIGTERM (the current batch commits or rolls back as a whole)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from typing import Annotated
 
@@ -14,6 +13,7 @@ import typer
 
 from hub.bootstrap import open_runtime
 from hub.entry.commands import run_or_exit
+from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.projector import project as run_projector
 
@@ -49,6 +49,6 @@ def project(
         "outcome_records_published": stats.published,
     }
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
+        emit_json(out)
     else:
         typer.echo("project: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in out.items()))

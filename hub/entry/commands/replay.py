@@ -4,7 +4,6 @@ only the events the hub had recorded at that time are used."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
+from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.replay import replay_into
 
@@ -56,7 +56,7 @@ def replay(
         "rows": stats.rows,
     }
     if as_json:
-        typer.echo(json.dumps(out, indent=2))
+        emit_json(out)
     else:
         typer.echo(
             f"replay into {into}: {stats.facts} facts from {stats.records} records, {stats.rows} rows"

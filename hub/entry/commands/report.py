@@ -1,7 +1,8 @@
 """``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
 
-``--json`` prints the stable document of :func:`projections.queries.report` (version 1):
+``--json`` prints the stable document of :meth:`projections.queries.ReadModelReader.report`
+(version 1), in the agency's time zone:
 ``headline`` holds the shares of behavioral-health calls with no enforcement action, a
 voluntary mental-health transport and an enforcement action (arrest or citation), and the
 share of people with 3+ contacts enrolled in services; every cell is
@@ -9,7 +10,6 @@ share of people with 3+ contacts enrolled in services; every cell is
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ import typer
 
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
 from projections.reporting import HEADLINE_LABELS, cell_text
@@ -48,32 +49,23 @@ def report(
     """Print the outcome report."""
 
     if by not in (None, "month", "area"):
-        typer.echo("error: --by must be month or area", err=True)
-        raise typer.Exit(2)
+        fail("--by must be month or area", EXIT_USAGE)
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
     if start and end and start > end:
-        typer.echo("error: --from is after --to", err=True)
-        raise typer.Exit(2)
+        fail("--from is after --to", EXIT_USAGE)
     settings = get_settings()
     target_schema = schema or settings.postgres.schema_
 
     async def go():
         async with open_pool(settings, max_size=2) as pool:
-            return await queries.report(
-                pool,
-                target_schema,
-                date_from=start,
-                date_to=end,
-                by=by,  # type: ignore[arg-type]
-                tz=settings.agency_timezone,
-                small_cell_max=settings.projections.small_cell_max,
-            )
+            reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
+            return await reader.report(date_from=start, date_to=end, by=by)  # type: ignore[arg-type]
 
     doc = run_or_exit(
         go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"
     )
     if as_json:
-        typer.echo(json.dumps(queries.jsonable(doc), indent=2))
+        emit_json(queries.jsonable(doc))
         return
     span = f"{doc['from'] or 'start'} .. {doc['to'] or 'now'}"
     typer.echo(f"Outcome report, behavioral-health calls, {span} (cells of 1-10 suppressed)")

@@ -14,13 +14,13 @@ Both are person-level reads, held to the read API's rules:
 
 ``--json`` prints ``{"incident_id", "summary", "entries"}`` or ``{"person", "canonical",
 "members", "summary", "entries"}``; entries as returned by
-:func:`projections.queries.incident_timeline` / :func:`~projections.queries.person_timeline`
-with ``detail`` rendered and an ``erased`` flag."""
+:meth:`projections.queries.ReadModelReader.incident_timeline` /
+:meth:`~projections.queries.ReadModelReader.person_timeline` with ``detail`` rendered and an
+``erased`` flag."""
 
 from __future__ import annotations
 
 import getpass
-import json
 import uuid
 from typing import Annotated, Any
 
@@ -32,6 +32,7 @@ from hub.entry.api.roles import PURPOSES, BadPurpose, Family, normalize_purpose
 from hub.entry.commands import run_or_exit
 from hub.kernel.audit import AccessLog, AccessRecord, Operator
 from hub.kernel.db import open_pool
+from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
 
@@ -64,40 +65,33 @@ def timeline(
     """Print one timeline (after logging the read)."""
 
     if (incident is None) == (person is None):
-        typer.echo("error: give exactly one of --incident or --person", err=True)
-        raise typer.Exit(2)
+        fail("give exactly one of --incident or --person", EXIT_USAGE)
     try:
         why = normalize_purpose(purpose)
     except BadPurpose:
         accepted = ", ".join(sorted(PURPOSES))
-        typer.echo(f"error: --purpose is required for person-level reads; one of: {accepted}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"--purpose is required for person-level reads; one of: {accepted}", EXIT_USAGE)
     who = (actor or default_actor()).strip()
     if not who:
-        typer.echo("error: --actor is blank", err=True)
-        raise typer.Exit(2)
+        fail("--actor is blank", EXIT_USAGE)
     settings = get_settings()
     target_schema = schema or settings.postgres.schema_
     family = Family.INCIDENT_TIMELINE if incident is not None else Family.PERSON_TIMELINE
     subject = incident if incident is not None else person
     assert subject is not None
 
-    async def read(pool: Any) -> dict[str, Any] | None:
+    async def read(reader: queries.ReadModelReader) -> dict[str, Any] | None:
         if incident is not None:
-            entries = await queries.incident_timeline(
-                pool, target_schema, incident, role=role, include_part2=not no_part2
-            )
-            summary = await queries.incident_summary(pool, target_schema, incident)
+            entries = await reader.incident_timeline(incident, role=role, include_part2=not no_part2)
+            summary = await reader.incident_summary(incident)
             if summary is None and not entries:
                 return None
             return {"incident_id": incident, "summary": summary, "entries": entries}
         assert person is not None
-        summary = await queries.person_summary(pool, target_schema, person)
+        summary = await reader.person_summary(person)
         if summary is None:
             return None
-        entries = await queries.person_timeline(
-            pool, target_schema, person, role=role, include_part2=not no_part2
-        )
+        entries = await reader.person_timeline(person, role=role, include_part2=not no_part2)
         return {
             "person": person,
             "canonical": summary["person"],
@@ -109,7 +103,7 @@ def timeline(
     async def go() -> dict[str, Any] | None:
         async with open_pool(settings, max_size=2) as pool:
             await migrate_all(pool, settings)
-            result = await read(pool)
+            result = await read(queries.ReadModelReader.from_settings(pool, settings, schema=target_schema))
             if result is not None:  # summaries carry no sealed content (projections.timelines)
                 entries = result["entries"]
                 result["entries"] = await render_sealed(pool, settings.core_schema, entries, "detail")
@@ -129,10 +123,9 @@ def timeline(
 
     result = run_or_exit(go(), f"cannot read and log the timeline (schema {target_schema}); nothing shown")
     if result is None:
-        typer.echo(f"error: no such {'incident' if incident else 'person'}", err=True)
-        raise typer.Exit(1)
+        fail(f"no such {'incident' if incident else 'person'}")
     if as_json:
-        typer.echo(json.dumps(queries.jsonable(result), indent=2))
+        emit_json(queries.jsonable(result))
         return
     head = f"incident {incident}" if incident else f"person {person} (linked: {', '.join(result['members'])})"
     typer.echo(f"{head}: {len(result['entries'])} entries")

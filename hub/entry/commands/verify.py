@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Annotated
 
 import typer
 
 from hub.bootstrap import open_runtime
+from hub.kernel.output import emit_json, fail
 from hub.kernel.seal import Sealer
 from hub.kernel.settings import get_settings
 from hub.kernel.verify import run_verify
@@ -39,7 +39,7 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="stable JSON out
 
     report = asyncio.run(go())
     if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        emit_json(report.to_json())
     else:
         for b in report.breaks:
             typer.echo(b.describe(), err=True)
@@ -62,8 +62,7 @@ def seal(
 ) -> None:
     """Extend each fact partition's hash chain and commit seals to the seal topic and PostgreSQL."""
     if once and interval is not None:
-        typer.echo("error: --once and --interval exclude each other", err=True)
-        raise typer.Exit(1)
+        fail("--once and --interval exclude each other")
 
     async def go() -> None:
         async with open_runtime(get_settings(), ensure_topics=False) as rt:

@@ -12,9 +12,9 @@ from projection_scenario import scenario
 
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
-from projections import queries
 from projections import tables as T
 from projections.projector import project
+from projections.queries import ReadModelReader
 from projections.replay import ReplayError, replay_into
 from projections.store import snapshot
 from schemas.topics import fact_topic, outcome_topic
@@ -73,7 +73,8 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
         await replay_into(rt.settings, rt.pool, full)
 
     # the report and the outcome topic: headline present, no published small cell
-    doc = await queries.report(rt.pool, live, tz="UTC")
+    reader = ReadModelReader.from_settings(rt.pool, rt.settings, schema=live)
+    doc = await reader.report()
     head = doc["headline"]
     assert head["calls"]["value"] == len(
         [e for e in first + second if e.type.startswith("cad.call.received") and e.data["behavioral_health"]]
@@ -90,8 +91,8 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
 
     # timelines: every fact of an incident, in time order, CAD lines visible to dispatchers
     inc = next(e for e in first if e.type.startswith("cad.call.received")).subject
-    entries = await queries.incident_timeline(rt.pool, live, inc)
+    entries = await reader.incident_timeline(inc)
     assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
     assert {e["event_id"] for e in entries} >= {e.id for e in first if e.subject == inc}
-    dispatcher = await queries.incident_timeline(rt.pool, live, inc, role="dispatcher")
+    dispatcher = await reader.incident_timeline(inc, role="dispatcher")
     assert dispatcher and all(e["system"] == "cad" for e in dispatcher)

@@ -13,9 +13,9 @@ from projection_scenario import scenario
 from hub.bootstrap import open_runtime
 from hub.kernel.namespace import Namespace
 from hub.kernel.runtime import Runtime
-from projections import queries
 from projections import tables as T
 from projections.projector import project
+from projections.queries import ReadModelReader
 from projections.replay import replay_into
 from projections.store import snapshot
 from tests.conftest import session_settings
@@ -47,7 +47,7 @@ async def test_orphan_copies_do_not_double_count(proj_rt: Runtime) -> None:
     with_orphans = await snapshot(rt.pool, live, T.READ_MODELS)
     assert len(with_orphans["facts"]) == len(envs)
     calls = [e for e in envs if e.type.startswith("cad.call.received") and e.data["behavioral_health"]]
-    head = (await queries.report(rt.pool, live, tz="UTC"))["headline"]
+    head = (await ReadModelReader.from_settings(rt.pool, rt.settings, schema=live).report())["headline"]
     assert head["calls"]["value"] == len(calls)
 
     # a replay of the same log keeps the same first copies: it equals the live read models
