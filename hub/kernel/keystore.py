@@ -220,9 +220,8 @@ class TokenKeyring:
                     destroyed.add(kid)
         if missing:
             try:
-                async with asyncio.timeout(self.timeout):
-                    async with self.pool.acquire() as conn:
-                        loaded = await self._load(conn, missing, create)
+                async with self.pool.acquire(timeout=self.timeout) as conn:
+                    loaded = await self._load(conn, missing, create, bound=self.timeout)
             except TimeoutError:
                 raise ServiceUnavailable(f"key store did not answer within {self.timeout:g}s") from None
             for kid, key in loaded.items():
@@ -233,52 +232,60 @@ class TokenKeyring:
                 keys.setdefault(kid, None)  # not created, not asked to create: absence is not cached
         return keys, destroyed
 
-    async def _load(self, conn: Conn, kids: list[str], create: bool) -> dict[str, bytes | None]:
+    async def _load(
+        self, conn: Conn, kids: list[str], create: bool, bound: float | None = None
+    ) -> dict[str, bytes | None]:
         """Key id → key (None: destroyed) for the rows of ``kids`` (created first when
-        ``create``); absent rows are left out. Remembers what it read."""
+        ``create``); absent rows are left out. Remembers what it read. Each PostgreSQL
+        statement gives up after ``bound`` seconds (TimeoutError); token work is not
+        bounded by it (a batch of new persons takes a few milliseconds each)."""
+
+        async def pg(aw: Any) -> Any:
+            return await (aw if bound is None else asyncio.wait_for(aw, bound))
+
+        table = f"{self.schema}.person_keys"
         if create:
             present = {
                 r["kid"]
-                for r in await conn.fetch(
-                    f"SELECT kid FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
-                )
+                for r in await pg(conn.fetch(f"SELECT kid FROM {table} WHERE kid = ANY($1::text[])", kids))
             }
             fresh = [kid for kid in kids if kid not in present]
             if fresh:
-                made = [(kid, self.token.create(kid)) for kid in fresh]
-                blobs = [
-                    self.token.encrypt(tid, kid, AESGCM.generate_key(bit_length=256)) for kid, tid in made
-                ]
+                made = await self.token.create_wrapped(
+                    [(kid, AESGCM.generate_key(bit_length=256)) for kid in fresh]
+                )
                 won = {
                     r["kid"]
-                    for r in await conn.fetch(
-                        f"INSERT INTO {self.schema}.person_keys (kid, wrapped, token_id) "
+                    for r in await pg(conn.fetch(
+                        f"INSERT INTO {table} (kid, wrapped, token_id) "
                         "SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[]) "
                         "ON CONFLICT (kid) DO NOTHING RETURNING kid",
-                        [k for k, _ in made], blobs, [t for _, t in made],
-                    )
+                        fresh, [blob for _, blob in made], [tid for tid, _ in made],
+                    ))
                 }
-                for kid, tid in made:
+                for kid, (tid, _) in zip(fresh, made, strict=True):
                     if kid not in won:  # another process created it first: keep theirs
                         self.token.destroy_id(tid)
-        rows = await conn.fetch(
-            f"SELECT kid, wrapped, token_id FROM {self.schema}.person_keys WHERE kid = ANY($1::text[])", kids
+        rows = await pg(
+            conn.fetch(f"SELECT kid, wrapped, token_id FROM {table} WHERE kid = ANY($1::text[])", kids)
         )
+        on_token = [r for r in rows if r["wrapped"] is not None and r["token_id"] is not None]
+        opened = await self.token.decrypt_many(
+            [(bytes(r["token_id"]), r["kid"], bytes(r["wrapped"])) for r in on_token]
+        )
+        keys: dict[str, bytes | None] = {r["kid"]: k for r, k in zip(on_token, opened, strict=True)}
         out: dict[str, bytes | None] = {}
         for r in rows:
-            key = await self._open_row(conn, r["kid"], r["wrapped"], r["token_id"])
+            key = keys[r["kid"]] if r["kid"] in keys else await self._open_row(conn, r["kid"], r["wrapped"])
             self._remember(r["kid"], key)
             out[r["kid"]] = key
         return out
 
-    async def _open_row(
-        self, conn: Conn, kid: str, wrapped: bytes | None, token_id: bytes | None
-    ) -> bytes | None:
+    async def _open_row(self, conn: Conn, kid: str, wrapped: bytes | None) -> bytes | None:
+        """A row not on the token: a tombstone (None), or a row from before the token
+        (wrapped by ``master.key``), which is moved to the token."""
         if wrapped is None:
             return None  # tombstone
-        if token_id is not None:
-            return self.token.decrypt(bytes(token_id), kid, bytes(wrapped))  # None: token key destroyed
-        # a row from before the token: wrapped by master.key; move it to the token
         if self._master is None:
             self._master = secret_bytes(self.settings, "master.key")
         key = unwrap_key(self._master, kid, bytes(wrapped))

@@ -34,6 +34,7 @@ on first use with a PIN generated under ``state_dir/keys/token.pin``. Production
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import secrets
@@ -64,6 +65,14 @@ SOFTHSM_MODULES = (
 PIN_FILE = "token.pin"
 MIN_PIN = 8
 NONCE = 12
+
+
+#: every token key: a secret that never leaves the token and only encrypts / decrypts
+KEY_TEMPLATE = {
+    Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
+    Attribute.DECRYPT: True, Attribute.WRAP: False, Attribute.UNWRAP: False,
+    Attribute.PRIVATE: True, Attribute.MODIFIABLE: False,
+}
 
 
 class TokenError(InfraError):
@@ -199,6 +208,11 @@ def _on_token_thread(fn: Callable[[], T]) -> T:
     return _WORKER.submit(guarded).result()
 
 
+async def _on_token_thread_async(fn: Callable[[], T]) -> T:
+    """:func:`_on_token_thread` for a coroutine: the event loop is not blocked meanwhile."""
+    return await asyncio.get_running_loop().run_in_executor(_WORKER, lambda: _on_token_thread(fn))
+
+
 class _Shared:
     """The process's logged-in session per (module, label), reference counted."""
 
@@ -274,16 +288,33 @@ class Token:
 
         def run() -> None:
             self._session().generate_key(
-                KeyType.AES, 256, id=token_id, label=self.label(kid), store=True,
-                template={
-                    Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
-                    Attribute.DECRYPT: True, Attribute.WRAP: False, Attribute.UNWRAP: False,
-                    Attribute.PRIVATE: True, Attribute.MODIFIABLE: False,
-                },
+                KeyType.AES, 256, id=token_id, label=self.label(kid), store=True, template=KEY_TEMPLATE
             )
 
         _on_token_thread(run)
         return token_id
+
+    async def create_wrapped(self, items: list[tuple[str, bytes]]) -> list[tuple[bytes, bytes]]:
+        """For each (key id, data key): a new token key and the data key encrypted under it
+        (``CKA_ID``, nonce ‖ AES-GCM); one job on the token thread for the whole batch."""
+
+        def run() -> list[tuple[bytes, bytes]]:
+            out = []
+            for kid, data_key in items:
+                token_id, nonce = os.urandom(16), os.urandom(NONCE)
+                key = self._session().generate_key(
+                    KeyType.AES, 256, id=token_id, label=self.label(kid), store=True, template=KEY_TEMPLATE,
+                )
+                params = GCMParams(nonce, kid.encode(), 128)
+                sealed = key.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+                out.append((token_id, nonce + bytes(sealed)))
+            return out
+
+        return await _on_token_thread_async(run)
+
+    async def decrypt_many(self, rows: list[tuple[bytes, str, bytes]]) -> list[bytes | None]:
+        """:meth:`decrypt` of each (token id, key id, blob), one job on the token thread."""
+        return await _on_token_thread_async(lambda: [self.decrypt(t, k, b) for t, k, b in rows])
 
     def encrypt(self, token_id: bytes, kid: str, plaintext: bytes) -> bytes:
         """nonce ‖ AES-GCM(token key, plaintext, aad = key id), computed on the token."""
