@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchToken, PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import NoSuchToken, ObjectHandleInvalid, PKCS11Error, UserAlreadyLoggedIn
 from pkcs11.mechanisms import GCMParams
 
 from hub.kernel.errors import ConfigError, InfraError
@@ -218,6 +218,9 @@ class _Shared:
 
     lock = threading.Lock()
     sessions: dict[tuple[str, str], tuple[Any, int]] = {}
+    #: CKA_ID → object of the shared session (a C_FindObjects is a scan of every object:
+    #: one enumeration fills this for all of them; a stale entry is dropped on use)
+    handles: dict[tuple[str, str], dict[bytes, Any]] = {}
 
 
 class Token:
@@ -275,6 +278,7 @@ class Token:
                 _Shared.sessions[self._key] = (session, refs - 1)
                 return
             del _Shared.sessions[self._key]
+            _Shared.handles.pop(self._key, None)
         _on_token_thread(session.close)
 
     # -- keys
@@ -305,6 +309,7 @@ class Token:
                 key = self._session().generate_key(
                     KeyType.AES, 256, id=token_id, label=self.label(kid), store=True, template=KEY_TEMPLATE,
                 )
+                self._cache()[token_id] = key
                 params = GCMParams(nonce, kid.encode(), 128)
                 sealed = key.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=params)
                 out.append((token_id, nonce + bytes(sealed)))
@@ -339,6 +344,9 @@ class Token:
             params = GCMParams(blob[:NONCE], kid.encode(), 128)
             try:
                 return bytes(key.decrypt(blob[NONCE:], mechanism=Mechanism.AES_GCM, mechanism_param=params))
+            except ObjectHandleInvalid:  # destroyed by another process since it was cached
+                self._cache().pop(token_id, None)
+                return None
             except PKCS11Error:
                 raise TokenError(f"the data key of {kid} does not open under its token key") from None
 
@@ -355,6 +363,7 @@ class Token:
             if found is not None:
                 objs[found.handle] = found
             for o in objs.values():
+                self._forget(o)
                 o.destroy()
             return len(objs)
 
@@ -366,6 +375,7 @@ class Token:
         def run() -> None:
             found = self._find(token_id)
             if found is not None:
+                self._forget(found)
                 found.destroy()
 
         _on_token_thread(run)
@@ -382,6 +392,7 @@ class Token:
             ]
             labels = sorted(str(o[Attribute.LABEL]) for o in objs)
             for o in objs:
+                self._forget(o)
                 o.destroy()
             return labels
 
@@ -389,9 +400,25 @@ class Token:
 
     # -- internals (on the token thread)
 
+    def _cache(self) -> dict[bytes, Any]:
+        return _Shared.handles.setdefault(self._key, {})
+
     def _find(self, token_id: bytes) -> Any:
-        query = {Attribute.ID: token_id, Attribute.CLASS: ObjectClass.SECRET_KEY}
-        return next(iter(self._session().get_objects(query)), None)
+        """The token key with ``CKA_ID`` ``token_id`` (None: not on the token). A miss
+        enumerates every secret key once and caches them all."""
+        cache = self._cache()
+        hit = cache.get(token_id)
+        if hit is not None:
+            return hit
+        cache.clear()
+        for obj in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+            cache[bytes(obj[Attribute.ID])] = obj
+        return cache.get(token_id)
+
+    def _forget(self, obj: Any) -> None:
+        cache = self._cache()
+        for tid in [t for t, o in cache.items() if o.handle == obj.handle]:
+            del cache[tid]
 
     def _session(self) -> Any:
         if not self._open:
