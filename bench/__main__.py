@@ -37,6 +37,7 @@ from pathlib import Path
 from bench.phases import append_and_replay, cad_ingest_and_rebuild, live_projection
 from bench.report import BenchError, Row, table
 from bench.workspace import Workspace
+from hub.kernel.logs import configure_logging
 from hub.kernel.settings import get_settings
 
 
@@ -114,6 +115,7 @@ def summary(rows: list[Row]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = get_settings()
+    configure_logging(settings)
     ws = Workspace(settings)
     load = os.getloadavg()
     started = time.perf_counter()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
@@ -26,8 +27,9 @@ from connectors.core.records import RevisionKey
 from connectors.core.state import PostgresRevisionStore
 from hub.bootstrap import open_runtime
 from hub.devtools.simulate.feeds import csv_table, encounter_events
-from hub.devtools.simulate.model import County, CountyModel
+from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.pipeline import case_envelopes, county_envelopes
+from hub.kernel.db import open_pool
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
@@ -78,7 +80,7 @@ def county(seed: int, days: int, calls_per_day: int) -> County:
 def write_csv_drop(c: County, profile: Profile, directory: Path) -> list[Path]:
     """One CSV export per simulated day in ``profile``'s layout, as ``hub simulate csv``
     writes them (about 1 % damaged rows, which the connector dead-letters)."""
-    by_day: dict[str, list] = {}  # type: ignore[type-arg]
+    by_day: dict[str, list[SimCall]] = {}
     for call in c.calls:
         by_day.setdefault(call.cad_number[:5], []).append(call)
     paths = []
@@ -229,7 +231,11 @@ async def copy_floor(settings: Settings, rt: Runtime, schema: str) -> int:
     topics = family_topics(settings.kafka.topic_prefix)
     async for rec in scan_records(KafkaClients(settings.kafka), topics, role="bench-floor"):
         rows.append((rec.topic, rec.partition, rec.offset))
-    async with rt.pool.acquire() as conn, conn.transaction():
+    async with (
+        open_pool(settings, role="owner", max_size=1) as owner,
+        owner.acquire() as conn,
+        conn.transaction(),
+    ):
         await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'CREATE TABLE "{schema}".records (topic text, "partition" int, "offset" bigint)')
         await conn.copy_records_to_table(
@@ -316,7 +322,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
     profile = load_profile("seattle")
     c = county(11, days, per_day)
     paths = write_csv_drop(c, profile, tmp)
-    by_file = [
+    by_file: list[list[tuple[bytes, bytes, list[tuple[str, bytes]]]]] = [
         [
             (
                 json.dumps(r.fields if r.fields is not None else {"raw": r.raw.decode()}).encode(),
@@ -399,7 +405,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
 
         schema = ws.schema("rebuild")
         with measured() as ours:
-            stats = await replay_into(settings, rt.pool, schema)
+            stats = await replay_into(settings, rt.pool, rt.kafka, schema)
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema("floor"))
         expect(
@@ -433,7 +439,7 @@ class TimedProjector(Projector):
 
     first_batch_at: float | None = None
 
-    async def apply_events(self, events: Sequence) -> None:  # type: ignore[type-arg]
+    async def apply_events(self, events: Sequence[Any]) -> None:
         if self.first_batch_at is None:
             self.first_batch_at = time.perf_counter()
         await super().apply_events(events)
@@ -459,7 +465,7 @@ async def live_projection(ws: Workspace, days: int, per_day: int) -> list[Row]:
             started = time.perf_counter()
             stats = await projector.run(until_caught_up=True)
         with measured() as base:
-            replayed = await replay_into(settings, rt.pool, ws.schema("live_replay"))
+            replayed = await replay_into(settings, rt.pool, rt.kafka, ws.schema("live_replay"))
         applied = stats.records - stats.skipped  # re-deliveries after a rebalance are skipped
         expect(
             applied == replayed.records == total and stats.new_facts == replayed.facts,

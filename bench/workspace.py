@@ -70,7 +70,7 @@ class Workspace:
             except Exception as exc:
                 problems.append(f"namespace {prefix}: {type(exc).__name__}: {exc}")
         try:
-            async with open_pool(self.base, max_size=1) as pool:
+            async with open_pool(self.base, role="owner", max_size=1) as pool:
                 for schema in self.schemas:
                     await pool.execute(f'DROP SCHEMA IF EXISTS "{check_schema_name(schema)}" CASCADE')
         except Exception as exc:

@@ -19,20 +19,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import asyncpg
 
 from connectors.core.state import STATE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
-from hub.kernel.audit import ACCESS_LOG_MIGRATIONS
-from hub.kernel.db import CORE_MIGRATIONS, MigrationSet, migrate_namespace
+from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
+from hub.kernel.db import (
+    CORE_MIGRATIONS,
+    MigrationSet,
+    migrate_namespace,
+    namespace_schemas,
+    open_owner_pool,
+    open_pool,
+    prepare_sets,
+)
+from hub.kernel.errors import InfraError
+from hub.kernel.kafka import KafkaClients
+from hub.kernel.quarantine import RECORD_MAC_MIGRATIONS, record_cutover
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
+from hub.kernel.topics import ensure_topics
 from projections.store import READ_MODEL_MIGRATIONS
 
 #: every migration set of the hub, applied in this order when a process opens
 MIGRATIONS: tuple[MigrationSet, ...] = (
     CORE_MIGRATIONS,
+    RECORD_MAC_MIGRATIONS,
     STATE_MIGRATIONS,
     LEDGER_MIGRATIONS,
     ACCESS_LOG_MIGRATIONS,
@@ -45,12 +59,46 @@ async def open_runtime(
     settings: Settings | None = None, *, ensure_topics: bool = True
 ) -> AsyncIterator[Runtime]:
     """A started :class:`Runtime` with every migration set applied (see the kernel's
-    :meth:`Runtime.open` for what opening does)."""
+    :meth:`Runtime.open` for what opening does). The first open of a namespace records
+    where record MACs began (:func:`hub.kernel.quarantine.record_cutover`)."""
     async with Runtime.open(settings, migrations=MIGRATIONS, ensure_topics=ensure_topics) as rt:
+        await record_cutover(rt.pool, rt.settings.core_schema, rt.kafka, rt.settings.kafka.topic_prefix)
         yield rt
 
 
 async def migrate_all(pool: asyncpg.Pool, settings: Settings) -> None:
-    """Apply every migration set to ``settings``' namespace through a bare pool (processes
-    that read PostgreSQL only, such as the read API)."""
+    """Apply every migration set to ``settings``' namespace through ``pool``, an OWNER pool
+    (``hub.kernel.db.open_pool(settings, role="owner")``), granting the runtime role."""
     await migrate_namespace(pool, settings, MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a process that only reads PostgreSQL needs: a RUNTIME-role pool and the audit
+    topic its access-log rows go to."""
+
+    pool: asyncpg.Pool
+    audit: AuditTopic
+
+    def access_log(self, settings: Settings) -> AccessLog:
+        return AccessLog(self.pool, settings.core_schema, self.audit)
+
+
+@asynccontextmanager
+async def open_reader(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[Reader]:
+    """For processes that read PostgreSQL only (the read API, ``hub timeline``): make sure
+    the topic catalogue exists (the audit topic), apply every migration set through a
+    short-lived owner connection (``postgres.migrations: check``: only check them as the
+    runtime role), then yield a :class:`Reader` (pool and producer closed on exit)."""
+    report = await ensure_topics(settings)
+    if report.errors:
+        raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
+    audit = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
+    try:
+        async with open_pool(settings, role="runtime", max_size=max_size) as pool:
+            async with open_owner_pool(settings) as owner:
+                for home, schema in namespace_schemas(settings):
+                    await prepare_sets(settings, owner, pool, MIGRATIONS, home, schema)
+            yield Reader(pool, audit)
+    finally:
+        await audit.stop()

@@ -23,11 +23,16 @@ Effectively once comes from PostgreSQL, not from faust:
   otherwise be acked past the stored positions while the worker kept consuming); the
   restart resumes from the stored positions.
 
-Bad records (not a valid envelope, unknown type, payload that fails validation) are
-dead-lettered (``<prefix>.deadletter.hub``, stage ``project``) and their offset is still
-consumed, so nothing blocks and nothing is silently dropped. The outcome topic is
-republished for the months a batch changed, at most every ``PUBLISH_INTERVAL`` seconds
-while busy and whenever the worker is idle (suppression works on whole month tables).
+Only facts the hub appended are folded: every fresh record is checked first
+(:class:`hub.kernel.quarantine.RecordGuard`: a valid record MAC, or a pre-MAC record the
+event index confirms at its offset); a record that fails is quarantined
+(``<prefix>.deadletter.quarantine``, ``hub_records_quarantined_total{consumer="projector"}``)
+and its offset consumed, never folded. Bad records (not a valid envelope, unknown type,
+payload that fails validation) are dead-lettered (``<prefix>.deadletter.hub``, stage
+``project``) and their offset is still consumed, so nothing blocks and nothing is
+silently dropped. The outcome topic is republished for the months a batch changed, at
+most every ``PUBLISH_INTERVAL`` seconds while busy and whenever the worker is idle
+(suppression works on whole month tables).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ class ProjectorStats:
     duplicates: int = 0
     skipped: int = 0
     dead_lettered: int = 0
+    quarantined: int = 0
     published: int = 0
     months: set = field(default_factory=set)
 
@@ -104,6 +110,8 @@ class Projector:
         self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings))
         self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema, rt.kafka)
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
+        self.guard = rt.record_guard()
+        self.quarantine = rt.quarantine("projector")
         self.stats = ProjectorStats()
         self.app: faust.App | None = None
         self.failure: BaseException | None = None
@@ -197,7 +205,14 @@ class Projector:
         stored = await self.store.positions()
         fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
         self.stats.skipped += len(records) - len(fresh)
-        consumed = [await self._to_consumed(r) for r in fresh]
+        consumed = []
+        for rec, refused in zip(fresh, await self.guard.check(fresh), strict=True):
+            if refused is None:
+                consumed.append(await self._to_consumed(rec))
+            else:  # never folded; its offset is still consumed
+                await self.quarantine.put(rec, refused)
+                self.stats.quarantined += 1
+                consumed.append(Consumed(rec.topic, rec.partition, rec.offset, None))
         result = await self.store.apply_batch(consumed)
         s = self.stats
         s.batches += 1

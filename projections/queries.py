@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
@@ -30,7 +30,7 @@ from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import family_topics
 from hub.kernel.settings import Settings
 from projections import reporting
-from projections.reporting import HEADLINES, REPORT_VERSION  # noqa: F401 - re-exported
+from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
 
 Conn = Executor
 
@@ -128,7 +128,7 @@ class ReadModelReader:
         *,
         date_from: date | None = None,
         date_to: date | None = None,
-        by: Literal["month", "area"] | None = None,
+        by: Grain | None = None,
     ) -> dict[str, Any]:
         """Outcome counts of behavioral-health calls, in total and per month or per area,
         suppressed as one table (:func:`projections.reporting.outcome_table`: areas at the
@@ -192,7 +192,7 @@ class ReadModelReader:
         *,
         date_from: date | None = None,
         date_to: date | None = None,
-        by: Literal["month", "area"] | None = None,
+        by: Grain | None = None,
     ) -> dict[str, Any]:
         """The outcome report (``hub report --json``), schema version 1::
 

@@ -19,13 +19,27 @@ import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
 from projections.suppression import Equation, suppress
+
+#: how report rows are grouped (``--by`` / ``?by=``)
+Grain = Literal["month", "area"]
+GRAINS: tuple[Grain, ...] = ("month", "area")
+
+
+def parse_grain(value: str | None) -> Grain | None:
+    """``value`` as a :data:`Grain` (``None`` stays ``None``); raises ValueError otherwise."""
+    if value is None:
+        return None
+    if value not in GRAINS:
+        raise ValueError(f"by must be one of {', '.join(GRAINS)}")
+    return value
+
 
 REPORT_VERSION = 1
 # the grains an area can be published at, finest first; "area" = none published

@@ -10,9 +10,9 @@ from pydantic import AwareDatetime
 
 from schemas.base import Frozen, Sealed
 
-Stage = Literal["parse", "validate", "map", "deliver", "inbound", "project"]
+Stage = Literal["parse", "validate", "map", "deliver", "inbound", "project", "quarantine"]
 #: which kind of outside system a dead letter came from (its topic: ``<prefix>.deadletter.<family>``)
-SourceFamily = Literal["cad", "cases", "ehr", "hub"]
+SourceFamily = Literal["cad", "cases", "ehr", "hub", "quarantine"]
 
 
 class DeadLetter(Frozen):

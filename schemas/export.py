@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from schemas.audit import AuditRecord
 from schemas.base import EVENT_TYPES
 from schemas.deadletter import DeadLetter
 from schemas.envelope import Envelope
@@ -46,7 +47,7 @@ DEIDENTIFICATION_RULES = [
 class ExtraMessage:
     name: str
     model: type[BaseModel]
-    topic_kind: str  # "seal", "outcome", "deadletter" or "fact"
+    topic_kind: str  # "seal", "outcome", "deadletter", "audit" or "fact"
     description: str
 
 
@@ -55,6 +56,12 @@ EXTRA_MESSAGES: dict[str, ExtraMessage] = {
     m.name: m
     for m in (
         ExtraMessage("seal", SealRecord, "seal", "A hash-chain seal over one fact partition's records."),
+        ExtraMessage(
+            "audit.record",
+            AuditRecord,
+            "audit",
+            "One row of an audit table (access log, dead-letter access) as written; key `table:id`.",
+        ),
         ExtraMessage(
             "outcome.record",
             OutcomeRecord,
@@ -148,8 +155,17 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             "contentType": "application/json",
             "headers": {
                 "type": "object",
-                "properties": {"ce_id": {"type": "string"}, "ce_type": {"const": event_type}},
-                "required": ["ce_id", "ce_type"],
+                "properties": {
+                    "ce_id": {"type": "string"},
+                    "ce_type": {"const": event_type},
+                    "hub_mac_kid": {"type": "string", "description": "id of the record-MAC key"},
+                    "hub_mac": {
+                        "type": "string",
+                        "description": "HMAC-SHA256 (64 hex characters) over topic, key, value and the other "
+                        "headers (hub.kernel.recordmac); consumers quarantine records without a valid one",
+                    },
+                },
+                "required": ["ce_id", "ce_type", "hub_mac_kid", "hub_mac"],
             },
             "payload": {
                 "allOf": [
@@ -203,7 +219,7 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             channel["description"] += " De-identification rules: " + "; ".join(DEIDENTIFICATION_RULES) + "."
             channel["x-deidentification"] = {"small_cell_range": [1, 10], "rules": DEIDENTIFICATION_RULES}
         channels[cid] = channel
-        action = "send" if spec.kind in ("fact", "deadletter", "seal") else "receive"
+        action = "send" if spec.kind in ("fact", "deadletter", "seal", "audit") else "receive"
         operations[f"{action}-{cid}"] = {
             "action": action,
             "channel": {"$ref": f"#/channels/{cid}"},
@@ -221,9 +237,10 @@ def asyncapi(prefix: str = "hub") -> dict[str, Any]:
             "version": CONTRACT_VERSION,
             "description": (
                 "Append-only Kafka topics of the hub. Fact topics keep records forever; every record is a "
-                "CloudEvents 1.0 envelope (JSON) whose `data` is the event payload, with headers ce_id and "
-                "ce_type. Event types carry a version; older versions are upcast on read. Person identifiers "
-                "are keyed-HMAC pseudonyms; clinical content is sealed per person. Topic names are "
+                "CloudEvents 1.0 envelope (JSON) whose `data` is the event payload, with headers ce_id, "
+                "ce_type and the record MAC (hub_mac_kid, hub_mac). Event types carry a version; older "
+                "versions are upcast on read. Person identifiers are keyed-HMAC pseudonyms; clinical "
+                "content is sealed per person. Topic names are "
                 f"`<prefix>.<kind>.<name>` (shown for prefix `{prefix}`). Dead-letter sources: "
                 + ", ".join(DEADLETTER_SOURCES)
                 + "."

@@ -2,7 +2,8 @@
 
 Fact topics keep records forever (``retention.ms=-1``, ``cleanup.policy=delete``);
 outcome topics for analysts are compacted; one dead-letter topic per source family; one
-seal topic for tamper evidence. Names are ``<prefix>.<kind>.<name>`` so a test or a
+seal topic for tamper evidence; one audit topic (every access-log and dead-letter-reveal
+row, kept forever and sealed like a fact partition). Names are ``<prefix>.<kind>.<name>`` so a test or a
 second tenant can use another prefix on the same cluster.
 """
 
@@ -13,8 +14,8 @@ from typing import Literal
 
 from schemas.base import FAMILIES
 
-DEADLETTER_SOURCES = ("cad", "cases", "ehr", "hub")
-Kind = Literal["fact", "outcome", "deadletter", "seal"]
+DEADLETTER_SOURCES = ("cad", "cases", "ehr", "hub", "quarantine")
+Kind = Literal["fact", "outcome", "deadletter", "seal", "audit"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ def outcome_topic(prefix: str) -> str:
 
 def seal_topic(prefix: str) -> str:
     return f"{prefix}.seals"
+
+
+def audit_topic(prefix: str) -> str:
+    return f"{prefix}.audit"
 
 
 FAMILY_KEYS = {
@@ -119,8 +124,24 @@ def catalogue(
             "hash-chain seals over each fact partition (tamper evidence)",
         )
     )
+    specs.append(
+        TopicSpec(
+            audit_topic(prefix),
+            "audit",
+            "table:row id",
+            1,
+            replication_factor,
+            _forever(min_insync_replicas),
+            "every access-log and dead-letter-access row (sealed; hub verify compares it with the tables)",
+        )
+    )
     return specs
 
 
 def fact_topics(prefix: str = "hub") -> list[str]:
     return [fact_topic(prefix, fam) for fam in FAMILIES]
+
+
+def sealed_topics(prefix: str = "hub") -> list[str]:
+    """The topics ``hub seal`` chains and ``hub verify`` checks: the facts and the audit topic."""
+    return [*fact_topics(prefix), audit_topic(prefix)]

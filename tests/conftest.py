@@ -18,10 +18,11 @@ At the end of the session the prefix's topics and the schemas named ``<prefix>``
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -30,6 +31,7 @@ import pytest_asyncio
 
 from hub.devtools.infra import kafka, postgres
 from hub.kernel.db import create_pool
+from hub.kernel.logs import QUIET_LIBRARIES
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from hub.kernel.topics import TopicReport, ensure_topics
@@ -56,6 +58,25 @@ def _hermetic_unit_env(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     if "/tests/unit/" in str(request.node.path).replace("\\", "/"):
         for name in [n for n in os.environ if n.upper().startswith("HUB_")]:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _unit_logging_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A unit test that runs a ``hub`` command in-process (``CliRunner``) leaves the process's
+    logging as it found it: the root callback installs the hub's stderr handler on the
+    runner's stream (closed afterwards) and sets the root and library levels, which would
+    make a later test's log record fail to print ("--- Logging error ---" on stderr)."""
+    if "/tests/unit/" not in str(request.node.path).replace("\\", "/"):
+        yield
+        return
+    root = logging.getLogger()
+    handlers = set(root.handlers)
+    levels = {name: logging.getLogger(name).level for name in ("", *QUIET_LIBRARIES)}
+    yield
+    for handler in [h for h in root.handlers if h not in handlers and h.get_name() == "hub"]:
+        root.removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -128,8 +149,19 @@ async def topics(settings: Settings, services: Services) -> TopicReport:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def pg_pool(settings: Settings, services: Services) -> AsyncIterator[asyncpg.Pool]:
-    """An asyncpg pool on the hub database (the session's schemas are dropped by ``services``)."""
-    pool = await create_pool(settings, max_size=5)
+    """An OWNER-role pool on the hub database, for migrations and for tests that set up or
+    tamper with state as an operator would (the session's schemas are dropped by ``services``)."""
+    pool = await create_pool(settings, role="owner", max_size=5)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def runtime_pool(settings: Settings, services: Services) -> AsyncIterator[asyncpg.Pool]:
+    """A RUNTIME-role pool: what every hub process serves with (migrate with ``pg_pool`` first)."""
+    pool = await create_pool(settings, role="runtime", max_size=5)
     try:
         yield pool
     finally:

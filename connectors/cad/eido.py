@@ -1,4 +1,7 @@
-"""Pure mapping of a NENA EIDO (NENA-STA-021) JSON document into dispatch facts.
+"""Pure mapping of a NENA EIDO (NENA-STA-021) JSON document into dispatch facts: the
+document is translated into a :class:`~connectors.cad.calls.NormalizedCall`
+(:func:`normalized_call`) and the facts are built by :func:`connectors.cad.calls.call_events`,
+as for CSV rows.
 
 Tolerates both spellings in circulation:
 
@@ -21,34 +24,26 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.cad.mapping import INITIAL_REVISION, categorize, is_behavioral_health, map_disposition
+from connectors.cad.calls import NormalizedCall, UnitStatus, UnitStatusName, map_call
 from connectors.cad.profile import Profile
-from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from connectors.core.records import MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.errors import PermanentError
 from schemas.base import Area
-from schemas.dispatch import (
-    CallDisposition,
-    CallReceived,
-    CallRevised,
-    UnitCleared,
-    UnitDispatched,
-    UnitEnRoute,
-    UnitOnScene,
-)
-from schemas.envelope import Envelope, new_event
+from schemas.dispatch import UnitKind
 
 _INCIDENT_URN = re.compile(r"incidentid:([^:]+):([A-Za-z0-9_.-]+?)(?::header)?$", re.IGNORECASE)
-_UNIT_STATUS = {
-    "dispatched": UnitDispatched,
-    "assigned": UnitDispatched,
-    "enroute": UnitEnRoute,
-    "responding": UnitEnRoute,
-    "onscene": UnitOnScene,
-    "arrived": UnitOnScene,
-    "atscene": UnitOnScene,
-    "cleared": UnitCleared,
-    "available": UnitCleared,
-    "released": UnitCleared,
+#: primaryUnitStatusRegistryText (letters only, case-folded) -> the unit status it reports
+_UNIT_STATUS: dict[str, UnitStatusName] = {
+    "dispatched": "dispatched",
+    "assigned": "dispatched",
+    "enroute": "enroute",
+    "responding": "enroute",
+    "onscene": "onscene",
+    "arrived": "onscene",
+    "atscene": "onscene",
+    "cleared": "cleared",
+    "available": "cleared",
+    "released": "cleared",
 }
 
 
@@ -105,22 +100,120 @@ def parse_document(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def _unit_kind(resource: dict[str, Any]) -> str:
+#: a word of emergencyResourceTypeCommonRegistryText -> the unit kind (first match wins)
+_UNIT_KINDS: tuple[tuple[str, UnitKind], ...] = (
+    ("police", "police"),
+    ("law", "police"),
+    ("ems", "ems"),
+    ("ambulance", "ems"),
+    ("fire", "fire"),
+    ("crisis", "co_responder"),
+    ("mental", "co_responder"),
+    ("behavioral", "co_responder"),
+    ("clinician", "clinician"),
+)
+
+
+def _unit_kind(resource: dict[str, Any]) -> UnitKind:
     kind = str(ci_get(resource, "emergencyResourceTypeCommonRegistryText") or "").casefold()
-    for word, unit in (
-        ("police", "police"),
-        ("law", "police"),
-        ("ems", "ems"),
-        ("ambulance", "ems"),
-        ("fire", "fire"),
-        ("crisis", "co_responder"),
-        ("mental", "co_responder"),
-        ("behavioral", "co_responder"),
-        ("clinician", "clinician"),
-    ):
+    for word, unit in _UNIT_KINDS:
         if word in kind:
             return unit
     return "other"
+
+
+def last_update(doc: dict[str, Any]) -> datetime:
+    """The document's last-update time: its revision."""
+    return parse_timestamp(ci_get(doc, "lastUpdateTimeStamp"), "lastUpdateTimeStamp")
+
+
+def _received(calls: list[Any], incident: dict[str, Any], updated: datetime) -> datetime:
+    """The earliest call start, else the incident's last update, else the document's."""
+    started = [ci_get(c, "callStartTimestamp") for c in calls if ci_get(c, "callStartTimestamp")]
+    if started:
+        return min(parse_timestamp(s, "callComponent.callStartTimestamp") for s in started)
+    if incident:
+        return parse_timestamp(
+            ci_get(incident, "lastUpdateTimeStamp"), "incidentComponent.lastUpdateTimeStamp"
+        )
+    return updated
+
+
+def _call_types(calls: list[Any], incident: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(initial, final) call type: the call's local type, else the incident's internal, else
+    its common-registry type; the final type prefers the incident's."""
+    type_text = ci_get(incident, "incidentTypeInternalText")
+    common = ci_get(incident, "incidentTypeCommonRegistryText")
+    local_type = next((ci_get(c, "localCallType") for c in calls if ci_get(c, "localCallType")), None)
+    initial = str(local_type or type_text or common) if (local_type or type_text or common) else None
+    final = str(type_text or common) if (type_text or common) else initial
+    return initial, final
+
+
+def _units(doc: dict[str, Any]) -> tuple[UnitStatus, ...]:
+    """The status of every resource whose status is a known one, in document order."""
+    units: list[UnitStatus] = []
+    for resource in as_list(ci_get(doc, "emergencyResourceComponent")):
+        status = str(ci_get(resource, "primaryUnitStatusRegistryText") or "")
+        known = _UNIT_STATUS.get(re.sub(r"[^a-z]", "", status.casefold()))
+        if known is None:
+            continue
+        at = parse_timestamp(
+            ci_get(resource, "lastUpdateTimeStamp"), "emergencyResourceComponent.lastUpdateTimeStamp"
+        )
+        unit = str(ci_get(resource, "emergencyResourceName", "$id") or "unit")
+        units.append(UnitStatus(known, at, unit, _unit_kind(resource)))
+    return tuple(units)
+
+
+def _disposition(incident: dict[str, Any]) -> tuple[Any, Any, datetime | None]:
+    """(code, text, time) of the primary disposition, else the last one."""
+    dispositions = as_list(ci_get(incident, "dispositionComponent"))
+    chosen = next((d for d in dispositions if ci_get(d, "dispositionPrimaryIndicator")), None) or (
+        dispositions[-1] if dispositions else None
+    )
+    if chosen is None:
+        return None, None, None
+    code = ci_get(chosen, "dispositionCommonRegistryCode")
+    label = ci_get(chosen, "dispositionDescriptionText")
+    at_raw = ci_get(chosen, "lastUpdateTimeStamp")
+    if (code is None and label is None) or not at_raw:
+        return code, label, None
+    return code, label, parse_timestamp(at_raw, "dispositionComponent.lastUpdateTimeStamp")
+
+
+def normalized_call(doc: dict[str, Any], profile: Profile) -> NormalizedCall:
+    """One EIDO document as a normalized call (pure); raises :class:`EidoError` for a
+    document that is not a usable EIDO. Times are UTC (``source_timezone`` ``UTC``); the
+    revision is the document's last-update time, which also dates its ``CallRevised``."""
+    if ci_get(doc, "eidoVersion") is None:
+        raise EidoError("not an EIDO: no eidoVersion / EIDOVersion")
+    agency, number = incident_of(doc, profile)
+    updated = last_update(doc)
+    incident: dict[str, Any] = next(iter(as_list(ci_get(doc, "incidentComponent"))), {}) or {}
+    calls = as_list(ci_get(doc, "callComponent"))
+    received = _received(calls, incident, updated)
+    initial, final = _call_types(calls, incident)
+    priority = ci_get(incident, "incidentPriorityInternalText", "incidentCommonPriorityNumber")
+    beat = ci_get(incident, "beatOrDispatchGroupText")
+    units = _units(doc)
+    code, label, disposition_at = _disposition(incident)
+    return NormalizedCall(
+        agency=agency,
+        cad_number=number,
+        received=received,
+        source_timezone="UTC",
+        revision=updated.isoformat(),
+        revised_at=updated,
+        call_type_initial=initial,
+        call_type_final=final,
+        priority=str(priority) if priority is not None else None,
+        area=Area(beat=str(beat) if beat else None),
+        units=units,
+        disposition_code=code,
+        disposition_text=label,
+        disposition_at=disposition_at,
+    )
 
 
 class EidoMapper:
@@ -138,135 +231,16 @@ class EidoMapper:
         try:
             doc = self._doc(record)
             agency, number = incident_of(doc, self.profile)
-            return RevisionKey(f"{agency}:{number}", self._revision(doc))
+            return RevisionKey(f"{agency}:{number}", last_update(doc).isoformat())
         except EidoError:
             return None
 
-    @staticmethod
-    def _revision(doc: dict[str, Any]) -> str:
-        return parse_timestamp(ci_get(doc, "lastUpdateTimeStamp"), "lastUpdateTimeStamp").isoformat()
-
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
         try:
-            return self._map(self._doc(record), first_revision)
+            call = normalized_call(self._doc(record), self.profile)
         except EidoError as exc:
             return Rejection("parse", str(exc))
-
-    def _map(self, doc: dict[str, Any], first_revision: str | None) -> MapResult:
-        p = self.profile
-        version = ci_get(doc, "eidoVersion")
-        if version is None:
-            raise EidoError("not an EIDO: no eidoVersion / EIDOVersion")
-        agency, number = incident_of(doc, p)
-        incident_id = f"{agency}:{number}"
-        revision = self._revision(doc)
-        incident = next(iter(as_list(ci_get(doc, "incidentComponent"))), {}) or {}
-        calls = as_list(ci_get(doc, "callComponent"))
-        started = [ci_get(c, "callStartTimestamp") for c in calls if ci_get(c, "callStartTimestamp")]
-        if started:
-            received = min(parse_timestamp(s, "callComponent.callStartTimestamp") for s in started)
-        elif incident:
-            received = parse_timestamp(
-                ci_get(incident, "lastUpdateTimeStamp"), "incidentComponent.lastUpdateTimeStamp"
-            )
-        else:
-            received = datetime.fromisoformat(revision)
-
-        type_text = ci_get(incident, "incidentTypeInternalText")
-        common = ci_get(incident, "incidentTypeCommonRegistryText")
-        local_type = next((ci_get(c, "localCallType") for c in calls if ci_get(c, "localCallType")), None)
-        initial = str(local_type or type_text or common) if (local_type or type_text or common) else None
-        final = str(type_text or common) if (type_text or common) else initial
-        bh = is_behavioral_health(initial, final, p)
-        category = categorize(initial, final, bh, p)
-        priority = ci_get(incident, "incidentPriorityInternalText", "incidentCommonPriorityNumber")
-        beat = ci_get(incident, "beatOrDispatchGroupText")
-        area = Area(beat=str(beat) if beat else None)
-
-        def event(data: Any, record_id: str = number, revision_: str = INITIAL_REVISION) -> Envelope:
-            return new_event(data, source=self.source, record_id=f"{agency}:{record_id}", revision=revision_)
-
-        events = [
-            event(
-                CallReceived(
-                    incident_id=incident_id,
-                    agency=agency,
-                    cad_number=number,
-                    at=received,
-                    source_timezone="UTC",
-                    call_type_initial=initial,
-                    call_type_final=final,
-                    priority=str(priority) if priority is not None else None,
-                    category=category,  # type: ignore[arg-type]
-                    behavioral_health=bh,
-                    area=area,
-                )
-            )
-        ]
-        for resource in as_list(ci_get(doc, "emergencyResourceComponent")):
-            status = str(ci_get(resource, "primaryUnitStatusRegistryText") or "")
-            cls = _UNIT_STATUS.get(re.sub(r"[^a-z]", "", status.casefold()))
-            if cls is None:
-                continue
-            unit = str(ci_get(resource, "emergencyResourceName", "$id") or "unit")
-            at = parse_timestamp(
-                ci_get(resource, "lastUpdateTimeStamp"), "emergencyResourceComponent.lastUpdateTimeStamp"
-            )
-            events.append(
-                event(
-                    cls(incident_id=incident_id, unit_id=unit, unit_kind=_unit_kind(resource), at=at),  # type: ignore[arg-type]
-                    f"{number}/{unit}",
-                    at.isoformat(),
-                )
-            )
-        dispositions = as_list(ci_get(incident, "dispositionComponent"))
-        chosen = next((d for d in dispositions if ci_get(d, "dispositionPrimaryIndicator")), None) or (
-            dispositions[-1] if dispositions else None
-        )
-        outcome: tuple[str, bool] | None = None
-        code = label = None
-        if chosen is not None:
-            code = ci_get(chosen, "dispositionCommonRegistryCode")
-            label = ci_get(chosen, "dispositionDescriptionText")
-            outcome = map_disposition(code, label, p)
-            if outcome is not None:
-                at_raw = ci_get(chosen, "lastUpdateTimeStamp")
-                at = (
-                    parse_timestamp(at_raw, "dispositionComponent.lastUpdateTimeStamp")
-                    if at_raw
-                    else received
-                )
-                events.append(
-                    event(
-                        CallDisposition(
-                            incident_id=incident_id,
-                            at=at,
-                            disposition_code=code,
-                            disposition_text=label,
-                            outcome=outcome[0],  # type: ignore[arg-type]
-                        )
-                    )
-                )
-        if first_revision is not None and revision != first_revision:
-            events.append(
-                event(
-                    CallRevised(
-                        incident_id=incident_id,
-                        at=datetime.fromisoformat(revision),
-                        revision=revision,
-                        call_type_final=final,
-                        priority=str(priority) if priority is not None else None,
-                        category=category,
-                        behavioral_health=bh,
-                        area=area,  # type: ignore[arg-type]
-                        disposition_code=code,
-                        disposition_text=label,
-                        outcome=outcome[0] if outcome else None,  # type: ignore[arg-type]
-                    ),
-                    revision_=revision,
-                )
-            )
-        return Mapped(tuple(events), unknown_disposition=outcome is not None and not outcome[1])
+        return map_call(call, self.profile, source=self.source, first_revision=first_revision)
 
 
 def eido_record(raw: bytes, ref: str) -> RawRecord:

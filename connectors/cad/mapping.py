@@ -1,7 +1,10 @@
 """Pure mapping of one CAD row (a CSV row or an open-data JSON row) into dispatch facts.
 
-One row → ``CallReceived`` (+ ``UnitDispatched`` / ``UnitEnRoute`` / ``UnitOnScene`` for
-each time the row carries, + ``CallDisposition`` when it has a disposition). Rows the
+The row is read with its profile into a :class:`CadRow`, translated into a
+:class:`~connectors.cad.calls.NormalizedCall` (:meth:`CadRow.call`), and the facts are
+built by :func:`connectors.cad.calls.call_events`: ``CallReceived`` (+ ``UnitDispatched``
+/ ``UnitEnRoute`` / ``UnitOnScene`` for each time the row carries, + ``CallDisposition``
+when it has a disposition). Rows the
 source marks duplicate / void / test → :class:`Exclusion`. Unparseable times or numbers,
 a missing CAD number or received time, a wrong column count → :class:`Rejection`.
 A disposition the profile does not know → outcome ``unknown`` (flagged for the metric).
@@ -26,22 +29,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from connectors.cad.profile import Profile, normalize_code
-from connectors.core.records import Exclusion, Mapped, MapResult, RawRecord, Rejection, RevisionKey
-from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal
+from connectors.cad.calls import NormalizedCall, UnitStatus, UnitStatusName, clear_label, map_call
+from connectors.cad.profile import NormalizedField, Profile, normalize_code
+from connectors.core.records import Exclusion, MapResult, RawRecord, Rejection, RevisionKey
+from hub.kernel.crypto import Keyring, incident_subject
 from hub.kernel.errors import PermanentError
-from schemas.base import Area, Sealed
-from schemas.dispatch import (
-    CallDisposition,
-    CallReceived,
-    CallRevised,
-    UnitDispatched,
-    UnitEnRoute,
-    UnitOnScene,
-)
-from schemas.envelope import Envelope, new_event
-
-INITIAL_REVISION = "0"
+from schemas.base import Area
 
 
 class FieldError(PermanentError, ValueError):
@@ -81,14 +74,14 @@ def parse_time(value: str, profile: Profile, column: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def optional_time(fields: dict[str, Any], profile: Profile, name: str) -> datetime | None:
-    column = profile.fields.get(name)  # type: ignore[call-overload]
+def optional_time(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> datetime | None:
+    column = profile.fields.get(name)
     value = text(fields, column)
     return None if value is None else parse_time(value, profile, column or name)
 
 
-def optional_float(fields: dict[str, Any], profile: Profile, name: str) -> float | None:
-    column = profile.fields.get(name)  # type: ignore[call-overload]
+def optional_float(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> float | None:
+    column = profile.fields.get(name)
     value = text(fields, column)
     if value is None:
         return None
@@ -96,66 +89,6 @@ def optional_float(fields: dict[str, Any], profile: Profile, name: str) -> float
         return float(value)
     except ValueError:
         raise FieldError(f"{column}: not a number") from None
-
-
-def blur(value: float | None, decimals: int | None) -> float | None:
-    """A coordinate at the profile's precision (``None`` decimals: as published)."""
-    return value if value is None or decimals is None else round(value, decimals)
-
-
-def clear_label(label: str | None, profile: Profile) -> str | None:
-    """The disposition text kept in clear: only a label the profile's vocabulary knows
-    (a code's name); any other clearance text may name people and is sealed instead."""
-    if label is None or normalize_code(label) not in profile.dispositions:
-        return None
-    return label
-
-
-def seal_incident_text(
-    keyring: Keyring | None, incident_id: str, field: str, value: str | None
-) -> Sealed | None:
-    """``value`` sealed with the incident's key; None without a value or a keyring (free
-    text is never stored clear), or when the incident was erased with a linked person."""
-    if not value or keyring is None:
-        return None
-    try:
-        return seal(keyring, incident_subject(incident_id), {field: value})
-    except KeyDestroyedError:
-        return None
-
-
-def matches_any(texts: list[str | None], keywords: list[str] | tuple[str, ...]) -> bool:
-    low = [t.casefold() for t in texts if t]
-    return any(k.casefold() in t for t in low for k in keywords)
-
-
-def is_behavioral_health(initial: str | None, final: str | None, profile: Profile) -> bool:
-    """The agency's rule (default: suicide, crisis, mental / behavioral / emotional,
-    welfare check or overdose in the initial or final call-type text)."""
-    return matches_any([initial, final], profile.behavioral_health.keywords)
-
-
-def categorize(initial: str | None, final: str | None, behavioral_health: bool, profile: Profile) -> str:
-    for candidate in (final, initial):
-        if not candidate:
-            continue
-        for category, keywords in profile.category_rules():
-            if matches_any([candidate], keywords):
-                return category
-    return "behavioral_health" if behavioral_health else "other"
-
-
-def map_disposition(code: str | None, label: str | None, profile: Profile) -> tuple[str, bool] | None:
-    """(outcome, known) for a disposition code / text, or ``None`` when the row has none.
-    The code is looked up first, then the text; an unmatched value is ``unknown``."""
-    if code is None and label is None:
-        return None
-    for value in (code, label):
-        if value is not None:
-            outcome = profile.dispositions.get(normalize_code(value))
-            if outcome is not None:
-                return outcome, True
-    return "unknown", False
 
 
 def exclusion_reason(fields: dict[str, Any], profile: Profile) -> str | None:
@@ -237,6 +170,45 @@ class CadRow:
         times = [self.received, self.dispatched, self.enroute, self.onscene, self.closed]
         return max(x for x in times if x is not None)
 
+    def revised_at(self, observed_at: datetime | None) -> datetime:
+        """When this revision was published: its updated-at, else the later of the
+        record's ``observed_at`` and :attr:`latest_time`."""
+        if self.updated is not None:
+            return self.updated
+        if observed_at is None:
+            return self.latest_time
+        return max(observed_at.astimezone(UTC), self.latest_time)
+
+    def call(self, profile: Profile, observed_at: datetime | None) -> NormalizedCall:
+        """The row as a normalized call of ``profile``'s agency: the row's dispatched /
+        en-route / on-scene times are unit statuses of no named unit; the disposition is
+        dated by the closed time, else the on-scene time."""
+        times: tuple[tuple[UnitStatusName, datetime | None], ...] = (
+            ("dispatched", self.dispatched),
+            ("enroute", self.enroute),
+            ("onscene", self.onscene),
+        )
+        return NormalizedCall(
+            agency=profile.agency,
+            cad_number=self.cad_number,
+            received=self.received,
+            source_timezone=profile.timezone,
+            revision=self.revision,
+            revised_at=self.revised_at(observed_at),
+            call_type_initial=self.call_type_initial,
+            call_type_final=self.call_type_final,
+            priority=self.priority,
+            self_initiated=self.self_initiated,
+            area=self.area,
+            longitude=self.longitude,
+            latitude=self.latitude,
+            units=tuple(UnitStatus(status, at) for status, at in times if at is not None),
+            disposition_code=self.disposition_code,
+            disposition_text=self.disposition_text,
+            disposition_at=self.closed or self.onscene,
+            remarks=self.remarks,
+        )
+
 
 def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
     """Parse one row with ``profile`` (pure). Raises :class:`FieldError` for an
@@ -275,8 +247,8 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
             sector=text(fields, col("sector")),
             beat=text(fields, col("beat")),
         ),
-        longitude=blur(optional_float(fields, p, "longitude"), p.coordinate_decimals),
-        latitude=blur(optional_float(fields, p, "latitude"), p.coordinate_decimals),
+        longitude=optional_float(fields, p, "longitude"),
+        latitude=optional_float(fields, p, "latitude"),
         self_initiated=self_initiated,
         remarks=text(fields, col("remarks")),
     )
@@ -383,90 +355,10 @@ class CadMapper:
             return Rejection("parse", str(row))
         if isinstance(row, Rejection):
             return row
-        try:
-            return self._map(row, first_revision, record.observed_at)
-        except FieldError as exc:
-            return Rejection("parse", str(exc))
-
-    def _map(self, row: CadRow, first_revision: str | None, observed_at: datetime | None) -> MapResult:
-        p = self.profile
-        initial, final = row.call_type_initial, row.call_type_final
-        bh = is_behavioral_health(initial, final, p)
-        category = categorize(initial, final, bh, p)
-        incident_id = f"{p.agency}:{row.cad_number}"
-        code, label = row.disposition_code, row.disposition_text
-        disposition = map_disposition(code, label, p)
-
-        def event(data: Any, revision_: str = INITIAL_REVISION) -> Envelope:
-            return new_event(data, source=self.source, record_id=incident_id, revision=revision_)
-
-        events: list[Envelope] = [
-            event(
-                CallReceived(
-                    incident_id=incident_id,
-                    agency=p.agency,
-                    cad_number=row.cad_number,
-                    at=row.received,
-                    source_timezone=p.timezone,
-                    call_type_initial=initial,
-                    call_type_final=final,
-                    priority=row.priority,
-                    category=category,  # type: ignore[arg-type]
-                    behavioral_health=bh,
-                    self_initiated=row.self_initiated,
-                    area=row.area,
-                    longitude=row.longitude,
-                    latitude=row.latitude,
-                    remarks=seal_incident_text(self.keyring, incident_id, "remarks", row.remarks),
-                )
-            )
-        ]
-        for cls, at in (
-            (UnitDispatched, row.dispatched),
-            (UnitEnRoute, row.enroute),
-            (UnitOnScene, row.onscene),
-        ):
-            if at is not None:
-                events.append(event(cls(incident_id=incident_id, at=at)))
-        if disposition is not None:
-            events.append(
-                event(
-                    CallDisposition(
-                        incident_id=incident_id,
-                        at=row.closed or row.onscene or row.received,
-                        disposition_code=code,
-                        disposition_text=clear_label(label, p),
-                        disposition_note=(
-                            None if clear_label(label, p) is not None
-                            else seal_incident_text(self.keyring, incident_id, "disposition_text", label)
-                        ),
-                        outcome=disposition[0],  # type: ignore[arg-type]
-                    )
-                )
-            )
-        revision = row.revision
-        if first_revision is not None and revision != first_revision:
-            if row.updated is not None:
-                at = row.updated
-            else:
-                observed = observed_at.astimezone(UTC) if observed_at else None
-                at = max(observed, row.latest_time) if observed else row.latest_time
-            events.append(
-                event(
-                    CallRevised(
-                        incident_id=incident_id,
-                        at=at,
-                        revision=revision,
-                        call_type_final=final,
-                        priority=row.priority,
-                        category=category,  # type: ignore[arg-type]
-                        behavioral_health=bh,
-                        area=row.area,
-                        disposition_code=code,
-                        disposition_text=clear_label(label, p),
-                        outcome=disposition[0] if disposition else None,  # type: ignore[arg-type]
-                    ),
-                    revision,
-                )
-            )
-        return Mapped(tuple(events), unknown_disposition=disposition is not None and not disposition[1])
+        return map_call(
+            row.call(self.profile, record.observed_at),
+            self.profile,
+            source=self.source,
+            first_revision=first_revision,
+            keyring=self.keyring,
+        )

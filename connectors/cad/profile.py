@@ -60,7 +60,7 @@ DEFAULT_BH_KEYWORDS: tuple[str, ...] = (
 # Ordered category rules: the first rule with a keyword in the final (else initial) call
 # type wins; a behavioral-health-flagged call whose text matches no rule is
 # ``behavioral_health``; everything else is ``other``.
-DEFAULT_CATEGORY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+DEFAULT_CATEGORY_RULES: tuple[tuple[CallCategory, tuple[str, ...]], ...] = (
     (
         "behavioral_health",
         ("suicid", "crisis", "mental", "behavioral", "behavioural", "emotional", "overdose"),
@@ -200,7 +200,7 @@ class Profile(BaseModel):
         cols += [r.field for r in self.exclude]
         return list(dict.fromkeys(cols))
 
-    def category_rules(self) -> list[tuple[str, tuple[str, ...]]]:
+    def category_rules(self) -> list[tuple[CallCategory, tuple[str, ...]]]:
         if self.categories is None:
             return [(c, k) for c, k in DEFAULT_CATEGORY_RULES]
         return [(r.category, tuple(r.keywords)) for r in self.categories]

@@ -33,6 +33,7 @@ from connectors.fhir.client import FhirClient, FhirEndpoint
 from connectors.referrals.answers import TASK_STATUS_ANSWERS, AnswerKind, answer_event
 from connectors.referrals.content import TASK_SYSTEM
 from connectors.referrals.ledger import Ledger
+from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal
 from hub.kernel.deadletters import build_dead_letter, describe_failure
@@ -96,10 +97,10 @@ class PollerConfig(BaseModel):
 
 
 class FhirTaskPoller:
-    def __init__(self, deps: Any, config: PollerConfig) -> None:
+    def __init__(self, deps: WorkerDeps, config: PollerConfig) -> None:
         self.deps = deps
         self.config = config
-        self.ledger = Ledger(deps.pool, deps.settings.core_schema)
+        self.ledger = Ledger(deps.pool, deps.core_schema)
         self.clients = {d: FhirClient(cfg) for d, cfg in config.destinations.items()}
         self._task: asyncio.Task[None] | None = None
         self.events_appended = 0

@@ -37,6 +37,7 @@ from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
 from connectors.hl7v2.rri import InboundRefused, read_rri, triage
 from connectors.referrals.answers import answer_event
 from connectors.referrals.ledger import Ledger
+from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal
 from hub.kernel.deadletters import RawSealer, build_dead_letter, describe_failure, person_sealer
@@ -57,7 +58,7 @@ class _Connection:
 class MllpListener:
     def __init__(
         self,
-        deps: Any,
+        deps: WorkerDeps,
         *,
         host: str = "127.0.0.1",
         port: int = 2575,
@@ -70,7 +71,7 @@ class MllpListener:
         self.allow_from = (
             None if allow_from is None else [ipaddress.ip_network(n, strict=False) for n in allow_from]
         )
-        self.ledger = Ledger(deps.pool, deps.settings.core_schema)
+        self.ledger = Ledger(deps.pool, deps.core_schema)
         self._server: asyncio.base_events.Server | None = None
         self._conns: dict[asyncio.Task[Any], _Connection] = {}
         self._closing = False

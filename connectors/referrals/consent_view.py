@@ -5,6 +5,11 @@ assignment, no consumer group) and keeps following it. :meth:`ConsentView.catch_
 up to the end offsets *as of the call*, so a gate decision always sees every consent fact
 appended before it was asked — a consent appended just before the referral it covers is
 never missed because the two topics are consumed at different speeds.
+
+Only consent facts the hub appended count: every record is checked by a
+:class:`hub.kernel.quarantine.RecordGuard` before it is applied; a forged one (no valid
+record MAC, or a pre-MAC record the event index does not confirm) is quarantined and
+never reaches the book, so it can never unlock a disclosure.
 """
 
 from __future__ import annotations
@@ -20,16 +25,30 @@ from connectors.referrals.consent import ConsentBook
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import reader_consumer, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record
-from hub.kernel.settings import Settings
+from hub.kernel.quarantine import Quarantine, RecordGuard
 from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
 
 
 class ConsentView:
-    def __init__(self, settings: Settings, *, on_change: Callable[[], None] | None = None) -> None:
-        self.settings = settings
-        self.topic = fact_topic(settings.kafka.topic_prefix, "consent")
+    """The consent book of ``<topic_prefix>.facts.consent``, read with ``clients`` (the
+    process's Kafka client factory); every record is checked by ``guard`` first and the
+    refused ones go to ``quarantine``."""
+
+    def __init__(
+        self,
+        clients: KafkaClients,
+        topic_prefix: str,
+        *,
+        guard: RecordGuard,
+        quarantine: Quarantine,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.clients = clients
+        self.guard = guard
+        self.quarantine = quarantine
+        self.topic = fact_topic(topic_prefix, "consent")
         self.book = ConsentBook()
         self.on_change = on_change
         self._consumer: AIOKafkaConsumer | None = None
@@ -39,9 +58,8 @@ class ConsentView:
         self.corrupt_records = 0
 
     async def start(self) -> None:
-        clients = KafkaClients(self.settings.kafka)
-        self._tps = await topic_partitions(clients, [self.topic])
-        consumer = reader_consumer(clients, "consent-view")
+        self._tps = await topic_partitions(self.clients, [self.topic])
+        consumer = reader_consumer(self.clients, "consent-view")
         await consumer.start()
         self._consumer = consumer
         if self._tps:
@@ -71,7 +89,7 @@ class ConsentView:
                 behind = [tp for tp in self._tps if await consumer.position(tp) < ends[tp]]
                 if not behind:
                     return
-                self._apply(await consumer.getmany(*behind, timeout_ms=200))
+                await self._apply(await consumer.getmany(*behind, timeout_ms=200))
 
     async def _follow(self) -> None:
         consumer = self._consumer
@@ -80,7 +98,7 @@ class ConsentView:
             try:
                 async with self._lock:
                     batch = await consumer.getmany(timeout_ms=200) if self._tps else {}
-                self._apply(batch)
+                    await self._apply(batch)
                 if not batch:
                     await asyncio.sleep(0.05)
             except asyncio.CancelledError:
@@ -89,10 +107,15 @@ class ConsentView:
                 log.exception("consent view: read failed; retrying")
                 await asyncio.sleep(1.0)
 
-    def _apply(self, batch: dict) -> None:
+    async def _apply(self, batch: dict) -> None:
+        """Apply one fetched batch (under the lock: a quarantine write must not let a
+        ``catch_up`` return before the batch it covers was judged)."""
         changed = False
         for records in batch.values():
-            for rec in records:
+            for rec, refused in zip(records, await self.guard.check(records), strict=True):
+                if refused is not None:
+                    await self.quarantine.put(rec, refused)
+                    continue
                 try:
                     event = decode_record(rec).envelope.payload()
                 except (CorruptRecordError, ValueError, KeyError):

@@ -17,6 +17,9 @@ was and the intake / sender backs off with jitter and tries again; only a referr
 cannot be rendered (bad content: a permanent error) is dead-lettered and failed. The
 person's key is resolved (awaited, bounded) before the pure rendering.
 
+Only records the hub appended are taken in: the intake and the consent view check each
+record first (:mod:`hub.kernel.quarantine`) and quarantine forged ones.
+
 Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
 delivery in flight per referral (the destination's advisory lock is held by one sender in
 the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
@@ -50,6 +53,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,7 +69,10 @@ from hub.kernel.deadletters import build_dead_letter, describe_error, describe_f
 from hub.kernel.errors import is_retriable
 from hub.kernel.identity import mask
 from hub.kernel.kafka import KafkaClients
-from hub.kernel.log import CorruptRecordError, decode_record
+from hub.kernel.keystore import DeadLetterSealer, TokenKeyring
+from hub.kernel.log import CorruptRecordError, EventLog, decode_record
+from hub.kernel.quarantine import Quarantine, RecordGuard
+from hub.kernel.runtime import Runtime
 from schemas.envelope import Envelope
 from schemas.referral import Channel, ReferralRequested
 from schemas.topics import fact_topic
@@ -189,19 +196,33 @@ class WorkerConfig(BaseModel):
     clock: Literal["wall", "relative"] = "wall"  # how outcomes are stamped (see module doc)
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerDeps:
-    """What the worker takes from the :class:`hub.kernel.runtime.Runtime` (or a test)."""
+    """What the referral components (delivery workers and their consent view, the FHIR Task
+    poller, the MLLP listener) take from the process's
+    :class:`~hub.kernel.runtime.Runtime` (or a test). They build no Kafka client factory
+    and read no settings of their own: every Kafka client comes from ``kafka``, the
+    process's one factory (``rt.kafka``), and names from its namespace."""
 
-    settings: Any
-    log: Any  # hub.kernel.log.EventLog
-    pool: Any  # asyncpg.Pool
-    keyring: Any  # a hub.kernel.crypto.KeyStore (hub.kernel.keystore.TokenKeyring)
-    deadletter_sealer: Any
+    kafka: KafkaClients
+    log: EventLog
+    pool: asyncpg.Pool
+    keyring: TokenKeyring
+    deadletter_sealer: DeadLetterSealer
+    topic_prefix: str
+    core_schema: str
 
     @classmethod
-    def from_runtime(cls, rt: Any) -> WorkerDeps:
-        return cls(rt.settings, rt.log, rt.pool, rt.keyring, rt.deadletter_sealer)
+    def from_runtime(cls, rt: Runtime) -> WorkerDeps:
+        return cls(
+            kafka=rt.kafka,
+            log=rt.log,
+            pool=rt.pool,
+            keyring=rt.keyring,
+            deadletter_sealer=rt.deadletter_sealer,
+            topic_prefix=rt.namespace.prefix,
+            core_schema=rt.namespace.core_schema,
+        )
 
 
 def destination_lock_key(schema: str, destination: str) -> int:
@@ -228,12 +249,20 @@ class DeliveryWorker:
         self.channel: Channel = transport.channel
         self.destinations = destinations
         self.config = config or WorkerConfig()
-        self.schema = deps.settings.core_schema
+        self.schema = deps.core_schema
         self.ledger = Ledger(deps.pool, self.schema)
         self.backoff = self.config.retry.backoff()
         self.rng = rng or random.Random()
         self.clock = clock or outcome_clock(self.config.clock)
-        self.consents = ConsentView(deps.settings, on_change=self._wake_all)
+        self.guard = RecordGuard(deps.log.mac_keys, deps.pool, deps.core_schema)
+        self.quarantine = Quarantine(deps.log, deps.deadletter_sealer, f"{self.channel}-delivery")
+        self.consents = ConsentView(
+            deps.kafka,
+            deps.topic_prefix,
+            guard=RecordGuard(deps.log.mac_keys, deps.pool, deps.core_schema),
+            quarantine=Quarantine(deps.log, deps.deadletter_sealer, "consent-view"),
+            on_change=self._wake_all,
+        )
         self._wake: dict[str, asyncio.Event] = {d: asyncio.Event() for d in destinations}
         self._failures: dict[str, int] = dict.fromkeys(destinations, 0)  # consecutive, per sender
         self._tasks: list[asyncio.Task[None]] = []
@@ -245,8 +274,8 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         await self.consents.start()
-        prefix = self.deps.settings.kafka.topic_prefix
-        self._consumer = KafkaClients(self.deps.settings.kafka).consumer(
+        prefix = self.deps.topic_prefix
+        self._consumer = self.deps.kafka.consumer(
             f"{self.channel}-delivery",
             fact_topic(prefix, "referral"),
             group_id=self.config.group_id or f"{prefix}-delivery-{self.channel}",
@@ -300,8 +329,11 @@ class DeliveryWorker:
             try:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for records in batch.values():
-                    for rec in records:
-                        await self._take(rec)
+                    for rec, refused in zip(records, await self.guard.check(records), strict=True):
+                        if refused is None:
+                            await self._take(rec)
+                        else:  # a forged referral request is never delivered
+                            await self.quarantine.put(rec, refused)
                 if batch:
                     await consumer.commit()
                 failures = 0

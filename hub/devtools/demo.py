@@ -506,8 +506,8 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
             )
             await steps.project()
         with console.status("sealing the log and verifying it (hub seal, hub verify)…"):
-            await Sealer(settings, rt.pool).run_once()
-            verified = await run_verify(settings, rt.pool)
+            await Sealer(settings, rt.pool, rt.kafka).run_once()
+            verified = await run_verify(settings, rt.pool, rt.kafka)
         result.verify_ok = verified.ok
         mark = "[green]✓[/] verify: OK" if verified.ok else "[red]✗ verify: BROKEN[/]"
         console.print(f"{mark}; {verified.records:,} records")

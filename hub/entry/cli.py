@@ -25,6 +25,7 @@ from hub.devtools.commands import demo, infra, simulate
 from hub.entry.commands import (
     api,
     connectors,
+    db,
     deadletters,
     erase,
     ingest,
@@ -76,6 +77,7 @@ def _configure(
 
 
 app.add_typer(infra.app, name="infra")
+app.add_typer(db.app, name="db")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(connectors.app, name="connectors")
 app.add_typer(project.app, name="project")

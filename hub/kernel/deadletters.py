@@ -44,6 +44,7 @@ from typing import Any, Protocol
 import asyncpg
 from pydantic import ValidationError
 
+from hub.kernel.audit import AuditTopic, append_audit_row
 from hub.kernel.crypto import KeyDestroyedError, KeyNotResolved, Keyring, KeyStore, seal, unseal
 from hub.kernel.errors import PermanentError, is_retriable
 from hub.kernel.keystore import DeadLetterSealer
@@ -316,12 +317,13 @@ class DeadLetterStore:
         r = await self.pool.fetchrow(f"SELECT * FROM {self.schema}.deadletters WHERE id = $1", dl_id)
         return None if r is None else _row(r)
 
-    async def record_access(self, dl_id: str, actor: str, action: str, reason: str | None = None) -> None:
-        await self.pool.execute(
-            f"INSERT INTO {self.schema}.deadletter_access (deadletter_id, actor, action, reason) "
-            "VALUES ($1, $2, $3, $4)",
-            dl_id, actor, action, reason,
-        )
+    async def record_access(
+        self, audit: AuditTopic, dl_id: str, actor: str, action: str, reason: str | None = None
+    ) -> None:
+        """Append one row to the reveal audit (the append-only ``deadletter_access`` table
+        and the audit topic ``audit``) before anything is shown."""
+        values = {"deadletter_id": dl_id, "actor": actor, "action": action, "reason": reason}
+        await append_audit_row(self.pool, audit, self.schema, "deadletter_access", values)
 
     async def accesses(self, dl_id: str) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         rows = await self.pool.fetch(

@@ -43,6 +43,8 @@ MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
 TokenError (kernel.token)            permanent  as InfraError (PKCS#11 token absent/refusing)
+MacKeyError (kernel.recordmac)       permanent  as ConfigError (no current record-MAC
+                                                key, or a key shorter than 32 bytes)
 KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
                                                 field, or fail the referral as "erased"
 UnknownEventTypeError (kernel.log)   permanent  the envelope is refused before any I/O
@@ -58,6 +60,7 @@ InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead lette
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
+MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================
 
 Errors of ``schemas/`` (which imports nothing of the hub) are plain ``ValueError`` /

@@ -7,7 +7,11 @@ generated on first use in development and supplied by the operator in production
 - ``deadletter.key``: AES-256 key sealing raw dead-letter payloads;
 - ``webhook.key``: HMAC key shared with case systems that push webhooks;
 - ``jwt-dev.pem``: the development token issuer's private key (RSA);
-- ``postgres.password``: the local database role's password.
+- ``record-mac.<key id>.key``: HMAC-SHA256 keys of the record MACs
+  (:mod:`hub.kernel.recordmac`); the current one is generated in development, older
+  accepted ones must be present, and any of them shorter than 32 bytes is refused;
+- ``postgres.password``: the local database owner role's password (migrations).
+- ``postgres_runtime.password``: the local runtime role's password (what processes serve with).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ import secrets
 from pathlib import Path
 
 from hub.kernel.errors import InfraError
+from hub.kernel.recordmac import MIN_KEY_BYTES, MacKeys
 from hub.kernel.settings import Settings
 
+#: the runtime PostgreSQL role's password file under ``keys/``
+RUNTIME_PASSWORD = "postgres_runtime.password"
 KEY_NAMES = ("pseudonym.key", "master.key", "deadletter.key", "webhook.key")
 
 
@@ -57,7 +64,40 @@ def secret_text(settings: Settings, name: str) -> str:
     return path.read_text().strip()
 
 
+def record_mac_key_name(kid: str) -> str:
+    return f"record-mac.{kid}.key"
+
+
+def _strict_key(settings: Settings, name: str) -> bytes:
+    """A key file that must exist and hold at least :data:`MIN_KEY_BYTES` bytes (hex)."""
+    path = settings.keys_dir / name
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        raise MissingKeyError(f"key file {path} is missing") from None
+    except ValueError:
+        raise InfraError(f"key file {path} is not hex") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise InfraError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+    return key
+
+
+def record_mac_keys(settings: Settings) -> MacKeys:
+    """The record-MAC keys of ``settings.record_mac``: the current key (generated in
+    development when absent) and every accepted older key (never generated)."""
+    cfg = settings.record_mac
+    current = record_mac_key_name(cfg.key_id)
+    if settings.is_development:
+        secret_bytes(settings, current)
+    keys = {cfg.key_id: _strict_key(settings, current)}
+    for kid in cfg.accepted_key_ids:
+        keys.setdefault(kid, _strict_key(settings, record_mac_key_name(kid)))
+    return MacKeys(cfg.key_id, keys)
+
+
 def ensure_dev_keys(settings: Settings) -> None:
     for name in KEY_NAMES:
         secret_bytes(settings, name)
+    record_mac_keys(settings)
     secret_text(settings, "postgres.password")
+    secret_text(settings, RUNTIME_PASSWORD)

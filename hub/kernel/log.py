@@ -4,7 +4,9 @@ PostgreSQL.
 Writing (:meth:`EventLog.append`):
 
 - each envelope goes to its family's fact topic (``<prefix>.facts.<family>``), keyed by
-  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers and the
+  its partition key, valued by its JSON, with ``ce_id`` / ``ce_type`` headers, the record
+  MAC headers (``hub_mac_kid``, ``hub_mac``: :mod:`hub.kernel.recordmac`; consumers tell
+  the hub's records from forged ones with them, :mod:`hub.kernel.quarantine`) and the
   Kafka record timestamp set to the envelope's ``recordedat`` (clamped to "now");
 - the producer is idempotent with ``acks=all``;
 - exactly-once facts: inside one PostgreSQL transaction the batch's event ids are claimed
@@ -25,6 +27,8 @@ Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch a
 one transaction claims their ids in ``<core>.deadletters``, produces the new ones to their
 family's dead-letter topic, awaits every acknowledgement together and records where each
 went; the same partial-failure and cancellation rules apply (:class:`DeadLetterError`).
+Both are the one routine :func:`claim_then_produce`, parameterized by a :class:`Ledger`
+(:data:`EVENTS`, :data:`DEAD_LETTERS`: the index table and its claim columns, the record).
 
 Residual window (narrowed, not closed): from the broker's first acknowledgement of a batch
 to PostgreSQL's commit — the remaining acknowledgements of the batch, one ``UPDATE`` of the
@@ -59,7 +63,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -70,6 +74,8 @@ from hub.kernel.deadletters import describe_error
 from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import scan_records
+from hub.kernel.keys import record_mac_keys
+from hub.kernel.recordmac import MacKeys
 from hub.kernel.settings import Settings
 from schemas.base import EVENT_TYPES, FAMILIES
 from schemas.deadletter import DeadLetter
@@ -162,17 +168,27 @@ def topic_for(prefix: str, envelope: Envelope) -> str:
     return fact_topic(prefix, family_of(envelope))
 
 
-def split_batch_duplicates(envelopes: Iterable[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
+class Identified(Protocol):
+    """What the log writes once each: anything with an ``id`` (envelopes, dead letters)."""
+
+    @property
+    def id(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=Identified)
+
+
+def split_batch_duplicates(items: Iterable[Item]) -> tuple[list[Item], list[Item]]:
     """(first occurrence of each id in order, later occurrences in order)."""
     seen: set[str] = set()
-    unique: list[Envelope] = []
-    repeats: list[Envelope] = []
-    for env in envelopes:
-        if env.id in seen:
-            repeats.append(env)
+    unique: list[Item] = []
+    repeats: list[Item] = []
+    for item in items:
+        if item.id in seen:
+            repeats.append(item)
         else:
-            seen.add(env.id)
-            unique.append(env)
+            seen.add(item.id)
+            unique.append(item)
     return unique, repeats
 
 
@@ -257,6 +273,159 @@ async def _produce_all(
     return acked, failed
 
 
+@dataclass(frozen=True)
+class Ledger(Generic[Item]):
+    """What one kind of exactly-once write claims in PostgreSQL and sends to Kafka: the
+    index ``table`` (its primary key ``id_column``; ``topic``, ``partition`` and
+    ``offset`` columns for where each record went), the columns of a claim (name,
+    PostgreSQL type, value of an item headed for a topic) and the ``send`` keyword
+    arguments of an item's record (item, topic, the clock read after the claim)."""
+
+    what: str  # warnings name the write ("append") and its items ("envelope(s)")
+    noun: str
+    table: str
+    id_column: str
+    columns: tuple[tuple[str, str, Callable[[Item, str], Any]], ...]
+    record: Callable[[Item, str, datetime], dict[str, Any]]
+
+    def claim_sql(self, schema: str) -> str:
+        names = ", ".join(name for name, _, _ in self.columns)
+        arrays = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type, _) in enumerate(self.columns, 1))
+        return (
+            f"INSERT INTO {schema}.{self.table} ({names}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({self.id_column}) DO NOTHING RETURNING {self.id_column}"
+        )
+
+    def record_sql(self, schema: str) -> str:
+        return (
+            f'UPDATE {schema}.{self.table} AS d SET topic = u.t, "partition" = u.p, "offset" = u.o'
+            " FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, t, p, o)"
+            f" WHERE d.{self.id_column} = u.id"
+        )
+
+    def release_sql(self, schema: str) -> str:
+        return f"DELETE FROM {schema}.{self.table} WHERE {self.id_column} = any($1::text[])"
+
+
+@dataclass
+class Written(Generic[Item]):
+    """What one claim-then-produce transaction did: the acknowledged items with their record
+    metadata (input order), the items whose id was already claimed, the failed items with
+    their error."""
+
+    acked: list[tuple[Item, RecordMetadata]] = field(default_factory=list)
+    refused: list[Item] = field(default_factory=list)
+    failed: list[tuple[Item, BaseException]] = field(default_factory=list)
+
+
+def _signed(keys: MacKeys, record: dict[str, Any]) -> dict[str, Any]:
+    """``send`` keyword arguments with the record MAC headers added (every record the log
+    writes, facts and dead letters, is MACed)."""
+    headers = keys.sign(record["topic"], record["key"], record["value"], record["headers"])
+    return {**record, "headers": headers}
+
+
+async def claim_then_produce(
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    schema: str,
+    ledger: Ledger[Item],
+    unique: Sequence[Item],
+    topics: Mapping[str, str],
+    mac_keys: MacKeys,
+) -> Written[Item]:
+    """Write ``unique`` (distinct ids, each headed for ``topics[id]``) exactly once: the one
+    claim-then-produce transaction of the log, for events and dead letters alike.
+
+    In ONE PostgreSQL transaction: claim the ids in ``ledger.table`` (``INSERT … ON
+    CONFLICT DO NOTHING RETURNING``, in id order, so concurrent writers never deadlock; an
+    id claimed by another writer is refused, and a concurrent writer of one id waits on its
+    row, so exactly one produces it); produce the newly claimed items only; await every
+    acknowledgement together; record the topic/partition/offset of the delivered ones;
+    release the claims of the failed ones (their ids stay free for a retry); commit.
+
+    Invariants: a batch is never rolled back wholesale after the broker acknowledged part
+    of it (that would orphan the acknowledged records): partial failures commit what was
+    acknowledged and come back in ``failed``. Between the first acknowledgement and the
+    commit nothing else is awaited than the remaining acknowledgements, the ``UPDATE``, the
+    ``DELETE`` (when some failed) and the ``COMMIT``. Callers run this as a task that a
+    cancellation waits for (:func:`_outlast_cancellation`)."""
+    ordered = sorted(unique, key=lambda item: item.id)
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            ledger.claim_sql(schema),
+            *([value(item, topics[item.id]) for item in ordered] for _, _, value in ledger.columns),
+        )
+        claimed = {r[ledger.id_column] for r in rows}
+        fresh = [item for item in unique if item.id in claimed]
+        refused = [item for item in unique if item.id not in claimed]
+        if not fresh:
+            return Written(refused=refused)
+        now = datetime.now(UTC)
+        acked, failed = await _produce_all(
+            producer, fresh, lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now))
+        )
+        if acked:
+            await conn.execute(
+                ledger.record_sql(schema),
+                [item.id for item, _ in acked],
+                [meta.topic for _, meta in acked],
+                [meta.partition for _, meta in acked],
+                [meta.offset for _, meta in acked],
+            )
+        if failed:
+            await conn.execute(ledger.release_sql(schema), [item.id for item, _ in failed])
+    if failed:
+        log.warning("%s: %d of %d %s not produced (%s); their ids stay free for a retry",
+                    ledger.what, len(failed), len(fresh), ledger.noun, type(failed[0][1]).__name__)
+    return Written(acked, refused, failed)
+
+
+EVENTS: Ledger[Envelope] = Ledger(
+    what="append",
+    noun="envelope(s)",
+    table="event_index",
+    id_column="event_id",
+    columns=(
+        ("event_id", "text", lambda env, _: env.id),
+        ("event_type", "text", lambda env, _: env.type),
+        ("topic", "text", lambda _, topic: topic),
+        ("recorded_at", "timestamptz", lambda env, _: env.recordedat),
+    ),
+    record=lambda env, topic, now: {
+        "topic": topic,
+        "value": env.to_bytes(),
+        "key": env.partitionkey.encode(),
+        "headers": record_headers(env),
+        "timestamp_ms": timestamp_ms(env, now),
+    },
+)
+
+DEAD_LETTERS: Ledger[DeadLetter] = Ledger(
+    what="dead letters",
+    noun="letter(s)",
+    table="deadletters",
+    id_column="id",
+    columns=(
+        ("id", "text", lambda dl, _: dl.id),
+        ("source", "text", lambda dl, _: dl.source),
+        ("source_family", "text", lambda dl, _: dl.source_family),
+        ("profile", "text", lambda dl, _: dl.profile),
+        ("record_ref", "text", lambda dl, _: dl.record_ref),
+        ("stage", "text", lambda dl, _: dl.stage),
+        ("reason", "text", lambda dl, _: dl.reason),
+        ("at", "timestamptz", lambda dl, _: dl.at),
+        ("record", "jsonb", lambda dl, _: dl.model_dump_json()),
+    ),
+    record=lambda dl, topic, _: {
+        "topic": topic,
+        "value": dl.model_dump_json().encode(),
+        "key": dl.id.encode(),
+        "headers": [("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
+    },
+)
+
+
 # --------------------------------------------------------------------------- the log
 
 
@@ -267,10 +436,13 @@ class EventLog:
     concurrent tasks). A Kafka or PostgreSQL outage while starting, appending or writing
     dead letters raises :class:`hub.kernel.errors.ServiceUnavailable`."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients, mac_keys: MacKeys | None = None
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.clients = clients
+        self.mac_keys = mac_keys or record_mac_keys(settings)  # raises before any I/O
         self.prefix = settings.kafka.topic_prefix
         self.schema = settings.core_schema
         self._producer: AIOKafkaProducer | None = None
@@ -314,73 +486,15 @@ class EventLog:
             return AppendResult()
         unique, repeats = split_batch_duplicates(envelopes)
         topics = {env.id: topic_for(self.prefix, env) for env in unique}  # raises before any I/O
-        body = asyncio.ensure_future(self._append_unique(unique, topics))
-        try:
-            appended, refused, failed = await asyncio.shield(body)
-        except asyncio.CancelledError:
-            await _outlast_cancellation(body)
-            raise
-        result = AppendResult(appended, refused + repeats)
-        if failed:
-            raise AppendError(result, failed)
+        written = await self._write_once(EVENTS, unique, topics)
+        appended = [
+            LoggedEvent(meta.topic, meta.partition, meta.offset, ms_to_datetime(meta.timestamp), env)
+            for env, meta in written.acked
+        ]
+        result = AppendResult(appended, written.refused + repeats)
+        if written.failed:
+            raise AppendError(result, written.failed)
         return result
-
-    async def _append_unique(
-        self, unique: list[Envelope], topics: dict[str, str]
-    ) -> tuple[list[LoggedEvent], list[Envelope], list[tuple[Envelope, BaseException]]]:
-        """One transaction: claim the ids, produce the claimed envelopes, await every
-        acknowledgement, record the offsets of the delivered ones, release the claims of the
-        failed ones, commit. Between the first acknowledgement and the commit there is no
-        other await than the acknowledgements themselves and these two statements."""
-        ids = sorted(topics)  # claim in a fixed order: concurrent appenders never deadlock
-        by_id = {env.id: env for env in unique}
-        producer = self.producer  # raises before any I/O when not started
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"""INSERT INTO {self.schema}.event_index (event_id, event_type, topic, recorded_at)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])
-                    ON CONFLICT (event_id) DO NOTHING RETURNING event_id""",
-                ids,
-                [by_id[i].type for i in ids],
-                [topics[i] for i in ids],
-                [by_id[i].recordedat for i in ids],
-            )
-            claimed = {r["event_id"] for r in rows}
-            fresh = [env for env in unique if env.id in claimed]
-            refused = [env for env in unique if env.id not in claimed]
-            if not fresh:
-                return [], refused, []
-            now = datetime.now(UTC)
-            acked, failed = await _produce_all(producer, fresh, lambda env: {
-                "topic": topics[env.id],
-                "value": env.to_bytes(),
-                "key": env.partitionkey.encode(),
-                "headers": record_headers(env),
-                "timestamp_ms": timestamp_ms(env, now),
-            })
-            appended = [
-                LoggedEvent(meta.topic, meta.partition, meta.offset, ms_to_datetime(meta.timestamp), env)
-                for env, meta in acked
-            ]
-            if appended:
-                await conn.execute(
-                    f"""UPDATE {self.schema}.event_index AS i
-                        SET "partition" = u.p, "offset" = u.o
-                        FROM unnest($1::text[], $2::int[], $3::bigint[]) AS u(id, p, o)
-                        WHERE i.event_id = u.id""",
-                    [a.envelope.id for a in appended],
-                    [a.partition for a in appended],
-                    [a.offset for a in appended],
-                )
-            if failed:  # free the ids for a retry (the rest of the batch stays appended)
-                await conn.execute(
-                    f"DELETE FROM {self.schema}.event_index WHERE event_id = any($1::text[])",
-                    [env.id for env, _ in failed],
-                )
-        if failed:
-            log.warning("append: %d of %d envelope(s) not produced (%s); their ids stay free for a retry",
-                        len(failed), len(fresh), type(failed[0][1]).__name__)
-        return appended, refused, failed
 
     async def dead_letters(self, dls: Sequence[DeadLetter]) -> list[bool]:
         """Record dead letters once each (deduplicated by ``id``): indexed in
@@ -388,89 +502,38 @@ class EventLog:
         dead-letter topic. Returns one flag per input letter, True when it was new (a
         letter already stored, or a repeat of an earlier letter of the batch, is False).
 
-        Like :meth:`append`: one transaction claims the ids, produces the new letters,
-        awaits every acknowledgement, records their topic/partition/offset and commits.
-        Raises :class:`DeadLetterError` (after committing what the broker acknowledged,
-        with the failed ids released for a retry) when some letters could not be
-        produced. Cancelling waits until the transaction has finished."""
+        The same transaction as :meth:`append` (:func:`claim_then_produce`). Raises
+        :class:`DeadLetterError` (after committing what the broker acknowledged, with the
+        failed ids released for a retry) when some letters could not be produced.
+        Cancelling waits until the transaction has finished."""
         if not dls:
             return []
-        unique: list[DeadLetter] = []  # the first occurrence of each id, in order
-        seen: set[str] = set()
-        for dl in dls:
-            if dl.id not in seen:
-                seen.add(dl.id)
-                unique.append(dl)
+        unique, _ = split_batch_duplicates(dls)
         topics = {dl.id: deadletter_topic(self.prefix, dl.source_family) for dl in unique}
-        body = asyncio.ensure_future(self._dead_letters_unique(unique, topics))
+        written = await self._write_once(DEAD_LETTERS, unique, topics)
+        new = {dl.id for dl, _ in written.acked}
+        flags: list[bool] = []
+        for dl in dls:
+            flags.append(dl.id in new)
+            new.discard(dl.id)  # a repeat inside the batch is not new
+        if written.failed:
+            raise DeadLetterError(flags, written.failed)
+        return flags
+
+    async def _write_once(
+        self, ledger: Ledger[Item], unique: list[Item], topics: dict[str, str]
+    ) -> Written[Item]:
+        """:func:`claim_then_produce` as a task that a cancellation of the caller waits for
+        (then re-raises): the offsets of what the broker acknowledged are committed, never
+        abandoned between the acknowledgement and the commit."""
+        body = asyncio.ensure_future(
+            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys)
+        )
         try:
-            written, failed = await asyncio.shield(body)
+            return await asyncio.shield(body)
         except asyncio.CancelledError:
             await _outlast_cancellation(body)
             raise
-        flags: list[bool] = []
-        for dl in dls:
-            flags.append(dl.id in written)
-            written.discard(dl.id)  # a repeat inside the batch is not new
-        if failed:
-            raise DeadLetterError(flags, failed)
-        return flags
-
-    async def _dead_letters_unique(
-        self, unique: list[DeadLetter], topics: dict[str, str]
-    ) -> tuple[set[str], list[tuple[DeadLetter, BaseException]]]:
-        """One transaction: claim the ids, produce the claimed letters, await every
-        acknowledgement, record where the delivered ones went, release the claims of the
-        failed ones, commit. Returns (ids written, failed letters)."""
-        rows_of = sorted(unique, key=lambda dl: dl.id)  # claim in a fixed order: no deadlocks
-        producer = self.producer  # raises before any I/O when not started
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                f"""INSERT INTO {self.schema}.deadletters
-                      (id, source, source_family, profile, record_ref, stage, reason, at, record)
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                         $6::text[], $7::text[], $8::timestamptz[], $9::jsonb[])
-                    ON CONFLICT (id) DO NOTHING RETURNING id""",
-                [dl.id for dl in rows_of],
-                [dl.source for dl in rows_of],
-                [dl.source_family for dl in rows_of],
-                [dl.profile for dl in rows_of],
-                [dl.record_ref for dl in rows_of],
-                [dl.stage for dl in rows_of],
-                [dl.reason for dl in rows_of],
-                [dl.at for dl in rows_of],
-                [dl.model_dump_json() for dl in rows_of],
-            )
-            claimed = {r["id"] for r in rows}
-            fresh = [dl for dl in unique if dl.id in claimed]
-            if not fresh:
-                return set(), []
-            acked, failed = await _produce_all(producer, fresh, lambda dl: {
-                "topic": topics[dl.id],
-                "value": dl.model_dump_json().encode(),
-                "key": dl.id.encode(),
-                "headers": [("dl_source", dl.source.encode()), ("dl_stage", dl.stage.encode())],
-            })
-            if acked:
-                await conn.execute(
-                    f"""UPDATE {self.schema}.deadletters AS d
-                        SET topic = u.t, "partition" = u.p, "offset" = u.o
-                        FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, t, p, o)
-                        WHERE d.id = u.id""",
-                    [dl.id for dl, _ in acked],
-                    [meta.topic for _, meta in acked],
-                    [meta.partition for _, meta in acked],
-                    [meta.offset for _, meta in acked],
-                )
-            if failed:  # free the ids for a retry (the rest of the batch stays written)
-                await conn.execute(
-                    f"DELETE FROM {self.schema}.deadletters WHERE id = any($1::text[])",
-                    [dl.id for dl, _ in failed],
-                )
-        if failed:
-            log.warning("dead letters: %d of %d not produced (%s); their ids stay free for a retry",
-                        len(failed), len(fresh), type(failed[0][1]).__name__)
-        return {dl.id for dl, _ in acked}, failed
 
     # -- reading
 

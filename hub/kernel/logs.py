@@ -1,5 +1,8 @@
 """Logging of a hub process: one format, one level (``settings.log_level``, ``HUB_LOG_LEVEL``).
 
+The process's entry point configures it once, before anything logs: the ``hub`` CLI's root
+callback for every command (:mod:`hub.entry.cli`), ``python -m bench`` for the benchmark.
+
 Records go to stderr as ``time level logger: message``. Messages never carry PHI: modules
 log ids, pseudonyms, counts and field names, never record values (see
 :func:`hub.kernel.deadletters.describe_error`). The Kafka client libraries are held at
@@ -15,7 +18,7 @@ from hub.kernel.settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _HANDLER_NAME = "hub"
-QUIET_LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "asyncio")
+QUIET_LIBRARIES = ("aiokafka", "kafka", "faust", "mode", "asyncio", "httpx", "httpcore")
 
 
 def configure_logging(settings: Settings) -> None:

@@ -66,3 +66,15 @@ DEADLETTERS_STORED = Gauge(
 ACCESS_LOG_APPENDS = Counter(
     "hub_api_access_log_appends_total", "Person-level reads written to the access log", ["action", "outcome"]
 )
+ACCESS_LOG_FAILURES = Counter(
+    "hub_api_access_log_failures_total",
+    "Refused person-level reads that could not be written to the access log (the refusal stood)",
+)
+
+# --- record MACs (only facts the hub appended are folded) ---
+RECORDS_QUARANTINED = Counter(
+    "hub_records_quarantined_total",
+    "Consumed records refused (no valid record MAC, or a pre-MAC record the event index does not "
+    "confirm) and moved to the quarantine dead-letter topic",
+    ["consumer"],
+)

@@ -88,7 +88,7 @@ class Namespace:
                 await delete_group(admin, group)
         finally:
             await admin.close()
-        async with open_pool(settings, max_size=1) as pool:
+        async with open_pool(settings, role="owner", max_size=1) as pool:
             rows = await pool.fetch(
                 "SELECT nspname FROM pg_namespace WHERE nspname = ANY($1::text[]) OR nspname LIKE $2",
                 [self.read_model_schema, self.prefix, self.core_schema],

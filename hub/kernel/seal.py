@@ -34,7 +34,7 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import offset_bounds, scan_partitions, topic_partitions
 from hub.kernel.settings import Settings
 from schemas.seal import SealRecord
-from schemas.topics import fact_topics, seal_topic
+from schemas.topics import seal_topic, sealed_topics
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ async def load_seals(pool: asyncpg.Pool, schema: str) -> dict[tuple[str, int], l
 
 
 async def read_chain_records(
-    settings: Settings,
+    clients: KafkaClients,
     tps: Sequence[TopicPartition],
     ends: Mapping[TopicPartition, int],
     *,
@@ -167,9 +167,7 @@ async def read_chain_records(
     """Per partition, its records from ``starts`` (default: the log start) up to ``ends``
     (exclusive) as :class:`ChainRecord`, in offset order: one batch scan over every partition."""
     out: dict[TopicPartition, list[ChainRecord]] = {tp: [] for tp in tps}
-    async for rec in scan_partitions(
-        KafkaClients(settings.kafka), tps, role="seal", from_offsets=starts, ends=ends
-    ):
+    async for rec in scan_partitions(clients, tps, role="seal", from_offsets=starts, ends=ends):
         out[TopicPartition(rec.topic, rec.partition)].append(chain_record(rec))
     return out
 
@@ -185,11 +183,14 @@ class SealRunResult:
 
 
 class Sealer:
-    """Seals every fact partition's new records. ``await run_once()`` per round."""
+    """Seals every fact partition's and the audit topic's new records. ``await run_once()``
+    per round. Kafka is reached through ``clients``, the process's client factory
+    (``rt.kafka``)."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, clients: KafkaClients) -> None:
         self.settings = settings
         self.pool = pool
+        self.clients = clients
         self.schema = settings.core_schema
         self.seal_topic = seal_topic(settings.kafka.topic_prefix)
 
@@ -209,8 +210,8 @@ class Sealer:
 
     async def _seal_all(self) -> list[SealRecord]:
         latest = {k: v[-1] for k, v in (await load_seals(self.pool, self.schema)).items()}
-        clients = KafkaClients(self.settings.kafka)
-        tps = await topic_partitions(clients, fact_topics(self.settings.kafka.topic_prefix))
+        clients = self.clients
+        tps = await topic_partitions(clients, sealed_topics(self.settings.kafka.topic_prefix))
         if not tps:
             return []
         starts, ends = await offset_bounds(clients, tps)
@@ -218,7 +219,7 @@ class Sealer:
         for tp in tps:
             previous = latest.get((tp.topic, tp.partition))
             begins[tp] = max(starts[tp], previous.last_offset + 1 if previous else 0)
-        records = await read_chain_records(self.settings, tps, ends, starts=begins)
+        records = await read_chain_records(clients, tps, ends, starts=begins)
         producer = clients.producer("seal")
         await producer.start()
         made: list[SealRecord] = []

@@ -90,17 +90,46 @@ class KafkaSettings(BaseModel):
 
 class PostgresSettings(BaseModel):
     """Read models, dedup index, seals, cursors, keys. ``dsn`` empty = the local server
-    that ``hub infra up`` installs and starts, with a generated password."""
+    that ``hub infra up`` installs and starts, with generated passwords.
 
-    dsn: str = ""
+    Two roles: the OWNER (``user`` / ``dsn``, password file ``keys/postgres.password``) runs
+    the migrations and owns every schema and table; the RUNTIME role (``runtime_user`` /
+    ``runtime_dsn``, password file ``keys/postgres_runtime.password``) is what every process
+    serves with: data privileges only, and on the audit tables INSERT and SELECT alone
+    (:func:`hub.kernel.db.grant_runtime`). ``runtime_user: ""`` serves as the owner (one
+    role, no protection of the audit trail against the application — not for production).
+    An operator-managed server names both URLs (``dsn`` for the migrate job, ``runtime_dsn``
+    for the processes); with ``migrations: check`` a process needs only ``runtime_dsn`` and
+    never holds the owner's password."""
+
+    dsn: str = Field("", description="the owner role's libpq URL (empty: the local server)")
     host: str = "127.0.0.1"
     port: int = 5432
-    user: str = "hub"
+    user: str = Field("hub", description="the owner role: runs migrations, owns schemas and tables")
+    runtime_user: str = Field("hub_app", description="the role processes serve with (empty: the owner)")
+    runtime_dsn: str = Field("", description="the runtime role's libpq URL (required with dsn)")
+    migrations: Literal["apply", "check"] = Field(
+        "apply",
+        description="apply: processes migrate as the owner when they open; check: they only check, "
+        "as the runtime role, that `hub db migrate` (the migrate job) has applied every migration",
+    )
     database: str = "hub"
     schema_: str = Field("hub", alias="schema", description="the read models' schema")
     pool_max: int = 10
 
     model_config = {"populate_by_name": True}
+
+    @field_validator("user", "runtime_user")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        if value and not SCHEMA_NAME.match(value):
+            raise ValueError(f"{value!r} is not a usable role name: use lower-case letters, digits and _")
+        return value
+
+    @property
+    def separate_runtime(self) -> bool:
+        """Whether processes serve with a role other than the owner."""
+        return bool(self.runtime_user) and self.runtime_user != self.user
 
     @field_validator("schema_")
     @classmethod
@@ -139,6 +168,25 @@ class ProjectionSettings(BaseModel):
     small_cell_max: int = 10
 
 
+class RecordMacSettings(BaseModel):
+    """The keys of the record MACs (:mod:`hub.kernel.recordmac`). ``key_id`` names the key
+    every appender signs with (file ``keys/record-mac.<key_id>.key``); ``accepted_key_ids``
+    the older keys consumers still accept during a rotation (their files must exist).
+    Retiring a key = removing it from ``accepted_key_ids``; records MACed under it are then
+    quarantined (see ``docs/operators.md``, "Record MACs and key rotation")."""
+
+    key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    accepted_key_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("accepted_key_ids")
+    @classmethod
+    def _kid_names(cls, value: list[str]) -> list[str]:
+        bad = [k for k in value if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", k)]
+        if bad:
+            raise ValueError(f"record-MAC key ids must be 1-32 letters, digits, _ or -: {bad!r}")
+        return value
+
+
 class Settings(BaseSettings):
     """All configuration of one hub process."""
 
@@ -160,6 +208,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     projections: ProjectionSettings = ProjectionSettings()
     keystore: KeystoreSettings = KeystoreSettings()
+    record_mac: RecordMacSettings = RecordMacSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

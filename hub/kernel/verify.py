@@ -19,6 +19,13 @@ Breaks, each named by topic / partition / offset (a range for consecutive offset
 
 Records beyond the last seal are reported as ``unsealed`` (a count, not a break).
 
+The audit topic (``<prefix>.audit``) is sealed and chain-checked like a fact partition, and
+its witness is the audit tables instead of the event index: every row of ``access_log`` and
+``deadletter_access`` must be on the topic with the same canonical bytes
+(:func:`hub.kernel.audit.compare_audit`): a row on the topic but not in the table is
+``missing`` (deleted), a row that differs is ``altered``, a row in the table that never
+reached the topic (or a second record for one row) is ``forged``.
+
 Orphan copies (crash before the index commit). :meth:`hub.kernel.log.EventLog.append` claims ids
 and records offsets in one PostgreSQL transaction that commits after Kafka acknowledged
 the records; a crash in between leaves acknowledged records whose ids the index does not
@@ -59,8 +66,9 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from hub.kernel import metrics
+from hub.kernel.audit import audit_table_values, compare_audit
 from hub.kernel.kafka import KafkaClients
-from hub.kernel.kafka_io import fetch_at, offset_bounds, scan_records, topic_partitions
+from hub.kernel.kafka_io import fetch_at, offset_bounds, scan_partitions, scan_records, topic_partitions
 from hub.kernel.seal import (
     GENESIS_SEAL,
     ChainRecord,
@@ -72,7 +80,7 @@ from hub.kernel.seal import (
 )
 from hub.kernel.settings import Settings
 from schemas.envelope import Envelope
-from schemas.topics import fact_topics, seal_topic
+from schemas.topics import audit_topic, seal_topic, sealed_topics
 
 BREAK_KINDS = ("missing", "altered", "reordered", "forged", "chain", "seal_mismatch")
 
@@ -383,11 +391,10 @@ def verify_partition(
 # --------------------------------------------------------------------------- I/O
 
 
-async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[SealRecord]]:
+async def _published_seals(clients: KafkaClients, prefix: str) -> dict[tuple[str, int], list[SealRecord]]:
     """The seals in the seal topic, per sealed partition in ``seq`` order."""
     out: dict[tuple[str, int], list[SealRecord]] = {}
-    async for r in scan_records(KafkaClients(settings.kafka), [seal_topic(settings.kafka.topic_prefix)],
-                                role="verify"):
+    async for r in scan_records(clients, [seal_topic(prefix)], role="verify"):
         try:
             s = SealRecord.model_validate_json(r.value)
         except Exception:
@@ -399,7 +406,8 @@ async def _published_seals(settings: Settings) -> dict[tuple[str, int], list[Sea
 
 
 async def _copy_evidence(
-    settings: Settings,
+    clients: KafkaClients,
+    schema: str,
     pool: asyncpg.Pool,
     records: Mapping[TopicPartition, Sequence[ChainRecord]],
     index: Mapping[tuple[str, int], Mapping[int, str]],
@@ -416,31 +424,50 @@ async def _copy_evidence(
     located: dict[str, Location] = {
         r["event_id"]: (r["topic"], r["partition"], r["offset"])
         for r in await pool.fetch(
-            f'SELECT event_id, topic, "partition", "offset" FROM {settings.core_schema}.event_index'
+            f'SELECT event_id, topic, "partition", "offset" FROM {schema}.event_index'
             ' WHERE event_id = any($1::text[]) AND "offset" IS NOT NULL',
             sorted(lookups),
         )
     }
     wanted = {loc for eid, home in located.items() for loc in (home, *lookups[eid])}
-    fetched = await fetch_at(
-        KafkaClients(settings.kafka), [(TopicPartition(t, p), o) for t, p, o in wanted], role="verify"
-    )
+    fetched = await fetch_at(clients, [(TopicPartition(t, p), o) for t, p, o in wanted], role="verify")
     identities = {
         (tp.topic, tp.partition, off): envelope_identity(rec.value) for (tp, off), rec in fetched.items()
     }
     return located, identities
 
 
-async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = True) -> VerifyReport:
-    """Verify the whole log; set the VERIFY_* gauges and store the result in PostgreSQL."""
+async def _audit_breaks(
+    clients: KafkaClients,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    tps: Sequence[TopicPartition],
+    ends: Mapping[TopicPartition, int],
+) -> list[Break]:
+    """The differences between the audit tables and the audit topic, as breaks."""
+    topic = audit_topic(settings.kafka.topic_prefix)
+    on_topic: list[tuple[int, bytes | None, bytes | None]] = []
+    if tps:
+        async for rec in scan_partitions(clients, tps, role="verify", ends=ends):
+            on_topic.append((rec.offset, rec.key, rec.value))
+    gaps = compare_audit(await audit_table_values(pool, settings.core_schema), on_topic)
+    return [Break(g.kind, topic, 0, g.offset, g.offset, g.detail) for g in gaps]
+
+
+async def run_verify(
+    settings: Settings, pool: asyncpg.Pool, clients: KafkaClients, *, store: bool = True
+) -> VerifyReport:
+    """Verify the whole log; set the VERIFY_* gauges and store the result in PostgreSQL.
+    Kafka is read through ``clients``, the process's client factory (``rt.kafka``)."""
     schema = settings.core_schema
+    prefix = settings.kafka.topic_prefix
     started = datetime.now(UTC)
     seals = await load_seals(pool, schema)
-    published = await _published_seals(settings)
-    clients = KafkaClients(settings.kafka)
-    tps = await topic_partitions(clients, fact_topics(settings.kafka.topic_prefix))
+    published = await _published_seals(clients, prefix)
+    tps = await topic_partitions(clients, sealed_topics(prefix))
     starts, ends = await offset_bounds(clients, tps)
-    records = await read_chain_records(settings, tps, ends)
+    records = await read_chain_records(clients, tps, ends)
+    audit = audit_topic(prefix)
     digests: dict[tuple[str, int], dict[int, bytes]] = {}
     for r in await pool.fetch(f'SELECT topic, "partition", "offset", digest FROM {schema}.sealed_records'):
         digests.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = bytes(r["digest"])
@@ -449,7 +476,10 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
         f'SELECT topic, "partition", "offset", event_id FROM {schema}.event_index WHERE "offset" IS NOT NULL'
     ):
         index.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = r["event_id"]
-    located, identities = await _copy_evidence(settings, pool, records, index)
+    for tp in tps:  # the audit topic's witness is the audit tables (compared below), not the index
+        if tp.topic == audit:
+            index[(tp.topic, tp.partition)] = {r.offset: r.event_id or "" for r in records[tp]}
+    located, identities = await _copy_evidence(clients, schema, pool, records, index)
     reports = []
     known = {(tp.topic, tp.partition) for tp in tps}
     for tp in tps:
@@ -471,6 +501,13 @@ async def run_verify(settings: Settings, pool: asyncpg.Pool, *, store: bool = Tr
                 sealed_digests=digests.get(k, {}), index=index.get(k, {}),
             )
         )
+    audit_breaks = await _audit_breaks(clients, settings, pool, [tp for tp in tps if tp.topic == audit], ends)
+    for part in reports:
+        if part.topic == audit:
+            part.breaks.extend(audit_breaks)
+            audit_breaks = []
+    if audit_breaks:  # the audit topic itself is gone
+        reports.append(PartitionReport(audit, 0, 0, 0, 0, None, 0, audit_breaks))
     report = VerifyReport(started, datetime.now(UTC), reports)
     metrics.VERIFY_OK.set(1 if report.ok else 0)
     metrics.VERIFY_BREAKS.set(len(report.breaks))

@@ -3,12 +3,14 @@ the dashboard URL (see :mod:`hub.devtools.demo`)."""
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from typing import Annotated
 
 import typer
 
 from hub.devtools.demo import DemoOptions, run
+from hub.kernel.logs import configure_logging
 from hub.kernel.output import EXIT_USAGE, fail
 from hub.kernel.settings import get_settings
 
@@ -54,8 +56,11 @@ def demo(
         serve_api=serve_api,
         reset=reset,
     )
+    settings = get_settings()
+    if "HUB_LOG_LEVEL" not in os.environ:  # the progress display is the demo's output
+        configure_logging(settings.model_copy(update={"log_level": "WARNING"}))
     try:
-        result = run(get_settings(), opts)
+        result = run(settings, opts)
     except Exception as exc:
         fail(f"hub demo failed: {type(exc).__name__}: {exc}")
     if result.verify_ok is False:

@@ -133,7 +133,7 @@ def topics(
 
 
 async def _rebind(settings: Settings) -> tuple[str | None, str]:
-    async with open_pool(settings, max_size=1) as pool:
+    async with open_pool(settings, role="owner", max_size=1) as pool:
         return await rebind(pool, settings)
 
 

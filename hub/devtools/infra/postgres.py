@@ -1,11 +1,16 @@
 """PostgreSQL for the hub: either the server named by ``postgres.dsn`` (operator-managed; we
 only probe it) or the machine's Debian PostgreSQL, which ``hub infra up`` installs when
 absent, starts without systemd (``pg_ctlcluster``, run as root), and provisions with the
-hub's role (password from ``hub.kernel.keys.secret_text(settings, "postgres.password")``, generated
-at set-up, never printed) and database.
+hub's two roles and its database: the OWNER role ``postgres.user`` (password from
+``hub.kernel.keys.secret_text(settings, "postgres.password")``) that runs migrations and owns
+the database, and the RUNTIME role ``postgres.runtime_user`` (its own generated password file
+``postgres_runtime.password``) that processes serve with. Neither is a superuser, and
+neither may create roles or databases; the runtime role gets its privileges from the
+migration runner (:func:`hub.kernel.db.grant_runtime`), never ownership.
 
-Idempotent: a running cluster is left alone; the role's password is (re)set only when a
-login with the stored password fails, so the key file is the single source of truth.
+Idempotent: a running cluster is left alone; the roles are (re)provisioned only when a
+login with a stored password fails, so the key files are the single source of truth.
+Provisioning never changes anything about a role whose login works.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import asyncpg
 from hub.devtools.infra import InfraError
 from hub.devtools.infra.proc import describe_pid, file_lock, listener_pids, port_is_free
 from hub.kernel import db
-from hub.kernel.keys import secret_text
+from hub.kernel.keys import RUNTIME_PASSWORD, secret_text
 from hub.kernel.settings import Settings
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,17 +84,25 @@ def provisioning_sql(user: str, password: str, database: str) -> tuple[str, str]
     for ident in (user, database):
         if not _IDENT.match(ident):
             raise InfraError(f"invalid PostgreSQL identifier {ident!r} (letters, digits, _ only)")
+    return role_sql(user, password), database
+
+
+def role_sql(user: str, password: str) -> str:
+    """SQL (run as the ``postgres`` superuser) that creates ``user`` as a login role that is
+    not a superuser and cannot create roles or databases, or resets its password."""
+    if not _IDENT.match(user):
+        raise InfraError(f"invalid PostgreSQL identifier {user!r} (letters, digits, _ only)")
     literal = "'" + password.replace("'", "''") + "'"
-    sql = (
+    attrs = "LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB"
+    return (
         "DO $$ BEGIN\n"
         f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{user}') THEN\n"
-        f'    CREATE ROLE "{user}" LOGIN PASSWORD {literal};\n'
+        f'    CREATE ROLE "{user}" {attrs} PASSWORD {literal};\n'
         "  ELSE\n"
-        f'    ALTER ROLE "{user}" LOGIN PASSWORD {literal};\n'
+        f'    ALTER ROLE "{user}" {attrs} PASSWORD {literal};\n'
         "  END IF;\n"
         "END $$;\n"
     )
-    return sql, database
 
 
 @dataclass
@@ -123,15 +136,18 @@ def _target(settings: Settings) -> str:
 
 
 async def probe(settings: Settings, timeout: float = 5.0) -> PostgresStatus:
-    """Log in as the hub and ask the server version (never raises)."""
+    """Log in as the owner role and as the runtime role and ask the server version (never
+    raises; healthy only when both logins work)."""
     status = PostgresStatus(target=_target(settings), managed=is_managed(settings), reachable=False)
+    roles: tuple[db.DbRole, ...] = ("owner", "runtime") if settings.postgres.separate_runtime else ("owner",)
     try:
-        conn = await asyncpg.connect(db.dsn(settings), timeout=timeout)
-        try:
-            status.server_version = await conn.fetchval("SHOW server_version")
-            status.reachable = True
-        finally:
-            await conn.close()
+        for role in roles:
+            conn = await asyncpg.connect(db.dsn(settings, role), timeout=timeout)
+            try:
+                status.server_version = await conn.fetchval("SHOW server_version")
+            finally:
+                await conn.close()
+        status.reachable = True
     except Exception as exc:  # any failure means "not healthy"; the message says why
         status.error = f"{type(exc).__name__}: {exc}"
     return status
@@ -230,17 +246,40 @@ def start_cluster(settings: Settings, cluster: Cluster) -> None:
 
 
 def provision(settings: Settings) -> None:
-    """Create/update the hub role (password from the key file) and its database."""
+    """Create/update the owner role and the runtime role (passwords from their key files)
+    and the database (owned by the owner role). A role whose login already works is left
+    untouched (a shared server's existing owner keeps everything it has)."""
     pg = settings.postgres
-    password = secret_text(settings, "postgres.password")
-    role_sql, database = provisioning_sql(pg.user, password, pg.database)
     psql = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-p", str(pg.port), "-d", "postgres"]
-    _run(_as_postgres([*psql, "-f", "-"]), input_text=role_sql)
+    wanted: list[tuple[str, db.DbRole, str]] = [(pg.user, "owner", "postgres.password")]
+    if pg.separate_runtime:
+        wanted.append((pg.runtime_user, "runtime", RUNTIME_PASSWORD))
+    for user, role, password_file in wanted:
+        if _can_log_in(settings, role):
+            continue
+        _run(
+            _as_postgres([*psql, "-f", "-"]), input_text=role_sql(user, secret_text(settings, password_file))
+        )
+    database = pg.database
+    if not _IDENT.match(database):
+        raise InfraError(f"invalid PostgreSQL identifier {database!r} (letters, digits, _ only)")
     exists = _run(
         _as_postgres([*psql, "-tA", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{database}'"])
     ).stdout.strip()
     if exists != "1":
         _run(_as_postgres([*psql, "-c", f'CREATE DATABASE "{database}" OWNER "{pg.user}"']))
+
+
+def _can_log_in(settings: Settings, role: db.DbRole) -> bool:
+    async def attempt() -> bool:
+        try:
+            conn = await asyncpg.connect(db.dsn(settings, role), timeout=5.0)
+        except Exception:  # wrong password, missing role: provision it
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(attempt())
 
 
 async def up(settings: Settings) -> PostgresStatus:

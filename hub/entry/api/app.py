@@ -9,21 +9,39 @@ them in ``app.state.hub`` (:class:`hub.entry.api.deps.ApiState`) and mounts the 
 request to a protected route carries ``Authorization: Bearer <JWT>``; the role policy in
 :mod:`hub.entry.api.roles` decides; every person-level read — allowed or denied — appends
 one row to the access log *before* the response is sent (a read that cannot be logged is
-refused with 503).
+refused with 503). Refused and failed person-level reads are logged too, with the same
+answer as before (:func:`log_refusal`): ``refused`` for no or bad token (sub
+``anonymous``), no or bad purpose and a malformed id (subject ``<invalid>``), ``error`` when
+the read itself failed; the reason is a fixed phrase or the policy's message, never the
+caller's input (:func:`hub.entry.api.roles.loggable_subject`).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hub.entry.api.auth import AuthError, DevIssuer, TokenVerifier
+from hub.entry.api.auth import AuthError, DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.deps import ApiState
 from hub.entry.api.ports import ReadModels
-from hub.entry.api.roles import BadPurpose, Forbidden
+from hub.entry.api.roles import (
+    BadPurpose,
+    Family,
+    Forbidden,
+    UnknownPurpose,
+    loggable_purpose,
+    loggable_subject,
+)
 from hub.entry.api.routes import audit, dashboard, health, identity, operations, reports, timelines
 from hub.entry.api.routes import dev_issuer as dev_issuer_routes
-from hub.kernel.audit import AccessLog
+from hub.entry.api.routes.timelines import AUDIT_ERRORS
+from hub.kernel import metrics
+from hub.kernel.audit import ANONYMOUS, AccessLog, AccessRecord, Actor
 from hub.kernel.settings import Settings
 
 DESCRIPTION = (
@@ -33,7 +51,45 @@ DESCRIPTION = (
 )
 
 
-async def _auth_error(_: Request, exc: Exception) -> JSONResponse:
+#: the person-level routes: path → (family, name of the path parameter holding the subject)
+PERSON_ROUTES: dict[str, tuple[Family, str]] = {
+    "/v1/incidents/{incident_id}/timeline": (Family.INCIDENT_TIMELINE, "incident_id"),
+    "/v1/persons/{person}/timeline": (Family.PERSON_TIMELINE, "person"),
+}
+logger = logging.getLogger(__name__)
+
+
+async def log_refusal(request: Request, reason: str) -> None:
+    """Append a ``refused`` row when ``request`` is a person-level read (who: the verified
+    principal if the token was checked, else anonymous; the subject and purpose only when
+    well-formed). The answer does not depend on it: a refusal that cannot be logged is
+    counted (``hub_api_access_log_failures_total``) and logged as a warning."""
+    route = PERSON_ROUTES.get(getattr(request.scope.get("route"), "path", ""))
+    if route is None:
+        return
+    family, param = route
+    who: Actor = getattr(request.state, "principal", None) or ANONYMOUS
+    raw_purpose = request.headers.get("x-purpose-of-use") or request.query_params.get("purpose")
+    record = AccessRecord(
+        who,
+        family.value,
+        loggable_subject(family, request.path_params.get(param)),
+        loggable_purpose(raw_purpose),
+        "refused",
+        0,
+        str(uuid.uuid4()),
+        reason,
+    )
+    state: ApiState = request.app.state.hub
+    try:
+        await state.access_log.append(record)
+    except AUDIT_ERRORS as exc:
+        metrics.ACCESS_LOG_FAILURES.inc()
+        logger.warning("a refused read could not be logged (%s)", type(exc).__name__)
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    await log_refusal(request, "no token" if isinstance(exc, MissingToken) else "bad token")
     return JSONResponse({"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -41,8 +97,15 @@ async def _forbidden(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=403)
 
 
-async def _bad_purpose(_: Request, exc: Exception) -> JSONResponse:
+async def _bad_purpose(request: Request, exc: Exception) -> JSONResponse:
+    await log_refusal(request, "bad purpose" if isinstance(exc, UnknownPurpose) else "no purpose")
     return JSONResponse({"detail": str(exc)}, status_code=400)
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    await log_refusal(request, "bad id")
+    assert isinstance(exc, RequestValidationError)
+    return await request_validation_exception_handler(request, exc)
 
 
 def create_app(
@@ -61,6 +124,7 @@ def create_app(
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(BadPurpose, _bad_purpose)
+    app.add_exception_handler(RequestValidationError, _bad_request)
     app.include_router(health.router)
     if dev_issuer is not None:
         app.include_router(dev_issuer_routes.router)

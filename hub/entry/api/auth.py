@@ -36,6 +36,11 @@ class AuthError(PermanentError):
     """Missing, malformed, expired or untrusted token (HTTP 401)."""
 
 
+class MissingToken(AuthError):
+    """No bearer token at all (logged as ``no token``; any other :class:`AuthError` is a
+    ``bad token``)."""
+
+
 def _b64url_uint(value: int) -> str:
     raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
-from hub.entry.api.auth import AuthError, DevIssuer, TokenVerifier
+from hub.entry.api.auth import DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.ports import ReadModels
 from hub.entry.api.roles import Family, Principal, authorize, normalize_purpose
 from hub.kernel.audit import AccessLog
@@ -62,11 +62,17 @@ AccessLogDep = Annotated[AccessLog, Depends(access_log)]
 DevIssuerDep = Annotated[DevIssuer, Depends(dev_issuer)]
 
 
-async def principal(state: State, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The caller, from ``Authorization: Bearer <JWT>`` (:class:`AuthError` → 401)."""
+async def principal(
+    request: Request, state: State, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    """The caller, from ``Authorization: Bearer <JWT>`` (:class:`AuthError` → 401; no token
+    at all: :class:`MissingToken`). Kept in ``request.state.principal`` so that a refusal
+    later in the request is logged with who asked."""
     if not authorization or not authorization.lower().startswith("bearer "):
-        raise AuthError("missing bearer token")
-    return state.verifier.verify(authorization.split(" ", 1)[1].strip())
+        raise MissingToken("missing bearer token")
+    p = state.verifier.verify(authorization.split(" ", 1)[1].strip())
+    request.state.principal = p
+    return p
 
 
 def requires(family: Family) -> Callable[[Principal], Awaitable[Principal]]:

@@ -30,6 +30,7 @@ from hub.kernel.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
 from projections.outcomes import suppressed_table
+from projections.reporting import parse_grain
 from schemas.base import event_class
 
 
@@ -165,7 +166,7 @@ class PostgresReadModels:
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
-        doc = await self.reader.report(date_from=date_from, date_to=date_to, by=by)  # type: ignore[arg-type]
+        doc = await self.reader.report(date_from=date_from, date_to=date_to, by=parse_grain(by))
         return queries.jsonable(doc)
 
     async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ Invariants (unit- and property-tested):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,37 @@ POLICY: dict[Family, frozenset[Role]] = {
 #: Families whose reads disclose person-level data: each read needs a purpose and is logged.
 PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
 
+#: what a person-level read's subject must look like (the routes' path patterns)
+PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
+INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
+SUBJECT_PATTERNS: dict[Family, re.Pattern[str]] = {
+    Family.INCIDENT_TIMELINE: re.compile(INCIDENT_PATTERN),
+    Family.PERSON_TIMELINE: re.compile(PSEUDONYM_PATTERN),
+}
+#: what the access log records instead of a subject that is not a well-formed id (it could
+#: be anything a caller typed, a name included)
+INVALID_SUBJECT = "<invalid>"
+
+
+def loggable_subject(family: Family, value: str | None) -> str:
+    """``value`` when it is a well-formed subject id of ``family`` (an incident id or a
+    pseudonym, never a clear identifier), otherwise :data:`INVALID_SUBJECT`."""
+    pattern = SUBJECT_PATTERNS.get(family)
+    if value is None or pattern is None or len(value) > 200 or not pattern.match(value):
+        return INVALID_SUBJECT
+    return value
+
+
+def loggable_purpose(value: str | None) -> str:
+    """The canonical purpose when ``value`` is an accepted one, else ``<none>`` (nothing
+    declared) or ``<invalid>`` (free text is never copied into the log)."""
+    if value is None or not value.strip():
+        return "<none>"
+    try:
+        return normalize_purpose(value)
+    except BadPurpose:
+        return "<invalid>"
+
 #: Purposes of use accepted for person-level reads (HL7 PurposeOfUse, lower-cased words).
 PURPOSES = frozenset(
     {"treatment", "emergency", "care-coordination", "operations", "audit", "legal", "quality"}
@@ -80,6 +112,10 @@ class Forbidden(PermanentError):
 
 class BadPurpose(PermanentError, ValueError):
     """A person-level read without an accepted purpose of use (HTTP 400)."""
+
+
+class UnknownPurpose(BadPurpose):
+    """A purpose of use was declared but is not an accepted one."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +148,7 @@ def normalize_purpose(value: str | None) -> str:
         raise BadPurpose("a purpose of use is required (X-Purpose-Of-Use header or ?purpose=)")
     word = value.strip().lower().replace("_", "-").replace(" ", "-")
     if word not in PURPOSES:
-        raise BadPurpose(f"unknown purpose of use; accepted: {', '.join(sorted(PURPOSES))}")
+        raise UnknownPurpose(f"unknown purpose of use; accepted: {', '.join(sorted(PURPOSES))}")
     return word
 
 

@@ -17,12 +17,10 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from hub.bootstrap import migrate_all
+from hub.bootstrap import open_reader
 from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
-from hub.kernel.audit import AccessLog
-from hub.kernel.db import open_pool
 from hub.kernel.net import is_loopback
 from hub.kernel.settings import Settings
 
@@ -56,15 +54,15 @@ def routed_dev_issuer(issuer: DevIssuer | None, host: str) -> DevIssuer | None:
 @asynccontextmanager
 async def open_app(settings: Settings, host: str | None = None) -> AsyncIterator[FastAPI]:
     """The API wired to PostgreSQL, to be bound to ``host`` (default ``settings.api.host``;
-    it decides whether the development issuer's routes are served); the pool closes on exit."""
-    async with open_pool(settings, max_size=min(settings.postgres.pool_max, 5)) as pool:
-        await migrate_all(pool, settings)
+    it decides whether the development issuer's routes are served); the pool (runtime role)
+    and the audit topic's producer close on exit."""
+    async with open_reader(settings, max_size=min(settings.postgres.pool_max, 5)) as reader:
         dev_issuer = dev_issuer_for(settings)
         verifier = TokenVerifier(settings, jwks=dev_issuer.jwks()) if dev_issuer else TokenVerifier(settings)
         app = create_app(
             settings,
-            PostgresReadModels(settings, pool),
-            AccessLog(pool, settings.core_schema),
+            PostgresReadModels(settings, reader.pool),
+            reader.access_log(settings),
             verifier,
             dev_issuer=routed_dev_issuer(dev_issuer, host or settings.api.host),
         )

@@ -90,13 +90,13 @@ def show(
             try:
                 raw = await open_raw(row.record, rt.deadletter_sealer, rt.keyring)
             except ErasedPayloadError:
-                await store.record_access(dl_id, who, "show-erased")
+                await store.record_access(rt.audit, dl_id, who, "show-erased")
                 return row.summary() | {"raw": None, "revealed": False, "erased": True}
             if reveal:
-                await store.record_access(dl_id, who, "reveal", reason)  # audited before shown
+                await store.record_access(rt.audit, dl_id, who, "reveal", reason)  # audited before shown
                 shown = raw.decode("utf-8", errors="replace")
             else:
-                await store.record_access(dl_id, who, "show-masked")
+                await store.record_access(rt.audit, dl_id, who, "show-masked")
                 shown = mask_raw(raw)
             return row.summary() | {"raw": shown, "revealed": reveal, "erased": False}
 

@@ -11,6 +11,7 @@ import typer
 
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.replay import replay_into
@@ -41,8 +42,8 @@ def replay(
     settings = get_settings()
 
     async def go():
-        async with open_pool(settings) as pool:
-            return await replay_into(settings, pool, into, as_of=when)
+        async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
+            return await replay_into(settings, pool, KafkaClients(settings.kafka), into, as_of=when)
 
     stats = run_or_exit(go(), "replay failed")
     out = {

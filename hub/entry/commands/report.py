@@ -20,7 +20,7 @@ from hub.kernel.db import open_pool
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
-from projections.reporting import HEADLINE_LABELS, cell_text
+from projections.reporting import HEADLINE_LABELS, cell_text, parse_grain
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
 
@@ -48,7 +48,9 @@ def report(
 ) -> None:
     """Print the outcome report."""
 
-    if by not in (None, "month", "area"):
+    try:
+        grain = parse_grain(by)
+    except ValueError:
         fail("--by must be month or area", EXIT_USAGE)
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
     if start and end and start > end:
@@ -59,7 +61,7 @@ def report(
     async def go():
         async with open_pool(settings, max_size=2) as pool:
             reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
-            return await reader.report(date_from=start, date_to=end, by=by)  # type: ignore[arg-type]
+            return await reader.report(date_from=start, date_to=end, by=grain)
 
     doc = run_or_exit(
         go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"

@@ -8,6 +8,10 @@ Both are person-level reads, held to the read API's rules:
   who (``--actor``, default the OS user; role ``operator``), what (``incident_timeline`` /
   ``person_timeline``), subject, purpose, entry count — *before* anything is printed; a
   read that cannot be logged prints nothing and exits 1;
+- a refused read (no or unknown ``--purpose``, blank ``--actor``) is logged too, outcome
+  ``refused`` with the reason (best effort: the refusal and its exit code 2 stand when the
+  log cannot be reached, with a warning), and a read that fails is logged as ``error``;
+  a subject that is not a well-formed incident id or pseudonym is logged as ``<invalid>``;
 - sealed (clinical) fields are rendered exactly as the API renders them, by the same
   function (:func:`hub.entry.api.readmodels.render_sealed`): ``{"sealed": true, "erased": bool}``,
   never ciphertext, and never opened (the API opens them for no role either).
@@ -20,23 +24,36 @@ Both are person-level reads, held to the read API's rules:
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
-from hub.bootstrap import migrate_all
+from hub.bootstrap import open_reader
 from hub.entry.api.readmodels import render_sealed
-from hub.entry.api.roles import PURPOSES, BadPurpose, Family, normalize_purpose
+from hub.entry.api.roles import (
+    PURPOSES,
+    BadPurpose,
+    Family,
+    UnknownPurpose,
+    loggable_purpose,
+    loggable_subject,
+    normalize_purpose,
+)
 from hub.entry.commands import run_or_exit
-from hub.kernel.audit import AccessLog, AccessRecord, Operator
-from hub.kernel.db import open_pool
+from hub.kernel.audit import ANONYMOUS, AccessRecord, Operator
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
-from hub.kernel.settings import get_settings
+from hub.kernel.settings import Settings, get_settings
 from projections import queries
 
 app = typer.Typer(help="Show an incident's or a person's timeline (person-level: purpose required, logged).")
+
+
+async def _append(settings: Settings, record: AccessRecord) -> None:
+    async with open_reader(settings, max_size=1) as reader:
+        await reader.access_log(settings).append(record)
 
 
 def default_actor() -> str:
@@ -66,19 +83,33 @@ def timeline(
 
     if (incident is None) == (person is None):
         fail("give exactly one of --incident or --person", EXIT_USAGE)
+    settings = get_settings()
+    family = Family.INCIDENT_TIMELINE if incident is not None else Family.PERSON_TIMELINE
+    subject = loggable_subject(family, incident if incident is not None else person)
+    who = (actor or default_actor()).strip()
+
+    def refuse(message: str, reason: str) -> NoReturn:
+        record = AccessRecord(
+            Operator(who) if who else ANONYMOUS, family.value, subject, loggable_purpose(purpose),
+            "refused", 0, f"cli-{uuid.uuid4()}", reason,
+        )  # fmt: skip
+        try:
+            asyncio.run(_append(settings, record))
+        except Exception as exc:  # the refusal stands; say that it is not in the log
+            typer.echo(f"warning: the refusal could not be logged ({type(exc).__name__})", err=True)
+        fail(message, EXIT_USAGE)
+
     try:
         why = normalize_purpose(purpose)
-    except BadPurpose:
+    except BadPurpose as exc:
         accepted = ", ".join(sorted(PURPOSES))
-        fail(f"--purpose is required for person-level reads; one of: {accepted}", EXIT_USAGE)
-    who = (actor or default_actor()).strip()
+        refuse(
+            f"--purpose is required for person-level reads; one of: {accepted}",
+            "bad purpose" if isinstance(exc, UnknownPurpose) else "no purpose",
+        )
     if not who:
-        fail("--actor is blank", EXIT_USAGE)
-    settings = get_settings()
+        refuse("--actor is blank", "no actor")
     target_schema = schema or settings.postgres.schema_
-    family = Family.INCIDENT_TIMELINE if incident is not None else Family.PERSON_TIMELINE
-    subject = incident if incident is not None else person
-    assert subject is not None
 
     async def read(reader: queries.ReadModelReader) -> dict[str, Any] | None:
         if incident is not None:
@@ -101,23 +132,25 @@ def timeline(
         }
 
     async def go() -> dict[str, Any] | None:
-        async with open_pool(settings, max_size=2) as pool:
-            await migrate_all(pool, settings)
-            result = await read(queries.ReadModelReader.from_settings(pool, settings, schema=target_schema))
-            if result is not None:  # summaries carry no sealed content (projections.timelines)
-                entries = result["entries"]
-                result["entries"] = await render_sealed(pool, settings.core_schema, entries, "detail")
-            access_log = AccessLog(pool, settings.core_schema)
-            await access_log.append(
-                AccessRecord(
-                    Operator(who),
-                    family.value,
-                    subject,
-                    why,
-                    "allowed",
-                    len(result["entries"]) if result else 0,
-                    f"cli-{uuid.uuid4()}",
+        async with open_reader(settings, max_size=2) as reader:
+            access_log = reader.access_log(settings)
+            request_id = f"cli-{uuid.uuid4()}"
+            try:
+                models = queries.ReadModelReader.from_settings(reader.pool, settings, schema=target_schema)
+                result = await read(models)
+                if result is not None:  # summaries carry no sealed content (projections.timelines)
+                    entries = result["entries"]
+                    core = settings.core_schema
+                    result["entries"] = await render_sealed(reader.pool, core, entries, "detail")
+            except Exception as exc:
+                reason = f"read failed: {type(exc).__name__}"
+                await access_log.append(
+                    AccessRecord(Operator(who), family.value, subject, why, "error", 0, request_id, reason)
                 )
+                raise
+            entries_read = len(result["entries"]) if result else 0
+            await access_log.append(
+                AccessRecord(Operator(who), family.value, subject, why, "allowed", entries_read, request_id)
             )
             return result
 

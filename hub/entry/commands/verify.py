@@ -35,7 +35,7 @@ def verify(as_json: Annotated[bool, typer.Option("--json", help="stable JSON out
 
     async def go():
         async with open_runtime(get_settings(), ensure_topics=False) as rt:
-            return await run_verify(rt.settings, rt.pool)
+            return await run_verify(rt.settings, rt.pool, rt.kafka)
 
     report = asyncio.run(go())
     if as_json:
@@ -66,7 +66,7 @@ def seal(
 
     async def go() -> None:
         async with open_runtime(get_settings(), ensure_topics=False) as rt:
-            sealer = Sealer(rt.settings, rt.pool)
+            sealer = Sealer(rt.settings, rt.pool, rt.kafka)
             while True:
                 result = await sealer.run_once()
                 if result.skipped_locked:

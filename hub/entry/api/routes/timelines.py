@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import asyncpg
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, HTTPException, Path
 
 from hub.entry.api.deps import AccessLogDep, Purpose, ReadModelsDep, Who
 from hub.entry.api.roles import (
+    INCIDENT_PATTERN,
+    PSEUDONYM_PATTERN,
     Family,
     Forbidden,
     Principal,
@@ -25,8 +28,8 @@ from hub.entry.api.roles import (
 from hub.entry.api.scope import scope_from_entries
 from hub.kernel.audit import AccessLog, AccessRecord
 
-PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
-INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
+#: errors an access-log append can raise (the read is then refused with 503)
+AUDIT_ERRORS = (asyncpg.PostgresError, OSError, KafkaError)
 
 router = APIRouter(tags=["timelines"])
 
@@ -43,14 +46,15 @@ async def person_level_read(
     scope_entries: Callable[[Entries], Awaitable[Entries]],
 ) -> Entries:
     """Authorize, fetch, scope-check and filter one person-level read, logging its outcome
-    (``denied`` with 0 entries, or ``allowed`` with the visible count) before returning."""
+    (``denied`` with the policy's reason, ``error`` when the read failed, or ``allowed``
+    with the visible count) before returning."""
     request_id = str(uuid.uuid4())
 
-    async def log(outcome: str, entries: int) -> None:
+    async def log(outcome: str, entries: int, reason: str | None = None) -> None:
         try:
-            record = AccessRecord(p, family.value, subject, purpose, outcome, entries, request_id)
+            record = AccessRecord(p, family.value, subject, purpose, outcome, entries, request_id, reason)
             await access_log.append(record)
-        except (asyncpg.PostgresError, OSError) as exc:
+        except AUDIT_ERRORS as exc:
             raise HTTPException(503, "the access log is unavailable; person-level reads are refused") from exc
 
     try:
@@ -59,8 +63,11 @@ async def person_level_read(
         scope = scope_from_entries(await scope_entries(entries))
         check_timeline_scope(p, scope, family)
         visible = filter_timeline(entries, p, scope, datetime.now(UTC))
-    except Forbidden:
-        await log("denied", 0)
+    except Forbidden as exc:
+        await log("denied", 0, str(exc))  # the policy's message: role, family, program
+        raise
+    except Exception as exc:
+        await log("error", 0, f"read failed: {type(exc).__name__}")
         raise
     await log("allowed", len(visible))
     if not entries:

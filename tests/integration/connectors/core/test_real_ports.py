@@ -2,7 +2,7 @@
 for the in-memory fakes, ``tests/unit/connectors/core/test_memory_ports.py``):
 ``hub.kernel.log.EventLog`` on the session's Kafka topics, and the PostgreSQL stores of
 ``connectors/core/state.py`` in the session's core schema — all from the runtime that
-``hub.bootstrap.open_runtime`` opens (fixture ``rt``, ``tests/integration/connectors/conftest.py``)."""
+``hub.bootstrap.open_runtime`` opens (fixture ``rt``, ``tests/integration/runtimes.py``)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 def _deps() -> Any:
     # stop() and connection handling need no services; handle() is replaced per test
-    return types.SimpleNamespace(pool=None, settings=types.SimpleNamespace(core_schema="unused"))
+    return types.SimpleNamespace(pool=None, core_schema="unused")
 
 
 @pytest.fixture

@@ -17,15 +17,11 @@ from hub.kernel.settings import get_settings
 
 @pytest.fixture
 def fresh_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Settings read anew and the root logger restored: the CLI's callback changes both."""
-    root = logging.getLogger()
-    level, handlers = root.level, list(root.handlers)
+    """Settings read anew (the root logger is restored by ``tests/conftest.py``)."""
     monkeypatch.setenv("HUB_LOG_LEVEL", "INFO")  # restored (removed) after the test
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _export(tmp_path: Path, *options: str) -> int:
