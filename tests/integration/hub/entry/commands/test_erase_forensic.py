@@ -39,7 +39,7 @@ from hub.kernel.keystore import unwrap_key
 from hub.kernel.namespace import Namespace
 from projections.projector import project
 from tests.conftest import in_ci, session_settings
-from tests.integration.log.hubcli import run_hub
+from tests.integration.hubcli import run_hub
 
 pytestmark = pytest.mark.integration
 
