@@ -1,22 +1,23 @@
-"""The PKCS#11 token that holds per-person (and per-incident) key-encryption keys.
+"""The PKCS#11 token that holds the key store's **epoch keys**.
 
 Erasure must survive a forensic reading of the database: a key that PostgreSQL stored
 (even wrapped by ``master.key``) stays in dead heap tuples, the WAL and every base backup.
-So the secret that opens a person's data key lives on a PKCS#11 token — SoftHSM2 in
-development and CI, an HSM or a cloud KMS speaking PKCS#11 in production — and
-destroying it is ``C_DestroyObject`` on the token.
+So every secret that opens a data key lives on a PKCS#11 token — SoftHSM2 in development
+and CI, an HSM or a cloud KMS speaking PKCS#11 in production — where destruction is real
+(``C_DestroyObject``).
 
-Design (see ``docs/operators.md``, "Key store"):
+Design (see ``docs/operators.md``, "Key store"; the rotation is
+:class:`hub.kernel.keystore.TokenKeyring`'s):
 
-- each key id has one **token key**: a non-extractable, sensitive AES-256 secret-key object
-  (``CKA_TOKEN``, ``CKA_ID`` = 16 random bytes, ``CKA_LABEL`` = ``<namespace>/<key id>``)
-  that only encrypts and decrypts on the token;
-- the data key itself is random, encrypted **on the token** under its token key (AES-GCM,
-  AAD = key id); PostgreSQL stores only that ciphertext and the ``CKA_ID``. Nothing the
-  master key can open is stored;
-- :meth:`Token.destroy` destroys the object: the ciphertext in PostgreSQL (and in every
-  dead tuple, WAL segment or backup) is then noise. SoftHSM2 keeps each object in its own
-  file under the token directory and unlinks that file on ``C_DestroyObject``.
+- a namespace (topic prefix) has **one current epoch key** on the token: a non-extractable,
+  sensitive AES-256 secret-key object labelled ``<namespace>/epoch/<n>`` that only encrypts
+  and decrypts on the token; during a rotation (an erasure) the previous one exists too,
+  until the rotation has committed. A handful of objects per namespace, whatever the number
+  of persons: a token's object store costs O(objects) per operation (SoftHSM2) and HSM
+  partitions cap their objects;
+- every data key is encrypted on the token under the current epoch key; PostgreSQL keeps
+  the ciphertext and the epoch number. Destroying epoch ``n`` after every live key was
+  re-encrypted under ``n + 1`` makes every older copy (dead tuples, WAL, backups) noise.
 
 The library is loaded once per process (``C_Initialize``); one logged-in session per
 (module, token) is shared by every :class:`Token` of the process. Every PKCS#11 call runs
@@ -24,12 +25,15 @@ on one dedicated thread of the process (:data:`_WORKER`): that serialises the sh
 session (not safe for concurrent use) and keeps the module's own OpenSSL state (SoftHSM2
 leaves engine errors on the calling thread's OpenSSL error queue, which would fail the
 next TLS read of a PostgreSQL connection on that thread) away from the event loops.
-Every call is short (the token is local); callers on an event loop may call it inline.
+Batches (:meth:`Token.encrypt_async`, :meth:`Token.decrypt_async`) are one job on that
+thread; single calls are short and may run inline.
 
 Development: the module defaults to SoftHSM2's, its configuration is generated under
 ``state_dir/softhsm`` (``SOFTHSM2_CONF``) and :func:`ensure_dev_token` initialises the token
-on first use with a PIN generated under ``state_dir/keys/token.pin``. Production requires
-``keystore.module`` and ``keystore.pin_file`` (a missing, empty or short PIN is refused).
+on first use with a PIN generated under ``state_dir/keys/token.pin`` (a development token of
+an older layout — one object per person — is deleted and initialised again: its data is
+disposable). Production requires ``keystore.module`` and ``keystore.pin_file`` (a missing,
+empty or short PIN is refused).
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +54,13 @@ from typing import Any, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
-from pkcs11.exceptions import NoSuchToken, ObjectHandleInvalid, PKCS11Error, UserAlreadyLoggedIn
+from pkcs11.exceptions import (
+    KeyHandleInvalid,
+    NoSuchToken,
+    ObjectHandleInvalid,
+    PKCS11Error,
+    UserAlreadyLoggedIn,
+)
 from pkcs11.mechanisms import GCMParams
 
 from hub.kernel.errors import ConfigError, InfraError
@@ -63,11 +74,16 @@ SOFTHSM_MODULES = (
     Path("/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"),
 )
 PIN_FILE = "token.pin"
+#: written next to a development token initialised for epoch keys (see ensure_dev_token)
+LAYOUT = "epoch-keys-v1"
 MIN_PIN = 8
 NONCE = 12
 
 
-#: every token key: a secret that never leaves the token and only encrypts / decrypts
+#: ``<namespace>/epoch/<n>``: the label of a namespace's epoch key
+EPOCH_LABEL = re.compile(r"^(?P<namespace>.+)/epoch/(?P<epoch>[0-9]+)$")
+
+#: every epoch key: a secret that never leaves the token and only encrypts / decrypts
 KEY_TEMPLATE = {
     Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False, Attribute.ENCRYPT: True,
     Attribute.DECRYPT: True, Attribute.WRAP: False, Attribute.UNWRAP: False,
@@ -155,8 +171,12 @@ def write_softhsm_conf(settings: Settings) -> Path:
 
 def ensure_dev_token(settings: Settings) -> TokenConfig:
     """Development: generate the SoftHSM2 configuration and initialise the token once
-    (``softhsm2-util --init-token``; the SO PIN is random and not kept). Idempotent and safe
-    against concurrent processes (a file lock). Production: only resolves the config."""
+    (``softhsm2-util --init-token``; the SO PIN is random and not kept). A token of the
+    label that was not initialised for epoch keys (no ``<label>.layout`` marker: the older
+    one-object-per-person layout, thousands of objects that slow every operation) is
+    deleted and initialised again: development data is disposable, and no row of the
+    epoch layout refers to those objects. Idempotent and safe against concurrent processes
+    (a file lock). Production: only resolves the config."""
     cfg = token_config(settings)
     if cfg.softhsm_conf is None:
         return cfg
@@ -166,18 +186,25 @@ def ensure_dev_token(settings: Settings) -> TokenConfig:
     if util is None:
         raise TokenError("softhsm2-util is not installed: run `hub infra setup` (installs softhsm2)")
     env = {**os.environ, "SOFTHSM2_CONF": os.environ["SOFTHSM2_CONF"]}
+    marker = softhsm_dir(settings) / f"{cfg.label}.layout"
+
+    def softhsm(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([util, *args], capture_output=True, text=True, env=env, check=False)
+
     with open(softhsm_dir(settings) / "init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        shown = subprocess.run([util, "--show-slots"], capture_output=True, text=True, env=env, check=False)
-        if _has_label(shown.stdout, cfg.label):
+        present = _has_label(softhsm("--show-slots").stdout, cfg.label)
+        if present and marker.exists() and marker.read_text(encoding="utf-8").strip() == LAYOUT:
             return cfg
-        made = subprocess.run(
-            [util, "--init-token", "--free", "--label", cfg.label, "--pin", cfg.pin,
-             "--so-pin", secrets.token_hex(16)],
-            capture_output=True, text=True, env=env, check=False,
-        )
+        if present:
+            gone = softhsm("--delete-token", "--token", cfg.label)
+            if gone.returncode != 0:
+                raise TokenError(f"could not delete the old development token: {gone.stderr.strip()[:300]}")
+        so_pin = secrets.token_hex(16)
+        made = softhsm("--init-token", "--free", "--label", cfg.label, "--pin", cfg.pin, "--so-pin", so_pin)
         if made.returncode != 0:
             raise TokenError(f"could not initialise the development token: {made.stderr.strip()[:300]}")
+        marker.write_text(LAYOUT + "\n", encoding="utf-8")
     return cfg
 
 
@@ -218,14 +245,15 @@ class _Shared:
 
     lock = threading.Lock()
     sessions: dict[tuple[str, str], tuple[Any, int]] = {}
-    #: CKA_ID → object of the shared session (a C_FindObjects is a scan of every object:
-    #: one enumeration fills this for all of them; a stale entry is dropped on use)
-    handles: dict[tuple[str, str], dict[bytes, Any]] = {}
+    #: label → key object of the shared session (a stale entry — the object was destroyed,
+    #: perhaps by another process — is dropped on use and looked up again)
+    handles: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 class Token:
-    """A handle on the key-holding token. ``open()`` / ``close()``; every method is
-    synchronous, short, thread-safe, and raises :class:`TokenError` when the token refuses."""
+    """A handle on the key-holding token for one namespace's epoch keys. ``open()`` /
+    ``close()``; every method is thread-safe and raises :class:`TokenError` when the token
+    refuses. Epoch numbers are positive integers chosen by the caller (the keyring)."""
 
     def __init__(self, cfg: TokenConfig, namespace: str) -> None:
         self.cfg = cfg
@@ -281,107 +309,88 @@ class Token:
             _Shared.handles.pop(self._key, None)
         _on_token_thread(session.close)
 
-    # -- keys
+    # -- epoch keys
 
-    def label(self, kid: str) -> str:
-        return f"{self.namespace}/{kid}"
+    def epoch_label(self, epoch: int) -> str:
+        return f"{self.namespace}/epoch/{epoch}"
 
-    def create(self, kid: str) -> bytes:
-        """A new token key for ``kid``; returns its ``CKA_ID``."""
-        token_id = os.urandom(16)
+    def epochs(self) -> list[int]:
+        """The epoch numbers of this namespace's keys on the token, ascending."""
+
+        def run() -> list[int]:
+            return sorted({n for n, _ in self._namespace_objects()})
+
+        return _on_token_thread(run)
+
+    def has_epoch(self, epoch: int) -> bool:
+        return _on_token_thread(lambda: self._find(epoch) is not None)
+
+    def create_epoch(self, epoch: int) -> None:
+        """A new epoch key ``epoch``. An object already labelled so (left by a rotation that
+        crashed before committing; no row refers to it) is destroyed first, so a label
+        names one object."""
 
         def run() -> None:
-            self._session().generate_key(
-                KeyType.AES, 256, id=token_id, label=self.label(kid), store=True, template=KEY_TEMPLATE
+            self._destroy(epoch)
+            self._cache()[self.epoch_label(epoch)] = self._session().generate_key(
+                KeyType.AES, 256, id=os.urandom(16), label=self.epoch_label(epoch), store=True,
+                template=KEY_TEMPLATE,
             )
 
         _on_token_thread(run)
-        return token_id
 
-    async def create_wrapped(self, items: list[tuple[str, bytes]]) -> list[tuple[bytes, bytes]]:
-        """For each (key id, data key): a new token key and the data key encrypted under it
-        (``CKA_ID``, nonce ‖ AES-GCM); one job on the token thread for the whole batch."""
+    def destroy_epoch(self, epoch: int) -> bool:
+        """``C_DestroyObject`` of epoch key ``epoch``; False when it was not on the token."""
+        return _on_token_thread(lambda: self._destroy(epoch) > 0)
 
-        def run() -> list[tuple[bytes, bytes]]:
+    def encrypt(self, epoch: int, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """For each (aad, plaintext): nonce ‖ AES-GCM(epoch key, plaintext, aad), computed on
+        the token. A missing epoch key is a :class:`TokenError`."""
+
+        def op(key: Any) -> list[bytes]:
             out = []
-            for kid, data_key in items:
-                token_id, nonce = os.urandom(16), os.urandom(NONCE)
-                key = self._session().generate_key(
-                    KeyType.AES, 256, id=token_id, label=self.label(kid), store=True, template=KEY_TEMPLATE,
-                )
-                self._cache()[token_id] = key
-                params = GCMParams(nonce, kid.encode(), 128)
-                sealed = key.encrypt(data_key, mechanism=Mechanism.AES_GCM, mechanism_param=params)
-                out.append((token_id, nonce + bytes(sealed)))
+            for aad, plaintext in items:
+                nonce = os.urandom(NONCE)
+                params = GCMParams(nonce, aad, 128)
+                sealed = key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=params)
+                out.append(nonce + bytes(sealed))
             return out
 
-        return await _on_token_thread_async(run)
+        sealed = _on_token_thread(lambda: self._use(epoch, op))
+        if sealed is None:
+            raise TokenError(f"epoch key {self.epoch_label(epoch)} is not on the token")
+        return sealed
 
-    async def decrypt_many(self, rows: list[tuple[bytes, str, bytes]]) -> list[bytes | None]:
-        """:meth:`decrypt` of each (token id, key id, blob), one job on the token thread."""
-        return await _on_token_thread_async(lambda: [self.decrypt(t, k, b) for t, k, b in rows])
+    def decrypt(self, epoch: int, items: Sequence[tuple[bytes, bytes]]) -> list[bytes] | None:
+        """For each (aad, blob of :meth:`encrypt`): the plaintext; None when epoch key
+        ``epoch`` is not on the token (destroyed, perhaps by another process meanwhile). A
+        blob that does not open is a :class:`TokenError`."""
 
-    def encrypt(self, token_id: bytes, kid: str, plaintext: bytes) -> bytes:
-        """nonce ‖ AES-GCM(token key, plaintext, aad = key id), computed on the token."""
-        nonce = os.urandom(NONCE)
+        def op(key: Any) -> list[bytes]:
+            out = []
+            for aad, blob in items:
+                params = GCMParams(blob[:NONCE], aad, 128)
+                try:
+                    plain = key.decrypt(blob[NONCE:], mechanism=Mechanism.AES_GCM, mechanism_param=params)
+                except (ObjectHandleInvalid, KeyHandleInvalid):
+                    raise
+                except PKCS11Error:
+                    raise TokenError(f"a ciphertext does not open under {self.epoch_label(epoch)}") from None
+                out.append(bytes(plain))
+            return out
 
-        def run() -> bytes:
-            key = self._find(token_id)
-            if key is None:
-                raise TokenError("the token key vanished before use")
-            params = GCMParams(nonce, kid.encode(), 128)
-            return nonce + bytes(key.encrypt(plaintext, mechanism=Mechanism.AES_GCM, mechanism_param=params))
+        return _on_token_thread(lambda: self._use(epoch, op))
 
-        return _on_token_thread(run)
+    async def encrypt_async(self, epoch: int, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """:meth:`encrypt` as one job on the token thread; the event loop runs meanwhile."""
+        return await _on_token_thread_async(lambda: self.encrypt(epoch, items))
 
-    def decrypt(self, token_id: bytes, kid: str, blob: bytes) -> bytes | None:
-        """The plaintext, or None when the token key is gone (destroyed)."""
-
-        def run() -> bytes | None:
-            key = self._find(token_id)
-            if key is None:
-                return None
-            params = GCMParams(blob[:NONCE], kid.encode(), 128)
-            try:
-                return bytes(key.decrypt(blob[NONCE:], mechanism=Mechanism.AES_GCM, mechanism_param=params))
-            except ObjectHandleInvalid:  # destroyed by another process since it was cached
-                self._cache().pop(token_id, None)
-                return None
-            except PKCS11Error:
-                raise TokenError(f"the data key of {kid} does not open under its token key") from None
-
-        return _on_token_thread(run)
-
-    def destroy(self, kid: str, token_id: bytes | None = None) -> int:
-        """Destroy every token key of ``kid`` (its ``CKA_ID`` and any other object with its
-        label, e.g. one made by a process that lost the creation race). Returns the count."""
-
-        def run() -> int:
-            query = {Attribute.LABEL: self.label(kid), Attribute.CLASS: ObjectClass.SECRET_KEY}
-            objs = {o.handle: o for o in self._session().get_objects(query)}
-            found = None if token_id is None else self._find(token_id)
-            if found is not None:
-                objs[found.handle] = found
-            for o in objs.values():
-                self._forget(o)
-                o.destroy()
-            return len(objs)
-
-        return _on_token_thread(run)
-
-    def destroy_id(self, token_id: bytes) -> None:
-        """Destroy one token key by ``CKA_ID`` (the loser of a creation race)."""
-
-        def run() -> None:
-            found = self._find(token_id)
-            if found is not None:
-                self._forget(found)
-                found.destroy()
-
-        _on_token_thread(run)
+    async def decrypt_async(self, epoch: int, items: Sequence[tuple[bytes, bytes]]) -> list[bytes] | None:
+        """:meth:`decrypt` as one job on the token thread; the event loop runs meanwhile."""
+        return await _on_token_thread_async(lambda: self.decrypt(epoch, items))
 
     def destroy_namespace(self) -> list[str]:
-        """Destroy every token key of this namespace (labels ``<namespace>/…``): the end of a
+        """Destroy every key of this namespace (labels ``<namespace>/…``): the end of a
         test namespace or of a decommissioned deployment. Returns their labels."""
 
         def run() -> list[str]:
@@ -392,33 +401,67 @@ class Token:
             ]
             labels = sorted(str(o[Attribute.LABEL]) for o in objs)
             for o in objs:
-                self._forget(o)
                 o.destroy()
+            cache = self._cache()
+            for label in labels:
+                cache.pop(label, None)
             return labels
 
         return _on_token_thread(run)
 
     # -- internals (on the token thread)
 
-    def _cache(self) -> dict[bytes, Any]:
+    def _cache(self) -> dict[str, Any]:
         return _Shared.handles.setdefault(self._key, {})
 
-    def _find(self, token_id: bytes) -> Any:
-        """The token key with ``CKA_ID`` ``token_id`` (None: not on the token). A miss
-        enumerates every secret key once and caches them all."""
+    def _find(self, epoch: int) -> Any:
+        """The key object of ``epoch`` (None: not on the token). Cached by label; a
+        cached object destroyed since is noticed by its use (ObjectHandleInvalid)."""
+        label = self.epoch_label(epoch)
         cache = self._cache()
-        hit = cache.get(token_id)
+        hit = cache.get(label)
         if hit is not None:
             return hit
-        cache.clear()
-        for obj in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
-            cache[bytes(obj[Attribute.ID])] = obj
-        return cache.get(token_id)
+        found = self._labelled(label)
+        if not found:
+            return None
+        cache[label] = found[0]
+        return found[0]
 
-    def _forget(self, obj: Any) -> None:
-        cache = self._cache()
-        for tid in [t for t, o in cache.items() if o.handle == obj.handle]:
-            del cache[tid]
+    def _use(self, epoch: int, op: Callable[[Any], T]) -> T | None:
+        """``op(key object of epoch)``, or None when the epoch key is not on the token. A
+        cached object destroyed since (ObjectHandleInvalid on use) is looked up again."""
+        for _ in (0, 1):
+            key = self._find(epoch)
+            if key is None:
+                return None
+            try:
+                return op(key)
+            except (ObjectHandleInvalid, KeyHandleInvalid):
+                self._cache().pop(self.epoch_label(epoch), None)
+        return None
+
+    def _destroy(self, epoch: int) -> int:
+        """Destroy every object labelled as epoch ``epoch``; returns how many there were."""
+        label = self.epoch_label(epoch)
+        self._cache().pop(label, None)
+        objs = self._labelled(label)
+        for o in objs:
+            o.destroy()
+        return len(objs)
+
+    def _labelled(self, label: str) -> list[Any]:
+        query = {Attribute.LABEL: label, Attribute.CLASS: ObjectClass.SECRET_KEY}
+        return list(self._session().get_objects(query))
+
+    def _namespace_objects(self) -> list[tuple[int, Any]]:
+        """(epoch, object) of every epoch key of this namespace on the token."""
+        out = []
+        for obj in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
+            m = EPOCH_LABEL.match(str(obj[Attribute.LABEL]))
+            if m and m["namespace"] == self.namespace:
+                out.append((int(m["epoch"]), obj))
+        return out
 
     def _session(self) -> Any:
         if not self._open:
