@@ -8,6 +8,9 @@
 #                pytest's exit code 5 "no tests collected" counts as a failure too)
 #   make demo    setup + infra + `hub demo` (falls back to `hub infra status` if absent)
 #   make bench   setup + infra + `python -m bench` (when bench/__main__.py exists)
+#   make audit   dependency audit (pip-audit, or AUDIT_ARGS='--osv-db all.zip' offline): exit 0 clean,
+#                1 vulnerable, 2 vulnerability data unavailable — never a pass without data
+#                (not part of `make test`, which needs no network)
 #   make down    hub infra down (data stays under var/)
 
 SHELL := /bin/bash
@@ -18,14 +21,15 @@ HUB := $(VENV)/bin/hub
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup infra test demo bench down lint
+.PHONY: setup infra test demo bench down lint audit
+AUDIT_ARGS ?=
 
 setup: $(INSTALLED)
 	$(PY) -m hub.devtools.commands.infra setup
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=78.1.1'
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
@@ -37,6 +41,9 @@ test: infra
 	$(VENV)/bin/ruff check . || rc=1; \
 	$(VENV)/bin/mypy || rc=1; \
 	exit $$rc
+
+audit: $(INSTALLED)
+	$(PY) -m hub.devtools.audit $(AUDIT_ARGS)
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

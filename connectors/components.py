@@ -14,6 +14,7 @@ agency); its dead letters name that exact configuration, so a re-drive maps with
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from connectors.cases.rest import CaseRestSource
 from connectors.cases.webhook import webhook_app
 from connectors.core.component import ComponentConfig, describe_validation
 from connectors.core.http import serve
+from connectors.core.limits import SourceLimits
 from connectors.core.recorded import MapperConfig, MapperConfigStore
 from connectors.core.runner import DeadLetterSink, Source, SourceRunner
 from connectors.core.state import (
@@ -39,6 +41,7 @@ from connectors.core.state import (
     PostgresDeliveryStore,
     PostgresRevisionStore,
 )
+from connectors.core.tls import TlsServerConfig, server_context
 from hub.kernel.keys import secret_bytes
 from hub.kernel.net import is_loopback
 from schemas.deadletter import SourceFamily
@@ -106,7 +109,16 @@ class CadFileDropConfig(CadProfileConfig, PollingConfig):
     settle: float = Field(2.0, ge=0)
 
 
-class EidoReceiverConfig(CadProfileConfig):
+class ReceiverConfig(TlsServerConfig):
+    """What every HTTP receiver kind has: TLS (``tls`` or ``tls_terminated_in_front``,
+    :mod:`connectors.core.tls`), the largest request body it reads (``max_body_bytes``) and
+    the per-source ``limits`` (:class:`connectors.core.limits.SourceLimits`)."""
+
+    max_body_bytes: int = Field(5 * 1024 * 1024, gt=0, le=64 * 1024 * 1024)
+    limits: SourceLimits = Field(default_factory=SourceLimits)
+
+
+class EidoReceiverConfig(CadProfileConfig, ReceiverConfig):
     """An HTTP endpoint a PSAP/CAD pushes NENA EIDO JSON to. ``auth``: ``hmac`` (signed
     requests, key file ``key_name``, default ``eido.key``) or ``none``; unset, it is
     ``hmac`` when ``key_name`` is given, else ``none`` — which is refused off a loopback
@@ -167,7 +179,7 @@ class CaseRestPollerConfig(CaseMappingConfig, PollingConfig):
     token: str | None = None
 
 
-class CaseWebhookConfig(CaseMappingConfig):
+class CaseWebhookConfig(CaseMappingConfig, ReceiverConfig):
     """Signed webhooks pushed by the case system (HMAC key file ``key_name``)."""
 
     kind: Literal["case-webhook"] = "case-webhook"
@@ -203,19 +215,26 @@ class PollingComponent:
 
 
 class HttpComponent:
-    """An aiohttp application served on ``host:port`` (127.0.0.1 by default); its mapper
-    configuration is recorded before it listens."""
+    """An aiohttp application served on ``host:port`` (127.0.0.1 by default; TLS with
+    ``ssl_context``); its mapper configuration is recorded before it listens."""
 
     def __init__(
-        self, rt: Any, app: web.Application, host: str, port: int, mapper_config: MapperConfig | None = None
+        self,
+        rt: Any,
+        app: web.Application,
+        host: str,
+        port: int,
+        mapper_config: MapperConfig | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.rt, self.app, self.host, self.port = rt, app, host, port
         self.mapper_config = mapper_config
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         await _record(self.rt, self.mapper_config)
-        self._runner, self.port = await serve(self.app, self.port, self.host)
+        self._runner, self.port = await serve(self.app, self.port, self.host, self.ssl_context)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -270,6 +289,12 @@ def cad_file_drop(rt: Any, cfg: CadFileDropConfig) -> PollingComponent:
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", used.ref, True), used)
 
 
+def _receiver_tls(rt: Any, cfg: EidoReceiverConfig | CaseWebhookConfig) -> ssl.SSLContext | None:
+    """The receiver's TLS context (plaintext outside development only when TLS is
+    terminated in front of it: :func:`connectors.core.tls.server_context`)."""
+    return server_context(cfg, name=f"{cfg.name!r} ({cfg.kind})", development=rt.settings.is_development)
+
+
 def eido_auth_key(rt: Any, cfg: EidoReceiverConfig) -> bytes | None:
     """The HMAC key the EIDO receiver checks (``key_name``, a key file under keys_dir,
     default ``eido.key``), or None for ``auth: none``."""
@@ -289,8 +314,10 @@ def eido_receiver(rt: Any, cfg: EidoReceiverConfig) -> HttpComponent:
         path=cfg.path,
         key=eido_auth_key(rt, cfg),
         tolerance=cfg.tolerance_seconds,
+        max_body=cfg.max_body_bytes,
+        limits=cfg.limits,
     )
-    return HttpComponent(rt, app, cfg.host, cfg.port, used)
+    return HttpComponent(rt, app, cfg.host, cfg.port, used, _receiver_tls(rt, cfg))
 
 
 def case_rest_poller(rt: Any, cfg: CaseRestPollerConfig) -> PollingComponent:
@@ -312,5 +339,7 @@ def case_webhook(rt: Any, cfg: CaseWebhookConfig) -> HttpComponent:
         deliveries=PostgresDeliveryStore(rt.pool, rt.settings.core_schema),
         path=cfg.path,
         tolerance=cfg.tolerance_seconds,
+        max_body=cfg.max_body_bytes,
+        limits=cfg.limits,
     )
-    return HttpComponent(rt, app, cfg.host, cfg.port, mapping)
+    return HttpComponent(rt, app, cfg.host, cfg.port, mapping, _receiver_tls(rt, cfg))

@@ -19,6 +19,12 @@ Configuration and why:
 - ``topic_allow_declare=False``, ``topic_disable_leader=True``: the fact topics belong to
   the topic catalogue (``hub infra up``); the app creates no topics of its own.
 - ``datadir`` under ``settings.state_dir/faust``: faust wants a data directory per app.
+- ``stream_wait_empty=False``: stopping (and a rebalance) does not wait for the acks of
+  events in flight. A batch that failed is never acked, and faust's ``wait_empty`` waited
+  for it forever — ``hub project`` hung after a PostgreSQL restart, deaf to SIGTERM (issue
+  13, finding 3). Nothing depends on the wait: positions live in PostgreSQL, a batch
+  commits whole or not at all, and a batch re-delivered to another worker is skipped below
+  the stored position.
 - session / heartbeat timeouts a few seconds long, so a SIGKILLed worker's partitions are
   reassigned in seconds (faust's default is a minute).
 
@@ -78,6 +84,7 @@ def create_app(settings: Settings, schema: str, projector: ProjectorPort, client
         stream_buffer_maxsize=max(4 * settings.projections.batch_size, 1000),
         producer_max_request_size=1_000_000,
         autodiscover=False,
+        stream_wait_empty=False,
     )
     covered = register_all(app, settings, projector)
     expected = set(family_topics(settings.kafka.topic_prefix))

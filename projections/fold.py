@@ -144,7 +144,12 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
             part2[f.payload.referral_id] = part2.get(f.payload.referral_id, False) or f.payload.substance_use
             if f.payload.incident_id:
                 referral_incident.setdefault(f.payload.referral_id, f.payload.incident_id)
-    entries = [timeline_entry(f, part2, referral_incident) for f in facts]
+    part2_consents: dict[str, bool] = {}  # consent id -> any of its grants is Part 2
+    for f in facts:
+        if isinstance(f.payload, ConsentGranted):
+            cid = f.payload.consent_id
+            part2_consents[cid] = part2_consents.get(cid, False) or "part2" in f.payload.scope
+    entries = [timeline_entry(f, part2, referral_incident, part2_consents) for f in facts]
     for e in entries:
         put(T.TIMELINE_ENTRIES, e)
 

@@ -21,7 +21,14 @@ Effectively once comes from PostgreSQL, not from faust:
   way to move it, see :meth:`Projector.on_rebalance_complete`.)
 - a batch that fails to apply stops the worker with the error (its events would
   otherwise be acked past the stored positions while the worker kept consuming); the
-  restart resumes from the stored positions.
+  restart resumes from the stored positions. Stopping is bounded: faust does not wait for
+  the failed batch's acks (``stream_wait_empty=False``, :mod:`projections.app`) and
+  ``app.stop()`` gets :data:`STOP_TIMEOUT` seconds, so ``hub project`` exits non-zero
+  within a bound and its supervisor restarts it.
+
+Liveness: ``hub_projection_progress_timestamp_seconds`` is set whenever a batch was applied
+and whenever the worker finds itself caught up (no fact record left to apply): a projector
+whose gauge is older than a few minutes is stuck, whatever its process looks like.
 
 Only facts the hub appended are folded: every fresh record is checked first
 (:class:`hub.kernel.quarantine.RecordGuard`: a valid record MAC, or a pre-MAC record the
@@ -52,7 +59,7 @@ from aiokafka.structs import ConsumerRecord
 from hub.kernel.deadletters import describe_error, describe_failure
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record, family_topics
-from hub.kernel.metrics import PROJECTION_LAG
+from hub.kernel.metrics import PROJECTION_LAG, PROJECTION_PROGRESS
 from hub.kernel.runtime import Runtime
 from projections.app import create_app
 from projections.config import FoldConfig
@@ -65,6 +72,8 @@ log = logging.getLogger(__name__)
 PUBLISH_INTERVAL = 2.0  # seconds between outcome-topic publications while busy
 TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-up)
 START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0  # seconds app.stop() may take before the worker gives up on faust
+LIVENESS_CHECK = 5.0  # seconds between lag checks of an idle worker (progress gauge)
 
 
 @dataclass
@@ -223,6 +232,7 @@ class Projector:
         s.months |= result.months
         self._pending |= result.months
         self._busy_at = time.monotonic()
+        PROJECTION_PROGRESS.set_to_current_time()
         if self._pending and time.monotonic() - self._published_at >= PUBLISH_INTERVAL:
             await self._publish_pending()
 
@@ -269,7 +279,7 @@ class Projector:
             try:
                 await self._supervise(stop, until_caught_up)
             finally:
-                await self.app.stop()
+                await self._stop_app()
             if self.failure is None and self.app.crash_reason is not None:
                 self.failure = self.app.crash_reason
             if self.failure is not None:
@@ -279,9 +289,30 @@ class Projector:
             await self.publisher.stop()
         return self.stats
 
+    async def _check_caught_up(self) -> None:
+        """An idle worker that has nothing left to apply is alive: set the progress gauge
+        (an outage while checking only leaves the gauge alone; the next batch says more)."""
+        try:
+            if await self.lag() == 0:
+                PROJECTION_PROGRESS.set_to_current_time()
+        except Exception as exc:  # Kafka or PostgreSQL unavailable: not this check's to decide
+            log.info("projector liveness check: %s", describe_failure(exc))
+
+    async def _stop_app(self) -> None:
+        """``app.stop()`` within :data:`STOP_TIMEOUT`; past it the worker gives up on faust
+        (its state is in PostgreSQL, nothing is lost) and fails, so the process exits."""
+        assert self.app is not None
+        try:
+            await asyncio.wait_for(self.app.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("projector: faust did not stop within %.0fs; giving up on it", STOP_TIMEOUT)
+            if self.failure is None:
+                self.failure = TimeoutError(f"the faust app did not stop within {STOP_TIMEOUT:.0f}s")
+
     async def _supervise(self, stop: asyncio.Event, until_caught_up: bool) -> None:
         assert self.app is not None
         waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._failed.wait())}
+        checked = float("-inf")
         try:
             while True:
                 done, _ = await asyncio.wait(waits, timeout=TICK, return_when=asyncio.FIRST_COMPLETED)
@@ -290,8 +321,13 @@ class Projector:
                 if time.monotonic() - self._busy_at < TICK:
                     continue
                 await self._publish_pending()  # idle: bring the outcome topic up to date
-                if until_caught_up and await self.lag() == 0:
-                    return
+                if until_caught_up:
+                    if await self.lag() == 0:
+                        PROJECTION_PROGRESS.set_to_current_time()
+                        return
+                elif time.monotonic() - checked >= LIVENESS_CHECK:
+                    checked = time.monotonic()
+                    await self._check_caught_up()
         finally:
             for w in waits:
                 w.cancel()

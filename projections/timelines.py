@@ -4,7 +4,8 @@ summary, and who may see it.
 Visibility (``visible_to``): dispatchers see CAD facts only; clinicians and case managers
 see CAD and clinical facts; analysts see no timeline at all (aggregates only). ``part2``
 marks 42 CFR Part 2 (substance-use) facts — a substance-use referral and every fact of
-it, a substance-use service enrolment — which the read API shows only under a consent.
+it, a substance-use service enrolment, a Part 2 consent (its existence discloses treatment)
+— which the read API shows only under a consent (a consent only to its recipients).
 Sealed fields stay sealed in ``detail``; summaries never contain clinical content.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from projections.facts import Fact
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
-from schemas.consent import ConsentGranted
+from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.dispatch import CallDisposition, CallReceived, CallRevised
 from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
 from schemas.referral import ReferralRejected, ReferralRequested
@@ -29,10 +30,20 @@ def visible_to(fact: Fact) -> list[str]:
     return list(CAD_ROLES if fact.system == "cad" else CLINICAL_ROLES)
 
 
-def is_part2(fact: Fact, part2_referrals: Mapping[str, bool]) -> bool:
+def is_part2(
+    fact: Fact, part2_referrals: Mapping[str, bool], part2_consents: Mapping[str, bool] | None = None
+) -> bool:
+    """Substance-use facts: a substance-use referral and every fact of it, a substance-use
+    service enrolment, and a Part 2 consent — granted, or revoked (``part2_consents``:
+    consent id → whether its grant is Part 2; the revocation of an unknown grant counts as
+    Part 2)."""
     p = fact.payload
     if isinstance(p, ReferralRequested | ServiceEnrolled):
         return p.substance_use
+    if isinstance(p, ConsentGranted):
+        return "part2" in p.scope
+    if isinstance(p, ConsentRevoked):
+        return (part2_consents or {}).get(p.consent_id, True)
     return bool(fact.referral_id and part2_referrals.get(fact.referral_id, False))
 
 
@@ -75,7 +86,8 @@ def summary(fact: Fact) -> str:
 
 
 def timeline_entry(fact: Fact, part2_referrals: Mapping[str, bool],
-                   referral_incident: Mapping[str, str]) -> dict[str, Any]:
+                   referral_incident: Mapping[str, str],
+                   part2_consents: Mapping[str, bool] | None = None) -> dict[str, Any]:
     """The ``timeline_entries`` row of one fact. A referral fact without its own incident
     id is placed on the incident its referral was requested for."""
     incident = fact.incident_id or (referral_incident.get(fact.referral_id) if fact.referral_id else None)
@@ -91,5 +103,5 @@ def timeline_entry(fact: Fact, part2_referrals: Mapping[str, bool],
         "summary": summary(fact),
         "detail": fact.data,
         "visible_to": visible_to(fact),
-        "part2": is_part2(fact, part2_referrals),
+        "part2": is_part2(fact, part2_referrals, part2_consents),
     }

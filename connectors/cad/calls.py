@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Mapped
-from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal
+from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal, seal_context
 from schemas.base import Area, CallCategory, Outcome, Sealed
 from schemas.dispatch import (
     CallDisposition,
@@ -110,14 +110,17 @@ def clear_label(label: str | None, profile: Profile) -> str | None:
 
 
 def seal_incident_text(
-    keyring: Keyring | None, incident_id: str, field: str, value: str | None
+    keyring: Keyring | None, incident_id: str, field: str, value: str | None, *, source: str
 ) -> Sealed | None:
     """``value`` sealed with the incident's key; None without a value or a keyring (free
-    text is never stored clear), or when the incident was erased with a linked person."""
+    text is never stored clear), or when the incident was erased with a linked person.
+    The sealing context is the field of the call's initial-revision facts, so a retry
+    seals byte-identically."""
     if not value or keyring is None:
         return None
+    context = seal_context(source, incident_id, INITIAL_REVISION, field)
     try:
-        return seal(keyring, incident_subject(incident_id), {field: value})
+        return seal(keyring, incident_subject(incident_id), {field: value}, context=context)
     except KeyDestroyedError:
         return None
 
@@ -208,7 +211,7 @@ def call_events(
                 area=call.area,
                 longitude=blur(call.longitude, profile.coordinate_decimals),
                 latitude=blur(call.latitude, profile.coordinate_decimals),
-                remarks=seal_incident_text(keyring, incident_id, "remarks", call.remarks),
+                remarks=seal_incident_text(keyring, incident_id, "remarks", call.remarks, source=source),
             )
         )
     ]
@@ -230,7 +233,8 @@ def call_events(
                     disposition_text=clear,
                     disposition_note=(
                         None if clear is not None
-                        else seal_incident_text(keyring, incident_id, "disposition_text", label)
+                        else seal_incident_text(keyring, incident_id, "disposition_text", label,
+                                                source=source)
                     ),
                     outcome=disposition[0],
                 )

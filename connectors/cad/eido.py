@@ -19,13 +19,13 @@ Location payloads (PIDF-LO, civic addresses) are not copied into the log.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.cad.calls import NormalizedCall, UnitStatus, UnitStatusName, map_call
 from connectors.cad.profile import Profile
+from connectors.core.jsondoc import BadJson, parse_json
 from connectors.core.records import MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.errors import PermanentError
 from schemas.base import Area
@@ -91,10 +91,12 @@ def incident_of(doc: dict[str, Any], profile: Profile) -> tuple[str, str]:
 
 
 def parse_document(raw: bytes) -> dict[str, Any]:
+    """The EIDO JSON object of ``raw``, else :class:`EidoError` (not UTF-8 or JSON, nested
+    too deep, NUL characters: :func:`connectors.core.jsondoc.parse_json`)."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EidoError(f"not JSON: {exc.__class__.__name__}") from None
+        doc = parse_json(raw)
+    except BadJson as exc:
+        raise EidoError(str(exc)) from None
     if not isinstance(doc, dict):
         raise EidoError("an EIDO is a JSON object")
     return doc

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from connectors.core.recorded import MapperConfig
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
-from hub.kernel.crypto import KeyDestroyedError, Keyring, seal
+from hub.kernel.crypto import KeyDestroyedError, Keyring, seal, seal_context
 from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
@@ -213,7 +213,8 @@ class CaseMapper:
             sealed = None
             if note and self.keyring:
                 try:
-                    sealed = seal(self.keyring, person, {"note": str(note)})
+                    sealed = seal(self.keyring, person, {"note": str(note)},
+                                  context=seal_context(self.source, record_id, version, "note"))
                 except KeyDestroyedError:  # the person was erased: keep the fact, never the note
                     sealed = None
             data = ContactLogged.model_validate({  # contact_kind checked against CONTACT_KINDS above

@@ -21,7 +21,8 @@ import httpx
 import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
-from hub.kernel.errors import TransientError
+from hub.kernel.errors import ConfigError, TransientError
+from hub.kernel.net import https_only
 
 FHIR_JSON = "application/fhir+json"
 
@@ -131,6 +132,15 @@ class FhirEndpoint(BaseModel):
     verify_tls: bool = True
     ca_file: str | None = None
     timeout_s: float = Field(30.0, gt=0)
+
+    def check_transport(self, name: str, development: bool) -> None:
+        """Outside development the FHIR base URL and the OAuth token endpoint must be
+        ``https://`` and certificates verified (ConfigError naming the destination)."""
+        https_only(self.base_url, f"destination {name}: base_url", development)
+        if self.auth.token_url:
+            https_only(self.auth.token_url, f"destination {name}: auth.token_url", development)
+        if not development and not self.verify_tls:
+            raise ConfigError(f"destination {name}: verify_tls: false is refused outside development")
 
 
 class FhirClient:

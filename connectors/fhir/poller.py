@@ -35,7 +35,7 @@ from connectors.referrals.content import TASK_SYSTEM
 from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
-from hub.kernel.crypto import KeyDestroyedError, seal
+from hub.kernel.crypto import KeyDestroyedError, seal, seal_context
 from hub.kernel.deadletters import build_dead_letter, describe_failure
 from hub.kernel.errors import is_retriable
 
@@ -185,7 +185,8 @@ class FhirTaskPoller:
                 if ans.note:
                     keys = await self.deps.keyring.resolve([row.person], create=True)
                     with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                        note = seal(keys, row.person, {"text": ans.note})
+                        note = seal(keys, row.person, {"text": ans.note},
+                                    context=seal_context(destination, row.referral_id, ans.kind, "note"))
                 envs.append(
                     answer_event(
                         ans.kind,

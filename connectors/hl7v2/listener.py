@@ -13,6 +13,17 @@ read, and counted as ``refused``. The ``mllp-listener`` component requires ``all
 when it listens on a non-loopback address (the EHR's interface engine, or a TLS-terminating
 proxy in front of the listener).
 
+What one source (a peer address) may cost is bounded (:class:`connectors.core.limits.SourceLimits`):
+at most ``limits.max_concurrent`` open connections (more are closed at once and counted as
+``refused``); frames beyond ``limits.rate_per_second`` / ``limits.burst`` get ``AE`` 207
+("rate limit exceeded; resend later") and are not recorded; the raw bytes its refused
+input leaves in dead letters are a byte budget per hour (beyond it a dead letter keeps its
+reason, not the bytes: counted in ``raw_dropped``). Junk (bytes outside any frame) leaves
+one dead letter per connection holding at most ``junk_sample`` bytes, and a connection
+that sends more than ``max_junk`` junk bytes is closed — junk never becomes a multiple of
+itself in permanent storage (sealed in Kafka and PostgreSQL). With ``ssl_context`` the
+listener speaks MLLP over TLS (:mod:`connectors.core.tls`).
+
 Stopping is graceful: :meth:`MllpListener.stop` stops accepting, closes idle client
 connections (their handler sees end of stream and returns), lets a handler that is
 answering a frame finish and send its ACK before closing, and only after ``grace``
@@ -25,13 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ipaddress
 import logging
+import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.core.limits import SourceLimits
 from connectors.hl7v2.ack import UNKNOWN_KEY_IDENTIFIER, AckCode, AckError, build_ack
 from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
 from connectors.hl7v2.rri import InboundRefused, read_rri, triage
@@ -39,12 +54,22 @@ from connectors.referrals.answers import answer_event
 from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
-from hub.kernel.crypto import KeyDestroyedError, seal
+from hub.kernel.crypto import KeyDestroyedError, seal, seal_context
 from hub.kernel.deadletters import RawSealer, build_dead_letter, describe_failure, person_sealer
 from hub.kernel.errors import HubError
 
 log = logging.getLogger(__name__)
 SOURCE = "ehr/mllp"
+#: bytes of junk (outside any frame) a connection's one junk dead letter keeps
+JUNK_SAMPLE = 4096
+#: junk bytes after which a connection is closed
+MAX_JUNK = 64 * 1024
+#: the source (peer address) of the connection whose task is running (one task per connection)
+_SOURCE: contextvars.ContextVar[str] = contextvars.ContextVar("mllp_source", default="peer")
+#: the listener's default limits: an interface engine sends bursts of answers over a few
+#: connections, so frames are allowed faster than HTTP requests
+MLLP_LIMITS = SourceLimits(rate_per_second=200, burst=1000, max_concurrent=8)
+RATE_LIMITED = AckError("207", "rate limit exceeded; resend later")
 
 
 @dataclass
@@ -53,6 +78,7 @@ class _Connection:
 
     writer: asyncio.StreamWriter
     busy: bool = False
+    junk: int = 0  # bytes outside any frame seen on this connection
 
 
 class MllpListener:
@@ -64,10 +90,22 @@ class MllpListener:
         port: int = 2575,
         max_frame: int = 1 << 20,
         allow_from: Sequence[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        limits: SourceLimits | None = None,
+        junk_sample: int = JUNK_SAMPLE,
+        max_junk: int = MAX_JUNK,
+        clock: Any = time.monotonic,
     ) -> None:
         self.deps = deps
         self.host, self.port = host, port
         self.max_frame = max_frame
+        self.ssl_context = ssl_context
+        limits = limits or MLLP_LIMITS
+        self._rate = limits.rate_limiter()
+        self._conns_per_source = limits.concurrency()
+        self._stored = limits.byte_budget()
+        self.junk_sample, self.max_junk = junk_sample, max_junk
+        self._clock = clock
         self.allow_from = (
             None if allow_from is None else [ipaddress.ip_network(n, strict=False) for n in allow_from]
         )
@@ -76,7 +114,8 @@ class MllpListener:
         self._conns: dict[asyncio.Task[Any], _Connection] = {}
         self._closing = False
         self.counts: dict[str, int] = {
-            "frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0, "refused": 0
+            "frames": 0, "AA": 0, "AE": 0, "AR": 0, "dead_letters": 0, "events": 0, "refused": 0,
+            "rate_limited": 0, "junk_bytes": 0, "raw_dropped": 0,
         }
 
     def admits(self, peer_host: str | None) -> bool:
@@ -97,7 +136,7 @@ class MllpListener:
     async def serve(self) -> None:
         """Start accepting connections (the ledger's tables must exist: :meth:`start`)."""
         self._closing = False
-        self._server = await asyncio.start_server(self._conn, self.host, self.port)
+        self._server = await asyncio.start_server(self._conn, self.host, self.port, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -128,12 +167,19 @@ class MllpListener:
             writer.close()
             return
         peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if isinstance(peer, tuple) else "peer"
         if not self.admits(peer[0] if isinstance(peer, tuple) else None):
             self.counts["refused"] += 1
             log.warning("mllp listener: refused a connection from a peer outside allow_from")
             writer.close()
             return
+        if not self._conns_per_source.acquire(source):
+            self.counts["refused"] += 1
+            log.warning("mllp listener: refused a connection: the source has too many open connections")
+            writer.close()
+            return
         conn = self._conns[task] = _Connection(writer)
+        _SOURCE.set(source)  # this connection's task: its dead letters count against its source
         peer_ref = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "peer"
         decoder = FrameDecoder(self.max_frame)
         n = 0
@@ -148,12 +194,14 @@ class MllpListener:
                 except FrameTooLarge as exc:
                     await self._dead_letter(f"{peer_ref}#oversize", str(exc), chunk[:4096])
                     break
-                junk = decoder.take_junk()
-                if junk:
-                    await self._dead_letter(f"{peer_ref}#junk", "bytes outside MLLP framing", junk)
+                if not await self._junk(conn, decoder.take_junk(), peer_ref):
+                    break
                 for payload in frames:
                     n += 1
-                    answer = await self.handle(payload, f"{peer_ref}#{n}")
+                    if self._rate.take(source, self._clock()):
+                        answer = self._rate_limited(payload)
+                    else:
+                        answer = await self.handle(payload, f"{peer_ref}#{n}")
                     writer.write(frame(answer))
                     await writer.drain()
                 conn.busy = False
@@ -167,12 +215,53 @@ class MllpListener:
             pass
         finally:
             self._conns.pop(task, None)
+            self._conns_per_source.release(source)
             writer.close()
 
+    async def _junk(self, conn: _Connection, junk: bytes, peer_ref: str) -> bool:
+        """Account for bytes outside any frame: the connection's first junk leaves one dead
+        letter with at most ``junk_sample`` bytes; False (close) once it passed ``max_junk``."""
+        if not junk:
+            return True
+        first = conn.junk == 0
+        conn.junk += len(junk)
+        self.counts["junk_bytes"] += len(junk)
+        if first:
+            sample = junk[: self.junk_sample]
+            reason = f"bytes outside MLLP framing ({len(sample)} of {len(junk)} kept)"
+            await self._dead_letter(f"{peer_ref}#junk", reason, sample)
+        if conn.junk > self.max_junk:
+            log.warning("mllp listener: closed a connection after %d bytes outside MLLP framing", conn.junk)
+            return False
+        return True
+
+    def _rate_limited(self, payload: bytes) -> bytes:
+        """``AE`` 207 for a frame over its source's rate (nothing recorded: the EHR resends)."""
+        try:
+            t = triage(payload.decode("utf-8", errors="replace"))
+            control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
+        except InboundRefused:
+            control_id, sender = "", ("", "")
+        self.counts["rate_limited"] += 1  # not an AE of the answer itself: counted apart
+        return build_ack(
+            "AE",
+            acked_control_id=control_id,
+            now=datetime.now(UTC),
+            receiving_application=sender[0],
+            receiving_facility=sender[1],
+            trigger="I12",
+            error=RATE_LIMITED,
+        ).encode("utf-8")
+
     async def _dead_letter(self, ref: str, reason: str, raw: bytes, person: str | None = None) -> None:
-        """Dead-letter ``raw``: sealed under ``person``'s key when the message names a person
-        the hub keys (erased with them; an unknown pseudonym never creates a key), else
-        with the dead-letter key."""
+        """A dead letter of refused input; its raw bytes only while the connection's source
+        (:data:`_SOURCE`) is within its storage budget (beyond it the reason alone is kept),
+        sealed under ``person``'s key when the message names a person the hub keys (erased
+        with them; an unknown pseudonym never creates a key), else with the dead-letter key."""
+        if not self._stored.spend(_SOURCE.get(), len(raw), self._clock()):
+            self.counts["raw_dropped"] += len(raw)
+            reason += " (raw bytes not kept: the source is over its dead-letter storage budget)"
+            raw = b""
         sealer: RawSealer = self.deps.deadletter_sealer
         if person is not None:
             keys = await self.deps.keyring.resolve([person], create=False)
@@ -245,7 +334,7 @@ class MllpListener:
         problem = None
         if row is None:
             problem = "RF1-6 names no referral this hub sent over HL7 v2"
-        elif answer.person is not None and answer.person != row.person:
+        elif answer.person != row.person:
             problem = "PID-3 does not match the referral's person"
         if problem or row is None:
             err = AckError(UNKNOWN_KEY_IDENTIFIER, problem or "unknown referral", "RF1^1^6")
@@ -256,7 +345,8 @@ class MllpListener:
         if answer.note:
             keys = await self.deps.keyring.resolve([row.person], create=True)
             with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                note = seal(keys, row.person, {"text": answer.note})
+                note = seal(keys, row.person, {"text": answer.note},
+                            context=seal_context(row.destination, row.referral_id, answer.kind, "note"))
         env = answer_event(
             answer.kind,
             referral_id=row.referral_id,

@@ -3,7 +3,8 @@
 :func:`read_rri` checks what the hub relies on and refuses the rest with the acknowledgement
 HL7 prescribes: ``AR`` for what the hub does not process at all (another message type or
 event, an unsupported version or processing id), ``AE`` for an RRI^I12 whose content is
-wrong (unparseable, a required field missing, an unknown status code). The error names the
+wrong (unparseable, a required field missing — the patient identifier PID-3 included, which
+must be the pseudonym the hub sent — an unknown status code). The error names the
 field (``RF1^1^6``), never its value.
 """
 
@@ -44,7 +45,7 @@ class ReferralAnswer:
     referral_id: str
     status_code: str
     kind: AnswerKind | None  # None: a pending answer (acknowledged, no event)
-    person: str | None
+    person: str  # PID-3: the pseudonym of the REF^I12 (required)
     acked_control_id: str  # MSA-2: our REF^I12's MSH-10 ("" when absent)
     note: str
     sent_at: datetime | None
@@ -120,9 +121,16 @@ def read_rri(text: str) -> ReferralAnswer:
         raise InboundRefused(
             "AE", A.AckError(A.TABLE_VALUE_NOT_FOUND, "RF1-1 referral status is not in table 0283", "RF1^1^1")
         )
-    person = m.component("PID", 3).strip() or None
-    if person is not None and not _PSEUDONYM.match(person):
-        person = None
+    person = m.component("PID", 3).strip()
+    if not person:
+        raise InboundRefused(
+            "AE", A.AckError(A.REQUIRED_FIELD_MISSING, "PID-3 patient identifier is missing", "PID^1^3")
+        )
+    if not _PSEUDONYM.match(person):
+        raise InboundRefused(
+            "AE",
+            A.AckError(A.UNKNOWN_KEY_IDENTIFIER, "PID-3 is not the pseudonym this hub sent", "PID^1^3"),
+        )
     notes = [unescape(s[3]) if len(s) > 3 else "" for s in m.all("NTE")]
     return ReferralAnswer(
         control_id=t.control_id,

@@ -22,6 +22,8 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
       host: 0.0.0.0
       port: 2576
       allow_from: [10.0.0.0/24]            # required off loopback: MLLP has no authentication
+      tls: {certfile: /run/secrets/mllp.crt, keyfile: /run/secrets/mllp.key}  # or tls_terminated_in_front
+      limits: {max_concurrent: 4, rate_per_second: 200, dead_letter_bytes_per_hour: 8388608}
     - kind: fhir-task-poller
       interval_s: 5
       destinations:
@@ -31,15 +33,19 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from connectors.core.component import ComponentConfig
+from connectors.core.limits import SourceLimits
+from connectors.core.tls import TlsServerConfig, server_context
+from connectors.fhir.client import FhirEndpoint
 from connectors.fhir.delivery import FhirDestination, FhirTransport
 from connectors.fhir.poller import FhirTaskPoller, PollerConfig
 from connectors.hl7v2.delivery import Hl7Destination, Hl7Transport
-from connectors.hl7v2.listener import MllpListener
+from connectors.hl7v2.listener import MLLP_LIMITS, MllpListener
 from connectors.referrals.worker import DeliveryWorker, WorkerConfig, WorkerDeps
 from hub.kernel.net import is_loopback
 
@@ -60,15 +66,19 @@ class Hl7DeliveryConfig(ComponentConfig, WorkerConfig):
     destinations: dict[str, Hl7Destination] = Field(min_length=1)
 
 
-class MllpListenerConfig(ComponentConfig):
+class MllpListenerConfig(ComponentConfig, TlsServerConfig):
     """Where the EHR sends its RRI^I12 answers. MLLP has no authentication of its own, so a
-    listener off loopback needs ``allow_from`` (the interface engine's networks)."""
+    listener off loopback needs ``allow_from`` (the interface engine's networks). ``tls``
+    (or ``tls_terminated_in_front``, required outside development: :mod:`connectors.core.tls`)
+    and the per-source ``limits`` (connections, frames, dead-letter bytes) as for every
+    receiver."""
 
     kind: Literal["mllp-listener"] = "mllp-listener"
     host: str = "127.0.0.1"
     port: int = Field(2575, ge=0, le=65535)
     max_frame: int = Field(1 << 20, gt=0)
     allow_from: list[str] | None = None
+    limits: SourceLimits = Field(default_factory=lambda: MLLP_LIMITS.model_copy())
 
     @model_validator(mode="after")
     def _allow_from_is_networks(self) -> MllpListenerConfig:
@@ -105,7 +115,14 @@ def _delivery(runtime: Any, config: FhirDeliveryConfig | Hl7DeliveryConfig, tran
     return DeliveryWorker(WorkerDeps.from_runtime(runtime), transport(dests), dests, config)
 
 
+def _https_endpoints(runtime: Any, destinations: Mapping[str, FhirEndpoint]) -> None:
+    """FHIR and OAuth endpoints are https-only outside development (ConfigError)."""
+    for name, dest in destinations.items():
+        dest.check_transport(name, runtime.settings.is_development)
+
+
 def fhir_delivery(runtime: Any, config: FhirDeliveryConfig) -> DeliveryWorker:
+    _https_endpoints(runtime, config.destinations)
     return _delivery(runtime, config, FhirTransport)
 
 
@@ -114,14 +131,20 @@ def hl7_delivery(runtime: Any, config: Hl7DeliveryConfig) -> DeliveryWorker:
 
 
 def mllp_listener(runtime: Any, config: MllpListenerConfig) -> MllpListener:
+    ssl_context = server_context(
+        config, name=f"{config.name!r} (mllp-listener)", development=runtime.settings.is_development
+    )
     return MllpListener(
         WorkerDeps.from_runtime(runtime),
         host=config.host,
         port=config.port,
         max_frame=config.max_frame,
         allow_from=config.allow_from,
+        ssl_context=ssl_context,
+        limits=config.limits,
     )
 
 
 def fhir_task_poller(runtime: Any, config: FhirTaskPollerConfig) -> FhirTaskPoller:
+    _https_endpoints(runtime, config.destinations)
     return FhirTaskPoller(WorkerDeps.from_runtime(runtime), config)

@@ -7,9 +7,14 @@ Invariants:
   the log after a rebalance or a restart never queues a second delivery;
 - an attempt is recorded (row ``sending``, ``attempts`` incremented, attempt row inserted)
   and committed *before* the message is sent;
-- a row reaches a final state (``delivered`` / ``rejected`` / ``failed``) only after the
-  outcome event was appended to the log, so a crash in between is repaired by a resend whose
-  duplicate the receiver discards and whose outcome event the log refuses as a duplicate;
+- transactional outbox: a row reaches a final state (``delivered`` / ``rejected`` /
+  ``failed``) or ``held`` in the same statement that stores its outcome envelope in
+  ``outbox``; the worker appends that envelope to the log *as stored* and then clears it
+  (:meth:`Ledger.outbox`, :meth:`Ledger.appended`). A crash anywhere in between (even after
+  Kafka acknowledged and before the event index committed) is repaired by appending the
+  stored bytes again: the log refuses it as a duplicate, or writes an identical copy that
+  ``hub verify`` recognises as an orphan copy; an outcome is never re-stamped (a new ``at``
+  or ``attempts`` would be a conflicting copy of one event id);
 - per-destination order is ``seq`` order (the order the intake read the requests).
 """
 
@@ -45,6 +50,7 @@ class LedgerRow:
     message_id: str | None
     remote_id: str | None
     last_error: str | None
+    outbox: Envelope | None = None
 
     @property
     def referral(self) -> ReferralRequested:
@@ -71,6 +77,7 @@ class LedgerRow:
             message_id=r["message_id"],
             remote_id=r["remote_id"],
             last_error=r["last_error"],
+            outbox=Envelope.model_validate_json(r["outbox"]) if r.get("outbox") else None,
         )
 
 
@@ -181,33 +188,88 @@ class Ledger:
         destination: str,
         referral_id: str,
         state: str,
-        outcome_event_id: str,
+        outcome: Envelope,
         *,
         remote_id: str | None = None,
         last_error: str | None = None,
-    ) -> None:
+    ) -> Envelope:
+        """Move the row to final ``state`` and store ``outcome`` in its outbox (one statement).
+        Returns the envelope as stored: what the caller appends (and any later relay)."""
         if state not in FINAL_STATES:
             raise ValueError(f"not a final state: {state}")
+        stored = outcome.model_dump_json()
         await self.pool.execute(
             f"""UPDATE {self.t} SET state = $3, outcome_event_id = $4, remote_id = COALESCE($5, remote_id),
-                last_error = COALESCE($6, last_error), updated_at = now()
+                last_error = COALESCE($6, last_error), outbox = $7, updated_at = now()
                 WHERE destination = $1 AND referral_id = $2""",
             destination,
             referral_id,
             state,
-            outcome_event_id,
+            outcome.id,
             remote_id,
             last_error,
+            stored,
         )
+        return Envelope.model_validate_json(stored)
 
-    async def hold(self, destination: str, referral_id: str, hold_seq: int, reason: str) -> None:
+    async def hold(
+        self, destination: str, referral_id: str, hold_seq: int, reason: str, outcome: Envelope
+    ) -> Envelope:
+        """Hold the row and store its ``referral.held_for_consent`` envelope in the outbox."""
+        stored = outcome.model_dump_json()
         await self.pool.execute(
-            f"""UPDATE {self.t} SET state = 'held', hold_seq = $3, last_error = $4, updated_at = now()
-                WHERE destination = $1 AND referral_id = $2""",
+            f"""UPDATE {self.t} SET state = 'held', hold_seq = $3, last_error = $4, outbox = $5,
+                updated_at = now() WHERE destination = $1 AND referral_id = $2""",
             destination,
             referral_id,
             hold_seq,
             reason,
+            stored,
+        )
+        return Envelope.model_validate_json(stored)
+
+    async def unroutable(
+        self, request: Envelope, req: ReferralRequested, outcome: Envelope
+    ) -> Envelope | None:
+        """Record a request whose destination no worker serves as ``failed``, with its
+        ``referral.delivery_failed`` envelope in the outbox (idempotent). Returns the envelope
+        as stored, or None when the row already existed (its outbox, if any, is relayed)."""
+        stored = outcome.model_dump_json()
+        row = await self.pool.fetchrow(
+            f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request,
+                    state, last_error, outcome_event_id, outbox)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'failed', 'no route', $7, $8)
+                ON CONFLICT (destination, referral_id) DO NOTHING RETURNING seq""",
+            req.destination,
+            req.referral_id,
+            req.channel,
+            req.person,
+            request.id,
+            request.model_dump_json(),
+            outcome.id,
+            stored,
+        )
+        return Envelope.model_validate_json(stored) if row is not None else None
+
+    async def outbox(self, channel: str, destination: str | None = None, limit: int = 100) -> list[LedgerRow]:
+        """Rows of ``channel`` (and ``destination``) whose outcome waits to be appended."""
+        rows = await self.pool.fetch(
+            f"""SELECT * FROM {self.t} WHERE outbox IS NOT NULL AND channel = $1
+                AND ($2::text IS NULL OR destination = $2) ORDER BY seq LIMIT $3""",
+            channel,
+            destination,
+            limit,
+        )
+        return [LedgerRow.from_record(r) for r in rows]
+
+    async def appended(self, destination: str, referral_id: str, event_id: str) -> None:
+        """The outbox's envelope ``event_id`` is in the log: clear it (a newer one stays)."""
+        await self.pool.execute(
+            f"""UPDATE {self.t} SET outbox = NULL WHERE destination = $1 AND referral_id = $2
+                AND (outbox::jsonb ->> 'id') = $3""",
+            destination,
+            referral_id,
+            event_id,
         )
 
     async def release(self, destination: str, referral_id: str) -> None:

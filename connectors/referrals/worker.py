@@ -20,6 +20,13 @@ person's key is resolved (awaited, bounded) before the pure rendering.
 Only records the hub appended are taken in: the intake and the consent view check each
 record first (:mod:`hub.kernel.quarantine`) and quarantine forged ones.
 
+Outcomes go through a transactional outbox (:mod:`connectors.referrals.ledger`): the
+ledger transition that decides an outcome stores its envelope, and the worker appends that
+envelope as stored, then clears it; whatever was left unappended by a crash or an outage is
+appended again, byte for byte, before the destination's next referral (and by the intake for
+unroutable requests). So a crash between Kafka's acknowledgement and the event index commit
+leaves at most an identical copy (``hub verify``: an orphan copy), never a re-stamped one.
+
 Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
 delivery in flight per referral (the destination's advisory lock is held by one sender in
 the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
@@ -54,7 +61,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.core.backoff import Backoff
@@ -268,6 +275,7 @@ class DeliveryWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
+        self._relay_due = True  # the intake relays unroutable outcomes left by a crash
         self.intake_count = 0
 
     # -- lifecycle
@@ -322,12 +330,24 @@ class DeliveryWorker:
     # -- intake: log → ledger
 
     async def _intake(self) -> None:
+        """log → ledger. Commits only the offsets of records it has taken (each one enqueued,
+        failed as unroutable, quarantined or dead-lettered); a batch that fails part-way
+        (PostgreSQL or the log unavailable) is sought back to its first record before the
+        back-off, so the next fetch reads it again — enqueueing is idempotent, so the part
+        already taken is taken again harmlessly. Never a gap: ``getmany`` has already moved
+        the position past the batch, and committing that position after a failure is how a
+        referral used to be skipped (issue 13, finding 2)."""
         consumer = self._consumer
         assert consumer is not None
         failures = 0
         while not self._stopping.is_set():
+            starts: dict[TopicPartition, int] = {}
             try:
+                if self._relay_due:
+                    await self._relay(None)
+                    self._relay_due = False
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                starts = {tp: records[0].offset for tp, records in batch.items() if records}
                 for records in batch.values():
                     for rec, refused in zip(records, await self.guard.check(records), strict=True):
                         if refused is None:
@@ -335,13 +355,27 @@ class DeliveryWorker:
                         else:  # a forged referral request is never delivered
                             await self.quarantine.put(rec, refused)
                 if batch:
-                    await consumer.commit()
+                    await consumer.commit(
+                        {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                    )
                 failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the intake never dies: every failure backs off
                 failures += 1
+                self._relay_due = True
+                self._rewind(consumer, starts)
                 await self._back_off(f"{self.channel} delivery intake", failures, exc)
+
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:
+        """Seek every partition of a failed batch back to its first record (partitions a
+        rebalance took away meanwhile are skipped: their new owner starts at the last
+        commit, which never covers the failed batch)."""
+        assigned = consumer.assignment()
+        for tp, offset in starts.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
 
     async def _take(self, rec: Any) -> None:
         try:
@@ -371,7 +405,9 @@ class DeliveryWorker:
                 last_error=f"no route: destination {payload.destination!r} is not configured for "
                 f"{self.channel}",
             )
-            await self.deps.log.append([env])
+            stored = await self.ledger.unroutable(envelope, payload, env)
+            if stored is not None:
+                await self._append_outbox(payload.destination, payload.referral_id, stored)
             return
         if await self.ledger.enqueue(envelope, payload):
             self._wake[payload.destination].set()
@@ -403,6 +439,7 @@ class DeliveryWorker:
         wake = self._wake[destination]
         while not self._stopping.is_set():
             wake.clear()
+            await self._relay(destination)
             if self.consents.book.version != seen_consents:
                 seen_consents = self.consents.book.version
                 await self._recheck_held(destination)
@@ -452,9 +489,9 @@ class DeliveryWorker:
             reason=decision.reason,
             hold_seq=seq,
         )
-        await self.deps.log.append([env])
-        await self.ledger.hold(row.destination, row.referral_id, seq, decision.reason)
+        stored = await self.ledger.hold(row.destination, row.referral_id, seq, decision.reason, env)
         metrics.DELIVERY_HELD.labels(row.destination).inc()
+        await self._append_outbox(row.destination, row.referral_id, stored)
         return None
 
     async def _disclosure(self, row: LedgerRow, req: ReferralRequested, allow: Allow) -> Disclosure:
@@ -477,8 +514,22 @@ class DeliveryWorker:
         )
 
     async def _final(self, row: LedgerRow, state: str, env: Envelope, **kw: Any) -> None:
-        await self.deps.log.append([env])  # first the fact, then the ledger (see module doc)
-        await self.ledger.finish(row.destination, row.referral_id, state, env.id, **kw)
+        """The outcome: the ledger transition with the envelope in its outbox, then the
+        append of the envelope as stored (see the module docstring)."""
+        stored = await self.ledger.finish(row.destination, row.referral_id, state, env, **kw)
+        await self._append_outbox(row.destination, row.referral_id, stored)
+
+    async def _append_outbox(self, destination: str, referral_id: str, stored: Envelope) -> None:
+        await self.deps.log.append([stored])  # a duplicate (already in the log) is refused: fine
+        await self.ledger.appended(destination, referral_id, stored.id)
+
+    async def _relay(self, destination: str | None) -> None:
+        """Append every outcome a crash or an outage left in the outbox (of ``destination``,
+        or of every row of this channel), as stored, oldest first (up to 500 per call: the
+        callers call again every round)."""
+        for row in await self.ledger.outbox(self.channel, destination, limit=500):
+            assert row.outbox is not None
+            await self._append_outbox(row.destination, row.referral_id, row.outbox)
 
     async def deliver(self, row: LedgerRow) -> str:
         """Deliver one ledger row to its final state (or hold it); returns the new state."""

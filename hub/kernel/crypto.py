@@ -2,8 +2,30 @@
 
 Each person (pseudonym) has a random 256-bit data key. Payloads are sealed with
 AES-256-GCM under that key; the key id (not the pseudonym) and nonce travel with the
-ciphertext. Destroying the key makes every sealed payload of that person unreadable in
-every copy and replay of the log, while pseudonymous non-PHI facts stay countable.
+ciphertext.
+
+Nonces are synthetic (deterministic), so that a retry re-seals byte-identically: a producer
+that crashed between Kafka's acknowledgement and the index commit maps its record again,
+and the second copy must be identical to the first for ``hub verify`` to recognise it as an
+orphan copy (:mod:`hub.kernel.verify`). The construction is the SIV composition (Rogaway &
+Shrimpton, RFC 5297 §1.3.1; the same idea as AES-GCM-SIV, RFC 8452) with AES-GCM as the
+AEAD::
+
+    nonce_key = HKDF-SHA256(data key, info="hub-seal-nonce-v1")
+    nonce     = HMAC-SHA256(nonce_key, lp(kid) ‖ lp(context) ‖ plaintext)[:12]
+
+``context`` names the fact and field being sealed (e.g. ``source/record/revision/note``),
+so it is the same on every retry of one fact and different for every other. Properties:
+identical (key, context, plaintext) give identical ciphertexts (intended: that is the
+retry); a different plaintext gives an unrelated nonce, so a nonce repeats under one key
+only by a 96-bit collision (birthday bound ~2^48 seals per person key), never because two
+messages share a context; an observer learns only that two sealed fields with the same
+context hold the same plaintext (the context includes the fact's identity, so equal notes
+of different facts stay unlinkable). Opening is unchanged: the nonce travels with the
+ciphertext, so payloads sealed with random nonces before still open.
+
+Destroying the key makes every sealed payload of that person unreadable in every copy and
+replay of the log, while pseudonymous non-PHI facts stay countable.
 
 :class:`Keyring` is the synchronous port pure code seals and opens with;
 :class:`KeyStore` is the asynchronous one that looks keys up first. Pure code (a
@@ -18,13 +40,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
-import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from hub.kernel.errors import PermanentError, TransientError
 from schemas.base import Sealed
@@ -145,9 +169,29 @@ class MemoryKeyring:
         return self
 
 
-def seal_with_key(key: bytes, kid: str, payload: dict[str, Any]) -> Sealed:
-    nonce = os.urandom(12)
+NONCE_INFO = b"hub-seal-nonce-v1"
+
+
+def _lp(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def synthetic_nonce(key: bytes, kid: str, context: str, plaintext: bytes) -> bytes:
+    """The 96-bit AES-GCM nonce of ``plaintext`` sealed under ``key`` for ``context`` (see
+    the module docstring): a PRF (HMAC-SHA256 under a key derived from the data key by
+    HKDF, never the data key itself) over the key id, the context and the plaintext."""
+    nonce_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=NONCE_INFO).derive(key)
+    message = _lp(kid.encode()) + _lp(context.encode()) + plaintext
+    return hmac.new(nonce_key, message, hashlib.sha256).digest()[:12]
+
+
+def seal_with_key(key: bytes, kid: str, payload: dict[str, Any], *, context: str) -> Sealed:
+    """``payload`` sealed under ``key`` (AES-256-GCM, key id as associated data) with the
+    synthetic nonce of ``context``: the same inputs always give the same bytes."""
+    if not context:
+        raise ValueError("a sealing context (the fact and field sealed) is required")
     plaintext = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    nonce = synthetic_nonce(key, kid, context, plaintext)
     ct = AESGCM(key).encrypt(nonce, plaintext, kid.encode())
     return Sealed(kid=kid, nonce=base64.b64encode(nonce).decode(), ciphertext=base64.b64encode(ct).decode())
 
@@ -162,11 +206,20 @@ def open_with_key(key: bytes, sealed: Sealed) -> dict[str, Any]:
     return json.loads(pt)
 
 
-def seal(keyring: Keyring, person: str, payload: dict[str, Any]) -> Sealed:
+def seal(keyring: Keyring, person: str, payload: dict[str, Any], *, context: str) -> Sealed:
+    """``payload`` sealed with ``person``'s key. ``context`` names the fact and the field
+    (:func:`seal_context`): sealing the same payload for the same context again (a retry)
+    gives the same bytes."""
     key = keyring.data_key(person, create=True)
     if key is None:
         raise KeyDestroyedError("person was erased; new clinical payloads cannot be sealed for them")
-    return seal_with_key(key, keyring.key_id(person), payload)
+    return seal_with_key(key, keyring.key_id(person), payload, context=context)
+
+
+def seal_context(source: str, record_id: str, revision: str | int, field: str) -> str:
+    """The sealing context of one field of one fact: the inputs of the fact's
+    deterministic id (:func:`schemas.envelope.new_event`) and the field's name."""
+    return "\x1f".join((source, record_id, str(revision), field))
 
 
 def unseal(keyring: Keyring, sealed: Sealed) -> dict[str, Any]:

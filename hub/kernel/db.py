@@ -123,12 +123,16 @@ async def create_pool(
     """An asyncpg pool for the hub's database logged in as ``role`` (``postgres.pool_max``
     connections at most); an unreachable server raises
     :class:`hub.kernel.errors.ServiceUnavailable`."""
+    idle_ms = int(settings.postgres.idle_in_transaction_timeout_s * 1000)
     with unavailable("PostgreSQL"):
         pool = await asyncpg.create_pool(
             dsn(settings, role),
             min_size=min_size,
             max_size=max_size or settings.postgres.pool_max,
             command_timeout=60,
+            # a transaction left open by a stuck client (an append waiting on Kafka) never
+            # holds its locks for longer than this (issue 13, finding 4)
+            server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},
         )
     assert pool is not None
     return pool

@@ -168,7 +168,8 @@ class PersonRawSealer:
         self.person = person
 
     def seal(self, raw: bytes) -> Sealed:
-        return seal(self.keys, self.person, {"raw": base64.b64encode(raw).decode()})
+        # as DeadLetterSealer: a dead letter's id is over (source, record ref, raw)
+        return seal(self.keys, self.person, {"raw": base64.b64encode(raw).decode()}, context="deadletter")
 
 
 def person_sealer(keys: Keyring, person: str, fallback: RawSealer) -> RawSealer:

@@ -32,6 +32,8 @@ AppendError (kernel.log)             transient  as ServiceUnavailable; a re-appe
                                                 exactly the failed envelopes
 DeadLetterError (kernel.log)         transient  as ServiceUnavailable; a re-write writes
                                                 exactly the failed letters
+AckTimeout (kernel.log)              transient  inside AppendError / DeadLetterError: no
+                                                acknowledgement within append_timeout_s
 KeyNotResolved (kernel.crypto)       transient  a key was not looked up before pure code
                                                 asked for it (a bug): retried, never
                                                 dead-lettered
@@ -43,6 +45,8 @@ MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
 TokenError (kernel.token)            permanent  as InfraError (PKCS#11 token absent/refusing)
+KeyFileError (kernel.keys)           permanent  as ConfigError (empty, short, not hex or
+                                                group/other-readable key file)
 MacKeyError (kernel.recordmac)       permanent  as ConfigError (no current record-MAC
                                                 key, or a key shorter than 32 bytes)
 KeyDestroyedError (kernel.crypto)    permanent  the person was erased: drop the sealed
@@ -57,6 +61,8 @@ CaseRecordError, FieldError,         permanent  mapper: rejection → dead lette
 EidoError, CsvLayoutError, Er7Error,
 BundleInvalid, MessageInvalid
 InboundRefused, FrameTooLarge        permanent  HL7 listener: AE/AR + dead letter
+BadJson (connectors.core.jsondoc)    permanent  receivers: 400 / EIDO rejection
+Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
@@ -136,13 +142,18 @@ def is_retriable(exc: BaseException) -> bool:
     """True for errors worth retrying: a :class:`TransientError`; an aiokafka error it flags
     retriable (or a Kafka timeout); a PostgreSQL outage (:data:`PG_OUTAGES`); a timeout, a
     connection error or another socket-level ``OSError`` (not a file error such as a
-    missing file). Everything else — bad input, bad configuration, bugs — is permanent."""
+    missing file); asyncpg's "the underlying connection is closed" (an ``InterfaceError``
+    raised while leaving a transaction whose connection died, with the outage as its
+    context). Everything else — bad input, bad configuration, bugs — is permanent."""
     if isinstance(exc, HubError):
         return exc.retriable
     if isinstance(exc, KafkaError):
         return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError)
     if isinstance(exc, PG_OUTAGES):
         return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        context = exc.__context__
+        return context is not None and context is not exc and is_retriable(context)
     if isinstance(exc, FILE_ERRORS):
         return False
     return isinstance(exc, (TimeoutError, ConnectionError, OSError))

@@ -12,6 +12,12 @@ generated on first use in development and supplied by the operator in production
   accepted ones must be present, and any of them shorter than 32 bytes is refused;
 - ``postgres.password``: the local database owner role's password (migrations).
 - ``postgres_runtime.password``: the local runtime role's password (what processes serve with).
+
+Outside development every key and secret file is checked when it is read
+(:func:`check_secret_file`): it must be a regular file that neither group nor others may
+read or write (mode 0600 or 0400), and not empty; a key must be hex and hold at least
+:data:`MIN_KEY_BYTES` bytes. A file that fails is refused with :class:`KeyFileError` (a
+ConfigError naming the file and the rule) — a weak or exposed key is never used.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
-from hub.kernel.errors import InfraError
+from hub.kernel.errors import ConfigError, InfraError
 from hub.kernel.recordmac import MIN_KEY_BYTES, MacKeys
 from hub.kernel.settings import Settings
 
@@ -32,6 +39,44 @@ KEY_NAMES = ("pseudonym.key", "master.key", "deadletter.key", "webhook.key")
 
 class MissingKeyError(InfraError):
     """A key or secret file is absent where it is never generated (production)."""
+
+
+class KeyFileError(ConfigError):
+    """A key or secret file production refuses: empty, too short, not hex, or readable
+    or writable by group or others (the message names the file and the rule)."""
+
+
+def check_secret_file(path: Path) -> None:
+    """Refuse (:class:`KeyFileError`) a secret file that is not a regular file or that
+    group or others may read or write (``stat`` follows symlinks, as mounted secrets use)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MissingKeyError(f"key file {path} is missing") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"key file {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"key file {path} is accessible to group or others (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "it must be 0600 or 0400 (chmod 600, or defaultMode: 0400 for a mounted secret)"
+        )
+
+
+def read_key(path: Path, *, production: bool) -> bytes:
+    """The key bytes of a hex key file: empty or not hex is refused everywhere; outside
+    development also a key shorter than :data:`MIN_KEY_BYTES` or an exposed file."""
+    if production:
+        check_secret_file(path)
+    text = path.read_text().strip()
+    if not text:
+        raise KeyFileError(f"key file {path} is empty")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise KeyFileError(f"key file {path} is not hex") from None
+    if production and len(key) < MIN_KEY_BYTES:
+        raise KeyFileError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+    return key
 
 
 def _write_secret(path: Path, data: bytes) -> None:
@@ -50,7 +95,7 @@ def secret_bytes(settings: Settings, name: str, size: int = 32) -> bytes:
             raise MissingKeyError(f"key file {path} is missing (production keys are never generated)")
         with contextlib.suppress(FileExistsError):  # another process generated it first
             _write_secret(path, secrets.token_bytes(size).hex().encode())
-    return bytes.fromhex(path.read_text().strip())
+    return read_key(path, production=not settings.is_development)
 
 
 def secret_text(settings: Settings, name: str) -> str:
@@ -61,7 +106,12 @@ def secret_text(settings: Settings, name: str) -> str:
             raise MissingKeyError(f"secret file {path} is missing")
         with contextlib.suppress(FileExistsError):
             _write_secret(path, secrets.token_urlsafe(24).encode())
-    return path.read_text().strip()
+    if not settings.is_development:
+        check_secret_file(path)
+    text = path.read_text().strip()
+    if not text:
+        raise KeyFileError(f"secret file {path} is empty")
+    return text
 
 
 def record_mac_key_name(kid: str) -> str:
@@ -69,16 +119,14 @@ def record_mac_key_name(kid: str) -> str:
 
 
 def _strict_key(settings: Settings, name: str) -> bytes:
-    """A key file that must exist and hold at least :data:`MIN_KEY_BYTES` bytes (hex)."""
+    """A key file that must exist and hold at least :data:`MIN_KEY_BYTES` bytes (hex),
+    in development too (outside it also checked as :func:`read_key` does)."""
     path = settings.keys_dir / name
-    try:
-        key = bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        raise MissingKeyError(f"key file {path} is missing") from None
-    except ValueError:
-        raise InfraError(f"key file {path} is not hex") from None
+    if not path.exists():
+        raise MissingKeyError(f"key file {path} is missing")
+    key = read_key(path, production=not settings.is_development)
     if len(key) < MIN_KEY_BYTES:
-        raise InfraError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
+        raise KeyFileError(f"key file {path} holds {len(key)} bytes; at least {MIN_KEY_BYTES} are required")
     return key
 
 

@@ -543,7 +543,9 @@ class DeadLetterSealer:
         return cls(secret_bytes(settings, "deadletter.key"))
 
     def seal(self, raw: bytes) -> Sealed:
-        return seal_with_key(self._key, self.kid, {"raw": base64.b64encode(raw).decode()})
+        # a dead letter's id is over (source, record ref, raw): the context needs no more
+        return seal_with_key(self._key, self.kid,
+                             {"raw": base64.b64encode(raw).decode()}, context="deadletter")
 
     def open(self, sealed: Sealed) -> bytes:
         if sealed.kid != self.kid:

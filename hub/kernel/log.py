@@ -23,6 +23,13 @@ Writing (:meth:`EventLog.append`):
   (a timeout, a stopping worker) finishes its transaction before the cancellation
   propagates, for the same reason.
 
+Bounded: the acknowledgements are awaited for ``kafka.append_timeout_s`` at most (brokers
+down, too few in-sync replicas: the idempotent producer would retry forever); the
+unacknowledged envelopes then fail with :class:`AckTimeout` inside :class:`AppendError`
+(transient: the source backs off and retries), their claims are released, the transaction
+ends, and ``hub_log_broker_available`` drops to 0. PostgreSQL ends any hub session idle in a
+transaction for longer than ``postgres.idle_in_transaction_timeout_s``.
+
 Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch at a time:
 one transaction claims their ids in ``<core>.deadletters``, produces the new ones to their
 family's dead-letter topic, awaits every acknowledgement together and records where each
@@ -63,13 +70,14 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
+from hub.kernel import metrics
 from hub.kernel.deadletters import describe_error
 from hub.kernel.errors import PermanentError, TransientError, outage_boundary
 from hub.kernel.kafka import KafkaClients
@@ -245,32 +253,60 @@ async def _outlast_cancellation(task: asyncio.Future) -> None:
 T = TypeVar("T")
 
 
+class AckTimeout(TransientError, TimeoutError):
+    """The broker did not acknowledge a record within ``kafka.append_timeout_s`` (brokers
+    down, or fewer in-sync replicas than ``min.insync.replicas``)."""
+
+
 async def _produce_all(
-    producer: AIOKafkaProducer, items: Sequence[T], record: Callable[[T], dict[str, Any]]
+    producer: AIOKafkaProducer, items: Sequence[T], record: Callable[[T], dict[str, Any]], timeout: float
 ) -> tuple[list[tuple[T, RecordMetadata]], list[tuple[T, BaseException]]]:
     """Send one record per item (``record(item)`` = the ``send`` keyword arguments) and
-    await every acknowledgement together. Returns (acknowledged items with their record
-    metadata, in input order; failed items with their error). A ``send`` refusal that
-    concerns one record (:data:`RECORD_ERRORS`) fails that item only; any other error
-    means the producer is failing, so nothing more is sent and the rest fail with it."""
+    await every acknowledgement together, for ``timeout`` seconds at most. Returns
+    (acknowledged items with their record metadata, in input order; failed items with their
+    error). A ``send`` refusal that concerns one record (:data:`RECORD_ERRORS`) fails that
+    item only; any other error means the producer is failing, so nothing more is sent and
+    the rest fail with it. An item not acknowledged in time fails with :class:`AckTimeout`;
+    its record is NOT withdrawn (nothing can withdraw it): the producer may still deliver it
+    later, ahead of any retry on its partition, which is then an identical copy (every
+    producer's retry is byte-identical) that ``hub verify`` reports as an orphan copy."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     sent: list[tuple[T, asyncio.Future]] = []
     failed: list[tuple[T, BaseException]] = []
     for item in items:
         if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
             failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
             continue
-        try:
-            sent.append((item, await producer.send(**record(item))))
+        try:  # send() waits for metadata / buffer space: bounded by the same deadline
+            sent.append((item, await asyncio.wait_for(producer.send(**record(item)), deadline - loop.time())))
+        except TimeoutError:
+            failed.append((item, AckTimeout(f"no broker accepted the record within {timeout:g}s")))
         except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
             failed.append((item, exc))
-    outcomes = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+    futures = [f for _, f in sent]
+    if futures:
+        await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
     acked: list[tuple[T, RecordMetadata]] = []
-    for (item, _), outcome in zip(sent, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            failed.append((item, outcome))
+    for item, fut in sent:
+        if not fut.done():
+            fut.add_done_callback(_consume_late)
+            failed.append((item, AckTimeout(f"no acknowledgement within {timeout:g}s")))
+        elif fut.cancelled():
+            failed.append((item, asyncio.CancelledError()))
+        elif fut.exception() is not None:
+            failed.append((item, cast(BaseException, fut.exception())))
         else:
-            acked.append((item, outcome))
+            acked.append((item, fut.result()))
+    if sent or any(isinstance(e, AckTimeout) for _, e in failed):
+        metrics.LOG_BROKER_AVAILABLE.set(0 if any(isinstance(e, AckTimeout) for _, e in failed) else 1)
     return acked, failed
+
+
+def _consume_late(fut: asyncio.Future) -> None:
+    """Retrieve a late acknowledgement's outcome (no "exception never retrieved" noise)."""
+    if not fut.cancelled() and fut.exception() is not None:
+        log.info("a timed-out record finally failed: %s", type(fut.exception()).__name__)
 
 
 @dataclass(frozen=True)
@@ -333,6 +369,7 @@ async def claim_then_produce(
     unique: Sequence[Item],
     topics: Mapping[str, str],
     mac_keys: MacKeys,
+    timeout: float = 30.0,
 ) -> Written[Item]:
     """Write ``unique`` (distinct ids, each headed for ``topics[id]``) exactly once: the one
     claim-then-produce transaction of the log, for events and dead letters alike.
@@ -349,7 +386,11 @@ async def claim_then_produce(
     acknowledged and come back in ``failed``. Between the first acknowledgement and the
     commit nothing else is awaited than the remaining acknowledgements, the ``UPDATE``, the
     ``DELETE`` (when some failed) and the ``COMMIT``. Callers run this as a task that a
-    cancellation waits for (:func:`_outlast_cancellation`)."""
+    cancellation waits for (:func:`_outlast_cancellation`). The acknowledgements are awaited
+    for ``timeout`` seconds at most (``kafka.append_timeout_s``): past it the unacknowledged
+    items fail with :class:`AckTimeout` and their claims are released, so the transaction
+    never stays open for a broker outage (see :func:`_produce_all` for why a late delivery
+    is harmless)."""
     ordered = sorted(unique, key=lambda item: item.id)
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -363,7 +404,10 @@ async def claim_then_produce(
             return Written(refused=refused)
         now = datetime.now(UTC)
         acked, failed = await _produce_all(
-            producer, fresh, lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now))
+            producer,
+            fresh,
+            lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now)),
+            timeout,
         )
         if acked:
             await conn.execute(
@@ -527,7 +571,8 @@ class EventLog:
         (then re-raises): the offsets of what the broker acknowledged are committed, never
         abandoned between the acknowledgement and the commit."""
         body = asyncio.ensure_future(
-            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys)
+            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys,
+                               self.settings.kafka.append_timeout_s)
         )
         try:
             return await asyncio.shield(body)

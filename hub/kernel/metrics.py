@@ -43,7 +43,15 @@ DELIVERY_LATENCY = Histogram(
 )
 
 # --- projections ---
+LOG_BROKER_AVAILABLE = Gauge(
+    "hub_log_broker_available",
+    "1 when the last append was acknowledged in time, 0 when acknowledgements timed out (broker unavailable)",
+)
 PROJECTION_LAG = Gauge("hub_projection_lag_records", "Records behind the log end", ["topic", "partition"])
+PROJECTION_PROGRESS = Gauge(
+    "hub_projection_progress_timestamp_seconds",
+    "When the projector last applied a batch or found itself caught up (liveness: stale = stuck)",
+)
 PROJECTION_EVENTS = Counter("hub_projection_events_total", "Events folded into read models", ["projection"])
 PROJECTION_TX_LATENCY = Histogram(
     "hub_projection_transaction_seconds", "One batch transaction in PostgreSQL", ["projection"],

@@ -26,6 +26,7 @@ import typer
 EXIT_FAILURE = 1  # a permanent failure: the same command fails the same way again
 EXIT_USAGE = 2  # bad arguments
 EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL of sysexits.h: a service is unavailable, try again later
+EXIT_FORCED = 70  # EX_SOFTWARE: a long-running command did not stop in time after a signal
 
 
 def json_text(obj: Any, *, sort_keys: bool = False, compact: bool = False) -> str:

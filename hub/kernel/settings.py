@@ -56,6 +56,10 @@ class KafkaSettings(BaseModel):
     replication_factor: int = Field(1, ge=1)
     min_insync_replicas: int = Field(1, ge=1)
     client_id: str = "coresponder-hub"
+    append_timeout_s: float = Field(
+        30.0, gt=0, description="seconds an append waits for the broker's acknowledgements before the "
+        "unacknowledged envelopes fail (AppendError) and their claims are released",
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     sasl_username: str = ""
@@ -116,6 +120,10 @@ class PostgresSettings(BaseModel):
     database: str = "hub"
     schema_: str = Field("hub", alias="schema", description="the read models' schema")
     pool_max: int = 10
+    idle_in_transaction_timeout_s: float = Field(
+        120.0, gt=0, description="idle_in_transaction_session_timeout of every hub connection: the server "
+        "ends a session whose transaction waits longer (above kafka.append_timeout_s)",
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -147,7 +155,15 @@ class ApiSettings(BaseModel):
     port: int = 8080
     jwt_issuer: str = "http://127.0.0.1:8080/dev-issuer"
     jwt_audience: str = "coresponder-hub"
-    jwks_url: str = ""  # empty: trust the development issuer's key under state_dir/keys
+    jwks_url: str = Field(
+        "", description="the identity provider's JWKS (https:// outside development); empty: the "
+        "development issuer's key under state_dir/keys"
+    )
+    jwks_cache_seconds: float = Field(300, gt=0, description="how long fetched signing keys are trusted")
+    jwks_timeout_seconds: float = Field(5, gt=0, description="time limit of one JWKS fetch")
+    max_token_lifetime_seconds: int = Field(
+        12 * 3600, ge=60, description="longest exp - iat a token may have (longer tokens are refused)"
+    )
 
 
 class KeystoreSettings(BaseModel):
@@ -202,6 +218,10 @@ class Settings(BaseSettings):
     environment: str = "development"
     agency_timezone: str = "America/Los_Angeles"
     metrics_port: int = 9464
+    stop_grace_s: float = Field(
+        30.0, gt=0, description="seconds a long-running command may take to stop after SIGTERM/SIGINT "
+        "before it exits at once (non-zero); a second signal exits at once",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: KafkaSettings = KafkaSettings()
     postgres: PostgresSettings = PostgresSettings()

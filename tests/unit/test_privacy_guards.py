@@ -237,8 +237,8 @@ def test_eido_receiver_refuses_to_listen_openly_without_a_key(tmp_path) -> None:
 def test_sealed_fields_are_marked_and_erased_ones_flagged() -> None:
     keyring = MemoryKeyring()
     a, b = "psn_" + "a" * 32, "psn_" + "b" * 32
-    sealed_a = seal(keyring, a, {"note": NAME}).model_dump(mode="json")
-    sealed_b = seal(keyring, b, {"note": DOB}).model_dump(mode="json")
+    sealed_a = seal(keyring, a, {"note": NAME}, context="test/fact/note").model_dump(mode="json")
+    sealed_b = seal(keyring, b, {"note": DOB}, context="test/fact/note").model_dump(mode="json")
     entries = [
         {"event_id": "1", "data": {"person": a, "note": sealed_a}},
         {"event_id": "2", "data": {"person": b, "nested": [{"reason": sealed_b}]}},

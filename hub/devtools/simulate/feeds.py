@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.cad.profile import Profile
 from hub.devtools.simulate.model import County, SimCall
-from hub.kernel.crypto import Keyring, seal
+from hub.kernel.crypto import Keyring, seal, seal_context
 from hub.kernel.identity import pseudonymize
 from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
 from schemas.envelope import Envelope, new_event
@@ -141,7 +141,11 @@ def encounter_events(
     for enc in county.encounters:
         incident = county.incident_id(enc.cad_number)
         person = pseudonymize(pseudonym_key, enc.person.namespace, enc.person.person_id)
-        demographics = seal(keyring, person, {"mpi": enc.person.person_id}) if keyring else None
+        demographics = (
+            seal(keyring, person, {"mpi": enc.person.person_id},
+                 context=seal_context(source, enc.cad_number, 0, "demographics"))
+            if keyring else None
+        )
         out.append(
             new_event(
                 ClinicianEngaged(
@@ -177,7 +181,11 @@ def encounter_events(
         )
     for ref in county.referrals:
         person = pseudonymize(pseudonym_key, ref.person.namespace, ref.person.person_id)
-        reason = seal(keyring, person, {"text": f"referred after call {ref.cad_number}"}) if keyring else None
+        reason = (
+            seal(keyring, person, {"text": f"referred after call {ref.cad_number}"},
+                 context=seal_context(source, ref.referral_id, 0, "reason"))
+            if keyring else None
+        )
         out.append(
             new_event(
                 ReferralRequested(

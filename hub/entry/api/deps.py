@@ -70,7 +70,7 @@ async def principal(
     later in the request is logged with who asked."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise MissingToken("missing bearer token")
-    p = state.verifier.verify(authorization.split(" ", 1)[1].strip())
+    p = await state.verifier.authenticate(authorization.split(" ", 1)[1].strip())
     request.state.principal = p
     return p
 

@@ -18,7 +18,9 @@ Invariants (unit- and property-tested):
 - :func:`authorize` is total over (role, family): every pair is either allowed or raises
   :class:`Forbidden`; the matrix :data:`POLICY` is the single source of truth;
 - :func:`filter_timeline` never returns an entry the role may not see, never returns a Part 2
-  entry without a covering consent, and never invents entries (the result is a sub-sequence);
+  entry without a covering consent, never returns a Part 2 consent (granted or revoked) to a
+  reader it does not name as a recipient (:func:`consent_entry_visible`), and never invents
+  entries (the result is a sub-sequence);
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
 
 #: what a person-level read's subject must look like (the routes' path patterns)
 PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
-INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]+:.+$"
+#: ``<agency>:<CAD number>``; no control characters (a NUL cannot reach PostgreSQL), at most 200
+INCIDENT_PATTERN = r"^[A-Za-z0-9_.-]{1,64}:[^\x00-\x1f\x7f]{1,135}$"
+#: a free-text filter (the access log's ``subject``): printable, at most 200 characters
+FILTER_PATTERN = r"^[^\x00-\x1f\x7f]{1,200}$"
 SUBJECT_PATTERNS: dict[Family, re.Pattern[str]] = {
     Family.INCIDENT_TIMELINE: re.compile(INCIDENT_PATTERN),
     Family.PERSON_TIMELINE: re.compile(PSEUDONYM_PATTERN),
@@ -85,7 +90,7 @@ def loggable_subject(family: Family, value: str | None) -> str:
     """``value`` when it is a well-formed subject id of ``family`` (an incident id or a
     pseudonym, never a clear identifier), otherwise :data:`INVALID_SUBJECT`."""
     pattern = SUBJECT_PATTERNS.get(family)
-    if value is None or pattern is None or len(value) > 200 or not pattern.match(value):
+    if value is None or pattern is None or len(value) > 200 or not pattern.fullmatch(value):
         return INVALID_SUBJECT
     return value
 
@@ -235,7 +240,41 @@ def filter_timeline(
             continue
         if principal.role not in POLICY[Family.INCIDENT_TIMELINE] | POLICY[Family.PERSON_TIMELINE]:
             continue
+        if entry.get("family") == "consent":
+            if consent_entry_visible(entry, principal, scope.consents):
+                visible.append(dict(entry))
+            continue
         if is_part2(entry) and not part2_permitted(principal, entry.get("person"), scope.consents, now):
             continue
         visible.append(dict(entry))
     return visible
+
+
+def consent_entry_visible(
+    entry: Mapping[str, Any], principal: Principal, consents: Iterable[Consent]
+) -> bool:
+    """Whether ``principal`` may see a consent fact (granted or revoked). A Part 2 consent
+    is itself Part 2 — its existence discloses substance-use treatment — so it shows only
+    to a program role among its recipients (whether or not it is still in force); a
+    general consent shows like any clinical fact. A consent whose grant is not known (a
+    revocation without its grant) counts as Part 2 and is shown to no one."""
+    data = entry.get("data")
+    data = data if isinstance(data, Mapping) else {}
+    cid = data.get("consent_id")
+    known = {c.consent_id: c for c in consents}
+    consent = known.get(cid) if isinstance(cid, str) else None
+    if consent is None and str(entry.get("event_type", "")).startswith("consent.granted."):
+        consent = Consent(
+            consent_id=str(cid),
+            person=str(data.get("person") or entry.get("person") or ""),
+            recipients=tuple(data.get("recipients") or ()),
+            scope=tuple(data.get("scope") or ()),
+            granted_at=datetime.min,
+        )
+    if consent is None:
+        return False
+    if "part2" not in consent.scope:
+        return True
+    return principal.role in PROGRAM_ROLES and (
+        principal.program in consent.recipients or "*" in consent.recipients
+    )

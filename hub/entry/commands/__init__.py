@@ -4,13 +4,20 @@ reporting.
 Exit codes: 0 success; 1 a permanent failure (bad input or configuration, a refused
 operation: trying again gives the same answer); 75 (``EX_TEMPFAIL`` of sysexits.h) a
 service is unavailable — Kafka, PostgreSQL, the key store — so the same command may
-succeed later. Either way the error is one line on stderr, never a traceback. Every group
+succeed later. Either way the error is one line on stderr, never a traceback. A long-running command
+(``hub project``, ``hub connectors run``) that does not end within ``stop_grace_s`` of a
+SIGTERM / SIGINT, or gets a second one, exits at once with :data:`EXIT_FORCED` (70,
+``EX_SOFTWARE``): see :func:`stop_on_signals`. Every group
 prints through :mod:`hub.kernel.output` (``emit_json``, ``fail``), where the codes live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -18,9 +25,39 @@ import typer
 
 from hub.kernel.deadletters import describe_failure
 from hub.kernel.errors import is_retriable
-from hub.kernel.output import EXIT_FAILURE, EXIT_UNAVAILABLE, echo_error
+from hub.kernel.output import EXIT_FAILURE, EXIT_FORCED, EXIT_UNAVAILABLE, echo_error
 
 T = TypeVar("T")
+
+
+def _force_exit(what: str, why: str) -> None:
+    sys.stderr.write(f"error: {what}: {why}; exiting now\n")
+    sys.stderr.flush()
+    os._exit(EXIT_FORCED)
+
+
+def stop_on_signals(stop: asyncio.Event, what: str, grace_s: float) -> None:
+    """Install SIGINT / SIGTERM handlers on the running loop: the first sets ``stop`` (the
+    command stops in order) and starts a watchdog; if the process is still running
+    ``grace_s`` seconds later, or a second signal arrives, it exits at once with
+    :data:`EXIT_FORCED`. The watchdog is a daemon thread, so a blocked event loop or a
+    library waiting forever (faust's ``wait_empty``, issue 13) cannot keep the process
+    alive: SIGTERM always ends the command within a bound."""
+    loop = asyncio.get_running_loop()
+    state = {"signalled": False}
+
+    def on_signal(sig: signal.Signals) -> None:
+        if state["signalled"]:
+            _force_exit(what, f"second {sig.name}")
+        state["signalled"] = True
+        stop.set()
+        why = f"did not stop within {grace_s:g}s of {sig.name}"
+        timer = threading.Timer(grace_s, _force_exit, (what, why))
+        timer.daemon = True
+        timer.start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
 
 
 def report_failure(exc: BaseException, failure: str | None = None) -> int:

@@ -34,6 +34,9 @@ def token(
         fail("the development issuer only runs with environment=development", EXIT_USAGE)
     if role in PROGRAM_ROLES and not program:
         fail(f"role {role.value} needs --program", EXIT_USAGE)
+    longest = settings.api.max_token_lifetime_seconds
+    if ttl > longest:
+        fail(f"--ttl {ttl} exceeds api.max_token_lifetime_seconds ({longest})", EXIT_USAGE)
     try:
         issuer = DevIssuer.open(settings)
     except AuthError as exc:

@@ -1,7 +1,9 @@
 """``hub connectors``: run the long-lived connectors and workers from a config file.
 
 ``hub connectors run --config FILE.yaml`` starts every configured component (see
-:mod:`connectors.registry`), runs until SIGINT/SIGTERM, then stops them in reverse order.
+:mod:`connectors.registry`), runs until SIGINT/SIGTERM, then stops them in reverse order
+(within ``stop_grace_s``, else it exits at once, non-zero:
+:func:`hub.entry.commands.stop_on_signals`).
 One component failing to poll never stops the others (they back off on their own). The
 file is validated before anything starts: an error names the file, the component and the
 field, and exits 1.
@@ -13,7 +15,6 @@ options, their types and defaults).
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import typer
 
 from connectors.registry import KINDS, build, kind_fields, load_config
 from hub.bootstrap import open_runtime
-from hub.entry.commands import report_failure
+from hub.entry.commands import report_failure, stop_on_signals
 from hub.kernel.errors import HubError
 from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
@@ -32,10 +33,9 @@ app = typer.Typer(help="Long-lived pull connectors, receivers and delivery worke
 async def _run(config: Path) -> None:
     configs = load_config(config)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with open_runtime(get_settings()) as rt:
+    settings = get_settings()
+    stop_on_signals(stop, "hub connectors run", settings.stop_grace_s)
+    async with open_runtime(settings) as rt:
         components = build(rt, configs)
         started = []
         try:

@@ -1,18 +1,19 @@
 """``hub project [--until-caught-up]``: run the stream processors — the faust worker of
 :mod:`projections.app` (read models in PostgreSQL + the outcome topic). Several processes
 with the same settings share the work through one consumer group; stop with SIGINT /
-SIGTERM (the current batch commits or rolls back as a whole)."""
+SIGTERM (the current batch commits or rolls back as a whole; past ``stop_grace_s`` the
+process exits at once, non-zero). A batch that fails stops the worker within a bound: it
+exits non-zero for its supervisor to restart it."""
 
 from __future__ import annotations
 
 import asyncio
-import signal
 from typing import Annotated
 
 import typer
 
 from hub.bootstrap import open_runtime
-from hub.entry.commands import run_or_exit
+from hub.entry.commands import run_or_exit, stop_on_signals
 from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.projector import project as run_projector
@@ -32,10 +33,9 @@ def project(
 
     async def go():
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with open_runtime(get_settings()) as rt:
+        settings = get_settings()
+        stop_on_signals(stop, "hub project", settings.stop_grace_s)
+        async with open_runtime(settings) as rt:
             return await run_projector(rt, schema=schema, until_caught_up=until_caught_up, stop=stop)
 
     stats = run_or_exit(go(), "projector failed")

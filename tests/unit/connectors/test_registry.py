@@ -158,7 +158,7 @@ def test_a_validation_error_never_quotes_the_value() -> None:
 
 
 def fake_runtime() -> types.SimpleNamespace:
-    settings = types.SimpleNamespace(core_schema="unused")
+    settings = types.SimpleNamespace(core_schema="unused", is_development=True)
     return types.SimpleNamespace(settings=settings, pool=None, log=None, keyring=None,
                                  pseudonym_key=b"k" * 32, deadletter_sealer=None)
 

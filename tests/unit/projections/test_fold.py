@@ -14,6 +14,7 @@ from projections.fold import ProjectionState, derive, fold, fold_batch
 from projections.incidents import PRIMARY_OUTCOMES
 from schemas.base import Area
 from schemas.case import ServiceEnrolled
+from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -261,3 +262,24 @@ def test_fold_reports_row_changes():
     assert {"incident_summary", "timeline_entries", "outcome_counts"} <= tables
     again, none = fold(state, call(), CFG)
     assert none == [] and again is state
+
+
+def test_part2_consents_granted_or_revoked_are_flagged_part2_general_ones_not() -> None:
+    facts = [
+        fact(ConsentGranted(consent_id="c2", person=P1, at=at(1), recipients=("p1",), scope=("part2",)),
+             record="g"),
+        fact(ConsentRevoked(consent_id="c2", person=P1, at=at(2)), record="r"),
+        fact(ConsentGranted(consent_id="cg", person=P1, at=at(3), recipients=("p1",), scope=("general",)),
+             record="h"),
+        fact(ConsentRevoked(consent_id="cg", person=P1, at=at(4)), record="s"),
+        fact(ConsentRevoked(consent_id="unknown", person=P1, at=at(5)), record="u"),
+    ]
+    rows = derive(facts, CFG)[T.TIMELINE_ENTRIES.name].values()
+    flags = sorted((r["event_type"], r["detail"]["consent_id"], r["part2"]) for r in rows)
+    assert flags == [
+        ("consent.granted.v1", "c2", True),
+        ("consent.granted.v1", "cg", False),
+        ("consent.revoked.v1", "c2", True),
+        ("consent.revoked.v1", "cg", False),
+        ("consent.revoked.v1", "unknown", True),  # a revocation of an unknown grant: Part 2
+    ]

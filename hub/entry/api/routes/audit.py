@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from hub.entry.api.deps import AccessLogDep, ReadModelsDep, requires
-from hub.entry.api.roles import Family, Principal
+from hub.entry.api.roles import FILTER_PATTERN, Family, Principal
 
 router = APIRouter(tags=["audit"])
 
@@ -23,7 +23,7 @@ async def access_log_read(
     _: Annotated[Principal, Depends(requires(Family.ACCESS_LOG))],
     access_log: AccessLogDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    subject: str | None = None,
+    subject: Annotated[str | None, Query(pattern=FILTER_PATTERN)] = None,
 ) -> dict[str, Any]:
     return {
         "total": await access_log.count(),

@@ -28,7 +28,7 @@ from connectors.referrals.worker import DeliveryWorker, RetryPolicy, WorkerConfi
 from hub.bootstrap import open_runtime
 from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
-from hub.kernel.crypto import seal
+from hub.kernel.crypto import seal, seal_context
 from hub.kernel.identity import pseudonymize
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
@@ -81,7 +81,8 @@ class Hub:
         text: str = "Crisis follow-up requested",
     ) -> Envelope:
         reason = seal(
-            self.rt.keyring, person, ReferralReason(text=text, gender="female").model_dump(mode="json")
+            self.rt.keyring, person, ReferralReason(text=text, gender="female").model_dump(mode="json"),
+            context=seal_context("test/referrals", rid, 0, "reason"),
         )
         data = ReferralRequested(
             referral_id=rid,

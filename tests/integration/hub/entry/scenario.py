@@ -1,6 +1,7 @@
 """A small, fixed set of facts for the API tests: two incidents of program ``coresp-1`` and
-one of ``coresp-2``, a person with a Part 2 (substance-use) referral under consent, and a
-person whose Part 2 referral has no consent. Built with the real event models."""
+one of ``coresp-2``, a person with a Part 2 (substance-use) referral under consent, a
+person whose Part 2 referral has no consent (only a Part 2 consent naming another program),
+and a person with a general consent. Built with the real event models."""
 
 from __future__ import annotations
 
@@ -93,6 +94,27 @@ def scenario(key: bytes) -> list[Envelope]:
             scope=("part2",),
         ),
         "g1",
+    )
+    # ben: a Part 2 consent naming another program only; cy: a general consent for coresp-2
+    add(
+        ConsentGranted(
+            consent_id="cons-ben",
+            person=p["ben"],
+            at=T0 + timedelta(days=1),
+            recipients=("coresp-9",),
+            scope=("part2",),
+        ),
+        "g2",
+    )
+    add(
+        ConsentGranted(
+            consent_id="cons-cy",
+            person=p["cy"],
+            at=T0 + timedelta(days=1),
+            recipients=("coresp-2",),
+            scope=("general",),
+        ),
+        "g3",
     )
     for who in ("ann", "ben"):
         add(

@@ -200,7 +200,9 @@ async def test_a_partly_failed_dead_letter_batch_commits_the_acknowledged_part(l
 
 async def test_person_keys_persist_and_erasure_shreds(log_rt: Runtime) -> None:
     person = "psn_" + uuid.uuid4().hex
-    sealed = await asyncio.to_thread(seal, log_rt.keyring, person, {"name": "Jane"})
+    sealed = await asyncio.to_thread(
+        lambda: seal(log_rt.keyring, person, {"name": "Jane"}, context="test/keys/name")
+    )
     other = TokenKeyring(log_rt.settings, log_rt.pool)
     await other.start()
     try:
@@ -210,7 +212,9 @@ async def test_person_keys_persist_and_erasure_shreds(log_rt: Runtime) -> None:
         with pytest.raises(KeyDestroyedError):
             await asyncio.to_thread(unseal, other, sealed)
         with pytest.raises(KeyDestroyedError):
-            await asyncio.to_thread(seal, other, person, {"again": True})  # never re-created
+            await asyncio.to_thread(  # never re-created
+                lambda: seal(other, person, {"again": True}, context="test/keys/again")
+            )
         assert await other.is_destroyed(person)
     finally:
         await other.stop()

@@ -59,9 +59,8 @@ async def keyring(rt: Runtime, **kw: Any) -> AsyncIterator[TokenKeyring]:
 
 
 async def rows(rt: Runtime, kids: list[str]) -> dict[str, asyncpg.Record]:
-    found = await rt.pool.fetch(
-        f"SELECT kid, wrapped, epoch FROM {rt.settings.core_schema}.person_keys WHERE kid = ANY($1::text[])", kids
-    )
+    table = f"{rt.settings.core_schema}.person_keys"
+    found = await rt.pool.fetch(f"SELECT kid, wrapped, epoch FROM {table} WHERE kid = ANY($1::text[])", kids)
     return {r["kid"]: r for r in found}
 
 
@@ -78,9 +77,10 @@ async def test_one_epoch_key_per_namespace_not_extractable_shared_across_process
     before = object_files(log_rt.settings)
     people = persons(200)
     await log_rt.keyring.resolve(people)
-    sealed = await asyncio.to_thread(seal, log_rt.keyring, people[0], {"note": "Jane"})
+    sealed = await asyncio.to_thread(lambda: seal(log_rt.keyring, people[0], {"note": "Jane"}, context="t/1"))
     assert object_files(log_rt.settings) == before  # 200 new persons, no new token object
-    assert {r["epoch"] for r in (await rows(log_rt, [log_rt.keyring.key_id(p) for p in people])).values()} == {epoch}
+    made = await rows(log_rt, [log_rt.keyring.key_id(p) for p in people])
+    assert len(made) == 200 and {r["epoch"] for r in made.values()} == {epoch}
 
     def read_value() -> object:
         return token._find(epoch)[Attribute.VALUE]
@@ -112,7 +112,8 @@ async def test_one_epoch_key_per_namespace_not_extractable_shared_across_process
 async def test_erasure_rotates_the_epoch_and_destroys_the_old_key(log_rt: Runtime) -> None:
     ring, token = log_rt.keyring, log_rt.keyring.token
     erased, kept = persons(2), persons(3)
-    sealed = {p: await asyncio.to_thread(seal, ring, p, {"note": f"note of {p}"}) for p in erased + kept}
+    sealed = {p: await asyncio.to_thread(lambda p=p: seal(ring, p, {"note": f"note of {p}"}, context="t/n"))
+              for p in erased + kept}
     old = await current_epoch(log_rt)
     old_rows = await rows(log_rt, [ring.key_id(p) for p in kept])
     files = object_files(log_rt.settings)

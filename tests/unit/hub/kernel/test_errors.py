@@ -48,12 +48,16 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.errors.ServiceUnavailable": (TransientError, RuntimeError),
     "hub.kernel.keys.MissingKeyError": (PermanentError, RuntimeError),
     "hub.kernel.token.TokenError": (PermanentError, RuntimeError),
+    "hub.kernel.keys.KeyFileError": (PermanentError, ValueError),
     "hub.kernel.log.UnknownEventTypeError": (PermanentError, ValueError),
     "hub.kernel.log.AppendError": (TransientError, RuntimeError),
+    "hub.kernel.log.AckTimeout": (TransientError, TimeoutError),
     "hub.kernel.log.DeadLetterError": (TransientError, RuntimeError),
     "hub.kernel.log.CorruptRecordError": (PermanentError, ValueError),
     "connectors.cad.csvfile.CsvLayoutError": (PermanentError, ValueError),
     "connectors.cad.eido.EidoError": (PermanentError, ValueError),
+    "connectors.core.jsondoc.BadJson": (PermanentError, ValueError),
+    "connectors.core.http.Refused": (PermanentError, ValueError),
     "connectors.cad.mapping.FieldError": (PermanentError, ValueError),
     "connectors.cases.mapping.CaseRecordError": (PermanentError, ValueError),
     "connectors.fhir.bundle.BundleInvalid": (PermanentError, ValueError),
@@ -123,6 +127,27 @@ def test_connector_configuration_errors_are_the_kernels() -> None:
 )
 def test_is_retriable_separates_outages_from_bad_input(exc: BaseException, retriable: bool) -> None:
     assert is_retriable(exc) is retriable
+
+
+def _raised_while_handling(outer: BaseException, inner: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException:
+            raise outer  # noqa: B904 (the implicit context is the point)
+    except BaseException as exc:
+        return exc
+
+
+def test_a_transaction_left_after_its_connection_died_is_an_outage() -> None:
+    """asyncpg raises ``InterfaceError`` ("the underlying connection is closed") from the
+    ``async with conn.transaction()`` exit when the connection died inside the block (issue
+    13: a connection cut at the event index's offset UPDATE): an outage, not a bug."""
+    closed = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the connection is closed")
+    died = _raised_while_handling(closed, asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
+    assert is_retriable(died)
+    assert not is_retriable(_raised_while_handling(closed, ValueError("a bug")))
+    assert not is_retriable(asyncpg.InterfaceError("another operation is in progress"))
 
 
 def test_unavailable_wraps_outages_only() -> None:

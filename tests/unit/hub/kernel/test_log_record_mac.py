@@ -141,10 +141,11 @@ def test_development_generates_the_current_key_production_refuses_missing_or_sho
     with pytest.raises(PermanentError, match=r"record-mac\.k2\.key is missing"):
         record_mac_keys(prod)
     (tmp_path / "keys" / "record-mac.k2.key").write_text("ab" * 16)  # 16 bytes
+    (tmp_path / "keys" / "record-mac.k2.key").chmod(0o600)
     with pytest.raises(PermanentError, match="at least 32"):
         record_mac_keys(prod)
     (tmp_path / "keys" / "record-mac.k2.key").write_text("")
-    with pytest.raises(PermanentError, match="at least 32"):
+    with pytest.raises(PermanentError, match="is empty"):
         record_mac_keys(prod)
     (tmp_path / "keys" / "record-mac.k2.key").write_text(K2.hex())
     rotating = record_mac_keys(prod)

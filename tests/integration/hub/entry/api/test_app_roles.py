@@ -121,7 +121,7 @@ async def test_part2_only_under_consent(
             headers=token(issuer, Role.CLINICIAN),
         )
     ).json()["entries"]
-    assert [e["referral_id"] for e in _part2(ann)] == ["ref-ann"]  # consent names coresp-1
+    assert [e["referral_id"] for e in _part2(ann) if e["family"] != "consent"] == ["ref-ann"]  # coresp-1
     ben = (
         await client.get(
             f"/v1/persons/{api_facts['ben']}/timeline?purpose=treatment",
@@ -207,3 +207,41 @@ async def test_aggregates_publish_no_small_cells(client: httpx.AsyncClient, issu
         assert counts, path
         small = [v for v in counts if 1 <= v <= 10]
         assert not small, (path, small)
+
+
+def _consents(entries: list[dict]) -> list[str]:
+    return [e["data"]["consent_id"] for e in entries if e["family"] == "consent"]
+
+
+@pytest.mark.parametrize(
+    ("person", "role", "program", "purpose", "visible"),
+    [
+        ("ann", Role.CLINICIAN, "coresp-1", "treatment", ["cons-ann"]),  # a recipient
+        ("ann", Role.CASE_MANAGER, "coresp-1", "treatment", ["cons-ann"]),
+        ("ann", Role.ADMIN, None, "audit", []),  # no role bypasses Part 2, not even its existence
+        ("ben", Role.CLINICIAN, "coresp-1", "treatment", []),  # in care, but not a recipient
+        ("ben", Role.ADMIN, None, "audit", []),
+        ("cy", Role.CASE_MANAGER, "coresp-2", "treatment", ["cons-cy"]),  # general: as any fact
+        ("cy", Role.ADMIN, None, "audit", ["cons-cy"]),
+    ],
+)
+async def test_a_part2_consent_is_visible_only_to_its_recipients(
+    client: httpx.AsyncClient,
+    issuer: DevIssuer,
+    api_facts: dict[str, str],
+    person: str,
+    role: Role,
+    program: str | None,
+    purpose: str,
+    visible: list[str],
+) -> None:
+    resp = await client.get(
+        f"/v1/persons/{api_facts[person]}/timeline?purpose={purpose}",
+        headers=token(issuer, role, program=program),
+    )
+    assert resp.status_code == 200, resp.text
+    entries = resp.json()["entries"]
+    assert entries and _consents(entries) == visible
+    hidden = {"ann": "cons-ann", "ben": "cons-ben"}.get(person)
+    if hidden and hidden not in visible:
+        assert hidden not in resp.text  # not in any entry, summary or field

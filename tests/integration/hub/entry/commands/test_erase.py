@@ -60,7 +60,8 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
     try:
         async with open_runtime(settings) as rt:
             person = pseudonymize(rt.pseudonym_key, "mpi:erase-test", uuid.uuid4().hex)
-            note = seal(rt.keyring, person, {"note": "Jane Quimby, DOB 1984-07-19, talked about housing"})
+            note = seal(rt.keyring, person, {"note": "Jane Quimby, DOB 1984-07-19, talked about housing"},
+                        context="test/fact/note")
             await rt.log.append([
                 new_event(CaseOpened(case_id="e1", person=person, at=T0, program=PROGRAM),
                           source="test/erase", record_id="open"),
@@ -100,7 +101,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
             with pytest.raises(KeyDestroyedError):
                 unseal(rt.keyring, sealed)
             with pytest.raises(KeyDestroyedError):  # nothing new can be sealed for the person
-                seal(rt.keyring, person, {"note": "later"})
+                seal(rt.keyring, person, {"note": "later"}, context="test/fact/note")
             assert await rt.keyring.is_destroyed(person)
 
             await project(rt, until_caught_up=True)

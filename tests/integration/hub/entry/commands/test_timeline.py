@@ -37,7 +37,7 @@ async def _person_with_sealed_note(settings: Settings) -> str:
             new_event(CaseOpened(case_id=f"cli-{tag}", person=person, at=T0, program="coresp-1"),
                       source="test/timeline-cli", record_id=f"open-{tag}"),
             new_event(ContactLogged(case_id=f"cli-{tag}", person=person, at=T0 + timedelta(hours=1),
-                                    note=seal(rt.keyring, person, {"note": NOTE})),
+                                    note=seal(rt.keyring, person, {"note": NOTE}, context="test/fact/note")),
                       source="test/timeline-cli", record_id=f"contact-{tag}"),
         ])
         await project(rt, until_caught_up=True)

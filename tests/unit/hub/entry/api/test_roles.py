@@ -182,3 +182,30 @@ def test_filter_is_a_subsequence_and_never_leaks_part2(
         assert not any(e["substance_use"] for e in out)
     if role == Role.DISPATCHER:
         assert all(e["family"] == "dispatch" for e in out)
+
+
+def _consent_entry(kind: str, cid: str, **data: object) -> dict:
+    return {"family": "consent", "event_type": f"consent.{kind}.v1", "person": PERSON,
+            "data": {"consent_id": cid, "person": PERSON, **data}}
+
+
+def test_a_part2_consent_shows_only_to_program_roles_it_names_even_once_revoked() -> None:
+    granted = _consent_entry("granted", "c1", recipients=["coresp-1"], scope=["part2"])
+    revoked = _consent_entry("revoked", "c1")
+    orphan = _consent_entry("revoked", "c-unknown")
+    general = _consent_entry("granted", "g1", recipients=["coresp-2"], scope=["general"])
+    entries = [granted, revoked, orphan, general]
+    consent = Consent("c1", PERSON, ("coresp-1",), ("part2",), granted_at=T0, revoked_at=T0 + timedelta(1))
+    scope = TimelineScope(frozenset({"coresp-1", "coresp-2"}), (consent,))
+    later = T0 + timedelta(days=30)  # revoked by then: the record of it still goes to its recipients
+
+    def seen(role: Role, program: str | None) -> list[tuple[str, str]]:
+        p = Principal("s", role, program)
+        return [(e["event_type"], e["data"]["consent_id"]) for e in filter_timeline(entries, p, scope, later)]
+
+    assert seen(Role.CLINICIAN, "coresp-1") == [
+        ("consent.granted.v1", "c1"), ("consent.revoked.v1", "c1"), ("consent.granted.v1", "g1")
+    ]
+    for role, program in ((Role.CLINICIAN, "coresp-2"), (Role.CASE_MANAGER, "coresp-2"), (Role.ADMIN, None)):
+        assert seen(role, program) == [("consent.granted.v1", "g1")]
+    assert seen(Role.DISPATCHER, None) == []

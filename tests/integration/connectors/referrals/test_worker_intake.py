@@ -1,0 +1,49 @@
+"""Issue 13 item 2: the delivery intake never skips. Its PostgreSQL connection dies at the
+ledger INSERT of a referral (a blip); the intake seeks back and takes the referral again,
+so it is delivered, although a later referral's batch commits after it."""
+
+from __future__ import annotations
+
+from connectors.referrals.ledger import Ledger
+from connectors.referrals.worker import DeliveryWorker, DestinationBase, RetryPolicy, WorkerConfig, WorkerDeps
+from hub.kernel.runtime import Runtime
+from tests.integration.connectors.referrals.test_worker_outbox import DEST, AcceptingEhr, referral
+from tests.integration.cutpool import cut_log
+from tests.integration.waiting import wait_for
+
+
+async def test_a_referral_whose_ledger_insert_failed_is_taken_again(log_rt: Runtime) -> None:
+    rt = log_rt
+    schema = rt.settings.core_schema
+    ledger = Ledger(rt.pool, schema)
+    ehr = AcceptingEhr()
+    async with cut_log(rt) as cut:
+        deps = WorkerDeps(
+            kafka=rt.kafka, log=cut.log, pool=cut.pool, keyring=rt.keyring,
+            deadletter_sealer=rt.deadletter_sealer, topic_prefix=rt.settings.kafka.topic_prefix,
+            core_schema=schema,
+        )
+        cfg = WorkerConfig(group_id=f"{rt.settings.kafka.topic_prefix}-intake-test",
+                           retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05),
+                           poll_interval_s=0.1, lock_retry_s=0.1)
+        worker = DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, cfg)  # type: ignore[arg-type]
+        cut_at = cut.proxy.arm(
+            f"INSERT INTO {schema}.referral_deliveries (destination, referral_id, channel, person,"
+            " request_event_id, request)".encode()
+        )
+        await worker.start()
+        try:
+            assert (await rt.log.append([referral(rt, "R-skip-1")])).appended
+
+            async def was_cut() -> bool:
+                return cut_at.is_set()
+            await wait_for(was_cut, 30, "the cut at the ledger insert")
+            assert (await rt.log.append([referral(rt, "R-skip-2")])).appended
+
+            async def both_delivered() -> bool:
+                rows = [await ledger.get(DEST, rid) for rid in ("R-skip-1", "R-skip-2")]
+                return all(r is not None and r.state == "delivered" for r in rows)
+            await wait_for(both_delivered, 30, "both referrals delivered")
+        finally:
+            await worker.stop()
+    assert sorted(ehr.received) == ["B-R-skip-1", "B-R-skip-2"]

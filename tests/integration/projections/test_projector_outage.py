@@ -1,0 +1,109 @@
+"""Issue 13 item 3: no hang. ``hub project`` as a real process with its PostgreSQL
+connections through a :class:`~hub.devtools.faults.tcpcut.CutProxy`: PostgreSQL "restarts"
+(every connection reset, new ones refused) while facts arrive, so a batch fails; the
+worker exits non-zero within a bound (it used to hang in faust's ``wait_empty``, deaf to
+SIGTERM) and its restart applies everything. SIGTERM ends it within ``stop_grace_s``
+however stuck it is."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from hub.devtools.faults.tcpcut import CutProxy
+from hub.kernel.runtime import Runtime
+from hub.kernel.settings import PROJECT_ROOT
+from tests.integration.projections.projection_scenario import scenario
+from tests.integration.projections.test_app_processes import applied, log_end
+from tests.integration.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+STOP_BOUND = 45.0  # seconds: a failed batch ends the worker well within this
+GRACE = 4.0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pg_proxy(proj_rt: Runtime) -> AsyncIterator[CutProxy]:
+    proxy = CutProxy(proj_rt.settings.postgres.host, proj_rt.settings.postgres.port)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+def start_worker(rt: Runtime, schema: str, proxy: CutProxy, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update({
+        "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
+        "HUB_POSTGRES__SCHEMA": schema,
+        "HUB_POSTGRES__PORT": str(proxy.port),
+        "HUB_PROJECTIONS__BATCH_SIZE": "4",
+        "HUB_STOP_GRACE_S": str(GRACE),
+    })
+    return subprocess.Popen([sys.executable, "-m", "hub.entry.cli", "project", *extra], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+async def exited_within(proc: subprocess.Popen, seconds: float) -> int | None:
+    deadline = time.monotonic() + seconds
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return proc.poll()
+
+
+async def test_a_postgres_restart_under_traffic_ends_the_worker_then_the_restart_catches_up(
+    proj_rt: Runtime, pg_proxy: CutProxy
+) -> None:
+    rt = proj_rt
+    schema = f"{rt.settings.kafka.topic_prefix}_outage"
+    await rt.log.append(scenario(6, tag="a1"))
+    await log_end(rt, schema)  # migrates the schema (granted to the runtime role)
+    worker = start_worker(rt, schema, pg_proxy)
+    try:
+        await wait_for(lambda: applied_at_least(rt, schema, 1), 90, "the worker applying")
+        pg_proxy.down()  # PostgreSQL restarting, as the worker sees it
+        for n in range(4):  # live traffic during the outage: batches buffered behind the failed one
+            await rt.log.append(scenario(10, tag=f"a2{n}"))
+        code = await exited_within(worker, STOP_BOUND)
+        assert code is not None, "the projector hung after a failed batch"
+        assert code != 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        pg_proxy.up()
+    restarted = start_worker(rt, schema, pg_proxy, "--until-caught-up")
+    _, err = await asyncio.to_thread(restarted.communicate, timeout=120)
+    assert restarted.returncode == 0, err.decode()[-2000:]
+    assert await applied(rt, schema) == await log_end(rt, schema)
+
+
+async def test_sigterm_ends_the_worker_within_the_grace_even_during_an_outage(
+    proj_rt: Runtime, pg_proxy: CutProxy
+) -> None:
+    rt = proj_rt
+    schema = f"{rt.settings.kafka.topic_prefix}_term"
+    await rt.log.append(scenario(3, tag="b1"))
+    await log_end(rt, schema)
+    worker = start_worker(rt, schema, pg_proxy)
+    try:
+        await wait_for(lambda: applied_at_least(rt, schema, 1), 90, "the worker applying")
+        pg_proxy.down()
+        await rt.log.append(scenario(3, tag="b2"))
+        worker.send_signal(signal.SIGTERM)
+        code = await exited_within(worker, GRACE + 10)
+        assert code is not None, "SIGTERM did not end the projector"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        pg_proxy.up()
+
+
+async def applied_at_least(rt: Runtime, schema: str, n: int) -> bool:
+    return await applied(rt, schema) >= n
