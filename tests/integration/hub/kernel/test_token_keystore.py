@@ -101,6 +101,7 @@ async def test_one_epoch_key_per_namespace_not_extractable_shared_across_process
         "asyncio.run(main())\n"
     )
     env = os.environ | {"HUB_KAFKA__TOPIC_PREFIX": log_rt.settings.kafka.topic_prefix,
+                        "HUB_POSTGRES__SCHEMA": log_rt.settings.postgres.schema_,
                         "HUB_STATE_DIR": str(log_rt.settings.state_dir)}
     out = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-c", code, sealed.kid, sealed.model_dump_json()],
