@@ -1,9 +1,12 @@
 """``hub erase`` read as a forensic examiner would: after the erasure, every file under the
 PostgreSQL data directory (heap, indexes, WAL, after a CHECKPOINT) and under the local
-Kafka log directories is read with ``master.key`` in hand, and none of the person's clear
-identifiers (name, date of birth, MPI id), their clinical text or the CAD remark naming
-them is found — nor any wrapped data key that ``master.key`` opens — while ``hub verify``
-passes and the aggregate report is unchanged.
+Kafka log directories is read with ``master.key`` AND every epoch key still on the token in
+hand, and none of the person's clear identifiers (name, date of birth, MPI id), their
+clinical text or the CAD remark naming them is found — nor their data key in clear, nor any
+stored copy of their or the linked incident's data key that ``master.key`` or a remaining
+epoch key opens (the same scan finds the copy before the erasure) — while ``hub verify``
+passes and the aggregate report is unchanged. The erasure's rotation leaves the namespace
+one epoch key on the token: the new one.
 
 The scenario goes through the real connectors: a CAD row whose remark names the person,
 case records linking the person to that incident with a contact note, and a broken case
@@ -24,6 +27,9 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from pkcs11 import Mechanism
+from pkcs11.exceptions import PKCS11Error
+from pkcs11.mechanisms import GCMParams
 
 from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile
@@ -35,8 +41,9 @@ from hub.devtools.infra.kafka import KafkaLayout
 from hub.kernel.crypto import incident_subject
 from hub.kernel.identity import pseudonymize
 from hub.kernel.keys import secret_bytes
-from hub.kernel.keystore import unwrap_key
+from hub.kernel.keystore import epoch_aad, unwrap_key
 from hub.kernel.namespace import Namespace
+from hub.kernel.token import NONCE, Token, _on_token_thread
 from projections.projector import project
 from tests.conftest import in_ci, session_settings
 from tests.integration.hubcli import run_hub
@@ -83,29 +90,64 @@ def scan(roots: Iterable[Path], needles: Iterable[bytes]) -> dict[bytes, list[st
     return found
 
 
-def master_key_openings(roots: Iterable[Path], master: bytes, kid: str) -> list[str]:
-    """Every place where bytes near ``kid`` open as a data key wrapped by ``master`` (the
-    layout before the token: nonce 12 ‖ AES-GCM(32-byte key) ‖ tag 16)."""
-    hits: list[str] = []
-    needle = kid.encode()
+def near(roots: Iterable[Path], kids: Iterable[str]) -> dict[str, list[tuple[str, bytes]]]:
+    """Key id → (place, 60 bytes) for every offset within ``WINDOW`` bytes after each
+    occurrence of the key id under ``roots`` (where a stored data key would sit: nonce 12 ‖
+    ciphertext 32 ‖ tag 16), in one read of the files."""
+    needles = {kid: kid.encode() for kid in kids}
+    found: dict[str, list[tuple[str, bytes]]] = {kid: [] for kid in needles}
+    overlap = WINDOW + max(len(n) for n in needles.values())
     for path in _files(roots):
-        for base, data in _chunks(path, WINDOW + len(needle)):
-            pos = data.find(needle)
-            while pos >= 0:
-                window = data[pos : pos + len(needle) + WINDOW]
-                for off in range(len(needle), len(window) - 59):
-                    try:
-                        unwrap_key(master, kid, window[off : off + 60])
-                    except ValueError:
-                        continue
-                    hits.append(f"{path}@{base + pos + off}")
-                pos = data.find(needle, pos + 1)
+        for base, data in _chunks(path, overlap):
+            for kid, needle in needles.items():
+                pos = data.find(needle)
+                while pos >= 0:
+                    window = data[pos : pos + len(needle) + WINDOW]
+                    for off in range(len(needle), len(window) - 59):
+                        found[kid].append((f"{path}@{base + pos + off}", window[off : off + 60]))
+                    pos = data.find(needle, pos + 1)
+    return found
+
+
+def master_key_openings(candidates: list[tuple[str, bytes]], master: bytes, kid: str) -> list[str]:
+    """The places of ``candidates`` (of :func:`near`) that open as ``kid``'s data key
+    wrapped by ``master`` (the layout before the token)."""
+    hits: list[str] = []
+    for place, blob in candidates:
+        try:
+            unwrap_key(master, kid, blob)
+        except ValueError:
+            continue
+        hits.append(place)
     return hits
 
 
-def as_postgres(sql: str, port: int) -> str:
+def epoch_key_openings(candidates: list[tuple[str, bytes]], token: Token, kid: str) -> dict[str, bytes]:
+    """Place → data key for the ``candidates`` (of :func:`near`) that one of the namespace's
+    epoch keys still on the token opens (with the AAD of any epoch number up to the
+    highest): what an examiner holding the token could recover."""
+
+    def run() -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        epochs = token.epochs()
+        for epoch in epochs:
+            key = token._find(epoch)
+            for aad in [epoch_aad(kid, n) for n in range(1, max(epochs) + 1)]:
+                for place, blob in candidates:
+                    params = GCMParams(blob[:NONCE], aad, 128)
+                    try:
+                        plain = key.decrypt(blob[NONCE:], mechanism=Mechanism.AES_GCM, mechanism_param=params)
+                    except PKCS11Error:
+                        continue
+                    found[place] = bytes(plain)
+        return found
+
+    return _on_token_thread(run)
+
+
+def as_postgres(sql: str, port: int, database: str = "postgres") -> str:
     out = subprocess.run(
-        ["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-tAc", sql],
+        ["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-d", database, "-tAc", sql],
         capture_output=True, text=True, check=True, timeout=120,
     )
     return out.stdout.strip()
@@ -179,9 +221,25 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
             assert counts.appended == 2 and counts.dead_lettered == 1
             await project(rt, until_caught_up=True)
             kid = rt.keyring.key_id(person)
+            incident_kid = rt.keyring.key_id(incident_subject(incident))
             dl_id = (await rt.pool.fetchval(
                 f"SELECT id FROM {settings.core_schema}.deadletters WHERE source = $1", SOURCE
             ))
+            keys = await rt.keyring.resolve_ids([kid, incident_kid])
+            data_keys = {k: keys.key_by_id(k) for k in (kid, incident_kid)}
+            assert None not in data_keys.values()
+            old_epochs = rt.keyring.token.epochs()
+            # the scan works: before the erasure, the epoch key opens the stored copy of each key
+            as_postgres("CHECKPOINT", port)
+            table = f"{settings.core_schema}.person_keys"
+            heap = [pg_data / as_postgres(
+                f"SELECT pg_relation_filepath('{table}')", port, settings.postgres.database
+            )]
+            stored = near(heap, [kid, incident_kid])
+            print("DEBUG", heap, heap[0].stat().st_size, kid.encode() in heap[0].read_bytes(), len(stored[kid]))
+            print("DEBUG2", as_postgres(f"SELECT kid, epoch, length(wrapped) FROM {table}", port, settings.postgres.database))
+            for k in (kid, incident_kid):
+                assert data_keys[k] in epoch_key_openings(stored[k], rt.keyring.token, k).values()
         sealed = await asyncio.to_thread(run_hub, settings, "seal", "--once")
         assert sealed.returncode == 0, sealed.stderr
         before = await asyncio.to_thread(report_counts, settings)
@@ -208,9 +266,9 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
 
         async with open_runtime(settings) as rt:
             await project(rt, until_caught_up=True)
-            assert rt.keyring.token.destroy(kid) == 0  # no token key of the person is left
-            incident_kid = rt.keyring.key_id(incident_subject(incident))
-            assert rt.keyring.token.destroy(incident_kid) == 0  # nor of the linked incident
+            token = rt.keyring.token
+            epochs = token.epochs()  # the rotation's new epoch key only; the old one is destroyed
+            assert len(epochs) == 1 and epochs[0] > max(old_epochs) and not set(epochs) & set(old_epochs)
         sealed = await asyncio.to_thread(run_hub, settings, "seal", "--once")
         assert sealed.returncode == 0, sealed.stderr
         verified = await asyncio.to_thread(run_hub, settings, "verify")
@@ -218,14 +276,20 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
         assert await asyncio.to_thread(report_counts, settings) == before
 
         as_postgres("CHECKPOINT", port)
-        needles = {"name": name, "DOB": dob, "MPI id": mpi, "clinical text": "stopped taking lithium",
-                   "CAD remark": remark, "exact coordinates": "122.335167"}
-        found = scan(roots, [n.encode() for n in needles.values()])
-        leaks = {label: found[text.encode()] for label, text in needles.items() if found[text.encode()]}
-        assert not leaks, f"clear identifiers found after erasure: {leaks}"
+        texts = {"name": name, "DOB": dob, "MPI id": mpi, "clinical text": "stopped taking lithium",
+                 "CAD remark": remark, "exact coordinates": "122.335167"}
+        needles = {label: text.encode() for label, text in texts.items()}
+        needles |= {f"data key {k} in clear": key for k, key in data_keys.items() if key is not None}
+        found = scan(roots, needles.values())
+        leaks = {label: found[needle] for label, needle in needles.items() if found[needle]}
+        assert not leaks, f"found after erasure: {leaks}"
+        stored = near([pg_data], [kid, incident_kid])
+        assert stored[kid] and stored[incident_kid]  # the key ids are still there (tombstones)
         master = secret_bytes(settings, "master.key")
-        assert master_key_openings([pg_data], master, kid) == []
-        assert master_key_openings([pg_data], master, incident_kid) == []
+        async with open_runtime(settings) as rt:  # every epoch key still on the token, in hand
+            for k in (kid, incident_kid):
+                assert master_key_openings(stored[k], master, k) == []
+                assert epoch_key_openings(stored[k], rt.keyring.token, k) == {}
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
             await Namespace.of(settings).teardown(settings)
