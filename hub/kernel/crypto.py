@@ -33,7 +33,7 @@ connector's mapper) never waits on a database: its caller awaits
 :meth:`KeyStore.resolve` for the persons it will seal for, then hands it the
 :class:`ResolvedKeys` snapshot, a :class:`Keyring` without I/O. :class:`MemoryKeyring`
 serves pure tests (it is both); ``hub.kernel.keystore.TokenKeyring`` persists keys
-wrapped by the master key.
+encrypted under an epoch key on the PKCS#11 token.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class Namespace:
 
     async def teardown(self, settings: Settings, *, groups: tuple[str, ...] = ()) -> dict[str, list[str]]:
         """Delete this namespace's topics, the named consumer ``groups``, its schemas and its
-        token keys (:meth:`hub.kernel.token.Token.destroy_namespace`) on the services
+        epoch keys on the token (:meth:`hub.kernel.token.Token.destroy_namespace`) on the services
         ``settings`` point at; returns what was removed."""
         clients = KafkaClients(settings.kafka)
         admin = clients.admin("namespace")

@@ -167,7 +167,7 @@ class ApiSettings(BaseModel):
 
 
 class KeystoreSettings(BaseModel):
-    """The PKCS#11 token holding the per-person and per-incident token keys
+    """The PKCS#11 token holding the epoch keys that every data key is encrypted under
     (:mod:`hub.kernel.token`). Development: empty ``module`` = SoftHSM2 with a token under
     ``state_dir/softhsm`` and a generated PIN; production requires ``module`` and ``pin_file``."""
 

@@ -57,7 +57,10 @@ CHUNK = 64 << 20
 
 
 def _files(roots: Iterable[Path]) -> Iterable[Path]:
+    """Every regular file under ``roots`` (a root may be a file itself)."""
     for root in roots:
+        if root.is_file():
+            yield root
         for dirpath, _, names in os.walk(root):
             for name in names:
                 yield Path(dirpath) / name
@@ -236,8 +239,6 @@ async def test_erased_person_is_nowhere_in_the_database_or_log_files(services: o
                 f"SELECT pg_relation_filepath('{table}')", port, settings.postgres.database
             )]
             stored = near(heap, [kid, incident_kid])
-            print("DEBUG", heap, heap[0].stat().st_size, kid.encode() in heap[0].read_bytes(), len(stored[kid]))
-            print("DEBUG2", as_postgres(f"SELECT kid, epoch, length(wrapped) FROM {table}", port, settings.postgres.database))
             for k in (kid, incident_kid):
                 assert data_keys[k] in epoch_key_openings(stored[k], rt.keyring.token, k).values()
         sealed = await asyncio.to_thread(run_hub, settings, "seal", "--once")
