@@ -163,11 +163,18 @@ class CaseMappingConfig(ComponentConfig):
     source: str | None = None
     namespace: str = DEFAULT_NAMESPACE
     agency: str | None = None
+    #: the EHR destinations a case-system referral may name → the channel of their delivery worker
+    referral_destinations: dict[str, Literal["fhir", "hl7v2"]] = Field(default_factory=dict)
 
     def case_mapping(self) -> CaseMapping:
         """The mapping this component maps with (recorded, so a re-drive maps alike)."""
         source = self.source or f"cases/{self.name}"
-        return CaseMapping(source=source, namespace=self.namespace, agency=self.agency)
+        return CaseMapping(
+            source=source,
+            namespace=self.namespace,
+            agency=self.agency,
+            referral_destinations=self.referral_destinations,
+        )
 
 
 class CaseRestPollerConfig(CaseMappingConfig, PollingConfig):

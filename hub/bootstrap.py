@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from connectors.core.state import STATE_MIGRATIONS
+from connectors.intake.service import INTAKE_MIGRATIONS
 from connectors.referrals.ledger import LEDGER_MIGRATIONS
 from hub.kernel.audit import ACCESS_LOG_MIGRATIONS, AccessLog, AuditTopic
 from hub.kernel.db import (
@@ -49,6 +50,7 @@ MIGRATIONS: tuple[MigrationSet, ...] = (
     RECORD_MAC_MIGRATIONS,
     STATE_MIGRATIONS,
     LEDGER_MIGRATIONS,
+    INTAKE_MIGRATIONS,
     ACCESS_LOG_MIGRATIONS,
     READ_MODEL_MIGRATIONS,
 )
@@ -86,7 +88,7 @@ class Reader:
 
 @asynccontextmanager
 async def open_reader(settings: Settings, *, max_size: int | None = None) -> AsyncIterator[Reader]:
-    """For processes that read PostgreSQL only (the read API, ``hub timeline``): make sure
+    """For processes that read PostgreSQL only (``hub timeline``): make sure
     the topic catalogue exists (the audit topic), apply every migration set through a
     short-lived owner connection (``postgres.migrations: check``: only check them as the
     runtime role), then yield a :class:`Reader` (pool and producer closed on exit)."""

@@ -6,6 +6,11 @@ on arrival — the ``CallReceived`` values first, then dispositions and revision
 kind, event id) — and stage times are minima/maxima. A disposition that arrives before
 its dispatch, or a revision before the call it revises, gives the same row.
 
+Interventions (``program``, ``mode``, ``team``, ``referral_type``): the program that first
+engaged a clinician, the mode of the current form (else of the engagement), the first
+co-responder unit, the first service type referred to (alphabetically) — the groupings the
+report compares outcomes by.
+
 Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
 mapped to one *primary* outcome; the incident's outcome is the more severe of the two
 (:data:`SEVERITY`). Primary outcomes are mutually exclusive, so per incident exactly one
@@ -31,7 +36,7 @@ from schemas.dispatch import (
     UnitEvent,
     UnitOnScene,
 )
-from schemas.encounter import ClinicianEngaged, OnSceneOutcome
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
 from schemas.referral import ReferralCompleted, ReferralRequested
 
 # Primary outcomes, most severe first. "other": unable to locate, cancelled, unknown.
@@ -81,6 +86,18 @@ def _max(values: Iterable[datetime | None]) -> datetime | None:
     return max(present) if present else None
 
 
+def current_intake(facts: Iterable[Fact]) -> list[tuple[Fact, IntakeRecorded]]:
+    """The current revision of each intake form among ``facts`` (the highest revision of a
+    submission; ties, possible only after a crash mid-amendment, by event id), in the
+    facts' order. An amendment replaces its submission's outcome and use of force."""
+    best: dict[str, tuple[Fact, IntakeRecorded]] = {}
+    for f, p in with_payload(facts, IntakeRecorded):
+        held = best.get(p.submission_id)
+        if held is None or (p.revision, f.event_id) > (held[1].revision, held[0].event_id):
+            best[p.submission_id] = (f, p)
+    return sorted(best.values(), key=lambda fp: fp[0].order)
+
+
 def service_times(facts: Iterable[Fact]) -> list[datetime]:
     """When a person was connected to services: referrals completed, services enrolled."""
     return sorted(f.at for f in facts if isinstance(f.payload, ReferralCompleted | ServiceEnrolled))
@@ -124,7 +141,19 @@ def incident_row(
     cad.sort(key=lambda fp: (fp[0].at, isinstance(fp[1], CallRevised), fp[0].event_id))
     cad_outcome = cad[-1][1].outcome if cad else None
     scene = with_payload(facts, OnSceneOutcome)
-    onscene_outcome = scene[-1][1].outcome if scene else None
+    forms = current_intake(facts)
+    # the team's latest word: on-scene outcome facts and the current revision of each form
+    reports = sorted(
+        [*((f, p.outcome, p.officer_released_at) for f, p in scene),
+         *((f, p.outcome, p.officer_released_at) for f, p in forms)],
+        key=lambda r: r[0].order,
+    )
+    onscene_outcome = reports[-1][1] if reports else None
+    use_of_force = forms[-1][1].use_of_force if forms else None
+    engagements = with_payload(facts, ClinicianEngaged)
+    program = engagements[0][1].program if engagements else (forms[0][1].program if forms else None)
+    mode = forms[-1][1].mode if forms else (engagements[-1][1].mode if engagements else None)
+    referral_types = sorted({p.service_type for _, p in with_payload(facts, ReferralRequested)})
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
     def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
@@ -141,8 +170,9 @@ def incident_row(
     unit_events = UnitDispatched | UnitEnRoute | UnitOnScene | UnitCleared
     co_units = [f for f in facts
                 if isinstance(f.payload, unit_events) and f.payload.unit_kind in CO_RESPONDER_UNITS]
+    team = next((unit for u in co_units if (unit := getattr(u.payload, "unit_id", None))), None)
     co_responder = bool(co_units) or engaged is not None
-    released = _max(p.officer_released_at for _, p in scene)
+    released = _max(r[2] for r in reports)
     police_cleared = _max(unit_times(UnitCleared, ("police",)))
     co_cleared = _max(unit_times(UnitCleared, CO_RESPONDER_UNITS))
     # officer time returned: police released (explicitly, or by clearing) while the
@@ -190,4 +220,9 @@ def incident_row(
         "officer_time_returned_seconds": returned,
         "persons": persons,
         "fact_count": len(facts),
+        "use_of_force": use_of_force,
+        "program": program,
+        "mode": mode,
+        "team": team,
+        "referral_type": referral_types[0] if referral_types else None,
     }

@@ -202,18 +202,21 @@ class ReadModelReader:
                           "involuntary_hold", "emergency_department", "referral_made",
                           "connected_to_services", "repeat_three_plus_enrolled"},
              "outcomes": {"total": {...}, "rows": [...]},   # see outcome_table
-             "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...}}
+             "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...},
+             "use_of_force": {"total", "by_outcome", "rows"}}   # see use_of_force_table
 
         Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
         behavioral-health calls (``enforcement`` = arrest or citation), except
         ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
-        table = await self.outcome_table(date_from=date_from, date_to=date_to, by=by)
+        rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
+        table = reporting.outcome_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max)
         repeat = await self.repeat_encounters(date_from=date_from, date_to=date_to)
         return reporting.report_document(
             table=table,
             repeat=repeat,
             times=await self.response_times(date_from=date_from, date_to=date_to),
             funnel=await self.referral_funnel(date_from=date_from, date_to=date_to),
+            force=reporting.use_of_force_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max),
             date_from=date_from,
             date_to=date_to,
             by=by,
@@ -240,6 +243,99 @@ class ReadModelReader:
             f"SELECT * FROM {self._s}.incident_summary WHERE incident_id = $1", incident_id
         )
         return dict(row) if row else None
+
+    async def search_incidents(
+        self,
+        *,
+        text: str | None = None,
+        date_from: date | None = None,
+        date_to: date | None = None,
+        area: str | None = None,
+        behavioral_health: bool | None = None,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
+        """Incidents for the intake form to link to, newest first: ``text`` is part of the
+        incident id (its CAD number), ``area`` any of precinct / district / sector / beat
+        (exact, case-insensitive). Only the call's CAD attributes (no persons)."""
+        lo, hi = _bounds(date_from, date_to, self.tz)
+        rows = await self.conn.fetch(
+            f"""SELECT incident_id, received_at, call_category, behavioral_health, precinct, district,
+                       sector, beat, cad_outcome, co_responder
+                FROM {self._s}.incident_summary
+                WHERE ($1::text IS NULL OR incident_id ILIKE '%' || $1 || '%')
+                  AND ($2::timestamptz IS NULL OR received_at >= $2)
+                  AND ($3::timestamptz IS NULL OR received_at < $3)
+                  AND ($4::text IS NULL OR lower($4) IN (lower(precinct), lower(district), lower(sector),
+                                                        lower(beat)))
+                  AND ($5::boolean IS NULL OR behavioral_health = $5)
+                  AND received_at IS NOT NULL
+                ORDER BY received_at DESC, incident_id LIMIT $6""",
+            text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") if text else None,
+            lo, hi, area, behavioral_health, limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def frequent_users(
+        self, *, program: str, min_contacts: int, since: datetime, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The people in ``program``'s care (a case it opened, or an incident it engaged a
+        clinician on) with ``min_contacts`` or more behavioral-health contacts since
+        ``since``, most contacts first: ``person`` (canonical pseudonym), ``contacts``,
+        ``last_contact_at``, ``last_incident_id``, and their ``referrals``, ``enrolments`` and
+        ``consents`` (every one, Part 2 included: the caller filters what the reader may see)."""
+        rows = await self.conn.fetch(
+            f"""WITH care AS (
+                    SELECT coalesce(pc.canonical, f.person) AS person FROM {self._s}.facts f
+                    LEFT JOIN {self._s}.person_clusters pc ON pc.pseudonym = f.person
+                    WHERE f.event_type LIKE 'case.opened.%' AND f.data->>'program' = $1
+                    UNION
+                    SELECT c.person FROM {self._s}.facts f
+                    JOIN {self._s}.person_contacts c ON c.incident_id = f.incident_id
+                    WHERE f.event_type LIKE 'encounter.clinician.engaged.%' AND f.data->>'program' = $1
+                )
+                SELECT c.person, count(*) AS contacts, max(c.contact_at) AS last_contact_at,
+                       (array_agg(c.incident_id ORDER BY c.contact_at DESC))[1] AS last_incident_id
+                FROM {self._s}.person_contacts c JOIN {self._s}.incident_summary i USING (incident_id)
+                WHERE i.behavioral_health AND c.contact_at >= $2 AND c.person IN (SELECT person FROM care)
+                GROUP BY c.person HAVING count(*) >= $3
+                ORDER BY count(*) DESC, max(c.contact_at) DESC, c.person LIMIT $4""",
+            program, since, min_contacts, limit,
+        )
+        people = [dict(r) for r in rows]
+        if not people:
+            return []
+        persons = [p["person"] for p in people]
+        members = f"""coalesce((SELECT canonical FROM {self._s}.person_clusters WHERE pseudonym = t.person),
+                               t.person)"""
+        referrals = await self.conn.fetch(
+            f"""SELECT {members} AS canonical, t.referral_id, t.destination, t.service_type, t.status,
+                       t.requested_at, t.substance_use
+                FROM {self._s}.referral_funnel t
+                WHERE {members} = ANY($1::text[]) AND t.requested_at IS NOT NULL
+                ORDER BY t.requested_at, t.referral_id""",
+            persons,
+        )
+        enrolments = await self.conn.fetch(
+            f"""SELECT {members} AS canonical, t.at, t.data->>'service_type' AS service_type,
+                       t.data->>'provider' AS provider, coalesce((t.data->>'substance_use')::boolean, false)
+                       AS substance_use
+                FROM {self._s}.facts t WHERE t.event_type LIKE 'case.service.enrolled.%'
+                  AND {members} = ANY($1::text[]) ORDER BY t.at, t.event_id""",
+            persons,
+        )
+        consents = await self.conn.fetch(
+            f"""SELECT {members} AS canonical, t.* FROM {self._s}.consents t
+                WHERE {members} = ANY($1::text[]) ORDER BY t.granted_at NULLS LAST, t.consent_id""",
+            persons,
+        )
+        by_person: dict[str, dict[str, Any]] = {
+            p["person"]: {**p, "referrals": [], "enrolments": [], "consents": []} for p in people
+        }
+        for kind, found in (("referrals", referrals), ("enrolments", enrolments), ("consents", consents)):
+            for r in found:
+                item = {k: v for k, v in dict(r).items() if k != "canonical"}
+                by_person[r["canonical"]][kind].append(item)
+        return list(by_person.values())
 
     async def canonical_person(self, pseudonym: str) -> str | None:
         """The canonical pseudonym of ``pseudonym``'s linked cluster (None when unknown)."""

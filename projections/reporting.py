@@ -19,17 +19,23 @@ import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
 from projections.suppression import Equation, suppress
+from schemas.encounter import USE_OF_FORCE
 
-#: how report rows are grouped (``--by`` / ``?by=``)
-Grain = Literal["month", "area"]
-GRAINS: tuple[Grain, ...] = ("month", "area")
+#: how report rows are grouped (``--by`` / ``?by=``): by month, by area, or by the
+#: intervention the call got (:data:`INTERVENTION_GRAINS`)
+Grain = Literal["month", "area", "response", "program", "mode", "team", "referral_type"]
+GRAINS: tuple[Grain, ...] = get_args(Grain)
+#: intervention groupings: ``response`` is ``co_responder`` / ``police_only``; the others
+#: are the incident row's column of that name, ``none`` when the call had none
+INTERVENTION_GRAINS = ("response", "program", "mode", "team", "referral_type")
+NO_INTERVENTION = "none"
 
 
 def parse_grain(value: str | None) -> Grain | None:
@@ -93,6 +99,10 @@ def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]
         return ("month", row["received_at"].astimezone(ZoneInfo(tz)).strftime("%Y-%m"))
     if by == "area":
         return area_group(row)
+    if by == "response":
+        return ("response", "co_responder" if row.get("co_responder") else "police_only")
+    if by in INTERVENTION_GRAINS:
+        return (by, str(row.get(by) or NO_INTERVENTION))
     return ("all", "all")
 
 
@@ -102,6 +112,8 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
         return ("month",)
     if by == "area":
         return ((*AREA_GRAINS, NO_AREA_KIND),)
+    if by in INTERVENTION_GRAINS:
+        return (by,)
     return ()
 
 
@@ -130,6 +142,79 @@ def outcome_table(
             {"group_kind": k, "group": name, "metrics": ms} for (k, name), ms in sorted(groups_out.items())
         ],
     }
+
+
+#: use of force by police as the co-responders' forms record it (``none`` excluded: it is
+#: ``no_force``); :func:`use_of_force_table`
+FORCE_TYPES: tuple[str, ...] = tuple(t for t in USE_OF_FORCE if t != "none")
+FORCE_METRICS = ("calls", "force_recorded", "no_force", "force_used", *(f"force.{t}" for t in FORCE_TYPES))
+_NOT_RECORDED = "not.force_recorded"
+
+
+def use_of_force_table(
+    rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int
+) -> dict[str, Any]:
+    """Use of force in behavioral-health calls: in total, per on-scene/CAD outcome (the
+    incident's primary outcome, ``none`` without one) and — with ``by`` — per month or
+    area, suppressed as ONE table (the total is shared by both groupings, so a cell hidden
+    in one cannot be read off the other). Per group: ``calls``; ``force_recorded`` (calls
+    whose encounter form recorded use of force; share of calls); ``no_force``,
+    ``force_used`` and ``force.<type>`` (shares of ``force_recorded``). Equations an
+    analyst knows: calls = recorded + not recorded (hidden); recorded = no force + force
+    used; force used = the sum of its types; each grouping's groups add up to the total."""
+    counts: Counter[tuple[tuple[str, str], str]] = Counter()
+    groups: set[tuple[str, str]] = {("all", "all")}
+    for row in rows:
+        force = row.get("use_of_force")
+        mine = {("all", "all"), ("outcome", str(row.get("outcome") or "none"))}
+        if by is not None:
+            mine.add(group_of(row, by, tz))
+        groups |= mine
+        for g in mine:
+            counts[(g, "calls")] += 1
+            if force is not None:
+                counts[(g, "force_recorded")] += 1
+                counts[(g, "no_force" if force == "none" else "force_used")] += 1
+                if force != "none":
+                    counts[(g, f"force.{force}")] += 1
+    metrics = (*FORCE_METRICS, _NOT_RECORDED)
+    values = {(g, m): counts[(g, m)] for g in groups for m in FORCE_METRICS}
+    eqs: list[Equation] = []
+    for g in groups:
+        values[(g, _NOT_RECORDED)] = values[(g, "calls")] - values[(g, "force_recorded")]
+        eqs.append(Equation((g, "calls"), ((g, "force_recorded"), (g, _NOT_RECORDED))))
+        eqs.append(Equation((g, "force_recorded"), ((g, "no_force"), (g, "force_used"))))
+        eqs.append(Equation((g, "force_used"), tuple((g, f"force.{t}") for t in FORCE_TYPES)))
+    partitions: list[Partition] = ["outcome", *partitions_of(by)]
+    for partition in partitions:
+        kinds = _partition_kinds(partition)
+        members = sorted(g for g in groups if g[0] in kinds)
+        for m in metrics:
+            eqs.append(Equation((("all", "all"), m), tuple((g, m) for g in members)))
+    hide = suppress(values, eqs, {(g, _NOT_RECORDED) for g in groups}, small_cell_max)
+
+    def out(g: tuple[str, str]) -> dict[str, Any]:
+        def v(m: str) -> int | None:
+            return None if (g, m) in hide else values[(g, m)]
+
+        cells = {"calls": cell(v("calls")), "force_recorded": cell(v("force_recorded"), v("calls"))}
+        cells.update({m: cell(v(m), v("force_recorded")) for m in FORCE_METRICS[2:]})
+        return cells
+
+    def listed(kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [
+            {"group_kind": k, "group": n, "metrics": out((k, n))} for k, n in sorted(groups) if k in kinds
+        ]
+
+    return {
+        "total": out(("all", "all")),
+        "by_outcome": listed(("outcome",)),
+        "rows": listed(_partition_kinds(partitions_of(by)[0])) if by is not None else [],
+    }
+
+
+def _partition_kinds(partition: Partition) -> tuple[str, ...]:
+    return (partition,) if isinstance(partition, str) else tuple(partition)
 
 
 def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dict[str, Any]:
@@ -247,6 +332,7 @@ def report_document(
     repeat: dict[str, Any],
     times: dict[str, Any],
     funnel: dict[str, Any],
+    force: dict[str, Any] | None = None,
     date_from: Any = None,
     date_to: Any = None,
     by: str | None = None,
@@ -271,6 +357,7 @@ def report_document(
         "repeat_encounters": repeat,
         "response_times": times,
         "referral_funnel": funnel,
+        **({"use_of_force": force} if force is not None else {}),
     }
 
 

@@ -38,9 +38,9 @@ INCIDENT_SUMMARY = Table(
      "referral_made", "connected_to_services", "first_dispatched_at", "first_enroute_at",
      "first_arrived_at", "last_cleared_at", "response_seconds", "time_on_scene_seconds",
      "co_responder", "clinician_engaged_at", "officer_released_at", "officer_time_returned_seconds",
-     "persons", "fact_count"),
+     "persons", "fact_count", "use_of_force", "program", "mode", "team", "referral_type"),
     ("incident_id",),
-    "one row per incident: call attributes, outcome, response times, persons",
+    "one row per incident: call attributes, outcome, response times, persons, use of force",
 )
 TIMELINE_ENTRIES = Table(
     "timeline_entries",

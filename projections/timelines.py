@@ -18,7 +18,7 @@ from projections.facts import Fact
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.dispatch import CallDisposition, CallReceived, CallRevised
-from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome, PersonIdentified
 from schemas.referral import ReferralRejected, ReferralRequested
 
 CAD_ROLES = ("dispatcher", "clinician", "case_manager")
@@ -61,6 +61,9 @@ def summary(fact: Fact) -> str:
         parts = [p.outcome]
     elif hasattr(p, "unit_kind"):
         parts = [getattr(p, "unit_kind", ""), getattr(p, "unit_id", None) or ""]
+    elif isinstance(p, IntakeRecorded):
+        parts = [f"amendment {p.revision}" if p.revision else "submitted", p.mode, p.outcome,
+                 f"use of force: {p.use_of_force}" if p.use_of_force else ""]
     elif isinstance(p, ClinicianEngaged):
         parts = [p.program, p.mode]
     elif isinstance(p, PersonIdentified):

@@ -3,12 +3,19 @@
 Record (JSON object, as the case system's REST API and webhooks send it)::
 
     {"record_id": "...", "record_type": "case_opened" | "contact_logged" |
-     "service_enrolled" | "case_closed", "case_id": "...",
+     "service_enrolled" | "case_closed" | "referral_created", "case_id": "...",
      "person": {"system": "mpi:county", "id": "MPI-1234567"},
      "occurred_at": "<ISO 8601 with offset>", "version": 1,
      "cad_incident_id": "AGENCY:123" | "cad_incident_number": "123" (+ "cad_agency"),
      ... type-specific fields (program, contact_kind, note, service_type, provider,
-     substance_use, reason)}
+     substance_use, reason; a referral: referral_id, destination, service_type, priority,
+     substance_use, reason, program)}
+
+A ``referral_created`` record becomes the same ``referral.requested`` fact the encounter
+intake makes (:func:`connectors.referrals.request.referral_request`), so the delivery
+workers send it whichever system the clinician used; its destination must be one of the
+component's ``referral_destinations`` (destination → channel of its delivery worker), and
+its id is ``case-<referral_id>``.
 
 Invariants: the person identifier never enters the log: it becomes a pseudonym keyed
 HMAC over (system, id); a contact note is sealed with the person's key (dropped when no
@@ -25,20 +32,26 @@ fact.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from connectors.core.recorded import MapperConfig
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
+from connectors.referrals.request import referral_request
 from hub.kernel.crypto import KeyDestroyedError, Keyring, seal, seal_context
 from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.envelope import new_event
+from schemas.referral import Channel, Priority
 
 #: the identifier namespace of a person given without one, unless a component configures its own
 DEFAULT_NAMESPACE = "mpi:county"
-RECORD_TYPES = ("case_opened", "contact_logged", "service_enrolled", "case_closed")
+RECORD_TYPES = ("case_opened", "contact_logged", "service_enrolled", "case_closed", "referral_created")
+PRIORITIES: tuple[str, ...] = get_args(Priority)
+#: what a case system's referral id may look like (it becomes part of the hub's referral id)
+REFERRAL_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 CONTACT_KINDS = ("in_person", "phone", "outreach", "video", "other")
 #: Case-closure reasons kept as codes; any other text (possibly narrative PHI) → ``other``.
 CLOSURE_REASONS = (
@@ -87,6 +100,7 @@ class CaseMapping(MapperConfig):
     source: str
     namespace: str = DEFAULT_NAMESPACE
     agency: str | None = None
+    referral_destinations: dict[str, Literal["fhir", "hl7v2"]] = {}
 
     @property
     def ref_name(self) -> str:
@@ -95,7 +109,12 @@ class CaseMapping(MapperConfig):
     def mapper(self, pseudonym_key: bytes, keyring: Keyring | None = None) -> CaseMapper:
         """The mapper of this configuration with the given keys."""
         return CaseMapper(
-            self.source, pseudonym_key, keyring, default_namespace=self.namespace, default_agency=self.agency
+            self.source,
+            pseudonym_key,
+            keyring,
+            default_namespace=self.namespace,
+            default_agency=self.agency,
+            referral_destinations=self.referral_destinations,
         )
 
 
@@ -110,24 +129,29 @@ class CaseMapper:
         *,
         default_namespace: str = DEFAULT_NAMESPACE,
         default_agency: str | None = None,
+        referral_destinations: dict[str, Channel] | None = None,
     ) -> None:
         self.source = source
         self.pseudonym_key = pseudonym_key
         self.keyring = keyring
         self.default_namespace = default_namespace
         self.default_agency = default_agency
+        self.referral_destinations = dict(referral_destinations or {})
 
     def revision_key(self, record: RawRecord) -> RevisionKey | None:
         return None
 
     def persons_to_seal(self, record: RawRecord) -> list[str]:
-        """The pseudonym whose key :meth:`map` seals this record's contact note with (none
+        """The pseudonym whose key :meth:`map` seals this record's contact note or referral
+        reason with (none
         for other records, or when the record is too broken to name a person: ``map``
         rejects it). Pure."""
         rec = record.fields
         if self.keyring is None or not isinstance(rec, dict):
             return []
-        if rec.get("record_type") != "contact_logged" or not rec.get("note"):
+        kind = rec.get("record_type")
+        noted = kind == "contact_logged" and rec.get("note")
+        if not (noted or (kind == "referral_created" and rec.get("reason"))):
             return []
         try:
             return [self._person(rec)]
@@ -153,6 +177,7 @@ class CaseMapper:
             keyring,
             default_namespace=self.default_namespace,
             default_agency=self.default_agency,
+            referral_destinations=self.referral_destinations,
         )
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
@@ -230,10 +255,41 @@ class CaseMapper:
                 provider=_req(rec, "provider"),
                 substance_use=bool(rec.get("substance_use", False)),
             )
+        elif kind == "referral_created":
+            return Mapped((self._referral(rec, record_id, person, at, version),))
         else:
             reason = closure_reason(_req(rec, "reason"))
             data = CaseClosed(case_id=case_id, person=person, at=at, reason=reason)
         return Mapped((new_event(data, source=self.source, record_id=record_id, revision=version),))
+
+    def _referral(self, rec: dict[str, Any], record_id: str, person: str, at: datetime, version: str) -> Any:
+        """A case system's referral → ``referral.requested`` (see the module docstring)."""
+        destination = _req(rec, "destination")
+        channel = self.referral_destinations.get(destination)
+        if channel is None:
+            raise CaseRecordError("destination: not one of the component's referral_destinations")
+        own_id = str(rec.get("referral_id") or record_id).strip()
+        if not REFERRAL_ID.match(own_id):
+            raise CaseRecordError("referral_id: 1-100 letters, digits, '.', '_' or '-'")
+        priority = str(rec.get("priority") or "routine")
+        if priority not in PRIORITIES:
+            raise CaseRecordError(f"priority: expected one of {', '.join(PRIORITIES)}")
+        request = referral_request(
+            self.keyring,
+            referral_id=f"case-{own_id}",
+            person=person,
+            at=at,
+            destination=destination,
+            channel=channel,
+            service_type=_req(rec, "service_type"),
+            requester=_req(rec, "program"),
+            reason=str(rec["reason"]) if rec.get("reason") else None,
+            context=seal_context(self.source, f"case-{own_id}", version, "reason"),
+            priority=priority,  # type: ignore[arg-type]  # checked against PRIORITIES above
+            substance_use=bool(rec.get("substance_use", False)),
+            incident_id=self.incident_of(rec),
+        )
+        return new_event(request, source=self.source, record_id=f"case-{own_id}", revision=version)
 
 
 def case_record(obj: Any, ref: str, raw: bytes) -> RawRecord:

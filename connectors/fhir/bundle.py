@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -246,8 +247,28 @@ def build_referral_bundle(d: Disclosure) -> dict[str, Any]:
         "type": "transaction",
         "entry": entries,
     }
+    bundle = fhir_strings(bundle)
     validate_bundle(bundle)
     return bundle
+
+
+#: characters a FHIR ``string`` may not hold (its regex is ``[ \r\n\t\S]+``): the C0
+#: controls but tab, CR and LF, and DEL
+_NOT_FHIR_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def fhir_strings(node: Any) -> Any:
+    """``node`` with every string cleared of the control characters a FHIR ``string`` may
+    not contain (form feed, backspace, … in free text: issue 13, finding 8 — HAPI's validator
+    refused such Bundles). A string left empty is dropped (FHIR has no empty strings).
+    Pure; text without them is returned unchanged."""
+    if isinstance(node, str):
+        return _NOT_FHIR_STRING.sub("", node)
+    if isinstance(node, dict):
+        return {k: c for k, v in node.items() if (c := fhir_strings(v)) != "" or v == ""}
+    if isinstance(node, list):
+        return [c for v in node if (c := fhir_strings(v)) != "" or v == ""]
+    return node
 
 
 def validate_bundle(bundle: dict[str, Any]) -> Bundle:

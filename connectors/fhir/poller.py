@@ -1,9 +1,19 @@
 """FHIR Task poller: the EHR's Task status changes become referral answer events.
 
-Per destination, ``GET [base]/Task?_lastUpdated=ge<cursor>&_sort=_lastUpdated&_count=N``
-(following ``next`` links); the cursor (highest ``meta.lastUpdated`` seen) is stored in
-PostgreSQL after each page's events are in the log. ``ge`` rather than ``gt`` re-reads the
-boundary Tasks, which is harmless: answer events have deterministic ids. Only Tasks carrying
+Per destination (``read: history``, the default), ``GET [base]/Task/_history?_since=<cursor>
+&_count=N`` (following ``next`` links): every Task *version* stored since the cursor, so each
+status change the clinic made — also those made while the hub could not poll or append — is
+read with its own time (finding 5 of issue 13: reading only the current state recorded an
+``accepted`` that had become ``in-progress`` at the later time). The versions of all pages
+are read first, then mapped oldest first (:func:`history_answers`: per referral and answer
+kind, the earliest version that gives it), appended, and only then is the cursor (highest
+``meta.lastUpdated`` seen) stored in PostgreSQL. ``_since`` is inclusive, so boundary versions
+are re-read, which is harmless: answer events have deterministic ids, and the earliest
+version of a kind is the same on every re-read.
+
+``read: current`` (an EHR without ``_history``):
+``GET [base]/Task?_lastUpdated=ge<cursor>&_sort=_lastUpdated&_count=N``, the current state
+only; a change overtaken before the poll is then recorded at the later state's time. Only Tasks carrying
 the hub's Task identifier are considered; such a Task naming a referral the hub never sent is
 dead-lettered. An answer's time is the EHR's ``Task.lastModified`` (when the status
 changed), not the time of the poll.
@@ -24,7 +34,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -93,7 +103,34 @@ class PollerConfig(BaseModel):
 
     interval_s: float = Field(5.0, gt=0)
     page_size: int = Field(100, ge=1, le=1000)
+    #: history: Task/_history since the cursor (every change, each at its own time);
+    #: current: a Task search by _lastUpdated (the current state only)
+    read: Literal["history", "current"] = "history"
     destinations: dict[str, PollerDestination]
+
+
+def history_answers(versions: list[dict[str, Any]]) -> list[TaskAnswer]:
+    """The answers of a set of Task versions (pure): oldest version first (by the time the
+    EHR stored it, then its version id), one answer per referral and kind — the earliest
+    version that gives it, so an ``accepted`` keeps its own time even when an
+    ``in-progress`` (which also implies acceptance) followed before the poll. Versions
+    that are not the hub's Tasks or carry no answer are left out."""
+
+    def order(task: dict[str, Any]) -> tuple[datetime, int]:
+        meta = task.get("meta") or {}
+        version = str(meta.get("versionId", "0"))
+        return (_instant(meta.get("lastUpdated")) or datetime.min.replace(tzinfo=UTC),
+                int(version) if version.isdigit() else 0)
+
+    seen: set[tuple[str, str]] = set()
+    out: list[TaskAnswer] = []
+    for task in sorted(versions, key=order):
+        ans = read_task(task)
+        if ans is None or ans.kind is None or (ans.referral_id, ans.kind) in seen:
+            continue
+        seen.add((ans.referral_id, ans.kind))
+        out.append(ans)
+    return out
 
 
 class FhirTaskPoller:
@@ -147,6 +184,33 @@ class FhirTaskPoller:
 
     async def poll_once(self, destination: str) -> int:
         """One poll of one destination; returns the number of new events."""
+        if self.config.read == "current":
+            return await self._poll_current(destination)
+        client = self.clients[destination]
+        cursor = await self.ledger.load_cursor(destination)
+        params = {"_count": str(self.config.page_size)}
+        if cursor:
+            params["_since"] = cursor
+        resp = await client.search("Task/_history", params)
+        versions: list[dict[str, Any]] = []
+        while True:
+            resp.raise_for_status()
+            page = resp.json()
+            entries = page.get("entry") or []
+            versions.extend(e["resource"] for e in entries if isinstance(e.get("resource"), dict))
+            nxt = _next_link(page)
+            if not nxt:
+                break
+            resp = await client.get_url(nxt)
+        new = await self._append_answers(destination, history_answers(versions), versions)
+        high = _highest_update(versions)
+        if high is not None:
+            await self.ledger.save_cursor(destination, high.isoformat())
+        self.events_appended += new
+        return new
+
+    async def _poll_current(self, destination: str) -> int:
+        """``read: current``: the Tasks' current state, page by page (cursor after each)."""
         client = self.clients[destination]
         cursor = await self.ledger.load_cursor(destination)
         params = {"_sort": "_lastUpdated", "_count": str(self.config.page_size)}
@@ -157,59 +221,70 @@ class FhirTaskPoller:
         while True:
             resp.raise_for_status()
             page = resp.json()
-            high: datetime | None = None
-            envs = []
-            for entry in page.get("entry") or []:
-                task = entry.get("resource") or {}
-                ans = read_task(task)
-                if ans is None:
-                    continue
-                if ans.last_updated and (high is None or ans.last_updated > high):
-                    high = ans.last_updated
-                if ans.kind is None:
-                    continue
-                row = await self.ledger.find_referral(ans.referral_id, "fhir")
-                if row is None:
-                    dl = build_dead_letter(
-                        source=f"ehr/fhir/{destination}",
-                        source_family="ehr",
-                        record_ref=f"Task/{ans.task_id}",
-                        stage="inbound",
-                        reason="Task names a referral this hub never sent over FHIR",
-                        raw=json.dumps(task).encode(),
-                        sealer=self.deps.deadletter_sealer,
-                    )
-                    await self.deps.log.dead_letters([dl])
-                    continue
-                note = None
-                if ans.note:
-                    keys = await self.deps.keyring.resolve([row.person], create=True)
-                    with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                        note = seal(keys, row.person, {"text": ans.note},
-                                    context=seal_context(destination, row.referral_id, ans.kind, "note"))
-                envs.append(
-                    answer_event(
-                        ans.kind,
-                        referral_id=row.referral_id,
-                        person=row.person,
-                        destination=row.destination,
-                        at=ans.changed_at or datetime.now(UTC),
-                        remote_id=f"Task/{ans.task_id}",
-                        source_status=ans.status,
-                        note=note,
-                        causation_id=row.request_event_id,
-                    )
-                )
-            if envs:
-                result = await self.deps.log.append(envs)
-                new += len(result.appended)
+            tasks = [e.get("resource") or {} for e in page.get("entry") or []]
+            answers = [a for t in tasks if (a := read_task(t)) is not None and a.kind is not None]
+            new += await self._append_answers(destination, answers, tasks)
+            high = _highest_update(tasks)
             if high is not None:
                 await self.ledger.save_cursor(destination, high.isoformat())
-            nxt = next(
-                (link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None
-            )
+            nxt = _next_link(page)
             if not nxt:
                 break
             resp = await client.get_url(nxt)
         self.events_appended += new
         return new
+
+    async def _append_answers(
+        self, destination: str, found: list[TaskAnswer], tasks: list[dict[str, Any]]
+    ) -> int:
+        """Append the answer events of ``found`` (a Task naming a referral the hub never
+        sent is dead-lettered); returns how many were new."""
+        by_id = {str(t.get("id", "")): t for t in tasks}
+        envs = []
+        for ans in found:
+            assert ans.kind is not None
+            row = await self.ledger.find_referral(ans.referral_id, "fhir")
+            if row is None:
+                dl = build_dead_letter(
+                    source=f"ehr/fhir/{destination}",
+                    source_family="ehr",
+                    record_ref=f"Task/{ans.task_id}",
+                    stage="inbound",
+                    reason="Task names a referral this hub never sent over FHIR",
+                    raw=json.dumps(by_id.get(ans.task_id, {})).encode(),
+                    sealer=self.deps.deadletter_sealer,
+                )
+                await self.deps.log.dead_letters([dl])
+                continue
+            note = None
+            if ans.note:
+                keys = await self.deps.keyring.resolve([row.person], create=True)
+                with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
+                    note = seal(keys, row.person, {"text": ans.note},
+                                context=seal_context(destination, row.referral_id, ans.kind, "note"))
+            envs.append(
+                answer_event(
+                    ans.kind,
+                    referral_id=row.referral_id,
+                    person=row.person,
+                    destination=row.destination,
+                    at=ans.changed_at or datetime.now(UTC),
+                    remote_id=f"Task/{ans.task_id}",
+                    source_status=ans.status,
+                    note=note,
+                    causation_id=row.request_event_id,
+                )
+            )
+        if not envs:
+            return 0
+        return len((await self.deps.log.append(envs)).appended)
+
+
+def _next_link(page: dict[str, Any]) -> str | None:
+    return next((link.get("url") for link in page.get("link") or [] if link.get("relation") == "next"), None)
+
+
+def _highest_update(tasks: list[dict[str, Any]]) -> datetime | None:
+    """The highest ``meta.lastUpdated`` of the hub's Tasks among ``tasks`` (the cursor)."""
+    times = [a.last_updated for t in tasks if (a := read_task(t)) is not None and a.last_updated]
+    return max(times) if times else None

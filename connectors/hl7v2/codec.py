@@ -9,7 +9,10 @@
   line is stripped of it and of control characters — the sent text is the normalized text;
 - :func:`control_id` derives a stable MSH-10 from an event id (a resend of the same event
   carries the same control id, which is what lets the receiver discard the duplicate);
-- :func:`hl7_ts` renders an aware datetime as an HL7 TS with its UTC offset.
+- :func:`hl7_ts` renders an aware datetime as an HL7 TS with its UTC offset;
+- :func:`decode_frame` turns a received frame into text in the character set its MSH-18
+  names (Latin-1 for ``8859/1``: issue 13 finding 8, such text was garbled when every frame
+  was read as UTF-8), without a leading byte-order mark.
 """
 
 from __future__ import annotations
@@ -89,6 +92,35 @@ def parse_hl7_ts(value: str) -> datetime | None:
         offset = timezone(sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[3:5])))
         return naive.replace(tzinfo=offset).astimezone(UTC)
     return naive.replace(tzinfo=UTC)
+
+
+#: MSH-18 character sets (HL7 table 0211) → Python codecs; absent: UTF-8
+_CHARSETS = {
+    "": "utf-8", "ASCII": "ascii", "UNICODE UTF-8": "utf-8", "UTF-8": "utf-8",
+    "8859/1": "latin-1", "8859/2": "iso8859-2", "8859/5": "iso8859-5", "8859/7": "iso8859-7",
+    "8859/15": "iso8859-15",
+}
+_BOMS = (b"\xef\xbb\xbf",)
+
+
+def frame_charset(payload: bytes) -> str:
+    """The Python codec for a frame's MSH-18 (read from the raw bytes: the header is ASCII);
+    UTF-8 when absent or unknown."""
+    head = payload.split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not head.startswith(b"MSH") or len(head) < 4:
+        return "utf-8"
+    fields = head.split(head[3:4])
+    raw = fields[17].split(b"~")[0] if len(fields) > 17 else b""
+    return _CHARSETS.get(raw.strip().decode("ascii", errors="replace").upper(), "utf-8")
+
+
+def decode_frame(payload: bytes) -> str:
+    """A received frame as text: a leading UTF-8 byte-order mark dropped, decoded in the
+    character set MSH-18 names (undecodable bytes replaced, never an exception)."""
+    for bom in _BOMS:
+        if payload.startswith(bom):
+            payload = payload[len(bom):]
+    return payload.decode(frame_charset(payload), errors="replace")
 
 
 class Er7Error(PermanentError, ValueError):

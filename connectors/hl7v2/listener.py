@@ -48,6 +48,7 @@ from typing import Any
 
 from connectors.core.limits import SourceLimits
 from connectors.hl7v2.ack import UNKNOWN_KEY_IDENTIFIER, AckCode, AckError, build_ack
+from connectors.hl7v2.codec import decode_frame
 from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
 from connectors.hl7v2.rri import InboundRefused, read_rri, triage
 from connectors.referrals.answers import answer_event
@@ -238,7 +239,7 @@ class MllpListener:
     def _rate_limited(self, payload: bytes) -> bytes:
         """``AE`` 207 for a frame over its source's rate (nothing recorded: the EHR resends)."""
         try:
-            t = triage(payload.decode("utf-8", errors="replace"))
+            t = triage(decode_frame(payload))
             control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
         except InboundRefused:
             control_id, sender = "", ("", "")
@@ -297,7 +298,7 @@ class MllpListener:
         ledger, the key store or the log): ``AE`` 207, nothing recorded, the EHR resends."""
         self.counts["frames"] += 1
         metrics.RECORDS_READ.labels(SOURCE).inc()
-        text = payload.decode("utf-8", errors="replace")
+        text = decode_frame(payload)
         try:
             return await self._answer(text, payload, ref)
         except HubError as exc:

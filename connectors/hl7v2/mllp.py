@@ -88,6 +88,12 @@ class MllpTimeout(MllpError):
     """No connection or no answer within the configured timeout."""
 
 
+class MllpConnectError(MllpError):
+    """The connection could not be opened (refused, unreachable, timed out): nothing was
+    sent. Any other :class:`MllpError` of :meth:`MllpClient.exchange` came after the message
+    may have left, so whether the receiver took it is unknown."""
+
+
 class MllpClient:
     """One persistent MLLP connection to ``host:port`` (TLS when ``ssl_context`` is given)."""
 
@@ -116,9 +122,11 @@ class MllpClient:
                 asyncio.open_connection(self.host, self.port, ssl=self.ssl_context), self.connect_timeout
             )
         except TimeoutError as exc:
-            raise MllpTimeout(f"connect to {self.host}:{self.port} timed out") from exc
+            raise MllpConnectError(f"connect to {self.host}:{self.port} timed out") from exc
         except OSError as exc:
-            raise MllpError(f"connect to {self.host}:{self.port} failed: {exc.strerror or exc}") from exc
+            raise MllpConnectError(
+                f"connect to {self.host}:{self.port} failed: {exc.strerror or exc}"
+            ) from exc
         self.connects += 1
 
     async def exchange(self, message: bytes) -> bytes:

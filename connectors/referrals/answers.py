@@ -6,7 +6,9 @@ fact kind; so each kind of answer (accepted, declined, completed, cancelled) and
 delivery outcome (delivered, rejected, delivery failed) is recorded at most once per
 referral and destination, whichever worker or poll appends it, however often. A hold is
 the exception: ``revision`` is the hold's sequence number, since a referral can be held,
-released, and held again after a revocation.
+released, and held again after a revocation; and so is a delivery failure's: ``revision``
+is the number of times the failed delivery was re-driven (``hub connectors redrive``), so
+each failure of a re-driven referral is a fact of its own (never a conflicting copy).
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def failed_event(
     attempts: int,
     last_error: str,
     channel: Channel | None = None,
+    revision: int = 0,
 ) -> Envelope:
     data = ReferralDeliveryFailed(
         referral_id=req.referral_id,
@@ -165,7 +168,7 @@ def failed_event(
         attempts=attempts,
         last_error=last_error[:500],
     )
-    return _outcome(data, req, request_event_id)
+    return _outcome(data, req, request_event_id, revision)
 
 
 def held_event(
@@ -188,12 +191,13 @@ def _outcome(
     data: ReferralDelivered | ReferralRejected | ReferralDeliveryFailed,
     req: ReferralRequested,
     request_event_id: str,
+    revision: int = 0,
 ) -> Envelope:
     return new_event(
         data,
         source=req.destination,
         record_id=req.referral_id,
-        revision=0,
+        revision=revision,
         correlation_id=request_event_id,
         causation_id=request_event_id,
     )

@@ -6,7 +6,9 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
     - kind: fhir-delivery
       group_id: hub-delivery-fhir          # optional
       requesters: {team-1: "County co-responder team"}
-      retry: {max_attempts: 8, base_delay_s: 0.5, max_delay_s: 60}
+      retry: {max_attempts: 8, base_delay_s: 0.5, max_delay_s: 60,
+              unknown_budget_s: 600}       # outcome unknown: resend this long, then ask the EHR
+      max_in_flight: 4                     # referrals of one destination in flight at once
       clock: wall                          # or relative: outcomes at requested.at + elapsed
       destinations:
         clinic-a:
@@ -26,6 +28,7 @@ Kinds and their configuration (``kind`` and ``name`` as for every component)::
       limits: {max_concurrent: 4, rate_per_second: 200, dead_letter_bytes_per_hour: 8388608}
     - kind: fhir-task-poller
       interval_s: 5
+      read: history                        # Task/_history since the cursor; or current
       destinations:
         clinic-a: {base_url: https://ehr.example.org/fhir, auth: {type: bearer, token_file: /run/secrets/t}}
 """

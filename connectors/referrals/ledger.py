@@ -15,11 +15,15 @@ Invariants:
   stored bytes again: the log refuses it as a duplicate, or writes an identical copy that
   ``hub verify`` recognises as an orphan copy; an outcome is never re-stamped (a new ``at``
   or ``attempts`` would be a conflicting copy of one event id);
-- per-destination order is ``seq`` order (the order the intake read the requests).
+- per-destination order is ``seq`` order (the order the intake read the requests);
+- re-drive (:meth:`Ledger.redrive`): only a ``failed`` row whose outcome is in the log (empty
+  outbox) goes back to ``pending``, with ``redrives`` incremented and its attempts kept; its
+  next failure is a new fact (revision ``redrives``), its delivery the one delivered fact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +55,7 @@ class LedgerRow:
     remote_id: str | None
     last_error: str | None
     outbox: Envelope | None = None
+    redrives: int = 0
 
     @property
     def referral(self) -> ReferralRequested:
@@ -78,6 +83,7 @@ class LedgerRow:
             remote_id=r["remote_id"],
             last_error=r["last_error"],
             outbox=Envelope.model_validate_json(r["outbox"]) if r.get("outbox") else None,
+            redrives=r.get("redrives") or 0,
         )
 
 
@@ -271,6 +277,29 @@ class Ledger:
             referral_id,
             event_id,
         )
+
+    async def redrive(
+        self, destination: str | None = None, referral_ids: Sequence[str] = (), *, channel: str | None = None
+    ) -> list[tuple[str, str]]:
+        """Put ``failed`` rows back in the queue (state ``pending``, ``redrives`` + 1): those of
+        ``destination`` (every destination when None), of ``channel`` when given, and only
+        ``referral_ids`` when any are given. A row whose failure is not yet in the log (its
+        outbox still holds it) is left alone, so a failure is never lost from the log. Returns
+        the (destination, referral id) pairs re-driven, in ``seq`` order. A running worker
+        picks them up within its ``poll_interval_s``."""
+        rows = await self.pool.fetch(
+            f"""UPDATE {self.t} SET state = 'pending', redrives = redrives + 1, last_error = NULL,
+                updated_at = now()
+                WHERE state = 'failed' AND outbox IS NULL
+                AND ($1::text IS NULL OR destination = $1)
+                AND ($2::text IS NULL OR channel = $2)
+                AND (cardinality($3::text[]) = 0 OR referral_id = ANY($3::text[]))
+                RETURNING seq, destination, referral_id""",
+            destination,
+            channel,
+            list(referral_ids),
+        )
+        return [(r["destination"], r["referral_id"]) for r in sorted(rows, key=lambda r: r["seq"])]
 
     async def release(self, destination: str, referral_id: str) -> None:
         await self.pool.execute(

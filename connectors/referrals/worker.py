@@ -8,8 +8,24 @@ Flow (everything important is either in the log or in the ledger, never only in 
                               covering consent arrives)
         render (pure) ─▶ attempt recorded ─▶ send ─▶ AA/2xx  ─▶ log: referral.delivered
                                                   ─▶ AR/4xx  ─▶ log: referral.rejected
-                                                  ─▶ AE/5xx/timeout: back off, retry …
-                                                     ─▶ log: referral.delivery_failed
+                                                  ─▶ AE/5xx/refused: back off, retry …
+                                                  ─▶ timeout/dropped: outcome unknown,
+                                                     resend (idempotent) within the budget …
+                                   ask the EHR (lookup) ─▶ has it: log: referral.delivered
+                                                        ─▶ has not: log: referral.delivery_failed
+
+Truthful outcomes (issue 13, finding 6): a timeout or a connection dropped after the message
+left is *outcome unknown*, not "not delivered" — the EHR may have stored it. Such a referral
+is resent (byte-identical, so the EHR deduplicates it) beyond ``retry.max_attempts`` for as
+long as ``retry.unknown_budget_s`` lasts, and before any ``referral.delivery_failed`` the
+worker asks the EHR whether it has the referral (:meth:`Transport.lookup`: FHIR searches the
+ServiceRequest by the referral's business identifier, HL7 resends with the same MSH-10): a
+referral the EHR has is recorded delivered. A failed delivery can be re-driven
+(``hub connectors redrive``: :meth:`connectors.referrals.ledger.Ledger.redrive`).
+
+No head of line: each destination's sender delivers up to ``max_in_flight`` referrals at
+once (started in ``seq`` order), so one slow or unanswered referral does not hold up the
+rest of its destination's queue.
 
 Failures: an outage of the log, PostgreSQL or the key store (a transient error, see
 :mod:`hub.kernel.errors`) never fails or dead-letters a referral: the row stays where it
@@ -27,9 +43,10 @@ appended again, byte for byte, before the destination's next referral (and by th
 unroutable requests). So a crash between Kafka's acknowledgement and the event index commit
 leaves at most an identical copy (``hub verify``: an orphan copy), never a re-stamped one.
 
-Guarantees: per-destination order (rows in ``seq`` order, one at a time); at most one
-delivery in flight per referral (the destination's advisory lock is held by one sender in
-the whole fleet); idempotent across restarts (ledger rows are unique, attempts are recorded
+Guarantees: per-destination order of starts (rows taken in ``seq`` order; with
+``max_in_flight: 1`` one at a time); at most one delivery in flight per referral (the
+destination's advisory lock is held by one sender in the whole fleet, which starts each row
+once); idempotent across restarts (ledger rows are unique, attempts are recorded
 before sending, resends are byte-identical — same MSH-10, same conditional creates — and
 outcome events have deterministic ids). A Part 2 referral is re-gated before every attempt,
 so a revocation stops any later disclosure.
@@ -86,7 +103,10 @@ from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
 
-Verdict = Literal["accepted", "rejected", "retry"]
+#: accepted / rejected: the receiver's final answer; retry: it did not take the message
+#: (nothing was sent, or it said so: AE, 503); unknown: the message may have arrived (a
+#: timeout, a connection dropped after sending) — resent within the budget, then looked up
+Verdict = Literal["accepted", "rejected", "retry", "unknown"]
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`")
 # dates, times, phone numbers, identifiers: digit groups joined by - / . : or 4+ digits
@@ -127,6 +147,12 @@ class Transport(Protocol):
     def render(self, disclosure: Disclosure) -> Rendered: ...
 
     async def send(self, destination: str, rendered: Rendered) -> SendResult: ...
+
+    async def lookup(self, destination: str, rendered: Rendered, request: ReferralRequested) -> SendResult:
+        """Ask the receiver whether it has the referral: ``accepted`` (it has; ``remote_id``
+        when known), ``retry`` with code ``absent`` (it has not), or ``unknown`` (it could
+        not be asked). Idempotent: never creates a second copy."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -177,6 +203,9 @@ class RetryPolicy(BaseModel):
     max_attempts: int = Field(8, ge=1)
     base_delay_s: float = Field(0.5, ge=0)
     max_delay_s: float = Field(60.0, ge=0)
+    #: once an outcome is unknown (timeout, dropped connection), resends go on past
+    #: ``max_attempts`` until this many seconds after the referral was picked up
+    unknown_budget_s: float = Field(600.0, ge=0)
 
     def backoff(self) -> Backoff:
         return Backoff(base=self.base_delay_s, cap=self.max_delay_s, floor=min(0.05, self.base_delay_s))
@@ -200,6 +229,8 @@ class WorkerConfig(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     poll_interval_s: float = Field(1.0, gt=0)
     lock_retry_s: float = Field(2.0, gt=0)
+    #: referrals of one destination delivered at once (no head-of-line blocking)
+    max_in_flight: int = Field(4, ge=1, le=64)
     clock: Literal["wall", "relative"] = "wall"  # how outcomes are stamped (see module doc)
 
 
@@ -435,23 +466,49 @@ class DeliveryWorker:
                 await self._back_off(f"sender for {destination}", self._failures[destination], exc)
 
     async def _drain(self, destination: str) -> None:
+        """Deliver the destination's open rows, up to ``max_in_flight`` at once, taken in
+        ``seq`` order; a row is never in flight twice. A delivery that fails (an outage)
+        cancels the others and propagates: the sender backs off and starts again (a
+        cancelled delivery recorded its attempt first and resends identically)."""
         seen_consents = -1
         wake = self._wake[destination]
-        while not self._stopping.is_set():
-            wake.clear()
-            await self._relay(destination)
-            if self.consents.book.version != seen_consents:
-                seen_consents = self.consents.book.version
-                await self._recheck_held(destination)
-            rows = await self.ledger.next_open(destination)
-            self._failures[destination] = 0  # the ledger answers again: the outage is over
-            for row in rows:
-                if self._stopping.is_set():
-                    return
-                await self.deliver(row)
-            if not rows:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.config.poll_interval_s)
+        inflight: dict[str, asyncio.Task[str]] = {}
+        try:
+            while not self._stopping.is_set():
+                wake.clear()
+                await self._relay(destination)
+                if self.consents.book.version != seen_consents:
+                    seen_consents = self.consents.book.version
+                    await self._recheck_held(destination)
+                room = self.config.max_in_flight - len(inflight)
+                rows = await self.ledger.next_open(destination, limit=room + len(inflight)) if room else []
+                self._failures[destination] = 0  # the ledger answers again: the outage is over
+                for row in rows:
+                    if len(inflight) >= self.config.max_in_flight or self._stopping.is_set():
+                        break
+                    if row.referral_id not in inflight:
+                        inflight[row.referral_id] = asyncio.create_task(
+                            self.deliver(row), name=f"{self.channel}-deliver-{destination}"
+                        )
+                waiter = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait(
+                        [waiter, *inflight.values()],
+                        timeout=self.config.poll_interval_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    waiter.cancel()
+                for rid, task in list(inflight.items()):
+                    if task.done():
+                        del inflight[rid]
+                        task.result()  # an outage propagates: the sender backs off
+        finally:
+            for task in inflight.values():
+                task.cancel()
+            for task in inflight.values():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _recheck_held(self, destination: str) -> None:
         held = await self.ledger.held(destination)
@@ -549,6 +606,7 @@ class DeliveryWorker:
                 at=self.clock.stamp(req.at, picked_up),
                 attempts=row.attempts,
                 last_error="the person's data was erased; nothing was disclosed",
+                revision=row.redrives,
             )
             await self._final(row, "failed", env, last_error="erased")
             return "failed"
@@ -572,14 +630,19 @@ class DeliveryWorker:
                 at=self.clock.stamp(req.at, picked_up),
                 attempts=row.attempts,
                 last_error=reason,
+                revision=row.redrives,
             )
             await self._final(row, "failed", env, last_error=reason)
             return "failed"
 
         attempt = row.attempts
         last: SendResult | None = None
-        limit = max(self.config.retry.max_attempts, row.attempts + 1)
-        while attempt < limit:
+        # each re-drive gives a failed referral a fresh set of attempts
+        limit = max(self.config.retry.max_attempts * (row.redrives + 1), row.attempts + 1)
+        # a send of an earlier run (attempts recorded, no outcome) may have reached the EHR
+        maybe_received = row.attempts > 0
+        started_at = time.monotonic()
+        while True:
             attempt += 1
             if attempt > row.attempts + 1 and req.substance_use:
                 allow = await self._gate(row, req, picked_up)  # a revocation stops later disclosures
@@ -593,41 +656,76 @@ class DeliveryWorker:
             await self.ledger.finish_attempt(dest, row.referral_id, attempt, last.code, last.detail or None)
             if last.verdict == "accepted":
                 metrics.DELIVERY_LATENCY.labels(dest, self.channel).observe(time.monotonic() - started)
-                env = answers.delivered_event(
-                    req,
-                    request_event_id=row.request_event_id,
-                    at=self.clock.stamp(req.at, picked_up),
-                    remote_id=last.remote_id,
-                    ack_code=last.code,
-                    attempts=attempt,
-                )
-                await self._final(row, "delivered", env, remote_id=last.remote_id)
-                return "delivered"
+                return await self._delivered(row, req, picked_up, last, attempt)
             if last.verdict == "rejected":
-                env = answers.rejected_event(
-                    req,
-                    request_event_id=row.request_event_id,
-                    at=self.clock.stamp(req.at, picked_up),
-                    code=last.code,
-                    detail=event_detail(last.detail),
-                )
-                await self._final(row, "rejected", env, last_error=last.detail)
-                return "rejected"
-            if attempt < limit:
-                metrics.DELIVERY_RETRIES.labels(dest, self.channel).inc()
-                await self._sleep(self.backoff.delay(attempt, self.rng))
-                if self._stopping.is_set():
-                    return "sending"
-        assert last is not None
+                return await self._rejected(row, req, picked_up, last)
+            maybe_received = maybe_received or last.verdict == "unknown"
+            within_budget = time.monotonic() - started_at < self.config.retry.unknown_budget_s
+            if attempt >= limit and not (maybe_received and within_budget):
+                break
+            metrics.DELIVERY_RETRIES.labels(dest, self.channel).inc()
+            await self._sleep(self.backoff.delay(min(attempt, limit), self.rng))
+            if self._stopping.is_set():
+                return "sending"
+        # Before recording a failure, ask the EHR: a referral it has was delivered.
+        answer = await self._lookup(dest, rendered, req)
+        metrics.DELIVERY_LOOKUPS.labels(dest, self.channel, answer.code).inc()
+        if answer.verdict == "accepted":
+            log.info("referral %s to %s: outcome was unknown, the EHR has it: delivered",
+                     mask(row.referral_id), dest)
+            return await self._delivered(row, req, picked_up, answer, attempt)
+        if answer.verdict == "rejected":
+            return await self._rejected(row, req, picked_up, answer)
+        why = (
+            "the EHR does not have it" if answer.code == "absent"
+            else "outcome unknown: the EHR could not be asked whether it has it"
+        )
         env = answers.failed_event(
             req,
             request_event_id=row.request_event_id,
             at=self.clock.stamp(req.at, picked_up),
             attempts=attempt,
-            last_error=f"{last.code}: {event_detail(last.detail)}",
+            last_error=f"{last.code}: {event_detail(last.detail)} ({why})",
+            revision=row.redrives,
         )
-        await self._final(row, "failed", env, last_error=f"{last.code}: {last.detail}")
+        await self._final(row, "failed", env, last_error=f"{last.code}: {last.detail} ({why})")
         return "failed"
+
+    async def _delivered(
+        self, row: LedgerRow, req: ReferralRequested, picked_up: float, last: SendResult, attempt: int
+    ) -> str:
+        env = answers.delivered_event(
+            req,
+            request_event_id=row.request_event_id,
+            at=self.clock.stamp(req.at, picked_up),
+            remote_id=last.remote_id,
+            ack_code=last.code,
+            attempts=attempt,
+        )
+        await self._final(row, "delivered", env, remote_id=last.remote_id)
+        return "delivered"
+
+    async def _rejected(
+        self, row: LedgerRow, req: ReferralRequested, picked_up: float, last: SendResult
+    ) -> str:
+        env = answers.rejected_event(
+            req,
+            request_event_id=row.request_event_id,
+            at=self.clock.stamp(req.at, picked_up),
+            code=last.code,
+            detail=event_detail(last.detail),
+        )
+        await self._final(row, "rejected", env, last_error=last.detail)
+        return "rejected"
+
+    async def _lookup(self, destination: str, rendered: Rendered, req: ReferralRequested) -> SendResult:
+        try:
+            return await self.transport.lookup(destination, rendered, req)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a transport bug: the outcome stays unknown
+            log.warning("asking %s about a referral failed: %s", destination, describe_failure(exc))
+            return SendResult("unknown", "error", type(exc).__name__)
 
     async def _send(self, destination: str, rendered: Rendered) -> SendResult:
         try:

@@ -8,7 +8,10 @@ Steps (each one the real component, in-process, on the real Kafka and PostgreSQL
    CAD traffic) served as an SF-style SoQL feed and a case-management REST API, and the EHR
    simulator (FHIR R4 + HL7 v2 over MLLP, answering referrals);
 3. the CAD and case pollers (``cad-soql-poller``, ``case-rest-poller``) driven until the
-   feeds are drained; the co-responder team's encounters and referral requests appended;
+   feeds are drained and projected; the co-responder team's clinicians submit their
+   encounter forms (with the referrals they request) to the hub's intake API —
+   ``hub api serve`` started as a process for the run, each clinician with a token of
+   ``hub api token`` — as a county's team does, never by appending facts;
 4. the FHIR and HL7 v2 delivery workers, the MLLP listener and the FHIR Task poller, until
    every referral reached a final state and the EHR's answers stopped arriving;
 5. the projections until caught up; a sealing round and ``hub verify``;
@@ -36,8 +39,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,7 +64,7 @@ from hub.devtools.ehr_sim.simulator import EhrSimulator, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.infra.proc import owned_pid, port_is_free, wait_until_dead
 from hub.devtools.infra.stack import bring_up
-from hub.devtools.simulate.feeds import encounter_events, soql_row
+from hub.devtools.simulate.feeds import INTAKE_DESTINATIONS, encounter_forms, soql_row
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
 from hub.kernel.binding import Action, inspect
@@ -78,6 +83,8 @@ DEMO_PROGRAM = "county-coresponder"  # hub.devtools.simulate.model.PROGRAM: the 
 FINAL_DELIVERY_STATES = ("delivered", "rejected", "failed", "held")
 FHIR_DEST, HL7_DEST = "county-mh-clinic", "riverside-bh"  # hub.devtools.simulate.model.DESTINATIONS
 REQUESTER = "county-coresponder"
+#: how many forms the simulated team has in flight at once
+SUBMIT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,16 @@ def demo_env(settings: Settings) -> dict[str, str]:
     return {
         "HUB_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
         "HUB_POSTGRES__SCHEMA": settings.postgres.schema_,
+    }
+
+
+def intake_env() -> dict[str, str]:
+    """Environment variables that configure the API's encounter intake for the simulated
+    county: its EHR destinations and identifier issuer (pure)."""
+    destinations = {name: d.model_dump() for name, d in INTAKE_DESTINATIONS.items()}
+    return {
+        "HUB_INTAKE__DESTINATIONS": json.dumps(destinations, sort_keys=True),
+        "HUB_INTAKE__PERSON_SYSTEMS": json.dumps(["mpi:county"]),
     }
 
 
@@ -299,21 +316,35 @@ class _Steps:
         await component.runner.source.close()
         self.result.ingest[name] = counts
 
-    async def append(self, envelopes: list[Any], name: str, batch: int = 500) -> None:
-        """Append facts that another system pushes (the co-responder team's app)."""
-        task = self.progress.add_task(f"append {name}", total=len(envelopes), note="")
-        appended = duplicates = 0
-        for i in range(0, len(envelopes), batch):
-            chunk = envelopes[i : i + batch]
-            r = await self.rt.log.append(chunk)
-            appended += len(r.appended)
-            duplicates += len(r.duplicates)
-            self.progress.update(task, advance=len(chunk), note=f"{appended:,} new, {duplicates:,} duplicate")
-        self.result.ingest[name] = {
-            "read": len(envelopes),
-            "events_appended": appended,
-            "events_duplicate": duplicates,
-        }
+    async def submit(self, api_url: str, forms: list[tuple[str, dict[str, Any]]], name: str) -> None:
+        """Submit the team's forms to the intake API, each with its clinician's token, a few
+        at a time; a refused form stops the demo with the API's answer."""
+        task = self.progress.add_task(f"submit {name} forms", total=len(forms), note="")
+        clinicians = sorted({c for c, _ in forms})
+        minted = await asyncio.gather(*(mint_token(self.rt.settings, c) for c in clinicians))
+        tokens = dict(zip(clinicians, minted, strict=True))
+        counts = {"read": len(forms), "events_appended": 0, "events_duplicate": 0}
+        gate = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+
+        async def one(client: httpx.AsyncClient, clinician: str, body: dict[str, Any]) -> None:
+            async with gate:
+                auth = {"Authorization": "Bearer " + tokens[clinician]}
+                resp = await client.post("/v1/intake/encounters", json=body, headers=auth)
+            if resp.status_code not in (200, 201):
+                raise RuntimeError(f"the intake refused a form: HTTP {resp.status_code} {resp.text[:300]}")
+            receipt = resp.json()
+            counts["events_appended"] += receipt["events_appended"]
+            counts["events_duplicate"] += receipt["duplicate"]
+            self.progress.update(
+                task,
+                advance=1,
+                note=f"{counts['events_appended']:,} new events, "
+                f"{counts['events_duplicate']:,} duplicate forms",
+            )
+
+        async with httpx.AsyncClient(base_url=api_url, timeout=60.0) as client:
+            await asyncio.gather(*(one(client, c, b) for c, b in forms))
+        self.result.ingest[name] = counts
 
     async def count_deliveries(self) -> int:
         return await self.rt.pool.fetchval(
@@ -363,11 +394,11 @@ class _Steps:
         )
         self.result.referrals = {r["state"]: r["n"] for r in rows}
 
-    async def project(self) -> None:
+    async def project(self, label: str = "project read models") -> None:
         """The projections until caught up; the bar is the lag going to zero."""
         settings = self.rt.settings
         lag0 = max(1, (await queries.projection_lag(self.rt.pool, settings))["total"])
-        task = self.progress.add_task("project read models", total=lag0, note="")
+        task = self.progress.add_task(label, total=lag0, note="")
         running = asyncio.create_task(project(self.rt, until_caught_up=True))
         while not running.done():
             lag = (await queries.projection_lag(self.rt.pool, settings))["total"]
@@ -498,9 +529,11 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         with progress:
             await steps.drain(component("county-cad"), "county-cad", len(cad_state.rows))
             await steps.drain(component("county-cases"), "county-cases", len(case_state.rows))
-            envelopes = encounter_events(county, rt.pseudonym_key, rt.keyring)
-            await steps.append(envelopes, "coresponder-app")
-            referrals = sum(1 for e in envelopes if e.type.startswith("referral.requested."))
+            await steps.project("project the imported calls")  # forms link to imported incidents
+            forms = encounter_forms(county)
+            async with intake_api(settings) as api_url:
+                await steps.submit(api_url, forms, "coresponder-app")
+            referrals = sum(1 for _, body in forms if body["referral"] is not None)
             await steps.deliver(
                 [component(n) for n in ("fhir-delivery", "hl7-delivery", "fhir-task-poller")], referrals
             )
@@ -560,24 +593,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def ensure_api(settings: Settings, host: str, port: int, timeout: float = 30.0) -> str:
-    """Start ``hub api serve`` for the demo's data in the background (detached, logs under
-    ``var/<prefix>/api.log``) unless the demo's API already runs; returns its base URL."""
-
-    pid_file = api_pid_file(settings)
-    marker = "hub.entry.cli"
-    url = f"http://{host}:{port}"
-    pid = owned_pid(pid_file, marker)
-    if pid is not None:
-        if _healthy(url):
-            return url
-        os.kill(pid, signal.SIGTERM)  # ours, but not answering: restart it
-        wait_until_dead(pid, 10)
-    if not port_is_free(host, port):
-        raise RuntimeError(f"port {port} is taken by another program; run `hub demo --api-port N`")
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    log = open(pid_file.with_name("api.log"), "ab")  # noqa: SIM115 - handed to the child
-    env = {**os.environ, **demo_env(settings)}
+def _spawn_api(settings: Settings, host: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """``hub api serve`` on the demo's data with the simulated county's intake, detached,
+    its output appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    env = {**os.environ, **demo_env(settings), **intake_env()}
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -599,15 +620,81 @@ def ensure_api(settings: Settings, host: str, port: int, timeout: float = 30.0) 
         start_new_session=True,
     )
     log.close()
-    pid_file.write_text(str(proc.pid))
+    return proc
+
+
+def _await_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not _healthy(url):
         if proc.poll() is not None:
-            raise RuntimeError(f"the API exited with {proc.returncode}; see {pid_file.with_name('api.log')}")
+            raise RuntimeError(f"the API exited with {proc.returncode}; see {log_path}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"the API did not answer on {url}")
         time.sleep(0.2)
+
+
+def ensure_api(settings: Settings, host: str, port: int, timeout: float = 30.0) -> str:
+    """Start ``hub api serve`` for the demo's data in the background (detached, logs under
+    ``var/<prefix>/api.log``) unless the demo's API already runs; returns its base URL."""
+
+    pid_file = api_pid_file(settings)
+    marker = "hub.entry.cli"
+    url = f"http://{host}:{port}"
+    pid = owned_pid(pid_file, marker)
+    if pid is not None:
+        if _healthy(url):
+            return url
+        os.kill(pid, signal.SIGTERM)  # ours, but not answering: restart it
+        wait_until_dead(pid, 10)
+    if not port_is_free(host, port):
+        raise RuntimeError(f"port {port} is taken by another program; run `hub demo --api-port N`")
+    proc = _spawn_api(settings, host, port, pid_file.with_name("api.log"))
+    pid_file.write_text(str(proc.pid))
+    _await_healthy(proc, url, pid_file.with_name("api.log"), timeout)
     return url
+
+
+@contextlib.asynccontextmanager
+async def intake_api(settings: Settings, timeout: float = 60.0) -> AsyncIterator[str]:
+    """The API the simulated team submits its forms to, for the length of the block: its
+    own ``hub api serve`` process on a free loopback port (logs in
+    ``var/<prefix>/intake-api.log``), stopped afterwards; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = settings.state_dir / settings.kafka.topic_prefix / "intake-api.log"
+    proc = _spawn_api(settings, "127.0.0.1", port, log_path)
+    try:
+        await asyncio.to_thread(_await_healthy, proc, f"http://127.0.0.1:{port}", log_path, timeout)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+async def mint_token(settings: Settings, clinician: str, ttl: int = 3600) -> str:
+    """A development token for one of the simulated team's clinicians, from ``hub api
+    token`` (the demo never imports the API)."""
+    args = ["api", "token", "--role", "clinician", "--sub", clinician, "--program", DEMO_PROGRAM]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub.entry.cli",
+        *args,
+        "--ttl",
+        str(ttl),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **demo_env(settings)},
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"hub api token failed: {err.decode(errors='replace')[-300:]}")
+    return out.decode().strip()
 
 
 def stop_api(settings: Settings, timeout: float = 10.0) -> int | None:

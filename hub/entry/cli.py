@@ -28,6 +28,7 @@ from hub.entry.commands import (
     db,
     deadletters,
     erase,
+    health,
     ingest,
     project,
     replay,
@@ -88,6 +89,7 @@ app.add_typer(erase.app, name="erase")
 app.add_typer(verify.seal_app, name="seal")
 app.add_typer(verify.app, name="verify")
 app.add_typer(deadletters.app, name="deadletters")
+app.add_typer(health.app, name="health")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(simulate.app, name="simulate")
 app.add_typer(api.app, name="api")

@@ -38,7 +38,9 @@ KeyNotResolved (kernel.crypto)       transient  a key was not looked up before p
                                                 asked for it (a bug): retried, never
                                                 dead-lettered
 TokenError (connectors.fhir.client)  transient  delivery: counted attempt, retried later
-MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, retried later
+MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, outcome unknown:
+                                                resent (same MSH-10) within the budget
+MllpConnectError (hl7v2.mllp)        transient  delivery: nothing sent, retried later
 ConfigError (here)                   permanent  command / component start: message, exit 1
 InfraError (here)                    permanent  message saying what to do, exit 1
 MigrationError (kernel.db)           permanent  as InfraError
@@ -66,6 +68,9 @@ Refused (connectors.core.http)       permanent  receivers: the 4xx it carries
 AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 AuthError, Forbidden, BadPurpose     permanent  read API: 401 / 403 / 400
+FormInvalid (connectors.intake.form) permanent  intake API: 422 with field messages
+SubmissionConflict                   permanent  intake API: 409 / 403 / 404 (nothing is
+NotYourSubmission, UnknownSubmission            appended)
 MissingToken, UnknownPurpose         permanent  the same (they name the refusal's reason)
 ===================================  =========  ===========================================
 

@@ -36,6 +36,12 @@ DELIVERY_ACKS = Counter(
     ["destination", "channel", "code"],
 )
 DELIVERY_RETRIES = Counter("hub_delivery_retries_total", "Retried sends", ["destination", "channel"])
+DELIVERY_LOOKUPS = Counter(
+    "hub_delivery_lookups_total",
+    "Receivers asked whether they have a referral before a failure is recorded, by answer "
+    "(found / absent / lookup-…: could not be asked)",
+    ["destination", "channel", "answer"],
+)
 DELIVERY_HELD = Counter("hub_delivery_held_for_consent_total", "Referrals held for consent", ["destination"])
 DELIVERY_LATENCY = Histogram(
     "hub_delivery_latency_seconds", "Send to acknowledgement", ["destination", "channel"],

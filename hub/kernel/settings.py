@@ -182,6 +182,50 @@ class ProjectionSettings(BaseModel):
     repeat_window_days: int = Field(365, ge=1)
     batch_size: int = Field(500, ge=1)
     small_cell_max: int = 10
+    #: the frequent-user worklist: people with this many behavioral-health contacts ...
+    worklist_min_contacts: int = Field(3, ge=1)
+    #: ... in this many days (both may be narrowed per request)
+    worklist_window_days: int = Field(90, ge=1)
+
+
+class IntakeDestination(BaseModel):
+    """One EHR destination the encounter form offers: its display name and the channel its
+    delivery worker sends on (the destination's name is the key of the same destination in
+    the ``fhir-delivery`` / ``hl7-delivery`` component config)."""
+
+    display: str = Field(min_length=1)
+    channel: Literal["fhir", "hl7v2"]
+
+
+class IntakeSettings(BaseModel):
+    """The co-responders' encounter intake (``/v1/intake``, the form at ``/intake/``).
+
+    ``destinations``: the EHR destinations a referral may go to (the delivery workers'
+    destinations; empty: the form cannot request referrals). ``person_systems``: the
+    identifier issuers whose identifiers the form accepts (the pseudonym is made from the
+    issuer and the identifier, as the case connectors do). ``services``: the services a
+    team may record as offered."""
+
+    destinations: dict[str, IntakeDestination] = Field(default_factory=dict)
+    person_systems: list[str] = Field(default_factory=lambda: ["mpi:county"], min_length=1)
+    services: list[str] = Field(
+        default_factory=lambda: [
+            "outpatient_mh",
+            "crisis_stabilization",
+            "case_management",
+            "substance_use_treatment",
+            "housing",
+            "peer_support",
+        ]
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", s)]
+        if bad:
+            raise ValueError(f"service names must be lower-case words joined by _: {bad!r}")
+        return value
 
 
 class RecordMacSettings(BaseModel):
@@ -217,7 +261,16 @@ class Settings(BaseSettings):
     cache_dir: Path = PROJECT_ROOT / ".cache"
     environment: str = "development"
     agency_timezone: str = "America/Los_Angeles"
-    metrics_port: int = 9464
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="port of the worker processes' /metrics, /livez and /readyz "
+        "(hub project, hub connectors run); 0: not served",
+    )
+    metrics_host: str = Field("127.0.0.1", description="address /metrics and the probes bind to "
+                              "(0.0.0.0 in a pod, for Prometheus and the kubelet)")
+    probe_stale_s: float = Field(
+        300.0, gt=0, description="/livez of hub project fails when no projection progress was made "
+        "for this long (a stuck projector is restarted by its supervisor)",
+    )
     stop_grace_s: float = Field(
         30.0, gt=0, description="seconds a long-running command may take to stop after SIGTERM/SIGINT "
         "before it exits at once (non-zero); a second signal exits at once",
@@ -229,6 +282,7 @@ class Settings(BaseSettings):
     projections: ProjectionSettings = ProjectionSettings()
     keystore: KeystoreSettings = KeystoreSettings()
     record_mac: RecordMacSettings = RecordMacSettings()
+    intake: IntakeSettings = IntakeSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -7,11 +7,16 @@ catalogue and each difference is reported as drift, so an operator decides — t
 never silently runs on a topic that would, say, delete facts after seven days.
 
 The comparison is pure (:func:`diff_topic`); :func:`ensure_topics` is the I/O shell.
+
+:func:`append_health` says whether the log takes appends now (every fact topic partition
+led, with enough in-sync replicas; :func:`append_problems` is the pure check): what
+``/healthz`` and ``hub health`` report when brokers are down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +26,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
-from schemas.topics import TopicSpec, catalogue
+from schemas.topics import TopicSpec, catalogue, fact_topics
 
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -192,3 +197,60 @@ async def _await_leaders(
                 f"created topics have no leader after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}"
             )
         await asyncio.sleep(0.2)
+
+
+# --------------------------------------------------------------------------- append health
+
+
+@dataclass(frozen=True)
+class AppendHealth:
+    """Whether the log takes appends now: every fact topic partition has a leader and at
+    least ``min.insync.replicas`` in-sync replicas (else the producer's acknowledgements
+    never come and every append ends in ``AckTimeout``); ``problems`` says where not."""
+
+    available: bool
+    problems: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {"available": self.available, "problems": list(self.problems)}
+
+
+def append_problems(described: list[dict], min_insync: int, limit: int = 10) -> list[str]:
+    """Why appends would block, from admin ``describe_topics`` results (pure): a missing
+    topic, a partition without a leader, fewer in-sync replicas than ``min_insync``. At
+    most ``limit`` problems, then a count of the rest."""
+    problems = []
+    for topic in described:
+        name = topic["topic"]
+        if topic["error_code"] == UNKNOWN_TOPIC_OR_PARTITION or not topic["partitions"]:
+            problems.append(f"{name}: topic missing")
+            continue
+        for p in sorted(topic["partitions"], key=lambda p: p["partition"]):
+            where = f"{name}[{p['partition']}]"
+            if p["leader"] < 0 or p["error_code"]:
+                problems.append(f"{where}: no leader")
+            elif len(p["isr"]) < min_insync:
+                problems.append(f"{where}: {len(p['isr'])} in-sync replica(s), {min_insync} required")
+    if len(problems) > limit:
+        problems = [*problems[:limit], f"… and {len(problems) - limit} more"]
+    return problems
+
+
+async def append_health(settings: Settings, timeout_s: float = 5.0) -> AppendHealth:
+    """Ask the cluster whether the namespace's fact topics take appends (a metadata
+    request, bounded by ``timeout_s``): what ``/healthz`` and ``hub health`` report. A
+    cluster that cannot be reached is unavailable too."""
+    k = settings.kafka
+    names = fact_topics(k.topic_prefix)
+    admin = KafkaClients(k).admin("health", request_timeout_ms=int(timeout_s * 1000))
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            described = await admin.describe_topics(names)
+    except Exception as exc:  # unreachable, refused, timed out: no broker takes appends
+        return AppendHealth(False, (f"no broker answered within {timeout_s:g}s ({type(exc).__name__})",))
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+    problems = append_problems(described, k.min_insync_replicas)
+    return AppendHealth(not problems, tuple(problems))

@@ -146,6 +146,41 @@ class Browser:
                 raise TimeoutError(f"timed out waiting for {expression!r}; console: {self.console[-5:]}")
             await asyncio.sleep(0.1)
 
+    # --- the keyboard (every key a user presses, nothing set by script) ------------------------
+
+    KEYS: dict[str, tuple[str, int, str]] = {  # key -> (code, windowsVirtualKeyCode, text)
+        "Tab": ("Tab", 9, ""),
+        "Enter": ("Enter", 13, "\r"),
+        " ": ("Space", 32, " "),
+        "ArrowDown": ("ArrowDown", 40, ""),
+        "ArrowUp": ("ArrowUp", 38, ""),
+    }
+
+    async def press(self, key: str, *, shift: bool = False) -> None:
+        """Press and release one key (``Tab``, ``Enter``, ``" "``, ``ArrowDown``, ``ArrowUp``)."""
+        code, vk, text = self.KEYS[key]
+        base = {"key": key, "code": code, "windowsVirtualKeyCode": vk, "modifiers": 8 if shift else 0}
+        await self.send(
+            "Input.dispatchKeyEvent",
+            {**base, "type": "keyDown" if text else "rawKeyDown", **({"text": text} if text else {})},
+        )
+        await self.send("Input.dispatchKeyEvent", {**base, "type": "keyUp"})
+
+    async def type(self, text: str) -> None:
+        """Type ``text`` into the focused control (as an input method does)."""
+        await self.send("Input.insertText", {"text": text})
+
+    async def focused(self) -> str:
+        return await self.evaluate("document.activeElement ? document.activeElement.id : ''")
+
+    async def tab_to(self, element_id: str, limit: int = 60) -> None:
+        """Press Tab until the element ``element_id`` has the focus (fails after ``limit`` presses)."""
+        for _ in range(limit):
+            if await self.focused() == element_id:
+                return
+            await self.press("Tab")
+        raise AssertionError(f"Tab never reached #{element_id} (focus on #{await self.focused()})")
+
     async def screenshot(self, path: Path) -> Path:
         """A full-page PNG screenshot."""
         metrics = await self.send("Page.getLayoutMetrics")

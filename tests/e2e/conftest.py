@@ -15,8 +15,9 @@ import pytest_asyncio
 from rich.console import Console
 
 from hub.devtools.demo import DemoOptions, DemoResult, run_pipeline
+from hub.devtools.simulate.feeds import INTAKE_DESTINATIONS
 from hub.entry.api.server import ThreadedServer
-from hub.kernel.settings import Settings
+from hub.kernel.settings import IntakeSettings, Settings
 
 # a small county: every chart has data, the suite stays fast
 E2E_OPTIONS = DemoOptions(
@@ -46,9 +47,15 @@ async def demo_run(settings: Settings, topics: object, pg_pool: asyncpg.Pool) ->
     return await run_pipeline(settings, E2E_OPTIONS, Console(quiet=True))
 
 
+def with_intake(settings: Settings) -> Settings:
+    """The session's settings with the simulated county's intake configured (as the demo's API)."""
+    intake = IntakeSettings(destinations=dict(INTAKE_DESTINATIONS), person_systems=["mpi:county"])
+    return settings.model_copy(update={"intake": intake})
+
+
 @pytest.fixture(scope="session")
 def api_server(settings: Settings, demo_run: DemoResult) -> Iterator[ThreadedServer]:
-    server = ThreadedServer(settings).start()
+    server = ThreadedServer(with_intake(settings)).start()
     try:
         yield server
     finally:

@@ -29,7 +29,7 @@ from tests.conftest import session_settings
 
 
 @asynccontextmanager
-async def _fresh(settings: Settings | None = None) -> AsyncIterator[Runtime]:
+async def fresh_namespace(settings: Settings | None = None) -> AsyncIterator[Runtime]:
     """A runtime on ``settings`` (default: a brand-new session namespace), torn down after."""
     settings = settings or session_settings()
     try:
@@ -48,12 +48,12 @@ async def rt(settings: Settings, topics: object) -> AsyncIterator[Runtime]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 def fresh_runtime(services: object) -> Callable[[], AbstractAsyncContextManager[Runtime]]:
-    return _fresh
+    return fresh_namespace
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def log_rt(services: object) -> AsyncIterator[Runtime]:
-    async with _fresh() as runtime:
+    async with fresh_namespace() as runtime:
         yield runtime
 
 
@@ -63,5 +63,5 @@ async def proj_rt(services: object) -> AsyncIterator[Runtime]:
     settings = settings.model_copy(
         update={"projections": settings.projections.model_copy(update={"batch_size": 40})}
     )
-    async with _fresh(settings) as runtime:
+    async with fresh_namespace(settings) as runtime:
         yield runtime

@@ -15,7 +15,7 @@ import contextlib
 
 import typer
 
-from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
+from hub.devtools.ehr_sim.simulator import MODES, EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.kernel.output import emit_json
 
@@ -45,8 +45,13 @@ def ehr(
     complete_after: float = typer.Option(30.0, "--complete-after", help="seconds until it is completed"),
     require_auth: bool = typer.Option(False, "--require-auth", help="require client-credential tokens"),
     seed: int = typer.Option(1, "--seed"),
+    mode: str = typer.Option("normal", "--mode", help="normal, flapping or hung (switch later: POST /_mode)"),
+    flap_up_s: float = typer.Option(1.0, "--flap-up-s", help="flapping: seconds up in each cycle"),
+    flap_down_s: float = typer.Option(1.0, "--flap-down-s", help="flapping: seconds down in each cycle"),
 ) -> None:
     """Simulate a clinic's EHR: FHIR transactions + Task lifecycle; MLLP REF^I12 -> ACK, then RRI^I12."""
+    if mode not in MODES:
+        raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
     for name, value in (("--drop", drop), ("--error", error), ("--reject", reject), ("--timeout", timeout)):
         if not 0 <= value <= 1:
             raise typer.BadParameter(f"{name} must be between 0 and 1")
@@ -65,6 +70,9 @@ def ehr(
         mllp_faults=_faults(drop, error, reject, timeout, timeout_s),
         require_auth=require_auth,
         seed=seed,
+        mode=mode,  # narrowed to Mode by the check against MODES above
+        flap_up_s=flap_up_s,
+        flap_down_s=flap_down_s,
         lifecycle=Lifecycle(
             accept_after_s=accept_after,
             progress_after_s=(accept_after + complete_after) / 2,
@@ -84,6 +92,7 @@ async def _run(config: SimConfig) -> None:
             "token_url": sim.token_url,
             "mllp": f"127.0.0.1:{sim.mllp_port}",
             "stats": f"http://127.0.0.1:{sim.fhir_port}/_stats",
+            "mode": f"http://127.0.0.1:{sim.fhir_port}/_mode",
         },
         compact=True,
     )

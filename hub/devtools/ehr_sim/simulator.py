@@ -23,6 +23,26 @@ Faults (per channel, each a probability per request, drawn from a seeded RNG):
 answering — the case that tempts a sender into duplicates), ``error`` (AE / HTTP 503,
 nothing stored), ``reject`` (AR / HTTP 422 with an OperationOutcome), ``timeout`` (answer
 nothing for ``timeout_s``, then close).
+
+Modes (both channels; set in :class:`SimConfig`, at run time with :meth:`EhrSimulator.set_mode`
+or ``POST /_mode {"mode": …}``), the faults a delivery worker must survive truthfully:
+
+- ``normal``;
+- ``flapping``: up for ``flap_up_s``, then down for ``flap_down_s``, and so on. While down,
+  a referral is *stored and the connection dropped without an answer* (the sender cannot
+  know it arrived) and every other request is dropped;
+- ``hung``: every request is read (a referral stored), then never answered: the connection
+  stays open until the client gives up (or the mode changes);
+- :meth:`EhrSimulator.hang_referral`: only the FHIR transactions carrying one referral are
+  stored and never answered (until :meth:`EhrSimulator.unhang_referral`) — a slow referral
+  at the head of a destination's queue.
+
+A correct hub records neither a duplicate nor a ``delivery_failed`` for a referral the EHR
+stored: it resends idempotently and asks the EHR (``GET /fhir/ServiceRequest?identifier=``;
+an MLLP resend with the same MSH-10) before it records a failure.
+
+History: ``GET /fhir/Task/_history?_since=…&_count=…`` lists every stored Task version,
+newest first, each with the ``lastModified`` of its own status change.
 """
 
 from __future__ import annotations
@@ -36,7 +56,7 @@ import random
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -45,6 +65,7 @@ from connectors.hl7v2.ack import AckCode, AckError, build_ack, parse_ack
 from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
 from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
 from connectors.hl7v2.rri import build_rri_i12
+from connectors.referrals.content import REFERRAL_SYSTEM
 from hub.devtools.ehr_sim.store import FhirStore, Hl7Store, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -69,6 +90,10 @@ class Faults:
         return None
 
 
+Mode = Literal["normal", "flapping", "hung"]
+MODES: tuple[Mode, ...] = ("normal", "flapping", "hung")
+
+
 @dataclass
 class SimConfig:
     host: str = "127.0.0.1"
@@ -84,6 +109,9 @@ class SimConfig:
     token_ttl_s: int = 300
     seed: int = 1
     tick_s: float = 0.1
+    mode: Mode = "normal"
+    flap_up_s: float = 1.0
+    flap_down_s: float = 1.0
 
 
 class EhrSimulator:
@@ -108,6 +136,10 @@ class EhrSimulator:
         self._rri_client: MllpClient | None = None
         self.fhir_port = 0
         self.mllp_port = 0
+        self.mode: Mode = cfg.mode
+        self._mode_since = 0.0
+        self.mode_effects: dict[str, int] = {}  # "hung", "flap-stored", "flap-dropped": how often
+        self.hung_referrals: set[str] = set()
 
     # -- lifecycle
 
@@ -117,9 +149,13 @@ class EhrSimulator:
         app.router.add_post("/fhir", self._transaction)
         app.router.add_post("/fhir/", self._transaction)
         app.router.add_get("/fhir/Task", self._search_tasks)
+        app.router.add_get("/fhir/Task/_history", self._task_history)
         app.router.add_get("/fhir/Task/{id}", self._read_task)
+        app.router.add_get("/fhir/ServiceRequest", self._search_service_requests)
         app.router.add_post("/auth/token", self._token)
         app.router.add_get("/_stats", self._stats)
+        app.router.add_post("/_mode", self._set_mode)
+        self._mode_since = asyncio.get_running_loop().time()
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.fhir_port)
@@ -177,6 +213,8 @@ class EhrSimulator:
             },
             "duplicates": self.fhir.duplicates + self.hl7.duplicates,
             "faults_injected": dict(self.faults_injected),
+            "mode": self.mode,
+            "mode_effects": dict(self.mode_effects),
             "config": {
                 "fhir_faults": asdict(self.config.fhir_faults),
                 "mllp_faults": asdict(self.config.mllp_faults),
@@ -192,6 +230,60 @@ class EhrSimulator:
             out[t["status"]] = out.get(t["status"], 0) + 1
         return out
 
+    # -- modes
+
+    def set_mode(self, mode: Mode) -> None:
+        """Switch every channel to ``mode`` (a flapping cycle starts up)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        self.mode = mode
+        self._mode_since = asyncio.get_running_loop().time()
+
+    def down(self) -> bool:
+        """True while the EHR does not answer: hung, or in a flapping cycle's down phase."""
+        if self.mode == "hung":
+            return True
+        if self.mode != "flapping":
+            return False
+        cfg = self.config
+        phase = (asyncio.get_running_loop().time() - self._mode_since) % (cfg.flap_up_s + cfg.flap_down_s)
+        return phase >= cfg.flap_up_s
+
+    def hang_referral(self, referral_id: str) -> None:
+        """Store, and never answer, every FHIR transaction carrying ``referral_id``."""
+        self.hung_referrals.add(referral_id)
+
+    def unhang_referral(self, referral_id: str) -> None:
+        self.hung_referrals.discard(referral_id)
+
+    def _effect(self, name: str) -> None:
+        self.mode_effects[name] = self.mode_effects.get(name, 0) + 1
+
+    async def _hang(self, closing: Any) -> None:
+        """Answer nothing until the client gives up (``closing()`` true) or the EHR is no
+        longer hung; the caller then drops the connection."""
+        self._effect("hung")
+        while self.mode == "hung" and not closing():
+            await asyncio.sleep(0.05)
+
+    async def _hang_mllp(self, reader: asyncio.StreamReader) -> None:
+        """:meth:`_hang` for an MLLP connection: read and discard until the client closes."""
+        self._effect("hung")
+        while self.mode == "hung":
+            try:
+                if not await asyncio.wait_for(reader.read(65536), 0.05):
+                    return
+            except TimeoutError:
+                continue
+
+    async def _set_mode(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            self.set_mode(body.get("mode"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"mode": self.mode})
+
     def _fault(self, channel: str, faults: Faults) -> str | None:
         f = faults.draw(self.rng)
         if f:
@@ -205,7 +297,7 @@ class EhrSimulator:
         while True:
             now = datetime.now(UTC)
             self.fhir.advance(now)
-            if self._rri_client is not None:
+            if self._rri_client is not None and not self.down():
                 for ref, code, at in self.hl7.due_answers(now):
                     if await self._send_rri(ref, code, at):
                         self.hl7.answered(ref, code, at)
@@ -283,6 +375,14 @@ class EhrSimulator:
                     "issue": [{"severity": "error", "code": "login", "diagnostics": "unauthorized"}],
                 },
             )
+        if self.down():  # flapping (down) or hung: store what arrives, answer nothing
+            with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
+                self.fhir.transaction(json.loads(await request.read()), datetime.now(UTC))
+            if self.mode == "hung":
+                await self._hang(lambda: _client_gone(request))
+            else:
+                self._effect("flap-stored")
+            return await self._drop(request)
         fault = self._fault("fhir", self.config.fhir_faults)
         if fault == "drop_before":
             return await self._drop(request)
@@ -322,11 +422,29 @@ class EhrSimulator:
                 },
             )
         status, body = self.fhir.transaction(bundle, datetime.now(UTC))
+        hung = self.hung_referrals & _referral_ids(bundle)
+        if hung:
+            self._effect("hung")
+            while self.hung_referrals & hung and not _client_gone(request):
+                await asyncio.sleep(0.05)
+            return await self._drop(request)
         if fault == "drop_after":
             return await self._drop(request)
         return _fhir_json(status, body)
 
-    async def _search_tasks(self, request: web.Request) -> web.Response:
+    async def _unavailable(self, request: web.Request) -> web.StreamResponse | None:
+        """For a read while the EHR is down: hang (hung) or drop (flapping); None when up."""
+        if not self.down():
+            return None
+        if self.mode == "hung":
+            await self._hang(lambda: _client_gone(request))
+        else:
+            self._effect("flap-dropped")
+        return await self._drop(request)
+
+    async def _search_tasks(self, request: web.Request) -> web.StreamResponse:
+        if (down := await self._unavailable(request)) is not None:
+            return down
         if not self._authorized(request):
             return _fhir_json(
                 401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
@@ -357,6 +475,58 @@ class EhrSimulator:
             bundle["link"] = [{"relation": "next", "url": str(nxt)}]
         return _fhir_json(200, bundle)
 
+    async def _task_history(self, request: web.Request) -> web.StreamResponse:
+        """``GET Task/_history?_since=…&_count=…``: every Task version stored at or after
+        ``_since``, newest first (a ``history`` Bundle, paged with a ``next`` link)."""
+        if (down := await self._unavailable(request)) is not None:
+            return down
+        if not self._authorized(request):
+            return _fhir_json(
+                401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+            )
+        q = request.query
+        since = datetime.fromisoformat(q["_since"]) if q.get("_since") else None
+        count = min(int(q.get("_count", "100")), 500)
+        offset = int(q.get("_offset", "0"))
+        versions, total = self.fhir.task_versions(since, count, offset)
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "history",
+            "total": total,
+            "entry": [
+                {
+                    "fullUrl": f"{self.fhir_base_url}/Task/{v['id']}",
+                    "resource": v,
+                    "request": {"method": "POST" if v["meta"]["versionId"] == "1" else "PUT",
+                                "url": f"Task/{v['id']}"},
+                    "response": {"status": "201" if v["meta"]["versionId"] == "1" else "200"},
+                }
+                for v in versions
+            ],
+        }
+        if offset + count < total:
+            nxt = request.url.update_query({"_offset": str(offset + count)})
+            bundle["link"] = [{"relation": "next", "url": str(nxt)}]
+        return _fhir_json(200, bundle)
+
+    async def _search_service_requests(self, request: web.Request) -> web.StreamResponse:
+        """``GET ServiceRequest?identifier=system|value``: a search by business identifier."""
+        if (down := await self._unavailable(request)) is not None:
+            return down
+        if not self._authorized(request):
+            return _fhir_json(
+                401, {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+            )
+        system, _, value = request.query.get("identifier", "").partition("|")
+        found = self.fhir.find("ServiceRequest", system, value) if value else None
+        return _fhir_json(200, {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": 1 if found else 0,
+            "entry": [{"fullUrl": f"{self.fhir_base_url}/ServiceRequest/{found['id']}", "resource": found,
+                       "search": {"mode": "match"}}] if found else [],
+        })
+
     async def _read_task(self, request: web.Request) -> web.Response:
         task = self.fhir.resources.get("Task", {}).get(request.match_info["id"])
         if task is None:
@@ -382,6 +552,13 @@ class EhrSimulator:
                 if not chunk:
                     return
                 for payload in decoder.feed(chunk):
+                    if self.down():  # flapping (down) or hung: store what arrives, answer nothing
+                        await self._on_ref(payload, faults=False)
+                        if self.mode == "hung":
+                            await self._hang_mllp(reader)
+                        else:
+                            self._effect("flap-stored")
+                        return
                     answer = await self._on_ref(payload)
                     if answer is None:
                         return  # fault: close without answering
@@ -393,11 +570,11 @@ class EhrSimulator:
             self._conns.discard(task)
             writer.close()
 
-    async def _on_ref(self, payload: bytes) -> bytes | None:
+    async def _on_ref(self, payload: bytes, *, faults: bool = True) -> bytes | None:
         now = datetime.now(UTC)
         text = payload.decode("utf-8", errors="replace")
         self.hl7.received += 1
-        fault = self._fault("mllp", self.config.mllp_faults)
+        fault = self._fault("mllp", self.config.mllp_faults) if faults else None
         if fault == "drop_before":
             return None
         if fault == "timeout":
@@ -421,6 +598,21 @@ class EhrSimulator:
         if fault == "drop_after":
             return None
         return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
+
+
+def _client_gone(request: web.Request) -> bool:
+    """The HTTP client closed its connection (it gave up waiting)."""
+    return request.transport is None or request.transport.is_closing()
+
+
+def _referral_ids(bundle: Any) -> set[str]:
+    """The referral ids (ServiceRequest business identifiers) a transaction Bundle carries."""
+    out = set()
+    for entry in (bundle.get("entry") or []) if isinstance(bundle, dict) else []:
+        res = entry.get("resource") or {}
+        if res.get("resourceType") == "ServiceRequest":
+            out |= {i.get("value") for i in res.get("identifier") or [] if i.get("system") == REFERRAL_SYSTEM}
+    return out
 
 
 def _ack(code: AckCode, control_id: str, now: datetime, reason: str) -> bytes:

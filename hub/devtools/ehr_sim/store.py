@@ -136,6 +136,8 @@ class FhirStore:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     seed: int = 7
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # type -> id -> resource
+    #: every stored version of every Task, oldest first (``GET Task/_history``)
+    task_history: list[dict[str, Any]] = field(default_factory=list)
     by_identifier: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (type, sys, val) -> id
     # task id -> (received at, the referral's planned course)
     plans: dict[str, tuple[datetime, ReferralPlan]] = field(default_factory=dict)
@@ -184,6 +186,8 @@ class FhirStore:
             res["id"] = rid
             res["meta"] = {**res.get("meta", {}), "versionId": "1", "lastUpdated": now.isoformat()}
             self.resources.setdefault(rtype, {})[rid] = res
+            if rtype == "Task":
+                self.task_history.append(copy.deepcopy(res))
             for ident in res.get("identifier") or []:
                 key = (rtype, ident.get("system", ""), ident.get("value", ""))
                 if rtype == "ServiceRequest" and ident.get("system") == REFERRAL_SYSTEM:
@@ -244,6 +248,7 @@ class FhirStore:
                 meta = task["meta"]
                 meta["versionId"] = str(int(meta["versionId"]) + 1)
                 meta["lastUpdated"] = now.isoformat()
+                self.task_history.append(copy.deepcopy(task))
                 changed += 1
             if target in ("completed", "rejected"):
                 del self.plans[tid]
@@ -256,6 +261,22 @@ class FhirStore:
         if updated_since is not None:
             tasks = [t for t in tasks if datetime.fromisoformat(t["meta"]["lastUpdated"]) >= updated_since]
         return tasks[offset : offset + count], len(tasks)
+
+    def task_versions(self, since: datetime | None, count: int, offset: int) -> tuple[list[dict], int]:
+        """Task versions stored at or after ``since`` (``meta.lastUpdated``), newest first as
+        a FHIR history Bundle lists them, paged by ``offset``/``count``; and their total."""
+        versions = [
+            v for v in self.task_history
+            if since is None or datetime.fromisoformat(v["meta"]["lastUpdated"]) >= since
+        ]
+        versions.reverse()
+        return versions[offset : offset + count], len(versions)
+
+    def find(self, rtype: str, system: str, value: str) -> dict[str, Any] | None:
+        """The resource of ``rtype`` carrying identifier ``system|value`` (a search by
+        business identifier), or None."""
+        rid = self.by_identifier.get((rtype, system, value))
+        return self.resources.get(rtype, {}).get(rid) if rid else None
 
     def referral_ids(self) -> set[str]:
         return set(self.referral_creates)

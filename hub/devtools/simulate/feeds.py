@@ -3,25 +3,29 @@
 - :func:`soql_row` — one San Francisco "Law Enforcement Dispatched Calls for Service"
   API row (floating local timestamps, ``data_updated_at`` as the revision);
 - :func:`csv_table` — a CSV export in any CSV profile's layout;
-- :func:`encounter_events` — the co-responder facts (clinician engaged, person identified,
-  on-scene outcome) and referral requests of the behavioral-health calls, as envelopes.
+- :func:`encounter_forms` — the co-responder team's encounter forms (the bodies the
+  simulated team submits to the hub's intake API, ``POST /v1/intake/encounters``), one per
+  encounter, with its referral when one was made;
+- :func:`encounter_events` — the facts the intake appends for those forms (the intake's
+  own pure mapping, :mod:`connectors.intake.mapping`), for checks without services.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from connectors.cad.profile import Profile
-from hub.devtools.simulate.model import County, SimCall
-from hub.kernel.crypto import Keyring, seal, seal_context
-from hub.kernel.identity import pseudonymize
-from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
-from schemas.envelope import Envelope, new_event
-from schemas.referral import ReferralRequested
+from connectors.intake.form import parse_form
+from connectors.intake.mapping import Earlier, Submitter, intake_facts
+from hub.devtools.simulate.model import DESTINATIONS, PROGRAM, County, SimCall
+from hub.kernel.crypto import Keyring, MemoryKeyring
+from hub.kernel.settings import IntakeDestination
+from schemas.envelope import Envelope
 
 SF_CODES = {
     "no_enforcement": "HAN",
@@ -34,7 +38,14 @@ SF_CODES = {
     "involuntary_hold": "5150",
     "voluntary_transport": "VTX",  # a local code, not in the SF profile: "unknown" unless configured
 }
-ENCOUNTER_SOURCE = "sim/coresponder"
+#: names the simulated team's submission ids (uuid5 of the incident id): the same county
+#: submits the same forms, so a second demo run is answered "duplicate"
+FORM_NAMESPACE = uuid.UUID("3f0c9a52-6a4e-5b7e-9c1d-2b8e4f6a7c10")
+#: the EHR destinations of the simulated county, as the intake is configured for them
+INTAKE_DESTINATIONS: dict[str, IntakeDestination] = {
+    name: IntakeDestination(display=name.replace("-", " ").title(), channel=channel)
+    for name, channel in DESTINATIONS
+}
 
 
 def _local(value: datetime | None, zone: ZoneInfo, fmt: str | None = None) -> str:
@@ -132,77 +143,58 @@ def csv_table(calls: list[SimCall], profile: Profile) -> str:
     return buf.getvalue()
 
 
-def encounter_events(
-    county: County, pseudonym_key: bytes, keyring: Keyring | None = None, source: str = ENCOUNTER_SOURCE
-) -> list[Envelope]:
-    """Co-responder facts and referral requests of ``county`` (deterministic ids; with a
-    keyring, demographics and referral reasons are sealed with the person's key)."""
-    out: list[Envelope] = []
+def encounter_forms(county: County) -> list[tuple[str, dict[str, Any]]]:
+    """(clinician id, form body) of every co-responder encounter of ``county``: what the
+    team's clinicians submit to the intake API after each call (the person by their
+    county MPI number, the referral requested after the call, if any)."""
+    referrals = {ref.cad_number: ref for ref in county.referrals}
+    out: list[tuple[str, dict[str, Any]]] = []
     for enc in county.encounters:
         incident = county.incident_id(enc.cad_number)
-        person = pseudonymize(pseudonym_key, enc.person.namespace, enc.person.person_id)
-        demographics = (
-            seal(keyring, person, {"mpi": enc.person.person_id},
-                 context=seal_context(source, enc.cad_number, 0, "demographics"))
-            if keyring else None
-        )
-        out.append(
-            new_event(
-                ClinicianEngaged(
-                    incident_id=incident,
-                    at=enc.at,
-                    clinician_id=enc.clinician_id,
-                    program="county-coresponder",
-                    mode=enc.mode,
-                ),
-                source=source,
-                record_id=enc.cad_number,
-            )
-        )
-        out.append(
-            new_event(
-                PersonIdentified(incident_id=incident, at=enc.at, person=person, demographics=demographics),
-                source=source,
-                record_id=enc.cad_number,
-            )
-        )
-        out.append(
-            new_event(
-                OnSceneOutcome(
-                    incident_id=incident,
-                    at=enc.at,
-                    outcome=enc.outcome,
-                    person=person,
-                    officer_released_at=enc.officer_released_at,
-                ),
-                source=source,
-                record_id=enc.cad_number,
-            )
-        )
-    for ref in county.referrals:
-        person = pseudonymize(pseudonym_key, ref.person.namespace, ref.person.person_id)
-        reason = (
-            seal(keyring, person, {"text": f"referred after call {ref.cad_number}"},
-                 context=seal_context(source, ref.referral_id, 0, "reason"))
-            if keyring else None
-        )
-        out.append(
-            new_event(
-                ReferralRequested(
-                    referral_id=ref.referral_id,
-                    person=person,
-                    at=ref.at,
-                    incident_id=county.incident_id(ref.cad_number),
-                    destination=ref.destination,
-                    channel=ref.channel,
-                    service_type=ref.service_type,
-                    priority=ref.priority,
-                    substance_use=ref.substance_use,
-                    requester="county-coresponder",
-                    reason=reason,
-                ),
-                source=source,
-                record_id=ref.referral_id,
-            )
-        )
+        ref = referrals.get(enc.cad_number)
+        body: dict[str, Any] = {
+            "submission_id": str(uuid.uuid5(FORM_NAMESPACE, incident)),
+            "incident_id": incident,
+            "encounter_at": enc.at.isoformat(),
+            "mode": enc.mode,
+            "outcome": enc.outcome,
+            "use_of_force": enc.use_of_force,
+            "services_offered": [ref.service_type] if ref else [],
+            "person": {"system": enc.person.namespace, "identifier": enc.person.person_id},
+            "officer_released_at": enc.officer_released_at.isoformat() if enc.officer_released_at else None,
+            "referral": None
+            if ref is None
+            else {
+                "destination": ref.destination,
+                "service_type": ref.service_type,
+                "urgency": ref.priority,
+                "reason": f"referred after call {ref.cad_number}",
+                "substance_use": ref.substance_use,
+                "requested_at": ref.at.isoformat(),
+            },
+        }
+        out.append((enc.clinician_id, body))
+    return out
+
+
+def encounter_events(county: County, pseudonym_key: bytes, keyring: Keyring | None = None) -> list[Envelope]:
+    """The facts the intake appends for :func:`encounter_forms` (deterministic ids; sealed
+    with ``keyring``, or a throw-away one)."""
+    keys = keyring or MemoryKeyring()
+    out: list[Envelope] = []
+    for clinician, body in encounter_forms(county):
+        form = parse_form(body)
+        out += intake_facts(
+            form,
+            record_id=str(form.submission_id),
+            submission_id=str(form.submission_id),
+            incident_id=form.incident_id,
+            revision=0,
+            submitter=Submitter(program=PROGRAM, clinician_id=clinician),
+            earlier=Earlier(),
+            pseudonym_key=pseudonym_key,
+            keys=keys,
+            destinations=INTAKE_DESTINATIONS,
+            now=datetime.now(UTC),
+        ).envelopes
     return out

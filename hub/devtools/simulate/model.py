@@ -19,8 +19,9 @@
 - revisions: ``revision_share`` of calls are republished later with a changed final call
   type or disposition;
 - malformed rows: ``malformed_share`` (about 1 %) are damaged when written out;
-- co-responder encounters (clinician engaged, person identified, on-scene outcome),
-  referral intents and case-system records for the behavioral-health calls.
+- co-responder encounters (clinician engaged, person identified, on-scene outcome, use
+  of force by police — more often on arrests and holds), referral intents and
+  case-system records for the behavioral-health calls.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from schemas.base import Outcome
-from schemas.encounter import EncounterMode
+from schemas.encounter import EncounterMode, UseOfForce
 from schemas.referral import Channel, Priority
 
 T = TypeVar("T")
@@ -181,6 +182,27 @@ class SimEncounter:
     outcome: Outcome
     officer_released_at: datetime | None
     mode: EncounterMode = "co_response"
+
+    @property
+    def use_of_force(self) -> UseOfForce:
+        return encounter_force(self.cad_number, self.outcome)
+
+
+#: force used by police per on-scene outcome (weights); other outcomes: :data:`FORCE_OTHERWISE`
+FORCE_BY_OUTCOME: dict[str, list[tuple[UseOfForce, int]]] = {
+    "arrest": [("none", 50), ("physical_control", 30), ("restraints", 12), ("conducted_energy_device", 8)],
+    "citation": [("none", 85), ("physical_control", 15)],
+    "involuntary_hold": [("none", 60), ("physical_control", 25), ("restraints", 15)],
+    "emergency_department": [("none", 85), ("physical_control", 10), ("restraints", 5)],
+}
+FORCE_OTHERWISE: list[tuple[UseOfForce, int]] = [("none", 97), ("physical_control", 3)]
+
+
+def encounter_force(cad_number: str, outcome: str) -> UseOfForce:
+    """The use of force of one encounter: deterministic per call, drawn from its own random
+    stream (so adding it left every other draw of the model, hence the county, unchanged)."""
+    rng = random.Random(f"use-of-force:{cad_number}")
+    return _pick(rng, FORCE_BY_OUTCOME.get(outcome, FORCE_OTHERWISE))
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,12 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from connectors.intake.service import IntakeService
 from hub.entry.api.auth import AuthError, DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.deps import ApiState
 from hub.entry.api.ports import ReadModels
 from hub.entry.api.roles import (
+    INVALID_SUBJECT,
     BadPurpose,
     Family,
     Forbidden,
@@ -37,7 +39,17 @@ from hub.entry.api.roles import (
     loggable_purpose,
     loggable_subject,
 )
-from hub.entry.api.routes import audit, dashboard, health, identity, operations, reports, timelines
+from hub.entry.api.routes import (
+    audit,
+    dashboard,
+    health,
+    identity,
+    intake,
+    operations,
+    reports,
+    timelines,
+    worklist,
+)
 from hub.entry.api.routes import dev_issuer as dev_issuer_routes
 from hub.entry.api.routes.timelines import AUDIT_ERRORS
 from hub.kernel import metrics
@@ -52,9 +64,10 @@ DESCRIPTION = (
 
 
 #: the person-level routes: path → (family, name of the path parameter holding the subject)
-PERSON_ROUTES: dict[str, tuple[Family, str]] = {
+PERSON_ROUTES: dict[str, tuple[Family, str | None]] = {
     "/v1/incidents/{incident_id}/timeline": (Family.INCIDENT_TIMELINE, "incident_id"),
     "/v1/persons/{person}/timeline": (Family.PERSON_TIMELINE, "person"),
+    "/v1/worklist/frequent-users": (Family.WORKLIST, None),  # subject: the program's worklist
 }
 logger = logging.getLogger(__name__)
 
@@ -69,11 +82,16 @@ async def log_refusal(request: Request, reason: str) -> None:
         return
     family, param = route
     who: Actor = getattr(request.state, "principal", None) or ANONYMOUS
+    if param is None:
+        program = getattr(who, "program", None)
+        subject = f"worklist:{program}" if program else INVALID_SUBJECT
+    else:
+        subject = loggable_subject(family, request.path_params.get(param))
     raw_purpose = request.headers.get("x-purpose-of-use") or request.query_params.get("purpose")
     record = AccessRecord(
         who,
         family.value,
-        loggable_subject(family, request.path_params.get(param)),
+        subject,
         loggable_purpose(raw_purpose),
         "refused",
         0,
@@ -115,12 +133,14 @@ def create_app(
     verifier: TokenVerifier,
     *,
     dev_issuer: DevIssuer | None = None,
+    intake_service: IntakeService | None = None,
 ) -> FastAPI:
     """Build the API around its dependencies (no global state). The tables it reads and
     the access log are migrated by whoever opened the pool (:mod:`hub.bootstrap`). The
-    development issuer's routes exist only when ``dev_issuer`` is given."""
+    development issuer's routes exist only when ``dev_issuer`` is given, the encounter
+    intake's only when ``intake_service`` is."""
     app = FastAPI(title="Co-responder hub read API", version="1", description=DESCRIPTION)
-    app.state.hub = ApiState(settings, read_models, access_log, verifier, dev_issuer)
+    app.state.hub = ApiState(settings, read_models, access_log, verifier, dev_issuer, intake_service)
     app.add_exception_handler(AuthError, _auth_error)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(BadPurpose, _bad_purpose)
@@ -128,6 +148,8 @@ def create_app(
     app.include_router(health.router)
     if dev_issuer is not None:
         app.include_router(dev_issuer_routes.router)
-    for family in (identity, timelines, reports, operations, audit, dashboard):
+    if intake_service is not None:
+        app.include_router(intake.router)
+    for family in (identity, timelines, worklist, reports, operations, audit, dashboard):
         app.include_router(family.router)
     return app

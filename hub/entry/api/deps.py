@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 
+from connectors.intake.service import IntakeService
 from hub.entry.api.auth import DevIssuer, MissingToken, TokenVerifier
 from hub.entry.api.ports import ReadModels
 from hub.entry.api.roles import Family, Principal, authorize, normalize_purpose
@@ -31,6 +32,8 @@ class ApiState:
     access_log: AccessLog
     verifier: TokenVerifier
     dev_issuer: DevIssuer | None = None
+    #: the encounter intake (its routes are mounted only when there is one)
+    intake: IntakeService | None = None
 
 
 def api_state(request: Request) -> ApiState:

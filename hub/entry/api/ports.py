@@ -12,7 +12,7 @@ optionally ``incident_id`` and ``person`` (pseudonym).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 
@@ -23,6 +23,29 @@ class ReadModels(Protocol):
 
     async def person_timeline(self, person: str) -> list[dict[str, Any]]:
         """Entries of one person (pseudonym) in time order; empty when unknown."""
+        ...
+
+    async def search_incidents(
+        self,
+        *,
+        text: str | None,
+        date_from: date | None,
+        date_to: date | None,
+        area: str | None,
+        behavioral_health: bool | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Imported CAD incidents for the intake form, newest first: ``incident_id``,
+        ``received_at``, ``call_category``, ``behavioral_health``, the area columns,
+        ``cad_outcome``, ``co_responder`` (no persons)."""
+        ...
+
+    async def frequent_users(
+        self, *, program: str, min_contacts: int, since: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """People of ``program`` with ``min_contacts``+ behavioral-health contacts since
+        ``since`` (see :meth:`projections.queries.ReadModelReader.frequent_users`); Part 2
+        facts included — the route filters them (:mod:`hub.entry.api.worklist`)."""
         ...
 
     async def outcome_report(

@@ -32,6 +32,7 @@ from projections.counts import incident_metrics
 from projections.outcomes import suppressed_table
 from projections.reporting import parse_grain
 from schemas.base import event_class
+from schemas.consent import ConsentGranted
 
 
 def normalize_entry(row: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +159,55 @@ class PostgresReadModels:
     async def person_timeline(self, person: str) -> list[dict[str, Any]]:
         rows = await self.reader.person_timeline(person)
         return await self._marked([normalize_entry(r) for r in rows])
+
+    # --- intake ------------------------------------------------------------------------------
+    async def search_incidents(
+        self,
+        *,
+        text: str | None,
+        date_from: date | None,
+        date_to: date | None,
+        area: str | None,
+        behavioral_health: bool | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return await self.reader.search_incidents(
+            text=text,
+            date_from=date_from,
+            date_to=date_to,
+            area=area,
+            behavioral_health=behavioral_health,
+            limit=limit,
+        )
+
+    async def frequent_users(
+        self, *, program: str, min_contacts: int, since: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        return await self.reader.frequent_users(
+            program=program, min_contacts=min_contacts, since=since, limit=limit
+        )
+
+    async def incident_known(self, incident_id: str) -> bool:
+        """Whether a CAD incident with this id was imported (its call is in the read models)."""
+        summary = await self.reader.incident_summary(incident_id)
+        return summary is not None and summary["received_at"] is not None
+
+    async def consents_of(self, person: str) -> list[ConsentGranted]:
+        """The person's recorded, unrevoked consents (their cluster's), as consent facts for
+        the Part 2 gate (:func:`connectors.referrals.consent.decide`)."""
+        return [
+            ConsentGranted(
+                consent_id=r["consent_id"],
+                person=person,
+                at=r["granted_at"],
+                recipients=tuple(r["recipients"] or ()),
+                scope=tuple(r["scope"] or ()),
+                purpose=r["purpose"] or "treatment",
+                expires_at=r["expires_at"],
+            )
+            for r in await self.reader.consents(person)
+            if r["revoked_at"] is None and r["granted_at"] is not None
+        ]
 
     async def _marked(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return await render_sealed(self.pool, self.core, entries)

@@ -6,12 +6,14 @@ Roles and what they see:
   aggregates, no clinical facts.
 - ``clinician`` / ``case_manager``: timelines of their own program's people and incidents,
   including clinical facts; 42 CFR Part 2 (substance-use) facts only under a recorded,
-  unexpired, unrevoked consent whose recipients include their program.
+  unexpired, unrevoked consent whose recipients include their program. They alone submit
+  encounter forms (the intake), for their own program only.
 - ``analyst``: de-identified aggregates only (small cells suppressed by the read models'
   queries, :mod:`projections.queries`); never a timeline.
 - ``auditor``: verification results, dead-letter metadata and the access log.
 - ``admin``: everything an operator needs, but never Part 2 facts: those go only to a
-  program role under consent (no role may bypass Part 2).
+  program role under consent (no role may bypass Part 2); no encounter forms and no
+  frequent-user worklist either (the program roles' own work).
 
 Invariants (unit- and property-tested):
 
@@ -54,6 +56,8 @@ class Family(StrEnum):
     DEADLETTERS = "deadletters"
     VERIFICATION = "verification"
     ACCESS_LOG = "access_log"
+    INTAKE = "intake"  # submit and amend encounter forms, find the incident to link them to
+    WORKLIST = "worklist"  # the frequent-user worklist of a program's people (person-level)
 
 
 PROGRAM_ROLES = frozenset({Role.CLINICIAN, Role.CASE_MANAGER})
@@ -66,10 +70,12 @@ POLICY: dict[Family, frozenset[Role]] = {
     Family.DEADLETTERS: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.VERIFICATION: frozenset({Role.AUDITOR, Role.ADMIN}),
     Family.ACCESS_LOG: frozenset({Role.AUDITOR, Role.ADMIN}),
+    Family.INTAKE: frozenset({Role.CLINICIAN, Role.CASE_MANAGER}),
+    Family.WORKLIST: frozenset({Role.CLINICIAN, Role.CASE_MANAGER}),
 }
 
 #: Families whose reads disclose person-level data: each read needs a purpose and is logged.
-PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE})
+PERSON_LEVEL = frozenset({Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.WORKLIST})
 
 #: what a person-level read's subject must look like (the routes' path patterns)
 PSEUDONYM_PATTERN = r"^psn_[0-9a-f]{32}$"
@@ -139,8 +145,9 @@ def authorize(principal: Principal, family: Family) -> None:
     Program roles without a program claim may not read person-level data."""
     if principal.role not in POLICY[family]:
         raise Forbidden(f"role {principal.role} may not read {family}")
-    if family in PERSON_LEVEL and principal.role in PROGRAM_ROLES and not principal.program:
-        raise Forbidden(f"role {principal.role} needs a program claim to read {family}")
+    program_scoped = family in PERSON_LEVEL or family is Family.INTAKE
+    if program_scoped and principal.role in PROGRAM_ROLES and not principal.program:
+        raise Forbidden(f"role {principal.role} needs a program claim to use {family}")
 
 
 def allowed_families(role: Role) -> frozenset[Family]:

@@ -1,4 +1,5 @@
-"""Composition of the API process: pool, read models, access log, token verifier, uvicorn.
+"""Composition of the API process: the runtime (pool, event log, keyring), read models,
+access log, token verifier, the encounter intake, uvicorn.
 
 Used by ``hub api serve`` and by ``hub demo`` (which runs it in the background) and by the
 end-to-end tests (which run it in a thread on a free port).
@@ -17,10 +18,12 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from hub.bootstrap import open_reader
+from connectors.intake.service import IntakeService
+from hub.bootstrap import open_runtime
 from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
+from hub.kernel.audit import AccessLog
 from hub.kernel.net import is_loopback
 from hub.kernel.settings import Settings
 
@@ -53,18 +56,31 @@ def routed_dev_issuer(issuer: DevIssuer | None, host: str) -> DevIssuer | None:
 
 @asynccontextmanager
 async def open_app(settings: Settings, host: str | None = None) -> AsyncIterator[FastAPI]:
-    """The API wired to PostgreSQL, to be bound to ``host`` (default ``settings.api.host``;
-    it decides whether the development issuer's routes are served); the pool (runtime role)
-    and the audit topic's producer close on exit."""
-    async with open_reader(settings, max_size=min(settings.postgres.pool_max, 5)) as reader:
+    """The API wired to the hub, to be bound to ``host`` (default ``settings.api.host``;
+    it decides whether the development issuer's routes are served). It opens a whole
+    runtime (:func:`hub.bootstrap.open_runtime`): the encounter intake appends to the event
+    log and seals with the keyring; everything closes on exit."""
+    async with open_runtime(settings) as rt:
         dev_issuer = dev_issuer_for(settings)
         verifier = TokenVerifier(settings, jwks=dev_issuer.jwks()) if dev_issuer else TokenVerifier(settings)
+        read_models = PostgresReadModels(settings, rt.pool)
+        intake = IntakeService(
+            log=rt.log,
+            keystore=rt.keyring,
+            pseudonym_key=rt.pseudonym_key,
+            pool=rt.pool,
+            core_schema=rt.namespace.core_schema,
+            options=settings.intake,
+            incident_known=read_models.incident_known,
+            consents_of=read_models.consents_of,
+        )
         app = create_app(
             settings,
-            PostgresReadModels(settings, reader.pool),
-            reader.access_log(settings),
+            read_models,
+            AccessLog(rt.pool, settings.core_schema, rt.audit),
             verifier,
             dev_issuer=routed_dev_issuer(dev_issuer, host or settings.api.host),
+            intake_service=intake,
         )
         yield app
 

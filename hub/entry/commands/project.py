@@ -3,7 +3,9 @@
 with the same settings share the work through one consumer group; stop with SIGINT /
 SIGTERM (the current batch commits or rolls back as a whole; past ``stop_grace_s`` the
 process exits at once, non-zero). A batch that fails stops the worker within a bound: it
-exits non-zero for its supervisor to restart it."""
+exits non-zero for its supervisor to restart it. Without ``--until-caught-up`` it serves
+``/metrics``, ``/livez`` (fails after ``probe_stale_s`` without projection progress) and
+``/readyz`` on ``metrics_port`` (:mod:`hub.kernel.probes`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import typer
 from hub.bootstrap import open_runtime
 from hub.entry.commands import run_or_exit, stop_on_signals
 from hub.kernel.output import emit_json
+from hub.kernel.probes import Probes, progress_check, serve_probes
 from hub.kernel.settings import get_settings
 from projections.projector import project as run_projector
 
@@ -35,7 +38,10 @@ def project(
         stop = asyncio.Event()
         settings = get_settings()
         stop_on_signals(stop, "hub project", settings.stop_grace_s)
-        async with open_runtime(settings) as rt:
+        probes = Probes(checks=[progress_check(settings.probe_stale_s)])
+        port = 0 if until_caught_up else settings.metrics_port  # a one-shot run serves no probes
+        async with serve_probes(settings.metrics_host, port, probes), open_runtime(settings) as rt:
+            probes.ready = True
             return await run_projector(rt, schema=schema, until_caught_up=until_caught_up, stop=stop)
 
     stats = run_or_exit(go(), "projector failed")

@@ -1,5 +1,7 @@
-"""``hub report [--json] [--from D] [--to D] [--by month|area]``: outcome report of
+"""``hub report [--json] [--from D] [--to D] [--by GRAIN]``: outcome report of
 behavioral-health calls from the read models, small cells (1 to 10) suppressed.
+``hub report --format csv|parquet --out FILE`` writes the same document as a file, one row
+per published cell, suppressed exactly as printed (:mod:`projections.export`).
 
 ``--json`` prints the stable document of :meth:`projections.queries.ReadModelReader.report`
 (version 1), in the agency's time zone:
@@ -11,6 +13,7 @@ share of people with 3+ contacts enrolled in services; every cell is
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +23,8 @@ from hub.kernel.db import open_pool
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
-from projections.reporting import HEADLINE_LABELS, cell_text, parse_grain
+from projections.export import FORMATS, export
+from projections.reporting import GRAINS, HEADLINE_LABELS, cell_text, parse_grain
 
 app = typer.Typer(help="Outcome counts from the read models (small cells suppressed).")
 
@@ -43,15 +47,24 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="stable JSON output")] = False,
     date_from: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD)")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="last day, inclusive (YYYY-MM-DD)")] = None,
-    by: Annotated[str | None, typer.Option("--by", help="month | area")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option("--by", help="month | area | response | program | mode | team | referral_type"),
+    ] = None,
     schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv | parquet: write a file (--out)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="the file --format writes")] = None,
 ) -> None:
-    """Print the outcome report."""
+    """Print the outcome report, or write it as CSV / Parquet."""
+    if fmt is not None and fmt not in FORMATS:
+        fail("--format must be csv or parquet", EXIT_USAGE)
+    if (fmt is None) != (out is None):
+        fail("--format and --out go together", EXIT_USAGE)
 
     try:
         grain = parse_grain(by)
     except ValueError:
-        fail("--by must be month or area", EXIT_USAGE)
+        fail(f"--by must be one of {', '.join(GRAINS)}", EXIT_USAGE)
     start, end = _day(date_from, "--from"), _day(date_to, "--to")
     if start and end and start > end:
         fail("--from is after --to", EXIT_USAGE)
@@ -66,6 +79,14 @@ def report(
     doc = run_or_exit(
         go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"
     )
+    if fmt is not None and out is not None:
+        data = export(queries.jsonable(doc), fmt)
+        try:
+            out.write_bytes(data)
+        except OSError as exc:
+            fail(f"cannot write {out}: {exc.strerror}", 1)
+        typer.echo(f"wrote {out} ({fmt}, {len(data):,} bytes)")
+        return
     if as_json:
         emit_json(queries.jsonable(doc))
         return

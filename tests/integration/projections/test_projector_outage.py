@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -38,7 +40,9 @@ async def pg_proxy(proj_rt: Runtime) -> AsyncIterator[CutProxy]:
     await proxy.stop()
 
 
-def start_worker(rt: Runtime, schema: str, proxy: CutProxy, *extra: str) -> subprocess.Popen:
+def start_worker(
+    rt: Runtime, schema: str, proxy: CutProxy, *extra: str, env_extra: dict[str, str] | None = None
+) -> subprocess.Popen:
     env = dict(os.environ)
     env.update({
         "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
@@ -46,6 +50,8 @@ def start_worker(rt: Runtime, schema: str, proxy: CutProxy, *extra: str) -> subp
         "HUB_POSTGRES__PORT": str(proxy.port),
         "HUB_PROJECTIONS__BATCH_SIZE": "4",
         "HUB_STOP_GRACE_S": str(GRACE),
+        "HUB_METRICS_PORT": "0",  # probes are tested on a port of their own below
+        **(env_extra or {}),
     })
     return subprocess.Popen([sys.executable, "-m", "hub.entry.cli", "project", *extra], cwd=PROJECT_ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -107,3 +113,50 @@ async def test_sigterm_ends_the_worker_within_the_grace_even_during_an_outage(
 
 async def applied_at_least(rt: Runtime, schema: str, n: int) -> bool:
     return await applied(rt, schema) >= n
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_worker_serves_metrics_and_probes_on_its_metrics_port(
+    proj_rt: Runtime, pg_proxy: CutProxy
+) -> None:
+    """Issue 13 item 6 (finding 7): `metrics_port` was never served, so the alerts could not
+    fire for the workers and a hung projector went unnoticed."""
+    rt = proj_rt
+    schema = f"{rt.settings.kafka.topic_prefix}_probes"
+    await rt.log.append(scenario(3, tag="c1"))
+    await log_end(rt, schema)
+    port = free_port()
+    worker = start_worker(rt, schema, pg_proxy, env_extra={"HUB_METRICS_PORT": str(port)})
+    base = f"http://127.0.0.1:{port}"
+
+    async def get(path: str) -> httpx.Response | None:
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                return await client.get(base + path)
+        except httpx.TransportError:
+            return None
+
+    try:
+        ready = await wait_for(lambda: _ok(get("/readyz")), 90, "/readyz to answer 200")
+        assert ready.text == "ready\n"
+        await wait_for(lambda: applied_at_least(rt, schema, 1), 90, "the worker applying")
+        live = await get("/livez")
+        assert live is not None and live.status_code == 200
+        scraped = await get("/metrics")
+        assert scraped is not None and "hub_projection_progress_timestamp_seconds" in scraped.text
+        assert "hub_projection_events_total" in scraped.text
+        worker.send_signal(signal.SIGTERM)
+        assert await exited_within(worker, GRACE + 10) is not None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+async def _ok(response: Awaitable[httpx.Response | None]) -> httpx.Response | None:
+    r = await response
+    return r if r is not None and r.status_code == 200 else None

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 
 from hub.devtools.infra.deploy import (
@@ -305,3 +306,76 @@ def test_workers_use_the_runtime_url_and_wait_for_the_migrate_job() -> None:
     assert services["db-migrate"]["command"][:2] == ["db", "migrate"]
     for worker in ("projections", "connectors", "api"):
         assert services[worker]["depends_on"]["db-migrate"]["condition"] == "service_completed_successfully"
+
+
+# ------------------------------------------------------------------ commands parse; probes (issue 13 item 6)
+
+
+def hub_commands() -> Iterator[tuple[str, list[str]]]:
+    """(where, argv) of every container / service running the hub image."""
+    for doc in k8s_docs():
+        spec = doc.get("spec", {})
+        template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get("template")
+        for c in (template or {}).get("spec", {}).get("containers", []):
+            if str(c.get("image", "")).startswith("coresponder-hub"):
+                yield f"k8s {doc['metadata']['name']}/{c['name']}", list(c.get("args") or [])
+    for name, service in compose()["services"].items():
+        if str(service.get("image", "")).startswith("coresponder-hub"):
+            yield f"compose {name}", list(service.get("command") or [])
+
+
+def parse_hub_command(argv: list[str]) -> Any:
+    """Parse ``hub ARGV`` as the CLI would, down to the leaf command, without running it:
+    a missing required option (``connectors run`` without ``--config``) or an unknown
+    command raises the CLI's usage error (typer's click: ``MissingParameter``,
+    ``UsageError``, …, each with ``format_message()``)."""
+    from hub.entry.cli import app
+
+    cmd: Any = typer.main.get_command(app)
+    ctx = cmd.make_context("hub", list(argv))
+    while hasattr(cmd, "resolve_command"):  # a group: descend into the named sub-command
+        rest = [*ctx._protected_args, *ctx.args]
+        if not rest:
+            break
+        name, sub, args = cmd.resolve_command(ctx, rest)
+        assert sub is not None and name is not None
+        ctx = sub.make_context(name, args, parent=ctx)
+        cmd = sub
+    return ctx
+
+
+def test_every_manifest_command_parses() -> None:
+    """Finding 7: workers.yaml and compose.yaml started `connectors run` without its
+    required --config and would have crash-looped. Every hub command they start parses."""
+    seen = list(hub_commands())
+    assert {w.split()[0] for w, _ in seen} == {"k8s", "compose"} and len(seen) >= 8
+    for where, argv in seen:
+        assert argv, f"{where} runs the image's default (--help)"
+        try:
+            parse_hub_command(argv)
+        except Exception as exc:  # pragma: no cover - the failure message
+            pytest.fail(f"{where}: hub {' '.join(argv)}: {type(exc).__name__}: {exc}")
+    with pytest.raises(Exception) as caught:  # the check itself catches the old bug
+        parse_hub_command(["connectors", "run"])
+    assert type(caught.value).__name__ == "MissingParameter"
+    with pytest.raises(Exception) as unknown:
+        parse_hub_command(["connectors", "runn", "--config", "x.yaml"])
+    assert type(unknown.value).__name__ == "UsageError"
+
+
+def test_long_running_workers_have_probes_on_the_metrics_port() -> None:
+    for name in ("hub-projections", "hub-connectors"):
+        pod = by_kind("Deployment", name)["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9464}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "metrics"}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+        assert pod["metadata"]["annotations"]["prometheus.io/port"] == "9464"
+    env = by_kind("ConfigMap", "hub-env")["data"]
+    assert (env["HUB_METRICS_PORT"], env["HUB_METRICS_HOST"]) == ("9464", "0.0.0.0")
+    api = by_kind("Deployment", "hub-api")["spec"]["template"]
+    (container,) = api["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # the API serves /metrics itself
+    for name in ("projections", "connectors"):
+        assert "/livez" in " ".join(compose()["services"][name]["healthcheck"]["test"])

@@ -19,7 +19,7 @@ from schemas.dispatch import (
     UnitEnRoute,
     UnitOnScene,
 )
-from schemas.encounter import ClinicianEngaged, OnSceneOutcome, PersonIdentified
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome, PersonIdentified
 from schemas.envelope import new_event
 from schemas.identity import PersonLinked, PersonUnlinked
 from schemas.referral import (
@@ -116,6 +116,19 @@ onscene = st.builds(
     st.sampled_from((None, *PERSONS)),
     st.booleans(),
 )
+intake_form = st.builds(
+    lambda i, m, sub, rev, o, force, p: IntakeRecorded(
+        incident_id=i, at=at(m), submission_id=sub, revision=rev, program="p", clinician_id="c1",
+        mode="co_response", outcome=o, use_of_force=force, person=p,
+    ),
+    incident,
+    minutes,
+    st.sampled_from(["0b7cf0d4-5d2c-4f55-9b53-0c3f0a8f2a11", "5e2d7c8a-1f3b-4c6d-8e9f-a0b1c2d3e4f5"]),
+    st.integers(0, 2),
+    st.sampled_from(OUTCOMES),
+    st.sampled_from((None, "none", "restraints")),
+    st.sampled_from((None, *PERSONS)),
+)
 requested = st.builds(
     lambda r, p, m, i, su: ReferralRequested(
         referral_id=r,
@@ -180,6 +193,7 @@ any_event = st.one_of(
     engaged,
     identified,
     onscene,
+    intake_form,
     requested,
     referral_step,
     enrolled,

@@ -15,14 +15,16 @@ from projections.fold import derive
 from projections.outcomes import PUBLISHED_METRICS
 from projections.referrals import FUNNEL_STAGES, reached_stages
 from projections.reporting import (
+    FORCE_TYPES,
     area_group,
     funnel_values,
     outcome_table,
     published_cells,
     referral_funnel,
     stage_counts,
+    use_of_force_table,
 )
-from projections.suppression import exposed
+from projections.suppression import Equation, exposed
 from schemas.referral import (
     ReferralAccepted,
     ReferralCancelled,
@@ -228,3 +230,114 @@ def test_funnel_counts_are_monotone_and_suppression_is_consistent(groups, offset
     unknown = set(hidden) | {s for s, v in published.items() if v is None}
     small, narrow = exposed(values, eqs, unknown, 10)
     assert small == set() and narrow == []
+
+
+# ----------------------------------------------------------------------------- use of force
+
+FORCES = [None, "none", "none", "physical_control", "restraints", "conducted_energy_device"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["P1", "P2", None]),
+            st.sampled_from([None, "no_enforcement", "arrest_or_citation", "involuntary_hold"]),
+            st.sampled_from(FORCES),
+            st.integers(1, 14),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from([None, "area", "month"]),
+)
+def test_use_of_force_never_publishes_small_or_derivable_cells(groups, by) -> None:  # type: ignore[no-untyped-def]
+    """An analyst who knows every equation (groupings add up to the total, recorded = no
+    force + force used = the types, calls = recorded + not recorded) derives no small cell
+    from what the table publishes, across the outcome and the area or month groupings."""
+    rows, n = [], 0
+    for precinct, outcome, force, k in groups:
+        for _ in range(k):
+            rows.append({**incident(n * 37, precinct, None, outcome), "use_of_force": force})
+            n += 1
+    out = use_of_force_table(rows, by=by, tz="UTC", small_cell_max=10)
+    assert not [v for _, v in published_cells(out) if 1 <= v <= 10]
+    # the analyst's model of the table, from the true rows
+    published: dict[tuple[tuple[str, str], str], int | None] = {
+        (("all", "all"), m): c["value"] for m, c in out["total"].items()
+    }
+    for r in [*out["by_outcome"], *out["rows"]]:
+        published.update({((r["group_kind"], r["group"]), m): c["value"] for m, c in r["metrics"].items()})
+    groups_seen = {g for g, _ in published}
+    truth: Counter[tuple[tuple[str, str], str]] = Counter()
+    for row in rows:
+        mine = {("all", "all"), ("outcome", row["outcome"] or "none")}
+        if by == "area":
+            mine.add(area_group(row))
+        elif by == "month":
+            mine.add(("month", row["received_at"].strftime("%Y-%m")))
+        f = row["use_of_force"]
+        for g in mine:
+            truth[(g, "calls")] += 1
+            truth[(g, "not.force_recorded")] += f is None
+            if f is not None:
+                truth[(g, "force_recorded")] += 1
+                truth[(g, "no_force" if f == "none" else "force_used")] += 1
+                if f != "none":
+                    truth[(g, f"force.{f}")] += 1
+    for cell_key, v in published.items():
+        assert v is None or v == truth[cell_key], cell_key
+    eqs = []
+    for g in groups_seen:
+        eqs.append(Equation((g, "calls"), ((g, "force_recorded"), (g, "not.force_recorded"))))
+        eqs.append(Equation((g, "force_recorded"), ((g, "no_force"), (g, "force_used"))))
+        eqs.append(Equation((g, "force_used"), tuple((g, f"force.{t}") for t in FORCE_TYPES)))
+    grain = [("precinct", "district", "area")] if by == "area" else [("month",)] if by else []
+    kinds = [("outcome",), *grain]
+    for ks in kinds:
+        members = tuple(g for g in groups_seen if g[0] in ks)
+        for m in {m for _, m in published} | {"not.force_recorded"}:
+            eqs.append(Equation((("all", "all"), m), tuple((g, m) for g in members)))
+    unknown = {k for k, v in published.items() if v is None}
+    unknown |= {(g, "not.force_recorded") for g in groups_seen}
+    values = {k: truth[k] for k in {*published, *unknown}}
+    small, narrow = exposed(values, eqs, unknown, 10)
+    assert small == set() and narrow == []
+
+
+def test_use_of_force_shares_are_of_the_calls_that_recorded_it() -> None:
+    rows = [
+        {**incident(i, "P1", None, "arrest_or_citation" if i < 30 else "no_enforcement"),
+         "use_of_force": "restraints" if i < 12 else "none" if i < 60 else None}
+        for i in range(80)
+    ]
+    out = use_of_force_table(rows, by=None, tz="UTC", small_cell_max=10)
+    total = out["total"]
+    counts = (total["calls"]["value"], total["force_recorded"]["value"], total["force_used"]["value"])
+    assert counts == (80, 60, 12)
+    assert total["force_used"]["share"] == 0.2 and total["force_recorded"]["share"] == 0.75
+    assert [r["group"] for r in out["by_outcome"]] == ["arrest_or_citation", "no_enforcement"]
+    assert out["rows"] == []
+
+
+# ----------------------------------------------------------------------------- interventions
+
+
+def test_outcomes_side_by_side_by_intervention_partition_the_total() -> None:
+    rows = [
+        {**incident(n, "P1", None, "no_enforcement" if n % 3 else "arrest_or_citation"),
+         "mode": "phone" if n % 2 else None, "program": "coresp-1" if n % 2 else None,
+         "team": None, "referral_type": "outpatient_mh" if n % 4 == 1 else None}
+        for n in range(120)
+    ]
+    for by, groups in (
+        ("response", {"co_responder", "police_only"}),
+        ("mode", {"phone", "none"}),
+        ("program", {"coresp-1", "none"}),
+        ("referral_type", {"outpatient_mh", "none"}),
+    ):
+        table = outcome_table(rows, by=by, tz="UTC", small_cell_max=10)
+        assert {r["group"] for r in table["rows"]} == groups
+        assert {r["group_kind"] for r in table["rows"]} == {by}
+        calls = [r["metrics"]["calls"]["value"] for r in table["rows"]]
+        assert None in calls or sum(calls) == table["total"]["calls"]["value"] == 120
+        assert not [v for _, v in published_cells(table) if 1 <= v <= 10]

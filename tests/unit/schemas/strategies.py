@@ -51,6 +51,8 @@ def for_annotation(annotation: Any, metadata: list[Any] | None = None) -> st.Sea
         return PSEUDONYM
     if pattern is not None and pattern.startswith("^[A-Za-z0-9_.-]+:"):
         return INCIDENT
+    if pattern is not None and annotation is str:
+        return st.from_regex(pattern, fullmatch=True)
     if origin in (Union, types.UnionType):
         return st.one_of(*(for_annotation(a, metadata) for a in get_args(annotation)))
     if origin is Literal:

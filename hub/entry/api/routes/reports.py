@@ -4,16 +4,25 @@ outcome report, the referral funnel, repeat encounters, and what the dashboard d
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from hub.entry.api.dashboard import dashboard_view
 from hub.entry.api.deps import From, ReadModelsDep, To, requires
 from hub.entry.api.roles import Family, Principal
 from hub.entry.api.routes.operations import pipeline_status
+from projections.export import MEDIA_TYPES, ExportFormat, export
+from projections.reporting import GRAINS
 
 router = APIRouter(tags=["aggregates"])
 
 AggregatesReader = Annotated[Principal, Depends(requires(Family.AGGREGATES))]
-By = Annotated[str | None, Query(pattern="^(month|area)$", description="group rows by month or area")]
+By = Annotated[
+    str | None,
+    Query(
+        pattern="^(" + "|".join(GRAINS) + ")$",
+        description="group rows by month, area or intervention: " + ", ".join(GRAINS[2:]),
+    ),
+]
 
 
 @router.get("/v1/reports/outcomes")
@@ -22,6 +31,27 @@ async def outcomes(
 ) -> dict[str, Any]:
     """The outcome report, exactly as ``hub report --json`` prints it."""
     return await read_models.outcome_report(date_from=date_from, date_to=date_to, by=by)
+
+
+@router.get("/v1/reports/outcomes/export")
+async def outcomes_export(
+    _: AggregatesReader,
+    read_models: ReadModelsDep,
+    fmt: Annotated[ExportFormat, Query(alias="format")],
+    date_from: From = None,
+    date_to: To = None,
+    by: By = None,
+) -> Response:
+    """The outcome report as a CSV or Parquet file (``hub report --format``): one row per
+    published cell, suppressed exactly as ``/v1/reports/outcomes``."""
+    doc = await read_models.outcome_report(date_from=date_from, date_to=date_to, by=by)
+    span = "-".join(str(d) for d in (date_from, date_to) if d is not None) or "all"
+    name = f"outcomes-{by or 'total'}-{span}.{fmt}"
+    return Response(
+        export(doc, fmt),
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.get("/v1/reports/funnel")

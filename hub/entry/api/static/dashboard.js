@@ -68,8 +68,20 @@
     }
   }
 
+  async function download(tok, format) {
+    // the report as a file: fetched with the token (a plain link could not send it)
+    const r = await fetch(`/v1/reports/outcomes/export?format=${format}&by=month`, { headers: { Authorization: "Bearer " + tok } });
+    if (!r.ok) { fail(`download: HTTP ${r.status}`); return; }
+    const name = (/filename="([^"]+)"/.exec(r.headers.get("Content-Disposition") || "") || [])[1] || `outcomes.${format}`;
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(await r.blob()); a.download = name;
+    document.body.appendChild(a); a.click(); a.remove();
+    document.body.dataset.downloaded = name;
+  }
+
   try {
     const tok = await token();
+    for (const b of document.querySelectorAll(".downloads button")) b.addEventListener("click", () => download(tok, b.dataset.format));
     const resp = await fetch("/v1/dashboard", { headers: { Authorization: "Bearer " + tok } });
     if (!resp.ok) throw new Error(`/v1/dashboard: HTTP ${resp.status} ${await resp.text()}`);
     const d = await resp.json();

@@ -25,19 +25,18 @@ from connectors.hl7v2.rri import build_rri_i12
 from connectors.referrals.content import ReferralReason
 from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import DeliveryWorker, RetryPolicy, WorkerConfig, WorkerDeps
-from hub.bootstrap import open_runtime
 from hub.devtools.ehr_sim.simulator import EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.kernel.crypto import seal, seal_context
 from hub.kernel.identity import pseudonymize
 from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
-from hub.kernel.settings import Settings
 from schemas.consent import ConsentGranted, ConsentRevoked
 from schemas.envelope import Envelope, new_event
 from schemas.referral import ReferralRequested
 from schemas.topics import fact_topic
 from tests.integration.forge import produce_forged
+from tests.integration.runtimes import fresh_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -104,8 +103,10 @@ class Hub:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def hub(settings: Settings, topics: Any) -> AsyncIterator[Hub]:
-    async with open_runtime(settings) as rt:
+async def hub(services: Any) -> AsyncIterator[Hub]:
+    # a namespace of its own: the forged consents it produces must not reach other tests'
+    # logs (the e2e demo runs over the session's prefix and verifies it)
+    async with fresh_namespace() as rt:
         deps = WorkerDeps.from_runtime(rt)
         listener = MllpListener(deps, host="127.0.0.1", port=0)
         await listener.start()
@@ -160,7 +161,7 @@ async def hub(settings: Settings, topics: Any) -> AsyncIterator[Hub]:
         for c in (fhir, hl7, poller):
             await c.start()
         try:
-            yield Hub(rt, sim, listener, fhir, hl7, poller, Ledger(rt.pool, settings.core_schema))
+            yield Hub(rt, sim, listener, fhir, hl7, poller, Ledger(rt.pool, rt.settings.core_schema))
         finally:
             for c in (poller, hl7, fhir):
                 await c.stop()

@@ -48,6 +48,10 @@ class AcceptingEhr:
         self.received.append(rendered.message_id)
         return SendResult("accepted", "201", remote_id=f"Task/{len(self.received)}")
 
+    async def lookup(self, destination: str, rendered: Rendered, request: ReferralRequested) -> SendResult:
+        return SendResult("accepted", "found") if rendered.message_id in self.received else SendResult(
+            "retry", "absent")
+
     async def close(self) -> None:
         return None
 

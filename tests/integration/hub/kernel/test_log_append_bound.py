@@ -17,16 +17,17 @@ import pytest
 import pytest_asyncio
 
 from hub.devtools.infra import kafka
+from hub.entry.commands.health import check as health_check
 from hub.kernel import metrics
 from hub.kernel.errors import is_retriable
 from hub.kernel.log import AckTimeout, AppendError
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import Settings
-from hub.kernel.topics import ensure_topics
+from hub.kernel.topics import append_health, ensure_topics
 from hub.kernel.verify import run_verify
 from tests.conftest import session_settings
 from tests.integration.hub.kernel.test_log_crash_window import copies_in_log, dispatched
-from tests.integration.runtimes import _fresh
+from tests.integration.runtimes import fresh_namespace
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 2.0
@@ -55,10 +56,17 @@ async def test_an_append_with_the_broker_down_fails_in_time_and_the_retry_lands(
     broker, settings = own_broker
     assert (await ensure_topics(settings)).ok
     rt: Runtime
-    async with _fresh(settings) as rt:
+    async with fresh_namespace(settings) as rt:
         assert (await rt.log.append([dispatched("ok", 1)])).appended
+        assert (await append_health(settings)).available
         env = dispatched("outage", 2)
         assert kafka.kill(broker) is not None  # the broker is down
+        # `hub health` (and /healthz) say the log takes no appends, within their bound
+        started = time.monotonic()
+        report = await health_check(settings, 2.0)
+        assert time.monotonic() - started < 5
+        assert report["status"] == "degraded" and report["database"] is True
+        assert report["log_appends"]["available"] is False and report["log_appends"]["problems"]
         started = time.monotonic()
         with pytest.raises(AppendError) as caught:
             await asyncio.wait_for(rt.log.append([env]), 60)
@@ -80,6 +88,7 @@ async def test_an_append_with_the_broker_down_fails_in_time_and_the_retry_lands(
         result = await asyncio.wait_for(rt.log.append([env]), 60)
         assert [a.envelope.id for a in result.appended] + [d.id for d in result.duplicates] == [env.id]
         assert metrics.LOG_BROKER_AVAILABLE._value.get() == 1
+        assert (await append_health(settings)).available
         copies = await copies_in_log(rt, {env.id})
         assert 1 <= copies[env.id] <= 2  # a late delivery of the timed-out record is an identical copy
         report = await run_verify(rt.settings, rt.pool, rt.kafka, store=False)

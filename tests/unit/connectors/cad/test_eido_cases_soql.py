@@ -258,7 +258,7 @@ def test_county_model_is_deterministic_and_realistic() -> None:
     assert {e.type for e in envs} >= {
         "encounter.clinician.engaged.v1",
         "encounter.person.identified.v1",
-        "encounter.outcome.recorded.v1",
+        "encounter.intake.recorded.v1",
         "referral.requested.v1",
     }
     assert len({e.id for e in envs}) == len(envs)

@@ -4,16 +4,29 @@ of conditional creates."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 from hypothesis import HealthCheck, given, settings
 
-from connectors.fhir.bundle import BundleInvalid, build_referral_bundle, bundle_bytes, validate_bundle
+from connectors.fhir.bundle import (
+    BundleInvalid,
+    build_referral_bundle,
+    bundle_bytes,
+    fhir_strings,
+    validate_bundle,
+)
 from connectors.fhir.delivery import classify_response, outcome_summary
 from connectors.fhir.poller import read_task
-from connectors.referrals.content import PERSON_SYSTEM, REFERRAL_SYSTEM, TASK_SYSTEM, Disclosure
+from connectors.referrals.content import (
+    PERSON_SYSTEM,
+    REFERRAL_SYSTEM,
+    TASK_SYSTEM,
+    Disclosure,
+    ReferralReason,
+)
 from tests.unit.connectors.referrals.strategies_referrals import disclosures
 
 
@@ -54,7 +67,7 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
             allowed.add("address")
     assert set(patient) == allowed
     if d.reason is not None:
-        assert sr["reasonCode"][0]["text"] == d.reason.text
+        assert sr["reasonCode"][0].get("text", "") == fhir_strings(d.reason.text)  # "" is dropped
     else:
         assert "reasonCode" not in sr
     if d.request.substance_use:
@@ -101,7 +114,10 @@ def test_classify_fhir_answers() -> None:
     assert r.verdict == "rejected" and "business-rule" in r.detail and "no capacity" in r.detail
     for status in (408, 429, 500, 503):
         assert classify_response(status, oo).verdict == "retry"
-    assert classify_response(200, {"resourceType": "Bundle", "type": "batch-response"}).verdict == "retry"
+    for status in (502, 504):  # a gateway lost the answer: the EHR may have stored it
+        assert classify_response(status, oo).verdict == "unknown"
+    # a 2xx we cannot read may have stored the referral: outcome unknown, not "not delivered"
+    assert classify_response(200, {"resourceType": "Bundle", "type": "batch-response"}).verdict == "unknown"
     assert outcome_summary(None) == "no OperationOutcome"
 
 
@@ -126,3 +142,31 @@ def test_read_task_maps_status_and_ignores_foreign_tasks() -> None:
     assert read_task({**task, "status": "rejected"}).kind == "declined"  # type: ignore[union-attr]
     assert read_task({**task, "status": "received"}).kind is None  # type: ignore[union-attr]
     assert read_task({**task, "identifier": [{"system": "urn:other", "value": "R-1"}]}) is None
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(disclosures())
+def test_control_characters_in_free_text_never_reach_the_wire(d: Disclosure) -> None:
+    """Issue 13, finding 8: a form feed or a backspace in the reason made HAPI's validator
+    refuse the Bundle (a FHIR ``string`` holds no character below 32 but tab, CR, LF)."""
+    reason = ReferralReason(
+        text="Crisis\x0cfollow\x08-up\x00", note="line one\nline\x1b two\t.", gender="female"
+    )
+    bundle = build_referral_bundle(d.model_copy(update={"reason": reason}))
+    wire = json.loads(bundle_bytes(bundle))
+    # the spec: no character below 32 but tab, CR and LF
+    forbidden = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+    assert not any(forbidden.search(s) for s in _strings(wire))
+    sr = by_type(wire)["ServiceRequest"]["resource"]
+    assert sr["reasonCode"][0]["text"] == "Crisisfollow-up"
+    assert sr["note"] == [{"text": "line one\nline two\t."}]  # tab and newline are allowed

@@ -141,7 +141,9 @@ def test_classify_ack() -> None:
     ae = build_ack("AE", acked_control_id="H1", now=NOW, error=AckError("207", "busy"))
     assert classify_ack(ae.encode(), "H1").verdict == "retry"
     assert classify_ack(b"junk", "H1").code == "protocol"
-    assert classify_ack(build_ack("AA", acked_control_id="H2", now=NOW).encode(), "H1").verdict == "retry"
+    # an unreadable answer or one for another message: the REF^I12 may have been taken
+    assert classify_ack(b"junk", "H1").verdict == "unknown"
+    assert classify_ack(build_ack("AA", acked_control_id="H2", now=NOW).encode(), "H1").verdict == "unknown"
 
 
 def test_read_rri_accepts_answers_and_refuses_bad_input() -> None:
@@ -184,3 +186,22 @@ def test_er7_reader_and_timestamps() -> None:
     assert parse_hl7_ts("20240601140000+0200") == NOW
     assert parse_hl7_ts("2024") == datetime(2024, 1, 1, tzinfo=UTC)
     assert parse_hl7_ts("not a time") is None
+
+
+def test_inbound_frames_are_read_in_their_msh18_charset_without_a_bom() -> None:
+    """Issue 13, finding 8: Latin-1 text (MSH-18 ``8859/1``) was garbled because every frame
+    was decoded as UTF-8, and a leading byte-order mark got AE."""
+    from connectors.hl7v2.codec import decode_frame, frame_charset
+    from connectors.hl7v2.rri import triage
+
+    msh = "MSH|^~\\&|EHR|CLINIC|COHUB|COHUB|20240101120000||RRI^I12|L1|P|2.5.1"
+    latin = (msh + "||||||8859/1\rNTE|1||Résumé reçu\r").encode("latin-1")
+    assert frame_charset(latin) == "latin-1"
+    assert "Résumé reçu" in decode_frame(latin)
+    utf8 = (msh + "||||||UNICODE UTF-8\rNTE|1||Résumé\r").encode("utf-8")
+    assert "Résumé" in decode_frame(utf8)
+    assert "Résumé" in decode_frame((msh + "\rNTE|1||Résumé\r").encode("utf-8"))  # no MSH-18: UTF-8
+    bom = b"\xef\xbb\xbf" + (msh + "\r").encode()
+    text = decode_frame(bom)
+    assert text.startswith("MSH|") and triage(text).control_id == "L1"
+    assert decode_frame(b"\xff\xfe junk") == "\ufffd\ufffd junk"  # undecodable: replaced, never raised

@@ -46,6 +46,7 @@ def _report(answers: str, by: str | None) -> dict[str, Any]:
         repeat=reporting.repeat_table(people, 10),
         times=reporting.response_times(incidents, 10),
         funnel=reporting.referral_funnel(referrals, 10),
+        force=reporting.use_of_force_table(incidents, by=by, tz=TZ, small_cell_max=10),
         by=by,
     )
     doc["_all_calls"] = len(county.calls)
@@ -72,6 +73,12 @@ def test_every_headline_metric_is_published(demo_report: dict[str, Any]) -> None
 def test_no_published_cell_shows_1_to_10(demo_report: dict[str, Any]) -> None:
     small = [(path, v) for path, v in reporting.published_cells(demo_report) if 1 <= v <= 10]
     assert small == []
+
+
+def test_use_of_force_is_answered_on_the_demo_data(demo_report: dict[str, Any]) -> None:
+    force = demo_report["use_of_force"]["total"]
+    assert 0.5 < force["force_recorded"]["share"] < 1  # the calls a co-responder team worked
+    assert force["no_force"]["share"] > 0.8 and force["force_used"]["value"] > 10
 
 
 def test_shares_look_like_the_published_programs(demo_report: dict[str, Any]) -> None:

@@ -68,10 +68,15 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.hl7v2.mllp.FrameTooLarge": (PermanentError, ValueError),
     "connectors.hl7v2.mllp.MllpError": (TransientError, ConnectionError),
     "connectors.hl7v2.mllp.MllpTimeout": (TransientError, ConnectionError),
+    "connectors.hl7v2.mllp.MllpConnectError": (TransientError, ConnectionError),
     "connectors.hl7v2.ref_i12.MessageInvalid": (PermanentError, ValueError),
     "connectors.hl7v2.rri.InboundRefused": (PermanentError, ValueError),
     "projections.replay.ReplayError": (PermanentError, RuntimeError),
     "hub.kernel.recordmac.MacKeyError": (PermanentError, ValueError),
+    "connectors.intake.form.FormInvalid": (PermanentError, ValueError),
+    "connectors.intake.service.SubmissionConflict": (PermanentError, Exception),
+    "connectors.intake.service.NotYourSubmission": (PermanentError, Exception),
+    "connectors.intake.service.UnknownSubmission": (PermanentError, Exception),
 }
 BASES = {"hub.kernel.errors.HubError", "hub.kernel.errors.TransientError", "hub.kernel.errors.PermanentError"}
 

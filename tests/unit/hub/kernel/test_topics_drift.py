@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.kernel.settings import KafkaSettings, Settings
-from hub.kernel.topics import TopicDrift, TopicReport, catalogue_for, diff_topic
+from hub.kernel.topics import TopicDrift, TopicReport, append_problems, catalogue_for, diff_topic
 from schemas.topics import TopicSpec, catalogue
 
 SPECS = catalogue("p", partitions=6, replication_factor=3, min_insync_replicas=2)
@@ -72,3 +72,25 @@ def test_report_ok_and_json_shape() -> None:
     assert data["ok"] is False
     assert data["drift"] == [{"topic": "p.c", "setting": "retention.ms", "expected": "-1", "actual": "1"}]
     assert set(data) == {"bootstrap", "prefix", "ok", "created", "matching", "drift", "errors"}
+
+
+def _topic(name: str, *parts: tuple[int, int, list[int]], error: int = 0) -> dict:
+    return {"topic": name, "error_code": error, "partitions": [
+        {"partition": p, "leader": leader, "isr": isr, "error_code": 0, "replicas": [1, 2, 3]}
+        for p, leader, isr in parts
+    ]}
+
+
+def test_append_problems_name_every_partition_that_would_block_appends() -> None:
+    """Issue 13 item 4: what /healthz and `hub health` report with brokers down."""
+    healthy = _topic("p.facts.call", (0, 1, [1, 2, 3]), (1, 2, [2, 3]))
+    assert append_problems([healthy], min_insync=2) == []
+    two_down = _topic("p.facts.call", (0, 1, [1]), (1, -1, []))
+    assert append_problems([two_down], min_insync=2) == [
+        "p.facts.call[0]: 1 in-sync replica(s), 2 required",
+        "p.facts.call[1]: no leader",
+    ]
+    assert append_problems([_topic("p.facts.x", error=3)], 1) == ["p.facts.x: topic missing"]
+    many = _topic("p.facts.call", *[(i, -1, []) for i in range(15)])
+    problems = append_problems([many], 1, limit=10)
+    assert len(problems) == 11 and problems[-1] == "… and 5 more"

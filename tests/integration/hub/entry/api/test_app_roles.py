@@ -23,6 +23,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
             "/v1/reports/outcomes",
             "/v1/reports/outcomes?by=month",
             "/v1/reports/outcomes?by=area",
+            "/v1/reports/outcomes/export?format=csv&by=month",
+            "/v1/reports/outcomes/export?format=parquet",
             "/v1/reports/funnel",
             "/v1/reports/repeat-encounters",
             "/v1/dashboard",
@@ -31,6 +33,8 @@ def family_requests(people: dict[str, str]) -> dict[Family, list[str]]:
         Family.DEADLETTERS: ["/v1/deadletters"],
         Family.VERIFICATION: ["/v1/verification"],
         Family.ACCESS_LOG: ["/v1/access-log"],
+        Family.INTAKE: [],  # writes: every role against the intake in routes/test_intake.py
+        Family.WORKLIST: ["/v1/worklist/frequent-users?purpose=treatment"],
     }
 
 
@@ -55,7 +59,7 @@ async def test_role_against_family(
         allowed = role in POLICY[family]
         assert resp.status_code == (200 if allowed else 403), (path, role, resp.text)
         grew = await access_log.count() - before
-        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE):
+        if family in (Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.WORKLIST):
             assert grew == 1, f"{role} {path}: access log grew by {grew}"
             last = (await access_log.recent(limit=1))[0]
             assert (last["sub"], last["role"], last["action"], last["purpose"]) == (
@@ -174,7 +178,8 @@ async def test_unauthenticated_is_401(client: httpx.AsyncClient, header: str | N
 
 
 async def test_public_routes(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
+    health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["log_appends"] == {"available": True, "problems": []}
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/persons/{person}/timeline" in spec["paths"]
     metrics = (await client.get("/metrics")).text

@@ -4,11 +4,14 @@ non-zero exit."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from hub.kernel.runtime import Runtime
@@ -40,7 +43,7 @@ def hub(rt: Runtime, schema: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None:
+async def test_project_report_timeline_replay_commands(proj_rt: Runtime, tmp_path: Path) -> None:
     rt = proj_rt
     schema = f"{rt.settings.kafka.topic_prefix}_cli"
     events = scenario(36, tag="9")
@@ -66,6 +69,31 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime) -> None
     assert all(c["value"] is None or c["value"] == 0 or c["value"] > 10 for c in cells)
     text = hub(rt, schema, "report")
     assert text.returncode == 0 and "no enforcement action" in text.stdout
+
+    # the exports: one row per published cell, exactly the JSON document's values
+    period = ("--by", "month", "--from", "2024-01-01", "--to", "2024-12-31")
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"report.{fmt}"
+        written = hub(rt, schema, "report", *period, "--format", fmt, "--out", str(out))
+        assert written.returncode == 0, written.stderr[-2000:]
+        if fmt == "csv":
+            with out.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+            values = {(r["section"], r["group"], r["metric"]): r["value"] for r in rows}
+        else:
+            table = pq.read_table(out)
+            assert table.schema.metadata[b"hub.vocabulary_version"] == b"1.0.0"
+            rows = table.to_pylist()
+            values = {(r["section"], r["group"], r["metric"]): r["value"] for r in rows}
+        assert {r["report_version"] for r in rows} in ({"1"}, {1}) and {r["by"] for r in rows} == {"month"}
+        for month in doc["outcomes"]["rows"]:
+            for metric, cell in month["metrics"].items():
+                got = values[("outcomes", month["group"], metric)]
+                expected = cell["value"]
+                assert (got in ("", None)) if expected is None else float(got) == expected, (fmt, metric)
+        assert values[("headline", "all", "calls")] in (str(bh), float(bh))
+    usage = hub(rt, schema, "report", "--format", "xlsx", "--out", str(tmp_path / "x"))
+    assert usage.returncode == 2 and "csv or parquet" in usage.stderr
 
     incident = next(e.subject for e in events if e.type.startswith("cad.call.received"))
     timeline = hub(rt, schema, "timeline", "--incident", incident, "--purpose", "operations", "--json")

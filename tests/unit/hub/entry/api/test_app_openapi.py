@@ -1,7 +1,8 @@
 """The read API's surface does not drift: every path, method, operation id, tag, parameter
 (name, location, required, schema) and response code of the OpenAPI document, and every
 route outside it (the dashboard shell and assets), equals the committed fixture
-``tests/data/api/openapi-paths.json`` — with and without the development issuer.
+``tests/data/api/openapi-paths.json`` — with and without the development issuer, and with
+the encounter intake.
 
 Regenerate the fixture only for a deliberate API change::
 
@@ -73,6 +74,7 @@ def current(state_dir: Path) -> dict[str, Any]:
     return {
         "with_dev_issuer": surface(create_app(settings, None, None, verifier, dev_issuer=issuer)),  # type: ignore[arg-type]
         "without_dev_issuer": surface(create_app(settings, None, None, verifier)),  # type: ignore[arg-type]
+        "with_intake": surface(create_app(settings, None, None, verifier, intake_service=object())),  # type: ignore[arg-type]
     }
 
 

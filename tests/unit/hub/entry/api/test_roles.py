@@ -30,11 +30,11 @@ PERSON = "psn_" + "a" * 32
 
 EXPECTED_ALLOWED = {
     Role.DISPATCHER: {Family.INCIDENT_TIMELINE},
-    Role.CLINICIAN: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE},
-    Role.CASE_MANAGER: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE},
+    Role.CLINICIAN: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.INTAKE, Family.WORKLIST},
+    Role.CASE_MANAGER: {Family.INCIDENT_TIMELINE, Family.PERSON_TIMELINE, Family.INTAKE, Family.WORKLIST},
     Role.ANALYST: {Family.AGGREGATES, Family.PIPELINE},
     Role.AUDITOR: {Family.PIPELINE, Family.DEADLETTERS, Family.VERIFICATION, Family.ACCESS_LOG},
-    Role.ADMIN: set(Family),
+    Role.ADMIN: set(Family) - {Family.INTAKE, Family.WORKLIST},  # the program roles' own work
 }
 
 

@@ -1,0 +1,1 @@
+"""The co-responders' encounter intake: the form, its facts and its submission index."""

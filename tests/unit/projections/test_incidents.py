@@ -1,0 +1,116 @@
+"""The incident row and the intake form: the current revision of each form (the highest)
+gives the team's on-scene outcome and the use of force, whatever order the facts arrive in;
+an older on-scene report never overrides an amendment of a later form."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from projections import tables as T
+from projections.config import FoldConfig
+from projections.fold import derive
+from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched
+from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
+from schemas.referral import ReferralRequested
+from tests.unit.projections.projection_events import INCIDENTS, PERSONS, at, fact
+
+CFG = FoldConfig(connected_window=timedelta(days=30), repeat_window=timedelta(days=365), timezone="UTC")
+INC = INCIDENTS[0]
+SUB = "0b7cf0d4-5d2c-4f55-9b53-0c3f0a8f2a11"
+
+
+def form(revision: int, outcome: str, force: str | None, minute: float = 20) -> object:
+    return fact(
+        IntakeRecorded(
+            incident_id=INC,
+            at=at(minute),
+            submission_id=SUB,
+            revision=revision,
+            program="p",
+            clinician_id="c1",
+            mode="co_response",
+            outcome=outcome,
+            use_of_force=force,  # type: ignore[arg-type]
+        )
+    )
+
+
+def row(facts: list) -> dict:
+    return derive(facts, CFG)[T.INCIDENT_SUMMARY.name][(INC,)]
+
+
+def call() -> object:
+    return fact(
+        CallReceived(
+            incident_id=INC,
+            agency="sea",
+            cad_number="1001",
+            at=at(0),
+            source_timezone="UTC",
+            category="behavioral_health",
+            behavioral_health=True,
+        )
+    )
+
+
+def test_the_highest_revision_wins_in_any_order() -> None:
+    facts = [call(), form(0, "voluntary_transport", "none"), form(1, "involuntary_hold", "restraints")]
+    for order in (facts, list(reversed(facts))):
+        r = row(order)
+        assert (r["onscene_outcome"], r["outcome"], r["use_of_force"]) == (
+            "involuntary_hold",
+            "involuntary_hold",
+            "restraints",
+        )
+        assert r["co_responder"] is False  # a form alone is not a co-responder unit or engagement
+
+
+def test_a_form_and_other_scene_reports_are_ordered_by_time() -> None:
+    r = row(
+        [
+            call(),
+            fact(CallDisposition(incident_id=INC, at=at(60), outcome="no_enforcement")),
+            fact(OnSceneOutcome(incident_id=INC, at=at(10), outcome="emergency_department")),
+            form(0, "voluntary_transport", None, minute=30),
+        ]
+    )
+    assert (r["onscene_outcome"], r["outcome"], r["use_of_force"]) == (
+        "voluntary_transport",
+        "voluntary_transport",
+        None,
+    )
+    assert row([call()])["use_of_force"] is None
+
+
+def test_the_intervention_columns() -> None:
+    r = row(
+        [
+            call(),
+            fact(UnitDispatched(incident_id=INC, at=at(2), unit_id="CR-7", unit_kind="co_responder")),
+            fact(
+                ClinicianEngaged(
+                    incident_id=INC, at=at(5), clinician_id="c1", program="coresp-1", mode="co_response"
+                )
+            ),
+            form(0, "no_enforcement", "none"),
+            fact(
+                ReferralRequested(
+                    referral_id="r1",
+                    person=PERSONS[0],
+                    at=at(40),
+                    incident_id=INC,
+                    destination="d",
+                    channel="fhir",
+                    service_type="outpatient_mh",
+                    requester="coresp-1",
+                )
+            ),
+        ]
+    )
+    assert (r["program"], r["mode"], r["team"], r["referral_type"]) == (
+        "coresp-1",
+        "co_response",
+        "CR-7",
+        "outpatient_mh",
+    )
+    assert (row([call()])["program"], row([call()])["mode"]) == (None, None)
