@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import re
 import secrets
@@ -73,6 +74,8 @@ SOFTHSM_MODULES = (
     Path("/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so"),
     Path("/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"),
 )
+log = logging.getLogger(__name__)
+
 PIN_FILE = "token.pin"
 #: written next to a development token initialised for epoch keys (see ensure_dev_token)
 LAYOUT = "epoch-keys-v1"
@@ -200,6 +203,8 @@ def ensure_dev_token(settings: Settings) -> TokenConfig:
             gone = softhsm("--delete-token", "--token", cfg.label)
             if gone.returncode != 0:
                 raise TokenError(f"could not delete the old development token: {gone.stderr.strip()[:300]}")
+            log.warning("deleted the development token %r of the per-person layout; initialising it "
+                        "for epoch keys (development data keyed under it is unreadable)", cfg.label)
         so_pin = secrets.token_hex(16)
         made = softhsm("--init-token", "--free", "--label", cfg.label, "--pin", cfg.pin, "--so-pin", so_pin)
         if made.returncode != 0:
