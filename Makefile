@@ -11,6 +11,9 @@
 #   make audit   dependency audit (pip-audit, or AUDIT_ARGS='--osv-db all.zip' offline): exit 0 clean,
 #                1 vulnerable, 2 vulnerability data unavailable — never a pass without data
 #                (not part of `make test`, which needs no network)
+#   make faults  the release gate: python -m hub.devtools.faults --long (its own 3-broker KRaft
+#                cluster and PostgreSQL; seeded faults; exit 0 only when nothing was lost,
+#                conflicting, different, duplicated at the EHR or hung). FAULTS_ARGS adds options.
 #   make down    hub infra down (data stays under var/)
 
 SHELL := /bin/bash
@@ -21,7 +24,8 @@ HUB := $(VENV)/bin/hub
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup infra test demo bench down lint audit
+.PHONY: setup infra test demo bench down lint audit faults
+FAULTS_ARGS ?=
 AUDIT_ARGS ?=
 
 setup: $(INSTALLED)
@@ -55,6 +59,9 @@ demo: infra
 
 bench: infra
 	@if [ -f bench/__main__.py ]; then $(PY) -m bench; else echo "no benchmark yet (bench/__main__.py)"; fi
+
+faults: setup
+	$(PY) -m hub.devtools.faults --long $(FAULTS_ARGS)
 
 down:
 	@if [ -x $(HUB) ]; then $(HUB) infra down; else echo "nothing to stop (no $(VENV))"; fi

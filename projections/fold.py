@@ -28,6 +28,7 @@ from typing import Any, cast
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.counts import Cell, count_row, counts, delta
+from projections.demographics import demographics_rows
 from projections.facts import Fact, subject_person, with_payload
 from projections.identity import clusters
 from projections.incidents import incident_row, service_times
@@ -65,7 +66,8 @@ class Scope:
             return row["event_id"] in self.event_ids
         if table == T.PERSON_CLUSTERS.name:
             return row["pseudonym"] in self.persons
-        if table in (T.PERSON_TIMELINE.name, T.PERSON_CONTACTS.name, T.PERSON_SUMMARY.name, T.CONSENTS.name):
+        if table in (T.PERSON_TIMELINE.name, T.PERSON_CONTACTS.name, T.PERSON_SUMMARY.name, T.CONSENTS.name,
+                     T.PERSON_DEMOGRAPHICS.name):
             return row["person"] in self.persons
         if table == T.REFERRAL_FUNNEL.name:
             return row["referral_id"] in self.referrals
@@ -136,6 +138,8 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
         put(T.REFERRAL_FUNNEL, referral_row(r, fs))
     for row in _consent_rows(facts):
         put(T.CONSENTS, row)
+    for row in demographics_rows(facts, canon):
+        put(T.PERSON_DEMOGRAPHICS, row)
 
     part2: dict[str, bool] = {}
     referral_incident: dict[str, str] = {}

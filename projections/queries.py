@@ -17,22 +17,33 @@ without consent).
 from __future__ import annotations
 
 import json
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
 
+from hub.kernel.crypto import KeyDestroyedError, Keyring, unseal
 from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import family_topics
 from hub.kernel.settings import Settings
-from projections import reporting
+from projections import demographics, reporting
 from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
+from schemas.demographics import normalized
 
 Conn = Executor
+
+
+class KeyResolver(Protocol):
+    """What the reader needs of the keyring to open sealed demographics
+    (:class:`hub.kernel.keystore.PostgresKeyring`): the keys of given key ids, never created."""
+
+    async def resolve_ids(self, kids: Iterable[str]) -> Keyring: ...
 
 
 def jsonable(value: Any) -> Any:
@@ -79,6 +90,11 @@ class ReadModelReader:
     schema: str
     tz: str
     small_cell_max: int
+    #: opens the people's sealed demographics for the report's demographics section and
+    #: ``--by race|ethnicity|gender|age_band``; None: every call counts as not reported
+    keys: KeyResolver | None = None
+    #: the demographics sources in precedence order (the first is authoritative)
+    demographic_sources: tuple[str, ...] = demographics.SOURCES
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
@@ -90,16 +106,22 @@ class ReadModelReader:
             ) from exc
         if self.small_cell_max < 0:
             raise ValueError(f"small_cell_max must be 0 or more, got {self.small_cell_max}")
+        demographics.check_sources(self.demographic_sources)
 
     @classmethod
-    def from_settings(cls, conn: Conn, settings: Settings, *, schema: str | None = None) -> ReadModelReader:
+    def from_settings(
+        cls, conn: Conn, settings: Settings, *, schema: str | None = None, keys: KeyResolver | None = None
+    ) -> ReadModelReader:
         """The reader of ``schema`` (default ``settings.postgres.schema``) in the agency's
-        time zone (``settings.agency_timezone``) with ``settings.projections.small_cell_max``."""
+        time zone (``settings.agency_timezone``) with ``settings.projections.small_cell_max``
+        and the county's demographics precedence (``settings.demographics.sources``)."""
         return cls(
             conn,
             schema=schema or settings.postgres.schema_,
             tz=settings.agency_timezone,
             small_cell_max=settings.projections.small_cell_max,
+            keys=keys,
+            demographic_sources=tuple(settings.demographics.sources),
         )
 
     @property
@@ -123,6 +145,30 @@ class ReadModelReader:
         )
         return [dict(r) for r in rows]
 
+    async def with_demographics(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (incident rows) with the demographics of the persons on each call
+        (:func:`projections.demographics.with_demographics`): their sealed reports are
+        opened here, in memory only; an erased person's reports do not open and count as
+        not reported."""
+        persons = sorted({p for r in rows for p in r.get("persons") or ()})
+        people: dict[str, demographics.Resolved] = {}
+        if self.keys is not None and persons:
+            found = await self.conn.fetch(
+                f"SELECT * FROM {self._s}.person_demographics WHERE person = ANY($1::text[])", persons
+            )
+            keyring = await self.keys.resolve_ids({r["kid"] for r in found})
+            reports: dict[str, list[demographics.Reported]] = defaultdict(list)
+            for r in found:
+                try:
+                    opened = unseal(keyring, demographics.sealed_of(r))
+                except KeyDestroyedError:
+                    continue
+                reports[r["person"]].append(
+                    demographics.Reported(r["source"], r["at"], normalized(opened))
+                )
+            people = {p: demographics.resolve(rs, self.demographic_sources) for p, rs in reports.items()}
+        return demographics.with_demographics(rows, people, self.tz)
+
     async def outcome_table(
         self,
         *,
@@ -136,6 +182,8 @@ class ReadModelReader:
         ``{"total": {metric: cell}, "rows": [{"group_kind", "group", "metrics": {metric:
         cell}}]}``; shares are of ``calls`` in the same group."""
         rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
+        if by in reporting.DEMOGRAPHIC_GRAINS:
+            rows = await self.with_demographics(rows)
         return reporting.outcome_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max)
 
     async def repeat_encounters(
@@ -203,13 +251,20 @@ class ReadModelReader:
                           "connected_to_services", "repeat_three_plus_enrolled"},
              "outcomes": {"total": {...}, "rows": [...]},   # see outcome_table
              "repeat_encounters": {...}, "response_times": {...}, "referral_funnel": {...},
-             "use_of_force": {"total", "by_outcome", "rows"}}   # see use_of_force_table
+             "use_of_force": {"total", "by_outcome", "rows"},   # see use_of_force_table
+             "demographics": {"sources", "total", "rows"}}       # see demographics_table
 
         Every headline cell is ``{"value", "share", "suppressed"}``; shares are of
         behavioral-health calls (``enforcement`` = arrest or citation), except
         ``repeat_three_plus_enrolled`` whose share is of people with 3+ contacts."""
-        rows = await self.bh_incidents(date_from=date_from, date_to=date_to)
+        rows = await self.with_demographics(await self.bh_incidents(date_from=date_from, date_to=date_to))
         table = reporting.outcome_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max)
+        demo = demographics.demographics_table(
+            rows,
+            small_cell_max=self.small_cell_max,
+            sources=self.demographic_sources,
+            also_hidden=reporting.hidden_cells(table) if by in reporting.DEMOGRAPHIC_GRAINS else (),
+        )
         repeat = await self.repeat_encounters(date_from=date_from, date_to=date_to)
         return reporting.report_document(
             table=table,
@@ -217,6 +272,7 @@ class ReadModelReader:
             times=await self.response_times(date_from=date_from, date_to=date_to),
             funnel=await self.referral_funnel(date_from=date_from, date_to=date_to),
             force=reporting.use_of_force_table(rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max),
+            demographics=demo,
             date_from=date_from,
             date_to=date_to,
             by=by,

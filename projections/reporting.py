@@ -26,16 +26,24 @@ from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
 from projections.suppression import Equation, suppress
+from schemas.demographics import NOT_REPORTED, VOCABULARIES
 from schemas.encounter import USE_OF_FORCE
 
-#: how report rows are grouped (``--by`` / ``?by=``): by month, by area, or by the
-#: intervention the call got (:data:`INTERVENTION_GRAINS`)
-Grain = Literal["month", "area", "response", "program", "mode", "team", "referral_type"]
+#: how report rows are grouped (``--by`` / ``?by=``): by month, by area, by the
+#: intervention the call got (:data:`INTERVENTION_GRAINS`) or by the demographics of the
+#: person on the call (:data:`DEMOGRAPHIC_GRAINS`)
+Grain = Literal[
+    "month", "area", "response", "program", "mode", "team", "referral_type",
+    "race", "ethnicity", "gender", "age_band",
+]
 GRAINS: tuple[Grain, ...] = get_args(Grain)
 #: intervention groupings: ``response`` is ``co_responder`` / ``police_only``; the others
 #: are the incident row's column of that name, ``none`` when the call had none
 INTERVENTION_GRAINS = ("response", "program", "mode", "team", "referral_type")
 NO_INTERVENTION = "none"
+#: demographic groupings: the columns :func:`projections.demographics.with_demographics`
+#: adds to incident rows (``not_reported`` when unknown)
+DEMOGRAPHIC_GRAINS = tuple(VOCABULARIES)
 
 
 def parse_grain(value: str | None) -> Grain | None:
@@ -103,7 +111,16 @@ def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]
         return ("response", "co_responder" if row.get("co_responder") else "police_only")
     if by in INTERVENTION_GRAINS:
         return (by, str(row.get(by) or NO_INTERVENTION))
+    if by in DEMOGRAPHIC_GRAINS:
+        return (by, str(row.get(by) or NOT_REPORTED))
     return ("all", "all")
+
+
+def hidden_cells(table: Mapping[str, Any], metric: str = "calls") -> set[tuple[tuple[str, str], str]]:
+    """The ``((group_kind, group), metric)`` cells an :func:`outcome_table` withholds in its rows."""
+    return {
+        ((r["group_kind"], r["group"]), metric) for r in table["rows"] if r["metrics"][metric]["suppressed"]
+    }
 
 
 def partitions_of(by: str | None) -> tuple[Partition, ...]:
@@ -112,7 +129,7 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
         return ("month",)
     if by == "area":
         return ((*AREA_GRAINS, NO_AREA_KIND),)
-    if by in INTERVENTION_GRAINS:
+    if by in INTERVENTION_GRAINS or by in DEMOGRAPHIC_GRAINS:
         return (by,)
     return ()
 
@@ -333,6 +350,7 @@ def report_document(
     times: dict[str, Any],
     funnel: dict[str, Any],
     force: dict[str, Any] | None = None,
+    demographics: dict[str, Any] | None = None,
     date_from: Any = None,
     date_to: Any = None,
     by: str | None = None,
@@ -358,6 +376,7 @@ def report_document(
         "response_times": times,
         "referral_funnel": funnel,
         **({"use_of_force": force} if force is not None else {}),
+        **({"demographics": demographics} if demographics is not None else {}),
     }
 
 

@@ -234,6 +234,7 @@ class ReadModelStore:
             ("person_contacts", "person", persons),
             ("person_summary", "person", persons),
             ("consents", "person", persons),
+            ("person_demographics", "person", persons),
             ("referral_funnel", "referral_id", referrals),
         ]
         for table, column, values in deletes:

@@ -90,6 +90,13 @@ CONSENTS = Table(
     ("person", "consent_id"),
     "recorded consents (Part 2 disclosure decisions are made on these)",
 )
+PERSON_DEMOGRAPHICS = Table(
+    "person_demographics",
+    ("person", "event_id", "source", "at", "kid", "nonce", "ciphertext"),
+    ("person", "event_id"),
+    "every demographics report of a person (canonical), still sealed with the person's key: "
+    "source intake / case / ehr; the report opens them (projections/demographics.py)",
+)
 OUTCOME_COUNTS = Table(
     "outcome_counts",
     ("period_kind", "period_start", "area_kind", "area", "call_category", "behavioral_health",
@@ -106,6 +113,6 @@ POSITIONS = Table(
 
 # Tables derived from facts (rebuilt per component); counts are maintained by deltas.
 DERIVED = (INCIDENT_SUMMARY, TIMELINE_ENTRIES, PERSON_TIMELINE, PERSON_CLUSTERS, PERSON_CONTACTS,
-           PERSON_SUMMARY, REFERRAL_FUNNEL, CONSENTS)
+           PERSON_SUMMARY, REFERRAL_FUNNEL, CONSENTS, PERSON_DEMOGRAPHICS)
 READ_MODELS = (FACTS, *DERIVED, OUTCOME_COUNTS)
 ALL_TABLES = (*READ_MODELS, POSITIONS)

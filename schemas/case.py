@@ -17,9 +17,13 @@ class _CaseEvent(EventData):
 
 @register
 class CaseOpened(_CaseEvent):
+    """A case opened for the person; ``demographics`` (race, ethnicity, gender, birth date or
+    age band as the case system records them) is sealed with the person's key."""
+
     event_type = "case.opened.v1"
     program: str
     incident_id: IncidentId | None = None
+    demographics: Sealed | None = None
 
 
 @register

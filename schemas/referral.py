@@ -71,9 +71,13 @@ class ReferralHeldForConsent(_ReferralEvent):
 
 
 class _ReferralAnswer(_ReferralEvent):
+    """An EHR's answer; ``demographics`` (what the EHR's record says of the person's race,
+    ethnicity, gender and birth date) is sealed with the person's key."""
+
     remote_id: str | None = None
     source_status: str | None = None
     note: Sealed | None = None
+    demographics: Sealed | None = None
 
 
 @register

@@ -9,7 +9,8 @@ Record (JSON object, as the case system's REST API and webhooks send it)::
      "cad_incident_id": "AGENCY:123" | "cad_incident_number": "123" (+ "cad_agency"),
      ... type-specific fields (program, contact_kind, note, service_type, provider,
      substance_use, reason; a referral: referral_id, destination, service_type, priority,
-     substance_use, reason, program)}
+     substance_use, reason, program; a case opening may carry "demographics": {"race",
+     "ethnicity", "gender", "birth_date", "age_band"}, sealed like a note)}
 
 A ``referral_created`` record becomes the same ``referral.requested`` fact the encounter
 intake makes (:func:`connectors.referrals.request.referral_request`), so the delivery
@@ -43,6 +44,7 @@ from hub.kernel.crypto import KeyDestroyedError, Keyring, seal, seal_context
 from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
+from schemas.demographics import normalized
 from schemas.envelope import new_event
 from schemas.referral import Channel, Priority
 
@@ -143,7 +145,7 @@ class CaseMapper:
 
     def persons_to_seal(self, record: RawRecord) -> list[str]:
         """The pseudonym whose key :meth:`map` seals this record's contact note or referral
-        reason with (none
+        reason or case-opening demographics with (none
         for other records, or when the record is too broken to name a person: ``map``
         rejects it). Pure."""
         rec = record.fields
@@ -151,7 +153,8 @@ class CaseMapper:
             return []
         kind = rec.get("record_type")
         noted = kind == "contact_logged" and rec.get("note")
-        if not (noted or (kind == "referral_created" and rec.get("reason"))):
+        described = kind == "case_opened" and normalized(rec.get("demographics"))
+        if not (noted or described or (kind == "referral_created" and rec.get("reason"))):
             return []
         try:
             return [self._person(rec)]
@@ -226,9 +229,17 @@ class CaseMapper:
         version = str(rec.get("version", 1))
         data: Any
         if kind == "case_opened":
+            demographics = normalized(rec.get("demographics"))
+            sealed_demo = None
+            if demographics and self.keyring:
+                try:
+                    sealed_demo = seal(self.keyring, person, demographics,
+                                       context=seal_context(self.source, record_id, version, "demographics"))
+                except KeyDestroyedError:  # the person was erased: keep the fact, never the demographics
+                    sealed_demo = None
             data = CaseOpened(
                 case_id=case_id, person=person, at=at, program=_req(rec, "program"),
-                incident_id=self.incident_of(rec),
+                incident_id=self.incident_of(rec), demographics=sealed_demo,
             )
         elif kind == "contact_logged":
             contact = str(rec.get("contact_kind") or "in_person")

@@ -260,15 +260,21 @@ _NOT_FHIR_STRING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 def fhir_strings(node: Any) -> Any:
     """``node`` with every string cleared of the control characters a FHIR ``string`` may
     not contain (form feed, backspace, … in free text: issue 13, finding 8 — HAPI's validator
-    refused such Bundles). A string left empty is dropped (FHIR has no empty strings).
+    refused such Bundles). A string left empty is dropped (FHIR has no empty strings), and
+    so is an element or list left empty by that (a note of control characters only).
     Pure; text without them is returned unchanged."""
     if isinstance(node, str):
         return _NOT_FHIR_STRING.sub("", node)
     if isinstance(node, dict):
-        return {k: c for k, v in node.items() if (c := fhir_strings(v)) != "" or v == ""}
+        return {k: c for k, v in node.items() if not _emptied(v, c := fhir_strings(v))}
     if isinstance(node, list):
-        return [c for v in node if (c := fhir_strings(v)) != "" or v == ""]
+        return [c for v in node if not _emptied(v, c := fhir_strings(v))]
     return node
+
+
+def _emptied(before: Any, after: Any) -> bool:
+    """Whether cleaning left ``after`` empty ("", {} or []) where ``before`` was not."""
+    return isinstance(after, str | dict | list) and not after and before != after
 
 
 def validate_bundle(bundle: dict[str, Any]) -> Bundle:

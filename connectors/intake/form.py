@@ -30,6 +30,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from hub.kernel.errors import PermanentError
 from hub.kernel.settings import IntakeSettings
 from schemas.base import IncidentId, Outcome
+from schemas.demographics import AgeBand, Ethnicity, Race
 from schemas.encounter import EncounterMode, ServiceName, UseOfForce
 from schemas.referral import Priority
 
@@ -58,6 +59,11 @@ class PersonIn(_Model):
     family_name: str | None = Field(None, max_length=100)
     birth_date: date | None = None
     gender: Gender | None = None
+    #: OMB race category (``multiple``: more than one), ethnicity, and the age band when the
+    #: birth date is not known (the report computes it from ``birth_date`` when given)
+    race: Race | None = None
+    ethnicity: Ethnicity | None = None
+    age_band: AgeBand | None = None
 
     @model_validator(mode="after")
     def _birth_date_past(self) -> PersonIn:

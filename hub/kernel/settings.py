@@ -188,6 +188,28 @@ class ProjectionSettings(BaseModel):
     worklist_window_days: int = Field(90, ge=1)
 
 
+DemographicsSource = Literal["intake", "case", "ehr"]
+DEMOGRAPHICS_SOURCES: tuple[DemographicsSource, ...] = ("intake", "case", "ehr")
+
+
+class DemographicsSettings(BaseModel):
+    """Where the report takes a person's race, ethnicity, gender and age from: ``sources``
+    in precedence order, the first authoritative (``intake``: the co-responder's form,
+    ``case``: the case system's case opening, ``ehr``: an EHR's referral answer). A source
+    left out is ignored; disagreeing sources are counted as conflicts, never overwritten."""
+
+    sources: list[DemographicsSource] = Field(
+        default_factory=lambda: list(DEMOGRAPHICS_SOURCES), min_length=1
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _once(cls, value: list[DemographicsSource]) -> list[DemographicsSource]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each demographics source once")
+        return value
+
+
 class IntakeDestination(BaseModel):
     """One EHR destination the encounter form offers: its display name and the channel its
     delivery worker sends on (the destination's name is the key of the same destination in
@@ -283,6 +305,7 @@ class Settings(BaseSettings):
     keystore: KeystoreSettings = KeystoreSettings()
     record_mac: RecordMacSettings = RecordMacSettings()
     intake: IntakeSettings = IntakeSettings()
+    demographics: DemographicsSettings = DemographicsSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from ``(seed, referral id)``, so they do not depend on arrival order.
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -134,6 +135,7 @@ def _parse_if_none_exist(query: str) -> tuple[str, str] | None:
 class FhirStore:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    id_uses: dict[str, int] = field(default_factory=dict)
     seed: int = 7
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # type -> id -> resource
     #: every stored version of every Task, oldest first (``GET Task/_history``)
@@ -146,6 +148,19 @@ class FhirStore:
     duplicates: int = 0
     resends_deduplicated: int = 0
     referral_creates: dict[str, int] = field(default_factory=dict)
+
+    def _new_id(self, rtype: str, res: dict[str, Any]) -> str:
+        """A server-assigned id: derived from the seed and the resource's first business
+        identifier (the n-th create of one identifier gets the n-th id), so the same
+        referrals get the same ids in any arrival order — a clean and a faulted run of the
+        fault suite compare equal; resources without an identifier draw from the seeded rng."""
+        ident: dict[str, Any] = next(iter(res.get("identifier") or []), {})
+        if not ident.get("value"):
+            return str(uuid.UUID(int=self.rng.getrandbits(128)))
+        key = f"{self.seed}\x1f{rtype}\x1f{ident.get('system', '')}\x1f{ident['value']}"
+        n = self.id_uses.get(key, 0)
+        self.id_uses[key] = n + 1
+        return str(uuid.UUID(bytes=hashlib.sha256(f"{key}\x1f{n}".encode()).digest()[:16]))
 
     def transaction(self, bundle: dict[str, Any], now: datetime) -> tuple[int, dict[str, Any]]:
         """(HTTP status, body) for one POSTed transaction Bundle."""
@@ -169,7 +184,7 @@ class FhirStore:
             cond = _parse_if_none_exist(req.get("ifNoneExist", "")) if req.get("ifNoneExist") else None
             if cond is not None:
                 existing = self.by_identifier.get((rtype, *cond))
-            rid = existing or str(uuid.UUID(int=self.rng.getrandbits(128)))
+            rid = existing or self._new_id(rtype, res)
             resolved[entry.get("fullUrl", "")] = f"{rtype}/{rid}"
             plan.append((res, rid, existing is not None))
         out_entries = []

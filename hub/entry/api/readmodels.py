@@ -144,11 +144,15 @@ class PostgresReadModels:
 
     LAG_CACHE_SECONDS = 5.0
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, keys: queries.KeyResolver | None = None
+    ) -> None:
+        """``keys`` opens sealed demographics for the report (without it every call counts
+        as not reported)."""
         self.settings = settings
         self.pool = pool
         self.core = settings.core_schema
-        self.reader = queries.ReadModelReader.from_settings(pool, settings)
+        self.reader = queries.ReadModelReader.from_settings(pool, settings, keys=keys)
         self._lag: tuple[float, dict[str, Any]] | None = None
 
     # --- timelines ---------------------------------------------------------------------------

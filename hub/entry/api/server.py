@@ -63,7 +63,7 @@ async def open_app(settings: Settings, host: str | None = None) -> AsyncIterator
     async with open_runtime(settings) as rt:
         dev_issuer = dev_issuer_for(settings)
         verifier = TokenVerifier(settings, jwks=dev_issuer.jwks()) if dev_issuer else TokenVerifier(settings)
-        read_models = PostgresReadModels(settings, rt.pool)
+        read_models = PostgresReadModels(settings, rt.pool, keys=rt.keyring)
         intake = IntakeService(
             log=rt.log,
             keystore=rt.keyring,

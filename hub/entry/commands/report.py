@@ -20,6 +20,7 @@ import typer
 
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
+from hub.kernel.keystore import PostgresKeyring
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import queries
@@ -49,7 +50,8 @@ def report(
     date_to: Annotated[str | None, typer.Option("--to", help="last day, inclusive (YYYY-MM-DD)")] = None,
     by: Annotated[
         str | None,
-        typer.Option("--by", help="month | area | response | program | mode | team | referral_type"),
+        typer.Option("--by", help="month | area | response | program | mode | team | referral_type"
+            " | race | ethnicity | gender | age_band"),
     ] = None,
     schema: Annotated[str | None, typer.Option(help="read-model schema (default: postgres.schema)")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="csv | parquet: write a file (--out)")] = None,
@@ -73,8 +75,15 @@ def report(
 
     async def go():
         async with open_pool(settings, max_size=2) as pool:
-            reader = queries.ReadModelReader.from_settings(pool, settings, schema=target_schema)
-            return await reader.report(date_from=start, date_to=end, by=grain)
+            keyring = PostgresKeyring(settings, pool)  # opens the people's sealed demographics
+            await keyring.start()
+            try:
+                reader = queries.ReadModelReader.from_settings(
+                    pool, settings, schema=target_schema, keys=keyring
+                )
+                return await reader.report(date_from=start, date_to=end, by=grain)
+            finally:
+                await keyring.stop()
 
     doc = run_or_exit(
         go(), f"cannot read the read models in schema {target_schema} (has `hub project` run?)"

@@ -71,7 +71,8 @@
     };
     if ($("has-person").checked) b.person = { system: $("person-system").value, identifier: val("person-identifier"),
       role: $("person-role").value, given_name: val("person-given_name"), family_name: val("person-family_name"),
-      birth_date: val("person-birth_date"), gender: val("person-gender") };
+      birth_date: val("person-birth_date"), gender: val("person-gender"), race: val("person-race"),
+      ethnicity: val("person-ethnicity"), age_band: val("person-age_band") };
     if ($("has-referral").checked) b.referral = { destination: $("referral-destination").value,
       service_type: $("referral-service_type").value, urgency: $("referral-urgency").value,
       reason: val("referral-reason"), substance_use: $("referral-substance_use").checked };
@@ -88,7 +89,7 @@
     set("use_of_force", d.use_of_force); set("officer_released_at", isoToLocal(d.officer_released_at)); set("note", d.note);
     for (const i of document.querySelectorAll('input[name="services_offered"]')) i.checked = (d.services_offered || []).includes(i.value);
     $("has-person").checked = !!d.person;
-    if (d.person) for (const k of ["system", "identifier", "role", "given_name", "family_name", "birth_date", "gender"]) set("person-" + k, d.person[k]);
+    if (d.person) for (const k of ["system", "identifier", "role", "given_name", "family_name", "birth_date", "gender", "race", "ethnicity", "age_band"]) set("person-" + k, d.person[k]);
     $("has-referral").checked = !!d.referral;
     if (d.referral) { for (const k of ["destination", "service_type", "urgency", "reason"]) set("referral-" + k, d.referral[k]);
       $("referral-substance_use").checked = !!d.referral.substance_use; }

@@ -212,7 +212,7 @@ async def test_500_referrals_delivered_exactly_once_despite_faults(hub: Hub) -> 
         }
         return len(done) >= 450
 
-    await wait_for(answers, 60, "completed/declined answers for most referrals", interval=0.5)
+    await wait_for(answers, 180, "completed/declined answers for most referrals", interval=0.5)
     evs = [e for e in await hub.referral_events() if e.data["referral_id"] in ids]
     sources = {(e.type, e.source) for e in evs}
     assert ("referral.completed.v1", FHIR_DEST) in sources and ("referral.completed.v1", HL7_DEST) in sources
@@ -540,7 +540,7 @@ async def test_historical_referrals_keep_their_own_time_end_to_end(hub: Hub) -> 
         }
         return evs if len(done) == 2 else []
 
-    evs = await wait_for(answered, 60, "the EHR's final answers to both historical referrals", interval=0.3)
+    evs = await wait_for(answered, 180, "the EHR's final answers to both historical referrals", interval=0.3)
     at = {(e.data["referral_id"], e.type): datetime.fromisoformat(e.data["at"]) for e in evs}
     for rid in ("R-hist-hl7", "R-hist-fhir"):
         delivered = at[(rid, "referral.delivered.v1")]

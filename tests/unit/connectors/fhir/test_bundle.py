@@ -67,7 +67,7 @@ def test_every_bundle_validates_and_follows_the_closed_loop_pattern(d: Disclosur
             allowed.add("address")
     assert set(patient) == allowed
     if d.reason is not None:
-        assert sr["reasonCode"][0].get("text", "") == fhir_strings(d.reason.text)  # "" is dropped
+        assert sr.get("reasonCode", [{}])[0].get("text", "") == fhir_strings(d.reason.text)  # "" is dropped
     else:
         assert "reasonCode" not in sr
     if d.request.substance_use:
@@ -170,3 +170,12 @@ def test_control_characters_in_free_text_never_reach_the_wire(d: Disclosure) -> 
     sr = by_type(wire)["ServiceRequest"]["resource"]
     assert sr["reasonCode"][0]["text"] == "Crisisfollow-up"
     assert sr["note"] == [{"text": "line one\nline two\t."}]  # tab and newline are allowed
+
+
+def test_an_element_left_empty_by_cleaning_is_dropped_not_sent_empty() -> None:
+    """A note made only of control characters (found by the property test above) leaves no
+    ``note: [{}]`` behind, which the R4B models refuse; empty values the builder put there
+    on purpose are not touched."""
+    cleaned = fhir_strings({"note": [{"text": "\x1b"}], "status": "active", "kept": ""})
+    assert cleaned == {"status": "active", "kept": ""}
+    assert fhir_strings({"note": [{"text": "ok\x0c"}]}) == {"note": [{"text": "ok"}]}

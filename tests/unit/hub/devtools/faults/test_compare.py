@@ -1,0 +1,66 @@
+"""The verdict of a faulted run: only wall-clock fields are normalized; anything else that
+differs from the clean run counts."""
+
+from __future__ import annotations
+
+from hub.devtools.faults.compare import judge, open_sealed, table_differences
+
+
+def fact(eid: str, etype: str, at: str, **data: object) -> dict[str, object]:
+    return {"event_id": eid, "event_type": etype, "at": at, "recorded_at": at, "data": {"at": at, **data}}
+
+
+def test_recording_and_delivery_times_are_normalized() -> None:
+    clean = {
+        "facts": [
+            fact("e1", "referral.delivered.v1", "2026-01-01T10:00:00Z", attempts=1),
+            fact("e2", "referral.accepted.v1", "2024-03-01T10:00:00Z"),
+        ],
+        "person_timeline": [{"person": "p", "event_id": "e1", "at": "2026-01-01T10:00:00Z"}],
+    }
+    faulted = {
+        "facts": [
+            fact("e1", "referral.delivered.v1", "2026-01-01T10:09:00Z", attempts=4),
+            {
+                **fact("e2", "referral.accepted.v1", "2024-03-01T10:00:00Z"),
+                "recorded_at": "2026-01-01T11:00:00Z",
+            },
+        ],
+        "person_timeline": [{"person": "p", "event_id": "e1", "at": "2026-01-01T10:09:00Z"}],
+    }
+    assert table_differences(clean, faulted) == {}
+
+
+def test_a_clinical_time_or_a_missing_row_is_a_difference() -> None:
+    clean = {
+        "facts": [fact("e2", "referral.accepted.v1", "2024-03-01T10:00:00Z")],
+        "referral_funnel": [{"referral_id": "r1", "status": "completed"}],
+    }
+    faulted = {"facts": [fact("e2", "referral.accepted.v1", "2024-03-02T10:00:00Z")], "referral_funnel": []}
+    assert table_differences(clean, faulted) == {"facts": 2, "referral_funnel": 1}
+
+
+def test_consumer_bookkeeping_is_not_compared() -> None:
+    clean = {"projection_positions": [{"topic": "t", "partition": 0, "next_offset": 5}]}
+    faulted = {"projection_positions": [{"topic": "t", "partition": 0, "next_offset": 9}]}
+    assert table_differences(clean, faulted) == {}
+
+
+def test_sealed_payloads_are_compared_by_their_clear_content() -> None:
+    sealed = {"alg": "A256GCM", "ciphertext": "x", "kid": "k1", "nonce": "n"}
+    row = {"data": {"demographics": sealed, "list": [sealed]}}
+    opened = open_sealed(row, lambda d: {"mpi": d["kid"]})
+    assert opened == {
+        "data": {"demographics": {"sealed": {"mpi": "k1"}}, "list": [{"sealed": {"mpi": "k1"}}]}
+    }
+
+
+def test_the_verdict_passes_only_when_every_number_is_zero() -> None:
+    ok = judge({"a", "b"}, {"a", "b"}, 0, {}, {}, 0, [])
+    assert ok.ok and ok.lines()[-1].endswith("PASS")
+    lost = judge({"a", "b"}, {"a"}, 0, {}, {}, 0, [])
+    assert (lost.lost, lost.ok) == (1, False)
+    assert not judge({"a"}, {"a"}, 1, {}, {}, 0, []).ok
+    assert not judge({"a"}, {"a"}, 0, {}, {}, 1, []).ok
+    hung = judge({"a"}, {"a"}, 0, {}, {}, 0, ["projector"])
+    assert (hung.hung, hung.ok) == (1, False)
