@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from schemas.base import Area, CallCategory, EventData, IncidentId, Outcome, Timestamp, register
+from schemas.base import Area, CallCategory, EventData, IncidentId, Outcome, Sealed, Timestamp, register
 
 UnitKind = Literal["police", "co_responder", "clinician", "ems", "fire", "other"]
 
@@ -32,8 +32,10 @@ class CallReceived(_IncidentEvent):
     behavioral_health: bool
     self_initiated: bool = False
     area: Area = Area()
-    longitude: float | None = None  # as published (agencies blur to block level)
+    longitude: float | None = None  # at the precision the CAD profile declares (blurred)
     latitude: float | None = None
+    #: the call's free-text remarks (may name people), sealed with the incident's key
+    remarks: Sealed | None = None
 
 
 class UnitEvent(_IncidentEvent):
@@ -69,7 +71,9 @@ class CallDisposition(_IncidentEvent):
     event_type = "cad.call.disposition.v1"
     at: Timestamp
     disposition_code: str | None = None
-    disposition_text: str | None = None
+    disposition_text: str | None = None  # only a label of the profile's vocabulary
+    #: clearance text beyond the code (may name people), sealed with the incident's key
+    disposition_note: Sealed | None = None
     outcome: Outcome
 
 

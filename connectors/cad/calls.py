@@ -28,7 +28,8 @@ from typing import Any, Literal
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Mapped
-from schemas.base import Area, CallCategory, Outcome
+from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal, seal_context
+from schemas.base import Area, CallCategory, Outcome, Sealed
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -92,6 +93,38 @@ def map_disposition(code: str | None, label: str | None, profile: Profile) -> tu
     return "unknown", False
 
 
+# --------------------------------------------------------------------------- privacy
+
+
+def blur(value: float | None, decimals: int | None) -> float | None:
+    """A coordinate at the profile's precision (``None`` decimals: as published)."""
+    return value if value is None or decimals is None else round(value, decimals)
+
+
+def clear_label(label: str | None, profile: Profile) -> str | None:
+    """The disposition text kept in clear: only a label the profile's vocabulary knows
+    (a code's name); any other clearance text may name people and is sealed instead."""
+    if label is None or normalize_code(label) not in profile.dispositions:
+        return None
+    return label
+
+
+def seal_incident_text(
+    keyring: Keyring | None, incident_id: str, field: str, value: str | None, *, source: str
+) -> Sealed | None:
+    """``value`` sealed with the incident's key; None without a value or a keyring (free
+    text is never stored clear), or when the incident was erased with a linked person.
+    The sealing context is the field of the call's initial-revision facts, so a retry
+    seals byte-identically."""
+    if not value or keyring is None:
+        return None
+    context = seal_context(source, incident_id, INITIAL_REVISION, field)
+    try:
+        return seal(keyring, incident_subject(incident_id), {field: value}, context=context)
+    except KeyDestroyedError:
+        return None
+
+
 # --------------------------------------------------------------------------- the normalized call
 
 
@@ -130,6 +163,8 @@ class NormalizedCall:
     disposition_code: str | None = None
     disposition_text: str | None = None
     disposition_at: datetime | None = None
+    #: free-text remarks (may name people): sealed per incident by :func:`call_events`
+    remarks: str | None = None
 
     @property
     def incident_id(self) -> str:
@@ -137,16 +172,24 @@ class NormalizedCall:
 
 
 def call_events(
-    call: NormalizedCall, profile: Profile, *, source: str, first_revision: str | None = None
+    call: NormalizedCall,
+    profile: Profile,
+    *,
+    source: str,
+    first_revision: str | None = None,
+    keyring: Keyring | None = None,
 ) -> list[Envelope]:
     """The facts of one call revision (see the module docstring), in order: received, unit
-    statuses, disposition, revised."""
+    statuses, disposition, revised. Free text (remarks, a clearance text the vocabulary
+    does not know) is sealed with the incident's key from ``keyring`` (dropped without one);
+    coordinates are kept at the profile's precision."""
     initial, final = call.call_type_initial, call.call_type_final
     bh = is_behavioral_health(initial, final, profile)
     category = categorize(initial, final, bh, profile)
     incident_id = call.incident_id
     code, label = call.disposition_code, call.disposition_text
     disposition = map_disposition(code, label, profile)
+    clear = clear_label(label, profile)
 
     def event(data: Any, record_id: str = incident_id, revision: str = INITIAL_REVISION) -> Envelope:
         return new_event(data, source=source, record_id=record_id, revision=revision)
@@ -166,8 +209,9 @@ def call_events(
                 behavioral_health=bh,
                 self_initiated=call.self_initiated,
                 area=call.area,
-                longitude=call.longitude,
-                latitude=call.latitude,
+                longitude=blur(call.longitude, profile.coordinate_decimals),
+                latitude=blur(call.latitude, profile.coordinate_decimals),
+                remarks=seal_incident_text(keyring, incident_id, "remarks", call.remarks, source=source),
             )
         )
     ]
@@ -186,7 +230,12 @@ def call_events(
                     incident_id=incident_id,
                     at=call.disposition_at or call.received,
                     disposition_code=code,
-                    disposition_text=label,
+                    disposition_text=clear,
+                    disposition_note=(
+                        None if clear is not None
+                        else seal_incident_text(keyring, incident_id, "disposition_text", label,
+                                                source=source)
+                    ),
                     outcome=disposition[0],
                 )
             )
@@ -204,7 +253,7 @@ def call_events(
                     behavioral_health=bh,
                     area=call.area,
                     disposition_code=code,
-                    disposition_text=label,
+                    disposition_text=clear,
                     outcome=disposition[0] if disposition else None,
                 ),
                 revision=call.revision,
@@ -214,10 +263,17 @@ def call_events(
 
 
 def map_call(
-    call: NormalizedCall, profile: Profile, *, source: str, first_revision: str | None = None
+    call: NormalizedCall,
+    profile: Profile,
+    *,
+    source: str,
+    first_revision: str | None = None,
+    keyring: Keyring | None = None,
 ) -> Mapped:
     """:func:`call_events` as a mapper's result, flagging a disposition the profile does
     not know (the runner counts it)."""
     disposition = map_disposition(call.disposition_code, call.disposition_text, profile)
-    events = call_events(call, profile, source=source, first_revision=first_revision)
+    events = call_events(
+        call, profile, source=source, first_revision=first_revision, keyring=keyring
+    )
     return Mapped(tuple(events), unknown_disposition=disposition is not None and not disposition[1])

@@ -41,6 +41,7 @@ NormalizedField = Literal[
     "longitude",
     "latitude",
     "updated_at",
+    "remarks",
 ]
 
 # The default behavioral-health rule: a call is flagged when its initial or final call-type
@@ -165,6 +166,9 @@ class Profile(BaseModel):
     self_initiated: SelfInitiatedRule | None = None
     exclude: list[ExcludeRule] = Field(default_factory=list)
     dispositions: dict[str, Outcome] = Field(default_factory=dict)
+    #: decimal places kept of published coordinates (3 ≈ 110 m, block level); None = as
+    #: published (only for a feed that is already blurred at the source)
+    coordinate_decimals: int | None = Field(3, ge=0, le=8)
     behavioral_health: BehavioralHealthRule = Field(default_factory=BehavioralHealthRule)
     categories: list[CategoryRule] | None = None
 

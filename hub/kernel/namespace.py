@@ -28,6 +28,7 @@ from hub.kernel.db import open_pool
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_acl import ADMIN, namespace_acls, remove_acls
 from hub.kernel.settings import CORE_SCHEMA_SUFFIX, KafkaSettings, PostgresSettings, Settings
+from hub.kernel.token import Token
 
 TOPIC_DELETE_TIMEOUT_S = 60.0
 
@@ -70,8 +71,9 @@ class Namespace:
         return topic.startswith(self.prefix + ".")
 
     async def teardown(self, settings: Settings, *, groups: tuple[str, ...] = ()) -> dict[str, list[str]]:
-        """Delete this namespace's topics, the named consumer ``groups`` and its schemas on
-        the services ``settings`` point at; returns what was removed."""
+        """Delete this namespace's topics, the named consumer ``groups``, its schemas and its
+        epoch keys on the token (:meth:`hub.kernel.token.Token.destroy_namespace`) on the services
+        ``settings`` point at; returns what was removed."""
         clients = KafkaClients(settings.kafka).as_principal(ADMIN)
         admin = clients.admin("namespace")
         await admin.start()
@@ -98,7 +100,13 @@ class Namespace:
             schemas = sorted(r["nspname"] for r in rows)
             for name in schemas:
                 await pool.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        return {"topics": topics, "schemas": schemas}
+        token = Token.from_settings(settings)
+        token.open()
+        try:
+            keys = token.destroy_namespace()
+        finally:
+            token.close()
+        return {"topics": topics, "schemas": schemas, "token_keys": keys}
 
 
 async def delete_group(admin: AIOKafkaAdminClient, group: str) -> None:

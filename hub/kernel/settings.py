@@ -249,6 +249,16 @@ class ApiSettings(BaseModel):
     )
 
 
+class KeystoreSettings(BaseModel):
+    """The PKCS#11 token holding the epoch keys that every data key is encrypted under
+    (:mod:`hub.kernel.token`). Development: empty ``module`` = SoftHSM2 with a token under
+    ``state_dir/softhsm`` and a generated PIN; production requires ``module`` and ``pin_file``."""
+
+    module: Path | None = Field(None, description="the PKCS#11 library of the HSM/KMS (.so)")
+    token_label: str = Field("hub", min_length=1, max_length=32)
+    pin_file: Path | None = Field(None, description="file holding the token user PIN (mode 0600)")
+
+
 class ProjectionSettings(BaseModel):
     consumer_group: str = "hub-projections"
     connected_window_days: int = Field(30, ge=1)
@@ -375,6 +385,7 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     api: ApiSettings = ApiSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    keystore: KeystoreSettings = KeystoreSettings()
     record_mac: RecordMacSettings = RecordMacSettings()
     intake: IntakeSettings = IntakeSettings()
     demographics: DemographicsSettings = DemographicsSettings()
