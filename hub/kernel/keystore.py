@@ -64,7 +64,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hub.kernel.crypto import ResolvedKeys, key_id_for, open_with_key, seal_with_key
-from hub.kernel.db import dsn
+from hub.kernel.db import dsn, ssl_option
 from hub.kernel.errors import ServiceUnavailable, outage_boundary, unavailable
 from hub.kernel.keys import secret_bytes
 from hub.kernel.settings import Settings
@@ -520,7 +520,7 @@ class TokenKeyring:
             raise
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(dsn(self.settings))
+        return await asyncpg.connect(dsn(self.settings), ssl=ssl_option(self.settings))
 
     async def _fetch_one(self, kid: str, create: bool) -> bytes | None:
         conn = self._conn

@@ -8,7 +8,8 @@ database, and can remove exactly what they created (never a pattern that could m
 someone else's names).
 
 - :meth:`Namespace.apply` gives settings that live in the namespace;
-- :meth:`Namespace.teardown` deletes its topics (waiting until the broker no longer lists
+- :meth:`Namespace.teardown` (as the admin principal) deletes its ACLs
+  (:mod:`hub.kernel.kafka_acl`), its topics (waiting until the broker no longer lists
   them), its consumer groups and its schemas (``<prefix>``, ``<prefix>_core`` and
   ``<prefix>_<anything>`` created by replays into fresh schemas).
 """
@@ -25,6 +26,7 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from hub.kernel.db import open_pool
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_acl import ADMIN, namespace_acls, remove_acls
 from hub.kernel.settings import CORE_SCHEMA_SUFFIX, KafkaSettings, PostgresSettings, Settings
 from hub.kernel.token import Token
 
@@ -72,10 +74,11 @@ class Namespace:
         """Delete this namespace's topics, the named consumer ``groups``, its schemas and its
         epoch keys on the token (:meth:`hub.kernel.token.Token.destroy_namespace`) on the services
         ``settings`` point at; returns what was removed."""
-        clients = KafkaClients(settings.kafka)
+        clients = KafkaClients(settings.kafka).as_principal(ADMIN)
         admin = clients.admin("namespace")
         await admin.start()
         try:
+            await remove_acls(admin, namespace_acls(self.prefix, settings.projections.consumer_group))
             topics = sorted(t for t in await admin.list_topics() if self.owns_topic(t))
             if topics:
                 await admin.delete_topics(topics)

@@ -97,7 +97,8 @@ class Runtime:
                 await ensure_bound(owner or pool, settings)  # before any topic or record is written
                 await prepare_sets(settings, owner, pool, sets, "read_models", namespace.read_model_schema)
             if ensure_topics:
-                report = await apply_catalogue(settings)
+                # the admin principal creates what is missing (topics, ACLs); any other only checks
+                report = await apply_catalogue(settings, create=clients.is_admin)
                 if report.errors:
                     raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
             log = EventLog(settings, pool, clients)
