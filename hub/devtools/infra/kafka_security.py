@@ -22,6 +22,7 @@ the I/O is writing them with mode 0600 and the one controller request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -29,6 +30,7 @@ import ipaddress
 import os
 import secrets
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,9 +302,33 @@ def controller_ssl_context(settings: Settings) -> ssl.SSLContext:
     return ctx
 
 
-async def write_credentials(settings: Settings, passwords: dict[str, str], timeout_ms: int = 20000) -> None:
+#: NOT_CONTROLLER: the quorum has not settled its active controller yet (a node just started)
+NOT_CONTROLLER = 41
+
+
+async def write_credentials(
+    settings: Settings, passwords: dict[str, str], timeout_ms: int = 20000, wait_s: float = 30.0
+) -> None:
     """Upsert every principal's SCRAM-SHA-512 credential through the controller listener
-    (mutual TLS with the broker's certificate). Raises :class:`InfraError` on a refusal."""
+    (mutual TLS with the broker's certificate), asking again while the just-started node
+    answers NOT_CONTROLLER (for at most ``wait_s``). Raises :class:`InfraError` on a refusal."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await _write_credentials_once(settings, passwords, timeout_ms)
+        except _NotController:
+            if time.monotonic() >= deadline:
+                raise InfraError(
+                    f"writing the SCRAM credentials: no active controller after {wait_s:.0f} s"
+                ) from None
+            await asyncio.sleep(0.5)
+
+
+class _NotController(Exception):
+    """The controller listener answered NOT_CONTROLLER (retried by write_credentials)."""
+
+
+async def _write_credentials_once(settings: Settings, passwords: dict[str, str], timeout_ms: int) -> None:
     host = broker_hosts(settings)[0]
     conn = await create_conn(
         host,
@@ -318,6 +344,8 @@ async def write_credentials(settings: Settings, passwords: dict[str, str], timeo
     finally:
         conn.close()
     failed = [(user, code, msg) for user, code, msg, _ in response.results if code]
+    if failed and all(code == NOT_CONTROLLER for _, code, _ in failed):
+        raise _NotController()
     if failed:
         user, code, msg = failed[0]
         raise InfraError(
