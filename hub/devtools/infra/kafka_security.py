@@ -313,22 +313,15 @@ async def write_credentials(
     (mutual TLS with the broker's certificate), asking again while the just-started node
     answers NOT_CONTROLLER (for at most ``wait_s``). Raises :class:`InfraError` on a refusal."""
     deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return await _write_credentials_once(settings, passwords, timeout_ms)
-        except _NotController:
-            if time.monotonic() >= deadline:
-                raise InfraError(
-                    f"writing the SCRAM credentials: no active controller after {wait_s:.0f} s"
-                ) from None
-            await asyncio.sleep(0.5)
+    while not await _write_credentials_once(settings, passwords, timeout_ms):
+        if time.monotonic() >= deadline:
+            raise InfraError(f"writing the SCRAM credentials: no active controller after {wait_s:.0f} s")
+        await asyncio.sleep(0.5)
 
 
-class _NotController(Exception):
-    """The controller listener answered NOT_CONTROLLER (retried by write_credentials)."""
-
-
-async def _write_credentials_once(settings: Settings, passwords: dict[str, str], timeout_ms: int) -> None:
+async def _write_credentials_once(settings: Settings, passwords: dict[str, str], timeout_ms: int) -> bool:
+    """One upsert of every credential: True when written, False when the node answered
+    NOT_CONTROLLER for all of them (ask again); :class:`InfraError` on any other refusal."""
     host = broker_hosts(settings)[0]
     conn = await create_conn(
         host,
@@ -345,12 +338,13 @@ async def _write_credentials_once(settings: Settings, passwords: dict[str, str],
         conn.close()
     failed = [(user, code, msg) for user, code, msg, _ in response.results if code]
     if failed and all(code == NOT_CONTROLLER for _, code, _ in failed):
-        raise _NotController()
+        return False
     if failed:
         user, code, msg = failed[0]
         raise InfraError(
             f"writing the SCRAM credential of Kafka principal {user!r} failed: error {code} {msg or ''}"
         )
+    return True
 
 
 async def ensure_credentials(settings: Settings, stamp_file: Path) -> bool:
