@@ -109,7 +109,7 @@ async def test_sealed_clearance_text_is_classified_by_a_later_vocabulary(
     # a replay under the corrected vocabulary opens the same texts, in this process and in
     # worker processes (the keyring snapshot travels with each bucket)
     for schema, workers in ((f"{prefix}_sealed_rp", 0), (f"{prefix}_sealed_rp2", 2)):
-        await replay_into(corrected, rt.pool, rt.kafka, schema, bucket_facts=50, workers=workers,
+        await replay_into(corrected, rt.pool, rt.kafka, schema, bucket_facts=2, workers=workers,
                           keys=rt.keyring)
         assert await outcomes(rt, schema) == reclassified, workers
     # without the key store the sealed words stay unknown: nothing else can open them
