@@ -157,10 +157,14 @@ _BOMS = (b"\xef\xbb\xbf",)
 
 
 def frame_charset(payload: bytes) -> str:
-    """The Python codec for a frame's MSH-18 (read from the raw bytes: the header is ASCII);
-    UTF-8 when absent or unknown."""
-    head = payload.split(b"\r", 1)[0].split(b"\n", 1)[0]
-    if not head.startswith(b"MSH") or len(head) < 4:
+    """The Python codec for a frame's MSH-18 (read from the raw bytes: the header is ASCII),
+    of its first MSH — a batch's (FHS/BHS) comes first; UTF-8 when absent or unknown."""
+    head = next(
+        (seg for seg in re.split(rb"\r\n|\r|\n", payload[:65536].lstrip(b"\xef\xbb\xbf"))
+         if seg.startswith(b"MSH")),
+        b"",
+    )
+    if len(head) < 4:
         return "utf-8"
     fields = head.split(head[3:4])
     raw = fields[17].split(b"~")[0] if len(fields) > 17 else b""

@@ -38,7 +38,10 @@ def test_the_incident_id_in_the_incident_component_is_read(as_array: bool) -> No
 
 
 def test_lowercase_t_and_z_are_rfc3339_timestamps() -> None:
-    for text in ("2021-04-30t18:40:00z", "2021-04-30T18:40:00z", "2021-04-30t18:40:00Z", "2021-04-30t14:40:00-04:00"):
+    lower = (
+        "2021-04-30t18:40:00z", "2021-04-30T18:40:00z", "2021-04-30t18:40:00Z", "2021-04-30t14:40:00-04:00"
+    )
+    for text in lower:
         assert parse_timestamp(text, "x").isoformat() == "2021-04-30T18:40:00+00:00", text
     doc = sample()
     doc["lastUpdateTimeStamp"] = "2021-04-30t18:40:00z"

@@ -58,4 +58,5 @@ def test_what_is_not_an_operation_outcome_is_not_transient() -> None:
     assert not transient_outcome({"resourceType": "OperationOutcome", "issue": ["junk"]})
     assert transient_outcome(outcome(("warning", "throttled")))  # no errors: the issues it has
     assert classify_response(400, None).verdict == "rejected"  # a bare 400: the request is bad
-    assert classify_response(422, {"resourceType": "OperationOutcome", "issue": ["junk"]}).verdict == "rejected"
+    junk = {"resourceType": "OperationOutcome", "issue": ["junk"]}
+    assert classify_response(422, junk).verdict == "rejected"
