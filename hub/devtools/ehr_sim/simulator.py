@@ -105,6 +105,7 @@ class Faults:
 Mode = Literal["normal", "flapping", "hung"]
 MODES: tuple[Mode, ...] = ("normal", "flapping", "hung")
 Hl7Layout = Literal["hub", "engine"]
+HL7_LAYOUTS: tuple[Hl7Layout, ...] = ("hub", "engine")
 #: the note of a declined answer in the ``engine`` layout, as the clinic wrote it (unescaped)
 ENGINE_DECLINE_NOTE = "Declined: no capacity & waitlist full (réorienté)"
 
