@@ -246,7 +246,7 @@ class MllpListener:
         batch = split_batch(decode_frame(payload))
         self.counts["rate_limited"] += 1  # not an AE of the answer itself: counted apart
         acks = []
-        for text in batch.messages if batch.wrapped else batch.messages[:1]:
+        for text in batch.messages:
             try:
                 t = triage(text)
                 control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
@@ -339,7 +339,7 @@ class MllpListener:
             return self._ack("AE", control_id, sender, AckError("207", "temporary failure; resend later"))
 
     async def _answer(self, text: str, payload: bytes, ref: str) -> str:
-        """:meth:`handle` for one decoded frame; errors of the services propagate."""
+        """The ACK of one decoded message (:meth:`_one`); errors of the services propagate."""
         try:
             t = triage(text)
         except InboundRefused as exc:
