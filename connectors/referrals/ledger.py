@@ -104,8 +104,8 @@ class Ledger:
         id RF1-6 cannot carry keeps the short form it is sent under (:func:`hl7_referral_id`)."""
         wire = hl7_referral_id(req.referral_id) if req.channel == "hl7v2" else req.referral_id
         row = await self.pool.fetchrow(
-            f"""INSERT INTO {self.t}
-                    (destination, referral_id, channel, person, request_event_id, request, hl7_referral_id)
+            f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request,
+                    hl7_referral_id)
                 VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
                 ON CONFLICT (destination, referral_id) DO NOTHING RETURNING seq""",
             req.destination,
