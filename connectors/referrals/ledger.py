@@ -152,15 +152,20 @@ class Ledger:
         return [LedgerRow.from_record(r) for r in rows]
 
     async def begin_attempt(self, destination: str, referral_id: str, attempt: int, message_id: str) -> None:
-        """Record that attempt ``attempt`` is about to send ``message_id`` (commits first)."""
+        """Record that attempt ``attempt`` is about to send ``message_id`` (commits first).
+        An HL7 v2 row queued before the RF1-6 short form existed gets it here, before the
+        message carrying it leaves."""
+        short = hl7_referral_id(referral_id)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now()
+                f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now(),
+                    hl7_referral_id = CASE WHEN channel = 'hl7v2' THEN $5::text END
                     WHERE destination = $1 AND referral_id = $2""",
                 destination,
                 referral_id,
                 attempt,
                 message_id,
+                short if short != referral_id else None,
             )
             await conn.execute(
                 f"""INSERT INTO {self.a} (destination, referral_id, attempt, message_id)

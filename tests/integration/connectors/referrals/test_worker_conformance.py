@@ -140,6 +140,9 @@ async def test_an_engine_style_ehr_and_a_long_referral_id(conform: Conform) -> N
     wire = {hl7_referral_id(rid): rid for rid in rids}
     assert all(len(w) + len("^COHUB") <= 30 for w in wire)
     assert set(wire) <= conform.sim.hl7.referral_ids()
+    for short, rid in wire.items():
+        row = await conform.ledger.find_referral(short, "hl7v2")
+        assert row is not None and row.referral_id == rid
     # the engine's v2.3 AE (code in MSA-6 / ERR-1, in a batch) was read, and retried
     results = [r for rid in rids for r in await conform.attempts(HL7_DEST, rid)]
     assert ("AE", "207 simulated application error") in results, results
@@ -155,3 +158,20 @@ async def test_an_engine_style_ehr_and_a_long_referral_id(conform: Conform) -> N
         assert unseal(await conform.rt.keyring.resolve_ids([note.kid]), note) == {"text": ENGINE_DECLINE_NOTE}
     assert conform.listener.counts["AR"] == 0 and conform.listener.counts["dead_letters"] == 0
     assert conform.sim.rri_acks.get("AA", 0) >= len(rids)
+
+
+async def test_a_row_queued_before_the_short_form_gets_it_before_it_is_sent(conform: Conform) -> None:
+    """A long-id HL7 row of an older release has no short form; its next attempt records it,
+    so the answer to the message it is resent as still finds it."""
+    rid = "R-conform-old-" + "y" * 40
+    env = conform.referral(rid, "hl7v2", "conform-old")  # a destination no worker serves
+    assert await conform.ledger.enqueue(env, ReferralRequested.model_validate(env.data))
+    await conform.rt.pool.execute(
+        f"UPDATE {conform.ledger.t} SET hl7_referral_id = NULL WHERE referral_id = $1", rid
+    )
+    short = hl7_referral_id(rid)
+    assert await conform.ledger.find_referral(short, "hl7v2") is None
+    await conform.ledger.begin_attempt("conform-old", rid, 1, "H1")
+    row = await conform.ledger.find_referral(short, "hl7v2")
+    assert row is not None and row.referral_id == rid
+    assert (await conform.ledger.find_referral(rid, "hl7v2")) == row  # the id itself still finds it
