@@ -49,7 +49,7 @@ async def test_appending_the_same_batch_twice_stores_one_copy(log_rt: Runtime) -
     mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
     assert sorted(mine) == sorted(e.id for e in batch)  # one copy each
     rows = await log_rt.pool.fetch(
-        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.event_index '
+        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.indexed_events '
         "WHERE event_id = ANY($1::text[])", [e.id for e in batch],
     )
     where = {(a.envelope.id, a.partition, a.offset) for a in first.appended}
