@@ -20,7 +20,7 @@ from hub.kernel.runtime import Runtime
 def offset_update(schema: str) -> bytes:
     """The SQL of :func:`hub.kernel.log.produce_then_index`'s index statement (the first
     statement after Kafka acknowledged an append; it writes the ids with their offsets)."""
-    return EVENTS.index_sql(schema).encode()
+    return EVENTS.window_marker(schema)
 
 
 @dataclass

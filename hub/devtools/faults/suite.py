@@ -328,10 +328,10 @@ class Suite:
                 mode = "immediate" if f.kind == "pg_immediate" else "fast"
                 await asyncio.to_thread(self.pg.restart, mode)  # type: ignore[arg-type]
             elif f.kind == "append_cut":
-                marker = EVENTS.index_sql(settings.core_schema).encode()  # right after the acks
+                marker = EVENTS.window_marker(settings.core_schema)  # right after the acks
                 cut = proxy.arm(marker)
                 # asyncpg prepares a statement once per connection (the SQL text travels only
-                # in that first Parse): reset the app's connections so its next index INSERT is seen
+                # in that first Parse): reset the app's connections so its next index statement is seen
                 proxy.down()
                 proxy.up()
                 try:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hub.kernel.crypto import KeyDestroyedError, seal, unseal
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.keystore import TokenKeyring
-from hub.kernel.log import DeadLetterError
+from hub.kernel.log import EVENTS, DeadLetterError, EventLog, event_key
 from hub.kernel.runtime import Runtime
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import CallReceived, UnitDispatched
@@ -65,6 +65,47 @@ async def test_concurrent_appenders_of_one_id_produce_it_once(log_rt: Runtime) -
     assert sum(len(r.duplicates) for r in results) == 3 * len(batch)
     mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
     assert sorted(mine) == sorted(e.id for e in batch)
+
+
+async def test_two_processes_appending_one_id_at_once_index_it_once(log_rt: Runtime) -> None:
+    """Two event logs (two processes: no shared in-process serialization) append the same
+    batch at once: each id is indexed once and reported as appended by exactly one of them;
+    the other reports a duplicate (its copy, if it produced one, is identical)."""
+    tag = uuid.uuid4().hex[:6]
+    batch = [call(tag, n) for n in range(30)]
+    other = EventLog(log_rt.settings, log_rt.pool, log_rt.kafka)
+    await other.start()
+    try:
+        results = await asyncio.gather(log_rt.log.append(batch), other.append(list(reversed(batch))))
+    finally:
+        await other.stop()
+    appended = [a.envelope.id for r in results for a in r.appended]
+    assert sorted(appended) == sorted(e.id for e in batch)
+    assert sum(len(r.duplicates) for r in results) == len(batch)
+    rows = await log_rt.pool.fetch(
+        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.indexed_events '
+        "WHERE event_id = ANY($1::text[])", [e.id for e in batch],
+    )
+    assert {(r["event_id"], r["partition"], r["offset"]) for r in rows} == {
+        (a.envelope.id, a.partition, a.offset) for r in results for a in r.appended
+    }
+    copies = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
+    assert set(copies) == {e.id for e in batch} and len(copies) <= 2 * len(batch)
+
+
+async def test_indexing_skips_exactly_the_ids_another_writer_indexed_first(log_rt: Runtime) -> None:
+    """The index statement after the acknowledgements: the fast COPY, and when one of its
+    ids was indexed by another writer meanwhile, the INSERT that skips exactly that one."""
+    schema = log_rt.settings.core_schema
+    rows = sorted((event_key(call(uuid.uuid4().hex[:6], n).id), 1, 1, 0, 10_000 + n) for n in range(5))
+    async with log_rt.pool.acquire() as conn:
+        assert await EVENTS.index(conn, schema, rows[:2]) == {r[0] for r in rows[:2]}
+        assert await EVENTS.index(conn, schema, rows) == {r[0] for r in rows[2:]}
+    stored = await log_rt.pool.fetch(
+        f'SELECT event_id, "offset" FROM {schema}.event_index WHERE event_id = any($1::uuid[])',
+        [r[0] for r in rows],
+    )
+    assert sorted((r["event_id"], r["offset"]) for r in stored) == [(r[0], r[4]) for r in rows]
 
 
 async def test_replay_returns_events_in_per_key_order(log_rt: Runtime) -> None:

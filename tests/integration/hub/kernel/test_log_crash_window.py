@@ -155,7 +155,7 @@ async def test_a_cancelled_append_finishes_its_index_statement(log_rt: Runtime) 
         async def blocked() -> bool:
             return bool(await rt.pool.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1",
-                f"%INSERT INTO {schema}.event_index%unnest%",
+                f'%"{schema}"."event_index"%',
             ))
 
         await wait_for(blocked, what="the append waiting on the held index row")
