@@ -81,7 +81,8 @@ async def index_bytes(rt: Runtime, events: int) -> Row:
 
 INDEX_GROWTH_TARGET = 1.5  # cost per event at the largest size / at the smallest: "flat"
 INDEX_PROBE_EVENTS = 1400  # one append chunk of the CAD ingest (500 rows x 2.8 events)
-INDEX_PROBE_CHUNKS = 60
+INDEX_PROBE_CHUNKS = 20
+INDEX_PROBE_ROUNDS = 3  # the median round counts
 
 
 def probe_rows(rng: random.Random, n: int) -> list[tuple[Any, ...]]:
@@ -92,19 +93,27 @@ def probe_rows(rng: random.Random, n: int) -> list[tuple[Any, ...]]:
 async def index_growth(ws: Workspace, sizes: Sequence[int]) -> Row:
     """The event index's PostgreSQL cost per event as the index grows: a synthetic index in
     a scratch schema (the production table, filled with random keys outside the measured
-    blocks) grown to each of ``sizes`` rows; at each size the append's two statements (the
-    presence read and the index ``INSERT`` of :data:`hub.kernel.log.EVENTS`) run for
-    :data:`INDEX_PROBE_CHUNKS` chunks of new ids plus one read of ids already present, and
-    the cost is wall µs per event. Target: the cost at the largest size is at most
+    blocks) grown to each of ``sizes`` rows; at each size, after a warm-up, the append's
+    two statements (the presence read and :meth:`hub.kernel.log.Ledger.index` of
+    :data:`hub.kernel.log.EVENTS`) run for :data:`INDEX_PROBE_ROUNDS` rounds of
+    :data:`INDEX_PROBE_CHUNKS` chunks of new ids; the cost is the median round's wall µs
+    per event. Target: the cost at the largest size is at most
     :data:`INDEX_GROWTH_TARGET` times the cost at the smallest; bytes per row are noted."""
     settings = ws.settings("i")
     schema = ws.schema("index")
+    present = EVENTS.present_sql(schema)
+
+    async def probe(conn: Any, chunks: list[list[tuple[Any, ...]]]) -> None:
+        """What one append does in PostgreSQL per chunk: the presence read, the index write."""
+        for rows in chunks:
+            await conn.fetch(present, [r[0] for r in rows])
+            await EVENTS.index(conn, schema, sorted(rows, key=lambda r: r[0]))
+
     rng = random.Random(14)
-    per_size: dict[str, dict[str, float]] = {}
+    per_size: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     async with open_pool(settings, role="owner", max_size=2) as pool:
         await migrate(pool, component="core", package_dir=CORE_MIGRATIONS.directory, schema=schema)
-        present, insert = EVENTS.present_sql(schema), EVENTS.index_sql(schema)
         filled = 0
         samples: list[Sample] = []
         for size in sorted(sizes):
@@ -118,19 +127,24 @@ async def index_growth(ws: Workspace, sizes: Sequence[int]) -> Row:
                 )
                 filled += step
             await pool.execute(f'VACUUM ANALYZE "{schema}".event_index')
-            chunks = [probe_rows(rng, INDEX_PROBE_EVENTS) for _ in range(INDEX_PROBE_CHUNKS)]
             async with pool.acquire() as conn:
-                with measured() as sample:
-                    for rows in chunks:
-                        await conn.fetch(present, [r[0] for r in rows])
-                        rows.sort(key=lambda r: r[0])
-                        await conn.fetch(insert, *(list(c) for c in zip(*rows, strict=True)))
-                size_bytes = await conn.fetchval(f"SELECT pg_total_relation_size('\"{schema}\".event_index')")
+                await probe(conn, [probe_rows(rng, INDEX_PROBE_EVENTS) for _ in range(5)])  # warm-up
+                rounds = []
+                for _ in range(INDEX_PROBE_ROUNDS):
+                    chunks = [probe_rows(rng, INDEX_PROBE_EVENTS) for _ in range(INDEX_PROBE_CHUNKS)]
+                    with measured() as sample:
+                        await probe(conn, chunks)
+                    rounds.append(sample)
+                size_bytes = await conn.fetchval(
+                    f"SELECT pg_total_relation_size('\"{schema}\".event_index')"
+                )
             probed = INDEX_PROBE_EVENTS * INDEX_PROBE_CHUNKS
-            filled += probed
-            samples.append(sample)
+            filled += probed * INDEX_PROBE_ROUNDS + 5 * INDEX_PROBE_EVENTS
+            median = sorted(rounds, key=lambda r: r.seconds)[len(rounds) // 2]
+            samples.append(median)
             per_size[str(size)] = {
-                "us_per_event": round(sample.seconds / probed * 1e6, 2),
+                "us_per_event": round(median.seconds / probed * 1e6, 2),
+                "us_per_event_rounds": [round(r.seconds / probed * 1e6, 2) for r in rounds],
                 "bytes_per_event": round(size_bytes / filled, 1),
             }
     first, last = per_size[str(min(sizes))], per_size[str(max(sizes))]
@@ -138,7 +152,7 @@ async def index_growth(ws: Workspace, sizes: Sequence[int]) -> Row:
     shown = ", ".join(f"{int(k):,}: {v['us_per_event']:.1f} µs" for k, v in per_size.items())
     return Row(
         "event-id index cost growth",
-        INDEX_PROBE_EVENTS * INDEX_PROBE_CHUNKS * len(sizes),
+        INDEX_PROBE_EVENTS * INDEX_PROBE_CHUNKS,
         samples[-1],
         measured=f"x{growth:.2f} ({shown})",
         target=f"cost/event at {max(sizes):,} ≤ x{INDEX_GROWTH_TARGET} of {min(sizes):,}",
