@@ -280,16 +280,22 @@ async def _produce_all(
     deadline = loop.time() + timeout
     sent: list[tuple[T, asyncio.Future]] = []
     failed: list[tuple[T, BaseException]] = []
-    for item in items:
-        if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
-            failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
-            continue
-        try:  # send() waits for metadata / buffer space: bounded by the same deadline
-            sent.append((item, await asyncio.wait_for(producer.send(**record(item)), deadline - loop.time())))
-        except TimeoutError:
-            failed.append((item, AckTimeout(f"no broker accepted the record within {timeout:g}s")))
-        except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
-            failed.append((item, exc))
+    done = 0
+    try:  # send() waits for metadata / buffer space: bounded by the same deadline, as a whole
+        # (one timeout for the loop, not a task per send: that would cost a loop turn a record)
+        async with asyncio.timeout_at(deadline):
+            for item in items:
+                if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
+                    failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
+                else:
+                    try:
+                        sent.append((item, await producer.send(**record(item))))
+                    except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
+                        failed.append((item, exc))
+                done += 1
+    except TimeoutError:
+        late = AckTimeout(f"no broker accepted the record within {timeout:g}s")
+        failed.extend((item, late) for item in items[done:])
     futures = [f for _, f in sent]
     if futures:
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
