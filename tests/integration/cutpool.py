@@ -17,7 +17,7 @@ from hub.kernel.log import EVENTS, EventLog
 from hub.kernel.runtime import Runtime
 
 
-def offset_update(schema: str) -> bytes:
+def index_statement(schema: str) -> bytes:
     """The SQL of :func:`hub.kernel.log.produce_then_index`'s index statement (the first
     statement after Kafka acknowledged an append; it writes the ids with their offsets)."""
     return EVENTS.window_marker(schema)
