@@ -33,6 +33,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+try:
+    import confluent_kafka  # type: ignore[import-not-found]
+except ImportError:  # not a dependency of the hub: the comparison runs only where it is installed
+    confluent_kafka = None
+
 from bench.phases import create_topic, synthetic_calls, warm_producer
 from bench.workspace import Workspace
 from hub.kernel.kafka import KafkaClients
@@ -72,10 +77,10 @@ class BridgedProducer:
     thread delivers the callbacks into the loop)."""
 
     def __init__(self, conf: dict[str, Any]) -> None:
-        # optional: not a dependency of the hub, imported only when this comparison runs
-        from confluent_kafka import Producer  # type: ignore[import-not-found]
-
-        self.producer = Producer(conf)
+        if confluent_kafka is None:
+            raise SystemExit("confluent-kafka is not importable: pip install --target DIR confluent-kafka, "
+                             "then PYTHONPATH=DIR python -m bench.producers")
+        self.producer = confluent_kafka.Producer(conf)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
 
