@@ -394,11 +394,23 @@ class Ledger(Generic[Item]):
         )
 
     def index_sql(self, schema: str) -> str:
+        """The ``INSERT`` of index rows; returns the keys it inserted (``fresh``). For events
+        (``copy``) a key another writer indexed first, whose copy lies EARLIER in the same
+        partition than ours, is moved to our later copy: of two processes that produced one
+        id at the same moment, the index always names the last copy, so the earlier one is
+        an orphan copy to ``hub verify`` (a copy after the indexed one would read as forged)."""
         names = ", ".join(name for name, _ in self.columns)
         arrays = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type) in enumerate(self.columns, 1))
+        t = f"{schema}.{self.table}"
+        on_conflict = (
+            'DO UPDATE SET "offset" = EXCLUDED."offset"'
+            f' WHERE {t}."partition" = EXCLUDED."partition" AND {t}."offset" < EXCLUDED."offset"'
+            if self.copy else "DO NOTHING"
+        )
         return (
-            f"INSERT INTO {schema}.{self.table} ({names}) SELECT * FROM unnest({arrays})"
-            f" ON CONFLICT ({self.key_column}) DO NOTHING RETURNING {self.key_column} AS k"
+            f"INSERT INTO {t} ({names}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({self.key_column}) {on_conflict}"
+            f" RETURNING {self.key_column} AS k, (xmax = 0) AS fresh"
         )
 
     def window_marker(self, schema: str) -> bytes:
@@ -421,7 +433,7 @@ class Ledger(Generic[Item]):
             except asyncpg.UniqueViolationError:
                 pass  # a concurrent writer indexed some of them: the INSERT skips exactly those
         columns = [list(col) for col in zip(*rows, strict=True)]
-        return {r["k"] for r in await conn.fetch(self.index_sql(schema), *columns)}
+        return {r["k"] for r in await conn.fetch(self.index_sql(schema), *columns) if r["fresh"]}
 
 
 @dataclass
@@ -465,7 +477,8 @@ async def produce_then_index(
        (:meth:`Ledger.index`: a binary ``COPY`` for events; ``INSERT … ON CONFLICT DO
        NOTHING`` for dead letters, and for events when a concurrent writer indexed one of
        the ids first): an index row is only ever written for a record the broker
-       acknowledged, never updated.
+       acknowledged, and updated only to name the later of two copies that two processes
+       produced at the same moment (:meth:`Ledger.index_sql`).
 
     Invariants: the index holds exactly the acknowledged records' keys (a failed or
     timed-out item is simply not indexed: appending it again produces it again). Between an
@@ -474,8 +487,9 @@ async def produce_then_index(
     delivery after :class:`AckTimeout` there leaves an unindexed copy, which every retry
     reproduces byte-identically and ``hub verify`` reports as an orphan copy. Within one
     process concurrent writers of one id are serialized by :class:`EventLog`; two processes
-    writing one id at the same moment both produce it and exactly one indexes it (the other
-    reports it as a duplicate). Callers run this as a task that a cancellation waits for
+    writing one id at the same moment may both produce it; exactly one reports it appended (the
+    other a duplicate) and the index names the later copy, so ``hub verify`` sees the earlier
+    one as an orphan copy. Callers run this as a task that a cancellation waits for
     (:func:`_outlast_cancellation`)."""
     keys = {item.id: ledger.key(item) for item in unique}
     async with pool.acquire() as conn:
@@ -501,7 +515,7 @@ async def produce_then_index(
         async with pool.acquire() as conn:
             indexed = await ledger.index(conn, schema, rows)
         raced = [item for item, _ in acked if keys[item.id] not in indexed]
-        if raced:  # another process indexed these ids first: ours are identical copies
+        if raced:  # another process indexed these ids first: one of the identical copies is an orphan
             log.warning("%s: %d %s indexed first by a concurrent writer; counted as duplicates",
                         ledger.what, len(raced), ledger.noun)
             acked = [(item, meta) for item, meta in acked if keys[item.id] in indexed]

@@ -17,6 +17,7 @@ from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.keystore import TokenKeyring
 from hub.kernel.log import EVENTS, DeadLetterError, EventLog, event_key
 from hub.kernel.runtime import Runtime
+from hub.kernel.verify import run_verify
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import CallReceived, UnitDispatched
 from schemas.envelope import Envelope, new_event
@@ -69,10 +70,12 @@ async def test_concurrent_appenders_of_one_id_produce_it_once(log_rt: Runtime) -
 
 async def test_two_processes_appending_one_id_at_once_index_it_once(log_rt: Runtime) -> None:
     """Two event logs (two processes: no shared in-process serialization) append the same
-    batch at once: each id is indexed once and reported as appended by exactly one of them;
-    the other reports a duplicate (its copy, if it produced one, is identical)."""
+    batch at once: each id is reported as appended by exactly one of them (the other reports
+    a duplicate), the index names the LAST copy of each id in the log, and ``hub verify``
+    sees every earlier copy as an orphan copy, never as forged."""
     tag = uuid.uuid4().hex[:6]
     batch = [call(tag, n) for n in range(30)]
+    mine = {e.id for e in batch}
     other = EventLog(log_rt.settings, log_rt.pool, log_rt.kafka)
     await other.start()
     try:
@@ -80,17 +83,23 @@ async def test_two_processes_appending_one_id_at_once_index_it_once(log_rt: Runt
     finally:
         await other.stop()
     appended = [a.envelope.id for r in results for a in r.appended]
-    assert sorted(appended) == sorted(e.id for e in batch)
+    assert sorted(appended) == sorted(mine)
     assert sum(len(r.duplicates) for r in results) == len(batch)
+    topic = fact_topic(log_rt.settings.kafka.topic_prefix, "dispatch")
+    copies = [(e.envelope.id, e.partition, e.offset) async for e in log_rt.log.read([topic])
+              if e.envelope.id in mine]
+    assert {c[0] for c in copies} == mine and len(copies) <= 2 * len(batch)
+    last = {eid: (p, o) for eid, p, o in sorted(copies, key=lambda c: c[2])}
     rows = await log_rt.pool.fetch(
         f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.indexed_events '
-        "WHERE event_id = ANY($1::text[])", [e.id for e in batch],
+        "WHERE event_id = ANY($1::text[])", list(mine),
     )
-    assert {(r["event_id"], r["partition"], r["offset"]) for r in rows} == {
-        (a.envelope.id, a.partition, a.offset) for r in results for a in r.appended
-    }
-    copies = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
-    assert set(copies) == {e.id for e in batch} and len(copies) <= 2 * len(batch)
+    assert {r["event_id"]: (r["partition"], r["offset"]) for r in rows} == last
+    ours = {(p, o) for _, p, o in copies}
+    report = await run_verify(log_rt.settings, log_rt.pool, log_rt.kafka, store=False)
+    assert [b.describe() for b in report.breaks if b.topic == topic and (b.partition, b.offset) in ours] == []
+    orphans = [o for o in report.orphan_copies if o.topic == topic and (o.partition, o.offset) in ours]
+    assert len(orphans) == len(copies) - len(batch)
 
 
 async def test_indexing_skips_exactly_the_ids_another_writer_indexed_first(log_rt: Runtime) -> None:
