@@ -279,10 +279,12 @@ def cases(
     seattle = load_profile("seattle")
     sample = decode((DATA / "seattle" / "call-data-sample.csv").read_bytes())
     yield ("seattle/call-data-sample.csv",
-           lambda: (CadMapper(seattle, reference=reference), csv_records(seattle, sample, "call-data-sample.csv", None)),
+           lambda: (CadMapper(seattle, reference=reference),
+                    csv_records(seattle, sample, "call-data-sample.csv", None)),
            [None, OTHER_CONTENT])
     yield ("seattle/call-data-sample.csv@observed",
-           lambda: (CadMapper(seattle, "cad/other", reference=reference), csv_records(seattle, sample, "s.csv", OBSERVED)),
+           lambda: (CadMapper(seattle, "cad/other", reference=reference),
+                    csv_records(seattle, sample, "s.csv", OBSERVED)),
            [OTHER_CONTENT])
     for name, fmt in CSV_PROFILES.items():
         profile = load_profile(name)
