@@ -341,7 +341,7 @@ class CadMapper:
             row = self.fast.parse(record.fields)
         else:
             row = REFERENCE
-        if row is REFERENCE:
+        if row is REFERENCE or isinstance(row, Exclusion):  # the reference reads excluded rows too
             try:
                 row = read_row(record.fields, self.profile)
             except FieldError:
