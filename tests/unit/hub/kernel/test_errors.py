@@ -60,7 +60,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.cad.eido.EidoError": (PermanentError, ValueError),
     "connectors.core.jsondoc.BadJson": (PermanentError, ValueError),
     "connectors.core.http.Refused": (PermanentError, ValueError),
-    "connectors.cad.mapping.FieldError": (PermanentError, ValueError),
+    "connectors.cad.rowvalues.FieldError": (PermanentError, ValueError),
     "connectors.cases.mapping.CaseRecordError": (PermanentError, ValueError),
     "connectors.fhir.bundle.BundleInvalid": (PermanentError, ValueError),
     "connectors.fhir.client.TokenError": (TransientError, RuntimeError),
