@@ -72,6 +72,11 @@ class SuppressedTable:
     hidden: frozenset[Cell]
     known: dict[Cell, int]
     published: tuple[Cell, ...]
+    #: the equations an analyst knows and the cells that must stay underivable whatever their
+    #: value (changes since earlier releases, the zero-cell rule): what a table that extends
+    #: this one (:mod:`projections.areas`) must keep safe
+    equations: tuple[Equation, ...] = ()
+    protected: frozenset[Cell] = frozenset()
 
     def shown(self) -> dict[Cell, int | None]:
         """Every published cell → value, None when withheld."""
@@ -147,4 +152,5 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
     determined = derivable(values, eqs, hide)
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
     published = tuple((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS)
-    return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published)
+    return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
+                           frozenset(cast(set[Cell], protect)))

@@ -30,9 +30,15 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
+from projections.areas import ALL_CALLS, COARSE_KINDS, PathCounts, area_table, kind_counts, rates
+from projections.counts import FLAG_METRICS
+from projections.outcomes import HIDDEN_PREFIX, PUBLISHED_METRICS, AreaKey, Cell, SuppressedTable, suppressed_table
 from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
 from schemas.outcome import OutcomeRecord
+
+
+#: the metrics of the coarse table (the others are added by projections.areas.area_table)
+COARSE_METRICS = frozenset((*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)))
 
 
 def release_id(period_start: date, seq: int) -> str:
@@ -79,7 +85,7 @@ class MonthRelease:
 
 def month_release(
     period_start: date,
-    counts: Mapping[tuple[str, str, str], int],
+    counts: PathCounts,
     *,
     seq: int,
     max_small: int,
@@ -87,29 +93,40 @@ def month_release(
     known_before: Mapping[str, Iterable[int]] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     vocabulary: str | None = None,
+    population: Mapping[AreaKey, int] | None = None,
 ) -> MonthRelease:
-    """Release ``seq`` of a month from its counts ((area kind, area, metric) → value for
-    behavioral-health calls) and what analysts knew from the earlier releases."""
+    """Release ``seq`` of a month from its counts ((area path, metric) → value:
+    behavioral-health metrics and calls for service, :func:`projections.areas.path_counts`)
+    and what analysts knew from the earlier releases. The jurisdiction, precincts and
+    districts are suppressed as one table, then sectors, beats and calls for service are
+    added to it without changing it (:func:`projections.areas.area_table`). ``population``:
+    residents per area, for the rates per 1,000 residents."""
     period = f"{period_start:%Y-%m}"
     unmeasured = dict(unmeasured or {})
     # the table's cells (``repeat.`` / ``funnel.`` keys are the extras', see with_extras)
     before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items() if "|" in k}
-    table = suppressed_table(
-        counts,
-        PUBLISHED_AREA_KINDS[1:],
+    coarse = suppressed_table(
+        kind_counts(counts, COARSE_KINDS),
+        COARSE_KINDS,
         max_small,
         tuple(unmeasured),
-        known_before=before,
+        known_before={c: v for c, v in before.items() if c[0][0] in ("all", *COARSE_KINDS) and c[1] in COARSE_METRICS},
         attribute_max=attribute_max,
+    )
+    table = area_table(
+        counts, coarse, max_small, unmeasured=tuple(unmeasured), attribute_max=attribute_max,
+        known_before={c: v for c, v in before.items() if c not in coarse.values},
     )
     rid = release_id(period_start, seq)
     shown = table.shown()
+    rated = rates(shown, population)
     records = []
     for (a, m), v in shown.items():
         calls = shown[(a, "calls")]
         measured = m not in unmeasured
         value = v if measured else None
-        share = round(value / calls, 4) if value is not None and calls else None
+        share = round(value / calls, 4) if value is not None and calls and m != ALL_CALLS else None
+        per_calls, per_residents = rated[(a, m)] if measured else (None, None)
         records.append(
             OutcomeRecord.model_validate(
                 {  # validates the area kind read from the counts
@@ -121,6 +138,8 @@ def month_release(
                     "value": value,
                     "suppressed": measured and v is None,
                     "share": share,
+                    "rate_per_1000_calls": per_calls,
+                    "rate_per_1000_residents": per_residents,
                     "small_cell_max": max_small,
                     "measured": measured,
                     "reason": unmeasured.get(m),

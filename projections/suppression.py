@@ -122,16 +122,18 @@ def exposed(
     return small, narrow
 
 
-def _complement(values: Values, eq: Equation, unknown: set[Cell]) -> Cell | None:
-    """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero part."""
+def _complement(values: Values, eq: Equation, unknown: set[Cell],
+                keep: frozenset[Cell] = frozenset()) -> Cell | None:
+    """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero
+    part; never one of ``keep``."""
     parts = sorted(
-        (p for p in eq.parts if p not in unknown),
+        (p for p in eq.parts if p not in unknown and p not in keep),
         key=lambda p: (values.get(p, 0) == 0, values.get(p, 0), repr(p)),
     )
     positive = [p for p in parts if values.get(p, 0) > 0]
     if positive:
         return positive[0]
-    if eq.total not in unknown:
+    if eq.total not in unknown and eq.total not in keep:
         return eq.total
     return parts[0] if parts else None
 
@@ -142,11 +144,16 @@ def suppress(
     hidden: Iterable[Cell] = (),
     max_small: int = 10,
     protect: Iterable[Cell] = (),
+    keep: Iterable[Cell] = (),
 ) -> set[Cell]:
     """The cells not to publish (primary + complementary), hidden cells included;
-    ``protect``: cells to withhold and keep underivable whatever their value."""
+    ``protect``: cells to withhold and keep underivable whatever their value. ``keep``: cells
+    already published that must not be chosen as complements (extending a table that was
+    suppressed before, :mod:`projections.areas`); when only a kept cell could protect an
+    exposed one the result is NOT safe — callers check it with :func:`exposed`."""
     equations = list(equations)
     guarded = frozenset(protect)
+    kept = frozenset(keep)
     unknown = set(hidden) | guarded | {c for c, v in values.items() if 1 <= v <= max_small}
     while True:
         changed = False
@@ -154,7 +161,7 @@ def suppress(
         for eq in equations:
             hid = [c for c in eq.cells if c in unknown]
             if len(hid) == 1 and (hid[0] in guarded or 1 <= values.get(hid[0], 0) <= max_small):
-                extra = _complement(values, eq, unknown)
+                extra = _complement(values, eq, unknown, kept)
                 if extra is not None:
                     unknown.add(extra)
                     changed = True
@@ -163,7 +170,7 @@ def suppress(
         small, narrow = exposed(values, equations, unknown, max_small, guarded)
         if not small and not narrow:
             return unknown
-        extra = _next_complement(values, equations, unknown, narrow, small)
+        extra = _next_complement(values, equations, unknown, narrow, small, kept)
         if extra is None:  # everything connected is suppressed already
             return unknown
         unknown.add(extra)
@@ -175,12 +182,13 @@ def _next_complement(
     unknown: set[Cell],
     narrow: list[Equation],
     small: set[Cell],
+    keep: frozenset[Cell] = frozenset(),
 ) -> Cell | None:
     """A cell whose suppression helps: in a narrow equation, else in an equation of an
     exposed cell, else (breadth-first) in an equation of an unknown cell those share an
     equation with — a derivation chain can be broken anywhere along it."""
     for eq in narrow:
-        extra = _complement(values, eq, unknown)
+        extra = _complement(values, eq, unknown, keep)
         if extra is not None:
             return extra
     seen_cells = set(small)
@@ -193,7 +201,7 @@ def _next_complement(
                 if i in seen_eqs or cell not in eq.cells:
                     continue
                 seen_eqs.add(i)
-                extra = _complement(values, eq, unknown)
+                extra = _complement(values, eq, unknown, keep)
                 if extra is not None:
                     return extra
                 for c in eq.cells:
