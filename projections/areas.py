@@ -46,7 +46,7 @@ from projections.outcomes import (
     attribute_cells,
     table_equations,
 )
-from projections.suppression import Equation, derivable, exposed, suppress
+from projections.suppression import Equation, derivable, exposed, forced_zero, suppress
 
 #: the area kinds of the first stage (the month table as released before areas of need)
 COARSE_KINDS = ("precinct", "district")
@@ -136,30 +136,54 @@ def nesting_pairs(paths: Iterable[Path], kinds: Iterable[str] = PATH_KINDS
     )
 
 
-def nested_cell(pairs: frozenset[tuple[str, str, str, str]]) -> dict[tuple[str, str, str, str], AreaKey]:
-    """The area whose cells count the calls of each pair: the fine area when it lies in one
-    coarse area only, else the coarse area when it holds that fine area only, else a split
-    area (kind ``<coarse>><fine>``, hidden)."""
-    parents: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    children: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for a_kind, a, b_kind, b in pairs:
-        parents[(a_kind, b_kind, b)].add(a)
-        children[(a_kind, b_kind, a)].add(b)
-    out: dict[tuple[str, str, str, str], AreaKey] = {}
-    for a_kind, a, b_kind, b in pairs:
-        if len(parents[(a_kind, b_kind, b)]) == 1:
-            out[(a_kind, a, b_kind, b)] = (b_kind, b)
-        elif len(children[(a_kind, b_kind, a)]) == 1:
-            out[(a_kind, a, b_kind, b)] = (a_kind, a)
-        else:
-            out[(a_kind, a, b_kind, b)] = (split_kind(a_kind, b_kind), f"{a}{SPLIT_SEPARATOR}{b}")
+Pair = tuple[str, str, str, str]
+
+
+def nesting(pairs: frozenset[Pair], areas: Iterable[AreaKey]) -> dict[Pair, AreaKey]:
+    """Every (coarse, fine) pair of areas an analyst must reckon with, and the area whose cells
+    count the calls in both.
+
+    Between known codes, the pairs the calls show are the geography: the fine area's cells
+    when it lies in one coarse area only, else the coarse area's when it holds that fine area
+    only, else a split area (kind ``<coarse>><fine>``, hidden). Where ``unknown`` is an area
+    (calls without a code), nobody knows in which areas those calls lie: the unknown area
+    pairs with *every* area of the other kind, each as a hidden split (0 where no call is).
+    Kinds whose only area is ``unknown`` (the feed does not have them) take no part."""
+    areas = set(areas)
+    by_kind: dict[str, set[str]] = defaultdict(set)
+    for k, name in areas:
+        by_kind[k].add(name)
+    out: dict[Pair, AreaKey] = {}
+    for a_kind, b_kind in NESTING:
+        if by_kind[a_kind] <= {UNKNOWN_AREA} or by_kind[b_kind] <= {UNKNOWN_AREA}:
+            continue
+        known = {(a, b) for k1, a, k2, b in pairs
+                 if (k1, k2) == (a_kind, b_kind) and UNKNOWN_AREA not in (a, b)}
+        unknown_a, unknown_b = UNKNOWN_AREA in by_kind[a_kind], UNKNOWN_AREA in by_kind[b_kind]
+        every = set(known)
+        if unknown_b:
+            every |= {(a, UNKNOWN_AREA) for a in by_kind[a_kind]}
+        if unknown_a:
+            every |= {(UNKNOWN_AREA, b) for b in by_kind[b_kind]}
+        parents: dict[str, set[str]] = defaultdict(set)
+        children: dict[str, set[str]] = defaultdict(set)
+        for a, b in every:
+            parents[b].add(a)
+            children[a].add(b)
+        for a, b in every:
+            if UNKNOWN_AREA not in (a, b) and len(parents[b]) == 1:
+                x = (b_kind, b)
+            elif UNKNOWN_AREA not in (a, b) and len(children[a]) == 1:
+                x = (a_kind, a)
+            else:
+                x = (split_kind(a_kind, b_kind), f"{a}{SPLIT_SEPARATOR}{b}")
+            out[(a_kind, a, b_kind, b)] = x
     return out
 
 
-def nesting_equations(pairs: frozenset[tuple[str, str, str, str]], metrics: Iterable[str]) -> list[Equation]:
-    """``coarse = Σ its fine areas`` and ``fine = Σ its parts in each coarse area`` for every
-    metric (trivial ones dropped)."""
-    cellof = nested_cell(pairs)
+def nesting_equations(cellof: Mapping[Pair, AreaKey], metrics: Iterable[str]) -> list[Equation]:
+    """``coarse = Σ its parts in each finer grain`` and ``fine = Σ its parts in each coarser
+    grain`` for every metric (trivial ones dropped)."""
     by_coarse: dict[tuple[AreaKey, str], list[AreaKey]] = defaultdict(list)  # (coarse, fine kind)
     by_fine: dict[tuple[AreaKey, str], list[AreaKey]] = defaultdict(list)  # (fine, coarse kind)
     for (a_kind, a, b_kind, b), x in sorted(cellof.items()):
@@ -174,10 +198,9 @@ def nesting_equations(pairs: frozenset[tuple[str, str, str, str]], metrics: Iter
     return eqs
 
 
-def split_values(counts: PathCounts, pairs: frozenset[tuple[str, str, str, str]]) -> dict[Cell, int]:
+def split_values(counts: PathCounts, cellof: Mapping[Pair, AreaKey]) -> dict[Cell, int]:
     """The values of the split areas' cells (calls in the coarse area *and* the fine one)."""
     index = {k: i for i, k in enumerate(PATH_KINDS)}
-    cellof = nested_cell(pairs)
     out: dict[Cell, int] = defaultdict(int)
     for (path, m), v in counts.items():
         for a_kind, b_kind in NESTING:
@@ -194,9 +217,9 @@ def area_system(
     and areas of ``kinds``), with calls for service and the nesting of the areas the calls
     show: what an analyst knows of a month (the adversary of the tests uses it too)."""
     kinds = tuple(kinds)
-    pairs = nesting_pairs((path for path, _ in counts), kinds)
-    splits = sorted({x for x in nested_cell(pairs).values() if is_split(x)})
     areas = sorted({a for a in areas if a[0] in kinds} | {("all", "all")})
+    cellof = nesting(nesting_pairs((path for path, _ in counts), kinds), areas)
+    splits = sorted({x for x in cellof.values() if is_split(x)})
     everything = [*areas, *splits]
     eqs, hidden_list = table_equations(everything, kinds)
     hidden = set(hidden_list)
@@ -210,7 +233,7 @@ def area_system(
             for m in (ALL_CALLS, NON_BH):
                 eqs.append(Equation((("all", "all"), m), tuple((a, m) for a in members[k])))
     metrics = [*AREA_METRICS, *(c[1] for c in hidden_list if c[0] == ("all", "all")), NON_BH]
-    eqs += nesting_equations(pairs, dict.fromkeys(metrics))
+    eqs += nesting_equations(cellof, dict.fromkeys(metrics))
     for x in splits:
         hidden |= {(x, m) for m in metrics}
     totals = kind_counts(counts)
@@ -218,7 +241,7 @@ def area_system(
     for a in everything:
         for m in AREA_METRICS:
             values[(a, m)] = totals.get((a[0], a[1], m), 0)
-    values.update(split_values(counts, pairs))
+    values.update(split_values(counts, cellof))
     for a in everything:
         for m in metrics:
             values.setdefault((a, m), 0)
@@ -261,11 +284,12 @@ def area_table(
         protect |= {c for c in attribute_cells(values, eqs, attribute_max) if c not in coarse.values}
     kept = frozenset(c for c in coarse.values if c not in coarse.hidden)
     start = set(coarse.hidden) | {c for c in hidden if c not in kept}
-    hide = suppress(values, eqs, start, max_small, protect, keep=kept)
-    small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect))
+    hide = suppress(values, eqs, start, max_small, protect, keep=kept, nonnegative=True)
+    small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect), nonnegative=True)
     if small or narrow or hide & kept:
         hide = set(coarse.hidden) | set(new)  # withhold every new cell
-    determined = derivable(values, eqs, hide)
+    zeros = forced_zero(values, eqs, hide)
+    determined = derivable(values, eqs, hide - zeros) | zeros
     known = {c: v for c, v in values.items() if (c not in hide or c in determined) and not is_split(c[0])}
     published = tuple(
         (a, m) for a in sorted(areas | {("all", "all")}) for m in AREA_METRICS if not is_split(a)

@@ -196,6 +196,7 @@ def same_content(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 # --------------------------------------------------------------------------- what analysts read
 
+RATE_FIELDS = ("rate_per_1000_calls", "rate_per_1000_residents")
 NOT_RELEASED = "not part of a release: analysts read released month tables only"
 
 
@@ -208,12 +209,16 @@ def _cell(record: Mapping[str, Any]) -> dict[str, Any]:
             "measured": False,
             "reason": record.get("reason"),
         }
-    return {
+    out = {
         "value": record["value"],
         "share": record["share"] if record["metric"] != "calls" else None,
         "suppressed": record["suppressed"],
         "measured": True,
     }
+    for name in RATE_FIELDS:  # rates per 1,000 (null when withheld; absent before areas of need)
+        if name in record:
+            out[name] = record[name]
+    return out
 
 
 def _not_released() -> dict[str, Any]:
@@ -223,7 +228,8 @@ def _not_released() -> dict[str, Any]:
 def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The report document of one release (what an analyst reads, in the shape of
     ``hub report --json`` with ``by=area``): the jurisdiction's cells as ``total`` and the
-    headline, every precinct and district as rows — exactly the released cells; the month's
+    headline, every precinct, district, sector and beat as rows (``group_kind`` names the
+    grain; cells carry their rates per 1,000) — exactly the released cells; the month's
     repeat encounters and funnel stage counts as released with it. Response times are not
     released (a count of timed calls could be subtracted)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -261,6 +267,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         },
         "repeat_encounters": repeat,
         "referral_funnel": funnel,
+        "population": extras.get("population"),
     }
 
 

@@ -99,19 +99,39 @@ def derivable(values: Values, equations: Iterable[Equation], unknown: set[Cell])
     return {order[c] for c, row in pivot_rows.items() if len(row) == 1}
 
 
+def forced_zero(values: Values, equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
+    """The unknown cells non-negativity forces to 0: every part of an equation whose total is
+    known (or itself forced) to be 0 — counts cannot be negative, so an analyst knows them."""
+    equations = list(equations)
+    zero: set[Cell] = set()
+    changed = True
+    while changed:
+        changed = False
+        for eq in equations:
+            if (eq.total not in unknown or eq.total in zero) and values.get(eq.total, 0) == 0:
+                new = [p for p in eq.parts if p in unknown and p not in zero]
+                if new:
+                    zero.update(new)
+                    changed = True
+    return zero
+
+
 def exposed(
     values: Values, equations: list[Equation], unknown: set[Cell], max_small: int,
-    protect: frozenset[Cell] = frozenset(),
+    protect: frozenset[Cell] = frozenset(), *, nonnegative: bool = False,
 ) -> tuple[set[Cell], list[Equation]]:
     """(small or protected unknown cells derivable exactly, equations whose revealed sum is
-    small)."""
+    small). ``nonnegative``: the analyst also uses that counts are never negative
+    (:func:`forced_zero`)."""
 
     def sensitive(c: Cell) -> bool:
         return c in protect or 1 <= values.get(c, 0) <= max_small
 
-    small: set[Cell] = set()
+    zeros = forced_zero(values, equations, unknown) if nonnegative else set()
+    small: set[Cell] = {c for c in zeros if sensitive(c)}
+    unknown = unknown - zeros
     if any(sensitive(c) for c in unknown):  # else nothing sensitive to find
-        small = {c for c in derivable(values, equations, unknown) if sensitive(c)}
+        small |= {c for c in derivable(values, equations, unknown) if sensitive(c)}
     narrow = []
     for eq in equations:
         if eq.total in unknown:
@@ -145,6 +165,8 @@ def suppress(
     max_small: int = 10,
     protect: Iterable[Cell] = (),
     keep: Iterable[Cell] = (),
+    *,
+    nonnegative: bool = False,
 ) -> set[Cell]:
     """The cells not to publish (primary + complementary), hidden cells included;
     ``protect``: cells to withhold and keep underivable whatever their value. ``keep``: cells
@@ -167,7 +189,7 @@ def suppress(
                     changed = True
         if changed:
             continue
-        small, narrow = exposed(values, equations, unknown, max_small, guarded)
+        small, narrow = exposed(values, equations, unknown, max_small, guarded, nonnegative=nonnegative)
         if not small and not narrow:
             return unknown
         extra = _next_complement(values, equations, unknown, narrow, small, kept)

@@ -19,11 +19,33 @@ from projections.areas import ALL_CALLS, NESTING, NON_BH, PATH_KINDS, Path
 from projections.counts import FLAG_METRICS
 from projections.outcomes import HIDDEN_PREFIX, PUBLISHED_METRICS, table_equations
 from projections.releases import MonthRelease
-from projections.suppression import Equation, derivable, exposed
+from projections.suppression import Equation, derivable, exposed, forced_zero
 
 MAX = 10
 METRICS = (*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS), ALL_CALLS, NON_BH)
 Counts = Mapping[tuple[Path, str], int]
+
+
+def _pairs(counts: Counts, areas: set[tuple[str, str]], kinds: tuple[str, ...]) -> set[tuple[str, str]]:
+    """The parts an analyst reckons with: for each nesting of two grains the feed has, every
+    (coarse, fine) pair of known areas some call lies in, and — where calls lack a code — the
+    unknown area paired with every area of the other grain."""
+    idx = {k: i for i, k in enumerate(PATH_KINDS)}
+    names = {k: {a for kk, a in areas if kk == k} for k in kinds}
+    out: set[tuple[str, str]] = set()
+    for a, b in NESTING:
+        if a not in kinds or b not in kinds or names[a] <= {"unknown"} or names[b] <= {"unknown"}:
+            continue
+        kind = f"part:{a}:{b}"
+        for path, _ in counts:
+            x, y = path[idx[a]], path[idx[b]]
+            if "unknown" not in (x, y):
+                out.add((kind, f"{x}/{y}"))
+        if "unknown" in names[b]:
+            out |= {(kind, f"{x}/unknown") for x in names[a]}
+        if "unknown" in names[a]:
+            out |= {(kind, f"unknown/{y}") for y in names[b]}
+    return out
 
 
 def _truth(counts: Counts, kinds: tuple[str, ...]) -> dict[tuple[tuple[str, str], str], int]:
@@ -66,15 +88,16 @@ def _equations(areas: set[tuple[str, str]], parts: set[tuple[str, str]], kinds: 
     return eqs
 
 
-def adversary(releases: list[MonthRelease], counts: list[Counts]) -> list[str]:
+def adversary(releases: list[MonthRelease], counts: list[Counts], *, nonnegative: bool = True) -> list[str]:
     """Everything small the adversary can find; [] when the releases are safe. ``counts``:
-    each release's (area path, metric) counts (the truth the adversary attacks)."""
+    each release's (area path, metric) counts (the truth the adversary attacks);
+    ``nonnegative``: it also uses that counts are never negative (a part of a total 0 is 0)."""
     found: list[str] = []
     published = {(r.area_kind, r.area) for rel in releases for r in rel.records}
     kinds = tuple(k for k in PATH_KINDS if any(a[0] == k for a in published))
     truths = [_truth(c, kinds) for c in counts]
-    parts = {g for t in truths for g, _ in t if g[0].startswith("part:")}
     areas = published | {g for t in truths for g, _ in t if g[0] in kinds}
+    parts = {p for c in counts for p in _pairs(c, areas, kinds)}
     eqs = _equations(areas, parts, kinds)
     cells = {(a, m) for a in areas | parts | {("all", "all")} for m in METRICS}
     views = []
@@ -86,10 +109,11 @@ def adversary(releases: list[MonthRelease], counts: list[Counts]) -> list[str]:
             if r.rate_per_1000_calls is not None:
                 assert r.value is not None and shown.get(((r.area_kind, r.area), ALL_CALLS)) is not None
         unknown = cells - set(shown)
-        small, narrow = exposed(truth, eqs, unknown, MAX)
+        small, narrow = exposed(truth, eqs, unknown, MAX, nonnegative=nonnegative)
         found += [f"{rel.release}: cell {c}" for c in small] + [f"{rel.release}: bounds {e}" for e in narrow]
         found += [f"{rel.release}: shown {c}={v}" for c, v in shown.items() if 1 <= v <= MAX]
-        determined = derivable(truth, eqs, unknown)
+        zeros = forced_zero(truth, eqs, unknown) if nonnegative else set()
+        determined = derivable(truth, eqs, unknown - zeros) | zeros
         views.append((truth, set(shown) | determined))
     for (t1, k1), (t2, k2) in combinations(views, 2):
         diff = {c: t2[c] - t1[c] for c in cells}

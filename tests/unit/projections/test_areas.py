@@ -4,6 +4,7 @@ adversary that knows the geography (beat ⊂ sector ⊂ precinct) and every rele
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from projections.areas import (
     ALL_CALLS,
     area_path,
-    nested_cell,
+    nesting,
     nesting_pairs,
     path_counts,
     present_kinds,
@@ -46,12 +47,17 @@ def test_a_call_is_in_its_precinct_sector_and_beat() -> None:
 
 
 def test_a_beat_in_two_sectors_is_split_not_assigned() -> None:
-    pairs = nesting_pairs([("EAST", "u", "G", "G1"), ("EAST", "u", "K", "G1"), ("EAST", "u", "G", "G2")],
-                          ("precinct", "sector", "beat"))
-    cells = nested_cell(pairs)
+    paths = [("EAST", "unknown", "G", "G1"), ("EAST", "unknown", "K", "G1"), ("EAST", "unknown", "G", "G2")]
+    areas = {("precinct", "EAST"), ("sector", "G"), ("sector", "K"), ("beat", "G1"), ("beat", "G2")}
+    cells = nesting(nesting_pairs(paths, ("precinct", "sector", "beat")), areas)
     assert cells[("sector", "K", "beat", "G1")] == ("sector", "K")  # K holds G1 only
     assert cells[("sector", "G", "beat", "G1")] == ("sector>beat", "G>G1")  # G1 is in G and K
     assert cells[("sector", "G", "beat", "G2")] == ("beat", "G2")
+    # calls without a beat: nobody knows which sector's they are, so unknown pairs with each
+    with_unknown = nesting(nesting_pairs([*paths, ("EAST", "unknown", "G", "unknown")],
+                                         ("precinct", "sector", "beat")), areas | {("beat", "unknown")})
+    assert with_unknown[("sector", "K", "beat", "unknown")] == ("sector>beat", "K>unknown")
+    assert with_unknown[("sector", "K", "beat", "G1")] == ("sector>beat", "K>G1")  # K holds more now
 
 
 def test_hand_computed_beats_sectors_and_rates() -> None:
@@ -106,7 +112,7 @@ def test_rates_are_made_of_shown_values_only() -> None:
     assert out[(a, "outcome.other")] == (None, None)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("AREAS_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     st.lists(st.tuples(st.one_of(located, incident), st.integers(1, 14)), min_size=1, max_size=7),
     st.lists(st.tuples(st.booleans(), st.one_of(located, incident), st.integers(1, 12)), max_size=2),
