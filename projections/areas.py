@@ -325,3 +325,39 @@ def rates(
         per_calls = None if m == ALL_CALLS else rate(v, shown.get((area, ALL_CALLS)))
         out[(area, m)] = (per_calls, rate(v, population.get(area)))
     return out
+
+
+def with_calls_for_service(
+    table: SuppressedTable, calls_for_service: Mapping[AreaKey, int], partitions: Iterable[tuple[str, ...]],
+    max_small: int,
+) -> SuppressedTable:
+    """``table`` (a suppressed table of behavioral-health calls by group) with each group's
+    calls for service (:data:`ALL_CALLS`, ``calls_for_service``: group → calls of every kind)
+    added without changing any of its cells, as :func:`area_table` does. ``partitions``: the
+    group kinds whose groups add up to the total (:func:`projections.outcomes.table_equations`)."""
+    values = dict(table.values)
+    groups = sorted({a for a, _ in table.values})
+    eqs = list(table.equations)
+    new: list[Cell] = []
+    for g in groups:
+        values[(g, ALL_CALLS)] = max(calls_for_service.get(g, 0), values.get((g, "calls"), 0))
+        values[(g, NON_BH)] = values[(g, ALL_CALLS)] - values.get((g, "calls"), 0)
+        eqs.append(Equation((g, ALL_CALLS), ((g, "calls"), (g, NON_BH))))
+        new += [(g, ALL_CALLS), (g, NON_BH)]
+    for kinds in partitions:
+        members = tuple(g for g in groups if g[0] in kinds)
+        if members:
+            for m in (ALL_CALLS, NON_BH):
+                eqs.append(Equation((("all", "all"), m), tuple((g, m) for g in members)))
+    kept = frozenset(c for c in table.values if c not in table.hidden)
+    start = set(table.hidden) | {(g, NON_BH) for g in groups}
+    hide = suppress(values, eqs, start, max_small, table.protected, keep=kept, nonnegative=True)
+    small, narrow = exposed(values, eqs, hide, max_small, table.protected, nonnegative=True)
+    if small or narrow or hide & kept:
+        hide = set(table.hidden) | set(new)
+    zeros = forced_zero(values, eqs, hide)
+    determined = derivable(values, eqs, hide - zeros) | zeros
+    known = {c: v for c, v in values.items() if c not in hide or c in determined}
+    published = (*table.published, *((g, ALL_CALLS) for g in groups))
+    return SuppressedTable(values, frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
+                           table.protected)

@@ -9,6 +9,8 @@ Rule: no published cell shows a value from 1 to ``max_small`` (primary suppressi
 no suppressed or hidden cell with such a value can be derived from what is published
 (complementary suppression):
 
+0. non-negativity — counts are never negative, so every part of a total known to be 0 is 0
+   (:func:`forced_zero`; with ``nonnegative``, which every published table uses);
 1. exact derivation — the cell is determined by the equations given the published
    values (checked exactly, by row reduction);
 2. narrow bounds — an equation whose total is published and whose unknown parts are all
@@ -101,11 +103,11 @@ def derivable(values: Values, equations: Iterable[Equation], unknown: set[Cell])
 
 def forced_zero(values: Values, equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
     """The unknown cells non-negativity forces to 0: every part of an equation whose total is
-    known (or itself forced) to be 0 — counts cannot be negative, so an analyst knows them."""
+    known — shown, forced, or derived exactly — to be 0. Counts cannot be negative, so an
+    analyst knows them."""
     equations = list(equations)
     zero: set[Cell] = set()
-    changed = True
-    while changed:
+    while True:
         changed = False
         for eq in equations:
             if (eq.total not in unknown or eq.total in zero) and values.get(eq.total, 0) == 0:
@@ -113,7 +115,16 @@ def forced_zero(values: Values, equations: Iterable[Equation], unknown: set[Cell
                 if new:
                     zero.update(new)
                     changed = True
-    return zero
+        if changed:
+            continue
+        # a withheld total of 0 that the equations determine forces its parts too
+        candidates = {eq.total for eq in equations
+                      if eq.total in unknown and eq.total not in zero and values.get(eq.total, 0) == 0
+                      and any(p in unknown and p not in zero for p in eq.parts)}
+        found = derivable(values, equations, unknown - zero) & candidates if candidates else set()
+        if not found:
+            return zero
+        zero |= found
 
 
 def exposed(
