@@ -23,8 +23,8 @@ against every equation together, old and new.
 health or not); ``calls`` (behavioral-health) + ``not.calls`` (hidden) = ``all_calls``. It is
 suppressed like any count.
 
-**Rates** (:func:`rates`): per 1,000 calls for service = ``value / all_calls × 1000`` of the
-same area and period; per 1,000 residents = ``value / population × 1000`` with the county's
+**Rates** (:func:`rates`): per 1,000 calls for service = ``value / all_calls * 1000`` of the
+same area and period; per 1,000 residents = ``value / population * 1000`` with the county's
 population table (:mod:`projections.population`). A rate is published only when its count
 (and, per 1,000 calls, the calls for service) are shown: a suppressed count's rate is
 suppressed too, and a shown rate is computed from shown values only, so it reveals nothing.
@@ -306,7 +306,7 @@ def _path_of(area: AreaKey) -> Path:
 
 
 def rate(value: int | None, denominator: int | float | None) -> float | None:
-    """``value / denominator × 1000`` to one decimal; None when either is withheld or the
+    """``value / denominator * 1000`` to one decimal; None when either is withheld or the
     denominator is not positive."""
     if value is None or denominator is None or denominator <= 0:
         return None

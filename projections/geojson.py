@@ -126,7 +126,8 @@ def parse_area_map(
     """The map of ``grain`` in ``data`` (a parsed GeoJSON document); raises ConfigError naming
     ``source``, the feature (its index and id) and every problem found (the first ten)."""
     if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
-        raise ConfigError(f"{source}: not a GeoJSON FeatureCollection (its \"type\" must be \"FeatureCollection\")")
+        raise ConfigError(f"{source}: not a GeoJSON FeatureCollection "
+                          "(its \"type\" must be \"FeatureCollection\")")
     features = data.get("features")
     if not isinstance(features, list) or not features:
         raise ConfigError(f"{source}: the FeatureCollection has no features")

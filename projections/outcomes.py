@@ -154,4 +154,4 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
     published = tuple((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS)
     return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
-                           frozenset(cast(set[Cell], protect)))
+                           frozenset(protect))

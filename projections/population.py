@@ -81,7 +81,7 @@ _Lines.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
 def _entries_yaml(text: str) -> tuple[Any, Any, list[tuple[int, Any, Any, Any]]]:
-    data = yaml.load(text, Loader=_Lines)  # noqa: S506 - a SafeLoader subclass
+    data = yaml.load(text, Loader=_Lines)
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a mapping with source, year and areas")
     lines = data.get("__lines__", {})
@@ -161,7 +161,8 @@ def parse_population(text: str, *, fmt: str, source: str = "<population>",
                                else ""))
             continue
         if grain in maps and area not in maps[grain].codes():
-            problems.append(f"line {line}: unknown {grain} {area!r} (not on the {grain} map {maps[grain].source})")
+            problems.append(f"line {line}: unknown {grain} {area!r} "
+                            f"(not on the {grain} map {maps[grain].source})")
             continue
         key = (grain, area)
         if key in first:
@@ -208,6 +209,6 @@ def load_population(path: Path, maps: Mapping[str, AreaMap] | None = None) -> Po
 
 def load_areas(settings: AreaSettings) -> Areas:
     """Read and validate the maps and the population table ``settings`` name (ConfigError)."""
-    maps = {m.grain: load_area_map(m) for m in settings.maps}
+    maps: dict[str, AreaMap] = {m.grain: load_area_map(m) for m in settings.maps}
     population = None if settings.population is None else load_population(Path(settings.population), maps)
     return Areas(maps, population)

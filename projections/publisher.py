@@ -68,7 +68,8 @@ async def month_counts(conn: Executor, schema: str, tz: str, months: Iterable[da
                    co_responder, true AS received_at, call_category, count(*)::int AS n
             FROM "{schema}".incident_summary
             WHERE received_at IS NOT NULL AND call_category IS NOT NULL
-              AND ($2::date[] IS NULL OR date_trunc('month', received_at AT TIME ZONE $1)::date = any($2::date[]))
+              AND ($2::date[] IS NULL
+                   OR date_trunc('month', received_at AT TIME ZONE $1)::date = any($2::date[]))
             GROUP BY 1, precinct, district, sector, beat, behavioral_health, outcome, referral_made,
                      connected_to_services, co_responder, call_category""",
         tz, months,
@@ -178,7 +179,8 @@ class OutcomePublisher:
                 p.small_cell_max, known,
             )
             if self.areas.population is not None:  # the release states the table its rates used
-                release = replace(release, extras={**release.extras, "population": self.areas.population.info()})
+                info = self.areas.population.info()
+                release = replace(release, extras={**release.extras, "population": info})
             dumped = [r.model_dump(mode="json") for r in release.records]
             if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
                     json.loads(prior["extras"]) != release.extras):

@@ -33,8 +33,8 @@ from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import family_topics
 from hub.kernel.settings import Settings
 from projections import demographics, reporting
-from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
 from projections.population import Areas, load_areas
+from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
 from projections.store import read_meta
 from schemas.demographics import normalized
 
@@ -327,8 +327,8 @@ class ReadModelReader:
         labels = {r["vocabulary"] for r in rows}
         unmeasured = reporting.unmeasured_metrics(labels, meta["vocabularies"])
         rated = by is None or by in reporting.RATE_GRAINS
-        service = reporting.calls_for_service(
-            rows, await self.other_calls(date_from=date_from, date_to=date_to), by, self.tz) if rated else None
+        others = await self.other_calls(date_from=date_from, date_to=date_to) if rated else []
+        service = reporting.calls_for_service(rows, others, by, self.tz) if rated else None
         population = self.areas.population if self.areas is not None else None
         table = reporting.outcome_table(
             rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,

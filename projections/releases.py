@@ -32,10 +32,16 @@ from zoneinfo import ZoneInfo
 
 from projections.areas import ALL_CALLS, COARSE_KINDS, PathCounts, area_table, kind_counts, rates
 from projections.counts import FLAG_METRICS
-from projections.outcomes import HIDDEN_PREFIX, PUBLISHED_METRICS, AreaKey, Cell, SuppressedTable, suppressed_table
+from projections.outcomes import (
+    HIDDEN_PREFIX,
+    PUBLISHED_METRICS,
+    AreaKey,
+    Cell,
+    SuppressedTable,
+    suppressed_table,
+)
 from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
 from schemas.outcome import OutcomeRecord
-
 
 #: the metrics of the coarse table (the others are added by projections.areas.area_table)
 COARSE_METRICS = frozenset((*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)))
@@ -110,7 +116,8 @@ def month_release(
         COARSE_KINDS,
         max_small,
         tuple(unmeasured),
-        known_before={c: v for c, v in before.items() if c[0][0] in ("all", *COARSE_KINDS) and c[1] in COARSE_METRICS},
+        known_before={c: v for c, v in before.items()
+                      if c[0][0] in ("all", *COARSE_KINDS) and c[1] in COARSE_METRICS},
         attribute_max=attribute_max,
     )
     table = area_table(

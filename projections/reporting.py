@@ -235,7 +235,8 @@ def outcome_table(
             groups_out[g][m] = cell(v, table[(g, "calls")] if m not in ("calls", areas.ALL_CALLS) else None)
             if service_calls is not None:
                 per_calls, per_residents = rated[(g, m)]
-                groups_out[g][m] |= {"rate_per_1000_calls": per_calls, "rate_per_1000_residents": per_residents}
+                groups_out[g][m] |= {"rate_per_1000_calls": per_calls,
+                                     "rate_per_1000_residents": per_residents}
     total = groups_out.pop(("all", "all"))
     return {
         "total": total,

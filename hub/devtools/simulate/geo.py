@@ -39,7 +39,8 @@ def _ring(west: float, south: float, east: float, north: float) -> list[list[flo
 
 
 def _feature(props: dict[str, Any], box: tuple[float, float, float, float]) -> dict[str, Any]:
-    return {"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [_ring(*box)]}}
+    geometry = {"type": "Polygon", "coordinates": [_ring(*box)]}
+    return {"type": "Feature", "properties": props, "geometry": geometry}
 
 
 def district_map() -> dict[str, Any]:
@@ -56,8 +57,8 @@ def beat_map() -> dict[str, Any]:
         beats = DISTRICTS[d]
         step = (east - west) / len(beats)
         for i, b in enumerate(beats):
-            features.append(_feature({"beat": b, "district": d}, (west + i * step, south, west + (i + 1) * step,
-                                                                 north)))
+            box = (west + i * step, south, west + (i + 1) * step, north)
+            features.append(_feature({"beat": b, "district": d}, box))
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -112,7 +112,8 @@ def test_rates_are_made_of_shown_values_only() -> None:
     assert out[(a, "outcome.other")] == (None, None)
 
 
-@settings(max_examples=int(os.environ.get("AREAS_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=int(os.environ.get("AREAS_EXAMPLES", "60")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
     st.lists(st.tuples(st.one_of(located, incident), st.integers(1, 14)), min_size=1, max_size=7),
     st.lists(st.tuples(st.booleans(), st.one_of(located, incident), st.integers(1, 12)), max_size=2),

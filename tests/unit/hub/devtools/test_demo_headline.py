@@ -11,7 +11,6 @@ runs twice, bracketing them: no answer at all, and every deliverable referral co
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,10 +24,10 @@ from hub.devtools.simulate.pipeline import county_envelopes
 from hub.kernel.vocabulary import load_vocabularies
 from projections import reporting
 from projections import tables as T
+from projections.areas import path_counts
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
 from projections.fold import derive
-from projections.areas import path_counts
 from projections.referrals import FUNNEL_STAGES
 from projections.releases import month_release
 from tests.unit.projections.release_adversary import adversary
