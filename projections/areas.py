@@ -290,7 +290,8 @@ def area_table(
         hide = set(coarse.hidden) | set(new)  # withhold every new cell
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
-    known = {c: v for c, v in values.items() if (c not in hide or c in determined) and not is_split(c[0])}
+    # split cells are known too: a split derivable in two releases would tell its change
+    known = {c: v for c, v in values.items() if c not in hide or c in determined}
     published = tuple(
         (a, m) for a in sorted(areas | {("all", "all")}) for m in AREA_METRICS if not is_split(a)
     )
