@@ -54,6 +54,7 @@ NormalizedField = Literal[
     "cit_requested",
     "cit_dispatched",
     "cit_arrived",
+    "remarks",
 ]
 
 class SelfInitiatedRule(BaseModel):
@@ -93,6 +94,9 @@ class Profile(BaseModel):
     # number that differ only in their disposition are more dispositions, not revisions
     disposition_rows: bool = False
     vocabulary: str | None = None  # a vocabulary name or file; None: the bundled one of ``name``, if any
+    #: decimal places kept of published coordinates (3 ≈ 110 m, block level); None = as
+    #: published (only for a feed that is already blurred at the source)
+    coordinate_decimals: int | None = Field(3, ge=0, le=8)
 
     @model_validator(mode="before")
     @classmethod
