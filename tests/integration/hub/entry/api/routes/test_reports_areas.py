@@ -51,9 +51,10 @@ async def _feed(pool: asyncpg.Pool, schema: str) -> None:
         for i in range(bh + other):
             rows.append((f"areas:{beat}:{i}", MAY + timedelta(minutes=i), i < bh, sector, beat))
     await pool.executemany(
-        f'INSERT INTO "{schema}".incident_summary (incident_id, received_at, call_category, behavioral_health,'
-        " precinct, sector, beat, outcome, referral_made, connected_to_services, co_responder, persons,"
-        " fact_count) VALUES ($1, $2, 'crisis', $3, 'W', $4, $5, 'no_enforcement', false, false, false, '{}', 1)",
+        f'INSERT INTO "{schema}".incident_summary (incident_id, received_at, call_category,'
+        " behavioral_health, precinct, sector, beat, outcome, referral_made, connected_to_services,"
+        " co_responder, persons, fact_count)"
+        " VALUES ($1, $2, 'crisis', $3, 'W', $4, $5, 'no_enforcement', false, false, false, '{}', 1)",
         rows,
     )
 
