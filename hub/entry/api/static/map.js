@@ -103,6 +103,7 @@ const AreaMap = (() => {
           : value === null || value === undefined ? NO_DATA : CLASSES[classOf(value, cuts)];
         const text = describe(row, measure, panel.grain, area.name);
         const path = el("path", {
+          id: `area-${panel.grain}-${area.area}`,
           d, fill, "fill-rule": "evenodd", stroke: "#2d3748", "stroke-width": 0.8, tabindex: 0,
           role: "img", "aria-label": text, "data-area": area.area,
           "data-value": row ? (row.suppressed ? "suppressed" : String(value)) : "none",
@@ -112,10 +113,13 @@ const AreaMap = (() => {
         const show = () => {
           tip.textContent = text;
           tip.hidden = false;
-          const box = path.getBBox(), view = svg.viewBox.baseVal, w = svg.clientWidth || WIDTH;
-          const k = w / view.width;
-          tip.style.left = `${Math.round((box.x + box.width / 2) * k)}px`;
-          tip.style.top = `${Math.round((box.y + box.height / 2) * k)}px`;
+          // just above the area (below it at the top edge), kept inside the map's box
+          const box = path.getBBox(), k = (svg.clientWidth || WIDTH) / svg.viewBox.baseVal.width;
+          const w = tip.offsetWidth, room = holder.clientWidth || WIDTH;
+          const left = Math.max(0, Math.min(room - w, (box.x + box.width / 2) * k - w / 2));
+          tip.style.left = `${Math.round(left)}px`;
+          const above = box.y * k - tip.offsetHeight - 4;
+          tip.style.top = `${Math.round(above >= 0 ? above : (box.y + box.height) * k + 4)}px`;
           path.classList.add("active");
         };
         const hide = () => { tip.hidden = true; path.classList.remove("active"); };
@@ -123,6 +127,13 @@ const AreaMap = (() => {
         path.addEventListener("mouseenter", show);
         path.addEventListener("blur", hide);
         path.addEventListener("mouseleave", hide);
+      }
+      for (const path of svg.querySelectorAll("path[data-area]")) {
+        const box = path.getBBox();
+        if (box.width < 18 || box.height < 12) continue;  // too small to label
+        const label = el("text", { x: box.x + box.width / 2, y: box.y + box.height / 2 + 4, "text-anchor": "middle",
+                                   class: "map-label", "aria-hidden": "true" }, svg);
+        label.textContent = path.dataset.area;
       }
       legend(measure, cuts);
     }
