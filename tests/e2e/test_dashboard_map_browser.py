@@ -60,7 +60,8 @@ async def test_the_beats_map_hatches_withheld_beats(chromium: str, seattle_serve
         await browser.goto(seattle_server.url + "/dashboard/")
         await ready(browser)
         areas = await browser.evaluate(
-            f"{AREAS}.map(p => [p.dataset.area, p.dataset.value, p.dataset.suppressed, p.getAttribute('fill'),"
+            f"{AREAS}.map(p => [p.dataset.area, p.dataset.value, p.dataset.suppressed,"
+            " p.getAttribute('fill'),"
             " p.getBoundingClientRect().width > 10 && p.getBoundingClientRect().height > 10])")
         by_area = {a: (v, s, fill, visible) for a, v, s, fill, visible in areas}
         assert set(by_area) == set(BEATS) and all(v[3] for v in by_area.values()), by_area
