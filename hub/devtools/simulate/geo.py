@@ -30,11 +30,9 @@ POPULATION_YEAR = 2024
 
 
 def _ring(west: float, south: float, east: float, north: float) -> list[list[float]]:
-    """A closed ring, counter-clockwise (RFC 7946), with a wobble on the long edges so the map
-    reads as areas, not a grid."""
-    mid_x, mid_y = (west + east) / 2, (south + north) / 2
-    pts = [(west, south), (mid_x, south + 0.002), (east, south), (east, mid_y), (east, north),
-           (mid_x, north - 0.002), (west, north), (west, mid_y), (west, south)]
+    """A closed ring, counter-clockwise (RFC 7946): neighbouring areas share their edges
+    exactly, so the map has no gaps."""
+    pts = [(west, south), (east, south), (east, north), (west, north), (west, south)]
     return [[round(x, 5), round(y, 5)] for x, y in pts]
 
 
