@@ -39,6 +39,7 @@ from typing import Any, cast
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import (
     HIDDEN_PREFIX,
+    PUBLISHED_AREA_KINDS,
     PUBLISHED_METRICS,
     AreaKey,
     Cell,
@@ -49,7 +50,7 @@ from projections.outcomes import (
 from projections.suppression import Equation, derivable, exposed, forced_zero, suppress
 
 #: the area kinds of the first stage (the month table as released before areas of need)
-COARSE_KINDS = ("precinct", "district")
+COARSE_KINDS = PUBLISHED_AREA_KINDS[1:]
 #: the finer grains added by :func:`area_table`
 FINE_KINDS = ("sector", "beat")
 #: every area kind of a call, coarse first (the columns of ``incident_summary``)
