@@ -68,6 +68,7 @@ from schemas.referral import ReferralCompleted, ReferralRequested
 
 #: the facts a person's service times are taken from (incident rows, person summaries)
 SERVICE_TYPES = (ServiceEnrolled.event_type, ReferralCompleted.event_type, ReferralRequested.event_type)
+CONSENT_TYPES = (ConsentGranted.event_type, ConsentRevoked.event_type)
 
 
 def needs_component(facts: Iterable[Fact]) -> bool:
@@ -111,8 +112,11 @@ class ReferralFacts:
 
 @dataclass(frozen=True)
 class ConsentFacts:
-    """→ ``{consent id: [grant and revoke facts of that consent id]}``."""
+    """→ ``{consent id: [grant and revoke facts of that consent id]}``, looked up among the
+    consent facts of ``persons`` (a consent id is the case system's id of one person's
+    consent: it is not shared between people)."""
 
+    persons: frozenset[str]
     ids: frozenset[str]
 
 
@@ -190,7 +194,7 @@ class Delta:
 LiveFold = Generator[list[Request], list[Any], Delta]
 
 
-def _by_person(f: Fact) -> set[str]:
+def by_person(f: Fact) -> set[str]:
     """The pseudonyms a fact is about as the projections group by person (subject, other)."""
     return {w for w in (subject_person(f), f.other) if w is not None}
 
@@ -201,16 +205,18 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     uniq = {f.event_id: f for f in new}
     new = sorted(uniq.values(), key=lambda f: f.order)
     out = Delta()
-    keyed = {w for f in new for w in _by_person(f)}
-    persons0 = keyed | {f.person for f in new if f.person} | {r[1] for f in new if (r := report_of(f))}
+    keyed = {w for f in new for w in by_person(f)}
+    persons0 = keyed | {f.person for f in new if f.person} | {rep[1] for f in new if (rep := report_of(f))}
     incidents0 = frozenset(f.incident_id for f in new if f.incident_id)
     referrals0 = frozenset(f.referral_id for f in new if f.referral_id)
-    consents0 = frozenset(f.payload.consent_id for f in new if isinstance(f.payload, ConsentGranted | ConsentRevoked))
+    consent_facts = [cp for f in new if isinstance(cp := f.payload, ConsentGranted | ConsentRevoked)]
+    consents0 = ConsentFacts(frozenset(p.person for p in consent_facts),
+                             frozenset(p.consent_id for p in consent_facts))
 
     # stage 1: what the new facts name
     clusters, inc_facts, old_rows, ref_facts, con_facts, inc_entries = yield [
         Clusters(frozenset(persons0)), IncidentFacts(incidents0), IncidentRows(incidents0),
-        ReferralFacts(referrals0), ConsentFacts(consents0), IncidentEntries(incidents0),
+        ReferralFacts(referrals0), consents0, IncidentEntries(incidents0),
     ]
     # the entries to recompute: the new facts', their referral's when a request is new,
     # their consent's revocations when a grant is new
@@ -223,7 +229,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
                               if isinstance(g.payload, ConsentRevoked))
     moved = frozenset(entries_of) - frozenset(uniq)  # stored entries recomputed
     in_incidents = [f for fs in inc_facts.values() for f in fs]
-    persons1 = {w for f in (*in_incidents, *entries_of.values()) for w in _by_person(f)} - persons0
+    persons1 = {w for f in (*in_incidents, *entries_of.values()) for w in by_person(f)} - persons0
 
     # stage 2: the clusters of the incidents' persons, where the moved entries were
     more, old_entry, keyring = yield [
@@ -262,7 +268,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     connects: dict[str, datetime] = {}
     for f in new:
         if isinstance(f.payload, ReferralCompleted | ServiceEnrolled):
-            for c in {canon(w) for w in _by_person(f)}:
+            for c in {canon(w) for w in by_person(f)}:
                 for i, opened in contacts.get(c, {}).items():
                     if i not in incidents0 and opened <= f.at <= opened + cfg.connected_window:
                         connects[i] = f.at
@@ -301,7 +307,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     for eid, entry in entries.items():
         f = entries_of[eid]
         out.put(T.TIMELINE_ENTRIES, entry)
-        own = {canon(w) for w in _by_person(f)}
+        own = {canon(w) for w in by_person(f)}
         now = own | persons_of(entry["incident_id"], rows_now)
         if eid in moved:
             for c in own | persons_of(old_entry.get(eid), old_rows_all):
@@ -360,15 +366,16 @@ def answer_in_memory(request: Request, facts: Mapping[str, Fact], index: Mapping
         return {r: [f for f in facts_of("r:" + r) if f.referral_id == r] for r in request.ids}
     if isinstance(request, ConsentFacts):
         out: dict[str, list[Fact]] = defaultdict(list)
-        for f in facts.values():
-            if isinstance(f.payload, ConsentGranted | ConsentRevoked) and f.payload.consent_id in request.ids:
-                out[f.payload.consent_id].append(f)
+        for e in sorted({e for p in request.persons for e in index.get("p:" + p, ())}):
+            p = facts[e].payload
+            if isinstance(p, ConsentGranted | ConsentRevoked) and p.consent_id in request.ids:
+                out[p.consent_id].append(facts[e])
         return dict(out)
     if isinstance(request, IncidentEntries):
         placed: dict[str, list[tuple[str, datetime]]] = defaultdict(list)
-        for e in rows[T.TIMELINE_ENTRIES.name].values():
-            if e["incident_id"] in request.ids:
-                placed[e["incident_id"]].append((e["event_id"], e["at"]))
+        for entry in rows[T.TIMELINE_ENTRIES.name].values():
+            if entry["incident_id"] in request.ids:
+                placed[entry["incident_id"]].append((entry["event_id"], entry["at"]))
         return dict(placed)
     if isinstance(request, EntryIncidents):
         entries = rows[T.TIMELINE_ENTRIES.name]
@@ -381,7 +388,7 @@ def answer_in_memory(request: Request, facts: Mapping[str, Fact], index: Mapping
         return dict(found)
     if isinstance(request, PersonFacts):
         return {c: [f for e in sorted({e for m in ms for e in index.get("p:" + m, ())})
-                    if (f := facts[e]).event_type in SERVICE_TYPES and _by_person(f) & ms]
+                    if (f := facts[e]).event_type in SERVICE_TYPES and by_person(f) & ms]
                 for c, ms in request.members}
     assert isinstance(request, KeyringFor)
     return keyring
