@@ -13,8 +13,11 @@ Design (order independence by construction):
 
 Hence any permutation and duplication of a set of facts, folded one by one or in
 batches, ends in the same rows as :func:`derive` over the whole set — the property the
-unit tests check with Hypothesis. The PostgreSQL shell (:mod:`projections.store`) runs
-the same :func:`derive` / :func:`plan` over components it loads from the ``facts`` table.
+unit tests check with Hypothesis. The live projector folds most batches incrementally
+(:mod:`projections.livefold`: the same row functions over only the rows a batch changes);
+for identity links / unlinks and erasures the PostgreSQL shell (:mod:`projections.store`)
+runs the same :func:`derive` / :func:`plan` over components it loads from the ``facts``
+table.
 """
 
 from __future__ import annotations

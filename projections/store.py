@@ -7,9 +7,14 @@ Effectively once: :meth:`ReadModelStore.apply_batch` runs ONE transaction per ba
    two workers never recompute the same component concurrently;
 2. skips records below the stored position of their partition (already applied, e.g.
    by the previous owner before a rebalance) and facts whose event id is already stored;
-3. stores the new facts (COPY), loads the components they touch (a few set-based queries
-   over the ``keys`` GIN index), deletes the rows those components own and COPYs the
-   recomputed ones, adds the outcome-count deltas (one ``executemany``);
+3. stores the new facts (COPY) and folds them incrementally (:mod:`projections.livefold`):
+   answers the fold's few requests (the new facts' incidents, referrals, consents, the
+   clusters, contacts and service facts of their persons — set-based queries over primary
+   keys and the ``keys`` GIN index), deletes the keys it replaces, COPYs the rows it writes,
+   adds the outcome-count deltas (one ``executemany``). A batch holding an identity link /
+   unlink or an erasure instead re-derives the components it touches (loads them, deletes
+   the rows they own, COPYs the recomputed ones): its cost grows with the component, the
+   others' with the batch;
 4. records the next offset of every partition in the batch.
 
 Rows and positions commit together, so a crash or a rebalance at any point either keeps
