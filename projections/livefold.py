@@ -58,7 +58,7 @@ from projections.fold import (
     timeline_context,
 )
 from projections.incidents import incident_row, service_times
-from projections.people import person_rows
+from projections.people import contact_row, person_summary
 from projections.referrals import referral_row
 from projections.timelines import timeline_entry
 from schemas.case import ServiceEnrolled
@@ -173,10 +173,17 @@ class Delta:
     incidents_before: list[dict[str, Any]] = field(default_factory=list)
     incidents_after: list[dict[str, Any]] = field(default_factory=list)
 
-    def put(self, table: T.Table, row: dict[str, Any]) -> None:
+    #: per table, the upserted keys known not to be stored (no delete needed before the write)
+    fresh: dict[str, set[tuple]] = field(default_factory=lambda: defaultdict(set))
+
+    def put(self, table: T.Table, row: dict[str, Any], fresh: bool = False) -> None:
         key = table.pk(row)
         self.upserts[table.name][key] = row
         self.deletes[table.name].discard(key)
+        if fresh:
+            self.fresh[table.name].add(key)
+        else:
+            self.fresh[table.name].discard(key)
 
     def delete(self, table: T.Table, key: tuple) -> None:
         if key not in self.upserts[table.name]:
@@ -283,14 +290,14 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     # incidents and counts
     for i, row in new_rows.items():
         if old_rows.get(i) != row:
-            out.put(T.INCIDENT_SUMMARY, row)
+            out.put(T.INCIDENT_SUMMARY, row, fresh=i not in old_rows)
     out.incidents_before = [old_rows[i] for i in new_rows if i in old_rows]
     out.incidents_after = list(new_rows.values())
     out.count_delta = delta(out.incidents_before, out.incidents_after, cfg)
 
     # clusters of new pseudonyms, referrals, consents, demographics reports
     for p in sorted(keyed - set(clusters)):
-        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p})
+        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p}, fresh=True)
     for r in referrals0:
         out.put(T.REFERRAL_FUNNEL, referral_row(r, ref_facts.get(r, ())))
     for row in consent_rows(f for fs in con_facts.values() for f in fs):
@@ -306,7 +313,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     old_rows_all = {**other_rows, **old_rows}
     for eid, entry in entries.items():
         f = entries_of[eid]
-        out.put(T.TIMELINE_ENTRIES, entry)
+        out.put(T.TIMELINE_ENTRIES, entry, fresh=eid in uniq)
         own = {canon(w) for w in by_person(f)}
         now = own | persons_of(entry["incident_id"], rows_now)
         if eid in moved:
@@ -314,7 +321,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
                 if c not in now:
                     out.delete(T.PERSON_TIMELINE, (c, eid))
         for c in now:
-            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at})
+            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at}, fresh=eid in uniq)
     for i, row in new_rows.items():
         grown = set(row["persons"]) - persons_of(i, old_rows)
         for eid, at in inc_entries.get(i, ()):
@@ -329,14 +336,14 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
         mine = {i: t for i, t in before.items() if i not in new_rows}
         mine.update({i: r["opened_at"] for i, r in new_rows.items()
                      if c in r["persons"] and r["opened_at"] is not None})
-        summary, contact_rows = person_rows(c, members[c], mine, service_times(person_facts.get(c, ()), bh),
-                                            cfg.repeat_window)
-        out.put(T.PERSON_SUMMARY, summary)
-        for i in before.keys() - mine.keys():
-            out.delete(T.PERSON_CONTACTS, (c, i))
-        for row in contact_rows:
-            if before.get(row["incident_id"]) != row["contact_at"]:
-                out.put(T.PERSON_CONTACTS, row)
+        out.put(T.PERSON_SUMMARY, person_summary(
+            c, members[c], mine.values(), service_times(person_facts.get(c, ()), bh), cfg.repeat_window
+        ))
+        for i in new_rows:  # the only incidents whose contacts can change
+            if i in before and i not in mine:
+                out.delete(T.PERSON_CONTACTS, (c, i))
+            elif i in mine and before.get(i) != mine[i]:
+                out.put(T.PERSON_CONTACTS, contact_row(c, i, mine[i]), fresh=i not in before)
     return out
 
 

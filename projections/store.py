@@ -406,20 +406,19 @@ class ReadModelStore:
             )
             return {row["event_id"]: row["incident_id"] for row in rows}
         assert isinstance(r, Contacts)
-        contacts: dict[str, dict[str, Any]] = {}
-        for row in await conn.fetch(
-            f"""SELECT person, incident_id, contact_at FROM {self.q("person_contacts")}
-                 WHERE person = any($1::text[])""",
+        rows = await conn.fetch(  # arrays: one row per person, however many contacts
+            f"""SELECT person, array_agg(incident_id) AS incidents, array_agg(contact_at) AS times
+                  FROM {self.q("person_contacts")} WHERE person = any($1::text[]) GROUP BY person""",
             ids,
-        ):
-            contacts.setdefault(row["person"], {})[row["incident_id"]] = row["contact_at"]
-        return contacts
+        )
+        return {row["person"]: dict(zip(row["incidents"], row["times"], strict=True)) for row in rows}
 
     async def _write(self, conn: Connection, d: Delta) -> None:
         """Write a :class:`projections.livefold.Delta`: delete the keys it deletes and
         replaces, COPY the rows it writes, add the count deltas."""
         for table in T.DERIVED:
-            keys = sorted(d.deletes.get(table.name, set()) | d.upserts.get(table.name, {}).keys())
+            keys = sorted(d.deletes.get(table.name, set())
+                          | (d.upserts.get(table.name, {}).keys() - d.fresh.get(table.name, set())))
             if not keys:
                 continue
             if len(table.key) == 1:
@@ -427,11 +426,13 @@ class ReadModelStore:
                     f"DELETE FROM {self.q(table.name)} WHERE {table.key[0]} = any($1::text[])",
                     [k[0] for k in keys],
                 )
-            else:
+            else:  # each key column by `= any` too, so the primary key's index finds the rows
                 cols = ", ".join(table.key)
-                casts = ", ".join(f"${n + 1}::text[]" for n in range(len(table.key)))
+                args = [f"${n + 1}::text[]" for n in range(len(table.key))]
+                each = " AND ".join(f"{c} = any({a})" for c, a in zip(table.key, args, strict=True))
                 await conn.execute(
-                    f"DELETE FROM {self.q(table.name)} WHERE ({cols}) IN (SELECT * FROM unnest({casts}))",
+                    f"""DELETE FROM {self.q(table.name)}
+                         WHERE {each} AND ({cols}) IN (SELECT * FROM unnest({", ".join(args)}))""",
                     *([k[n] for k in keys] for n in range(len(table.key))),
                 )
         await copy_rows(conn, self.schema, {t: rows for t, rows in d.upserts.items() if rows})
@@ -514,7 +515,8 @@ class ReadModelStore:
                     DO UPDATE SET value = {counts}.value + EXCLUDED.value""",
                 [(*cell, v) for cell, v in count_delta.items()],
             )
-            await conn.execute(f"DELETE FROM {counts} WHERE value = 0")
+            if any(v < 0 for v in count_delta.values()):  # only a decrease can leave a zero
+                await conn.execute(f"DELETE FROM {counts} WHERE value = 0")
 
 
 async def copy_rows(conn: Connection, schema: str, rows: Rows) -> None:
