@@ -13,8 +13,11 @@ Design (order independence by construction):
 
 Hence any permutation and duplication of a set of facts, folded one by one or in
 batches, ends in the same rows as :func:`derive` over the whole set — the property the
-unit tests check with Hypothesis. The PostgreSQL shell (:mod:`projections.store`) runs
-the same :func:`derive` / :func:`plan` over components it loads from the ``facts`` table.
+unit tests check with Hypothesis. The live projector folds most batches incrementally
+(:mod:`projections.livefold`: the same row functions over only the rows a batch changes);
+for identity links / unlinks and erasures the PostgreSQL shell (:mod:`projections.store`)
+runs the same :func:`derive` / :func:`plan` over components it loads from the ``facts``
+table.
 """
 
 from __future__ import annotations
@@ -79,7 +82,9 @@ def empty_rows() -> Rows:
     return {t.name: {} for t in (*T.DERIVED, T.OUTCOME_COUNTS)}
 
 
-def _consent_rows(facts: list[Fact]) -> list[dict[str, Any]]:
+def consent_rows(facts: Iterable[Fact]) -> list[dict[str, Any]]:
+    """The ``consents`` rows of every (person, consent id) among ``facts`` (each from all
+    of that pair's grant and revoke facts, which ``facts`` must hold)."""
     by_id: dict[tuple[str, str], list[Fact]] = defaultdict(list)
     for f in facts:
         if isinstance(f.payload, ConsentGranted | ConsentRevoked):
@@ -100,6 +105,29 @@ def _consent_rows(facts: list[Fact]) -> list[dict[str, Any]]:
             "revoked_at": min(revokes) if revokes else None,
         })
     return rows
+
+
+TimelineContext = tuple[dict[str, bool], dict[str, str], dict[str, bool]]
+
+
+def timeline_context(facts: Iterable[Fact]) -> TimelineContext:
+    """What a fact's timeline entry depends on beyond the fact itself (the arguments of
+    :func:`projections.timelines.timeline_entry` after the fact): referral id → Part 2
+    (any of its requests is substance use), referral id → the incident its earliest request
+    (by fact order) names, consent id → any of its grants is Part 2. Pure; over any
+    superset of the referrals' and consents' facts the answer for them is the same."""
+    part2: dict[str, bool] = {}
+    referral_incident: dict[str, str] = {}
+    part2_consents: dict[str, bool] = {}
+    for f in sorted(facts, key=lambda f: f.order):
+        p = f.payload
+        if isinstance(p, ReferralRequested):
+            part2[p.referral_id] = part2.get(p.referral_id, False) or p.substance_use
+            if p.incident_id:
+                referral_incident.setdefault(p.referral_id, p.incident_id)
+        elif isinstance(p, ConsentGranted):
+            part2_consents[p.consent_id] = part2_consents.get(p.consent_id, False) or "part2" in p.scope
+    return part2, referral_incident, part2_consents
 
 
 def derive(facts: Iterable[Fact], cfg: FoldConfig, keyring: Keyring | None = None) -> Rows:
@@ -143,24 +171,13 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig, keyring: Keyring | None = Non
         put(T.INCIDENT_SUMMARY, row)
     for r, fs in by_referral.items():
         put(T.REFERRAL_FUNNEL, referral_row(r, fs))
-    for row in _consent_rows(facts):
+    for row in consent_rows(facts):
         put(T.CONSENTS, row)
     for row in demographics_rows(facts, canon):
         put(T.PERSON_DEMOGRAPHICS, row)
 
-    part2: dict[str, bool] = {}
-    referral_incident: dict[str, str] = {}
-    for f in facts:
-        if isinstance(f.payload, ReferralRequested):
-            part2[f.payload.referral_id] = part2.get(f.payload.referral_id, False) or f.payload.substance_use
-            if f.payload.incident_id:
-                referral_incident.setdefault(f.payload.referral_id, f.payload.incident_id)
-    part2_consents: dict[str, bool] = {}  # consent id -> any of its grants is Part 2
-    for f in facts:
-        if isinstance(f.payload, ConsentGranted):
-            cid = f.payload.consent_id
-            part2_consents[cid] = part2_consents.get(cid, False) or "part2" in f.payload.scope
-    entries = [timeline_entry(f, part2, referral_incident, part2_consents) for f in facts]
+    context = timeline_context(facts)
+    entries = [timeline_entry(f, *context) for f in facts]
     for e in entries:
         put(T.TIMELINE_ENTRIES, e)
 

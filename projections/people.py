@@ -24,6 +24,31 @@ def max_in_window(times: list[datetime], window: timedelta) -> int:
     return best
 
 
+def person_summary(
+    person: str, members: Iterable[str], times: Iterable[datetime], services: list[datetime],
+    window: timedelta,
+) -> dict[str, Any]:
+    """The ``person_summary`` row of one canonical person: ``times`` are their contact
+    times (one per incident), ``services`` the times they were enrolled in
+    behavioral-health services."""
+    ordered = sorted(times)
+    return {
+        "person": person,
+        "members": sorted(set(members)),
+        "contacts": len(ordered),
+        "first_contact_at": ordered[0] if ordered else None,
+        "last_contact_at": ordered[-1] if ordered else None,
+        "max_contacts_in_window": max_in_window(ordered, window),
+        "enrolled_in_services": bool(services),
+        "first_enrolled_at": min(services) if services else None,
+    }
+
+
+def contact_row(person: str, incident_id: str, at: datetime) -> dict[str, Any]:
+    """One ``person_contacts`` row."""
+    return {"person": person, "incident_id": incident_id, "contact_at": at}
+
+
 def person_rows(
     person: str,
     members: Iterable[str],
@@ -32,18 +57,7 @@ def person_rows(
     window: timedelta,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(``person_summary`` row, ``person_contacts`` rows) of one canonical person.
-    ``contacts`` maps incident id → contact time; ``services`` are the times the person
-    was enrolled in behavioral-health services."""
-    times = sorted(contacts.values())
-    summary = {
-        "person": person,
-        "members": sorted(set(members)),
-        "contacts": len(contacts),
-        "first_contact_at": times[0] if times else None,
-        "last_contact_at": times[-1] if times else None,
-        "max_contacts_in_window": max_in_window(times, window),
-        "enrolled_in_services": bool(services),
-        "first_enrolled_at": min(services) if services else None,
-    }
-    rows = [{"person": person, "incident_id": i, "contact_at": t} for i, t in sorted(contacts.items())]
+    ``contacts`` maps incident id → contact time; ``services`` as for :func:`person_summary`."""
+    summary = person_summary(person, members, contacts.values(), services, window)
+    rows = [contact_row(person, i, t) for i, t in sorted(contacts.items())]
     return summary, rows

@@ -3,9 +3,10 @@ outcome topic (``<prefix>.outcomes.counts``), keyed by ``metric|period|area``.
 
 Only *closed* months are published (:func:`projections.releases.month_closed`: over, and
 ``projections.release_lateness_days`` passed). For each closed month whose counts may have
-changed, the whole month's table is rebuilt from ``outcome_counts`` (behavioral-health
-calls, summed over call categories) and suppressed as one table, protecting every cell whose
-change since what analysts already knew would be small (:func:`projections.releases.month_release`).
+changed, the whole month's table is rebuilt from ``incident_summary`` (behavioral-health
+calls and calls for service per precinct, district, sector and beat, in one statement) and
+suppressed as one table, protecting every cell whose change since what analysts already knew
+would be small (:func:`projections.releases.month_release`).
 When the table differs from the month's latest release it is a new release
 (``outcome_releases``, ``<YYYY-MM>.r<seq>``, with its vocabulary and code version); only the
 records that differ from what was last published are sent, and a key that no longer exists
@@ -26,7 +27,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -36,7 +39,8 @@ from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
 from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
-from projections.outcomes import PUBLISHED_AREA_KINDS
+from projections.areas import Path, path_counts
+from projections.population import load_areas
 from projections.queries import ReadModelReader
 from projections.releases import (
     MonthRelease,
@@ -52,22 +56,28 @@ from projections.store import read_meta
 from schemas.topics import outcome_topic
 
 
-async def month_counts(conn: Executor, schema: str, months: Iterable[date] | None
-                       ) -> dict[date, dict[tuple[str, str, str], int]]:
-    """(area kind, area, metric) → behavioral-health call count, per month."""
+async def month_counts(conn: Executor, schema: str, tz: str, months: Iterable[date] | None
+                       ) -> dict[date, dict[tuple[Path, str], int]]:
+    """(area path, metric) → count per month (agency time): behavioral-health metrics and calls
+    for service of every kind (:func:`projections.areas.path_counts`), from one statement over
+    ``incident_summary`` so that every grain of a month's table counts the same calls."""
     months = None if months is None else sorted(set(months))
     rows = await conn.fetch(
-        f"""SELECT period_start, area_kind, area, metric, sum(value)::int AS value
-            FROM "{schema}".outcome_counts
-            WHERE period_kind = 'month' AND behavioral_health AND area_kind = any($1::text[])
-              AND ($2::date[] IS NULL OR period_start = any($2::date[]))
-            GROUP BY period_start, area_kind, area, metric""",
-        list(PUBLISHED_AREA_KINDS), months,
+        f"""SELECT date_trunc('month', received_at AT TIME ZONE $1)::date AS month, precinct, district,
+                   sector, beat, behavioral_health, outcome, referral_made, connected_to_services,
+                   co_responder, true AS received_at, call_category, count(*)::int AS n
+            FROM "{schema}".incident_summary
+            WHERE received_at IS NOT NULL AND call_category IS NOT NULL
+              AND ($2::date[] IS NULL
+                   OR date_trunc('month', received_at AT TIME ZONE $1)::date = any($2::date[]))
+            GROUP BY 1, precinct, district, sector, beat, behavioral_health, outcome, referral_made,
+                     connected_to_services, co_responder, call_category""",
+        tz, months,
     )
-    out: dict[date, dict[tuple[str, str, str], int]] = defaultdict(dict)
+    grouped: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        out[r["period_start"]][(r["area_kind"], r["area"], r["metric"])] = r["value"]
-    return out
+        grouped[r["month"]].append(dict(r))
+    return {m: path_counts(rs) for m, rs in grouped.items()}
 
 
 async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date, set[str | None]]:
@@ -111,6 +121,8 @@ class OutcomePublisher:
         self.topic = outcome_topic(settings.kafka.topic_prefix)
         self._producer: AIOKafkaProducer | None = None
         self._audit = AuditTopic(clients, settings.kafka.topic_prefix)
+        #: the county's population table (rates per 1,000 residents): read once, checked here
+        self.areas = load_areas(settings.areas)
 
     async def start(self) -> None:
         self._producer = self.clients.producer("outcomes")
@@ -142,7 +154,7 @@ class OutcomePublisher:
         tz = self.settings.agency_timezone
         now = self.clock()
         lateness = timedelta(days=p.release_lateness_days)
-        counts = await month_counts(conn, self.schema, months)
+        counts = await month_counts(conn, self.schema, tz, months)
         latest = await latest_releases(conn, self.schema, months)
         candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
@@ -157,6 +169,7 @@ class OutcomePublisher:
                 max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
                 known_before=known, vocabulary=meta["label"],
                 unmeasured=unmeasured_metrics(used.get(month, set()), meta["vocabularies"]),
+                population=self.areas.residents(),
             )
             last_day = next_month(month) - timedelta(days=1)
             release = with_extras(
@@ -165,6 +178,9 @@ class OutcomePublisher:
                 await reader.funnel_rows(date_from=month, date_to=last_day),
                 p.small_cell_max, known,
             )
+            if self.areas.population is not None:  # the release states the table its rates used
+                info = self.areas.population.info()
+                release = replace(release, extras={**release.extras, "population": info})
             dumped = [r.model_dump(mode="json") for r in release.records]
             if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
                     json.loads(prior["extras"]) != release.extras):

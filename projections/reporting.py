@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
+from projections import areas
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
@@ -39,7 +40,7 @@ from schemas.encounter import USE_OF_FORCE
 #: person on the call (:data:`DEMOGRAPHIC_GRAINS`)
 Grain = Literal[
     "month", "area", "response", "program", "mode", "team", "referral_type",
-    "race", "ethnicity", "gender", "age_band",
+    "race", "ethnicity", "gender", "age_band", "precinct", "district", "sector", "beat",
 ]
 GRAINS: tuple[Grain, ...] = get_args(Grain)
 #: intervention groupings: ``response`` is ``co_responder`` / ``police_only``; the others
@@ -49,6 +50,11 @@ NO_INTERVENTION = "none"
 #: demographic groupings: the columns :func:`projections.demographics.with_demographics`
 #: adds to incident rows (``not_reported`` when unknown)
 DEMOGRAPHIC_GRAINS = tuple(VOCABULARIES)
+#: one area grain for every call: its precinct / district / sector / beat (``unknown`` when the
+#: feed has none); ``area`` is the finest coarse grain each call has (precinct, else district)
+AREA_GRAIN_KINDS = ("precinct", "district", "sector", "beat")
+#: the groupings whose rows carry calls for service and rates per 1,000 (area groupings)
+RATE_GRAINS = ("area", *AREA_GRAIN_KINDS)
 
 
 def parse_grain(value: str | None) -> Grain | None:
@@ -150,6 +156,8 @@ def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]
         return (by, str(row.get(by) or NO_INTERVENTION))
     if by in DEMOGRAPHIC_GRAINS:
         return (by, str(row.get(by) or NOT_REPORTED))
+    if by in AREA_GRAIN_KINDS:
+        return (by, str(row.get(by) or UNKNOWN_AREA))
     return ("all", "all")
 
 
@@ -166,21 +174,45 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
         return ("month",)
     if by == "area":
         return ((*AREA_GRAINS, NO_AREA_KIND),)
-    if by in INTERVENTION_GRAINS or by in DEMOGRAPHIC_GRAINS:
+    if by in INTERVENTION_GRAINS or by in DEMOGRAPHIC_GRAINS or by in AREA_GRAIN_KINDS:
         return (by,)
     return ()
+
+
+def calls_for_service(
+    bh_rows: Iterable[Mapping[str, Any]], other_calls: Iterable[Mapping[str, Any]], by: str | None, tz: str
+) -> dict[tuple[str, str], int]:
+    """Calls for service of every kind per group of ``by`` (an area grouping) and in total:
+    the behavioral-health incident rows plus ``other_calls`` (rows of area columns with a
+    count ``n``, :meth:`projections.queries.ReadModelReader.other_calls`)."""
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for rows, weight in ((bh_rows, None), (other_calls, "n")):
+        for row in rows:
+            n = int(row[weight]) if weight else 1
+            out[("all", "all")] += n
+            if by is not None:
+                out[group_of(row, by, tz)] += n
+    return dict(out)
 
 
 def outcome_table(
     rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
     unmeasured: Mapping[str, str] | None = None,
+    service_calls: Mapping[tuple[str, str], int] | None = None,
+    population: Mapping[tuple[str, str], int] | None = None,
 ) -> dict[str, Any]:
     """Outcome counts of the given (behavioral-health) incident rows, in total and per
     month or per area, suppressed as one table. ``{"total": {metric: cell}, "rows":
     [{"group_kind", "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in
     the same group. ``group_kind`` is ``month``, or for areas the grain of the row
     (``precinct`` / ``district`` / ``area`` for unknown). ``unmeasured`` (metric → reason)
-    marks metrics the sources cannot express."""
+    marks metrics the sources cannot express.
+
+    ``service_calls`` (group → calls for service of every kind, :func:`calls_for_service`):
+    adds each group's ``all_calls`` cell — without changing any other cell
+    (:func:`projections.areas.with_calls_for_service`) — and gives every cell its
+    ``rate_per_1000_calls`` and, with ``population`` ((grain, area) → residents),
+    ``rate_per_1000_residents`` (null when the count or its denominator is withheld)."""
     unmeasured = dict(unmeasured or {})
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
@@ -188,13 +220,23 @@ def outcome_table(
         for g in groups:
             for m in incident_metrics(dict(row)):
                 counts[(*g, m)] += 1
-    table = suppressed_table(counts, partitions_of(by), small_cell_max, tuple(unmeasured)).shown()
+    partitions = partitions_of(by)
+    suppressed = suppressed_table(counts, partitions, small_cell_max, tuple(unmeasured))
+    if service_calls is not None:
+        suppressed = areas.with_calls_for_service(
+            suppressed, service_calls, [_partition_kinds(p) for p in partitions], small_cell_max)
+    table = suppressed.shown()
+    rated = areas.rates(table, population) if service_calls is not None else {}
     groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for (g, m), v in table.items():
         if m in unmeasured:
             groups_out[g][m] = not_measured_cell(unmeasured[m])
         else:
-            groups_out[g][m] = cell(v, table[(g, "calls")] if m != "calls" else None)
+            groups_out[g][m] = cell(v, table[(g, "calls")] if m not in ("calls", areas.ALL_CALLS) else None)
+            if service_calls is not None:
+                per_calls, per_residents = rated[(g, m)]
+                groups_out[g][m] |= {"rate_per_1000_calls": per_calls,
+                                     "rate_per_1000_residents": per_residents}
     total = groups_out.pop(("all", "all"))
     return {
         "total": total,
@@ -442,9 +484,12 @@ def report_document(
     vocabulary: Mapping[str, Any] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
+    population: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report document (``hub report --json``, version 2) from its sections.
-    ``vocabulary``: the label and vocabularies the read models were derived with."""
+    ``vocabulary``: the label and vocabularies the read models were derived with;
+    ``population``: the source and year of the population table the rates per 1,000
+    residents used (None: none configured)."""
     unmeasured = unmeasured or {}
     total = table["total"]
     headline = {"calls": total["calls"]}
@@ -459,6 +504,7 @@ def report_document(
         "vocabulary": dict(vocabulary or {"label": None, "vocabularies": []}),
         "not_measured": dict(unmeasured),
         "footnotes": list(notes),
+        "population": dict(population) if population is not None else None,
         "from": date_from.isoformat() if date_from else None,
         "to": date_to.isoformat() if date_to else None,
         "by": by,

@@ -7,9 +7,14 @@ Effectively once: :meth:`ReadModelStore.apply_batch` runs ONE transaction per ba
    two workers never recompute the same component concurrently;
 2. skips records below the stored position of their partition (already applied, e.g.
    by the previous owner before a rebalance) and facts whose event id is already stored;
-3. stores the new facts (COPY), loads the components they touch (a few set-based queries
-   over the ``keys`` GIN index), deletes the rows those components own and COPYs the
-   recomputed ones, adds the outcome-count deltas (one ``executemany``);
+3. stores the new facts (COPY) and folds them incrementally (:mod:`projections.livefold`):
+   answers the fold's few requests (the new facts' incidents, referrals, consents, the
+   clusters, contacts and service facts of their persons — set-based queries over primary
+   keys and the ``keys`` GIN index), deletes the keys it replaces, COPYs the rows it writes,
+   adds the outcome-count deltas (one ``executemany``). A batch holding an identity link /
+   unlink or an erasure instead re-derives the components it touches (loads them, deletes
+   the rows they own, COPYs the recomputed ones): its cost grows with the component, the
+   others' with the batch;
 4. records the next offset of every partition in the batch.
 
 Rows and positions commit together, so a crash or a rebalance at any point either keeps
@@ -36,10 +41,29 @@ from hub.kernel.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
 from hub.kernel.vocabulary import VocabularySet
 from projections import tables as T
 from projections.config import FoldConfig
-from projections.counts import period_start
+from projections.counts import Cell, period_start
 from projections.facts import Fact, make_fact
 from projections.fold import Plan, Rows, derive, plan
 from projections.incidents import sealed_kids
+from projections.livefold import (
+    CONSENT_TYPES,
+    SERVICE_TYPES,
+    Clusters,
+    ConsentFacts,
+    Contacts,
+    Delta,
+    EntryIncidents,
+    IncidentEntries,
+    IncidentFacts,
+    IncidentRows,
+    KeyringFor,
+    PersonFacts,
+    ReferralFacts,
+    Request,
+    by_person,
+    live_fold,
+    needs_component,
+)
 
 #: the read-model tables, in the namespace's read-model schema (or a replay's fresh schema)
 READ_MODEL_MIGRATIONS = MigrationSet(
@@ -288,6 +312,135 @@ class ReadModelStore:
         )
         for f in new:
             self._remember(f)
+        if needs_component(new):
+            return await self._apply_components(conn, new)
+        fold = live_fold(new, self.cfg)
+        try:
+            requests = next(fold)
+            while True:
+                requests = fold.send([await self._answer(conn, r) for r in requests])
+        except StopIteration as done:
+            d: Delta = done.value
+        await self._write(conn, d)
+        return {
+            period_start("month", r["received_at"], self.cfg)
+            for r in [*d.incidents_before, *d.incidents_after]
+            if r["received_at"] is not None
+        }
+
+    async def _facts_where(self, conn: Connection, where: str, *args: Any) -> list[Fact]:
+        """The facts matching ``where`` (parsed once per process: cached by event id)."""
+        ids = await conn.fetch(f"SELECT event_id FROM {self.q('facts')} WHERE {where}", *args)
+        found = {i: cached for r in ids if (cached := self._cache.get(i := r["event_id"])) is not None}
+        missing = [r["event_id"] for r in ids if r["event_id"] not in found]
+        if missing:
+            for r in await conn.fetch(
+                f"SELECT * FROM {self.q('facts')} WHERE event_id = any($1::text[])", missing
+            ):
+                fact = fact_from_row(r)
+                found[fact.event_id] = fact
+                self._remember(fact)
+        return list(found.values())
+
+    async def _answer(self, conn: Connection, r: Request) -> Any:
+        """The answer to one :mod:`projections.livefold` request from this schema (in the
+        batch's transaction, so the batch's facts are visible)."""
+        if isinstance(r, KeyringFor):
+            return await self.keyring(r.facts)
+        if isinstance(r, PersonFacts):
+            keys = sorted({"p:" + m for _, ms in r.members for m in ms})
+            if not keys:
+                return {}
+            facts = await self._facts_where(conn, "keys && $1::text[] AND event_type = any($2::text[])",
+                                            keys, list(SERVICE_TYPES))
+            return {c: [f for f in facts if by_person(f) & ms] for c, ms in r.members}
+        named: frozenset[str] = (r.persons if isinstance(r, Clusters | Contacts)
+                                 else r.event_ids if isinstance(r, EntryIncidents) else r.ids)
+        ids = sorted(named)
+        if not ids:
+            return {}
+        if isinstance(r, Clusters):
+            rows = await conn.fetch(
+                f"""SELECT p.pseudonym, p.canonical, array_agg(m.pseudonym) AS members
+                      FROM {self.q("person_clusters")} p
+                      JOIN {self.q("person_clusters")} m ON m.canonical = p.canonical
+                     WHERE p.pseudonym = any($1::text[]) GROUP BY p.pseudonym, p.canonical""",
+                ids,
+            )
+            return {row["pseudonym"]: (row["canonical"], frozenset(row["members"])) for row in rows}
+        if isinstance(r, IncidentFacts | ReferralFacts):
+            prefix, attr = ("i:", "incident_id") if isinstance(r, IncidentFacts) else ("r:", "referral_id")
+            grouped: dict[str, list[Fact]] = {}
+            for f in await self._facts_where(conn, "keys && $1::text[]", [prefix + i for i in ids]):
+                owner = getattr(f, attr)
+                if owner in r.ids:
+                    grouped.setdefault(owner, []).append(f)
+            return grouped
+        if isinstance(r, ConsentFacts):
+            consents: dict[str, list[Fact]] = {}
+            for f in await self._facts_where(conn, "keys && $1::text[] AND event_type = any($2::text[])",
+                                             ["p:" + p for p in sorted(r.persons)], list(CONSENT_TYPES)):
+                cid = f.data.get("consent_id")
+                if cid in r.ids:
+                    consents.setdefault(cid, []).append(f)
+            return consents
+        if isinstance(r, IncidentRows):
+            rows = await conn.fetch(
+                f"SELECT * FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[])", ids
+            )
+            return {row["incident_id"]: dict(row) for row in rows}
+        if isinstance(r, IncidentEntries):
+            placed: dict[str, list[tuple[str, Any]]] = {}
+            for row in await conn.fetch(
+                f"""SELECT incident_id, event_id, at FROM {self.q("timeline_entries")}
+                     WHERE incident_id = any($1::text[])""",
+                ids,
+            ):
+                placed.setdefault(row["incident_id"], []).append((row["event_id"], row["at"]))
+            return placed
+        if isinstance(r, EntryIncidents):
+            rows = await conn.fetch(
+                f"""SELECT event_id, incident_id FROM {self.q("timeline_entries")}
+                     WHERE event_id = any($1::text[])""",
+                ids,
+            )
+            return {row["event_id"]: row["incident_id"] for row in rows}
+        assert isinstance(r, Contacts)
+        rows = await conn.fetch(  # arrays: one row per person, however many contacts
+            f"""SELECT person, array_agg(incident_id) AS incidents, array_agg(contact_at) AS times
+                  FROM {self.q("person_contacts")} WHERE person = any($1::text[]) GROUP BY person""",
+            ids,
+        )
+        return {row["person"]: dict(zip(row["incidents"], row["times"], strict=True)) for row in rows}
+
+    async def _write(self, conn: Connection, d: Delta) -> None:
+        """Write a :class:`projections.livefold.Delta`: delete the keys it deletes and
+        replaces, COPY the rows it writes, add the count deltas."""
+        for table in T.DERIVED:
+            keys = sorted(d.deletes.get(table.name, set())
+                          | (d.upserts.get(table.name, {}).keys() - d.fresh.get(table.name, set())))
+            if not keys:
+                continue
+            if len(table.key) == 1:
+                await conn.execute(
+                    f"DELETE FROM {self.q(table.name)} WHERE {table.key[0]} = any($1::text[])",
+                    [k[0] for k in keys],
+                )
+            else:  # each key column by `= any` too, so the primary key's index finds the rows
+                cols = ", ".join(table.key)
+                args = [f"${n + 1}::text[]" for n in range(len(table.key))]
+                each = " AND ".join(f"{c} = any({a})" for c, a in zip(table.key, args, strict=True))
+                await conn.execute(
+                    f"""DELETE FROM {self.q(table.name)}
+                         WHERE {each} AND ({cols}) IN (SELECT * FROM unnest({", ".join(args)}))""",
+                    *([k[n] for k in keys] for n in range(len(table.key))),
+                )
+        await copy_rows(conn, self.schema, {t: rows for t, rows in d.upserts.items() if rows})
+        await self._add_counts(conn, d.count_delta)
+
+    async def _apply_components(self, conn: Connection, new: list[Fact]) -> set[date]:
+        """Re-derive the components the new facts touch (identity links / unlinks,
+        erasures: :func:`projections.livefold.needs_component`)."""
         keys: set[str] = set()
         frontier = {k for f in new for k in f.keys}
         ids: set[str] = set()
@@ -348,7 +501,10 @@ class ReadModelStore:
             if values:
                 await conn.execute(f"DELETE FROM {self.q(table)} WHERE {column} = any($1::text[])", values)
         await copy_rows(conn, self.schema, p.rows)
-        if p.count_delta:
+        await self._add_counts(conn, p.count_delta)
+
+    async def _add_counts(self, conn: Connection, count_delta: dict[Cell, int]) -> None:
+        if count_delta:
             counts = self.q("outcome_counts")
             await conn.executemany(
                 f"""INSERT INTO {counts} (period_kind, period_start, area_kind, area, call_category,
@@ -357,9 +513,10 @@ class ReadModelStore:
                     ON CONFLICT (period_kind, period_start, area_kind, area, call_category, behavioral_health,
                                  metric)
                     DO UPDATE SET value = {counts}.value + EXCLUDED.value""",
-                [(*cell, v) for cell, v in p.count_delta.items()],
+                [(*cell, v) for cell, v in count_delta.items()],
             )
-            await conn.execute(f"DELETE FROM {counts} WHERE value = 0")
+            if any(v < 0 for v in count_delta.values()):  # only a decrease can leave a zero
+                await conn.execute(f"DELETE FROM {counts} WHERE value = 0")
 
 
 async def copy_rows(conn: Connection, schema: str, rows: Rows) -> None:
