@@ -20,7 +20,6 @@ are suppressed as one partition of the total (an analyst can add them up).
 
 from __future__ import annotations
 
-import itertools
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -343,23 +342,11 @@ def repeat_release(people: Iterable[tuple[int, bool]], small_cell_max: int,
     two = sum(1 for n, _ in rows if n >= 2)
     three = sum(1 for n, _ in rows if n >= 3)
     enrolled = sum(1 for n, e in rows if n >= 3 and e)
-    values = {
-        "people": people_n,
-        "two_plus": two,
-        "three_plus": three,
-        "three_plus_enrolled": enrolled,
-        "once": people_n - two,
-        "exactly_two": two - three,
-        "three_plus_not_enrolled": three - enrolled,
-    }
-    eqs = [
-        Equation("people", ("two_plus", "once")),
-        Equation("two_plus", ("three_plus", "exactly_two")),
-        Equation("three_plus", ("three_plus_enrolled", "three_plus_not_enrolled")),
-    ]
-    hide, known = guarded_suppress(
-        values, eqs, {"once", "exactly_two", "three_plus_not_enrolled"}, small_cell_max, known_before
+    values, eqs, hidden = nested_values(
+        {"people": people_n, "two_plus": two, "three_plus": three, "three_plus_enrolled": enrolled},
+        ("people", "two_plus", "three_plus", "three_plus_enrolled"), "repeat encounters",
     )
+    hide, known = guarded_suppress(values, eqs, hidden, small_cell_max, known_before)
 
     def out(name: str, denominator: str | None = None) -> dict[str, Any]:
         v = None if name in hide else values[name]
@@ -378,8 +365,8 @@ def repeat_release(people: Iterable[tuple[int, bool]], small_cell_max: int,
 def repeat_table(people: Iterable[tuple[int, bool]], small_cell_max: int) -> dict[str, Any]:
     """People with 1+, 2+ and 3+ contacts and how many of those with 3+ were enrolled in
     behavioral-health services, from (contacts, enrolled) per person (people with 0 contacts
-    ignored). Suppressed with hidden complements (exactly one, exactly two contacts; 3+ not
-    enrolled); the enrolled share is of people with 3+ contacts."""
+    ignored). Suppressed with hidden complements of every pair of these nested counts
+    (:func:`nested_values`); the enrolled share is of people with 3+ contacts."""
     return repeat_release(people, small_cell_max)[0]
 
 
@@ -434,15 +421,26 @@ def funnel_values(counts: Mapping[str, int]) -> tuple[dict[str, int], list[Equat
     """The funnel's cells, equations and hidden cells: each stage = the next stage + those
     that stopped before it (``<a>_not_<b>``, hidden). Requires monotone counts, so every
     equation holds exactly."""
+    return nested_values(counts, FUNNEL_STAGES, "funnel")
+
+
+def nested_values(
+    counts: Mapping[str, int], chain: Sequence[str], what: str
+) -> tuple[dict[str, int], list[Equation], set[str]]:
+    """Cells, equations and hidden complements of counts that nest (each of ``chain`` a
+    subset of the one before): for EVERY pair, not only neighbours, ``a = b + <a>_not_<b>``
+    — two shown cells two steps apart tell their difference, a sum of withheld cells, which
+    must be protected like a cell of its own."""
     values = dict(counts)
     eqs: list[Equation] = []
     hidden: set[str] = set()
-    for a, b in itertools.pairwise(FUNNEL_STAGES):
-        if values[a] < values[b]:
-            raise ValueError(f"funnel not monotone: {a} {values[a]} < {b} {values[b]}")
-        values[f"{a}_not_{b}"] = values[a] - values[b]
-        hidden.add(f"{a}_not_{b}")
-        eqs.append(Equation(a, (b, f"{a}_not_{b}")))
+    for i, a in enumerate(chain):
+        for b in chain[i + 1:]:
+            if values[a] < values[b]:
+                raise ValueError(f"{what} not monotone: {a} {values[a]} < {b} {values[b]}")
+            values[f"{a}_not_{b}"] = values[a] - values[b]
+            hidden.add(f"{a}_not_{b}")
+            eqs.append(Equation(a, (b, f"{a}_not_{b}")))
     return values, eqs, hidden
 
 
