@@ -243,11 +243,11 @@ def grouped_suppress(
 ) -> tuple[set[tuple[tuple[str, str], str]], dict[str, int]]:
     """:func:`guarded_suppress` of a table whose cells are ``((kind, group), metric)``:
     (cells to withhold, what a reader knows afterwards keyed by :func:`group_cell_key`)."""
-    by_key = {group_cell_key(c): c for c in values}
-    keyed = {k: values[c] for k, c in by_key.items()}
-    keyed_eqs = [Equation(group_cell_key(e.total), tuple(group_cell_key(p) for p in e.parts)) for e in eqs]
-    hide, known = guarded_suppress(keyed, keyed_eqs, {group_cell_key(c) for c in hidden}, max_small,
-                                   known_before)
+    key: dict[Any, str] = {c: group_cell_key(c) for c in (*values, *hidden)}
+    by_key = {k: c for c, k in key.items()}
+    keyed = {key[c]: v for c, v in values.items()}
+    keyed_eqs = [Equation(key[e.total], tuple(key[p] for p in e.parts)) for e in eqs]
+    hide, known = guarded_suppress(keyed, keyed_eqs, {key[c] for c in hidden}, max_small, known_before)
     return {by_key[k] for k in hide}, known
 
 
