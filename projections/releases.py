@@ -164,7 +164,7 @@ def with_extras(
     sources: Sequence[str] = SOURCES,
 ) -> MonthRelease:
     """``release`` with the month's repeat encounters, referral funnel (stage counts), use of
-    force (total and by outcome) and demographics of the calls (``incidents``: the month's
+    force (total, by outcome and by area) and demographics of the calls (``incidents``: the month's
     behavioral-health incident rows with their people's demographics, see
     :meth:`projections.queries.ReadModelReader.with_demographics`), each suppressed as its
     own table and protected against earlier releases the same way; their cells are known as
@@ -179,7 +179,7 @@ def with_extras(
         elif prefix == "funnel.":
             doc, now = funnel_release(referrals, max_small, before)
         elif prefix == "force.":
-            doc, now = use_of_force_release(incidents, by=None, tz=tz, small_cell_max=max_small,
+            doc, now = use_of_force_release(incidents, by="area", tz=tz, small_cell_max=max_small,
                                             known_before=before)
         else:
             doc, now = demographics_release(incidents, small_cell_max=max_small, sources=sources,
@@ -291,3 +291,16 @@ def released_months(
         rows.append({"group_kind": "month", "group": release["period"], "metrics": cells})
     rows.sort(key=lambda r: r["group"])
     return {"total": {}, "rows": rows}
+
+
+def released_force_months(
+    latest: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+) -> list[dict[str, Any]]:
+    """Use of force by month from each month's latest release: one row per month holding
+    that release's jurisdiction cells as released (none for a release without them)."""
+    rows = []
+    for release, _ in latest:
+        total = ((release.get("extras") or {}).get("use_of_force") or {}).get("total")
+        if total:
+            rows.append({"group_kind": "month", "group": release["period"], "metrics": total})
+    return sorted(rows, key=lambda r: r["group"])

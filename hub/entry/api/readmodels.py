@@ -30,7 +30,7 @@ from hub.kernel.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
 from projections.outcomes import suppressed_table
-from projections.releases import release_document, released_months
+from projections.releases import release_document, released_force_months, released_months
 from projections.reporting import parse_grain
 from schemas.base import event_class
 from schemas.consent import ConsentGranted
@@ -241,8 +241,13 @@ class PostgresReadModels:
         return queries.jsonable(release_document(*found))
 
     async def released_by_month(self) -> dict[str, Any]:
-        latest = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
-        return queries.jsonable(released_months(r for r in latest if r is not None))
+        """Each month's latest release: ``{"outcomes": <section by month>, "use_of_force":
+        [<row by month>]}`` — the cells as released."""
+        found = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
+        latest = [r for r in found if r is not None]
+        return queries.jsonable(
+            {"outcomes": released_months(latest), "use_of_force": released_force_months(latest)}
+        )
 
     async def releases(self) -> list[dict[str, Any]]:
         return queries.jsonable(await self.reader.releases())
