@@ -102,6 +102,7 @@
     Charts.bars($("chart-funnel"), d.funnel, { title: "referral funnel", series: "funnel" });
     Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 130 });
     pipeline(d.pipeline);
+    Panels.draw(d); // demographics and use of force (panels.js)
     document.body.dataset.ready = "1";
   } catch (e) {
     fail(String(e && e.message || e));
