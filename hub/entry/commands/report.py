@@ -75,7 +75,8 @@ def _sections(doc: dict[str, Any]) -> list[str]:
         lines.append("  use of force (shares of calls with use of force recorded)")
         if force.get("reason"):
             lines.append(f"    not available: {force['reason']}")
-        rows = [{"group_kind": "all", "group": "all", "metrics": force["total"]}] if force.get("total") else []
+        total = force.get("total")
+        rows = [{"group_kind": "all", "group": "all", "metrics": total}] if total else []
         for row in [*rows, *(force.get("by_outcome") or []), *(force.get("rows") or [])]:
             m = row["metrics"]
             types = "; ".join(
