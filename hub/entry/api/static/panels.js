@@ -78,7 +78,7 @@ const Panels = (() => {
       const table = node("table", { class: "cells", "data-panel": "demographics", "data-grouping": d.key });
       table.appendChild(node("caption", {}, d.label));
       const head = node("tr");
-      for (const h of [d.label, "BH calls (share)", ""]) head.appendChild(node("th", { scope: "col" }, h));
+      for (const h of ["category", "BH calls (share)", ""]) head.appendChild(node("th", { scope: "col" }, h));
       head.lastChild.setAttribute("aria-hidden", "true");
       table.appendChild(node("thead")).appendChild(head);
       const body = table.appendChild(node("tbody"));
@@ -89,7 +89,7 @@ const Panels = (() => {
         const barCell = node("td", { class: "bar", "aria-hidden": "true" });
         const bar = barCell.appendChild(node("span"));
         if (r.value === null || r.value === undefined) bar.className = r.withheld ? "hatched" : "";
-        else bar.style.width = `${Math.max(1, Math.round((r.share || 0) * 100))}%`;
+        else if (r.value > 0) bar.style.width = `${Math.max(1, Math.round((r.share || 0) * 100))}%`;
         tr.appendChild(barCell);
         body.appendChild(tr);
       }
