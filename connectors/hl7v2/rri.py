@@ -219,9 +219,11 @@ def build_rri_i12(
     now: datetime,
     sending_facility: str = "EHR",
     note: str | None = None,
+    pid: dict[str, str] | None = None,
 ) -> str:
     """An ``RRI^I12`` answering our REF^I12 ``ref_control_id`` (used by the EHR simulator
-    and tests; a real EHR's interface engine produces these)."""
+    and tests; a real EHR's interface engine produces these). ``pid``: further PID fields
+    by number, as ER7 (the demographics PID-7/8/10/22)."""
 
 
     text = {
@@ -251,6 +253,9 @@ def build_rri_i12(
     m.pid.pid_1 = "1"
     m.pid.pid_3 = f"{person}^^^{HL7_ASSIGNING_AUTHORITY}^PN"
     m.pid.pid_5 = "PSEUDONYMIZED^^^^^^S"
+    for index, value in (pid or {}).items():  # demographics the EHR's record carries
+        if value:
+            setattr(m.pid, f"pid_{int(index)}", value)
     if note:
         for i, line in enumerate(text_lines(note), start=1):
             nte = m.add_segment("NTE")
