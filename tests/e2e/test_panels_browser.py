@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from hub.devtools.demo import DemoResult
 from hub.entry.api.server import ThreadedServer
 from hub.kernel.settings import Settings
@@ -82,3 +84,22 @@ async def test_panels_show_the_released_cells(
     # the demo records use of force on its forms, and some cells are shown
     assert any(v not in ("withheld", "0") for (p, _, m), (v, _) in page.items() if p == "use_of_force"
                and m == "force_recorded")
+
+
+async def test_ehr_answers_land_sealed_and_in_the_release(
+    demo_run: DemoResult, pg_pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """The simulated EHR's answers carry the person's record (FHIR Patient, PID): the
+    projector keeps each report sealed in ``person_demographics`` (nothing in clear) and the
+    month's release counts the calls by it, suppressed."""
+    schema = settings.postgres.schema_
+    rows = await pg_pool.fetch(f'SELECT * FROM "{schema}".person_demographics WHERE source = $1', "ehr")
+    assert rows, "no EHR answer carried demographics"
+    for r in rows:
+        stored = " ".join(str(v) for v in r.values()).lower()
+        assert not any(word in stored for word in ("white", "black", "asian", "hispanic", "female"))
+    demo = released_extras(settings)["demographics"]
+    race = {r["group"]: r["metrics"]["calls"] for r in demo["rows"] if r["group_kind"] == "race"}
+    # calls are counted by the EHR's record: a reported category is shown with calls
+    assert any((c["value"] or 0) > 0 for g, c in race.items() if g != "not_reported"), race
+    assert sum(c["value"] or 0 for c in race.values()) <= demo["total"]["calls"]["value"]
