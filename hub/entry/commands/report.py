@@ -50,7 +50,7 @@ def _fmt(cell: dict[str, Any]) -> str:
     return f"{value}  ({share})" if share else value
 
 
-def _sections(doc: dict[str, Any]) -> list[str]:
+def section_lines(doc: dict[str, Any]) -> list[str]:
     """The demographics and use-of-force sections of a report document as text lines,
     the cells as published (withheld cells read ``suppressed``, never 0)."""
     lines: list[str] = []
@@ -168,7 +168,7 @@ def report(
             f"  [{row['group_kind']} {row['group']}] calls {_fmt(cells['calls'])}; no enforcement "
             f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}"
         )
-    for line in _sections(doc):
+    for line in section_lines(doc):
         typer.echo(line)
     for note in doc["footnotes"]:
         typer.echo(f"  note: {note}")
@@ -206,7 +206,7 @@ def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
     )
     for name, cell in doc["headline"].items():
         typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
-    for line in _sections(doc):
+    for line in section_lines(doc):
         typer.echo(line)
 
 
