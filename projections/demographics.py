@@ -29,7 +29,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from projections.facts import Fact
-from projections.suppression import Equation, suppress
+from projections.reporting import Known, grouped_suppress
+from projections.suppression import Equation
 from schemas.base import Sealed
 from schemas.case import CaseOpened
 from schemas.demographics import NOT_REPORTED, VOCABULARIES, age_band
@@ -178,6 +179,20 @@ def demographics_table(
     sources: Sequence[str],
     also_hidden: Iterable[tuple[tuple[str, str], str]] = (),
 ) -> dict[str, Any]:
+    """:func:`demographics_release` without earlier releases."""
+    return demographics_release(
+        rows, small_cell_max=small_cell_max, sources=sources, also_hidden=also_hidden
+    )[0]
+
+
+def demographics_release(
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    small_cell_max: int,
+    sources: Sequence[str],
+    also_hidden: Iterable[tuple[tuple[str, str], str]] = (),
+    known_before: Known | None = None,
+) -> tuple[dict[str, Any], dict[str, int]]:
     """Behavioral-health calls by race, ethnicity, gender and age band (rows from
     :func:`with_demographics`), every category of each vocabulary listed, suppressed as one
     table: each dimension's groups add up to ``calls``; ``conflicting`` counts the calls
@@ -185,7 +200,8 @@ def demographics_table(
     ``also_hidden``: cells another published table withholds (the outcome table grouped
     by the same dimension), withheld here too so the two cannot be combined.
     ``{"sources", "total": {"calls", "conflicting"}, "rows": [{"group_kind", "group",
-    "metrics": {"calls"}}]}``; shares are of ``calls``."""
+    "metrics": {"calls"}}]}``; shares are of ``calls``. ``known_before`` (releases):
+    every value readers knew of each cell; also returns what a reader knows afterwards."""
     total = ("all", "all")
     values: Counter[tuple[tuple[str, str], str]] = Counter()
     for d, vocabulary in VOCABULARIES.items():
@@ -203,7 +219,7 @@ def demographics_table(
     for d, vocabulary in VOCABULARIES.items():
         eqs.append(Equation((total, "calls"), tuple(((d, v), "calls") for v in vocabulary)))
     hidden = {(total, _NOT_CONFLICTING), *(c for c in also_hidden if c in values)}
-    hide = suppress(dict(values), eqs, hidden, small_cell_max)
+    hide, known = grouped_suppress(dict(values), eqs, hidden, small_cell_max, known_before)
 
     def cell_of(key: tuple[tuple[str, str], str]) -> dict[str, Any]:
         v = None if key in hide else values[key]
@@ -223,4 +239,4 @@ def demographics_table(
             {"group_kind": d, "group": v, "metrics": {"calls": cell_of(((d, v), "calls"))}}
             for d, vocabulary in VOCABULARIES.items() for v in vocabulary
         ],
-    }
+    }, known

@@ -121,7 +121,7 @@ class Projector:
         self.settings = rt.settings
         self.schema = schema or rt.settings.postgres.schema_
         self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings), rt.keyring)
-        self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema, rt.kafka)
+        self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema, rt.kafka, keys=rt.keyring)
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
         self.guard = rt.record_guard()
         self.quarantine = rt.quarantine("projector")

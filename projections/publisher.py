@@ -41,7 +41,7 @@ from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections.areas import Path, path_counts
 from projections.population import load_areas
-from projections.queries import ReadModelReader
+from projections.queries import KeyResolver, ReadModelReader
 from projections.releases import (
     MonthRelease,
     month_closed,
@@ -112,7 +112,11 @@ class OutcomePublisher:
     """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, schema: str, clients: KafkaClients,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 keys: KeyResolver | None = None) -> None:
+        """``keys`` opens the people's sealed demographics for the released demographics
+        table (None: every call counts as not reported)."""
+        self.keys = keys
         self.settings = settings
         self.clock = clock
         self.clients = clients
@@ -159,7 +163,9 @@ class OutcomePublisher:
         candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
         used = await month_vocabularies(conn, self.schema, tz)
-        reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max)
+        sources = tuple(self.settings.demographics.sources)
+        reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max, keys=self.keys,
+                                 demographic_sources=sources)
         releases: list[MonthRelease] = []
         for month in sorted(candidates):
             prior = latest.get(month)
@@ -177,6 +183,8 @@ class OutcomePublisher:
                 await reader.repeat_people(date_from=month, date_to=last_day),
                 await reader.funnel_rows(date_from=month, date_to=last_day),
                 p.small_cell_max, known,
+                await reader.with_demographics(await reader.bh_incidents(date_from=month, date_to=last_day)),
+                tz=tz, sources=sources,
             )
             if self.areas.population is not None:  # the release states the table its rates used
                 info = self.areas.population.info()

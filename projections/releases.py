@@ -32,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from projections.areas import ALL_CALLS, COARSE_KINDS, PathCounts, area_table, kind_counts, rates
 from projections.counts import FLAG_METRICS
+from projections.demographics import SOURCES, demographics_release
 from projections.outcomes import (
     HIDDEN_PREFIX,
     PUBLISHED_METRICS,
@@ -40,7 +41,13 @@ from projections.outcomes import (
     SuppressedTable,
     suppressed_table,
 )
-from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
+from projections.reporting import (
+    HEADLINES,
+    REPORT_VERSION,
+    funnel_release,
+    repeat_release,
+    use_of_force_release,
+)
 from schemas.outcome import OutcomeRecord
 
 #: the metrics of the coarse table (the others are added by projections.areas.area_table)
@@ -162,25 +169,47 @@ def month_release(
     return MonthRelease(rid, period_start, seq, tuple(records), known, table)
 
 
+#: the extras of a release: (section, prefix of its cells in ``known``)
+EXTRAS = (
+    ("repeat_encounters", "repeat."),
+    ("referral_funnel", "funnel."),
+    ("use_of_force", "force."),
+    ("demographics", "demo."),
+)
+
+
 def with_extras(
     release: MonthRelease,
     people: Iterable[tuple[int, bool]],
     referrals: Sequence[Mapping[str, Any]],
     max_small: int,
     known_before: Mapping[str, Iterable[int]],
+    incidents: Sequence[Mapping[str, Any]] = (),
+    *,
+    tz: str = "UTC",
+    sources: Sequence[str] = SOURCES,
 ) -> MonthRelease:
-    """``release`` with the month's repeat encounters and referral funnel (stage counts), each
-    suppressed as its own table and protected against earlier releases the same way; their
-    cells are known as ``repeat.<cell>`` / ``funnel.<cell>``."""
+    """``release`` with the month's repeat encounters, referral funnel (stage counts), use of
+    force (total, by outcome and by area) and demographics of the calls (``incidents``: the month's
+    behavioral-health incident rows with their people's demographics, see
+    :meth:`projections.queries.ReadModelReader.with_demographics`), each suppressed as its
+    own table and protected against earlier releases the same way; their cells are known as
+    ``repeat.<cell>`` / ``funnel.<cell>`` / ``force.<cell>`` / ``demo.<cell>``."""
     known = {k: sorted(set(v)) for k, v in release.known.items()}
-    people, referrals = list(people), list(referrals)
+    people, referrals, incidents = list(people), list(referrals), list(incidents)
     extras: dict[str, Any] = {}
-    for name, prefix in (("repeat_encounters", "repeat."), ("referral_funnel", "funnel.")):
+    for name, prefix in EXTRAS:
         before = {k.removeprefix(prefix): v for k, v in known_before.items() if k.startswith(prefix)}
         if prefix == "repeat.":
             doc, now = repeat_release(people, max_small, before)
-        else:
+        elif prefix == "funnel.":
             doc, now = funnel_release(referrals, max_small, before)
+        elif prefix == "force.":
+            doc, now = use_of_force_release(incidents, by="area", tz=tz, small_cell_max=max_small,
+                                            known_before=before)
+        else:
+            doc, now = demographics_release(incidents, small_cell_max=max_small, sources=sources,
+                                            known_before=before)
         extras[name] = doc
         for cell, value in now.items():
             known[prefix + cell] = sorted({*known.get(prefix + cell, []), value})
@@ -253,6 +282,10 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         k: _not_released() for k in ("requested", "delivered", "accepted", "completed")
     }
     headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
+    # releases before use of force and demographics were released carry neither
+    force = extras.get("use_of_force") or {"total": {}, "by_outcome": [], "rows": [],
+                                           "reason": NOT_RELEASED}
+    demo = extras.get("demographics") or {"sources": [], "total": {}, "rows": [], "reason": NOT_RELEASED}
     period = release["period"]
     return {
         "report": "outcomes",
@@ -275,6 +308,8 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         "repeat_encounters": repeat,
         "referral_funnel": funnel,
         "population": extras.get("population"),
+        "use_of_force": force,
+        "demographics": demo,
     }
 
 
@@ -289,3 +324,16 @@ def released_months(
         rows.append({"group_kind": "month", "group": release["period"], "metrics": cells})
     rows.sort(key=lambda r: r["group"])
     return {"total": {}, "rows": rows}
+
+
+def released_force_months(
+    latest: Iterable[tuple[Mapping[str, Any], Iterable[Mapping[str, Any]]]],
+) -> list[dict[str, Any]]:
+    """Use of force by month from each month's latest release: one row per month holding
+    that release's jurisdiction cells as released (none for a release without them)."""
+    rows = []
+    for release, _ in latest:
+        total = ((release.get("extras") or {}).get("use_of_force") or {}).get("total")
+        if total:
+            rows.append({"group_kind": "month", "group": release["period"], "metrics": total})
+    return sorted(rows, key=lambda r: r["group"])

@@ -268,9 +268,41 @@ FORCE_METRICS = ("calls", "force_recorded", "no_force", "force_used", *(f"force.
 _NOT_RECORDED = "not.force_recorded"
 
 
+def group_cell_key(c: tuple[tuple[str, str], str]) -> str:
+    """``metric@kind:group`` — a grouped table's cell as a release's ``known`` names it (no
+    ``|``: that names the area table's cells, :func:`projections.releases.cell_key`)."""
+    (kind, group), metric = c
+    return f"{metric}@{kind}:{group}"
+
+
+def grouped_suppress(
+    values: Mapping[tuple[tuple[str, str], str], int],
+    eqs: list[Equation],
+    hidden: set[tuple[tuple[str, str], str]],
+    max_small: int,
+    known_before: Known | None = None,
+) -> tuple[set[tuple[tuple[str, str], str]], dict[str, int]]:
+    """:func:`guarded_suppress` of a table whose cells are ``((kind, group), metric)``:
+    (cells to withhold, what a reader knows afterwards keyed by :func:`group_cell_key`)."""
+    key: dict[Any, str] = {c: group_cell_key(c) for c in (*values, *hidden)}
+    by_key = {k: c for c, k in key.items()}
+    keyed = {key[c]: v for c, v in values.items()}
+    keyed_eqs = [Equation(key[e.total], tuple(key[p] for p in e.parts)) for e in eqs]
+    hide, known = guarded_suppress(keyed, keyed_eqs, {key[c] for c in hidden}, max_small, known_before)
+    return {by_key[k] for k in hide}, known
+
+
 def use_of_force_table(
     rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int
 ) -> dict[str, Any]:
+    """:func:`use_of_force_release` without earlier releases."""
+    return use_of_force_release(rows, by=by, tz=tz, small_cell_max=small_cell_max)[0]
+
+
+def use_of_force_release(
+    rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
+    known_before: Known | None = None,
+) -> tuple[dict[str, Any], dict[str, int]]:
     """Use of force in behavioral-health calls: in total, per on-scene/CAD outcome (the
     incident's primary outcome, ``none`` without one) and — with ``by`` — per month or
     area, suppressed as ONE table (the total is shared by both groupings, so a cell hidden
@@ -278,7 +310,9 @@ def use_of_force_table(
     whose encounter form recorded use of force; share of calls); ``no_force``,
     ``force_used`` and ``force.<type>`` (shares of ``force_recorded``). Equations an
     analyst knows: calls = recorded + not recorded (hidden); recorded = no force + force
-    used; force used = the sum of its types; each grouping's groups add up to the total."""
+    used; force used = the sum of its types; each grouping's groups add up to the total.
+    ``known_before`` (releases): every value readers knew of each cell; returns the table
+    and what a reader knows of it afterwards (:func:`grouped_suppress`)."""
     counts: Counter[tuple[tuple[str, str], str]] = Counter()
     groups: set[tuple[str, str]] = {("all", "all")}
     for row in rows:
@@ -308,7 +342,8 @@ def use_of_force_table(
         members = sorted(g for g in groups if g[0] in kinds)
         for m in metrics:
             eqs.append(Equation((("all", "all"), m), tuple((g, m) for g in members)))
-    hide = suppress(values, eqs, {(g, _NOT_RECORDED) for g in groups}, small_cell_max)
+    hide, known = grouped_suppress(values, eqs, {(g, _NOT_RECORDED) for g in groups}, small_cell_max,
+                                   known_before)
 
     def out(g: tuple[str, str]) -> dict[str, Any]:
         def v(m: str) -> int | None:
@@ -327,7 +362,7 @@ def use_of_force_table(
         "total": out(("all", "all")),
         "by_outcome": listed(("outcome",)),
         "rows": listed(_partition_kinds(partitions_of(by)[0])) if by is not None else [],
-    }
+    }, known
 
 
 def _partition_kinds(partition: Partition) -> tuple[str, ...]:

@@ -103,3 +103,33 @@ def normalized(raw: object) -> dict[str, str]:
         with contextlib.suppress(ValueError):
             out["birth_date"] = (birth if isinstance(birth, date) else date.fromisoformat(birth)).isoformat()
     return out
+
+
+#: CDC Race & Ethnicity code system (urn:oid:2.16.840.1.113883.6.238), the codes of the OMB
+#: categories (US Core ``ombCategory``, HL7 v2 tables 0005 / 0189)
+CDC_RACE_ETHNICITY_SYSTEM = "urn:oid:2.16.840.1.113883.6.238"
+OMB_RACE_CODES: dict[str, str] = {
+    "1002-5": "american_indian_or_alaska_native",
+    "2028-9": "asian",
+    "2054-5": "black_or_african_american",
+    "2076-8": "native_hawaiian_or_other_pacific_islander",
+    "2106-3": "white",
+}
+OMB_ETHNICITY_CODES: dict[str, str] = {
+    "2135-2": "hispanic_or_latino",
+    "2186-5": "not_hispanic_or_latino",
+}
+
+
+def coded(race_codes: list[str], ethnicity_code: str | None, gender: str | None,
+          birth_date: str | None) -> dict[str, str]:
+    """:func:`normalized` of an EHR's coded demographics: OMB race codes (two or more
+    categories = ``multiple``; a code outside the OMB categories — "other race", a null
+    flavor — is dropped), an OMB ethnicity code, a gender word, an ISO birth date."""
+    races = [OMB_RACE_CODES[c] for c in race_codes if c in OMB_RACE_CODES]
+    return normalized({
+        "race": races,
+        "ethnicity": OMB_ETHNICITY_CODES.get(ethnicity_code or ""),
+        "gender": gender,
+        "birth_date": birth_date,
+    })

@@ -32,7 +32,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -48,6 +49,7 @@ from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal, seal_context
 from hub.kernel.deadletters import build_dead_letter, describe_failure
 from hub.kernel.errors import is_retriable
+from schemas.demographics import coded
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class TaskAnswer:
     note: str | None
     last_updated: datetime | None  # meta.lastUpdated: the server's record time (the poll cursor)
     changed_at: datetime | None  # Task.lastModified, else meta.lastUpdated: the answer's time
+    #: what the EHR's Patient says of the person, normalized (:func:`patient_demographics`)
+    demographics: dict[str, str] = field(default_factory=dict)
 
 
 def _instant(value: Any) -> datetime | None:
@@ -75,7 +79,57 @@ def _instant(value: Any) -> datetime | None:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
-def read_task(task: dict[str, Any]) -> TaskAnswer | None:
+US_CORE_RACE = "http://hl7.org/fhir/us-core/StructureDefinition/us-core-race"
+US_CORE_ETHNICITY = "http://hl7.org/fhir/us-core/StructureDefinition/us-core-ethnicity"
+
+
+def _omb_codes(patient: dict[str, Any], url: str) -> list[str]:
+    """The ``ombCategory`` codes of a US Core race / ethnicity extension."""
+    codes = []
+    for ext in patient.get("extension") or []:
+        if not isinstance(ext, dict) or ext.get("url") != url:
+            continue
+        for sub in ext.get("extension") or []:
+            coding = sub.get("valueCoding") if isinstance(sub, dict) else None
+            if sub.get("url") == "ombCategory" and isinstance(coding, dict) and coding.get("code"):
+                codes.append(str(coding["code"]))
+    return codes
+
+
+def task_patient(task: dict[str, Any], included: Sequence[dict[str, Any]] = ()) -> dict[str, Any] | None:
+    """The Patient of a Task's answer: the one ``Task.for`` references — contained
+    (``#id``) or among the search Bundle's other resources (``Patient/id``) — else a
+    single contained Patient; None when there is none. ``included``: the other resources
+    of the page the Task came in (``_include=Task:patient``)."""
+    ref = str((task.get("for") or {}).get("reference") or "")
+    contained = [r for r in task.get("contained") or [] if isinstance(r, dict)
+                 and r.get("resourceType") == "Patient"]
+    for r in contained:
+        if ref == f"#{r.get('id')}":
+            return r
+    for r in included:
+        if isinstance(r, dict) and r.get("resourceType") == "Patient" and ref == f"Patient/{r.get('id')}":
+            return r
+    return contained[0] if len(contained) == 1 else None
+
+
+def patient_demographics(patient: dict[str, Any] | None) -> dict[str, str]:
+    """The demographics of a FHIR Patient in the hub's vocabularies
+    (:func:`schemas.demographics.coded`): US Core race (every ``ombCategory``; two or more =
+    ``multiple``) and ethnicity, ``gender``, ``birthDate`` (a full date only). Pure."""
+    if not patient:
+        return {}
+    ethnicity = _omb_codes(patient, US_CORE_ETHNICITY)
+    birth = patient.get("birthDate")
+    return coded(
+        _omb_codes(patient, US_CORE_RACE),
+        ethnicity[0] if ethnicity else None,
+        patient.get("gender") if isinstance(patient.get("gender"), str) else None,
+        birth if isinstance(birth, str) and len(birth) == 10 else None,
+    )
+
+
+def read_task(task: dict[str, Any], included: Sequence[dict[str, Any]] = ()) -> TaskAnswer | None:
     """The answer a Task carries, or None when the Task is not one of the hub's.
 
     Two times: ``meta.lastUpdated`` is when the server stored this version (what the poll
@@ -90,7 +144,8 @@ def read_task(task: dict[str, Any]) -> TaskAnswer | None:
     changed = _instant(task.get("lastModified")) or last
     note = (task.get("statusReason") or {}).get("text") or None
     return TaskAnswer(
-        rid, str(task.get("id", "")), status, TASK_STATUS_ANSWERS.get(status), note, last, changed
+        rid, str(task.get("id", "")), status, TASK_STATUS_ANSWERS.get(status), note, last, changed,
+        patient_demographics(task_patient(task, included)),
     )
 
 
@@ -222,7 +277,7 @@ class FhirTaskPoller:
             resp.raise_for_status()
             page = resp.json()
             tasks = [e.get("resource") or {} for e in page.get("entry") or []]
-            answers = [a for t in tasks if (a := read_task(t)) is not None and a.kind is not None]
+            answers = [a for t in tasks if (a := read_task(t, tasks)) is not None and a.kind is not None]
             new += await self._append_answers(destination, answers, tasks)
             high = _highest_update(tasks)
             if high is not None:
@@ -257,11 +312,17 @@ class FhirTaskPoller:
                 await self.deps.log.dead_letters([dl])
                 continue
             note = None
-            if ans.note:
+            demographics = None
+            if ans.note or ans.demographics:
                 keys = await self.deps.keyring.resolve([row.person], create=True)
                 with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                    note = seal(keys, row.person, {"text": ans.note},
-                                context=seal_context(destination, row.referral_id, ans.kind, "note"))
+                    if ans.note:
+                        note = seal(keys, row.person, {"text": ans.note},
+                                    context=seal_context(destination, row.referral_id, ans.kind, "note"))
+                    if ans.demographics:
+                        demographics = seal(
+                            keys, row.person, ans.demographics,
+                            context=seal_context(destination, row.referral_id, ans.kind, "demographics"))
             envs.append(
                 answer_event(
                     ans.kind,
@@ -273,6 +334,7 @@ class FhirTaskPoller:
                     source_status=ans.status,
                     note=note,
                     causation_id=row.request_event_id,
+                    demographics=demographics,
                 )
             )
         if not envs:

@@ -365,12 +365,17 @@ class MllpListener:
             named = row.person if row is not None else answer.person  # whose data it carries
             await self._dead_letter(record_ref, err.reason, payload, named)
             return self._ack("AE", t.control_id, sender, err)
-        note = None
-        if answer.note:
+        note = demographics = None
+        if answer.note or answer.demographics:
             keys = await self.deps.keyring.resolve([row.person], create=True)
             with contextlib.suppress(KeyDestroyedError):  # erased: keep the answer, not the note
-                note = seal(keys, row.person, {"text": answer.note},
-                            context=seal_context(row.destination, row.referral_id, answer.kind, "note"))
+                if answer.note:
+                    note = seal(keys, row.person, {"text": answer.note},
+                                context=seal_context(row.destination, row.referral_id, answer.kind, "note"))
+                if answer.demographics:
+                    demographics = seal(
+                        keys, row.person, answer.demographics,
+                        context=seal_context(row.destination, row.referral_id, answer.kind, "demographics"))
         env = answer_event(
             answer.kind,
             referral_id=row.referral_id,
@@ -381,6 +386,7 @@ class MllpListener:
             source_status=answer.status_code,
             note=note,
             causation_id=row.request_event_id,
+            demographics=demographics,
         )
         result = await self.deps.log.append([env])
         if result.appended:

@@ -19,7 +19,7 @@ line per repetition. Batches are split before (:func:`connectors.hl7v2.codec.spl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from hl7apy.core import Message
@@ -30,6 +30,7 @@ from connectors.hl7v2.codec import VERSION, Er7, Er7Error, escape, hl7_ts, parse
 from connectors.referrals.answers import AnswerKind, rf1_status_answer
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
 from hub.kernel.errors import PermanentError
+from schemas.demographics import coded
 
 _PROCESSING_IDS = {"P", "T", "D"}
 _PSEUDONYM = re.compile(r"^psn_[0-9a-f]{32}$")
@@ -57,6 +58,9 @@ class ReferralAnswer:
     acked_control_id: str  # MSA-2: our REF^I12's MSH-10 ("" when absent)
     note: str
     sent_at: datetime | None
+    #: what the EHR's record says of the person (PID-7/8/10/22), normalized; sealed before
+    #: it is appended (:func:`pid_demographics`)
+    demographics: dict[str, str] = field(default_factory=dict)
 
 
 class InboundRefused(PermanentError, ValueError):
@@ -106,6 +110,26 @@ def pseudonym(m: Er7) -> str:
             if pick(rep, value):
                 return value
     return values[0][0]
+
+
+#: HL7 table 0001 (administrative sex) → the hub's gender words
+SEX_CODES = {"M": "male", "F": "female", "O": "other", "A": "other", "N": "not_reported", "U": "not_reported"}
+#: HL7 table 0189 (ethnic group) letters → OMB ethnicity codes (the CDC codes pass as they are)
+ETHNIC_GROUP_CODES = {"H": "2135-2", "N": "2186-5"}
+
+
+def pid_demographics(m: Er7) -> dict[str, str]:
+    """The demographics PID carries, in the hub's vocabularies (:func:`schemas.demographics.coded`):
+    PID-10 race (table 0005: the CDC race codes, every repetition; two categories or more =
+    ``multiple``), PID-22 ethnic group (table 0189: ``H`` / ``N`` or the CDC codes), PID-8
+    administrative sex (table 0001), PID-7 birth date (its date part; a partial or
+    unreadable one is dropped). An unknown code is dropped, never guessed. Pure."""
+    races = [m.text(rep[0]).strip() for rep in m.repetitions("PID", 10) if rep and rep[0]]
+    ethnic = m.component("PID", 22).strip().upper()
+    birth = m.component("PID", 7).strip()
+    birth_date = f"{birth[:4]}-{birth[4:6]}-{birth[6:8]}" if re.fullmatch(r"\d{8}.*", birth) else None
+    return coded(races, ETHNIC_GROUP_CODES.get(ethnic, ethnic),
+                 SEX_CODES.get(m.component("PID", 8).strip().upper()), birth_date)
 
 
 def read_rri(text: str) -> ReferralAnswer:
@@ -181,6 +205,7 @@ def read_rri(text: str) -> ReferralAnswer:
         acked_control_id=m.component("MSA", 2).strip(),
         note="\n".join(n for n in notes if n),
         sent_at=parse_hl7_ts(m.component("MSH", 7)),
+        demographics=pid_demographics(m),
     )
 
 
@@ -194,9 +219,11 @@ def build_rri_i12(
     now: datetime,
     sending_facility: str = "EHR",
     note: str | None = None,
+    pid: dict[str, str] | None = None,
 ) -> str:
     """An ``RRI^I12`` answering our REF^I12 ``ref_control_id`` (used by the EHR simulator
-    and tests; a real EHR's interface engine produces these)."""
+    and tests; a real EHR's interface engine produces these). ``pid``: further PID fields
+    by number, as ER7 (the demographics PID-7/8/10/22)."""
 
 
     text = {
@@ -226,6 +253,9 @@ def build_rri_i12(
     m.pid.pid_1 = "1"
     m.pid.pid_3 = f"{person}^^^{HL7_ASSIGNING_AUTHORITY}^PN"
     m.pid.pid_5 = "PSEUDONYMIZED^^^^^^S"
+    for index, value in (pid or {}).items():  # demographics the EHR's record carries
+        if value:
+            setattr(m.pid, f"pid_{int(index)}", value)
     if note:
         for i, line in enumerate(text_lines(note), start=1):
             nte = m.add_segment("NTE")

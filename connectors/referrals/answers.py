@@ -99,7 +99,10 @@ def answer_event(
     source_status: str | None,
     note: Sealed | None = None,
     causation_id: str | None = None,
+    demographics: Sealed | None = None,
 ) -> Envelope:
+    """The answer event of ``kind``; ``note`` and ``demographics`` (what the EHR's record says
+    of the person, :func:`schemas.demographics.normalized`) sealed with the person's key."""
     cls = _ANSWER_CLASSES[kind]
     data = cls(
         referral_id=referral_id,
@@ -108,6 +111,7 @@ def answer_event(
         remote_id=remote_id,
         source_status=source_status,
         note=note,
+        demographics=demographics,
     )
     return new_event(data, source=destination, record_id=referral_id, revision=0, causation_id=causation_id)
 

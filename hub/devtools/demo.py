@@ -593,7 +593,7 @@ async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) 
         result.verify_ok = verified.ok
         mark = "[green]✓[/] verify: OK" if verified.ok else "[red]✗ verify: BROKEN[/]"
         console.print(f"{mark}; {verified.records:,} records")
-        reader = queries.ReadModelReader.from_settings(rt.pool, settings)
+        reader = queries.ReadModelReader.from_settings(rt.pool, settings, keys=rt.keyring)
         result.report = queries.jsonable(await reader.report())
     result.seconds = time.monotonic() - started
     return result

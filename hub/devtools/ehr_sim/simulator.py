@@ -78,6 +78,7 @@ from connectors.hl7v2.codec import Er7, Er7Error, parse_hl7_ts
 from connectors.hl7v2.mllp import FrameDecoder, MllpClient, MllpError, frame
 from connectors.hl7v2.rri import build_rri_i12
 from connectors.referrals.content import REFERRAL_SYSTEM
+from hub.devtools.ehr_sim.demographics import pid_fields
 from hub.devtools.ehr_sim.store import FhirStore, Hl7Store, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,7 @@ class EhrSimulator:
                 status_code=code,
                 now=at,
                 note="Declined: no capacity" if code == "R" else None,
+                pid=pid_fields(ref.person),
             ).encode()
         try:
             answer = await self._rri_client.exchange(payload)
@@ -686,7 +688,8 @@ def engine_rri(control_id: str, ref: Any, code: str, at: datetime) -> bytes:
         f"MSA|AA|{ref.control_id}",
         f"RF1|{code}^{text}^HL70283|||||{ref.referral_id}^COHUB",
         "PRD|RT^Referred to Provider^HL70286",
-        f"PID|1||{mrn}^^^EHR^MR~{ref.person}^^^COHUB^PN||PSEUDONYMIZED",
+        "PID|1||{}^^^EHR^MR~{}^^^COHUB^PN||PSEUDONYMIZED||{}|{}||{}||||||||||||{}".format(
+            mrn, ref.person, *(pid_fields(ref.person)[k] for k in ("7", "8", "10", "22"))),
     ]
     if code == "R":
         segments.append("NTE|1||Declined: \\H\\no capacity\\N\\ \\T\\ waitlist full (réorienté)")

@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, unquote
 from connectors.fhir.bundle import BundleInvalid, validate_bundle
 from connectors.hl7v2.ack import AckCode
 from connectors.referrals.content import REFERRAL_SYSTEM, TASK_SYSTEM
+from hub.devtools.ehr_sim.demographics import fhir_patient
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,8 @@ class FhirStore:
                 )
                 continue
             _resolve_refs(res, resolved)
+            if rtype == "Task":  # the EHR's record of the person travels with its answers
+                res["contained"] = [fhir_patient(self._person_of(res) or rid)]
             res["id"] = rid
             res["meta"] = {**res.get("meta", {}), "versionId": "1", "lastUpdated": now.isoformat()}
             self.resources.setdefault(rtype, {})[rid] = res
@@ -229,6 +232,13 @@ class FhirStore:
                 {"response": {"status": "201 Created", "location": f"{rtype}/{rid}/_history/1"}}
             )
         return 200, {"resourceType": "Bundle", "type": "transaction-response", "entry": out_entries}
+
+    def _person_of(self, task: dict[str, Any]) -> str | None:
+        """The pseudonym (Patient.identifier) of the Patient a Task is for."""
+        ref = str((task.get("for") or {}).get("reference") or "")
+        patient = self.resources.get("Patient", {}).get(ref.removeprefix("Patient/"))
+        idents = (patient or {}).get("identifier") or []
+        return str(idents[0].get("value")) if idents else None
 
     def advance(self, now: datetime) -> int:
         """Move Tasks along their lifecycle (``now``: the wall clock); returns how many

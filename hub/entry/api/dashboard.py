@@ -11,8 +11,11 @@ metric the sources cannot express is a card marked ``measured: false`` with its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from projections.reporting import FORCE_TYPES
+from schemas.demographics import VOCABULARIES
 
 #: Headline cards, in the order of the seed's published metrics (COAST, Colorado).
 HEADLINE = (
@@ -94,6 +97,75 @@ def repeat_rows(repeat: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+#: the use-of-force table's columns: (metric, label); shares of calls for ``force_recorded``,
+#: of calls with force recorded for the others
+FORCE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("calls", "BH calls"),
+    ("force_recorded", "use of force recorded"),
+    ("no_force", "no force"),
+    ("force_used", "force used"),
+    *((f"force.{t}", t.replace("_", " ")) for t in FORCE_TYPES),
+)
+DEMOGRAPHIC_LABELS = {"race": "Race", "ethnicity": "Ethnicity", "gender": "Gender", "age_band": "Age band"}
+
+
+def _shown(cell: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A cell as a panel draws it: ``value`` None with ``withheld`` true when suppressed (never
+    0); ``withheld`` false and ``value`` None when the month's release did not carry it."""
+    if not cell:
+        return {"value": None, "share": None, "withheld": False}
+    return {"value": cell.get("value"), "share": cell.get("share"), "withheld": bool(cell.get("suppressed"))}
+
+
+def _force_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"label": str(r["group"]), "kind": r["group_kind"],
+         "cells": {m: _shown(r["metrics"].get(m)) for m, _ in FORCE_COLUMNS}}
+        for r in rows
+    ]
+
+
+def force_panel(by_month: Mapping[str, Any] | None, by_area: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The use-of-force panel from the ``use_of_force`` sections of a report by month and a
+    report by area (or the released ones): total, by outcome, by period, by area — the cells
+    as published."""
+    month = by_month or {}
+    area = by_area or {}
+    total = month.get("total") or {}
+    return {
+        "columns": [{"key": m, "label": label} for m, label in FORCE_COLUMNS],
+        "reason": month.get("reason"),
+        "groups": [
+            {"key": "total", "title": "All BH calls", "rows": _force_rows(
+                [{"group_kind": "all", "group": "all", "metrics": total}] if total else [])},
+            {"key": "outcome", "title": "By outcome", "rows": _force_rows(month.get("by_outcome") or [])},
+            {"key": "period", "title": "By month", "rows": _force_rows(month.get("rows") or [])},
+            {"key": "area", "title": "By area", "rows": _force_rows(area.get("rows") or [])},
+        ],
+    }
+
+
+def demographics_panel(section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The demographics panel from a report's ``demographics`` section: calls by race,
+    ethnicity, gender and age band, every category of each vocabulary (withheld cells
+    withheld), and the calls whose person's sources disagree."""
+    section = section or {}
+    total = section.get("total") or {}
+    rows = section.get("rows") or []
+    return {
+        "reason": section.get("reason"),
+        "sources": list(section.get("sources") or []),
+        "calls": _shown(total.get("calls")),
+        "conflicting": _shown(total.get("conflicting")),
+        "dimensions": [
+            {"key": d, "label": DEMOGRAPHIC_LABELS.get(d, d),
+             "rows": [{"label": str(r["group"]), **_shown(r["metrics"].get("calls"))}
+                      for r in rows if r["group_kind"] == d]}
+            for d in VOCABULARIES
+        ],
+    }
+
+
 def pipeline_view(
     lag: Mapping[str, Any], dead_letters: Mapping[str, int], verification: Mapping[str, Any] | None
 ) -> dict[str, Any]:
@@ -120,7 +192,9 @@ def dashboard_view(
 ) -> dict[str, Any]:
     """Everything the page draws. ``by_month`` / ``by_area``: report documents for the same
     period (their headline, funnel and repeat sections are identical period totals);
-    ``by_week``: the weekly ``outcomes`` section of the same period."""
+    ``by_week``: the weekly ``outcomes`` section of the same period. Use of force by month
+    and by outcome and demographics come from ``by_month``, use of force by area from
+    ``by_area``."""
     return {
         "small_cell_max": by_month["small_cell_max"],
         "vocabulary": (by_month.get("vocabulary") or {}).get("label"),
@@ -133,5 +207,7 @@ def dashboard_view(
                                             if r["group_kind"] not in FINE_GRAINS]}),
         "funnel": funnel_rows(by_month["referral_funnel"]),
         "repeat": repeat_rows(by_month["repeat_encounters"]),
+        "use_of_force": force_panel(by_month.get("use_of_force"), by_area.get("use_of_force")),
+        "demographics": demographics_panel(by_month.get("demographics")),
         "pipeline": dict(pipeline),
     }

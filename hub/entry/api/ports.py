@@ -66,7 +66,8 @@ class ReadModels(Protocol):
         ...
 
     async def released_by_month(self) -> dict[str, Any]:
-        """The ``outcomes`` section by month from each month's latest release."""
+        """From each month's latest release: ``{"outcomes": <section by month>,
+        "use_of_force": [<jurisdiction row by month>]}``."""
         ...
 
     def map_grains(self) -> list[str]:

@@ -31,7 +31,7 @@ from projections import queries
 from projections.counts import incident_metrics
 from projections.geojson import unmatched
 from projections.outcomes import suppressed_table
-from projections.releases import release_document, released_months
+from projections.releases import release_document, released_force_months, released_months
 from projections.reporting import parse_grain
 from schemas.base import event_class
 from schemas.consent import ConsentGranted
@@ -242,8 +242,13 @@ class PostgresReadModels:
         return queries.jsonable(release_document(*found))
 
     async def released_by_month(self) -> dict[str, Any]:
-        latest = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
-        return queries.jsonable(released_months(r for r in latest if r is not None))
+        """Each month's latest release: ``{"outcomes": <section by month>, "use_of_force":
+        [<row by month>]}`` — the cells as released."""
+        found = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
+        latest = [r for r in found if r is not None]
+        return queries.jsonable(
+            {"outcomes": released_months(latest), "use_of_force": released_force_months(latest)}
+        )
 
     def map_grains(self) -> list[str]:
         return [] if self.reader.areas is None else list(self.reader.areas.maps)

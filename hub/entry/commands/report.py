@@ -44,8 +44,51 @@ def _day(value: str | None, name: str) -> date | None:
 
 
 def _fmt(cell: dict[str, Any]) -> str:
+    if not cell:
+        return "not released"
     value, share = cell_text(cell)
     return f"{value}  ({share})" if share else value
+
+
+def section_lines(doc: dict[str, Any]) -> list[str]:
+    """The demographics and use-of-force sections of a report document as text lines,
+    the cells as published (withheld cells read ``suppressed``, never 0)."""
+    lines: list[str] = []
+    demo = doc.get("demographics")
+    if demo is not None:
+        total = demo.get("total") or {}
+        sources = ", ".join(demo.get("sources") or []) or "none"
+        lines.append(f"  demographics of the people served (sources, authoritative first: {sources})")
+        if demo.get("reason"):
+            lines.append(f"    not available: {demo['reason']}")
+        else:
+            lines.append(f"    calls {_fmt(total.get('calls', {}))}; sources disagree "
+                         f"{_fmt(total.get('conflicting', {}))}")
+        groups: dict[str, list[str]] = {}
+        for row in demo.get("rows") or []:
+            name = str(row["group"]).replace("_", " ")
+            groups.setdefault(row["group_kind"], []).append(f"{name} {_fmt(row['metrics']['calls'])}")
+        for kind, cells in groups.items():
+            lines.append(f"    [{kind.replace('_', ' ')}] " + "; ".join(cells))
+    force = doc.get("use_of_force")
+    if force is not None:
+        lines.append("  use of force (shares of calls with use of force recorded)")
+        if force.get("reason"):
+            lines.append(f"    not available: {force['reason']}")
+        total = force.get("total")
+        rows = [{"group_kind": "all", "group": "all", "metrics": total}] if total else []
+        for row in [*rows, *(force.get("by_outcome") or []), *(force.get("rows") or [])]:
+            m = row["metrics"]
+            types = "; ".join(
+                f"{k.removeprefix('force.').replace('_', ' ')} {_fmt(c)}"
+                for k, c in m.items() if k.startswith("force.")
+            )
+            lines.append(
+                f"    [{row['group_kind']} {row['group']}] calls {_fmt(m.get('calls', {}))}; recorded "
+                f"{_fmt(m.get('force_recorded', {}))}; no force {_fmt(m.get('no_force', {}))}; force used "
+                f"{_fmt(m.get('force_used', {}))}" + (f" ({types})" if types else "")
+            )
+    return lines
 
 
 @app.callback(invoke_without_command=True)
@@ -129,6 +172,8 @@ def report(
             f"  [{row['group_kind']} {row['group']}] calls {_fmt(cells['calls'])}; no enforcement "
             f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}{rates}"
         )
+    for line in section_lines(doc):
+        typer.echo(line)
     for note in doc["footnotes"]:
         typer.echo(f"  note: {note}")
     for metric, reason in doc["not_measured"].items():
@@ -168,6 +213,8 @@ def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
     )
     for name, cell in doc["headline"].items():
         typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
+    for line in section_lines(doc):
+        typer.echo(line)
 
 
 history = typer.Typer(help="The outcome releases: every closed month's tables as published.")

@@ -197,3 +197,69 @@ def test_repeat_encounters_and_funnel_are_released_with_the_month_and_protected(
     )
     assert doc["headline"]["repeat_three_plus_enrolled"]["value"] is None
     assert doc["referral_funnel"]["completed"]["value"] == 25
+
+
+BLACK = "black_or_african_american"
+
+
+def by_group(rel: MonthRelease) -> dict:
+    return {(r["group_kind"], r["group"]): r["metrics"]["calls"] for r in rel.extras["demographics"]["rows"]}
+
+
+def incident_rows(white: int, black: int, force_used: int) -> list[dict]:
+    """BH calls of a month with their people's demographics and use of force: ``white`` +
+    ``black`` calls (Hispanic unknown, gender female, age 25-34), the first ``force_used``
+    with a physical use of force recorded, the others with ``none``."""
+    rows = []
+    for i in range(white + black):
+        rows.append({
+            "race": "white" if i < white else BLACK,
+            "ethnicity": "not_reported", "gender": "female", "age_band": "25_34",
+            "use_of_force": "physical_control" if i < force_used else "none",
+            "outcome": "no_enforcement", "precinct": "EAST" if i % 2 else "WEST",
+        })
+    return rows
+
+
+def released(incidents: list[dict], seq: int, known: dict) -> MonthRelease:
+    rel = month_release(MONTH, counts_of([]), seq=seq, max_small=MAX, attribute_max=20, known_before=known)
+    return with_extras(rel, [], [], MAX, known, incidents, tz="UTC", sources=("intake", "case", "ehr"))
+
+
+def test_demographics_and_use_of_force_are_released_suppressed_and_protected() -> None:
+    first = released(incident_rows(white=25, black=15, force_used=12), 1, {})
+    demo = by_group(first)
+    assert demo[("race", "white")]["value"] == 25 and demo[("race", BLACK)]["value"] == 15
+    assert demo[("race", "asian")]["value"] == 0  # a true zero of a group of 40 is shown
+    assert demo[("gender", "female")]["value"] == 40
+    force = first.extras["use_of_force"]
+    assert force["total"]["force_used"]["value"] == 12 and force["total"]["no_force"]["value"] == 28
+    assert {r["group"] for r in force["rows"]} == {"EAST", "WEST"}  # by area, in the same table
+    # a late fact: one more black person's call, one more use of force. Neither change may be
+    # read off the two releases: the changed cells are withheld in the second one
+    second = released(incident_rows(white=25, black=16, force_used=13), 2, first.known)
+    demo2 = by_group(second)
+    assert demo2[("race", BLACK)]["value"] is None and demo2[("race", BLACK)]["suppressed"]
+    assert second.extras["use_of_force"]["total"]["force_used"]["value"] is None
+    for prefix in ("demo.", "force."):
+        assert any(k.startswith(prefix) for k in second.known)
+    doc = release_document(
+        {"release_id": second.release, "period": "2024-03", "released_at": None, "code_version": "x",
+         "vocabulary": None, "small_cell_max": MAX, "extras": second.extras},
+        [r.model_dump(mode="json") for r in second.records],
+    )
+    assert doc["demographics"] == second.extras["demographics"]
+    assert doc["use_of_force"] == second.extras["use_of_force"]
+
+
+def test_a_release_from_before_demographics_reads_not_released() -> None:
+    rel = month_release(MONTH, counts_of([]), seq=1, max_small=MAX, attribute_max=20)
+    rel = with_extras(rel, [], [], MAX, {})
+    extras = {k: v for k, v in rel.extras.items() if k not in ("demographics", "use_of_force")}
+    doc = release_document(
+        {"release_id": rel.release, "period": "2024-03", "released_at": None, "code_version": "x",
+         "vocabulary": None, "small_cell_max": MAX, "extras": extras},
+        [r.model_dump(mode="json") for r in rel.records],
+    )
+    assert doc["demographics"]["rows"] == [] and doc["demographics"]["reason"]
+    assert doc["use_of_force"]["total"] == {} and doc["use_of_force"]["reason"]

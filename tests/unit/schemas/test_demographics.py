@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from schemas.demographics import age_band, normalized
+from schemas.demographics import OMB_ETHNICITY_CODES, OMB_RACE_CODES, RACES, age_band, coded, normalized
 
 
 def test_age_band_counts_completed_years_on_the_contact_day() -> None:
@@ -25,3 +25,14 @@ def test_normalized_keeps_only_vocabulary_values() -> None:
     assert normalized({"race": ["white"], "birth_date": "1990-02-28"}) == {
         "race": "white", "birth_date": "1990-02-28"}
     assert normalized("not a dict") == {}
+
+
+def test_coded_maps_the_omb_code_tables() -> None:
+    assert set(OMB_RACE_CODES.values()) == set(RACES) - {"multiple", "not_reported"}
+    for code, race in OMB_RACE_CODES.items():
+        assert coded([code], None, None, None) == {"race": race}
+    for code, ethnicity in OMB_ETHNICITY_CODES.items():
+        assert coded([], code, None, None) == {"ethnicity": ethnicity}
+    assert coded(["2106-3", "2106-3"], None, None, None) == {"race": "white"}  # one category twice
+    both = coded(["2106-3", "2028-9"], None, "F", "1980-01-01")  # a letter is not a gender word
+    assert both == {"race": "multiple", "birth_date": "1980-01-01"}

@@ -12,6 +12,8 @@ DASHBOARD_ASSETS = {
     "charts.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
     "map.js": "text/javascript; charset=utf-8",
+    "panels.css": "text/css; charset=utf-8",
+    "panels.js": "text/javascript; charset=utf-8",
 }
 INTAKE_ASSETS = {
     "intake.css": "text/css; charset=utf-8",

@@ -152,7 +152,9 @@ async def dashboard_data(
     latest = await read_models.released_report(period=None)
     if latest is None:
         raise HTTPException(404, "no released month yet")
-    by_month = {**latest, "outcomes": await read_models.released_by_month()}
+    months = await read_models.released_by_month()
+    by_month = {**latest, "outcomes": months["outcomes"],
+                "use_of_force": {**latest["use_of_force"], "rows": months["use_of_force"]}}
     view = dashboard_view(by_month, latest, {"total": {}, "rows": []}, await pipeline_status(read_models))
     return {**view, "areas": area_panels(dict.fromkeys(grains, latest), grains)}
 

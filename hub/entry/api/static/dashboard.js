@@ -123,6 +123,7 @@
     Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 130 });
     pipeline(d.pipeline);
     await maps(tok, d.areas || []);
+    Panels.draw(d); // demographics and use of force (panels.js)
     document.body.dataset.ready = "1";
   } catch (e) {
     fail(String(e && e.message || e));

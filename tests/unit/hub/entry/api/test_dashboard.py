@@ -9,7 +9,13 @@ from io import StringIO
 from rich.console import Console
 
 from hub.devtools.demo import component_configs, demo_env, demo_settings, report_table
-from hub.entry.api.dashboard import OUTCOME_SERIES, dashboard_view, pipeline_view
+from hub.entry.api.dashboard import (
+    OUTCOME_SERIES,
+    dashboard_view,
+    demographics_panel,
+    force_panel,
+    pipeline_view,
+)
 from hub.kernel.settings import Settings
 
 
@@ -178,3 +184,47 @@ def test_weekly_table_is_suppressed_and_conserves_counts() -> None:
     assert not [v for v in published if v is not None and 1 <= v <= 10]
     weeks = table["rows"]
     assert sum(w["metrics"]["calls"]["value"] for w in weeks) == 73
+
+
+def test_force_panel_keeps_withheld_cells_withheld_and_groups_every_breakdown() -> None:
+    def force_cells(calls: int | None, used: int | None) -> dict:
+        return {"calls": cell(calls), "force_recorded": cell(calls, 1.0), "no_force": cell(None),
+                "force_used": cell(used, 0.25)}
+
+    by_month = {"total": force_cells(40, 10),
+                "by_outcome": [
+                    {"group_kind": "outcome", "group": "no_enforcement", "metrics": force_cells(40, None)}
+                ],
+                "rows": [{"group_kind": "month", "group": "2024-03", "metrics": force_cells(40, 10)}]}
+    by_area = {"rows": [{"group_kind": "precinct", "group": "EAST", "metrics": force_cells(None, None)}]}
+    panel = force_panel(by_month, by_area)
+    groups = {g["key"]: g["rows"] for g in panel["groups"]}
+    assert list(groups) == ["total", "outcome", "period", "area"]
+    assert groups["total"][0]["cells"]["force_used"] == {"value": 10, "share": 0.25, "withheld": False}
+    withheld = groups["outcome"][0]["cells"]["force_used"]
+    assert withheld["value"] is None and withheld["withheld"]  # never 0
+    assert groups["area"][0]["label"] == "EAST" and groups["area"][0]["cells"]["calls"]["withheld"]
+    # a column the section lacks (a release from before it) is "not released", not withheld
+    missing = groups["total"][0]["cells"]["force.restraints"]
+    assert missing == {"value": None, "share": None, "withheld": False}
+    assert [c["key"] for c in panel["columns"]][:4] == ["calls", "force_recorded", "no_force", "force_used"]
+
+
+def test_demographics_panel_lists_every_category_of_each_dimension() -> None:
+    section = {
+        "sources": ["intake", "ehr"],
+        "total": {"calls": cell(40), "conflicting": cell(None)},
+        "rows": [{"group_kind": "race", "group": "white", "metrics": {"calls": cell(30, 0.75)}},
+                 {"group_kind": "race", "group": "asian", "metrics": {"calls": cell(None)}},
+                 {"group_kind": "gender", "group": "female", "metrics": {"calls": cell(40, 1.0)}}],
+    }
+    panel = demographics_panel(section)
+    dims = {d["key"]: d["rows"] for d in panel["dimensions"]}
+    assert list(dims) == ["race", "ethnicity", "gender", "age_band"]
+    assert dims["race"] == [{"label": "white", "value": 30, "share": 0.75, "withheld": False},
+                            {"label": "asian", "value": None, "share": None, "withheld": True}]
+    assert panel["conflicting"]["withheld"] and panel["sources"] == ["intake", "ehr"]
+    # no section (a release from before demographics): nothing drawn as a number
+    empty = demographics_panel({"sources": [], "total": {}, "rows": [], "reason": "not released"})
+    assert empty["reason"] == "not released" and empty["calls"]["value"] is None
+    assert not empty["calls"]["withheld"]
