@@ -251,6 +251,15 @@ class IntakeSettings(BaseModel):
         return value
 
 
+class CustomSettings(BaseModel):
+    """County-defined fields and metrics (:mod:`hub.kernel.custom_fields`): ``definitions`` is
+    the versioned YAML file declaring them (None: no custom fields, no custom metrics)."""
+
+    definitions: str | None = Field(
+        None, description="the county's custom fields and metrics file (see docs/operators.md)"
+    )
+
+
 class RecordMacSettings(BaseModel):
     """The keys of the record MACs (:mod:`hub.kernel.recordmac`). ``key_id`` names the key
     every appender signs with (file ``keys/record-mac.<key_id>.key``); ``accepted_key_ids``
@@ -306,6 +315,7 @@ class Settings(BaseSettings):
     record_mac: RecordMacSettings = RecordMacSettings()
     intake: IntakeSettings = IntakeSettings()
     demographics: DemographicsSettings = DemographicsSettings()
+    custom: CustomSettings = CustomSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod
