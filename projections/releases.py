@@ -30,6 +30,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from projections.custom_metrics import Extension, share_base
 from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
 from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
 from schemas.outcome import OutcomeRecord
@@ -87,9 +88,12 @@ def month_release(
     known_before: Mapping[str, Iterable[int]] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     vocabulary: str | None = None,
+    extension: Extension | None = None,
 ) -> MonthRelease:
     """Release ``seq`` of a month from its counts ((area kind, area, metric) → value for
-    behavioral-health calls) and what analysts knew from the earlier releases."""
+    behavioral-health calls) and what analysts knew from the earlier releases. ``extension``:
+    the county metrics of the month (:mod:`projections.custom_metrics`), published in the same
+    table (their counts must come from the same rows as ``counts``)."""
     period = f"{period_start:%Y-%m}"
     unmeasured = dict(unmeasured or {})
     # the table's cells (``repeat.`` / ``funnel.`` keys are the extras', see with_extras)
@@ -101,15 +105,16 @@ def month_release(
         tuple(unmeasured),
         known_before=before,
         attribute_max=attribute_max,
+        extension=extension,
     )
     rid = release_id(period_start, seq)
     shown = table.shown()
     records = []
     for (a, m), v in shown.items():
-        calls = shown[(a, "calls")]
+        base = shown.get((a, share_base(m)))
         measured = m not in unmeasured
         value = v if measured else None
-        share = round(value / calls, 4) if value is not None and calls else None
+        share = round(value / base, 4) if value is not None and base else None
         records.append(
             OutcomeRecord.model_validate(
                 {  # validates the area kind read from the counts

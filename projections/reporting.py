@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
+from hub.kernel.custom_fields import EMPTY, Definitions
+from projections import custom_metrics
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
@@ -174,27 +176,39 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
 def outcome_table(
     rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
     unmeasured: Mapping[str, str] | None = None,
+    custom: Definitions = EMPTY,
 ) -> dict[str, Any]:
     """Outcome counts of the given (behavioral-health) incident rows, in total and per
     month or per area, suppressed as one table. ``{"total": {metric: cell}, "rows":
     [{"group_kind", "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in
     the same group. ``group_kind`` is ``month``, or for areas the grain of the row
     (``precinct`` / ``district`` / ``area`` for unknown). ``unmeasured`` (metric → reason)
-    marks metrics the sources cannot express."""
+    marks metrics the sources cannot express. ``custom``: the county's definitions — each
+    metric adds ``custom.<id>`` (share of its denominator) and ``custom.<id>.denominator``
+    to every group, suppressed in the same table (:mod:`projections.custom_metrics`)."""
+    rows = list(rows)
     unmeasured = dict(unmeasured or {})
+    unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
         groups = {("all", "all"), group_of(row, by, tz)}
         for g in groups:
             for m in incident_metrics(dict(row)):
                 counts[(*g, m)] += 1
-    table = suppressed_table(counts, partitions_of(by), small_cell_max, tuple(unmeasured)).shown()
+    partitions = partitions_of(by)
+    extension = custom_metrics.extension(
+        custom, rows, lambda r: {("all", "all"), group_of(r, by, tz)},
+        [_partition_kinds(p) for p in partitions], small_cell_max,
+    )
+    table = suppressed_table(
+        counts, partitions, small_cell_max, tuple(unmeasured), extension=extension
+    ).shown()
     groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for (g, m), v in table.items():
         if m in unmeasured:
             groups_out[g][m] = not_measured_cell(unmeasured[m])
         else:
-            groups_out[g][m] = cell(v, table[(g, "calls")] if m != "calls" else None)
+            groups_out[g][m] = cell(v, table.get((g, custom_metrics.share_base(m))) if m != "calls" else None)
     total = groups_out.pop(("all", "all"))
     return {
         "total": total,
@@ -442,9 +456,12 @@ def report_document(
     vocabulary: Mapping[str, Any] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
+    custom: Definitions = EMPTY,
 ) -> dict[str, Any]:
     """The report document (``hub report --json``, version 2) from its sections.
-    ``vocabulary``: the label and vocabularies the read models were derived with."""
+    ``vocabulary``: the label and vocabularies the read models were derived with.
+    ``custom``: the county's definitions; with metrics, their cells are in ``outcomes`` and
+    ``metrics``, and ``custom_metrics`` states the definitions."""
     unmeasured = unmeasured or {}
     total = table["total"]
     headline = {"calls": total["calls"]}
@@ -464,7 +481,7 @@ def report_document(
         "by": by,
         "segment": "behavioral_health",
         "small_cell_max": small_cell_max,
-        "metrics": list(PUBLISHED_METRICS),
+        "metrics": [*PUBLISHED_METRICS, *custom_metrics.metric_names(custom)],
         "headline": headline,
         "outcomes": table,
         "repeat_encounters": repeat,
@@ -472,6 +489,7 @@ def report_document(
         "referral_funnel": funnel,
         **({"use_of_force": force} if force is not None else {}),
         **({"demographics": demographics} if demographics is not None else {}),
+        **({"custom_metrics": custom_metrics.section(custom)} if custom.metrics else {}),
     }
 
 
