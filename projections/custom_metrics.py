@@ -191,15 +191,28 @@ _STATE_OPTIONS: tuple[frozenset[int], ...] = tuple(
 )
 
 
-def _options(dim: str, atoms: Iterable[Atom], i: int) -> list[tuple[str, Callable[[Atom], bool]]]:
+Test = Callable[[Atom], bool]
+
+
+def _value_is(i: int, value: Any) -> Test:
+    return lambda a: a[0][i] == value
+
+
+def _value_not(i: int, value: Any) -> Test:
+    return lambda a: a[0][i] != value
+
+
+def _state_in(k: int, allowed: frozenset[int]) -> Test:
+    return lambda a: a[1][k] in allowed
+
+
+def _options(dim: str, atoms: Iterable[Atom], i: int) -> list[tuple[str, Test]]:
     """(label, test) of the conditions a part can put on coupled dimension ``i``."""
     if dim == "outcome":
         present = sorted({a[0][i] for a in atoms})
-        opts: list[tuple[str, Callable[[Atom], bool]]] = [
-            (f"outcome={o}", lambda a, o=o: a[0][i] == o) for o in present
-        ]
-        return [*opts, ("outcome=any", lambda a: a[0][i] != NO_OUTCOME)]
-    return [(f"{dim}=yes", lambda a: bool(a[0][i])), (f"{dim}=no", lambda a: not a[0][i])]
+        return [*((f"outcome={o}", _value_is(i, o)) for o in present),
+                ("outcome=any", _value_not(i, NO_OUTCOME))]
+    return [(f"{dim}=yes", _value_is(i, True)), (f"{dim}=no", _value_is(i, False))]
 
 
 def _parts(dims: Sequence[str], ids: Sequence[str], counts: Mapping[Atom, int], max_small: int,
@@ -207,12 +220,9 @@ def _parts(dims: Sequence[str], ids: Sequence[str], counts: Mapping[Atom, int], 
     """The small parts of one group: conjunctions of a condition (or none) per dimension whose
     atoms sum from 1 to ``max_small`` and that are neither one atom nor a set already known."""
     atoms = list(counts)
-    axes: list[list[tuple[str, Callable[[Atom], bool]]]] = []
-    for i, d in enumerate(dims):
-        axes.append(_options(d, atoms, i))
+    axes: list[list[tuple[str, Test]]] = [_options(d, atoms, i) for i, d in enumerate(dims)]
     for k, mid in enumerate(ids):
-        axes.append([(f"{mid}∈{{{'/'.join(map(str, sorted(opt)))}}}", lambda a, k=k, opt=opt: a[1][k] in opt)
-                     for opt in _STATE_OPTIONS])
+        axes.append([(f"{mid}=" + "/".join(map(str, sorted(opt))), _state_in(k, opt)) for opt in _STATE_OPTIONS])
     found: list[tuple[str, frozenset[Atom]]] = []
     seen = set(known)
 
@@ -270,18 +280,18 @@ def extension(defs: Definitions, rows: Iterable[Mapping[str, Any]],
         for metric, members in sorted(builtin.items(), key=lambda kv: kv[0] == "calls"):
             eqs.append(Equation((g, metric), tuple(sorted(name[a] for a in members))))
         known = {frozenset(s) for s in (*custom.values(), *builtin.values())}
-        for label, members in _parts(dims, ids, counts, max_small, known):
+        for label, part in _parts(dims, ids, counts, max_small, known):
             cell = (g, label)
-            values[cell] = sum(counts[a] for a in members)
+            values[cell] = sum(counts[a] for a in part)
             hidden.add(cell)
-            eqs.append(Equation(cell, tuple(sorted(name[a] for a in members))))
+            eqs.append(Equation(cell, tuple(sorted(name[a] for a in part))))
     everything = atoms[("all", "all")]
     for kinds in partitions:
-        members = [g for g in atoms if g[0] in kinds]
+        in_partition = sorted(g for g in atoms if g[0] in kinds)
         for a in everything:
             label = _atom_name(dims, ids, a)
-            eqs.append(Equation((("all", "all"), label), tuple((g, label) for g in sorted(members)
-                                                                if a in atoms[g])))
+            parts = tuple((g, label) for g in in_partition if a in atoms[g])
+            eqs.append(Equation((("all", "all"), label), parts))
     return Extension(ids, values, tuple(eqs), frozenset(hidden))
 
 

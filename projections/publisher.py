@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
@@ -33,9 +34,11 @@ from aiokafka import AIOKafkaProducer
 
 from hub import __version__
 from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
+from hub.kernel.custom_fields import load_definitions
 from hub.kernel.db import Connection, Executor
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
+from projections import custom_metrics
 from projections.outcomes import PUBLISHED_AREA_KINDS
 from projections.queries import ReadModelReader
 from projections.releases import (
@@ -111,6 +114,8 @@ class OutcomePublisher:
         self.topic = outcome_topic(settings.kafka.topic_prefix)
         self._producer: AIOKafkaProducer | None = None
         self._audit = AuditTopic(clients, settings.kafka.topic_prefix)
+        #: the county's metrics, published in every month's table (re-read at each start)
+        self.custom = load_definitions(settings.custom.definitions)
 
     async def start(self) -> None:
         self._producer = self.clients.producer("outcomes")
@@ -147,24 +152,37 @@ class OutcomePublisher:
         candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
         used = await month_vocabularies(conn, self.schema, tz)
-        reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max)
+        reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max, custom=self.custom)
         releases: list[MonthRelease] = []
         for month in sorted(candidates):
             prior = latest.get(month)
             known = json.loads(prior["known"]) if prior else {}
-            release = month_release(
-                month, counts.get(month, {}), seq=prior["seq"] + 1 if prior else 1,
-                max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
-                known_before=known, vocabulary=meta["label"],
-                unmeasured=unmeasured_metrics(used.get(month, set()), meta["vocabularies"]),
-            )
             last_day = next_month(month) - timedelta(days=1)
+            month_cells = counts.get(month, {})
+            unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
+            extension = None
+            if self.custom.metrics:  # county cells and built-in cells from the same rows
+                month_rows = await reader.bh_incidents(date_from=month, date_to=last_day)
+                month_cells = custom_metrics.counts_from_rows(month_rows, PUBLISHED_AREA_KINDS)
+                unmeasured.update(custom_metrics.unmeasured_custom(self.custom, unmeasured))
+                extension = custom_metrics.extension(
+                    self.custom, month_rows, custom_metrics.release_groups, [("precinct",), ("district",)],
+                    p.small_cell_max,
+                )
+            release = month_release(
+                month, month_cells, seq=prior["seq"] + 1 if prior else 1,
+                max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
+                known_before=known, vocabulary=meta["label"], unmeasured=unmeasured, extension=extension,
+            )
             release = with_extras(
                 release,
                 await reader.repeat_people(date_from=month, date_to=last_day),
                 await reader.funnel_rows(date_from=month, date_to=last_day),
                 p.small_cell_max, known,
             )
+            if self.custom.metrics:
+                release = replace(release, extras={**release.extras,
+                                                   "custom_metrics": custom_metrics.section(self.custom)})
             dumped = [r.model_dump(mode="json") for r in release.records]
             if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
                     json.loads(prior["extras"]) != release.extras):

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from hub.kernel.crypto import KeyDestroyedError, Keyring, unseal
+from hub.kernel.custom_fields import EMPTY, Definitions, load_definitions
 from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
@@ -96,6 +97,9 @@ class ReadModelReader:
     keys: KeyResolver | None = None
     #: the demographics sources in precedence order (the first is authoritative)
     demographic_sources: tuple[str, ...] = demographics.SOURCES
+    #: the county's custom fields and metrics (:mod:`hub.kernel.custom_fields`): its metrics
+    #: are cells of the outcome table, suppressed with it
+    custom: Definitions = EMPTY
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
@@ -115,7 +119,8 @@ class ReadModelReader:
     ) -> ReadModelReader:
         """The reader of ``schema`` (default ``settings.postgres.schema``) in the agency's
         time zone (``settings.agency_timezone``) with ``settings.projections.small_cell_max``
-        and the county's demographics precedence (``settings.demographics.sources``)."""
+        and the county's demographics precedence (``settings.demographics.sources``) and
+        custom definitions (``settings.custom.definitions``)."""
         return cls(
             conn,
             schema=schema or settings.postgres.schema_,
@@ -123,6 +128,7 @@ class ReadModelReader:
             small_cell_max=settings.projections.small_cell_max,
             keys=keys,
             demographic_sources=tuple(settings.demographics.sources),
+            custom=load_definitions(settings.custom.definitions),
         )
 
     @property
@@ -187,7 +193,8 @@ class ReadModelReader:
             rows = await self.with_demographics(rows)
         unmeasured = reporting.unmeasured_metrics({r["vocabulary"] for r in rows}, await self.vocabularies())
         return reporting.outcome_table(
-            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured
+            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,
+            custom=self.custom,
         )
 
     async def vocabulary(self) -> dict[str, Any]:
@@ -291,7 +298,8 @@ class ReadModelReader:
         labels = {r["vocabulary"] for r in rows}
         unmeasured = reporting.unmeasured_metrics(labels, meta["vocabularies"])
         table = reporting.outcome_table(
-            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured
+            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,
+            custom=self.custom,
         )
         demo = demographics.demographics_table(
             rows,
@@ -316,6 +324,7 @@ class ReadModelReader:
                                          for v in meta["vocabularies"]]},
             unmeasured=unmeasured,
             notes=reporting.footnotes(labels, meta["vocabularies"]),
+            custom=self.custom,
         )
 
     # --- releases (what analysts may read: projections.releases) ------------------------------

@@ -227,6 +227,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
     }
     headline["repeat_three_plus_enrolled"] = repeat["three_plus_enrolled"]
     period = release["period"]
+    custom = extras.get("custom_metrics")
     return {
         "report": "outcomes",
         "version": REPORT_VERSION,
@@ -247,6 +248,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         },
         "repeat_encounters": repeat,
         "referral_funnel": funnel,
+        **({"custom_metrics": custom} if custom else {}),
     }
 
 
