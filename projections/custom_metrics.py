@@ -222,7 +222,7 @@ def _parts(dims: Sequence[str], ids: Sequence[str], counts: Mapping[Atom, int], 
     atoms = list(counts)
     axes: list[list[tuple[str, Test]]] = [_options(d, atoms, i) for i, d in enumerate(dims)]
     for k, mid in enumerate(ids):
-        axes.append([(f"{mid}=" + "/".join(map(str, sorted(opt))), _state_in(k, opt)) for opt in _STATE_OPTIONS])
+        axes.append([(f"{mid}=" + "/".join(map(str, sorted(o))), _state_in(k, o)) for o in _STATE_OPTIONS])
     found: list[tuple[str, frozenset[Atom]]] = []
     seen = set(known)
 
