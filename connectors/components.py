@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from connectors.cad.eido import EidoMapper
 from connectors.cad.filedrop import FileDropSource
 from connectors.cad.ingest import mapper_for
-from connectors.cad.profile import apply_overrides, load_profile
+from connectors.cad.profile import apply_overrides, check_custom, load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cad.soql import SoqlSource
 from connectors.cad.used_profile import UsedProfile
@@ -273,6 +273,7 @@ def _runner(
 def cad_soql_poller(rt: Any, cfg: CadSoqlPollerConfig) -> PollingComponent:
     used = cfg.used_profile()
     profile = used.profile
+    check_custom(profile, rt.settings)
     source = SoqlSource(
         cfg.name,
         cfg.url,
@@ -290,6 +291,7 @@ def cad_file_drop(rt: Any, cfg: CadFileDropConfig) -> PollingComponent:
     ``CallRevised`` facts (content-hash revisions, claimed in PostgreSQL)."""
     used = cfg.used_profile()
     profile = used.profile
+    check_custom(profile, rt.settings)
     pattern = cfg.pattern or ("*.json" if profile.format == "eido" else "*.csv")
     source = FileDropSource(cfg.name, cfg.directory, profile, pattern, settle_seconds=cfg.settle)
     mapper = mapper_for(profile, cfg.source)

@@ -26,6 +26,11 @@ engaged a clinician, the mode of the current form (else of the engagement), the 
 co-responder unit, the first service type referred to (alphabetically) — the groupings the
 report compares outcomes by.
 
+County-defined fields (``custom``): the values the call's ``CallReceived`` carries (a CAD
+profile's columns, in the source's words), then each current intake form's in the forms'
+order — a form's value replaces the CAD's for the same field. They are kept as given; the
+county's definitions read them by type when a metric is computed (:mod:`hub.kernel.custom_fields`).
+
 Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
 mapped to one *primary* outcome; the incident's outcome is the more severe of the two
 (:data:`SEVERITY`). Primary outcomes are mutually exclusive, so per incident exactly one
@@ -206,6 +211,11 @@ def incident_row(
     program = engagements[0][1].program if engagements else (forms[0][1].program if forms else None)
     mode = forms[-1][1].mode if forms else (engagements[-1][1].mode if engagements else None)
     referral_types = sorted({p.service_type for _, p in with_payload(facts, ReferralRequested)})
+    custom: dict[str, Any] = {}
+    for _, received in with_payload(facts, CallReceived):
+        custom.update(received.custom)
+    for _, form in forms:
+        custom.update(form.custom)
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
     def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
@@ -284,4 +294,5 @@ def incident_row(
         "mode": mode,
         "team": team,
         "referral_type": referral_types[0] if referral_types else None,
+        "custom": dict(sorted(custom.items())),
     }

@@ -43,7 +43,7 @@ from projections.fold import Plan, Rows, derive, plan
 READ_MODEL_MIGRATIONS = MigrationSet(
     "projections", Path(__file__).resolve().parent / "migrations", "read_models"
 )
-_JSON_COLUMNS = {"data", "detail"}
+_JSON_COLUMNS = {"data", "detail", "custom"}
 FACT_CACHE_SIZE = 200_000
 META_VOCABULARIES = "vocabularies"
 

@@ -77,3 +77,17 @@ def _call_revised_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     data.pop("category", None)
     data.pop("behavioral_health", None)
     return _stated_outcome(data)
+
+
+@upcaster("cad.call.received.v3", "cad.call.received.v4")
+def _call_received_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """v4 adds the county-defined fields (``custom``); v3 calls carried none."""
+    data.setdefault("custom", {})
+    return data
+
+
+@upcaster("encounter.intake.recorded.v1", "encounter.intake.recorded.v2")
+def _intake_recorded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the form (``custom``); v1 forms had none."""
+    data.setdefault("custom", {})
+    return data

@@ -109,6 +109,8 @@ class NormalizedCall:
     disposition_at: datetime | None = None
     disposition_rows: bool = False
     crisis: CrisisFlags | None = None
+    #: county-defined fields (field, the source's text) the profile maps
+    custom: tuple[tuple[str, str], ...] = ()
 
     @property
     def incident_id(self) -> str:
@@ -143,6 +145,7 @@ def call_events(
                 area=call.area,
                 longitude=call.longitude,
                 latitude=call.latitude,
+                custom=dict(call.custom),
             )
         )
     ]

@@ -413,19 +413,15 @@ def _field_def(name: str, node: yaml.Node, line: int, path: str) -> FieldDef:
     return FieldDef(name, ftype, label.strip(), values, lo, hi, tuple(dict.fromkeys(sources)), sensitive)
 
 
-class _Bad(ValueError):
-    """A filter value that does not fit its field (the message says why)."""
-
-
 def _one_value(f: FieldDef, raw: Any) -> Scalar:
-    """A filter value of field ``f``; raises :class:`_Bad`."""
+    """A filter value of field ``f``; raises ValueError saying why."""
     if f.type == "boolean":
         if not isinstance(raw, bool):
-            raise _Bad("must be true or false")
+            raise ValueError("must be true or false")
         return raw
     if f.type == "integer":
         if isinstance(raw, bool) or not isinstance(raw, int):
-            raise _Bad("must be a whole number")
+            raise ValueError("must be a whole number")
         return raw
     if f.type == "date":
         if isinstance(raw, date):
@@ -433,30 +429,30 @@ def _one_value(f: FieldDef, raw: Any) -> Scalar:
         try:
             return date.fromisoformat(str(raw))
         except ValueError:
-            raise _Bad("must be a date (YYYY-MM-DD)") from None
+            raise ValueError("must be a date (YYYY-MM-DD)") from None
     if not isinstance(raw, str):
-        raise _Bad("must be a text value")
+        raise ValueError("must be a text value")
     if f.type == "enum" and raw not in f.values:
-        raise _Bad(f"value {raw!r} is not allowed (allowed: {', '.join(f.values)})")
+        raise ValueError(f"value {raw!r} is not allowed (allowed: {', '.join(f.values)})")
     return raw
 
 
 def _condition(f: FieldDef, raw: Any) -> Condition:
-    """The condition a filter writes for field ``f``; raises :class:`_Bad`."""
+    """The condition a filter writes for field ``f``; raises ValueError saying why."""
     if isinstance(raw, dict):
         if f.type not in ("integer", "date"):
-            raise _Bad("a range {min, max} is for integer and date fields")
+            raise ValueError("a range {min, max} is for integer and date fields")
         keys = {"min": "low", "max": "high", "from": "low", "to": "high"}
         if not raw or any(k not in keys for k in raw):
-            raise _Bad("a range has min and/or max (from / to for dates)")
+            raise ValueError("a range has min and/or max (from / to for dates)")
         bounds = {keys[k]: _one_value(f, v) for k, v in raw.items()}
         low, high = bounds.get("low"), bounds.get("high")
         if low is not None and high is not None and low > high:  # type: ignore[operator]  # one type
-            raise _Bad("the range's min is above its max")
+            raise ValueError("the range's min is above its max")
         return Condition(low=low, high=high)  # type: ignore[arg-type]  # int or date by the field
     items = raw if isinstance(raw, list) else [raw]
     if not items:
-        raise _Bad("an empty list matches nothing")
+        raise ValueError("an empty list matches nothing")
     return Condition(values=frozenset(_one_value(f, item) for item in items))
 
 
@@ -482,7 +478,7 @@ def _filter(
             )
         try:
             out[name] = _condition(f, _plain(v))
-        except _Bad as exc:
+        except ValueError as exc:
             raise CustomDefinitionError(path, ln, f"{where}: {exc}") from None
     return out
 

@@ -44,6 +44,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.erasure.ErasureError": (PermanentError, ValueError),
     "hub.kernel.errors.ConfigError": (PermanentError, ValueError),
     "hub.kernel.vocabulary.VocabularyError": (PermanentError, ValueError),
+    "hub.kernel.custom_fields.CustomDefinitionError": (PermanentError, ValueError),
     "projections.store.VocabularyVersionError": (PermanentError, ValueError),
     "hub.kernel.errors.InfraError": (PermanentError, RuntimeError),
     "hub.kernel.errors.ServiceUnavailable": (TransientError, RuntimeError),
