@@ -187,7 +187,7 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
         async def on_timeline() -> list[dict[str, Any]]:
             resp = await api.get(f"/v1/incidents/{incident}/timeline", headers=clin)
             entries = resp.json().get("entries", []) if resp.status_code == 200 else []
-            return [e for e in entries if e["event_type"] == "encounter.intake.recorded.v1"]
+            return [e for e in entries if e["event_type"] == "encounter.intake.recorded.v2"]
 
         forms = await wait_for(on_timeline, timeout=30, what="the form on the incident timeline")
         assert forms[0]["data"]["program"] == DEMO_PROGRAM and forms[0]["data"]["use_of_force"] == "none"

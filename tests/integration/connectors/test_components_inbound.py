@@ -301,7 +301,7 @@ async def test_csv_file_drop_ingests_once_dead_letters_bad_rows_and_sees_revisio
 
     events = await facts(rt, "dispatch", source)
     kinds = collections.Counter(e.type for e in events)
-    assert kinds["cad.call.received.v3"] == 6 and kinds["cad.call.revised.v2"] == 1
+    assert kinds["cad.call.received.v4"] == 6 and kinds["cad.call.revised.v2"] == 1
     (rev,) = [e for e in events if e.type == "cad.call.revised.v2"]
     cad = revised[2][header.index("CAD Event Number")]
     assert rev.subject == f"SIMD:{cad}" and rev.data["disposition_text"] == "PHYSICAL ARREST MADE"

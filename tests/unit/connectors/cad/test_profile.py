@@ -111,7 +111,7 @@ def test_seattle_times_are_local_stored_as_utc_with_zone() -> None:
     assert call["call_type_initial"] == "SERVICE - WELFARE CHECK"
     assert meaning(res.events)["1"]["behavioral_health"] is False
     assert [e.type for e in res.events] == [
-        "cad.call.received.v3",
+        "cad.call.received.v4",
         "cad.call.disposition.v2",
     ]  # blank arrival ok
 
@@ -244,7 +244,7 @@ def test_new_orleans_row_and_excluded_rows() -> None:
     assert call["area"]["district"] == "7" and call["longitude"] is None
     types = [e.type for e in res[0].events]
     assert types == [
-        "cad.call.received.v3", "cad.unit.dispatched.v1", "cad.unit.cleared.v1", "cad.call.disposition.v2"
+        "cad.call.received.v4", "cad.unit.dispatched.v1", "cad.unit.cleared.v1", "cad.call.disposition.v2"
     ]
     assert res[0].events[-1].data["at"] == "2023-01-01T07:00:00Z"
 
@@ -353,7 +353,7 @@ def test_redriver_maps_a_fixed_row_again() -> None:
         at=datetime.now(UTC),
     )
     events = map_again(dl, row, load_profile("seattle"))
-    assert [e.type for e in events] == ["cad.call.received.v3", "cad.call.disposition.v2"]
+    assert [e.type for e in events] == ["cad.call.received.v4", "cad.call.disposition.v2"]
     with pytest.raises(ValueError, match="unparseable time"):
         map_again(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"), load_profile("seattle"))
 

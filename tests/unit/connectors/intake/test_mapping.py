@@ -74,7 +74,7 @@ def test_a_submission_gives_the_facts_in_two_batches() -> None:
         "encounter.person.identified.v1",
         "consent.granted.v1",
     ]
-    assert [e.type for e in out.then] == ["encounter.intake.recorded.v1", "referral.requested.v1"]
+    assert [e.type for e in out.then] == ["encounter.intake.recorded.v2", "referral.requested.v1"]
     record = out.then[0].payload()
     assert record.model_dump(
         include={"program", "clinician_id", "mode", "outcome", "use_of_force", "revision"}
@@ -109,7 +109,7 @@ def test_a_form_without_a_person_seals_its_note_under_the_incident() -> None:
     out = facts(body(person=None, referral=None, consent=None))
     assert [e.type for e in out.envelopes] == [
         "encounter.clinician.engaged.v1",
-        "encounter.intake.recorded.v1",
+        "encounter.intake.recorded.v2",
     ]
     assert out.person is None and out.then[0].payload().note is not None  # type: ignore[attr-defined]
 
@@ -137,7 +137,7 @@ def test_an_amendment_adds_a_revision_and_repeats_nothing() -> None:
         now=NOW,
         reason=amendment.reason,
     )
-    assert [e.type for e in out.envelopes] == ["encounter.intake.recorded.v1"]
+    assert [e.type for e in out.envelopes] == ["encounter.intake.recorded.v2"]
     record = out.then[0].payload()
     assert (record.revision, record.outcome, record.referral_ids) == (
         1,

@@ -161,7 +161,7 @@ async def test_submission_is_appended_and_on_the_incident_timeline(
     assert {
         "encounter.clinician.engaged.v1",
         "encounter.person.identified.v1",
-        "encounter.intake.recorded.v1",
+        "encounter.intake.recorded.v2",
         "referral.requested.v1",
     } <= set(types)
     assert NAME not in timeline.text and MRN not in timeline.text and "Jane" not in timeline.text
@@ -336,7 +336,7 @@ async def test_amendment_is_a_new_revision_of_the_same_program(
     timeline = (
         await api.get(f"/v1/incidents/{INCIDENTS[5]}/timeline?purpose=treatment", headers=auth(issuer))
     ).json()
-    forms = [e for e in timeline["entries"] if e["event_type"] == "encounter.intake.recorded.v1"]
+    forms = [e for e in timeline["entries"] if e["event_type"] == "encounter.intake.recorded.v2"]
     assert sorted(f["data"]["revision"] for f in forms) == [0, 1]  # the original stays on record
     assert {f["summary"].split(":")[1].split(",")[0].strip() for f in forms} == {"submitted", "amendment 1"}
 
