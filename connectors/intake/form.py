@@ -192,6 +192,14 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
             if sep and " " not in head:
                 where = ".".join(p for p in (where, head) if p) if not head.startswith(where) else head
                 message = rest
+        if err["loc"][:1] == ("custom",) and len(err["loc"]) >= 2:  # a county field: one message each
+            name = str(err["loc"][1])
+            key = err["loc"][2:3] == ("[key]",)
+            where = "custom" if key else f"custom.{name}"
+            message = ("field names are lower-case letters, digits and _" if key
+                       else "must be text, a whole number, true/false or a date (YYYY-MM-DD)")
+            if any(e.field == where and e.message == message for e in out):
+                continue
         out.append(FieldError(where or "<form>", message))
     return out
 
