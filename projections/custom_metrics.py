@@ -362,3 +362,11 @@ def section(defs: Definitions) -> dict[str, Any]:
         ],
     }
 
+
+
+def headline_cells(doc: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    """(label, jurisdiction cell) of every county metric of a report document (the live
+    report's or a release's), for the text report; none without county metrics."""
+    total = doc.get("outcomes", {}).get("total", {})
+    return [(m["label"], total.get(m["metric"]) or {"value": None, "suppressed": True})
+            for m in (doc.get("custom_metrics") or {}).get("metrics", [])]
