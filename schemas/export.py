@@ -61,9 +61,10 @@ METRIC_DEFINITIONS = {
                              "has none",
     "vocabulary": "name@version of the vocabularies that gave the source's codes their meaning",
     "custom.<id>": "a county metric (the county's definitions file, stated in the release as "
-                   "custom_metrics): the calls its numerator filter selects, share of custom.<id>.denominator "
-                   "(the calls its denominator filter selects, share of calls); suppressed in the same table as "
-                   "the built-in cells, so neither can be subtracted from the other to find a small cell",
+                   "custom_metrics): the calls its numerator filter selects, share of "
+                   "custom.<id>.denominator (the calls its denominator filter selects, share of calls); "
+                   "suppressed in the same table as the built-in cells, so neither can be subtracted "
+                   "from the other to find a small cell",
 }
 
 

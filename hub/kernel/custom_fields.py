@@ -330,6 +330,11 @@ def _mapping(node: yaml.Node, path: str, what: str) -> list[tuple[str, yaml.Node
     return out
 
 
+def _null(node: yaml.Node) -> bool:
+    """Whether a node is YAML's null (``metrics:`` with nothing under it)."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
 def _plain(node: yaml.Node) -> Any:
     """The Python value of a node (safe types only)."""
     return yaml.safe_load(yaml.serialize(node))
@@ -509,8 +514,8 @@ def _metric(node: yaml.Node, path: str, fields: Mapping[str, FieldDef]) -> Metri
         )
     num_node, num_line = spec.get("numerator", (None, line))
     den_node, den_line = spec.get("denominator", (None, line))
-    numerator = _filter(num_node, num_line, path, mid, "numerator", fields)
     denominator = _filter(den_node, den_line, path, mid, "denominator", fields)
+    numerator = _filter(num_node, num_line, path, mid, "numerator", fields)
     for name, cond in denominator.items():
         if name not in numerator or not numerator[name].within(cond):
             raise CustomDefinitionError(
@@ -546,6 +551,7 @@ def parse_definitions(text: str, path: str) -> Definitions:
             top.get("version", (None, 1))[1],
             "version: a whole number from 1 (raise it with every change)",
         )
+    top = {k: (v, ln) for k, (v, ln) in top.items() if k in ("name", "version") or not _null(v)}
     fields: dict[str, FieldDef] = {}
     if "fields" in top:
         for fname, node, ln in _mapping(top["fields"][0], path, "fields"):

@@ -10,8 +10,9 @@ row made of the atom's values); every atom of the jurisdiction is the sum of its
 each area grain. A target is *derivable* when its vector lies in the span of the shown
 cells' vectors (row reduction modulo a large prime). Targets: every conjunction of one
 value (or none) per field, per area — "holds of unsheltered people in EAST without a
-co-responder", and every set of values of a custom field ("not unsheltered"). Built-in fields no county metric names (referral made, connected to
-services) are left out: cells over disjoint fields share only their sums over the others.
+co-responder", and every set of values of a custom field ("not unsheltered"). Built-in
+fields no county metric names (referral made, connected to services) are left out: cells
+over disjoint fields share only their sums over the others.
 """
 
 from __future__ import annotations

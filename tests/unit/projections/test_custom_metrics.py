@@ -4,7 +4,6 @@ adversary — no small cell derivable from county and built-in cells together.""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -52,7 +51,8 @@ def call(precinct: str | None, outcome: str | None, co: bool, housing: str | Non
 
 def release_cells(d: Definitions, calls: list[dict[str, Any]], seq: int = 1,
                   known: dict[str, list[int]] | None = None) -> Any:
-    ext = custom_metrics.extension(d, calls, custom_metrics.release_groups, [("precinct",), ("district",)], 10)
+    groups = [("precinct",), ("district",)]
+    ext = custom_metrics.extension(d, calls, custom_metrics.release_groups, groups, 10)
     counts = custom_metrics.counts_from_rows(calls, ("all", "precinct", "district"))
     return month_release(MONTH, counts, seq=seq, max_small=10, attribute_max=20, known_before=known,
                          extension=ext)
@@ -67,7 +67,8 @@ def test_cells_are_counted_as_defined_by_hand() -> None:
              + [call("WEST", "involuntary_hold", False, "housed")] * 10
              + [call("WEST", "other", True, "housed")] * 18
              + [call("WEST", None, False, None)] * 7)
-    assert custom_metrics.metric_counts(defs(), calls) == {"unsheltered_holds": (6, 15), "co_housed": (12, 30)}
+    counts = custom_metrics.metric_counts(defs(), calls)
+    assert counts == {"unsheltered_holds": (6, 15), "co_housed": (12, 30)}
     table = reporting.outcome_table(calls, by=None, tz="UTC", small_cell_max=10, custom=defs())
     total = table["total"]
     # 6 holds of 15 is small: withheld, and so is what would give it away
