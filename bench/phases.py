@@ -409,7 +409,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
 
         schema = ws.schema("rebuild")
         with measured() as ours:
-            stats = await replay_into(settings, rt.pool, rt.kafka, schema)
+            stats = await replay_into(settings, rt.pool, rt.kafka, schema, keys=rt.keyring)
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema("floor"))
         expect(
@@ -433,7 +433,8 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
         rows.append(rebuild)
 
         with measured() as two:
-            parallel = await replay_into(settings, rt.pool, rt.kafka, ws.schema("rebuild2"), workers=2)
+            parallel = await replay_into(settings, rt.pool, rt.kafka, ws.schema("rebuild2"), workers=2,
+                                         keys=rt.keyring)
         expect(parallel.rows == stats.rows, f"2 workers: {parallel.rows} rows, one process {stats.rows}")
         scaled = Row(
             "rebuild, 2 worker processes",
@@ -485,7 +486,8 @@ async def live_projection(ws: Workspace, days: int, per_day: int) -> list[Row]:
             started = time.perf_counter()
             stats = await projector.run(until_caught_up=True)
         with measured() as base:
-            replayed = await replay_into(settings, rt.pool, rt.kafka, ws.schema("live_replay"))
+            replayed = await replay_into(settings, rt.pool, rt.kafka, ws.schema("live_replay"),
+                                         keys=rt.keyring)
         applied = stats.records - stats.skipped  # re-deliveries after a rebalance are skipped
         expect(
             applied == replayed.records == total and stats.new_facts == replayed.facts,

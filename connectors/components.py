@@ -282,7 +282,7 @@ def cad_soql_poller(rt: Any, cfg: CadSoqlPollerConfig) -> PollingComponent:
         page_size=cfg.page_size,
         app_token=cfg.app_token,
     )
-    mapper = mapper_for(profile, cfg.source)
+    mapper = mapper_for(profile, cfg.source, rt.keyring)
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", used.ref, True), used)
 
 
@@ -294,7 +294,7 @@ def cad_file_drop(rt: Any, cfg: CadFileDropConfig) -> PollingComponent:
     check_custom(profile, rt.settings)
     pattern = cfg.pattern or ("*.json" if profile.format == "eido" else "*.csv")
     source = FileDropSource(cfg.name, cfg.directory, profile, pattern, settle_seconds=cfg.settle)
-    mapper = mapper_for(profile, cfg.source)
+    mapper = mapper_for(profile, cfg.source, rt.keyring)
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cad", used.ref, True), used)
 
 

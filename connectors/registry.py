@@ -68,29 +68,32 @@ from connectors.referrals.components import (
 )
 from hub.kernel.deadletters import Redriver
 from hub.kernel.errors import ConfigError
+from hub.kernel.kafka_acl import ADMIN
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One component kind: its config model and the factory ``(runtime, config) -> component``."""
+    """One component kind: its config model, the factory ``(runtime, config) -> component``
+    and the Kafka principal whose rights its appends need (:mod:`hub.kernel.kafka_acl`)."""
 
     config: type[ComponentConfig]
     factory: Callable[[Any, Any], Component]
+    principal: str
 
 
 #: every component kind, by its kebab-case name
 KINDS: dict[str, Kind] = {
-    "cad-soql-poller": Kind(CadSoqlPollerConfig, cad_soql_poller),
-    "cad-file-drop": Kind(CadFileDropConfig, cad_file_drop),
-    "eido-receiver": Kind(EidoReceiverConfig, eido_receiver),
-    "case-rest-poller": Kind(CaseRestPollerConfig, case_rest_poller),
-    "case-webhook": Kind(CaseWebhookConfig, case_webhook),
-    "fhir-delivery": Kind(FhirDeliveryConfig, fhir_delivery),
-    "hl7-delivery": Kind(Hl7DeliveryConfig, hl7_delivery),
-    "mllp-listener": Kind(MllpListenerConfig, mllp_listener),
-    "fhir-task-poller": Kind(FhirTaskPollerConfig, fhir_task_poller),
+    "cad-soql-poller": Kind(CadSoqlPollerConfig, cad_soql_poller, "connector-cad"),
+    "cad-file-drop": Kind(CadFileDropConfig, cad_file_drop, "connector-cad"),
+    "eido-receiver": Kind(EidoReceiverConfig, eido_receiver, "connector-cad"),
+    "case-rest-poller": Kind(CaseRestPollerConfig, case_rest_poller, "connector-cases"),
+    "case-webhook": Kind(CaseWebhookConfig, case_webhook, "connector-cases"),
+    "fhir-delivery": Kind(FhirDeliveryConfig, fhir_delivery, "delivery"),
+    "hl7-delivery": Kind(Hl7DeliveryConfig, hl7_delivery, "delivery"),
+    "mllp-listener": Kind(MllpListenerConfig, mllp_listener, "connector-ehr"),
+    "fhir-task-poller": Kind(FhirTaskPollerConfig, fhir_task_poller, "connector-ehr"),
 }
 
 #: every dead-letter re-driver, by source family (a source ``cad/<name>``, ``<family>/<profile>``
@@ -180,6 +183,22 @@ def load_config(path: Path) -> list[ComponentConfig]:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     data = expand_env(data, where=str(path))
     return parse_components(data.get("components") if isinstance(data, dict) else None, str(path))
+
+
+def check_principal(configs: Sequence[ComponentConfig], principal: str, where: str) -> None:
+    """Refuse (:class:`ConfigError`) components whose appends the process's Kafka
+    ``principal`` has no right to (pure): each kind needs its family's principal
+    (:attr:`Kind.principal`), so a county runs one process per principal; the super user
+    :data:`~hub.kernel.kafka_acl.ADMIN` may run any (development, one-process demos)."""
+    if principal == ADMIN:
+        return
+    wrong = [c for c in configs if KINDS[c.kind].principal != principal]
+    if wrong:
+        listed = ", ".join(f"{c.name!r} ({c.kind}: needs {KINDS[c.kind].principal})" for c in wrong)
+        raise ConfigError(
+            f"{where}: this process authenticates to Kafka as {principal!r}, which cannot append for "
+            f"{listed}; run them in a process of their own principal (kafka.principal)"
+        )
 
 
 def build(runtime: Any, configs: Sequence[ComponentConfig]) -> list[Component]:

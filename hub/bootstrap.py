@@ -92,10 +92,11 @@ async def open_reader(settings: Settings, *, max_size: int | None = None) -> Asy
     the topic catalogue exists (the audit topic), apply every migration set through a
     short-lived owner connection (``postgres.migrations: check``: only check them as the
     runtime role), then yield a :class:`Reader` (pool and producer closed on exit)."""
-    report = await ensure_topics(settings)
+    clients = KafkaClients(settings.kafka)
+    report = await ensure_topics(settings, create=clients.is_admin)  # other principals only check
     if report.errors:
         raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
-    audit = AuditTopic(KafkaClients(settings.kafka), settings.kafka.topic_prefix)
+    audit = AuditTopic(clients, settings.kafka.topic_prefix)
     try:
         async with open_pool(settings, role="runtime", max_size=max_size) as pool:
             async with open_owner_pool(settings) as owner:

@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from hub.kernel.crypto import Keyring
 from hub.kernel.errors import PermanentError
 from projections import tables as T
 from projections.config import FoldConfig
@@ -265,11 +266,13 @@ class DerivedBucket:
     unreadable: int
 
 
-def derive_bucket(path: Path, cfg: FoldConfig) -> DerivedBucket:
+def derive_bucket(path: Path, cfg: FoldConfig, keyring: Keyring | None = None) -> DerivedBucket:
     """Read one bucket file, derive its rows and build its COPY records (pure apart from
-    reading and removing the file; runs in a worker process of the rebuild, too)."""
+    reading and removing the file; runs in a worker process of the rebuild, too).
+    ``keyring``: the snapshot opening the facts' sealed disposition texts
+    (:func:`projections.fold.derive`)."""
     bucket = read_bucket(path)
-    rows = derive(bucket.facts, cfg)
+    rows = derive(bucket.facts, cfg, keyring)
     counts: Counter[Cell] = Counter()
     add_counts(counts, rows)
     records = {T.FACTS.name: [fact_record(f) for f in bucket.facts]}

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+from hub.kernel.crypto import Keyring
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.counts import Cell, count_row, counts, delta
@@ -101,9 +102,12 @@ def _consent_rows(facts: list[Fact]) -> list[dict[str, Any]]:
     return rows
 
 
-def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
+def derive(facts: Iterable[Fact], cfg: FoldConfig, keyring: Keyring | None = None) -> Rows:
     """Every derived row (and the outcome counts) of a closed set of facts — one or more
-    whole components. Pure; the result does not depend on the order of ``facts``."""
+    whole components. Pure; the result does not depend on the order of ``facts``.
+    ``keyring``: a snapshot (no I/O) holding the keys of the facts'
+    :func:`projections.incidents.sealed_kids`; it opens sealed disposition texts to classify
+    them (:mod:`projections.incidents`); without it they count as unknown words."""
     uniq = {f.event_id: f for f in facts}
     facts = sorted(uniq.values(), key=lambda f: f.order)
     rows = empty_rows()
@@ -134,7 +138,7 @@ def derive(facts: Iterable[Fact], cfg: FoldConfig) -> Rows:
     # vocabulary's service types — housing, shelter, benefits do not count
     bh_services = {c: service_times(fs, cfg.vocabularies.fallback) for c, fs in by_person.items()}
 
-    incidents = {i: incident_row(i, fs, canon, services, cfg) for i, fs in by_incident.items()}
+    incidents = {i: incident_row(i, fs, canon, services, cfg, keyring) for i, fs in by_incident.items()}
     for row in incidents.values():
         put(T.INCIDENT_SUMMARY, row)
     for r, fs in by_referral.items():
@@ -199,13 +203,13 @@ class Plan:
 
 
 def plan(component_facts: Iterable[Fact], keys: Iterable[str], old_incidents: Iterable[dict[str, Any]],
-         cfg: FoldConfig) -> Plan:
+         cfg: FoldConfig, keyring: Keyring | None = None) -> Plan:
     """Recompute the components in ``component_facts`` (closed under shared keys, ``keys``
     being all the keys they touch); ``old_incidents`` are the stored incident rows the
-    plan replaces (for the count deltas)."""
+    plan replaces (for the count deltas); ``keyring`` as for :func:`derive`."""
     facts = list(component_facts)
     scope = Scope.of(keys, (f.event_id for f in facts))
-    rows = derive(facts, cfg)
+    rows = derive(facts, cfg, keyring)
     counts_delta = delta(old_incidents, rows[T.INCIDENT_SUMMARY.name].values(), cfg)
     del rows[T.OUTCOME_COUNTS.name]
     return Plan(scope, rows, counts_delta)
@@ -285,9 +289,10 @@ def apply_changes(rows: Rows, changes: Iterable[Change]) -> None:
                 table.pop(c.key, None)
 
 
-def fold_batch(state: ProjectionState, facts: Iterable[Fact], cfg: FoldConfig
-               ) -> tuple[ProjectionState, list[Change]]:
-    """Fold a batch of facts (duplicates ignored by event id) into a new state."""
+def fold_batch(state: ProjectionState, facts: Iterable[Fact], cfg: FoldConfig,
+               keyring: Keyring | None = None) -> tuple[ProjectionState, list[Change]]:
+    """Fold a batch of facts (duplicates ignored by event id) into a new state (``keyring``
+    as for :func:`derive`)."""
     new = {f.event_id: f for f in facts if f.event_id not in state.facts}
     if not new:
         return state, []
@@ -299,7 +304,7 @@ def fold_batch(state: ProjectionState, facts: Iterable[Fact], cfg: FoldConfig
     ids, keys = component(state.index, state.facts, (k for f in new.values() for k in f.keys))
     old_incidents = [r for r in state.rows[T.INCIDENT_SUMMARY.name].values() if r["incident_id"] in
                      {k[2:] for k in keys if k.startswith("i:")}]
-    p = plan((state.facts[i] for i in ids), keys, old_incidents, cfg)
+    p = plan((state.facts[i] for i in ids), keys, old_incidents, cfg, keyring)
     changes = changes_of(state.rows, p)
     apply_changes(state.rows, changes)
     return state, changes

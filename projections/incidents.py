@@ -7,6 +7,15 @@ codes), and the call's vocabulary (:class:`hub.kernel.vocabulary.Vocabulary`: th
 it is a behavioral-health call, its category and its CAD outcome. The row records which
 vocabulary (``name@version``) classified it.
 
+Sealed words: a disposition text the vocabulary in force at ingest did not know is sealed
+with the incident's key (``disposition_note``: it may be free text naming people). The
+fold opens it with the keyring snapshot its shell resolved beforehand
+(:func:`sealed_kids`, ``KeyStore.resolve_ids``), in memory only, to classify it: so a later
+vocabulary that names the text reclassifies the call on re-projection. No row stores the
+opened text. A text that does not open (the incident was erased with a linked person, or
+no keyring was given) is a disposition whose words are unknown: its code decides, else
+``unknown`` — the outcome the ingest vocabulary gave it.
+
 Order independence: attributes are last-writer-wins by a total order that does not depend
 on arrival — the ``CallReceived`` values first, then revisions by (time, event id); the
 CAD disposition is the latest of dispositions and revisions by (time, kind, event id) —
@@ -43,6 +52,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from hub.kernel.crypto import KeyDestroyedError, Keyring, unseal
 from hub.kernel.vocabulary import Vocabulary
 from projections.config import FoldConfig
 from projections.facts import Fact, subject_person, with_payload
@@ -117,16 +127,62 @@ def service_times(facts: Iterable[Fact], bh_only: Vocabulary | None = None) -> l
     return sorted(out)
 
 
-def latest_outcomes(cad: list[tuple[Fact, CallDisposition | CallRevised]], vocab: Vocabulary) -> list[str]:
+#: the facts whose sealed words the fold opens (their ``disposition_note``)
+SEALED_WORDS_TYPES = frozenset({CallDisposition.event_type, CallRevised.event_type})
+
+
+def sealed_kids(records: Iterable[tuple[str, Mapping[str, Any]]]) -> set[str]:
+    """The key ids a fold of these facts opens — ``(event type, current-version JSON)`` of
+    each, e.g. ``(f.event_type, f.data)`` — for the shell to resolve before it derives."""
+    kids: set[str] = set()
+    for event_type, data in records:
+        note = data.get("disposition_note") if event_type in SEALED_WORDS_TYPES else None
+        if isinstance(note, Mapping) and isinstance(note.get("kid"), str):
+            kids.add(note["kid"])
+    return kids
+
+
+def disposition_words(
+    p: CallDisposition | CallRevised, keyring: Keyring | None
+) -> tuple[str | None, str | None]:
+    """(code, text) of a disposition as the source wrote them: the text in clear, or opened
+    from its seal with ``keyring`` (None when it does not open: erased, or no keyring)."""
+    text = p.disposition_text
+    if text is None and p.disposition_note is not None and keyring is not None:
+        try:
+            opened = unseal(keyring, p.disposition_note).get("disposition_text")
+        except KeyDestroyedError:
+            opened = None
+        text = opened if isinstance(opened, str) else None
+    return p.disposition_code, text
+
+
+def disposition_meaning(p: CallDisposition | CallRevised, vocab: Vocabulary,
+                        keyring: Keyring | None) -> tuple[str, bool] | None:
+    """(outcome, known) of one disposition or revision by ``vocab``, or None when it carries
+    no disposition. A disposition whose words cannot be read (a sealed text that does not
+    open, or a text dropped at ingest for want of a keyring) is decided by its code, else
+    ``unknown``."""
+    code, text = disposition_words(p, keyring)
+    meaning = vocab.outcome(code, text)
+    unreadable = text is None and (p.disposition_note is not None or isinstance(p, CallDisposition))
+    if unreadable and (meaning is None or not meaning[1]):
+        return "unknown", False
+    return meaning
+
+
+def latest_outcomes(cad: list[tuple[Fact, CallDisposition | CallRevised]], vocab: Vocabulary,
+                    keyring: Keyring | None = None) -> list[str]:
     """The outcomes of the latest dispositions (a revision after a disposition of the same
     time), most severe first: one for most sources; a source that lists every disposition of a
-    contact (Seattle Crisis Data) gives them all, and the most severe is the CAD outcome."""
+    contact (Seattle Crisis Data) gives them all, and the most severe is the CAD outcome.
+    Sealed disposition texts are opened with ``keyring`` (:func:`disposition_words`)."""
     keyed = [((f.at, isinstance(p, CallRevised)), p) for f, p in cad]
     if not keyed:
         return []
     last = max(k for k, _ in keyed)
     outcomes = {m[0] for k, p in keyed
-                if k == last and (m := vocab.outcome(p.disposition_code, p.disposition_text)) is not None}
+                if k == last and (m := disposition_meaning(p, vocab, keyring)) is not None}
     return sorted(outcomes, key=lambda o: (SEVERITY[PRIMARY_OF[o]], o))
 
 
@@ -154,9 +210,11 @@ def incident_row(
     canon: Mapping[str, str],
     services_by_person: Mapping[str, list[datetime]],
     cfg: FoldConfig,
+    keyring: Keyring | None = None,
 ) -> dict[str, Any]:
     """The ``incident_summary`` row. ``canon`` maps pseudonyms to canonical ones;
-    ``services_by_person`` gives each canonical person's service times."""
+    ``services_by_person`` gives each canonical person's service times; ``keyring`` (a
+    snapshot without I/O, :func:`sealed_kids` resolved) opens sealed disposition texts."""
     facts = sorted(facts, key=lambda f: f.order)
     vocab = call_vocabulary(incident_id, facts, cfg)
     attrs: dict[str, Any] = {
@@ -193,9 +251,10 @@ def incident_row(
     cad: list[tuple[Fact, CallDisposition | CallRevised]] = [
         *with_payload(facts, CallDisposition),
         *((f, p) for f, p in with_payload(facts, CallRevised)
-          if p.disposition_code is not None or p.disposition_text is not None),
+          if p.disposition_code is not None or p.disposition_text is not None
+          or p.disposition_note is not None),
     ]
-    cad_outcomes = latest_outcomes(cad, vocab)
+    cad_outcomes = latest_outcomes(cad, vocab, keyring)
     cad_outcome = cad_outcomes[0] if cad_outcomes else None
     scene = with_payload(facts, OnSceneOutcome)
     forms = current_intake(facts)

@@ -39,10 +39,11 @@ payload that fails validation) are dead-lettered (``<prefix>.deadletter.hub``, s
 ``project``) and their offset is still consumed, so nothing blocks and nothing is
 silently dropped. The outcome topic is republished for the months the batches changed once
 the worker is idle and caught up (no fact partition behind: a backlog being replayed is not
-released in intermediate states, each of which would constrain the next release); only
-closed months are released (:mod:`projections.releases`, suppression works on whole month
-tables), so every ``RELEASE_CHECK_INTERVAL`` the worker also releases the months that closed
-meanwhile.
+released in intermediate states, each of which would constrain the next release), in a task
+of its own (no batch and no supervision tick waits for it; a failed publication stops the
+worker like a failed batch); only closed months are released (:mod:`projections.releases`,
+suppression works on whole month tables), so every ``RELEASE_CHECK_INTERVAL`` the worker
+also releases the months that closed meanwhile.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ class Projector:
         self.rt = rt
         self.settings = rt.settings
         self.schema = schema or rt.settings.postgres.schema_
-        self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings))
+        self.store = ReadModelStore(rt.pool, self.schema, FoldConfig.from_settings(rt.settings), rt.keyring)
         self.publisher = OutcomePublisher(rt.settings, rt.pool, self.schema, rt.kafka)
         self.topics = family_topics(rt.settings.kafka.topic_prefix)
         self.guard = rt.record_guard()
@@ -131,6 +132,7 @@ class Projector:
         self._pending: set = set()
         self._released_at = time.monotonic()  # run() publishes every closed month on start
         self._publish_lock = asyncio.Lock()
+        self._publishing: asyncio.Task[None] | None = None
         self._busy_at = 0.0
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
@@ -237,6 +239,22 @@ class Projector:
         self._busy_at = time.monotonic()
         PROJECTION_PROGRESS.set_to_current_time()
 
+    def _publish_soon(self) -> None:
+        """Publish in a task of its own (unless one is running), so that nothing waits for
+        the outcome topic; a failed publication stops the worker like a failed batch."""
+        if self._publishing is None or self._publishing.done():
+            self._publishing = asyncio.create_task(self._publish_in_background())
+
+    async def _publish_in_background(self) -> None:
+        try:
+            await self._publish_pending()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failure = exc
+            self._failed.set()
+            log.error("outcome publication failed, stopping: %s", describe_failure(exc))
+
     async def _publish_pending(self) -> None:
         async with self._publish_lock:
             if self._pending:
@@ -289,6 +307,8 @@ class Projector:
                 await self._supervise(stop, until_caught_up)
             finally:
                 await self._stop_app()
+            if self._publishing is not None:
+                await asyncio.gather(self._publishing, return_exceptions=True)
             if self.failure is None and self.app.crash_reason is not None:
                 self.failure = self.app.crash_reason
             if self.failure is not None:
@@ -329,8 +349,9 @@ class Projector:
                     return
                 if time.monotonic() - self._busy_at < TICK:
                     continue
-                if (self._pending or self._release_due()) and await self.lag() == 0:
-                    await self._publish_pending()  # idle and caught up: bring the outcome topic up to date
+                publishing = self._publishing is not None and not self._publishing.done()
+                if not publishing and (self._pending or self._release_due()) and await self.lag() == 0:
+                    self._publish_soon()  # idle and caught up: bring the outcome topic up to date
                 if until_caught_up:
                     if await self.lag() == 0:
                         PROJECTION_PROGRESS.set_to_current_time()

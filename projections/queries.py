@@ -43,7 +43,7 @@ Conn = Executor
 
 class KeyResolver(Protocol):
     """What the reader needs of the keyring to open sealed demographics
-    (:class:`hub.kernel.keystore.PostgresKeyring`): the keys of given key ids, never created."""
+    (:class:`hub.kernel.keystore.TokenKeyring`): the keys of given key ids, never created."""
 
     async def resolve_ids(self, kids: Iterable[str]) -> Keyring: ...
 

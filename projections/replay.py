@@ -20,7 +20,11 @@ record MAC and not a pre-MAC record the event index confirms) — counted, never
 
 Meaning is applied here, not read from the log: the configured vocabularies
 (``projections.vocabularies``) classify every call, so a corrected vocabulary and a replay
-reclassify all history; the schema records the vocabularies it was built with.
+reclassify all history; the schema records the vocabularies it was built with. Sealed
+disposition texts are opened with ``keys`` (the key ids collected while the log is read,
+resolved in one call before the buckets are derived; the snapshot goes to the worker
+processes with each bucket, the opened texts are never written anywhere), exactly as the
+live projector opens them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka.structs import ConsumerRecord
 
+from hub.kernel.crypto import Keyring, KeyStore
 from hub.kernel.db import apply_sets, check_schema_name, open_pool, runtime_grantee
 from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
@@ -53,6 +58,7 @@ from projections import tables as T
 from projections.buckets import BUCKET_FACTS, DerivedBucket, FactSpill, count_rows, derive_bucket, record_keys
 from projections.config import FoldConfig
 from projections.counts import Cell
+from projections.incidents import sealed_kids
 from projections.store import (
     READ_MODEL_MIGRATIONS,
     copy_records,
@@ -95,13 +101,16 @@ async def replay_into(
     occurred_through: datetime | None = None,
     bucket_facts: int = BUCKET_FACTS,
     workers: int = 0,
+    keys: KeyStore | None = None,
 ) -> ReplayStats:
     """Build the read models of the whole log (or of the log as of ``as_of``) in ``schema``,
     which must not hold read models yet. The log is read through ``clients``, the process's
     Kafka client factory; ``bucket_facts`` bounds the facts derived at once (a component
     is never split, see :mod:`projections.buckets`); ``workers`` > 0 derives the buckets in
-    that many worker processes while this one loads them. The spill lives in a temporary
-    directory (``TMPDIR``): about twice 800 bytes per fact at its peak."""
+    that many worker processes while this one loads them; ``keys`` (the process's key
+    store) opens sealed disposition texts to classify them — give it, or a replay differs
+    from the live read models wherever a later vocabulary names such a text. The spill lives
+    in a temporary directory (``TMPDIR``): about twice 800 bytes per fact at its peak."""
     check_schema_name(schema)
     if as_of is not None and as_of.tzinfo is None:
         raise ReplayError("--as-of must carry a time zone (e.g. 2024-03-01T00:00:00Z)")
@@ -124,6 +133,7 @@ async def replay_into(
     positions: dict[tuple[str, int], int] = {}
     topics = family_topics(settings.kafka.topic_prefix)
     guard = RecordGuard(record_mac_keys(settings), pool, settings.core_schema)
+    kids: set[str] = set()  # key ids of sealed words the fold opens
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hub-replay-") as tmp:
         spill = FactSpill(Path(tmp), bucket_facts)
@@ -132,13 +142,13 @@ async def replay_into(
             for rec, refused in zip(batch, verdicts, strict=True):
                 stats.records += 1
                 envelope: Envelope | None = None
-                keys: tuple[str, ...] | None = None
+                touched: tuple[str, ...] | None = None
                 if refused is None:
                     try:
                         envelope = decode_record(rec).envelope
-                        keys = record_keys(envelope.type, envelope.id, envelope.data)
+                        touched = record_keys(envelope.type, envelope.id, envelope.data)
                     except Exception:  # not an envelope, unknown type
-                        envelope, keys = None, None
+                        envelope, touched = None, None
                 recorded = envelope.recordedat if envelope is not None else ms_to_datetime(rec.timestamp)
                 if as_of is not None and recorded > as_of:
                     stats.skipped_as_of += 1
@@ -146,13 +156,15 @@ async def replay_into(
                 positions[(rec.topic, rec.partition)] = rec.offset + 1
                 if refused is not None:
                     stats.quarantined += 1
-                elif envelope is None or keys is None:
+                elif envelope is None or touched is None:
                     stats.unreadable += 1
                 elif occurred_through is not None and envelope.time > occurred_through:
                     stats.skipped_occurred += 1
                 else:
                     parts = (envelope.id, envelope.type, envelope.source, envelope.recordedat, envelope.data)
-                    spill.add(parts, keys)
+                    spill.add(parts, touched)
+                    kids |= sealed_kids([(envelope.type, envelope.data)])
+        keyring = await keys.resolve_ids(kids) if keys is not None and kids else None
         read_at = time.perf_counter()
         counts: Counter[Cell] = Counter()
         paths = spill.bucket_paths()
@@ -165,7 +177,7 @@ async def replay_into(
             conn.transaction(),
             load_without_indexes(conn, schema),
         ):
-            async with aclosing(_derived(paths, cfg, workers)) as buckets:
+            async with aclosing(_derived(paths, cfg, workers, keyring)) as buckets:
                 async for bucket in buckets:
                     await copy_records(conn, schema, bucket.records)
                     counts.update(bucket.counts)
@@ -188,13 +200,15 @@ async def replay_into(
     return stats
 
 
-async def _derived(paths: list[Path], cfg: FoldConfig, workers: int) -> AsyncGenerator[DerivedBucket, None]:
+async def _derived(
+    paths: list[Path], cfg: FoldConfig, workers: int, keyring: Keyring | None
+) -> AsyncGenerator[DerivedBucket, None]:
     """The buckets derived in this process (``workers`` 0, or a single bucket), or by
     ``workers`` processes with at most ``workers + 1`` buckets in flight (memory stays
     bounded), in completion order."""
     if workers <= 0 or len(paths) < 2:
         for path in paths:
-            yield derive_bucket(path, cfg)
+            yield derive_bucket(path, cfg, keyring)
         return
     loop = asyncio.get_running_loop()
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -203,7 +217,7 @@ async def _derived(paths: list[Path], cfg: FoldConfig, workers: int) -> AsyncGen
         try:
             while todo or running:
                 while todo and len(running) < workers + 1:
-                    running.add(loop.run_in_executor(pool, derive_bucket, todo.pop(), cfg))
+                    running.add(loop.run_in_executor(pool, derive_bucket, todo.pop(), cfg, keyring))
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
                     yield fut.result()

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncpg
 
+from hub.kernel.crypto import Keyring, KeyStore
 from hub.kernel.db import Connection, Executor, MigrationSet, check_schema_name
 from hub.kernel.errors import PermanentError
 from hub.kernel.metrics import PROJECTION_EVENTS, PROJECTION_TX_LATENCY
@@ -38,6 +39,7 @@ from projections.config import FoldConfig
 from projections.counts import period_start
 from projections.facts import Fact, make_fact
 from projections.fold import Plan, Rows, derive, plan
+from projections.incidents import sealed_kids
 
 #: the read-model tables, in the namespace's read-model schema (or a replay's fresh schema)
 READ_MODEL_MIGRATIONS = MigrationSet(
@@ -173,10 +175,15 @@ class BatchResult:
 class ReadModelStore:
     """Read models in one PostgreSQL schema."""
 
-    def __init__(self, pool: asyncpg.Pool, schema: str, cfg: FoldConfig) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, schema: str, cfg: FoldConfig, keys: KeyStore | None = None
+    ) -> None:
         self.pool = pool
         self.schema = check_schema_name(schema)
         self.cfg = cfg
+        #: opens the sealed disposition texts of the facts a batch derives (to classify
+        #: them; never stored); None: they count as unknown words
+        self.keys = keys
         self._cache: dict[str, Fact] = {}  # facts are immutable: parse each once per process
 
     def _remember(self, fact: Fact) -> None:
@@ -187,6 +194,14 @@ class ReadModelStore:
 
     def q(self, table: str) -> str:
         return f'"{self.schema}".{table}'
+
+    async def keyring(self, facts: Iterable[Fact]) -> Keyring | None:
+        """The snapshot opening the sealed words of ``facts`` (one key-store call; None when
+        there are none or no key store)."""
+        kids = sealed_kids((f.event_type, f.data) for f in facts)
+        if not kids or self.keys is None:
+            return None
+        return await self.keys.resolve_ids(kids)
 
     async def positions(self, conn: Connection | None = None) -> dict[tuple[str, int], int]:
         """Stored next offset per (topic, partition)."""
@@ -257,7 +272,7 @@ class ReadModelStore:
             has_facts = await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self.q('facts')})")
             if has_facts:
                 facts = [fact_from_row(r) for r in await conn.fetch(f"SELECT * FROM {self.q('facts')}")]
-                rows = derive(facts, self.cfg)
+                rows = derive(facts, self.cfg, await self.keyring(facts))
                 for table in (*T.DERIVED, T.OUTCOME_COUNTS):
                     await conn.execute(f"DELETE FROM {self.q(table.name)}")
                 await copy_rows(conn, self.schema, rows)
@@ -307,7 +322,7 @@ class ReadModelStore:
                 incidents,
             )
         ]
-        p = plan(facts, keys, old, self.cfg)
+        p = plan(facts, keys, old, self.cfg, await self.keyring(facts))
         await self._replace(conn, p)
         months = {
             period_start("month", r["received_at"], self.cfg)

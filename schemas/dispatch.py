@@ -2,6 +2,10 @@
 (``<agency>:<cad number>``), so every fact of one call is ordered.
 
 Facts keep the source's words: call types, disposition codes and texts as the CAD sent them.
+Free text a dispatcher typed is never in clear: remarks and any disposition text the
+vocabulary in force at ingest does not know (a clearance text may name people) are sealed
+with the incident's key (``remarks``, ``disposition_note``; erased with a linked person),
+and the projections, which hold the keys, open a sealed disposition text to classify it.
 What they mean (behavioral-health call or not, category, outcome) is not a fact: the
 projections derive it with a versioned vocabulary (:mod:`hub.kernel.vocabulary`), so a
 corrected vocabulary reclassifies history. Older versions that carried the meaning are upcast
@@ -13,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.base import Area, CustomValues, EventData, IncidentId, Timestamp, register
+from schemas.base import Area, CustomValues, EventData, IncidentId, Sealed, Timestamp, register
 
 UnitKind = Literal["police", "co_responder", "clinician", "ems", "fire", "other"]
 
@@ -42,8 +46,10 @@ class CallReceived(_IncidentEvent):
     priority: str | None = None
     self_initiated: bool = False
     area: Area = Area()
-    longitude: float | None = None  # as published (agencies blur to block level)
+    longitude: float | None = None  # at the precision the CAD profile declares (blurred)
     latitude: float | None = None
+    #: the call's free-text remarks (may name people), sealed with the incident's key
+    remarks: Sealed | None = None
     custom: CustomValues = Field(default_factory=dict)
 
 
@@ -75,12 +81,17 @@ class UnitCleared(UnitEvent):
 
 @register
 class CallDisposition(_IncidentEvent):
-    """How the CAD closed the call, in its own words (code and/or text)."""
+    """How the CAD closed the call, in its own words: its code (always clear) and its text —
+    clear when it is a label of the vocabulary in force at ingest, else sealed."""
 
     event_type = "cad.call.disposition.v2"
     at: Timestamp
     disposition_code: str | None = None
+    #: in clear only when it is a label the vocabulary in force at ingest knows
     disposition_text: str | None = None
+    #: any other disposition text (clearance text, may name people), sealed with the
+    #: incident's key; the projections open it to classify it
+    disposition_note: Sealed | None = None
 
 
 @register
@@ -98,7 +109,8 @@ class CallRevised(_IncidentEvent):
     priority: str | None = None
     area: Area | None = None
     disposition_code: str | None = None
-    disposition_text: str | None = None
+    disposition_text: str | None = None  # clear by the rule of CallDisposition
+    disposition_note: Sealed | None = None  # a disposition text sealed by that rule
     dispatched_at: Timestamp | None = None
     enroute_at: Timestamp | None = None
     onscene_at: Timestamp | None = None

@@ -46,10 +46,12 @@ def _call_received_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stated_outcome(data: dict[str, Any]) -> dict[str, Any]:
-    """Drop the outcome a fact carried; when the fact had no code or text of its own, the
-    outcome it stated (in the hub's names, which every vocabulary understands) becomes its code."""
+    """Drop the outcome a fact carried; when the fact had no code or text of its own (clear
+    or sealed), the outcome it stated (in the hub's names, which every vocabulary
+    understands) becomes its code. A sealed text (``disposition_note``) stays sealed."""
     outcome = data.pop("outcome", None)
-    if outcome is not None and data.get("disposition_code") is None and data.get("disposition_text") is None:
+    words = ("disposition_code", "disposition_text", "disposition_note")
+    if outcome is not None and all(data.get(w) is None for w in words):
         data["disposition_code"] = outcome
     return data
 
@@ -58,7 +60,8 @@ def _stated_outcome(data: dict[str, Any]) -> dict[str, Any]:
 def _call_received_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     """v2 carried the meaning (category, behavioral-health flag) given at ingest; v3 keeps the
     source's words only and the vocabulary is applied by the projections. No vocabulary is
-    named: the projection takes the one claiming the call's agency."""
+    named: the projection takes the one claiming the call's agency. Sealed remarks and the
+    coordinates (already at the profile's precision) are kept as they were."""
     data.pop("category", None)
     data.pop("behavioral_health", None)
     return data
@@ -66,7 +69,8 @@ def _call_received_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
 
 @upcaster("cad.call.disposition.v1", "cad.call.disposition.v2")
 def _call_disposition_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """v1 carried the outcome mapped at ingest; v2 keeps the code and text only."""
+    """v1 carried the outcome mapped at ingest; v2 keeps the code and text only (a sealed
+    clearance text, ``disposition_note``, as it was)."""
     return _stated_outcome(data)
 
 

@@ -6,13 +6,17 @@ and :func:`call_events` turns it into facts the same way whatever the source (pu
 
 - ``CallReceived``: the call types, priority and area as the source wrote them, and the name
   of the vocabulary its codes are in (the profile's) — never what they mean: the
-  projections apply the vocabulary (:mod:`hub.kernel.vocabulary`);
+  projections apply the vocabulary (:mod:`hub.kernel.vocabulary`); its remarks sealed with
+  the incident's key, its coordinates at the profile's precision;
 - one unit fact per :class:`UnitStatus`, in order. A row-level time (no unit named) is one
   fact per call and kind; a status of a named unit is its own fact (record
   ``<incident id>/<unit>``, revision = its time), since a unit reports many times. A row's
   closed time is a ``UnitCleared`` of no named unit: the only clear time a row gives;
 - ``CallDisposition`` when the call has a disposition code or text (dated
-  ``disposition_at``, else the received time);
+  ``disposition_at``, else the received time). The code is kept clear; the text is kept
+  clear only when the profile's vocabulary (the one in force at ingest) knows it
+  (:func:`clear_label`), else it is sealed with the incident's key (``disposition_note``):
+  a clearance text may name people. The projections open it to classify it;
 - ``CallRevised`` when the hub first saw another revision of the call
   (``first_revision`` given and different from ``call.revision``): the revision's received
   time, call types, area, disposition and row-level times; its id carries the revision, and
@@ -31,7 +35,8 @@ from typing import Any, Literal
 
 from connectors.cad.profile import Profile, normalize_code
 from connectors.core.records import Mapped
-from schemas.base import Area
+from hub.kernel.crypto import KeyDestroyedError, Keyring, incident_subject, seal, seal_context
+from schemas.base import Area, Sealed
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -55,6 +60,48 @@ UNIT_FACTS: dict[UnitStatusName, type[UnitEvent]] = {
     "onscene": UnitOnScene,
     "cleared": UnitCleared,
 }
+
+
+# --------------------------------------------------------------------------- privacy
+
+
+def blur(value: float | None, decimals: int | None) -> float | None:
+    """A coordinate at the profile's precision (``None`` decimals: as published)."""
+    return value if value is None or decimals is None else round(value, decimals)
+
+
+def clear_label(label: str | None, profile: Profile) -> str | None:
+    """The disposition text kept in clear: only a label the vocabulary in force at ingest
+    (the profile's) knows — a code's name, a process label. Any other text may be free text
+    a dispatcher typed (it may name people) and is sealed instead; the projections open it
+    to classify it, so a later vocabulary that names it still does."""
+    vocab = profile.vocab
+    if label is None or vocab is None or not vocab.knows(label):
+        return None
+    return label
+
+
+def seal_incident_text(
+    keyring: Keyring | None,
+    incident_id: str,
+    field: str,
+    value: str | None,
+    *,
+    source: str,
+    record_id: str | None = None,
+    revision: str = INITIAL_REVISION,
+) -> Sealed | None:
+    """``value`` sealed with the incident's key; None without a value or a keyring (free
+    text is never stored clear), or when the incident was erased with a linked person.
+    The sealing context is the field of the fact it is sealed into (``record_id``, default
+    the incident id, and ``revision``), so a retry seals byte-identically."""
+    if not value or keyring is None:
+        return None
+    context = seal_context(source, record_id or incident_id, revision, field)
+    try:
+        return seal(keyring, incident_subject(incident_id), {field: value}, context=context)
+    except KeyDestroyedError:
+        return None
 
 
 # --------------------------------------------------------------------------- the normalized call
@@ -111,6 +158,8 @@ class NormalizedCall:
     crisis: CrisisFlags | None = None
     #: county-defined fields (field, the source's text) the profile maps
     custom: tuple[tuple[str, str], ...] = ()
+    #: free-text remarks (may name people): sealed per incident by :func:`call_events`
+    remarks: str | None = None
 
     @property
     def incident_id(self) -> str:
@@ -118,13 +167,29 @@ class NormalizedCall:
 
 
 def call_events(
-    call: NormalizedCall, profile: Profile, *, source: str, first_revision: str | None = None
+    call: NormalizedCall,
+    profile: Profile,
+    *,
+    source: str,
+    first_revision: str | None = None,
+    keyring: Keyring | None = None,
 ) -> list[Envelope]:
     """The facts of one call revision (see the module docstring), in order: received, unit
-    statuses, disposition, revised."""
+    statuses, disposition, revised. Free text (remarks, a disposition text the profile's
+    vocabulary does not know) is sealed with the incident's key from ``keyring`` (dropped
+    without one); coordinates are kept at the profile's precision."""
     incident_id = call.incident_id
     code, label = call.disposition_code, call.disposition_text
     vocabulary = profile.vocab.name if profile.vocab is not None else None
+    clear = clear_label(label, profile)
+
+    def sealed_label(record_id: str, revision: str) -> Sealed | None:
+        """The disposition text sealed into the fact ``record_id``/``revision`` (None when
+        it is kept clear)."""
+        if clear is not None:
+            return None
+        return seal_incident_text(keyring, incident_id, "disposition_text", label, source=source,
+                                  record_id=record_id, revision=revision)
 
     def event(data: Any, record_id: str = incident_id, revision: str = INITIAL_REVISION) -> Envelope:
         return new_event(data, source=source, record_id=record_id, revision=revision)
@@ -143,8 +208,9 @@ def call_events(
                 priority=call.priority,
                 self_initiated=call.self_initiated,
                 area=call.area,
-                longitude=call.longitude,
-                latitude=call.latitude,
+                longitude=blur(call.longitude, profile.coordinate_decimals),
+                latitude=blur(call.latitude, profile.coordinate_decimals),
+                remarks=seal_incident_text(keyring, incident_id, "remarks", call.remarks, source=source),
                 custom=dict(call.custom),
             )
         )
@@ -165,14 +231,14 @@ def call_events(
             cit_dispatched=flags.cit_dispatched, cit_arrived=flags.cit_arrived,
         )))
     if code is not None or label is not None:
-        disposition = CallDisposition(
+        # one fact per disposition of the call when the source lists them one per row
+        record = incident_id
+        if call.disposition_rows:
+            record = f"{incident_id}/{normalize_code(code or label or '')}"
+        events.append(event(CallDisposition(
             incident_id=incident_id, at=call.disposition_at or call.received, disposition_code=code,
-            disposition_text=label,
-        )
-        if call.disposition_rows:  # one fact per disposition of the call
-            events.append(event(disposition, f"{incident_id}/{normalize_code(code or label or '')}"))
-        else:
-            events.append(event(disposition))
+            disposition_text=clear, disposition_note=sealed_label(record, INITIAL_REVISION),
+        ), record))
     if first_revision is not None and call.revision != first_revision:
         row_times = {u.status: u.at for u in call.units if u.unit_id is None}
         events.append(
@@ -187,7 +253,10 @@ def call_events(
                     priority=call.priority,
                     area=call.area,
                     disposition_code=None if call.disposition_rows else code,
-                    disposition_text=None if call.disposition_rows else label,
+                    disposition_text=None if call.disposition_rows else clear,
+                    disposition_note=(
+                        None if call.disposition_rows else sealed_label(incident_id, call.revision)
+                    ),
                     dispatched_at=row_times.get("dispatched"),
                     enroute_at=row_times.get("enroute"),
                     onscene_at=row_times.get("onscene"),
@@ -200,12 +269,17 @@ def call_events(
 
 
 def map_call(
-    call: NormalizedCall, profile: Profile, *, source: str, first_revision: str | None = None
+    call: NormalizedCall,
+    profile: Profile,
+    *,
+    source: str,
+    first_revision: str | None = None,
+    keyring: Keyring | None = None,
 ) -> Mapped:
     """:func:`call_events` as a mapper's result, flagging a disposition the profile's
     vocabulary does not know (the runner counts it: an operator's cue to extend the
-    vocabulary; the facts are the same either way)."""
-    events = call_events(call, profile, source=source, first_revision=first_revision)
+    vocabulary; the facts keep the source's words either way, a text it does not know sealed)."""
+    events = call_events(call, profile, source=source, first_revision=first_revision, keyring=keyring)
     vocab = profile.vocab
     meaning = vocab.outcome(call.disposition_code, call.disposition_text) if vocab is not None else None
     return Mapped(tuple(events), unknown_disposition=meaning is not None and not meaning[1])

@@ -18,13 +18,16 @@ from connectors.core.counts import IngestCounts
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batch
+from hub.kernel.crypto import Keyring
 from hub.kernel.keystore import DeadLetterSealer
 
 CHUNK = 1000
 
 
-def mapper_for(profile: Profile, source: str | None = None) -> Mapper:
-    return EidoMapper(profile, source) if profile.format == "eido" else CadMapper(profile, source)
+def mapper_for(profile: Profile, source: str | None = None, keyring: Keyring | None = None) -> Mapper:
+    """The mapper of ``profile``; with a ``keyring`` a CSV row's free text (remarks,
+    clearance text beyond the code) is sealed per incident, without one it is dropped."""
+    return EidoMapper(profile, source) if profile.format == "eido" else CadMapper(profile, source, keyring)
 
 
 def read_eido_file(path: Path) -> list[RawRecord]:
@@ -62,11 +65,13 @@ async def ingest_files(
     revisions: RevisionStore | None = None,
     source: str | None = None,
     profile_ref: str | None = None,
+    keyring: Keyring | None = None,
 ) -> IngestCounts:
     """Import every file; layout errors (missing file, wrong header) raise before any
     record of *that* file is appended. Dead letters name ``profile_ref`` (the recorded
-    profile, see :mod:`connectors.cad.used_profile`), else the profile's name."""
-    mapper = mapper_for(profile, source)
+    profile, see :mod:`connectors.cad.used_profile`), else the profile's name. ``keyring``
+    (the runtime's key store) seals free text per incident."""
+    mapper = mapper_for(profile, source, keyring)
     sink = DeadLetterSink(mapper.source, "cad", sealer, profile_ref or profile.name)
     total = IngestCounts()
     for path in paths:

@@ -30,9 +30,17 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from connectors.cad.calls import CrisisFlags, NormalizedCall, UnitStatus, UnitStatusName, map_call
+from connectors.cad.calls import (
+    CrisisFlags,
+    NormalizedCall,
+    UnitStatus,
+    UnitStatusName,
+    clear_label,
+    map_call,
+)
 from connectors.cad.profile import NormalizedField, Profile, normalize_code
 from connectors.core.records import Exclusion, MapResult, RawRecord, Rejection, RevisionKey
+from hub.kernel.crypto import Keyring, incident_subject
 from hub.kernel.errors import PermanentError
 from schemas.base import Area
 
@@ -142,6 +150,7 @@ class CadRow:
     disposition_rows: bool = False
     #: county-defined fields (field, the column's text), sorted by field
     custom: tuple[tuple[str, str], ...] = ()
+    remarks: str | None = None  # free text: sealed per incident, not part of the content hash
 
     def content_hash(self) -> str:
         """``sha256:`` + 16 hex digits over the mapped fields (times as UTC, texts
@@ -233,6 +242,7 @@ class CadRow:
             disposition_rows=self.disposition_rows,
             crisis=self.crisis,
             custom=self.custom,
+            remarks=self.remarks,
         )
 
 
@@ -285,6 +295,7 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
         disposition_rows=p.disposition_rows,
         custom=tuple((name, v[:200]) for name, column in sorted(p.custom.items())
                      if (v := text(fields, column)) is not None),
+        remarks=text(fields, col("remarks")),
     )
 
 
@@ -306,11 +317,54 @@ class CadMapper:
     #: (the runner asks for every key of a batch, then maps it); bounded, oldest dropped.
     PARSED_MAX = 4096
 
-    def __init__(self, profile: Profile, source: str | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        source: str | None = None,
+        keyring: Keyring | None = None,
+        *,
+        _parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] | None = None,
+    ) -> None:
         self.profile = profile
         self.source = source or profile.source
+        #: seals free text (remarks, clearance text) per incident; None: it is dropped
+        self.keyring = keyring
         # id(record) -> (record, its parse); the record is held, so its id is not reused
-        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = {}
+        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = (
+            {} if _parsed is None else _parsed
+        )
+
+    def persons_to_seal(self, record: RawRecord) -> list[str]:
+        """The incident subject whose key :meth:`map` seals this row's free text with (none
+        without a keyring, free text, or a readable row). Pure; keeps the row's parse."""
+        if self.keyring is None or not isinstance(record.fields, dict):
+            return []
+        hit = self._parsed.get(id(record))
+        if hit is not None and hit[0] is record:
+            row = hit[1]
+        else:
+            try:
+                row = read_row(record.fields, self.profile)
+            except FieldError:
+                return []
+        if not isinstance(row, CadRow):
+            return []
+        free_label = row.disposition_text and clear_label(row.disposition_text, self.profile) is None
+        if not row.remarks and not free_label:
+            return []
+        return [incident_subject(f"{self.profile.agency}:{row.cad_number}")]
+
+    def person_of(self, record: RawRecord) -> str | None:
+        """The incident subject of a row whose CAD number is readable (with a keyring): its
+        dead letter is sealed with the incident's key, erased with a linked person."""
+        if self.keyring is None or not isinstance(record.fields, dict):
+            return None
+        cad = text(record.fields, self.profile.fields.get("cad_number"))
+        return None if cad is None else incident_subject(f"{self.profile.agency}:{cad}")
+
+    def with_keyring(self, keyring: Keyring) -> CadMapper:
+        """The same mapper (sharing its parses) sealing with ``keyring`` (a batch's keys)."""
+        return CadMapper(self.profile, self.source, keyring, _parsed=self._parsed)
 
     def _parse(self, record: RawRecord) -> CadRow | Rejection | FieldError:
         """``read_row`` of the record's fields (a :class:`FieldError` returned, not raised),
@@ -351,4 +405,5 @@ class CadMapper:
             self.profile,
             source=self.source,
             first_revision=first_revision,
+            keyring=self.keyring,
         )

@@ -57,6 +57,7 @@ NormalizedField = Literal[
     "cit_requested",
     "cit_dispatched",
     "cit_arrived",
+    "remarks",
 ]
 
 class SelfInitiatedRule(BaseModel):
@@ -100,6 +101,9 @@ class Profile(BaseModel):
     #: with ``cad`` among its sources, in the county's definitions: :mod:`hub.kernel.custom_fields`);
     #: the facts keep the column's text
     custom: dict[str, str] = Field(default_factory=dict)
+    #: decimal places kept of published coordinates (3 ≈ 110 m, block level); None = as
+    #: published (only for a feed that is already blurred at the source)
+    coordinate_decimals: int | None = Field(3, ge=0, le=8)
 
     @model_validator(mode="before")
     @classmethod

@@ -161,6 +161,17 @@ class CaseMapper:
         except CaseRecordError:
             return []
 
+    def person_of(self, record: RawRecord) -> str | None:
+        """The pseudonym of the person a case record names, whatever else is wrong with it
+        (its dead letter is sealed under that person's key); None when it names none. Pure."""
+        rec = record.fields
+        if not isinstance(rec, dict):
+            return None
+        try:
+            return self._person(rec)
+        except (CaseRecordError, TypeError, ValueError):
+            return None
+
     def with_keyring(self, keyring: Keyring) -> CaseMapper:
         """The same mapper sealing with ``keyring`` (a batch's resolved keys)."""
         return CaseMapper(

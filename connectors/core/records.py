@@ -102,6 +102,16 @@ class SealingMapper(Protocol):
     def with_keyring(self, keyring: Keyring) -> Mapper: ...
 
 
+@runtime_checkable
+class AttributingMapper(Protocol):
+    """A mapper whose raw records may name a person: ``person_of(record)`` is the pseudonym
+    of the person the record is about when it can be read (pure, best effort, never
+    raises; None otherwise). The runner seals such a record's dead letter under that
+    person's key, so erasing the person erases the letter too."""
+
+    def person_of(self, record: RawRecord) -> str | None: ...
+
+
 @dataclass
 class Batch:
     """Records read in one poll, with the cursor to commit once they are all in the log."""

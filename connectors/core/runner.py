@@ -36,6 +36,7 @@ from connectors.core.backoff import Backoff
 from connectors.core.counts import IngestCounts
 from connectors.core.ports import CursorStore, LogPort, RevisionStore, count_of
 from connectors.core.records import (
+    AttributingMapper,
     Batch,
     Exclusion,
     Mapped,
@@ -46,8 +47,14 @@ from connectors.core.records import (
     SealingMapper,
 )
 from hub.kernel import metrics
-from hub.kernel.crypto import KeyStore
-from hub.kernel.deadletters import build_dead_letter, describe_error, describe_failure
+from hub.kernel.crypto import Keyring, KeyStore
+from hub.kernel.deadletters import (
+    PersonRawSealer,
+    RawSealer,
+    build_dead_letter,
+    describe_error,
+    describe_failure,
+)
 from hub.kernel.errors import is_retriable
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.deadletter import DeadLetter, SourceFamily
@@ -73,8 +80,10 @@ def safe_map(mapper: Mapper, record: RawRecord, first_revision: str | None) -> M
 
 
 class DeadLetterSink:
-    """Turns a rejection into a dead letter of one source, its raw bytes sealed with the
-    hub's dead-letter key (every CAD / case payload may carry PHI)."""
+    """Turns a rejection into a dead letter of one source, its raw bytes sealed (every CAD /
+    case payload may carry PHI): under the person's key when the record names one and the
+    batch's keys are given (erasing the person erases the letter), otherwise with the hub's
+    dead-letter key."""
 
     def __init__(
         self, source: str, source_family: SourceFamily, sealer: DeadLetterSealer, profile: str | None = None
@@ -84,8 +93,14 @@ class DeadLetterSink:
         self.sealer = sealer
         self.profile = profile
 
-    def letter(self, record: RawRecord, rejection: Rejection) -> DeadLetter:
-        """The dead letter of one rejected record (pure: sealing only, no I/O)."""
+    def letter(
+        self, record: RawRecord, rejection: Rejection, person: str | None = None, keys: Keyring | None = None
+    ) -> DeadLetter:
+        """The dead letter of one rejected record (pure: sealing only, no I/O); ``keys`` is
+        the batch's resolved snapshot holding ``person``'s key."""
+        sealer: RawSealer = self.sealer
+        if person is not None and keys is not None:
+            sealer = PersonRawSealer(keys, person)
         return build_dead_letter(
             source=self.source,
             source_family=self.source_family,
@@ -93,21 +108,36 @@ class DeadLetterSink:
             stage=rejection.stage,
             reason=rejection.reason,
             raw=record.raw,
-            sealer=self.sealer,
+            sealer=sealer,
             profile=self.profile,
         )
 
 
+def person_of(mapper: Mapper, record: RawRecord) -> str | None:
+    """Whose record this is, when the mapper can tell (:class:`AttributingMapper`)."""
+    if record.problem is not None or not isinstance(mapper, AttributingMapper):
+        return None
+    return mapper.person_of(record)
+
+
 async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
     """The mapper to map ``records`` with. A :class:`SealingMapper` whose keyring is a
-    :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for
-    resolved here, in one awaited, bounded look-up (created when new), and maps with that
-    snapshot, so mapping never waits on the key store. A key-store outage raises
+    :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for —
+    in events or in dead letters (:func:`person_of`) — resolved here, in one awaited,
+    bounded look-up (created when new), and maps with that snapshot, so mapping never
+    waits on the key store. A key-store outage raises
     :class:`hub.kernel.errors.ServiceUnavailable` before any record is mapped."""
     if not isinstance(mapper, SealingMapper) or not isinstance(mapper.keyring, KeyStore):
         return mapper
-    persons = sorted({p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)})
-    return mapper.with_keyring(await mapper.keyring.resolve(persons, create=True))
+    persons = {p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)}
+    persons |= {p for rec in records if (p := person_of(mapper, rec)) is not None}
+    return mapper.with_keyring(await mapper.keyring.resolve(sorted(persons), create=True))
+
+
+def _batch_keys(mapper: Mapper) -> Keyring | None:
+    """The keys a mapper bound by :func:`bind_keys` seals with (None: no keyring)."""
+    keyring: Keyring | None = mapper.keyring if isinstance(mapper, SealingMapper) else None
+    return keyring
 
 
 async def ingest_batch(
@@ -157,7 +187,9 @@ async def ingest_batch(
                 event_ids.extend(ev.id for ev in result.events)
 
     if rejected:
-        flags = await log_port.dead_letters([sink.letter(rec, rej) for rec, rej in rejected])
+        batch_keys = _batch_keys(keyed)
+        letters = [sink.letter(rec, rej, person_of(keyed, rec), batch_keys) for rec, rej in rejected]
+        flags = await log_port.dead_letters(letters)
         for (_, rej), new in zip(rejected, flags, strict=True):
             counts.dead_lettered += 1
             counts.dead_letters_new += int(new)

@@ -56,7 +56,7 @@ from connectors.referrals.ledger import Ledger
 from connectors.referrals.worker import WorkerDeps
 from hub.kernel import metrics
 from hub.kernel.crypto import KeyDestroyedError, seal, seal_context
-from hub.kernel.deadletters import build_dead_letter, describe_failure
+from hub.kernel.deadletters import RawSealer, build_dead_letter, describe_failure, person_sealer
 from hub.kernel.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -254,13 +254,19 @@ class MllpListener:
             error=RATE_LIMITED,
         ).encode("utf-8")
 
-    async def _dead_letter(self, ref: str, reason: str, raw: bytes) -> None:
+    async def _dead_letter(self, ref: str, reason: str, raw: bytes, person: str | None = None) -> None:
         """A dead letter of refused input; its raw bytes only while the connection's source
-        (:data:`_SOURCE`) is within its storage budget (beyond it the reason alone is kept)."""
+        (:data:`_SOURCE`) is within its storage budget (beyond it the reason alone is kept),
+        sealed under ``person``'s key when the message names a person the hub keys (erased
+        with them; an unknown pseudonym never creates a key), else with the dead-letter key."""
         if not self._stored.spend(_SOURCE.get(), len(raw), self._clock()):
             self.counts["raw_dropped"] += len(raw)
             reason += " (raw bytes not kept: the source is over its dead-letter storage budget)"
             raw = b""
+        sealer: RawSealer = self.deps.deadletter_sealer
+        if person is not None:
+            keys = await self.deps.keyring.resolve([person], create=False)
+            sealer = person_sealer(keys, person, sealer)
         dl = build_dead_letter(
             source=SOURCE,
             source_family="ehr",
@@ -268,7 +274,7 @@ class MllpListener:
             stage="inbound",
             reason=reason,
             raw=raw,
-            sealer=self.deps.deadletter_sealer,
+            sealer=sealer,
         )
         await self.deps.log.dead_letters([dl])
         self.counts["dead_letters"] += 1
@@ -333,7 +339,8 @@ class MllpListener:
             problem = "PID-3 does not match the referral's person"
         if problem or row is None:
             err = AckError(UNKNOWN_KEY_IDENTIFIER, problem or "unknown referral", "RF1^1^6")
-            await self._dead_letter(record_ref, err.reason, payload)
+            named = row.person if row is not None else answer.person  # whose data it carries
+            await self._dead_letter(record_ref, err.reason, payload, named)
             return self._ack("AE", t.control_id, sender, err)
         note = None
         if answer.note:

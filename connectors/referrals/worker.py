@@ -93,7 +93,7 @@ from hub.kernel.deadletters import build_dead_letter, describe_error, describe_f
 from hub.kernel.errors import is_retriable
 from hub.kernel.identity import mask
 from hub.kernel.kafka import KafkaClients
-from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
+from hub.kernel.keystore import DeadLetterSealer, TokenKeyring
 from hub.kernel.log import CorruptRecordError, EventLog, decode_record
 from hub.kernel.quarantine import Quarantine, RecordGuard
 from hub.kernel.runtime import Runtime
@@ -245,7 +245,7 @@ class WorkerDeps:
     kafka: KafkaClients
     log: EventLog
     pool: asyncpg.Pool
-    keyring: PostgresKeyring
+    keyring: TokenKeyring
     deadletter_sealer: DeadLetterSealer
     topic_prefix: str
     core_schema: str

@@ -32,8 +32,8 @@ replay of the log, while pseudonymous non-PHI facts stay countable.
 connector's mapper) never waits on a database: its caller awaits
 :meth:`KeyStore.resolve` for the persons it will seal for, then hands it the
 :class:`ResolvedKeys` snapshot, a :class:`Keyring` without I/O. :class:`MemoryKeyring`
-serves pure tests (it is both); ``hub.kernel.keystore.PostgresKeyring`` persists keys
-wrapped by the master key.
+serves pure tests (it is both); ``hub.kernel.keystore.TokenKeyring`` persists keys
+encrypted under an epoch key on the PKCS#11 token.
 """
 
 from __future__ import annotations
@@ -119,6 +119,13 @@ class ResolvedKeys:
         if kid not in self._keys:
             raise KeyNotResolved("a key id was not resolved before opening")
         return self._keys[kid]
+
+
+def incident_subject(incident_id: str) -> str:
+    """The key-store subject of a CAD incident's sealed free text (remarks, clearance text):
+    an incident has its own data key, beside the persons' (``hub erase`` destroys the keys
+    of the incidents linked to the person)."""
+    return "incident:" + incident_id
 
 
 def key_id_for(person: str, salt: bytes) -> str:

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
@@ -102,6 +103,27 @@ def dsn(settings: Settings, role: DbRole = "runtime") -> str:
     return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{pg.host}:{pg.port}/{pg.database}"
 
 
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def ssl_option(settings: Settings) -> SslMode | ssl.SSLContext | None:
+    """asyncpg's ``ssl`` argument from ``postgres.sslmode`` / ``sslrootcert`` (pure but for
+    reading the CA file): None leaves it to the DSN / asyncpg (development default); a
+    mode name as libpq spells it; with ``sslrootcert``, a context that verifies the server
+    against that CA (and its host name for ``verify-full``). Outside development the mode
+    is ``verify-full`` unless set (settings refuse weaker ones without
+    ``postgres.allow_unverified_tls``)."""
+    pg = settings.postgres
+    mode = pg.effective_sslmode(settings.is_development)
+    if not mode:
+        return None
+    if pg.sslrootcert is None or mode not in ("verify-ca", "verify-full"):
+        return cast(SslMode, mode)
+    ctx = ssl.create_default_context(cafile=str(pg.sslrootcert))
+    ctx.check_hostname = mode == "verify-full"
+    return ctx
+
+
 def runtime_grantee(settings: Settings) -> str | None:
     """The role :func:`grant_runtime` grants to, or ``None`` when processes serve as the owner."""
     return settings.postgres.runtime_user if settings.postgres.separate_runtime else None
@@ -130,6 +152,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size or settings.postgres.pool_max,
             command_timeout=60,
+            ssl=ssl_option(settings),
             # a transaction left open by a stuck client (an append waiting on Kafka) never
             # holds its locks for longer than this (issue 13, finding 4)
             server_settings={"idle_in_transaction_session_timeout": str(idle_ms)},

@@ -2,9 +2,13 @@
 re-driving them after a mapping fix.
 
 A connector that cannot parse, validate or map a record builds a
-:class:`schemas.deadletter.DeadLetter` with :func:`build_dead_letter` (raw payload sealed
-with the dead-letter key) and hands it (with the rest of its batch) to
-:meth:`hub.kernel.log.EventLog.dead_letters`.
+:class:`schemas.deadletter.DeadLetter` with :func:`build_dead_letter` and hands it (with the
+rest of its batch) to :meth:`hub.kernel.log.EventLog.dead_letters`. The raw payload is
+sealed under the **person's key** when the connector knows whose record it is
+(:class:`PersonRawSealer`: ``hub erase`` then shreds the letter in every copy, like the
+person's notes; a person already erased gets a letter without its payload), otherwise with
+the hub's dead-letter key (:class:`hub.kernel.keystore.DeadLetterSealer`). :func:`open_raw`
+opens either kind and answers ``None`` for an erased person's letter.
 
 Re-driving: a redriver maps one dead letter again, from its raw bytes, and returns the
 envelopes the record maps to now, or raises with a human-readable reason. The caller hands
@@ -25,7 +29,9 @@ propagates and the letter is left as it was.
 
 from __future__ import annotations
 
+import base64
 import builtins
+import contextlib
 import inspect
 import re
 import traceback
@@ -33,14 +39,16 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from pydantic import ValidationError
 
 from hub.kernel.audit import AuditTopic, append_audit_row
+from hub.kernel.crypto import KeyDestroyedError, KeyNotResolved, Keyring, KeyStore, seal, unseal
 from hub.kernel.errors import PermanentError, is_retriable
 from hub.kernel.keystore import DeadLetterSealer
+from schemas.base import Sealed
 from schemas.deadletter import DeadLetter, SourceFamily, Stage, deadletter_id
 from schemas.envelope import Envelope
 
@@ -144,6 +152,37 @@ def describe_failure(exc: BaseException, limit: int = 300) -> str:
     return f"{type(exc).__name__}: {exc}"[:limit]
 
 
+class RawSealer(Protocol):
+    """Seals a dead letter's raw bytes (:class:`DeadLetterSealer`, :class:`PersonRawSealer`)."""
+
+    def seal(self, raw: bytes) -> Sealed: ...
+
+
+class PersonRawSealer:
+    """Seals raw bytes under one person's data key (from a resolved snapshot, no I/O):
+    erasing the person shreds the dead letter too. :class:`KeyDestroyedError` when the
+    person is already erased."""
+
+    def __init__(self, keys: Keyring, person: str) -> None:
+        self.keys = keys
+        self.person = person
+
+    def seal(self, raw: bytes) -> Sealed:
+        # as DeadLetterSealer: a dead letter's id is over (source, record ref, raw)
+        return seal(self.keys, self.person, {"raw": base64.b64encode(raw).decode()}, context="deadletter")
+
+
+def person_sealer(keys: Keyring, person: str, fallback: RawSealer) -> RawSealer:
+    """A :class:`PersonRawSealer` when ``keys`` hold ``person``'s key — live, or destroyed
+    (the payload is then dropped) —, else ``fallback`` (a snapshot resolved without creating
+    keys, for a pseudonym the hub never keyed: an unverified input never creates one)."""
+    try:
+        keys.data_key(person, create=True)
+    except KeyNotResolved:
+        return fallback
+    return PersonRawSealer(keys, person)
+
+
 def build_dead_letter(
     *,
     source: str,
@@ -152,14 +191,20 @@ def build_dead_letter(
     stage: Stage,
     reason: str,
     raw: bytes,
-    sealer: DeadLetterSealer | None,
+    sealer: RawSealer | None,
     profile: str | None = None,
     at: datetime | None = None,
 ) -> DeadLetter:
     """A dead letter for ``raw``. With a ``sealer`` (the default for every CAD, case and EHR
-    input: they may carry PHI) the raw bytes are sealed; ``sealer=None`` stores them clear
-    and is only for inputs known to be PHI-free. The id is deterministic over (source,
-    record ref, raw bytes): the same bad record read twice is one dead letter."""
+    input: they may carry PHI) the raw bytes are sealed — under the person's key with a
+    :class:`PersonRawSealer`; a person already erased gets no payload at all —;
+    ``sealer=None`` stores them clear and is only for inputs known to be PHI-free. The id
+    is deterministic over (source, record ref, raw bytes): the same bad record read twice
+    is one dead letter."""
+    sealed: Sealed | None = None
+    if sealer is not None:
+        with contextlib.suppress(KeyDestroyedError):
+            sealed = sealer.seal(raw)
     return DeadLetter(
         id=deadletter_id(source, record_ref, raw),
         source=source,
@@ -168,18 +213,31 @@ def build_dead_letter(
         stage=stage,
         reason=reason,
         profile=profile,
-        raw=sealer.seal(raw) if sealer is not None else None,
+        raw=sealed,
         raw_clear=None if sealer is not None else raw.decode("utf-8", errors="replace"),
         at=at or datetime.now(UTC),
     )
 
 
-def raw_bytes(dl: DeadLetter, sealer: DeadLetterSealer) -> bytes:
+class ErasedPayloadError(PermanentError, LookupError):
+    """The dead letter's raw payload belonged to an erased person: it is gone."""
+
+
+async def open_raw(dl: DeadLetter, sealer: DeadLetterSealer, keystore: KeyStore) -> bytes:
+    """The raw bytes of ``dl``: opened with the dead-letter key, or with the person's key
+    (looked up in ``keystore``, never created). Raises :class:`ErasedPayloadError` when the
+    person was erased (their key destroyed, or erased before the letter was written)."""
     if dl.raw is not None:
-        return sealer.open(dl.raw)
+        if dl.raw.kid == sealer.kid:
+            return sealer.open(dl.raw)
+        keys = await keystore.resolve_ids([dl.raw.kid])
+        try:
+            return base64.b64decode(unseal(keys, dl.raw)["raw"])
+        except KeyDestroyedError:
+            raise ErasedPayloadError("the person was erased: this dead letter's payload is gone") from None
     if dl.raw_clear is not None:
         return dl.raw_clear.encode("utf-8")
-    return b""
+    raise ErasedPayloadError("this dead letter was written without its payload (the person was erased)")
 
 
 _LETTERS = re.compile(r"[^\W\d_]")
@@ -320,7 +378,7 @@ async def redrive(rt: Any, row: DeadLetterRow, registry: Mapping[str, Redriver])
         await store.mark_failed(dl.id, error)
         return RedriveOutcome(dl.id, False, error=error)
     try:
-        raw = raw_bytes(dl, rt.deadletter_sealer)
+        raw = await open_raw(dl, rt.deadletter_sealer, rt.keyring)
         produced = fn(dl, raw, **redriver_kwargs(fn, rt))
         envelopes = list(await produced if inspect.isawaitable(produced) else produced)
     except Exception as exc:  # the redriver's reason, kept for the operator (no input values)

@@ -46,6 +46,7 @@ InfraError (here)                    permanent  message saying what to do, exit 
 MigrationError (kernel.db)           permanent  as InfraError
 ClusterMismatchError (kernel.bind.)  permanent  as InfraError (refuse to start)
 MissingKeyError (kernel.keys)        permanent  as InfraError (production key file absent)
+TokenError (kernel.token)            permanent  as InfraError (PKCS#11 token absent/refusing)
 KeyFileError (kernel.keys)           permanent  as ConfigError (empty, short, not hex or
                                                 group/other-readable key file)
 MacKeyError (kernel.recordmac)       permanent  as ConfigError (no current record-MAC
@@ -56,6 +57,8 @@ UnknownEventTypeError (kernel.log)   permanent  the envelope is refused before a
 CorruptRecordError (kernel.log)      permanent  readers skip and count / dead-letter it
 ErasureError (kernel.erasure)        permanent  ``hub erase``: message, exit 1
 ValueFreeError (kernel.deadletters)  permanent  a rejection whose message may be shown
+ErasedPayloadError (kernel.deadl.)   permanent  dead letter of an erased person: show
+                                                "erased", re-drive fails
 CaseRecordError, FieldError,         permanent  mapper: rejection → dead letter
 EidoError, CsvLayoutError, Er7Error,
 BundleInvalid, MessageInvalid

@@ -22,6 +22,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from hub.kernel.kafka_acl import ADMIN
 from hub.kernel.settings import KafkaSettings
 
 #: options that make up the connection; a caller's overrides may not touch them
@@ -45,27 +46,46 @@ class KafkaClients:
     def client_id(self, role: str) -> str:
         return f"{self.settings.client_id}-{role}"
 
+    @property
+    def principal(self) -> str:
+        """The Kafka principal every client of this factory authenticates as."""
+        return self.settings.principal
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the principal is the super user (creates topics and ACLs)."""
+        return self.settings.principal == ADMIN
+
+    def as_principal(self, principal: str) -> KafkaClients:
+        """The same connection as another principal (its own password file by default)."""
+        return KafkaClients(self.settings.model_copy(update={"principal": principal, "sasl_username": "",
+                                                             "sasl_password_file": None}))
+
     def connection(self, role: str) -> dict[str, Any]:
-        """The connection options every aiokafka client of ``role`` gets."""
+        """The connection options every aiokafka client of ``role`` gets: TLS verified
+        against the configured CA, and the principal's SCRAM credentials (read from its
+        password file each time a client is built, so a rotated password is picked up)."""
         s = self.settings
         opts: dict[str, Any] = {
             "bootstrap_servers": s.bootstrap,
             "client_id": self.client_id(role),
             "security_protocol": s.security_protocol,
         }
-        if s.security_protocol in ("SSL", "SASL_SSL"):
+        if s.uses_tls:
             opts["ssl_context"] = self.ssl_context()
-        if s.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if s.uses_sasl:
             opts["sasl_mechanism"] = s.sasl_mechanism
-            opts["sasl_plain_username"] = s.sasl_username
+            opts["sasl_plain_username"] = s.username
             opts["sasl_plain_password"] = s.sasl_password()
         return opts
 
     def ssl_context(self) -> ssl.SSLContext:
-        """Server certificates verified against ``ssl_cafile`` (or the system store); a client
-        certificate when ``ssl_certfile`` is set (mutual TLS)."""
+        """Server certificates (and host names) verified against ``kafka.cafile()`` (the
+        development CA, an operator's bundle or the system store); a client certificate
+        when ``ssl_certfile`` is set (mutual TLS)."""
         s = self.settings
-        ctx = ssl.create_default_context(cafile=str(s.ssl_cafile) if s.ssl_cafile else None)
+        cafile = s.cafile()
+        ctx = ssl.create_default_context(cafile=str(cafile) if cafile else None)
         if s.ssl_certfile:
             ctx.load_cert_chain(str(s.ssl_certfile), str(s.ssl_keyfile) if s.ssl_keyfile else None)
         return ctx
@@ -98,10 +118,10 @@ class KafkaClients:
             "broker_client_id": self.client_id(role),
         }
         if s.security_protocol != "PLAINTEXT":
-            ctx = self.ssl_context() if s.security_protocol in ("SSL", "SASL_SSL") else None
-            if s.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+            ctx = self.ssl_context() if s.uses_tls else None
+            if s.uses_sasl:
                 opts["broker_credentials"] = faust.SASLCredentials(
-                    username=s.sasl_username, password=s.sasl_password(), ssl_context=ctx,
+                    username=s.username, password=s.sasl_password(), ssl_context=ctx,
                     mechanism=s.sasl_mechanism,
                 )
             else:

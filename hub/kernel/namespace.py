@@ -8,7 +8,8 @@ database, and can remove exactly what they created (never a pattern that could m
 someone else's names).
 
 - :meth:`Namespace.apply` gives settings that live in the namespace;
-- :meth:`Namespace.teardown` deletes its topics (waiting until the broker no longer lists
+- :meth:`Namespace.teardown` (as the admin principal) deletes its ACLs
+  (:mod:`hub.kernel.kafka_acl`), its topics (waiting until the broker no longer lists
   them), its consumer groups and its schemas (``<prefix>``, ``<prefix>_core`` and
   ``<prefix>_<anything>`` created by replays into fresh schemas).
 """
@@ -25,7 +26,9 @@ from aiokafka.protocol.admin import DeleteGroupsRequest
 
 from hub.kernel.db import open_pool
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_acl import ADMIN, namespace_acls, remove_acls
 from hub.kernel.settings import CORE_SCHEMA_SUFFIX, KafkaSettings, PostgresSettings, Settings
+from hub.kernel.token import Token
 
 TOPIC_DELETE_TIMEOUT_S = 60.0
 
@@ -68,12 +71,14 @@ class Namespace:
         return topic.startswith(self.prefix + ".")
 
     async def teardown(self, settings: Settings, *, groups: tuple[str, ...] = ()) -> dict[str, list[str]]:
-        """Delete this namespace's topics, the named consumer ``groups`` and its schemas on
-        the services ``settings`` point at; returns what was removed."""
-        clients = KafkaClients(settings.kafka)
+        """Delete this namespace's topics, the named consumer ``groups``, its schemas and its
+        epoch keys on the token (:meth:`hub.kernel.token.Token.destroy_namespace`) on the services
+        ``settings`` point at; returns what was removed."""
+        clients = KafkaClients(settings.kafka).as_principal(ADMIN)
         admin = clients.admin("namespace")
         await admin.start()
         try:
+            await remove_acls(admin, namespace_acls(self.prefix, settings.projections.consumer_group))
             topics = sorted(t for t in await admin.list_topics() if self.owns_topic(t))
             if topics:
                 await admin.delete_topics(topics)
@@ -95,7 +100,13 @@ class Namespace:
             schemas = sorted(r["nspname"] for r in rows)
             for name in schemas:
                 await pool.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        return {"topics": topics, "schemas": schemas}
+        token = Token.from_settings(settings)
+        token.open()
+        try:
+            keys = token.destroy_namespace()
+        finally:
+            token.close()
+        return {"topics": topics, "schemas": schemas, "token_keys": keys}
 
 
 async def delete_group(admin: AIOKafkaAdminClient, group: str) -> None:

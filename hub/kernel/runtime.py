@@ -18,8 +18,9 @@ or any schema);
 checks that the core schema's state belongs to the connected Kafka cluster (binding it at
 first use; :mod:`hub.kernel.binding` — another cluster raises
 :class:`~hub.kernel.binding.ClusterMismatchError`), makes sure the topic catalogue exists,
-and starts the event log and the keyring; closing stops them in reverse order. Nothing
-else constructs an :class:`~hub.kernel.log.EventLog` or a keyring.
+and starts the event log and the keyring (its keys on the PKCS#11 token); closing stops
+them in reverse order. Nothing else constructs an :class:`~hub.kernel.log.EventLog` or a
+keyring.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from hub.kernel.db import (
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import secret_bytes
-from hub.kernel.keystore import DeadLetterSealer, PostgresKeyring
+from hub.kernel.keystore import DeadLetterSealer, TokenKeyring
 from hub.kernel.log import EventLog
 from hub.kernel.namespace import Namespace
 from hub.kernel.quarantine import Quarantine, RecordGuard
@@ -65,7 +66,7 @@ class Runtime:
     kafka: KafkaClients
     pool: asyncpg.Pool
     log: EventLog
-    keyring: PostgresKeyring
+    keyring: TokenKeyring
     pseudonym_key: bytes
     deadletter_sealer: DeadLetterSealer
     migrations: tuple[MigrationSet, ...]
@@ -96,7 +97,8 @@ class Runtime:
                 await ensure_bound(owner or pool, settings)  # before any topic or record is written
                 await prepare_sets(settings, owner, pool, sets, "read_models", namespace.read_model_schema)
             if ensure_topics:
-                report = await apply_catalogue(settings)
+                # the admin principal creates what is missing (topics, ACLs); any other only checks
+                report = await apply_catalogue(settings, create=clients.is_admin)
                 if report.errors:
                     raise InfraError("topic catalogue could not be applied: " + "; ".join(report.errors))
             log = EventLog(settings, pool, clients)
@@ -104,7 +106,7 @@ class Runtime:
             stack.push_async_callback(log.stop)
             audit = AuditTopic(clients, settings.kafka.topic_prefix)
             stack.push_async_callback(audit.stop)
-            keyring = PostgresKeyring(settings, pool)
+            keyring = TokenKeyring(settings, pool)
             await keyring.start()
             stack.push_async_callback(keyring.stop)
             yield cls(

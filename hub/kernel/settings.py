@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,13 +60,34 @@ class KafkaSettings(BaseModel):
         30.0, gt=0, description="seconds an append waits for the broker's acknowledgements before the "
         "unacknowledged envelopes fail (AppendError) and their claims are released",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "SASL_SSL", description="TLS + SCRAM by default; PLAINTEXT / SASL_PLAINTEXT outside development "
+        "only with allow_plaintext"
+    )
+    principal: str = Field(
+        "admin",
+        pattern=r"^[a-z][a-z0-9-]{0,62}$",
+        description="the Kafka principal (SCRAM user) this process authenticates as; its rights are the "
+        "role matrix of hub.kernel.kafka_acl (admin: the broker's super user)",
+    )
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    sasl_username: str = ""
-    sasl_password_file: Path | None = None
-    ssl_cafile: Path | None = None
+    sasl_username: str = Field("", description="the SASL user (empty: principal)")
+    sasl_password_file: Path | None = Field(
+        None, description="file holding the SASL password (default: <keys>/kafka-<principal>.password)"
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle that signs the brokers' certificates (default: <keys>/kafka-ca.pem "
+        "when that file exists, else the system trust store)"
+    )
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    credentials_dir: Path | None = Field(
+        None, description="where the default credential files are (default: the state dir's keys/)"
+    )
+    allow_plaintext: bool = Field(
+        False, description="outside development, accept a transport without TLS (PLAINTEXT, SASL_PLAINTEXT): "
+        "only behind a network that encrypts and authenticates on the hub's behalf"
+    )
     # local broker only (hub infra up)
     controller_port: int = 9093
     heap: str = "512m"
@@ -85,11 +106,58 @@ class KafkaSettings(BaseModel):
             )
         return value
 
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+    @property
+    def username(self) -> str:
+        """The SASL user: ``sasl_username``, else the principal's name."""
+        return self.sasl_username or self.principal
+
+    def password_path(self) -> Path:
+        """The file holding this principal's SASL password."""
+        if self.sasl_password_file is not None:
+            return self.sasl_password_file
+        if self.credentials_dir is None:
+            raise ValueError("kafka.sasl_password_file is required for SASL (no credentials_dir)")
+        return self.credentials_dir / principal_password_file(self.principal)
+
     def sasl_password(self) -> str:
-        """The SASL password, read from ``sasl_password_file`` (never a setting in clear)."""
-        if self.sasl_password_file is None:
-            raise ValueError("kafka.sasl_password_file is required for SASL")
-        return self.sasl_password_file.read_text(encoding="utf-8").strip()
+        """The SASL password, read from its file (never a setting in clear). A missing or
+        empty file is a :class:`~hub.kernel.errors.ConfigError` naming the file."""
+        path = self.password_path()
+        try:
+            password = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"Kafka principal {self.principal!r}: cannot read its password file {path} ({exc.strerror}); "
+                "in development `hub infra up` generates it"
+            ) from None
+        if not password:
+            raise ConfigError(f"Kafka principal {self.principal!r}: its password file {path} is empty")
+        return password
+
+    def cafile(self) -> Path | None:
+        """The CA bundle clients verify the brokers with (None: the system trust store)."""
+        if self.ssl_cafile is not None:
+            return self.ssl_cafile
+        if self.credentials_dir is not None and (self.credentials_dir / KAFKA_CA_FILE).exists():
+            return self.credentials_dir / KAFKA_CA_FILE
+        return None
+
+
+#: the development CA's certificate under ``keys/`` (clients trust it; ``hub infra up`` makes it)
+KAFKA_CA_FILE = "kafka-ca.pem"
+
+
+def principal_password_file(principal: str) -> str:
+    """The name of a Kafka principal's password file under ``keys/``."""
+    return f"kafka-{principal}.password"
 
 
 class PostgresSettings(BaseModel):
@@ -124,6 +192,17 @@ class PostgresSettings(BaseModel):
         120.0, gt=0, description="idle_in_transaction_session_timeout of every hub connection: the server "
         "ends a session whose transaction waits longer (above kafka.append_timeout_s)",
     )
+    sslmode: Literal["", "disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "",
+        description="TLS to the server (libpq's sslmode, passed to asyncpg; an sslmode in a DSN wins). "
+        "Empty: asyncpg's default (prefer) in development, verify-full elsewhere",
+    )
+    sslrootcert: Path | None = Field(
+        None, description="CA bundle the server certificate is verified with (default: the system store)"
+    )
+    allow_unverified_tls: bool = Field(
+        False, description="outside development, accept an sslmode weaker than verify-full"
+    )
 
     model_config = {"populate_by_name": True}
 
@@ -133,6 +212,10 @@ class PostgresSettings(BaseModel):
         if value and not SCHEMA_NAME.match(value):
             raise ValueError(f"{value!r} is not a usable role name: use lower-case letters, digits and _")
         return value
+
+    def effective_sslmode(self, development: bool) -> str:
+        """The sslmode a connection uses ("" = asyncpg's default)."""
+        return self.sslmode or ("" if development else "verify-full")
 
     @property
     def separate_runtime(self) -> bool:
@@ -164,6 +247,16 @@ class ApiSettings(BaseModel):
     max_token_lifetime_seconds: int = Field(
         12 * 3600, ge=60, description="longest exp - iat a token may have (longer tokens are refused)"
     )
+
+
+class KeystoreSettings(BaseModel):
+    """The PKCS#11 token holding the epoch keys that every data key is encrypted under
+    (:mod:`hub.kernel.token`). Development: empty ``module`` = SoftHSM2 with a token under
+    ``state_dir/softhsm`` and a generated PIN; production requires ``module`` and ``pin_file``."""
+
+    module: Path | None = Field(None, description="the PKCS#11 library of the HSM/KMS (.so)")
+    token_label: str = Field("hub", min_length=1, max_length=32)
+    pin_file: Path | None = Field(None, description="file holding the token user PIN (mode 0600)")
 
 
 class ProjectionSettings(BaseModel):
@@ -312,10 +405,35 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     api: ApiSettings = ApiSettings()
     projections: ProjectionSettings = ProjectionSettings()
+    keystore: KeystoreSettings = KeystoreSettings()
     record_mac: RecordMacSettings = RecordMacSettings()
     intake: IntakeSettings = IntakeSettings()
     demographics: DemographicsSettings = DemographicsSettings()
     custom: CustomSettings = CustomSettings()
+
+    @model_validator(mode="after")
+    def _transport_security(self) -> Settings:
+        """Default credential files live under the state dir's ``keys/``; outside
+        development the log and the database are reached over verified TLS unless an
+        explicit override says otherwise (``kafka.allow_plaintext``,
+        ``postgres.allow_unverified_tls``)."""
+        if self.kafka.credentials_dir is None:
+            self.kafka = self.kafka.model_copy(update={"credentials_dir": self.keys_dir})
+        if self.is_development:
+            return self
+        if not self.kafka.uses_tls and not self.kafka.allow_plaintext:
+            raise ValueError(
+                f"kafka.security_protocol {self.kafka.security_protocol} has no TLS; outside development use "
+                "SASL_SSL or SSL, or set kafka.allow_plaintext (HUB_KAFKA__ALLOW_PLAINTEXT) where the "
+                "network encrypts and authenticates for the hub"
+            )
+        mode = self.postgres.effective_sslmode(False)
+        if mode != "verify-full" and not self.postgres.allow_unverified_tls:
+            raise ValueError(
+                f"postgres.sslmode {mode} does not verify the server; outside development use "
+                "verify-full, or set postgres.allow_unverified_tls (HUB_POSTGRES__ALLOW_UNVERIFIED_TLS)"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -382,7 +500,7 @@ def settings_problem(exc: ValidationError) -> str:
         field = ".".join(loc) or "<root>"
         env = "HUB_" + "__".join(p.removesuffix("_") for p in loc).upper()
         rule = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{field} ({env}): {rule}")
+        parts.append(f"{field} ({env}): {rule}" if loc else rule)  # a cross-field rule names its fields
     return "invalid settings: " + "; ".join(parts)
 
 

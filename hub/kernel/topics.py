@@ -25,6 +25,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from hub.kernel.errors import InfraError
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_acl import apply_acls, namespace_acls
 from hub.kernel.settings import Settings
 from schemas.topics import TopicSpec, catalogue, fact_topics
 
@@ -56,6 +57,8 @@ class TopicReport:
     matching: list[str] = field(default_factory=list)
     drift: list[TopicDrift] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: ACL rules of the namespace's principals ensured (None: the broker runs no authorizer)
+    acls: int | None = 0
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,7 @@ class TopicReport:
             "matching": self.matching,
             "drift": [asdict(d) for d in self.drift],
             "errors": self.errors,
+            "acls": self.acls,
         }
 
 
@@ -104,6 +108,18 @@ def _admin(settings: Settings) -> AIOKafkaAdminClient:
     return KafkaClients(settings.kafka).admin("topics", request_timeout_ms=30000)
 
 
+async def _apply_acls(admin: AIOKafkaAdminClient, settings: Settings) -> int | None:
+    """The namespace's ACLs (:func:`hub.kernel.kafka_acl.namespace_acls`), created with the
+    topics; None on a broker without an authorizer."""
+    acls = namespace_acls(settings.kafka.topic_prefix, settings.projections.consumer_group)
+    try:
+        applied = await apply_acls(admin, acls)
+    except InfraError as exc:
+        prefix = settings.kafka.topic_prefix
+        raise InfraError(f"{exc} (prefix {prefix}; only the admin principal may)") from None
+    return len(acls) if applied else None
+
+
 async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, tuple[int, int, bool]]:
     """topic → (partitions, replication factor, every partition has a leader), existing topics only."""
     out = {}
@@ -135,8 +151,9 @@ async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, di
 
 
 async def ensure_topics(settings: Settings, *, create: bool = True) -> TopicReport:
-    """Create missing catalogue topics (unless ``create`` is False) and report drift of
-    existing ones. Raises :class:`InfraError` when the cluster is unreachable; creation
+    """Create missing catalogue topics and the namespace's ACLs (unless ``create`` is False:
+    then only check, as a non-admin principal may) and report drift of existing ones.
+    Raises :class:`InfraError` when the cluster is unreachable; creation
     errors other than "already exists" are listed in ``report.errors``.
 
     On return every created topic has a leader for each partition (producers can use it).
@@ -168,7 +185,11 @@ async def ensure_topics(settings: Settings, *, create: bool = True) -> TopicRepo
                     )
             existing = await _await_leaders(admin, names, report.created)
         elif missing:
-            report.errors.extend(f"{s.name}: missing" for s in missing)
+            report.errors.extend(
+                f"{s.name}: missing (the admin principal creates it: hub infra topics)" for s in missing
+            )
+        if create:
+            report.acls = await _apply_acls(admin, settings)
         configs = await _configs(admin, [n for n in names if n in existing and n not in report.created])
         for spec in specs:
             if spec.name not in configs:

@@ -171,6 +171,13 @@ class Vocabulary(BaseModel):
                 return name, True  # type: ignore[return-value]  # checked against OUTCOMES
         return "unknown", False
 
+    def knows(self, text: str) -> bool:
+        """Whether ``text`` is a label this vocabulary classifies (a code of its map, or a hub
+        outcome name): what a CAD connector keeps in clear of a disposition text — any
+        other text may be free text and is sealed."""
+        meaning = self.outcome(None, text)
+        return meaning is not None and meaning[1]
+
     def is_bh_service(self, service_type: str | None) -> bool:
         """Whether a service type is a behavioral-health service (unlisted types are not)."""
         return service_type is not None and self.services.get(normalize_service(service_type), False)

@@ -25,8 +25,10 @@ async def produce_forged(
     forgery: Forgery,
     *,
     copy_from: list[tuple[str, bytes]] | None = None,
+    clients: KafkaClients | None = None,
 ) -> tuple[int, int]:
-    """Produce ``envelope`` to ``topic`` as an attacker would; returns (partition, offset)."""
+    """Produce ``envelope`` to ``topic`` as an attacker would (with ``clients``' principal;
+    default the runtime's); returns (partition, offset)."""
     key = envelope.partitionkey.encode()
     value = envelope.to_bytes()
     headers = [("ce_id", envelope.id.encode()), ("ce_type", envelope.type.encode())]
@@ -40,7 +42,7 @@ async def produce_forged(
         secret = hashlib.sha256(b"attacker").digest()
         mac = compute_mac(secret, "k9", topic, key, value, headers).hex().encode()
         headers += [(KID_HEADER, b"k9"), (MAC_HEADER, mac)]
-    producer = KafkaClients(rt.settings.kafka).producer("forger")
+    producer = (clients or KafkaClients(rt.settings.kafka)).producer("forger")
     await producer.start()
     try:
         meta = await producer.send_and_wait(topic, value=value, key=key, headers=headers)

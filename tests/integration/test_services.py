@@ -9,10 +9,11 @@ from uuid import uuid4
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 
 from hub.kernel import db
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from hub.kernel.topics import TopicReport, catalogue_for
 
@@ -29,15 +30,13 @@ async def test_idempotent_acks_all_round_trip(settings: Settings, topics: TopicR
     # a topic of its own: other tests of the session append to the catalogue topics
     topic = f"{settings.kafka.topic_prefix}.infra.roundtrip"
     partitions = 3
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    admin = KafkaClients(settings.kafka).admin("test")
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, settings.kafka.replication_factor)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = KafkaClients(settings.kafka).producer("test")  # acks=all, idempotent
     await producer.start()
     sent = {}
     try:
@@ -53,7 +52,7 @@ async def test_idempotent_acks_all_round_trip(settings: Settings, topics: TopicR
         by_key.setdefault(key, set()).add(partition)
     assert all(len(p) == 1 for p in by_key.values())
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaClients(settings.kafka).consumer("test")
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]

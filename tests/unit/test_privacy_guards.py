@@ -27,7 +27,7 @@ from connectors.registry import expand_env, parse_components
 from hub.entry.api.readmodels import mark_entries, mark_sealed, sealed_kids
 from hub.entry.commands import run_or_exit
 from hub.kernel.crypto import MemoryKeyring, seal
-from hub.kernel.deadletters import ValueFreeError, describe_error, describe_failure
+from hub.kernel.deadletters import ValueFreeError, describe_error, describe_failure, open_raw
 from hub.kernel.erasure import ErasureError, erasure_event
 from hub.kernel.errors import ConfigError
 from hub.kernel.keystore import DeadLetterSealer
@@ -117,7 +117,8 @@ BAD_CASE = {
 
 def test_malformed_case_record_dead_letter_reason_has_no_phi() -> None:
     log = MemoryLog()
-    mapper = CaseMapper("cases/t", PKEY, MemoryKeyring())
+    keyring = MemoryKeyring()
+    mapper = CaseMapper("cases/t", PKEY, keyring)
     raw = json.dumps(BAD_CASE).encode()
     counts = asyncio.run(
         ingest_batch([RawRecord("x:1", raw, BAD_CASE)], mapper, log, DeadLetterSink("cases/t", "cases",
@@ -127,7 +128,9 @@ def test_malformed_case_record_dead_letter_reason_has_no_phi() -> None:
     (letter,) = log.letters.values()
     assert "incident_id" in letter.reason and no_phi(letter.reason)
     assert no_phi(letter.model_dump_json())  # raw payload sealed, reason value-free
-    assert DeadLetterSealer(DLKEY).open(letter.raw) == raw
+    # the record names its person: sealed under their key, opened (not by the global key) with it
+    assert letter.raw.kid == keyring.key_id(mapper.person_of(RawRecord("x:1", raw, BAD_CASE)))
+    assert asyncio.run(open_raw(letter, DeadLetterSealer(DLKEY), keyring)) == raw
 
 
 async def test_webhook_answer_and_dead_letter_carry_no_phi() -> None:

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from hub.devtools.infra import InfraError, kafka, postgres
+from hub.devtools.infra import InfraError, kafka, postgres, softhsm
 from hub.devtools.infra.stack import bring_up, collect_status
 from hub.kernel.binding import rebind
 from hub.kernel.db import open_pool
@@ -61,16 +61,20 @@ def up() -> None:
 @app.command()
 def setup() -> None:
     """Prepare without starting anything: fetch the Kafka jars (Maven) and, in development,
-    generate the key files under ``state_dir/keys``."""
+    generate the key files under ``state_dir/keys`` and initialise the SoftHSM2 token
+    (installing ``softhsm2`` when missing)."""
     settings = get_settings()
     try:
         libs = kafka.ensure_jars(settings)
+        if settings.is_development:
+            ensure_dev_keys(settings)
+        token = softhsm.setup(settings)
     except InfraError as exc:
         fail(str(exc), EXIT_UNHEALTHY)
-    if settings.is_development:
-        ensure_dev_keys(settings)
     typer.echo(f"kafka jars: {libs} ({sum(1 for _ in libs.glob('*.jar'))} jars)")
     typer.echo(f"keys: {settings.keys_dir}")
+    if token is not None:
+        typer.echo(f"key store: token {token.label!r} ({token.module}, {token.softhsm_conf})")
 
 
 @app.command()

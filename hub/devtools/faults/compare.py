@@ -40,6 +40,8 @@ DELIVERY_TYPES = (
     "referral.held_for_consent",
 )
 SEALED_KEYS = frozenset({"alg", "ciphertext", "kid", "nonce"})
+#: a read-model row that stores a sealed payload in columns (``person_demographics``)
+SEALED_COLUMNS = frozenset({"ciphertext", "kid", "nonce"})
 
 
 def is_sealed(value: Any) -> bool:
@@ -50,9 +52,13 @@ def is_sealed(value: Any) -> bool:
 def open_sealed(value: Any, opener: Callable[[dict[str, Any]], Any]) -> Any:
     """``value`` with every sealed payload replaced by ``{"sealed": opener(payload)}``: each
     run seals with its own random per-person keys, so the same fact's ciphertexts differ
-    between runs while its clear content must not."""
+    between runs while its clear content must not. A row whose columns hold one (``kid``,
+    ``nonce``, ``ciphertext``) gets the opened payload in place of those columns."""
     if is_sealed(value):
         return {"sealed": opener(value)}
+    if isinstance(value, dict) and set(value) >= SEALED_COLUMNS:
+        rest = {k: open_sealed(v, opener) for k, v in value.items() if k not in SEALED_COLUMNS}
+        return rest | {"sealed": opener({"alg": "A256GCM"} | {k: value[k] for k in SEALED_COLUMNS})}
     if isinstance(value, dict):
         return {k: open_sealed(v, opener) for k, v in value.items()}
     if isinstance(value, list):

@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +38,15 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from hub.devtools.infra import InfraError
+from hub.devtools.infra.kafka_security import (
+    BROKER_SUBJECT,
+    TlsLayout,
+    controller_ssl_context,
+    ensure_credentials,
+    ensure_passwords,
+    ensure_tls,
+    write_private,
+)
 from hub.devtools.infra.proc import (
     async_file_lock,
     describe_pid,
@@ -51,6 +61,7 @@ from hub.devtools.infra.proc import (
     wait_until_dead,
 )
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_acl import ADMIN
 from hub.kernel.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "deploy" / "local" / "pom.xml"
@@ -103,6 +114,12 @@ class KafkaLayout:
         return self.logs / "kafka.out"
 
     @property
+    def credentials_stamp(self) -> Path:
+        """Digest of the password files the broker's SCRAM credentials were written from
+        (inside ``data/``: a fresh data dir gets its credentials written again)."""
+        return self.data / ".hub-credentials"
+
+    @property
     def stamp(self) -> Path:
         return self.libs / ".fetched"
 
@@ -134,23 +151,44 @@ def is_managed(settings: Settings) -> bool:
 # --------------------------------------------------------------------------- pure rendering
 
 
-def render_server_properties(settings: Settings, layout: KafkaLayout) -> str:
-    """The broker config for a single KRaft node (broker + controller in one JVM).
+def render_server_properties(settings: Settings, layout: KafkaLayout, admin_password: str) -> str:
+    """The broker config for a single KRaft node (broker + controller in one JVM), secured:
+    SASL_SSL (SCRAM-SHA-512) for clients, mutual TLS between broker and controller, the
+    KRaft StandardAuthorizer with ``admin`` and the broker's certificate as super users
+    (everyone else needs ACLs: :mod:`hub.kernel.kafka_acl`). The file holds the admin's
+    password (the broker's own SCRAM login), so it is written with mode 0600.
 
     Single-node durability: internal topics have RF 1 / min ISR 1 (acks=all then means the
     leader's log); topics are only created by the catalogue (no auto-creation).
     """
     ls = Listeners.of(settings)
     host = f"[{ls.host}]" if ":" in ls.host else ls.host
+    tls = TlsLayout.of(settings)
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"{host}:{ls.controller_port}",
-        "listeners": f"PLAINTEXT://{host}:{ls.port},CONTROLLER://{host}:{ls.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{host}:{ls.port}",
+        "listeners": f"SASL_SSL://{host}:{ls.port},CONTROLLER://{host}:{ls.controller_port}",
+        "advertised.listeners": f"SASL_SSL://{host}:{ls.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        # clients: TLS + SCRAM-SHA-512; the controller listener: mutual TLS (the broker's own
+        # certificate, signed by the development CA, is the only one that gets in)
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN}" password="{admin_password}";'
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.broker_pem),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.ca_cert),
+        "listener.name.controller.ssl.client.auth": "required",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN};User:{BROKER_SUBJECT}",
+        "allow.everyone.if.no.acl.found": "false",
         "log.dirs": str(layout.data),
         "num.network.threads": "2",
         "num.io.threads": "4",
@@ -170,6 +208,9 @@ def render_server_properties(settings: Settings, layout: KafkaLayout) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "log.segment.bytes": str(256 * 1024 * 1024),
         "log.retention.check.interval.ms": "300000",
+        # the compaction dedupe buffer is allocated at start-up (128 MiB by default); a small
+        # development heap (TLS and SASL take their share) needs less
+        "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
     }
     head = "# Rendered by `hub infra up` from hub settings; edits are overwritten.\n"
     return head + "".join(f"{k}={v}\n" for k, v in props.items())
@@ -441,6 +482,38 @@ async def _await_ready(settings: Settings, layout: KafkaLayout, pid: int, *, sta
 # --------------------------------------------------------------------------- lifecycle
 
 
+async def _await_controller(settings: Settings, layout: KafkaLayout, pid: int) -> None:
+    """Wait until the controller listener accepts the broker's certificate (the credentials
+    are written through it before any client can log in)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    ctx = controller_ssl_context(settings)
+    host = Listeners.of(settings).host
+    while True:
+        if not is_alive(pid):
+            raise InfraError(
+                f"the Kafka broker (pid {pid}) exited during start-up. Last lines of "
+                f"{layout.server_log}:\n{tail(layout.server_log)}\n--- {layout.jvm_out}:\n"
+                f"{tail(layout.jvm_out, 10)}"
+            )
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, settings.kafka.controller_port, ssl=ctx), 3.0
+            )
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        except (OSError, TimeoutError, ssl.SSLError):
+            if time.monotonic() > deadline:
+                raise InfraError(
+                    f"the Kafka controller listener on {host}:{settings.kafka.controller_port} did not "
+                    "accept "
+                    f"the broker's certificate within {READY_TIMEOUT_S:.0f}s. See {layout.server_log}."
+                ) from None
+            await asyncio.sleep(0.3)
+
+
+
 def _check_ports(listeners: Listeners, grace: float = 5.0) -> None:
     """Both ports must be bindable; a port held a moment longer by a just-killed process gets
     ``grace`` seconds to be released."""
@@ -490,6 +563,8 @@ async def up(settings: Settings) -> KafkaStatus:
     async with async_file_lock(layout.lock_file):
         pid = owned_pid(layout.pid_file, str(layout.properties))
         if pid is not None:
+            # a new principal or a rotated password file reaches the running broker
+            await ensure_credentials(settings, layout.credentials_stamp)
             return await _await_ready(settings, layout, pid, started=False)
         layout.pid_file.unlink(missing_ok=True)  # stale (crash, SIGKILL, reboot)
         listeners = Listeners.of(settings)
@@ -497,11 +572,16 @@ async def up(settings: Settings) -> KafkaStatus:
         await asyncio.to_thread(ensure_jars, settings)
         await asyncio.to_thread(_check_ports, listeners)
         layout.data.mkdir(parents=True, exist_ok=True)
-        layout.properties.write_text(render_server_properties(settings, layout))
+        passwords = ensure_passwords(settings)
+        await asyncio.to_thread(ensure_tls, settings)
+        props = render_server_properties(settings, layout, passwords[ADMIN])
+        write_private(layout.properties, props.encode())
         layout.log4j2.write_text(render_log4j2(layout))
         if not is_formatted(layout):
             await asyncio.to_thread(format_storage, java, layout)
         pid = _spawn(settings, layout, java)
+        await _await_controller(settings, layout, pid)
+        await ensure_credentials(settings, layout.credentials_stamp)
         return await _await_ready(settings, layout, pid, started=True)
 
 

@@ -142,7 +142,7 @@ async def probe(settings: Settings, timeout: float = 5.0) -> PostgresStatus:
     roles: tuple[db.DbRole, ...] = ("owner", "runtime") if settings.postgres.separate_runtime else ("owner",)
     try:
         for role in roles:
-            conn = await asyncpg.connect(db.dsn(settings, role), timeout=timeout)
+            conn = await asyncpg.connect(db.dsn(settings, role), timeout=timeout, ssl=db.ssl_option(settings))
             try:
                 status.server_version = await conn.fetchval("SHOW server_version")
             finally:
@@ -273,7 +273,7 @@ def provision(settings: Settings) -> None:
 def _can_log_in(settings: Settings, role: db.DbRole) -> bool:
     async def attempt() -> bool:
         try:
-            conn = await asyncpg.connect(db.dsn(settings, role), timeout=5.0)
+            conn = await asyncpg.connect(db.dsn(settings, role), timeout=5.0, ssl=db.ssl_option(settings))
         except Exception:  # wrong password, missing role: provision it
             return False
         await conn.close()

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.devtools.infra import kafka, postgres
+from hub.devtools.infra import kafka, postgres, softhsm
 from hub.kernel.keys import ensure_dev_keys
 from hub.kernel.settings import Settings
 from hub.kernel.topics import TopicReport, ensure_topics
 
 
 async def bring_up(settings: Settings) -> tuple[kafka.KafkaStatus, postgres.PostgresStatus, TopicReport]:
-    """Everything ``hub infra up`` does, in order: keys (development only), Kafka,
-    PostgreSQL, the topic catalogue. Idempotent."""
+    """Everything ``hub infra up`` does, in order: keys and the SoftHSM2 token (development
+    only), Kafka, PostgreSQL, the topic catalogue. Idempotent."""
     if settings.is_development:
         ensure_dev_keys(settings)
+        await asyncio.to_thread(softhsm.setup, settings)
     k = await kafka.up(settings)
     p = await postgres.up(settings)
     report = await ensure_topics(settings)

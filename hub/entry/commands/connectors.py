@@ -28,7 +28,7 @@ from pathlib import Path
 import typer
 
 from connectors.referrals.ledger import Ledger
-from connectors.registry import KINDS, build, kind_fields, load_config
+from connectors.registry import KINDS, build, check_principal, kind_fields, load_config
 from hub.bootstrap import open_runtime
 from hub.entry.commands import report_failure, run_or_exit, stop_on_signals
 from hub.kernel.errors import HubError
@@ -42,8 +42,9 @@ app = typer.Typer(help="Long-lived pull connectors, receivers and delivery worke
 
 async def _run(config: Path) -> None:
     configs = load_config(config)
-    stop = asyncio.Event()
     settings = get_settings()
+    check_principal(configs, settings.kafka.principal, str(config))
+    stop = asyncio.Event()
     stop_on_signals(stop, "hub connectors run", settings.stop_grace_s)
     probes = Probes()
     serving = serve_probes(settings.metrics_host, settings.metrics_port, probes)

@@ -10,7 +10,9 @@ the county's overrides; a case record with its component's recorded source, pers
 namespace and agency); exit code 1 when any retry failed.
 
 ``--json`` output: ``list`` → ``{"items": [summary...]}``; ``show`` → summary plus
-``"raw"`` (masked or revealed) and ``"revealed"``; ``retry`` → ``{"results": [{"id", "ok",
+``"raw"`` (masked or revealed; ``null`` when erased), ``"revealed"`` and ``"erased"`` (the
+payload belonged to an erased person: nothing is shown, the access is logged as
+``show-erased``); ``retry`` → ``{"results": [{"id", "ok",
 "appended", "duplicates", "error"}]}``.
 """
 
@@ -25,7 +27,7 @@ import typer
 
 from connectors.registry import REDRIVERS
 from hub.bootstrap import open_runtime
-from hub.kernel.deadletters import DeadLetterStore, mask_raw, raw_bytes, redrive
+from hub.kernel.deadletters import DeadLetterStore, ErasedPayloadError, mask_raw, open_raw, redrive
 from hub.kernel.output import emit_json, fail
 from hub.kernel.settings import get_settings
 
@@ -85,14 +87,18 @@ def show(
             row = await store.get(dl_id)
             if row is None:
                 return None
-            raw = raw_bytes(row.record, rt.deadletter_sealer)
+            try:
+                raw = await open_raw(row.record, rt.deadletter_sealer, rt.keyring)
+            except ErasedPayloadError:
+                await store.record_access(rt.audit, dl_id, who, "show-erased")
+                return row.summary() | {"raw": None, "revealed": False, "erased": True}
             if reveal:
                 await store.record_access(rt.audit, dl_id, who, "reveal", reason)  # audited before shown
                 shown = raw.decode("utf-8", errors="replace")
             else:
                 await store.record_access(rt.audit, dl_id, who, "show-masked")
                 shown = mask_raw(raw)
-            return row.summary() | {"raw": shown, "revealed": reveal}
+            return row.summary() | {"raw": shown, "revealed": reveal, "erased": False}
 
     item = asyncio.run(go())
     if item is None:
@@ -103,6 +109,9 @@ def show(
     for k, v in item.items():
         if k != "raw":
             typer.echo(f"{k:>16}: {v}")
+    if item["erased"]:
+        typer.echo("             raw: (erased: the person's key was destroyed)")
+        return
     typer.echo("             raw:" + (" (revealed, audited)" if reveal else " (masked; --reveal to show)"))
     typer.echo(item["raw"])
 

@@ -47,6 +47,7 @@ async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) 
             PostgresRevisionStore(rt.pool, settings.core_schema),
             source,
             profile_ref=ref,
+            keyring=rt.keyring,
         )
     out = counts.as_dict()
     out["profile"] = profile.name

@@ -5,7 +5,8 @@ fetches, the facts bucketed by connected component, one fold per bucket, COPY; s
 at that time ("what did we know then"). ``--occurred-through`` is *occurred through*: only
 the facts that had happened by then, however late they were recorded ("what happened by
 then", with every late export and correction since). ``--workers`` derives the buckets in
-that many worker processes."""
+that many worker processes. Sealed disposition texts are opened with the key store (on
+the PKCS#11 token) to classify them, as the live projector does."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import typer
 from hub.entry.commands import run_or_exit
 from hub.kernel.db import open_pool
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.keystore import TokenKeyring
 from hub.kernel.output import emit_json
 from hub.kernel.settings import get_settings
 from projections.replay import replay_into
@@ -58,10 +60,15 @@ def replay(
 
     async def go():
         async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime
-            return await replay_into(
-                settings, pool, KafkaClients(settings.kafka), into, as_of=when, occurred_through=through,
-                workers=workers,
-            )
+            keyring = TokenKeyring(settings, pool)  # opens sealed disposition texts to classify them
+            await keyring.start()
+            try:
+                return await replay_into(
+                    settings, pool, KafkaClients(settings.kafka), into, as_of=when, occurred_through=through,
+                    workers=workers, keys=keyring,
+                )
+            finally:
+                await keyring.stop()
 
     stats = run_or_exit(go(), "replay failed")
     out = {

@@ -24,7 +24,7 @@ import typer
 from hub.entry.commands import run_or_exit
 from hub.kernel.audit import records_digest, sealed_release_digests
 from hub.kernel.db import open_pool
-from hub.kernel.keystore import PostgresKeyring
+from hub.kernel.keystore import TokenKeyring
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
 from projections import custom_metrics, queries
@@ -89,7 +89,7 @@ def report(
 
     async def go():
         async with open_pool(settings, max_size=2) as pool:
-            keyring = PostgresKeyring(settings, pool)  # opens the people's sealed demographics
+            keyring = TokenKeyring(settings, pool)  # opens the people's sealed demographics
             await keyring.start()
             try:
                 reader = queries.ReadModelReader.from_settings(

@@ -15,7 +15,6 @@ import sys
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from hub.kernel.db import open_pool
 from hub.kernel.kafka_io import end_offsets, topic_partitions
@@ -143,11 +142,7 @@ async def test_two_workers_with_forced_rebalances_equal_a_clean_run(proj_rt: Run
 async def _rewind_group(rt: Runtime, schema: str) -> None:
     """Commit offset 0 for every fact partition in the schema's (idle) consumer group."""
     tps = await topic_partitions(rt.kafka, family_topics(rt.settings.kafka.topic_prefix))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=rt.settings.kafka.bootstrap,
-        group_id=group_id(rt.settings, schema),
-        enable_auto_commit=False,
-    )
+    consumer = rt.kafka.consumer("test", group_id=group_id(rt.settings, schema))
     await consumer.start()
     try:
         consumer.assign(tps)

@@ -14,6 +14,7 @@ import pytest
 import typer
 import yaml
 
+from connectors.registry import KINDS, check_principal, load_config
 from hub.devtools.infra.deploy import (
     PRODUCTION_MIN_ISR,
     PRODUCTION_PARTITIONS,
@@ -22,6 +23,8 @@ from hub.devtools.infra.deploy import (
     topics_configmap,
     topics_document,
 )
+from hub.kernel.errors import ConfigError
+from hub.kernel.kafka_acl import ADMIN, PRINCIPALS
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from schemas.topics import catalogue
 
@@ -123,7 +126,7 @@ def test_topics_init_applies_the_catalogue_before_workers_start() -> None:
     assert args[:2] == ["infra", "topics"]
     services = compose()["services"]
     assert services["topics-init"]["command"][:2] == ["infra", "topics"]
-    for worker in ("projections", "connectors", "api"):
+    for worker in ("projections", *(f"connectors-{n}" for n in CONNECTOR_PROCESSES), "api"):
         assert services[worker]["depends_on"]["topics-init"]["condition"] == "service_completed_successfully"
 
 
@@ -137,7 +140,12 @@ def test_k8s_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
     assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert len(str(env["KAFKA_CONTROLLER_QUORUM_VOTERS"]).split(",")) == 3
     check_broker_durability(env)
+    check_broker_security(env)
     assert by_kind("PodDisruptionBudget", "kafka")["spec"]["minAvailable"] == 2
+    assert hub_env_k8s()["HUB_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    for name, principal in (("hub-projections", "projector"), ("hub-api", "api")):
+        (container,) = by_kind("Deployment", name)["spec"]["template"]["spec"]["containers"]
+        assert env_of(container)["HUB_KAFKA__PRINCIPAL"] == principal
 
 
 def test_compose_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
@@ -151,9 +159,35 @@ def test_compose_kafka_is_three_kraft_nodes_with_rf3_min_isr2() -> None:
         assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
         voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
         assert {v.split("@")[1].split(":")[0] for v in voters} == set(brokers)
-        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"SASL_SSL://{name}:9092"
         check_broker_durability(env)
+        check_broker_security(env)
     assert node_ids == {"1", "2", "3"}
+
+
+def check_broker_security(env: dict[str, Any]) -> None:
+    """No PLAINTEXT listener, SCRAM-SHA-512 for clients, mutual TLS to the controllers, the
+    authorizer on and no password inlined (the JAAS file and the keystores are mounted)."""
+    protocols = dict(p.split(":") for p in str(env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]).split(","))
+    assert set(protocols.values()) <= {"SSL", "SASL_SSL"}
+    assert str(env["KAFKA_SASL_ENABLED_MECHANISMS"]) == "SCRAM-SHA-512"
+    assert str(env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"]) == "required"
+    assert str(env["KAFKA_AUTHORIZER_CLASS_NAME"]).endswith("StandardAuthorizer")
+    assert str(env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"]) == "false"
+    assert "password" not in " ".join(f"{k}={v}" for k, v in env.items()).lower()
+
+
+def test_compose_workers_authenticate_as_their_principals() -> None:
+    services = compose()["services"]
+    assert hub_env_compose("topics-init")["HUB_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert hub_env_compose("topics-init")["HUB_KAFKA__PRINCIPAL"] == "admin"
+    assert hub_env_compose("projections")["HUB_KAFKA__PRINCIPAL"] == "projector"
+    assert hub_env_compose("api")["HUB_KAFKA__PRINCIPAL"] == "api"
+    creds = services["scram-init"]
+    assert "./secrets/keys:/run/hub-keys:ro" in creds["volumes"]
+    assert services["topics-init"]["depends_on"]["scram-init"]["condition"] == (
+        "service_completed_successfully"
+    )
 
 
 def check_broker_durability(env: dict[str, Any]) -> None:
@@ -168,7 +202,7 @@ def check_broker_durability(env: dict[str, Any]) -> None:
 
 def test_postgres_and_scaled_workers_exist() -> None:
     assert by_kind("StatefulSet", "postgres")["spec"]["replicas"] == 1
-    for worker, min_replicas in (("projections", 2), ("connectors", 1), ("api", 2)):
+    for worker, min_replicas in (("projections", 2), ("connectors-cad", 1), ("api", 2)):
         assert by_kind("Deployment", f"hub-{worker}")["spec"]["replicas"] >= min_replicas
     assert (
         by_kind("HorizontalPodAutoscaler", "hub-projections")["spec"]["maxReplicas"] <= PRODUCTION_PARTITIONS
@@ -224,32 +258,62 @@ def test_hub_config_files_parse_into_settings(monkeypatch: pytest.MonkeyPatch) -
     assert set(k8s_file) <= fields
 
 
-def test_connectors_run_with_a_mounted_components_file_that_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both deployments start ``hub connectors run --config FILE`` on the same mounted file,
-    and that file is valid for the registry (kebab-case kinds, known options)."""
-    from connectors.registry import load_config
+#: the connectors processes: components file → (Kafka principal, kinds in the example file)
+CONNECTOR_PROCESSES = {
+    "cad": ("connector-cad", {"cad-soql-poller"}),
+    "cases": ("connector-cases", {"case-rest-poller"}),
+    "ehr": ("connector-ehr", {"fhir-task-poller"}),
+    "delivery": ("delivery", {"fhir-delivery"}),
+}
 
-    compose_file = DEPLOY / "compose" / "connectors.yaml"
-    k8s_text = by_kind("ConfigMap", "hub-connectors")["data"]["connectors.yaml"]
+
+@pytest.mark.parametrize("name", sorted(CONNECTOR_PROCESSES))
+def test_connectors_run_one_process_per_principal_on_a_mounted_file_that_loads(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each connectors process (compose service / k8s Deployment) starts ``hub connectors
+    run --config FILE`` on its own mounted file, authenticates as the one principal whose
+    rights its components need (so ``check_principal`` accepts it), and the file is valid for
+    the registry; compose and k8s carry the same file."""
+    principal, kinds = CONNECTOR_PROCESSES[name]
+    compose_file = DEPLOY / "compose" / "connectors" / f"{name}.yaml"
+    k8s_text = by_kind("ConfigMap", "hub-connectors")["data"][f"{name}.yaml"]
     assert yaml.safe_load(compose_file.read_text()) == yaml.safe_load(k8s_text)
     monkeypatch.setenv("CASES_TOKEN", "from-the-secret")
     configs = load_config(compose_file)
-    kinds = {c.kind for c in configs}
-    assert kinds == {"cad-soql-poller", "case-rest-poller", "fhir-delivery", "fhir-task-poller"}
+    assert {c.kind for c in configs} == kinds
+    check_principal(configs, principal, str(compose_file))
 
-    service = compose()["services"]["connectors"]
+    service = compose()["services"][f"connectors-{name}"]
     command = service["command"]
     assert command[:2] == ["connectors", "run"]
-    assert f"./connectors.yaml:{command[command.index('--config') + 1]}:ro" in service["volumes"]
-    assert "CASES_TOKEN" in service["environment"]
+    assert f"./connectors/{name}.yaml:{command[command.index('--config') + 1]}:ro" in service["volumes"]
+    assert service["environment"]["HUB_KAFKA__PRINCIPAL"] == principal
+    assert ("CASES_TOKEN" in service["environment"]) == (name == "cases")
 
-    pod = by_kind("Deployment", "hub-connectors")["spec"]["template"]["spec"]
+    pod = by_kind("Deployment", f"hub-connectors-{name}")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     path = container["args"][container["args"].index("--config") + 1]
     (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    assert volume["configMap"]["name"] == "hub-connectors" and path.endswith("/connectors.yaml")
-    assert "CASES_TOKEN" in env_of(container)
+    assert volume["configMap"]["name"] == "hub-connectors" and path.endswith(f"/{name}.yaml")
+    assert env_of(container)["HUB_KAFKA__PRINCIPAL"] == principal
+    assert ("CASES_TOKEN" in env_of(container)) == (name == "cases")
+
+
+def test_every_component_kind_has_a_connector_principal_the_role_matrix_knows() -> None:
+    assert {k.principal for k in KINDS.values()} <= set(PRINCIPALS) - {ADMIN, "analyst"}
+
+
+def test_a_process_is_refused_components_its_principal_cannot_append_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASES_TOKEN", "from-the-secret")
+    cases = load_config(DEPLOY / "compose" / "connectors" / "cases.yaml")
+    needs = r"'connector-cad'.*'county-cases' \(case-rest-poller: needs connector-cases\)"
+    with pytest.raises(ConfigError, match=needs):
+        check_principal(cases, "connector-cad", "cases.yaml")
+    check_principal(cases, ADMIN, "cases.yaml")  # the super user runs anything (development)
 
 
 def test_no_secrets_in_deploy_assets() -> None:
@@ -295,7 +359,7 @@ def test_no_hub_container_is_the_database_superuser_or_the_owner_except_the_migr
 
 
 def test_workers_use_the_runtime_url_and_wait_for_the_migrate_job() -> None:
-    for name in ("hub-projections", "hub-connectors", "hub-api"):
+    for name in ("hub-projections", *(f"hub-connectors-{n}" for n in CONNECTOR_PROCESSES), "hub-api"):
         (container,) = by_kind("Deployment", name)["spec"]["template"]["spec"]["containers"]
         env = container["env"]
         refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") for e in env}
@@ -304,7 +368,7 @@ def test_workers_use_the_runtime_url_and_wait_for_the_migrate_job() -> None:
     assert job["args"][:2] == ["db", "migrate"]
     services = compose()["services"]
     assert services["db-migrate"]["command"][:2] == ["db", "migrate"]
-    for worker in ("projections", "connectors", "api"):
+    for worker in ("projections", *(f"connectors-{n}" for n in CONNECTOR_PROCESSES), "api"):
         assert services[worker]["depends_on"]["db-migrate"]["condition"] == "service_completed_successfully"
 
 
@@ -364,7 +428,7 @@ def test_every_manifest_command_parses() -> None:
 
 
 def test_long_running_workers_have_probes_on_the_metrics_port() -> None:
-    for name in ("hub-projections", "hub-connectors"):
+    for name in ("hub-projections", *(f"hub-connectors-{n}" for n in CONNECTOR_PROCESSES)):
         pod = by_kind("Deployment", name)["spec"]["template"]
         (container,) = pod["spec"]["containers"]
         assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9464}
@@ -377,5 +441,5 @@ def test_long_running_workers_have_probes_on_the_metrics_port() -> None:
     (container,) = api["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert api["metadata"]["annotations"]["prometheus.io/port"] == "8080"  # the API serves /metrics itself
-    for name in ("projections", "connectors"):
+    for name in ("projections", *(f"connectors-{n}" for n in CONNECTOR_PROCESSES)):
         assert "/livez" in " ".join(compose()["services"][name]["healthcheck"]["test"])

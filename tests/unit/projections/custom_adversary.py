@@ -83,7 +83,8 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
                      shown: Mapping[tuple[tuple[str, str], str], int], max_small: int = 10) -> list[str]:
     """Everything small derivable from ``shown`` ((area, metric) → value of every published,
     not withheld cell) about ``calls`` (rows with ``precinct``, ``district``, ``outcome``,
-    ``co_responder`` and ``custom``); [] when the table is safe."""
+    ``co_responder`` and ``custom``) that the built-in cells alone do not give (those are the
+    built-in rule's: :mod:`tests.unit.projections.release_adversary`); [] when the table is safe."""
     fields = sorted(defs.fields)
     domains: list[tuple[str, tuple[Any, ...]]] = [
         ("outcome", (*PRIMARY_OUTCOMES, NONE)),
@@ -99,11 +100,14 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
         predicates[numerator_metric(m.id)] = lambda r, m=m: defs.matches(m.numerator, r)
         predicates[denominator_metric(m.id)] = lambda r, m=m: defs.matches(m.denominator, r)
     rows = [_row(v) for v in space]
-    eqs = []
+    eqs, builtin_eqs = [], []
     for (a, metric), _ in shown.items():
         test = predicates.get(metric)
         if test is not None:
             eqs.append({index[(a, i)]: 1 for i, r in enumerate(rows) if test(r)})
+            if metric in BUILTIN_PREDICATES:
+                builtin_eqs.append(eqs[-1])
+    partitions = []
     for kind in ("precinct", "district"):
         members = [a for a in areas if a[0] == kind]
         if members:
@@ -111,8 +115,9 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
                 eq = {index[(("all", "all"), i)]: 1}
                 for a in members:
                     eq[index[(a, i)]] = _P - 1
-                eqs.append(eq)
-    basis = _span(e for e in eqs if e)
+                partitions.append(eq)
+    basis = _span(e for e in [*eqs, *partitions] if e)
+    builtin = _span(e for e in [*builtin_eqs, *partitions] if e)
     truth: dict[tuple[tuple[str, str], int], int] = {}
     for c in calls:
         values = {"outcome": c.get("outcome"), "co_responder": bool(c.get("co_responder")),
@@ -129,7 +134,8 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
             members = [i for i, v in enumerate(space)
                        if all(ch is None or v[d] in ch for (d, _), ch in zip(options, choice, strict=True))]
             value = sum(truth.get((a, i), 0) for i in members)
-            if 1 <= value <= max_small and _in_span({index[(a, i)]: 1 for i in members}, basis):
+            target = {index[(a, i)]: 1 for i in members}
+            if 1 <= value <= max_small and _in_span(target, basis) and not _in_span(target, builtin):
                 what = {d: sorted(map(str, ch)) for (d, _), ch in zip(options, choice, strict=True) if ch}
                 found.append(f"{a}: {what} = {value}")
     return found

@@ -24,6 +24,7 @@ from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile
 from connectors.core.memory import MemoryLog
 from connectors.core.records import Mapped, RawRecord
+from hub.kernel.crypto import MemoryKeyring, incident_subject, seal
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.settings import PROJECT_ROOT
 from hub.kernel.vocabulary import VocabularySet, load_vocabularies, load_vocabulary, parse_vocabulary
@@ -32,6 +33,7 @@ from projections import tables as T
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
 from projections.fold import derive
+from projections.incidents import sealed_kids
 from projections.store import vocabulary_meta
 from schemas.case import ServiceEnrolled
 from schemas.encounter import PersonIdentified
@@ -334,3 +336,94 @@ def test_old_facts_are_upcast_and_classified_by_their_agencys_vocabulary() -> No
     (row,) = derive([fact_from_envelope(old)], FoldConfig(timezone=TZ))[T.INCIDENT_SUMMARY.name].values()
     assert row["behavioral_health"] is True and row["vocabulary"] == load_vocabulary("seattle").label
     assert row["received_at"] == datetime(2024, 3, 1, 10, tzinfo=UTC)
+
+
+# ----------------------------------------------------------------------------- sealed words
+
+
+def test_a_text_unknown_at_ingest_is_sealed_and_a_later_vocabulary_still_classifies_it() -> None:
+    """A clearance text the vocabulary in force at ingest does not know may be free text a
+    dispatcher typed: it never enters the log in clear, it is sealed with the incident's
+    key. The projections open it with the keyring to classify it, so a vocabulary that
+    later names it reclassifies the call without re-ingest; once the incident is erased it
+    no longer opens and counts as the ingest vocabulary counted it (unknown)."""
+    crisis = "--CRISIS COMPLAINT - GENERAL"
+    name_text = "TOOK JANE QUIMBY DOB 07/19/1984 TO HARBORVIEW"
+    rows = [
+        seattle_row("1", "DCR ITA DETENTION", crisis, "03/01/2024 10:00:00 AM"),  # a new code
+        seattle_row("2", name_text, crisis, "03/01/2024 11:00:00 AM"),  # free text
+        seattle_row("3", "PHYSICAL ARREST MADE", crisis, "03/01/2024 12:00:00 PM"),  # known: clear
+    ]
+    keyring = MemoryKeyring()
+    mapper = CadMapper(load_profile("seattle"), keyring=keyring)
+    events: list[Envelope] = []
+    for i, row in enumerate(rows):
+        result = mapper.map(RawRecord(f"r{i}", b"", row), None)
+        assert isinstance(result, Mapped)
+        events += result.events
+    logged = " ".join(e.model_dump_json() for e in events)
+    assert "DCR ITA DETENTION" not in logged and "QUIMBY" not in logged and "07/19/1984" not in logged
+    assert "PHYSICAL ARREST MADE" in logged  # a label the ingest vocabulary knows stays clear
+    facts = [fact_from_envelope(e) for e in events]
+    assert sealed_kids((f.event_type, f.data) for f in facts) == {
+        keyring.key_id(incident_subject("SPD:1")), keyring.key_id(incident_subject("SPD:2"))}
+
+    fixed = seattle_variant(2, ("OTHER REPORT MADE: no_enforcement",
+                                "OTHER REPORT MADE: no_enforcement\n  DCR ITA DETENTION: involuntary_hold"))
+
+    def outcomes(vocabularies: VocabularySet, keys: MemoryKeyring | None) -> dict[str, str | None]:
+        rows = derive(facts, FoldConfig(timezone=TZ, vocabularies=vocabularies), keys)
+        return {r["incident_id"]: r["cad_outcome"] for r in rows[T.INCIDENT_SUMMARY.name].values()}
+
+    ingest_time = {"SPD:1": "unknown", "SPD:2": "unknown", "SPD:3": "arrest"}
+    assert outcomes(load_vocabularies(), keyring) == ingest_time
+    assert outcomes(fixed, keyring) == {**ingest_time, "SPD:1": "involuntary_hold"}
+    assert outcomes(fixed, None) == ingest_time  # without the keys the words are unknown
+    keyring.destroy(incident_subject("SPD:1"))  # erased with a linked person
+    assert outcomes(fixed, keyring) == ingest_time
+    # the timeline of the call shows the code or nothing, never the opened text
+    timeline = derive(facts, FoldConfig(timezone=TZ, vocabularies=fixed), keyring)[T.TIMELINE_ENTRIES.name]
+    assert "QUIMBY" not in str(timeline) and "DCR ITA" not in str(timeline)
+
+
+def test_facts_sealed_before_vocabularies_are_upcast_with_their_sealed_words() -> None:
+    """The facts main recorded with sealed free text (``cad.call.received.v2`` with sealed
+    remarks, ``cad.call.disposition.v1`` whose clearance text was sealed as
+    ``disposition_note`` beside the outcome mapped at ingest) upcast to the current versions
+    keeping what is sealed; the stated outcome does not become a code (the text is the
+    source's word), and a vocabulary that names the text classifies it."""
+    keyring = MemoryKeyring()
+    subject = incident_subject("SPD:7")
+
+    def sealed(field: str, value: str) -> dict[str, Any]:
+        return seal(keyring, subject, {field: value}, context=f"test\x1f{field}").model_dump(mode="json")
+
+    def stored(event_type: str, data: dict[str, Any]) -> Envelope:
+        return Envelope.model_validate({
+            "specversion": "1.0", "id": f"evt_{event_type}", "source": "cad/seattle", "type": event_type,
+            "subject": "SPD:7", "partitionkey": "SPD:7", "time": "2024-03-01T10:00:00Z",
+            "recordedat": "2024-03-01T10:00:00Z", "dataschema": f"urn:coresponder-hub:schema:{event_type}",
+            "data": {"incident_id": "SPD:7", "at": "2024-03-01T10:00:00Z", **data},
+        })
+
+    received = stored("cad.call.received.v2", {
+        "agency": "SPD", "cad_number": "7", "source_timezone": "America/Los_Angeles", "category": "other",
+        "behavioral_health": True, "call_type_final": "--CRISIS COMPLAINT - GENERAL",
+        "longitude": -122.335, "latitude": 47.608, "remarks": sealed("remarks", "RP JANE QUIMBY"),
+    })
+    disposition = stored("cad.call.disposition.v1", {
+        "disposition_code": None, "disposition_text": None, "outcome": "unknown",
+        "disposition_note": sealed("disposition_text", "DCR ITA DETENTION"),
+    })
+    r, d = received.current(), disposition.current()
+    assert (r.type, d.type) == ("cad.call.received.v4", "cad.call.disposition.v2")
+    assert r.data["remarks"] == received.data["remarks"] and r.data["longitude"] == -122.335
+    assert d.data["disposition_note"] == disposition.data["disposition_note"]
+    assert d.data["disposition_code"] is None and "outcome" not in d.data
+    facts = [fact_from_envelope(received), fact_from_envelope(disposition)]
+    fixed = seattle_variant(2, ("OTHER REPORT MADE: no_enforcement",
+                                "OTHER REPORT MADE: no_enforcement\n  DCR ITA DETENTION: involuntary_hold"))
+    for vocabularies, expected in ((fixed, "involuntary_hold"), (load_vocabularies(), "unknown")):
+        rows = derive(facts, FoldConfig(timezone=TZ, vocabularies=vocabularies), keyring)
+        (row,) = rows[T.INCIDENT_SUMMARY.name].values()
+        assert row["cad_outcome"] == expected

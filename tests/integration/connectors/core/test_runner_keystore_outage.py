@@ -31,7 +31,7 @@ from hub.kernel import metrics
 from hub.kernel.crypto import unseal
 from hub.kernel.db import dsn
 from hub.kernel.identity import pseudonymize
-from hub.kernel.keystore import PostgresKeyring
+from hub.kernel.keystore import TokenKeyring
 from hub.kernel.runtime import Runtime
 from schemas.topics import fact_topic
 from tests.integration.waiting import wait_for
@@ -108,7 +108,7 @@ async def test_a_key_store_outage_backs_the_case_runner_off_and_appends_the_reco
     tag = uuid.uuid4().hex[:10]
     name = f"it-keys-{tag}"
     source_name = f"cases/{name}"
-    keyring = PostgresKeyring(rt.settings, rt.pool, timeout=TIMEOUT)  # its own, empty cache
+    keyring = TokenKeyring(rt.settings, rt.pool, timeout=TIMEOUT)  # its own, empty cache
     mapper = CaseMapper(source_name, rt.pseudonym_key, keyring)
     cursors = PostgresCursorStore(rt.pool, rt.settings.core_schema)
     runner = SourceRunner(
@@ -174,7 +174,7 @@ async def test_the_case_webhook_answers_503_while_the_key_store_is_down_then_acc
     receiver = f"it-keys-hook-{tag}"
     source_name = f"cases/{receiver}"
     key = b"k" * 32
-    keyring = PostgresKeyring(rt.settings, rt.pool, timeout=TIMEOUT)
+    keyring = TokenKeyring(rt.settings, rt.pool, timeout=TIMEOUT)
     app = webhook_app(
         receiver=receiver,
         key=key,

@@ -130,6 +130,12 @@ async def test_a_flapping_ehr_that_drops_after_storing_gets_no_false_failure(tru
     truth.sim.set_mode("flapping")
     rids = {f"R-flap-{i}": (("fhir", FHIR_DEST) if i % 2 else ("hl7v2", HL7_DEST)) for i in range(12)}
     try:
+        # append as a down phase begins, so the first sends meet an EHR that stores and never
+        # answers (on a fast machine all twelve would otherwise fit in the first up phase)
+        async def down() -> bool:
+            return truth.sim.down()
+
+        await wait_for(down, 10, "the flapping EHR's first down phase", interval=0.01)
         await truth.rt.log.append([referral(truth.rt, rid, ch, d) for rid, (ch, d) in rids.items()])
         finals = {rid: await truth.final(d, rid, 60) for rid, (_, d) in rids.items()}
     finally:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.keys import record_mac_keys
 from hub.kernel.log import record_headers, timestamp_ms, topic_for
 from hub.kernel.settings import Settings
@@ -19,9 +19,7 @@ async def produce_as_crashed_appender(settings: Settings, envelopes: list[Envelo
     the event index untouched: what a process that died before its PostgreSQL commit
     leaves behind."""
     keys = record_mac_keys(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap, acks="all", enable_idempotence=True
-    )
+    producer = KafkaClients(settings.kafka).producer("crash")  # acks=all, idempotent
     await producer.start()
     try:
         now = datetime.now(UTC)

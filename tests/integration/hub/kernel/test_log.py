@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hub.kernel.crypto import KeyDestroyedError, seal, unseal
 from hub.kernel.deadletters import build_dead_letter
-from hub.kernel.keystore import PostgresKeyring
+from hub.kernel.keystore import TokenKeyring
 from hub.kernel.log import DeadLetterError
 from hub.kernel.runtime import Runtime
 from schemas.deadletter import DeadLetter
@@ -203,7 +203,7 @@ async def test_person_keys_persist_and_erasure_shreds(log_rt: Runtime) -> None:
     sealed = await asyncio.to_thread(
         lambda: seal(log_rt.keyring, person, {"name": "Jane"}, context="test/keys/name")
     )
-    other = PostgresKeyring(log_rt.settings, log_rt.pool)
+    other = TokenKeyring(log_rt.settings, log_rt.pool)
     await other.start()
     try:
         assert await asyncio.to_thread(unseal, other, sealed) == {"name": "Jane"}  # same key elsewhere

@@ -42,9 +42,17 @@ async def own_broker(services: object, tmp_path: Path) -> AsyncIterator[tuple[Se
         "bootstrap": f"127.0.0.1:{PORT}", "controller_port": CONTROLLER_PORT, "heap": "256m",
         "partitions": 1, "append_timeout_s": TIMEOUT,
     })})
-    broker = hub.model_copy(update={"state_dir": tmp_path / "broker"})
+    broker = hub.model_copy(update={
+        "state_dir": tmp_path / "broker",
+        "kafka": hub.kafka.model_copy(update={"credentials_dir": tmp_path / "broker" / "keys"}),
+    })
     try:
         await kafka.up(broker)
+        # the private broker has its own development CA and SCRAM passwords (under its state
+        # dir); the hub on it trusts that CA and logs in with that admin password
+        hub = hub.model_copy(update={"kafka": hub.kafka.model_copy(update={
+            "credentials_dir": broker.kafka.credentials_dir,
+        })})
         yield broker, hub
     finally:
         await asyncio.to_thread(kafka.down, broker, 30)

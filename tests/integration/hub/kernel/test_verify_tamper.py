@@ -7,11 +7,12 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka import TopicPartition
+from aiokafka.admin import RecordsToDelete
 
 from hub.entry.api.readmodels import PostgresReadModels
 from hub.kernel import metrics
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.runtime import Runtime
 from hub.kernel.seal import Sealer
 from hub.kernel.verify import run_verify
@@ -48,7 +49,7 @@ async def test_delete_records_is_reported_as_missing_with_its_offsets(fresh_runt
             counts[a.partition] = counts.get(a.partition, 0) + 1
         victim = max(counts, key=counts.__getitem__)
         topic = appended[0].topic
-        admin = AIOKafkaAdminClient(bootstrap_servers=rt.settings.kafka.bootstrap)
+        admin = KafkaClients(rt.settings.kafka).admin("tamper")
         await admin.start()
         try:
             await admin.delete_records({TopicPartition(topic, victim): RecordsToDelete(before_offset=2)})
@@ -85,7 +86,7 @@ async def test_a_forged_record_is_reported_with_its_offset(fresh_runtime) -> Non
 
         # a well-formed envelope produced straight to the fact topic, bypassing the log
         forged = new_event(UnitDispatched(incident_id="sea:v0", at=T0), source="cad/test", record_id="evil")
-        producer = AIOKafkaProducer(bootstrap_servers=rt.settings.kafka.bootstrap, acks="all")
+        producer = KafkaClients(rt.settings.kafka).producer("tamper", enable_idempotence=False)
         await producer.start()
         try:
             meta = await producer.send_and_wait(

@@ -16,13 +16,16 @@ from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile, profile_names
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import Exclusion, Mapped, Rejection
+from connectors.core.runner import DeadLetterSink, ingest_batch
 from hub.kernel import metrics
+from hub.kernel.crypto import MemoryKeyring, unseal
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.settings import PROJECT_ROOT
 from hub.kernel.vocabulary import load_vocabulary
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
 from projections.fold import derive
+from schemas.base import Sealed
 
 DATA = PROJECT_ROOT / "tests" / "data" / "cad"
 SEATTLE = DATA / "seattle" / "call-data-sample.csv"
@@ -179,20 +182,22 @@ def test_unknown_disposition_maps_to_unknown_and_is_counted() -> None:
     )
     p = load_profile("seattle")
     log = MemoryLog()
-    path_counts = asyncio.run(_ingest_text(text, p, log))
+    keyring = MemoryKeyring()
+    path_counts = asyncio.run(_ingest_text(text, p, log, keyring))
     assert path_counts.unknown_dispositions == 1 and path_counts.appended == 1
     (disposition,) = log.of_type("cad.call.disposition")
-    assert disposition.data["disposition_text"] == "BRAND NEW CODE"  # the source's words, kept
+    # the source's words are kept, sealed: a text the vocabulary does not know may be free text
+    assert disposition.data["disposition_text"] is None
+    assert unseal(keyring, Sealed.model_validate(disposition.data["disposition_note"])) == {
+        "disposition_text": "BRAND NEW CODE"}
     assert meaning(log.events)["7"]["cad_outcome"] == "unknown"
     assert metrics.UNKNOWN_DISPOSITIONS.labels("cad/seattle")._value.get() == before + 1
 
 
-async def _ingest_text(text: str, profile, log):  # type: ignore[no-untyped-def]
-    from connectors.core.runner import DeadLetterSink, ingest_batch
-
+async def _ingest_text(text: str, profile, log, keyring=None):  # type: ignore[no-untyped-def]
     return await ingest_batch(
         list(parse_csv(text, profile, "t.csv")),
-        CadMapper(profile),
+        CadMapper(profile, keyring=keyring),
         log,
         DeadLetterSink(profile.source, "cad", SEAL),
     )
@@ -301,7 +306,6 @@ def test_san_francisco_agency_rule_and_revisions() -> None:
 def test_revised_row_is_one_revision_fact_not_a_second_call() -> None:
     p = load_profile("san_francisco")
     from connectors.core.records import RawRecord
-    from connectors.core.runner import DeadLetterSink, ingest_batch
 
     log, revs = MemoryLog(), MemoryRevisionStore()
     sink = DeadLetterSink(p.source, "cad", SEAL)

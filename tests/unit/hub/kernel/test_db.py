@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hub.kernel import db
 from hub.kernel.errors import ConfigError
@@ -135,3 +136,15 @@ def test_pending_refuses_edited_or_vanished_migrations() -> None:
         db.pending(ms, {1: "not-the-checksum"}, "c")
     with pytest.raises(db.MigrationError, match="file is gone"):
         db.pending(ms, {3: "x"}, "c")
+
+
+def test_production_requires_verified_postgres_tls_unless_overridden(tmp_path: Path) -> None:
+    prod = Settings(state_dir=tmp_path, environment="production")
+    assert db.ssl_option(prod) == "verify-full"  # the default outside development
+    assert db.ssl_option(Settings(state_dir=tmp_path)) is None  # development: the DSN's / asyncpg's default
+    with pytest.raises(ValidationError, match="allow_unverified_tls"):
+        Settings(state_dir=tmp_path, environment="production", postgres={"sslmode": "require"})
+    weak = Settings(state_dir=tmp_path, environment="production",
+                    postgres={"sslmode": "require", "allow_unverified_tls": True})
+    assert db.ssl_option(weak) == "require"
+

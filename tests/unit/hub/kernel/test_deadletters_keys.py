@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from datetime import UTC, datetime
 
@@ -9,7 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.kernel.deadletters import build_dead_letter, find_redriver, mask_raw, raw_bytes, redriver_keys
+from hub.kernel.crypto import MemoryKeyring, ResolvedKeys
+from hub.kernel.deadletters import (
+    ErasedPayloadError,
+    PersonRawSealer,
+    build_dead_letter,
+    find_redriver,
+    mask_raw,
+    open_raw,
+    person_sealer,
+    redriver_keys,
+)
 from hub.kernel.keystore import DeadLetterSealer, unwrap_key, wrap_key
 from hub.kernel.settings import PROJECT_ROOT
 from schemas import export
@@ -25,7 +36,7 @@ def test_dead_letter_raw_is_sealed_and_the_id_is_deterministic() -> None:
     dl = build_dead_letter(**kwargs)
     assert dl.raw is not None and dl.raw_clear is None
     assert b"Jane" not in dl.model_dump_json().encode()
-    assert raw_bytes(dl, sealer) == RAW
+    assert asyncio.run(open_raw(dl, sealer, MemoryKeyring())) == RAW
     assert build_dead_letter(**kwargs).id == dl.id
     assert build_dead_letter(**(kwargs | {"raw": RAW + b" "})).id != dl.id
     assert build_dead_letter(**(kwargs | {"record_ref": "calls.csv:18"})).id != dl.id
@@ -37,7 +48,29 @@ def test_phi_free_input_may_be_stored_clear() -> None:
     dl = build_dead_letter(source="hub/projections", source_family="hub", record_ref="x", stage="project",
                            reason="r", raw=b"plain", sealer=None, at=AT)
     assert dl.raw is None and dl.raw_clear == "plain"
-    assert raw_bytes(dl, DeadLetterSealer(os.urandom(32))) == b"plain"
+    assert asyncio.run(open_raw(dl, DeadLetterSealer(os.urandom(32)), MemoryKeyring())) == b"plain"
+
+
+def test_a_persons_dead_letter_is_sealed_under_their_key_and_erased_with_it() -> None:
+    """``hub erase`` must leave no readable copy of a person's rejected record: their dead
+    letters are sealed under their key (not the global dead-letter key), so destroying the
+    key shreds every copy; a person already erased gets a letter without payload."""
+    keyring, sealer, person = MemoryKeyring(b"s"), DeadLetterSealer(os.urandom(32)), "psn_" + "a" * 32
+    kwargs = dict(source="cases/acme", source_family="cases", record_ref="r1", stage="map",
+                  reason="bad date", raw=RAW, profile=None, at=AT)
+    dl = build_dead_letter(**kwargs, sealer=PersonRawSealer(keyring, person))
+    assert dl.raw is not None and dl.raw.kid == keyring.key_id(person) != sealer.kid
+    assert b"Jane" not in dl.model_dump_json().encode()
+    assert asyncio.run(open_raw(dl, sealer, keyring)) == RAW
+    with pytest.raises(ValueError):
+        sealer.open(dl.raw)  # the global key does not open it
+    keyring.destroy(person)
+    with pytest.raises(ErasedPayloadError):
+        asyncio.run(open_raw(dl, sealer, keyring))
+    late = build_dead_letter(**(kwargs | {"record_ref": "r2"}), sealer=PersonRawSealer(keyring, person))
+    assert late.raw is None and late.raw_clear is None  # nothing of an erased person is stored
+    with pytest.raises(ErasedPayloadError):
+        asyncio.run(open_raw(late, sealer, keyring))
 
 
 @given(st.text(max_size=200))
@@ -137,3 +170,18 @@ def test_redriver_kwargs_passes_only_declared_keyword_only_resources() -> None:
     assert redriver_kwargs(with_keyring, rt) == {"keyring": "KR"}
     assert redriver_kwargs(both, rt) == {"keyring": "KR", "pseudonym_key": b"PK"}
     assert redriver_kwargs(positional, rt) == {}  # only keyword-only parameters are resources
+
+
+def test_an_unverified_pseudonym_never_creates_a_key_for_its_dead_letter() -> None:
+    """An inbound message naming a pseudonym the hub never keyed is sealed with the
+    dead-letter key (no key is created for it); a known person's under theirs; an erased
+    person's letter keeps no payload."""
+    sealer = DeadLetterSealer(os.urandom(32))
+    live, gone, stranger = "psn_" + "1" * 32, "psn_" + "2" * 32, "psn_" + "3" * 32
+    keys = ResolvedKeys({live: "k_live", gone: "k_gone", stranger: "k_new"},
+                        {"k_live": os.urandom(32), "k_gone": None, "k_new": None}, destroyed={"k_gone"})
+    assert person_sealer(keys, stranger, sealer) is sealer
+    assert person_sealer(keys, live, sealer).seal(RAW).kid == "k_live"
+    dl = build_dead_letter(source="ehr/mllp", source_family="ehr", record_ref="m1", stage="inbound",
+                           reason="r", raw=RAW, sealer=person_sealer(keys, gone, sealer), at=AT)
+    assert dl.raw is None and dl.raw_clear is None

@@ -109,3 +109,26 @@ def test_cli_reports_invalid_settings_in_one_line_without_a_traceback(tmp_path: 
     head = "error: ConfigError: invalid settings: kafka.topic_prefix (HUB_KAFKA__TOPIC_PREFIX): "
     assert lines[0].startswith(head)
     assert PREFIX_RULE in lines[0] and done.stdout == ""
+
+
+def test_production_refuses_kafka_without_tls_unless_overridden(tmp_path: Path) -> None:
+    for protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        with pytest.raises(ValidationError, match="allow_plaintext"):
+            Settings(state_dir=tmp_path, environment="production", kafka={"security_protocol": protocol})
+        s = Settings(state_dir=tmp_path, environment="production",
+                     kafka={"security_protocol": protocol, "allow_plaintext": True})
+        assert s.kafka.security_protocol == protocol
+    assert Settings(state_dir=tmp_path, kafka={"security_protocol": "PLAINTEXT"}).is_development  # dev may
+    assert Settings(state_dir=tmp_path, environment="production").kafka.security_protocol == "SASL_SSL"
+
+
+def test_a_cross_field_rule_reads_as_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    get_settings.cache_clear()
+    monkeypatch.setenv("HUB_ENVIRONMENT", "production")
+    monkeypatch.setenv("HUB_KAFKA__SECURITY_PROTOCOL", "PLAINTEXT")
+    try:
+        rule = r"^invalid settings: kafka.security_protocol PLAINTEXT has no TLS"
+        with pytest.raises(ConfigError, match=rule):
+            get_settings()
+    finally:
+        get_settings.cache_clear()

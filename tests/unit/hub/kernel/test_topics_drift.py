@@ -71,7 +71,7 @@ def test_report_ok_and_json_shape() -> None:
     data = report.to_dict()
     assert data["ok"] is False
     assert data["drift"] == [{"topic": "p.c", "setting": "retention.ms", "expected": "-1", "actual": "1"}]
-    assert set(data) == {"bootstrap", "prefix", "ok", "created", "matching", "drift", "errors"}
+    assert set(data) == {"bootstrap", "prefix", "ok", "created", "matching", "drift", "errors", "acls"}
 
 
 def _topic(name: str, *parts: tuple[int, int, list[int]], error: int = 0) -> dict:

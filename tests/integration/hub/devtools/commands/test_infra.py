@@ -9,9 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from hub.devtools.infra import kafka
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from hub.kernel.topics import TopicReport, catalogue_for, ensure_topics
@@ -89,7 +90,7 @@ async def test_drift_is_reported_not_accepted(settings: Settings) -> None:
 async def _drift_is_reported(settings: Settings, drifting: Settings, prefix: str) -> None:
     dispatch = fact_topic(prefix, "dispatch")
     dead = deadletter_topic(prefix, "cad")
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap)
+    admin = KafkaClients(settings.kafka).admin("test")
     await admin.start()
     try:
         await admin.create_topics(

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from hub.devtools.infra import InfraError, kafka
 from hub.devtools.infra.proc import is_alive, read_pid
+from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from hub.kernel.topics import ensure_topics
 from schemas.topics import fact_topic
@@ -34,6 +35,7 @@ def second_broker(
             "kafka": settings.kafka.model_copy(
                 update={
                     "bootstrap": f"127.0.0.1:{port}",
+                    "credentials_dir": state_dir / "keys",  # its own CA and SCRAM passwords
                     "controller_port": controller,
                     "heap": "256m",
                     "topic_prefix": "durability",
@@ -55,7 +57,7 @@ async def broker2(settings: Settings, tmp_path: Path) -> AsyncIterator[Settings]
 
 async def produce(s: Settings, topic: str, n: int, tag: str) -> set[tuple[int, int, bytes]]:
     """Send ``n`` records with acks=all + idempotence; return what the broker acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all", enable_idempotence=True)
+    producer = KafkaClients(s.kafka).producer("durability")  # acks=all, idempotent
     await producer.start()
     try:
         futures = [
@@ -69,7 +71,7 @@ async def produce(s: Settings, topic: str, n: int, tag: str) -> set[tuple[int, i
 
 
 async def consume_all(s: Settings, topic: str) -> set[tuple[int, int, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka.bootstrap, enable_auto_commit=False)
+    consumer = KafkaClients(s.kafka).consumer("durability")
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(s.kafka.partitions)]

@@ -79,6 +79,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
         assert first.returncode == 0, first.stderr
         assert json.loads(first.stdout) | {"event_id": None} == {
             "person": person, "event_id": None, "appended": True, "key_destroyed": True,
+            "incident_keys_destroyed": 0,
         }
         again = await asyncio.to_thread(run_hub, settings, *args)  # idempotent
         assert again.returncode == 0 and json.loads(again.stdout)["appended"] is False
@@ -109,6 +110,38 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
         assert contact["data"]["note"] == {"sealed": True, "erased": True} and contact["erased"] is True
         assert any(e["event_type"] == "erasure.person.erased.v1" for e in after["entries"])
         assert "Jane" not in json.dumps(after)
+    finally:
+        if os.environ.get("HUB_TEST_KEEP") != "1":
+            await Namespace.of(settings).teardown(settings)
+
+
+@pytest.mark.integration
+async def test_hub_erase_of_several_persons_is_one_rotation(services: object) -> None:
+    settings = session_settings()
+    core = settings.core_schema
+    try:
+        async with open_runtime(settings) as rt:
+            people = [pseudonymize(rt.pseudonym_key, "mpi:erase-test", uuid.uuid4().hex) for _ in range(3)]
+            notes = {p: seal(rt.keyring, p, {"note": "talked about housing"}, context=f"test/erase/{p}")
+                     for p in people}
+            epoch = await rt.pool.fetchval(f"SELECT epoch FROM {core}.key_epochs WHERE retired_at IS NULL")
+        args = ["erase", "--person", people[0], "--person", people[1], "--basis", "RR-2026-8",
+                "--requested-by", "jdoe", "--json"]
+        out = await asyncio.to_thread(run_hub, settings, *args)
+        assert out.returncode == 0, out.stderr
+        results = json.loads(out.stdout)
+        assert [(r["person"], r["appended"], r["key_destroyed"]) for r in results] == [
+            (people[0], True, True), (people[1], True, True),
+        ]
+        async with open_runtime(settings) as rt:
+            assert await rt.pool.fetchval(
+                f"SELECT epoch FROM {core}.key_epochs WHERE retired_at IS NULL"
+            ) == epoch + 1  # both persons in one rotation
+            assert rt.keyring.token.epochs() == [epoch + 1]
+            for p in people[:2]:
+                with pytest.raises(KeyDestroyedError):
+                    unseal(rt.keyring, notes[p])
+            assert unseal(rt.keyring, notes[people[2]]) == {"note": "talked about housing"}
     finally:
         if os.environ.get("HUB_TEST_KEEP") != "1":
             await Namespace.of(settings).teardown(settings)

@@ -55,6 +55,14 @@ def test_sealed_payloads_are_compared_by_their_clear_content() -> None:
     }
 
 
+def test_a_payload_sealed_in_columns_is_compared_by_its_clear_content() -> None:
+    # person_demographics: one row per report, the sealed payload in kid/nonce/ciphertext columns
+    row = {"person": "psn_1", "event_id": "e1", "kid": "k1", "nonce": "n", "ciphertext": "x"}
+    assert open_sealed(row, lambda d: {"race": d["kid"], "alg": d["alg"]}) == {
+        "person": "psn_1", "event_id": "e1", "sealed": {"race": "k1", "alg": "A256GCM"}
+    }
+
+
 def test_the_verdict_passes_only_when_every_number_is_zero() -> None:
     ok = judge({"a", "b"}, {"a", "b"}, 0, {}, {}, 0, [])
     assert ok.ok and ok.lines()[-1].endswith("PASS")

@@ -29,10 +29,10 @@ def parse(properties: str) -> dict[str, str]:
 def test_single_node_kraft_combined_mode(tmp_path: Path) -> None:
     s = make(tmp_path)
     layout = kafka.KafkaLayout.of(s)
-    props = parse(kafka.render_server_properties(s, layout))
+    props = parse(kafka.render_server_properties(s, layout, "pw"))
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9092"
+    assert props["listeners"] == "SASL_SSL://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert props["advertised.listeners"] == "SASL_SSL://127.0.0.1:9092"
     assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:9093"
     assert "controller.quorum.voters" not in props  # --standalone formatting forbids it
     assert props["log.dirs"] == str(tmp_path / "var" / "kafka" / "data")
@@ -52,9 +52,27 @@ def test_single_node_kraft_combined_mode(tmp_path: Path) -> None:
 
 def test_ports_follow_settings(tmp_path: Path) -> None:
     s = make(tmp_path, bootstrap="localhost:19092", controller_port=19093)
-    props = parse(kafka.render_server_properties(s, kafka.KafkaLayout.of(s)))
-    assert props["listeners"] == "PLAINTEXT://localhost:19092,CONTROLLER://localhost:19093"
+    props = parse(kafka.render_server_properties(s, kafka.KafkaLayout.of(s), "pw"))
+    assert props["listeners"] == "SASL_SSL://localhost:19092,CONTROLLER://localhost:19093"
     assert props["controller.quorum.bootstrap.servers"] == "localhost:19093"
+
+
+def test_no_plaintext_listener_and_only_admin_and_the_broker_are_super_users(tmp_path: Path) -> None:
+    """Clients need TLS + SCRAM-SHA-512, the controller listener a certificate of the
+    development CA; everyone but the two super users needs an ACL."""
+    s = make(tmp_path)
+    props = parse(kafka.render_server_properties(s, kafka.KafkaLayout.of(s), "s3cret"))
+    protocols = dict(pair.split(":") for pair in props["listener.security.protocol.map"].split(","))
+    assert protocols == {"CONTROLLER": "SSL", "SASL_SSL": "SASL_SSL"}
+    assert "PLAINTEXT" not in props["listeners"].replace("SASL_SSL", "")
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
+    assert props["authorizer.class.name"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert props["allow.everyone.if.no.acl.found"] == "false"
+    assert props["super.users"] == "User:admin;User:CN=hub-kafka-broker"
+    jaas = props["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"]
+    assert 'username="admin" password="s3cret"' in jaas
+    assert props["ssl.truststore.location"] == str(tmp_path / "var" / "keys" / "kafka-ca.pem")
 
 
 def test_same_client_and_controller_port_is_refused(tmp_path: Path) -> None:
