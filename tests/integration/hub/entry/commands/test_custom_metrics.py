@@ -154,6 +154,7 @@ async def api(
     proj_rt: Runtime, issuer: DevIssuer, access_log: AccessLog, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Path]]:
     definitions = tmp_path / "county-metrics.yaml"
+    definitions.write_text(f"name: test-county\nversion: 1\n{FIELDS}metrics:\n{METRIC_1}")
     settings = proj_rt.settings.model_copy(
         update={"custom": CustomSettings(definitions=str(definitions)), "agency_timezone": "UTC"}
     )
@@ -176,10 +177,9 @@ async def test_a_metric_added_in_yaml_appears_in_report_topic_api_and_dashboard(
 ) -> None:
     rt = proj_rt
     client, definitions = api
-    definitions.write_text(f"name: test-county\nversion: 1\n{FIELDS}metrics:\n{METRIC_1}")
     profile, export = write_feed(tmp_path)
 
-    ingest = hub(rt, definitions, "ingest", "cad", "--profile", str(profile), str(export), "--json")
+    ingest = hub(rt, definitions, "ingest", "cad", "--profile", str(profile), str(export))
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     assert json.loads(ingest.stdout)["appended"] > 0
     done = hub(rt, definitions, "project", "--until-caught-up", "--json")
