@@ -34,8 +34,9 @@ from aiokafka import AIOKafkaProducer
 
 from hub import __version__
 from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
-from hub.kernel.custom_fields import load_definitions
+from hub.kernel.custom_fields import Definitions, load_definitions
 from hub.kernel.db import Connection, Executor
+from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections import custom_metrics
@@ -101,6 +102,20 @@ async def latest_releases(conn: Executor, schema: str, months: Iterable[date] | 
     return {r["period_start"]: r for r in rows}
 
 
+class DefinitionsVersionError(PermanentError, ValueError):
+    """The county's definitions changed but kept their version: releases could not tell the
+    two apart, so nothing is released."""
+
+
+def check_definitions_version(released: dict | None, current: Definitions) -> None:
+    """Refuse definitions whose ``name@version`` an earlier release stated with other content."""
+    if released and released.get("definitions") == current.label and released.get("digest") != current.digest:
+        raise DefinitionsVersionError(
+            f"the custom definitions {current.path} changed but their version is still {current.version}: "
+            "raise `version` so releases can tell the two apart"
+        )
+
+
 class OutcomePublisher:
     """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
 
@@ -157,6 +172,8 @@ class OutcomePublisher:
         for month in sorted(candidates):
             prior = latest.get(month)
             known = json.loads(prior["known"]) if prior else {}
+            if prior is not None:
+                check_definitions_version(json.loads(prior["extras"]).get("custom_metrics"), self.custom)
             last_day = next_month(month) - timedelta(days=1)
             month_cells = counts.get(month, {})
             unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])

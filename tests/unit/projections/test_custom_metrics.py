@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -176,3 +177,31 @@ def test_the_adversary_finds_what_an_unprotected_table_gives_away() -> None:
         "'sheltered']} = 2" in found
 
 
+
+
+def test_one_more_unsheltered_hold_is_not_told_by_the_next_release() -> None:
+    # release 1: 20 unsheltered holds of 35 in EAST; a late fact adds one
+    base = ([call("EAST", "involuntary_hold", False, "unsheltered")] * 20
+            + [call("EAST", "no_enforcement", False, "unsheltered")] * 15
+            + [call("WEST", "no_enforcement", False, "housed")] * 40)
+    first = release_cells(defs(), base)
+    later = [*base, call("EAST", "involuntary_hold", False, "unsheltered")]
+    second = release_cells(defs(), later, seq=2, known=first.known)
+    one, two = first.table.shown(), second.table.shown()
+    for cell, value in two.items():
+        before = one.get(cell)
+        if value is not None and before is not None:
+            assert not 1 <= abs(value - before) <= 10, (cell, before, value)
+    east = (("precinct", "EAST"), "custom.unsheltered_holds")
+    assert one[east] == 20 and two[east] is None  # withheld rather than "one more"
+
+
+def test_definitions_changed_under_the_same_version_are_refused() -> None:
+    from projections.publisher import DefinitionsVersionError, check_definitions_version
+
+    d = defs()
+    check_definitions_version(None, d)
+    check_definitions_version({"definitions": d.label, "digest": d.digest}, d)
+    check_definitions_version({"definitions": "test-county@2", "digest": "sha256:other"}, d)
+    with pytest.raises(DefinitionsVersionError, match="changed but their version is still 3"):
+        check_definitions_version({"definitions": d.label, "digest": "sha256:other"}, d)

@@ -47,6 +47,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "hub.kernel.vocabulary.VocabularyError": (PermanentError, ValueError),
     "hub.kernel.custom_fields.CustomDefinitionError": (PermanentError, ValueError),
     "projections.store.VocabularyVersionError": (PermanentError, ValueError),
+    "projections.publisher.DefinitionsVersionError": (PermanentError, ValueError),
     "hub.kernel.errors.InfraError": (PermanentError, RuntimeError),
     "hub.kernel.errors.ServiceUnavailable": (TransientError, RuntimeError),
     "hub.kernel.keys.MissingKeyError": (PermanentError, RuntimeError),
