@@ -378,11 +378,17 @@ class ReadModelReader:
         return [e for e in map(_entry, rows) if _visible(e, role, include_part2)]
 
     async def incident_summary(self, incident_id: str) -> dict[str, Any] | None:
-        """The ``incident_summary`` row (call, outcome, response times, persons) or None."""
+        """The ``incident_summary`` row (call, outcome, response times, persons, the county's
+        custom fields as a mapping) or None."""
         row = await self.conn.fetchrow(
             f"SELECT * FROM {self._s}.incident_summary WHERE incident_id = $1", incident_id
         )
-        return dict(row) if row else None
+        if row is None:
+            return None
+        out = dict(row)
+        if isinstance(out.get("custom"), str):  # jsonb arrives as text
+            out["custom"] = json.loads(out["custom"])
+        return out
 
     async def search_incidents(
         self,
