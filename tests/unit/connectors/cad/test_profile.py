@@ -7,20 +7,22 @@ import asyncio
 import csv
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
-from connectors.cad.mapping import CadMapper
-from connectors.cad.profile import load_profile, profile_names
+from connectors.cad.mapping import CadMapper, read_row
+from connectors.cad.profile import check_custom, load_profile, profile_names
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
-from connectors.core.records import Exclusion, Mapped, Rejection
+from connectors.core.records import Exclusion, Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink, ingest_batch
 from hub.kernel import metrics
 from hub.kernel.crypto import MemoryKeyring, unseal
+from hub.kernel.errors import ConfigError
 from hub.kernel.keystore import DeadLetterSealer
-from hub.kernel.settings import PROJECT_ROOT
+from hub.kernel.settings import PROJECT_ROOT, CustomSettings, Settings
 from hub.kernel.vocabulary import load_vocabulary
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
@@ -425,3 +427,31 @@ def test_city_disposition_maps_are_plausible() -> None:
         row = {**NOLA_ROW, "DispositionText": spelling, "Disposition": "X"}
         (res,) = map_rows("new_orleans", csv_text("new_orleans", [row]))
         assert isinstance(res, Exclusion), spelling
+
+
+def test_a_profile_maps_columns_to_county_fields_in_the_source_words(tmp_path: Path) -> None:
+    generic = load_profile("generic")
+    county = generic.model_copy(update={"custom": {"housing": "Housing Status"}})
+    assert "Housing Status" in county.required_columns
+    fields = {"incident_number": "2026-9", "received_at": "2026-02-01T09:00:00-08:00",
+              "call_type_final": "PERSON IN CRISIS", "Housing Status": " Unsheltered "}
+    result = CadMapper(county).map(RawRecord("f.csv:2", b"", fields))
+    assert isinstance(result, Mapped)
+    received = next(e.data for e in result.events if e.type == "cad.call.received.v4")
+    assert received["custom"] == {"housing": "Unsheltered"}  # the column's text, as the source wrote it
+    # a profile without custom fields keeps its rows' content hash (no spurious revisions)
+    plain = read_row(fields, generic)
+    assert not isinstance(plain, Rejection) and plain.custom == ()
+    assert plain.content_hash() == read_row({**fields, "Housing Status": "x"}, generic).content_hash()
+    # the field must be declared for CAD in the county's definitions
+    defs = tmp_path / "defs.yaml"
+    defs.write_text("name: c\nversion: 1\nfields:\n  housing: {type: enum, values: [housed, unsheltered], "
+                    "label: Housing, sources: [intake]}\n")
+    settings = Settings(state_dir=tmp_path, custom=CustomSettings(definitions=str(defs)))
+    with pytest.raises(ConfigError, match="custom field 'housing' does not list cad"):
+        check_custom(county, settings)
+    defs.write_text(defs.read_text().replace("[intake]", "[cad, intake]"))
+    check_custom(county, settings)
+    with pytest.raises(ConfigError, match="is not declared"):
+        check_custom(county, Settings(state_dir=tmp_path))
+    check_custom(generic, Settings(state_dir=tmp_path))  # nothing mapped: nothing to check

@@ -167,3 +167,20 @@ def test_an_amendment_adds_a_revision_and_repeats_nothing() -> None:
             now=NOW,
         )
     assert exc.value.errors[0].field == "person"
+
+
+def test_county_fields_travel_in_the_form_and_sensitive_ones_only_sealed() -> None:
+    keys = MemoryKeyring()
+    out = facts(body(custom={"housing": "unsheltered", "visits": 2, "safety_plan": True}), keys,
+                sensitive=frozenset({"safety_plan"}))
+    assert out.record is not None
+    assert out.record.custom == {"housing": "unsheltered", "visits": 2}
+    recorded = next(e for e in out.then if e.type == "encounter.intake.recorded.v2")
+    assert "safety_plan" not in recorded.model_dump_json()
+    assert out.record.note is not None
+    assert unseal(keys, out.record.note)["custom"] == {"safety_plan": True}
+    # nothing sensitive, no note: nothing sealed
+    plain = facts(body(custom={"housing": "housed"}, note=None, referral=None, consent=None))
+    assert plain.record is not None and plain.record.note is None
+    assert plain.record.custom == {"housing": "housed"}
+
