@@ -225,22 +225,23 @@ def _parts(dims: Sequence[str], ids: Sequence[str], counts: Mapping[Atom, int], 
         axes.append([(f"{mid}=" + "/".join(map(str, sorted(o))), _state_in(k, o)) for o in _STATE_OPTIONS])
     found: list[tuple[str, frozenset[Atom]]] = []
     seen = set(known)
+    visited: set[tuple[int, frozenset[Atom]]] = set()  # the same atoms reached by another path
 
-    def walk(axis: int, chosen: list[str], members: list[Atom]) -> None:
-        if not members:
+    def walk(axis: int, chosen: list[str], members: frozenset[Atom]) -> None:
+        if not members or (axis, members) in visited:
             return
+        visited.add((axis, members))
         if axis == len(axes):
             total = sum(counts[a] for a in members)
-            key = frozenset(members)
-            if chosen and len(members) > 1 and 1 <= total <= max_small and key not in seen:
-                seen.add(key)
-                found.append(("part[" + ",".join(chosen) + "]", key))
+            if chosen and len(members) > 1 and 1 <= total <= max_small and members not in seen:
+                seen.add(members)
+                found.append(("part[" + ",".join(chosen) + "]", members))
             return
         walk(axis + 1, chosen, members)  # no condition on this axis
         for label, test in axes[axis]:
-            walk(axis + 1, [*chosen, label], [a for a in members if test(a)])
+            walk(axis + 1, [*chosen, label], frozenset(a for a in members if test(a)))
 
-    walk(0, [], atoms)
+    walk(0, [], frozenset(atoms))
     return found
 
 
