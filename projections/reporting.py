@@ -461,8 +461,10 @@ def report_document(
     """The report document (``hub report --json``, version 2) from its sections.
     ``vocabulary``: the label and vocabularies the read models were derived with.
     ``custom``: the county's definitions; with metrics, their cells are in ``outcomes`` and
-    ``metrics``, and ``custom_metrics`` states the definitions."""
-    unmeasured = unmeasured or {}
+    ``metrics``, and ``custom_metrics`` states the definitions (a county metric over an
+    unmeasured outcome or flag is listed in ``not_measured`` too)."""
+    unmeasured = {**(unmeasured or {})}
+    unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
     total = table["total"]
     headline = {"calls": total["calls"]}
     headline.update({name: total[metric] for name, metric in HEADLINES.items()})
