@@ -81,8 +81,10 @@ class UnitCleared(UnitEvent):
 
 @register
 class CallDisposition(_IncidentEvent):
-    """How the CAD closed the call, in its own words: its code (always clear) and its text —
-    clear when it is a label of the vocabulary in force at ingest, else sealed."""
+    """How the CAD closed the call, in its own words (code and/or text).
+
+    The code is always clear; the text is clear when it is a label of the vocabulary in
+    force at ingest, else sealed with the incident's key (``disposition_note``)."""
 
     event_type = "cad.call.disposition.v2"
     at: Timestamp

@@ -6,11 +6,13 @@ as for CSV rows.
 Tolerates both spellings in circulation:
 
 - published 1.0: ``eidoVersion``, ``lastUpdateTimeStamp``, ``incidentComponent`` (object),
-  ``callComponent``, ``locationComponent``, the incident id in the document's ``$id``;
+  ``callComponent``, ``locationComponent``, the incident id in the document's ``$id`` or
+  in the incident component's (``incidentComponent.$id``);
 - 2020 draft: ``EIDOVersion``, ``LastUpdateTimeStamp``, ``incidentComponent`` (array),
   ``locationInformationComponent``, ``incidentTrackingIdentifier``.
 
-Keys are matched case-insensitively. The incident id is ``<agency>:<incident id>`` from
+Keys are matched case-insensitively; timestamps are RFC 3339 ``date-time`` values, whose
+``T`` and ``Z`` may be lowercase. The incident id is ``<agency>:<incident id>`` from
 ``urn:emergency:uid:incidentid:<id>:<agency domain>`` (a profile may fix the agency). The
 document's last-update time is its revision: the first revision seen of an incident
 gives ``CallReceived`` (+ unit and disposition facts), a later one a ``CallRevised``.
@@ -71,8 +73,13 @@ def as_list(value: Any) -> list[Any]:
 def parse_timestamp(value: Any, what: str) -> datetime:
     if not isinstance(value, str) or not value.strip():
         raise EidoError(f"{what}: missing timestamp")
+    text = value.strip()
+    if len(text) > 10 and text[10] == "t":  # RFC 3339 5.6: "T" and "Z" may be lowercase
+        text = text[:10] + "T" + text[11:]
+    if text.endswith("z"):
+        text = text[:-1] + "Z"
     try:
-        parsed = datetime.fromisoformat(value.strip())
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         raise EidoError(f"{what}: not an ISO 8601 timestamp") from None
     if parsed.tzinfo is None:
@@ -81,8 +88,16 @@ def parse_timestamp(value: Any, what: str) -> datetime:
 
 
 def incident_of(doc: dict[str, Any], profile: Profile) -> tuple[str, str]:
-    """(agency, incident number) of an EIDO."""
-    for candidate in (ci_get(doc, "incidentTrackingIdentifier"), ci_get(doc, "$id")):
+    """(agency, incident number) of an EIDO: from its incident tracking identifier or
+    ``$id``, else from its incident component's (an object, or the first of an array)."""
+    incidents = [i for i in as_list(ci_get(doc, "incidentComponent")) if isinstance(i, dict)]
+    component = incidents[0] if incidents else {}
+    for candidate in (
+        ci_get(doc, "incidentTrackingIdentifier"),
+        ci_get(doc, "$id"),
+        ci_get(component, "incidentTrackingIdentifier"),
+        ci_get(component, "$id"),
+    ):
         if isinstance(candidate, str):
             m = _INCIDENT_URN.search(candidate.strip())
             if m:

@@ -2,11 +2,21 @@
 POSTed to the destination's base URL.
 
 :func:`classify_response` (pure): a ``transaction-response`` whose entries all succeeded is
-delivered (the ServiceRequest's location is the remote id); 4xx other than 408/429 is a
-rejection, described by the OperationOutcome's issues; 408, 429, 5xx, transport errors and
-unreadable answers are retried. Resends are safe: every entry is an ``If-None-Exist``
-conditional create, so a server that already stored the referral returns it instead of
-creating a second one.
+delivered (the ServiceRequest's location is the remote id). A 4xx is the server's final
+rejection only when it is not transient (issue 13, finding 8: a validating server's 4xx lost
+referrals it would have taken a moment later). Retried within the budget, after FHIR R4's
+http page and the IssueType code system (http://hl7.org/fhir/issue-type):
+
+- 408 request timeout, 409 conflict (a version conflict: a concurrent write the next attempt
+  no longer meets), 423 locked, 425 too early, 429 too many requests, 5xx;
+- any 4xx whose OperationOutcome's errors are all transient: the ``transient`` branch of
+  IssueType (``transient``, ``lock-error``, ``no-store``, ``exception``, ``timeout``,
+  ``incomplete``, ``throttled``), or ``conflict``.
+
+Any other 4xx (400 or 422 with an error OperationOutcome: invalid, business rule, ...) is
+final, recorded with the OperationOutcome's severity, code, location and diagnostics.
+Resends are safe: every entry is an ``If-None-Exist`` conditional create, so a server that
+already stored the referral returns it instead of creating a second one.
 
 Rendering uses the fast builder (:func:`connectors.fhir.bundle.build_referral_bundle`); the
 transport runs the builder's :func:`~connectors.fhir.bundle.self_check` once per process
@@ -38,12 +48,33 @@ class FhirDestination(DestinationBase, FhirEndpoint):
     pass
 
 
+#: HTTP statuses FHIR servers use for "not now" (FHIR R4 http: 409 is a version conflict)
+TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
+#: IssueType codes of a condition that may clear by itself: the ``transient`` branch
+#: (lock-error, no-store, exception, timeout, incomplete, throttled) and ``conflict``
+TRANSIENT_ISSUES = frozenset(
+    {"transient", "lock-error", "no-store", "exception", "timeout", "incomplete", "throttled", "conflict"}
+)
+
+
+def transient_outcome(body: Any) -> bool:
+    """Whether an OperationOutcome reports only transient errors (pure): it has issues of
+    severity ``error``/``fatal`` (or, with none, any issues) and every one of them has a
+    transient IssueType code. A single non-transient error (invalid content, a business
+    rule) makes the answer final."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return False
+    issues = [i for i in body.get("issue") or [] if isinstance(i, dict)]
+    errors = [i for i in issues if i.get("severity") in ("error", "fatal")] or issues
+    return bool(errors) and all(str(i.get("code", "")).strip().lower() in TRANSIENT_ISSUES for i in errors)
+
+
 def outcome_summary(body: Any) -> str:
     """``severity/code: text`` of each OperationOutcome issue (at most five, 500 characters)."""
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return "no OperationOutcome"
     parts = []
-    for issue in (body.get("issue") or [])[:5]:
+    for issue in [i for i in body.get("issue") or [] if isinstance(i, dict)][:5]:
         text = issue.get("diagnostics") or (issue.get("details") or {}).get("text") or ""
         where = ",".join(issue.get("expression") or issue.get("location") or [])
         parts.append(
@@ -84,9 +115,11 @@ def classify_response(status: int, body: Any) -> SendResult:
         return SendResult("accepted", code, "", remote_id=remote_id)
     if status in (502, 504):  # a gateway lost the answer: the server may have stored it
         return SendResult("unknown", code, outcome_summary(body))
-    if status in (408, 429) or status >= 500:
+    if status in TRANSIENT_STATUSES or status >= 500:
         return SendResult("retry", code, outcome_summary(body))
     if 400 <= status < 500:
+        if transient_outcome(body):
+            return SendResult("retry", code, outcome_summary(body))
         return SendResult("rejected", code, outcome_summary(body))
     return SendResult("retry", code, "unexpected status")
 

@@ -3,7 +3,11 @@
 - :func:`parse_ack` reads the receiver's answer to one of our messages: MSA-1 ``AA`` accept,
   ``AE`` error (retry), ``AR`` reject (final); enhanced-mode ``CA``/``CE``/``CR`` are read as
   their original-mode equivalents. MSA-2 must echo our MSH-10, otherwise the answer belongs
-  to another message and is refused (:class:`AckMismatch`).
+  to another message and is refused (:class:`AckMismatch`). The error code and text are
+  read from every layout in use: v2.5+ ERR-3 / ERR-8, v2.3/v2.4 ERR-1 (ELD: the code is
+  its fourth component, ``RF1^1^6^101&Required field missing&HL70357``) and MSA-6 (CE),
+  MSA-3 in all of them. An answer wrapped in a batch (BHS … BTS, FHS … FTS) is read from the
+  batch's message that acknowledges ours.
 - :func:`build_ack` renders our answer to an inbound message, with an ERR segment (HL7
   table 0357 code, location, severity, user message) when the code is AE or AR.
 """
@@ -16,7 +20,16 @@ from typing import Literal, cast
 
 from hl7apy.core import Message
 
-from connectors.hl7v2.codec import SENDING_APPLICATION, VERSION, Er7, Er7Error, control_id, escape, hl7_ts
+from connectors.hl7v2.codec import (
+    SENDING_APPLICATION,
+    VERSION,
+    Er7,
+    Er7Error,
+    control_id,
+    escape,
+    hl7_ts,
+    split_batch,
+)
 from hub.kernel.errors import PermanentError
 
 AckCode = Literal["AA", "AE", "AR"]
@@ -69,13 +82,16 @@ class Ack:
 
 
 def parse_ack(er7: str, expected_control_id: str) -> Ack:
-    """Read an ACK (or RRI^I12 / any message with an MSA) answering ``expected_control_id``."""
+    """Read an ACK (or RRI^I12 / any message with an MSA) answering ``expected_control_id``;
+    in a batch, the message whose MSA-2 echoes it (else the first one with an MSA)."""
     try:
-        msg = Er7(er7)
+        candidates = [Er7(text) for text in split_batch(er7).messages]
     except Er7Error as exc:
         raise AckInvalid(str(exc)) from exc
-    if not msg.all("MSA"):
+    acks = [m for m in candidates if m.all("MSA")]
+    if not acks:
         raise AckInvalid("acknowledgement has no MSA segment")
+    msg = next((m for m in acks if m.component("MSA", 2).strip() == expected_control_id), acks[0])
     raw_code = msg.component("MSA", 1).strip().upper()
     code = _ENHANCED.get(raw_code, raw_code)
     if code not in ("AA", "AE", "AR"):
@@ -83,12 +99,23 @@ def parse_ack(er7: str, expected_control_id: str) -> Ack:
     acked = msg.component("MSA", 2).strip()
     if acked != expected_control_id:
         raise AckMismatch(f"MSA-2 {acked!r} does not echo our MSH-10 {expected_control_id!r}")
-    text = msg.component("MSA", 3) or msg.component("ERR", 8) or msg.component("ERR", 3, 2)
+    error_code = (
+        msg.component("ERR", 3)  # v2.5+: ERR-3 (CWE)
+        or msg.subcomponent("ERR", 1, 4, 1)  # v2.3/v2.4: ERR-1 (ELD), its 4th component
+        or msg.component("MSA", 6)  # v2.3/v2.4: MSA-6 error condition (CE)
+    )
+    text = (
+        msg.component("MSA", 3)
+        or msg.component("ERR", 8)
+        or msg.component("ERR", 3, 2)
+        or msg.subcomponent("ERR", 1, 4, 2)
+        or msg.component("MSA", 6, 2)
+    )
     return Ack(
         code=cast(AckCode, code),  # checked against AA/AE/AR above
         acked_control_id=acked,
         text=text[:200],
-        error_code=msg.component("ERR", 3),
+        error_code=error_code.strip()[:20],
         message_type="^".join(msg.field("MSH", 9).split(msg.component_sep)[:2]),
     )
 

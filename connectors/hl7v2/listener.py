@@ -7,6 +7,10 @@ answer (the log, PostgreSQL or the key store unavailable) answers ``AE`` (207, "
 failure; resend later") without a dead letter so the EHR resends. Bytes outside any frame are
 dead-lettered too. One bad message never stops the listener or the connection.
 
+A frame holding a batch (FHS/BHS … BTS/FTS, as some interface engines send) is read message
+by message: each message is answered and recorded (or dead-lettered) on its own, and the
+frame's one answer is a batch of their ACKs (:func:`connectors.hl7v2.codec.wrap_batch`).
+
 Who may connect: MLLP has no authentication of its own, so ``allow_from`` (networks in
 CIDR form) limits the peers; a connection from anywhere else is closed before anything is
 read, and counted as ``refused``. The ``mllp-listener`` component requires ``allow_from``
@@ -48,7 +52,7 @@ from typing import Any
 
 from connectors.core.limits import SourceLimits
 from connectors.hl7v2.ack import UNKNOWN_KEY_IDENTIFIER, AckCode, AckError, build_ack
-from connectors.hl7v2.codec import decode_frame
+from connectors.hl7v2.codec import decode_frame, frame_charset, split_batch, wrap_batch
 from connectors.hl7v2.mllp import FrameDecoder, FrameTooLarge, frame
 from connectors.hl7v2.rri import InboundRefused, read_rri, triage
 from connectors.referrals.answers import answer_event
@@ -237,22 +241,28 @@ class MllpListener:
         return True
 
     def _rate_limited(self, payload: bytes) -> bytes:
-        """``AE`` 207 for a frame over its source's rate (nothing recorded: the EHR resends)."""
-        try:
-            t = triage(decode_frame(payload))
-            control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
-        except InboundRefused:
-            control_id, sender = "", ("", "")
+        """``AE`` 207 for a frame over its source's rate (nothing recorded: the EHR resends);
+        a batch gets a batch of them."""
+        batch = split_batch(decode_frame(payload))
         self.counts["rate_limited"] += 1  # not an AE of the answer itself: counted apart
-        return build_ack(
-            "AE",
-            acked_control_id=control_id,
-            now=datetime.now(UTC),
-            receiving_application=sender[0],
-            receiving_facility=sender[1],
-            trigger="I12",
-            error=RATE_LIMITED,
-        ).encode("utf-8")
+        acks = []
+        for text in batch.messages:
+            try:
+                t = triage(text)
+                control_id, sender = t.control_id, (t.sending_application, t.sending_facility)
+            except InboundRefused:
+                control_id, sender = "", ("", "")
+            acks.append(build_ack(
+                "AE",
+                acked_control_id=control_id,
+                now=datetime.now(UTC),
+                receiving_application=sender[0],
+                receiving_facility=sender[1],
+                trigger="I12",
+                error=RATE_LIMITED,
+            ))
+        answer = wrap_batch(batch, acks, now=datetime.now(UTC)) if batch.wrapped else acks[0]
+        return answer.encode("utf-8")
 
     async def _dead_letter(self, ref: str, reason: str, raw: bytes, person: str | None = None) -> None:
         """A dead letter of refused input; its raw bytes only while the connection's source
@@ -280,7 +290,7 @@ class MllpListener:
         self.counts["dead_letters"] += 1
         metrics.RECORDS_DEADLETTERED.labels(SOURCE, "inbound").inc()
 
-    def _ack(self, code: AckCode, control_id: str, sender: tuple[str, str], error: AckError | None) -> bytes:
+    def _ack(self, code: AckCode, control_id: str, sender: tuple[str, str], error: AckError | None) -> str:
         self.counts[code] += 1
         return build_ack(
             code,
@@ -290,15 +300,28 @@ class MllpListener:
             receiving_facility=sender[1],
             trigger="I12",
             error=error,
-        ).encode("utf-8")
+        )
 
     async def handle(self, payload: bytes, ref: str) -> bytes:
-        """The ACK for one inbound frame (side effects: event appended or dead letter).
-        When the answer cannot be recorded (a :class:`hub.kernel.errors.HubError` from the
-        ledger, the key store or the log): ``AE`` 207, nothing recorded, the EHR resends."""
+        """The answer to one inbound frame (side effects: events appended or dead letters):
+        the ACK of its message, or for a batch the batch of its messages' ACKs."""
         self.counts["frames"] += 1
         metrics.RECORDS_READ.labels(SOURCE).inc()
         text = decode_frame(payload)
+        batch = split_batch(text)
+        if not batch.wrapped:
+            return (await self._one(text, payload, ref)).encode("utf-8")
+        charset = frame_charset(payload)
+        acks = []
+        for i, message in enumerate(batch.messages, start=1):
+            raw = message.encode(charset, errors="replace")  # the message's own bytes, for a dead letter
+            acks.append(await self._one(message, raw, f"{ref}.{i}"))
+        return wrap_batch(batch, acks, now=datetime.now(UTC)).encode("utf-8")
+
+    async def _one(self, text: str, payload: bytes, ref: str) -> str:
+        """The ACK of one message. When its answer cannot be recorded (a
+        :class:`hub.kernel.errors.HubError` from the ledger, the key store or the log): ``AE``
+        207, nothing recorded, the EHR resends."""
         try:
             return await self._answer(text, payload, ref)
         except HubError as exc:
@@ -315,8 +338,8 @@ class MllpListener:
                 control_id, sender = "", ("", "")
             return self._ack("AE", control_id, sender, AckError("207", "temporary failure; resend later"))
 
-    async def _answer(self, text: str, payload: bytes, ref: str) -> bytes:
-        """:meth:`handle` for one decoded frame; errors of the services propagate."""
+    async def _answer(self, text: str, payload: bytes, ref: str) -> str:
+        """The ACK of one decoded message (:meth:`_one`); errors of the services propagate."""
         try:
             t = triage(text)
         except InboundRefused as exc:

@@ -7,6 +7,21 @@ with only the pseudonymous identifier (PID-5 is the coded pseudo-name, name type
 the demographics the destination may receive, DG1 per coded reason, NTE for the reason text
 and the note.
 
+Conformance (issue 13, finding 8, checked against HAPI's v2.5.1 validation):
+
+- RF1-3 (CE): the table 0281 type in components 1-3, the hub's service type as the
+  alternate code in 4-6 (``Psy^Psychiatric^HL70281^substance_use^substance use^99HUB``);
+- DG1-3 names the coding system by table 0396: ``I10C`` for ICD-10-CM, ``I10`` for WHO
+  ICD-10, ``SCT`` for SNOMED CT;
+- RF1-6 (EI, 30 characters) carries :func:`connectors.referrals.content.hl7_referral_id`:
+  the referral id, or its short form when the id is too long (mapped back on the answer);
+- a 42 CFR Part 2 (substance-use) referral is marked restricted the ways v2.5.1 has (the
+  ARV segment is v2.8+): PV2-22 visit protection indicator ``Y`` (after a PV1 with patient
+  class ``N``, not applicable), DG1-18 confidential indicator ``Y`` on every diagnosis, and
+  the first NTEs (NTE-4 ``RE`` remark) carry the 42 CFR 2.32 redisclosure notice
+  (:data:`connectors.referrals.content.PART2_NOTICE`) and the scope of the consent the
+  disclosure is made under (its id, recipient, purpose, end) — before the reason's lines.
+
 Free text (reason text and note, display names) is normalized before escaping
 (:func:`connectors.hl7v2.codec.clean_line`): one NTE per line, each line without control
 characters and without leading/trailing whitespace, because HL7 v2 receivers do not preserve
@@ -39,7 +54,13 @@ from connectors.hl7v2.codec import (
     hl7_ts,
     text_lines,
 )
-from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY, Disclosure, sample_disclosures
+from connectors.referrals.content import (
+    HL7_ASSIGNING_AUTHORITY,
+    PART2_NOTICE,
+    Disclosure,
+    hl7_referral_id,
+    sample_disclosures,
+)
 from hub.kernel.errors import ConfigError, PermanentError
 
 PRIORITY = {
@@ -75,13 +96,43 @@ def referral_type(service_type: str) -> str:
     return kind
 
 
+def referral_type_field(service_type: str) -> str:
+    """RF1-3 (CE, escaped): the table 0281 type, then the service type as the alternate
+    identifier, its text and the local coding system (components 4, 5, 6)."""
+    code = escape(clean_line(service_type))
+    text = escape(clean_line(service_type.replace("_", " ")))
+    return f"{referral_type(service_type)}^{code}^{text}^99HUB"
+
+
 def coding_system(system: str) -> str:
     """HL7 table 0396 name of a FHIR code system URI."""
+    if "icd-10-cm" in system:
+        return "I10C"
     if "icd-10" in system:
         return "I10"
     if "snomed" in system:
         return "SCT"
     return "99HUB"
+
+
+#: NTE-4 of the Part 2 notice lines (HL7 table 0364: remark)
+NOTICE_COMMENT_TYPE = "RE^Remark^HL70364"
+
+
+def part2_notice(d: Disclosure) -> list[str]:
+    """The notice lines of a Part 2 referral (unescaped; [] for any other): the 42 CFR 2.32
+    redisclosure notice and the scope of the consent the disclosure is made under."""
+    if not d.request.substance_use:
+        return []
+    lines = [PART2_NOTICE]
+    c = d.consent
+    if c is not None:
+        until = f", until {c.expires_at.date().isoformat()}" if c.expires_at is not None else ""
+        lines.append(clean_line(
+            f"Disclosed with the patient's written consent {c.consent_id} to {d.performer.id} "
+            f"for {c.purpose}{until}."
+        ))
+    return lines
 
 
 def _segment(name: str, *fields: str | None) -> str:
@@ -138,10 +189,10 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
         "RF1",
         "P^Pending^HL70283",
         PRIORITY[r.priority],
-        c(referral_type(r.service_type) + "^" + escape(clean_line(r.service_type)) + "^99HUB"),
+        c(referral_type_field(r.service_type)),
         None,
         "O^Outpatient^HL70284",
-        c(f"{escape(r.referral_id)}^{HL7_ASSIGNING_AUTHORITY}"),
+        c(f"{escape(hl7_referral_id(r.referral_id))}^{HL7_ASSIGNING_AUTHORITY}"),
         at,
         None,
         None,
@@ -176,13 +227,24 @@ def build_ref_i12(d: Disclosure) -> RenderedMessage:
         )
     )
     reason = d.reason
+    restricted = d.request.substance_use
     if reason is not None:
         for i, code in enumerate(reason.codes, start=1):
             text = escape(clean_line(code.display)) if code.display else ""
             diagnosis = c(f"{escape(code.code)}^{text}^{coding_system(code.system)}")
-            segments.append(_segment("DG1", str(i), None, diagnosis, None, None, "W"))
+            confidential = ("Y",) if restricted else ()
+            segments.append(
+                _segment("DG1", str(i), None, diagnosis, None, None, "W", *([None] * 11), *confidential)
+            )
+    if restricted:
+        segments.append(_segment("PV1", "1", "N"))
+        segments.append(_segment("PV2", *([None] * 21), "Y"))
+    n = 0
+    for n, text in enumerate(part2_notice(d), start=1):
+        segments.append(_segment("NTE", str(n), "P", escape(text), NOTICE_COMMENT_TYPE))
+    if reason is not None:
         notes = text_lines(reason.text) + (text_lines(reason.note) if reason.note else [])
-        for i, text in enumerate(notes, start=1):
+        for i, text in enumerate(notes, start=n + 1):
             segments.append(_segment("NTE", str(i), "P", escape(text)))
     if any("\r" in s or "\n" in s for s in segments):
         raise MessageInvalid("REF^I12 does not parse back: a value broke a segment")
@@ -209,9 +271,9 @@ def build_ref_i12_reference(d: Disclosure) -> RenderedMessage:
     rf1 = m.rf1
     rf1.rf1_1 = "P^Pending^HL70283"
     rf1.rf1_2 = PRIORITY[r.priority]
-    rf1.rf1_3 = referral_type(r.service_type) + "^" + escape(clean_line(r.service_type)) + "^99HUB"
+    rf1.rf1_3 = referral_type_field(r.service_type)
     rf1.rf1_5 = "O^Outpatient^HL70284"
-    rf1.rf1_6 = f"{escape(r.referral_id)}^{HL7_ASSIGNING_AUTHORITY}"
+    rf1.rf1_6 = f"{escape(hl7_referral_id(r.referral_id))}^{HL7_ASSIGNING_AUTHORITY}"
     rf1.rf1_7 = hl7_ts(r.at)
     rf1.rf1_10 = "O^Provider Ordered^HL70336"
 
@@ -242,6 +304,7 @@ def build_ref_i12_reference(d: Disclosure) -> RenderedMessage:
         pid.pid_11 = f"^^^^{escape(str(postal))}"
 
     reason = d.reason
+    restricted = d.request.substance_use
     if reason is not None:
         for i, code in enumerate(reason.codes, start=1):
             dg1 = m.add_segment("DG1")
@@ -249,8 +312,23 @@ def build_ref_i12_reference(d: Disclosure) -> RenderedMessage:
             text = escape(clean_line(code.display)) if code.display else ""
             dg1.dg1_3 = f"{escape(code.code)}^{text}^{coding_system(code.system)}"
             dg1.dg1_6 = "W"
+            if restricted:
+                dg1.dg1_18 = "Y"
+    if restricted:
+        visit = m.add_group("REF_I12_PATIENT_VISIT")
+        visit.pv1.pv1_1 = "1"
+        visit.pv1.pv1_2 = "N"
+        visit.pv2.pv2_22 = "Y"
+    n = 0
+    for n, text in enumerate(part2_notice(d), start=1):
+        nte = m.add_segment("NTE")
+        nte.nte_1 = str(n)
+        nte.nte_2 = "P"
+        nte.nte_3 = escape(text)
+        nte.nte_4 = NOTICE_COMMENT_TYPE
+    if reason is not None:
         notes = text_lines(reason.text) + (text_lines(reason.note) if reason.note else [])
-        for i, text in enumerate(notes, start=1):
+        for i, text in enumerate(notes, start=n + 1):
             nte = m.add_segment("NTE")
             nte.nte_1 = str(i)
             nte.nte_2 = "P"

@@ -6,6 +6,14 @@ event, an unsupported version or processing id), ``AE`` for an RRI^I12 whose con
 wrong (unparseable, a required field missing — the patient identifier PID-3 included, which
 must be the pseudonym the hub sent — an unknown status code). The error names the
 field (``RF1^1^6``), never its value.
+
+Read as other engines write it (issue 13, finding 8: HAPI-built answers): the pseudonym is
+the PID-3 repetition the hub's identifier is in — assigning authority (CX-4) ``COHUB``, else
+identifier type (CX-5) ``PN`` — wherever it stands among the clinic's own identifiers (MRN
+first is usual); values are unescaped with the message's own delimiters (a non-default escape
+character in MSH-2 included) and every escape sequence (``\\H\\``, ``\\N\\``, ``\\Xhh\\``,
+formatting), see :func:`connectors.hl7v2.codec.unescape`; an NTE-3 with repetitions is one
+line per repetition. Batches are split before (:func:`connectors.hl7v2.codec.split_batch`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from hl7apy.core import Message
 from hl7apy.parser import parse_message
 
 from connectors.hl7v2 import ack as A
-from connectors.hl7v2.codec import VERSION, Er7, Er7Error, escape, hl7_ts, parse_hl7_ts, text_lines, unescape
+from connectors.hl7v2.codec import VERSION, Er7, Er7Error, escape, hl7_ts, parse_hl7_ts, text_lines
 from connectors.referrals.answers import AnswerKind, rf1_status_answer
 from connectors.referrals.content import HL7_ASSIGNING_AUTHORITY
 from hub.kernel.errors import PermanentError
@@ -74,6 +82,32 @@ def triage(text: str) -> Triage:
     )
 
 
+def pseudonym(m: Er7) -> str:
+    """The identifier PID-3 carries for the hub (stripped; "" when PID-3 is empty): the first
+    repetition whose assigning authority (CX-4, its namespace id) is the hub's, else whose
+    identifier type (CX-5) is ``PN``, else the first that looks like a pseudonym, else the first."""
+    reps = m.repetitions("PID", 3)
+    values = [(m.text(r[0]).strip(), r) for r in reps if r and r[0].strip()]
+    if not values:
+        return ""
+
+    def authority(rep: list[str]) -> str:
+        return m.text(rep[3].split(m.subcomponent_sep)[0]).strip().upper() if len(rep) > 3 else ""
+
+    def id_type(rep: list[str]) -> str:
+        return m.text(rep[4]).strip().upper() if len(rep) > 4 else ""
+
+    for pick in (
+        lambda rep, value: authority(rep) == HL7_ASSIGNING_AUTHORITY,
+        lambda rep, value: id_type(rep) == "PN",
+        lambda rep, value: bool(_PSEUDONYM.match(value)),
+    ):
+        for value, rep in values:
+            if pick(rep, value):
+                return value
+    return values[0][0]
+
+
 def read_rri(text: str) -> ReferralAnswer:
     t = triage(text)
     m = Er7(text)
@@ -121,7 +155,7 @@ def read_rri(text: str) -> ReferralAnswer:
         raise InboundRefused(
             "AE", A.AckError(A.TABLE_VALUE_NOT_FOUND, "RF1-1 referral status is not in table 0283", "RF1^1^1")
         )
-    person = m.component("PID", 3).strip()
+    person = pseudonym(m)
     if not person:
         raise InboundRefused(
             "AE", A.AckError(A.REQUIRED_FIELD_MISSING, "PID-3 patient identifier is missing", "PID^1^3")
@@ -131,7 +165,11 @@ def read_rri(text: str) -> ReferralAnswer:
             "AE",
             A.AckError(A.UNKNOWN_KEY_IDENTIFIER, "PID-3 is not the pseudonym this hub sent", "PID^1^3"),
         )
-    notes = [unescape(s[3]) if len(s) > 3 else "" for s in m.all("NTE")]
+    notes = [
+        m.text(line).replace("\r\n", "\n").replace("\r", "\n")
+        for s in m.all("NTE") if len(s) > 3
+        for line in s[3].split(m.repetition_sep)
+    ]
     return ReferralAnswer(
         control_id=t.control_id,
         sending_application=t.sending_application,

@@ -14,6 +14,9 @@ record, the consent that permits the disclosure. The builders in
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from datetime import UTC, date, datetime
 from typing import Literal
 
@@ -32,6 +35,32 @@ INCIDENT_SYSTEM = f"{HUB_SYSTEM}:incident"
 PROVIDER_SYSTEM = f"{HUB_SYSTEM}:provider"
 SERVICE_TYPE_SYSTEM = f"{HUB_SYSTEM}:service-type"
 HL7_ASSIGNING_AUTHORITY = "COHUB"
+#: RF1-6 (EI) is at most 30 characters in HL7 v2.5.1: the id, ``^``, the assigning authority
+RF1_6_LIMIT = 30
+_HL7_ID_ROOM = RF1_6_LIMIT - 1 - len(HL7_ASSIGNING_AUTHORITY)
+_HL7_SPECIAL = re.compile(r"[\\|^&~]")
+_HL7_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+#: 42 CFR 2.32(a): the notice that must accompany every disclosure made with the patient's
+#: written consent (statement 2, the short form the rule allows). Both channels send it with
+#: a Part 2 referral (HL7 v2: an NTE; FHIR: the security labels and the Consent resource).
+PART2_NOTICE = "42 CFR part 2 prohibits unauthorized use or disclosure of these records."
+
+
+def hl7_referral_id(referral_id: str) -> str:
+    """The referral's id as HL7 v2 carries it in RF1-6.1 (pure, deterministic).
+
+    The id itself when it fits RF1-6's 30 characters once escaped and survives the round trip
+    (no control characters, no surrounding whitespace — receivers strip both); otherwise a
+    short form, ``H-`` and 22 base32 characters of its SHA-256 (110 bits: unique among any
+    number of referrals a hub will ever send). The delivery ledger keeps the short form with
+    the referral (:meth:`connectors.referrals.ledger.Ledger.find_referral`), so the EHR's
+    answer naming it is mapped back to the referral.
+    """
+    escaped = len(referral_id) + 2 * len(_HL7_SPECIAL.findall(referral_id))
+    if escaped <= _HL7_ID_ROOM and not _HL7_UNSAFE.search(referral_id) and referral_id == referral_id.strip():
+        return referral_id
+    digest = base64.b32encode(hashlib.sha256(referral_id.encode("utf-8")).digest()).decode("ascii")
+    return "H-" + digest[:_HL7_ID_ROOM - 2]
 
 Gender = Literal["male", "female", "other", "unknown"]
 DemographicField = Literal["gender", "birth_date", "birth_year", "postal_code"]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import asyncpg
 
+from connectors.referrals.content import hl7_referral_id
 from hub.kernel.db import MigrationSet, check_schema_name
 from hub.kernel.errors import outage_boundary
 from schemas.envelope import Envelope
@@ -99,10 +100,13 @@ class Ledger:
         self.a = f"{self.schema}.referral_delivery_attempts"
 
     async def enqueue(self, envelope: Envelope, req: ReferralRequested) -> bool:
-        """Queue one request (idempotent). True when the row is new."""
+        """Queue one request (idempotent). True when the row is new. An HL7 v2 referral whose
+        id RF1-6 cannot carry keeps the short form it is sent under (:func:`hl7_referral_id`)."""
+        wire = hl7_referral_id(req.referral_id) if req.channel == "hl7v2" else req.referral_id
         row = await self.pool.fetchrow(
-            f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request)
-                VALUES ($1, $2, $3, $4, $5, $6::jsonb)
+            f"""INSERT INTO {self.t} (destination, referral_id, channel, person, request_event_id, request,
+                    hl7_referral_id)
+                VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
                 ON CONFLICT (destination, referral_id) DO NOTHING RETURNING seq""",
             req.destination,
             req.referral_id,
@@ -110,6 +114,7 @@ class Ledger:
             req.person,
             envelope.id,
             envelope.model_dump_json(),
+            wire if wire != req.referral_id else None,
         )
         return row is not None
 
@@ -120,10 +125,12 @@ class Ledger:
         return LedgerRow.from_record(r) if r else None
 
     async def find_referral(self, referral_id: str, channel: str | None = None) -> LedgerRow | None:
-        """The row of a referral (by its id) — how inbound answers find person and destination."""
+        """The row of a referral (by its id, or the short form HL7 v2 sent it under) — how
+        inbound answers find person and destination."""
         r = await self.pool.fetchrow(
-            f"""SELECT * FROM {self.t} WHERE referral_id = $1 AND ($2::text IS NULL OR channel = $2)
-                ORDER BY seq LIMIT 1""",
+            f"""SELECT * FROM {self.t} WHERE (referral_id = $1 OR hl7_referral_id = $1)
+                AND ($2::text IS NULL OR channel = $2)
+                ORDER BY referral_id = $1 DESC, seq LIMIT 1""",
             referral_id,
             channel,
         )
@@ -145,15 +152,20 @@ class Ledger:
         return [LedgerRow.from_record(r) for r in rows]
 
     async def begin_attempt(self, destination: str, referral_id: str, attempt: int, message_id: str) -> None:
-        """Record that attempt ``attempt`` is about to send ``message_id`` (commits first)."""
+        """Record that attempt ``attempt`` is about to send ``message_id`` (commits first).
+        An HL7 v2 row queued before the RF1-6 short form existed gets it here, before the
+        message carrying it leaves."""
+        short = hl7_referral_id(referral_id)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
-                f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now()
+                f"""UPDATE {self.t} SET state = 'sending', attempts = $3, message_id = $4, updated_at = now(),
+                    hl7_referral_id = CASE WHEN channel = 'hl7v2' THEN $5::text END
                     WHERE destination = $1 AND referral_id = $2""",
                 destination,
                 referral_id,
                 attempt,
                 message_id,
+                short if short != referral_id else None,
             )
             await conn.execute(
                 f"""INSERT INTO {self.a} (destination, referral_id, attempt, message_id)

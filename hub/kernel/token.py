@@ -245,6 +245,16 @@ async def _on_token_thread_async(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_WORKER, lambda: _on_token_thread(fn))
 
 
+def _label(obj: Any) -> str | None:
+    """The label of an object a scan of the whole token found, or None when it was
+    destroyed since (by another process: namespaces share the token, and a scan reads
+    every object's label after finding it)."""
+    try:
+        return str(obj[Attribute.LABEL])
+    except (ObjectHandleInvalid, KeyHandleInvalid):
+        return None
+
+
 class _Shared:
     """The process's logged-in session per (module, label), reference counted."""
 
@@ -400,12 +410,10 @@ class Token:
 
         def run() -> list[str]:
             prefix = self.namespace + "/"
-            objs = [
-                o for o in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
-                if str(o[Attribute.LABEL]).startswith(prefix)
-            ]
-            labels = sorted(str(o[Attribute.LABEL]) for o in objs)
-            for o in objs:
+            keys = self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})
+            objs = [(o, label) for o in keys if (label := _label(o)) is not None and label.startswith(prefix)]
+            labels = sorted(label for _, label in objs)
+            for o, _ in objs:
                 o.destroy()
             cache = self._cache()
             for label in labels:
@@ -463,7 +471,8 @@ class Token:
         """(epoch, object) of every epoch key of this namespace on the token."""
         out = []
         for obj in self._session().get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}):
-            m = EPOCH_LABEL.match(str(obj[Attribute.LABEL]))
+            label = _label(obj)
+            m = EPOCH_LABEL.match(label) if label is not None else None
             if m and m["namespace"] == self.namespace:
                 out.append((int(m["epoch"]), obj))
         return out

@@ -15,7 +15,7 @@ import contextlib
 
 import typer
 
-from hub.devtools.ehr_sim.simulator import MODES, EhrSimulator, Faults, SimConfig
+from hub.devtools.ehr_sim.simulator import HL7_LAYOUTS, MODES, EhrSimulator, Faults, SimConfig
 from hub.devtools.ehr_sim.store import Lifecycle
 from hub.kernel.output import emit_json
 
@@ -48,10 +48,15 @@ def ehr(
     mode: str = typer.Option("normal", "--mode", help="normal, flapping or hung (switch later: POST /_mode)"),
     flap_up_s: float = typer.Option(1.0, "--flap-up-s", help="flapping: seconds up in each cycle"),
     flap_down_s: float = typer.Option(1.0, "--flap-down-s", help="flapping: seconds down in each cycle"),
+    hl7_layout: str = typer.Option(
+        "hub", "--hl7-layout", help="hub, or engine: batches, v2.3 ACKs, Latin-1 RRI^I12, MRN first in PID-3"
+    ),
 ) -> None:
     """Simulate a clinic's EHR: FHIR transactions + Task lifecycle; MLLP REF^I12 -> ACK, then RRI^I12."""
     if mode not in MODES:
         raise typer.BadParameter(f"--mode must be one of {', '.join(MODES)}")
+    if hl7_layout not in HL7_LAYOUTS:
+        raise typer.BadParameter(f"--hl7-layout must be one of {', '.join(HL7_LAYOUTS)}")
     for name, value in (("--drop", drop), ("--error", error), ("--reject", reject), ("--timeout", timeout)):
         if not 0 <= value <= 1:
             raise typer.BadParameter(f"{name} must be between 0 and 1")
@@ -73,6 +78,7 @@ def ehr(
         mode=mode,  # narrowed to Mode by the check against MODES above
         flap_up_s=flap_up_s,
         flap_down_s=flap_down_s,
+        hl7_layout=hl7_layout,  # narrowed to Hl7Layout by the check against HL7_LAYOUTS above
         lifecycle=Lifecycle(
             accept_after_s=accept_after,
             progress_after_s=(accept_after + complete_after) / 2,

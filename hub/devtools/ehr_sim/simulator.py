@@ -43,6 +43,17 @@ an MLLP resend with the same MSH-10) before it records a failure.
 
 History: ``GET /fhir/Task/_history?_since=…&_count=…`` lists every stored Task version,
 newest first, each with the ``lastModified`` of its own status change.
+
+A validating server's "not now" (:meth:`EhrSimulator.busy_referral`): the next ``times``
+transactions carrying one referral get 409 with an OperationOutcome of code ``conflict``,
+nothing stored — a sender must retry them, not record a rejection.
+
+HL7 layouts (``hl7_layout``): ``hub`` answers as the hub's own builders write; ``engine``
+as a typical interface engine does (issue 13, finding 8), written here by hand: every RRI^I12
+comes in a batch (FHS/BHS … BTS/FTS), in HL7 v2.3, Latin-1 (MSH-18 ``8859/1``), PID-3 with
+the clinic's MRN before the hub's pseudonym, a declined answer's note with highlighting and
+escaped delimiters; ACKs to REF^I12 are v2.3 ones (error code in MSA-6 and ERR-1), wrapped in
+a batch too.
 """
 
 from __future__ import annotations
@@ -93,6 +104,10 @@ class Faults:
 
 Mode = Literal["normal", "flapping", "hung"]
 MODES: tuple[Mode, ...] = ("normal", "flapping", "hung")
+Hl7Layout = Literal["hub", "engine"]
+HL7_LAYOUTS: tuple[Hl7Layout, ...] = ("hub", "engine")
+#: the note of a declined answer in the ``engine`` layout, as the clinic wrote it (unescaped)
+ENGINE_DECLINE_NOTE = "Declined: no capacity & waitlist full (réorienté)"
 
 
 @dataclass
@@ -113,6 +128,7 @@ class SimConfig:
     mode: Mode = "normal"
     flap_up_s: float = 1.0
     flap_down_s: float = 1.0
+    hl7_layout: Hl7Layout = "hub"
 
 
 class EhrSimulator:
@@ -141,6 +157,7 @@ class EhrSimulator:
         self._mode_since = 0.0
         self.mode_effects: dict[str, int] = {}  # "hung", "flap-stored", "flap-dropped": how often
         self.hung_referrals: set[str] = set()
+        self.busy_referrals: dict[str, int] = {}  # referral id -> transient 409s still to give
 
     # -- lifecycle
 
@@ -257,6 +274,11 @@ class EhrSimulator:
     def unhang_referral(self, referral_id: str) -> None:
         self.hung_referrals.discard(referral_id)
 
+    def busy_referral(self, referral_id: str, times: int) -> None:
+        """Answer the next ``times`` FHIR transactions carrying ``referral_id`` with 409 and a
+        ``conflict`` OperationOutcome (nothing stored): a transient refusal."""
+        self.busy_referrals[referral_id] = times
+
     def _effect(self, name: str) -> None:
         self.mode_effects[name] = self.mode_effects.get(name, 0) + 1
 
@@ -311,17 +333,20 @@ class EhrSimulator:
         # control id, and a clean and a faulted run of the fault suite give the same ids
         basis = f"{self.config.seed}\x1f{ref.referral_id}\x1f{code}"
         cid = "S" + hashlib.sha256(basis.encode()).hexdigest()[:18].upper()
-        msg = build_rri_i12(
-            control_id=cid,
-            ref_control_id=ref.control_id,
-            referral_id=ref.referral_id,
-            person=ref.person,
-            status_code=code,
-            now=at,
-            note="Declined: no capacity" if code == "R" else None,
-        )
+        if self.config.hl7_layout == "engine":
+            payload = engine_rri(cid, ref, code, at)
+        else:
+            payload = build_rri_i12(
+                control_id=cid,
+                ref_control_id=ref.control_id,
+                referral_id=ref.referral_id,
+                person=ref.person,
+                status_code=code,
+                now=at,
+                note="Declined: no capacity" if code == "R" else None,
+            ).encode()
         try:
-            answer = await self._rri_client.exchange(msg.encode())
+            answer = await self._rri_client.exchange(payload)
             ack = parse_ack(answer.decode("utf-8", errors="replace"), cid)
         except (MllpError, ValueError) as exc:
             log.info("simulator: RRI to hub failed (%s); will retry", type(exc).__name__)
@@ -409,6 +434,19 @@ class EhrSimulator:
                 {
                     "resourceType": "OperationOutcome",
                     "issue": [{"severity": "error", "code": "structure", "diagnostics": "body is not JSON"}],
+                },
+            )
+        busy = [rid for rid in _referral_ids(bundle) if self.busy_referrals.get(rid, 0) > 0]
+        if busy:
+            for rid in busy:
+                self.busy_referrals[rid] -= 1
+            self._effect("busy")
+            return _fhir_json(
+                409,
+                {
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "conflict",
+                               "diagnostics": "simulated: version conflict, retry"}],
                 },
             )
         if fault == "reject":
@@ -589,19 +627,20 @@ class EhrSimulator:
         except Er7Error as exc:
             return build_ack("AR", acked_control_id="", now=now, error=AckError("100", str(exc))).encode()
         cid = m.component("MSH", 10)
+        ack = engine_ack if self.config.hl7_layout == "engine" else _ack
         previous = self.hl7.seen(cid)
         if previous is not None:  # a resend: same answer, nothing stored again
-            return None if fault == "drop_after" else _ack(previous, cid, now, "resend")
+            return None if fault == "drop_after" else ack(previous, cid, now, "resend")
         if fault == "error":
-            return _ack("AE", cid, now, "simulated application error")
+            return ack("AE", cid, now, "simulated application error")
         if m.component("MSH", 9, 1) != "REF" or not m.component("RF1", 6) or not m.component("PID", 3):
-            return _ack("AR", cid, now, "not a REF^I12 with RF1-6 and PID-3")
+            return ack("AR", cid, now, "not a REF^I12 with RF1-6 and PID-3")
         code: AckCode = "AR" if fault == "reject" else "AA"
         referred_at = parse_hl7_ts(m.component("RF1", 7)) if m.component("RF1", 7) else None
         self.hl7.store(cid, m.component("RF1", 6), m.component("PID", 3), now, code, referred_at)
         if fault == "drop_after":
             return None
-        return _ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
+        return ack(code, cid, now, "simulated: referral not accepted" if code == "AR" else "")
 
 
 def _client_gone(request: web.Request) -> bool:
@@ -622,6 +661,50 @@ def _referral_ids(bundle: Any) -> set[str]:
 def _ack(code: AckCode, control_id: str, now: datetime, reason: str) -> bytes:
     error = AckError("207", reason) if code != "AA" else None
     return build_ack(code, acked_control_id=control_id, now=now, trigger="I12", error=error).encode()
+
+
+def _engine_batch(segments: list[str], control_id: str, at: datetime) -> str:
+    """``segments`` (one message) in a file of one batch, as an interface engine sends."""
+    ts = at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    return "\r".join([
+        f"FHS|^~\\&|EHRSIM|EHR|COHUB|COHUB|{ts}||||F{control_id}",
+        f"BHS|^~\\&|EHRSIM|EHR|COHUB|COHUB|{ts}||||B{control_id}",
+        *segments,
+        "BTS|1",
+        "FTS|1",
+    ])
+
+
+def engine_rri(control_id: str, ref: Any, code: str, at: datetime) -> bytes:
+    """An RRI^I12 the way an interface engine writes it (see the module docstring), written
+    by hand per HL7 v2.3 chapter 11 — independent of the hub's own builder."""
+    text = {"A": "Accepted", "R": "Rejected", "C": "Completed", "P": "Pending"}.get(code, code)
+    ts = at.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    mrn = "M" + hashlib.sha256(ref.person.encode()).hexdigest()[:8].upper()
+    segments = [
+        f"MSH|^~\\&|EHRSIM|EHR|COHUB|COHUB|{ts}+0000||RRI^I12|{control_id}|P|2.3||||||8859/1",
+        f"MSA|AA|{ref.control_id}",
+        f"RF1|{code}^{text}^HL70283|||||{ref.referral_id}^COHUB",
+        "PRD|RT^Referred to Provider^HL70286",
+        f"PID|1||{mrn}^^^EHR^MR~{ref.person}^^^COHUB^PN||PSEUDONYMIZED",
+    ]
+    if code == "R":
+        segments.append("NTE|1||Declined: \\H\\no capacity\\N\\ \\T\\ waitlist full (réorienté)")
+    return _engine_batch(segments, control_id, at).encode("latin-1")
+
+
+def engine_ack(code: AckCode, control_id: str, now: datetime, reason: str) -> bytes:
+    """A v2.3 ACK (error code in MSA-6 and ERR-1) in a batch, written by hand."""
+    ts = now.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+    ack_id = "K" + hashlib.sha256(f"{control_id}\x1f{code}".encode()).hexdigest()[:18].upper()
+    msa = f"MSA|{code}|{control_id}"
+    segments = [f"MSH|^~\\&|EHRSIM|EHR|COHUB|COHUB|{ts}||ACK^I12|{ack_id}|P|2.3"]
+    if code == "AA":
+        segments.append(msa)
+    else:
+        segments += [f"{msa}|{reason}|||207^Application internal error^HL70357",
+                     "ERR|^^^207&Application internal error&HL70357"]
+    return _engine_batch(segments, ack_id, now).encode("latin-1")
 
 
 def _fhir_json(status: int, body: dict[str, Any]) -> web.Response:

@@ -5,6 +5,7 @@
 - **read-model differences**: rows of the read models present in one run and not the other,
   after normalizing only wall-clock fields (:data:`WALL_CLOCK`: when the hub recorded
   something, or when a delivery happened, which a slower, faulted run legitimately changes);
+  outcome releases by the months they cover (:data:`COMPARED_BY`);
 - **EHR duplicates**: referrals the EHR simulator stored twice;
 - **hung**: processes that did not end within their bound after SIGTERM, plus a run that
   never became quiescent (something stopped making progress).
@@ -30,6 +31,12 @@ WALL_CLOCK: Mapping[str, frozenset[str]] = {
 
 #: consumer bookkeeping, not read models (offsets differ with every retry)
 NOT_COMPARED = frozenset({"projection_positions", "outcome_publications", "schema_migrations"})
+
+#: publisher state, compared by what it covers only (the distinct values of these columns):
+#: which months were released. How many releases a month took, and when, follows from when
+#: the projector was idle and caught up — which faults legitimately change — and each
+#: release's suppression depends on the ones before it; a month never released shows.
+COMPARED_BY: Mapping[str, tuple[str, ...]] = {"outcome_releases": ("period_start",)}
 
 #: event types the delivery workers stamp with the wall clock (the moment of an attempt or
 #: of the consent gate's decision): their ``at`` is a wall-clock field wherever it is copied
@@ -112,8 +119,13 @@ def table_differences(
     for table in sorted(set(clean) | set(faulted)):
         if table in NOT_COMPARED:
             continue
-        a = Counter(normalize_row(table, r, clean_ids) for r in clean.get(table, ()))
-        b = Counter(normalize_row(table, r, faulted_ids) for r in faulted.get(table, ()))
+        if table in COMPARED_BY:
+            cols = COMPARED_BY[table]
+            a = Counter({json.dumps([r.get(c) for c in cols], default=str) for r in clean.get(table, ())})
+            b = Counter({json.dumps([r.get(c) for c in cols], default=str) for r in faulted.get(table, ())})
+        else:
+            a = Counter(normalize_row(table, r, clean_ids) for r in clean.get(table, ()))
+            b = Counter(normalize_row(table, r, faulted_ids) for r in faulted.get(table, ()))
         diff = sum(((a - b) + (b - a)).values())
         if diff:
             out[table] = diff

@@ -27,9 +27,8 @@ async def test_a_referral_whose_ledger_insert_failed_is_taken_again(log_rt: Runt
                            retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05),
                            poll_interval_s=0.1, lock_retry_s=0.1)
         worker = DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, cfg)  # type: ignore[arg-type]
-        cut_at = cut.proxy.arm(
-            f"INSERT INTO {schema}.referral_deliveries (destination, referral_id, channel, person,"
-            " request_event_id, request)".encode()
+        cut_at = cut.proxy.arm(  # the intake's INSERT (its column list goes on past person)
+            f"INSERT INTO {schema}.referral_deliveries (destination, referral_id, channel, person,".encode()
         )
         await worker.start()
         try:

@@ -25,7 +25,7 @@ from connectors.hl7v2.ref_i12 import (
     self_check,
 )
 from connectors.hl7v2.rri import InboundRefused, build_rri_i12, read_rri
-from connectors.referrals.content import Disclosure
+from connectors.referrals.content import PART2_NOTICE, Disclosure, hl7_referral_id
 from tests.unit.connectors.referrals.strategies_referrals import disclosures, edge_disclosures
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -49,7 +49,8 @@ def test_every_ref_i12_parses_with_hl7apy_and_hl7(d: Disclosure) -> None:
     assert str(other.segment("MSH")[9]) == "REF^I12^REF_I12"
     assert str(other.segment("MSH")[10]) == msg.control_id
     rf1 = other.segment("RF1")
-    assert unescape(str(rf1[6][0][0])) == d.request.referral_id
+    assert unescape(str(rf1[6][0][0])) == hl7_referral_id(d.request.referral_id)
+    assert len(str(rf1[6])) <= 30  # RF1-6 (EI) is 30 characters in v2.5.1
     assert (
         str(rf1[1][0][0]) == "P"
         and str(rf1[2][0][0]) in {"R", "A", "S"}
@@ -68,27 +69,35 @@ def test_every_ref_i12_parses_with_hl7apy_and_hl7(d: Disclosure) -> None:
     assert str(other.segment("PID")[3][0][0]) == d.request.person
     assert str(other.segment("PID")[5][0][6]) == "S"  # coded pseudo-name, no real name
     pid = other.segment("PID")
+    ntes = [unescape(field(seg, 3)) for seg in segs("NTE")]
+    # a Part 2 referral's first NTEs are remarks: the 42 CFR 2.32 notice and the consent's scope
+    notices = [unescape(field(seg, 3)) for seg in segs("NTE") if field(seg, 4).startswith("RE^")]
+    if d.request.substance_use:
+        assert notices and notices[0] == PART2_NOTICE and ntes[: len(notices)] == notices
+        assert field(other.segment("PV2"), 22) == "Y"
+        assert all(field(dg1, 18) == "Y" for dg1 in segs("DG1"))
+    else:
+        assert not notices and not segs("PV1") and not segs("PV2")
     if d.reason is not None:
         # HL7 v2 does not keep leading/trailing whitespace: the builder sends each line
         # normalized (control characters dropped, then stripped), and that is what both
         # parsers must read back — text lines first, then the note's lines.
-        ntes = [unescape(field(seg, 3)) for seg in segs("NTE")]
         expected = [
             normalized_line(ln)
             for text in (d.reason.text, d.reason.note or "")
             if text
             for ln in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         ]
-        assert ntes == expected
+        assert ntes[len(notices):] == expected
         hl7apy_ntes = [unescape(n.nte_3.to_er7()) for n in parsed.children.get("NTE") or []]
-        assert hl7apy_ntes == expected
+        assert hl7apy_ntes[len(notices):] == expected
         assert len(segs("DG1")) == len(d.reason.codes)
         expected_sex = {"male": "M", "female": "F", "other": "O", "unknown": "U"}.get(
             d.reason.gender or "", ""
         )
         assert field(pid, 8) == (expected_sex if "gender" in d.shared_demographics else "")
     else:
-        assert not segs("NTE") and not segs("DG1") and field(pid, 8) == ""
+        assert ntes == notices and not segs("DG1") and field(pid, 8) == ""
     assert build_ref_i12(d).er7 == msg.er7  # a resend is byte-identical
 
 

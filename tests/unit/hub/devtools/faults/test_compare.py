@@ -46,6 +46,20 @@ def test_consumer_bookkeeping_is_not_compared() -> None:
     assert table_differences(clean, faulted) == {}
 
 
+def test_releases_are_compared_by_the_months_they_cover() -> None:
+    def release(month: str, seq: int, at: str) -> dict[str, object]:
+        return {"release_id": f"{month}.r{seq}", "period_start": f"{month}-01", "seq": seq, "released_at": at}
+
+    clean = {"outcome_releases": [release("2024-03", 1, "2026-01-01T10:00:00Z")]}
+    # a faulted run released the month later, and twice (it was idle and caught up twice)
+    faulted = {"outcome_releases": [release("2024-03", 1, "2026-01-01T10:05:00Z"),
+                                    release("2024-03", 2, "2026-01-01T10:06:00Z")]}
+    assert table_differences(clean, faulted) == {}
+    # a month the faulted run never released is a difference
+    assert table_differences({"outcome_releases": [*clean["outcome_releases"], release("2024-04", 1, "x")]},
+                             faulted) == {"outcome_releases": 1}
+
+
 def test_sealed_payloads_are_compared_by_their_clear_content() -> None:
     sealed = {"alg": "A256GCM", "ciphertext": "x", "kid": "k1", "nonce": "n"}
     row = {"data": {"demographics": sealed, "list": [sealed]}}
