@@ -95,3 +95,17 @@ def _intake_recorded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v2 adds the county-defined fields of the form (``custom``); v1 forms had none."""
     data.setdefault("custom", {})
     return data
+
+
+@upcaster("case.opened.v1", "case.opened.v2")
+def _case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the case record; v1 records had none."""
+    data.setdefault("custom", {})
+    return data
+
+
+@upcaster("case.contact.logged.v1", "case.contact.logged.v2")
+def _contact_logged_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the case record; v1 records had none."""
+    data.setdefault("custom", {})
+    return data

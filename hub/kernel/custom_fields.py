@@ -10,7 +10,7 @@ fields:
     type: enum                # enum (with values) / integer (with min, max) / boolean / date
     values: [housed, sheltered, unsheltered]
     label: Housing status
-    sources: [cad, intake]    # which sources carry it: a CAD profile column, the intake form
+    sources: [cad, intake]    # which sources carry it: cad (a profile column), intake, case records
   safety_plan:
     type: boolean
     label: Safety plan made
@@ -62,7 +62,7 @@ from schemas.outcome import PRIMARY_OUTCOMES
 
 FieldType = Literal["enum", "integer", "boolean", "date", "text"]
 DECLARED_TYPES = ("enum", "integer", "boolean", "date")  # what a county may declare
-Source = Literal["cad", "intake"]
+Source = Literal["cad", "intake", "case"]
 SOURCES: tuple[str, ...] = get_args(Source)
 Grain = Literal["month"]
 GRAINS: tuple[str, ...] = get_args(Grain)
@@ -277,7 +277,7 @@ class Definitions:
         return self.fields.get(name) or BUILTIN_FIELDS.get(name)
 
     def from_source(self, source: str) -> dict[str, FieldDef]:
-        """The custom fields a source (``cad`` / ``intake``) carries."""
+        """The custom fields a source (``cad`` / ``intake`` / ``case``) carries."""
         return {n: f for n, f in self.fields.items() if source in f.sources}
 
     def describe(self) -> dict[str, Any]:
@@ -392,18 +392,11 @@ def _field_def(name: str, node: yaml.Node, line: int, path: str) -> FieldDef:
         raise CustomDefinitionError(path, at("min"), f"{where}: min is above max")
     sources = get("sources")
     if not isinstance(sources, list) or not sources:
-        raise CustomDefinitionError(path, at("sources"), f"{where}: sources: list cad and/or intake")
+        raise CustomDefinitionError(path, at("sources"), f"{where}: sources: list cad, intake and/or case")
     for s in sources:
-        if s == "case":
-            raise CustomDefinitionError(
-                path,
-                at("sources"),
-                f"{where}: sources: case systems cannot carry custom fields yet "
-                "(their records are per person, not per call); use cad or intake",
-            )
         if s not in SOURCES:
             raise CustomDefinitionError(
-                path, at("sources"), f"{where}: sources: unknown source {s!r} (cad, intake)"
+                path, at("sources"), f"{where}: sources: unknown source {s!r} (cad, intake, case)"
             )
     sensitive = get("sensitive", False)
     if not isinstance(sensitive, bool):
@@ -412,8 +405,8 @@ def _field_def(name: str, node: yaml.Node, line: int, path: str) -> FieldDef:
         raise CustomDefinitionError(
             path,
             at("sources"),
-            f"{where}: a sensitive field comes from the intake only (it is sealed with "
-            "the person's key, and a CAD row names no person)",
+            f"{where}: a sensitive field comes from the intake or the case system only (it is "
+            "sealed with the person's key, and a CAD row names no person)",
         )
     return FieldDef(name, ftype, label.strip(), values, lo, hi, tuple(dict.fromkeys(sources)), sensitive)
 

@@ -164,12 +164,12 @@ def test_a_metric_that_breaks_the_rules_is_refused_naming_file_line_metric_and_f
         ),
         ("  x:\n    type: enum\n    label: X\n    sources: [cad]\n", "county.yaml:4: field 'x': values:"),
         (
-            "  x:\n    type: boolean\n    label: X\n    sources: [case]\n",
-            "county.yaml:7: field 'x': sources: case systems cannot carry custom fields yet",
+            "  x:\n    type: boolean\n    label: X\n    sources: [fax]\n",
+            "county.yaml:7: field 'x': sources: unknown source 'fax' (cad, intake, case)",
         ),
         (
             "  x:\n    type: boolean\n    label: X\n    sources: [cad]\n    sensitive: true\n",
-            "county.yaml:7: field 'x': a sensitive field comes from the intake only",
+            "county.yaml:7: field 'x': a sensitive field comes from the intake or the case system only",
         ),
         (
             "  x:\n    type: boolean\n    label: X\n    sources: [cad]\n  x:\n    type: boolean\n",
