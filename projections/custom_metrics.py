@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub.kernel.custom_fields import Definitions, MetricDef
+from hub.kernel.custom_fields import BUILTIN_FIELDS, Definitions, MetricDef
 from projections.counts import area_values, incident_metrics
 from projections.suppression import Equation
 from schemas.outcome import FLAG_METRICS, PRIMARY_OUTCOMES
@@ -70,6 +70,12 @@ def complement_metric(mid: str) -> str:
 def metric_names(defs: Definitions) -> list[str]:
     """The published metric names of every county metric, in definition order."""
     return [n for m in defs.metrics for n in (numerator_metric(m.id), denominator_metric(m.id))]
+
+
+def is_extension_metric(metric: str) -> bool:
+    """Whether a cell's metric is one an :class:`Extension` adds (county cells, their
+    complements, atoms and small parts), not a built-in one."""
+    return metric.startswith((CUSTOM_PREFIX, NOT_PREFIX + CUSTOM_PREFIX, "atom[", "part["))
 
 
 def share_base(metric: str) -> str:
@@ -116,6 +122,16 @@ def unmeasured_custom(defs: Definitions, unmeasured: Mapping[str, str]) -> dict[
             out[numerator_metric(m.id)] = reason
             out[denominator_metric(m.id)] = reason
     return out
+
+
+def row_columns(defs: Definitions) -> tuple[str, ...]:
+    """The incident read model's columns the metrics' filters read beyond the coupled ones
+    (``outcome`` and the flags, always read): built-in columns by name, ``custom`` for the
+    county's fields. Names come from :data:`hub.kernel.custom_fields.BUILTIN_FIELDS` or are
+    ``custom`` — never from the definitions file's text."""
+    named = {f for m in defs.metrics for f in m.fields}
+    builtin = [f for f in BUILTIN_FIELDS if f in named and f not in COUPLED_FIELDS]
+    return (*builtin, *(("custom",) if named - set(BUILTIN_FIELDS) else ()))
 
 
 def coupled_fields(defs: Definitions) -> tuple[str, ...]:
@@ -249,9 +265,9 @@ def extension(defs: Definitions, rows: Iterable[Mapping[str, Any]],
               groups_of: Callable[[Mapping[str, Any]], Iterable[Group]],
               partitions: Sequence[tuple[str, ...]], max_small: int) -> Extension | None:
     """The county metrics' :class:`Extension` of one table of ``rows`` (behavioral-health
-    incident rows): ``groups_of`` gives a row's groups (``("all", "all")`` among them) and
-    ``partitions`` the group kinds whose groups add up to the jurisdiction. None without
-    metrics."""
+    incident rows; a row may carry a weight ``n``, e.g. a grouped SQL row): ``groups_of``
+    gives a row's groups (``("all", "all")`` among them) and ``partitions`` the group kinds
+    whose groups add up to the jurisdiction. None without metrics."""
     if not defs.metrics:
         return None
     ids = tuple(m.id for m in defs.metrics)
@@ -263,7 +279,7 @@ def extension(defs: Definitions, rows: Iterable[Mapping[str, Any]],
         atom: Atom = (tuple(_coupled_value(row, d) for d in dims),
                       tuple(state(defs, m, row) for m in defs.metrics))
         for g in groups_of(row):
-            atoms.setdefault(g, Counter())[atom] += 1
+            atoms.setdefault(g, Counter())[atom] += int(row.get("n", 1))
     atoms.setdefault(("all", "all"), Counter())
     values: dict[Cell, int] = {}
     eqs: list[Equation] = []
@@ -328,21 +344,6 @@ def attribute_cells(values: Mapping[Any, int], ids: Sequence[str], groups: Itera
                     if values.get((g, m), 0) == total:
                         out.add((g, m))
     return out
-
-
-def counts_from_rows(rows: Iterable[Mapping[str, Any]], area_kinds: Sequence[str]
-                     ) -> dict[tuple[str, str, str], int]:
-    """(area kind, area, metric) → count of the built-in metrics over ``rows``, as the
-    ``outcome_counts`` table sums them (:func:`projections.counts.contribution`), for the
-    area kinds given: a release computed from the same rows as its county cells."""
-    out: Counter[tuple[str, str, str]] = Counter()
-    for row in rows:
-        metrics = incident_metrics(dict(row))
-        for kind, area in area_values(dict(row)):
-            if kind in area_kinds:
-                for m in metrics:
-                    out[(kind, area, m)] += 1
-    return dict(out)
 
 
 def release_groups(row: Mapping[str, Any]) -> list[Group]:

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from projections import custom_metrics
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
-from projections.suppression import Equation, derivable, suppress
+from projections.suppression import Equation, derivable, forced_zero, suppress
 
 PUBLISHED_METRICS = ("calls", "with_outcome", "no_outcome", *OUTCOME_METRICS, *FLAG_METRICS)
 HIDDEN_PREFIX = "not."
@@ -73,6 +73,11 @@ class SuppressedTable:
     hidden: frozenset[Cell]
     known: dict[Cell, int]
     published: tuple[Cell, ...]
+    #: the equations an analyst knows and the cells that must stay underivable whatever their
+    #: value (changes since earlier releases, the zero-cell rule): what a table that extends
+    #: this one (:mod:`projections.areas`) must keep safe
+    equations: tuple[Equation, ...] = ()
+    protected: frozenset[Cell] = frozenset()
 
     def shown(self) -> dict[Cell, int | None]:
         """Every published cell → value, None when withheld."""
@@ -161,8 +166,10 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
         protect |= attribute_cells(values, eqs, attribute_max)
         if extension is not None:
             protect |= custom_metrics.attribute_cells(values, extension.metrics, areas, attribute_max)
-    hide = suppress(values, eqs, hidden, max_small, protect)
-    determined = derivable(values, eqs, hide)
+    hide = suppress(values, eqs, hidden, max_small, protect, nonnegative=True)
+    zeros = forced_zero(values, eqs, hide)
+    determined = derivable(values, eqs, hide - zeros) | zeros
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
     published = (*((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS), *published_custom)
-    return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published)
+    return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
+                           frozenset(protect))

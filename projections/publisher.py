@@ -3,9 +3,10 @@ outcome topic (``<prefix>.outcomes.counts``), keyed by ``metric|period|area``.
 
 Only *closed* months are published (:func:`projections.releases.month_closed`: over, and
 ``projections.release_lateness_days`` passed). For each closed month whose counts may have
-changed, the whole month's table is rebuilt from ``outcome_counts`` (behavioral-health
-calls, summed over call categories) and suppressed as one table, protecting every cell whose
-change since what analysts already knew would be small (:func:`projections.releases.month_release`).
+changed, the whole month's table is rebuilt from ``incident_summary`` (behavioral-health
+calls and calls for service per precinct, district, sector and beat, in one statement) and
+suppressed as one table, protecting every cell whose change since what analysts already knew
+would be small (:func:`projections.releases.month_release`).
 When the table differs from the month's latest release it is a new release
 (``outcome_releases``, ``<YYYY-MM>.r<seq>``, with its vocabulary and code version); only the
 records that differ from what was last published are sent, and a key that no longer exists
@@ -28,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -40,7 +42,8 @@ from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
 from projections import custom_metrics
-from projections.outcomes import PUBLISHED_AREA_KINDS
+from projections.areas import path_counts
+from projections.population import load_areas
 from projections.queries import ReadModelReader
 from projections.releases import (
     MonthRelease,
@@ -56,22 +59,34 @@ from projections.store import read_meta
 from schemas.topics import outcome_topic
 
 
-async def month_counts(conn: Executor, schema: str, months: Iterable[date] | None
-                       ) -> dict[date, dict[tuple[str, str, str], int]]:
-    """(area kind, area, metric) → behavioral-health call count, per month."""
+#: the columns a month's grouped statement always reads (what the built-in cells and the areas need)
+MONTH_COLUMNS = ("precinct", "district", "sector", "beat", "behavioral_health", "outcome", "referral_made",
+                 "connected_to_services", "co_responder", "call_category")
+
+
+async def month_rows(conn: Executor, schema: str, tz: str, months: Iterable[date] | None,
+                     extra_columns: Iterable[str] = ()) -> dict[date, list[dict[str, Any]]]:
+    """Incident rows of every kind per month (agency time), grouped by :data:`MONTH_COLUMNS`
+    and ``extra_columns`` (what the county metrics read: :func:`projections.custom_metrics.row_columns`)
+    with their number ``n``: one statement over ``incident_summary``, so that every grain of a
+    month's table — and its county cells — count the same calls
+    (:func:`projections.areas.path_counts`, :func:`projections.custom_metrics.extension`)."""
     months = None if months is None else sorted(set(months))
+    columns = ", ".join(dict.fromkeys((*MONTH_COLUMNS, *extra_columns)))
     rows = await conn.fetch(
-        f"""SELECT period_start, area_kind, area, metric, sum(value)::int AS value
-            FROM "{schema}".outcome_counts
-            WHERE period_kind = 'month' AND behavioral_health AND area_kind = any($1::text[])
-              AND ($2::date[] IS NULL OR period_start = any($2::date[]))
-            GROUP BY period_start, area_kind, area, metric""",
-        list(PUBLISHED_AREA_KINDS), months,
+        f"""SELECT date_trunc('month', received_at AT TIME ZONE $1)::date AS month, {columns},
+                   true AS received_at, count(*)::int AS n
+            FROM "{schema}".incident_summary
+            WHERE received_at IS NOT NULL AND call_category IS NOT NULL
+              AND ($2::date[] IS NULL
+                   OR date_trunc('month', received_at AT TIME ZONE $1)::date = any($2::date[]))
+            GROUP BY 1, {columns}""",
+        tz, months,
     )
-    out: dict[date, dict[tuple[str, str, str], int]] = defaultdict(dict)
+    grouped: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        out[r["period_start"]][(r["area_kind"], r["area"], r["metric"])] = r["value"]
-    return out
+        grouped[r["month"]].append(dict(r))
+    return dict(grouped)
 
 
 async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date, set[str | None]]:
@@ -131,6 +146,8 @@ class OutcomePublisher:
         self._audit = AuditTopic(clients, settings.kafka.topic_prefix)
         #: the county's metrics, published in every month's table (re-read at each start)
         self.custom = load_definitions(settings.custom.definitions)
+        #: the county's population table (rates per 1,000 residents): read once, checked here
+        self.areas = load_areas(settings.areas)
 
     async def start(self) -> None:
         self._producer = self.clients.producer("outcomes")
@@ -162,9 +179,9 @@ class OutcomePublisher:
         tz = self.settings.agency_timezone
         now = self.clock()
         lateness = timedelta(days=p.release_lateness_days)
-        counts = await month_counts(conn, self.schema, months)
+        month_groups = await month_rows(conn, self.schema, tz, months, custom_metrics.row_columns(self.custom))
         latest = await latest_releases(conn, self.schema, months)
-        candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
+        candidates = {m for m in {*month_groups, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
         used = await month_vocabularies(conn, self.schema, tz)
         reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max, custom=self.custom)
@@ -175,21 +192,20 @@ class OutcomePublisher:
             if prior is not None:
                 check_definitions_version(json.loads(prior["extras"]).get("custom_metrics"), self.custom)
             last_day = next_month(month) - timedelta(days=1)
-            month_cells = counts.get(month, {})
+            rows = month_groups.get(month, [])
             unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
             extension = None
-            if self.custom.metrics:  # county cells and built-in cells from the same rows
-                month_rows = await reader.bh_incidents(date_from=month, date_to=last_day)
-                month_cells = custom_metrics.counts_from_rows(month_rows, PUBLISHED_AREA_KINDS)
+            if self.custom.metrics:  # county cells from the same rows as the built-in cells
                 unmeasured.update(custom_metrics.unmeasured_custom(self.custom, unmeasured))
                 extension = custom_metrics.extension(
-                    self.custom, month_rows, custom_metrics.release_groups, [("precinct",), ("district",)],
-                    p.small_cell_max,
+                    self.custom, [r for r in rows if r["behavioral_health"]], custom_metrics.release_groups,
+                    [("precinct",), ("district",)], p.small_cell_max,
                 )
             release = month_release(
-                month, month_cells, seq=prior["seq"] + 1 if prior else 1,
+                month, path_counts(rows), seq=prior["seq"] + 1 if prior else 1,
                 max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
                 known_before=known, vocabulary=meta["label"], unmeasured=unmeasured, extension=extension,
+                population=self.areas.residents(),
             )
             release = with_extras(
                 release,
@@ -197,9 +213,12 @@ class OutcomePublisher:
                 await reader.funnel_rows(date_from=month, date_to=last_day),
                 p.small_cell_max, known,
             )
+            extras = dict(release.extras)
             if self.custom.metrics:
-                release = replace(release, extras={**release.extras,
-                                                   "custom_metrics": custom_metrics.section(self.custom)})
+                extras["custom_metrics"] = custom_metrics.section(self.custom)
+            if self.areas.population is not None:  # the release states the table its rates used
+                extras["population"] = self.areas.population.info()
+            release = replace(release, extras=extras)
             dumped = [r.model_dump(mode="json") for r in release.records]
             if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
                     json.loads(prior["extras"]) != release.extras):

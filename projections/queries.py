@@ -34,6 +34,7 @@ from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import family_topics
 from hub.kernel.settings import Settings
 from projections import demographics, reporting
+from projections.population import Areas, load_areas
 from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
 from projections.store import read_meta
 from schemas.demographics import normalized
@@ -100,6 +101,9 @@ class ReadModelReader:
     #: the county's custom fields and metrics (:mod:`hub.kernel.custom_fields`): its metrics
     #: are cells of the outcome table, suppressed with it
     custom: Definitions = EMPTY
+    #: the county's maps and population table (rates per 1,000 residents); None: no rates
+    #: per resident, no maps
+    areas: Areas | None = None
 
     def __post_init__(self) -> None:
         check_schema_name(self.schema)
@@ -119,8 +123,9 @@ class ReadModelReader:
     ) -> ReadModelReader:
         """The reader of ``schema`` (default ``settings.postgres.schema``) in the agency's
         time zone (``settings.agency_timezone``) with ``settings.projections.small_cell_max``
-        and the county's demographics precedence (``settings.demographics.sources``) and
-        custom definitions (``settings.custom.definitions``)."""
+        and the county's demographics precedence (``settings.demographics.sources``), custom
+        definitions (``settings.custom.definitions``), maps and population table
+        (``settings.areas``: read and checked here, ConfigError)."""
         return cls(
             conn,
             schema=schema or settings.postgres.schema_,
@@ -129,6 +134,7 @@ class ReadModelReader:
             keys=keys,
             demographic_sources=tuple(settings.demographics.sources),
             custom=load_definitions(settings.custom.definitions),
+            areas=load_areas(settings.areas),
         )
 
     @property
@@ -175,6 +181,36 @@ class ReadModelReader:
                 )
             people = {p: demographics.resolve(rs, self.demographic_sources) for p, rs in reports.items()}
         return demographics.with_demographics(rows, people, self.tz)
+
+    async def other_calls(
+        self, *, date_from: date | None = None, date_to: date | None = None
+    ) -> list[dict[str, Any]]:
+        """Calls for service that are not behavioral-health, received in the range, counted per
+        (precinct, district, sector, beat): ``{precinct, district, sector, beat, n}`` (the
+        denominators of rates per 1,000 calls, with the behavioral-health calls)."""
+        lo, hi = _bounds(date_from, date_to, self.tz)
+        rows = await self.conn.fetch(
+            f"""SELECT precinct, district, sector, beat, count(*)::int AS n
+                FROM {self._s}.incident_summary
+                WHERE NOT behavioral_health AND received_at IS NOT NULL AND call_category IS NOT NULL
+                  AND ($1::timestamptz IS NULL OR received_at >= $1)
+                  AND ($2::timestamptz IS NULL OR received_at < $2)
+                GROUP BY precinct, district, sector, beat""",
+            lo,
+            hi,
+        )
+        return [dict(r) for r in rows]
+
+    async def area_codes(self, grain: str) -> list[str]:
+        """The codes of ``grain`` (precinct / district / sector / beat) that behavioral-health
+        calls in the read models carry."""
+        if grain not in reporting.AREA_GRAIN_KINDS:
+            raise ValueError(f"grain must be one of {', '.join(reporting.AREA_GRAIN_KINDS)}")
+        rows = await self.conn.fetch(
+            f"""SELECT DISTINCT {grain} AS code FROM {self._s}.incident_summary
+                WHERE behavioral_health AND {grain} IS NOT NULL ORDER BY 1"""
+        )
+        return [r["code"] for r in rows]
 
     async def outcome_table(
         self,
@@ -297,9 +333,14 @@ class ReadModelReader:
         rows = await self.with_demographics(await self.bh_incidents(date_from=date_from, date_to=date_to))
         labels = {r["vocabulary"] for r in rows}
         unmeasured = reporting.unmeasured_metrics(labels, meta["vocabularies"])
+        rated = by is None or by in reporting.RATE_GRAINS
+        others = await self.other_calls(date_from=date_from, date_to=date_to) if rated else []
+        service = reporting.calls_for_service(rows, others, by, self.tz) if rated else None
+        population = self.areas.population if self.areas is not None else None
         table = reporting.outcome_table(
             rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,
             custom=self.custom,
+            service_calls=service, population=None if population is None else population.residents,
         )
         demo = demographics.demographics_table(
             rows,
@@ -325,6 +366,7 @@ class ReadModelReader:
             unmeasured=unmeasured,
             notes=reporting.footnotes(labels, meta["vocabularies"]),
             custom=self.custom,
+            population=None if population is None else population.info(),
         )
 
     # --- releases (what analysts may read: projections.releases) ------------------------------

@@ -30,10 +30,23 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from projections import custom_metrics
+from projections.areas import ALL_CALLS, COARSE_KINDS, PathCounts, area_table, kind_counts, rates
+from projections.counts import FLAG_METRICS
 from projections.custom_metrics import Extension, share_base
-from projections.outcomes import PUBLISHED_AREA_KINDS, Cell, SuppressedTable, suppressed_table
+from projections.outcomes import (
+    HIDDEN_PREFIX,
+    PUBLISHED_METRICS,
+    AreaKey,
+    Cell,
+    SuppressedTable,
+    suppressed_table,
+)
 from projections.reporting import HEADLINES, REPORT_VERSION, funnel_release, repeat_release
 from schemas.outcome import OutcomeRecord
+
+#: the metrics of the coarse table (the others are added by projections.areas.area_table)
+COARSE_METRICS = frozenset((*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)))
 
 
 def release_id(period_start: date, seq: int) -> str:
@@ -80,7 +93,7 @@ class MonthRelease:
 
 def month_release(
     period_start: date,
-    counts: Mapping[tuple[str, str, str], int],
+    counts: PathCounts,
     *,
     seq: int,
     max_small: int,
@@ -89,32 +102,45 @@ def month_release(
     unmeasured: Mapping[str, str] | None = None,
     vocabulary: str | None = None,
     extension: Extension | None = None,
+    population: Mapping[AreaKey, int] | None = None,
 ) -> MonthRelease:
-    """Release ``seq`` of a month from its counts ((area kind, area, metric) → value for
-    behavioral-health calls) and what analysts knew from the earlier releases. ``extension``:
-    the county metrics of the month (:mod:`projections.custom_metrics`), published in the same
-    table (their counts must come from the same rows as ``counts``)."""
+    """Release ``seq`` of a month from its counts ((area path, metric) → value:
+    behavioral-health metrics and calls for service, :func:`projections.areas.path_counts`)
+    and what analysts knew from the earlier releases. The jurisdiction, precincts and
+    districts are suppressed as one table, then sectors, beats and calls for service are
+    added to it without changing it (:func:`projections.areas.area_table`). ``extension``:
+    the county metrics of the month (:mod:`projections.custom_metrics`), published for the
+    jurisdiction, precincts and districts in the coarse table (their counts must come from
+    the same rows as ``counts``). ``population``: residents per area, for the rates per
+    1,000 residents."""
     period = f"{period_start:%Y-%m}"
     unmeasured = dict(unmeasured or {})
     # the table's cells (``repeat.`` / ``funnel.`` keys are the extras', see with_extras)
     before = {parse_cell_key(k)[0]: v for k, v in (known_before or {}).items() if "|" in k}
-    table = suppressed_table(
-        counts,
-        PUBLISHED_AREA_KINDS[1:],
+    coarse = suppressed_table(
+        kind_counts(counts, COARSE_KINDS),
+        COARSE_KINDS,
         max_small,
         tuple(unmeasured),
-        known_before=before,
+        known_before={c: v for c, v in before.items() if c[0][0] in ("all", *COARSE_KINDS)
+                      and (c[1] in COARSE_METRICS or custom_metrics.is_extension_metric(c[1]))},
         attribute_max=attribute_max,
         extension=extension,
     )
+    table = area_table(
+        counts, coarse, max_small, unmeasured=tuple(unmeasured), attribute_max=attribute_max,
+        known_before={c: v for c, v in before.items() if c not in coarse.values},
+    )
     rid = release_id(period_start, seq)
     shown = table.shown()
+    rated = rates(shown, population)
     records = []
     for (a, m), v in shown.items():
         base = shown.get((a, share_base(m)))
         measured = m not in unmeasured
         value = v if measured else None
-        share = round(value / base, 4) if value is not None and base else None
+        share = round(value / base, 4) if value is not None and base and m != ALL_CALLS else None
+        per_calls, per_residents = rated[(a, m)] if measured else (None, None)
         records.append(
             OutcomeRecord.model_validate(
                 {  # validates the area kind read from the counts
@@ -126,6 +152,8 @@ def month_release(
                     "value": value,
                     "suppressed": measured and v is None,
                     "share": share,
+                    "rate_per_1000_calls": per_calls,
+                    "rate_per_1000_residents": per_residents,
                     "small_cell_max": max_small,
                     "measured": measured,
                     "reason": unmeasured.get(m),
@@ -182,6 +210,7 @@ def same_content(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 # --------------------------------------------------------------------------- what analysts read
 
+RATE_FIELDS = ("rate_per_1000_calls", "rate_per_1000_residents")
 NOT_RELEASED = "not part of a release: analysts read released month tables only"
 
 
@@ -194,12 +223,16 @@ def _cell(record: Mapping[str, Any]) -> dict[str, Any]:
             "measured": False,
             "reason": record.get("reason"),
         }
-    return {
+    out = {
         "value": record["value"],
         "share": record["share"] if record["metric"] != "calls" else None,
         "suppressed": record["suppressed"],
         "measured": True,
     }
+    for name in RATE_FIELDS:  # rates per 1,000 (null when withheld; absent before areas of need)
+        if name in record:
+            out[name] = record[name]
+    return out
 
 
 def _not_released() -> dict[str, Any]:
@@ -209,7 +242,8 @@ def _not_released() -> dict[str, Any]:
 def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The report document of one release (what an analyst reads, in the shape of
     ``hub report --json`` with ``by=area``): the jurisdiction's cells as ``total`` and the
-    headline, every precinct and district as rows — exactly the released cells; the month's
+    headline, every precinct, district, sector and beat as rows (``group_kind`` names the
+    grain; cells carry their rates per 1,000) — exactly the released cells; the month's
     repeat encounters and funnel stage counts as released with it. Response times are not
     released (a count of timed calls could be subtracted)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
@@ -249,6 +283,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         "repeat_encounters": repeat,
         "referral_funnel": funnel,
         **({"custom_metrics": custom} if custom else {}),
+        "population": extras.get("population"),
     }
 
 

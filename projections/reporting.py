@@ -28,7 +28,7 @@ from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from hub.kernel.custom_fields import EMPTY, Definitions
-from projections import custom_metrics
+from projections import areas, custom_metrics
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
@@ -41,7 +41,7 @@ from schemas.encounter import USE_OF_FORCE
 #: person on the call (:data:`DEMOGRAPHIC_GRAINS`)
 Grain = Literal[
     "month", "area", "response", "program", "mode", "team", "referral_type",
-    "race", "ethnicity", "gender", "age_band",
+    "race", "ethnicity", "gender", "age_band", "precinct", "district", "sector", "beat",
 ]
 GRAINS: tuple[Grain, ...] = get_args(Grain)
 #: intervention groupings: ``response`` is ``co_responder`` / ``police_only``; the others
@@ -51,6 +51,11 @@ NO_INTERVENTION = "none"
 #: demographic groupings: the columns :func:`projections.demographics.with_demographics`
 #: adds to incident rows (``not_reported`` when unknown)
 DEMOGRAPHIC_GRAINS = tuple(VOCABULARIES)
+#: one area grain for every call: its precinct / district / sector / beat (``unknown`` when the
+#: feed has none); ``area`` is the finest coarse grain each call has (precinct, else district)
+AREA_GRAIN_KINDS = ("precinct", "district", "sector", "beat")
+#: the groupings whose rows carry calls for service and rates per 1,000 (area groupings)
+RATE_GRAINS = ("area", *AREA_GRAIN_KINDS)
 
 
 def parse_grain(value: str | None) -> Grain | None:
@@ -152,6 +157,8 @@ def group_of(row: Mapping[str, Any], by: str | None, tz: str) -> tuple[str, str]
         return (by, str(row.get(by) or NO_INTERVENTION))
     if by in DEMOGRAPHIC_GRAINS:
         return (by, str(row.get(by) or NOT_REPORTED))
+    if by in AREA_GRAIN_KINDS:
+        return (by, str(row.get(by) or UNKNOWN_AREA))
     return ("all", "all")
 
 
@@ -168,15 +175,33 @@ def partitions_of(by: str | None) -> tuple[Partition, ...]:
         return ("month",)
     if by == "area":
         return ((*AREA_GRAINS, NO_AREA_KIND),)
-    if by in INTERVENTION_GRAINS or by in DEMOGRAPHIC_GRAINS:
+    if by in INTERVENTION_GRAINS or by in DEMOGRAPHIC_GRAINS or by in AREA_GRAIN_KINDS:
         return (by,)
     return ()
+
+
+def calls_for_service(
+    bh_rows: Iterable[Mapping[str, Any]], other_calls: Iterable[Mapping[str, Any]], by: str | None, tz: str
+) -> dict[tuple[str, str], int]:
+    """Calls for service of every kind per group of ``by`` (an area grouping) and in total:
+    the behavioral-health incident rows plus ``other_calls`` (rows of area columns with a
+    count ``n``, :meth:`projections.queries.ReadModelReader.other_calls`)."""
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for rows, weight in ((bh_rows, None), (other_calls, "n")):
+        for row in rows:
+            n = int(row[weight]) if weight else 1
+            out[("all", "all")] += n
+            if by is not None:
+                out[group_of(row, by, tz)] += n
+    return dict(out)
 
 
 def outcome_table(
     rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
     unmeasured: Mapping[str, str] | None = None,
     custom: Definitions = EMPTY,
+    service_calls: Mapping[tuple[str, str], int] | None = None,
+    population: Mapping[tuple[str, str], int] | None = None,
 ) -> dict[str, Any]:
     """Outcome counts of the given (behavioral-health) incident rows, in total and per
     month or per area, suppressed as one table. ``{"total": {metric: cell}, "rows":
@@ -185,7 +210,13 @@ def outcome_table(
     (``precinct`` / ``district`` / ``area`` for unknown). ``unmeasured`` (metric → reason)
     marks metrics the sources cannot express. ``custom``: the county's definitions — each
     metric adds ``custom.<id>`` (share of its denominator) and ``custom.<id>.denominator``
-    to every group, suppressed in the same table (:mod:`projections.custom_metrics`)."""
+    to every group, suppressed in the same table (:mod:`projections.custom_metrics`).
+
+    ``service_calls`` (group → calls for service of every kind, :func:`calls_for_service`):
+    adds each group's ``all_calls`` cell — without changing any other cell
+    (:func:`projections.areas.with_calls_for_service`) — and gives every cell its
+    ``rate_per_1000_calls`` and, with ``population`` ((grain, area) → residents),
+    ``rate_per_1000_residents`` (null when the count or its denominator is withheld)."""
     rows = list(rows)
     unmeasured = dict(unmeasured or {})
     unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
@@ -200,15 +231,23 @@ def outcome_table(
         custom, rows, lambda r: {("all", "all"), group_of(r, by, tz)},
         [_partition_kinds(p) for p in partitions], small_cell_max,
     )
-    table = suppressed_table(
-        counts, partitions, small_cell_max, tuple(unmeasured), extension=extension
-    ).shown()
+    suppressed = suppressed_table(counts, partitions, small_cell_max, tuple(unmeasured), extension=extension)
+    if service_calls is not None:
+        suppressed = areas.with_calls_for_service(
+            suppressed, service_calls, [_partition_kinds(p) for p in partitions], small_cell_max)
+    table = suppressed.shown()
+    rated = areas.rates(table, population) if service_calls is not None else {}
     groups_out: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     for (g, m), v in table.items():
         if m in unmeasured:
             groups_out[g][m] = not_measured_cell(unmeasured[m])
         else:
-            groups_out[g][m] = cell(v, table.get((g, custom_metrics.share_base(m))) if m != "calls" else None)
+            base = custom_metrics.share_base(m)
+            groups_out[g][m] = cell(v, table.get((g, base)) if m not in ("calls", areas.ALL_CALLS) else None)
+            if service_calls is not None:
+                per_calls, per_residents = rated[(g, m)]
+                groups_out[g][m] |= {"rate_per_1000_calls": per_calls,
+                                     "rate_per_1000_residents": per_residents}
     total = groups_out.pop(("all", "all"))
     return {
         "total": total,
@@ -457,12 +496,15 @@ def report_document(
     unmeasured: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
     custom: Definitions = EMPTY,
+    population: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report document (``hub report --json``, version 2) from its sections.
     ``vocabulary``: the label and vocabularies the read models were derived with.
     ``custom``: the county's definitions; with metrics, their cells are in ``outcomes`` and
     ``metrics``, and ``custom_metrics`` states the definitions (a county metric over an
-    unmeasured outcome or flag is listed in ``not_measured`` too)."""
+    unmeasured outcome or flag is listed in ``not_measured`` too). ``population``: the source
+    and year of the population table the rates per 1,000 residents used (None: none
+    configured)."""
     unmeasured = {**(unmeasured or {})}
     unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
     total = table["total"]
@@ -478,6 +520,7 @@ def report_document(
         "vocabulary": dict(vocabulary or {"label": None, "vocabularies": []}),
         "not_measured": dict(unmeasured),
         "footnotes": list(notes),
+        "population": dict(population) if population is not None else None,
         "from": date_from.isoformat() if date_from else None,
         "to": date_to.isoformat() if date_to else None,
         "by": by,

@@ -9,6 +9,8 @@ Rule: no published cell shows a value from 1 to ``max_small`` (primary suppressi
 no suppressed or hidden cell with such a value can be derived from what is published
 (complementary suppression):
 
+0. non-negativity — counts are never negative, so every part of a total known to be 0 is 0
+   (:func:`forced_zero`; with ``nonnegative``, which every published table uses);
 1. exact derivation — the cell is determined by the equations given the published
    values (checked exactly, by row reduction);
 2. narrow bounds — an equation whose total is published and whose unknown parts are all
@@ -99,19 +101,48 @@ def derivable(values: Values, equations: Iterable[Equation], unknown: set[Cell])
     return {order[c] for c, row in pivot_rows.items() if len(row) == 1}
 
 
+def forced_zero(values: Values, equations: Iterable[Equation], unknown: set[Cell]) -> set[Cell]:
+    """The unknown cells non-negativity forces to 0: every part of an equation whose total is
+    known — shown, forced, or derived exactly — to be 0. Counts cannot be negative, so an
+    analyst knows them."""
+    equations = list(equations)
+    zero: set[Cell] = set()
+    while True:
+        changed = False
+        for eq in equations:
+            if (eq.total not in unknown or eq.total in zero) and values.get(eq.total, 0) == 0:
+                new = [p for p in eq.parts if p in unknown and p not in zero]
+                if new:
+                    zero.update(new)
+                    changed = True
+        if changed:
+            continue
+        # a withheld total of 0 that the equations determine forces its parts too
+        candidates = {eq.total for eq in equations
+                      if eq.total in unknown and eq.total not in zero and values.get(eq.total, 0) == 0
+                      and any(p in unknown and p not in zero for p in eq.parts)}
+        found = derivable(values, equations, unknown - zero) & candidates if candidates else set()
+        if not found:
+            return zero
+        zero |= found
+
+
 def exposed(
     values: Values, equations: list[Equation], unknown: set[Cell], max_small: int,
-    protect: frozenset[Cell] = frozenset(),
+    protect: frozenset[Cell] = frozenset(), *, nonnegative: bool = False,
 ) -> tuple[set[Cell], list[Equation]]:
     """(small or protected unknown cells derivable exactly, equations whose revealed sum is
-    small)."""
+    small). ``nonnegative``: the analyst also uses that counts are never negative
+    (:func:`forced_zero`)."""
 
     def sensitive(c: Cell) -> bool:
         return c in protect or 1 <= values.get(c, 0) <= max_small
 
-    small: set[Cell] = set()
+    zeros = forced_zero(values, equations, unknown) if nonnegative else set()
+    small: set[Cell] = {c for c in zeros if sensitive(c)}
+    unknown = unknown - zeros
     if any(sensitive(c) for c in unknown):  # else nothing sensitive to find
-        small = {c for c in derivable(values, equations, unknown) if sensitive(c)}
+        small |= {c for c in derivable(values, equations, unknown) if sensitive(c)}
     narrow = []
     for eq in equations:
         if eq.total in unknown:
@@ -122,16 +153,18 @@ def exposed(
     return small, narrow
 
 
-def _complement(values: Values, eq: Equation, unknown: set[Cell]) -> Cell | None:
-    """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero part."""
+def _complement(values: Values, eq: Equation, unknown: set[Cell],
+                keep: frozenset[Cell] = frozenset()) -> Cell | None:
+    """The cell of ``eq`` to suppress next: smallest positive part, else the total, else a zero
+    part; never one of ``keep``."""
     parts = sorted(
-        (p for p in eq.parts if p not in unknown),
+        (p for p in eq.parts if p not in unknown and p not in keep),
         key=lambda p: (values.get(p, 0) == 0, values.get(p, 0), repr(p)),
     )
     positive = [p for p in parts if values.get(p, 0) > 0]
     if positive:
         return positive[0]
-    if eq.total not in unknown:
+    if eq.total not in unknown and eq.total not in keep:
         return eq.total
     return parts[0] if parts else None
 
@@ -142,11 +175,18 @@ def suppress(
     hidden: Iterable[Cell] = (),
     max_small: int = 10,
     protect: Iterable[Cell] = (),
+    keep: Iterable[Cell] = (),
+    *,
+    nonnegative: bool = False,
 ) -> set[Cell]:
     """The cells not to publish (primary + complementary), hidden cells included;
-    ``protect``: cells to withhold and keep underivable whatever their value."""
+    ``protect``: cells to withhold and keep underivable whatever their value. ``keep``: cells
+    already published that must not be chosen as complements (extending a table that was
+    suppressed before, :mod:`projections.areas`); when only a kept cell could protect an
+    exposed one the result is NOT safe — callers check it with :func:`exposed`."""
     equations = list(equations)
     guarded = frozenset(protect)
+    kept = frozenset(keep)
     unknown = set(hidden) | guarded | {c for c, v in values.items() if 1 <= v <= max_small}
     while True:
         changed = False
@@ -154,16 +194,16 @@ def suppress(
         for eq in equations:
             hid = [c for c in eq.cells if c in unknown]
             if len(hid) == 1 and (hid[0] in guarded or 1 <= values.get(hid[0], 0) <= max_small):
-                extra = _complement(values, eq, unknown)
+                extra = _complement(values, eq, unknown, kept)
                 if extra is not None:
                     unknown.add(extra)
                     changed = True
         if changed:
             continue
-        small, narrow = exposed(values, equations, unknown, max_small, guarded)
+        small, narrow = exposed(values, equations, unknown, max_small, guarded, nonnegative=nonnegative)
         if not small and not narrow:
             return unknown
-        extra = _next_complement(values, equations, unknown, narrow, small)
+        extra = _next_complement(values, equations, unknown, narrow, small, kept)
         if extra is None:  # everything connected is suppressed already
             return unknown
         unknown.add(extra)
@@ -175,12 +215,13 @@ def _next_complement(
     unknown: set[Cell],
     narrow: list[Equation],
     small: set[Cell],
+    keep: frozenset[Cell] = frozenset(),
 ) -> Cell | None:
     """A cell whose suppression helps: in a narrow equation, else in an equation of an
     exposed cell, else (breadth-first) in an equation of an unknown cell those share an
     equation with — a derivation chain can be broken anywhere along it."""
     for eq in narrow:
-        extra = _complement(values, eq, unknown)
+        extra = _complement(values, eq, unknown, keep)
         if extra is not None:
             return extra
     seen_cells = set(small)
@@ -193,7 +234,7 @@ def _next_complement(
                 if i in seen_eqs or cell not in eq.cells:
                     continue
                 seen_eqs.add(i)
-                extra = _complement(values, eq, unknown)
+                extra = _complement(values, eq, unknown, keep)
                 if extra is not None:
                     return extra
                 for c in eq.cells:

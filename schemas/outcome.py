@@ -58,13 +58,17 @@ class OutcomeRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: str = Field(description="calls, with_outcome, no_outcome, outcome.<primary>, referral_made, "
-                                     "connected_to_services, co_responder, or a county metric: custom.<id> "
+                                     "connected_to_services, co_responder, all_calls (calls for service of "
+                                     "every kind, behavioral-health or not), or a county metric: custom.<id> "
                                      "(its numerator) and custom.<id>.denominator")
     segment: Literal["behavioral_health"] = "behavioral_health"
     period_kind: Literal["month"] = "month"
     period: str = Field(description="YYYY-MM in the agency's time zone")
     period_start: date
-    area_kind: Literal["all", "precinct", "district"]
+    area_kind: Literal["all", "precinct", "district", "sector", "beat"] = Field(
+        description="all (the jurisdiction), or the grain of the area as the feed publishes it: beat within "
+        "sector within precinct (Seattle), beat within district (New Orleans), district (San Francisco)"
+    )
     area: str = Field(description="area name; 'all' for the whole jurisdiction; 'unknown' when not reported")
     value: int | None = Field(
         description="count of behavioral-health calls; null when suppressed or not measured"
@@ -81,6 +85,14 @@ class OutcomeRecord(BaseModel):
     )
     share: float | None = Field(description="value / calls in the same period and area (custom.<id>: value "
                                 "/ custom.<id>.denominator), rounded to 4 places")
+    rate_per_1000_calls: float | None = Field(
+        None, description="value per 1,000 calls for service (all_calls) of the same period and area, one "
+        "decimal; null when the value or all_calls is withheld"
+    )
+    rate_per_1000_residents: float | None = Field(
+        None, description="value per 1,000 residents of the area (the county's population table), one "
+        "decimal; null when the value is withheld or the area has no population"
+    )
     small_cell_max: int = 10
 
     def key(self) -> str:

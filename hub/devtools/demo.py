@@ -66,13 +66,14 @@ from hub.devtools.ehr_sim.store import Lifecycle
 from hub.devtools.infra.proc import owned_pid, port_is_free, wait_until_dead
 from hub.devtools.infra.stack import bring_up
 from hub.devtools.simulate.feeds import INTAKE_DESTINATIONS, encounter_forms, soql_row
+from hub.devtools.simulate.geo import write_demo_areas
 from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, cases_app, serve
 from hub.kernel.binding import Action, inspect
 from hub.kernel.db import open_pool
 from hub.kernel.namespace import Namespace
 from hub.kernel.seal import Sealer
-from hub.kernel.settings import Settings
+from hub.kernel.settings import AreaMapSettings, AreaSettings, Settings
 from hub.kernel.topics import ensure_topics
 from hub.kernel.verify import run_verify
 from hub.kernel.vocabulary import vocabulary_names
@@ -125,17 +126,41 @@ def with_county_vocabulary(settings: Settings) -> Settings:
 
 def demo_settings(base: Settings, prefix: str) -> Settings:
     """``base`` in the demo's own namespace: topic prefix and read-model schema ``prefix``,
-    and the county's vocabulary applied (pure)."""
-    return with_county_vocabulary(Namespace(prefix, prefix).apply(base))
+    the county's vocabulary applied and its map and population table (pure)."""
+    return with_demo_areas(with_county_vocabulary(Namespace(prefix, prefix).apply(base)))
+
+
+def demo_areas_dir(settings: Settings) -> Path:
+    return settings.state_dir / settings.kafka.topic_prefix / "areas"
+
+
+def with_demo_areas(settings: Settings) -> Settings:
+    """``settings`` with the simulated county's map of its districts and its population table
+    (files :func:`hub.devtools.simulate.geo.write_demo_areas` writes under
+    ``var/<prefix>/areas``), unless areas are configured already (pure)."""
+    if settings.areas.maps or settings.areas.population is not None:
+        return settings
+    d = demo_areas_dir(settings)
+    areas = AreaSettings(
+        population=d / "population.yaml",
+        maps=[AreaMapSettings(grain="district", geojson=d / "districts.geojson", id_property="district",
+                              name_property="name")],
+    )
+    return settings.model_copy(update={"areas": areas})
 
 
 def demo_env(settings: Settings) -> dict[str, str]:
     """Environment variables that point a ``hub`` command at the demo's data (pure)."""
-    return {
+    env = {
         "HUB_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
         "HUB_POSTGRES__SCHEMA": settings.postgres.schema_,
         "HUB_PROJECTIONS__VOCABULARIES": json.dumps(settings.projections.vocabularies),
     }
+    if settings.areas.maps:
+        env["HUB_AREAS__MAPS"] = json.dumps([m.model_dump(mode="json") for m in settings.areas.maps])
+    if settings.areas.population is not None:
+        env["HUB_AREAS__POPULATION"] = str(settings.areas.population)
+    return env
 
 
 def intake_env() -> dict[str, str]:
@@ -476,7 +501,9 @@ async def reset_if_foreign(settings: Settings) -> str | None:
 async def run_pipeline(settings: Settings, opts: DemoOptions, console: Console) -> DemoResult:
     """Steps 1 to 5 of the module docstring; returns the report and the counts."""
 
-    settings = with_county_vocabulary(settings)
+    settings = with_demo_areas(with_county_vocabulary(settings))
+    if settings.areas.population is not None and settings.areas.population.parent == demo_areas_dir(settings):
+        write_demo_areas(demo_areas_dir(settings))  # the simulated county's own map and population
     started = time.monotonic()
     result = DemoResult(settings, {})
     with console.status("bringing up Kafka and PostgreSQL (hub infra up)…"):

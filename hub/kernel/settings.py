@@ -353,6 +353,40 @@ class CustomSettings(BaseModel):
     )
 
 
+#: the area grains a map or a population table can be given for (``incident_summary`` columns)
+AreaGrain = Literal["precinct", "district", "sector", "beat"]
+
+
+class AreaMapSettings(BaseModel):
+    """One county-supplied map of its areas for the dashboard: a GeoJSON FeatureCollection
+    whose features carry, in property ``id_property``, the area code the feed publishes at
+    ``grain`` (e.g. Seattle's beat ``K2``). ``name_property``: an optional display name."""
+
+    grain: AreaGrain
+    geojson: Path
+    id_property: str = Field(min_length=1)
+    name_property: str | None = None
+
+
+class AreaSettings(BaseModel):
+    """Areas of need (``docs/operators.md``, "Areas of need"): ``population`` — a CSV or YAML
+    table of residents per area with its source and year (rates per 1,000 residents);
+    ``maps`` — the GeoJSON of the county's areas the dashboard draws, one per grain. Relative
+    paths are relative to the working directory of the process. Both are checked when read
+    (:mod:`projections.population`, :mod:`projections.geojson`)."""
+
+    population: Path | None = None
+    maps: list[AreaMapSettings] = Field(default_factory=list)
+
+    @field_validator("maps")
+    @classmethod
+    def _one_per_grain(cls, value: list[AreaMapSettings]) -> list[AreaMapSettings]:
+        grains = [m.grain for m in value]
+        if len(set(grains)) != len(grains):
+            raise ValueError("give at most one map per grain")
+        return value
+
+
 class RecordMacSettings(BaseModel):
     """The keys of the record MACs (:mod:`hub.kernel.recordmac`). ``key_id`` names the key
     every appender signs with (file ``keys/record-mac.<key_id>.key``); ``accepted_key_ids``
@@ -410,6 +444,7 @@ class Settings(BaseSettings):
     intake: IntakeSettings = IntakeSettings()
     demographics: DemographicsSettings = DemographicsSettings()
     custom: CustomSettings = CustomSettings()
+    areas: AreaSettings = AreaSettings()
 
     @model_validator(mode="after")
     def _transport_security(self) -> Settings:

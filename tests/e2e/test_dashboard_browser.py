@@ -66,7 +66,7 @@ async def test_dashboard_renders_report_numbers(
         shot = await browser.screenshot(ARTIFACTS / "dashboard.png")
     assert shot.stat().st_size > 20_000  # a page of charts, not a blank page
 
-    report = hub_json(settings, "report")
+    report = hub_json(demo_run.settings, "report")  # pointed at the demo as `hub demo` prints it
     assert report == demo_run.report  # the demo's report is the CLI's
     assert [m for m, _ in cards] == [
         "no_enforcement",

@@ -82,7 +82,7 @@ async def test_hub_demo_rerun_adds_nothing_and_serves_the_same_numbers(
                 check=True,
                 capture_output=True,
                 text=True,
-                env={**os.environ, **demo_env(settings)},
+                env={**os.environ, **demo_env(demo_run.settings)},  # as `hub demo` prints it
                 timeout=120,
             ).stdout
         )

@@ -30,6 +30,8 @@ OUTCOME_SERIES = (
     "outcome.arrest_or_citation",
     "outcome.other",
 )
+#: grains drawn on the map, not as bars (:mod:`hub.entry.api.areas`)
+FINE_GRAINS = ("sector", "beat")
 FUNNEL_STAGES = ("requested", "delivered", "accepted", "completed")
 REPEAT_ROWS = (
     ("people", "1+ contacts"),
@@ -153,7 +155,9 @@ def dashboard_view(
         "custom_definitions": (by_area.get("custom_metrics") or {}).get("definitions"),
         "by_month": grouped_series(by_month["outcomes"]),
         "by_week": grouped_series(by_week),
-        "by_area": grouped_series(by_area["outcomes"]),
+        # the bars by area are the coarse grains (sectors and beats are on the map)
+        "by_area": grouped_series({"rows": [r for r in by_area["outcomes"]["rows"]
+                                            if r["group_kind"] not in FINE_GRAINS]}),
         "funnel": funnel_rows(by_month["referral_funnel"]),
         "repeat": repeat_rows(by_month["repeat_encounters"]),
         "pipeline": dict(pipeline),

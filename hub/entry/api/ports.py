@@ -69,6 +69,16 @@ class ReadModels(Protocol):
         """The ``outcomes`` section by month from each month's latest release."""
         ...
 
+    def map_grains(self) -> list[str]:
+        """The grains the county supplied a map of (``settings.areas.maps``), in its order."""
+        ...
+
+    async def area_map(self, grain: str) -> dict[str, Any] | None:
+        """The validated map of ``grain`` (:meth:`projections.geojson.AreaMap.document`) and
+        ``unmapped``: the grain's area codes in the read models that it has no area for;
+        None when no map of ``grain`` is configured."""
+        ...
+
     async def releases(self) -> list[dict[str, Any]]:
         """Every release: id, period, seq, released_at, vocabulary, code version."""
         ...

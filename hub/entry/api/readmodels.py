@@ -31,6 +31,7 @@ from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.settings import Settings
 from projections import queries
 from projections.counts import incident_metrics
+from projections.geojson import unmatched
 from projections.outcomes import suppressed_table
 from projections.releases import release_document, released_months
 from projections.reporting import parse_grain
@@ -248,6 +249,16 @@ class PostgresReadModels:
     async def released_by_month(self) -> dict[str, Any]:
         latest = [await self.reader.release(r["release_id"]) for r in await self.reader.releases(latest=True)]
         return queries.jsonable(released_months(r for r in latest if r is not None))
+
+    def map_grains(self) -> list[str]:
+        return [] if self.reader.areas is None else list(self.reader.areas.maps)
+
+    async def area_map(self, grain: str) -> dict[str, Any] | None:
+        found = None if self.reader.areas is None else self.reader.areas.maps.get(grain)
+        if found is None:
+            return None
+        codes = await self.reader.area_codes(grain)
+        return {**found.document(), "unmapped": unmatched(found, codes)}
 
     async def releases(self) -> list[dict[str, Any]]:
         return queries.jsonable(await self.reader.releases())

@@ -122,14 +122,21 @@ def report(
     for row in doc["outcomes"]["rows"]:
         cells = row["metrics"]
         enforcement = _fmt(cells["outcome.arrest_or_citation"])
+        rates = "".join(
+            f"; {label} {cells['calls'][key]:,}" for key, label in RATE_LABELS
+            if cells["calls"].get(key) is not None
+        )
         typer.echo(
             f"  [{row['group_kind']} {row['group']}] calls {_fmt(cells['calls'])}; no enforcement "
-            f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}"
+            f"{_fmt(cells['outcome.no_enforcement'])}; enforcement {enforcement}{rates}"
         )
     for note in doc["footnotes"]:
         typer.echo(f"  note: {note}")
     for metric, reason in doc["not_measured"].items():
         typer.echo(f"  not measured: {metric} ({reason})")
+
+
+RATE_LABELS = (("rate_per_1000_calls", "per 1,000 calls"), ("rate_per_1000_residents", "per 1,000 residents"))
 
 
 def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from hub.kernel.custom_fields import Definitions, parse_definitions
 from projections import custom_metrics, reporting
+from projections.areas import path_counts
 from projections.releases import month_release
 from tests.unit.projections.custom_adversary import custom_adversary
 
@@ -44,6 +45,7 @@ def defs() -> Definitions:
 def call(precinct: str | None, outcome: str | None, co: bool, housing: str | None) -> dict[str, Any]:
     return {
         "received_at": datetime(2024, 3, 5, tzinfo=UTC), "call_category": "behavioral_health",
+        "behavioral_health": True,
         "precinct": precinct, "district": None, "outcome": outcome, "co_responder": co,
         "referral_made": False, "connected_to_services": False,
         "custom": {} if housing is None else {"housing": housing},
@@ -54,7 +56,7 @@ def release_cells(d: Definitions, calls: list[dict[str, Any]], seq: int = 1,
                   known: dict[str, list[int]] | None = None) -> Any:
     groups = [("precinct",), ("district",)]
     ext = custom_metrics.extension(d, calls, custom_metrics.release_groups, groups, 10)
-    counts = custom_metrics.counts_from_rows(calls, ("all", "precinct", "district"))
+    counts = path_counts(calls)
     return month_release(MONTH, counts, seq=seq, max_small=10, attribute_max=20, known_before=known,
                          extension=ext)
 

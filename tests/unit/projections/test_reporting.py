@@ -17,6 +17,7 @@ from projections.referrals import FUNNEL_STAGES, reached_stages
 from projections.reporting import (
     FORCE_TYPES,
     area_group,
+    calls_for_service,
     funnel_values,
     outcome_table,
     published_cells,
@@ -341,3 +342,37 @@ def test_outcomes_side_by_side_by_intervention_partition_the_total() -> None:
         calls = [r["metrics"]["calls"]["value"] for r in table["rows"]]
         assert None in calls or sum(calls) == table["total"]["calls"]["value"] == 120
         assert not [v for _, v in published_cells(table) if 1 <= v <= 10]
+
+
+def _bh(beat: str | None, sector: str | None = "K", precinct: str | None = "WEST") -> dict[str, object]:
+    return {"received_at": datetime(2024, 3, 5, tzinfo=UTC), "call_category": "crisis",
+            "behavioral_health": True, "precinct": precinct, "district": None, "sector": sector, "beat": beat,
+            "outcome": "no_enforcement", "referral_made": False, "connected_to_services": False,
+            "co_responder": False}
+
+
+def test_report_by_beat_has_calls_for_service_and_rates_and_keeps_its_cells() -> None:
+    # beats K1: 30 BH calls + 70 others; K2: 25 BH + 25 others; K3: 3 BH calls (withheld)
+    rows = [_bh("K1")] * 30 + [_bh("K2")] * 25 + [_bh("K3")] * 3
+    others = [{"precinct": "WEST", "district": None, "sector": "K", "beat": "K1", "n": 70},
+              {"precinct": "WEST", "district": None, "sector": "K", "beat": "K2", "n": 25}]
+    service = calls_for_service(rows, others, "beat", "UTC")
+    assert service == {("all", "all"): 153, ("beat", "K1"): 100, ("beat", "K2"): 50, ("beat", "K3"): 3}
+    plain = outcome_table(rows, by="beat", tz="UTC", small_cell_max=10)
+    rated = outcome_table(rows, by="beat", tz="UTC", small_cell_max=10, service_calls=service,
+                          population={("beat", "K1"): 6000, ("all", "all"): 58_000})
+    by = {r["group"]: r["metrics"] for r in rated["rows"]}
+    assert by["K1"]["calls"]["value"] == 30 and by["K1"]["all_calls"]["value"] == 100
+    assert by["K1"]["calls"]["rate_per_1000_calls"] == 300.0  # 30 of 100 calls for service
+    assert by["K1"]["calls"]["rate_per_1000_residents"] == 5.0  # 30 per 6,000 residents
+    # K3's 3 BH calls are small: K2's 25 (the smallest other part of 58) are withheld with them;
+    # likewise K3's 3 calls for service and K2's 50 (of 153). Withheld counts have no rates.
+    assert by["K3"]["calls"]["value"] is None and by["K2"]["calls"]["value"] is None
+    assert by["K3"]["all_calls"]["value"] is None and by["K2"]["all_calls"]["value"] is None
+    assert all(by[b]["calls"][r] is None for b in ("K2", "K3")
+               for r in ("rate_per_1000_calls", "rate_per_1000_residents"))
+    assert rated["total"]["calls"]["rate_per_1000_residents"] == 1.0  # 58 per 58,000
+    # adding calls for service changed no cell of the table
+    for p, r in zip(plain["rows"], rated["rows"], strict=True):
+        assert {m: c["value"] for m, c in p["metrics"].items()} == {
+            m: c["value"] for m, c in r["metrics"].items() if m != "all_calls"}

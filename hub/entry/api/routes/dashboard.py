@@ -11,6 +11,7 @@ DASHBOARD_ASSETS = {
     "dashboard.css": "text/css; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
     "dashboard.js": "text/javascript; charset=utf-8",
+    "map.js": "text/javascript; charset=utf-8",
 }
 INTAKE_ASSETS = {
     "intake.css": "text/css; charset=utf-8",

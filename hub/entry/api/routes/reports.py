@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
+from hub.entry.api.areas import area_panels
 from hub.entry.api.dashboard import dashboard_view
 from hub.entry.api.deps import From, ReadModelsDep, To, requires
 from hub.entry.api.roles import Family, Forbidden, Principal, live_aggregates
@@ -133,18 +134,35 @@ async def release(_: AggregatesReader, read_models: ReadModelsDep, release_id: s
 async def dashboard_data(
     p: AggregatesReader, read_models: ReadModelsDep, date_from: From = None, date_to: To = None
 ) -> dict[str, Any]:
-    """What the dashboard draws: report cells by month and by area, and pipeline health.
-    Analysts see the released months: the latest release by area, each month's latest
-    release over time (no weekly series: weeks are not released)."""
+    """What the dashboard draws: report cells by month and by area, the areas of each map
+    grain (``areas``), and pipeline health. Analysts see the released months: the latest
+    release by area (every grain), each month's latest release over time (no weekly series:
+    weeks are not released)."""
+    grains = read_models.map_grains()
     if live_aggregates(p):
         by_month = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="month")
         by_area = await read_models.outcome_report(date_from=date_from, date_to=date_to, by="area")
         by_week = await read_models.outcomes_by_week(date_from=date_from, date_to=date_to)
-        return dashboard_view(by_month, by_area, by_week, await pipeline_status(read_models))
+        by_grain = {g: await read_models.outcome_report(date_from=date_from, date_to=date_to, by=g)
+                    for g in grains}
+        view = dashboard_view(by_month, by_area, by_week, await pipeline_status(read_models))
+        return {**view, "areas": area_panels(by_grain, grains)}
     if date_from or date_to:
         raise Forbidden(ANALYSTS_READ_RELEASES)
     latest = await read_models.released_report(period=None)
     if latest is None:
         raise HTTPException(404, "no released month yet")
     by_month = {**latest, "outcomes": await read_models.released_by_month()}
-    return dashboard_view(by_month, latest, {"total": {}, "rows": []}, await pipeline_status(read_models))
+    view = dashboard_view(by_month, latest, {"total": {}, "rows": []}, await pipeline_status(read_models))
+    return {**view, "areas": area_panels(dict.fromkeys(grains, latest), grains)}
+
+
+@router.get("/v1/maps/{grain}")
+async def area_map(_: AggregatesReader, read_models: ReadModelsDep, grain: str) -> dict[str, Any]:
+    """The county's map of ``grain`` as the dashboard draws it: every area's code, name and
+    polygons ([longitude, latitude] rings), the bounding box, and ``unmapped`` — the grain's
+    area codes of the calls that the map has no area for (geography only: no counts)."""
+    found = await read_models.area_map(grain)
+    if found is None:
+        raise HTTPException(404, f"no map of {grain!r} is configured (settings areas.maps)")
+    return found

@@ -81,6 +81,26 @@
     document.body.dataset.downloaded = name;
   }
 
+  async function maps(tok, panels) {
+    // one map per grain the county supplied a GeoJSON of (areas of need)
+    const box = $("maps");
+    box.textContent = "";
+    for (const panel of panels) {
+      const fig = document.createElement("figure");
+      fig.className = "panel wide";
+      fig.id = `map-${panel.grain}`;
+      const cap = document.createElement("figcaption");
+      cap.textContent = `Areas of need: behavioral-health calls by ${panel.grain}`;
+      const div = document.createElement("div");
+      div.className = "chart map";
+      fig.append(cap, div);
+      box.appendChild(fig);
+      const r = await fetch(panel.map, { headers: { Authorization: "Bearer " + tok } });
+      if (!r.ok) { div.textContent = `map unavailable: HTTP ${r.status}`; continue; }
+      AreaMap.draw(div, await r.json(), panel);
+    }
+  }
+
   try {
     const tok = await token();
     for (const b of document.querySelectorAll(".downloads button")) b.addEventListener("click", () => download(tok, b.dataset.format));
@@ -105,6 +125,7 @@
     Charts.bars($("chart-funnel"), d.funnel, { title: "referral funnel", series: "funnel" });
     Charts.bars($("chart-repeat"), d.repeat, { title: "repeat encounters", series: "repeat", left: 130 });
     pipeline(d.pipeline);
+    await maps(tok, d.areas || []);
     document.body.dataset.ready = "1";
   } catch (e) {
     fail(String(e && e.message || e));

@@ -132,3 +132,12 @@ def test_a_cross_field_rule_reads_as_one_clear_line(monkeypatch: pytest.MonkeyPa
             get_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_areas_name_one_map_per_grain(tmp_path: Path) -> None:
+    one = {"grain": "beat", "geojson": str(tmp_path / "b.geojson"), "id_property": "beat"}
+    with pytest.raises(ValidationError, match="at most one map per grain"):
+        Settings(state_dir=tmp_path, areas={"maps": [one, one]})
+    with pytest.raises(ValidationError, match="grain"):
+        Settings(state_dir=tmp_path, areas={"maps": [{**one, "grain": "ward"}]})
+    assert Settings(state_dir=tmp_path, areas={"maps": [one]}).areas.maps[0].id_property == "beat"
