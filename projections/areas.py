@@ -16,8 +16,10 @@ before (:func:`projections.outcomes.suppressed_table`); :func:`area_table` then 
 sectors, beats and the calls for service to it *without changing one coarse cell*: the coarse
 cells are fixed (withheld ones stay withheld, shown ones are never chosen as complements) and
 complements are taken among the new cells only. If that cannot make every cell safe, every
-new cell is withheld (always safe: the new cells refine the old ones). The result is checked
-against every equation together, old and new.
+new cell is withheld; if even then the coarse cells give a protected new cell away (a change
+since an earlier release: the jurisdiction's calls minus a precinct of 0 tell the calls
+without a sector), the whole table is suppressed at once, coarse cells included. The result
+is checked against every equation together, old and new.
 
 **Calls for service** (``all_calls``): calls of every kind received in the area (behavioral
 health or not); ``calls`` (behavioral-health) + ``not.calls`` (hidden) = ``all_calls``. It is
@@ -297,6 +299,12 @@ def area_table(
     small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect), nonnegative=True)
     if small or narrow or hide & kept:
         hide = set(coarse.hidden) | set(new)  # withhold every new cell
+        small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect), nonnegative=True)
+        if small or narrow:
+            # the coarse cells alone give a protected new cell away (a sector's change since an
+            # earlier release, derived from the jurisdiction and a precinct of 0): only then
+            # are coarse cells withheld too, the whole table suppressed at once
+            hide = suppress(values, eqs, hide, max_small, protect, nonnegative=True)
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
     # split cells are known too: a split derivable in two releases would tell its change
