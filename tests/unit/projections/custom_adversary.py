@@ -7,7 +7,10 @@ outcome or none, co-responder yes/no, each custom field's values or not recorded
 them, empty or not, since an analyst cannot know which are empty. Every shown cell is the
 sum of the atoms its definition selects (evaluated with the definitions' own filters on a
 row made of the atom's values); every atom of the jurisdiction is the sum of its atoms in
-each area grain. A target is *derivable* when its vector lies in the span of the shown
+each area grain, and the geography holds atom by atom (a precinct is the sum of its parts
+in the sectors and beats, a beat the sum of its parts in the precincts and sectors: one
+unknown part per pair of areas the calls show, the unknown area paired with every area of
+the other grain). A target is *derivable* when its vector lies in the span of the shown
 cells' vectors (row reduction modulo a large prime). Targets: every conjunction of one
 value (or none) per field, per area — "holds of unsheltered people in EAST without a
 co-responder", and every set of values of a custom field ("not unsheltered"). Built-in
@@ -22,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from hub.kernel.custom_fields import Definitions
+from projections.areas import NESTING, PATH_KINDS
 from projections.custom_metrics import denominator_metric, numerator_metric
 from schemas.outcome import PRIMARY_OUTCOMES
 
@@ -82,7 +86,8 @@ BUILTIN_PREDICATES = {
 def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
                      shown: Mapping[tuple[tuple[str, str], str], int], max_small: int = 10) -> list[str]:
     """Everything small derivable from ``shown`` ((area, metric) → value of every published,
-    not withheld cell) about ``calls`` (rows with ``precinct``, ``district``, ``outcome``,
+    not withheld cell) about ``calls`` (rows with ``precinct``, ``district``, ``sector``,
+    ``beat`` (optional), ``outcome``,
     ``co_responder`` and ``custom``) that the built-in cells alone do not give (those are the
     built-in rule's: :mod:`tests.unit.projections.release_adversary`); [] when the table is safe."""
     fields = sorted(defs.fields)
@@ -93,7 +98,9 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
     ]
     space = [dict(zip([d for d, _ in domains], combo, strict=True))
              for combo in itertools.product(*(vals for _, vals in domains))]
-    areas = sorted({a for a, _ in shown})
+    kinds = [k for k in PATH_KINDS if any(a[0] == k for a, _ in shown)]
+    areas = sorted({a for a, _ in shown} | {(k, c.get(k) or "unknown") for c in calls for k in kinds}
+                   | {("all", "all")})
     index = {(a, i): n for n, (a, i) in enumerate(itertools.product(areas, range(len(space))))}
     predicates: dict[str, Any] = dict(BUILTIN_PREDICATES)
     for m in defs.metrics:
@@ -108,13 +115,29 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
             if metric in BUILTIN_PREDICATES:
                 builtin_eqs.append(eqs[-1])
     partitions = []
-    for kind in ("precinct", "district"):
+    for kind in kinds:
         members = [a for a in areas if a[0] == kind]
-        if members:
-            for i in range(len(space)):
-                eq = {index[(("all", "all"), i)]: 1}
-                for a in members:
-                    eq[index[(a, i)]] = _P - 1
+        for i in range(len(space)):
+            eq = {index[(("all", "all"), i)]: 1}
+            for a in members:
+                eq[index[(a, i)]] = _P - 1
+            partitions.append(eq)
+    part_of: dict[tuple[str, str, str, str], int] = {}
+
+    def column(part: tuple[str, str, str, str], i: int) -> int:  # a part's atoms: after the areas'
+        return len(index) + part_of.setdefault(part, len(part_of)) * len(space) + i
+
+    for (a, b), pairs in _pairs(calls, areas, kinds).items():  # the geography, atom by atom
+        for i in range(len(space)):
+            for x in {x for x, _ in pairs}:
+                eq = {index[((a, x), i)]: 1}
+                for y in sorted(y for xx, y in pairs if xx == x):
+                    eq[column((a, x, b, y), i)] = _P - 1
+                partitions.append(eq)
+            for y in {y for _, y in pairs}:
+                eq = {index[((b, y), i)]: 1}
+                for x in sorted(x for x, yy in pairs if yy == y):
+                    eq[column((a, x, b, y), i)] = _P - 1
                 partitions.append(eq)
     basis = _span(e for e in [*eqs, *partitions] if e)
     builtin = _span(e for e in [*builtin_eqs, *partitions] if e)
@@ -123,8 +146,7 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
         values = {"outcome": c.get("outcome"), "co_responder": bool(c.get("co_responder")),
                   **{f: (c.get("custom") or {}).get(f, MISSING) for f in fields}}
         i = space.index(values)
-        for a in (("all", "all"), ("precinct", c.get("precinct") or "unknown"),
-                  ("district", c.get("district") or "unknown")):
+        for a in (("all", "all"), *((k, c.get(k) or "unknown") for k in PATH_KINDS)):
             if a in areas:
                 truth[(a, i)] = truth.get((a, i), 0) + 1
     found = []
@@ -139,6 +161,27 @@ def custom_adversary(defs: Definitions, calls: Sequence[Mapping[str, Any]],
                 what = {d: sorted(map(str, ch)) for (d, _), ch in zip(options, choice, strict=True) if ch}
                 found.append(f"{a}: {what} = {value}")
     return found
+
+
+def _pairs(calls: Sequence[Mapping[str, Any]], areas: Sequence[tuple[str, str]], kinds: Sequence[str]
+           ) -> dict[tuple[str, str], set[tuple[str, str]]]:
+    """(coarse kind, fine kind) → the (coarse, fine) pairs of areas an analyst reckons with:
+    the known pairs some call lies in and, where a grain has ``unknown``, the unknown area
+    paired with every area of the other grain. Grains whose only area is ``unknown`` take no
+    part."""
+    names = {k: {n for kk, n in areas if kk == k} for k in kinds}
+    out: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for a, b in NESTING:
+        if a not in names or b not in names or names[a] <= {"unknown"} or names[b] <= {"unknown"}:
+            continue
+        pairs = {(c.get(a) or "unknown", c.get(b) or "unknown") for c in calls}
+        pairs = {(x, y) for x, y in pairs if "unknown" not in (x, y)}
+        if "unknown" in names[b]:
+            pairs |= {(x, "unknown") for x in names[a]}
+        if "unknown" in names[a]:
+            pairs |= {("unknown", y) for y in names[b]}
+        out[(a, b)] = pairs
+    return out
 
 
 def _value_sets(dim: str, values: tuple[Any, ...]) -> list[frozenset[Any] | None]:

@@ -15,6 +15,7 @@ from projections import custom_metrics, reporting
 from projections.areas import path_counts
 from projections.releases import month_release
 from tests.unit.projections.custom_adversary import custom_adversary
+from tests.unit.projections.release_adversary import adversary
 
 MONTH = date(2024, 3, 1)
 DEFS = """
@@ -42,8 +43,9 @@ def defs() -> Definitions:
     return parse_definitions(DEFS, "county.yaml")
 
 
-def call(precinct: str | None, outcome: str | None, co: bool, housing: str | None) -> dict[str, Any]:
-    return {
+def call(precinct: str | None, outcome: str | None, co: bool, housing: str | None,
+         sector: str | None = None, beat: str | None = None) -> dict[str, Any]:
+    return {"sector": sector, "beat": beat,
         "received_at": datetime(2024, 3, 5, tzinfo=UTC), "call_category": "behavioral_health",
         "behavioral_health": True,
         "precinct": precinct, "district": None, "outcome": outcome, "co_responder": co,
@@ -150,6 +152,33 @@ def test_no_small_cell_is_derivable_from_county_and_builtin_cells(calls: list[di
     shown = {c: v for c, v in rel.table.shown().items() if v is not None}
     assert not [f"{c}={v}" for c, v in shown.items() if 1 <= v <= 10]
     assert custom_adversary(d, calls, shown) == []
+
+
+#: Seattle-style calls: beats within sectors within precincts, some without a sector or beat
+SECTORS = {"EAST": ["E", "G"], "WEST": ["K"]}
+located_calls = st.lists(
+    st.sampled_from(["EAST", "WEST"]).flatmap(lambda p: st.builds(
+        call, st.just(p), st.sampled_from(["involuntary_hold", "no_enforcement", None]), st.booleans(),
+        st.sampled_from(["housed", "unsheltered", None]), st.sampled_from([*SECTORS[p], None]),
+        st.sampled_from(["1", "2", None]),
+    )).map(lambda c: {**c, "beat": c["sector"] + c["beat"] if c["sector"] and c["beat"] else c["beat"]}),
+    max_size=60,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.data_too_large])
+@given(located_calls)
+def test_county_cells_with_sectors_and_beats_give_nothing_small_away(calls: list[dict[str, Any]]) -> None:
+    # a release with county cells (jurisdiction, precincts, districts) and the built-in cells of
+    # sectors and beats: neither adversary derives a small cell
+    d = defs()
+    rel = release_cells(d, calls)
+    shown = {c: v for c, v in rel.table.shown().items() if v is not None}
+    assert any(c[0][0] == "beat" for c in rel.table.published) or not any(c.get("beat") for c in calls)
+    assert not [f"{c}={v}" for c, v in shown.items() if 1 <= v <= 10]
+    assert custom_adversary(d, calls, shown) == []
+    assert adversary([rel], [path_counts(calls)]) == []
 
 
 @given(calls_strategy)
