@@ -267,10 +267,12 @@ def area_table(
 ) -> SuppressedTable:
     """``coarse`` (the suppressed jurisdiction / precinct / district table of the same calls)
     extended with sectors, beats and calls for service, every coarse cell unchanged (see the
-    module docstring). Cells of the coarse table beyond the built-in grid (county metrics,
-    :mod:`projections.custom_metrics`) stay as they are, published with the coarse areas only,
-    and their equations are part of the system the new cells are checked against. ``known_before``: what analysts knew of the new cells from earlier
-    releases (a change of 1 to ``max_small`` is protected, as in the coarse table)."""
+    module docstring; unchanged unless the coarse cells alone would give a protected new cell
+    away). Cells of the coarse table beyond the built-in grid (county metrics,
+    :mod:`projections.custom_metrics`) stay as they are, published with the coarse areas
+    only, and their equations are part of the system the new cells are checked against.
+    ``known_before``: what analysts knew of the new cells from earlier releases (a change of
+    1 to ``max_small`` is protected, as in the coarse table)."""
     unmeasured = tuple(unmeasured)
     before = known_before or {}
     kinds = present_kinds([path for path, _ in counts] + [

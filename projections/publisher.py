@@ -58,7 +58,6 @@ from projections.reporting import unmeasured_metrics
 from projections.store import read_meta
 from schemas.topics import outcome_topic
 
-
 #: the columns a month's grouped statement always reads (what the built-in cells and the areas need)
 MONTH_COLUMNS = ("precinct", "district", "sector", "beat", "behavioral_health", "outcome", "referral_made",
                  "connected_to_services", "co_responder", "call_category")
@@ -179,7 +178,8 @@ class OutcomePublisher:
         tz = self.settings.agency_timezone
         now = self.clock()
         lateness = timedelta(days=p.release_lateness_days)
-        month_groups = await month_rows(conn, self.schema, tz, months, custom_metrics.row_columns(self.custom))
+        columns = custom_metrics.row_columns(self.custom)
+        month_groups = await month_rows(conn, self.schema, tz, months, columns)
         latest = await latest_releases(conn, self.schema, months)
         candidates = {m for m in {*month_groups, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
@@ -192,17 +192,17 @@ class OutcomePublisher:
             if prior is not None:
                 check_definitions_version(json.loads(prior["extras"]).get("custom_metrics"), self.custom)
             last_day = next_month(month) - timedelta(days=1)
-            rows = month_groups.get(month, [])
+            grouped = month_groups.get(month, [])
             unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
             extension = None
             if self.custom.metrics:  # county cells from the same rows as the built-in cells
                 unmeasured.update(custom_metrics.unmeasured_custom(self.custom, unmeasured))
                 extension = custom_metrics.extension(
-                    self.custom, [r for r in rows if r["behavioral_health"]], custom_metrics.release_groups,
-                    [("precinct",), ("district",)], p.small_cell_max,
+                    self.custom, [r for r in grouped if r["behavioral_health"]],
+                    custom_metrics.release_groups, [("precinct",), ("district",)], p.small_cell_max,
                 )
             release = month_release(
-                month, path_counts(rows), seq=prior["seq"] + 1 if prior else 1,
+                month, path_counts(grouped), seq=prior["seq"] + 1 if prior else 1,
                 max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
                 known_before=known, vocabulary=meta["label"], unmeasured=unmeasured, extension=extension,
                 population=self.areas.residents(),
