@@ -44,12 +44,12 @@ from pathlib import Path
 
 from bench.phases import append_and_replay, cad_ingest_and_rebuild, copy_floor, live_projection
 from bench.report import BenchError, Row, not_run, table
-from bench.targets import builder_rows, live_latency, scale_rebuild
+from bench.targets import builder_rows, index_growth, live_latency, scale_rebuild
 from bench.workspace import Workspace
 from hub.kernel.logs import configure_logging
 from hub.kernel.settings import get_settings
 
-PHASES = ("append", "cad", "scale", "live", "latency", "builders")
+PHASES = ("append", "index", "cad", "scale", "live", "latency", "builders")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,6 +70,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale-sizes", default="100000,1000000,3000000", help="events of the --scale rebuilds"
+    )
+    parser.add_argument(
+        "--index-sizes", default="100000,1000000,10000000",
+        help="rows of the synthetic event-id index the --scale run probes the append's cost at",
+    )
+    parser.add_argument(
+        "--index-sizes-quick", default="100000,1000000",
+        help="the same without --scale",
     )
     parser.add_argument(
         "--heavy-facts", type=int, default=10_000, help="facts in the --scale person's history"
@@ -94,10 +102,9 @@ async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
             raise BenchError(f"unknown phases {sorted(unknown)} (known: {', '.join(PHASES)})")
         if "append" in want:
             rows += await append_and_replay(ws, args.records, args.batch)
-        rows.append(not_run(
-            "event-id index cost growth", "cost/event flat 100k → 10M",
-            "not run: a synthetic 10M-row index is issue 13's (the index protocol is being changed)",
-        ))
+        if "index" in want:
+            sizes = args.index_sizes if args.scale else args.index_sizes_quick
+            rows.append(await index_growth(ws, [int(x) for x in sizes.split(",")]))
         if "cad" in want:
             rows += await cad_ingest_and_rebuild(ws, tmp, args.cad_days, args.cad_calls_per_day)
         if args.scale and "scale" in want:

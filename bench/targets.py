@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +33,9 @@ from connectors.hl7v2.delivery import Hl7Transport
 from connectors.hl7v2.ref_i12 import build_ref_i12_reference
 from connectors.referrals.content import Disclosure, sample_disclosures
 from hub.bootstrap import open_runtime
+from hub.kernel.db import CORE_MIGRATIONS, migrate, open_pool
 from hub.kernel.kafka import KafkaClients
-from hub.kernel.log import PRODUCER_BATCH_BYTES, record_headers, topic_for
+from hub.kernel.log import EVENTS, PRODUCER_BATCH_BYTES, record_headers, topic_for
 from hub.kernel.quarantine import header
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import PROJECT_ROOT
@@ -58,7 +60,7 @@ FHIR_TARGET, HL7_TARGET = 5_000, 10_000
 
 async def index_bytes(rt: Runtime, events: int) -> Row:
     """Bytes per event of the event-id index (table, indexes and TOAST) after the append
-    phase; the cost-per-event growth to 10M rows is a separate target (not run here)."""
+    phase; the cost-per-event growth to 10M rows is :func:`index_growth`."""
     schema = rt.settings.core_schema
     row = await rt.pool.fetchrow(
         f"SELECT pg_total_relation_size('\"{schema}\".event_index') AS size, count(*) AS n "
@@ -74,6 +76,92 @@ async def index_bytes(rt: Runtime, events: int) -> Row:
         target=f"≤ {INDEX_BYTES_TARGET} B/event",
         verdict=verdict(per <= INDEX_BYTES_TARGET),
         extra={"bytes": size, "bytes_per_event": round(per, 1), "events_appended": events},
+    )
+
+
+INDEX_GROWTH_TARGET = 1.5  # cost per event at the largest size / at the smallest: "flat"
+INDEX_PROBE_EVENTS = 1400  # one append chunk of the CAD ingest (500 rows x 2.8 events)
+INDEX_PROBE_CHUNKS = 20
+INDEX_PROBE_ROUNDS = 3  # the median round counts
+
+
+def probe_rows(rng: random.Random, n: int) -> list[tuple[Any, ...]]:
+    """``n`` index rows as one append writes them (random uuid keys, like uuid5 ids)."""
+    return [(uuid.UUID(int=rng.getrandbits(128), version=4), 1, 2, i % 12, i) for i in range(n)]
+
+
+async def index_growth(ws: Workspace, sizes: Sequence[int]) -> Row:
+    """The event index's PostgreSQL cost per event as the index grows: a synthetic index in
+    a scratch schema (the production table, filled with random keys outside the measured
+    blocks) grown to each of ``sizes`` rows; at each size, after a warm-up, the append's
+    two statements (the presence read and :meth:`hub.kernel.log.Ledger.index` of
+    :data:`hub.kernel.log.EVENTS`) run for :data:`INDEX_PROBE_ROUNDS` rounds of
+    :data:`INDEX_PROBE_CHUNKS` chunks of new ids; the cost is the median round's wall µs
+    per event. Target: the cost at the largest size is at most
+    :data:`INDEX_GROWTH_TARGET` times the cheapest of the smaller sizes; bytes per row are
+    noted."""
+    settings = ws.settings("i")
+    schema = ws.schema("index")
+    present = EVENTS.present_sql(schema)
+
+    async def probe(conn: Any, chunks: list[list[tuple[Any, ...]]]) -> None:
+        """What one append does in PostgreSQL per chunk: the presence read, the index write."""
+        for rows in chunks:
+            await conn.fetch(present, [r[0] for r in rows])
+            await EVENTS.index(conn, schema, sorted(rows, key=lambda r: r[0]))
+
+    rng = random.Random(14)
+    per_size: dict[str, dict[str, Any]] = {}
+    started = time.monotonic()
+    async with open_pool(settings, role="owner", max_size=2) as pool:
+        await migrate(pool, component="core", package_dir=CORE_MIGRATIONS.directory, schema=schema)
+        filled = 0
+        samples: list[Sample] = []
+        for size in sorted(sizes):
+            while filled < size:  # setup: random keys, outside the measured block
+                step = min(1_000_000, size - filled)
+                await pool.execute(
+                    f'INSERT INTO "{schema}".event_index (event_id, topic, event_type, "partition", "offset")'
+                    " SELECT gen_random_uuid(), 1, 2, g % 12, g"
+                    " FROM generate_series($1::bigint, $2::bigint) g",
+                    filled, filled + step - 1,
+                )
+                filled += step
+            await pool.execute(f'VACUUM ANALYZE "{schema}".event_index')
+            async with pool.acquire() as conn:
+                await probe(conn, [probe_rows(rng, INDEX_PROBE_EVENTS) for _ in range(5)])  # warm-up
+                rounds = []
+                for _ in range(INDEX_PROBE_ROUNDS):
+                    chunks = [probe_rows(rng, INDEX_PROBE_EVENTS) for _ in range(INDEX_PROBE_CHUNKS)]
+                    with measured() as sample:
+                        await probe(conn, chunks)
+                    rounds.append(sample)
+                size_bytes = await conn.fetchval(
+                    f"SELECT pg_total_relation_size('\"{schema}\".event_index')"
+                )
+            probed = INDEX_PROBE_EVENTS * INDEX_PROBE_CHUNKS
+            filled += probed * INDEX_PROBE_ROUNDS + 5 * INDEX_PROBE_EVENTS
+            median = sorted(rounds, key=lambda r: r.seconds)[len(rounds) // 2]
+            samples.append(median)
+            per_size[str(size)] = {
+                "us_per_event": round(median.seconds / probed * 1e6, 2),
+                "us_per_event_rounds": [round(r.seconds / probed * 1e6, 2) for r in rounds],
+                "bytes_per_event": round(size_bytes / filled, 1),
+            }
+    last = per_size[str(max(sizes))]["us_per_event"]
+    smaller = [v["us_per_event"] for k, v in per_size.items() if int(k) != max(sizes)]
+    cheapest = min(smaller) if smaller else last
+    growth = last / cheapest if cheapest else float("inf")
+    shown = ", ".join(f"{int(k):,}: {v['us_per_event']:.1f} µs" for k, v in per_size.items())
+    return Row(
+        "event-id index cost growth",
+        INDEX_PROBE_EVENTS * INDEX_PROBE_CHUNKS,
+        samples[-1],
+        measured=f"x{growth:.2f} ({shown})",
+        target=f"cost/event at {max(sizes):,} ≤ x{INDEX_GROWTH_TARGET} of the smaller sizes",
+        verdict=verdict(growth <= INDEX_GROWTH_TARGET),
+        extra={"sizes": per_size, "growth": round(growth, 3), "setup_and_probe_seconds":
+               round(time.monotonic() - started, 1)},
     )
 
 

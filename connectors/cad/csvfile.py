@@ -2,7 +2,8 @@
 
 Invariants: the header must contain every column the profile reads (else the *file* is
 refused with a clear error: no row of a wrongly-profiled file becomes a dead letter);
-each data row becomes one :class:`RawRecord` whose ``ref`` is ``<file>:<line>``; a row
+each data row becomes one :class:`RawRecord` whose ``ref`` is ``<file>:<line>`` (its raw
+bytes, the row written back as one CSV line, are built only for a dead letter); a row
 with the wrong number of columns is a record with a ``problem`` (dead-lettered with the
 reason); blank lines are not records. Records of a file carry the file's modification
 time as ``observed_at`` (it dates revisions of rows that have no updated-at column).
@@ -14,6 +15,7 @@ import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from connectors.cad.profile import Profile
@@ -34,6 +36,7 @@ def decode(data: bytes) -> str:
 
 
 def _raw(row: list[str]) -> bytes:
+    """The bytes a dead letter keeps of a row: the row written back as one CSV line."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(row)
     return buf.getvalue().encode("utf-8")
@@ -65,8 +68,10 @@ def parse_csv(
                 observed_at=observed_at,
             )
             continue
+        # the raw bytes are written only when asked for (a dead letter): most rows map
         yield RawRecord(
-            ref=ref, raw=_raw(row), fields=dict(zip(header, row, strict=True)), observed_at=observed_at
+            ref, fields=dict(zip(header, row, strict=True)), observed_at=observed_at,
+            encode=partial(_raw, row),
         )
 
 

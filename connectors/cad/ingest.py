@@ -17,7 +17,7 @@ from connectors.cad.profile import Profile
 from connectors.core.counts import IngestCounts
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
-from connectors.core.runner import DeadLetterSink, ingest_batch
+from connectors.core.runner import DeadLetterSink, ingest_batches
 from hub.kernel.crypto import Keyring
 from hub.kernel.keystore import DeadLetterSealer
 
@@ -67,15 +67,15 @@ async def ingest_files(
     profile_ref: str | None = None,
     keyring: Keyring | None = None,
 ) -> IngestCounts:
-    """Import every file; layout errors (missing file, wrong header) raise before any
-    record of *that* file is appended. Dead letters name ``profile_ref`` (the recorded
-    profile, see :mod:`connectors.cad.used_profile`), else the profile's name. ``keyring``
+    """Import every file, a chunk at a time, pipelined (:func:`ingest_batches`: the next
+    chunk is mapped while the last ones are appended); layout errors (missing file, wrong
+    header) raise before any record of *that* file is appended. Dead letters name
+    ``profile_ref`` (the recorded profile, see :mod:`connectors.cad.used_profile`), else
+    the profile's name. ``keyring``
     (the runtime's key store) seals free text per incident."""
     mapper = mapper_for(profile, source, keyring)
     sink = DeadLetterSink(mapper.source, "cad", sealer, profile_ref or profile.name)
-    total = IngestCounts()
-    for path in paths:
-        records = read_records(Path(path), profile)
-        for chunk in chunks(records):
-            total.add(await ingest_batch(chunk, mapper, log_port, sink, revisions))
-    return total
+    return await ingest_batches(
+        (chunk for path in paths for chunk in chunks(read_records(Path(path), profile))),
+        mapper, log_port, sink, revisions,
+    )

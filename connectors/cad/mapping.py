@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -38,16 +39,12 @@ from connectors.cad.calls import (
     clear_label,
     map_call,
 )
+from connectors.cad.fast import REFERENCE, FastRow, FastRows
 from connectors.cad.profile import NormalizedField, Profile, normalize_code
-from connectors.core.records import Exclusion, MapResult, RawRecord, Rejection, RevisionKey
+from connectors.cad.rowvalues import CONTENT_REVISION_PREFIX, NO, YES, FieldError
+from connectors.core.records import Exclusion, Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from hub.kernel.crypto import Keyring, incident_subject
-from hub.kernel.errors import PermanentError
 from schemas.base import Area
-
-
-class FieldError(PermanentError, ValueError):
-    """A field's value cannot be read; the message names the column and the expected
-    form, never the value itself."""
 
 
 def text(fields: dict[str, Any], column: str | None) -> str | None:
@@ -99,10 +96,6 @@ def optional_float(fields: dict[str, Any], profile: Profile, name: NormalizedFie
         raise FieldError(f"{column}: not a number") from None
 
 
-YES = frozenset({"Y", "YES", "TRUE", "1"})
-NO = frozenset({"N", "NO", "FALSE", "0"})
-
-
 def optional_flag(fields: dict[str, Any], profile: Profile, name: NormalizedField) -> bool | None:
     """A Y/N indicator column as a boolean; blank or any other mark (``-``) is None."""
     value = text(fields, profile.fields.get(name))
@@ -118,9 +111,6 @@ def exclusion_reason(fields: dict[str, Any], profile: Profile) -> str | None:
         if value is not None and normalize_code(value) in {normalize_code(v) for v in rule.values}:
             return f"{rule.field} marks the row {normalize_code(value)}"
     return None
-
-
-CONTENT_REVISION_PREFIX = "sha256:"
 
 
 @dataclass(frozen=True)
@@ -299,6 +289,9 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
     )
 
 
+Parse = CadRow | FastRow | Rejection | Exclusion | FieldError | object  # object: fast.REFERENCE
+
+
 class CadMapper:
     """The :class:`connectors.core.records.Mapper` for CSV / JSON rows of one profile.
     ``record.fields`` is a column → value mapping.
@@ -311,6 +304,12 @@ class CadMapper:
     ``observed_at`` (the dropped file's modification time) when known, else by the
     latest time the row carries. Known limit: a row that reverts to exactly its first
     content is not a new fact (the first revision is what the hub compares against).
+
+    Two paths give the same results: the fast path (:mod:`connectors.cad.fast`, the
+    default) and, with ``reference=True``, the reference path (:func:`read_row`,
+    :class:`CadRow`, :func:`connectors.cad.calls.map_call`: the pydantic models) — which the
+    fast path also hands any record it does not reproduce by itself. ``clock`` (fast path)
+    gives the envelopes' ``recordedat``.
     """
 
     #: Rows parsed by :meth:`revision_key` kept for the :meth:`map` of the same record
@@ -323,16 +322,19 @@ class CadMapper:
         source: str | None = None,
         keyring: Keyring | None = None,
         *,
-        _parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] | None = None,
+        reference: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        _parsed: dict[int, tuple[RawRecord, Parse]] | None = None,
+        _fast: FastRows | None = None,
     ) -> None:
         self.profile = profile
         self.source = source or profile.source
         #: seals free text (remarks, clearance text) per incident; None: it is dropped
         self.keyring = keyring
+        #: the compiled profile of the fast path (None: the reference path)
+        self.fast: FastRows | None = None if reference else (_fast or FastRows(profile, self.source, clock))
         # id(record) -> (record, its parse); the record is held, so its id is not reused
-        self._parsed: dict[int, tuple[RawRecord, CadRow | Rejection | FieldError]] = (
-            {} if _parsed is None else _parsed
-        )
+        self._parsed: dict[int, tuple[RawRecord, Parse]] = {} if _parsed is None else _parsed
 
     def persons_to_seal(self, record: RawRecord) -> list[str]:
         """The incident subject whose key :meth:`map` seals this row's free text with (none
@@ -342,17 +344,24 @@ class CadMapper:
         hit = self._parsed.get(id(record))
         if hit is not None and hit[0] is record:
             row = hit[1]
+        elif self.fast is not None:
+            row = self.fast.parse(record.fields)
         else:
+            row = REFERENCE
+        if row is REFERENCE or isinstance(row, Exclusion):  # the reference reads excluded rows too
             try:
                 row = read_row(record.fields, self.profile)
             except FieldError:
                 return []
-        if not isinstance(row, CadRow):
+        if isinstance(row, FastRow):
+            assert self.fast is not None
+            seals = self.fast.seals(row)
+        elif isinstance(row, CadRow):
+            free_label = row.disposition_text and clear_label(row.disposition_text, self.profile) is None
+            seals = bool(row.remarks or free_label)
+        else:
             return []
-        free_label = row.disposition_text and clear_label(row.disposition_text, self.profile) is None
-        if not row.remarks and not free_label:
-            return []
-        return [incident_subject(f"{self.profile.agency}:{row.cad_number}")]
+        return [incident_subject(f"{self.profile.agency}:{row.cad_number}")] if seals else []
 
     def person_of(self, record: RawRecord) -> str | None:
         """The incident subject of a row whose CAD number is readable (with a keyring): its
@@ -364,42 +373,70 @@ class CadMapper:
 
     def with_keyring(self, keyring: Keyring) -> CadMapper:
         """The same mapper (sharing its parses) sealing with ``keyring`` (a batch's keys)."""
-        return CadMapper(self.profile, self.source, keyring, _parsed=self._parsed)
+        return CadMapper(self.profile, self.source, keyring, reference=self.fast is None,
+                         _parsed=self._parsed, _fast=self.fast)
 
-    def _parse(self, record: RawRecord) -> CadRow | Rejection | FieldError:
-        """``read_row`` of the record's fields (a :class:`FieldError` returned, not raised),
-        taken from :meth:`revision_key`'s parse of the same record object when there was
-        one (each record is parsed and content-hashed once per ingest)."""
+    def _parse(self, record: RawRecord) -> Parse:
+        """The record's parse — the fast path's (a :class:`FastRow`, the source's
+        :class:`Exclusion`, or ``REFERENCE``), else ``read_row``'s (a :class:`FieldError`
+        returned, not raised) — taken from :meth:`revision_key`'s parse of the same record
+        object when there was one (each record is parsed and content-hashed once per
+        ingest)."""
         hit = self._parsed.pop(id(record), None)
         if hit is not None and hit[0] is record:
             return hit[1]
+        if self.fast is not None:
+            return self.fast.parse(record.fields)
         try:
             return read_row(record.fields, self.profile)
         except FieldError as exc:
             return exc
 
-    def revision_key(self, record: RawRecord) -> RevisionKey | None:
-        if not isinstance(record.fields, dict) or exclusion_reason(record.fields, self.profile):
-            return None
-        row = self._parse(record)
+    def _keep(self, record: RawRecord, row: Parse) -> None:
         if len(self._parsed) >= self.PARSED_MAX:
             del self._parsed[next(iter(self._parsed))]
         self._parsed[id(record)] = (record, row)
+
+    def revision_key(self, record: RawRecord) -> RevisionKey | None:
+        if not isinstance(record.fields, dict):
+            return None
+        if self.fast is not None:
+            row = self._parse(record)
+            if row is not REFERENCE:
+                self._keep(record, row)
+                return self.fast.revision_key(row) if isinstance(row, FastRow) else None
+        if exclusion_reason(record.fields, self.profile):
+            return None
+        row = read_row_or_error(record.fields, self.profile) if self.fast is not None else self._parse(record)
+        self._keep(record, row)
         if isinstance(row, FieldError | Rejection):
             return None
+        assert isinstance(row, CadRow)
         return RevisionKey(f"{self.profile.agency}:{row.cad_number}", row.revision)
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
         if not isinstance(record.fields, dict):
             return Rejection("parse", "row is not a column mapping")
+        if self.fast is not None:
+            row = self._parse(record)
+            if isinstance(row, FastRow):
+                mapped = self.fast.events(row, first_revision, record.observed_at, self.keyring)
+                if mapped is not REFERENCE:
+                    assert isinstance(mapped, Mapped)
+                    return mapped
+                row = REFERENCE
+            if row is not REFERENCE:
+                return _unmapped(row)
+        return self._reference_map(record, first_revision)
+
+    def _reference_map(self, record: RawRecord, first_revision: str | None) -> MapResult:
+        """The reference path (the row read again when the fast path handed it over)."""
         excluded = exclusion_reason(record.fields, self.profile)
         if excluded:
             return Exclusion(excluded)
-        row = self._parse(record)
-        if isinstance(row, FieldError):
-            return Rejection("parse", str(row))
-        if isinstance(row, Rejection):
-            return row
+        row = read_row_or_error(record.fields, self.profile) if self.fast is not None else self._parse(record)
+        if not isinstance(row, CadRow):
+            return _unmapped(row)
         return map_call(
             row.call(self.profile, record.observed_at),
             self.profile,
@@ -407,3 +444,19 @@ class CadMapper:
             first_revision=first_revision,
             keyring=self.keyring,
         )
+
+
+def read_row_or_error(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection | FieldError:
+    """:func:`read_row` with a :class:`FieldError` returned, not raised."""
+    try:
+        return read_row(fields, profile)
+    except FieldError as exc:
+        return exc
+
+
+def _unmapped(row: Parse) -> MapResult:
+    """The result of a row that gives no facts: its rejection or exclusion."""
+    if isinstance(row, FieldError):
+        return Rejection("parse", str(row))
+    assert isinstance(row, Rejection | Exclusion)
+    return row

@@ -11,7 +11,7 @@ raw record into exactly one of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -21,9 +21,8 @@ from schemas.deadletter import Stage
 from schemas.envelope import Envelope
 
 
-@dataclass(frozen=True)
 class RawRecord:
-    """One record as the source delivered it.
+    """One record as the source delivered it (immutable).
 
     ``ref`` locates it for humans (``file.csv:17``, ``page@offset``); ``raw`` is the exact
     bytes kept for the dead letter; ``fields`` is the parsed form a mapper reads (a CSV row
@@ -32,13 +31,75 @@ class RawRecord:
     published this version of the record as far as the shell can tell (a dropped file's
     modification time); mappers use it to order revisions that carry no updated-at of
     their own. It is input, not a clock reading, so mapping stays pure.
+
+    A source may give ``encode`` (a pure function of what it read) instead of ``raw``: the
+    bytes are then built the first time they are asked for — only a dead letter needs them
+    (a CSV row is re-serialized only when it is rejected). Either way ``raw`` is the same
+    bytes, and equal records compare equal.
     """
 
+    __slots__ = ("_encode", "_raw", "fields", "observed_at", "problem", "ref")
+
     ref: str
-    raw: bytes
-    fields: Any = None
-    problem: str | None = None
-    observed_at: datetime | None = None
+    fields: Any
+    problem: str | None
+    observed_at: datetime | None
+    _raw: bytes | None
+    _encode: Callable[[], bytes] | None
+
+    def __init__(
+        self,
+        ref: str,
+        raw: bytes | None = None,
+        fields: Any = None,
+        problem: str | None = None,
+        observed_at: datetime | None = None,
+        *,
+        encode: Callable[[], bytes] | None = None,
+    ) -> None:
+        if (raw is None) == (encode is None):
+            raise TypeError("RawRecord needs exactly one of raw and encode")
+        setter = object.__setattr__
+        setter(self, "ref", ref)
+        setter(self, "_raw", raw)
+        setter(self, "_encode", encode)
+        setter(self, "fields", fields)
+        setter(self, "problem", problem)
+        setter(self, "observed_at", observed_at)
+
+    @property
+    def raw(self) -> bytes:
+        raw: bytes | None = self._raw
+        if raw is None:
+            assert self._encode is not None  # __init__ sets one of them
+            raw = self._encode()
+            object.__setattr__(self, "_raw", raw)
+            object.__setattr__(self, "_encode", None)
+        return raw
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RawRecord is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RawRecord is immutable (cannot delete {name!r})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RawRecord, (self.ref, self.raw, self.fields, self.problem, self.observed_at))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.ref, self.raw, self.fields, self.problem, self.observed_at)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RawRecord)
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # like the dataclass it replaces: fields is a dict
+
+    def __repr__(self) -> str:
+        return (f"RawRecord(ref={self.ref!r}, raw={self.raw!r}, fields={self.fields!r}, "
+                f"problem={self.problem!r}, observed_at={self.observed_at!r})")
 
 
 @dataclass(frozen=True)

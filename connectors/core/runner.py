@@ -28,7 +28,9 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -140,6 +142,13 @@ def _batch_keys(mapper: Mapper) -> Keyring | None:
     return keyring
 
 
+APPEND_CHUNK_RECORDS = 500
+#: appends of one batch in flight at once (:func:`append_mapped`)
+APPEND_DEPTH = 4
+#: batches whose appends may still be in flight while the next one is mapped (:func:`ingest_batches`)
+OVERLAP_BATCHES = 2
+
+
 async def ingest_batch(
     records: Sequence[RawRecord],
     mapper: Mapper,
@@ -154,7 +163,34 @@ async def ingest_batch(
     The batch's rejections are written as dead letters in one call, before its events are
     appended. Key look-up, transient mapping, append and dead-letter failures propagate
     (the caller must not commit its cursor; a transient one is raised before anything of
-    the batch is written); everything about the *input* becomes a count instead."""
+    the batch is written); everything about the *input* becomes a count instead.
+
+    :func:`map_batch` then :func:`append_mapped`; a caller with several batches may
+    overlap them (:func:`ingest_batches`)."""
+    prepared = await map_batch(records, mapper, log_port, sink, revisions, event_ids)
+    return await append_mapped(prepared, log_port)
+
+
+@dataclass
+class MappedBatch:
+    """A batch after :func:`map_batch`: its counts so far (read, excluded, dead-lettered)
+    and the mapped records (input position, events) still to append."""
+
+    source: str
+    counts: IngestCounts
+    mapped: list[tuple[int, Mapped]]
+
+
+async def map_batch(
+    records: Sequence[RawRecord],
+    mapper: Mapper,
+    log_port: LogPort,
+    sink: DeadLetterSink,
+    revisions: RevisionStore | None = None,
+    event_ids: list[str] | None = None,
+) -> MappedBatch:
+    """The first half of :func:`ingest_batch`: claim the first revisions, resolve the
+    batch's keys, map every record, and write the rejections as dead letters."""
     source = mapper.source
     counts = IngestCounts(read=len(records))
     metrics.RECORDS_READ.labels(source).inc(len(records))
@@ -195,11 +231,31 @@ async def ingest_batch(
             counts.dead_letters_new += int(new)
             counts.note_reason(f"{rej.stage}: {rej.reason}")
             metrics.RECORDS_DEADLETTERED.labels(source, rej.stage).inc()
+    return MappedBatch(source, counts, mapped)
 
-    for start in range(0, len(mapped), APPEND_CHUNK_RECORDS):
-        chunk = mapped[start : start + APPEND_CHUNK_RECORDS]
-        envelopes = [ev for _, m in chunk for ev in m.events]
-        outcome = await log_port.append(envelopes)
+
+async def append_mapped(batch: MappedBatch, log_port: LogPort, depth: int = APPEND_DEPTH) -> IngestCounts:
+    """The second half of :func:`ingest_batch`: append the mapped records' events in chunks
+    of :data:`APPEND_CHUNK_RECORDS` records, up to ``depth`` appends in flight at once (the
+    log serializes an id that two of them hold), and count each record's new and duplicate
+    events; returns the batch's counts. When an append fails, the others still in flight
+    are waited for (never abandoned) and the first failure propagates."""
+    counts, source, mapped = batch.counts, batch.source, batch.mapped
+    step = APPEND_CHUNK_RECORDS
+    chunks = [mapped[start : start + step] for start in range(0, len(mapped), step)]
+    gate = asyncio.Semaphore(max(1, depth))
+
+    async def append(chunk: list[tuple[int, Mapped]]) -> Any:
+        async with gate:
+            return await log_port.append([ev for _, m in chunk for ev in m.events])
+
+    tasks = [asyncio.ensure_future(append(chunk)) for chunk in chunks]
+    try:
+        outcomes = await asyncio.gather(*tasks)
+    except BaseException:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for chunk, outcome in zip(chunks, outcomes, strict=True):
         new_ids = _appended_ids(outcome)
         if new_ids is None:  # a port that reports counts only: one append per record
             await _classify_per_record(chunk, log_port, counts, source, first=outcome)
@@ -211,7 +267,36 @@ async def ingest_batch(
     return counts
 
 
-APPEND_CHUNK_RECORDS = 500
+async def ingest_batches(
+    batches: Iterable[Sequence[RawRecord]],
+    mapper: Mapper,
+    log_port: LogPort,
+    sink: DeadLetterSink,
+    revisions: RevisionStore | None = None,
+    overlap: int = OVERLAP_BATCHES,
+) -> IngestCounts:
+    """:func:`ingest_batch` over many batches (a one-shot import), pipelined: while the
+    events of up to ``overlap`` batches are being appended, the next batch is read, its
+    revisions claimed, mapped and its dead letters written. Returns the total counts.
+
+    Same guarantees as one batch at a time (every record counted once; a failure propagates
+    after every append in flight has finished); a duplicate id in two batches in flight is
+    appended once (the log serializes it), credited to whichever append indexed it."""
+    total = IngestCounts()
+    inflight: deque[asyncio.Future[IngestCounts]] = deque()
+    try:
+        for records in batches:
+            prepared = await map_batch(records, mapper, log_port, sink, revisions)
+            inflight.append(asyncio.ensure_future(append_mapped(prepared, log_port)))
+            await asyncio.sleep(0)  # let the appends start (their first I/O) before mapping on
+            while len(inflight) > max(0, overlap):
+                total.add(await inflight.popleft())
+        while inflight:
+            total.add(await inflight.popleft())
+    except BaseException:
+        await asyncio.gather(*inflight, return_exceptions=True)
+        raise
+    return total
 
 
 def _appended_ids(outcome: Any) -> set[str] | None:

@@ -402,7 +402,7 @@ class _Steps:
         """Delivered referrals the EHR has closed (completed or declined): the last answer
         each delivered referral gets from the simulated EHR."""
         return await self.rt.pool.fetchval(
-            f'SELECT count(*) FROM "{self.core}".event_index WHERE event_type = ANY($1::text[])',
+            f'SELECT count(*) FROM "{self.core}".indexed_events WHERE event_type = ANY($1::text[])',
             ["referral.completed.v1", "referral.declined.v1", "referral.cancelled.v1"],
         )
 

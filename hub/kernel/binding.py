@@ -135,9 +135,15 @@ async def indexed_positions(conn: Executor, schema: str) -> dict[Position, int]:
     schema = check_schema_name(schema)
     if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".event_index') is None:
         return {}
+    if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".event_index_names') is None:
+        rows = await conn.fetch(  # the layout before core migration 0004 (text topics)
+            f'SELECT topic, "partition", max("offset") AS o FROM "{schema}".event_index '
+            'WHERE "offset" IS NOT NULL GROUP BY topic, "partition"'
+        )
+        return {(r["topic"], r["partition"]): r["o"] for r in rows}
     rows = await conn.fetch(
-        f'SELECT topic, "partition", max("offset") AS o FROM "{schema}".event_index '
-        'WHERE "offset" IS NOT NULL GROUP BY topic, "partition"'
+        f'SELECT n.name AS topic, e."partition", max(e."offset") AS o FROM "{schema}".event_index e '
+        f'JOIN "{schema}".event_index_names n ON n.code = e.topic GROUP BY n.name, e."partition"'
     )
     return {(r["topic"], r["partition"]): r["o"] for r in rows}
 

@@ -9,45 +9,49 @@ Writing (:meth:`EventLog.append`):
   the hub's records from forged ones with them, :mod:`hub.kernel.quarantine`) and the
   Kafka record timestamp set to the envelope's ``recordedat`` (clamped to "now");
 - the producer is idempotent with ``acks=all``;
-- exactly-once facts: inside one PostgreSQL transaction the batch's event ids are claimed
-  in ``<core>.event_index`` (``INSERT … ON CONFLICT DO NOTHING RETURNING``), only the
-  newly claimed envelopes are produced, every acknowledgement is awaited, the
-  topic/partition/offset of each is recorded, and the transaction commits. An id already
-  claimed (by an earlier append, or by a concurrent appender that committed first) is a
-  duplicate and is not produced; a duplicate inside one batch is detected as well. Two
-  concurrent appenders of one id serialize on the index row: exactly one produces it.
+- exactly-once facts (:func:`produce_then_index`): one read finds which of the batch's
+  ids ``<core>.event_index`` already holds (duplicates: not produced; a duplicate inside
+  one batch is detected as well); the others are produced and every acknowledgement is
+  awaited together, with no PostgreSQL connection or transaction held; then ONE statement
+  indexes the acknowledged records with their position (a binary ``COPY``; ``INSERT … ON
+  CONFLICT DO NOTHING`` when another process indexed one of the ids first). An index row
+  is written once, only for an acknowledged record, and never updated: 56 bytes per event
+  (uuid key, topic and type as small codes of ``<core>.event_index_names``, partition,
+  offset; the readable view is ``<core>.indexed_events``). Concurrent appends of one
+  process serialize per id (one of them produces it, the others see a duplicate) and
+  pipeline otherwise; two processes appending one id at the same moment may both produce
+  it, and exactly one indexes it.
   If producing some envelopes fails (refused by ``send``, or no acknowledgement), the
-  others are still recorded and committed, the failed ids are released for a retry, and
-  :class:`AppendError` says which; a batch is never rolled back wholesale after the broker
-  acknowledged part of it (that would orphan the acknowledged records). A cancelled append
-  (a timeout, a stopping worker) finishes its transaction before the cancellation
-  propagates, for the same reason.
+  others are still indexed, the failed ones are simply not, and :class:`AppendError`
+  says which. A cancelled append (a timeout, a stopping worker) finishes its index
+  statement before the cancellation propagates.
 
 Bounded: the acknowledgements are awaited for ``kafka.append_timeout_s`` at most (brokers
 down, too few in-sync replicas: the idempotent producer would retry forever); the
 unacknowledged envelopes then fail with :class:`AckTimeout` inside :class:`AppendError`
-(transient: the source backs off and retries), their claims are released, the transaction
-ends, and ``hub_log_broker_available`` drops to 0. PostgreSQL ends any hub session idle in a
+(transient: the source backs off and retries), they are not indexed, and
+``hub_log_broker_available`` drops to 0. Whether such a record reached Kafka is unknown
+until the log is read: the retry writes it again, identically, and ``hub verify`` tells
+the earlier copy for an orphan copy. PostgreSQL ends any hub session idle in a
 transaction for longer than ``postgres.idle_in_transaction_timeout_s``.
 
-Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch at a time:
-one transaction claims their ids in ``<core>.deadletters``, produces the new ones to their
-family's dead-letter topic, awaits every acknowledgement together and records where each
-went; the same partial-failure and cancellation rules apply (:class:`DeadLetterError`).
-Both are the one routine :func:`claim_then_produce`, parameterized by a :class:`Ledger`
-(:data:`EVENTS`, :data:`DEAD_LETTERS`: the index table and its claim columns, the record).
+Dead letters (:meth:`EventLog.dead_letters`) are written the same way, a batch at a time,
+into ``<core>.deadletters`` (the row with the letter and where it went, written after the
+acknowledgement); the same partial-failure and cancellation rules apply
+(:class:`DeadLetterError`). Both are the one routine :func:`produce_then_index`,
+parameterized by a :class:`Ledger` (:data:`EVENTS`, :data:`DEAD_LETTERS`: the index table,
+its key and row, the record).
 
 Residual window (narrowed, not closed): from the broker's first acknowledgement of a batch
-to PostgreSQL's commit — the remaining acknowledgements of the batch, one ``UPDATE`` of the
-offsets and the ``COMMIT`` (plus a ``DELETE`` when some envelopes failed); nothing else is
-awaited in between. A hard crash of the process or host, a lost PostgreSQL connection in
-that window, the event loop being torn down (``asyncio.run`` cancels the producer's own
-tasks too), or a send that timed out although the broker did write it, leaves records in
-Kafka whose ids the index does not hold. The retry (connectors re-pull; ids are
-deterministic) claims the id again and writes a second copy, which the index records.
-``hub verify`` reports the first copy as an ``orphan_copy`` — not a break — when it is
-identical in every identifying field and precedes the indexed copy
-(:mod:`hub.kernel.verify`); every consumer keys by event id, so it sees one fact.
+to the index statement's commit — the remaining acknowledgements of the batch and that one
+statement; nothing else is awaited in between. A hard crash of the process or host, a lost
+PostgreSQL connection in that window, the event loop being torn down (``asyncio.run``
+cancels the producer's own tasks too), or a send that timed out although the broker did
+write it, leaves records in Kafka whose ids the index does not hold. The retry (connectors
+re-pull; ids are deterministic) writes a second copy, which the index records. ``hub
+verify`` reports the first copy as an ``orphan_copy`` — not a break — when it is identical
+in every identifying field and precedes the indexed copy (:mod:`hub.kernel.verify`); every
+consumer keys by event id, so it sees one fact.
 
 Reading (:meth:`EventLog.read`, :meth:`EventLog.replay`) goes through :mod:`hub.kernel.kafka_io`:
 plain consumers without a group (explicit assignment), large ``getmany`` batches, up to the
@@ -66,7 +70,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -274,16 +280,22 @@ async def _produce_all(
     deadline = loop.time() + timeout
     sent: list[tuple[T, asyncio.Future]] = []
     failed: list[tuple[T, BaseException]] = []
-    for item in items:
-        if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
-            failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
-            continue
-        try:  # send() waits for metadata / buffer space: bounded by the same deadline
-            sent.append((item, await asyncio.wait_for(producer.send(**record(item)), deadline - loop.time())))
-        except TimeoutError:
-            failed.append((item, AckTimeout(f"no broker accepted the record within {timeout:g}s")))
-        except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
-            failed.append((item, exc))
+    done = 0
+    try:  # send() waits for metadata / buffer space: bounded by the same deadline, as a whole
+        # (one timeout for the loop, not a task per send: that would cost a loop turn a record)
+        async with asyncio.timeout_at(deadline):
+            for item in items:
+                if failed and not isinstance(failed[-1][1], RECORD_ERRORS):
+                    failed.append((item, failed[-1][1]))  # the producer is failing: do not send more
+                else:
+                    try:
+                        sent.append((item, await producer.send(**record(item))))
+                    except Exception as exc:  # refused before reaching the broker (size, metadata, closed)
+                        failed.append((item, exc))
+                done += 1
+    except TimeoutError:
+        late = AckTimeout(f"no broker accepted the record within {timeout:g}s")
+        failed.extend((item, late) for item in items[done:])
     futures = [f for _, f in sent]
     if futures:
         await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
@@ -309,45 +321,126 @@ def _consume_late(fut: asyncio.Future) -> None:
         log.info("a timed-out record finally failed: %s", type(fut.exception()).__name__)
 
 
+def event_key(event_id: str) -> uuid.UUID:
+    """The event index's key of an event id: the id itself when it is a canonical uuid (every
+    id :func:`schemas.envelope.deterministic_id` makes), else a uuid derived from it
+    (SHA-256 over ``"hub event id" 0x1f id``, first 16 bytes, version 8 / RFC variant bits;
+    migration 0004 derives the same in SQL). Pure and stable."""
+    try:
+        parsed = uuid.UUID(event_id)
+    except ValueError:
+        parsed = None
+    if parsed is not None and str(parsed) == event_id:
+        return parsed
+    digest = bytearray(hashlib.sha256(b"hub event id\x1f" + event_id.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return uuid.UUID(bytes=bytes(digest))
+
+
+class NameCodes:
+    """The small integer codes the event index stores instead of topic and event-type names
+    (``<core>.event_index_names``), cached for the process: a name's code never changes."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.codes: dict[str, int] = {}
+
+    async def ensure(self, conn: Any, names: Iterable[str]) -> None:
+        """Look up (creating when new) the codes of ``names`` not cached yet: one round trip
+        when some are missing, none otherwise."""
+        missing = sorted({n for n in names if n not in self.codes})
+        if not missing:
+            return
+        rows = await conn.fetch(
+            f"""WITH new AS (
+                    INSERT INTO {self.schema}.event_index_names (name) SELECT unnest($1::text[])
+                    ON CONFLICT (name) DO NOTHING RETURNING code, name)
+                SELECT code, name FROM new
+                UNION ALL
+                SELECT code, name FROM {self.schema}.event_index_names WHERE name = any($1::text[])""",
+            missing,
+        )
+        self.codes.update({r["name"]: r["code"] for r in rows})
+
+
 @dataclass(frozen=True)
 class Ledger(Generic[Item]):
-    """What one kind of exactly-once write claims in PostgreSQL and sends to Kafka: the
-    index ``table`` (its primary key ``id_column``; ``topic``, ``partition`` and
-    ``offset`` columns for where each record went), the columns of a claim (name,
-    PostgreSQL type, value of an item headed for a topic) and the ``send`` keyword
-    arguments of an item's record (item, topic, the clock read after the claim)."""
+    """What one kind of exactly-once write indexes in PostgreSQL and sends to Kafka: the
+    index ``table`` keyed by ``key_column`` (``key(item)``, of PostgreSQL type
+    ``key_type``), the columns of an index row (name, PostgreSQL type) and the row of an
+    acknowledged item (item, topic, where the broker put it, the name codes), the names the
+    rows need codes for, and the ``send`` keyword arguments of an item's record (item,
+    topic, the clock read before producing)."""
 
     what: str  # warnings name the write ("append") and its items ("envelope(s)")
     noun: str
     table: str
-    id_column: str
-    columns: tuple[tuple[str, str, Callable[[Item, str], Any]], ...]
+    key_column: str
+    key_type: str
+    key: Callable[[Item], Any]
+    columns: tuple[tuple[str, str], ...]
+    row: Callable[[Item, str, RecordMetadata, Mapping[str, int]], tuple[Any, ...]]
+    names: Callable[[Item, str], Iterable[str]]
     record: Callable[[Item, str, datetime], dict[str, Any]]
+    #: index by binary COPY (about half the cost of the INSERT), falling back to the
+    #: ``INSERT … ON CONFLICT`` only when another writer indexed one of the ids first
+    copy: bool = False
 
-    def claim_sql(self, schema: str) -> str:
-        names = ", ".join(name for name, _, _ in self.columns)
-        arrays = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type, _) in enumerate(self.columns, 1))
+    def present_sql(self, schema: str) -> str:
         return (
-            f"INSERT INTO {schema}.{self.table} ({names}) SELECT * FROM unnest({arrays})"
-            f" ON CONFLICT ({self.id_column}) DO NOTHING RETURNING {self.id_column}"
+            f"SELECT {self.key_column} AS k FROM {schema}.{self.table}"
+            f" WHERE {self.key_column} = any($1::{self.key_type}[])"
         )
 
-    def record_sql(self, schema: str) -> str:
+    def index_sql(self, schema: str) -> str:
+        """The ``INSERT`` of index rows; returns the keys it inserted (``fresh``). For events
+        (``copy``) a key another writer indexed first, whose copy lies EARLIER in the same
+        partition than ours, is moved to our later copy: of two processes that produced one
+        id at the same moment, the index always names the last copy, so the earlier one is
+        an orphan copy to ``hub verify`` (a copy after the indexed one would read as forged)."""
+        names = ", ".join(name for name, _ in self.columns)
+        arrays = ", ".join(f"${i}::{pg_type}[]" for i, (_, pg_type) in enumerate(self.columns, 1))
+        t = f"{schema}.{self.table}"
+        on_conflict = (
+            'DO UPDATE SET "offset" = EXCLUDED."offset"'
+            f' WHERE {t}."partition" = EXCLUDED."partition" AND {t}."offset" < EXCLUDED."offset"'
+            if self.copy else "DO NOTHING"
+        )
         return (
-            f'UPDATE {schema}.{self.table} AS d SET topic = u.t, "partition" = u.p, "offset" = u.o'
-            " FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, t, p, o)"
-            f" WHERE d.{self.id_column} = u.id"
+            f"INSERT INTO {t} ({names}) SELECT * FROM unnest({arrays})"
+            f" ON CONFLICT ({self.key_column}) {on_conflict}"
+            f" RETURNING {self.key_column} AS k, (xmax = 0) AS fresh"
         )
 
-    def release_sql(self, schema: str) -> str:
-        return f"DELETE FROM {schema}.{self.table} WHERE {self.id_column} = any($1::text[])"
+    def window_marker(self, schema: str) -> bytes:
+        """The start of the first statement sent after the acknowledgements (fault tests cut
+        the PostgreSQL connection when they see it)."""
+        if self.copy:
+            return f'COPY "{schema}"."{self.table}"'.encode()
+        return self.index_sql(schema).encode()
+
+    async def index(self, conn: Any, schema: str, rows: Sequence[tuple[Any, ...]]) -> set[Any]:
+        """Index ``rows`` (in key order); returns the keys this call indexed (a key another
+        writer indexed first is left out)."""
+        if self.copy:
+            try:
+                await conn.copy_records_to_table(
+                    self.table, schema_name=schema, records=rows,
+                    columns=[name.strip('"') for name, _ in self.columns],
+                )
+                return {r[0] for r in rows}
+            except asyncpg.UniqueViolationError:
+                pass  # a concurrent writer indexed some of them: the INSERT skips exactly those
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        return {r["k"] for r in await conn.fetch(self.index_sql(schema), *columns) if r["fresh"]}
 
 
 @dataclass
 class Written(Generic[Item]):
-    """What one claim-then-produce transaction did: the acknowledged items with their record
-    metadata (input order), the items whose id was already claimed, the failed items with
-    their error."""
+    """What one produce-then-index write did: the acknowledged and indexed items with their
+    record metadata (input order), the items whose id was already indexed, the failed items
+    with their error."""
 
     acked: list[tuple[Item, RecordMetadata]] = field(default_factory=list)
     refused: list[Item] = field(default_factory=list)
@@ -361,7 +454,7 @@ def _signed(keys: MacKeys, record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "headers": headers}
 
 
-async def claim_then_produce(
+async def produce_then_index(
     pool: asyncpg.Pool,
     producer: AIOKafkaProducer,
     schema: str,
@@ -370,55 +463,63 @@ async def claim_then_produce(
     topics: Mapping[str, str],
     mac_keys: MacKeys,
     timeout: float = 30.0,
+    codes: NameCodes | None = None,
 ) -> Written[Item]:
     """Write ``unique`` (distinct ids, each headed for ``topics[id]``) exactly once: the one
-    claim-then-produce transaction of the log, for events and dead letters alike.
+    write routine of the log, for events and dead letters alike.
 
-    In ONE PostgreSQL transaction: claim the ids in ``ledger.table`` (``INSERT … ON
-    CONFLICT DO NOTHING RETURNING``, in id order, so concurrent writers never deadlock; an
-    id claimed by another writer is refused, and a concurrent writer of one id waits on its
-    row, so exactly one produces it); produce the newly claimed items only; await every
-    acknowledgement together; record the topic/partition/offset of the delivered ones;
-    release the claims of the failed ones (their ids stay free for a retry); commit.
+    1. One read: which keys ``ledger.table`` already holds (those items are refused).
+    2. Produce the others and await every acknowledgement together, for ``timeout`` seconds
+       at most (``kafka.append_timeout_s``); no PostgreSQL connection or transaction is held
+       meanwhile, so appends pipeline and a broker outage never leaves a session idle in a
+       transaction.
+    3. One statement indexes the acknowledged items WITH their position, in key order
+       (:meth:`Ledger.index`: a binary ``COPY`` for events; ``INSERT … ON CONFLICT DO
+       NOTHING`` for dead letters, and for events when a concurrent writer indexed one of
+       the ids first): an index row is only ever written for a record the broker
+       acknowledged, and updated only to name the later of two copies that two processes
+       produced at the same moment (:meth:`Ledger.index_sql`).
 
-    Invariants: a batch is never rolled back wholesale after the broker acknowledged part
-    of it (that would orphan the acknowledged records): partial failures commit what was
-    acknowledged and come back in ``failed``. Between the first acknowledgement and the
-    commit nothing else is awaited than the remaining acknowledgements, the ``UPDATE``, the
-    ``DELETE`` (when some failed) and the ``COMMIT``. Callers run this as a task that a
-    cancellation waits for (:func:`_outlast_cancellation`). The acknowledgements are awaited
-    for ``timeout`` seconds at most (``kafka.append_timeout_s``): past it the unacknowledged
-    items fail with :class:`AckTimeout` and their claims are released, so the transaction
-    never stays open for a broker outage (see :func:`_produce_all` for why a late delivery
-    is harmless)."""
-    ordered = sorted(unique, key=lambda item: item.id)
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            ledger.claim_sql(schema),
-            *([value(item, topics[item.id]) for item in ordered] for _, _, value in ledger.columns),
+    Invariants: the index holds exactly the acknowledged records' keys (a failed or
+    timed-out item is simply not indexed: appending it again produces it again). Between an
+    acknowledgement and the index commit nothing else is awaited than the other
+    acknowledgements and that one statement; a crash, a lost PostgreSQL connection or a late
+    delivery after :class:`AckTimeout` there leaves an unindexed copy, which every retry
+    reproduces byte-identically and ``hub verify`` reports as an orphan copy. Within one
+    process concurrent writers of one id are serialized by :class:`EventLog`; two processes
+    writing one id at the same moment may both produce it; exactly one reports it appended (the
+    other a duplicate) and the index names the later copy, so ``hub verify`` sees the earlier
+    one as an orphan copy. Callers run this as a task that a cancellation waits for
+    (:func:`_outlast_cancellation`)."""
+    keys = {item.id: ledger.key(item) for item in unique}
+    async with pool.acquire() as conn:
+        present = {r["k"] for r in await conn.fetch(ledger.present_sql(schema), list(keys.values()))}
+        fresh = [item for item in unique if keys[item.id] not in present]
+        refused = [item for item in unique if keys[item.id] in present]
+        if fresh and codes is not None:
+            await codes.ensure(conn, (n for item in fresh for n in ledger.names(item, topics[item.id])))
+    if not fresh:
+        return Written(refused=refused)
+    now = datetime.now(UTC)
+    acked, failed = await _produce_all(
+        producer,
+        fresh,
+        lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now)),
+        timeout,
+    )
+    if acked:
+        known = codes.codes if codes is not None else {}
+        rows = sorted(
+            (ledger.row(item, topics[item.id], meta, known) for item, meta in acked), key=lambda r: r[0]
         )
-        claimed = {r[ledger.id_column] for r in rows}
-        fresh = [item for item in unique if item.id in claimed]
-        refused = [item for item in unique if item.id not in claimed]
-        if not fresh:
-            return Written(refused=refused)
-        now = datetime.now(UTC)
-        acked, failed = await _produce_all(
-            producer,
-            fresh,
-            lambda item: _signed(mac_keys, ledger.record(item, topics[item.id], now)),
-            timeout,
-        )
-        if acked:
-            await conn.execute(
-                ledger.record_sql(schema),
-                [item.id for item, _ in acked],
-                [meta.topic for _, meta in acked],
-                [meta.partition for _, meta in acked],
-                [meta.offset for _, meta in acked],
-            )
-        if failed:
-            await conn.execute(ledger.release_sql(schema), [item.id for item, _ in failed])
+        async with pool.acquire() as conn:
+            indexed = await ledger.index(conn, schema, rows)
+        raced = [item for item, _ in acked if keys[item.id] not in indexed]
+        if raced:  # another process indexed these ids first: one of the identical copies is an orphan
+            log.warning("%s: %d %s indexed first by a concurrent writer; counted as duplicates",
+                        ledger.what, len(raced), ledger.noun)
+            acked = [(item, meta) for item, meta in acked if keys[item.id] in indexed]
+            refused += raced
     if failed:
         log.warning("%s: %d of %d %s not produced (%s); their ids stay free for a retry",
                     ledger.what, len(failed), len(fresh), ledger.noun, type(failed[0][1]).__name__)
@@ -429,13 +530,20 @@ EVENTS: Ledger[Envelope] = Ledger(
     what="append",
     noun="envelope(s)",
     table="event_index",
-    id_column="event_id",
+    key_column="event_id",
+    key_type="uuid",
+    key=lambda env: event_key(env.id),
     columns=(
-        ("event_id", "text", lambda env, _: env.id),
-        ("event_type", "text", lambda env, _: env.type),
-        ("topic", "text", lambda _, topic: topic),
-        ("recorded_at", "timestamptz", lambda env, _: env.recordedat),
+        ("event_id", "uuid"),
+        ("topic", "int2"),
+        ("event_type", "int2"),
+        ('"partition"', "int4"),
+        ('"offset"', "int8"),
     ),
+    row=lambda env, topic, meta, codes: (
+        event_key(env.id), codes[topic], codes[env.type], meta.partition, meta.offset
+    ),
+    names=lambda env, topic: (topic, env.type),
     record=lambda env, topic, now: {
         "topic": topic,
         "value": env.to_bytes(),
@@ -443,24 +551,35 @@ EVENTS: Ledger[Envelope] = Ledger(
         "headers": record_headers(env),
         "timestamp_ms": timestamp_ms(env, now),
     },
+    copy=True,
 )
 
 DEAD_LETTERS: Ledger[DeadLetter] = Ledger(
     what="dead letters",
     noun="letter(s)",
     table="deadletters",
-    id_column="id",
+    key_column="id",
+    key_type="text",
+    key=lambda dl: dl.id,
     columns=(
-        ("id", "text", lambda dl, _: dl.id),
-        ("source", "text", lambda dl, _: dl.source),
-        ("source_family", "text", lambda dl, _: dl.source_family),
-        ("profile", "text", lambda dl, _: dl.profile),
-        ("record_ref", "text", lambda dl, _: dl.record_ref),
-        ("stage", "text", lambda dl, _: dl.stage),
-        ("reason", "text", lambda dl, _: dl.reason),
-        ("at", "timestamptz", lambda dl, _: dl.at),
-        ("record", "jsonb", lambda dl, _: dl.model_dump_json()),
+        ("id", "text"),
+        ("source", "text"),
+        ("source_family", "text"),
+        ("profile", "text"),
+        ("record_ref", "text"),
+        ("stage", "text"),
+        ("reason", "text"),
+        ("at", "timestamptz"),
+        ("record", "jsonb"),
+        ("topic", "text"),
+        ('"partition"', "int4"),
+        ('"offset"', "int8"),
     ),
+    row=lambda dl, topic, meta, _: (
+        dl.id, dl.source, dl.source_family, dl.profile, dl.record_ref, dl.stage, dl.reason, dl.at,
+        dl.model_dump_json(), meta.topic, meta.partition, meta.offset,
+    ),
+    names=lambda dl, topic: (),
     record=lambda dl, topic, _: {
         "topic": topic,
         "value": dl.model_dump_json().encode(),
@@ -490,6 +609,8 @@ class EventLog:
         self.prefix = settings.kafka.topic_prefix
         self.schema = settings.core_schema
         self._producer: AIOKafkaProducer | None = None
+        self._codes = NameCodes(self.schema)
+        self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     # -- lifecycle
 
@@ -546,7 +667,7 @@ class EventLog:
         dead-letter topic. Returns one flag per input letter, True when it was new (a
         letter already stored, or a repeat of an earlier letter of the batch, is False).
 
-        The same transaction as :meth:`append` (:func:`claim_then_produce`). Raises
+        The same write as :meth:`append` (:func:`produce_then_index`). Raises
         :class:`DeadLetterError` (after committing what the broker acknowledged, with the
         failed ids released for a retry) when some letters could not be produced.
         Cancelling waits until the transaction has finished."""
@@ -567,18 +688,41 @@ class EventLog:
     async def _write_once(
         self, ledger: Ledger[Item], unique: list[Item], topics: dict[str, str]
     ) -> Written[Item]:
-        """:func:`claim_then_produce` as a task that a cancellation of the caller waits for
-        (then re-raises): the offsets of what the broker acknowledged are committed, never
-        abandoned between the acknowledgement and the commit."""
+        """:func:`produce_then_index` as a task that a cancellation of the caller waits for
+        (then re-raises): what the broker acknowledged is indexed, never abandoned between
+        the acknowledgement and the index statement.
+
+        Concurrent writes of this log serialize per id: a write whose items include an id
+        another write of this process has in flight waits for that write first (its
+        read then sees the id indexed, or free again after a failure), so one process never
+        produces an id twice. Writes of distinct ids run concurrently (pipelined appends)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            busy = {self._inflight[(ledger.table, item.id)] for item in unique
+                    if (ledger.table, item.id) in self._inflight}
+            if not busy:
+                break
+            await asyncio.wait(busy)
+        done: asyncio.Future[None] = loop.create_future()
+        for item in unique:  # registered without an await since the check above
+            self._inflight[(ledger.table, item.id)] = done
+        codes = self._codes if ledger is EVENTS else None
         body = asyncio.ensure_future(
-            claim_then_produce(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys,
-                               self.settings.kafka.append_timeout_s)
+            produce_then_index(self.pool, self.producer, self.schema, ledger, unique, topics, self.mac_keys,
+                               self.settings.kafka.append_timeout_s, codes)
         )
+        body.add_done_callback(lambda _: self._release(ledger, unique, done))
         try:
             return await asyncio.shield(body)
         except asyncio.CancelledError:
             await _outlast_cancellation(body)
             raise
+
+    def _release(self, ledger: Ledger[Item], unique: list[Item], done: asyncio.Future[None]) -> None:
+        for item in unique:
+            if self._inflight.get((ledger.table, item.id)) is done:
+                del self._inflight[(ledger.table, item.id)]
+        done.set_result(None)
 
     # -- reading
 

@@ -38,6 +38,7 @@ from hub.kernel.db import MigrationSet
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, topic_partitions
+from hub.kernel.log import event_key
 from hub.kernel.recordmac import MacKeys, RecordLike
 from schemas.topics import fact_topics
 
@@ -117,14 +118,14 @@ class RecordGuard:
         below = [i for i in legacy
                  if records[i].offset < cutover.get((records[i].topic, records[i].partition), 0)]
         if below and self.pool is not None:
-            candidates = [(i, header(records[i], "ce_id")) for i in below]
-            candidates = [(i, eid) for i, eid in candidates if eid]
+            candidates = [(i, eid) for i in below if (eid := header(records[i], "ce_id"))]
             rows = await self.pool.fetch(
-                f"""SELECT u.i FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::bigint[])
+                f"""SELECT u.i FROM unnest($1::int[], $2::uuid[], $3::text[], $4::int[], $5::bigint[])
                         AS u(i, id, t, p, o)
                     JOIN {self.schema}.event_index e
-                      ON e.event_id = u.id AND e.topic = u.t AND e."partition" = u.p AND e."offset" = u.o""",
-                [i for i, _ in candidates], [eid for _, eid in candidates],
+                      ON e.event_id = u.id AND e."partition" = u.p AND e."offset" = u.o
+                    JOIN {self.schema}.event_index_names n ON n.code = e.topic AND n.name = u.t""",
+                [i for i, _ in candidates], [event_key(eid) for _, eid in candidates],
                 [records[i].topic for i, _ in candidates], [records[i].partition for i, _ in candidates],
                 [records[i].offset for i, _ in candidates],
             )

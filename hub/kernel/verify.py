@@ -69,6 +69,7 @@ from hub.kernel import metrics
 from hub.kernel.audit import audit_table_values, compare_audit
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import fetch_at, offset_bounds, scan_partitions, scan_records, topic_partitions
+from hub.kernel.log import event_key
 from hub.kernel.seal import (
     GENESIS_SEAL,
     ChainRecord,
@@ -174,6 +175,11 @@ class VerifyReport:
                 for p in self.partitions
             ],
         }
+
+
+def index_key(event_id: str) -> str:
+    """How the event index names ``event_id`` (:func:`hub.kernel.log.event_key`, as text)."""
+    return str(event_key(event_id))
 
 
 def envelope_identity(value: bytes | None) -> str | None:
@@ -310,7 +316,8 @@ def verify_partition(
 ) -> PartitionReport:
     """Every break and orphan copy of one partition. ``records`` are what the log holds now
     (offset order); ``sealed_digests`` offset → digest from the seals' table; ``index``
-    offset → event id of every event the log appended to this partition; ``located`` and
+    offset → event id (or its :func:`index_key`) of every event the log appended to this
+    partition; ``located`` and
     ``identities`` as in :func:`classify_unindexed` (without them every unindexed record is
     ``forged``)."""
     breaks = verify_seal_chain(topic, partition, seals, published)
@@ -377,7 +384,7 @@ def verify_partition(
                 orphans.append(found)
             else:
                 breaks.append(found)
-        elif r.event_id != owner:
+        elif r.event_id is None or (owner != r.event_id and owner != index_key(r.event_id)):
             breaks.append(Break("forged", topic, partition, r.offset, r.offset,
                                 f"event id does not match the index ({owner})"))
 
@@ -407,13 +414,12 @@ async def _published_seals(clients: KafkaClients, prefix: str) -> dict[tuple[str
 
 async def _copy_evidence(
     clients: KafkaClients,
-    schema: str,
-    pool: asyncpg.Pool,
     records: Mapping[TopicPartition, Sequence[ChainRecord]],
     index: Mapping[tuple[str, int], Mapping[int, str]],
 ) -> tuple[dict[str, Location], dict[Location, str | None]]:
-    """For the unindexed records that carry an event id: where the index places each id, and
-    the identity of the records at both positions (read back from Kafka, a few at most)."""
+    """For the unindexed records that carry an event id: where the index places each id (from
+    ``index``, already read whole), and the identity of the records at both positions (read
+    back from Kafka, a few at most)."""
     lookups: dict[str, list[Location]] = {}
     for tp, recs in records.items():
         found = copy_lookups(tp.topic, tp.partition, recs, index.get((tp.topic, tp.partition), {}))
@@ -421,14 +427,13 @@ async def _copy_evidence(
             lookups.setdefault(event_id, []).extend(here)
     if not lookups:
         return {}, {}
-    located: dict[str, Location] = {
-        r["event_id"]: (r["topic"], r["partition"], r["offset"])
-        for r in await pool.fetch(
-            f'SELECT event_id, topic, "partition", "offset" FROM {schema}.event_index'
-            ' WHERE event_id = any($1::text[]) AND "offset" IS NOT NULL',
-            sorted(lookups),
-        )
-    }
+    wanted_keys = {index_key(eid): eid for eid in lookups}
+    located: dict[str, Location] = {}
+    for (topic, partition), owners in index.items():
+        for offset, owner in owners.items():
+            eid = wanted_keys.get(owner)
+            if eid is not None:
+                located[eid] = (topic, partition, offset)
     wanted = {loc for eid, home in located.items() for loc in (home, *lookups[eid])}
     fetched = await fetch_at(clients, [(TopicPartition(t, p), o) for t, p, o in wanted], role="verify")
     identities = {
@@ -472,14 +477,12 @@ async def run_verify(
     for r in await pool.fetch(f'SELECT topic, "partition", "offset", digest FROM {schema}.sealed_records'):
         digests.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = bytes(r["digest"])
     index: dict[tuple[str, int], dict[int, str]] = {}
-    for r in await pool.fetch(
-        f'SELECT topic, "partition", "offset", event_id FROM {schema}.event_index WHERE "offset" IS NOT NULL'
-    ):
+    for r in await pool.fetch(f'SELECT topic, "partition", "offset", event_id FROM {schema}.indexed_events'):
         index.setdefault((r["topic"], r["partition"]), {})[r["offset"]] = r["event_id"]
     for tp in tps:  # the audit topic's witness is the audit tables (compared below), not the index
         if tp.topic == audit:
             index[(tp.topic, tp.partition)] = {r.offset: r.event_id or "" for r in records[tp]}
-    located, identities = await _copy_evidence(clients, schema, pool, records, index)
+    located, identities = await _copy_evidence(clients, records, index)
     reports = []
     known = {(tp.topic, tp.partition) for tp in tps}
     for tp in tps:

@@ -113,7 +113,7 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
     call = await an_imported_call(rt)
     incident = call["incident_id"]
     core = rt.settings.core_schema
-    sim_facts = f"SELECT count(*) FROM {core}.event_index WHERE event_type LIKE 'encounter.%'"
+    sim_facts = f"SELECT count(*) FROM {core}.indexed_events WHERE event_type LIKE 'encounter.%'"
     async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as api:
         requested0, transports0 = await aggregates(api, analyst)
         encounter_facts0 = await rt.pool.fetchval(sim_facts)

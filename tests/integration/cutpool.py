@@ -1,6 +1,6 @@
 """A PostgreSQL pool whose connections run through a :class:`~hub.devtools.faults.tcpcut.CutProxy`,
-and an event log on it: a test arms a cut at a chosen statement (the event index's offset
-``UPDATE``, issued right after Kafka acknowledged an append) and the connection dies there,
+and an event log on it: a test arms a cut at a chosen statement (the event index's
+``INSERT``, issued right after Kafka acknowledged an append) and the connection dies there,
 the way a crashed PostgreSQL connection does."""
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import asyncpg
 
 from hub.devtools.faults.tcpcut import CutProxy
 from hub.kernel.db import dsn
-from hub.kernel.log import EventLog
+from hub.kernel.log import EVENTS, EventLog
 from hub.kernel.runtime import Runtime
 
 
-def offset_update(schema: str) -> bytes:
-    """The SQL of :func:`hub.kernel.log.claim_then_produce`'s offset ``UPDATE`` of the event index."""
-    return f"UPDATE {schema}.event_index AS d SET topic".encode()
+def index_statement(schema: str) -> bytes:
+    """The SQL of :func:`hub.kernel.log.produce_then_index`'s index statement (the first
+    statement after Kafka acknowledged an append; it writes the ids with their offsets)."""
+    return EVENTS.window_marker(schema)
 
 
 @dataclass

@@ -19,7 +19,7 @@ FaultKind = Literal[
     "process_kill",  # SIGKILL the supervised hub process ``target``
     "pg_immediate",  # PostgreSQL immediate shutdown (a crash) and start
     "pg_fast",  # PostgreSQL fast shutdown (clients disconnected) and start
-    "append_cut",  # cut the app's PostgreSQL connection at the event-index UPDATE after the ack
+    "append_cut",  # cut the app's PostgreSQL connection at the event-index statement after the ack
     "ehr_flapping",  # the EHR goes up and down for ``duration`` seconds
     "ehr_hung",  # the EHR accepts and never answers for ``duration`` seconds
 ]

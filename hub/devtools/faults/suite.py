@@ -52,6 +52,7 @@ from hub.kernel import db
 from hub.kernel.crypto import unseal
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, topic_partitions
+from hub.kernel.log import EVENTS
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, PostgresSettings, Settings
 from schemas.base import Sealed
@@ -327,10 +328,10 @@ class Suite:
                 mode = "immediate" if f.kind == "pg_immediate" else "fast"
                 await asyncio.to_thread(self.pg.restart, mode)  # type: ignore[arg-type]
             elif f.kind == "append_cut":
-                marker = f"UPDATE {settings.core_schema}.event_index AS d SET topic".encode()
+                marker = EVENTS.window_marker(settings.core_schema)  # right after the acks
                 cut = proxy.arm(marker)
                 # asyncpg prepares a statement once per connection (the SQL text travels only
-                # in that first Parse): reset the app's connections so its next UPDATE is seen
+                # in that first Parse): reset the app's connections so its next index statement is seen
                 proxy.down()
                 proxy.up()
                 try:

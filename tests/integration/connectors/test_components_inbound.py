@@ -50,7 +50,7 @@ async def facts(rt: Runtime, family: str, source: str) -> list[Any]:  # type: ig
 
 
 async def indexed(rt: Runtime, ids: list[str]) -> int:
-    sql = f"SELECT count(*) FROM {rt.settings.core_schema}.event_index WHERE event_id = ANY($1::text[])"
+    sql = f"SELECT count(*) FROM {rt.settings.core_schema}.indexed_events WHERE event_id = ANY($1::text[])"
     return int(await rt.pool.fetchval(sql, ids))
 
 

@@ -180,9 +180,14 @@ async def test_pre_mac_records_fold_only_where_the_event_index_confirms_them(pro
     # what the hub appended before MACs: the record, and its id in the index at its offset
     p, o = await produce_forged(rt, topic, legacy, "none")
     await rt.pool.execute(
-        f"""INSERT INTO {core}.event_index (event_id, event_type, topic, recorded_at, "partition", "offset")
-            VALUES ($1, $2, $3, $4, $5, $6)""",
-        legacy.id, legacy.type, topic, legacy.recordedat, p, o,
+        f"INSERT INTO {core}.event_index_names (name) VALUES ($1), ($2) ON CONFLICT (name) DO NOTHING",
+        legacy.type, topic,
+    )
+    await rt.pool.execute(
+        f"""INSERT INTO {core}.event_index (event_id, topic, event_type, "partition", "offset")
+            SELECT $1::uuid, t.code, y.code, $4, $5
+            FROM {core}.event_index_names t, {core}.event_index_names y WHERE t.name = $3 AND y.name = $2""",
+        legacy.id, legacy.type, topic, p, o,
     )
     await produce_forged(rt, topic, intruder, "none")  # written by someone else in the same era
     # the first start of the MAC-enabled hub on this log records the cut-over

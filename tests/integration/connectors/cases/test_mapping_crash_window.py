@@ -17,7 +17,7 @@ from hub.kernel.errors import ServiceUnavailable
 from hub.kernel.runtime import Runtime
 from hub.kernel.verify import run_verify
 from schemas.envelope import Envelope
-from tests.integration.cutpool import cut_log, offset_update
+from tests.integration.cutpool import cut_log, index_statement
 from tests.integration.hubcli import run_hub
 
 RECORD = {
@@ -40,7 +40,7 @@ async def map_once(rt: Runtime) -> list[Envelope]:
 async def test_a_cut_after_the_ack_leaves_an_identical_sealed_copy(log_rt: Runtime) -> None:
     rt = log_rt
     async with cut_log(rt) as cut:
-        cut_at = cut.proxy.arm(offset_update(rt.settings.core_schema))
+        cut_at = cut.proxy.arm(index_statement(rt.settings.core_schema))
         first = await map_once(rt)
         with pytest.raises(ServiceUnavailable):
             await cut.log.append(first)

@@ -27,7 +27,7 @@ from hub.kernel.verify import run_verify
 from schemas.envelope import Envelope, new_event
 from schemas.referral import Channel, ReferralRequested
 from schemas.topics import fact_topic
-from tests.integration.cutpool import cut_log, offset_update
+from tests.integration.cutpool import cut_log, index_statement
 from tests.integration.hubcli import run_hub
 from tests.integration.waiting import wait_for
 
@@ -85,14 +85,14 @@ async def test_outcomes_cut_after_the_ack_are_reappended_as_stored(log_rt: Runti
         cfg = WorkerConfig(retry=RetryPolicy(max_attempts=5, base_delay_s=0.01, max_delay_s=0.05),
                            poll_interval_s=0.1, lock_retry_s=0.1)
         worker = DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, cfg)  # type: ignore[arg-type]
-        marker = offset_update(rt.settings.core_schema)
+        marker = index_statement(rt.settings.core_schema)
 
         async def cut_count(n: int) -> bool:
             return cut.proxy.cuts >= n
 
         await worker.start()
         try:
-            # the delivered outcome's append dies at the offset UPDATE
+            # the delivered outcome's append dies at the index statement after the ack
             cut.proxy.arm(marker)
             assert (await rt.log.append([referral(rt, "R-out-1")])).appended
             await wait_for(lambda: cut_count(1), 30, "the first cut")

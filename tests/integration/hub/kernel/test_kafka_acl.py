@@ -150,8 +150,7 @@ def incident(incident_id: str) -> Envelope:
         cad_number=incident_id.split(":")[1],
         at=at,
         source_timezone="America/Los_Angeles",
-        category="welfare",
-        behavioral_health=True,
+        call_type_initial="WELFARE CHECK",  # the source's words; the projections classify
     )
     return new_event(data, source="test/cad", record_id=incident_id)
 

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from hub.kernel.crypto import KeyDestroyedError, seal, unseal
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.keystore import TokenKeyring
-from hub.kernel.log import DeadLetterError
+from hub.kernel.log import EVENTS, DeadLetterError, EventLog, event_key
 from hub.kernel.runtime import Runtime
+from hub.kernel.verify import run_verify
 from schemas.deadletter import DeadLetter
 from schemas.dispatch import CallReceived, UnitDispatched
 from schemas.envelope import Envelope, new_event
@@ -49,7 +50,7 @@ async def test_appending_the_same_batch_twice_stores_one_copy(log_rt: Runtime) -
     mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
     assert sorted(mine) == sorted(e.id for e in batch)  # one copy each
     rows = await log_rt.pool.fetch(
-        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.event_index '
+        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.indexed_events '
         "WHERE event_id = ANY($1::text[])", [e.id for e in batch],
     )
     where = {(a.envelope.id, a.partition, a.offset) for a in first.appended}
@@ -65,6 +66,55 @@ async def test_concurrent_appenders_of_one_id_produce_it_once(log_rt: Runtime) -
     assert sum(len(r.duplicates) for r in results) == 3 * len(batch)
     mine = [i for i in await ids_in_log(log_rt) if i in {e.id for e in batch}]
     assert sorted(mine) == sorted(e.id for e in batch)
+
+
+async def test_two_processes_appending_one_id_at_once_index_it_once(log_rt: Runtime) -> None:
+    """Two event logs (two processes: no shared in-process serialization) append the same
+    batch at once: each id is reported as appended by exactly one of them (the other reports
+    a duplicate), the index names the LAST copy of each id in the log, and ``hub verify``
+    sees every earlier copy as an orphan copy, never as forged."""
+    tag = uuid.uuid4().hex[:6]
+    batch = [call(tag, n) for n in range(30)]
+    mine = {e.id for e in batch}
+    other = EventLog(log_rt.settings, log_rt.pool, log_rt.kafka)
+    await other.start()
+    try:
+        results = await asyncio.gather(log_rt.log.append(batch), other.append(list(reversed(batch))))
+    finally:
+        await other.stop()
+    appended = [a.envelope.id for r in results for a in r.appended]
+    assert sorted(appended) == sorted(mine)
+    assert sum(len(r.duplicates) for r in results) == len(batch)
+    topic = fact_topic(log_rt.settings.kafka.topic_prefix, "dispatch")
+    copies = [(e.envelope.id, e.partition, e.offset) async for e in log_rt.log.read([topic])
+              if e.envelope.id in mine]
+    assert {c[0] for c in copies} == mine and len(copies) <= 2 * len(batch)
+    last = {eid: (p, o) for eid, p, o in sorted(copies, key=lambda c: c[2])}
+    rows = await log_rt.pool.fetch(
+        f'SELECT event_id, "partition", "offset" FROM {log_rt.settings.core_schema}.indexed_events '
+        "WHERE event_id = ANY($1::text[])", list(mine),
+    )
+    assert {r["event_id"]: (r["partition"], r["offset"]) for r in rows} == last
+    ours = {(p, o) for _, p, o in copies}
+    report = await run_verify(log_rt.settings, log_rt.pool, log_rt.kafka, store=False)
+    assert [b.describe() for b in report.breaks if b.topic == topic and (b.partition, b.offset) in ours] == []
+    orphans = [o for o in report.orphan_copies if o.topic == topic and (o.partition, o.offset) in ours]
+    assert len(orphans) == len(copies) - len(batch)
+
+
+async def test_indexing_skips_exactly_the_ids_another_writer_indexed_first(log_rt: Runtime) -> None:
+    """The index statement after the acknowledgements: the fast COPY, and when one of its
+    ids was indexed by another writer meanwhile, the INSERT that skips exactly that one."""
+    schema = log_rt.settings.core_schema
+    rows = sorted((event_key(call(uuid.uuid4().hex[:6], n).id), 1, 1, 0, 10_000 + n) for n in range(5))
+    async with log_rt.pool.acquire() as conn:
+        assert await EVENTS.index(conn, schema, rows[:2]) == {r[0] for r in rows[:2]}
+        assert await EVENTS.index(conn, schema, rows) == {r[0] for r in rows[2:]}
+    stored = await log_rt.pool.fetch(
+        f'SELECT event_id, "offset" FROM {schema}.event_index WHERE event_id = any($1::uuid[])',
+        [r[0] for r in rows],
+    )
+    assert sorted((r["event_id"], r["offset"]) for r in stored) == [(r[0], r[4]) for r in rows]
 
 
 async def test_replay_returns_events_in_per_key_order(log_rt: Runtime) -> None:

@@ -9,7 +9,8 @@ rejection / exclusion reasons and the revision keys. A change of any event id, p
 field, order or reason changes the digest — the log's exactly-once index and every
 projection rely on the same input giving the same facts. The fixture is committed
 (``cad_golden.json``); after an intended change of the mappers' output, regenerate it with
-``REGEN_CAD_GOLDEN=1`` and say why in the commit.
+``REGEN_CAD_GOLDEN=1`` and say why in the commit. Both CSV paths of :class:`CadMapper` — the
+fast one and the pydantic reference (``reference=True``) — must give the same digests.
 """
 
 from __future__ import annotations
@@ -270,34 +271,41 @@ US_TIME = "%m/%d/%Y %I:%M:%S %p"
 CSV_PROFILES = {"seattle": None, "generic": None, "new_orleans": US_TIME, "san_francisco": None}
 
 
-def cases() -> Iterator[tuple[str, Callable[[], tuple[Mapper, list[RawRecord]]], list[str | None]]]:
-    """(name, mapper and records, first revisions to map them with)."""
+def cases(
+    reference: bool = False,
+) -> Iterator[tuple[str, Callable[[], tuple[Mapper, list[RawRecord]]], list[str | None]]]:
+    """(name, mapper and records, first revisions to map them with); ``reference``: CSV rows
+    through the reference path of :class:`CadMapper`."""
     seattle = load_profile("seattle")
     sample = decode((DATA / "seattle" / "call-data-sample.csv").read_bytes())
     yield ("seattle/call-data-sample.csv",
-           lambda: (CadMapper(seattle), csv_records(seattle, sample, "call-data-sample.csv", None)),
+           lambda: (CadMapper(seattle, reference=reference),
+                    csv_records(seattle, sample, "call-data-sample.csv", None)),
            [None, OTHER_CONTENT])
     yield ("seattle/call-data-sample.csv@observed",
-           lambda: (CadMapper(seattle, "cad/other"), csv_records(seattle, sample, "s.csv", OBSERVED)),
+           lambda: (CadMapper(seattle, "cad/other", reference=reference),
+                    csv_records(seattle, sample, "s.csv", OBSERVED)),
            [OTHER_CONTENT])
     for name, fmt in CSV_PROFILES.items():
         profile = load_profile(name)
         text = csv_of(profile, synthetic_rows(profile, fmt))
         for observed in (None, OBSERVED):
             yield (f"synthetic/{name}@{'observed' if observed else 'unobserved'}",
-                   lambda p=profile, t=text, o=observed: (CadMapper(p), csv_records(p, t, "x.csv", o)),
+                   lambda p=profile, t=text, o=observed: (CadMapper(p, reference=reference),
+                                                           csv_records(p, t, "x.csv", o)),
                    [None, OTHER_CONTENT, OTHER_UPDATE])
     sf = load_profile("san_francisco")
-    yield "soql/san_francisco", lambda: (CadMapper(sf), soql_rows()), [None, OTHER_UPDATE]
+    yield ("soql/san_francisco", lambda: (CadMapper(sf, reference=reference), soql_rows()),
+           [None, OTHER_UPDATE])
     eido = load_profile("eido")
     yield "eido", lambda: (EidoMapper(eido), eido_records()), [None, OTHER_UPDATE]
     fixed = eido.model_copy(update={"agency": "FIXED"})
     yield "eido@fixed-agency", lambda: (EidoMapper(fixed, "cad/fixed"), eido_records()), [None, OTHER_UPDATE]
 
 
-def digests() -> dict[str, dict[str, Any]]:
+def digests(reference: bool = False) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    for name, build, revisions in cases():
+    for name, build, revisions in cases(reference):
         for first_revision in revisions:
             mapper, records = build()  # a fresh mapper per run: no parse shared across runs
             digest, count = run(mapper, records, first_revision)
@@ -306,9 +314,10 @@ def digests() -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_mappers_produce_exactly_the_committed_envelopes() -> None:
-    got = digests()
-    if os.environ.get("REGEN_CAD_GOLDEN"):
+@pytest.mark.parametrize("reference", [False, True], ids=["fast", "reference"])
+def test_mappers_produce_exactly_the_committed_envelopes(reference: bool) -> None:
+    got = digests(reference)
+    if os.environ.get("REGEN_CAD_GOLDEN") and not reference:
         GOLDEN.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         pytest.skip("regenerated cad_golden.json")
     expected = json.loads(GOLDEN.read_text(encoding="utf-8"))

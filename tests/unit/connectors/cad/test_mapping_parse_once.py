@@ -1,5 +1,6 @@
 """The CAD mapper parses and content-hashes each record once per ingest (``revision_key``
-then ``map`` share the parse), and the result is exactly what a fresh parse gives."""
+then ``map`` share the parse), on the fast path and on the reference path, and the result
+is exactly what a fresh parse gives."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import asyncio
 
 import pytest
 
-from connectors.cad import mapping
+from connectors.cad import fast, mapping
 from connectors.cad.csvfile import read_csv_file
-from connectors.cad.ingest import ingest_files
+from connectors.cad.ingest import chunks, ingest_files
 from connectors.cad.mapping import CadMapper
 from connectors.cad.profile import load_profile
+from connectors.core.counts import IngestCounts
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
 from connectors.core.records import RawRecord
+from connectors.core.runner import DeadLetterSink, ingest_batch
 from hub.kernel.keystore import DeadLetterSealer
 from hub.kernel.settings import PROJECT_ROOT
 
@@ -33,37 +36,55 @@ def facts(result: object) -> object:
     return [ev.model_dump(exclude={"recordedat"}) for ev in events], result.unknown_disposition  # type: ignore[attr-defined]
 
 
-def _count_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+def _count_calls(monkeypatch: pytest.MonkeyPatch, reference: bool) -> dict[str, int]:
+    """Counts the row reads and content hashes of one path."""
     calls = {"read_row": 0, "content_hash": 0}
-    read_row, content_hash = mapping.read_row, mapping.CadRow.content_hash
+    owner: object = mapping if reference else fast.FastRows
+    read_name = "read_row" if reference else "_parse"
+    hash_owner = mapping.CadRow if reference else fast.FastRows
+    read_row, content_hash = getattr(owner, read_name), hash_owner.content_hash
 
     def counted_read_row(*a, **k):  # type: ignore[no-untyped-def]
         calls["read_row"] += 1
         return read_row(*a, **k)
 
-    def counted_hash(self):  # type: ignore[no-untyped-def]
+    def counted_hash(*a, **k):  # type: ignore[no-untyped-def]
         calls["content_hash"] += 1
-        return content_hash(self)
+        return content_hash(*a, **k)
 
-    monkeypatch.setattr(mapping, "read_row", counted_read_row)
-    monkeypatch.setattr(mapping.CadRow, "content_hash", counted_hash)
+    monkeypatch.setattr(owner, read_name, counted_read_row)
+    monkeypatch.setattr(hash_owner, "content_hash", counted_hash)
     return calls
 
 
 def test_ingest_parses_and_hashes_each_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
     p = load_profile("seattle")
-    calls = _count_calls(monkeypatch)
+    calls = _count_calls(monkeypatch, reference=False)
     counts = asyncio.run(ingest_files([SEATTLE], p, MemoryLog(), SEAL, MemoryRevisionStore()))
     assert counts.read == 222 and counts.balanced()
     assert calls["read_row"] == 222
     assert calls["content_hash"] <= 222  # rows with an updated-at need no hash at all
 
 
-def test_shared_parse_maps_exactly_like_a_fresh_parse() -> None:
+def test_the_reference_path_parses_and_hashes_each_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    p = load_profile("seattle")
+    calls = _count_calls(monkeypatch, reference=True)
+    mapper, log, revisions = CadMapper(p, reference=True), MemoryLog(), MemoryRevisionStore()
+    sink = DeadLetterSink(mapper.source, "cad", SEAL)
+    counts = IngestCounts()
+    for chunk in chunks(read_csv_file(SEATTLE, p)):
+        counts.add(asyncio.run(ingest_batch(chunk, mapper, log, sink, revisions)))
+    assert counts.read == 222 and counts.balanced()
+    assert calls["read_row"] == 222
+    assert calls["content_hash"] <= 222
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_shared_parse_maps_exactly_like_a_fresh_parse(reference: bool) -> None:
     p = load_profile("seattle")
     records = read_csv_file(SEATTLE, p)
     extra = [RawRecord(f"x{i}", b"", {c: row.get(c, "") for c in p.columns}) for i, row in enumerate(ROWS)]
-    shared = CadMapper(p)
+    shared = CadMapper(p, reference=reference)
     for rec in [*records, *extra]:
         key = shared.revision_key(rec)
         first = key.revision if key else None

@@ -62,7 +62,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.cad.eido.EidoError": (PermanentError, ValueError),
     "connectors.core.jsondoc.BadJson": (PermanentError, ValueError),
     "connectors.core.http.Refused": (PermanentError, ValueError),
-    "connectors.cad.mapping.FieldError": (PermanentError, ValueError),
+    "connectors.cad.rowvalues.FieldError": (PermanentError, ValueError),
     "connectors.cases.mapping.CaseRecordError": (PermanentError, ValueError),
     "connectors.fhir.bundle.BundleInvalid": (PermanentError, ValueError),
     "connectors.fhir.client.TokenError": (TransientError, RuntimeError),
@@ -152,7 +152,7 @@ def _raised_while_handling(outer: BaseException, inner: BaseException) -> BaseEx
 def test_a_transaction_left_after_its_connection_died_is_an_outage() -> None:
     """asyncpg raises ``InterfaceError`` ("the underlying connection is closed") from the
     ``async with conn.transaction()`` exit when the connection died inside the block (issue
-    13: a connection cut at the event index's offset UPDATE): an outage, not a bug."""
+    13: a connection cut right after the acknowledgements of an append): an outage, not a bug."""
     closed = asyncpg.InterfaceError("cannot call Transaction.__aexit__(): the connection is closed")
     died = _raised_while_handling(closed, asyncpg.ConnectionDoesNotExistError("closed mid-operation"))
     assert is_retriable(died)
