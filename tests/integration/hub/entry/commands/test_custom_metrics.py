@@ -192,12 +192,15 @@ async def test_a_metric_added_in_yaml_appears_in_report_topic_api_and_dashboard(
     assert [m["id"] for m in doc["custom_metrics"]["metrics"]] == ["unsheltered_holds"]
     total = doc["outcomes"]["total"]
     assert total["calls"]["value"] == 133
-    assert total["custom.unsheltered_holds"] == {
+    cell = total["custom.unsheltered_holds"]
+    assert {k: cell[k] for k in ("value", "share", "suppressed", "measured")} == {
         "value": 32,
         "share": round(32 / 60, 4),
         "suppressed": False,
         "measured": True,
     }
+    # a county cell has its rate per 1,000 calls for service like every cell
+    assert cell["rate_per_1000_calls"] == round(32_000 / total["all_calls"]["value"], 1)
     assert total["custom.unsheltered_holds.denominator"]["value"] == 60
     rows = {r["group"]: r["metrics"] for r in doc["outcomes"]["rows"]}
     assert rows["NORTH"]["custom.unsheltered_holds"]["value"] == 20
