@@ -69,7 +69,7 @@ from projections.livefold import (
 READ_MODEL_MIGRATIONS = MigrationSet(
     "projections", Path(__file__).resolve().parent / "migrations", "read_models"
 )
-_JSON_COLUMNS = {"data", "detail"}
+_JSON_COLUMNS = {"data", "detail", "custom"}
 FACT_CACHE_SIZE = 200_000
 META_VOCABULARIES = "vocabularies"
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from hub.devtools.demo import DemoOptions, DemoResult, run_pipeline
 from hub.devtools.simulate.feeds import INTAKE_DESTINATIONS
 from hub.entry.api.server import ThreadedServer
-from hub.kernel.settings import IntakeSettings, Settings
+from hub.kernel.settings import PROJECT_ROOT, CustomSettings, IntakeSettings, Settings
 
 # a small county: every chart has data, the suite stays fast
 E2E_OPTIONS = DemoOptions(
@@ -47,10 +47,16 @@ async def demo_run(settings: Settings, topics: object, pg_pool: asyncpg.Pool) ->
     return await run_pipeline(settings, E2E_OPTIONS, Console(quiet=True))
 
 
+#: the simulated county's own fields (no metrics: releases stay the built-in ones)
+COUNTY_FIELDS = PROJECT_ROOT / "tests" / "data" / "custom" / "county-fields.yaml"
+
+
 def with_intake(settings: Settings) -> Settings:
-    """The session's settings with the simulated county's intake configured (as the demo's API)."""
+    """The session's settings with the simulated county's intake configured (as the demo's
+    API), and its custom fields declared."""
     intake = IntakeSettings(destinations=dict(INTAKE_DESTINATIONS), person_systems=["mpi:county"])
-    return settings.model_copy(update={"intake": intake})
+    custom = CustomSettings(definitions=str(COUNTY_FIELDS))
+    return settings.model_copy(update={"intake": intake, "custom": custom})
 
 
 @pytest.fixture(scope="session")
