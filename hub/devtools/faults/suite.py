@@ -323,6 +323,10 @@ class Suite:
                 target = f.target
                 if not sup.running(target):  # a job between steps or done: a service instead
                     target = random.Random(f.at).choice(SERVICES)
+                for _ in range(100):  # a service being restarted by the supervisor: await it
+                    if sup.running(target):
+                        break
+                    await asyncio.sleep(0.1)
                 note = f"{target} killed" if sup.kill(target) else f"{target} not running"
             elif f.kind in ("pg_immediate", "pg_fast"):
                 mode = "immediate" if f.kind == "pg_immediate" else "fast"
