@@ -464,9 +464,9 @@ def stage_counts(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def funnel_values(counts: Mapping[str, int]) -> tuple[dict[str, int], list[Equation], set[str]]:
-    """The funnel's cells, equations and hidden cells: each stage = the next stage + those
-    that stopped before it (``<a>_not_<b>``, hidden). Requires monotone counts, so every
-    equation holds exactly."""
+    """The funnel's cells, equations and hidden cells (:func:`nested_values` over
+    :data:`FUNNEL_STAGES`: each stage = any later stage + those that stopped between them,
+    ``<a>_not_<b>``, hidden). Requires monotone counts, so every equation holds exactly."""
     return nested_values(counts, FUNNEL_STAGES, "funnel")
 
 
