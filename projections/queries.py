@@ -36,7 +36,7 @@ from hub.kernel.settings import Settings
 from projections import demographics, reporting
 from projections.population import Areas, load_areas
 from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
-from projections.store import read_meta
+from projections.store import read_meta, stored_row
 from schemas.demographics import normalized
 
 Conn = Executor
@@ -425,12 +425,7 @@ class ReadModelReader:
         row = await self.conn.fetchrow(
             f"SELECT * FROM {self._s}.incident_summary WHERE incident_id = $1", incident_id
         )
-        if row is None:
-            return None
-        out = dict(row)
-        if isinstance(out.get("custom"), str):  # jsonb arrives as text
-            out["custom"] = json.loads(out["custom"])
-        return out
+        return None if row is None else stored_row(row)
 
     async def search_incidents(
         self,
