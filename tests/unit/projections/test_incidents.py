@@ -133,7 +133,8 @@ def test_county_fields_a_cad_revision_corrects_in_revision_order_below_the_team_
     wins; a field it leaves out keeps its value), and a case or intake value still wins."""
     cad = fact(CallReceived(incident_id=INC, agency="sea", cad_number="1001", at=at(0), source_timezone="UTC",
                             custom={"zone": "north", "camp": "A"}))
-    first = fact(CallRevised(incident_id=INC, at=at(50), revision="r1", custom={"zone": "south", "beds": "2"}))
+    first = fact(CallRevised(incident_id=INC, at=at(50), revision="r1",
+                             custom={"zone": "south", "beds": "2"}))
     second = fact(CallRevised(incident_id=INC, at=at(90), revision="r2", custom={"zone": "east"}))
     assert row([second, first, cad])["custom"] == {"beds": "2", "camp": "A", "zone": "east"}
     assert row([first, cad])["custom"] == {"beds": "2", "camp": "A", "zone": "south"}
@@ -141,5 +142,6 @@ def test_county_fields_a_cad_revision_corrects_in_revision_order_below_the_team_
         "camp": "A", "zone": "north"}  # a revision without county values changes none
     form_ = fact(IntakeRecorded(incident_id=INC, at=at(20), submission_id=SUB, program="p", clinician_id="c1",
                                 mode="co_response", outcome="referral", custom={"zone": "west"}))
-    case = fact(ContactLogged(case_id="k1", person=PERSONS[0], at=at(30), incident_id=INC, custom={"beds": "0"}))
+    case = fact(ContactLogged(case_id="k1", person=PERSONS[0], at=at(30), incident_id=INC,
+                              custom={"beds": "0"}))
     assert row([second, form_, first, case, cad])["custom"] == {"beds": "0", "camp": "A", "zone": "west"}

@@ -1,8 +1,9 @@
 """The fast CAD mapping path equals the reference path (property tests).
 
 Hypothesis generates rows of every bundled CSV profile layout (also with a remarks column,
-with coordinates kept as published, and with county-defined columns): times in each of the profile's formats, around the
-agency's DST transitions, with offsets, in odd spellings, and damaged; codes, free text,
+with coordinates kept as published, and with county-defined columns): times in each of the
+profile's formats, around the agency's DST transitions, with offsets, in odd spellings, and
+damaged; codes, free text,
 numbers and indicators as feeds write them and as they should not; SoQL-style JSON values
 that are not strings; revisions (first revision none, the row's own, another content hash,
 another updated-at); a keyring that seals free text and one whose incident key was erased.

@@ -86,7 +86,9 @@ METRIC_2 = """
 """
 
 
-def write_feed(tmp: Path, name: str = "calls.csv", housing_of: dict[str, str] | None = None) -> tuple[Path, Path]:
+def write_feed(
+    tmp: Path, name: str = "calls.csv", housing_of: dict[str, str] | None = None
+) -> tuple[Path, Path]:
     """The county's profile (the generic layout plus a ``housing`` column) and its export
     ``name``; ``housing_of``: incident numbers whose housing a later export corrects."""
     generic = (PROJECT_ROOT / "connectors" / "cad" / "profiles" / "generic.yaml").read_text()
@@ -271,9 +273,10 @@ async def test_a_county_field_corrected_in_a_later_export_moves_the_metric(
         report = hub(rt, definitions, "report", "--json", "--by", "area")
         assert report.returncode == 0, report.stderr[-2000:]
         doc = json.loads(report.stdout)
-        groups = {"all": doc["outcomes"]["total"]} | {r["group"]: r["metrics"] for r in doc["outcomes"]["rows"]}
-        return {g: (m["custom.unsheltered_holds"]["value"], m["custom.unsheltered_holds.denominator"]["value"])
-                for g, m in groups.items()}
+        outcomes = doc["outcomes"]
+        groups = {"all": outcomes["total"]} | {r["group"]: r["metrics"] for r in outcomes["rows"]}
+        holds, of = "custom.unsheltered_holds", "custom.unsheltered_holds.denominator"
+        return {g: (m[holds]["value"], m[of]["value"]) for g, m in groups.items()}
 
     profile, first = write_feed(tmp_path, "calls-1.csv")
     ingest = hub(rt, definitions, "ingest", "cad", "--profile", str(profile), str(first))
