@@ -66,20 +66,19 @@ async def test_a_key_claimed_by_a_concurrent_writer_meanwhile_is_answered_with_i
         )
         ours = [RevisionKey("A", "ours"), RevisionKey("B", "ours")]
         claim = asyncio.ensure_future(store.claim(source, ours))
-        await wait_until_blocked(rt, claim)
+        await wait_until_blocked(rt, claim, other.get_server_pid())
         await tx.commit()
         assert await claim == {"A": "theirs", "B": "ours"}
     again = [RevisionKey("A", "x"), RevisionKey("B", "x")]
     assert await store.claim(source, again) == {"A": "theirs", "B": "ours"}
 
 
-async def wait_until_blocked(rt: Runtime, task: asyncio.Future) -> None:
-    """Until a session of the pool waits on a lock (the claim's INSERT on the other's row)."""
+async def wait_until_blocked(rt: Runtime, task: asyncio.Future, holder: int) -> None:
+    """Until a session waits on a lock ``holder`` holds (the claim's INSERT on its row)."""
     for _ in range(500):
         assert not task.done(), "the claim finished while the other writer held its key"
         waiting = await rt.pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database() AND query LIKE '%connector_revisions%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", holder
         )
         if waiting:
             return
