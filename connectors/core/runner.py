@@ -30,7 +30,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,6 +46,7 @@ from connectors.core.records import (
     MapResult,
     RawRecord,
     Rejection,
+    RevisionKey,
     SealingMapper,
 )
 from hub.kernel import metrics
@@ -122,6 +123,13 @@ def person_of(mapper: Mapper, record: RawRecord) -> str | None:
     return mapper.person_of(record)
 
 
+def persons_of(mapper: Mapper, records: Sequence[RawRecord]) -> set[str]:
+    """:func:`person_of` of every record (the protocol checked once, not per record)."""
+    if not isinstance(mapper, AttributingMapper):
+        return set()
+    return {p for rec in records if rec.problem is None and (p := mapper.person_of(rec)) is not None}
+
+
 async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
     """The mapper to map ``records`` with. A :class:`SealingMapper` whose keyring is a
     :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for —
@@ -132,7 +140,7 @@ async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
     if not isinstance(mapper, SealingMapper) or not isinstance(mapper.keyring, KeyStore):
         return mapper
     persons = {p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)}
-    persons |= {p for rec in records if (p := person_of(mapper, rec)) is not None}
+    persons |= persons_of(mapper, records)
     return mapper.with_keyring(await mapper.keyring.resolve(sorted(persons), create=True))
 
 
@@ -173,12 +181,88 @@ async def ingest_batch(
 
 @dataclass
 class MappedBatch:
-    """A batch after :func:`map_batch`: its counts so far (read, excluded, dead-lettered)
-    and the mapped records (input position, events) still to append."""
+    """A batch after mapping: its counts so far (read, excluded; dead-lettered once
+    :func:`write_dead_letters` wrote them), the mapped records (input position, events)
+    still to append, and its dead letters still to write."""
 
     source: str
     counts: IngestCounts
     mapped: list[tuple[int, Mapped]]
+    letters: list[tuple[DeadLetter, Rejection]] = field(default_factory=list)
+
+
+@dataclass
+class ClaimedBatch:
+    """A batch after its I/O before mapping (:func:`claim_batch`): the records, their
+    revision keys, the first revisions claimed, and the mapper bound to the batch's keys."""
+
+    records: Sequence[RawRecord]
+    keys: list[RevisionKey | None]
+    firsts: dict[str, str]
+    mapper: Mapper
+
+
+async def claim_batch(
+    records: Sequence[RawRecord], mapper: Mapper, revisions: RevisionStore | None = None
+) -> ClaimedBatch:
+    """The I/O a batch needs before it is mapped: claim the first revisions (one call) and
+    resolve the keys it seals with (:func:`bind_keys`)."""
+    keys: list[RevisionKey | None] = []
+    for rec in records:
+        try:
+            keys.append(mapper.revision_key(rec) if rec.problem is None else None)
+        except Exception:  # a record whose key cannot be read is rejected by map() below
+            keys.append(None)
+    firsts: dict[str, str] = {}
+    wanted = [k for k in keys if k is not None]
+    if wanted and revisions is not None:
+        firsts = await revisions.claim(mapper.source, wanted)
+    return ClaimedBatch(records, keys, firsts, await bind_keys(mapper, records))
+
+
+def map_claimed(
+    claimed: ClaimedBatch, sink: DeadLetterSink, event_ids: list[str] | None = None
+) -> MappedBatch:
+    """Map every record of a claimed batch (pure: no I/O) and build the dead letters of
+    the rejected ones (written by :func:`write_dead_letters`)."""
+    keyed = claimed.mapper
+    source = keyed.source
+    counts = IngestCounts(read=len(claimed.records))
+    metrics.RECORDS_READ.labels(source).inc(len(claimed.records))
+    mapped: list[tuple[int, Mapped]] = []
+    rejected: list[tuple[RawRecord, Rejection]] = []
+    firsts = claimed.firsts
+    for idx, (rec, key) in enumerate(zip(claimed.records, claimed.keys, strict=True)):
+        result = safe_map(keyed, rec, firsts.get(key.key) if key is not None else None)
+        if isinstance(result, Exclusion):
+            counts.excluded += 1
+            counts.note_reason("excluded: " + result.reason)
+            metrics.RECORDS_EXCLUDED.labels(source).inc()
+        elif isinstance(result, Rejection):
+            rejected.append((rec, result))
+        else:
+            mapped.append((idx, result))
+            if event_ids is not None:
+                event_ids.extend(ev.id for ev in result.events)
+    letters: list[tuple[DeadLetter, Rejection]] = []
+    if rejected:
+        batch_keys = _batch_keys(keyed)
+        letters = [(sink.letter(rec, rej, person_of(keyed, rec), batch_keys), rej) for rec, rej in rejected]
+    return MappedBatch(source, counts, mapped, letters)
+
+
+async def write_dead_letters(batch: MappedBatch, log_port: LogPort) -> None:
+    """Write the batch's dead letters in one call and count them (dead-lettered, new)."""
+    letters, batch.letters = batch.letters, []
+    if not letters:
+        return
+    flags = await log_port.dead_letters([letter for letter, _ in letters])
+    counts = batch.counts
+    for (_, rej), new in zip(letters, flags, strict=True):
+        counts.dead_lettered += 1
+        counts.dead_letters_new += int(new)
+        counts.note_reason(f"{rej.stage}: {rej.reason}")
+        metrics.RECORDS_DEADLETTERED.labels(batch.source, rej.stage).inc()
 
 
 async def map_batch(
@@ -191,47 +275,9 @@ async def map_batch(
 ) -> MappedBatch:
     """The first half of :func:`ingest_batch`: claim the first revisions, resolve the
     batch's keys, map every record, and write the rejections as dead letters."""
-    source = mapper.source
-    counts = IngestCounts(read=len(records))
-    metrics.RECORDS_READ.labels(source).inc(len(records))
-
-    keys: list[Any] = []
-    for rec in records:
-        try:
-            keys.append(mapper.revision_key(rec) if rec.problem is None else None)
-        except Exception:  # a record whose key cannot be read is rejected by map() below
-            keys.append(None)
-    firsts: dict[str, str] = {}
-    wanted = [k for k in keys if k is not None]
-    if wanted and revisions is not None:
-        firsts = await revisions.claim(source, wanted)
-    keyed = await bind_keys(mapper, records)
-
-    mapped: list[tuple[int, Mapped]] = []
-    rejected: list[tuple[RawRecord, Rejection]] = []
-    for idx, (rec, key) in enumerate(zip(records, keys, strict=True)):
-        result = safe_map(keyed, rec, firsts.get(key.key) if key is not None else None)
-        if isinstance(result, Exclusion):
-            counts.excluded += 1
-            counts.note_reason("excluded: " + result.reason)
-            metrics.RECORDS_EXCLUDED.labels(source).inc()
-        elif isinstance(result, Rejection):
-            rejected.append((rec, result))
-        else:
-            mapped.append((idx, result))
-            if event_ids is not None:
-                event_ids.extend(ev.id for ev in result.events)
-
-    if rejected:
-        batch_keys = _batch_keys(keyed)
-        letters = [sink.letter(rec, rej, person_of(keyed, rec), batch_keys) for rec, rej in rejected]
-        flags = await log_port.dead_letters(letters)
-        for (_, rej), new in zip(rejected, flags, strict=True):
-            counts.dead_lettered += 1
-            counts.dead_letters_new += int(new)
-            counts.note_reason(f"{rej.stage}: {rej.reason}")
-            metrics.RECORDS_DEADLETTERED.labels(source, rej.stage).inc()
-    return MappedBatch(source, counts, mapped)
+    batch = map_claimed(await claim_batch(records, mapper, revisions), sink, event_ids)
+    await write_dead_letters(batch, log_port)
+    return batch
 
 
 async def append_mapped(batch: MappedBatch, log_port: LogPort, depth: int = APPEND_DEPTH) -> IngestCounts:
@@ -275,26 +321,45 @@ async def ingest_batches(
     revisions: RevisionStore | None = None,
     overlap: int = OVERLAP_BATCHES,
 ) -> IngestCounts:
-    """:func:`ingest_batch` over many batches (a one-shot import), pipelined: while the
-    events of up to ``overlap`` batches are being appended, the next batch is read, its
-    revisions claimed, mapped and its dead letters written. Returns the total counts.
+    """:func:`ingest_batch` over many batches (a one-shot import), pipelined in three
+    stages: while batch N is mapped (CPU), batch N+1 is read and its I/O before mapping
+    runs (:func:`claim_batch`: revision claims, key look-up), and the dead letters then
+    the events of up to ``overlap`` earlier batches are being written. Returns the total
+    counts.
 
-    Same guarantees as one batch at a time (every record counted once; a failure propagates
-    after every append in flight has finished); a duplicate id in two batches in flight is
-    appended once (the log serializes it), credited to whichever append indexed it."""
+    Same guarantees as one batch at a time: revisions are claimed in batch order (one
+    claim at a time), a batch's dead letters are written before its events, every record
+    is counted once; a failure propagates after every write in flight and the claim
+    ahead have finished (nothing is abandoned half-written). A duplicate id in two
+    batches in flight is appended once (the log serializes it), credited to whichever
+    append indexed it."""
     total = IngestCounts()
     inflight: deque[asyncio.Future[IngestCounts]] = deque()
+    source = iter(batches)
+    ahead: asyncio.Future[ClaimedBatch] | None = None
+
+    def claim_next() -> asyncio.Future[ClaimedBatch] | None:
+        records = next(source, None)  # reads the next batch (a file's layout error raises here)
+        return None if records is None else asyncio.ensure_future(claim_batch(records, mapper, revisions))
+
+    async def write(batch: MappedBatch) -> IngestCounts:
+        await write_dead_letters(batch, log_port)
+        return await append_mapped(batch, log_port)
+
     try:
-        for records in batches:
-            prepared = await map_batch(records, mapper, log_port, sink, revisions)
-            inflight.append(asyncio.ensure_future(append_mapped(prepared, log_port)))
-            await asyncio.sleep(0)  # let the appends start (their first I/O) before mapping on
+        ahead = claim_next()
+        while ahead is not None:
+            claimed = await ahead
+            ahead = None
+            ahead = claim_next()
+            inflight.append(asyncio.ensure_future(write(map_claimed(claimed, sink))))
+            await asyncio.sleep(0)  # let the writes start (their first I/O) before mapping on
             while len(inflight) > max(0, overlap):
                 total.add(await inflight.popleft())
         while inflight:
             total.add(await inflight.popleft())
     except BaseException:
-        await asyncio.gather(*inflight, return_exceptions=True)
+        await asyncio.gather(*inflight, *([ahead] if ahead is not None else []), return_exceptions=True)
         raise
     return total
 
