@@ -296,6 +296,7 @@ class _Batcher:
         self.partitions: dict[str, tuple[list[int], list[int]]] = {}
         self.open: dict[TopicPartition, _Batch] = {}
         self.batches: list[_Batch] = []
+        self.placed: dict[tuple[str, bytes], TopicPartition] = {}  # the events of a row share a key
         self.max_request = int(getattr(producer, "_max_request_size", 1048576))
 
     async def load(self, topic: str) -> None:
@@ -312,13 +313,17 @@ class _Batcher:
             raise TypeError("a record's key and value must be bytes")
         if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) > self.max_request:
             raise MessageSizeTooLargeError("the record is larger than the producer's max_request_size")
-        every, available = self.partitions[topic]
-        tp = TopicPartition(topic, self.producer._partitioner(key, every, available))
+        tp = self.placed.get((topic, key)) if key is not None else None
+        if tp is None:  # a key's partition is a function of the key (a keyless one is not: random)
+            every, available = self.partitions[topic]
+            tp = TopicPartition(topic, self.producer._partitioner(key, every, available))
+            if key is not None:
+                self.placed[(topic, key)] = tp
         batch = self.open.get(tp)
         meta = None if batch is None else batch.builder.append(
             timestamp=timestamp_ms, key=key, value=value, headers=headers
         )
-        if meta is None:  # no batch yet, or it is full: a new one (always takes its first record)
+        if batch is None or meta is None:  # no batch yet, or it is full: a new one takes it
             batch = self.open[tp] = _Batch(self.producer.create_batch(), tp)
             self.batches.append(batch)
             meta = batch.builder.append(timestamp=timestamp_ms, key=key, value=value, headers=headers)
@@ -760,8 +765,10 @@ class EventLog:
         unique, repeats = split_batch_duplicates(envelopes)
         topics = {env.id: topic_for(self.prefix, env) for env in unique}  # raises before any I/O
         written = await self._write_once(EVENTS, unique, topics)
+        # the records of a batch share a few timestamps: each converted once
+        times = {ms: ms_to_datetime(ms) for ms in {meta.timestamp for _, meta in written.acked}}
         appended = [
-            LoggedEvent(meta.topic, meta.partition, meta.offset, ms_to_datetime(meta.timestamp), env)
+            LoggedEvent(meta.topic, meta.partition, meta.offset, times[meta.timestamp], env)
             for env, meta in written.acked
         ]
         result = AppendResult(appended, written.refused + repeats)
