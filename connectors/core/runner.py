@@ -13,7 +13,10 @@ Guarantees:
   key store, the log or another dependency is down) fails the whole batch before anything
   of it is written, so the runner backs off and reads the same records again;
 - mapping does no I/O: the per-person keys a :class:`connectors.core.records.SealingMapper`
-  seals with are resolved for the whole batch before mapping (:func:`bind_keys`);
+  seals events with are resolved for the whole batch before mapping (:func:`bind_keys`),
+  those of the rejected records' dead letters after mapping, before the letters are
+  sealed and written (:func:`dead_letter_keys`): one look-up each, and a key is created
+  only for a record that seals something;
 - a failing source (reading, key look-up, appending, committing) backs off with jitter,
   keeps its cursor and reports ``hub_connector_source_up=0`` while the other components
   keep running;
@@ -130,18 +133,39 @@ def persons_of(mapper: Mapper, records: Sequence[RawRecord]) -> set[str]:
     return {p for rec in records if rec.problem is None and (p := mapper.person_of(rec)) is not None}
 
 
-async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
+async def bind_keys(mapper: Mapper, records: Sequence[RawRecord], *, dead_letters: bool = True) -> Mapper:
     """The mapper to map ``records`` with. A :class:`SealingMapper` whose keyring is a
     :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for —
-    in events or in dead letters (:func:`person_of`) — resolved here, in one awaited,
-    bounded look-up (created when new), and maps with that snapshot, so mapping never
-    waits on the key store. A key-store outage raises
-    :class:`hub.kernel.errors.ServiceUnavailable` before any record is mapped."""
+    in events, and with ``dead_letters`` in the dead letter any record may become
+    (:func:`person_of`) — resolved here, in one awaited, bounded look-up (created when
+    new), and maps with that snapshot, so mapping never waits on the key store. A
+    key-store outage raises :class:`hub.kernel.errors.ServiceUnavailable` before any
+    record is mapped. Without ``dead_letters`` the caller resolves the keys of the records
+    that were rejected after mapping (:func:`dead_letter_keys`): a key per record that
+    seals, not one per record that might be rejected."""
     if not isinstance(mapper, SealingMapper) or not isinstance(mapper.keyring, KeyStore):
         return mapper
     persons = {p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)}
-    persons |= persons_of(mapper, records)
+    if dead_letters:
+        persons |= persons_of(mapper, records)
     return mapper.with_keyring(await mapper.keyring.resolve(sorted(persons), create=True))
+
+
+async def dead_letter_keys(
+    store: Mapper, keyed: Mapper, rejected: Sequence[RawRecord]
+) -> Keyring | None:
+    """The keys the dead letters of ``rejected`` records are sealed with: the persons they
+    name (:func:`person_of`) resolved through ``store`` (the mapper before
+    :func:`bind_keys`, whose keyring is the key store; created when new), or the batch's
+    snapshot when there is no key store. A key-store outage raises
+    :class:`hub.kernel.errors.ServiceUnavailable` before any letter is written."""
+    if not isinstance(store, SealingMapper) or not isinstance(store.keyring, KeyStore):
+        return _batch_keys(keyed)
+    persons = persons_of(keyed, rejected)
+    if not persons:
+        return _batch_keys(keyed)
+    keys: Keyring = await store.keyring.resolve(sorted(persons), create=True)
+    return keys
 
 
 def _batch_keys(mapper: Mapper) -> Keyring | None:
@@ -183,22 +207,27 @@ async def ingest_batch(
 class MappedBatch:
     """A batch after mapping: its counts so far (read, excluded; dead-lettered once
     :func:`write_dead_letters` wrote them), the mapped records (input position, events)
-    still to append, and its dead letters still to write."""
+    still to append, and its rejected records whose dead letters are still to write (with
+    the mapper before and after :func:`bind_keys`, which seal them)."""
 
     source: str
     counts: IngestCounts
     mapped: list[tuple[int, Mapped]]
-    letters: list[tuple[DeadLetter, Rejection]] = field(default_factory=list)
+    rejected: list[tuple[RawRecord, Rejection]] = field(default_factory=list)
+    mapper: Mapper | None = None
+    keyed: Mapper | None = None
 
 
 @dataclass
 class ClaimedBatch:
     """A batch after its I/O before mapping (:func:`claim_batch`): the records, their
-    revision keys, the first revisions claimed, and the mapper bound to the batch's keys."""
+    revision keys, the first revisions claimed, the mapper bound to the keys its events
+    seal with (``keyed``) and the mapper it was bound from."""
 
     records: Sequence[RawRecord]
     keys: list[RevisionKey | None]
     firsts: dict[str, str]
+    keyed: Mapper
     mapper: Mapper
 
 
@@ -217,15 +246,14 @@ async def claim_batch(
     wanted = [k for k in keys if k is not None]
     if wanted and revisions is not None:
         firsts = await revisions.claim(mapper.source, wanted)
-    return ClaimedBatch(records, keys, firsts, await bind_keys(mapper, records))
+    keyed = await bind_keys(mapper, records, dead_letters=False)
+    return ClaimedBatch(records, keys, firsts, keyed, mapper)
 
 
-def map_claimed(
-    claimed: ClaimedBatch, sink: DeadLetterSink, event_ids: list[str] | None = None
-) -> MappedBatch:
-    """Map every record of a claimed batch (pure: no I/O) and build the dead letters of
-    the rejected ones (written by :func:`write_dead_letters`)."""
-    keyed = claimed.mapper
+def map_claimed(claimed: ClaimedBatch, event_ids: list[str] | None = None) -> MappedBatch:
+    """Map every record of a claimed batch (pure: no I/O); the rejected ones are kept for
+    :func:`write_dead_letters`."""
+    keyed = claimed.keyed
     source = keyed.source
     counts = IngestCounts(read=len(claimed.records))
     metrics.RECORDS_READ.labels(source).inc(len(claimed.records))
@@ -244,21 +272,23 @@ def map_claimed(
             mapped.append((idx, result))
             if event_ids is not None:
                 event_ids.extend(ev.id for ev in result.events)
-    letters: list[tuple[DeadLetter, Rejection]] = []
-    if rejected:
-        batch_keys = _batch_keys(keyed)
-        letters = [(sink.letter(rec, rej, person_of(keyed, rec), batch_keys), rej) for rec, rej in rejected]
-    return MappedBatch(source, counts, mapped, letters)
+    return MappedBatch(source, counts, mapped, rejected, claimed.mapper, keyed)
 
 
-async def write_dead_letters(batch: MappedBatch, log_port: LogPort) -> None:
-    """Write the batch's dead letters in one call and count them (dead-lettered, new)."""
-    letters, batch.letters = batch.letters, []
-    if not letters:
+async def write_dead_letters(batch: MappedBatch, log_port: LogPort, sink: DeadLetterSink) -> None:
+    """Seal the dead letters of the batch's rejected records (the keys of the persons they
+    name resolved first, :func:`dead_letter_keys`), write them in one call and count them
+    (dead-lettered, new)."""
+    rejected, batch.rejected = batch.rejected, []
+    if not rejected:
         return
-    flags = await log_port.dead_letters([letter for letter, _ in letters])
+    assert batch.mapper is not None and batch.keyed is not None  # map_claimed sets both
+    keyed = batch.keyed
+    keys = await dead_letter_keys(batch.mapper, keyed, [rec for rec, _ in rejected])
+    letters = [sink.letter(rec, rej, person_of(keyed, rec), keys) for rec, rej in rejected]
+    flags = await log_port.dead_letters(letters)
     counts = batch.counts
-    for (_, rej), new in zip(letters, flags, strict=True):
+    for (_, rej), new in zip(rejected, flags, strict=True):
         counts.dead_lettered += 1
         counts.dead_letters_new += int(new)
         counts.note_reason(f"{rej.stage}: {rej.reason}")
@@ -275,8 +305,8 @@ async def map_batch(
 ) -> MappedBatch:
     """The first half of :func:`ingest_batch`: claim the first revisions, resolve the
     batch's keys, map every record, and write the rejections as dead letters."""
-    batch = map_claimed(await claim_batch(records, mapper, revisions), sink, event_ids)
-    await write_dead_letters(batch, log_port)
+    batch = map_claimed(await claim_batch(records, mapper, revisions), event_ids)
+    await write_dead_letters(batch, log_port, sink)
     return batch
 
 
@@ -343,7 +373,7 @@ async def ingest_batches(
         return None if records is None else asyncio.ensure_future(claim_batch(records, mapper, revisions))
 
     async def write(batch: MappedBatch) -> IngestCounts:
-        await write_dead_letters(batch, log_port)
+        await write_dead_letters(batch, log_port, sink)
         return await append_mapped(batch, log_port)
 
     try:
@@ -352,7 +382,7 @@ async def ingest_batches(
             claimed = await ahead
             ahead = None
             ahead = claim_next()
-            inflight.append(asyncio.ensure_future(write(map_claimed(claimed, sink))))
+            inflight.append(asyncio.ensure_future(write(map_claimed(claimed))))
             await asyncio.sleep(0)  # let the writes start (their first I/O) before mapping on
             while len(inflight) > max(0, overlap):
                 total.add(await inflight.popleft())
