@@ -155,24 +155,26 @@ class Busy:
         self._in: dict[str, int] = {}
         self._since: dict[str, float] = {}
 
-    def _enter(self, kind: str) -> None:
+    def _enter(self, kind: str, now: float) -> None:
         if self._in.get(kind, 0) == 0:
-            self._since[kind] = time.perf_counter()
+            self._since[kind] = now
         self._in[kind] = self._in.get(kind, 0) + 1
 
-    def _leave(self, kind: str) -> None:
+    def _leave(self, kind: str, now: float) -> None:
         self._in[kind] -= 1
         if self._in[kind] == 0:
-            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - self._since[kind]
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + now - self._since[kind]
 
     async def timed(self, kind: str, call: Any) -> Any:
-        self._enter(kind)
-        self._enter("any")
+        now = time.perf_counter()  # one reading for both: a kind's time never exceeds "any"
+        self._enter(kind, now)
+        self._enter("any", now)
         try:
             return await call
         finally:
-            self._leave("any")
-            self._leave(kind)
+            now = time.perf_counter()
+            self._leave("any", now)
+            self._leave(kind, now)
             self.calls[kind] = self.calls.get(kind, 0) + 1
 
 
