@@ -11,8 +11,9 @@ Writing (:meth:`EventLog.append`):
 - the producer is idempotent with ``acks=all``;
 - exactly-once facts (:func:`produce_then_index`): one read finds which of the batch's
   ids ``<core>.event_index`` already holds (duplicates: not produced; a duplicate inside
-  one batch is detected as well); the others are produced and every acknowledgement is
-  awaited together, with no PostgreSQL connection or transaction held; then ONE statement
+  one batch is detected as well); the others are produced (one record batch per
+  topic-partition) and every acknowledgement is awaited together, with no PostgreSQL
+  connection or transaction held; then ONE statement
   indexes the acknowledged records with their position (a binary ``COPY``; ``INSERT … ON
   CONFLICT DO NOTHING`` when another process indexed one of the ids first). An index row
   is written once, only for an acknowledged record, and never updated: 56 bytes per event
