@@ -407,12 +407,21 @@ def staging_name(schema: str) -> str:
 
 
 @dataclass
+class Restore:
+    """What rebuilds a schema's keys and indexes: the indexes (those behind the primary keys
+    and unique constraints too) as ``(table, CREATE INDEX …)``, which may run at once, then
+    the constraints adopting their indexes (``… USING INDEX``)."""
+
+    indexes: list[tuple[str, str]] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Staging:
-    """The staging schema of one replay and, per table, the statements that rebuild its keys
-    and indexes."""
+    """The staging schema of one replay and what rebuilds its keys and indexes."""
 
     name: str
-    restore: dict[str, list[str]] = field(default_factory=dict)
+    restore: Restore = field(default_factory=Restore)
 
 
 @asynccontextmanager
@@ -433,12 +442,12 @@ async def staging_schema(settings: Settings, schema: str) -> AsyncIterator[Stagi
             await owner.execute(f'DROP SCHEMA IF EXISTS "{staging.name}" CASCADE')
 
 
-async def drop_keys_and_indexes(conn: Connection, schema: str) -> dict[str, list[str]]:
+async def drop_keys_and_indexes(conn: Connection, schema: str) -> Restore:
     """Drop the primary keys, unique constraints and indexes of ``schema``'s tables; returns
-    per table the statements that rebuild them."""
+    the statements that rebuild them (:class:`Restore`)."""
     check_schema_name(schema)
     constraints = await conn.fetch(
-        """SELECT c.conname, t.relname, pg_get_constraintdef(c.oid) AS def
+        """SELECT c.conname, t.relname, c.contype, pg_get_indexdef(c.conindid) AS indexdef
              FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
              JOIN pg_namespace n ON n.oid = t.relnamespace
             WHERE n.nspname = $1 AND c.contype IN ('p', 'u') ORDER BY t.relname, c.conname""",
@@ -452,16 +461,16 @@ async def drop_keys_and_indexes(conn: Connection, schema: str) -> dict[str, list
             ORDER BY i.indexname""",
         schema,
     )
-    restore: dict[str, list[str]] = {}
+    restore = Restore()
     for r in indexes:
         await conn.execute(f'DROP INDEX "{schema}"."{r["indexname"]}"')
+        restore.indexes.append((r["tablename"], r["indexdef"]))
     for r in constraints:
-        await conn.execute(f'ALTER TABLE "{schema}"."{r["relname"]}" DROP CONSTRAINT "{r["conname"]}"')
-        restore.setdefault(r["relname"], []).append(
-            f'ALTER TABLE "{schema}"."{r["relname"]}" ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
-        )
-    for r in indexes:
-        restore.setdefault(r["tablename"], []).append(r["indexdef"])
+        table, name = f'"{schema}"."{r["relname"]}"', f'"{r["conname"]}"'
+        await conn.execute(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+        restore.indexes.append((r["relname"], r["indexdef"]))  # the index keeps the constraint's name
+        kind = "PRIMARY KEY" if r["contype"] == "p" else "UNIQUE"
+        restore.constraints.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name}")
     return restore
 
 
@@ -470,9 +479,9 @@ async def finish(
     positions: dict[tuple[str, int], int], cfg: FoldConfig,
 ) -> int:
     """Load the outcome counts, positions and vocabularies into ``staging``, rebuild its
-    keys and indexes and ``ANALYZE`` it (the tables shared over
-    :data:`INDEX_CONNECTIONS` connections, largest first), then replace ``schema``'s
-    read-model tables by ``staging``'s in one transaction. Returns the rows loaded here."""
+    indexes (over :data:`INDEX_CONNECTIONS` connections at once, the largest tables' first),
+    its keys (adopting their indexes) and ``ANALYZE`` it, then replace ``schema``'s read-model
+    tables by ``staging``'s in one transaction. Returns the rows loaded here."""
     tail = {
         T.OUTCOME_COUNTS.name: count_rows(counts),
         T.POSITIONS.name: {
@@ -490,17 +499,27 @@ async def finish(
             name,
         )}
         tables = sorted(sizes, key=lambda t: -sizes[t])
-        shares = share_out([sizes[t] for t in tables], INDEX_CONNECTIONS)
+        todo = sorted(restore.indexes, key=lambda ix: -sizes.get(ix[0], 0))  # largest tables first
 
-        async def rebuild(share: list[int]) -> None:
+        async def build() -> None:
             async with owner.acquire() as conn:
                 await conn.execute("SET maintenance_work_mem = '256MB'")
-                for i in share:
-                    for stmt in restore.get(tables[i], []):
-                        await conn.execute(stmt)
-                    await conn.execute(f'ANALYZE "{name}"."{tables[i]}"')
+                while todo:
+                    _, stmt = todo.pop(0)
+                    await conn.execute(stmt)
 
-        await asyncio.gather(*(rebuild(s) for s in shares))
+        await asyncio.gather(*(build() for _ in range(INDEX_CONNECTIONS)))
+        async with owner.acquire() as conn:
+            for stmt in restore.constraints:
+                await conn.execute(stmt)
+        analyze = [tables[i::INDEX_CONNECTIONS] for i in range(INDEX_CONNECTIONS)]
+
+        async def analyze_all(share: list[str]) -> None:
+            async with owner.acquire() as conn:
+                for table in share:
+                    await conn.execute(f'ANALYZE "{name}"."{table}"')
+
+        await asyncio.gather(*(analyze_all(share) for share in analyze))
         async with owner.acquire() as conn, conn.transaction():
             for table in tables:
                 if table == "schema_migrations":
