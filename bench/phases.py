@@ -20,7 +20,7 @@ from aiokafka.admin import NewTopic
 
 from bench.measure import Sample, measured
 from bench.report import Row, expect, per_10k, verdict
-from bench.targets import index_bytes, rebuild_verdict
+from bench.targets import PARALLEL_TARGET, index_bytes, rebuild_verdict
 from bench.workspace import Workspace
 from connectors.cad.ingest import ingest_files, read_records
 from connectors.cad.profile import Profile, load_profile
@@ -48,7 +48,6 @@ from schemas.topics import fact_topic
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 APPEND_SETUP_BATCH = 2000
 INGEST_TARGET, INGEST_RATIO_TARGET = 20_000, 0.25
-PARALLEL_TARGET = 1.6
 WARM_EVENTS = 60  # over 6 partitions, the chance that one gets none is about 1e-4
 
 
