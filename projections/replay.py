@@ -481,7 +481,9 @@ async def finish(
     """Load the outcome counts, positions and vocabularies into ``staging``, rebuild its
     indexes (over :data:`INDEX_CONNECTIONS` connections at once, the largest tables' first),
     its keys (adopting their indexes) and ``ANALYZE`` it, then replace ``schema``'s read-model
-    tables by ``staging``'s in one transaction. Returns the rows loaded here."""
+    tables by ``staging``'s in one transaction, unless ``schema`` holds facts by then (a
+    :class:`ReplayError`: two replays into one schema, the first to finish wins). Returns the
+    rows loaded here."""
     tail = {
         T.OUTCOME_COUNTS.name: count_rows(counts),
         T.POSITIONS.name: {
@@ -521,6 +523,9 @@ async def finish(
 
         await asyncio.gather(*(analyze_all(share) for share in analyze))
         async with owner.acquire() as conn, conn.transaction():
+            await conn.execute(f'LOCK TABLE "{schema}".facts IN ACCESS EXCLUSIVE MODE')
+            if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{schema}".facts)'):  # another replay won
+                raise ReplayError(f"schema {schema} was filled while this replay ran; nothing replaced")
             for table in tables:
                 if table == "schema_migrations":
                     continue  # the target has its own record of the same migrations
