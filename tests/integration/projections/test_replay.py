@@ -26,7 +26,7 @@ async def schemas_like(rt: Runtime, prefix: str) -> list[str]:
 async def test_workers_rebuild_what_one_process_rebuilds(proj_rt: Runtime) -> None:
     rt = proj_rt
     prefix = rt.settings.kafka.topic_prefix
-    envs = scenario(30, tag="w")
+    envs = scenario(30, tag="d")
     assert len((await rt.log.append(envs)).appended) == len(envs)
     one, two = f"{prefix}_one", f"{prefix}_two"
     stats = await replay_into(rt.settings, rt.pool, rt.kafka, one, bucket_facts=7)
