@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -545,45 +544,6 @@ async def copy_records(conn: Connection, schema: str, records: dict[str, list[tu
             await conn.copy_records_to_table(
                 table.name, schema_name=schema, columns=list(table.columns), records=batch
             )
-
-
-@asynccontextmanager
-async def load_without_indexes(conn: Connection, schema: str) -> AsyncIterator[None]:
-    """Bulk load into ``schema``'s tables with their primary keys, unique constraints and
-    indexes dropped, rebuilt (by sorting, not insert by insert) when the block ends, then
-    ``ANALYZE``. Use inside a transaction, as the tables' owner: when the block fails the
-    transaction rolls back, indexes included. A duplicate the load let in fails the rebuild
-    of its primary key (``asyncpg.UniqueViolationError``) instead of being stored twice."""
-    check_schema_name(schema)
-    constraints = await conn.fetch(
-        """SELECT c.conname, t.relname, pg_get_constraintdef(c.oid) AS def
-             FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid
-             JOIN pg_namespace n ON n.oid = t.relnamespace
-            WHERE n.nspname = $1 AND c.contype IN ('p', 'u') ORDER BY t.relname, c.conname""",
-        schema,
-    )
-    indexes = await conn.fetch(
-        """SELECT i.indexname, i.indexdef FROM pg_indexes i
-            WHERE i.schemaname = $1 AND NOT EXISTS (
-                  SELECT 1 FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
-                   WHERE n.nspname = $1 AND c.conname = i.indexname)
-            ORDER BY i.indexname""",
-        schema,
-    )
-    tables = sorted({r["relname"] for r in constraints})
-    for r in indexes:
-        await conn.execute(f'DROP INDEX "{schema}"."{r["indexname"]}"')
-    for r in constraints:
-        await conn.execute(f'ALTER TABLE "{schema}"."{r["relname"]}" DROP CONSTRAINT "{r["conname"]}"')
-    yield
-    for r in constraints:
-        await conn.execute(
-            f'ALTER TABLE "{schema}"."{r["relname"]}" ADD CONSTRAINT "{r["conname"]}" {r["def"]}'
-        )
-    for r in indexes:
-        await conn.execute(r["indexdef"])
-    for table in tables:
-        await conn.execute(f'ANALYZE "{schema}"."{table}"')
 
 
 async def snapshot(
