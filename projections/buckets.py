@@ -384,8 +384,6 @@ class DerivedBucket:
     unreadable: int
 
 
-#: the jsonb columns (``COPY`` takes their JSON text, as :mod:`projections.store` writes them)
-JSON_COLUMNS = frozenset({"data", "detail"})
 _FACT_COLUMNS = ("event_id", "event_type", "family", "source", "system", "at", "recorded_at", "incident_id",
                  "person", "other", "referral_id", "keys", "data")
 assert T.FACTS.columns == _FACT_COLUMNS, "fact_records builds the facts table's columns in this order"
@@ -413,7 +411,7 @@ def row_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
     """``COPY`` records of ``rows`` in the table's column order, jsonb columns as JSON text
     (the records :func:`projections.store.table_records` makes)."""
     get = operator.itemgetter(*table.columns)  # every table has two columns or more: a tuple
-    json_at = [i for i, c in enumerate(table.columns) if c in JSON_COLUMNS]
+    json_at = [i for i, c in enumerate(table.columns) if c in T.JSON_COLUMNS]
     if not json_at:
         return [get(row) for row in rows]
     out = []

@@ -68,7 +68,6 @@ from projections.livefold import (
 READ_MODEL_MIGRATIONS = MigrationSet(
     "projections", Path(__file__).resolve().parent / "migrations", "read_models"
 )
-_JSON_COLUMNS = {"data", "detail", "custom"}
 FACT_CACHE_SIZE = 200_000
 META_VOCABULARIES = "vocabularies"
 
@@ -163,11 +162,11 @@ def fact_from_row(row: asyncpg.Record) -> Fact:
 
 
 def stored_row(record: asyncpg.Record) -> dict[str, Any]:
-    """A read-model row as the folds produce it: jsonb columns (:data:`_JSON_COLUMNS`), which
+    """A read-model row as the folds produce it: jsonb columns (:data:`tables.JSON_COLUMNS`), which
     asyncpg returns as JSON text, decoded — so a stored row written back (a patched incident
     row) is encoded once by :func:`table_records`, not again as a JSON string."""
     row = dict(record)
-    for column in _JSON_COLUMNS.intersection(row):
+    for column in T.JSON_COLUMNS.intersection(row):
         if isinstance(row[column], str):
             row[column] = json.loads(row[column])
     return row
@@ -175,7 +174,7 @@ def stored_row(record: asyncpg.Record) -> dict[str, Any]:
 
 def table_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
     """COPY records of ``rows`` in the table's column order (jsonb columns as JSON text)."""
-    json_at = [i for i, c in enumerate(table.columns) if c in _JSON_COLUMNS]
+    json_at = [i for i, c in enumerate(table.columns) if c in T.JSON_COLUMNS]
     if not json_at:
         return [table.record(row) for row in rows]
     out = []

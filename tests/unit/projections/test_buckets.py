@@ -196,7 +196,7 @@ def test_buckets_of_several_readers_equal_derive_over_the_whole_log(facts, shard
 
 def normalized(records: list[tuple], table: T.Table) -> list[tuple]:
     """Records with their JSON text parsed (jsonb keeps values, not the text)."""
-    at = [i for i, c in enumerate(table.columns) if c in ("data", "detail")]
+    at = [i for i, c in enumerate(table.columns) if c in T.JSON_COLUMNS]
     return [tuple(json.loads(v) if i in at else v for i, v in enumerate(r)) for r in records]
 
 
