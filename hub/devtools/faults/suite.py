@@ -343,6 +343,8 @@ class Suite:
                     note = "cut after the ack"
                 except TimeoutError:
                     note = "no append within 30 s"
+                finally:  # a cut that did not happen now never happens later, unscheduled
+                    proxy.disarm(cut)
             elif f.kind in ("ehr_flapping", "ehr_hung"):
                 sim.set_mode("flapping" if f.kind == "ehr_flapping" else "hung")
                 undo.append(asyncio.create_task(later(f.duration, lambda: sim.set_mode("normal"))))
@@ -356,7 +358,8 @@ class Suite:
         deadline = (
             time.monotonic() + self.opts.quiesce_timeout_s + (self.opts.window_s if self.opts.long else 0)
         )
-        last: object = None
+        last: tuple[dict[str, int], dict[str, int], int] | None = None
+        failure: str = ""
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(1.0)
@@ -365,16 +368,21 @@ class Suite:
             if not (sup.jobs_done() and injector.done()):
                 continue
             try:
-                snapshot = await self.snapshot(settings)
-            except Exception:  # PostgreSQL or a broker still coming back
+                snapshot = await asyncio.wait_for(self.snapshot(settings), 30)
+            except Exception as exc:  # PostgreSQL or a broker still coming back
+                failure = f"{type(exc).__name__}: {exc}"[:300]
                 continue
+            failure = ""
             if snapshot != last:
                 last, stable_since = snapshot, time.monotonic()
                 continue
             ends, positions, open_rows = snapshot
             if open_rows == 0 and ends == positions and time.monotonic() - stable_since >= self.opts.settle_s:
                 return
-        raise TimeoutError("the run did not become quiescent (a process stopped making progress)")
+        raise TimeoutError(
+            "the run did not become quiescent (a process stopped making progress): "
+            + not_quiescent(sup.jobs_done(), injector.done(), last, failure)
+        )
 
     async def snapshot(self, settings: Settings) -> tuple[dict[str, int], dict[str, int], int]:
         clients = KafkaClients(settings.kafka)
@@ -520,3 +528,33 @@ def components(sim: EhrSimulator, listener_port: int) -> list[dict[str, Any]]:
             "destinations": {FHIR_DEST: {"base_url": sim.fhir_base_url}},
         },
     ]
+
+
+def not_quiescent(
+    jobs_done: bool,
+    faults_done: bool,
+    last: tuple[dict[str, int], dict[str, int], int] | None,
+    failure: str,
+) -> str:
+    """Why a run is not quiescent, for the suite's error (pure): jobs or faults still
+    running, the fact partitions the projector has not reached (log end vs stored
+    position), open deliveries, the last snapshot's error. Names and counts only."""
+    why: list[str] = []
+    if not jobs_done:
+        why.append("jobs not done")
+    if not faults_done:
+        why.append("faults not undone")
+    if last is not None:
+        ends, positions, open_rows = last
+        behind = sorted(
+            f"{tp} {positions.get(tp, 0)}/{end}" for tp, end in ends.items() if positions.get(tp, 0) != end
+        )
+        if behind:
+            why.append(f"projector behind on {len(behind)} partition(s): {', '.join(behind[:8])}")
+        if open_rows:
+            why.append(f"{open_rows} delivery row(s) open (pending, sending or an unappended outcome)")
+    elif jobs_done and faults_done:
+        why.append("no snapshot of the log and the ledger was ever taken")
+    if failure:
+        why.append(f"last snapshot failed: {failure}")
+    return "; ".join(why) or "still changing"
