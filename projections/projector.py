@@ -84,6 +84,7 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0  # seconds app.stop() may take before the worker gives up on faust
 LIVENESS_CHECK = 5.0  # seconds between lag checks of an idle worker (progress gauge)
 WATCHDOG_TICK = 1.0  # seconds between the watchdog's looks at the last progress
+STALL_LOG = "projector stalled, stopping"  # the watchdog's log line (the fault suite counts it)
 
 
 class ProjectorStalled(TransientError):
@@ -401,7 +402,7 @@ class Projector:
             if stalled is not None:
                 if self.failure is None:
                     self.failure = stalled
-                log.error("projector stalled, stopping: %s", stalled)
+                log.error("%s: %s", STALL_LOG, stalled)
                 return
 
     async def _supervise(self, stop: asyncio.Event, until_caught_up: bool) -> None:

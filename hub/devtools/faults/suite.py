@@ -10,7 +10,8 @@ poller and the MLLP listener run (``hub connectors run``) against the EHR simula
 projector (``hub project``) maintains the read models — all under a :class:`Supervisor`
 that restarts what exits. The run ends when the jobs are done, every fault is undone and
 the log, the ledger and the read models stop changing (quiescent), then every process gets
-SIGTERM (one that outlives ``stop_grace_s`` + 10 s is hung), ``hub seal --once`` and
+SIGTERM (one that outlives ``stop_grace_s`` + 10 s is hung, and so is every projector its
+watchdog stopped for lack of progress), ``hub seal --once`` and
 ``hub verify --json`` run, and the log's event ids and the read models are read.
 """
 
@@ -55,6 +56,7 @@ from hub.kernel.kafka_io import end_offsets, topic_partitions
 from hub.kernel.log import EVENTS
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, PostgresSettings, Settings
+from projections.projector import STALL_LOG
 from schemas.base import Sealed
 from schemas.topics import fact_topic, fact_topics
 
@@ -267,6 +269,8 @@ class Suite:
             for n in NODES:  # whatever a failed run left down
                 self.cluster.start_node(n)
             result.hung = await sup.stop(settings.stop_grace_s + 10)
+            projector_log = self.home / "logs" / name / "projector.log"
+            result.hung += ["projector (stalled)"] * stalls(projector_log.read_text(errors="replace"))
             result.ehr_duplicates = int(sim.stats()["duplicates"])
             await sim.stop()
             await proxy.stop()
@@ -528,6 +532,12 @@ def components(sim: EhrSimulator, listener_port: int) -> list[dict[str, Any]]:
             "destinations": {FHIR_DEST: {"base_url": sim.fhir_base_url}},
         },
     ]
+
+
+def stalls(log_text: str) -> int:
+    """How many times a projector stopped itself for lack of progress (pure): a hang its
+    watchdog turned into a restart still counts as a hung process."""
+    return log_text.count(STALL_LOG)
 
 
 def not_quiescent(
