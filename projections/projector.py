@@ -87,7 +87,7 @@ WATCHDOG_TICK = 1.0  # seconds between the watchdog's looks at the last progress
 STALL_LOG = "projector stalled, stopping"  # the watchdog's log line (the fault suite counts it)
 
 
-class ProjectorStalled(TransientError):
+class ProjectorStalled(TransientError, RuntimeError):
     """The worker made no progress (no batch applied, never found caught up) for its stall
     bound; the restart resumes from the stored positions."""
 
