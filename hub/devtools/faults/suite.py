@@ -97,6 +97,45 @@ class RunResult:
     referrals: dict[str, int] = field(default_factory=dict)
 
 
+#: the delivery channels whose intake consumer groups must reach the referral topic's end
+INTAKE_CHANNELS = ("fhir", "hl7v2")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What quiescence is judged on: the fact partitions' ends (``topic/partition`` → end
+    offset, empty ones left out), the projector's stored positions, the open delivery rows,
+    and each delivery intake group's committed offsets on ``referral_topic`` (a referral
+    request the intake never took into the ledger is in no open row: only its offset shows
+    it, so a stalled intake looked like three lost outcome events)."""
+
+    ends: dict[str, int]
+    positions: dict[str, int]
+    open_rows: int
+    referral_topic: str
+    intakes: dict[str, dict[str, int]]
+
+    def projector_behind(self) -> list[str]:
+        return sorted(
+            f"{tp} {self.positions.get(tp, 0)}/{end}" for tp, end in self.ends.items()
+            if self.positions.get(tp, 0) != end
+        )
+
+    def intakes_behind(self) -> list[str]:
+        referral_ends = {
+            tp: end for tp, end in self.ends.items() if tp.rsplit("/", 1)[0] == self.referral_topic
+        }
+        return sorted(
+            f"{group} {tp} {committed.get(tp, 0)}/{end}"
+            for group, committed in self.intakes.items()
+            for tp, end in referral_ends.items()
+            if committed.get(tp, 0) != end
+        )
+
+    def quiet(self) -> bool:
+        return self.open_rows == 0 and not self.projector_behind() and not self.intakes_behind()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -362,7 +401,7 @@ class Suite:
         deadline = (
             time.monotonic() + self.opts.quiesce_timeout_s + (self.opts.window_s if self.opts.long else 0)
         )
-        last: tuple[dict[str, int], dict[str, int], int] | None = None
+        last: Snapshot | None = None
         failure: str = ""
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
@@ -380,18 +419,33 @@ class Suite:
             if snapshot != last:
                 last, stable_since = snapshot, time.monotonic()
                 continue
-            ends, positions, open_rows = snapshot
-            if open_rows == 0 and ends == positions and time.monotonic() - stable_since >= self.opts.settle_s:
+            if snapshot.quiet() and time.monotonic() - stable_since >= self.opts.settle_s:
                 return
         raise TimeoutError(
             "the run did not become quiescent (a process stopped making progress): "
             + not_quiescent(sup.jobs_done(), injector.done(), last, failure)
         )
 
-    async def snapshot(self, settings: Settings) -> tuple[dict[str, int], dict[str, int], int]:
+    async def snapshot(self, settings: Settings) -> Snapshot:
         clients = KafkaClients(settings.kafka)
-        tps = await topic_partitions(clients, fact_topics(settings.kafka.topic_prefix))
+        prefix = settings.kafka.topic_prefix
+        tps = await topic_partitions(clients, fact_topics(prefix))
         ends = {f"{tp.topic}/{tp.partition}": o for tp, o in (await end_offsets(clients, tps)).items() if o}
+        referrals = fact_topic(prefix, "referral")
+        intakes: dict[str, dict[str, int]] = {}
+        admin = clients.admin("faults-snapshot")
+        await admin.start()
+        try:
+            for channel in INTAKE_CHANNELS:  # the delivery intakes' consumer groups (worker.start)
+                group = f"{prefix}-delivery-{channel}"
+                committed = await admin.list_consumer_group_offsets(group)
+                intakes[group] = {
+                    f"{tp.topic}/{tp.partition}": meta.offset
+                    for tp, meta in committed.items()
+                    if tp.topic == referrals and meta.offset > 0
+                }
+        finally:
+            await admin.close()
         conn = await asyncpg.connect(db.dsn(settings, "owner"), timeout=5)
         try:
             core, schema = settings.core_schema, settings.postgres.schema_
@@ -405,7 +459,7 @@ class Suite:
             )
         finally:
             await conn.close()
-        return ends, positions, int(open_rows)
+        return Snapshot(ends, positions, int(open_rows), referrals, intakes)
 
     async def verify(self, env: dict[str, str], result: RunResult) -> None:
         hub = [sys.executable, "-m", "hub.entry.cli"]
@@ -540,29 +594,25 @@ def stalls(log_text: str) -> int:
     return log_text.count(STALL_LOG)
 
 
-def not_quiescent(
-    jobs_done: bool,
-    faults_done: bool,
-    last: tuple[dict[str, int], dict[str, int], int] | None,
-    failure: str,
-) -> str:
+def not_quiescent(jobs_done: bool, faults_done: bool, last: Snapshot | None, failure: str) -> str:
     """Why a run is not quiescent, for the suite's error (pure): jobs or faults still
-    running, the fact partitions the projector has not reached (log end vs stored
-    position), open deliveries, the last snapshot's error. Names and counts only."""
+    running, the fact partitions the projector has not reached (stored position / log end),
+    the referral partitions a delivery intake has not taken in (committed / end), open
+    deliveries, the last snapshot's error. Names and counts only."""
     why: list[str] = []
     if not jobs_done:
         why.append("jobs not done")
     if not faults_done:
         why.append("faults not undone")
     if last is not None:
-        ends, positions, open_rows = last
-        behind = sorted(
-            f"{tp} {positions.get(tp, 0)}/{end}" for tp, end in ends.items() if positions.get(tp, 0) != end
-        )
+        behind = last.projector_behind()
         if behind:
             why.append(f"projector behind on {len(behind)} partition(s): {', '.join(behind[:8])}")
-        if open_rows:
-            why.append(f"{open_rows} delivery row(s) open (pending, sending or an unappended outcome)")
+        intakes = last.intakes_behind()
+        if intakes:
+            why.append(f"delivery intake behind on {len(intakes)} partition(s): {', '.join(intakes[:8])}")
+        if last.open_rows:
+            why.append(f"{last.open_rows} delivery row(s) open (pending, sending or an unappended outcome)")
     elif jobs_done and faults_done:
         why.append("no snapshot of the log and the ledger was ever taken")
     if failure:
