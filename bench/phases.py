@@ -17,19 +17,22 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
+from aiokafka.partitioner import DefaultPartitioner
 
 from bench.measure import Sample, measured
 from bench.report import Row, expect, per_10k, verdict
 from bench.targets import index_bytes, rebuild_verdict
 from bench.workspace import Workspace
-from connectors.cad.ingest import ingest_files, read_records
+from connectors.cad.ingest import ingest_files, mapper_for, read_records
 from connectors.cad.profile import Profile, load_profile
-from connectors.core.records import RevisionKey
+from connectors.core.records import Mapped, RevisionKey
+from connectors.core.runner import safe_map
 from connectors.core.state import PostgresRevisionStore
 from hub.bootstrap import open_runtime
 from hub.devtools.simulate.feeds import csv_table, encounter_events
 from hub.devtools.simulate.model import County, CountyModel, SimCall
 from hub.devtools.simulate.pipeline import case_envelopes, county_envelopes
+from hub.kernel.crypto import MemoryKeyring
 from hub.kernel.db import open_pool
 from hub.kernel.deadletters import build_dead_letter
 from hub.kernel.kafka import KafkaClients
@@ -49,6 +52,9 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 APPEND_SETUP_BATCH = 2000
 INGEST_TARGET, INGEST_RATIO_TARGET = 20_000, 0.25
 PARALLEL_TARGET = 1.6
+#: files of the CAD drop whose events the raw events floor produces (a rate needs no more;
+#: holding every file's records would inflate the resident set of every later phase)
+EVENT_FLOOR_FILES = 10
 WARM_EVENTS = 60  # over 6 partitions, the chance that one gets none is about 1e-4
 
 
@@ -138,71 +144,80 @@ async def warm_producer(producer: AIOKafkaProducer, topic: str, partitions: int)
         await producer.send_and_wait(topic, b"warm", partition=p)
 
 
-class TimedLogPort:
-    """The event log as the connector runner's log port, adding up the wall time spent
-    awaiting ``append`` and ``dead_letters`` (a breakdown of the ingest; it changes nothing
-    else)."""
+class Busy:
+    """Wall time during which at least one awaited call of a kind was in flight (calls of
+    the pipelined ingest overlap each other and the mapping: a sum would count twice),
+    per kind and for any kind at all."""
 
-    def __init__(self, log: EventLog) -> None:
-        self.log = log
-        self.seconds = {"append": 0.0, "dead_letters": 0.0}
-        self.calls = {"append": 0, "dead_letters": 0}
-        self._in_flight = 0
-        self._busy_since = 0.0
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._in: dict[str, int] = {}
+        self._since: dict[str, float] = {}
+
+    def _enter(self, kind: str, now: float) -> None:
+        if self._in.get(kind, 0) == 0:
+            self._since[kind] = now
+        self._in[kind] = self._in.get(kind, 0) + 1
+
+    def _leave(self, kind: str, now: float) -> None:
+        self._in[kind] -= 1
+        if self._in[kind] == 0:
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + now - self._since[kind]
+
+    async def timed(self, kind: str, call: Any) -> Any:
+        now = time.perf_counter()  # one reading for both: a kind's time never exceeds "any"
+        self._enter(kind, now)
+        self._enter("any", now)
+        try:
+            return await call
+        finally:
+            now = time.perf_counter()
+            self._leave("any", now)
+            self._leave(kind, now)
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+
+
+class TimedLogPort:
+    """The event log as the connector runner's log port, noting the wall time during which
+    appends and dead-letter writes were in flight (a breakdown of the ingest; it changes
+    nothing else)."""
+
+    def __init__(self, log: EventLog, busy: Busy) -> None:
+        self.log, self.busy = log, busy
 
     async def append(self, envelopes: Sequence[Envelope]) -> AppendResult:
-        """Appends may overlap (the pipelined runner): ``seconds['append']`` is the wall
-        time during which at least one was in flight, not the sum."""
-        if self._in_flight == 0:
-            self._busy_since = time.perf_counter()
-        self._in_flight += 1
-        try:
-            return await self.log.append(envelopes)
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self.seconds["append"] += time.perf_counter() - self._busy_since
-            self.calls["append"] += 1
+        result: AppendResult = await self.busy.timed("append", self.log.append(envelopes))
+        return result
 
     async def dead_letters(self, letters: Sequence[DeadLetter]) -> list[bool]:
-        started = time.perf_counter()
-        try:
-            return await self.log.dead_letters(letters)
-        finally:
-            self.seconds["dead_letters"] += time.perf_counter() - started
-            self.calls["dead_letters"] += 1
+        flags: list[bool] = await self.busy.timed("dead_letters", self.log.dead_letters(letters))
+        return flags
 
 
 class TimedRevisions:
-    """The revision store with the wall time spent awaiting ``claim`` added up."""
+    """The revision store, noting the wall time its claims were in flight."""
 
-    def __init__(self, store: PostgresRevisionStore) -> None:
-        self.store = store
-        self.seconds = 0.0
-        self.calls = 0
+    def __init__(self, store: PostgresRevisionStore, busy: Busy) -> None:
+        self.store, self.busy = store, busy
 
     async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
-        started = time.perf_counter()
-        try:
-            return await self.store.claim(source, keys)
-        finally:
-            self.seconds += time.perf_counter() - started
-            self.calls += 1
+        firsts: dict[str, str] = await self.busy.timed("revision_claims", self.store.claim(source, keys))
+        return firsts
 
 
-def breakdown(total: float, port: TimedLogPort, revisions: TimedRevisions) -> dict[str, dict[str, float]]:
-    """Where an ingest's wall time went: appends in flight (overlapping the rest: the
-    pipelined runner maps the next chunk meanwhile), awaiting its dead letters and the
-    revision claims, and the rest outside any append (reading, mapping, counting)."""
-    waits = port.seconds["append"] + port.seconds["dead_letters"] + revisions.seconds
-    return {
-        "append": {"seconds": round(port.seconds["append"], 3), "calls": port.calls["append"]},
-        "dead_letters": {
-            "seconds": round(port.seconds["dead_letters"], 3), "calls": port.calls["dead_letters"]
-        },
-        "revision_claims": {"seconds": round(revisions.seconds, 3), "calls": revisions.calls},
-        "read_map_rest": {"seconds": round(max(0.0, total - waits), 3)},
+def breakdown(total: float, busy: Busy) -> dict[str, dict[str, float]]:
+    """Where an ingest's wall time went: for appends, dead-letter writes and revision
+    claims the wall time during which at least one was in flight (they overlap each other
+    and the mapping: the pipelined runner claims the next chunk and writes the last ones
+    while it maps), and ``no_io_in_flight``: the time none of them was (reading, mapping
+    and key look-ups that nothing overlapped)."""
+    out: dict[str, dict[str, float]] = {
+        kind: {"seconds": round(busy.seconds.get(kind, 0.0), 3), "calls": busy.calls.get(kind, 0)}
+        for kind in ("append", "dead_letters", "revision_claims")
     }
+    out["no_io_in_flight"] = {"seconds": round(max(0.0, total - busy.seconds.get("any", 0.0)), 3)}
+    return out
 
 
 async def produce_batches(
@@ -216,6 +231,77 @@ async def produce_batches(
         await asyncio.gather(*futures)
         sent += len(batch)
     return sent
+
+
+async def produce_record_batches(
+    producer: AIOKafkaProducer, topic: str, batches: Sequence[Sequence[tuple[bytes, bytes, list]]]
+) -> int:
+    """:func:`produce_batches` through aiokafka's batch API (``create_batch`` /
+    ``send_batch``: one record batch per partition, placed by the producer's partitioner,
+    one future per record batch), the fastest way aiokafka produces; returns the records
+    sent."""
+    every = sorted(await producer.partitions_for(topic))
+    partition = DefaultPartitioner()
+    sent = 0
+    for batch in batches:
+        builders: dict[int, Any] = {}
+        futures = []
+        for value, key, headers in batch:
+            p = partition(key, every, every)
+            builder = builders.get(p)
+            record = {"key": key, "value": value, "timestamp": None, "headers": headers}
+            if builder is None or builder.append(**record) is None:
+                if builder is not None:  # full: send it, start the next
+                    futures.append(await producer.send_batch(builder, topic, partition=p))
+                builder = builders[p] = producer.create_batch()
+                builder.append(**record)
+        for p, builder in builders.items():
+            futures.append(await producer.send_batch(builder, topic, partition=p))
+        await asyncio.gather(*futures)
+        sent += len(batch)
+    return sent
+
+
+async def fastest_raw(
+    settings: Settings, name: str, batches: Sequence[Sequence[tuple[bytes, bytes, list]]]
+) -> tuple[Sample, int, dict[str, int]]:
+    """The fastest raw Python producer on ``batches``: per-record ``send`` and the batch
+    API, each on a fresh topic with the log's producer configuration; returns the faster
+    one's sample and records sent, and every producer's rate (records/s)."""
+    results: dict[str, tuple[Sample, int]] = {}
+    for kind, produce in (("send", produce_batches), ("send_batch", produce_record_batches)):
+        topic = await create_topic(settings, f"{settings.kafka.topic_prefix}.bench.{name}.{kind}")
+        producer = raw_producer(settings)
+        await producer.start()
+        try:
+            await warm_producer(producer, topic, settings.kafka.partitions)
+            with measured() as sample:
+                sent = await produce(producer, topic, batches)
+        finally:
+            await producer.stop()
+        results[kind] = (sample, sent)
+    rates = {kind: round(sent / sample.seconds) for kind, (sample, sent) in results.items()}
+    best = max(results, key=lambda kind: rates[kind])
+    return results[best][0], results[best][1], rates
+
+
+def event_records(paths: Sequence[Path], profile: Profile) -> list[list[tuple[bytes, bytes, list]]]:
+    """Setup: the records the ingest of ``paths`` writes (each row mapped as its first
+    revision, free text sealed under throw-away keys: same sizes), per file, with their
+    key, ``ce_*`` headers and MAC-sized headers: what a raw producer of the ingest's own
+    events would send."""
+    mapper = mapper_for(profile, keyring=MemoryKeyring())
+    mac = [("hub_mac_kid", b"k" * 8), ("hub_mac", b"0" * 64)]
+    out = []
+    for path in paths:
+        records = []
+        for rec in read_records(path, profile):
+            result = safe_map(mapper, rec, None)
+            if isinstance(result, Mapped):
+                records += [(e.to_bytes(), e.partitionkey.encode(), record_headers(e) + mac)
+                            for e in result.events]
+        out.append(records)
+    return out
 
 
 async def append_all(log: EventLog, envelopes: Sequence[Envelope]) -> int:
@@ -345,27 +431,25 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
         ]
         for p in paths
     ]
-    raw_topic = await create_topic(settings, f"{settings.kafka.topic_prefix}.bench.rawcad")
+    events_by_file = event_records(paths[:EVENT_FLOOR_FILES], profile)
     rows: list[Row] = []
     async with open_runtime(settings) as rt:
         store = PostgresRevisionStore(rt.pool, settings.core_schema)
         await warm_log(rt, "warm", dead_letters=30)
 
-        producer = raw_producer(settings)
-        await producer.start()
-        try:
-            await warm_producer(producer, raw_topic, settings.kafka.partitions)
-            with measured() as base:
-                sent = await produce_batches(producer, raw_topic, by_file)
-        finally:
-            await producer.stop()
+        base, sent, raw_rates = await fastest_raw(settings, "rawcad", by_file)
+        events_floor, floor_sent, floor_rates = await fastest_raw(settings, "rawevents", events_by_file)
         n_rows = sum(len(f) for f in by_file)
-        del by_file
-        baseline = "raw aiokafka produce of the rows as pre-serialized JSON, one batch per file"
+        floor_rows = sum(len(f) for f in by_file[:EVENT_FLOOR_FILES])
+        del by_file, events_by_file
+        baseline = ("fastest raw aiokafka producer (send or send_batch) of the rows as pre-serialized "
+                    "JSON, one batch per file")
 
-        port, revisions = TimedLogPort(rt.log), TimedRevisions(store)
-        with measured() as ours:
-            first = await ingest_files(paths, profile, port, rt.deadletter_sealer, revisions)
+        busy = Busy()
+        port, revisions = TimedLogPort(rt.log, busy), TimedRevisions(store, busy)
+        with measured() as ours:  # as `hub ingest cad` runs it: free text sealed per incident
+            first = await ingest_files(paths, profile, port, rt.deadletter_sealer, revisions,
+                                       keyring=rt.keyring)
         expect(
             first.balanced() and first.read == n_rows == sent,
             f"cad ingest: read {first.read}, rows {n_rows}, raw sent {sent}, counts {first.as_dict()}",
@@ -383,16 +467,24 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
                 "events_appended": first.events_appended,
                 "dead_lettered": first.dead_lettered,
                 "excluded": first.excluded,
-                "breakdown": breakdown(ours.seconds, port, revisions),
+                "breakdown": breakdown(ours.seconds, busy),
+                "raw_rows_per_s": raw_rates,
+                # the ceiling of any ingest writing these events with this producer: the
+                # fastest raw produce of the ingest's own records, in CSV rows per second
+                "raw_events_per_s": floor_rates,
+                "raw_events_floor_rows_per_s": round(floor_rows / events_floor.seconds),
+                "events_per_row": round(floor_sent / floor_rows, 2),
             },
             target=f"≥ {INGEST_TARGET:,} rows/s, ratio ≥ {INGEST_RATIO_TARGET}",
         )
         ingest.verdict = verdict(ingest.rps >= INGEST_TARGET and (ingest.ratio or 0.0) >= INGEST_RATIO_TARGET)
         rows.append(ingest)
 
-        port, revisions = TimedLogPort(rt.log), TimedRevisions(store)
+        busy = Busy()
+        port, revisions = TimedLogPort(rt.log, busy), TimedRevisions(store, busy)
         with measured() as ours:
-            again = await ingest_files(paths, profile, port, rt.deadletter_sealer, revisions)
+            again = await ingest_files(paths, profile, port, rt.deadletter_sealer, revisions,
+                                       keyring=rt.keyring)
         expect(
             again.balanced() and again.events_appended == 0 and again.read == first.read,
             f"cad re-ingest: {again.as_dict()}",
@@ -407,7 +499,7 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
                 base,
                 {
                     "events_duplicate": again.events_duplicate,
-                    "breakdown": breakdown(ours.seconds, port, revisions),
+                    "breakdown": breakdown(ours.seconds, busy),
                 },
             )
         )

@@ -69,7 +69,7 @@ from projections.livefold import (
 READ_MODEL_MIGRATIONS = MigrationSet(
     "projections", Path(__file__).resolve().parent / "migrations", "read_models"
 )
-_JSON_COLUMNS = {"data", "detail"}
+_JSON_COLUMNS = {"data", "detail", "custom"}
 FACT_CACHE_SIZE = 200_000
 META_VOCABULARIES = "vocabularies"
 
@@ -161,6 +161,17 @@ def fact_from_row(row: asyncpg.Record) -> Fact:
         recorded_at=row["recorded_at"],
         data=json.loads(data) if isinstance(data, str) else data,
     )
+
+
+def stored_row(record: asyncpg.Record) -> dict[str, Any]:
+    """A read-model row as the folds produce it: jsonb columns (:data:`_JSON_COLUMNS`), which
+    asyncpg returns as JSON text, decoded — so a stored row written back (a patched incident
+    row) is encoded once by :func:`table_records`, not again as a JSON string."""
+    row = dict(record)
+    for column in _JSON_COLUMNS.intersection(row):
+        if isinstance(row[column], str):
+            row[column] = json.loads(row[column])
+    return row
 
 
 def table_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
@@ -388,7 +399,7 @@ class ReadModelStore:
             rows = await conn.fetch(
                 f"SELECT * FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[])", ids
             )
-            return {row["incident_id"]: dict(row) for row in rows}
+            return {row["incident_id"]: stored_row(row) for row in rows}
         if isinstance(r, IncidentEntries):
             placed: dict[str, list[tuple[str, Any]]] = {}
             for row in await conn.fetch(
@@ -469,7 +480,7 @@ class ReadModelStore:
         facts = list(found.values())
         incidents = sorted(k[2:] for k in keys if k.startswith("i:"))
         old = [
-            dict(r)
+            stored_row(r)
             for r in await conn.fetch(
                 f"DELETE FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[]) RETURNING *",
                 incidents,

@@ -68,7 +68,8 @@ async def ingest_files(
     keyring: Keyring | None = None,
 ) -> IngestCounts:
     """Import every file, a chunk at a time, pipelined (:func:`ingest_batches`: the next
-    chunk is mapped while the last ones are appended); layout errors (missing file, wrong
+    chunk's claims and keys are looked up while this one is mapped and the last ones are
+    written); layout errors (missing file, wrong
     header) raise before any record of *that* file is appended. Dead letters name
     ``profile_ref`` (the recorded profile, see :mod:`connectors.cad.used_profile`), else
     the profile's name. ``keyring``

@@ -13,7 +13,10 @@ Guarantees:
   key store, the log or another dependency is down) fails the whole batch before anything
   of it is written, so the runner backs off and reads the same records again;
 - mapping does no I/O: the per-person keys a :class:`connectors.core.records.SealingMapper`
-  seals with are resolved for the whole batch before mapping (:func:`bind_keys`);
+  seals events with are resolved for the whole batch before mapping (:func:`bind_keys`),
+  those of the rejected records' dead letters after mapping, before the letters are
+  sealed and written (:func:`dead_letter_keys`): one look-up each, and a key is created
+  only for a record that seals something;
 - a failing source (reading, key look-up, appending, committing) backs off with jitter,
   keeps its cursor and reports ``hub_connector_source_up=0`` while the other components
   keep running;
@@ -30,7 +33,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -46,6 +49,7 @@ from connectors.core.records import (
     MapResult,
     RawRecord,
     Rejection,
+    RevisionKey,
     SealingMapper,
 )
 from hub.kernel import metrics
@@ -122,18 +126,46 @@ def person_of(mapper: Mapper, record: RawRecord) -> str | None:
     return mapper.person_of(record)
 
 
-async def bind_keys(mapper: Mapper, records: Sequence[RawRecord]) -> Mapper:
+def persons_of(mapper: Mapper, records: Sequence[RawRecord]) -> set[str]:
+    """:func:`person_of` of every record (the protocol checked once, not per record)."""
+    if not isinstance(mapper, AttributingMapper):
+        return set()
+    return {p for rec in records if rec.problem is None and (p := mapper.person_of(rec)) is not None}
+
+
+async def bind_keys(mapper: Mapper, records: Sequence[RawRecord], *, dead_letters: bool = True) -> Mapper:
     """The mapper to map ``records`` with. A :class:`SealingMapper` whose keyring is a
     :class:`hub.kernel.crypto.KeyStore` gets the keys of every person the batch seals for —
-    in events or in dead letters (:func:`person_of`) — resolved here, in one awaited,
-    bounded look-up (created when new), and maps with that snapshot, so mapping never
-    waits on the key store. A key-store outage raises
-    :class:`hub.kernel.errors.ServiceUnavailable` before any record is mapped."""
+    in events, and with ``dead_letters`` in the dead letter any record may become
+    (:func:`person_of`) — resolved here, in one awaited, bounded look-up (created when
+    new), and maps with that snapshot, so mapping never waits on the key store. A
+    key-store outage raises :class:`hub.kernel.errors.ServiceUnavailable` before any
+    record is mapped. Without ``dead_letters`` the caller resolves the keys of the records
+    that were rejected after mapping (:func:`dead_letter_keys`): a key per record that
+    seals, not one per record that might be rejected."""
     if not isinstance(mapper, SealingMapper) or not isinstance(mapper.keyring, KeyStore):
         return mapper
     persons = {p for rec in records if rec.problem is None for p in mapper.persons_to_seal(rec)}
-    persons |= {p for rec in records if (p := person_of(mapper, rec)) is not None}
+    if dead_letters:
+        persons |= persons_of(mapper, records)
     return mapper.with_keyring(await mapper.keyring.resolve(sorted(persons), create=True))
+
+
+async def dead_letter_keys(
+    store: Mapper, keyed: Mapper, rejected: Sequence[RawRecord]
+) -> Keyring | None:
+    """The keys the dead letters of ``rejected`` records are sealed with: the persons they
+    name (:func:`person_of`) resolved through ``store`` (the mapper before
+    :func:`bind_keys`, whose keyring is the key store; created when new), or the batch's
+    snapshot when there is no key store. A key-store outage raises
+    :class:`hub.kernel.errors.ServiceUnavailable` before any letter is written."""
+    if not isinstance(store, SealingMapper) or not isinstance(store.keyring, KeyStore):
+        return _batch_keys(keyed)
+    persons = persons_of(keyed, rejected)
+    if not persons:
+        return _batch_keys(keyed)
+    keys: Keyring = await store.keyring.resolve(sorted(persons), create=True)
+    return keys
 
 
 def _batch_keys(mapper: Mapper) -> Keyring | None:
@@ -173,12 +205,94 @@ async def ingest_batch(
 
 @dataclass
 class MappedBatch:
-    """A batch after :func:`map_batch`: its counts so far (read, excluded, dead-lettered)
-    and the mapped records (input position, events) still to append."""
+    """A batch after mapping: its counts so far (read, excluded; dead-lettered once
+    :func:`write_dead_letters` wrote them), the mapped records (input position, events)
+    still to append, and its rejected records whose dead letters are still to write (with
+    the mapper before and after :func:`bind_keys`, which seal them)."""
 
     source: str
     counts: IngestCounts
     mapped: list[tuple[int, Mapped]]
+    rejected: list[tuple[RawRecord, Rejection]] = field(default_factory=list)
+    mapper: Mapper | None = None
+    keyed: Mapper | None = None
+
+
+@dataclass
+class ClaimedBatch:
+    """A batch after its I/O before mapping (:func:`claim_batch`): the records, their
+    revision keys, the first revisions claimed, the mapper bound to the keys its events
+    seal with (``keyed``) and the mapper it was bound from."""
+
+    records: Sequence[RawRecord]
+    keys: list[RevisionKey | None]
+    firsts: dict[str, str]
+    keyed: Mapper
+    mapper: Mapper
+
+
+async def claim_batch(
+    records: Sequence[RawRecord], mapper: Mapper, revisions: RevisionStore | None = None
+) -> ClaimedBatch:
+    """The I/O a batch needs before it is mapped: claim the first revisions (one call) and
+    resolve the keys it seals with (:func:`bind_keys`)."""
+    keys: list[RevisionKey | None] = []
+    for rec in records:
+        try:
+            keys.append(mapper.revision_key(rec) if rec.problem is None else None)
+        except Exception:  # a record whose key cannot be read is rejected by map() below
+            keys.append(None)
+    firsts: dict[str, str] = {}
+    wanted = [k for k in keys if k is not None]
+    if wanted and revisions is not None:
+        firsts = await revisions.claim(mapper.source, wanted)
+    keyed = await bind_keys(mapper, records, dead_letters=False)
+    return ClaimedBatch(records, keys, firsts, keyed, mapper)
+
+
+def map_claimed(claimed: ClaimedBatch, event_ids: list[str] | None = None) -> MappedBatch:
+    """Map every record of a claimed batch (pure: no I/O); the rejected ones are kept for
+    :func:`write_dead_letters`."""
+    keyed = claimed.keyed
+    source = keyed.source
+    counts = IngestCounts(read=len(claimed.records))
+    metrics.RECORDS_READ.labels(source).inc(len(claimed.records))
+    mapped: list[tuple[int, Mapped]] = []
+    rejected: list[tuple[RawRecord, Rejection]] = []
+    firsts = claimed.firsts
+    for idx, (rec, key) in enumerate(zip(claimed.records, claimed.keys, strict=True)):
+        result = safe_map(keyed, rec, firsts.get(key.key) if key is not None else None)
+        if isinstance(result, Exclusion):
+            counts.excluded += 1
+            counts.note_reason("excluded: " + result.reason)
+            metrics.RECORDS_EXCLUDED.labels(source).inc()
+        elif isinstance(result, Rejection):
+            rejected.append((rec, result))
+        else:
+            mapped.append((idx, result))
+            if event_ids is not None:
+                event_ids.extend(ev.id for ev in result.events)
+    return MappedBatch(source, counts, mapped, rejected, claimed.mapper, keyed)
+
+
+async def write_dead_letters(batch: MappedBatch, log_port: LogPort, sink: DeadLetterSink) -> None:
+    """Seal the dead letters of the batch's rejected records (the keys of the persons they
+    name resolved first, :func:`dead_letter_keys`), write them in one call and count them
+    (dead-lettered, new)."""
+    rejected, batch.rejected = batch.rejected, []
+    if not rejected:
+        return
+    assert batch.mapper is not None and batch.keyed is not None  # map_claimed sets both
+    keyed = batch.keyed
+    keys = await dead_letter_keys(batch.mapper, keyed, [rec for rec, _ in rejected])
+    letters = [sink.letter(rec, rej, person_of(keyed, rec), keys) for rec, rej in rejected]
+    flags = await log_port.dead_letters(letters)
+    counts = batch.counts
+    for (_, rej), new in zip(rejected, flags, strict=True):
+        counts.dead_lettered += 1
+        counts.dead_letters_new += int(new)
+        counts.note_reason(f"{rej.stage}: {rej.reason}")
+        metrics.RECORDS_DEADLETTERED.labels(batch.source, rej.stage).inc()
 
 
 async def map_batch(
@@ -191,47 +305,9 @@ async def map_batch(
 ) -> MappedBatch:
     """The first half of :func:`ingest_batch`: claim the first revisions, resolve the
     batch's keys, map every record, and write the rejections as dead letters."""
-    source = mapper.source
-    counts = IngestCounts(read=len(records))
-    metrics.RECORDS_READ.labels(source).inc(len(records))
-
-    keys: list[Any] = []
-    for rec in records:
-        try:
-            keys.append(mapper.revision_key(rec) if rec.problem is None else None)
-        except Exception:  # a record whose key cannot be read is rejected by map() below
-            keys.append(None)
-    firsts: dict[str, str] = {}
-    wanted = [k for k in keys if k is not None]
-    if wanted and revisions is not None:
-        firsts = await revisions.claim(source, wanted)
-    keyed = await bind_keys(mapper, records)
-
-    mapped: list[tuple[int, Mapped]] = []
-    rejected: list[tuple[RawRecord, Rejection]] = []
-    for idx, (rec, key) in enumerate(zip(records, keys, strict=True)):
-        result = safe_map(keyed, rec, firsts.get(key.key) if key is not None else None)
-        if isinstance(result, Exclusion):
-            counts.excluded += 1
-            counts.note_reason("excluded: " + result.reason)
-            metrics.RECORDS_EXCLUDED.labels(source).inc()
-        elif isinstance(result, Rejection):
-            rejected.append((rec, result))
-        else:
-            mapped.append((idx, result))
-            if event_ids is not None:
-                event_ids.extend(ev.id for ev in result.events)
-
-    if rejected:
-        batch_keys = _batch_keys(keyed)
-        letters = [sink.letter(rec, rej, person_of(keyed, rec), batch_keys) for rec, rej in rejected]
-        flags = await log_port.dead_letters(letters)
-        for (_, rej), new in zip(rejected, flags, strict=True):
-            counts.dead_lettered += 1
-            counts.dead_letters_new += int(new)
-            counts.note_reason(f"{rej.stage}: {rej.reason}")
-            metrics.RECORDS_DEADLETTERED.labels(source, rej.stage).inc()
-    return MappedBatch(source, counts, mapped)
+    batch = map_claimed(await claim_batch(records, mapper, revisions), event_ids)
+    await write_dead_letters(batch, log_port, sink)
+    return batch
 
 
 async def append_mapped(batch: MappedBatch, log_port: LogPort, depth: int = APPEND_DEPTH) -> IngestCounts:
@@ -255,15 +331,21 @@ async def append_mapped(batch: MappedBatch, log_port: LogPort, depth: int = APPE
     except BaseException:
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    before = (counts.events_appended, counts.events_duplicate, counts.unknown_dispositions)
     for chunk, outcome in zip(chunks, outcomes, strict=True):
         new_ids = _appended_ids(outcome)
         if new_ids is None:  # a port that reports counts only: one append per record
-            await _classify_per_record(chunk, log_port, counts, source, first=outcome)
+            _classify_per_record(chunk, counts, first=outcome)
             continue
         for _, m in chunk:
             fresh = [ev for ev in m.events if ev.id in new_ids]
             new_ids.difference_update(ev.id for ev in fresh)  # credit an id to its first record
-            _tally(counts, source, m, len(fresh), len(m.events) - len(fresh))
+            _tally(counts, m, len(fresh), len(m.events) - len(fresh))
+    # the metrics once per batch (a labelled metric costs a lock and a look-up per call)
+    metrics.EVENTS_APPENDED.labels(source).inc(counts.events_appended - before[0])
+    metrics.EVENTS_DUPLICATE.labels(source).inc(counts.events_duplicate - before[1])
+    if counts.unknown_dispositions > before[2]:
+        metrics.UNKNOWN_DISPOSITIONS.labels(source).inc(counts.unknown_dispositions - before[2])
     return counts
 
 
@@ -275,26 +357,45 @@ async def ingest_batches(
     revisions: RevisionStore | None = None,
     overlap: int = OVERLAP_BATCHES,
 ) -> IngestCounts:
-    """:func:`ingest_batch` over many batches (a one-shot import), pipelined: while the
-    events of up to ``overlap`` batches are being appended, the next batch is read, its
-    revisions claimed, mapped and its dead letters written. Returns the total counts.
+    """:func:`ingest_batch` over many batches (a one-shot import), pipelined in three
+    stages: while batch N is mapped (CPU), batch N+1 is read and its I/O before mapping
+    runs (:func:`claim_batch`: revision claims, key look-up), and the dead letters then
+    the events of up to ``overlap`` earlier batches are being written. Returns the total
+    counts.
 
-    Same guarantees as one batch at a time (every record counted once; a failure propagates
-    after every append in flight has finished); a duplicate id in two batches in flight is
-    appended once (the log serializes it), credited to whichever append indexed it."""
+    Same guarantees as one batch at a time: revisions are claimed in batch order (one
+    claim at a time), a batch's dead letters are written before its events, every record
+    is counted once; a failure propagates after every write in flight and the claim
+    ahead have finished (nothing is abandoned half-written). A duplicate id in two
+    batches in flight is appended once (the log serializes it), credited to whichever
+    append indexed it."""
     total = IngestCounts()
     inflight: deque[asyncio.Future[IngestCounts]] = deque()
+    source = iter(batches)
+    ahead: asyncio.Future[ClaimedBatch] | None = None
+
+    def claim_next() -> asyncio.Future[ClaimedBatch] | None:
+        records = next(source, None)  # reads the next batch (a file's layout error raises here)
+        return None if records is None else asyncio.ensure_future(claim_batch(records, mapper, revisions))
+
+    async def write(batch: MappedBatch) -> IngestCounts:
+        await write_dead_letters(batch, log_port, sink)
+        return await append_mapped(batch, log_port)
+
     try:
-        for records in batches:
-            prepared = await map_batch(records, mapper, log_port, sink, revisions)
-            inflight.append(asyncio.ensure_future(append_mapped(prepared, log_port)))
-            await asyncio.sleep(0)  # let the appends start (their first I/O) before mapping on
+        ahead = claim_next()
+        while ahead is not None:
+            claimed = await ahead
+            ahead = None
+            ahead = claim_next()
+            inflight.append(asyncio.ensure_future(write(map_claimed(claimed))))
+            await asyncio.sleep(0)  # let the writes start (their first I/O) before mapping on
             while len(inflight) > max(0, overlap):
                 total.add(await inflight.popleft())
         while inflight:
             total.add(await inflight.popleft())
     except BaseException:
-        await asyncio.gather(*inflight, return_exceptions=True)
+        await asyncio.gather(*inflight, *([ahead] if ahead is not None else []), return_exceptions=True)
         raise
     return total
 
@@ -312,12 +413,12 @@ def _appended_ids(outcome: Any) -> set[str] | None:
     return ids
 
 
-async def _classify_per_record(
-    chunk: list[tuple[int, Mapped]], log_port: LogPort, counts: IngestCounts, source: str, first: Any
+def _classify_per_record(
+    chunk: list[tuple[int, Mapped]], counts: IngestCounts, first: Any
 ) -> None:
     if len(chunk) == 1:
         m = chunk[0][1]
-        _tally(counts, source, m, count_of(first.appended), count_of(first.duplicates))
+        _tally(counts, m, count_of(first.appended), count_of(first.duplicates))
         return
     # the combined append already ran: a per-record re-append sees its own new events as
     # duplicates, so credit the combined result to records in order instead
@@ -326,7 +427,7 @@ async def _classify_per_record(
         n = len(m.events)
         new = min(n, remaining_new)
         remaining_new -= new
-        _tally(counts, source, m, new, n - new)
+        _tally(counts, m, new, n - new)
 
 
 def lag_seconds(newest: datetime, now: datetime) -> float:
@@ -335,7 +436,8 @@ def lag_seconds(newest: datetime, now: datetime) -> float:
     return max(0.0, (now - newest).total_seconds())
 
 
-def _tally(counts: IngestCounts, source: str, m: Mapped, new_events: int, dup_events: int) -> None:
+def _tally(counts: IngestCounts, m: Mapped, new_events: int, dup_events: int) -> None:
+    """Count one appended record (its caller adds the metrics for the batch)."""
     counts.note_time(max(ev.time for ev in m.events))
     counts.events_appended += new_events
     counts.events_duplicate += dup_events
@@ -347,9 +449,6 @@ def _tally(counts: IngestCounts, source: str, m: Mapped, new_events: int, dup_ev
         counts.by_event_type[ev.type] = counts.by_event_type.get(ev.type, 0) + 1
     if m.unknown_disposition:
         counts.unknown_dispositions += 1
-        metrics.UNKNOWN_DISPOSITIONS.labels(source).inc()
-    metrics.EVENTS_APPENDED.labels(source).inc(new_events)
-    metrics.EVENTS_DUPLICATE.labels(source).inc(dup_events)
 
 
 class Source(Protocol):

@@ -65,30 +65,44 @@ class PostgresRevisionStore:
         self.schema = check_schema_name(schema)
 
     async def claim(self, source: str, keys: Sequence[RevisionKey]) -> dict[str, str]:
+        """The first revision of every key (the first occurrence in ``keys`` claims a key
+        no earlier claim holds), in ONE statement: the INSERT's ``RETURNING`` gives the
+        keys this call claimed, the same statement's read the keys claimed before it. A key
+        another writer claimed while this statement ran is in neither (the read's snapshot
+        predates it, the INSERT skipped it); those few are read again afterwards."""
         first: dict[str, str] = {}
         for k in keys:  # within one batch the first occurrence claims
             first.setdefault(k.key, k.revision)
         names = list(first)
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"""INSERT INTO {self.schema}.connector_revisions (source, record_key, first_revision)
+        table = f"{self.schema}.connector_revisions"
+        # a join on the key array (not ``record_key = ANY($2)``): with stale statistics the
+        # planner filtered every row of the source against the whole array, which made a
+        # claim cost O(rows of the source x keys) - 70-140 ms per 500 keys at 30k
+        rows = await self.pool.fetch(
+            f"""WITH claimed AS (
+                    INSERT INTO {table} (source, record_key, first_revision)
                     SELECT $1, k, r FROM unnest($2::text[], $3::text[]) AS u(k, r)
-                    ON CONFLICT (source, record_key) DO NOTHING""",
-                source,
-                names,
-                [first[n] for n in names],
-            )
-            # a join on the key array (not ``record_key = ANY($2)``): with stale statistics
-            # the planner filtered every row of the source against the whole array, which
-            # made a claim cost O(rows of the source x keys) - 70-140 ms per 500 keys at 30k
-            rows = await conn.fetch(
+                    ON CONFLICT (source, record_key) DO NOTHING
+                    RETURNING record_key, first_revision)
+                SELECT record_key, first_revision FROM claimed
+                UNION ALL
+                SELECT r.record_key, r.first_revision
+                FROM unnest($2::text[]) AS u(k) JOIN {table} r ON r.source = $1 AND r.record_key = u.k""",
+            source,
+            names,
+            [first[n] for n in names],
+        )
+        out = {r["record_key"]: r["first_revision"] for r in rows}
+        raced = [n for n in names if n not in out]
+        if raced:  # claimed by a concurrent writer during the statement: committed by now
+            rows = await self.pool.fetch(
                 f"""SELECT r.record_key, r.first_revision
-                    FROM unnest($2::text[]) AS u(k)
-                    JOIN {self.schema}.connector_revisions r ON r.source = $1 AND r.record_key = u.k""",
+                    FROM unnest($2::text[]) AS u(k) JOIN {table} r ON r.source = $1 AND r.record_key = u.k""",
                 source,
-                names,
+                raced,
             )
-        return {r["record_key"]: r["first_revision"] for r in rows}
+            out.update({r["record_key"]: r["first_revision"] for r in rows})
+        return out
 
 
 @outage_boundary("webhook delivery store")

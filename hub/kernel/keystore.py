@@ -24,8 +24,9 @@ copy of an erased key (heap, indexes, WAL, base backups) is encrypted under a de
 epoch; everyone else has a fresh copy under ``n + 1``.
 
 Invariants:
-- a person has at most one data key, ever: creation is ``INSERT … ON CONFLICT DO NOTHING``
-  followed by reading the winner, so concurrent processes agree on the key; data keys
+- a person has at most one data key, ever: creation is ``INSERT … ON CONFLICT DO NOTHING
+  RETURNING`` — the keys it inserted are the creator's own (kept in clear, not read back),
+  every other one is read from the winner's row — so concurrent processes agree on the key; data keys
   never change (a rotation re-encrypts them), so every process's cache stays valid;
 - the rotation lock (a PostgreSQL advisory lock per core schema) is taken shared by every
   writer of a live row (key creation, moving a legacy row) for its whole transaction —
@@ -424,16 +425,18 @@ class TokenKeyring:
         def pg(aw: Awaitable[T]) -> Awaitable[T]:
             return aw if bound is None else asyncio.wait_for(aw, bound)
 
+        out: dict[str, bytes | None] = {}
         if create:
             known = f"SELECT kid FROM {self._table} WHERE kid = ANY($1::text[])"
             present = {r["kid"] for r in await pg(conn.fetch(known, kids))}
             fresh = [kid for kid in kids if kid not in present]
             if fresh:
-                await self._create(conn, fresh, pg)
+                # the keys this call inserted are known in clear: not read back nor decrypted
+                out.update(await self._create(conn, fresh, pg))
+                kids = [kid for kid in kids if kid not in out]
         rows = await pg(
             conn.fetch(f"SELECT kid, wrapped, epoch FROM {self._table} WHERE kid = ANY($1::text[])", kids)
-        )
-        out: dict[str, bytes | None] = {}
+        ) if kids else []
         for attempt in range(REREADS + 1):
             live = [r for r in rows if r["wrapped"] is not None and r["epoch"] is not None]
             opened = await self._open_live(live)
@@ -472,20 +475,26 @@ class TokenKeyring:
             raise TokenError("the key store has no current epoch (TokenKeyring.start() settles one)")
         return int(epoch)
 
-    async def _create(self, conn: Conn, fresh: list[str], pg: Any) -> None:
-        """New data keys for ``fresh``, encrypted under the current epoch, in one
-        transaction holding the rotation lock shared (see the module docstring); a key
-        another process inserted first wins (``ON CONFLICT DO NOTHING``)."""
+    async def _create(self, conn: Conn, fresh: list[str], pg: Any) -> dict[str, bytes]:
+        """New data keys for ``fresh``, encrypted under the current epoch (one token job for
+        all of them), in one transaction holding the rotation lock shared (see the module
+        docstring); a key another process inserted first wins (``ON CONFLICT DO
+        NOTHING``). Returns the keys this call inserted (committed), in clear: their
+        callers need not read back and decrypt what they just made; the others (lost to a
+        concurrent creator) are for the caller to read."""
         async with conn.transaction():
             epoch = await self._writer_epoch(conn, pg)
-            items = [(epoch_aad(kid, epoch), AESGCM.generate_key(bit_length=256)) for kid in fresh]
-            blobs = await self.token.encrypt_async(epoch, items)
-            await pg(conn.execute(
+            keys = {kid: AESGCM.generate_key(bit_length=256) for kid in fresh}
+            blobs = await self.token.encrypt_async(
+                epoch, [(epoch_aad(kid, epoch), keys[kid]) for kid in fresh]
+            )
+            inserted = await pg(conn.fetch(
                 f"INSERT INTO {self._table} (kid, wrapped, epoch) "
                 "SELECT k, w, $3 FROM unnest($1::text[], $2::bytea[]) AS u(k, w) "
-                "ON CONFLICT (kid) DO NOTHING",
+                "ON CONFLICT (kid) DO NOTHING RETURNING kid",
                 fresh, blobs, epoch,
             ))
+        return {r["kid"]: keys[r["kid"]] for r in inserted}
 
     async def _move_legacy(self, conn: Conn, kid: str, wrapped: bytes, pg: Any) -> bytes | None:
         """A row from before the token (wrapped by ``master.key``) moved to the current

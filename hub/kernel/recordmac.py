@@ -25,8 +25,8 @@ a duplicate of the same event id, which every consumer already folds once.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,10 +43,13 @@ _NONE = b"\xff\xff\xff\xff"
 Header = tuple[str, bytes]
 
 
+_U32 = struct.Struct(">I").pack
+
+
 def _field(data: bytes | None) -> bytes:
     if data is None:
         return _NONE
-    return len(data).to_bytes(4, "big") + data
+    return _U32(len(data)) + data
 
 
 def mac_input(
@@ -54,18 +57,24 @@ def mac_input(
 ) -> bytes:
     """The canonical bytes a record MAC is computed over (see the module docstring).
     ``headers`` are the record's headers; the MAC headers among them are left out."""
-    covered = sorted((name.encode(), bytes(v or b"")) for name, v in headers if name not in MAC_HEADERS)
+    covered = sorted((name.encode(), v if type(v) is bytes else bytes(v or b""))
+                     for name, v in headers if name not in MAC_HEADERS)
     parts = [DOMAIN, _field(kid.encode()), _field(topic.encode()), _field(key), _field(value),
-             len(covered).to_bytes(4, "big")]
+             _U32(len(covered))]
     for name, v in covered:
-        parts += [_field(name), _field(v)]
+        parts.append(_U32(len(name)))
+        parts.append(name)
+        parts.append(_U32(len(v)))
+        parts.append(v)
     return b"".join(parts)
 
 
 def compute_mac(
     secret: bytes, kid: str, topic: str, key: bytes | None, value: bytes | None, headers: Iterable[Header]
 ) -> bytes:
-    return hmac.new(secret, mac_input(kid, topic, key, value, headers), hashlib.sha256).digest()
+    # hmac.digest: OpenSSL's one-shot HMAC (the same bytes as hmac.new(...).digest(), a
+    # fraction of its cost per record)
+    return hmac.digest(secret, mac_input(kid, topic, key, value, headers), "sha256")
 
 
 class RecordLike(Protocol):

@@ -9,6 +9,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -301,3 +302,20 @@ async def test_read_equals_appended_plus_duplicates_plus_dead_lettered(log_rt: R
     assert sorted(in_log) == sorted({e.id for e in envelopes})
     assert len(in_log) == len(result.appended)
     assert dead == sum(1 for k, _ in rows if k == "bad")
+
+
+async def test_each_appended_event_is_where_the_log_says_on_its_keys_partition(log_rt: Runtime) -> None:
+    """Appends go out as record batches: each event's reported partition, offset and
+    timestamp are those of its record in Kafka, and every event of one key sits in that
+    key's one partition (the partition a per-record send chooses)."""
+    tag = uuid.uuid4().hex[:6]
+    batch = [call(tag, n, recorded=T0 + timedelta(seconds=n % 3)) for n in range(300)]
+    appended = (await log_rt.log.append(batch)).appended
+    topic = fact_topic(log_rt.settings.kafka.topic_prefix, "dispatch")
+    stored = {(e.partition, e.offset): e async for e in log_rt.log.read([topic])}
+    partitions = sorted(await log_rt.log.producer.partitions_for(topic))
+    for a in appended:
+        record = stored[(a.partition, a.offset)]
+        assert record.envelope.id == a.envelope.id
+        assert record.timestamp == a.timestamp == a.envelope.recordedat
+        assert a.partition == DefaultPartitioner()(a.envelope.partitionkey.encode(), partitions, partitions)

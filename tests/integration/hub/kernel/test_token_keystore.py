@@ -282,3 +282,18 @@ async def test_namespace_teardown_destroys_its_epoch_keys(services: object) -> N
         assert token.epochs() == []
     finally:
         token.close()
+
+
+async def test_two_creators_of_the_same_new_keys_agree_and_a_third_reads_them(log_rt: Runtime) -> None:
+    """A creator keeps the keys its INSERT wrote in clear (no read back); the keys another
+    creator wrote first are read from that row: both answer the same key, as does a fresh
+    keyring reading them from the token later."""
+    people = persons(40)
+    async with keyring(log_rt) as one, keyring(log_rt) as two:
+        first, second = await asyncio.gather(one.resolve(people), two.resolve(people))
+    async with keyring(log_rt) as third:
+        later = await third.resolve(people, create=False)
+    for p in people:
+        key = first.data_key(p, create=False)
+        assert key is not None and len(key) == 32
+        assert second.data_key(p, create=False) == key == later.data_key(p, create=False)

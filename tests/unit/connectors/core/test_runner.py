@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -11,12 +12,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.cad.mapping import CadMapper
+from connectors.cad.profile import load_profile
 from connectors.cases.mapping import CaseMapper
 from connectors.core.backoff import Backoff
 from connectors.core.memory import MemoryCursorStore, MemoryLog, MemoryRevisionStore
 from connectors.core.records import Batch, Exclusion, Mapped, RawRecord, Rejection, RevisionKey
-from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch
-from hub.kernel.crypto import KeyDestroyedError, KeyNotResolved, MemoryKeyring, ResolvedKeys, unseal
+from connectors.core.runner import DeadLetterSink, SourceRunner, ingest_batch, ingest_batches
+from hub.kernel.crypto import (
+    KeyDestroyedError,
+    KeyNotResolved,
+    MemoryKeyring,
+    ResolvedKeys,
+    incident_subject,
+    unseal,
+)
+from hub.kernel.deadletters import open_raw
 from hub.kernel.errors import PermanentError, ServiceUnavailable, TransientError
 from hub.kernel.keystore import DeadLetterSealer
 from schemas.dispatch import CallReceived
@@ -369,3 +380,38 @@ def test_resolved_keys_are_a_keyring_without_io() -> None:
     with pytest.raises(KeyNotResolved):
         keys.key_by_id("k_z")
     assert issubclass(KeyNotResolved, TransientError) and issubclass(KeyDestroyedError, PermanentError)
+
+
+# ------------------------------------------------ CAD rows: a key per row that seals something
+
+def cad_row(n: int, **values: str) -> RawRecord:
+    fields = {"incident_number": f"2026-{n}", "received_at": "2026-02-01T09:00:00-08:00",
+              "call_type_initial": "PERSON IN CRISIS", "remarks": "", "disposition_code": "",
+              "disposition_text": ""} | values
+    return RawRecord(f"f.csv:{n}", json.dumps(fields).encode(), fields)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_keys_are_made_for_rows_that_seal_and_rows_that_are_dead_lettered_only(pipelined: bool) -> None:
+    """A CAD import through a key store creates the incident keys of the rows whose free
+    text is sealed and of the rows that are dead-lettered (each letter sealed under its
+    incident's key, erased with a linked person), not one per row read."""
+    p = load_profile("generic")
+    profile = p.model_copy(update={"fields": p.fields | {"remarks": "remarks"}})
+    store = FlakyKeyStore(outages=0)
+    mapper = CadMapper(profile, keyring=store)  # type: ignore[arg-type]
+    records = [cad_row(n) for n in range(20)]
+    records[3] = cad_row(3, remarks="RP says the caller is off her meds")
+    records[7] = cad_row(7, received_at="not a time")  # rejected: dead-lettered
+    sink = DeadLetterSink("cad/t", "cad", DeadLetterSealer(KEY))
+    log = MemoryLog()
+    if pipelined:
+        counts = asyncio.run(ingest_batches([records[:10], records[10:]], mapper, log, sink))
+    else:
+        counts = asyncio.run(ingest_batch(records, mapper, log, sink))
+    assert counts.dead_lettered == 1 and counts.appended == 19 and counts.balanced()
+    made = {p for persons in store.resolved for p in persons}
+    assert made == {incident_subject("COUNTY:2026-3"), incident_subject("COUNTY:2026-7")}
+    (letter,) = log.letters.values()
+    assert letter.raw.kid == store.memory.key_id(incident_subject("COUNTY:2026-7"))
+    assert asyncio.run(open_raw(letter, DeadLetterSealer(KEY), store.memory)) == records[7].raw

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.structs import ConsumerRecord, RecordMetadata, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.kernel.log import (
     CorruptRecordError,
     UnknownEventTypeError,
+    _Batcher,
+    _record_metadata,
     decode_record,
     family_topics,
     record_headers,
@@ -87,7 +92,7 @@ def test_decode_record_upcasts_and_keeps_position() -> None:
     old = dispatched("1").model_copy(update={"type": "cad.call.received.v1", "data": data})
     event = decode_record(_record(old.to_bytes()))
     assert (event.topic, event.partition, event.offset, event.timestamp) == ("p.facts.dispatch", 2, 7, T0)
-    assert event.envelope.type == "cad.call.received.v3"  # v1 -> v2 -> v3, the stored bytes untouched
+    assert event.envelope.type == "cad.call.received.v4"  # v1 -> v2 -> v3 -> v4, the stored bytes untouched
     payload = event.envelope.payload()
     assert isinstance(payload, CallReceived) and "behavioral_health" not in payload.model_dump()
     assert event.key == "sea:1"
@@ -97,3 +102,64 @@ def test_decode_record_upcasts_and_keeps_position() -> None:
 def test_decode_record_names_the_offset_of_a_corrupt_record(value: bytes | None) -> None:
     with pytest.raises(CorruptRecordError, match=r"p\.facts\.dispatch\[2\]@9"):
         decode_record(_record(value, offset=9))
+
+
+class BatchingProducer:
+    """What :class:`hub.kernel.log._Batcher` uses of an aiokafka producer (its partitioner,
+    request limit and batch builders), with tiny batches so that they fill up."""
+
+    def __init__(self, batch_bytes: int = 600, max_request: int = 4000) -> None:
+        self._partitioner = DefaultPartitioner()
+        self._max_request_size = max_request
+        self.batch_bytes = batch_bytes
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_bytes, 0)
+
+
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=12), st.binary(max_size=300)), max_size=60))
+def test_records_are_placed_on_sends_partition_in_order_in_batches_that_fill_up(
+    records: list[tuple[bytes, bytes]],
+) -> None:
+    """Each record goes to the partition ``send`` would choose (the producer's partitioner
+    over the topic's partitions), records of one partition keep their input order over as
+    many batches as it takes, and each one's relative offset is its place in its batch."""
+    batcher = _Batcher(BatchingProducer())
+    parts = [0, 1, 2, 3, 4, 5]
+    batcher.partitions["t"] = (parts, parts)
+    for i, (key, value) in enumerate(records):
+        batcher.add(i, (key, value), "t", value, key, [("ce_id", b"x")], timestamp_ms=1000 + i)
+    placed: dict[int, list[int]] = {}
+    for batch in batcher.batches:
+        assert [meta.offset for _, _, meta in batch.members] == list(range(len(batch.members)))
+        assert all(meta.timestamp == 1000 + i for i, _, meta in batch.members)
+        for i, (key, _), _ in batch.members:
+            assert batch.tp == TopicPartition("t", DefaultPartitioner()(key, parts, parts))
+            placed.setdefault(batch.tp.partition, []).append(i)
+    assert sorted(i for got in placed.values() for i in got) == list(range(len(records)))
+    assert all(got == sorted(got) for got in placed.values())
+
+
+def test_a_record_too_large_or_not_bytes_is_refused_alone() -> None:
+    batcher = _Batcher(BatchingProducer(max_request=500))
+    batcher.partitions["t"] = ([0], [0])
+    with pytest.raises(MessageSizeTooLargeError):
+        batcher.add(0, "big", "t", b"x" * 600, b"k", [])
+    with pytest.raises(TypeError):
+        batcher.add(1, "text", "t", "not bytes", b"k", [])  # type: ignore[arg-type]
+    batcher.add(2, "ok", "t", b"x" * 400, b"k", [])  # larger than a batch: a batch of its own
+    assert [[item for _, item, _ in b.members] for b in batcher.batches] == [["ok"]]
+
+
+def test_a_records_metadata_is_its_batchs_base_offset_plus_its_place() -> None:
+    tp = TopicPartition("t", 3)
+    batcher = _Batcher(BatchingProducer())
+    batcher.partitions["t"] = ([3], [3])
+    for i in range(3):
+        batcher.add(i, i, "t", b"v", b"k", [], timestamp_ms=5000 + i)
+    [batch] = batcher.batches
+    create_time = RecordMetadata("t", 3, tp, 70, -1, 0, 0)  # the broker kept the records' times
+    placed = [_record_metadata(create_time, meta) for _, _, meta in batch.members]
+    assert [(m.offset, m.timestamp) for m in placed] == [(70, 5000), (71, 5001), (72, 5002)]
+    log_append = RecordMetadata("t", 3, tp, 70, 9999, 1, 0)  # LogAppendTime: the batch's time
+    assert {_record_metadata(log_append, meta).timestamp for _, _, meta in batch.members} == {9999}

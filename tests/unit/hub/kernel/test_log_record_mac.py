@@ -3,6 +3,8 @@ one the hub signed; header order does not matter; rotation keeps old keys while 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import random
 from pathlib import Path
 
@@ -150,3 +152,25 @@ def test_development_generates_the_current_key_production_refuses_missing_or_sho
     (tmp_path / "keys" / "record-mac.k2.key").write_text(K2.hex())
     rotating = record_mac_keys(prod)
     assert rotating.current == "k2" and set(rotating.keys) == {"k1", "k2"}
+
+
+def reference_mac(secret: bytes, kid: str, topic: str, key: bytes | None, value: bytes | None,
+                  headers: list[tuple[str, bytes]]) -> bytes:
+    """The MAC as the module docstring defines it, written plainly (hmac.new, field by
+    field): the fast encoding must give these exact bytes, or every stored record fails."""
+
+    def field(b: bytes | None) -> bytes:
+        return b"\xff\xff\xff\xff" if b is None else len(b).to_bytes(4, "big") + b
+
+    covered = sorted((n.encode(), v) for n, v in headers if n not in {MAC_HEADER, KID_HEADER})
+    msg = b"hub-record-mac/v1" + field(kid.encode()) + field(topic.encode()) + field(key) + field(value)
+    msg += len(covered).to_bytes(4, "big") + b"".join(field(n) + field(v) for n, v in covered)
+    return hmac.new(secret, msg, hashlib.sha256).digest()
+
+
+@given(records)
+def test_the_mac_is_the_documented_hmac_over_the_documented_encoding(rec: tuple) -> None:
+    topic, key, value, headers = rec
+    signed = dict(KEYS.sign(topic, key, value, headers))
+    assert signed[MAC_HEADER] == reference_mac(K1, "k1", topic, key, value, headers).hex().encode()
+    assert signed[KID_HEADER] == b"k1"
