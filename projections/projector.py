@@ -28,7 +28,11 @@ Effectively once comes from PostgreSQL, not from faust:
 
 Liveness: ``hub_projection_progress_timestamp_seconds`` is set whenever a batch was applied
 and whenever the worker finds itself caught up (no fact record left to apply): a projector
-whose gauge is older than a few minutes is stuck, whatever its process looks like.
+whose gauge is older than a few minutes is stuck, whatever its process looks like. The
+worker watches the same thing itself: without progress for ``probe_stale_s`` (when ``/livez``
+starts failing) it stops with :class:`ProjectorStalled` — a consumer that never fetches again,
+a batch that never returns, an outage that never ends — so ``hub project`` exits non-zero and
+its supervisor restarts it, with or without probes; it never sits there silently.
 
 Only facts the hub appended are folded: every fresh record is checked first
 (:class:`hub.kernel.quarantine.RecordGuard`: a valid record MAC, or a pre-MAC record the
@@ -61,6 +65,7 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from hub.kernel.deadletters import describe_error, describe_failure
+from hub.kernel.errors import TransientError
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record, family_topics
 from hub.kernel.metrics import PROJECTION_LAG, PROJECTION_PROGRESS
@@ -78,6 +83,13 @@ TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0  # seconds app.stop() may take before the worker gives up on faust
 LIVENESS_CHECK = 5.0  # seconds between lag checks of an idle worker (progress gauge)
+WATCHDOG_TICK = 1.0  # seconds between the watchdog's looks at the last progress
+STALL_LOG = "projector stalled, stopping"  # the watchdog's log line (the fault suite counts it)
+
+
+class ProjectorStalled(TransientError, RuntimeError):
+    """The worker made no progress (no batch applied, never found caught up) for its stall
+    bound; the restart resumes from the stored positions."""
 
 
 @dataclass
@@ -134,6 +146,8 @@ class Projector:
         self._publish_lock = asyncio.Lock()
         self._publishing: asyncio.Task[None] | None = None
         self._busy_at = 0.0
+        self._progress_at = time.monotonic()  # a batch applied, or found caught up
+        self.stall_s = rt.settings.probe_stale_s
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
         self.seeks = 0  # assignments moved to the stored positions
@@ -237,7 +251,21 @@ class Projector:
         s.months |= result.months
         self._pending |= result.months
         self._busy_at = time.monotonic()
+        self._progressed()
+
+    def _progressed(self) -> None:
+        self._progress_at = time.monotonic()
         PROJECTION_PROGRESS.set_to_current_time()
+
+    def _stalled(self) -> ProjectorStalled | None:
+        """The watchdog (pure but for the clock): past ``stall_s`` without progress."""
+        idle = time.monotonic() - self._progress_at
+        if idle <= self.stall_s:
+            return None
+        return ProjectorStalled(
+            f"projector made no progress for {idle:.0f}s (limit probe_stale_s={self.stall_s:g}s): "
+            "no batch applied and not caught up"
+        )
 
     def _publish_soon(self) -> None:
         """Publish in a task of its own (unless one is running), so that nothing waits for
@@ -303,11 +331,14 @@ class Projector:
                 return self.stats
             self.app = create_app(self.settings, self.schema, self, self.rt.kafka)
             await asyncio.wait_for(self.app.start(), START_TIMEOUT)
+            self._progressed()  # started: the watchdog's bound runs from here
             try:
-                await self._supervise(stop, until_caught_up)
+                await self._supervise_watched(stop, until_caught_up)
             finally:
                 await self._stop_app()
             if self._publishing is not None:
+                if self.failure is not None:  # stopping on a failure: no waiting on an outage
+                    self._publishing.cancel()
                 await asyncio.gather(self._publishing, return_exceptions=True)
             if self.failure is None and self.app.crash_reason is not None:
                 self.failure = self.app.crash_reason
@@ -315,16 +346,26 @@ class Projector:
                 raise self.failure
             await self._publish_pending()
         finally:
-            await self.publisher.stop()
+            await self._stop_publisher()
         return self.stats
+
+    async def _stop_publisher(self) -> None:
+        """``publisher.stop()`` within :data:`STOP_TIMEOUT`: the producer flushes what it
+        holds, which an outage can make wait without end; a publication left unsent is
+        re-sent by the next start (every start publishes every month's difference)."""
+        try:
+            await asyncio.wait_for(self.publisher.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("projector: the outcome producer did not flush within %.0fs; giving up on it",
+                      STOP_TIMEOUT)
 
     async def _check_caught_up(self) -> None:
         """An idle worker that has nothing left to apply is alive: set the progress gauge
         (an outage while checking only leaves the gauge alone; the next batch says more)."""
         try:
             if await self.lag() == 0:
-                PROJECTION_PROGRESS.set_to_current_time()
-        except Exception as exc:  # Kafka or PostgreSQL unavailable: not this check's to decide
+                self._progressed()
+        except Exception as exc:  # Kafka or PostgreSQL unavailable: the watchdog decides
             log.info("projector liveness check: %s", describe_failure(exc))
 
     async def _stop_app(self) -> None:
@@ -337,6 +378,32 @@ class Projector:
             log.error("projector: faust did not stop within %.0fs; giving up on it", STOP_TIMEOUT)
             if self.failure is None:
                 self.failure = TimeoutError(f"the faust app did not stop within {STOP_TIMEOUT:.0f}s")
+
+    async def _supervise_watched(self, stop: asyncio.Event, until_caught_up: bool) -> None:
+        """:meth:`_supervise` under the watchdog (:meth:`_watch`), which ends it even while
+        one of its checks waits on an outage."""
+        supervise = asyncio.create_task(self._supervise(stop, until_caught_up))
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            await asyncio.wait({supervise, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (supervise, watchdog):
+                t.cancel()
+            await asyncio.gather(supervise, watchdog, return_exceptions=True)
+        if not supervise.cancelled() and supervise.exception() is not None:
+            raise supervise.exception()  # type: ignore[misc]
+
+    async def _watch(self) -> None:
+        """Return (the worker stops with :class:`ProjectorStalled`) once it made no progress
+        for ``stall_s``."""
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK)
+            stalled = self._stalled()
+            if stalled is not None:
+                if self.failure is None:
+                    self.failure = stalled
+                log.error("%s: %s", STALL_LOG, stalled)
+                return
 
     async def _supervise(self, stop: asyncio.Event, until_caught_up: bool) -> None:
         assert self.app is not None
@@ -354,7 +421,7 @@ class Projector:
                     self._publish_soon()  # idle and caught up: bring the outcome topic up to date
                 if until_caught_up:
                     if await self.lag() == 0:
-                        PROJECTION_PROGRESS.set_to_current_time()
+                        self._progressed()
                         return
                 elif time.monotonic() - checked >= LIVENESS_CHECK:
                     checked = time.monotonic()
