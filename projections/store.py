@@ -242,13 +242,18 @@ class ReadModelStore:
         rows = await (conn.fetch(sql) if conn else self.pool.fetch(sql))
         return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
-    async def apply_batch(self, batch: Sequence[Consumed]) -> BatchResult:
-        """Apply one batch effectively once (see module docstring)."""
+    async def apply_batch(self, batch: Sequence[Consumed], conn: Connection | None = None) -> BatchResult:
+        """Apply one batch effectively once (see module docstring), on ``conn`` (a connection
+        the caller holds, e.g. the projector's: its statements stay prepared) or on one from
+        the pool."""
         result = BatchResult(records=len(batch))
         if not batch:
             return result
+        if conn is None:
+            async with self.pool.acquire() as held:
+                return await self.apply_batch(batch, held)
         started = time.perf_counter()
-        async with self.pool.acquire() as conn, self._locked(conn):
+        async with self._locked(conn):
             facts: dict[str, Fact] = {}
             for c in batch:
                 if c.fact is not None:
@@ -284,6 +289,12 @@ class ReadModelStore:
         PROJECTION_TX_LATENCY.labels("read_models").observe(time.perf_counter() - started)
         PROJECTION_EVENTS.labels("read_models").inc(result.new_facts)
         return result
+
+    async def prepare(self, conn: Connection) -> None:
+        """Prepare the write statement on ``conn`` (asyncpg looks up the row types it takes
+        once per connection): a connection held for batches pays it before the first one."""
+        async with conn.transaction():
+            await conn.prepare(self._write_sql())
 
     @asynccontextmanager
     async def _locked(self, conn: Connection) -> AsyncIterator[None]:
