@@ -24,7 +24,10 @@ vocabulary change, re-derive components — :func:`needs_component`):
   (:func:`projections.fold.timeline_context`): the new facts' entries, and those of the
   referral's / consent's facts when a request / grant is new, are recomputed;
 - a person's summary and contacts depend on the person's members, incident rows and
-  behavioral-health services: recomputed for every person the batch touches;
+  behavioral-health services: recomputed for every person the batch touches — the contact
+  statistics (how many, first, last, most within the repeat window) from the stored
+  summary row and only the contacts they need (:func:`_growth`), so a frequent utilizer's
+  batch does not read their history;
 - outcome counts change by the delta of the replaced incident rows.
 
 The fold is a generator (:func:`live_fold`) that yields lists of :class:`Request` and is
@@ -199,17 +202,10 @@ class Delta:
     incidents_before: list[dict[str, Any]] = field(default_factory=list)
     incidents_after: list[dict[str, Any]] = field(default_factory=list)
 
-    #: per table, the upserted keys known not to be stored (no delete needed before the write)
-    fresh: dict[str, set[tuple]] = field(default_factory=lambda: defaultdict(set))
-
-    def put(self, table: T.Table, row: dict[str, Any], fresh: bool = False) -> None:
+    def put(self, table: T.Table, row: dict[str, Any]) -> None:
         key = table.pk(row)
         self.upserts[table.name][key] = row
         self.deletes[table.name].discard(key)
-        if fresh:
-            self.fresh[table.name].add(key)
-        else:
-            self.fresh[table.name].discard(key)
 
     def delete(self, table: T.Table, key: tuple) -> None:
         if key not in self.upserts[table.name]:
@@ -327,14 +323,14 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     # incidents and counts
     for i, row in new_rows.items():
         if old_rows.get(i) != row:
-            out.put(T.INCIDENT_SUMMARY, row, fresh=i not in old_rows)
+            out.put(T.INCIDENT_SUMMARY, row)
     out.incidents_before = [old_rows[i] for i in new_rows if i in old_rows]
     out.incidents_after = list(new_rows.values())
     out.count_delta = delta(out.incidents_before, out.incidents_after, cfg)
 
     # clusters of new pseudonyms, referrals, consents, demographics reports
     for p in sorted(keyed - set(clusters)):
-        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p}, fresh=True)
+        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p})
     for r in referrals0:
         out.put(T.REFERRAL_FUNNEL, referral_row(r, ref_facts.get(r, ())))
     for row in consent_rows(f for fs in con_facts.values() for f in fs):
@@ -350,7 +346,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     old_rows_all = {**other_rows, **old_rows}
     for eid, entry in entries.items():
         f = entries_of[eid]
-        out.put(T.TIMELINE_ENTRIES, entry, fresh=eid in uniq)
+        out.put(T.TIMELINE_ENTRIES, entry)
         own = {canon(w) for w in by_person(f)}
         now = own | persons_of(entry["incident_id"], rows_now)
         if eid in moved:
@@ -358,7 +354,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
                 if c not in now:
                     out.delete(T.PERSON_TIMELINE, (c, eid))
         for c in now:
-            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at}, fresh=eid in uniq)
+            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at})
     for i, row in new_rows.items():
         grown = set(row["persons"]) - persons_of(i, old_rows)
         for eid, at in inc_entries.get(i, ()):
@@ -377,7 +373,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
             if i in before and i not in mine:
                 out.delete(T.PERSON_CONTACTS, (c, i))
             elif i in mine and before.get(i) != mine[i]:
-                out.put(T.PERSON_CONTACTS, contact_row(c, i, mine[i]), fresh=i not in before)
+                out.put(T.PERSON_CONTACTS, contact_row(c, i, mine[i]))
     return out
 
 

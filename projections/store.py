@@ -8,15 +8,18 @@ Effectively once: :meth:`ReadModelStore.apply_batch` runs ONE transaction per ba
 2. skips records below the stored position of their partition (already applied, e.g.
    by the previous owner before a rebalance) and facts whose event id is already stored;
 3. stores the new facts (COPY) and folds them incrementally (:mod:`projections.livefold`):
-   answers the fold's few requests (the new facts' incidents, referrals, consents, the
-   clusters, contacts and service facts of their persons — set-based queries over primary
-   keys and the ``keys`` GIN index), deletes the keys it replaces, COPYs the rows it writes,
-   adds the outcome-count deltas (one ``executemany``). A batch holding an identity link /
-   unlink or an erasure instead re-derives the components it touches (loads them, deletes
-   the rows they own, COPYs the recomputed ones): its cost grows with the component, the
-   others' with the batch;
+   answers the fold's few requests — each stage's requests in ONE statement (one
+   ``ARRAY(...)`` column per request: set-based queries over primary keys, the ``keys`` GIN
+   index and ``person_contacts (person, contact_at)``), facts parsed once per process — and
+   writes the delta in ONE statement (:func:`write_statement`: per table a DELETE of the keys
+   it drops and an upsert of the rows it writes, the outcome-count deltas, the positions).
+   A batch holding an identity link / unlink or an erasure instead re-derives the
+   components it touches (loads them, deletes the rows they own, COPYs the recomputed
+   ones): its cost grows with the component, the others' with the batch;
 4. records the next offset of every partition in the batch.
 
+A batch is about eight round trips whatever its size: ``BEGIN`` + lock, positions + known
+facts, the facts' COPY, one per fold stage that asks for something, the write, ``COMMIT``.
 Rows and positions commit together, so a crash or a rebalance at any point either keeps
 the whole batch or none of it.
 """
