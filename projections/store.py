@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -172,6 +172,22 @@ def fact_from_row(row: asyncpg.Record) -> Fact:
     )
 
 
+def _json_value(v: Any) -> str:
+    if isinstance(v, datetime | date):
+        return v.isoformat()  # aware datetimes: the offset travels with the time
+    raise TypeError(f"not a read-model value: {type(v).__name__}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_value)
+
+
+def rows_json(table: T.Table, rows: Iterable[dict[str, Any]]) -> str:
+    """``rows`` as one JSON array of objects with the table's columns (for
+    ``jsonb_populate_recordset``: times as ISO 8601 with their offset, jsonb columns as JSON)."""
+    return _dumps([{c: row[c] for c in table.columns} for row in rows])
+
+
 def table_records(table: T.Table, rows: Iterable[dict[str, Any]]) -> list[tuple]:
     """COPY records of ``rows`` in the table's column order (jsonb columns as JSON text)."""
     json_at = [i for i, c in enumerate(table.columns) if c in _JSON_COLUMNS]
@@ -294,8 +310,8 @@ class ReadModelStore:
         return result
 
     async def prepare(self, conn: Connection) -> None:
-        """Prepare the write statement on ``conn`` (asyncpg looks up the row types it takes
-        once per connection): a connection held for batches pays it before the first one."""
+        """Prepare the write statement on ``conn`` (the largest statement of a batch): a
+        connection held for batches pays it before the first one."""
         async with conn.transaction():
             await conn.prepare(self._write_sql())
 
@@ -456,8 +472,12 @@ class ReadModelStore:
         if isinstance(r, IncidentRows | Summaries):
             table, column, keys = ((T.INCIDENT_SUMMARY, "incident_id", r.ids) if isinstance(r, IncidentRows)
                                    else (T.PERSON_SUMMARY, "person", r.persons))
-            return _Part(f"SELECT t FROM {q(table.name)} t WHERE {column} = any($1::text[])" if keys else "",
-                         (sorted(keys),), False, lambda rows: {row[column]: dict(row) for row in rows})
+            # an anonymous ROW: its type does not change when the schema is re-created
+            listed = ", ".join(f'"{c}"' for c in table.columns)
+            return _Part(f"SELECT ROW({listed}) FROM {q(table.name)} WHERE {column} = any($1::text[])"
+                         if keys else "", (sorted(keys),), False,
+                         lambda rows: {r[column]: r for r in (dict(zip(table.columns, v, strict=True))
+                                                              for v in rows)})
         if isinstance(r, IncidentEntries):
             return _Part(f"""SELECT ROW(incident_id, event_id, at) FROM {q("timeline_entries")}
                               WHERE incident_id = any($1::text[])""" if r.ids else "",
@@ -507,8 +527,9 @@ class ReadModelStore:
         for table in T.DERIVED:
             keys = sorted(d.deletes.get(table.name, ()))
             args.extend([k[n] for k in keys] for n in range(len(table.key)))
-            args.append(table_records(table, d.upserts.get(table.name, {}).values()))
-        args.append([(*cell, v) for cell, v in d.count_delta.items()])
+            args.append(rows_json(table, d.upserts.get(table.name, {}).values()))
+        cells = T.OUTCOME_COUNTS.columns
+        args.append(_dumps([dict(zip(cells, (*cell, v), strict=True)) for cell, v in d.count_delta.items()]))
         args.extend([[t for t, _ in ends], [p for _, p in ends], list(ends.values())])
         await conn.execute(self._write_sql(), *args)
 
@@ -629,9 +650,11 @@ def _renumber(sql: str, base: int) -> str:
 def write_statement(schema: str) -> str:
     """The one statement :meth:`ReadModelStore._write` runs: per derived table a DELETE of
     the keys in its key-column arrays and an upsert (``INSERT … ON CONFLICT DO UPDATE``) of
-    the rows in an array of the table's row type; the count deltas (cells brought to zero
-    deleted, the others added to); the positions (each partition's greatest). The same
-    text for every batch (an empty array changes nothing), so it is prepared once."""
+    the rows in a JSON array (``jsonb_populate_recordset`` into the table's row type, which
+    the server resolves when it plans: no client-side type that a re-created schema would
+    leave stale); the count deltas (cells brought to zero deleted, the others added to); the
+    positions (each partition's greatest). The same text for every batch (an empty array
+    changes nothing), so it is prepared once per connection."""
     s = check_schema_name(schema)
     n = 0
 
@@ -659,11 +682,13 @@ def write_statement(schema: str) -> str:
         rest = [c for c in t.columns if c not in t.key]
         update = (f"DO UPDATE SET ({cols(rest)}) = ROW({cols(rest, 'EXCLUDED.')})" if rest else "DO NOTHING")
         ctes.append(f"u{i} AS (INSERT INTO {table} ({cols(t.columns)}) SELECT {cols(t.columns)} "
-                    f"FROM unnest({param(f'{table}[]')}) ON CONFLICT ({cols(t.key)}) {update})")
+                    f"FROM jsonb_populate_recordset(NULL::{table}, {param('jsonb')}) "
+                    f"ON CONFLICT ({cols(t.key)}) {update})")
     c = T.OUTCOME_COUNTS
     counts = f'"{s}".{c.name}'
     ctes.append(f"cd AS (SELECT d.*, coalesce(o.value, 0) + d.value AS total "
-                f"FROM unnest({param(f'{counts}[]')}) d LEFT JOIN {counts} o ON {same('o', 'd', c.key)})")
+                f"FROM jsonb_populate_recordset(NULL::{counts}, {param('jsonb')}) d "
+                f"LEFT JOIN {counts} o ON {same('o', 'd', c.key)})")
     ctes.append(f"cz AS (DELETE FROM {counts} o USING cd WHERE {same('o', 'cd', c.key)} AND cd.total = 0)")
     ctes.append(f"cu AS (INSERT INTO {counts} ({cols(c.columns)}) SELECT {cols(c.columns)} FROM cd "
                 f"WHERE cd.total <> 0 ON CONFLICT ({cols(c.key)}) "
