@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from connectors.cad.eido import EidoMapper
 from connectors.cad.filedrop import FileDropSource
 from connectors.cad.ingest import mapper_for
-from connectors.cad.profile import apply_overrides, load_profile
+from connectors.cad.profile import apply_overrides, check_custom, load_profile
 from connectors.cad.receiver import eido_app
 from connectors.cad.soql import SoqlSource
 from connectors.cad.used_profile import UsedProfile
@@ -42,6 +42,7 @@ from connectors.core.state import (
     PostgresRevisionStore,
 )
 from connectors.core.tls import TlsServerConfig, server_context
+from hub.kernel.custom_fields import FieldDef, load_definitions
 from hub.kernel.keys import secret_bytes
 from hub.kernel.net import is_loopback
 from schemas.deadletter import SourceFamily
@@ -273,6 +274,7 @@ def _runner(
 def cad_soql_poller(rt: Any, cfg: CadSoqlPollerConfig) -> PollingComponent:
     used = cfg.used_profile()
     profile = used.profile
+    check_custom(profile, rt.settings)
     source = SoqlSource(
         cfg.name,
         cfg.url,
@@ -290,6 +292,7 @@ def cad_file_drop(rt: Any, cfg: CadFileDropConfig) -> PollingComponent:
     ``CallRevised`` facts (content-hash revisions, claimed in PostgreSQL)."""
     used = cfg.used_profile()
     profile = used.profile
+    check_custom(profile, rt.settings)
     pattern = cfg.pattern or ("*.json" if profile.format == "eido" else "*.csv")
     source = FileDropSource(cfg.name, cfg.directory, profile, pattern, settle_seconds=cfg.settle)
     mapper = mapper_for(profile, cfg.source, rt.keyring)
@@ -327,16 +330,21 @@ def eido_receiver(rt: Any, cfg: EidoReceiverConfig) -> HttpComponent:
     return HttpComponent(rt, app, cfg.host, cfg.port, used, _receiver_tls(rt, cfg))
 
 
+def case_fields(settings: Any) -> dict[str, FieldDef]:
+    """The county's custom fields declared for case records (``custom.definitions``)."""
+    return load_definitions(settings.custom.definitions).from_source("case")
+
+
 def case_rest_poller(rt: Any, cfg: CaseRestPollerConfig) -> PollingComponent:
     mapping = cfg.case_mapping()
     source = CaseRestSource(cfg.name, cfg.url, page_size=cfg.page_size, token=cfg.token)
-    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring)
+    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring, case_fields(rt.settings))
     return PollingComponent(rt, _runner(rt, cfg, source, mapper, "cases", mapping.ref, False), mapping)
 
 
 def case_webhook(rt: Any, cfg: CaseWebhookConfig) -> HttpComponent:
     mapping = cfg.case_mapping()
-    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring)
+    mapper = mapping.mapper(rt.pseudonym_key, rt.keyring, case_fields(rt.settings))
     app = webhook_app(
         receiver=cfg.name,
         key=secret_bytes(rt.settings, cfg.key_name),

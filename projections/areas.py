@@ -16,8 +16,10 @@ before (:func:`projections.outcomes.suppressed_table`); :func:`area_table` then 
 sectors, beats and the calls for service to it *without changing one coarse cell*: the coarse
 cells are fixed (withheld ones stay withheld, shown ones are never chosen as complements) and
 complements are taken among the new cells only. If that cannot make every cell safe, every
-new cell is withheld (always safe: the new cells refine the old ones). The result is checked
-against every equation together, old and new.
+new cell is withheld; if even then the coarse cells give a protected new cell away (a change
+since an earlier release: the jurisdiction's calls minus a precinct of 0 tell the calls
+without a sector), the whole table is suppressed at once, coarse cells included. The result
+is checked against every equation together, old and new.
 
 **Calls for service** (``all_calls``): calls of every kind received in the area (behavioral
 health or not); ``calls`` (behavioral-health) + ``not.calls`` (hidden) = ``all_calls``. It is
@@ -265,8 +267,12 @@ def area_table(
 ) -> SuppressedTable:
     """``coarse`` (the suppressed jurisdiction / precinct / district table of the same calls)
     extended with sectors, beats and calls for service, every coarse cell unchanged (see the
-    module docstring). ``known_before``: what analysts knew of the new cells from earlier
-    releases (a change of 1 to ``max_small`` is protected, as in the coarse table)."""
+    module docstring; unchanged unless the coarse cells alone would give a protected new cell
+    away). Cells of the coarse table beyond the built-in grid (county metrics,
+    :mod:`projections.custom_metrics`) stay as they are, published with the coarse areas
+    only, and their equations are part of the system the new cells are checked against.
+    ``known_before``: what analysts knew of the new cells from earlier releases (a change of
+    1 to ``max_small`` is protected, as in the coarse table)."""
     unmeasured = tuple(unmeasured)
     before = known_before or {}
     kinds = present_kinds([path for path, _ in counts] + [
@@ -275,8 +281,14 @@ def area_table(
     areas |= {(k, path[i]) for (path, _) in counts for i, k in enumerate(PATH_KINDS) if k in kinds}
     areas |= {c[0] for c in before if c[0][0] in kinds}  # an area that lost its calls is 0 now
     values, eqs, hidden = area_system(counts, areas, kinds, unmeasured)
-    assert all(values[c] == v for c, v in coarse.values.items()), "the coarse table counts other calls"
+    assert all(values[c] == v for c, v in coarse.values.items() if c in values), (
+        "the coarse table counts other calls")
     new = [c for c in values if c not in coarse.values]
+    # cells only the coarse table has (county metrics, their atoms and parts) and their
+    # equations: the new cells are made safe against those too
+    values.update({c: v for c, v in coarse.values.items() if c not in values})
+    own = set(eqs)
+    eqs += [e for e in coarse.equations if e not in own]
     protect = set(coarse.protected) | {
         c for c, olds in before.items()
         if c in values and c not in coarse.values and any(1 <= abs(values[c] - v) <= max_small for v in olds)
@@ -289,13 +301,19 @@ def area_table(
     small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect), nonnegative=True)
     if small or narrow or hide & kept:
         hide = set(coarse.hidden) | set(new)  # withhold every new cell
+        small, narrow = exposed(values, eqs, hide, max_small, frozenset(protect), nonnegative=True)
+        if small or narrow:
+            # the coarse cells alone give a protected new cell away (a sector's change since an
+            # earlier release, derived from the jurisdiction and a precinct of 0): only then
+            # are coarse cells withheld too, the whole table suppressed at once
+            hide = suppress(values, eqs, hide, max_small, protect, nonnegative=True)
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
     # split cells are known too: a split derivable in two releases would tell its change
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
-    published = tuple(
-        (a, m) for a in sorted(areas | {("all", "all")}) for m in AREA_METRICS if not is_split(a)
-    )
+    grid = tuple((a, m) for a in sorted(areas | {("all", "all")}) for m in AREA_METRICS if not is_split(a))
+    on_grid = set(grid)
+    published = (*grid, *(c for c in coarse.published if c not in on_grid))  # + the county cells
     return SuppressedTable(
         values, frozenset(cast(set[Cell], hide)), known, published, tuple(eqs), frozenset(protect)
     )

@@ -35,6 +35,13 @@ engaged a clinician, the mode of the current form (else of the engagement), the 
 co-responder unit, the first service type referred to (alphabetically) — the groupings the
 report compares outcomes by.
 
+County-defined fields (``custom``): the values the call's ``CallReceived`` carries (a CAD
+profile's columns, in the source's words), then the case system's (case openings and
+contacts that name the incident, in time order), then each current intake form's in the
+forms' order — a later source's value replaces an earlier one's for the same field. They
+are kept as given; the county's definitions read them by type when a metric is computed
+(:mod:`hub.kernel.custom_fields`).
+
 Outcome: the CAD's latest disposition and the team's latest on-scene outcome are each
 mapped to one *primary* outcome; the incident's outcome is the more severe of the two
 (:data:`SEVERITY`). Primary outcomes are mutually exclusive, so per incident exactly one
@@ -51,7 +58,7 @@ from hub.kernel.crypto import KeyDestroyedError, Keyring, unseal
 from hub.kernel.vocabulary import Vocabulary
 from projections.config import FoldConfig
 from projections.facts import Fact, subject_person, with_payload
-from schemas.case import ServiceEnrolled
+from schemas.case import CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.dispatch import (
     CallDisposition,
     CallReceived,
@@ -265,6 +272,14 @@ def incident_row(
     program = engagements[0][1].program if engagements else (forms[0][1].program if forms else None)
     mode = forms[-1][1].mode if forms else (engagements[-1][1].mode if engagements else None)
     referral_types = sorted({p.service_type for _, p in with_payload(facts, ReferralRequested)})
+    custom: dict[str, Any] = {}
+    for _, received in with_payload(facts, CallReceived):
+        custom.update(received.custom)
+    cases = [*with_payload(facts, CaseOpened), *with_payload(facts, ContactLogged)]
+    for _, case in sorted(cases, key=lambda fp: fp[0].order):
+        custom.update(case.custom)
+    for _, form in forms:
+        custom.update(form.custom)
     outcome = primary_outcome(cad_outcome, onscene_outcome)
 
     def unit_times(kind: type[UnitEvent], units: tuple[str, ...] | None = None) -> list[datetime]:
@@ -343,4 +358,5 @@ def incident_row(
         "mode": mode,
         "team": team,
         "referral_type": referral_types[0] if referral_types else None,
+        "custom": dict(sorted(custom.items())),
     }

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from projections import custom_metrics
 from projections.counts import FLAG_METRICS, OUTCOME_METRICS
 from projections.suppression import Equation, derivable, forced_zero, suppress
 
@@ -110,8 +111,8 @@ def attribute_cells(values: Mapping[Any, int], equations: Iterable[Equation], at
 
 def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds: Iterable[Partition],
                      max_small: int = 10, hidden_metrics: Iterable[str] = (), *,
-                     known_before: Mapping[Cell, Iterable[int]] | None = None, attribute_max: int = 0
-                     ) -> SuppressedTable:
+                     known_before: Mapping[Cell, Iterable[int]] | None = None, attribute_max: int = 0,
+                     extension: custom_metrics.Extension | None = None) -> SuppressedTable:
     """Suppress one table of behavioral-health call counts. ``counts`` maps (group kind,
     group, metric) → value, the ``("all", "all")`` group being the total of every
     partition in ``partition_kinds`` (see :func:`table_equations`). ``hidden_metrics`` are
@@ -121,7 +122,9 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
     releases (:attr:`SuppressedTable.known` of each); a cell whose value differs by 1 to
     ``max_small`` from any of them is protected (the change itself would be a small count,
     whichever two releases are subtracted). ``attribute_max``: the
-    zero-cell rule (:func:`attribute_cells`; 0 = off)."""
+    zero-cell rule (:func:`attribute_cells`; 0 = off). ``extension``: the county metrics'
+    cells, atoms and equations (:mod:`projections.custom_metrics`), suppressed in the same
+    table; hidden metrics named there (not measured) are withheld like built-in ones."""
     partitions = tuple(partition_kinds)
     kinds = {k for p in partitions for k in _kinds(p)}
     areas: set[AreaKey] = {(k, a) for k, a, _ in counts if k == "all" or k in kinds}
@@ -142,16 +145,31 @@ def suppressed_table(counts: Mapping[tuple[str, str, str], int], partition_kinds
         for m in (*PUBLISHED_METRICS, *(HIDDEN_PREFIX + f for f in FLAG_METRICS)):
             values.setdefault((a, m), 0)
     eqs, hidden = table_equations(areas, partitions)
+    published_custom: list[Cell] = []
+    if extension is not None:
+        values.update(extension.values)
+        for a in sorted(areas):
+            for c, shown in extension.custom_cells(a):
+                values.setdefault(c, 0)
+                if shown:
+                    published_custom.append(c)
+                else:
+                    hidden.append(c)
+        eqs += custom_metrics.custom_equations(extension.metrics, areas, [_kinds(p) for p in partitions])
+        eqs += extension.equations
+        hidden += sorted(extension.hidden, key=repr)
     hidden += [(a, m) for a in areas for m in hidden_metrics]
     protect = {
         c for c, olds in before.items() if any(1 <= abs(values.get(c, 0) - v) <= max_small for v in olds)
     }
     if attribute_max:
         protect |= attribute_cells(values, eqs, attribute_max)
+        if extension is not None:
+            protect |= custom_metrics.attribute_cells(values, extension.metrics, areas, attribute_max)
     hide = suppress(values, eqs, hidden, max_small, protect, nonnegative=True)
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
-    published = tuple((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS)
+    published = (*((a, m) for a in sorted(areas) for m in PUBLISHED_METRICS), *published_custom)
     return SuppressedTable(dict(values), frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
                            frozenset(protect))

@@ -36,10 +36,13 @@ from aiokafka import AIOKafkaProducer
 
 from hub import __version__
 from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
+from hub.kernel.custom_fields import Definitions, load_definitions
 from hub.kernel.db import Connection, Executor
+from hub.kernel.errors import PermanentError
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.settings import Settings
-from projections.areas import Path, path_counts
+from projections import custom_metrics
+from projections.areas import path_counts
 from projections.population import load_areas
 from projections.queries import KeyResolver, ReadModelReader
 from projections.releases import (
@@ -55,29 +58,34 @@ from projections.reporting import unmeasured_metrics
 from projections.store import read_meta
 from schemas.topics import outcome_topic
 
+#: the columns a month's grouped statement always reads (what the built-in cells and the areas need)
+MONTH_COLUMNS = ("precinct", "district", "sector", "beat", "behavioral_health", "outcome", "referral_made",
+                 "connected_to_services", "co_responder", "call_category")
 
-async def month_counts(conn: Executor, schema: str, tz: str, months: Iterable[date] | None
-                       ) -> dict[date, dict[tuple[Path, str], int]]:
-    """(area path, metric) → count per month (agency time): behavioral-health metrics and calls
-    for service of every kind (:func:`projections.areas.path_counts`), from one statement over
-    ``incident_summary`` so that every grain of a month's table counts the same calls."""
+
+async def month_rows(conn: Executor, schema: str, tz: str, months: Iterable[date] | None,
+                     extra_columns: Iterable[str] = ()) -> dict[date, list[dict[str, Any]]]:
+    """Incident rows of every kind per month (agency time), grouped by :data:`MONTH_COLUMNS`
+    and ``extra_columns`` (what the county metrics read: :func:`projections.custom_metrics.row_columns`)
+    with their number ``n``: one statement over ``incident_summary``, so that every grain of a
+    month's table — and its county cells — count the same calls
+    (:func:`projections.areas.path_counts`, :func:`projections.custom_metrics.extension`)."""
     months = None if months is None else sorted(set(months))
+    columns = ", ".join(dict.fromkeys((*MONTH_COLUMNS, *extra_columns)))
     rows = await conn.fetch(
-        f"""SELECT date_trunc('month', received_at AT TIME ZONE $1)::date AS month, precinct, district,
-                   sector, beat, behavioral_health, outcome, referral_made, connected_to_services,
-                   co_responder, true AS received_at, call_category, count(*)::int AS n
+        f"""SELECT date_trunc('month', received_at AT TIME ZONE $1)::date AS month, {columns},
+                   true AS received_at, count(*)::int AS n
             FROM "{schema}".incident_summary
             WHERE received_at IS NOT NULL AND call_category IS NOT NULL
               AND ($2::date[] IS NULL
                    OR date_trunc('month', received_at AT TIME ZONE $1)::date = any($2::date[]))
-            GROUP BY 1, precinct, district, sector, beat, behavioral_health, outcome, referral_made,
-                     connected_to_services, co_responder, call_category""",
+            GROUP BY 1, {columns}""",
         tz, months,
     )
     grouped: dict[date, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         grouped[r["month"]].append(dict(r))
-    return {m: path_counts(rs) for m, rs in grouped.items()}
+    return dict(grouped)
 
 
 async def month_vocabularies(conn: Executor, schema: str, tz: str) -> dict[date, set[str | None]]:
@@ -108,6 +116,20 @@ async def latest_releases(conn: Executor, schema: str, months: Iterable[date] | 
     return {r["period_start"]: r for r in rows}
 
 
+class DefinitionsVersionError(PermanentError, ValueError):
+    """The county's definitions changed but kept their version: releases could not tell the
+    two apart, so nothing is released."""
+
+
+def check_definitions_version(released: dict | None, current: Definitions) -> None:
+    """Refuse definitions whose ``name@version`` an earlier release stated with other content."""
+    if released and released.get("definitions") == current.label and released.get("digest") != current.digest:
+        raise DefinitionsVersionError(
+            f"the custom definitions {current.path} changed but their version is still {current.version}: "
+            "raise `version` so releases can tell the two apart"
+        )
+
+
 class OutcomePublisher:
     """Explicit lifecycle: ``await start()``, ``await publish(months)``, ``await stop()``."""
 
@@ -125,6 +147,8 @@ class OutcomePublisher:
         self.topic = outcome_topic(settings.kafka.topic_prefix)
         self._producer: AIOKafkaProducer | None = None
         self._audit = AuditTopic(clients, settings.kafka.topic_prefix)
+        #: the county's metrics, published in every month's table (re-read at each start)
+        self.custom = load_definitions(settings.custom.definitions)
         #: the county's population table (rates per 1,000 residents): read once, checked here
         self.areas = load_areas(settings.areas)
 
@@ -158,26 +182,37 @@ class OutcomePublisher:
         tz = self.settings.agency_timezone
         now = self.clock()
         lateness = timedelta(days=p.release_lateness_days)
-        counts = await month_counts(conn, self.schema, tz, months)
+        columns = custom_metrics.row_columns(self.custom)
+        month_groups = await month_rows(conn, self.schema, tz, months, columns)
         latest = await latest_releases(conn, self.schema, months)
-        candidates = {m for m in {*counts, *latest} if month_closed(m, now, tz, lateness)}
+        candidates = {m for m in {*month_groups, *latest} if month_closed(m, now, tz, lateness)}
         meta = await read_meta(conn, self.schema) or {"label": None, "vocabularies": []}
         used = await month_vocabularies(conn, self.schema, tz)
         sources = tuple(self.settings.demographics.sources)
         reader = ReadModelReader(conn, self.schema, tz, p.small_cell_max, keys=self.keys,
-                                 demographic_sources=sources)
+                                 demographic_sources=sources, custom=self.custom)
         releases: list[MonthRelease] = []
         for month in sorted(candidates):
             prior = latest.get(month)
             known = json.loads(prior["known"]) if prior else {}
+            if prior is not None:
+                check_definitions_version(json.loads(prior["extras"]).get("custom_metrics"), self.custom)
+            last_day = next_month(month) - timedelta(days=1)
+            grouped = month_groups.get(month, [])
+            unmeasured = unmeasured_metrics(used.get(month, set()), meta["vocabularies"])
+            extension = None
+            if self.custom.metrics:  # county cells from the same rows as the built-in cells
+                unmeasured.update(custom_metrics.unmeasured_custom(self.custom, unmeasured))
+                extension = custom_metrics.extension(
+                    self.custom, [r for r in grouped if r["behavioral_health"]],
+                    custom_metrics.release_groups, [("precinct",), ("district",)], p.small_cell_max,
+                )
             release = month_release(
-                month, counts.get(month, {}), seq=prior["seq"] + 1 if prior else 1,
+                month, path_counts(grouped), seq=prior["seq"] + 1 if prior else 1,
                 max_small=p.small_cell_max, attribute_max=p.attribute_total_max,
-                known_before=known, vocabulary=meta["label"],
-                unmeasured=unmeasured_metrics(used.get(month, set()), meta["vocabularies"]),
+                known_before=known, vocabulary=meta["label"], unmeasured=unmeasured, extension=extension,
                 population=self.areas.residents(),
             )
-            last_day = next_month(month) - timedelta(days=1)
             release = with_extras(
                 release,
                 await reader.repeat_people(date_from=month, date_to=last_day),
@@ -186,9 +221,12 @@ class OutcomePublisher:
                 await reader.with_demographics(await reader.bh_incidents(date_from=month, date_to=last_day)),
                 tz=tz, sources=sources,
             )
+            extras = dict(release.extras)
+            if self.custom.metrics:
+                extras["custom_metrics"] = custom_metrics.section(self.custom)
             if self.areas.population is not None:  # the release states the table its rates used
-                info = self.areas.population.info()
-                release = replace(release, extras={**release.extras, "population": info})
+                extras["population"] = self.areas.population.info()
+            release = replace(release, extras=extras)
             dumped = [r.model_dump(mode="json") for r in release.records]
             if prior is None or not same_content(json.loads(prior["records"]), dumped) or (
                     json.loads(prior["extras"]) != release.extras):

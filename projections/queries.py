@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from hub.kernel.crypto import KeyDestroyedError, Keyring, unseal
+from hub.kernel.custom_fields import EMPTY, Definitions, load_definitions
 from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
@@ -35,7 +36,7 @@ from hub.kernel.settings import Settings
 from projections import demographics, reporting
 from projections.population import Areas, load_areas
 from projections.reporting import HEADLINES, REPORT_VERSION, Grain  # noqa: F401 - HEADLINES, REPORT_VERSION re-exported
-from projections.store import read_meta
+from projections.store import read_meta, stored_row
 from schemas.demographics import normalized
 
 Conn = Executor
@@ -97,6 +98,9 @@ class ReadModelReader:
     keys: KeyResolver | None = None
     #: the demographics sources in precedence order (the first is authoritative)
     demographic_sources: tuple[str, ...] = demographics.SOURCES
+    #: the county's custom fields and metrics (:mod:`hub.kernel.custom_fields`): its metrics
+    #: are cells of the outcome table, suppressed with it
+    custom: Definitions = EMPTY
     #: the county's maps and population table (rates per 1,000 residents); None: no rates
     #: per resident, no maps
     areas: Areas | None = None
@@ -119,8 +123,9 @@ class ReadModelReader:
     ) -> ReadModelReader:
         """The reader of ``schema`` (default ``settings.postgres.schema``) in the agency's
         time zone (``settings.agency_timezone``) with ``settings.projections.small_cell_max``
-        and the county's demographics precedence (``settings.demographics.sources``), its
-        maps and population table (``settings.areas``: read and checked here, ConfigError)."""
+        and the county's demographics precedence (``settings.demographics.sources``), custom
+        definitions (``settings.custom.definitions``), maps and population table
+        (``settings.areas``: read and checked here, ConfigError)."""
         return cls(
             conn,
             schema=schema or settings.postgres.schema_,
@@ -128,6 +133,7 @@ class ReadModelReader:
             small_cell_max=settings.projections.small_cell_max,
             keys=keys,
             demographic_sources=tuple(settings.demographics.sources),
+            custom=load_definitions(settings.custom.definitions),
             areas=load_areas(settings.areas),
         )
 
@@ -223,7 +229,8 @@ class ReadModelReader:
             rows = await self.with_demographics(rows)
         unmeasured = reporting.unmeasured_metrics({r["vocabulary"] for r in rows}, await self.vocabularies())
         return reporting.outcome_table(
-            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured
+            rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,
+            custom=self.custom,
         )
 
     async def vocabulary(self) -> dict[str, Any]:
@@ -332,6 +339,7 @@ class ReadModelReader:
         population = self.areas.population if self.areas is not None else None
         table = reporting.outcome_table(
             rows, by=by, tz=self.tz, small_cell_max=self.small_cell_max, unmeasured=unmeasured,
+            custom=self.custom,
             service_calls=service, population=None if population is None else population.residents,
         )
         demo = demographics.demographics_table(
@@ -357,6 +365,7 @@ class ReadModelReader:
                                          for v in meta["vocabularies"]]},
             unmeasured=unmeasured,
             notes=reporting.footnotes(labels, meta["vocabularies"]),
+            custom=self.custom,
             population=None if population is None else population.info(),
         )
 
@@ -411,11 +420,12 @@ class ReadModelReader:
         return [e for e in map(_entry, rows) if _visible(e, role, include_part2)]
 
     async def incident_summary(self, incident_id: str) -> dict[str, Any] | None:
-        """The ``incident_summary`` row (call, outcome, response times, persons) or None."""
+        """The ``incident_summary`` row (call, outcome, response times, persons, the county's
+        custom fields as a mapping) or None."""
         row = await self.conn.fetchrow(
             f"SELECT * FROM {self._s}.incident_summary WHERE incident_id = $1", incident_id
         )
-        return dict(row) if row else None
+        return None if row is None else stored_row(row)
 
     async def search_incidents(
         self,

@@ -30,8 +30,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from projections import custom_metrics
 from projections.areas import ALL_CALLS, COARSE_KINDS, PathCounts, area_table, kind_counts, rates
 from projections.counts import FLAG_METRICS
+from projections.custom_metrics import Extension, share_base
 from projections.demographics import SOURCES, demographics_release
 from projections.outcomes import (
     HIDDEN_PREFIX,
@@ -106,14 +108,18 @@ def month_release(
     known_before: Mapping[str, Iterable[int]] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     vocabulary: str | None = None,
+    extension: Extension | None = None,
     population: Mapping[AreaKey, int] | None = None,
 ) -> MonthRelease:
     """Release ``seq`` of a month from its counts ((area path, metric) → value:
     behavioral-health metrics and calls for service, :func:`projections.areas.path_counts`)
     and what analysts knew from the earlier releases. The jurisdiction, precincts and
     districts are suppressed as one table, then sectors, beats and calls for service are
-    added to it without changing it (:func:`projections.areas.area_table`). ``population``:
-    residents per area, for the rates per 1,000 residents."""
+    added to it without changing it (:func:`projections.areas.area_table`). ``extension``:
+    the county metrics of the month (:mod:`projections.custom_metrics`), published for the
+    jurisdiction, precincts and districts in the coarse table (their counts must come from
+    the same rows as ``counts``). ``population``: residents per area, for the rates per
+    1,000 residents."""
     period = f"{period_start:%Y-%m}"
     unmeasured = dict(unmeasured or {})
     # the table's cells (``repeat.`` / ``funnel.`` keys are the extras', see with_extras)
@@ -123,9 +129,10 @@ def month_release(
         COARSE_KINDS,
         max_small,
         tuple(unmeasured),
-        known_before={c: v for c, v in before.items()
-                      if c[0][0] in ("all", *COARSE_KINDS) and c[1] in COARSE_METRICS},
+        known_before={c: v for c, v in before.items() if c[0][0] in ("all", *COARSE_KINDS)
+                      and (c[1] in COARSE_METRICS or custom_metrics.is_extension_metric(c[1]))},
         attribute_max=attribute_max,
+        extension=extension,
     )
     table = area_table(
         counts, coarse, max_small, unmeasured=tuple(unmeasured), attribute_max=attribute_max,
@@ -136,10 +143,10 @@ def month_release(
     rated = rates(shown, population)
     records = []
     for (a, m), v in shown.items():
-        calls = shown[(a, "calls")]
+        base = shown.get((a, share_base(m)))
         measured = m not in unmeasured
         value = v if measured else None
-        share = round(value / calls, 4) if value is not None and calls and m != ALL_CALLS else None
+        share = round(value / base, 4) if value is not None and base and m != ALL_CALLS else None
         per_calls, per_residents = rated[(a, m)] if measured else (None, None)
         records.append(
             OutcomeRecord.model_validate(
@@ -287,6 +294,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
                                            "reason": NOT_RELEASED}
     demo = extras.get("demographics") or {"sources": [], "total": {}, "rows": [], "reason": NOT_RELEASED}
     period = release["period"]
+    custom = extras.get("custom_metrics")
     return {
         "report": "outcomes",
         "version": REPORT_VERSION,
@@ -307,6 +315,7 @@ def release_document(release: Mapping[str, Any], records: Iterable[Mapping[str, 
         },
         "repeat_encounters": repeat,
         "referral_funnel": funnel,
+        **({"custom_metrics": custom} if custom else {}),
         "population": extras.get("population"),
         "use_of_force": force,
         "demographics": demo,

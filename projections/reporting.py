@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
-from projections import areas
+from hub.kernel.custom_fields import EMPTY, Definitions
+from projections import areas, custom_metrics
 from projections.counts import UNKNOWN_AREA, incident_metrics
 from projections.outcomes import PUBLISHED_METRICS, Partition, suppressed_table
 from projections.referrals import FUNNEL_STAGES
@@ -197,6 +198,7 @@ def calls_for_service(
 def outcome_table(
     rows: Iterable[Mapping[str, Any]], *, by: str | None, tz: str, small_cell_max: int,
     unmeasured: Mapping[str, str] | None = None,
+    custom: Definitions = EMPTY,
     service_calls: Mapping[tuple[str, str], int] | None = None,
     population: Mapping[tuple[str, str], int] | None = None,
 ) -> dict[str, Any]:
@@ -205,14 +207,18 @@ def outcome_table(
     [{"group_kind", "group", "metrics": {metric: cell}}]}``; shares are of ``calls`` in
     the same group. ``group_kind`` is ``month``, or for areas the grain of the row
     (``precinct`` / ``district`` / ``area`` for unknown). ``unmeasured`` (metric → reason)
-    marks metrics the sources cannot express.
+    marks metrics the sources cannot express. ``custom``: the county's definitions — each
+    metric adds ``custom.<id>`` (share of its denominator) and ``custom.<id>.denominator``
+    to every group, suppressed in the same table (:mod:`projections.custom_metrics`).
 
     ``service_calls`` (group → calls for service of every kind, :func:`calls_for_service`):
     adds each group's ``all_calls`` cell — without changing any other cell
     (:func:`projections.areas.with_calls_for_service`) — and gives every cell its
     ``rate_per_1000_calls`` and, with ``population`` ((grain, area) → residents),
     ``rate_per_1000_residents`` (null when the count or its denominator is withheld)."""
+    rows = list(rows)
     unmeasured = dict(unmeasured or {})
+    unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
         groups = {("all", "all"), group_of(row, by, tz)}
@@ -220,7 +226,11 @@ def outcome_table(
             for m in incident_metrics(dict(row)):
                 counts[(*g, m)] += 1
     partitions = partitions_of(by)
-    suppressed = suppressed_table(counts, partitions, small_cell_max, tuple(unmeasured))
+    extension = custom_metrics.extension(
+        custom, rows, lambda r: {("all", "all"), group_of(r, by, tz)},
+        [_partition_kinds(p) for p in partitions], small_cell_max,
+    )
+    suppressed = suppressed_table(counts, partitions, small_cell_max, tuple(unmeasured), extension=extension)
     if service_calls is not None:
         suppressed = areas.with_calls_for_service(
             suppressed, service_calls, [_partition_kinds(p) for p in partitions], small_cell_max)
@@ -231,7 +241,8 @@ def outcome_table(
         if m in unmeasured:
             groups_out[g][m] = not_measured_cell(unmeasured[m])
         else:
-            groups_out[g][m] = cell(v, table[(g, "calls")] if m not in ("calls", areas.ALL_CALLS) else None)
+            base = custom_metrics.share_base(m)
+            groups_out[g][m] = cell(v, table.get((g, base)) if m not in ("calls", areas.ALL_CALLS) else None)
             if service_calls is not None:
                 per_calls, per_residents = rated[(g, m)]
                 groups_out[g][m] |= {"rate_per_1000_calls": per_calls,
@@ -517,13 +528,18 @@ def report_document(
     vocabulary: Mapping[str, Any] | None = None,
     unmeasured: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
+    custom: Definitions = EMPTY,
     population: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report document (``hub report --json``, version 2) from its sections.
-    ``vocabulary``: the label and vocabularies the read models were derived with;
-    ``population``: the source and year of the population table the rates per 1,000
-    residents used (None: none configured)."""
-    unmeasured = unmeasured or {}
+    ``vocabulary``: the label and vocabularies the read models were derived with.
+    ``custom``: the county's definitions; with metrics, their cells are in ``outcomes`` and
+    ``metrics``, and ``custom_metrics`` states the definitions (a county metric over an
+    unmeasured outcome or flag is listed in ``not_measured`` too). ``population``: the source
+    and year of the population table the rates per 1,000 residents used (None: none
+    configured)."""
+    unmeasured = {**(unmeasured or {})}
+    unmeasured.update(custom_metrics.unmeasured_custom(custom, unmeasured))
     total = table["total"]
     headline = {"calls": total["calls"]}
     headline.update({name: total[metric] for name, metric in HEADLINES.items()})
@@ -543,7 +559,7 @@ def report_document(
         "by": by,
         "segment": "behavioral_health",
         "small_cell_max": small_cell_max,
-        "metrics": list(PUBLISHED_METRICS),
+        "metrics": [*PUBLISHED_METRICS, *custom_metrics.metric_names(custom)],
         "headline": headline,
         "outcomes": table,
         "repeat_encounters": repeat,
@@ -551,6 +567,7 @@ def report_document(
         "referral_funnel": funnel,
         **({"use_of_force": force} if force is not None else {}),
         **({"demographics": demographics} if demographics is not None else {}),
+        **({"custom_metrics": custom_metrics.section(custom)} if custom.metrics else {}),
     }
 
 

@@ -77,7 +77,7 @@ from projections.livefold import (
 READ_MODEL_MIGRATIONS = MigrationSet(
     "projections", Path(__file__).resolve().parent / "migrations", "read_models"
 )
-_JSON_COLUMNS = {"data", "detail"}
+_JSON_COLUMNS = {"data", "detail", "custom"}
 FACT_CACHE_SIZE = 200_000
 log = logging.getLogger(__name__)
 META_VOCABULARIES = "vocabularies"
@@ -170,6 +170,17 @@ def fact_from_row(row: asyncpg.Record) -> Fact:
         recorded_at=row["recorded_at"],
         data=json.loads(data) if isinstance(data, str) else data,
     )
+
+
+def stored_row(record: asyncpg.Record | Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """A read-model row as the folds produce it: jsonb columns (:data:`_JSON_COLUMNS`), which
+    asyncpg returns as JSON text, decoded — so a stored row written back (a patched incident
+    row) is encoded once, not again as a JSON string."""
+    row = dict(record)
+    for column in _JSON_COLUMNS.intersection(row):
+        if isinstance(row[column], str):
+            row[column] = json.loads(row[column])
+    return row
 
 
 def _json_value(v: Any) -> str:
@@ -476,7 +487,7 @@ class ReadModelStore:
             listed = ", ".join(f'"{c}"' for c in table.columns)
             return _Part(f"SELECT ROW({listed}) FROM {q(table.name)} WHERE {column} = any($1::text[])"
                          if keys else "", (sorted(keys),), False,
-                         lambda rows: {r[column]: r for r in (dict(zip(table.columns, v, strict=True))
+                         lambda rows: {r[column]: r for r in (stored_row(zip(table.columns, v, strict=True))
                                                               for v in rows)})
         if isinstance(r, IncidentEntries):
             return _Part(f"""SELECT ROW(incident_id, event_id, at) FROM {q("timeline_entries")}
@@ -569,7 +580,7 @@ class ReadModelStore:
         facts = list(found.values())
         incidents = sorted(k[2:] for k in keys if k.startswith("i:"))
         old = [
-            dict(r)
+            stored_row(r)
             for r in await conn.fetch(
                 f"DELETE FROM {self.q('incident_summary')} WHERE incident_id = any($1::text[]) RETURNING *",
                 incidents,

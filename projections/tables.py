@@ -38,10 +38,11 @@ INCIDENT_SUMMARY = Table(
      "referral_made", "connected_to_services", "first_dispatched_at", "first_enroute_at",
      "first_arrived_at", "last_cleared_at", "response_seconds", "time_on_scene_seconds",
      "co_responder", "clinician_engaged_at", "officer_released_at", "officer_time_returned_seconds",
-     "persons", "fact_count", "vocabulary", "use_of_force", "program", "mode", "team", "referral_type"),
+     "persons", "fact_count", "vocabulary", "use_of_force", "program", "mode", "team", "referral_type",
+     "custom"),
     ("incident_id",),
-    "one row per incident: call attributes, outcome, response times, persons, use of force, and the "
-    "vocabulary (name@version) that classified it",
+    "one row per incident: call attributes, outcome, response times, persons, use of force, the "
+    "vocabulary (name@version) that classified it, and the county-defined fields (custom)",
 )
 TIMELINE_ENTRIES = Table(
     "timeline_entries",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Strict, StringConstraints
 
 FAMILIES = ("dispatch", "encounter", "referral", "case", "consent", "identity", "erasure")
 
@@ -73,6 +73,17 @@ class Area(Frozen):
     district: str | None = None
     sector: str | None = None
     beat: str | None = None
+
+
+#: a county-defined field's name (declared in the county's definitions file,
+#: :mod:`hub.kernel.custom_fields`)
+CustomFieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+#: a county-defined field's value as its source gave it: a CAD column's text, or the intake
+#: form's typed value (text of an enum, a whole number, true/false, a date as YYYY-MM-DD)
+CustomValue = (
+    Annotated[bool, Strict()] | Annotated[int, Strict()] | Annotated[str, StringConstraints(max_length=200)]
+)
+CustomValues = dict[CustomFieldName, CustomValue]
 
 
 class EventData(Frozen):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from schemas.base import Area, EventData, IncidentId, Sealed, Timestamp, register
+from pydantic import Field
+
+from schemas.base import Area, CustomValues, EventData, IncidentId, Sealed, Timestamp, register
 
 UnitKind = Literal["police", "co_responder", "clinician", "ems", "fire", "other"]
 
@@ -29,9 +31,11 @@ class _IncidentEvent(EventData):
 @register
 class CallReceived(_IncidentEvent):
     """A call for service entered the CAD (time queued/received). ``vocabulary`` names the
-    vocabulary the source's codes are in (the profile's), not what they mean."""
+    vocabulary the source's codes are in (the profile's), not what they mean. ``custom``:
+    the county-defined fields the profile maps from its columns, in the source's words (the
+    projections read them by the field's declared type)."""
 
-    event_type = "cad.call.received.v3"
+    event_type = "cad.call.received.v4"
     agency: str
     cad_number: str
     at: Timestamp
@@ -46,6 +50,7 @@ class CallReceived(_IncidentEvent):
     latitude: float | None = None
     #: the call's free-text remarks (may name people), sealed with the incident's key
     remarks: Sealed | None = None
+    custom: CustomValues = Field(default_factory=dict)
 
 
 class UnitEvent(_IncidentEvent):

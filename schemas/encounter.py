@@ -8,7 +8,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field, StringConstraints
 
-from schemas.base import EventData, IncidentId, Outcome, Pseudonym, Sealed, Timestamp, register
+from schemas.base import CustomValues, EventData, IncidentId, Outcome, Pseudonym, Sealed, Timestamp, register
 
 #: how the co-responder team worked the call (``co_response``: the clinician rode along)
 EncounterMode = Literal["co_response", "clinician_only", "phone", "follow_up"]
@@ -78,9 +78,11 @@ class IntakeRecorded(_EncounterEvent):
     on-scene outcome and ``use_of_force`` what police used (``None``: not recorded).
     The identifiers the person's pseudonym is made from never appear here; ``note`` (the
     free-text note and an amendment's reason) is sealed with the person's key, or with
-    the incident's when no person was identified."""
+    the incident's when no person was identified. ``custom``: the county-defined fields the
+    form filled in (typed, checked against the county's definitions); a field declared
+    sensitive is never here but sealed in ``note`` (under ``custom``)."""
 
-    event_type = "encounter.intake.recorded.v1"
+    event_type = "encounter.intake.recorded.v2"
     submission_id: str = Field(pattern=r"^[0-9a-f-]{36}$")
     revision: int = Field(0, ge=0)
     program: str
@@ -94,3 +96,4 @@ class IntakeRecorded(_EncounterEvent):
     consent_ids: tuple[str, ...] = ()
     officer_released_at: Timestamp | None = None
     note: Sealed | None = None
+    custom: CustomValues = Field(default_factory=dict)

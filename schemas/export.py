@@ -60,6 +60,11 @@ METRIC_DEFINITIONS = {
     "time_on_scene_seconds": "first arrival to the last real clear time; a call without a clear time "
                              "has none",
     "vocabulary": "name@version of the vocabularies that gave the source's codes their meaning",
+    "custom.<id>": "a county metric (the county's definitions file, stated in the release as "
+                   "custom_metrics): the calls its numerator filter selects, share of "
+                   "custom.<id>.denominator (the calls its denominator filter selects, share of calls); "
+                   "suppressed in the same table as the built-in cells, so neither can be subtracted "
+                   "from the other to find a small cell",
 }
 
 

@@ -58,8 +58,9 @@ class OutcomeRecord(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric: str = Field(description="calls, with_outcome, no_outcome, outcome.<primary>, referral_made, "
-                                     "connected_to_services, co_responder, or all_calls (calls for service "
-                                     "of every kind, behavioral-health or not)")
+                                     "connected_to_services, co_responder, all_calls (calls for service of "
+                                     "every kind, behavioral-health or not), or a county metric: custom.<id> "
+                                     "(its numerator) and custom.<id>.denominator")
     segment: Literal["behavioral_health"] = "behavioral_health"
     period_kind: Literal["month"] = "month"
     period: str = Field(description="YYYY-MM in the agency's time zone")
@@ -82,7 +83,8 @@ class OutcomeRecord(BaseModel):
         None, description="the release that published this cell: YYYY-MM.r<seq> (a month is released "
         "once closed; a correction is a new release of the whole month)"
     )
-    share: float | None = Field(description="value / calls in the same period and area, rounded to 4 places")
+    share: float | None = Field(description="value / calls in the same period and area (custom.<id>: value "
+                                "/ custom.<id>.denominator), rounded to 4 places")
     rate_per_1000_calls: float | None = Field(
         None, description="value per 1,000 calls for service (all_calls) of the same period and area, one "
         "decimal; null when the value or all_calls is withheld"

@@ -81,3 +81,31 @@ def _call_revised_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     data.pop("category", None)
     data.pop("behavioral_health", None)
     return _stated_outcome(data)
+
+
+@upcaster("cad.call.received.v3", "cad.call.received.v4")
+def _call_received_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    """v4 adds the county-defined fields (``custom``); v3 calls carried none."""
+    data.setdefault("custom", {})
+    return data
+
+
+@upcaster("encounter.intake.recorded.v1", "encounter.intake.recorded.v2")
+def _intake_recorded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the form (``custom``); v1 forms had none."""
+    data.setdefault("custom", {})
+    return data
+
+
+@upcaster("case.opened.v1", "case.opened.v2")
+def _case_opened_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the case record; v1 records had none."""
+    data.setdefault("custom", {})
+    return data
+
+
+@upcaster("case.contact.logged.v1", "case.contact.logged.v2")
+def _contact_logged_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v2 adds the county-defined fields of the case record; v1 records had none."""
+    data.setdefault("custom", {})
+    return data

@@ -156,6 +156,8 @@ class NormalizedCall:
     disposition_at: datetime | None = None
     disposition_rows: bool = False
     crisis: CrisisFlags | None = None
+    #: county-defined fields (field, the source's text) the profile maps
+    custom: tuple[tuple[str, str], ...] = ()
     #: free-text remarks (may name people): sealed per incident by :func:`call_events`
     remarks: str | None = None
 
@@ -209,6 +211,7 @@ def call_events(
                 longitude=blur(call.longitude, profile.coordinate_decimals),
                 latitude=blur(call.latitude, profile.coordinate_decimals),
                 remarks=seal_incident_text(keyring, incident_id, "remarks", call.remarks, source=source),
+                custom=dict(call.custom),
             )
         )
     ]

@@ -212,6 +212,7 @@ class FastRow:
         "closed",
         "code",
         "crisis",
+        "custom",
         "dispatched",
         "enroute",
         "label",
@@ -244,6 +245,8 @@ class FastRow:
     latitude: float | None
     self_initiated: bool
     crisis: tuple[bool | None, bool | None, bool | None, bool | None] | None
+    #: county-defined fields (field, the column's text), sorted by field
+    custom: tuple[tuple[str, str], ...]
     remarks: str | None
     revision: str
 
@@ -280,6 +283,7 @@ class FastRows:
             "disposition_text", "precinct", "district", "sector", "beat", "longitude", "latitude",
             "use_of_force", "cit_requested", "cit_dispatched", "cit_arrived", "remarks",
         )}
+        self.custom_columns = tuple(sorted(profile.custom.items()))
         self.blank_cad = Rejection("validate", f"{col('cad_number')}: CAD number is blank")
         self.blank_received = Rejection("validate", f"{col('received_at')}: received time is blank")
         self.exclude = [
@@ -419,6 +423,8 @@ class FastRows:
              self._flag(fields, "cit_dispatched"), self._flag(fields, "cit_arrived"))
             if self.profile.crisis_template else None
         )
+        row.custom = tuple((name, v[:200]) for name, column in self.custom_columns
+                           if (v := _text(fields.get(column))) is not None)
         row.remarks = s(fields, "remarks")
         row.revision = row.updated[1] if row.updated is not None else self.content_hash(row)
         return row
@@ -437,6 +443,9 @@ class FastRows:
         crisis = ""
         if row.crisis is not None:
             crisis = '"crisis": [' + ", ".join(_json_flag(f) for f in row.crisis) + "], "
+        if row.custom:  # as the reference: only then, so rows without custom fields keep their hash
+            crisis += '"custom": [' + ", ".join(
+                f"[{encode_basestring_ascii(k)}, {c(v)}]" for k, v in row.custom) + "], "
         text = (
             f'{{"area": {{"beat": {c(a[3])}, "district": {c(a[1])}, "precinct": {c(a[0])}, '
             f'"sector": {c(a[2])}}}, "call_type_final": {c(row.call_type_final)}, '
@@ -512,6 +521,7 @@ class FastRows:
             "longitude": lon,
             "latitude": lat,
             "remarks": _sealed(seal_incident_text(keyring, incident, "remarks", row.remarks, source=source)),
+            "custom": dict(row.custom),
         }, received_at)]
         units = (row.dispatched, row.enroute, row.onscene, row.closed)
         for event_type, unit in zip(_UNIT_TYPES, units, strict=True):

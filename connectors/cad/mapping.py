@@ -138,6 +138,8 @@ class CadRow:
     self_initiated: bool
     crisis: CrisisFlags | None = None
     disposition_rows: bool = False
+    #: county-defined fields (field, the column's text), sorted by field
+    custom: tuple[tuple[str, str], ...] = ()
     remarks: str | None = None  # free text: sealed per incident, not part of the content hash
 
     def content_hash(self) -> str:
@@ -167,6 +169,8 @@ class CadRow:
             "latitude": self.latitude,
             "self_initiated": self.self_initiated,
         }
+        if self.custom:  # only then: rows of profiles without custom fields keep their hash
+            content["custom"] = [[k, c(v)] for k, v in self.custom]
         if self.crisis is not None:
             content["crisis"] = [self.crisis.use_of_force, self.crisis.cit_requested,
                                  self.crisis.cit_dispatched, self.crisis.cit_arrived]
@@ -227,6 +231,7 @@ class CadRow:
             disposition_at=self.closed or self.onscene,
             disposition_rows=self.disposition_rows,
             crisis=self.crisis,
+            custom=self.custom,
             remarks=self.remarks,
         )
 
@@ -278,6 +283,8 @@ def read_row(fields: dict[str, Any], profile: Profile) -> CadRow | Rejection:
             cit_arrived=optional_flag(fields, p, "cit_arrived"),
         ) if p.crisis_template else None,
         disposition_rows=p.disposition_rows,
+        custom=tuple((name, v[:200]) for name, column in sorted(p.custom.items())
+                     if (v := text(fields, column)) is not None),
         remarks=text(fields, col("remarks")),
     )
 

@@ -16,6 +16,7 @@ never mid-import.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -25,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hub.kernel.custom_fields import check_source_fields, load_definitions
+from hub.kernel.settings import Settings
 from hub.kernel.vocabulary import Vocabulary, load_vocabulary, normalize_code, vocabulary_names
 
 __all__ = ["normalize_code"]  # re-exported: the mapper compares codes the way vocabularies do
@@ -94,6 +97,10 @@ class Profile(BaseModel):
     # number that differ only in their disposition are more dispositions, not revisions
     disposition_rows: bool = False
     vocabulary: str | None = None  # a vocabulary name or file; None: the bundled one of ``name``, if any
+    #: county-defined field → the source column it is read from (the field must be declared,
+    #: with ``cad`` among its sources, in the county's definitions: :mod:`hub.kernel.custom_fields`);
+    #: the facts keep the column's text
+    custom: dict[str, str] = Field(default_factory=dict)
     #: decimal places kept of published coordinates (3 ≈ 110 m, block level); None = as
     #: published (only for a feed that is already blurred at the source)
     coordinate_decimals: int | None = Field(3, ge=0, le=8)
@@ -117,6 +124,14 @@ class Profile(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("custom")
+    @classmethod
+    def _custom_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", k)]
+        if bad:
+            raise ValueError(f"custom field names are lower-case letters, digits and _: {bad!r}")
+        return value
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -129,6 +144,7 @@ class Profile(BaseModel):
         if self.self_initiated:
             cols.append(self.self_initiated.field)
         cols += [r.field for r in self.exclude]
+        cols += list(self.custom.values())
         return list(dict.fromkeys(cols))
 
     @cached_property
@@ -210,3 +226,11 @@ def apply_overrides(profile: Profile, overrides: Mapping[str, Any] | None) -> Pr
     data.update(overrides)
     return Profile.model_validate(data)
 
+
+
+def check_custom(profile: Profile, settings: Settings) -> None:
+    """Refuse (:class:`~hub.kernel.errors.ConfigError`) a profile whose ``custom`` columns
+    name fields the county's definitions (``custom.definitions``) do not declare for CAD."""
+    if profile.custom:
+        defs = load_definitions(settings.custom.definitions)
+        check_source_fields(defs, "cad", profile.custom, f"CAD profile {profile.name!r}: custom")

@@ -10,7 +10,14 @@ Record (JSON object, as the case system's REST API and webhooks send it)::
      ... type-specific fields (program, contact_kind, note, service_type, provider,
      substance_use, reason; a referral: referral_id, destination, service_type, priority,
      substance_use, reason, program; a case opening may carry "demographics": {"race",
-     "ethnicity", "gender", "birth_date", "age_band"}, sealed like a note)}
+     "ethnicity", "gender", "birth_date", "age_band"}, sealed like a note; a case opening or
+     a contact may carry "custom": {field: value} — the county's fields declared for ``case``)}
+
+County-defined fields (:mod:`hub.kernel.custom_fields`): a case opening's or a contact's
+``custom`` object is checked against the fields the county declared with ``case`` among
+their sources — an undeclared field, a value that is not one of the field's, or ``custom``
+on another record type rejects the record naming ``custom.<field>`` — and kept as given; a
+field declared sensitive is sealed with the person's key (``custom_sealed``), never in clear.
 
 A ``referral_created`` record becomes the same ``referral.requested`` fact the encounter
 intake makes (:func:`connectors.referrals.request.referral_request`), so the delivery
@@ -34,6 +41,7 @@ fact.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, get_args
 
@@ -41,6 +49,7 @@ from connectors.core.recorded import MapperConfig
 from connectors.core.records import Mapped, MapResult, RawRecord, Rejection, RevisionKey
 from connectors.referrals.request import referral_request
 from hub.kernel.crypto import KeyDestroyedError, Keyring, seal, seal_context
+from hub.kernel.custom_fields import FieldDef
 from hub.kernel.errors import PermanentError
 from hub.kernel.identity import pseudonymize
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
@@ -108,8 +117,10 @@ class CaseMapping(MapperConfig):
     def ref_name(self) -> str:
         return self.KIND
 
-    def mapper(self, pseudonym_key: bytes, keyring: Keyring | None = None) -> CaseMapper:
-        """The mapper of this configuration with the given keys."""
+    def mapper(self, pseudonym_key: bytes, keyring: Keyring | None = None,
+               custom_fields: Mapping[str, FieldDef] | None = None) -> CaseMapper:
+        """The mapper of this configuration with the given keys and the county's custom
+        fields declared for case records (as the definitions file is now)."""
         return CaseMapper(
             self.source,
             pseudonym_key,
@@ -117,6 +128,7 @@ class CaseMapping(MapperConfig):
             default_namespace=self.namespace,
             default_agency=self.agency,
             referral_destinations=self.referral_destinations,
+            custom_fields=custom_fields,
         )
 
 
@@ -132,6 +144,7 @@ class CaseMapper:
         default_namespace: str = DEFAULT_NAMESPACE,
         default_agency: str | None = None,
         referral_destinations: dict[str, Channel] | None = None,
+        custom_fields: Mapping[str, FieldDef] | None = None,
     ) -> None:
         self.source = source
         self.pseudonym_key = pseudonym_key
@@ -139,6 +152,7 @@ class CaseMapper:
         self.default_namespace = default_namespace
         self.default_agency = default_agency
         self.referral_destinations = dict(referral_destinations or {})
+        self.custom_fields = dict(custom_fields or {})
 
     def revision_key(self, record: RawRecord) -> RevisionKey | None:
         return None
@@ -154,7 +168,10 @@ class CaseMapper:
         kind = rec.get("record_type")
         noted = kind == "contact_logged" and rec.get("note")
         described = kind == "case_opened" and normalized(rec.get("demographics"))
-        if not (noted or described or (kind == "referral_created" and rec.get("reason"))):
+        custom = rec.get("custom")
+        sensitive = isinstance(custom, dict) and any(
+            (f := self.custom_fields.get(str(k))) is not None and f.sensitive for k in custom)
+        if not (noted or described or sensitive or (kind == "referral_created" and rec.get("reason"))):
             return []
         try:
             return [self._person(rec)]
@@ -181,6 +198,7 @@ class CaseMapper:
             default_namespace=self.default_namespace,
             default_agency=self.default_agency,
             referral_destinations=self.referral_destinations,
+            custom_fields=self.custom_fields,
         )
 
     def map(self, record: RawRecord, first_revision: str | None = None) -> MapResult:
@@ -205,6 +223,38 @@ class CaseMapper:
             raise CaseRecordError("cad_incident_number: no cad_agency and no default agency configured")
         return f"{agency}:{str(number).strip()}"
 
+    def _custom(self, rec: dict[str, Any], kind: str, person: str, record_id: str, version: str
+                ) -> tuple[dict[str, Any], Any]:
+        """(the record's county fields in clear, the sensitive ones sealed or None); raises
+        :class:`CaseRecordError` naming ``custom.<field>`` (values are never quoted)."""
+        raw = rec.get("custom")
+        if raw is None or raw == {}:
+            return {}, None
+        if kind not in ("case_opened", "contact_logged"):
+            raise CaseRecordError("custom: only case_opened and contact_logged records carry custom fields")
+        if not isinstance(raw, dict):
+            raise CaseRecordError("custom: expected an object of field: value")
+        clear: dict[str, Any] = {}
+        hidden: dict[str, Any] = {}
+        for name, value in sorted(raw.items()):
+            field = self.custom_fields.get(str(name))
+            if field is None:
+                raise CaseRecordError(f"custom.{name}: not a custom field declared for case records")
+            scalar = isinstance(value, str | int | bool) and not isinstance(value, float)
+            if not scalar or field.parse(value) is None:
+                raise CaseRecordError(f"custom.{name}: {field.check(value) or 'not a value of this field'}")
+            if isinstance(value, str):
+                value = value[:200]
+            (hidden if field.sensitive else clear)[str(name)] = value
+        sealed = None
+        if hidden and self.keyring:
+            try:
+                sealed = seal(self.keyring, person, {"custom": hidden},
+                              context=seal_context(self.source, record_id, version, "custom"))
+            except KeyDestroyedError:  # the person was erased: keep the fact, never the values
+                sealed = None
+        return clear, sealed
+
     def _person(self, rec: dict[str, Any]) -> str:
         """The pseudonym of the record's person (``person: {system, id}`` or the flat
         ``person_system`` / ``person_id``)."""
@@ -227,6 +277,7 @@ class CaseMapper:
         person = self._person(rec)
         at = _time(rec, "occurred_at")
         version = str(rec.get("version", 1))
+        custom, custom_sealed = self._custom(rec, kind, person, record_id, version)
         data: Any
         if kind == "case_opened":
             demographics = normalized(rec.get("demographics"))
@@ -240,6 +291,7 @@ class CaseMapper:
             data = CaseOpened(
                 case_id=case_id, person=person, at=at, program=_req(rec, "program"),
                 incident_id=self.incident_of(rec), demographics=sealed_demo,
+                custom=custom, custom_sealed=custom_sealed,
             )
         elif kind == "contact_logged":
             contact = str(rec.get("contact_kind") or "in_person")
@@ -256,6 +308,7 @@ class CaseMapper:
             data = ContactLogged.model_validate({  # contact_kind checked against CONTACT_KINDS above
                 "case_id": case_id, "person": person, "at": at, "contact_kind": contact,
                 "incident_id": self.incident_of(rec), "note": sealed,
+                "custom": custom, "custom_sealed": custom_sealed,
             })
         elif kind == "service_enrolled":
             data = ServiceEnrolled(

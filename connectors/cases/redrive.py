@@ -24,6 +24,7 @@ from connectors.core.recorded import MapperConfigStore, is_config_ref
 from connectors.core.records import Mapped
 from connectors.core.runner import bind_keys
 from hub.kernel.crypto import Keyring
+from hub.kernel.custom_fields import load_definitions
 from hub.kernel.deadletters import ValueFreeError
 from hub.kernel.settings import Settings
 from schemas.deadletter import DeadLetter
@@ -56,7 +57,8 @@ async def redrive_case(
     mapping, so an outage leaves the dead letter open)."""
     mapping = await resolve_mapping(MapperConfigStore(pool, settings.core_schema), dl)
     record = case_record(json.loads(raw), dl.record_ref, raw)
-    mapper = await bind_keys(mapping.mapper(pseudonym_key, keyring), [record])
+    fields = load_definitions(settings.custom.definitions).from_source("case")  # as the file is now
+    mapper = await bind_keys(mapping.mapper(pseudonym_key, keyring, fields), [record])
     result = mapper.map(record)
     if isinstance(result, Mapped):
         return list(result.events)

@@ -11,7 +11,8 @@ text):
    identified person");
 2. configuration — :func:`check_form` checks the form against the county's
    :class:`~hub.kernel.settings.IntakeSettings` (known destinations, identifier issuers and
-   services; a consent's recipients must be configured destinations).
+   services; a consent's recipients must be configured destinations) and its custom field
+   declarations (``custom.<field>``: declared for the intake, a value of its type).
 
 Invariant: a form that passes both is mapped to facts (:mod:`connectors.intake.mapping`)
 without further checks, so everything the intake refuses is refused before anything is
@@ -27,9 +28,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hub.kernel.custom_fields import EMPTY, Definitions
 from hub.kernel.errors import PermanentError
 from hub.kernel.settings import IntakeSettings
-from schemas.base import IncidentId, Outcome
+from schemas.base import CustomFieldName, CustomValue, IncidentId, Outcome
 from schemas.demographics import AgeBand, Ethnicity, Race
 from schemas.encounter import EncounterMode, ServiceName, UseOfForce
 from schemas.referral import Priority
@@ -117,6 +119,10 @@ class FormBody(_Model):
     consent: ConsentIn | None = None
     officer_released_at: AwareDatetime | None = None
     note: str | None = Field(None, max_length=8000)
+    #: the county-defined fields of the form (declared with ``intake`` among their sources:
+    #: :mod:`hub.kernel.custom_fields`), field → value (text of an enum, a whole number,
+    #: true/false, a date as YYYY-MM-DD); checked against the declarations by :func:`check_form`
+    custom: dict[CustomFieldName, CustomValue] = Field(default_factory=dict, max_length=50)
 
     @model_validator(mode="after")
     def _cross_field(self) -> FormBody:
@@ -186,6 +192,14 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
             if sep and " " not in head:
                 where = ".".join(p for p in (where, head) if p) if not head.startswith(where) else head
                 message = rest
+        if err["loc"][:1] == ("custom",) and len(err["loc"]) >= 2:  # a county field: one message each
+            name = str(err["loc"][1])
+            key = err["loc"][2:3] == ("[key]",)
+            where = "custom" if key else f"custom.{name}"
+            message = ("field names are lower-case letters, digits and _" if key
+                       else "must be text, a whole number, true/false or a date (YYYY-MM-DD)")
+            if any(e.field == where and e.message == message for e in out):
+                continue
         out.append(FieldError(where or "<form>", message))
     return out
 
@@ -209,9 +223,17 @@ def parse_amendment(body: Any) -> AmendmentForm:
     return form
 
 
-def check_form(form: FormBody, options: IntakeSettings) -> list[FieldError]:
-    """The problems of ``form`` against the county's intake configuration (pure)."""
+def check_form(form: FormBody, options: IntakeSettings, custom: Definitions = EMPTY) -> list[FieldError]:
+    """The problems of ``form`` against the county's intake configuration and custom field
+    declarations (pure)."""
     errors: list[FieldError] = []
+    declared = custom.from_source("intake")
+    for name, value in sorted(form.custom.items()):
+        field = declared.get(name)
+        if field is None:
+            errors.append(FieldError(f"custom.{name}", "not a custom field declared for the intake"))
+        elif (problem := field.check(value)) is not None:
+            errors.append(FieldError(f"custom.{name}", problem))
     if form.person is not None and form.person.system not in options.person_systems:
         errors.append(FieldError("person.system", "not one of the configured identifier issuers"))
     unknown = [s for s in form.services_offered if s not in options.services]
@@ -229,8 +251,8 @@ def check_form(form: FormBody, options: IntakeSettings) -> list[FieldError]:
     return errors
 
 
-def validated(form: FormBody, options: IntakeSettings) -> None:
+def validated(form: FormBody, options: IntakeSettings, custom: Definitions = EMPTY) -> None:
     """Raise :class:`FormInvalid` when :func:`check_form` finds problems."""
-    errors = check_form(form, options)
+    errors = check_form(form, options, custom)
     if errors:
         raise FormInvalid(errors)

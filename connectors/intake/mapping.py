@@ -8,7 +8,8 @@ One revision of a form (revision 0: the submission; 1, 2, ...: its amendments) b
   demographics and identifiers sealed with the person's key);
 - ``consent.granted`` when the revision captures a consent it did not capture before;
 - ``encounter.intake.recorded`` — the form itself: mode, on-scene outcome, use of force,
-  services offered, and the note sealed;
+  services offered, the county-defined fields, and the note sealed (with the fields the
+  county declared sensitive);
 - ``referral.requested`` when a referral is requested for the first time, built by
   :func:`connectors.referrals.request.referral_request` (the same request the
   case-management connectors make), so the delivery workers send it to the EHR; a Part 2
@@ -138,11 +139,13 @@ def intake_facts(
     destinations: Mapping[str, IntakeDestination],
     now: datetime,
     reason: str | None = None,
+    sensitive: frozenset[str] = frozenset(),
 ) -> IntakeFacts:
     """The facts of revision ``revision`` of a checked form (:func:`connectors.intake.form.check_form`);
     ``record_id`` is the client-generated id of the revision (the submission's or the
     amendment's), which with the source makes the event ids. Raises :class:`FormInvalid`
-    when an amendment names another person than the submission."""
+    when an amendment names another person than the submission. The custom fields named in
+    ``sensitive`` are sealed with the note (under ``custom``), the others recorded in clear."""
     source = intake_source(submitter.program)
     at = form.encounter_at
     out = IntakeFacts()
@@ -248,11 +251,14 @@ def intake_facts(
             of=referral_id,
         )
         out.referral_id = referral_id
-    sealed: dict[str, str] = {}
+    sealed: dict[str, Any] = {}
     if form.note:
         sealed["note"] = form.note
     if reason:
         sealed["amendment_reason"] = reason
+    hidden = {k: v for k, v in form.custom.items() if k in sensitive}
+    if hidden:
+        sealed["custom"] = hidden
     subject = seal_subject(pseudonym_key, form, incident_id, earlier)
     record = IntakeRecorded(
         incident_id=incident_id,
@@ -272,6 +278,7 @@ def intake_facts(
         note=seal(keys, subject, sealed, context=seal_context(source, record_id, revision, "note"))
         if sealed
         else None,
+        custom={k: v for k, v in form.custom.items() if k not in sensitive},
     )
     out.record = record
     out.then.append(event(record))

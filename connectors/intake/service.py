@@ -41,6 +41,7 @@ from connectors.intake.mapping import (
 )
 from connectors.referrals.consent import Allow, decide
 from hub.kernel.crypto import KeyStore
+from hub.kernel.custom_fields import EMPTY, Definitions
 from hub.kernel.db import MigrationSet, check_schema_name
 from hub.kernel.errors import PermanentError, outage_boundary
 from hub.kernel.log import EventLog
@@ -181,6 +182,7 @@ class IntakeService:
         incident_known: IncidentKnown,
         consents_of: ConsentsOf,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        custom: Definitions = EMPTY,
     ) -> None:
         self.log = log
         self.keystore = keystore
@@ -191,6 +193,8 @@ class IntakeService:
         self.incident_known = incident_known
         self.consents_of = consents_of
         self.clock = clock
+        #: the county's custom field declarations the forms are checked against
+        self.custom = custom
 
     async def _facts(
         self,
@@ -218,6 +222,7 @@ class IntakeService:
             destinations=self.options.destinations,
             now=self.clock(),
             reason=reason,
+            sensitive=frozenset(n for n, f in self.custom.fields.items() if f.sensitive),
         )
 
     async def _append(self, facts: IntakeFacts) -> None:
@@ -243,7 +248,7 @@ class IntakeService:
         known = await self._known_submission(submission_id, digest)
         if known is not None:
             return known
-        validated(form, self.options)
+        validated(form, self.options, self.custom)
         if not await self.incident_known(form.incident_id):
             raise FormInvalid([FieldError("incident_id", "no CAD incident with this id has been imported")])
         facts = await self._facts(
@@ -293,7 +298,7 @@ class IntakeService:
             row = await self.index.submission(submission_id)
             assert row is not None
             return _receipt(row, duplicate=True, revision=known["revision"], events=known["events"])
-        validated(form, self.options)
+        validated(form, self.options, self.custom)
         async with self.pool.acquire() as conn, conn.transaction():
             row = await self.index.submission(submission_id, conn, lock=True)
             if row is None:

@@ -69,6 +69,10 @@ AckInvalid, AckMismatch (hl7v2.ack)  permanent  delivery: "protocol" answer
 ReplayError (projections.replay)     permanent  ``hub replay``: message, exit 1
 VocabularyError (kernel.vocabulary)  permanent  as ConfigError: file, line and code named,
                                                 nothing applied
+CustomDefinitionError                permanent  as ConfigError: file, line, metric and field
+(kernel.custom_fields)                          named, nothing applied
+DefinitionsVersionError              permanent  projector: custom definitions changed without
+(projections.publisher)                         a new version, nothing released
 VocabularyVersionError (proj.store)  permanent  projector start / reclassify: a vocabulary
                                                 changed without a new version, exit 1
 KeyMismatch (projections.buckets)    permanent  ``hub replay``: message, exit 1 (a bug)

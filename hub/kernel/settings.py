@@ -344,6 +344,15 @@ class IntakeSettings(BaseModel):
         return value
 
 
+class CustomSettings(BaseModel):
+    """County-defined fields and metrics (:mod:`hub.kernel.custom_fields`): ``definitions`` is
+    the versioned YAML file declaring them (None: no custom fields, no custom metrics)."""
+
+    definitions: str | None = Field(
+        None, description="the county's custom fields and metrics file (see docs/operators.md)"
+    )
+
+
 #: the area grains a map or a population table can be given for (``incident_summary`` columns)
 AreaGrain = Literal["precinct", "district", "sector", "beat"]
 
@@ -434,6 +443,7 @@ class Settings(BaseSettings):
     record_mac: RecordMacSettings = RecordMacSettings()
     intake: IntakeSettings = IntakeSettings()
     demographics: DemographicsSettings = DemographicsSettings()
+    custom: CustomSettings = CustomSettings()
     areas: AreaSettings = AreaSettings()
 
     @model_validator(mode="after")

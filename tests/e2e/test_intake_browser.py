@@ -3,7 +3,9 @@ clinician finds an imported CAD incident of the demo county, fills in the encoun
 and submits it while the tablet is offline (the form keeps it and sends it when the
 connection is back); the incident's timeline shows it within a second, the referral goes
 to the EHR simulator over FHIR, the EHR's answer comes back, and the funnel and outcome
-counts move — no simulator appends an encounter fact. The screenshot is kept as
+counts move — no simulator appends an encounter fact. The form also renders the county's
+own fields (declared in its definitions file) as labelled inputs, reached with the
+keyboard, and their values travel in the form's fact. The screenshot is kept as
 ``test-artifacts/intake.png``."""
 
 from __future__ import annotations
@@ -149,6 +151,24 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
             await browser.press(" ")
             await browser.tab_to("referral-reason")
             await browser.type("follow-up after a crisis call")
+            # the county's own fields, rendered from its definitions with labels: housing (a
+            # select: not recorded, housed, sheltered, unsheltered), earlier contacts (a number)
+            # and a sensitive one (sealed with the note)
+            labels = await browser.evaluate(
+                "[...document.querySelectorAll('#custom-fields label')].map(l => [l.htmlFor, l.textContent])"
+            )
+            assert labels == [["custom-housing", "Housing status"],
+                              ["custom-earlier_contacts", "Earlier contacts with the team"],
+                              ["custom-safety_plan", "Safety plan made"]]
+            await browser.tab_to("custom-housing")
+            for _ in range(3):
+                await browser.press("ArrowDown")
+            await browser.tab_to("custom-earlier_contacts")
+            await browser.type("2")
+            await browser.tab_to("custom-safety_plan")
+            await browser.press("ArrowDown")  # yes
+            assert await browser.evaluate("JSON.stringify(document.getElementById('custom-housing').value)") \
+                == '"unsheltered"'
             values = await browser.evaluate(
                 "({o: outcome.value, f: use_of_force.value,"
                 " d: document.getElementById('referral-destination').value,"
@@ -187,10 +207,12 @@ async def test_a_clinician_submits_the_form_keyboard_only_and_the_loop_closes(
         async def on_timeline() -> list[dict[str, Any]]:
             resp = await api.get(f"/v1/incidents/{incident}/timeline", headers=clin)
             entries = resp.json().get("entries", []) if resp.status_code == 200 else []
-            return [e for e in entries if e["event_type"] == "encounter.intake.recorded.v1"]
+            return [e for e in entries if e["event_type"] == "encounter.intake.recorded.v2"]
 
         forms = await wait_for(on_timeline, timeout=30, what="the form on the incident timeline")
         assert forms[0]["data"]["program"] == DEMO_PROGRAM and forms[0]["data"]["use_of_force"] == "none"
+        # the county's fields travel in the form's fact; the sensitive one only sealed
+        assert forms[0]["data"]["custom"] == {"housing": "unsheltered", "earlier_contacts": 2}
         referral_id = forms[0]["data"]["referral_ids"][0]
 
         # the referral goes out over FHIR and the EHR's answer comes back

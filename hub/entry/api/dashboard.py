@@ -70,6 +70,30 @@ def headline_cards(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return cards
 
 
+def custom_cards(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One card per county metric (:mod:`projections.custom_metrics`) of the report's
+    jurisdiction cells: its share of the denominator, as published (suppressed or not
+    measured stays so)."""
+    section = report.get("custom_metrics") or {}
+    total = report.get("outcomes", {}).get("total", {})
+    cards = []
+    for m in section.get("metrics", []):
+        cell = total.get(m["metric"]) or {}
+        cards.append(
+            {
+                "key": m["metric"],
+                "label": m["label"],
+                "benchmark": None,
+                "share": cell.get("share"),
+                "numerator": _value(cell),
+                "denominator": _value(total.get(m["denominator_metric"])),
+                "measured": cell.get("measured", True),
+                "reason": cell.get("reason"),
+            }
+        )
+    return cards
+
+
 def grouped_series(outcomes: Mapping[str, Any]) -> dict[str, Any]:
     """``{"categories": [group...], "series": {outcome: [value...]}}`` of a report's
     ``outcomes`` section grouped by week, month or area (rows in the section's order)."""
@@ -191,7 +215,8 @@ def dashboard_view(
     pipeline: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Everything the page draws. ``by_month`` / ``by_area``: report documents for the same
-    period (their headline, funnel and repeat sections are identical period totals);
+    period (their headline, funnel and repeat sections are identical period totals; the county
+    metrics' cards are ``by_area``'s jurisdiction cells);
     ``by_week``: the weekly ``outcomes`` section of the same period. Use of force by month
     and by outcome and demographics come from ``by_month``, use of force by area from
     ``by_area``."""
@@ -200,6 +225,8 @@ def dashboard_view(
         "vocabulary": (by_month.get("vocabulary") or {}).get("label"),
         "period": {"from": by_month.get("from") or "first call", "to": by_month.get("to") or "latest call"},
         "headline": headline_cards(by_month),
+        "custom_metrics": custom_cards(by_area),
+        "custom_definitions": (by_area.get("custom_metrics") or {}).get("definitions"),
         "by_month": grouped_series(by_month["outcomes"]),
         "by_week": grouped_series(by_week),
         # the bars by area are the coarse grains (sectors and beats are on the map)

@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from hub.kernel.custom_fields import load_definitions
 from hub.kernel.db import Executor, check_schema_name
 from hub.kernel.settings import Settings
 from projections import queries
@@ -222,7 +224,10 @@ class PostgresReadModels:
     async def outcome_report(
         self, *, date_from: date | None, date_to: date | None, by: str | None
     ) -> dict[str, Any]:
-        doc = await self.reader.report(date_from=date_from, date_to=date_to, by=parse_grain(by))
+        """The live report, with the county metrics of the definitions file as it is now (a
+        metric added to the file shows without a restart)."""
+        reader = replace(self.reader, custom=load_definitions(self.settings.custom.definitions))
+        doc = await reader.report(date_from=date_from, date_to=date_to, by=parse_grain(by))
         return queries.jsonable(doc)
 
     async def outcomes_by_week(self, *, date_from: date | None, date_to: date | None) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
 from hub.kernel.audit import AccessLog
+from hub.kernel.custom_fields import load_definitions
 from hub.kernel.net import is_loopback
 from hub.kernel.settings import Settings
 
@@ -73,6 +74,7 @@ async def open_app(settings: Settings, host: str | None = None) -> AsyncIterator
             options=settings.intake,
             incident_known=read_models.incident_known,
             consents_of=read_models.consents_of,
+            custom=load_definitions(settings.custom.definitions),
         )
         app = create_app(
             settings,

@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from connectors.cad.ingest import ingest_files
+from connectors.cad.profile import check_custom
 from connectors.cad.used_profile import UsedProfile
 from connectors.core.recorded import MapperConfigStore
 from connectors.core.state import PostgresRevisionStore
@@ -34,6 +35,7 @@ async def _ingest_cad(profile_name: str, paths: list[Path], source: str | None) 
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
     settings = get_settings()
+    check_custom(profile, settings)
     async with open_runtime(settings) as rt:
         # recorded first: the dead letters name it, so a re-drive finds a YAML-path profile
         ref = await MapperConfigStore(rt.pool, settings.core_schema).record(used)

@@ -27,7 +27,7 @@ from hub.kernel.db import open_pool
 from hub.kernel.keystore import TokenKeyring
 from hub.kernel.output import EXIT_USAGE, emit_json, fail
 from hub.kernel.settings import get_settings
-from projections import queries
+from projections import custom_metrics, queries
 from projections.export import FORMATS, export
 from projections.releases import release_content, release_document
 from projections.reporting import GRAINS, HEADLINE_LABELS, cell_text, parse_grain
@@ -161,6 +161,7 @@ def report(
     typer.echo(f"  vocabulary: {doc['vocabulary']['label'] or 'not recorded (run hub project)'}")
     for name, cell in doc["headline"].items():
         typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
+    _print_custom(doc)
     for row in doc["outcomes"]["rows"]:
         cells = row["metrics"]
         enforcement = _fmt(cells["outcome.arrest_or_citation"])
@@ -215,6 +216,16 @@ def _print_release(release_id: str, schema: str | None, as_json: bool) -> None:
         typer.echo(f"  {HEADLINE_LABELS[name]:<48} {_fmt(cell)}")
     for line in section_lines(doc):
         typer.echo(line)
+    _print_custom(doc)
+
+
+def _print_custom(doc: dict[str, Any]) -> None:
+    """The county metrics of a report document (share of each one's denominator)."""
+    cells = custom_metrics.headline_cells(doc)
+    if cells:
+        typer.echo(f"  county metrics ({doc['custom_metrics']['definitions']}; shares of each denominator):")
+    for label, cell in cells:
+        typer.echo(f"    {label:<46} {_fmt(dict(cell))}")
 
 
 history = typer.Typer(help="The outcome releases: every closed month's tables as published.")

@@ -39,7 +39,7 @@ async def test_seattle_sample_imports_once_with_zero_dead_letters(rt) -> None:  
     assert (first.read, first.appended, first.dead_lettered) == (222, 222, 0) and first.balanced()
     assert (again.appended, again.events_appended, again.duplicates) == (0, 0, 222) and again.balanced()
     events = await dispatch_events(rt, "SPD")
-    assert collections.Counter(e.type for e in events)["cad.call.received.v3"] == 222
+    assert collections.Counter(e.type for e in events)["cad.call.received.v4"] == 222
 
 
 async def test_bad_rows_are_dead_lettered_in_postgres(rt, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -94,7 +94,7 @@ async def test_soql_poller_outage_backoff_metrics_and_revisions(rt) -> None:  # 
         await runner.cleanup()
     events = await dispatch_events(rt, "SIMA")
     kinds = collections.Counter(e.type for e in events)
-    assert kinds["cad.call.received.v3"] == len(county.calls)
+    assert kinds["cad.call.received.v4"] == len(county.calls)
     revs = [e for e in events if e.type == "cad.call.revised.v2"]
     assert sorted(e.data.get("cad_number", e.subject) for e in revs) == sorted(
         f"SIMA:{c.cad_number}" for c in revised
@@ -165,7 +165,7 @@ async def test_poller_killed_mid_page_ends_with_one_fact_per_revision(rt, settin
         await runner.cleanup()
     assert killed_at is None or killed_at["t"] < max(r["data_updated_at"] for r in state.rows.values())
     events = await dispatch_events(rt, "SIMK")
-    received = collections.Counter(e.subject for e in events if e.type == "cad.call.received.v3")
+    received = collections.Counter(e.subject for e in events if e.type == "cad.call.received.v4")
     assert len(received) == len(county.calls) and set(received.values()) == {1}
     revised_facts = collections.Counter(
         (e.subject, e.data["revision"]) for e in events if e.type == "cad.call.revised.v2"

@@ -132,13 +132,13 @@ async def test_case_rest_poller_cursor_survives_restart_and_repoll_appends_nothi
     assert len(events) == len(records) and len({e.id for e in events}) == len(records)
     kinds = collections.Counter(e.type for e in events)
     type_of = {
-        "case_opened": "case.opened.v1",
-        "contact_logged": "case.contact.logged.v1",
+        "case_opened": "case.opened.v2",
+        "contact_logged": "case.contact.logged.v2",
         "service_enrolled": "case.service.enrolled.v1",
         "case_closed": "case.closed.v1",
     }
     expected_kinds = collections.Counter(type_of[str(r["record_type"])] for r in records)
-    assert kinds == expected_kinds and kinds["case.opened.v1"] > 0 and kinds["case.contact.logged.v1"] > 0
+    assert kinds == expected_kinds and kinds["case.opened.v2"] > 0 and kinds["case.contact.logged.v2"] > 0
     linked = [e for e in events if e.data.get("incident_id")]
     assert linked and all(e.data["incident_id"].startswith("SIMC:") for e in linked)
     assert not any("MPI-" in e.model_dump_json() for e in events)  # pseudonyms only
@@ -301,7 +301,7 @@ async def test_csv_file_drop_ingests_once_dead_letters_bad_rows_and_sees_revisio
 
     events = await facts(rt, "dispatch", source)
     kinds = collections.Counter(e.type for e in events)
-    assert kinds["cad.call.received.v3"] == 6 and kinds["cad.call.revised.v2"] == 1
+    assert kinds["cad.call.received.v4"] == 6 and kinds["cad.call.revised.v2"] == 1
     (rev,) = [e for e in events if e.type == "cad.call.revised.v2"]
     cad = revised[2][header.index("CAD Event Number")]
     assert rev.subject == f"SIMD:{cad}" and rev.data["disposition_text"] == "PHYSICAL ARREST MADE"

@@ -5,7 +5,7 @@ dead-lettered, and the outcome topic never shows a small cell."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,6 +16,10 @@ from projections.projector import project
 from projections.queries import ReadModelReader
 from projections.replay import ReplayError, replay_into
 from projections.store import snapshot
+from schemas.case import ServiceEnrolled
+from schemas.dispatch import CallReceived
+from schemas.encounter import PersonIdentified
+from schemas.envelope import new_event
 from schemas.topics import fact_topic, outcome_topic
 from tests.integration.projections.projection_scenario import scenario
 
@@ -119,3 +123,31 @@ async def test_live_read_models_equal_replay_and_as_of(proj_rt: Runtime) -> None
     assert {e["event_id"] for e in entries} >= {e.id for e in first if e.subject == inc}
     dispatcher = await reader.incident_timeline(inc, role="dispatcher")
     assert dispatcher and all(e["system"] == "cad" for e in dispatcher)
+
+
+async def test_an_incident_patched_by_a_later_service_keeps_its_county_fields(proj_rt: Runtime) -> None:
+    """A service enrolment in a later batch patches ``connected_to_services`` on the stored
+    rows of its person's incidents (the live fold's patch path): the row written back keeps
+    its county-defined fields as they were — equal to a replay, not re-encoded."""
+    rt = proj_rt
+    prefix = rt.settings.kafka.topic_prefix
+    live, full = f"{prefix}_patched", f"{prefix}_patched_replay"
+    t0 = datetime(2024, 2, 1, 12, 0, tzinfo=UTC)
+    who = "psn_" + "0d" * 16
+    call = CallReceived(incident_id="sea:p0001", agency="sea", cad_number="p1", at=t0, source_timezone="UTC",
+                        call_type_final="CRISIS", custom={"crisis_line": "yes", "units_sent": 2})
+    seen = PersonIdentified(incident_id="sea:p0001", at=t0 + timedelta(minutes=5), person=who)
+    await rt.log.append([new_event(call, source="test/p", record_id="p/rx"),
+                         new_event(seen, source="test/p", record_id="p/id")])
+    await project(rt, schema=live, until_caught_up=True)
+    enrolled = ServiceEnrolled(case_id="case-p", person=who, at=t0 + timedelta(days=3), service_type="bh",
+                               provider="clinic")
+    await rt.log.append([new_event(enrolled, source="test/p", record_id="p/en")])
+    stats = await project(rt, schema=live, until_caught_up=True)
+    assert stats.new_facts == 1
+
+    row = await ReadModelReader.from_settings(rt.pool, rt.settings, schema=live).incident_summary("sea:p0001")
+    assert row is not None and row["connected_to_services"] is True
+    assert row["custom"] == {"crisis_line": "yes", "units_sent": 2}
+    await replay_into(rt.settings, rt.pool, rt.kafka, full)
+    assert await snapshot(rt.pool, live, TABLES) == await snapshot(rt.pool, full, TABLES)

@@ -25,7 +25,7 @@ from connectors.core.recorded import MapperConfig, is_config_ref
 from connectors.registry import KINDS, REDRIVERS, build, load_config, parse_components
 from hub.kernel.deadletters import ValueFreeError
 from hub.kernel.errors import ConfigError
-from hub.kernel.settings import PROJECT_ROOT
+from hub.kernel.settings import PROJECT_ROOT, CustomSettings
 from schemas.deadletter import DeadLetter
 
 OLD_FILE = """\
@@ -159,7 +159,7 @@ def test_a_validation_error_never_quotes_the_value() -> None:
 
 
 def fake_runtime() -> types.SimpleNamespace:
-    settings = types.SimpleNamespace(core_schema="unused", is_development=True)
+    settings = types.SimpleNamespace(core_schema="unused", is_development=True, custom=CustomSettings())
     return types.SimpleNamespace(settings=settings, pool=None, log=None, keyring=None,
                                  pseudonym_key=b"k" * 32, deadletter_sealer=None)
 

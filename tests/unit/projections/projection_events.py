@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from projections.facts import Fact, fact_from_envelope
 from schemas.base import Area
-from schemas.case import CaseOpened, ServiceEnrolled
+from schemas.case import CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.consent import ConsentGranted
 from schemas.dispatch import (
     CallDisposition,
@@ -55,9 +55,16 @@ incident = st.sampled_from(INCIDENTS)
 person = st.sampled_from(PERSONS)
 referral = st.sampled_from(REFERRALS)
 area = st.builds(Area, precinct=st.sampled_from(["N", "S", None]), beat=st.sampled_from(["B1", "B2", None]))
+#: county-defined values as a CAD row, a case record or an intake form carries them: few
+#: names, so later sources overwrite earlier ones for the same field
+custom = st.dictionaries(
+    st.sampled_from(["crisis_line", "units_sent", "zone"]),
+    st.one_of(st.booleans(), st.integers(0, 3), st.sampled_from(["north", "south"])),
+    max_size=2,
+)
 
 call_received = st.builds(
-    lambda i, m, cat, bh, a: CallReceived(
+    lambda i, m, cat, bh, a, c: CallReceived(
         incident_id=i,
         agency="sea",
         cad_number=i.split(":")[1],
@@ -66,12 +73,14 @@ call_received = st.builds(
         call_type_final=cat if bh else None,
         call_type_initial=None if bh else cat,
         area=a,
+        custom=c,
     ),
     incident,
     st.integers(0, 60 * 24 * 40),
     st.sampled_from(["CRISIS", "WELL BEING", "TRAFFIC"]),
     st.booleans(),
     area,
+    custom,
 )
 unit_event = st.builds(
     lambda cls, i, m, kind: cls(incident_id=i, at=at(m), unit_id=f"u-{kind}", unit_kind=kind),
@@ -117,9 +126,9 @@ onscene = st.builds(
     st.booleans(),
 )
 intake_form = st.builds(
-    lambda i, m, sub, rev, o, force, p: IntakeRecorded(
+    lambda i, m, sub, rev, o, force, p, c: IntakeRecorded(
         incident_id=i, at=at(m), submission_id=sub, revision=rev, program="p", clinician_id="c1",
-        mode="co_response", outcome=o, use_of_force=force, person=p,
+        mode="co_response", outcome=o, use_of_force=force, person=p, custom=c,
     ),
     incident,
     minutes,
@@ -128,6 +137,7 @@ intake_form = st.builds(
     st.sampled_from(OUTCOMES),
     st.sampled_from((None, "none", "restraints")),
     st.sampled_from((None, *PERSONS)),
+    custom,
 )
 requested = st.builds(
     lambda r, p, m, i, su: ReferralRequested(
@@ -165,10 +175,18 @@ enrolled = st.builds(
     minutes,
 )
 opened = st.builds(
-    lambda p, m, i: CaseOpened(case_id="k1", person=p, at=at(m), program="p", incident_id=i),
+    lambda p, m, i, c: CaseOpened(case_id="k1", person=p, at=at(m), program="p", incident_id=i, custom=c),
     person,
     minutes,
     st.sampled_from((None, *INCIDENTS)),
+    custom,
+)
+contact = st.builds(
+    lambda p, m, i, c: ContactLogged(case_id="k1", person=p, at=at(m), incident_id=i, custom=c),
+    person,
+    minutes,
+    st.sampled_from((None, *INCIDENTS)),
+    custom,
 )
 link = st.builds(
     lambda cls, a, b, m: cls(person=a, other=b, at=at(m), actor="t"),
@@ -198,6 +216,7 @@ any_event = st.one_of(
     referral_step,
     enrolled,
     opened,
+    contact,
     link,
     consent,
 )

@@ -130,6 +130,18 @@ def test_adversary_across_beats_sectors_precincts_and_releases_derives_nothing_s
     assert attack(versions) == []
 
 
+def test_a_change_the_coarse_cells_alone_would_tell_withholds_coarse_cells_too() -> None:
+    # release 1 shows 28 calls without a sector; then 9 calls go (7 of EAST's without a sector,
+    # EAST's 2 in sector E): all = 21 and EAST = 0 would give "sector unknown = 21" (7 fewer)
+    # even with every sector withheld, so a coarse cell is withheld too
+    west = ("WEST", None, None, frozenset({"referral_made", "connected_to_services"}), None, "1", True)
+    east_e = ("EAST", None, "involuntary_hold", frozenset({"referral_made"}), "E", "1", True)
+    first = ([("WEST", "D1", "involuntary_hold", frozenset())] * 13 + [west] * 8
+             + [("EAST", "D1", "involuntary_hold", frozenset())] * 7 + [east_e] * 2)
+    versions = [first, first[:-9], first[:-17]]
+    assert attack(versions) == []
+
+
 def test_months_are_separate_tables() -> None:
     # two months of the same areas: nothing adds months up, so each month is attacked alone,
     # and a month's releases never carry another month's cells

@@ -9,6 +9,7 @@ from datetime import timedelta
 from projections import tables as T
 from projections.config import FoldConfig
 from projections.fold import derive
+from schemas.case import ContactLogged
 from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched
 from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
 from schemas.referral import ReferralRequested
@@ -113,3 +114,15 @@ def test_the_intervention_columns() -> None:
         "outpatient_mh",
     )
     assert (row([call()])["program"], row([call()])["mode"]) == (None, None)
+
+
+def test_county_fields_come_from_cad_then_case_system_then_forms_in_any_order() -> None:
+    cad = fact(CallReceived(incident_id=INC, agency="sea", cad_number="1001", at=at(0), source_timezone="UTC",
+                            call_type_final="CRISIS", custom={"housing": "Unsheltered", "camp": "A"}))
+    case = fact(ContactLogged(case_id="k1", person=PERSONS[0], at=at(30), incident_id=INC,
+                              custom={"housing": "sheltered", "visits": 3}))
+    form_ = fact(IntakeRecorded(incident_id=INC, at=at(20), submission_id=SUB, program="p", clinician_id="c1",
+                                mode="co_response", outcome="referral", custom={"visits": 4}))
+    for facts in ([cad, case, form_], [form_, case, cad]):
+        assert row(facts)["custom"] == {"camp": "A", "housing": "sheltered", "visits": 4}
+    assert row([cad])["custom"] == {"camp": "A", "housing": "Unsheltered"}  # the source's words, as given

@@ -416,7 +416,7 @@ def test_facts_sealed_before_vocabularies_are_upcast_with_their_sealed_words() -
         "disposition_note": sealed("disposition_text", "DCR ITA DETENTION"),
     })
     r, d = received.current(), disposition.current()
-    assert (r.type, d.type) == ("cad.call.received.v3", "cad.call.disposition.v2")
+    assert (r.type, d.type) == ("cad.call.received.v4", "cad.call.disposition.v2")
     assert r.data["remarks"] == received.data["remarks"] and r.data["longitude"] == -122.335
     assert d.data["disposition_note"] == disposition.data["disposition_note"]
     assert d.data["disposition_code"] is None and "outcome" not in d.data

@@ -1,6 +1,6 @@
 """Hypothesis strategies that build valid instances of any event payload model by reading
 its field annotations (pseudonyms, incident ids, aware datetimes, literals, sealed blobs,
-nested frozen models, optionals and tuples)."""
+nested frozen models, optionals, tuples and mappings)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ def for_annotation(annotation: Any, metadata: list[Any] | None = None) -> st.Sea
         return st.one_of(*(for_annotation(a, metadata) for a in get_args(annotation)))
     if origin is Literal:
         return st.sampled_from(get_args(annotation))
+    if origin is dict:  # county-defined fields: name → value
+        key, value = get_args(annotation)
+        return st.dictionaries(for_annotation(key), for_annotation(value), max_size=3)
     if origin is tuple:
         args = get_args(annotation)
         inner = for_annotation(args[0])

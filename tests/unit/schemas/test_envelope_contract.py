@@ -112,9 +112,9 @@ def test_committed_v1_fixture_is_upcast_to_the_current_version() -> None:
     stored = Envelope.from_bytes(raw)
     assert stored.type == "cad.call.received.v1"
     current = stored.current()
-    assert current.type == CallReceived.event_type == "cad.call.received.v3"
+    assert current.type == CallReceived.event_type == "cad.call.received.v4"
     assert current.id == stored.id and current.recordedat == stored.recordedat
-    assert current.dataschema == SCHEMA_URN + "cad.call.received.v3"
+    assert current.dataschema == SCHEMA_URN + "cad.call.received.v4"
     payload = current.payload()
     assert isinstance(payload, CallReceived)
     assert payload.area.precinct == "WEST" and payload.area.sector == "KING" and payload.area.beat == "K2"
@@ -124,3 +124,4 @@ def test_committed_v1_fixture_is_upcast_to_the_current_version() -> None:
     assert json.loads(raw)["data"]["precinct"] == "WEST"  # the stored bytes are untouched
     # the meaning v1 carried is not a fact any more: the projections apply a vocabulary
     assert "behavioral_health" in json.loads(raw)["data"] and "behavioral_health" not in current.data
+    assert payload.custom == {}  # v4: no county-defined fields in a v1 call

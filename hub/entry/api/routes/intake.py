@@ -2,7 +2,8 @@
 claim) submit and amend encounter forms and find the CAD incident to link them to.
 
 - ``GET /v1/intake/options`` — what the form offers: the configured EHR destinations,
-  identifier issuers and services, and the vocabularies (modes, outcomes, use of force);
+  identifier issuers and services, the vocabularies (modes, outcomes, use of force) and the
+  county's custom fields (name, type, label, allowed values or range, sensitive);
 - ``GET /v1/intake/incidents`` — imported CAD incidents by incident number, date and area
   (CAD attributes only, no persons);
 - ``POST /v1/intake/encounters`` — a form: 201 with the receipt; the same
@@ -104,8 +105,9 @@ async def _answer(run: Any) -> JSONResponse:
 
 
 @router.get("/v1/intake/options")
-async def options(p: Clinician, state: State) -> dict[str, Any]:
-    """What the form offers this deployment's co-responders."""
+async def options(p: Clinician, state: State, intake: Intake) -> dict[str, Any]:
+    """What the form offers this deployment's co-responders (with the county's custom fields
+    declared for the intake, in the order of its definitions file)."""
     cfg = state.settings.intake
     return {
         "program": p.program,
@@ -120,6 +122,11 @@ async def options(p: Clinician, state: State) -> dict[str, Any]:
         "outcomes": list(OUTCOMES),
         "use_of_force": list(USE_OF_FORCE),
         "urgencies": list(get_args(Priority)),
+        "custom_fields": [
+            {"name": f.name, "type": f.type, "label": f.label, "values": list(f.values), "min": f.minimum,
+             "max": f.maximum, "sensitive": f.sensitive}
+            for f in intake.custom.from_source("intake").values()
+        ],
     }
 
 

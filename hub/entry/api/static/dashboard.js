@@ -19,8 +19,7 @@
   }
   function pct(v) { return v === null || v === undefined ? "suppressed" : (v * 100).toFixed(1) + "%"; }
 
-  function headline(cards) {
-    const box = $("headline");
+  function headline(cards, box = $("headline")) {
     box.textContent = "";
     for (const c of cards) {
       const div = document.createElement("div");
@@ -112,6 +111,10 @@
     $("period").textContent = (d.period ? `Period: ${d.period.from} – ${d.period.to}.` : "") +
       (d.vocabulary ? ` Vocabulary: ${d.vocabulary}.` : "");
     headline(d.headline);
+    // the county's own metrics (its definitions file), suppressed like every other cell
+    $("custom").hidden = !d.custom_metrics.length;
+    $("custom-definitions").textContent = d.custom_definitions || "";
+    headline(d.custom_metrics, $("custom-cards"));
     // over time: weeks for a short period (up to three months), months beyond — and months
     // when there is no weekly series (an analyst's dashboard shows released months only)
     const monthly = d.by_month.categories.length > 3 || d.by_week.categories.length === 0;

@@ -54,6 +54,45 @@
     for (const s of o.services) { option($("referral-service_type"), s); checkbox($("services_offered"), "services_offered", s); }
     for (const u of o.urgencies) option($("referral-urgency"), u);
     for (const d of o.destinations) checkbox($("consent-recipients"), "consent-recipients", d.name, d.display);
+    customFields(o.custom_fields || []);
+  }
+
+  // --- the county's custom fields: one labelled input per declared field ----------------------
+  function customFields(fields) {
+    const box = $("custom-fields");
+    $("fs-custom").hidden = fields.length === 0;
+    for (const f of fields) {
+      const div = document.createElement("div"); div.className = "field";
+      const label = document.createElement("label"); label.htmlFor = "custom-" + f.name; label.textContent = f.label;
+      let input;
+      if (f.type === "enum" || f.type === "boolean") {
+        input = document.createElement("select");
+        option(input, "", "— not recorded —");
+        if (f.type === "enum") for (const v of f.values) option(input, v);
+        else { option(input, "true", "yes"); option(input, "false", "no"); }
+      } else {
+        input = document.createElement("input");
+        input.type = f.type === "date" ? "date" : "number";
+        if (f.type === "integer") { input.step = "1"; input.inputMode = "numeric";
+          if (f.min !== null) input.min = f.min; if (f.max !== null) input.max = f.max; }
+      }
+      input.id = "custom-" + f.name; input.dataset.custom = f.name; input.dataset.type = f.type;
+      const err = document.createElement("p"); err.className = "error"; err.id = "err-custom-" + f.name; err.hidden = true;
+      div.append(label, input);
+      if (f.sensitive) { const h = document.createElement("p"); h.className = "hint"; h.id = "hint-custom-" + f.name;
+        h.textContent = "Kept sealed, like the note."; input.setAttribute("aria-describedby", h.id); div.appendChild(h); }
+      div.appendChild(err); box.appendChild(div);
+    }
+  }
+  function customValues() {
+    const out = {};
+    for (const el of document.querySelectorAll("[data-custom]")) {
+      const v = el.value.trim();
+      if (v === "") continue;
+      const t = el.dataset.type;
+      out[el.dataset.custom] = t === "integer" ? (/^-?\d+$/.test(v) ? Number(v) : v) : t === "boolean" ? v === "true" : v;
+    }
+    return out;
   }
 
   // --- the form's values <-> the JSON body ------------------------------------------------
@@ -67,7 +106,7 @@
       encounter_at: localToIso($("encounter_at").value), mode: $("mode").value, outcome: $("outcome").value,
       use_of_force: $("use_of_force").value || null, services_offered: checked("services_offered"),
       officer_released_at: localToIso($("officer_released_at").value), note: val("note"),
-      person: null, referral: null, consent: null,
+      person: null, referral: null, consent: null, custom: customValues(),
     };
     if ($("has-person").checked) b.person = { system: $("person-system").value, identifier: val("person-identifier"),
       role: $("person-role").value, given_name: val("person-given_name"), family_name: val("person-family_name"),
@@ -97,6 +136,10 @@
     if (d.consent) { $("consent-general").checked = !!d.consent.general; $("consent-part2").checked = !!d.consent.part2;
       for (const i of document.querySelectorAll('input[name="consent-recipients"]')) i.checked = d.consent.recipients.includes(i.value);
       if (d.consent.expires_at) set("consent-expires_at", d.consent.expires_at.slice(0, 10)); }
+    for (const el of document.querySelectorAll("[data-custom]")) {
+      const v = (d.custom || {})[el.dataset.custom];
+      el.value = v === undefined || v === null ? "" : String(v);
+    }
     if (d.incident) showIncidents([d.incident], d.incident.incident_id);
     toggles();
   }

@@ -46,21 +46,21 @@ def test_remarks_are_sealed_with_the_incident_key_and_never_clear() -> None:
     rec = RawRecord("f.csv:2", b"", row())
     mapper = CadMapper(p, keyring=keyring)
     assert mapper.persons_to_seal(rec) == [incident_subject("COUNTY:2026-77")]
-    received = events(mapper.map(rec))["cad.call.received.v3"]
+    received = events(mapper.map(rec))["cad.call.received.v4"]
     assert NAME not in str(received)
     assert received["remarks"]["kid"] == keyring.key_id(incident_subject("COUNTY:2026-77"))
     assert unseal(keyring, Sealed.model_validate(received["remarks"])) == {"remarks": REMARK}
     # without a keyring the remark is dropped, never stored clear
-    assert events(CadMapper(p).map(rec))["cad.call.received.v3"]["remarks"] is None
+    assert events(CadMapper(p).map(rec))["cad.call.received.v4"]["remarks"] is None
 
 
 def test_coordinates_are_blurred_to_the_profile_precision() -> None:
     rec = RawRecord("f.csv:2", b"", row())
-    blurred = events(CadMapper(profile()).map(rec))["cad.call.received.v3"]
+    blurred = events(CadMapper(profile()).map(rec))["cad.call.received.v4"]
     assert (blurred["longitude"], blurred["latitude"]) == (-122.335, 47.608)  # default: 3 decimals
-    coarse = events(CadMapper(profile(coordinate_decimals=2)).map(rec))["cad.call.received.v3"]
+    coarse = events(CadMapper(profile(coordinate_decimals=2)).map(rec))["cad.call.received.v4"]
     assert (coarse["longitude"], coarse["latitude"]) == (-122.34, 47.61)
-    exact = events(CadMapper(profile(coordinate_decimals=None)).map(rec))["cad.call.received.v3"]
+    exact = events(CadMapper(profile(coordinate_decimals=None)).map(rec))["cad.call.received.v4"]
     assert (exact["longitude"], exact["latitude"]) == (-122.335167, 47.608013)
 
 
@@ -95,9 +95,9 @@ def test_erasing_the_incident_key_erases_remarks_and_the_rows_dead_letters() -> 
     keyring.destroy(incident_subject("COUNTY:2026-77"))
     with pytest.raises(ErasedPayloadError):
         asyncio.run(open_raw(letter, SEAL, keyring))
-    received = next(e for e in log.events if e.type == "cad.call.received.v3")
+    received = next(e for e in log.events if e.type == "cad.call.received.v4")
     with pytest.raises(KeyDestroyedError):
         unseal(keyring, Sealed.model_validate(received.data["remarks"]))
     # a later export of the erased incident keeps the facts, never the remark
     again = events(CadMapper(p, keyring=keyring).map(RawRecord("f.csv:9", b"", row())))
-    assert again["cad.call.received.v3"]["remarks"] is None
+    assert again["cad.call.received.v4"]["remarks"] is None

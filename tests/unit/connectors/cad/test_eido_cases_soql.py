@@ -76,7 +76,7 @@ def test_eido_revision_disposition_and_units() -> None:
     res = m.map(eido_record(json.dumps(doc).encode(), "x"), first_revision="2021-04-30T18:43:49.439000+00:00")
     assert isinstance(res, Mapped)
     by_type = {e.type: e.data for e in res.events}
-    assert by_type["cad.call.received.v3"]["vocabulary"] == "eido"
+    assert by_type["cad.call.received.v4"]["vocabulary"] == "eido"
     assert by_type["cad.unit.onscene.v1"]["unit_kind"] == "co_responder"
     assert by_type["cad.call.disposition.v2"]["disposition_code"] == "TRANSPORT-MH"
     assert by_type["cad.call.revised.v2"]["revision"] == "2021-04-30T20:05:00+00:00"
@@ -264,7 +264,7 @@ def test_county_model_is_deterministic_and_realistic() -> None:
     assert {e.type for e in envs} >= {
         "encounter.clinician.engaged.v1",
         "encounter.person.identified.v1",
-        "encounter.intake.recorded.v1",
+        "encounter.intake.recorded.v2",
         "referral.requested.v1",
     }
     assert len({e.id for e in envs}) == len(envs)

@@ -7,20 +7,22 @@ import asyncio
 import csv
 import io
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from connectors.cad.csvfile import CsvLayoutError, parse_csv
 from connectors.cad.ingest import ingest_files
-from connectors.cad.mapping import CadMapper
-from connectors.cad.profile import load_profile, profile_names
+from connectors.cad.mapping import CadMapper, read_row
+from connectors.cad.profile import check_custom, load_profile, profile_names
 from connectors.core.memory import MemoryLog, MemoryRevisionStore
-from connectors.core.records import Exclusion, Mapped, Rejection
+from connectors.core.records import Exclusion, Mapped, RawRecord, Rejection
 from connectors.core.runner import DeadLetterSink, ingest_batch
 from hub.kernel import metrics
 from hub.kernel.crypto import MemoryKeyring, unseal
+from hub.kernel.errors import ConfigError
 from hub.kernel.keystore import DeadLetterSealer
-from hub.kernel.settings import PROJECT_ROOT
+from hub.kernel.settings import PROJECT_ROOT, CustomSettings, Settings
 from hub.kernel.vocabulary import load_vocabulary
 from projections.config import FoldConfig
 from projections.facts import fact_from_envelope
@@ -114,7 +116,7 @@ def test_seattle_times_are_local_stored_as_utc_with_zone() -> None:
     assert call["call_type_initial"] == "SERVICE - WELFARE CHECK"
     assert meaning(res.events)["1"]["behavioral_health"] is False
     assert [e.type for e in res.events] == [
-        "cad.call.received.v3",
+        "cad.call.received.v4",
         "cad.call.disposition.v2",
     ]  # blank arrival ok
 
@@ -249,7 +251,7 @@ def test_new_orleans_row_and_excluded_rows() -> None:
     assert call["area"]["district"] == "7" and call["longitude"] is None
     types = [e.type for e in res[0].events]
     assert types == [
-        "cad.call.received.v3", "cad.unit.dispatched.v1", "cad.unit.cleared.v1", "cad.call.disposition.v2"
+        "cad.call.received.v4", "cad.unit.dispatched.v1", "cad.unit.cleared.v1", "cad.call.disposition.v2"
     ]
     assert res[0].events[-1].data["at"] == "2023-01-01T07:00:00Z"
 
@@ -357,7 +359,7 @@ def test_redriver_maps_a_fixed_row_again() -> None:
         at=datetime.now(UTC),
     )
     events = map_again(dl, row, load_profile("seattle"))
-    assert [e.type for e in events] == ["cad.call.received.v3", "cad.call.disposition.v2"]
+    assert [e.type for e in events] == ["cad.call.received.v4", "cad.call.disposition.v2"]
     with pytest.raises(ValueError, match="unparseable time"):
         map_again(dl, row.replace(b"01/01/2023 1:00:00 AM", b"garbage"), load_profile("seattle"))
 
@@ -425,3 +427,31 @@ def test_city_disposition_maps_are_plausible() -> None:
         row = {**NOLA_ROW, "DispositionText": spelling, "Disposition": "X"}
         (res,) = map_rows("new_orleans", csv_text("new_orleans", [row]))
         assert isinstance(res, Exclusion), spelling
+
+
+def test_a_profile_maps_columns_to_county_fields_in_the_source_words(tmp_path: Path) -> None:
+    generic = load_profile("generic")
+    county = generic.model_copy(update={"custom": {"housing": "Housing Status"}})
+    assert "Housing Status" in county.required_columns
+    fields = {"incident_number": "2026-9", "received_at": "2026-02-01T09:00:00-08:00",
+              "call_type_final": "PERSON IN CRISIS", "Housing Status": " Unsheltered "}
+    result = CadMapper(county).map(RawRecord("f.csv:2", b"", fields))
+    assert isinstance(result, Mapped)
+    received = next(e.data for e in result.events if e.type == "cad.call.received.v4")
+    assert received["custom"] == {"housing": "Unsheltered"}  # the column's text, as the source wrote it
+    # a profile without custom fields keeps its rows' content hash (no spurious revisions)
+    plain = read_row(fields, generic)
+    assert not isinstance(plain, Rejection) and plain.custom == ()
+    assert plain.content_hash() == read_row({**fields, "Housing Status": "x"}, generic).content_hash()
+    # the field must be declared for CAD in the county's definitions
+    defs = tmp_path / "defs.yaml"
+    defs.write_text("name: c\nversion: 1\nfields:\n  housing: {type: enum, values: [housed, unsheltered], "
+                    "label: Housing, sources: [intake]}\n")
+    settings = Settings(state_dir=tmp_path, custom=CustomSettings(definitions=str(defs)))
+    with pytest.raises(ConfigError, match="custom field 'housing' does not list cad"):
+        check_custom(county, settings)
+    defs.write_text(defs.read_text().replace("[intake]", "[cad, intake]"))
+    check_custom(county, settings)
+    with pytest.raises(ConfigError, match="is not declared"):
+        check_custom(county, Settings(state_dir=tmp_path))
+    check_custom(generic, Settings(state_dir=tmp_path))  # nothing mapped: nothing to check

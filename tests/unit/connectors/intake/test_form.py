@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from connectors.intake.form import FormInvalid, check_form, parse_amendment, parse_form
+from hub.kernel.custom_fields import parse_definitions
 from hub.kernel.settings import IntakeDestination, IntakeSettings
 
 NAME, MRN = "Jane Quimby", "MPI-884213"
@@ -108,3 +109,26 @@ def test_an_amendment_needs_its_own_id_and_a_reason() -> None:
         parse_amendment(raw)
     assert {e.field for e in exc.value.errors} == {"amendment_id", "reason"}
     assert parse_amendment({**raw, "amendment_id": str(uuid.uuid4()), "reason": "typo"}).reason == "typo"
+
+
+def test_county_fields_are_checked_against_the_declarations() -> None:
+    defs = parse_definitions(
+        "name: c\nversion: 1\nfields:\n"
+        "  housing: {type: enum, values: [housed, unsheltered], label: Housing, sources: [cad, intake]}\n"
+        "  visits: {type: integer, min: 0, max: 9, label: Visits, sources: [intake]}\n"
+        "  camp: {type: boolean, label: Camp, sources: [cad]}\n",
+        "c.yaml",
+    )
+    form = parse_form(body(custom={"housing": "homeless", "visits": 10, "camp": True, "x": 1}))
+    assert {(e.field, e.message) for e in check_form(form, IntakeSettings(), defs)
+            if e.field.startswith("custom")} == {
+        ("custom.housing", "must be one of housed, unsheltered"),
+        ("custom.visits", "must be at most 9"),
+        ("custom.camp", "not a custom field declared for the intake"),
+        ("custom.x", "not a custom field declared for the intake"),
+    }
+    ok = parse_form(body(custom={"housing": "housed", "visits": 9}))
+    assert not [e for e in check_form(ok, IntakeSettings(), defs) if e.field.startswith("custom")]
+    with pytest.raises(FormInvalid) as bad:
+        parse_form(body(custom={"housing": ["a"], "Bad Name": 1}))
+    assert {e.field for e in bad.value.errors} == {"custom.housing", "custom"}

@@ -74,7 +74,7 @@ def test_a_submission_gives_the_facts_in_two_batches() -> None:
         "encounter.person.identified.v1",
         "consent.granted.v1",
     ]
-    assert [e.type for e in out.then] == ["encounter.intake.recorded.v1", "referral.requested.v1"]
+    assert [e.type for e in out.then] == ["encounter.intake.recorded.v2", "referral.requested.v1"]
     record = out.then[0].payload()
     assert record.model_dump(
         include={"program", "clinician_id", "mode", "outcome", "use_of_force", "revision"}
@@ -109,7 +109,7 @@ def test_a_form_without_a_person_seals_its_note_under_the_incident() -> None:
     out = facts(body(person=None, referral=None, consent=None))
     assert [e.type for e in out.envelopes] == [
         "encounter.clinician.engaged.v1",
-        "encounter.intake.recorded.v1",
+        "encounter.intake.recorded.v2",
     ]
     assert out.person is None and out.then[0].payload().note is not None  # type: ignore[attr-defined]
 
@@ -137,7 +137,7 @@ def test_an_amendment_adds_a_revision_and_repeats_nothing() -> None:
         now=NOW,
         reason=amendment.reason,
     )
-    assert [e.type for e in out.envelopes] == ["encounter.intake.recorded.v1"]
+    assert [e.type for e in out.envelopes] == ["encounter.intake.recorded.v2"]
     record = out.then[0].payload()
     assert (record.revision, record.outcome, record.referral_ids) == (
         1,
@@ -167,3 +167,20 @@ def test_an_amendment_adds_a_revision_and_repeats_nothing() -> None:
             now=NOW,
         )
     assert exc.value.errors[0].field == "person"
+
+
+def test_county_fields_travel_in_the_form_and_sensitive_ones_only_sealed() -> None:
+    keys = MemoryKeyring()
+    out = facts(body(custom={"housing": "unsheltered", "visits": 2, "safety_plan": True}), keys,
+                sensitive=frozenset({"safety_plan"}))
+    assert out.record is not None
+    assert out.record.custom == {"housing": "unsheltered", "visits": 2}
+    recorded = next(e for e in out.then if e.type == "encounter.intake.recorded.v2")
+    assert "safety_plan" not in recorded.model_dump_json()
+    assert out.record.note is not None
+    assert unseal(keys, out.record.note)["custom"] == {"safety_plan": True}
+    # nothing sensitive, no note: nothing sealed
+    plain = facts(body(custom={"housing": "housed"}, note=None, referral=None, consent=None))
+    assert plain.record is not None and plain.record.note is None
+    assert plain.record.custom == {"housing": "housed"}
+

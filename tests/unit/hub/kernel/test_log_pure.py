@@ -87,7 +87,7 @@ def test_decode_record_upcasts_and_keeps_position() -> None:
     old = dispatched("1").model_copy(update={"type": "cad.call.received.v1", "data": data})
     event = decode_record(_record(old.to_bytes()))
     assert (event.topic, event.partition, event.offset, event.timestamp) == ("p.facts.dispatch", 2, 7, T0)
-    assert event.envelope.type == "cad.call.received.v3"  # v1 -> v2 -> v3, the stored bytes untouched
+    assert event.envelope.type == "cad.call.received.v4"  # v1 -> v2 -> v3 -> v4, the stored bytes untouched
     payload = event.envelope.payload()
     assert isinstance(payload, CallReceived) and "behavioral_health" not in payload.model_dump()
     assert event.key == "sea:1"

@@ -70,7 +70,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
             ])
             await project(rt, until_caught_up=True)
             before = await _person_timeline(settings, rt, person)
-        contact = next(e for e in before["entries"] if e["event_type"] == "case.contact.logged.v1")
+        contact = next(e for e in before["entries"] if e["event_type"] == "case.contact.logged.v2")
         assert contact["data"]["note"] == {"sealed": True, "erased": False} and contact["erased"] is False
         assert "ciphertext" not in json.dumps(before)
 
@@ -92,11 +92,11 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
             replayed = [e.envelope async for e in rt.log.replay(families=["case", "erasure"])
                         if e.envelope.partitionkey == person]
             kinds = [e.type for e in replayed]
-            assert kinds.count("erasure.person.erased.v1") == 1 and "case.contact.logged.v1" in kinds
+            assert kinds.count("erasure.person.erased.v1") == 1 and "case.contact.logged.v2" in kinds
             erased_fact = next(e for e in replayed if e.type == "erasure.person.erased.v1")
             assert erased_fact.data["basis"] == "RR-2026-7" and erased_fact.data["requested_by"] == "jdoe"
             sealed = Sealed.model_validate(
-                next(e for e in replayed if e.type == "case.contact.logged.v1").data["note"]
+                next(e for e in replayed if e.type == "case.contact.logged.v2").data["note"]
             )
             with pytest.raises(KeyDestroyedError):
                 unseal(rt.keyring, sealed)
@@ -106,7 +106,7 @@ async def test_hub_erase_shreds_the_sealed_note_in_replay_and_api(services: obje
 
             await project(rt, until_caught_up=True)
             after = await _person_timeline(settings, rt, person)
-        contact = next(e for e in after["entries"] if e["event_type"] == "case.contact.logged.v1")
+        contact = next(e for e in after["entries"] if e["event_type"] == "case.contact.logged.v2")
         assert contact["data"]["note"] == {"sealed": True, "erased": True} and contact["erased"] is True
         assert any(e["event_type"] == "erasure.person.erased.v1" for e in after["entries"])
         assert "Jane" not in json.dumps(after)

@@ -66,7 +66,7 @@ async def test_person_read_is_logged_once_before_printing_and_sealed_fields_stay
     assert out.returncode == 0, out.stderr
     _no_ciphertext(out.stdout)
     doc = json.loads(out.stdout)
-    contact = next(e for e in doc["entries"] if e["event_type"] == "case.contact.logged.v1")
+    contact = next(e for e in doc["entries"] if e["event_type"] == "case.contact.logged.v2")
     assert contact["detail"]["note"] == {"sealed": True, "erased": False} and contact["erased"] is False
     assert await access_log.count() == before + 1
     (row,) = await access_log.recent(limit=1, subject=person)

@@ -6,6 +6,7 @@ without consent is held; an amendment is a new revision that replaces the outcom
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,17 +23,31 @@ from hub.entry.api.app import create_app
 from hub.entry.api.auth import DevIssuer, TokenVerifier
 from hub.entry.api.readmodels import PostgresReadModels
 from hub.kernel.audit import AccessLog
+from hub.kernel.crypto import unseal
+from hub.kernel.custom_fields import parse_definitions
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import IntakeDestination, IntakeSettings, Settings
 from projections.projector import project
-from schemas.base import Area
+from schemas.base import Area, Sealed
 from schemas.dispatch import CallReceived
 from schemas.envelope import new_event
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)
-INCIDENTS = [f"sea:I{n:05d}" for n in range(1, 7)]
+INCIDENTS = [f"sea:I{n:05d}" for n in range(1, 8)]
+#: the county's custom fields the intake accepts (one sensitive: sealed with the note)
+CUSTOM = parse_definitions(
+    """name: test-county
+version: 1
+fields:
+  housing: {type: enum, values: [housed, sheltered, unsheltered], label: Housing, sources: [cad, intake]}
+  visits: {type: integer, min: 0, max: 50, label: Earlier contacts, sources: [intake]}
+  safety_plan: {type: boolean, label: Safety plan made, sources: [intake], sensitive: true}
+  camp: {type: enum, values: [a, b], label: From the CAD only, sources: [cad]}
+""",
+    "intake-test.yaml",
+)
 NAME, MRN = "Jane Quimby", "MPI-884213"
 
 
@@ -91,6 +106,7 @@ async def api(
         options=rt.settings.intake,
         incident_known=read_models.incident_known,
         consents_of=read_models.consents_of,
+        custom=CUSTOM,
     )
     app = create_app(
         rt.settings,
@@ -161,7 +177,7 @@ async def test_submission_is_appended_and_on_the_incident_timeline(
     assert {
         "encounter.clinician.engaged.v1",
         "encounter.person.identified.v1",
-        "encounter.intake.recorded.v1",
+        "encounter.intake.recorded.v2",
         "referral.requested.v1",
     } <= set(types)
     assert NAME not in timeline.text and MRN not in timeline.text and "Jane" not in timeline.text
@@ -336,7 +352,7 @@ async def test_amendment_is_a_new_revision_of_the_same_program(
     timeline = (
         await api.get(f"/v1/incidents/{INCIDENTS[5]}/timeline?purpose=treatment", headers=auth(issuer))
     ).json()
-    forms = [e for e in timeline["entries"] if e["event_type"] == "encounter.intake.recorded.v1"]
+    forms = [e for e in timeline["entries"] if e["event_type"] == "encounter.intake.recorded.v2"]
     assert sorted(f["data"]["revision"] for f in forms) == [0, 1]  # the original stays on record
     assert {f["summary"].split(":")[1].split(",")[0].strip() for f in forms} == {"submitted", "amendment 1"}
 
@@ -351,3 +367,40 @@ async def test_incident_search_and_options(api: httpx.AsyncClient, issuer: DevIs
     opts = (await api.get("/v1/intake/options", headers=auth(issuer, "case_manager"))).json()
     assert [d["name"] for d in opts["destinations"]] == ["clinic-a", "clinic-b"]
     assert opts["program"] == "coresp-1" and "none" in opts["use_of_force"]
+    assert [(f["name"], f["type"], f["sensitive"]) for f in opts["custom_fields"]] == [
+        ("housing", "enum", False), ("visits", "integer", False), ("safety_plan", "boolean", True)]
+    assert opts["custom_fields"][0]["values"] == ["housed", "sheltered", "unsheltered"]
+
+
+async def test_custom_fields_are_checked_recorded_and_sensitive_ones_sealed(
+    api: httpx.AsyncClient, issuer: DevIssuer, intake_rt: Runtime
+) -> None:
+    before = await indexed(intake_rt)
+    bad = form(INCIDENTS[6], custom={"housing": "homeless", "visits": 51, "camp": "a", "color": "x",
+                                     "safety_plan": "yes"})
+    refused = await api.post("/v1/intake/encounters", json=bad, headers=auth(issuer))
+    assert refused.status_code == 422
+    assert {(e["field"], e["message"]) for e in refused.json()["errors"]} == {
+        ("custom.housing", "must be one of housed, sheltered, unsheltered"),
+        ("custom.visits", "must be at most 50"),
+        ("custom.camp", "not a custom field declared for the intake"),
+        ("custom.color", "not a custom field declared for the intake"),
+        ("custom.safety_plan", "must be true or false"),
+    }
+    assert "homeless" not in refused.text and await indexed(intake_rt) == before  # nothing appended
+
+    good = form(INCIDENTS[6], custom={"housing": "unsheltered", "visits": 3, "safety_plan": True})
+    resp = await api.post("/v1/intake/encounters", json=good, headers=auth(issuer))
+    assert resp.status_code == 201, resp.text
+    await project(intake_rt, until_caught_up=True)
+    schema = intake_rt.settings.postgres.schema_
+    row = await intake_rt.pool.fetchrow(
+        f"SELECT custom::text AS custom FROM {schema}.incident_summary WHERE incident_id = $1", INCIDENTS[6])
+    assert json.loads(row["custom"]) == {"housing": "unsheltered", "visits": 3}  # not the sensitive one
+    fact = await intake_rt.pool.fetchrow(
+        f"SELECT data::text AS data FROM {schema}.facts WHERE incident_id = $1 AND event_type = $2",
+        INCIDENTS[6], "encounter.intake.recorded.v2")
+    data = json.loads(fact["data"])
+    assert data["custom"] == {"housing": "unsheltered", "visits": 3} and "safety_plan" not in json.dumps(data)
+    keys = await intake_rt.keyring.resolve_ids([data["note"]["kid"]])
+    assert unseal(keys, Sealed.model_validate(data["note"]))["custom"] == {"safety_plan": True}
