@@ -63,6 +63,7 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from asyncpg.pool import PoolConnectionProxy
 
 from hub.kernel.deadletters import describe_error, describe_failure
 from hub.kernel.errors import TransientError
@@ -151,6 +152,10 @@ class Projector:
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
         self.seeks = 0  # assignments moved to the stored positions
+        self._positions: dict[tuple[str, int], int] | None = None  # stored positions, as last seen
+        self._queued: list[tuple[list[ConsumerRecord], asyncio.Future[None]]] = []
+        self._applier: asyncio.Task[None] | None = None
+        self._conn: PoolConnectionProxy | None = None  # see _connection
 
     # ------------------------------------------------------------------ faust hooks
 
@@ -166,6 +171,7 @@ class Projector:
         if not tps:
             return
         stored = await self.store.positions()
+        self._positions = dict(stored)  # another worker may have moved them meanwhile
         offsets = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
         try:
             # faust's only entry that commits given offsets (its public commit() commits acks)
@@ -183,19 +189,48 @@ class Projector:
                  len(tps), "moved to" if ok else "NOT moved to")
 
     async def apply_events(self, events: Sequence[Any]) -> None:
-        """Apply one ``take_events`` batch (the agents' body). Raises after a failure so
-        that no later batch is acked past the stored positions."""
+        """Apply one ``take_events`` batch (the agents' body); returns once it is committed.
+        Raises after a failure so that no later batch is acked past the stored positions.
+
+        The adaptive batching window: the batches of every agent (fact topic) join one
+        queue, and one applier applies everything queued as ONE transaction. An idle worker
+        applies a record as soon as its agent hands it over; while a transaction runs, the
+        batches arriving meanwhile queue up and are applied together next — the busier the
+        feed, the larger the batch, with no timer."""
         if self.failure is not None:
             raise RuntimeError("projector stopped after a failed batch") from self.failure
-        try:
-            await self._apply([consumer_record(e.message) for e in events])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.failure = exc
-            self._failed.set()
-            log.error("projector batch failed, stopping: %s", describe_failure(exc))
-            raise
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append(([consumer_record(e.message) for e in events], done))
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.create_task(self._apply_queued())
+        await done
+
+    async def _apply_queued(self) -> None:
+        """Apply the queued batches, all of them at a time, until none is left; a failure
+        stops the worker and fails every waiting batch."""
+        while self._queued:
+            taken, self._queued = self._queued, []
+            try:
+                if self.failure is not None:
+                    raise RuntimeError("projector stopped after a failed batch") from self.failure
+                await self._apply([rec for records, _ in taken for rec in records])
+            except asyncio.CancelledError:
+                for _, done in taken:
+                    if not done.done():
+                        done.cancel()
+                raise
+            except Exception as exc:
+                if self.failure is None:
+                    self.failure = exc
+                    self._failed.set()
+                    log.error("projector batch failed, stopping: %s", describe_failure(exc))
+                for _, done in taken:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in taken:
+                if not done.done():
+                    done.set_result(None)
 
     # ------------------------------------------------------------------ batches
 
@@ -229,8 +264,11 @@ class Projector:
     async def _apply(self, records: list[ConsumerRecord]) -> None:
         self._busy_at = time.monotonic()
         # records a previous owner already applied (re-delivered around a rebalance) are
-        # not even decoded; the store re-checks under its lock
-        stored = await self.store.positions()
+        # not even decoded; the store re-checks under its lock. The positions are read once
+        # and after every assignment (a new owner's start), then kept from the commits.
+        if self._positions is None:
+            self._positions = await self.store.positions()
+        stored = self._positions
         fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
         self.stats.skipped += len(records) - len(fresh)
         consumed = []
@@ -241,7 +279,9 @@ class Projector:
                 await self.quarantine.put(rec, refused)
                 self.stats.quarantined += 1
                 consumed.append(Consumed(rec.topic, rec.partition, rec.offset, None))
-        result = await self.store.apply_batch(consumed)
+        result = await self.store.apply_batch(consumed, await self._connection())
+        for tp, offset in result.positions.items():
+            stored[tp] = max(stored.get(tp, 0), offset)
         s = self.stats
         s.batches += 1
         s.records += len(records)
@@ -266,6 +306,27 @@ class Projector:
             f"projector made no progress for {idle:.0f}s (limit probe_stale_s={self.stall_s:g}s): "
             "no batch applied and not caught up"
         )
+
+    async def _connection(self) -> PoolConnectionProxy:
+        """The connection the batches are applied on, held from the first batch to the end
+        of :meth:`run` (its statements and row types stay prepared, and no batch pays the
+        pool's reset); a closed one (PostgreSQL restarted) is replaced."""
+        if self._conn is not None and self._conn.is_closed():
+            await self._release_connection()
+        if self._conn is None:
+            conn = await self.rt.pool.acquire()
+            try:
+                await self.store.prepare(conn)
+            except BaseException:
+                await self.rt.pool.release(conn)
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _release_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.rt.pool.release(conn)
 
     def _publish_soon(self) -> None:
         """Publish in a task of its own (unless one is running), so that nothing waits for
@@ -346,6 +407,7 @@ class Projector:
                 raise self.failure
             await self._publish_pending()
         finally:
+            await self._release_connection()
             await self._stop_publisher()
         return self.stats
 
@@ -378,6 +440,12 @@ class Projector:
             log.error("projector: faust did not stop within %.0fs; giving up on it", STOP_TIMEOUT)
             if self.failure is None:
                 self.failure = TimeoutError(f"the faust app did not stop within {STOP_TIMEOUT:.0f}s")
+        if self._applier is not None:  # a transaction in flight commits or fails, within the bound
+            finished, _ = await asyncio.wait({self._applier}, timeout=STOP_TIMEOUT)
+            if not finished:
+                self._applier.cancel()
+            await asyncio.gather(self._applier, return_exceptions=True)
+        await self._release_connection()
 
     async def _supervise_watched(self, stop: asyncio.Event, until_caught_up: bool) -> None:
         """:meth:`_supervise` under the watchdog (:meth:`_watch`), which ends it even while
