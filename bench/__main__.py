@@ -109,7 +109,7 @@ async def run(ws: Workspace, args: argparse.Namespace) -> list[Row]:
             rows += await cad_ingest_and_rebuild(ws, tmp, args.cad_days, args.cad_calls_per_day)
         if args.scale and "scale" in want:
             for n in (int(x) for x in args.scale_sizes.split(",")):
-                rows.append(await scale_rebuild(ws, n, copy_floor))
+                rows += await scale_rebuild(ws, n, copy_floor)
         else:
             rows.append(
                 not_run("rebuild 100k/1M/3M events", "≤ 60 s per 1M, peak ≤ 500 MiB", "run with --scale")

@@ -21,7 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from bench.measure import Sample, measured
 from bench.report import Row, expect, per_10k, verdict
-from bench.targets import index_bytes, rebuild_verdict
+from bench.targets import PARALLEL_TARGET, index_bytes, rebuild_verdict
 from bench.workspace import Workspace
 from connectors.cad.ingest import ingest_files, mapper_for, read_records
 from connectors.cad.profile import Profile, load_profile
@@ -51,7 +51,6 @@ from schemas.topics import fact_topic
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 APPEND_SETUP_BATCH = 2000
 INGEST_TARGET, INGEST_RATIO_TARGET = 20_000, 0.25
-PARALLEL_TARGET = 1.6
 #: files of the CAD drop whose events the raw events floor produces (a rate needs no more;
 #: holding every file's records would inflate the resident set of every later phase)
 EVENT_FLOOR_FILES = 10

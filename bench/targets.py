@@ -52,6 +52,8 @@ DRAIN_SECONDS = 120.0  # how long the live phase waits for the fed records after
 REBUILD_PEAK_TARGET_MIB = 500.0
 REBUILD_RATIO_TARGET = 0.20
 REBUILD_1M_SECONDS = 60.0
+SCALE_WORKERS = 2  # the --scale rebuilds run once in one process and once with this many workers
+PARALLEL_TARGET = 1.6  # N processes on N cores vs one
 FHIR_TARGET, HL7_TARGET = 5_000, 10_000
 
 
@@ -455,9 +457,10 @@ def hub_replay(settings: Any, schema: str, workers: int = 0) -> tuple[dict[str, 
     return json.loads(out), Sample(seconds=seconds, peak_mib=peak)
 
 
-async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> Row:
+async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> list[Row]:
     """``hub replay --into`` (its own process) over a synthetic county of about ``events``
-    records vs the read + COPY floor of the same log (in the benchmark process)."""
+    records vs the read + COPY floor of the same log (in the benchmark process); then
+    ``hub replay --workers 2`` over the same log, vs the floor and vs the one process."""
     label = f"{events // 1000}k" if events < 1_000_000 else f"{events // 1_000_000}m"
     settings = ws.settings(f"s{label}")
     async with open_runtime(settings) as rt:
@@ -467,22 +470,38 @@ async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> Row:
         stats, ours = await asyncio.to_thread(hub_replay, settings, ws.schema(f"scale{label}"))
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema(f"floor{label}"))
-    read = stats["records"]
-    expect(read == floor == sent, f"scale rebuild: {read} read, {floor} floor, {sent} sent")
-    row = Row(
-        f"rebuild {label} events",
-        stats["records"],
-        ours,
-        "raw getmany of the fact topics + COPY of one trivial row per record",
-        floor,
-        base,
-        {
-            "facts": stats["facts"],
-            "rows_written": stats["rows"],
-            "setup_seconds": round(setup, 1),
-            "peak_is_of": "the hub replay process",
-            "mib_per_10k_events": round(per_10k(ours.peak_mib, stats["records"]), 2),
-        },
-    )
-    rebuild_verdict(row, stats["records"], peak_mib=ours.peak_mib)
-    return row
+        stats2, two = await asyncio.to_thread(
+            hub_replay, settings, ws.schema(f"scale{label}w"), SCALE_WORKERS
+        )
+    read, read2, rows1, rows2 = stats["records"], stats2["records"], stats["rows"], stats2["rows"]
+    expect(read == floor == sent == read2, f"scale rebuild: {read}/{read2} read, {floor} floor, {sent} sent")
+    expect(rows1 == rows2, f"{SCALE_WORKERS} workers: {rows2} rows, one process {rows1}")
+    rows = []
+    for name, st, sample, workers in ((f"rebuild {label} events", stats, ours, 0),
+                                      (f"rebuild {label} events, {SCALE_WORKERS} workers", stats2, two,
+                                       SCALE_WORKERS)):
+        row = Row(
+            name,
+            st["records"],
+            sample,
+            "raw getmany of the fact topics + COPY of one trivial row per record",
+            floor,
+            base,
+            {
+                "facts": st["facts"],
+                "rows_written": st["rows"],
+                "setup_seconds": round(setup, 1),
+                "peak_is_of": "the hub replay process (its worker processes included)",
+                "mib_per_10k_events": round(per_10k(sample.peak_mib, st["records"]), 2),
+                "workers": workers,
+            },
+        )
+        rebuild_verdict(row, st["records"], peak_mib=sample.peak_mib)
+        rows.append(row)
+    speedup = ours.seconds / two.seconds if two.seconds else 0.0
+    rows[1].extra["speedup_vs_one_process"] = round(speedup, 2)
+    rows[1].target += f", ≥ {PARALLEL_TARGET} x one process"
+    rows[1].measured += f", {speedup:.2f} x one"
+    if speedup < PARALLEL_TARGET:
+        rows[1].verdict = FAIL
+    return rows

@@ -35,7 +35,10 @@ Cell = tuple[str, date, str, str, str, bool, str]
 
 def period_start(kind: str, when: datetime, cfg: FoldConfig) -> date:
     """The first day of the day / ISO week / month containing ``when`` (agency time)."""
-    local = when.astimezone(cfg.zone).date()
+    return _start(kind, when.astimezone(cfg.zone).date())
+
+
+def _start(kind: str, local: date) -> date:
     if kind == "day":
         return local
     if kind == "week":
@@ -62,24 +65,33 @@ def incident_metrics(row: dict[str, Any]) -> list[str]:
     return metrics
 
 
-def contribution(row: dict[str, Any], cfg: FoldConfig) -> Counter[Cell]:
+def add_contribution(out: dict[Cell, int], row: dict[str, Any], cfg: FoldConfig, sign: int = 1) -> None:
+    """Add ``sign`` times one incident row's contribution to ``out`` (in place)."""
     metrics = incident_metrics(row)
-    out: Counter[Cell] = Counter()
     if not metrics:
-        return out
+        return
     bh = bool(row["behavioral_health"])
+    category = row["call_category"]
+    local = row["received_at"].astimezone(cfg.zone).date()
+    areas = area_values(row)
     for pk in PERIOD_KINDS:
-        start = period_start(pk, row["received_at"], cfg)
-        for ak, av in area_values(row):
+        start = _start(pk, local)
+        for ak, av in areas:
             for m in metrics:
-                out[(pk, start, ak, av, row["call_category"], bh, m)] += 1
+                cell = (pk, start, ak, av, category, bh, m)
+                out[cell] = out.get(cell, 0) + sign
+
+
+def contribution(row: dict[str, Any], cfg: FoldConfig) -> Counter[Cell]:
+    out: Counter[Cell] = Counter()
+    add_contribution(out, row, cfg)
     return out
 
 
 def counts(rows: Iterable[dict[str, Any]], cfg: FoldConfig) -> Counter[Cell]:
     total: Counter[Cell] = Counter()
     for row in rows:
-        total.update(contribution(row, cfg))
+        add_contribution(total, row, cfg)
     return total
 
 
@@ -87,9 +99,9 @@ def delta(old: Iterable[dict[str, Any]], new: Iterable[dict[str, Any]], cfg: Fol
     """Change of the counts when incident rows ``old`` are replaced by ``new`` (no zeros)."""
     d: Counter[Cell] = Counter()
     for row in new:
-        d.update(contribution(row, cfg))
+        add_contribution(d, row, cfg)
     for row in old:
-        d.subtract(contribution(row, cfg))
+        add_contribution(d, row, cfg, -1)
     return {k: v for k, v in d.items() if v != 0}
 
 

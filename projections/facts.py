@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, TypeVar
 
 from schemas.base import EventData, event_class
@@ -70,12 +71,12 @@ class Fact:
     data: dict[str, Any] = field(hash=False)
     payload: EventData = field(compare=False, hash=False, repr=False)
 
-    @property
+    @cached_property  # a fact is immutable: computed once (the folds sort and group by them often)
     def order(self) -> tuple[datetime, str]:
         """Total order of facts: time in the world, then event id (ties are stable)."""
         return (self.at, self.event_id)
 
-    @property
+    @cached_property
     def keys(self) -> tuple[str, ...]:
         return fact_keys(self)
 

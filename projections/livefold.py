@@ -24,7 +24,10 @@ vocabulary change, re-derive components — :func:`needs_component`):
   (:func:`projections.fold.timeline_context`): the new facts' entries, and those of the
   referral's / consent's facts when a request / grant is new, are recomputed;
 - a person's summary and contacts depend on the person's members, incident rows and
-  behavioral-health services: recomputed for every person the batch touches;
+  behavioral-health services: recomputed for every person the batch touches — the contact
+  statistics (how many, first, last, most within the repeat window) from the stored
+  summary row and only the contacts they need (:func:`_growth`), so a frequent utilizer's
+  batch does not read their history;
 - outcome counts change by the delta of the replaced incident rows.
 
 The fold is a generator (:func:`live_fold`) that yields lists of :class:`Request` and is
@@ -39,7 +42,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from hub.kernel.crypto import Keyring
@@ -58,7 +61,7 @@ from projections.fold import (
     timeline_context,
 )
 from projections.incidents import incident_row, service_times
-from projections.people import contact_row, person_summary
+from projections.people import contact_row, max_in_window, person_summary, summary_row
 from projections.referrals import referral_row
 from projections.timelines import timeline_entry
 from schemas.case import ServiceEnrolled
@@ -135,10 +138,36 @@ class EntryIncidents:
 
 
 @dataclass(frozen=True)
-class Contacts:
-    """→ ``{canonical: {incident id: contact time}}`` (stored person_contacts)."""
+class Summaries:
+    """→ ``{canonical: stored person_summary row}``."""
 
     persons: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ContactsAt:
+    """→ ``{canonical: {incident id: contact time}}``: the stored person_contacts of
+    ``persons`` on ``incidents`` only."""
+
+    persons: frozenset[str]
+    incidents: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ContactRange:
+    """→ ``{item: {incident id: contact time}}`` per ``(canonical, lo, hi)`` item: the
+    stored person_contacts of the person with ``lo <= contact time <= hi`` (None: no bound)."""
+
+    items: tuple[tuple[str, datetime | None, datetime | None], ...]
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """→ ``{(canonical, end): n}``: how many stored person_contacts of the person have a
+    contact time in ``[end - window, end]``."""
+
+    window: timedelta
+    items: tuple[tuple[str, datetime], ...]
 
 
 @dataclass(frozen=True)
@@ -157,7 +186,7 @@ class KeyringFor:
 
 
 Request = (Clusters | IncidentFacts | IncidentRows | ReferralFacts | ConsentFacts | IncidentEntries
-           | EntryIncidents | Contacts | PersonFacts | KeyringFor)
+           | EntryIncidents | Summaries | ContactsAt | ContactRange | WindowCounts | PersonFacts | KeyringFor)
 
 
 @dataclass
@@ -173,17 +202,10 @@ class Delta:
     incidents_before: list[dict[str, Any]] = field(default_factory=list)
     incidents_after: list[dict[str, Any]] = field(default_factory=list)
 
-    #: per table, the upserted keys known not to be stored (no delete needed before the write)
-    fresh: dict[str, set[tuple]] = field(default_factory=lambda: defaultdict(set))
-
-    def put(self, table: T.Table, row: dict[str, Any], fresh: bool = False) -> None:
+    def put(self, table: T.Table, row: dict[str, Any]) -> None:
         key = table.pk(row)
         self.upserts[table.name][key] = row
         self.deletes[table.name].discard(key)
-        if fresh:
-            self.fresh[table.name].add(key)
-        else:
-            self.fresh[table.name].discard(key)
 
     def delete(self, table: T.Table, key: tuple) -> None:
         if key not in self.upserts[table.name]:
@@ -264,40 +286,51 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     entry_incidents = ({e["incident_id"] for e in entries.values()}
                        | {i for i in old_entry.values()}) - {None} - incidents0
 
-    # stage 3: the persons' service facts and contacts, the other entry incidents
-    person_facts, contacts, other_rows = yield [
-        PersonFacts(tuple(sorted(members.items()))), Contacts(frozenset(touched)),
-        IncidentRows(frozenset(entry_incidents)),
+    # stage 3: the persons' service facts, summaries and contacts on the batch's incidents,
+    # the other entry incidents, the contacts a new service time may connect
+    services_at = tuple(sorted({(c, f.at - cfg.connected_window, f.at) for f in new
+                                if isinstance(f.payload, ReferralCompleted | ServiceEnrolled)
+                                for c in {canon(w) for w in by_person(f)}}))
+    person_facts, summaries, contacts, other_rows, opened_before = yield [
+        PersonFacts(tuple(sorted(members.items()))), Summaries(frozenset(touched)),
+        ContactsAt(frozenset(touched), incidents0), IncidentRows(frozenset(entry_incidents)),
+        ContactRange(services_at),
     ]
     services = {c: service_times(person_facts.get(c, ())) for c in touched}
     new_rows = {i: incident_row(i, fs, canon_map, services, cfg, keyring) for i, fs in inc_facts.items()}
+    # contacts after the batch on its incidents (the only ones whose contacts can change)
+    after = {c: {i: r["opened_at"] for i, r in new_rows.items()
+                 if c in r["persons"] and r["opened_at"] is not None} for c in touched}
+    grow = {c: _growth(summaries.get(c), contacts.get(c, {}), after[c], cfg.repeat_window) for c in touched}
     # a new service time connects the person's incidents opened in the window before it
     connects: dict[str, datetime] = {}
-    for f in new:
-        if isinstance(f.payload, ReferralCompleted | ServiceEnrolled):
-            for c in {canon(w) for w in by_person(f)}:
-                for i, opened in contacts.get(c, {}).items():
-                    if i not in incidents0 and opened <= f.at <= opened + cfg.connected_window:
-                        connects[i] = f.at
-    if connects:
-        (patched_old,) = yield [IncidentRows(frozenset(connects))]
-        for i, row in patched_old.items():
-            if not row["connected_to_services"]:
-                old_rows = {**old_rows, i: row}
-                new_rows[i] = {**row, "connected_to_services": True}
+    for (_, _, service_at), opened in opened_before.items():
+        connects.update((i, service_at) for i in opened if i not in incidents0)
+
+    # stage 4: what the persons' new contact statistics need; the rows a service time connects
+    counts_at, ranges, patched_old = yield [
+        WindowCounts(cfg.repeat_window, tuple(sorted({(c, t) for c, g in grow.items() if g[0] == "counts"
+                                                      for t in g[1]}))),
+        ContactRange(tuple(sorted({(c, *g[1]) for c, g in grow.items() if g[0] == "range"}, key=repr))),
+        IncidentRows(frozenset(connects)),
+    ]
+    for i, row in patched_old.items():
+        if not row["connected_to_services"]:
+            old_rows = {**old_rows, i: row}
+            new_rows[i] = {**row, "connected_to_services": True}
     rows_now = {**other_rows, **old_rows, **new_rows}
 
     # incidents and counts
     for i, row in new_rows.items():
         if old_rows.get(i) != row:
-            out.put(T.INCIDENT_SUMMARY, row, fresh=i not in old_rows)
+            out.put(T.INCIDENT_SUMMARY, row)
     out.incidents_before = [old_rows[i] for i in new_rows if i in old_rows]
     out.incidents_after = list(new_rows.values())
     out.count_delta = delta(out.incidents_before, out.incidents_after, cfg)
 
     # clusters of new pseudonyms, referrals, consents, demographics reports
     for p in sorted(keyed - set(clusters)):
-        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p}, fresh=True)
+        out.put(T.PERSON_CLUSTERS, {"pseudonym": p, "canonical": p})
     for r in referrals0:
         out.put(T.REFERRAL_FUNNEL, referral_row(r, ref_facts.get(r, ())))
     for row in consent_rows(f for fs in con_facts.values() for f in fs):
@@ -313,7 +346,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     old_rows_all = {**other_rows, **old_rows}
     for eid, entry in entries.items():
         f = entries_of[eid]
-        out.put(T.TIMELINE_ENTRIES, entry, fresh=eid in uniq)
+        out.put(T.TIMELINE_ENTRIES, entry)
         own = {canon(w) for w in by_person(f)}
         now = own | persons_of(entry["incident_id"], rows_now)
         if eid in moved:
@@ -321,7 +354,7 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
                 if c not in now:
                     out.delete(T.PERSON_TIMELINE, (c, eid))
         for c in now:
-            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at}, fresh=eid in uniq)
+            out.put(T.PERSON_TIMELINE, {"person": c, "event_id": eid, "at": f.at})
     for i, row in new_rows.items():
         grown = set(row["persons"]) - persons_of(i, old_rows)
         for eid, at in inc_entries.get(i, ()):
@@ -332,19 +365,87 @@ def live_fold(new: list[Fact], cfg: FoldConfig) -> LiveFold:
     # person summaries and contacts
     bh = cfg.vocabularies.fallback
     for c in sorted(touched):
-        before = contacts.get(c, {})
-        mine = {i: t for i, t in before.items() if i not in new_rows}
-        mine.update({i: r["opened_at"] for i, r in new_rows.items()
-                     if c in r["persons"] and r["opened_at"] is not None})
-        out.put(T.PERSON_SUMMARY, person_summary(
-            c, members[c], mine.values(), service_times(person_facts.get(c, ()), bh), cfg.repeat_window
-        ))
-        for i in new_rows:  # the only incidents whose contacts can change
+        before, mine = contacts.get(c, {}), after[c]
+        bh_services = service_times(person_facts.get(c, ()), bh)
+        out.put(T.PERSON_SUMMARY, _summary(c, members[c], bh_services, summaries.get(c), before, mine,
+                                           grow[c], counts_at, ranges, cfg.repeat_window))
+        for i in inc_facts:  # the only incidents whose contacts can change
             if i in before and i not in mine:
                 out.delete(T.PERSON_CONTACTS, (c, i))
             elif i in mine and before.get(i) != mine[i]:
-                out.put(T.PERSON_CONTACTS, contact_row(c, i, mine[i]), fresh=i not in before)
+                out.put(T.PERSON_CONTACTS, contact_row(c, i, mine[i]))
     return out
+
+
+Growth = tuple[str, Any]
+
+
+def _growth(stored: dict[str, Any] | None, before: dict[str, datetime], after: dict[str, datetime],
+            window: timedelta) -> Growth:
+    """How a person's contact statistics follow from their stored summary row when a batch
+    changes their contacts on its incidents from ``before`` to ``after``:
+
+    - ``("new", None)``: no stored row, so no stored contacts: ``after`` are all of them;
+    - ``("same", None)``: no contact changes;
+    - ``("counts", added times)``: contacts only added, none earlier than the stored last
+      contact — a window holding an added time ends at one, so counting the stored
+      contacts within the window before each added time suffices (:class:`WindowCounts`);
+    - ``("range", (person, lo, hi))``: contacts only added, some earlier: the windows holding
+      an added time lie within ``[lo, hi]`` (a window around the added times);
+    - ``("range", (person, None, None))``: a contact moved or went away (or no stored row):
+      every contact of the person is read.
+
+    The stored row's statistics are trusted: the tests prove live rows equal ``derive``'s.
+    """
+    if stored is None:  # no summary row, so no stored contacts (rows hold both or neither)
+        return ("new", None)
+    if any(after.get(i) != t for i, t in before.items()):
+        return ("range", (None, None))
+    added = sorted(t for i, t in after.items() if i not in before)
+    if not added:
+        return ("same", None)
+    last = stored["last_contact_at"]
+    if last is None or added[0] >= last:
+        return ("counts", tuple(added))
+    return ("range", (added[0] - window, added[-1] + window))
+
+
+def _summary(c: str, members: frozenset[str], bh_services: list[datetime], stored: dict[str, Any] | None,
+             before: dict[str, datetime], after: dict[str, datetime], grow: Growth,
+             counts_at: Mapping[tuple[str, datetime], int],
+             ranges: Mapping[tuple[str, datetime | None, datetime | None], dict[str, datetime]],
+             window: timedelta) -> dict[str, Any]:
+    """The person's new summary row by :func:`_growth`'s plan (equal to
+    :func:`projections.people.person_summary` over all of their contacts)."""
+    kind, arg = grow
+    if kind == "new":
+        return person_summary(c, members, after.values(), bh_services, window)
+    if kind == "range" and arg == (None, None):
+        every = {i: t for i, t in ranges.get((c, None, None), {}).items() if i not in before}
+        every.update(after)
+        return person_summary(c, members, every.values(), bh_services, window)
+    assert stored is not None
+    most = stored["max_contacts_in_window"]
+    added = sorted(t for i, t in after.items() if i not in before)
+    if kind == "counts":
+        # stored contacts within the window before an added time, the batch's own ones
+        # counted from `after` (its stored ones are in `before`)
+        for t in added:
+            lo = t - window
+            n = counts_at.get((c, t), 0) - sum(1 for b in before.values() if lo <= b <= t)
+            most = max(most, n + sum(1 for a in after.values() if lo <= a <= t))
+    elif kind == "range":
+        lo, hi = arg
+        inside = [t for i, t in ranges.get((c, lo, hi), {}).items() if i not in before]
+        inside += [t for t in after.values() if lo <= t <= hi]
+        most = max(most, max_in_window(inside, window))
+    if not added:
+        return summary_row(c, members, stored["contacts"], stored["first_contact_at"],
+                           stored["last_contact_at"], most, bh_services)
+    first, last = stored["first_contact_at"], stored["last_contact_at"]
+    return summary_row(c, members, stored["contacts"] + len(added),
+                       added[0] if first is None else min(first, added[0]),
+                       added[-1] if last is None else max(last, added[-1]), most, bh_services)
 
 
 # --------------------------------------------------------------------------- in memory
@@ -387,12 +488,25 @@ def answer_in_memory(request: Request, facts: Mapping[str, Fact], index: Mapping
     if isinstance(request, EntryIncidents):
         entries = rows[T.TIMELINE_ENTRIES.name]
         return {e: entries[(e,)]["incident_id"] for e in request.event_ids if (e,) in entries}
-    if isinstance(request, Contacts):
+    if isinstance(request, Summaries):
+        summaries = rows[T.PERSON_SUMMARY.name]
+        return {p: summaries[(p,)] for p in request.persons if (p,) in summaries}
+    contacts = rows[T.PERSON_CONTACTS.name].values()
+    if isinstance(request, ContactsAt):
         found: dict[str, dict[str, datetime]] = defaultdict(dict)
-        for r in rows[T.PERSON_CONTACTS.name].values():
-            if r["person"] in request.persons:
+        for r in contacts:
+            if r["person"] in request.persons and r["incident_id"] in request.incidents:
                 found[r["person"]][r["incident_id"]] = r["contact_at"]
         return dict(found)
+    if isinstance(request, ContactRange):
+        return {(p, lo, hi): {r["incident_id"]: r["contact_at"] for r in contacts if r["person"] == p
+                              and (lo is None or lo <= r["contact_at"])
+                              and (hi is None or r["contact_at"] <= hi)}
+                for p, lo, hi in request.items}
+    if isinstance(request, WindowCounts):
+        return {(p, end): sum(1 for r in contacts
+                              if r["person"] == p and end - request.window <= r["contact_at"] <= end)
+                for p, end in request.items}
     if isinstance(request, PersonFacts):
         return {c: [f for e in sorted({e for m in ms for e in index.get("p:" + m, ())})
                     if (f := facts[e]).event_type in SERVICE_TYPES and by_person(f) & ms]

@@ -32,13 +32,26 @@ def person_summary(
     times (one per incident), ``services`` the times they were enrolled in
     behavioral-health services."""
     ordered = sorted(times)
+    return summary_row(
+        person, members, len(ordered), ordered[0] if ordered else None, ordered[-1] if ordered else None,
+        max_in_window(ordered, window), services,
+    )
+
+
+def summary_row(
+    person: str, members: Iterable[str], contacts: int, first: datetime | None, last: datetime | None,
+    most_in_window: int, services: list[datetime],
+) -> dict[str, Any]:
+    """The ``person_summary`` row from its contact statistics (how many, first, last, most
+    within the repeat window) — what :func:`person_summary` computes from the times, and
+    the live fold maintains from the stored row without reading every contact."""
     return {
         "person": person,
         "members": sorted(set(members)),
-        "contacts": len(ordered),
-        "first_contact_at": ordered[0] if ordered else None,
-        "last_contact_at": ordered[-1] if ordered else None,
-        "max_contacts_in_window": max_in_window(ordered, window),
+        "contacts": contacts,
+        "first_contact_at": first,
+        "last_contact_at": last,
+        "max_contacts_in_window": most_in_window,
         "enrolled_in_services": bool(services),
         "first_enrolled_at": min(services) if services else None,
     }

@@ -28,7 +28,11 @@ Effectively once comes from PostgreSQL, not from faust:
 
 Liveness: ``hub_projection_progress_timestamp_seconds`` is set whenever a batch was applied
 and whenever the worker finds itself caught up (no fact record left to apply): a projector
-whose gauge is older than a few minutes is stuck, whatever its process looks like.
+whose gauge is older than a few minutes is stuck, whatever its process looks like. The
+worker watches the same thing itself: without progress for ``probe_stale_s`` (when ``/livez``
+starts failing) it stops with :class:`ProjectorStalled` — a consumer that never fetches again,
+a batch that never returns, an outage that never ends — so ``hub project`` exits non-zero and
+its supervisor restarts it, with or without probes; it never sits there silently.
 
 Only facts the hub appended are folded: every fresh record is checked first
 (:class:`hub.kernel.quarantine.RecordGuard`: a valid record MAC, or a pre-MAC record the
@@ -59,8 +63,10 @@ from typing import Any
 import faust
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
+from asyncpg.pool import PoolConnectionProxy
 
 from hub.kernel.deadletters import describe_error, describe_failure
+from hub.kernel.errors import TransientError
 from hub.kernel.kafka_io import end_offsets, lag, topic_partitions
 from hub.kernel.log import CorruptRecordError, decode_record, family_topics
 from hub.kernel.metrics import PROJECTION_LAG, PROJECTION_PROGRESS
@@ -78,6 +84,13 @@ TICK = 0.25  # seconds between idle checks (outcome publication, --until-caught-
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0  # seconds app.stop() may take before the worker gives up on faust
 LIVENESS_CHECK = 5.0  # seconds between lag checks of an idle worker (progress gauge)
+WATCHDOG_TICK = 1.0  # seconds between the watchdog's looks at the last progress
+STALL_LOG = "projector stalled, stopping"  # the watchdog's log line (the fault suite counts it)
+
+
+class ProjectorStalled(TransientError, RuntimeError):
+    """The worker made no progress (no batch applied, never found caught up) for its stall
+    bound; the restart resumes from the stored positions."""
 
 
 @dataclass
@@ -134,9 +147,15 @@ class Projector:
         self._publish_lock = asyncio.Lock()
         self._publishing: asyncio.Task[None] | None = None
         self._busy_at = 0.0
+        self._progress_at = time.monotonic()  # a batch applied, or found caught up
+        self.stall_s = rt.settings.probe_stale_s
         self._tps: list[TopicPartition] = []
         self._tps_at = float("-inf")
         self.seeks = 0  # assignments moved to the stored positions
+        self._positions: dict[tuple[str, int], int] | None = None  # stored positions, as last seen
+        self._queued: list[tuple[list[ConsumerRecord], asyncio.Future[None]]] = []
+        self._applier: asyncio.Task[None] | None = None
+        self._conn: PoolConnectionProxy | None = None  # see _connection
 
     # ------------------------------------------------------------------ faust hooks
 
@@ -152,6 +171,7 @@ class Projector:
         if not tps:
             return
         stored = await self.store.positions()
+        self._positions = dict(stored)  # another worker may have moved them meanwhile
         offsets = {tp: stored.get((tp.topic, tp.partition), 0) for tp in tps}
         try:
             # faust's only entry that commits given offsets (its public commit() commits acks)
@@ -169,19 +189,48 @@ class Projector:
                  len(tps), "moved to" if ok else "NOT moved to")
 
     async def apply_events(self, events: Sequence[Any]) -> None:
-        """Apply one ``take_events`` batch (the agents' body). Raises after a failure so
-        that no later batch is acked past the stored positions."""
+        """Apply one ``take_events`` batch (the agents' body); returns once it is committed.
+        Raises after a failure so that no later batch is acked past the stored positions.
+
+        The adaptive batching window: the batches of every agent (fact topic) join one
+        queue, and one applier applies everything queued as ONE transaction. An idle worker
+        applies a record as soon as its agent hands it over; while a transaction runs, the
+        batches arriving meanwhile queue up and are applied together next — the busier the
+        feed, the larger the batch, with no timer."""
         if self.failure is not None:
             raise RuntimeError("projector stopped after a failed batch") from self.failure
-        try:
-            await self._apply([consumer_record(e.message) for e in events])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.failure = exc
-            self._failed.set()
-            log.error("projector batch failed, stopping: %s", describe_failure(exc))
-            raise
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.append(([consumer_record(e.message) for e in events], done))
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.create_task(self._apply_queued())
+        await done
+
+    async def _apply_queued(self) -> None:
+        """Apply the queued batches, all of them at a time, until none is left; a failure
+        stops the worker and fails every waiting batch."""
+        while self._queued:
+            taken, self._queued = self._queued, []
+            try:
+                if self.failure is not None:
+                    raise RuntimeError("projector stopped after a failed batch") from self.failure
+                await self._apply([rec for records, _ in taken for rec in records])
+            except asyncio.CancelledError:
+                for _, done in taken:
+                    if not done.done():
+                        done.cancel()
+                raise
+            except Exception as exc:
+                if self.failure is None:
+                    self.failure = exc
+                    self._failed.set()
+                    log.error("projector batch failed, stopping: %s", describe_failure(exc))
+                for _, done in taken:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in taken:
+                if not done.done():
+                    done.set_result(None)
 
     # ------------------------------------------------------------------ batches
 
@@ -215,8 +264,11 @@ class Projector:
     async def _apply(self, records: list[ConsumerRecord]) -> None:
         self._busy_at = time.monotonic()
         # records a previous owner already applied (re-delivered around a rebalance) are
-        # not even decoded; the store re-checks under its lock
-        stored = await self.store.positions()
+        # not even decoded; the store re-checks under its lock. The positions are read once
+        # and after every assignment (a new owner's start), then kept from the commits.
+        if self._positions is None:
+            self._positions = await self.store.positions()
+        stored = self._positions
         fresh = [r for r in records if r.offset >= stored.get((r.topic, r.partition), 0)]
         self.stats.skipped += len(records) - len(fresh)
         consumed = []
@@ -227,7 +279,9 @@ class Projector:
                 await self.quarantine.put(rec, refused)
                 self.stats.quarantined += 1
                 consumed.append(Consumed(rec.topic, rec.partition, rec.offset, None))
-        result = await self.store.apply_batch(consumed)
+        result = await self.store.apply_batch(consumed, await self._connection())
+        for tp, offset in result.positions.items():
+            stored[tp] = max(stored.get(tp, 0), offset)
         s = self.stats
         s.batches += 1
         s.records += len(records)
@@ -237,7 +291,42 @@ class Projector:
         s.months |= result.months
         self._pending |= result.months
         self._busy_at = time.monotonic()
+        self._progressed()
+
+    def _progressed(self) -> None:
+        self._progress_at = time.monotonic()
         PROJECTION_PROGRESS.set_to_current_time()
+
+    def _stalled(self) -> ProjectorStalled | None:
+        """The watchdog (pure but for the clock): past ``stall_s`` without progress."""
+        idle = time.monotonic() - self._progress_at
+        if idle <= self.stall_s:
+            return None
+        return ProjectorStalled(
+            f"projector made no progress for {idle:.0f}s (limit probe_stale_s={self.stall_s:g}s): "
+            "no batch applied and not caught up"
+        )
+
+    async def _connection(self) -> PoolConnectionProxy:
+        """The connection the batches are applied on, held from the first batch to the end
+        of :meth:`run` (its statements and row types stay prepared, and no batch pays the
+        pool's reset); a closed one (PostgreSQL restarted) is replaced."""
+        if self._conn is not None and self._conn.is_closed():
+            await self._release_connection()
+        if self._conn is None:
+            conn = await self.rt.pool.acquire()
+            try:
+                await self.store.prepare(conn)
+            except BaseException:
+                await self.rt.pool.release(conn)
+                raise
+            self._conn = conn
+        return self._conn
+
+    async def _release_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.rt.pool.release(conn)
 
     def _publish_soon(self) -> None:
         """Publish in a task of its own (unless one is running), so that nothing waits for
@@ -303,11 +392,14 @@ class Projector:
                 return self.stats
             self.app = create_app(self.settings, self.schema, self, self.rt.kafka)
             await asyncio.wait_for(self.app.start(), START_TIMEOUT)
+            self._progressed()  # started: the watchdog's bound runs from here
             try:
-                await self._supervise(stop, until_caught_up)
+                await self._supervise_watched(stop, until_caught_up)
             finally:
                 await self._stop_app()
             if self._publishing is not None:
+                if self.failure is not None:  # stopping on a failure: no waiting on an outage
+                    self._publishing.cancel()
                 await asyncio.gather(self._publishing, return_exceptions=True)
             if self.failure is None and self.app.crash_reason is not None:
                 self.failure = self.app.crash_reason
@@ -315,16 +407,27 @@ class Projector:
                 raise self.failure
             await self._publish_pending()
         finally:
-            await self.publisher.stop()
+            await self._release_connection()
+            await self._stop_publisher()
         return self.stats
+
+    async def _stop_publisher(self) -> None:
+        """``publisher.stop()`` within :data:`STOP_TIMEOUT`: the producer flushes what it
+        holds, which an outage can make wait without end; a publication left unsent is
+        re-sent by the next start (every start publishes every month's difference)."""
+        try:
+            await asyncio.wait_for(self.publisher.stop(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error("projector: the outcome producer did not flush within %.0fs; giving up on it",
+                      STOP_TIMEOUT)
 
     async def _check_caught_up(self) -> None:
         """An idle worker that has nothing left to apply is alive: set the progress gauge
         (an outage while checking only leaves the gauge alone; the next batch says more)."""
         try:
             if await self.lag() == 0:
-                PROJECTION_PROGRESS.set_to_current_time()
-        except Exception as exc:  # Kafka or PostgreSQL unavailable: not this check's to decide
+                self._progressed()
+        except Exception as exc:  # Kafka or PostgreSQL unavailable: the watchdog decides
             log.info("projector liveness check: %s", describe_failure(exc))
 
     async def _stop_app(self) -> None:
@@ -337,6 +440,38 @@ class Projector:
             log.error("projector: faust did not stop within %.0fs; giving up on it", STOP_TIMEOUT)
             if self.failure is None:
                 self.failure = TimeoutError(f"the faust app did not stop within {STOP_TIMEOUT:.0f}s")
+        if self._applier is not None:  # a transaction in flight commits or fails, within the bound
+            finished, _ = await asyncio.wait({self._applier}, timeout=STOP_TIMEOUT)
+            if not finished:
+                self._applier.cancel()
+            await asyncio.gather(self._applier, return_exceptions=True)
+        await self._release_connection()
+
+    async def _supervise_watched(self, stop: asyncio.Event, until_caught_up: bool) -> None:
+        """:meth:`_supervise` under the watchdog (:meth:`_watch`), which ends it even while
+        one of its checks waits on an outage."""
+        supervise = asyncio.create_task(self._supervise(stop, until_caught_up))
+        watchdog = asyncio.create_task(self._watch())
+        try:
+            await asyncio.wait({supervise, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (supervise, watchdog):
+                t.cancel()
+            await asyncio.gather(supervise, watchdog, return_exceptions=True)
+        if not supervise.cancelled() and supervise.exception() is not None:
+            raise supervise.exception()  # type: ignore[misc]
+
+    async def _watch(self) -> None:
+        """Return (the worker stops with :class:`ProjectorStalled`) once it made no progress
+        for ``stall_s``."""
+        while True:
+            await asyncio.sleep(WATCHDOG_TICK)
+            stalled = self._stalled()
+            if stalled is not None:
+                if self.failure is None:
+                    self.failure = stalled
+                log.error("%s: %s", STALL_LOG, stalled)
+                return
 
     async def _supervise(self, stop: asyncio.Event, until_caught_up: bool) -> None:
         assert self.app is not None
@@ -354,7 +489,7 @@ class Projector:
                     self._publish_soon()  # idle and caught up: bring the outcome topic up to date
                 if until_caught_up:
                     if await self.lag() == 0:
-                        PROJECTION_PROGRESS.set_to_current_time()
+                        self._progressed()
                         return
                 elif time.monotonic() - checked >= LIVENESS_CHECK:
                     checked = time.monotonic()

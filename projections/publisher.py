@@ -19,7 +19,10 @@ Releases are events: each release is also appended to the core schema's append-o
 ``release_log`` and the sealed audit topic (:func:`hub.kernel.audit.append_audit_row`) — its
 id, schema, vocabulary, hub version and the digest of its records — before the release row
 commits, so ``hub verify`` notices a release log that was altered and ``hub report --release``
-can check the stored records against what was sealed.
+can check the stored records against what was sealed. A crash between a ``release_log``
+insert and its acknowledgement leaves the row off the topic; :meth:`OutcomePublisher.start`
+appends such rows (rebuilt from the row: a copy that did arrive is identical), so the next
+start of the projector repairs what ``hub verify`` would otherwise report as forged.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from hub import __version__
-from hub.kernel.audit import AuditTopic, append_audit_row, records_digest
+from hub.kernel.audit import AuditTopic, append_audit_row, records_digest, republish_missing
 from hub.kernel.custom_fields import Definitions, load_definitions
 from hub.kernel.db import Connection, Executor
 from hub.kernel.errors import PermanentError
@@ -153,8 +156,19 @@ class OutcomePublisher:
         self.areas = load_areas(settings.areas)
 
     async def start(self) -> None:
+        """Start the producer, then append to the audit topic the schema's ``release_log``
+        rows a crash left off it (:func:`hub.kernel.audit.republish_missing`), holding the
+        schema's publication lock so that no publication writes meanwhile."""
         self._producer = self.clients.producer("outcomes")
         await self._producer.start()
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext('hub.outcomes'), hashtext($1))", self.schema)
+            try:
+                await republish_missing(self.pool, self._audit, self.settings.core_schema, "release_log",
+                                        only=("read_model_schema", self.schema))
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext('hub.outcomes'), hashtext($1))",
+                                   self.schema)
 
     async def stop(self) -> None:
         if self._producer is not None:

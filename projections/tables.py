@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the jsonb columns of every table: a fold's row holds their values, a COPY record their
+#: JSON text, and a stored row read back holds their text until decoded
+JSON_COLUMNS = frozenset({"data", "detail", "custom"})
+
 
 @dataclass(frozen=True)
 class Table:

@@ -93,6 +93,7 @@ from hub.kernel.deadletters import build_dead_letter, describe_error, describe_f
 from hub.kernel.errors import is_retriable
 from hub.kernel.identity import mask
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import end_offsets
 from hub.kernel.keystore import DeadLetterSealer, TokenKeyring
 from hub.kernel.log import CorruptRecordError, EventLog, decode_record
 from hub.kernel.quarantine import Quarantine, RecordGuard
@@ -102,6 +103,8 @@ from schemas.referral import Channel, ReferralRequested
 from schemas.topics import fact_topic
 
 log = logging.getLogger(__name__)
+#: seconds between the idle intake's checks that nothing waits in its partitions
+INTAKE_CHECK_S = 5.0
 
 #: accepted / rejected: the receiver's final answer; retry: it did not take the message
 #: (nothing was sent, or it said so: AE, 503); unknown: the message may have arrived (a
@@ -232,6 +235,9 @@ class WorkerConfig(BaseModel):
     #: referrals of one destination delivered at once (no head-of-line blocking)
     max_in_flight: int = Field(4, ge=1, le=64)
     clock: Literal["wall", "relative"] = "wall"  # how outcomes are stamped (see module doc)
+    #: the intake renews its Kafka consumer after this long without taking anything in while
+    #: records wait in its partitions (a consumer that stopped fetching, see _renew_consumer)
+    intake_stall_s: float = Field(60.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -313,19 +319,25 @@ class DeliveryWorker:
 
     async def start(self) -> None:
         await self.consents.start()
-        prefix = self.deps.topic_prefix
-        self._consumer = self.deps.kafka.consumer(
-            f"{self.channel}-delivery",
-            fact_topic(prefix, "referral"),
-            group_id=self.config.group_id or f"{prefix}-delivery-{self.channel}",
-            fetch_max_wait_ms=100,
-            session_timeout_ms=10000,
-            heartbeat_interval_ms=1000,
-        )
+        self._consumer = self._new_consumer()
         await self._consumer.start()
         self._tasks.append(asyncio.create_task(self._intake(), name=f"{self.channel}-intake"))
         for dest in self.destinations:
             self._tasks.append(asyncio.create_task(self._sender(dest), name=f"{self.channel}-send-{dest}"))
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return self.deps.kafka.consumer(
+            f"{self.channel}-delivery",
+            fact_topic(self.deps.topic_prefix, "referral"),
+            group_id=self.group_id,
+            fetch_max_wait_ms=100,
+            session_timeout_ms=10000,
+            heartbeat_interval_ms=1000,
+        )
+
+    @property
+    def group_id(self) -> str:
+        return self.config.group_id or f"{self.deps.topic_prefix}-delivery-{self.channel}"
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -368,16 +380,27 @@ class DeliveryWorker:
         already taken is taken again harmlessly. Never a gap: ``getmany`` has already moved
         the position past the batch, and committing that position after a failure is how a
         referral used to be skipped (issue 13, finding 2)."""
-        consumer = self._consumer
-        assert consumer is not None
         failures = 0
+        progress_at = checked_at = time.monotonic()
         while not self._stopping.is_set():
+            consumer = self._consumer
+            assert consumer is not None
             starts: dict[TopicPartition, int] = {}
             try:
                 if self._relay_due:
                     await self._relay(None)
                     self._relay_due = False
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
+                if any(batch.values()):
+                    progress_at = time.monotonic()
+                elif time.monotonic() - checked_at >= INTAKE_CHECK_S:
+                    checked_at = time.monotonic()
+                    if not await self._intake_behind(consumer):
+                        progress_at = checked_at
+                    elif checked_at - progress_at >= self.config.intake_stall_s:
+                        await self._renew_consumer(checked_at - progress_at)
+                        progress_at = time.monotonic()
+                        continue
                 starts = {tp: records[0].offset for tp, records in batch.items() if records}
                 for records in batch.values():
                     for rec, refused in zip(records, await self.guard.check(records), strict=True):
@@ -397,6 +420,38 @@ class DeliveryWorker:
                 self._relay_due = True
                 self._rewind(consumer, starts)
                 await self._back_off(f"{self.channel} delivery intake", failures, exc)
+
+    async def _intake_behind(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
+        """The partitions assigned to this intake whose end offset is past the group's
+        committed offset — records not taken in yet (the intake commits only what it took).
+        Asked through fresh clients (:func:`hub.kernel.kafka_io.end_offsets`, an admin
+        client), never through ``consumer``, whose metadata may be what is stuck."""
+        assigned = sorted(consumer.assignment())
+        if not assigned:
+            return []
+        ends = await end_offsets(self.deps.kafka, assigned, role=f"{self.channel}-intake-check")
+        admin = self.deps.kafka.admin(f"{self.channel}-intake-check")
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(self.group_id, partitions=assigned)
+        finally:
+            await admin.close()
+        taken = {tp: max(0, meta.offset) for tp, meta in committed.items()}
+        return [tp for tp in assigned if ends.get(tp, 0) > taken.get(tp, 0)]
+
+    async def _renew_consumer(self, idle: float) -> None:
+        """Replace a consumer that stopped fetching while records wait (aiokafka kept
+        resetting an empty partition's offset at a broker that was no longer its leader, and
+        fetched nothing else for minutes after two brokers came back): the new one joins the
+        group and resumes at the committed offsets, which cover only what was taken in."""
+        log.error("%s delivery intake made no progress for %.0fs with records waiting; renewing its "
+                  "Kafka consumer", self.channel, idle)
+        metrics.INTAKE_RENEWALS.labels(self.channel).inc()
+        old, self._consumer = self._consumer, self._new_consumer()
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.stop(), 10)
+        await self._consumer.start()
 
     @staticmethod
     def _rewind(consumer: AIOKafkaConsumer, starts: dict[TopicPartition, int]) -> None:

@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 from hub.kernel import metrics
 from hub.kernel.db import MigrationSet
 from hub.kernel.kafka import KafkaClients
+from hub.kernel.kafka_io import scan_records
 from schemas.audit import AuditRecord, AuditTable
 from schemas.topics import audit_topic
 
@@ -123,7 +124,9 @@ async def append_audit_row(
 ) -> asyncpg.Record:
     """Insert one row into ``<schema>.<table>`` and append it to the audit topic; returns the
     row as stored. The row is in the table before it is on the topic: a failure in between
-    leaves a row ``hub verify`` reports as missing from the topic (never the reverse)."""
+    (a crash, a SIGKILL while the broker has no leader) leaves a row not on the topic, which
+    ``hub verify`` reports until :func:`republish_missing` (run by the row's writer on start)
+    appends it — never the reverse."""
     names = list(values)
     placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     row = await pool.fetchrow(
@@ -136,12 +139,51 @@ async def append_audit_row(
     return row
 
 
+async def republish_missing(
+    pool: asyncpg.Pool,
+    topic: AuditTopic,
+    schema: str,
+    table: AuditTable,
+    *,
+    only: tuple[str, Any] | None = None,
+) -> int:
+    """Append to the audit topic every row of ``<schema>.<table>`` (``only``: those whose
+    column equals the value) that is not on it — the rows a crash left between their insert
+    and their acknowledgement (:func:`append_audit_row`); returns how many. The record is
+    rebuilt from the row (:func:`audit_value`), so a copy the crashed writer's last request
+    still put on the topic is identical, which ``hub verify`` accepts (:func:`compare_audit`).
+    Callers serialize it with the table's writers (the row being written now is not missing:
+    its writer publishes it)."""
+    columns = AUDIT_COLUMNS[table]
+    where, args = "", []
+    if only is not None:
+        if only[0] not in columns:
+            raise ValueError(f"{table} has no column {only[0]!r}")
+        where, args = f" WHERE {only[0]} = $1", [only[1]]
+    rows = await pool.fetch(
+        f"SELECT {', '.join(columns)} FROM {quote_schema(schema)}.{table}{where} ORDER BY id", *args
+    )
+    if not rows:
+        return 0
+    prefix = f"{table}:".encode()
+    on_topic = {
+        rec.key
+        async for rec in scan_records(topic.clients, [topic.topic], role="audit-repair")
+        if rec.key is not None and rec.key.startswith(prefix)
+    }
+    missing = [r for r in rows if audit_key(table, int(r["id"])) not in on_topic]
+    for row in missing:
+        await topic.publish(table, row)
+    return len(missing)
+
+
 @dataclass(frozen=True)
 class AuditGap:
     """A difference between an audit table and the audit topic (``hub verify`` reports each
     as a break: ``missing`` — the row is on the topic but not in the table (deleted);
     ``altered`` — the table's row differs from the topic's; ``forged`` — a row in the
-    table that never went to the topic)."""
+    table that never went to the topic, or a second record of a row that differs from the
+    first)."""
 
     kind: str
     key: str
@@ -154,17 +196,21 @@ def compare_audit(
 ) -> list[AuditGap]:
     """Every :class:`AuditGap` between ``table_rows`` (key → canonical value, recomputed
     from the tables) and ``topic_records`` ((offset, key, value) of the audit topic, in
-    offset order). Pure. A key the topic holds twice is compared by its first record and the
-    second is ``forged``."""
+    offset order). Pure. A key the topic holds twice is compared by its first record; a
+    second record with the same bytes is a re-send (a writer's retry, or
+    :func:`republish_missing` after a crash: the record is rebuilt from the row) and no gap,
+    a second record that differs is ``forged``."""
     gaps: list[AuditGap] = []
-    seen: dict[bytes, int] = {}
+    seen: dict[bytes, bytes | None] = {}
     for offset, key, value in topic_records:
         name = (key or b"").decode(errors="replace")
+        if key is not None and key in seen and seen[key] == value:
+            continue  # an identical re-send
         if key is None or key in seen:
-            gaps.append(AuditGap("forged", name, offset, "a second audit record for the same row"
+            gaps.append(AuditGap("forged", name, offset, "a second, different audit record for the same row"
                                  if key in seen else "an audit record without a key"))
             continue
-        seen[key] = offset
+        seen[key] = value
         stored = table_rows.get(key)
         if stored is None:
             gaps.append(AuditGap("missing", name, offset, f"audit row {name} was deleted from the table"))

@@ -41,6 +41,8 @@ TokenError (connectors.fhir.client)  transient  delivery: counted attempt, retri
 MllpError, MllpTimeout (hl7v2.mllp)  transient  delivery: counted attempt, outcome unknown:
                                                 resent (same MSH-10) within the budget
 MllpConnectError (hl7v2.mllp)        transient  delivery: nothing sent, retried later
+ProjectorStalled (proj.projector)    transient  ``hub project``: no progress for
+                                                probe_stale_s: exit 75, restarted
 ConfigError (here)                   permanent  command / component start: message, exit 1
 InfraError (here)                    permanent  message saying what to do, exit 1
 MigrationError (kernel.db)           permanent  as InfraError

@@ -36,6 +36,12 @@ DELIVERY_ACKS = Counter(
     ["destination", "channel", "code"],
 )
 DELIVERY_RETRIES = Counter("hub_delivery_retries_total", "Retried sends", ["destination", "channel"])
+INTAKE_RENEWALS = Counter(
+    "hub_delivery_intake_renewals_total",
+    "Kafka consumers of a delivery intake replaced after they stopped fetching while referral "
+    "requests waited",
+    ["channel"],
+)
 DELIVERY_LOOKUPS = Counter(
     "hub_delivery_lookups_total",
     "Receivers asked whether they have a referral before a failure is recorded, by answer "

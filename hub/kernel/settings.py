@@ -428,7 +428,8 @@ class Settings(BaseSettings):
                               "(0.0.0.0 in a pod, for Prometheus and the kubelet)")
     probe_stale_s: float = Field(
         300.0, gt=0, description="/livez of hub project fails when no projection progress was made "
-        "for this long (a stuck projector is restarted by its supervisor)",
+        "for this long, and the projector then exits 75 by itself (a stuck projector is restarted by "
+        "its supervisor, whether it watches probes or exits)",
     )
     stop_grace_s: float = Field(
         30.0, gt=0, description="seconds a long-running command may take to stop after SIGTERM/SIGINT "

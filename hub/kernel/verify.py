@@ -24,7 +24,8 @@ its witness is the audit tables instead of the event index: every row of ``acces
 ``deadletter_access`` must be on the topic with the same canonical bytes
 (:func:`hub.kernel.audit.compare_audit`): a row on the topic but not in the table is
 ``missing`` (deleted), a row that differs is ``altered``, a row in the table that never
-reached the topic (or a second record for one row) is ``forged``.
+reached the topic (or a second, different record for one row) is ``forged``; a second
+identical record is a re-send, not a break.
 
 Orphan copies (crash before the index commit). :meth:`hub.kernel.log.EventLog.append` claims ids
 and records offsets in one PostgreSQL transaction that commits after Kafka acknowledged

@@ -20,7 +20,8 @@ from schemas.topics import fact_topic
 #: seconds between looks at an agent's batch buffer. Short, so that an idle projector applies
 #: a new record at once; a busy one still applies large batches, because records queue up
 #: while a batch is being applied and the next look takes all of them (up to
-#: ``projections.batch_size``).
+#: ``projections.batch_size``), and the projector applies the batches every agent handed
+#: over meanwhile as one transaction (:meth:`projections.projector.Projector.apply_events`).
 TAKE_WITHIN = 0.02
 
 

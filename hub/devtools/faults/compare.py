@@ -7,8 +7,8 @@
   something, or when a delivery happened, which a slower, faulted run legitimately changes);
   outcome releases by the months they cover (:data:`COMPARED_BY`);
 - **EHR duplicates**: referrals the EHR simulator stored twice;
-- **hung**: processes that did not end within their bound after SIGTERM, plus a run that
-  never became quiescent (something stopped making progress).
+- **hung**: processes that did not end within their bound after SIGTERM, plus every time a
+  projector's watchdog stopped it for lack of progress (a hang turned into a restart).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ poller and the MLLP listener run (``hub connectors run``) against the EHR simula
 projector (``hub project``) maintains the read models — all under a :class:`Supervisor`
 that restarts what exits. The run ends when the jobs are done, every fault is undone and
 the log, the ledger and the read models stop changing (quiescent), then every process gets
-SIGTERM (one that outlives ``stop_grace_s`` + 10 s is hung), ``hub seal --once`` and
+SIGTERM (one that outlives ``stop_grace_s`` + 10 s is hung, and so is every projector its
+watchdog stopped for lack of progress), ``hub seal --once`` and
 ``hub verify --json`` run, and the log's event ids and the read models are read.
 """
 
@@ -55,6 +56,7 @@ from hub.kernel.kafka_io import end_offsets, topic_partitions
 from hub.kernel.log import EVENTS
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, PostgresSettings, Settings
+from projections.projector import STALL_LOG
 from schemas.base import Sealed
 from schemas.topics import fact_topic, fact_topics
 
@@ -93,6 +95,45 @@ class RunResult:
     faults: list[str] = field(default_factory=list)
     seconds: float = 0.0
     referrals: dict[str, int] = field(default_factory=dict)
+
+
+#: the delivery channels whose intake consumer groups must reach the referral topic's end
+INTAKE_CHANNELS = ("fhir", "hl7v2")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What quiescence is judged on: the fact partitions' ends (``topic/partition`` → end
+    offset, empty ones left out), the projector's stored positions, the open delivery rows,
+    and each delivery intake group's committed offsets on ``referral_topic`` (a referral
+    request the intake never took into the ledger is in no open row: only its offset shows
+    it, so a stalled intake looked like three lost outcome events)."""
+
+    ends: dict[str, int]
+    positions: dict[str, int]
+    open_rows: int
+    referral_topic: str
+    intakes: dict[str, dict[str, int]]
+
+    def projector_behind(self) -> list[str]:
+        return sorted(
+            f"{tp} {self.positions.get(tp, 0)}/{end}" for tp, end in self.ends.items()
+            if self.positions.get(tp, 0) != end
+        )
+
+    def intakes_behind(self) -> list[str]:
+        referral_ends = {
+            tp: end for tp, end in self.ends.items() if tp.rsplit("/", 1)[0] == self.referral_topic
+        }
+        return sorted(
+            f"{group} {tp} {committed.get(tp, 0)}/{end}"
+            for group, committed in self.intakes.items()
+            for tp, end in referral_ends.items()
+            if committed.get(tp, 0) != end
+        )
+
+    def quiet(self) -> bool:
+        return self.open_rows == 0 and not self.projector_behind() and not self.intakes_behind()
 
 
 def free_port() -> int:
@@ -267,6 +308,8 @@ class Suite:
             for n in NODES:  # whatever a failed run left down
                 self.cluster.start_node(n)
             result.hung = await sup.stop(settings.stop_grace_s + 10)
+            projector_log = self.home / "logs" / name / "projector.log"
+            result.hung += ["projector (stalled)"] * stalls(projector_log.read_text(errors="replace"))
             result.ehr_duplicates = int(sim.stats()["duplicates"])
             await sim.stop()
             await proxy.stop()
@@ -343,6 +386,8 @@ class Suite:
                     note = "cut after the ack"
                 except TimeoutError:
                     note = "no append within 30 s"
+                finally:  # a cut that did not happen now never happens later, unscheduled
+                    proxy.disarm(cut)
             elif f.kind in ("ehr_flapping", "ehr_hung"):
                 sim.set_mode("flapping" if f.kind == "ehr_flapping" else "hung")
                 undo.append(asyncio.create_task(later(f.duration, lambda: sim.set_mode("normal"))))
@@ -356,7 +401,8 @@ class Suite:
         deadline = (
             time.monotonic() + self.opts.quiesce_timeout_s + (self.opts.window_s if self.opts.long else 0)
         )
-        last: object = None
+        last: Snapshot | None = None
+        failure: str = ""
         stable_since = time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(1.0)
@@ -365,21 +411,41 @@ class Suite:
             if not (sup.jobs_done() and injector.done()):
                 continue
             try:
-                snapshot = await self.snapshot(settings)
-            except Exception:  # PostgreSQL or a broker still coming back
+                snapshot = await asyncio.wait_for(self.snapshot(settings), 30)
+            except Exception as exc:  # PostgreSQL or a broker still coming back
+                failure = f"{type(exc).__name__}: {exc}"[:300]
                 continue
+            failure = ""
             if snapshot != last:
                 last, stable_since = snapshot, time.monotonic()
                 continue
-            ends, positions, open_rows = snapshot
-            if open_rows == 0 and ends == positions and time.monotonic() - stable_since >= self.opts.settle_s:
+            if snapshot.quiet() and time.monotonic() - stable_since >= self.opts.settle_s:
                 return
-        raise TimeoutError("the run did not become quiescent (a process stopped making progress)")
+        raise TimeoutError(
+            "the run did not become quiescent (a process stopped making progress): "
+            + not_quiescent(sup.jobs_done(), injector.done(), last, failure)
+        )
 
-    async def snapshot(self, settings: Settings) -> tuple[dict[str, int], dict[str, int], int]:
+    async def snapshot(self, settings: Settings) -> Snapshot:
         clients = KafkaClients(settings.kafka)
-        tps = await topic_partitions(clients, fact_topics(settings.kafka.topic_prefix))
+        prefix = settings.kafka.topic_prefix
+        tps = await topic_partitions(clients, fact_topics(prefix))
         ends = {f"{tp.topic}/{tp.partition}": o for tp, o in (await end_offsets(clients, tps)).items() if o}
+        referrals = fact_topic(prefix, "referral")
+        intakes: dict[str, dict[str, int]] = {}
+        admin = clients.admin("faults-snapshot")
+        await admin.start()
+        try:
+            for channel in INTAKE_CHANNELS:  # the delivery intakes' consumer groups (worker.start)
+                group = f"{prefix}-delivery-{channel}"
+                committed = await admin.list_consumer_group_offsets(group)
+                intakes[group] = {
+                    f"{tp.topic}/{tp.partition}": meta.offset
+                    for tp, meta in committed.items()
+                    if tp.topic == referrals and meta.offset > 0
+                }
+        finally:
+            await admin.close()
         conn = await asyncpg.connect(db.dsn(settings, "owner"), timeout=5)
         try:
             core, schema = settings.core_schema, settings.postgres.schema_
@@ -393,7 +459,7 @@ class Suite:
             )
         finally:
             await conn.close()
-        return ends, positions, int(open_rows)
+        return Snapshot(ends, positions, int(open_rows), referrals, intakes)
 
     async def verify(self, env: dict[str, str], result: RunResult) -> None:
         hub = [sys.executable, "-m", "hub.entry.cli"]
@@ -520,3 +586,35 @@ def components(sim: EhrSimulator, listener_port: int) -> list[dict[str, Any]]:
             "destinations": {FHIR_DEST: {"base_url": sim.fhir_base_url}},
         },
     ]
+
+
+def stalls(log_text: str) -> int:
+    """How many times a projector stopped itself for lack of progress (pure): a hang its
+    watchdog turned into a restart still counts as a hung process."""
+    return log_text.count(STALL_LOG)
+
+
+def not_quiescent(jobs_done: bool, faults_done: bool, last: Snapshot | None, failure: str) -> str:
+    """Why a run is not quiescent, for the suite's error (pure): jobs or faults still
+    running, the fact partitions the projector has not reached (stored position / log end),
+    the referral partitions a delivery intake has not taken in (committed / end), open
+    deliveries, the last snapshot's error. Names and counts only."""
+    why: list[str] = []
+    if not jobs_done:
+        why.append("jobs not done")
+    if not faults_done:
+        why.append("faults not undone")
+    if last is not None:
+        behind = last.projector_behind()
+        if behind:
+            why.append(f"projector behind on {len(behind)} partition(s): {', '.join(behind[:8])}")
+        intakes = last.intakes_behind()
+        if intakes:
+            why.append(f"delivery intake behind on {len(intakes)} partition(s): {', '.join(intakes[:8])}")
+        if last.open_rows:
+            why.append(f"{last.open_rows} delivery row(s) open (pending, sending or an unappended outcome)")
+    elif jobs_done and faults_done:
+        why.append("no snapshot of the log and the ledger was ever taken")
+    if failure:
+        why.append(f"last snapshot failed: {failure}")
+    return "; ".join(why) or "still changing"

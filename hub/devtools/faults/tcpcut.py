@@ -10,8 +10,9 @@ sees its connection reset — what a crashed PostgreSQL connection does, at a ch
 by a client while it restarts (the server itself, shared by other tests, is never touched).
 
 Invariants: a marker split across two reads is still found (each direction keeps the tail of
-the last read); a cut happens at most ``times`` times per ``arm``; unarmed, the proxy is a
-transparent pipe.
+the last read); a cut happens at most ``times`` times per ``arm``, and never after
+:meth:`CutProxy.disarm` (a fault that gave up waiting for its statement must not fire later,
+when nothing expects it); unarmed, the proxy is a transparent pipe.
 """
 
 from __future__ import annotations
@@ -80,12 +81,18 @@ class CutProxy:
         self._armed.append(armed)
         return armed.cut
 
+    def disarm(self, cut: asyncio.Event) -> None:
+        """Withdraw the ``arm`` that returned ``cut`` (its remaining cuts never happen)."""
+        self._armed = [a for a in self._armed if a.cut is not cut]
+
     def _match(self, window: bytes) -> bool:
         for armed in self._armed:
             if armed.times > 0 and armed.marker in window:
                 armed.times -= 1
                 armed.cut.set()
                 self.cuts += 1
+                if armed.times == 0:
+                    self._armed.remove(armed)
                 return True
         return False
 

@@ -4,7 +4,8 @@ with the same settings share the work through one consumer group; stop with SIGI
 SIGTERM (the current batch commits or rolls back as a whole; past ``stop_grace_s`` the
 process exits at once, non-zero). A batch that fails stops the worker within a bound: it
 exits non-zero for its supervisor to restart it. Without ``--until-caught-up`` it serves
-``/metrics``, ``/livez`` (fails after ``probe_stale_s`` without projection progress) and
+``/metrics``, ``/livez`` (fails after ``probe_stale_s`` without projection progress; the
+worker then exits 75 by itself, see :mod:`projections.projector`) and
 ``/readyz`` on ``metrics_port`` (:mod:`hub.kernel.probes`)."""
 
 from __future__ import annotations

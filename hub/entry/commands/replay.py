@@ -4,9 +4,10 @@ fetches, the facts bucketed by connected component, one fold per bucket, COPY; s
 :mod:`projections.replay`). ``--as-of`` is *known at*: only the events the hub had recorded
 at that time ("what did we know then"). ``--occurred-through`` is *occurred through*: only
 the facts that had happened by then, however late they were recorded ("what happened by
-then", with every late export and correction since). ``--workers`` derives the buckets in
-that many worker processes. Sealed disposition texts are opened with the key store (on
-the PKCS#11 token) to classify them, as the live projector does."""
+then", with every late export and correction since). ``--workers`` splits the reading
+(by partition) and the deriving and loading (by bucket) over that many worker processes.
+Sealed disposition texts are opened with the key store (on the PKCS#11 token) to classify
+them, as the live projector does."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def replay(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print counters as JSON")] = False,
     workers: Annotated[
-        int, typer.Option("--workers", min=0, help="worker processes deriving the buckets (0: this one)")
+        int, typer.Option("--workers", min=0, help="worker processes reading and loading (0: this one)")
     ] = 0,
 ) -> None:
     """Rebuild every read model into ``--into``."""

@@ -14,7 +14,7 @@ from projections.fold import ProjectionState, derive
 from projections.livefold import fold_live, needs_component
 from schemas.case import ServiceEnrolled
 from schemas.consent import ConsentGranted, ConsentRevoked
-from schemas.dispatch import CallReceived
+from schemas.dispatch import CallReceived, UnitDispatched
 from schemas.encounter import PersonIdentified
 from schemas.erasure import PersonErased
 from schemas.identity import PersonLinked
@@ -83,6 +83,57 @@ def test_after_a_vocabulary_change_live_folds_continue_from_the_re_derivation(be
     state.rows = derive(state.facts.values(), OTHER_WORDS)
     state = live(batches_of(after, rnd), OTHER_WORDS, state)
     assert state.rows == derive([*before, *after], OTHER_WORDS)
+
+
+# many incidents of two people within a short repeat window: the person summaries' contact
+# statistics are maintained from the stored row (added contacts counted in the window
+# before them, an earlier contact by the contacts around it, a moved one by all of them)
+WINDOWS = FoldConfig(connected_window=timedelta(minutes=60), repeat_window=timedelta(minutes=90),
+                     timezone="UTC")
+MANY = tuple(f"sea:2{k:03d}" for k in range(12))
+_when = st.integers(0, 600)
+contact_events = st.one_of(
+    st.builds(lambda i, m: CallReceived(incident_id=i, agency="sea", cad_number=i[4:], at=at(m),
+                                        source_timezone="UTC", call_type_final="CRISIS"),
+              st.sampled_from(MANY), _when),
+    st.builds(lambda i, m, p: PersonIdentified(incident_id=i, at=at(m), person=p),
+              st.sampled_from(MANY), _when, st.sampled_from(PERSONS[:2])),
+    st.builds(lambda p, m: ServiceEnrolled(case_id="k1", person=p, at=at(m), service_type="bh", provider="x"),
+              st.sampled_from(PERSONS[:2]), _when),
+    st.builds(lambda i, m: UnitDispatched(incident_id=i, at=at(m), unit_id="u1", unit_kind="police"),
+              st.sampled_from(MANY), _when),
+)
+contact_logs = st.lists(contact_events.map(fact), min_size=1, max_size=40, unique_by=lambda f: f.event_id)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(contact_logs, st.booleans(), st.randoms(use_true_random=False))
+def test_contact_statistics_maintained_from_the_summary_equal_the_derivation(facts, in_order, rnd):
+    """In time order (a live feed: every added contact is the person's latest) or shuffled
+    (a backfill, revisions of the opening time), the summaries equal ``derive``'s."""
+    if in_order:
+        ordered = sorted(facts, key=lambda f: f.at)
+        cut = sorted(rnd.sample(range(1, len(ordered)), k=min(len(ordered) - 1, rnd.randint(0, 12))))
+        batches = [ordered[a:b] for a, b in zip([0, *cut], [*cut, len(ordered)], strict=True)]
+    else:
+        batches = batches_of(facts, rnd, most=4)
+    assert live(batches, WINDOWS).rows == derive(facts, WINDOWS)
+
+
+def test_a_batch_with_a_contact_it_keeps_and_one_it_adds_counts_each_once():
+    """The batch's incident already holding the person's contact (stored, kept) and a new
+    incident of theirs: the window before the new contact holds both, once each."""
+    a, b = MANY[:2]
+    def call(i, m):
+        return fact(CallReceived(incident_id=i, agency="sea", cad_number=i[4:], at=at(m),
+                                 source_timezone="UTC"))
+
+    history = [call(a, 0), fact(PersonIdentified(incident_id=a, at=at(1), person=P1))]
+    batch = [fact(UnitDispatched(incident_id=a, at=at(5), unit_id="u1", unit_kind="police")),
+             call(b, 10), fact(PersonIdentified(incident_id=b, at=at(11), person=P1))]
+    state = live([history, batch], WINDOWS)
+    assert state.rows == derive([*history, *batch], WINDOWS)
+    assert state.rows[T.PERSON_SUMMARY.name][(P1,)]["max_contacts_in_window"] == 2
 
 
 def test_a_batch_costs_its_own_facts_not_the_persons_history():

@@ -66,6 +66,7 @@ EXPECTED: dict[str, tuple[type[HubError], type[BaseException]]] = {
     "connectors.cases.mapping.CaseRecordError": (PermanentError, ValueError),
     "connectors.fhir.bundle.BundleInvalid": (PermanentError, ValueError),
     "connectors.fhir.client.TokenError": (TransientError, RuntimeError),
+    "projections.projector.ProjectorStalled": (TransientError, RuntimeError),
     "connectors.hl7v2.ack.AckInvalid": (PermanentError, ValueError),
     "connectors.hl7v2.ack.AckMismatch": (PermanentError, ValueError),
     "connectors.hl7v2.codec.Er7Error": (PermanentError, ValueError),
