@@ -33,7 +33,7 @@ async def test_a_batch_that_never_returns_stops_the_worker(proj_rt: Runtime) -> 
     projector.stall_s = STALL_S
     entered = asyncio.Event()
 
-    async def never_returns(batch: Any) -> Any:
+    async def never_returns(batch: Any, *_: Any, **__: Any) -> Any:  # apply_batch(batch, conn)
         entered.set()
         await asyncio.Event().wait()
 
