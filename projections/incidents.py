@@ -36,9 +36,13 @@ co-responder unit, the first service type referred to (alphabetically) — the g
 report compares outcomes by.
 
 County-defined fields (``custom``): the values the call's ``CallReceived`` carries (a CAD
-profile's columns, in the source's words), then the case system's (case openings and
-contacts that name the incident, in time order), then each current intake form's in the
-forms' order — a later source's value replaces an earlier one's for the same field. They
+profile's columns, in the source's words), then each revision's, in the attribute writers'
+order (time, event id) — a revision corrects the CAD's value as it corrects the call types;
+a field a revision leaves blank keeps its earlier value, as its null fields do — then the
+case system's (case openings and contacts that name the incident, in time order), then each
+current intake form's in the forms' order. A later source's value replaces an earlier one's
+for the same field, so the team's records (case, intake) win over the CAD's however late a
+CAD revision comes: the source order decides, not the time of publication. They
 are kept as given; the county's definitions read them by type when a metric is computed
 (:mod:`hub.kernel.custom_fields`).
 
@@ -223,6 +227,7 @@ def incident_row(
         "agency": None, "received_at": None, "call_type_initial": None, "call_type_final": None, "area": None,
     }
     row_times: dict[str, datetime] = {}  # row-level times a revision corrected
+    custom: dict[str, Any] = {}  # county-defined fields: the CAD's, then the case's, then the forms'
     # attribute writers: CallReceived first, then revisions by (time, event id)
     writers = sorted(
         (f for f in facts if isinstance(f.payload, CallReceived | CallRevised)),
@@ -233,6 +238,7 @@ def incident_row(
         if isinstance(p, CallReceived):
             attrs.update(agency=p.agency, received_at=f.at, call_type_initial=p.call_type_initial,
                          call_type_final=p.call_type_final, area=p.area)
+            custom.update(p.custom)
         else:
             assert isinstance(p, CallRevised)
             for name, value in (("received_at", p.received_at), ("call_type_initial", p.call_type_initial),
@@ -243,6 +249,7 @@ def incident_row(
                                ("onscene", p.onscene_at), ("cleared", p.cleared_at)):
                 if when is not None:
                     row_times[name] = when
+            custom.update(p.custom)
     templates = [p for _, p in with_payload(facts, CrisisTemplate)]
     bh: bool | None = None
     category: str | None = None
@@ -272,9 +279,6 @@ def incident_row(
     program = engagements[0][1].program if engagements else (forms[0][1].program if forms else None)
     mode = forms[-1][1].mode if forms else (engagements[-1][1].mode if engagements else None)
     referral_types = sorted({p.service_type for _, p in with_payload(facts, ReferralRequested)})
-    custom: dict[str, Any] = {}
-    for _, received in with_payload(facts, CallReceived):
-        custom.update(received.custom)
     cases = [*with_payload(facts, CaseOpened), *with_payload(facts, ContactLogged)]
     for _, case in sorted(cases, key=lambda fp: fp[0].order):
         custom.update(case.custom)

@@ -100,9 +100,12 @@ class CallDisposition(_IncidentEvent):
 class CallRevised(_IncidentEvent):
     """The source republished a call with changes; non-null fields replace earlier values
     (the received time moves the call to its corrected period; the row-level times replace
-    the times of the first revision). ``at`` is when the revision was published."""
+    the times of the first revision). ``at`` is when the revision was published.
+    ``custom``: the county-defined fields the revised row gives (as ``CallReceived.custom``);
+    each replaces the call's earlier value for the same field, a field the row leaves blank
+    keeps its earlier value (as a null field does)."""
 
-    event_type = "cad.call.revised.v2"
+    event_type = "cad.call.revised.v3"
     at: Timestamp
     revision: str
     received_at: Timestamp | None = None
@@ -117,6 +120,7 @@ class CallRevised(_IncidentEvent):
     enroute_at: Timestamp | None = None
     onscene_at: Timestamp | None = None
     cleared_at: Timestamp | None = None
+    custom: CustomValues = Field(default_factory=dict)
 
 
 @register

@@ -90,6 +90,14 @@ def _call_received_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+@upcaster("cad.call.revised.v2", "cad.call.revised.v3")
+def _call_revised_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """v3 adds the county-defined fields of the revised row (``custom``); v2 revisions
+    carried none (so they change no county field)."""
+    data.setdefault("custom", {})
+    return data
+
+
 @upcaster("encounter.intake.recorded.v1", "encounter.intake.recorded.v2")
 def _intake_recorded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v2 adds the county-defined fields of the form (``custom``); v1 forms had none."""

@@ -19,8 +19,8 @@ and :func:`call_events` turns it into facts the same way whatever the source (pu
   a clearance text may name people. The projections open it to classify it;
 - ``CallRevised`` when the hub first saw another revision of the call
   (``first_revision`` given and different from ``call.revision``): the revision's received
-  time, call types, area, disposition and row-level times; its id carries the revision, and
-  it is dated ``revised_at``.
+  time, call types, area, disposition, row-level times and county-defined fields; its id
+  carries the revision, and it is dated ``revised_at``.
 
 Every other fact uses revision ``"0"`` (:data:`INITIAL_REVISION`) in its id, so the facts of
 a call exist once whatever revision was seen first. The record id of a call's facts is its
@@ -261,6 +261,7 @@ def call_events(
                     enroute_at=row_times.get("enroute"),
                     onscene_at=row_times.get("onscene"),
                     cleared_at=row_times.get("cleared"),
+                    custom=dict(call.custom),
                 ),
                 revision=call.revision,
             )

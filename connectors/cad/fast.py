@@ -564,6 +564,7 @@ class FastRows:
                 "enroute_at": z["e"],
                 "onscene_at": z["o"],
                 "cleared_at": z["c"],
+                "custom": dict(row.custom),
             }, revised, incident, revision))
         return Mapped(tuple(events), unknown_disposition=unknown)
 

@@ -95,7 +95,7 @@ async def test_soql_poller_outage_backoff_metrics_and_revisions(rt) -> None:  # 
     events = await dispatch_events(rt, "SIMA")
     kinds = collections.Counter(e.type for e in events)
     assert kinds["cad.call.received.v4"] == len(county.calls)
-    revs = [e for e in events if e.type == "cad.call.revised.v2"]
+    revs = [e for e in events if e.type == "cad.call.revised.v3"]
     assert sorted(e.data.get("cad_number", e.subject) for e in revs) == sorted(
         f"SIMA:{c.cad_number}" for c in revised
     )
@@ -168,7 +168,7 @@ async def test_poller_killed_mid_page_ends_with_one_fact_per_revision(rt, settin
     received = collections.Counter(e.subject for e in events if e.type == "cad.call.received.v4")
     assert len(received) == len(county.calls) and set(received.values()) == {1}
     revised_facts = collections.Counter(
-        (e.subject, e.data["revision"]) for e in events if e.type == "cad.call.revised.v2"
+        (e.subject, e.data["revision"]) for e in events if e.type == "cad.call.revised.v3"
     )
     assert len(revised_facts) == len(revised) and set(revised_facts.values()) == {1}
     assert len({e.id for e in events}) == len(events)

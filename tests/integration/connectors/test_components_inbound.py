@@ -301,8 +301,8 @@ async def test_csv_file_drop_ingests_once_dead_letters_bad_rows_and_sees_revisio
 
     events = await facts(rt, "dispatch", source)
     kinds = collections.Counter(e.type for e in events)
-    assert kinds["cad.call.received.v4"] == 6 and kinds["cad.call.revised.v2"] == 1
-    (rev,) = [e for e in events if e.type == "cad.call.revised.v2"]
+    assert kinds["cad.call.received.v4"] == 6 and kinds["cad.call.revised.v3"] == 1
+    (rev,) = [e for e in events if e.type == "cad.call.revised.v3"]
     cad = revised[2][header.index("CAD Event Number")]
     assert rev.subject == f"SIMD:{cad}" and rev.data["disposition_text"] == "PHYSICAL ARREST MADE"
     assert rev.data["revision"].startswith("sha256:")
@@ -353,7 +353,7 @@ async def test_reimport_of_a_revised_export_appends_one_revision_per_changed_row
     assert (c.appended, c.events_appended, c.duplicates) == (0, 0, 20)
 
     events = await facts(rt, "dispatch", source)
-    revised = {e.subject: e.data for e in events if e.type == "cad.call.revised.v2"}
+    revised = {e.subject: e.data for e in events if e.type == "cad.call.revised.v3"}
     cad = header.index("CAD Event Number")
     assert set(revised) == {f"SIMR:{rows[0][cad]}", f"SIMR:{rows[5][cad]}"}
     assert revised[f"SIMR:{rows[0][cad]}"]["priority"] == "1"

@@ -55,8 +55,8 @@ incident = st.sampled_from(INCIDENTS)
 person = st.sampled_from(PERSONS)
 referral = st.sampled_from(REFERRALS)
 area = st.builds(Area, precinct=st.sampled_from(["N", "S", None]), beat=st.sampled_from(["B1", "B2", None]))
-#: county-defined values as a CAD row, a case record or an intake form carries them: few
-#: names, so later sources overwrite earlier ones for the same field
+#: county-defined values as a CAD row (received or revised), a case record or an intake form
+#: carries them: few names, so later sources overwrite earlier ones for the same field
 custom = st.dictionaries(
     st.sampled_from(["crisis_line", "units_sent", "zone"]),
     st.one_of(st.booleans(), st.integers(0, 3), st.sampled_from(["north", "south"])),
@@ -96,14 +96,15 @@ disposition = st.builds(
     st.sampled_from(OUTCOMES),
 )
 revision = st.builds(
-    lambda i, m, n, o, bh: CallRevised(
-        incident_id=i, at=at(m), revision=str(n), disposition_code=o, call_type_final=bh
+    lambda i, m, n, o, bh, c: CallRevised(
+        incident_id=i, at=at(m), revision=str(n), disposition_code=o, call_type_final=bh, custom=c
     ),
     incident,
     minutes,
     st.integers(1, 3),
     st.sampled_from((None, *OUTCOMES)),
     st.sampled_from([None, "CRISIS"]),  # a revision that makes the call a BH call
+    custom,  # a re-export that corrects (or adds) county fields
 )
 engaged = st.builds(
     lambda i, m: ClinicianEngaged(incident_id=i, at=at(m), clinician_id="c1", program="p"), incident, minutes

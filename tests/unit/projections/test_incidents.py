@@ -10,7 +10,7 @@ from projections import tables as T
 from projections.config import FoldConfig
 from projections.fold import derive
 from schemas.case import ContactLogged
-from schemas.dispatch import CallDisposition, CallReceived, UnitDispatched
+from schemas.dispatch import CallDisposition, CallReceived, CallRevised, UnitDispatched
 from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome
 from schemas.referral import ReferralRequested
 from tests.unit.projections.projection_events import INCIDENTS, PERSONS, at, fact
@@ -126,3 +126,22 @@ def test_county_fields_come_from_cad_then_case_system_then_forms_in_any_order() 
     for facts in ([cad, case, form_], [form_, case, cad]):
         assert row(facts)["custom"] == {"camp": "A", "housing": "sheltered", "visits": 4}
     assert row([cad])["custom"] == {"camp": "A", "housing": "Unsheltered"}  # the source's words, as given
+
+
+def test_county_fields_a_cad_revision_corrects_in_revision_order_below_the_team_records() -> None:
+    """A re-export's county values replace the received call's (the later revision by time
+    wins; a field it leaves out keeps its value), and a case or intake value still wins."""
+    cad = fact(CallReceived(incident_id=INC, agency="sea", cad_number="1001", at=at(0), source_timezone="UTC",
+                            custom={"zone": "north", "camp": "A"}))
+    first = fact(CallRevised(incident_id=INC, at=at(50), revision="r1",
+                             custom={"zone": "south", "beds": "2"}))
+    second = fact(CallRevised(incident_id=INC, at=at(90), revision="r2", custom={"zone": "east"}))
+    assert row([second, first, cad])["custom"] == {"beds": "2", "camp": "A", "zone": "east"}
+    assert row([first, cad])["custom"] == {"beds": "2", "camp": "A", "zone": "south"}
+    assert row([cad, fact(CallRevised(incident_id=INC, at=at(60), revision="r3"))])["custom"] == {
+        "camp": "A", "zone": "north"}  # a revision without county values changes none
+    form_ = fact(IntakeRecorded(incident_id=INC, at=at(20), submission_id=SUB, program="p", clinician_id="c1",
+                                mode="co_response", outcome="referral", custom={"zone": "west"}))
+    case = fact(ContactLogged(case_id="k1", person=PERSONS[0], at=at(30), incident_id=INC,
+                              custom={"beds": "0"}))
+    assert row([second, form_, first, case, cad])["custom"] == {"beds": "0", "camp": "A", "zone": "west"}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hub.kernel.settings import PROJECT_ROOT
 from schemas import EVENT_TYPES, Envelope, deterministic_id
 from schemas.deadletter import DeadLetter
-from schemas.dispatch import CallReceived
+from schemas.dispatch import CallReceived, CallRevised
 from schemas.envelope import SCHEMA_URN
 from tests.unit.schemas.strategies import envelope_strategy, model_strategy
 
@@ -125,3 +125,27 @@ def test_committed_v1_fixture_is_upcast_to_the_current_version() -> None:
     # the meaning v1 carried is not a fact any more: the projections apply a vocabulary
     assert "behavioral_health" in json.loads(raw)["data"] and "behavioral_health" not in current.data
     assert payload.custom == {}  # v4: no county-defined fields in a v1 call
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_stored_revision_is_read_as_v3_without_county_fields(version: str) -> None:
+    """A revision published before revisions carried county fields (v1 with the meaning
+    frozen at ingest, v2) reads as the current version with none: it corrects no county
+    field; its id and corrections are kept."""
+    data: dict[str, object] = {"incident_id": "SPD:1", "at": "2024-03-01T12:00:00Z", "revision": "r2",
+                               "call_type_final": "CRISIS", "disposition_code": "ARREST"}
+    if version == "v1":
+        data |= {"category": "other", "behavioral_health": False, "outcome": "arrest"}
+    raw = json.dumps({
+        "specversion": "1.0", "id": "evt_rev", "source": "cad/seattle", "type": f"cad.call.revised.{version}",
+        "subject": "SPD:1", "partitionkey": "SPD:1", "time": "2024-03-01T12:00:00Z",
+        "recordedat": "2024-03-01T12:00:01Z", "dataschema": SCHEMA_URN + f"cad.call.revised.{version}",
+        "data": data,
+    }).encode()
+    current = Envelope.from_bytes(raw).current()
+    assert current.type == CallRevised.event_type == "cad.call.revised.v3" and current.id == "evt_rev"
+    payload = current.payload()
+    assert isinstance(payload, CallRevised)
+    assert payload.custom == {}
+    assert (payload.call_type_final, payload.disposition_code) == ("CRISIS", "ARREST")
+    assert "custom" not in json.loads(raw)["data"]  # the stored bytes are untouched

@@ -79,7 +79,7 @@ def test_eido_revision_disposition_and_units() -> None:
     assert by_type["cad.call.received.v4"]["vocabulary"] == "eido"
     assert by_type["cad.unit.onscene.v1"]["unit_kind"] == "co_responder"
     assert by_type["cad.call.disposition.v2"]["disposition_code"] == "TRANSPORT-MH"
-    assert by_type["cad.call.revised.v2"]["revision"] == "2021-04-30T20:05:00+00:00"
+    assert by_type["cad.call.revised.v3"]["revision"] == "2021-04-30T20:05:00+00:00"
     (row,) = derive([fact_from_envelope(e) for e in res.events], FoldConfig(timezone="UTC"))[
         "incident_summary"].values()
     assert row["behavioral_health"] is True and row["cad_outcome"] == "voluntary_transport"

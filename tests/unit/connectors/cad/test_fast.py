@@ -1,8 +1,9 @@
 """The fast CAD mapping path equals the reference path (property tests).
 
 Hypothesis generates rows of every bundled CSV profile layout (also with a remarks column,
-and with coordinates kept as published): times in each of the profile's formats, around the
-agency's DST transitions, with offsets, in odd spellings, and damaged; codes, free text,
+with coordinates kept as published, and with county-defined columns): times in each of the
+profile's formats, around the agency's DST transitions, with offsets, in odd spellings, and
+damaged; codes, free text,
 numbers and indicators as feeds write them and as they should not; SoQL-style JSON values
 that are not strings; revisions (first revision none, the row's own, another content hash,
 another updated-at); a keyring that seals free text and one whose incident key was erased.
@@ -48,6 +49,10 @@ ERASED_CAD = "666"  # the incident whose key the "erased" keyring destroyed
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+#: county-defined fields (field -> column) of the layouts that map some
+COUNTY_COLUMNS = {"zone": "County Zone", "crisis_line": "crisis_line"}
+
+
 @cache
 def layouts() -> list[Profile]:
     """Every bundled CSV profile, with a remarks column, and with coordinates as published."""
@@ -60,6 +65,8 @@ def layouts() -> list[Profile]:
         out.append(p.model_copy(update={"fields": p.fields | {"remarks": "remarks"},
                                         "columns": [*p.columns, "remarks"]}))
         out.append(p.model_copy(update={"coordinate_decimals": None}))
+        out.append(p.model_copy(update={"custom": dict(COUNTY_COLUMNS),
+                                        "columns": [*p.columns, *COUNTY_COLUMNS.values()]}))
     return out
 
 
@@ -158,6 +165,8 @@ def field_values(profile: Profile, column: str, name: str | None) -> st.SearchSt
         return st.sampled_from(["Y", "N", "yes", "NO", "-", "", "true", "0", "1", "maybe"])
     if name == "remarks":
         return st.one_of(st.just(""), st.text(max_size=30), st.just("RP says Jane Q is off her meds"))
+    if column in COUNTY_COLUMNS.values():  # a county field: blank, words, too long (cut to 200)
+        return st.one_of(st.sampled_from(["", " ", "North", "Y", "Zoné 5", "x" * 250]), st.text(max_size=16))
     words: list[str] = []
     if profile.self_initiated is not None and column == profile.self_initiated.field:
         words += [*profile.self_initiated.values, "onview", "911", "N"]
@@ -172,7 +181,7 @@ def field_values(profile: Profile, column: str, name: str | None) -> st.SearchSt
 def rows(draw: st.DrawFn, profile: Profile) -> dict[str, Any]:
     """One row of ``profile``'s layout (plus its updated-at column when it has one)."""
     by_column = {column: name for name, column in profile.fields.items()}
-    columns = list(dict.fromkeys([*profile.columns, *profile.fields.values()]))
+    columns = list(dict.fromkeys([*profile.columns, *profile.fields.values(), *profile.custom.values()]))
     row: dict[str, Any] = {}
     for column in columns:
         if column == profile.fields.get("updated_at") and draw(st.booleans()):

@@ -343,6 +343,6 @@ def test_golden_inputs_reach_every_kind_of_fact() -> None:
                     kinds.add(type(result).__name__)
     assert kinds >= {
         "cad.call.received.v4", "cad.unit.dispatched.v1", "cad.unit.enroute.v1", "cad.unit.onscene.v1",
-        "cad.unit.cleared.v1", "cad.call.disposition.v2", "cad.call.revised.v2", "unknown_disposition",
+        "cad.unit.cleared.v1", "cad.call.disposition.v2", "cad.call.revised.v3", "unknown_disposition",
         "Rejection", "Exclusion",
     }

@@ -296,8 +296,8 @@ def test_san_francisco_agency_rule_and_revisions() -> None:
     first = m.map(r1, k1.revision)
     later = m.map(r2, k1.revision)
     assert isinstance(first, Mapped) and isinstance(later, Mapped)
-    assert "cad.call.revised.v2" not in [e.type for e in first.events]
-    revised = [e for e in later.events if e.type == "cad.call.revised.v2"]
+    assert "cad.call.revised.v3" not in [e.type for e in first.events]
+    revised = [e for e in later.events if e.type == "cad.call.revised.v3"]
     assert len(revised) == 1 and revised[0].data["disposition_code"] == "ARR"
     assert meaning([*first.events, *revised])["241230001"]["cad_outcome"] == "arrest"
     assert revised[0].data["revision"] == "2024-05-03T19:00:00+00:00"

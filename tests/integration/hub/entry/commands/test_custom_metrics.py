@@ -86,8 +86,11 @@ METRIC_2 = """
 """
 
 
-def write_feed(tmp: Path) -> tuple[Path, Path]:
-    """The county's profile (the generic layout plus a ``housing`` column) and its export."""
+def write_feed(
+    tmp: Path, name: str = "calls.csv", housing_of: dict[str, str] | None = None
+) -> tuple[Path, Path]:
+    """The county's profile (the generic layout plus a ``housing`` column) and its export
+    ``name``; ``housing_of``: incident numbers whose housing a later export corrects."""
     generic = (PROJECT_ROOT / "connectors" / "cad" / "profiles" / "generic.yaml").read_text()
     profile = tmp / "county.yaml"
     profile.write_text(
@@ -96,7 +99,7 @@ def write_feed(tmp: Path) -> tuple[Path, Path]:
         )
         + "vocabulary: generic\ncustom:\n  housing: housing\n"
     )
-    export = tmp / "calls.csv"
+    export = tmp / name
     columns = [*load_profile_file(profile).columns]
     with export.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
@@ -112,7 +115,7 @@ def write_feed(tmp: Path) -> tuple[Path, Path]:
                         "call_type_final": "CRISIS",
                         "disposition_code": code,
                         "precinct": precinct,
-                        "housing": housing,
+                        "housing": (housing_of or {}).get(f"C{n:04d}", housing),
                     }
                 )
     return profile, export
@@ -251,6 +254,40 @@ async def test_a_metric_added_in_yaml_appears_in_report_topic_api_and_dashboard(
     board = (await client.get("/v1/dashboard", headers=analyst)).json()
     assert [c["key"] for c in board["custom_metrics"]] == ["custom.unsheltered_holds", "custom.sheltered"]
     assert board["custom_metrics"][1]["numerator"] is None  # suppressed, as published
+
+
+async def test_a_county_field_corrected_in_a_later_export_moves_the_metric(
+    proj_rt: Runtime, tmp_path: Path
+) -> None:
+    """The second export of the same feed corrects one call's housing (C0061, SOUTH, a hold:
+    housed -> unsheltered): the CAD revision carries the corrected value, so after
+    ``hub project`` the metric counts it — 33 holds of 61 unsheltered (SOUTH 13 of 26,
+    NORTH unchanged at 20 of 35), where the first export gave 32 of 60 (SOUTH 12 of 25)."""
+    rt = proj_rt
+    definitions = tmp_path / "county-metrics.yaml"
+    definitions.write_text(f"name: test-county\nversion: 1\n{FIELDS}metrics:\n{METRIC_1}")
+
+    def metric() -> dict[str, tuple[int, int]]:
+        done = hub(rt, definitions, "project", "--until-caught-up", "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        report = hub(rt, definitions, "report", "--json", "--by", "area")
+        assert report.returncode == 0, report.stderr[-2000:]
+        doc = json.loads(report.stdout)
+        outcomes = doc["outcomes"]
+        groups = {"all": outcomes["total"]} | {r["group"]: r["metrics"] for r in outcomes["rows"]}
+        holds, of = "custom.unsheltered_holds", "custom.unsheltered_holds.denominator"
+        return {g: (m[holds]["value"], m[of]["value"]) for g, m in groups.items()}
+
+    profile, first = write_feed(tmp_path, "calls-1.csv")
+    ingest = hub(rt, definitions, "ingest", "cad", "--profile", str(profile), str(first))
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    assert metric() == {"all": (32, 60), "NORTH": (20, 35), "SOUTH": (12, 25)}
+
+    _, second = write_feed(tmp_path, "calls-2.csv", housing_of={"C0061": "unsheltered"})
+    ingest = hub(rt, definitions, "ingest", "cad", "--profile", str(profile), str(second))
+    assert ingest.returncode == 0, ingest.stderr[-2000:]
+    assert json.loads(ingest.stdout)["appended"] == 1  # one CallRevised: the other rows are unchanged
+    assert metric() == {"all": (33, 61), "NORTH": (20, 35), "SOUTH": (13, 26)}
 
 
 async def test_a_profile_naming_an_undeclared_field_is_refused(proj_rt: Runtime, tmp_path: Path) -> None:
