@@ -311,6 +311,11 @@ def area_table(
     determined = derivable(values, eqs, hide - zeros) | zeros
     # split cells are known too: a split derivable in two releases would tell its change
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
+    # a grain no call has: every call's area of it is unknown, as analysts can tell, so a
+    # later release that adds the grain protects the change of its unknown cell
+    implied = {c[1]: v for c, v in known.items() if c[0] == ("all", "all")}
+    for kind in (k for k in FINE_KINDS if k not in kinds):
+        known.update({((kind, UNKNOWN_AREA), m): v for m, v in implied.items()})
     grid = tuple((a, m) for a in sorted(areas | {("all", "all")}) for m in AREA_METRICS if not is_split(a))
     on_grid = set(grid)
     published = (*grid, *(c for c in coarse.published if c not in on_grid))  # + the county cells
@@ -378,6 +383,11 @@ def with_calls_for_service(
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
+    # a grain no call has: every call's area of it is unknown, as analysts can tell, so a
+    # later release that adds the grain protects the change of its unknown cell
+    implied = {c[1]: v for c, v in known.items() if c[0] == ("all", "all")}
+    for kind in (k for k in FINE_KINDS if k not in kinds):
+        known.update({((kind, UNKNOWN_AREA), m): v for m, v in implied.items()})
     published = (*table.published, *((g, ALL_CALLS) for g in groups))
     return SuppressedTable(values, frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
                            table.protected)

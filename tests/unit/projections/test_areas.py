@@ -163,3 +163,14 @@ def test_the_adversary_subtracts_across_area_levels() -> None:
         if (r.area_kind, r.area, r.metric) == ("beat", "G2", "calls") else r for r in rel.records))
     assert adversary([rel], [path_counts(rows)]) == []
     assert any("(('beat', 'G1'), 'calls')" in f for f in adversary([naive], [path_counts(rows)]))
+
+
+def test_a_grain_that_appears_in_a_later_release_protects_its_unknown_cell() -> None:
+    # found by Hypothesis: release 1 has no beats, so "beat unknown" = all 13 calls (analysts
+    # can tell); release 2 withdraws 2 calls; release 3 adds a call with a beat and shows
+    # "beat unknown = 11": a change of 2 since release 1
+    west = ("WEST", None, None, frozenset(), "K", None, False)
+    first = [west] * 13
+    second = first[:-2]
+    third = [*second, ("EAST", None, None, frozenset(), "E", "1", False)]
+    assert attack([first, second, third]) == []
