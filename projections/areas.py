@@ -383,11 +383,6 @@ def with_calls_for_service(
     zeros = forced_zero(values, eqs, hide)
     determined = derivable(values, eqs, hide - zeros) | zeros
     known = {c: v for c, v in values.items() if c not in hide or c in determined}
-    # a grain no call has: every call's area of it is unknown, as analysts can tell, so a
-    # later release that adds the grain protects the change of its unknown cell
-    implied = {c[1]: v for c, v in known.items() if c[0] == ("all", "all")}
-    for kind in (k for k in FINE_KINDS if k not in kinds):
-        known.update({((kind, UNKNOWN_AREA), m): v for m, v in implied.items()})
     published = (*table.published, *((g, ALL_CALLS) for g in groups))
     return SuppressedTable(values, frozenset(cast(set[Cell], hide)), known, published, tuple(eqs),
                            table.protected)
