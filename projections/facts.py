@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any, TypeVar
 
 from schemas.base import EventData, event_class
@@ -52,10 +51,12 @@ def system_of(event_type: str, family: str) -> str:
     return SYSTEM_BY_FAMILY.get(family, "hub")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fact:
     """One event, normalized. ``data`` is the payload's JSON (current version); sealed
-    fields stay sealed. Identity is the event id; equality ignores the parsed payload."""
+    fields stay sealed. Identity is the event id; equality ignores the parsed payload.
+    ``order`` and ``keys`` are computed once, on construction (the folds sort and group
+    by them often; slots and plain attributes keep that cheap)."""
 
     event_id: str
     event_type: str
@@ -70,15 +71,14 @@ class Fact:
     referral_id: str | None
     data: dict[str, Any] = field(hash=False)
     payload: EventData = field(compare=False, hash=False, repr=False)
+    order: tuple[datetime, str] = field(init=False, compare=False, hash=False, repr=False)
+    """Total order of facts: time in the world, then event id (ties are stable)."""
+    keys: tuple[str, ...] = field(init=False, compare=False, hash=False, repr=False)
+    """The component keys the fact touches (:func:`fact_keys`)."""
 
-    @cached_property  # a fact is immutable: computed once (the folds sort and group by them often)
-    def order(self) -> tuple[datetime, str]:
-        """Total order of facts: time in the world, then event id (ties are stable)."""
-        return (self.at, self.event_id)
-
-    @cached_property
-    def keys(self) -> tuple[str, ...]:
-        return fact_keys(self)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", (self.at, self.event_id))
+        object.__setattr__(self, "keys", fact_keys(self))
 
 
 P = TypeVar("P", bound=EventData)

@@ -64,6 +64,7 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
+from hub.kernel.batchgc import batch_gc
 from hub.kernel.crypto import Keyring, KeyStore
 from hub.kernel.db import Connection, apply_sets, check_schema_name, open_pool, runtime_grantee
 from hub.kernel.errors import PermanentError
@@ -295,35 +296,37 @@ async def scan_shard(
     spill = SpillWriter(directory, shard)
     if tps:
         records = scan_partitions(clients, tps, role="replay", ends={tp: ends[tp] for tp in tps})
-        async for batch in _batches(records, GUARD_BATCH):
-            verdicts = await guard.check(batch)
-            for rec, refused in zip(batch, verdicts, strict=True):
-                stats.records += 1
-                parts: RecordParts | None = None
-                touched: tuple[str, ...] | None = None
-                if refused is None:
-                    try:
-                        parts = record_parts(rec)
-                        touched = record_keys(parts.event_type, parts.event_id, parts.data)
-                    except Exception:  # not an envelope, unknown type
-                        parts, touched = None, None
-                recorded = parts.recorded_at if parts is not None else ms_to_datetime(rec.timestamp)
-                if as_of is not None and recorded > as_of:
-                    stats.skipped_as_of += 1
-                    continue
-                positions[(rec.topic, rec.partition)] = rec.offset + 1
-                if refused is not None:
-                    stats.quarantined += 1
-                elif parts is None or touched is None:
-                    stats.unreadable += 1
-                elif occurred_through is not None and parts.time > occurred_through:
-                    stats.skipped_occurred += 1
-                else:
-                    blob = rec.value if parts.raw_is_current else encode_parts(
-                        (parts.event_id, parts.event_type, parts.source, parts.recorded_at, parts.data)
-                    )
-                    spill.add(blob, touched)
-                    kids |= sealed_kids([(parts.event_type, parts.data)])
+        with batch_gc() as collector:  # a young collection per batch, not per 700 objects
+            async for batch in _batches(records, GUARD_BATCH):
+                verdicts = await guard.check(batch)
+                for rec, refused in zip(batch, verdicts, strict=True):
+                    stats.records += 1
+                    parts: RecordParts | None = None
+                    touched: tuple[str, ...] | None = None
+                    if refused is None:
+                        try:
+                            parts = record_parts(rec)
+                            touched = record_keys(parts.event_type, parts.event_id, parts.data)
+                        except Exception:  # not an envelope, unknown type
+                            parts, touched = None, None
+                    recorded = parts.recorded_at if parts is not None else ms_to_datetime(rec.timestamp)
+                    if as_of is not None and recorded > as_of:
+                        stats.skipped_as_of += 1
+                        continue
+                    positions[(rec.topic, rec.partition)] = rec.offset + 1
+                    if refused is not None:
+                        stats.quarantined += 1
+                    elif parts is None or touched is None:
+                        stats.unreadable += 1
+                    elif occurred_through is not None and parts.time > occurred_through:
+                        stats.skipped_occurred += 1
+                    else:
+                        blob = rec.value if parts.raw_is_current else encode_parts(
+                            (parts.event_id, parts.event_type, parts.source, parts.recorded_at, parts.data)
+                        )
+                        spill.add(blob, touched)
+                        kids |= sealed_kids([(parts.event_type, parts.data)])
+                collector.batch_done()
     return ShardScan(stats, positions, kids, spill.close())
 
 
@@ -368,7 +371,7 @@ async def load_buckets(
     if not buckets:
         return out
     loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=1) as thread:
+    with ThreadPoolExecutor(max_workers=1) as thread, batch_gc() as collector:
         async with (
             open_pool(settings, role="owner", max_size=1) as owner,
             owner.acquire() as conn,
@@ -387,6 +390,7 @@ async def load_buckets(
                 out.stats.duplicates += bucket.duplicates
                 out.stats.unreadable += bucket.unreadable
                 del bucket
+                collector.batch_done()
     return out
 
 

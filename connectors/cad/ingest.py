@@ -7,7 +7,7 @@ log and against the in-memory fakes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from connectors.cad.csvfile import read_csv_file
@@ -18,6 +18,7 @@ from connectors.core.counts import IngestCounts
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batches
+from hub.kernel.batchgc import batch_gc
 from hub.kernel.crypto import Keyring
 from hub.kernel.keystore import DeadLetterSealer
 
@@ -76,7 +77,12 @@ async def ingest_files(
     (the runtime's key store) seals free text per incident."""
     mapper = mapper_for(profile, source, keyring)
     sink = DeadLetterSink(mapper.source, "cad", sealer, profile_ref or profile.name)
-    return await ingest_batches(
-        (chunk for path in paths for chunk in chunks(read_records(Path(path), profile))),
-        mapper, log_port, sink, revisions,
-    )
+    with batch_gc() as collector:  # a batch job: one young collection per chunk
+
+        def collected() -> Iterator[Sequence[RawRecord]]:
+            for path in paths:
+                for chunk in chunks(read_records(Path(path), profile)):
+                    yield chunk
+                    collector.batch_done()
+
+        return await ingest_batches(collected(), mapper, log_port, sink, revisions)

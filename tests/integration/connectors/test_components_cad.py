@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
-import sys
 
 from connectors.cad.ingest import ingest_files
 from connectors.cad.profile import load_profile
@@ -17,6 +15,7 @@ from hub.devtools.simulate.model import CountyModel
 from hub.devtools.simulate.servers import FeedState, cad_feed_app, serve
 from hub.kernel import metrics
 from hub.kernel.settings import PROJECT_ROOT
+from tests.integration.hubcli import start_hub
 from tests.integration.waiting import wait_for
 
 SEATTLE = PROJECT_ROOT / "tests" / "data" / "cad" / "seattle" / "call-data-sample.csv"
@@ -127,20 +126,8 @@ async def test_poller_killed_mid_page_ends_with_one_fact_per_revision(rt, settin
         f"  - kind: cad-soql-poller\n    name: {name}\n    url: http://127.0.0.1:{port}/resource/calls.json\n"
         "    profile: san_francisco\n    overrides: {agency: SIMK}\n    page_size: 10\n    interval: 0.2\n"
     )
-    env = {
-        **os.environ,
-        "HUB_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-        "HUB_POSTGRES__SCHEMA": settings.postgres.schema_,
-    }
-
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "hub.entry.cli", "connectors", "run", "--config", str(config)],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        return start_hub(settings, "connectors", "run", "--config", str(config), stderr=subprocess.DEVNULL)
 
     cursors = PostgresCursorStore(rt.pool, rt.settings.core_schema)
     proc = start()

@@ -8,10 +8,8 @@ batch that fails stops the worker, and the restart loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 
 import asyncpg
 import pytest
@@ -20,11 +18,11 @@ from hub.kernel.db import open_pool
 from hub.kernel.kafka_io import end_offsets, topic_partitions
 from hub.kernel.log import family_topics
 from hub.kernel.runtime import Runtime
-from hub.kernel.settings import PROJECT_ROOT
 from projections import tables as T
 from projections.app import group_id
 from projections.projector import project
 from projections.store import snapshot
+from tests.integration.hubcli import start_hub
 from tests.integration.projections.projection_scenario import scenario
 from tests.integration.waiting import wait_for
 
@@ -33,21 +31,9 @@ TABLES = (*T.READ_MODELS, T.POSITIONS)
 TIMEOUT = 90.0
 
 
-def start_worker(rt: Runtime, schema: str, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
-            "HUB_POSTGRES__SCHEMA": schema,
-            "HUB_PROJECTIONS__BATCH_SIZE": "4",
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "hub.entry.cli", "project", *extra],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+def start_worker(rt: Runtime, schema: str, *extra: str) -> subprocess.Popen[bytes]:
+    return start_hub(
+        rt.settings, "project", *extra, HUB_POSTGRES__SCHEMA=schema, HUB_PROJECTIONS__BATCH_SIZE="4"
     )
 
 

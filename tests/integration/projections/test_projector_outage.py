@@ -8,11 +8,9 @@ however stuck it is."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 
@@ -22,7 +20,7 @@ import pytest_asyncio
 
 from hub.devtools.faults.tcpcut import CutProxy
 from hub.kernel.runtime import Runtime
-from hub.kernel.settings import PROJECT_ROOT
+from tests.integration.hubcli import start_hub
 from tests.integration.projections.projection_scenario import scenario
 from tests.integration.projections.test_app_processes import applied, log_end
 from tests.integration.waiting import wait_for
@@ -42,19 +40,16 @@ async def pg_proxy(proj_rt: Runtime) -> AsyncIterator[CutProxy]:
 
 def start_worker(
     rt: Runtime, schema: str, proxy: CutProxy, *extra: str, env_extra: dict[str, str] | None = None
-) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.update({
-        "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
-        "HUB_POSTGRES__SCHEMA": schema,
-        "HUB_POSTGRES__PORT": str(proxy.port),
-        "HUB_PROJECTIONS__BATCH_SIZE": "4",
-        "HUB_STOP_GRACE_S": str(GRACE),
-        "HUB_METRICS_PORT": "0",  # probes are tested on a port of their own below
+) -> subprocess.Popen[bytes]:
+    return start_hub(
+        rt.settings, "project", *extra,
+        HUB_POSTGRES__SCHEMA=schema,
+        HUB_POSTGRES__PORT=str(proxy.port),
+        HUB_PROJECTIONS__BATCH_SIZE="4",
+        HUB_STOP_GRACE_S=str(GRACE),
+        HUB_METRICS_PORT="0",  # probes are tested on a port of their own below
         **(env_extra or {}),
-    })
-    return subprocess.Popen([sys.executable, "-m", "hub.entry.cli", "project", *extra], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    )
 
 
 async def exited_within(proc: subprocess.Popen, seconds: float) -> int | None:

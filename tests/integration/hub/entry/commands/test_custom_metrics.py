@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -49,6 +47,7 @@ from hub.kernel.kafka_io import scan_records
 from hub.kernel.runtime import Runtime
 from hub.kernel.settings import PROJECT_ROOT, CustomSettings
 from schemas.topics import outcome_topic
+from tests.integration.hubcli import run_hub
 
 pytestmark = pytest.mark.integration
 
@@ -122,23 +121,9 @@ def write_feed(
 
 
 def hub(rt: Runtime, definitions: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
-            "HUB_POSTGRES__SCHEMA": rt.settings.postgres.schema_,
-            "HUB_AGENCY_TIMEZONE": "UTC",
-            "HUB_CUSTOM__DEFINITIONS": str(definitions),
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "hub.entry.cli", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    return run_hub(
+        rt.settings, *args, timeout=180,
+        HUB_AGENCY_TIMEZONE="UTC", HUB_CUSTOM__DEFINITIONS=str(definitions),
     )
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,6 +21,7 @@ from hub.kernel.settings import PROJECT_ROOT
 from hub.kernel.vocabulary import VOCABULARIES_DIR, load_vocabularies, vocabulary_names
 from projections import tables as T
 from projections.store import snapshot
+from tests.integration.hubcli import run_hub
 from tests.integration.projections.projection_scenario import person, scenario
 
 pytestmark = pytest.mark.integration
@@ -30,24 +29,9 @@ SEATTLE = PROJECT_ROOT / "tests" / "data" / "cad" / "seattle" / "call-data-sampl
 
 
 def hub(rt: Runtime, schema: str, *args: str, env_extra: dict[str, str] | None = None
-        ) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(
-        {
-            "HUB_KAFKA__TOPIC_PREFIX": rt.settings.kafka.topic_prefix,
-            "HUB_POSTGRES__SCHEMA": schema,
-            "HUB_AGENCY_TIMEZONE": "UTC",
-            **(env_extra or {}),
-        }
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "hub.entry.cli", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        ) -> subprocess.CompletedProcess[str]:
+    return run_hub(
+        rt.settings, *args, HUB_POSTGRES__SCHEMA=schema, HUB_AGENCY_TIMEZONE="UTC", **(env_extra or {})
     )
 
 
