@@ -165,13 +165,14 @@ def summary(rows: list[Row]) -> list[str]:
             lines.append(
                 f"{r.operation}: p50 {r.extra['p50_ms']:.0f} ms, p99 {r.extra['p99_ms']:.0f} ms, "
                 f"max {r.extra['max_ms']:.0f} ms at {r.extra['fed_rate']:.0f} rec/s fed, "
-                f"{r.extra['batches']} batches"
+                f"{r.extra['batches']} batches; longest GC pause {r.sample.gc_pause_max_ms:.0f} ms"
             )
         if "setup_seconds" in r.extra:
             lines.append(
                 f"{r.operation}: setup {r.extra['setup_seconds']:.0f} s, rebuild {r.sample.seconds:.0f} s, "
                 f"floor {r.baseline_sample.seconds if r.baseline_sample else 0:.0f} s, "
                 f"{r.extra['mib_per_10k_events']:.2f} MiB per 10k events"
+                + "".join(f", {k} {v:.0f} s" for k, v in r.extra.get("phase_seconds", {}).items())
             )
     passed = [r for r in rows if r.verdict == "PASS"]
     failed = [r.operation.strip() for r in rows if r.verdict == "FAIL"]

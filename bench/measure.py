@@ -87,6 +87,8 @@ class Sample:
     peak_mib: float = 0.0
     per_phase: bool = True
     warnings: int = 0
+    gc_pause_total_ms: float = 0.0  # this process's garbage-collection pauses during the block
+    gc_pause_max_ms: float = 0.0
 
     @property
     def growth_mib(self) -> float:
@@ -101,6 +103,8 @@ class Sample:
             "growth_mib": round(self.growth_mib, 1),
             "peak_is_per_phase": self.per_phase,
             "client_warnings": self.warnings,
+            "gc_pause_total_ms": round(self.gc_pause_total_ms, 1),
+            "gc_pause_max_ms": round(self.gc_pause_max_ms, 1),
         }
 
 
@@ -113,6 +117,21 @@ class _Counter(logging.Handler):
         self.count += 1
 
 
+class _GcPauses:
+    """Times this process's garbage collections (``gc.callbacks``) into a sample."""
+
+    def __init__(self, sample: Sample) -> None:
+        self.sample, self.began = sample, 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.began = time.perf_counter()
+        elif self.began:
+            ms = (time.perf_counter() - self.began) * 1000
+            self.sample.gc_pause_total_ms += ms
+            self.sample.gc_pause_max_ms = max(self.sample.gc_pause_max_ms, ms)
+
+
 @contextmanager
 def measured() -> Iterator[Sample]:
     """``with measured() as s: ...`` fills ``s`` when the block ends (also on error).
@@ -123,10 +142,13 @@ def measured() -> Iterator[Sample]:
     counter = _Counter()
     client_log = logging.getLogger("aiokafka")
     client_log.addHandler(counter)
+    pauses = _GcPauses(sample)
+    gc.callbacks.append(pauses)
     started, cpu = time.perf_counter(), time.process_time()
     try:
         yield sample
     finally:
+        gc.callbacks.remove(pauses)
         sample.seconds = time.perf_counter() - started
         sample.cpu_seconds = time.process_time() - cpu
         sample.peak_mib = peak_rss_kib() / KIB_PER_MIB

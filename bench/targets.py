@@ -494,6 +494,7 @@ async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> list[Row
                 "peak_is_of": "the hub replay process (its worker processes included)",
                 "mib_per_10k_events": round(per_10k(sample.peak_mib, st["records"]), 2),
                 "workers": workers,
+                "phase_seconds": st.get("seconds", {}),
             },
         )
         rebuild_verdict(row, st["records"], peak_mib=sample.peak_mib)

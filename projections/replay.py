@@ -64,10 +64,10 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from hub.kernel.batchgc import batch_gc
 from hub.kernel.crypto import Keyring, KeyStore
 from hub.kernel.db import Connection, apply_sets, check_schema_name, open_pool, runtime_grantee
 from hub.kernel.errors import PermanentError
+from hub.kernel.gcpolicy import batch_gc
 from hub.kernel.kafka import KafkaClients
 from hub.kernel.kafka_io import end_offsets, scan_partitions, topic_partitions
 from hub.kernel.keys import record_mac_keys
@@ -116,10 +116,15 @@ class ReplayStats:
     unreadable: int = 0
     quarantined: int = 0
     rows: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each phase of the whole replay (``read``, ``plan``, ``load``,
+    ``finish``; see the module docstring); empty in a shard's or loader's counters."""
 
     def add(self, other: ReplayStats) -> None:
+        """Add ``other``'s counters to these."""
         for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+            if name != "seconds":
+                setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
 @dataclass
@@ -243,6 +248,10 @@ async def replay_into(
                 counts.update(loaded.counts)
             loaded_at = time.perf_counter()
             stats.rows += await finish(settings, staging, schema, counts, positions, cfg)
+    stats.seconds = {
+        "read": round(read_at - started, 2), "plan": round(planned_at - read_at, 2),
+        "load": round(loaded_at - planned_at, 2), "finish": round(time.perf_counter() - loaded_at, 2),
+    }
     log.info("replay into %s: %d facts, %d rows loaded by %d loader(s) in %.1f s; keys, indexes, "
              "ANALYZE, swap %.1f s", schema, stats.facts, stats.rows, len(loads), loaded_at - planned_at,
              time.perf_counter() - loaded_at)

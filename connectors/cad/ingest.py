@@ -18,8 +18,8 @@ from connectors.core.counts import IngestCounts
 from connectors.core.ports import LogPort, RevisionStore
 from connectors.core.records import Mapper, RawRecord
 from connectors.core.runner import DeadLetterSink, ingest_batches
-from hub.kernel.batchgc import batch_gc
 from hub.kernel.crypto import Keyring
+from hub.kernel.gcpolicy import batch_gc
 from hub.kernel.keystore import DeadLetterSealer
 
 CHUNK = 1000

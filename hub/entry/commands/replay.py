@@ -83,6 +83,7 @@ def replay(
         "after_occurred_through": stats.skipped_occurred,
         "unreadable": stats.unreadable,
         "rows": stats.rows,
+        "seconds": stats.seconds,
     }
     if as_json:
         emit_json(out)

@@ -106,6 +106,7 @@ async def test_project_report_timeline_replay_commands(proj_rt: Runtime, tmp_pat
 
     replay = hub(rt, schema, "replay", "--into", f"{schema}_copy", "--json")
     assert replay.returncode == 0, replay.stderr[-2000:]
+    assert set(json.loads(replay.stdout)["seconds"]) == {"read", "plan", "load", "finish"}  # where it went
     tables = (*T.READ_MODELS, T.POSITIONS)
     assert await snapshot(rt.pool, f"{schema}_copy", tables) == await snapshot(rt.pool, schema, tables)
 

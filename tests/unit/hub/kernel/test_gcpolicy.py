@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from hub.kernel.batchgc import batch_gc
+from hub.kernel.gcpolicy import batch_gc
 
 
 class Node:

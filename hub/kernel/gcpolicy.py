@@ -1,6 +1,7 @@
-"""Garbage collection for batch jobs: collected once per batch, not every few hundred
-allocations.
+"""The garbage collector's policy for the hub's processes: batch jobs collect once per
+batch, servers never traverse their start-up heap.
 
+*Batch jobs.*
 A batch job (a rebuild's reader or loader, a bulk import) allocates millions of short-lived
 objects while holding a large, long-lived working set. CPython's automatic collector then
 runs a young collection every 700 allocations and, now and then, traverses the whole heap:
@@ -11,6 +12,12 @@ everything alive at its start into the permanent generation), and :meth:`BatchGc
 collects the young objects at a point the job chooses (after each batch), so garbage cycles
 never outlive a batch. Process-wide: use it in a process (or the one thread that
 allocates) running a batch job, never in a latency-bound server.
+
+*Servers.* A worker's start-up heap (modules, pydantic schemas, the faust app: hundreds of
+thousands of objects) never becomes garbage, yet every full collection traverses it, a
+pause in the middle of a batch. :func:`freeze_startup_heap`, called once start-up is done,
+moves it into the permanent generation; what the server allocates afterwards is collected
+as usual.
 """
 
 from __future__ import annotations
@@ -43,3 +50,10 @@ def batch_gc() -> Iterator[BatchGc]:
         if was_enabled:
             gc.enable()
         gc.collect()
+
+
+def freeze_startup_heap() -> None:
+    """Collect once, then exclude everything alive from every later collection (call at the
+    end of a server's start-up; see the module docstring)."""
+    gc.collect()
+    gc.freeze()
