@@ -17,7 +17,7 @@ from typing import Any
 from projections.facts import Fact
 from schemas.case import CaseClosed, CaseOpened, ContactLogged, ServiceEnrolled
 from schemas.consent import ConsentGranted, ConsentRevoked
-from schemas.dispatch import CallDisposition, CallReceived, CallRevised
+from schemas.dispatch import CallDisposition, CallReceived, CallRevised, UnitEvent
 from schemas.encounter import ClinicianEngaged, IntakeRecorded, OnSceneOutcome, PersonIdentified
 from schemas.referral import ReferralRejected, ReferralRequested
 
@@ -61,8 +61,8 @@ def summary(fact: Fact) -> str:
         parts = [p.disposition_code or p.disposition_text or ""]
     elif isinstance(p, OnSceneOutcome):
         parts = [p.outcome]
-    elif hasattr(p, "unit_kind"):
-        parts = [getattr(p, "unit_kind", ""), getattr(p, "unit_id", None) or ""]
+    elif isinstance(p, UnitEvent):
+        parts = [p.unit_kind, p.unit_id or ""]
     elif isinstance(p, IntakeRecorded):
         parts = [f"amendment {p.revision}" if p.revision else "submitted", p.mode, p.outcome,
                  f"use of force: {p.use_of_force}" if p.use_of_force else ""]

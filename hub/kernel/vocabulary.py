@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -350,6 +350,8 @@ class VocabularySet:
     whose ``services`` classify service types."""
 
     vocabularies: tuple[Vocabulary, ...]
+    fallback: Vocabulary = field(init=False, repr=False, compare=False)
+    """The vocabulary claiming every agency (``*``), looked up once."""
 
     def __post_init__(self) -> None:
         names: dict[str, Vocabulary] = {}
@@ -364,13 +366,10 @@ class VocabularySet:
                 agencies[a] = v.name
         if FALLBACK not in agencies:
             raise VocabularyError(",".join(names), None, 'no fallback vocabulary (agencies: ["*"])')
+        object.__setattr__(self, "fallback", names[agencies[FALLBACK]])
 
     def by_name(self, name: str | None) -> Vocabulary | None:
         return next((v for v in self.vocabularies if v.name == name), None)
-
-    @property
-    def fallback(self) -> Vocabulary:
-        return next(v for v in self.vocabularies if FALLBACK in v.agencies)
 
     def for_call(self, vocabulary: str | None, agency: str | None) -> Vocabulary:
         """The vocabulary of a call: the one it names, else the one claiming its agency, else
