@@ -48,14 +48,15 @@ _NOT_CONFLICTING = "not.conflicting"
 def report_of(f: Fact) -> tuple[str, str, Sealed] | None:
     """(source, person, sealed demographics) of a fact that reports demographics, else None."""
     p = f.payload
-    sealed = getattr(p, "demographics", None)
+    fields = p.__dict__  # the validated fields (getattr of a missing one is slow in pydantic)
+    sealed = fields.get("demographics")
     if not isinstance(sealed, Sealed):
         return None
     if isinstance(p, PersonIdentified):
         return ("intake", p.person, sealed)
     if isinstance(p, CaseOpened):
         return ("case", p.person, sealed)
-    person = getattr(p, "person", None)
+    person = fields.get("person")
     if f.system == "ehr" and isinstance(person, str):
         return ("ehr", person, sealed)
     return None

@@ -97,6 +97,8 @@ log = logging.getLogger(__name__)
 
 #: records per RecordGuard call (at most one PostgreSQL query each, for pre-MAC records)
 GUARD_BATCH = 2000
+#: GUARD_BATCHes per garbage collection while reading (each one traverses the prefetched records)
+SCAN_GC_BATCHES = 25
 #: connections that rebuild the keys and indexes at the end
 INDEX_CONNECTIONS = 2
 R = TypeVar("R")
@@ -305,7 +307,7 @@ async def scan_shard(
     spill = SpillWriter(directory, shard)
     if tps:
         records = scan_partitions(clients, tps, role="replay", ends={tp: ends[tp] for tp in tps})
-        with batch_gc() as collector:  # a young collection per batch, not per 700 objects
+        with batch_gc(SCAN_GC_BATCHES) as collector:  # not a young collection per 700 objects
             async for batch in _batches(records, GUARD_BATCH):
                 verdicts = await guard.check(batch)
                 for rec, refused in zip(batch, verdicts, strict=True):

@@ -30,21 +30,31 @@ from contextlib import contextmanager
 class BatchGc:
     """The handle :func:`batch_gc` yields."""
 
+    def __init__(self, every: int) -> None:
+        self.every, self._batches = every, 0
+
     def batch_done(self) -> None:
-        """Collect what the last batch left in reference cycles (young objects only: what
-        survives is the job's working set and is promoted, not traversed again each batch)."""
-        gc.collect(1)
+        """Count a batch; every ``every`` batches, collect what they left in reference
+        cycles (young objects only: what survives is the job's working set and is promoted,
+        not traversed again)."""
+        self._batches += 1
+        if self._batches % self.every == 0:
+            gc.collect(1)
 
 
 @contextmanager
-def batch_gc() -> Iterator[BatchGc]:
-    """Automatic collection off inside the block; on exit it is restored and one full
-    collection reclaims any cycle the block left."""
+def batch_gc(every: int = 1) -> Iterator[BatchGc]:
+    """Automatic collection off inside the block, a collection every ``every`` batches
+    (what stays alive meanwhile, e.g. a consumer's prefetched records, is traversed by each
+    one: small batches want a larger ``every``); on exit the collector is restored and one
+    full collection reclaims any cycle the block left."""
+    if every < 1:
+        raise ValueError("every must be 1 or more")
     was_enabled = gc.isenabled()
     gc.freeze()  # modules, settings, schemas: never traversed during the job
     gc.disable()
     try:
-        yield BatchGc()
+        yield BatchGc(every)
     finally:
         gc.unfreeze()
         if was_enabled:

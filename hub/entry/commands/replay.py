@@ -5,12 +5,14 @@ fetches, the facts bucketed by connected component, one fold per bucket, COPY; s
 at that time ("what did we know then"). ``--occurred-through`` is *occurred through*: only
 the facts that had happened by then, however late they were recorded ("what happened by
 then", with every late export and correction since). ``--workers`` splits the reading
-(by partition) and the deriving and loading (by bucket) over that many worker processes.
+(by partition) and the deriving and loading (by bucket) over that many worker processes
+(default: one per CPU the process may use; none on a single CPU).
 Sealed disposition texts are opened with the key store (on the PKCS#11 token) to classify
 them, as the live projector does."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Annotated
 
@@ -38,6 +40,13 @@ def parse_time(value: str) -> datetime:
     return when
 
 
+def default_workers() -> int:
+    """One worker process per CPU this process may run on, none (all in this process) on
+    one CPU."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus if cpus > 1 else 0
+
+
 @app.callback(invoke_without_command=True)
 def replay(
     into: Annotated[str, typer.Option("--into", help="the fresh schema to build")],
@@ -50,14 +59,20 @@ def replay(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print counters as JSON")] = False,
     workers: Annotated[
-        int, typer.Option("--workers", min=0, help="worker processes reading and loading (0: this one)")
-    ] = 0,
+        int | None,
+        typer.Option(
+            "--workers", min=0,
+            help="worker processes reading and loading (0: this one; default: one per CPU, 0 on one CPU)",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild every read model into ``--into``."""
 
     when = parse_time(as_of) if as_of else None
     through = parse_time(occurred_through) if occurred_through else None
     settings = get_settings()
+    if workers is None:
+        workers = default_workers()
 
     async def go():
         async with open_pool(settings) as pool:  # reads the log and writes one schema: no runtime

@@ -46,3 +46,15 @@ def test_a_disabled_collector_stays_disabled() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_every_n_batches_collects_on_the_nth() -> None:
+    with batch_gc(every=3) as collector:
+        node = Node()
+        ref = weakref.ref(node)
+        del node
+        collector.batch_done()
+        collector.batch_done()
+        assert ref() is not None
+        collector.batch_done()
+        assert ref() is None
