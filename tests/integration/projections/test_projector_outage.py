@@ -41,15 +41,15 @@ async def pg_proxy(proj_rt: Runtime) -> AsyncIterator[CutProxy]:
 def start_worker(
     rt: Runtime, schema: str, proxy: CutProxy, *extra: str, env_extra: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    return start_hub(
-        rt.settings, "project", *extra,
-        HUB_POSTGRES__SCHEMA=schema,
-        HUB_POSTGRES__PORT=str(proxy.port),
-        HUB_PROJECTIONS__BATCH_SIZE="4",
-        HUB_STOP_GRACE_S=str(GRACE),
-        HUB_METRICS_PORT="0",  # probes are tested on a port of their own below
+    env = {
+        "HUB_POSTGRES__SCHEMA": schema,
+        "HUB_POSTGRES__PORT": str(proxy.port),
+        "HUB_PROJECTIONS__BATCH_SIZE": "4",
+        "HUB_STOP_GRACE_S": str(GRACE),
+        "HUB_METRICS_PORT": "0",  # probes are tested on a port of their own below
         **(env_extra or {}),
-    )
+    }
+    return start_hub(rt.settings, "project", *extra, **env)
 
 
 async def exited_within(proc: subprocess.Popen, seconds: float) -> int | None:

@@ -30,9 +30,8 @@ SEATTLE = PROJECT_ROOT / "tests" / "data" / "cad" / "seattle" / "call-data-sampl
 
 def hub(rt: Runtime, schema: str, *args: str, env_extra: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
-    return run_hub(
-        rt.settings, *args, HUB_POSTGRES__SCHEMA=schema, HUB_AGENCY_TIMEZONE="UTC", **(env_extra or {})
-    )
+    env = {"HUB_POSTGRES__SCHEMA": schema, "HUB_AGENCY_TIMEZONE": "UTC", **(env_extra or {})}
+    return run_hub(rt.settings, *args, **env)
 
 
 async def test_project_report_timeline_replay_commands(proj_rt: Runtime, tmp_path: Path) -> None:
