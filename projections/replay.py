@@ -118,9 +118,10 @@ class ReplayStats:
     unreadable: int = 0
     quarantined: int = 0
     rows: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict, compare=False)
     """Wall seconds of each phase of the whole replay (``read``, ``plan``, ``load``,
-    ``finish``; see the module docstring); empty in a shard's or loader's counters."""
+    ``finish``; see the module docstring); empty in a shard's or loader's counters; not
+    part of equality (two replays of one log are equal when their counters are)."""
 
     def add(self, other: ReplayStats) -> None:
         """Add ``other``'s counters to these."""
