@@ -171,7 +171,8 @@ def summary(rows: list[Row]) -> list[str]:
             lines.append(
                 f"{r.operation}: setup {r.extra['setup_seconds']:.0f} s, rebuild {r.sample.seconds:.0f} s, "
                 f"floor {r.baseline_sample.seconds if r.baseline_sample else 0:.0f} s, "
-                f"{r.extra['mib_per_10k_events']:.2f} MiB per 10k events"
+                f"{r.extra['mib_per_10k_events']:.2f} MiB per 10k events, "
+                f"all processes at once {r.extra['all_processes_peak_mib']:.0f} MiB"
                 + "".join(f", {k} {v:.0f} s" for k, v in r.extra.get("phase_seconds", {}).items())
             )
     passed = [r for r in rows if r.verdict == "PASS"]

@@ -23,6 +23,7 @@ import gc
 import logging
 import resource
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,3 +155,67 @@ def measured() -> Iterator[Sample]:
         sample.peak_mib = peak_rss_kib() / KIB_PER_MIB
         client_log.removeHandler(counter)
         sample.warnings = counter.count
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _status_of(pid: int) -> tuple[int, int] | None:
+    """(VmRSS, VmHWM) in KiB of a live process, None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    rss, hwm = parse_status_kib(text, "VmRSS"), parse_status_kib(text, "VmHWM")
+    return (rss, hwm) if rss is not None and hwm is not None else None
+
+
+class TreeMemory:
+    """Samples a process and its descendants (``/proc``, every ``interval`` s, in a thread)
+    until :meth:`stop`: ``process_peak_mib``, the largest peak resident set (``VmHWM``, the
+    kernel's high-water mark of each process's own memory, so a spike between samples
+    counts) of any one of them; ``tree_peak_mib``, the largest sum of their resident sets
+    seen at one sample (what the whole job held at once, to within a sample). Unlike
+    ``ru_maxrss`` of a child it never includes what a forked child inherited from its parent
+    before ``exec``."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.pid, self.interval = pid, interval
+        self._hwm: dict[int, int] = {}
+        self._tree_kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            total, todo = 0, [self.pid]
+            while todo:
+                pid = todo.pop()
+                status = _status_of(pid)
+                if status is None:
+                    continue
+                total += status[0]
+                self._hwm[pid] = max(self._hwm.get(pid, 0), status[1])
+                todo += _children(pid)
+            self._tree_kib = max(self._tree_kib, total)
+            self._done.wait(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def process_peak_mib(self) -> float:
+        return max(self._hwm.values(), default=0) / KIB_PER_MIB
+
+    @property
+    def tree_peak_mib(self) -> float:
+        return self._tree_kib / KIB_PER_MIB
