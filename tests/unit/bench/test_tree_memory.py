@@ -26,7 +26,9 @@ child.wait()
 
 
 def test_the_largest_process_and_the_whole_tree_at_once_are_both_seen() -> None:
-    job = subprocess.Popen([sys.executable, "-c", JOB], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    job = subprocess.Popen(
+        [sys.executable, "-c", JOB], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     memory = TreeMemory(job.pid, interval=0.05)
     try:
         assert job.stdout is not None and job.stdin is not None
