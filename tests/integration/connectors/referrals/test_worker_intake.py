@@ -17,21 +17,29 @@ from tests.integration.cutpool import cut_log
 from tests.integration.waiting import wait_for
 
 
+def intake_worker(
+    rt: Runtime, ehr: AcceptingEhr, log: Any, pool: Any, group: str, **cfg: Any
+) -> DeliveryWorker:
+    """A delivery worker for ``DEST`` on ``log`` and ``pool`` (the runtime's or a cut
+    proxy's), fast retries and polls; ``cfg``: more :class:`WorkerConfig` fields."""
+    deps = WorkerDeps(
+        kafka=rt.kafka, log=log, pool=pool, keyring=rt.keyring,
+        deadletter_sealer=rt.deadletter_sealer, topic_prefix=rt.settings.kafka.topic_prefix,
+        core_schema=rt.settings.core_schema,
+    )
+    config = WorkerConfig(group_id=f"{rt.settings.kafka.topic_prefix}-{group}",
+                          retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05),
+                          poll_interval_s=0.1, lock_retry_s=0.1, **cfg)
+    return DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, config)  # type: ignore[arg-type]
+
+
 async def test_a_referral_whose_ledger_insert_failed_is_taken_again(log_rt: Runtime) -> None:
     rt = log_rt
     schema = rt.settings.core_schema
     ledger = Ledger(rt.pool, schema)
     ehr = AcceptingEhr()
     async with cut_log(rt) as cut:
-        deps = WorkerDeps(
-            kafka=rt.kafka, log=cut.log, pool=cut.pool, keyring=rt.keyring,
-            deadletter_sealer=rt.deadletter_sealer, topic_prefix=rt.settings.kafka.topic_prefix,
-            core_schema=schema,
-        )
-        cfg = WorkerConfig(group_id=f"{rt.settings.kafka.topic_prefix}-intake-test",
-                           retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05),
-                           poll_interval_s=0.1, lock_retry_s=0.1)
-        worker = DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, cfg)  # type: ignore[arg-type]
+        worker = intake_worker(rt, ehr, cut.log, cut.pool, "intake-test")
         cut_at = cut.proxy.arm(  # the intake's INSERT (its column list goes on past person)
             f"INSERT INTO {schema}.referral_deliveries (destination, referral_id, channel, person,".encode()
         )
@@ -64,15 +72,7 @@ async def test_an_intake_whose_consumer_stopped_fetching_renews_it_and_takes_the
     schema = rt.settings.core_schema
     ledger = Ledger(rt.pool, schema)
     ehr = AcceptingEhr()
-    deps = WorkerDeps(
-        kafka=rt.kafka, log=rt.log, pool=rt.pool, keyring=rt.keyring,
-        deadletter_sealer=rt.deadletter_sealer, topic_prefix=rt.settings.kafka.topic_prefix,
-        core_schema=schema,
-    )
-    cfg = WorkerConfig(group_id=f"{rt.settings.kafka.topic_prefix}-intake-stall",
-                       retry=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05),
-                       poll_interval_s=0.1, lock_retry_s=0.1, intake_stall_s=2.0)
-    worker = DeliveryWorker(deps, ehr, {DEST: DestinationBase(display="Clinic")}, cfg)  # type: ignore[arg-type]
+    worker = intake_worker(rt, ehr, rt.log, rt.pool, "intake-stall", intake_stall_s=2.0)
     renewals = metrics.INTAKE_RENEWALS.labels(worker.channel)
     before = renewals._value.get()
     await worker.start()
