@@ -47,6 +47,7 @@ import secrets
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -194,12 +195,34 @@ def ensure_dev_token(settings: Settings) -> TokenConfig:
     def softhsm(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([util, *args], capture_output=True, text=True, env=env, check=False)
 
+    tokens = softhsm_dir(settings) / "tokens"
     with open(softhsm_dir(settings) / "init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        present = _has_label(softhsm("--show-slots").stdout, cfg.label)
-        if present and marker.exists() and marker.read_text(encoding="utf-8").strip() == LAYOUT:
+        marked = marker.exists() and marker.read_text(encoding="utf-8").strip() == LAYOUT
+        for attempt in range(LISTING_ATTEMPTS):
+            listing = softhsm("--show-slots")
+            if listing.returncode != 0:
+                raise TokenError(f"softhsm2-util --show-slots failed: {listing.stderr.strip()[:300]}")
+            action = dev_token_action(
+                _label_count(listing.stdout, cfg.label), marked, any(tokens.glob("*/token.object")),
+                final=attempt == LISTING_ATTEMPTS - 1,
+            )
+            if action != "look again":
+                break
+            time.sleep(LISTING_PAUSE_S * (attempt + 1))  # another process is writing a token file
+        if action == "ready":
             return cfg
-        if present:
+        if action == "missing":
+            raise TokenError(
+                f"the development token {cfg.label!r} is initialised (its layout marker is there) but "
+                f"SoftHSM2 did not list it in {LISTING_ATTEMPTS} readings; try again"
+            )
+        if action == "duplicated":
+            raise TokenError(
+                f"more than one development token is labelled {cfg.label!r} under {tokens}: delete "
+                f"{softhsm_dir(settings)} (development keys only) and start again"
+            )
+        if action == "reinitialise":
             gone = softhsm("--delete-token", "--token", cfg.label)
             if gone.returncode != 0:
                 raise TokenError(f"could not delete the old development token: {gone.stderr.strip()[:300]}")
@@ -213,10 +236,46 @@ def ensure_dev_token(settings: Settings) -> TokenConfig:
     return cfg
 
 
-def _has_label(show_slots: str, label: str) -> bool:
-    return any(
-        line.strip().startswith("Label:") and line.split(":", 1)[1].strip() == label
+#: readings of ``softhsm2-util --show-slots`` before a token known to exist is declared
+#: missing, and the pause before the n-th one (``n * LISTING_PAUSE_S``)
+LISTING_ATTEMPTS = 8
+LISTING_PAUSE_S = 0.05
+
+
+def dev_token_action(listed: int, marked: bool, any_token: bool, *, final: bool) -> str:
+    """What :func:`ensure_dev_token` does with the development token (pure), from how many
+    slots a ``--show-slots`` reading lists with the label, whether the epoch-layout marker
+    is there, whether any token exists on disk, and whether this is the last reading:
+
+    - ``"ready"``: listed once, marked;
+    - ``"reinitialise"``: listed once, not marked (the per-person layout): delete, initialise;
+    - ``"initialise"``: listed nowhere and no token on disk (first use, tokens removed), or,
+      at the last reading, an unmarked token on disk that never lists with the label
+      (another label, a process killed half-way through initialising);
+    - ``"look again"``: not listed although a token exists on disk. SoftHSM2 reads a token's
+      file while another process rewrites it and then lists the slot as an uninitialised
+      token with an empty label (measured: 6 of 300 readings while two processes created
+      keys). Initialising then makes a second token of the label, and every later
+      ``get_token`` fails with ``MultipleTokensReturned``;
+    - ``"missing"``: marked, on disk, and still not listed at the last reading;
+    - ``"duplicated"``: listed more than once (what that race left)."""
+    if listed > 1:
+        return "duplicated"
+    if listed == 1:
+        return "ready" if marked else "reinitialise"
+    if not any_token:
+        return "initialise"
+    if not final:
+        return "look again"
+    return "missing" if marked else "initialise"
+
+
+def _label_count(show_slots: str, label: str) -> int:
+    """How many slots of a ``--show-slots`` listing hold a token labelled ``label``."""
+    return sum(
+        1
         for line in show_slots.splitlines()
+        if line.strip().startswith("Label:") and line.split(":", 1)[1].strip() == label
     )
 
 

@@ -424,6 +424,7 @@ class Suite:
         raise TimeoutError(
             "the run did not become quiescent (a process stopped making progress): "
             + not_quiescent(sup.jobs_done(), injector.done(), last, failure)
+            + "".join(f"\n{job}" for job in sup.unfinished_jobs())
         )
 
     async def snapshot(self, settings: Settings) -> Snapshot:

@@ -38,6 +38,14 @@ class Supervised:
     pause_s: float = 0.0
 
 
+def describe_job(sup: Supervised, running: bool, tail: list[str]) -> str:
+    """One unfinished job in a few lines (pure)."""
+    state = "running" if running else "waiting to restart"
+    head = (f"job {sup.name}: step {sup.step + 1} of {len(sup.commands)}, {sup.starts} start(s), "
+            f"exits {sup.exits[-8:]}, {state}")
+    return "\n".join([head, *(f"  | {line}" for line in tail)])
+
+
 class Supervisor:
     """``add_service`` / ``add_job``, then ``start()``; ``kill(name)`` SIGKILLs what runs;
     ``await stop(grace_s)`` returns the names that had to be SIGKILLed (hung)."""
@@ -67,6 +75,19 @@ class Supervisor:
 
     def jobs_done(self) -> bool:
         return all(p.done for p in self.procs.values() if not p.service)
+
+    def unfinished_jobs(self, tail_lines: int = 12) -> list[str]:
+        """What each unfinished job is doing, for a suite's error: its step, its starts and
+        exit codes, whether a process runs, and the last ``tail_lines`` lines of its log
+        (the hub's own log lines: counts, ids and error names, never record contents)."""
+        out: list[str] = []
+        for p in self.procs.values():
+            if p.service or p.done:
+                continue
+            path = self.logs / f"{p.name}.log"
+            tail = path.read_text(errors="replace").splitlines()[-tail_lines:] if path.exists() else []
+            out.append(describe_job(p, self.running(p.name), tail))
+        return out
 
     def running(self, name: str) -> bool:
         proc = self.procs[name].process

@@ -9,7 +9,7 @@ import pytest
 
 from hub.kernel.errors import ConfigError
 from hub.kernel.settings import KeystoreSettings, Settings
-from hub.kernel.token import token_config
+from hub.kernel.token import dev_token_action, token_config
 
 
 def prod(tmp_path: Path, **keystore: object) -> Settings:
@@ -38,3 +38,26 @@ def test_production_takes_the_operators_module_and_pin(tmp_path: Path) -> None:
     assert (cfg.module, cfg.label, cfg.pin, cfg.softhsm_conf) == (
         tmp_path / "libvendor.so", "county", "s3cret-pin-of-the-hsm", None
     )
+
+
+
+@pytest.mark.parametrize(
+    ("listed", "marked", "any_token", "final", "expected"),
+    [
+        (1, True, True, False, "ready"),  # the everyday start
+        (0, False, False, False, "initialise"),  # first use
+        (0, True, False, False, "initialise"),  # the tokens were removed, the marker stayed
+        (1, False, True, False, "reinitialise"),  # the per-person layout
+        # the race: a reading while another process rewrites the token file lists no label
+        (0, True, True, False, "look again"),
+        (0, True, True, True, "missing"),  # never a second token of a marked label
+        (0, False, True, False, "look again"),
+        (0, False, True, True, "initialise"),  # a token killed half-way through its initialisation
+        (2, True, True, False, "duplicated"),
+        (2, False, True, True, "duplicated"),
+    ],
+)
+def test_the_dev_token_is_initialised_only_where_none_of_its_label_can_be(
+    listed: int, marked: bool, any_token: bool, final: bool, expected: str
+) -> None:
+    assert dev_token_action(listed, marked, any_token, final=final) == expected
