@@ -48,7 +48,7 @@ def batch_gc(every: int = 1) -> Iterator[BatchGc]:
     (what stays alive meanwhile, e.g. a consumer's prefetched records, is traversed by each
     one: small batches want a larger ``every``); on exit the collector is restored and a
     young collection reclaims the cycles the last batches left. No full collection on exit:
-    it would traverse the whole heap (measured: 200–330 ms at the end of a CAD import, 4–6 %
+    it would traverse the whole heap (measured: 200 to 330 ms at the end of a CAD import, 4 to 6 %
     of it) to find what the restored automatic collector finds in its own time."""
     if every < 1:
         raise ValueError("every must be 1 or more")

@@ -62,7 +62,7 @@ def test_every_n_batches_collects_on_the_nth() -> None:
 
 def test_leaving_the_block_never_traverses_the_whole_heap() -> None:
     """A full collection at the end of a batch job traverses everything the process holds
-    (200–330 ms after a CAD import); leaving the block collects the young objects only."""
+    (200 to 330 ms after a CAD import); leaving the block collects the young objects only."""
     generations: list[int] = []
 
     def record(phase: str, info: dict[str, int]) -> None:
