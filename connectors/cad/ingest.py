@@ -23,6 +23,7 @@ from hub.kernel.gcpolicy import batch_gc
 from hub.kernel.keystore import DeadLetterSealer
 
 CHUNK = 1000
+GC_CHUNKS = 4
 
 
 def mapper_for(profile: Profile, source: str | None = None, keyring: Keyring | None = None) -> Mapper:
@@ -77,7 +78,9 @@ async def ingest_files(
     (the runtime's key store) seals free text per incident."""
     mapper = mapper_for(profile, source, keyring)
     sink = DeadLetterSink(mapper.source, "cad", sealer, profile_ref or profile.name)
-    with batch_gc() as collector:  # a batch job: one young collection per chunk
+    # a batch job: a young collection per GC_CHUNKS chunks (each traverses the chunks in
+    # flight, 6 to 13 ms, and has found no garbage cycle in a CAD import)
+    with batch_gc(GC_CHUNKS) as collector:
 
         def collected() -> Iterator[Sequence[RawRecord]]:
             for path in paths:
