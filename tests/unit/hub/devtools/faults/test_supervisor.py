@@ -30,8 +30,8 @@ def test_unfinished_jobs_report_a_stuck_step_with_its_log(tmp_path: Path) -> Non
         sup.add_service("projector", [sys.executable, "-c", "import time; time.sleep(60)"], {})
         sup.start()
         log = tmp_path / "ingest.log"
-        while "second file" not in (log.read_text() if log.exists() else ""):
-            await asyncio.sleep(0.05)
+        while "second file" not in (log.read_text().splitlines() if log.exists() else []):
+            await asyncio.sleep(0.05)  # the line itself, not the command echoed before it
         report = sup.unfinished_jobs()
         await sup.stop(5)
         return report
