@@ -52,7 +52,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
@@ -242,7 +242,10 @@ LISTING_ATTEMPTS = 8
 LISTING_PAUSE_S = 0.05
 
 
-def dev_token_action(listed: int, marked: bool, any_token: bool, *, final: bool) -> str:
+TokenAction = Literal["ready", "reinitialise", "initialise", "look again", "missing", "duplicated"]
+
+
+def dev_token_action(listed: int, marked: bool, any_token: bool, *, final: bool) -> TokenAction:
     """What :func:`ensure_dev_token` does with the development token (pure), from how many
     slots a ``--show-slots`` reading lists with the label, whether the epoch-layout marker
     is there, whether any token exists on disk, and whether this is the last reading:
