@@ -117,6 +117,14 @@ COLUMNS = (
 )
 
 
+def ratio_text(ratio: float | None) -> str:
+    """A ratio as the table prints it: three decimals below 1, so that a ratio just under
+    a target (0.197 against 0.20) never reads as the target itself."""
+    if ratio is None:
+        return ""
+    return f"{ratio:.3f}" if ratio < 1 else f"{ratio:.2f}"
+
+
 def table(rows: list[Row]) -> str:
     """The result table, then one legend line per row naming its baseline."""
     head = "".join(f"{name:{align}{width}}" for name, align, width in COLUMNS)
@@ -131,7 +139,7 @@ def table(rows: list[Row]) -> str:
             f"{r.sample.seconds:.2f}" if timed else "",
             f"{r.rps:,.0f}{'*' if r.per_cpu else ''}" if timed and r.records else "",
             f"{base:,.0f}" if base is not None else "",
-            f"{ratio:.2f}" if ratio is not None else "",
+            ratio_text(ratio),
             f"{r.sample.peak_mib:.0f}" if timed else "",
             r.measured,
             f"  {r.target}",

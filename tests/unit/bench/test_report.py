@@ -4,7 +4,7 @@ the JSON written next to it."""
 from __future__ import annotations
 
 from bench.measure import Sample
-from bench.report import FAIL, NOT_RUN, PASS, Row, not_run, table, verdict
+from bench.report import FAIL, NOT_RUN, PASS, Row, not_run, ratio_text, table, verdict
 
 
 def test_the_table_lists_every_target_with_its_verdict_and_the_json_holds_the_same() -> None:
@@ -18,7 +18,7 @@ def test_the_table_lists_every_target_with_its_verdict_and_the_json_holds_the_sa
     rows = [ingest, builders, latency, skipped]
     text = table(rows)
     lines = {line.split("  ")[0]: line for line in text.splitlines()}
-    assert ingest.ratio == 0.2 and "0.20" in lines["cad ingest"]
+    assert ingest.ratio == 0.2 and "0.200" in lines["cad ingest"]
     assert lines["cad ingest"].rstrip().endswith(FAIL)
     assert builders.rps == 10_000 and builders.ratio == 1000  # per CPU-second, not per wall second
     assert "10,000*" in lines["HL7 built"]
@@ -28,3 +28,8 @@ def test_the_table_lists_every_target_with_its_verdict_and_the_json_holds_the_sa
     assert [d["verdict"] for d in doc] == [FAIL, PASS, PASS, NOT_RUN]
     assert doc[0]["baseline"]["rps"] == 10_000 and "baseline" not in doc[2]
     assert doc[3]["rps"] is None and doc[1]["rate_per"] == "cpu_second"
+
+
+def test_a_ratio_just_under_its_target_never_prints_as_the_target() -> None:
+    assert ratio_text(0.1971) == "0.197"  # a 2-decimal table showed 0.20 next to a FAIL
+    assert ratio_text(1.72) == "1.72" and ratio_text(645.161) == "645.16" and ratio_text(None) == ""
