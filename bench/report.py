@@ -104,7 +104,7 @@ def not_run(operation: str, target: str, why: str) -> Row:
 
 
 COLUMNS = (
-    ("operation", "<", 28),
+    ("operation", "<", 31),
     ("records", ">", 10),
     ("seconds", ">", 9),
     ("rec/s", ">", 9),
@@ -112,7 +112,7 @@ COLUMNS = (
     ("ratio", ">", 8),
     ("peak MiB", ">", 9),
     ("measured", ">", 14),
-    ("  target", "<", 34),
+    ("target", "<", 34),
     ("verdict", "<", 8),
 )
 
@@ -127,7 +127,7 @@ def ratio_text(ratio: float | None) -> str:
 
 def table(rows: list[Row]) -> str:
     """The result table, then one legend line per row naming its baseline."""
-    head = "".join(f"{name:{align}{width}}" for name, align, width in COLUMNS)
+    head = " ".join(f"{name:{align}{width}}" for name, align, width in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in rows:
         ran = r.verdict != NOT_RUN
@@ -142,10 +142,11 @@ def table(rows: list[Row]) -> str:
             ratio_text(ratio),
             f"{r.sample.peak_mib:.0f}" if timed else "",
             r.measured,
-            f"  {r.target}",
+            r.target,
             r.verdict,
         )
-        lines.append("".join(f"{c:{a}{w}}" for c, (_, a, w) in zip(cells, COLUMNS, strict=True)))
+        # one space between cells: a cell wider than its column never runs into the next one
+        lines.append(" ".join(f"{c:{a}{w}}" for c, (_, a, w) in zip(cells, COLUMNS, strict=True)))
     lines.append("")
     lines.append("* rate per CPU-second of the benchmark process (work per core)")
     lines.append("baselines (same records, same process) and reasons:")
