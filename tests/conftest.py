@@ -35,9 +35,21 @@ from hub.kernel.logs import QUIET_LIBRARIES
 from hub.kernel.namespace import Namespace
 from hub.kernel.settings import PROJECT_ROOT, Settings
 from hub.kernel.topics import TopicReport, ensure_topics
+from tests import teardown_watchdog
 
 # the shared contract tests (tests/contracts) live outside test modules: rewrite their asserts too
 pytest.register_assert_rewrite("tests.contracts")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """The last test's teardown tears the session down too: watched (tests.teardown_watchdog)."""
+    if nextitem is None:
+        teardown_watchdog.arm()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    teardown_watchdog.disarm()
 
 
 def in_ci() -> bool:

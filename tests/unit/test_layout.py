@@ -31,6 +31,7 @@ CROSS_CUTTING = {
     "tests/unit/test_layout.py": "this rule over the test tree",
     "tests/unit/test_privacy_guards.py": "no PHI in logs, errors or dead letters, in every layer",
     "tests/integration/test_services.py": "the shared services and the session fixtures",
+    "tests/unit/test_teardown_watchdog.py": "the watchdog over every test session's teardown",
 }
 #: directories under ``tests/`` that are data, not packages
 NOT_PACKAGES = ("tests/data",)
