@@ -31,13 +31,7 @@ def pending_tasks() -> list[str]:
     for loop in loops:
         if loop.is_closed():
             continue
-        try:
-            tasks = list(asyncio.all_tasks(loop))
-        except RuntimeError:  # the set changed while it was copied: try once more
-            tasks = list(asyncio.all_tasks(loop))
-        for task in tasks:
-            if task.done():
-                continue
+        for task in asyncio.all_tasks(loop):  # the loop's tasks not done (a copy, safe from here)
             frames = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
                       for f in task.get_stack(limit=8)]
             out.append(f"task {task.get_name()} {task.get_coro()!r}\n    " + "\n    ".join(frames))

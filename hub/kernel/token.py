@@ -204,7 +204,7 @@ def ensure_dev_token(settings: Settings) -> TokenConfig:
             if listing.returncode != 0:
                 raise TokenError(f"softhsm2-util --show-slots failed: {listing.stderr.strip()[:300]}")
             action = dev_token_action(
-                _label_count(listing.stdout, cfg.label), marked, any(tokens.glob("*/token.object")),
+                label_count(listing.stdout, cfg.label), marked, any(tokens.glob("*/token.object")),
                 final=attempt == LISTING_ATTEMPTS - 1,
             )
             if action != "look again":
@@ -273,7 +273,7 @@ def dev_token_action(listed: int, marked: bool, any_token: bool, *, final: bool)
     return "missing" if marked else "initialise"
 
 
-def _label_count(show_slots: str, label: str) -> int:
+def label_count(show_slots: str, label: str) -> int:
     """How many slots of a ``--show-slots`` listing hold a token labelled ``label``."""
     return sum(
         1

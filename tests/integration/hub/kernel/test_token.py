@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub.kernel.settings import Settings
-from hub.kernel.token import LAYOUT, ensure_dev_token, softhsm_dir, softhsm_module
+from hub.kernel.token import LAYOUT, ensure_dev_token, label_count, softhsm_dir, softhsm_module
 from tests.conftest import in_ci
 
 pytestmark = pytest.mark.integration
@@ -80,16 +80,14 @@ def test_starting_while_other_processes_write_the_token_never_makes_a_second_one
     env = {**os.environ, "SOFTHSM2_CONF": str(cfg.softhsm_conf)}
     # one writer: two SoftHSM2 processes writing at once fail each other's calls (GeneralError)
     # until one stops, a development-only limit of its file store that the hub does not meet
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(cfg.module), cfg.label, cfg.pin], env=env)]
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(cfg.module), cfg.label, cfg.pin], env=env)
     try:
         for _ in range(150):
             ensure_dev_token(settings)
     finally:
-        for w in writers:
-            w.kill()
-            w.wait()
+        writer.kill()
+        writer.wait()
     listing = subprocess.run(["softhsm2-util", "--show-slots"], env=env, capture_output=True, text=True,
                              check=True).stdout
-    labels = [ln.split(":", 1)[1].strip() for ln in listing.splitlines() if ln.strip().startswith("Label:")]
-    assert labels.count(cfg.label) == 1
+    assert label_count(listing, cfg.label) == 1
     assert len(list((softhsm_dir(settings) / "tokens").glob("*/token.object"))) == 1
