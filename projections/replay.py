@@ -17,8 +17,11 @@ bounded memory that splits its work over worker processes.
    primary keys, unique constraints and indexes dropped), in one transaction per worker.
    No worker waits on another's locks, and no record or row travels between processes.
 4. *Finish.* This process loads the summed outcome counts, the positions and the
-   vocabularies, rebuilds the keys and indexes (by sorting, over two connections) and
-   ``ANALYZE``-s; then, in one transaction, the target schema's (empty) read-model tables
+   vocabularies, ``VACUUM (ANALYZE)``-s every table before its indexes exist (one pass
+   over each heap: hint bits and the visibility map set, statistics gathered, so that no
+   autovacuum rewrites millions of fresh rows once they are live and index-only scans work
+   from the first query), rebuilds the keys and indexes (by sorting, over two
+   connections); then, in one transaction, the target schema's (empty) read-model tables
    are replaced by the staging tables. A failure at any step drops the staging schema and
    leaves the target as empty as it was; a duplicate the load let in fails its primary key
    (``asyncpg.UniqueViolationError``) rather than being stored twice.
@@ -99,7 +102,7 @@ log = logging.getLogger(__name__)
 GUARD_BATCH = 2000
 #: GUARD_BATCHes per garbage collection while reading (each one traverses the prefetched records)
 SCAN_GC_BATCHES = 25
-#: connections that rebuild the keys and indexes at the end
+#: connections that vacuum the tables and rebuild the keys and indexes at the end
 INDEX_CONNECTIONS = 2
 R = TypeVar("R")
 
@@ -255,8 +258,8 @@ async def replay_into(
         "read": round(read_at - started, 2), "plan": round(planned_at - read_at, 2),
         "load": round(loaded_at - planned_at, 2), "finish": round(time.perf_counter() - loaded_at, 2),
     }
-    log.info("replay into %s: %d facts, %d rows loaded by %d loader(s) in %.1f s; keys, indexes, "
-             "ANALYZE, swap %.1f s", schema, stats.facts, stats.rows, len(loads), loaded_at - planned_at,
+    log.info("replay into %s: %d facts, %d rows loaded by %d loader(s) in %.1f s; VACUUM, keys, "
+             "indexes, swap %.1f s", schema, stats.facts, stats.rows, len(loads), loaded_at - planned_at,
              time.perf_counter() - loaded_at)
     return stats
 
@@ -494,12 +497,12 @@ async def finish(
     settings: Settings, staging: Staging, schema: str, counts: Counter[Cell],
     positions: dict[tuple[str, int], int], cfg: FoldConfig,
 ) -> int:
-    """Load the outcome counts, positions and vocabularies into ``staging``, rebuild its
-    indexes (over :data:`INDEX_CONNECTIONS` connections at once, the largest tables' first),
-    its keys (adopting their indexes) and ``ANALYZE`` it, then replace ``schema``'s read-model
-    tables by ``staging``'s in one transaction, unless ``schema`` holds facts by then (a
-    :class:`ReplayError`: two replays into one schema, the first to finish wins). Returns the
-    rows loaded here."""
+    """Load the outcome counts, positions and vocabularies into ``staging``, ``VACUUM
+    (ANALYZE)`` its tables, rebuild its indexes (over :data:`INDEX_CONNECTIONS` connections
+    at once, the largest tables' first) and its keys (adopting their indexes), then replace
+    ``schema``'s read-model tables by ``staging``'s in one transaction, unless ``schema``
+    holds facts by then (a :class:`ReplayError`: two replays into one schema, the first to
+    finish wins). Returns the rows loaded here."""
     tail = {
         T.OUTCOME_COUNTS.name: count_rows(counts),
         T.POSITIONS.name: {
@@ -519,6 +522,14 @@ async def finish(
         tables = sorted(sizes, key=lambda t: -sizes[t])
         todo = sorted(restore.indexes, key=lambda ix: -sizes.get(ix[0], 0))  # largest tables first
 
+        async def vacuum(share: list[str]) -> None:
+            async with owner.acquire() as conn:
+                for table in share:
+                    await conn.execute(f'VACUUM (ANALYZE) "{name}"."{table}"')
+
+        # before the indexes: one pass over each heap and nothing else to vacuum
+        await asyncio.gather(*(vacuum(tables[i::INDEX_CONNECTIONS]) for i in range(INDEX_CONNECTIONS)))
+
         async def build() -> None:
             async with owner.acquire() as conn:
                 await conn.execute("SET maintenance_work_mem = '256MB'")
@@ -530,14 +541,6 @@ async def finish(
         async with owner.acquire() as conn:
             for stmt in restore.constraints:
                 await conn.execute(stmt)
-        analyze = [tables[i::INDEX_CONNECTIONS] for i in range(INDEX_CONNECTIONS)]
-
-        async def analyze_all(share: list[str]) -> None:
-            async with owner.acquire() as conn:
-                for table in share:
-                    await conn.execute(f'ANALYZE "{name}"."{table}"')
-
-        await asyncio.gather(*(analyze_all(share) for share in analyze))
         async with owner.acquire() as conn, conn.transaction():
             await conn.execute(f'LOCK TABLE "{schema}".facts IN ACCESS EXCLUSIVE MODE')
             if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM "{schema}".facts)'):  # another replay won

@@ -42,6 +42,21 @@ async def test_workers_rebuild_what_one_process_rebuilds(proj_rt: Runtime) -> No
         assert await schemas_like(rt, f"{schema}_rb") == []
     with pytest.raises(ReplayError):  # a schema holding read models is not rebuilt into
         await replay_into(rt.settings, rt.pool, rt.kafka, one)
+    # the rows arrive vacuumed: every page all-visible (no autovacuum pass over the fresh
+    # rows once they are live; index-only scans from the first query) and analyzed
+    for schema in (one, two):
+        tables = await rt.pool.fetch(
+            """SELECT c.relname, c.relpages, c.relallvisible, s.last_vacuum, s.last_analyze
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_stat_user_tables s ON s.relid = c.oid
+                WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'schema_migrations'""",
+            schema,  # (the target's own record of its migrations is not rebuilt)
+        )
+        facts = next(t for t in tables if t["relname"] == "facts")
+        assert facts["relpages"] > 0
+        for t in tables:
+            assert t["relallvisible"] == t["relpages"], dict(t)
+            assert t["last_vacuum"] is not None and t["last_analyze"] is not None, dict(t)
 
 
 async def test_a_failed_rebuild_leaves_the_target_empty_and_no_staging_schema(
