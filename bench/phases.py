@@ -508,10 +508,12 @@ async def cad_ingest_and_rebuild(ws: Workspace, tmp: Path, days: int, per_day: i
         total = await count_records(settings)
 
         schema = ws.schema("rebuild")
+        await ws.settle()
         with measured() as ours:
             stats = await replay_into(settings, rt.pool, rt.kafka, schema, keys=rt.keyring)
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema("floor"))
+        await ws.settle()
         expect(
             stats.records == floor == total,
             f"rebuild: replay read {stats.records}, floor {floor}, log {total}",

@@ -470,9 +470,11 @@ async def scale_rebuild(ws: Workspace, events: int, copy_floor: Any) -> list[Row
         started = time.perf_counter()
         sent = await produce_signed(rt, county_log(events, f"s{label}"))
         setup = time.perf_counter() - started
+        await ws.settle()
         stats, ours, ours_tree = await asyncio.to_thread(hub_replay, settings, ws.schema(f"scale{label}"))
         with measured() as base:
             floor = await copy_floor(settings, rt, ws.schema(f"floor{label}"))
+        await ws.settle()
         stats2, two, two_tree = await asyncio.to_thread(
             hub_replay, settings, ws.schema(f"scale{label}w"), SCALE_WORKERS
         )

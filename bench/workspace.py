@@ -59,6 +59,19 @@ class Workspace:
         self.schemas.append(schema)
         return schema
 
+    async def settle(self) -> None:
+        """``VACUUM (ANALYZE)`` every table of the run's schemas (outside any measurement),
+        so that the autovacuum an earlier phase's rows would trigger (the event index after
+        an ingest, a floor's scratch table) does not run inside the next measurement. A table
+        vacuumed already is skipped page by page (its visibility map)."""
+        async with open_pool(self.base, role="owner", max_size=1) as pool:
+            tables = await pool.fetch(
+                "SELECT schemaname, tablename FROM pg_tables WHERE schemaname = ANY($1::text[])",
+                self.schemas,
+            )
+            for t in tables:
+                await pool.execute(f'VACUUM (ANALYZE) "{t["schemaname"]}"."{t["tablename"]}"')
+
     async def cleanup(self) -> list[str]:
         """Remove everything registered; returns the problems (cleanup never raises, so
         that one failure does not leave the rest behind)."""
