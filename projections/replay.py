@@ -19,10 +19,11 @@ bounded memory that splits its work over worker processes.
 4. *Finish.* This process loads the summed outcome counts, the positions and the
    vocabularies, ``VACUUM (ANALYZE)``-s every table before its indexes exist (one pass
    over each heap: hint bits and the visibility map set, statistics gathered, so that no
-   autovacuum rewrites millions of fresh rows once they are live and index-only scans work
-   from the first query), rebuilds the keys and indexes (by sorting, over two
-   connections); then, in one transaction, the target schema's (empty) read-model tables
-   are replaced by the staging tables. A failure at any step drops the staging schema and
+   autovacuum pass over millions of fresh rows follows once they are live — one that still
+   comes skips their all-visible pages — and index-only scans work from the first query),
+   rebuilds the keys and indexes (by sorting, over two connections); then, in one
+   transaction, the target schema's (empty) read-model tables are replaced by the staging
+   tables. A failure at any step drops the staging schema and
    leaves the target as empty as it was; a duplicate the load let in fails its primary key
    (``asyncpg.UniqueViolationError``) rather than being stored twice.
 
