@@ -23,8 +23,8 @@ bounded memory that splits its work over worker processes.
    comes skips their all-visible pages — and index-only scans work from the first query),
    rebuilds the keys and indexes (by sorting, over two connections); then, in one
    transaction, the target schema's (empty) read-model tables are replaced by the staging
-   tables. A failure at any step drops the staging schema and
-   leaves the target as empty as it was; a duplicate the load let in fails its primary key
+   tables. A failure at any step drops the staging schema and leaves the target as empty
+   as it was; a duplicate the load let in fails its primary key
    (``asyncpg.UniqueViolationError``) rather than being stored twice.
 
 Two cut-offs, combinable: ``as_of`` — *known at*: only events whose ``recordedat`` is at or
